@@ -1,0 +1,7 @@
+//! Puts MLX's shared library folder (published by mlx-sys as `DEP_MLX_LIBDIR`) on the
+//! run-time search path of this package's examples and tests, so they run with no
+//! `LD_LIBRARY_PATH`.
+fn main() {
+    let libdir = std::env::var("DEP_MLX_LIBDIR").expect("mlx-sys publishes DEP_MLX_LIBDIR");
+    println!("cargo:rustc-link-arg=-Wl,-rpath,{libdir}");
+}

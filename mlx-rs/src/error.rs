@@ -1,0 +1,106 @@
+//! The one error type of this crate, and the bridge from MLX's error handler to it.
+//!
+//! mlx-c reports failures by calling a process-wide error handler and returning a non-zero
+//! code. Its default handler prints the message and calls `exit(-1)`. This crate installs
+//! its own handler (once, before the first fallible call): it stores the message in a
+//! thread-local slot, and the call site turns the code plus message into [`Error::Mlx`].
+
+use std::cell::RefCell;
+use std::ffi::{c_char, c_void, CStr};
+use std::panic::Location;
+use std::sync::Once;
+
+/// Everything that can go wrong in this crate.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// MLX rejected an operation (bad shapes, axes, dtypes, files, …).
+    #[error("{message} (at {location})")]
+    Mlx {
+        /// MLX's own message.
+        message: String,
+        /// The Rust call that failed.
+        location: &'static Location<'static>,
+    },
+    /// A value was read as a Rust type that does not match the array's dtype.
+    #[error("dtype mismatch: the array holds {found:?}, but {expected:?} was requested")]
+    DtypeMismatch {
+        /// The dtype the Rust type corresponds to.
+        expected: crate::Dtype,
+        /// The array's dtype.
+        found: crate::Dtype,
+    },
+    /// A shape, size or index that does not fit what the operation needs.
+    #[error("shape error: {0}")]
+    Shape(String),
+    /// An argument that cannot be valid (checked on the Rust side before calling MLX).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// A Rust closure called by MLX (in a transform or compiled function) returned an error.
+    #[error("closure failed: {0}")]
+    Closure(String),
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;
+
+thread_local! {
+    static LAST_MESSAGE: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+static INSTALL: Once = Once::new();
+
+unsafe extern "C" fn store_message(msg: *const c_char, _data: *mut c_void) {
+    let text = if msg.is_null() {
+        "unknown MLX error".to_string()
+    } else {
+        // SAFETY: mlx-c passes a NUL-terminated message valid for this call.
+        unsafe { CStr::from_ptr(msg) }
+            .to_string_lossy()
+            .into_owned()
+    };
+    // Never unwind out of this callback: `try_with` fails only during thread teardown.
+    let _ = LAST_MESSAGE.try_with(|m| *m.borrow_mut() = Some(text));
+}
+
+/// Installs this crate's error handler in place of mlx-c's exiting one. Idempotent and
+/// cheap; every fallible entry point calls it.
+pub fn install_error_handler() {
+    INSTALL.call_once(|| {
+        // SAFETY: `store_message` is a plain function that never unwinds; no user data.
+        unsafe { mlx_sys::mlx_set_error_handler(Some(store_message), std::ptr::null_mut(), None) };
+    });
+}
+
+/// Takes the message MLX left for this thread (if any).
+pub(crate) fn take_message() -> Option<String> {
+    LAST_MESSAGE.with(|m| m.borrow_mut().take())
+}
+
+/// Turns an mlx-c return code into a `Result`.
+#[allow(dead_code)]
+#[track_caller]
+pub(crate) fn check(code: i32) -> Result<()> {
+    if code == 0 {
+        Ok(())
+    } else {
+        Err(mlx_error(Location::caller()))
+    }
+}
+
+/// Builds [`Error::Mlx`] from the pending message.
+pub(crate) fn mlx_error(location: &'static Location<'static>) -> Error {
+    Error::Mlx {
+        message: take_message()
+            .unwrap_or_else(|| "MLX reported a failure without a message".into()),
+        location,
+    }
+}

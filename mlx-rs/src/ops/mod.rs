@@ -1,0 +1,72 @@
+//! Operations on arrays, as free functions and as [`Array`] methods.
+//!
+//! Every op is lazy (it adds a node to the graph), runs on the thread's current stream
+//! (see [`with_stream`](crate::with_stream)), and returns `Result`: MLX's complaints about
+//! shapes, axes and dtypes come back as [`Error::Mlx`](crate::Error::Mlx).
+
+use crate::raw::stream_op;
+use crate::{Array, Dtype, Result};
+use mlx_sys as sys;
+
+/// Defines free functions over one array plus the matching `Array` methods.
+macro_rules! unary_ops {
+    ($($(#[$doc:meta])* $name:ident => $ffi:ident;)*) => {
+        $(
+            $(#[$doc])*
+            #[track_caller]
+            pub fn $name(a: &Array) -> Result<Array> {
+                stream_op(|res, s| unsafe { mlx_sys::$ffi(res, a.as_raw(), s) })
+            }
+        )*
+        impl Array {
+            $(
+                $(#[$doc])*
+                #[track_caller]
+                pub fn $name(&self) -> Result<Array> {
+                    $name(self)
+                }
+            )*
+        }
+    };
+}
+
+/// Defines free functions over two arrays plus the matching `Array` methods.
+macro_rules! binary_ops {
+    ($($(#[$doc:meta])* $name:ident => $ffi:ident;)*) => {
+        $(
+            $(#[$doc])*
+            #[track_caller]
+            pub fn $name(a: &Array, b: &Array) -> Result<Array> {
+                stream_op(|res, s| unsafe { mlx_sys::$ffi(res, a.as_raw(), b.as_raw(), s) })
+            }
+        )*
+        impl Array {
+            $(
+                $(#[$doc])*
+                #[track_caller]
+                pub fn $name(&self, other: &Array) -> Result<Array> {
+                    $name(self, other)
+                }
+            )*
+        }
+    };
+}
+
+mod arithmetic;
+mod creation;
+
+pub use arithmetic::*;
+pub use creation::*;
+
+/// The same values as `dtype` (lazy).
+#[track_caller]
+pub fn astype(a: &Array, dtype: Dtype) -> Result<Array> {
+    stream_op(|res, s| unsafe { sys::mlx_astype(res, a.as_raw(), dtype.to_raw(), s) })
+}
+
+/// A dense copy of `a` (row-major, or column-major when `allow_col_major` and `a` already
+/// is); returns `a`'s data unchanged when it is already dense.
+#[track_caller]
+pub fn contiguous(a: &Array, allow_col_major: bool) -> Result<Array> {
+    stream_op(|res, s| unsafe { sys::mlx_contiguous(res, a.as_raw(), allow_col_major, s) })
+}

@@ -1,0 +1,188 @@
+//! The audited bridge to mlx-c: every FFI call that produces arrays goes through the
+//! helpers here, which install the error handler, own the out-handles, free them on
+//! failure, and turn return codes into [`Error`](crate::Error)s at the Rust call site.
+
+// Some helpers serve op families that are still being added.
+#![allow(dead_code)]
+
+use crate::error::{install_error_handler, mlx_error};
+use crate::{Array, Result};
+use mlx_sys as sys;
+use std::ffi::{c_int, CStr};
+use std::panic::Location;
+
+/// Runs an mlx-c call that writes one array into its out-parameter.
+#[track_caller]
+pub(crate) fn array_op(f: impl FnOnce(*mut sys::mlx_array) -> c_int) -> Result<Array> {
+    install_error_handler();
+    // SAFETY: a fresh empty handle; freed below on failure or owned by the Array.
+    let mut res = unsafe { sys::mlx_array_new() };
+    if f(&mut res) != 0 {
+        // SAFETY: `res` came from mlx_array_new and is not used afterwards.
+        unsafe { sys::mlx_array_free(res) };
+        return Err(mlx_error(Location::caller()));
+    }
+    Ok(Array::from_raw(res))
+}
+
+/// Runs an mlx-c call that writes two arrays.
+#[track_caller]
+pub(crate) fn array_pair_op(
+    f: impl FnOnce(*mut sys::mlx_array, *mut sys::mlx_array) -> c_int,
+) -> Result<(Array, Array)> {
+    install_error_handler();
+    // SAFETY: fresh handles, owned by the Arrays built right after the call.
+    let (mut ra, mut rb) = unsafe { (sys::mlx_array_new(), sys::mlx_array_new()) };
+    let code = f(&mut ra, &mut rb);
+    let (a, b) = (Array::from_raw(ra), Array::from_raw(rb));
+    if code != 0 {
+        return Err(mlx_error(Location::caller()));
+    }
+    Ok((a, b))
+}
+
+/// Runs an mlx-c call that writes a vector of arrays.
+#[track_caller]
+pub(crate) fn vector_op(f: impl FnOnce(*mut sys::mlx_vector_array) -> c_int) -> Result<Vec<Array>> {
+    install_error_handler();
+    let mut vec = VectorArray::empty();
+    if f(&mut vec.0) != 0 {
+        return Err(mlx_error(Location::caller()));
+    }
+    vec.to_vec()
+}
+
+/// Runs an mlx-c call that only returns a status code.
+#[track_caller]
+pub(crate) fn status(f: impl FnOnce() -> c_int) -> Result<()> {
+    install_error_handler();
+    if f() != 0 {
+        return Err(mlx_error(Location::caller()));
+    }
+    Ok(())
+}
+
+/// An owned `mlx_vector_array`.
+pub(crate) struct VectorArray(pub(crate) sys::mlx_vector_array);
+
+impl VectorArray {
+    pub(crate) fn empty() -> Self {
+        // SAFETY: creates an empty vector, owned by the returned value.
+        VectorArray(unsafe { sys::mlx_vector_array_new() })
+    }
+
+    /// Copies the handles of `arrays` (MLX shares the underlying data).
+    pub(crate) fn from_arrays<A: AsRef<Array>>(arrays: &[A]) -> Self {
+        let raws: Vec<sys::mlx_array> = arrays.iter().map(|a| a.as_ref().as_raw()).collect();
+        // SAFETY: `raws` holds live handles for the duration of the call; mlx copies them.
+        VectorArray(unsafe { sys::mlx_vector_array_new_data(raws.as_ptr(), raws.len()) })
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        // SAFETY: `self.0` is a live vector.
+        unsafe { sys::mlx_vector_array_size(self.0) }
+    }
+
+    #[track_caller]
+    pub(crate) fn to_vec(&self) -> Result<Vec<Array>> {
+        (0..self.len())
+            .map(|i| array_op(|res| unsafe { sys::mlx_vector_array_get(res, self.0, i) }))
+            .collect()
+    }
+}
+
+impl Drop for VectorArray {
+    fn drop(&mut self) {
+        // SAFETY: owned handle, freed once.
+        unsafe { sys::mlx_vector_array_free(self.0) };
+    }
+}
+
+/// An owned `mlx_string`.
+pub(crate) struct MlxString(pub(crate) sys::mlx_string);
+
+impl MlxString {
+    pub(crate) fn new() -> Self {
+        // SAFETY: creates an empty string, owned by the returned value.
+        MlxString(unsafe { sys::mlx_string_new() })
+    }
+
+    pub(crate) fn from_str(s: &str) -> Result<Self> {
+        let c = std::ffi::CString::new(s).map_err(|_| {
+            crate::Error::InvalidArgument(format!("string contains a NUL byte: {s:?}"))
+        })?;
+        // SAFETY: `c` is a valid C string; mlx copies it.
+        Ok(MlxString(unsafe { sys::mlx_string_new_data(c.as_ptr()) }))
+    }
+
+    pub(crate) fn to_string_lossy(&self) -> String {
+        // SAFETY: mlx_string_data returns NUL-terminated data owned by `self` (or null).
+        let p = unsafe { sys::mlx_string_data(self.0) };
+        if p.is_null() {
+            return String::new();
+        }
+        // SAFETY: non-null NUL-terminated string that outlives this borrow.
+        unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+    }
+}
+
+impl Drop for MlxString {
+    fn drop(&mut self) {
+        // SAFETY: owned handle, freed once.
+        unsafe { sys::mlx_string_free(self.0) };
+    }
+}
+
+/// Runs an mlx-c op that writes one array and takes the current stream last.
+#[track_caller]
+pub(crate) fn stream_op(
+    f: impl FnOnce(*mut sys::mlx_array, sys::mlx_stream) -> c_int,
+) -> Result<Array> {
+    let location = Location::caller();
+    install_error_handler();
+    crate::stream::with_current_raw(|s| {
+        // SAFETY: a fresh empty handle; owned by the Array (freed on drop either way).
+        let mut res = unsafe { sys::mlx_array_new() };
+        let code = f(&mut res, s);
+        let out = Array::from_raw(res);
+        if code != 0 {
+            return Err(mlx_error(location));
+        }
+        Ok(out)
+    })?
+}
+
+/// Runs an mlx-c op that writes two arrays and takes the current stream last.
+#[track_caller]
+pub(crate) fn stream_pair_op(
+    f: impl FnOnce(*mut sys::mlx_array, *mut sys::mlx_array, sys::mlx_stream) -> c_int,
+) -> Result<(Array, Array)> {
+    let location = Location::caller();
+    install_error_handler();
+    crate::stream::with_current_raw(|s| {
+        // SAFETY: fresh handles, owned by the Arrays built right after the call.
+        let (mut ra, mut rb) = unsafe { (sys::mlx_array_new(), sys::mlx_array_new()) };
+        let code = f(&mut ra, &mut rb, s);
+        let (a, b) = (Array::from_raw(ra), Array::from_raw(rb));
+        if code != 0 {
+            return Err(mlx_error(location));
+        }
+        Ok((a, b))
+    })?
+}
+
+/// Runs an mlx-c op that writes a vector of arrays and takes the current stream last.
+#[track_caller]
+pub(crate) fn stream_vector_op(
+    f: impl FnOnce(*mut sys::mlx_vector_array, sys::mlx_stream) -> c_int,
+) -> Result<Vec<Array>> {
+    let location = Location::caller();
+    install_error_handler();
+    crate::stream::with_current_raw(|s| {
+        let mut vec = VectorArray::empty();
+        if f(&mut vec.0, s) != 0 {
+            return Err(mlx_error(location));
+        }
+        vec.to_vec()
+    })?
+}

@@ -1,0 +1,206 @@
+//! Streams: ordered queues of work on a device, and the choice of stream for each op.
+//!
+//! Every op runs on the *current stream* of the calling thread: the innermost stream
+//! set by [`with_stream`] (or [`with_device`]), else the default stream of the default
+//! device. Arrays live in unified memory, so an array made on one stream can be used by
+//! ops on any other stream without copies; MLX inserts the needed synchronisation.
+//!
+//! # Threads
+//!
+//! Since MLX 0.32 streams are *thread-affine*: a stream's GPU command encoder belongs to
+//! the thread that created it, and evaluating on it from another thread fails. So
+//! [`Stream`] is neither `Send` nor `Sync`: make streams on the thread that uses them
+//! (each thread gets its own default streams). [`Array`](crate::Array) is `Send`: an
+//! array can be moved to another thread and used there; evaluate it on streams of that
+//! thread.
+
+use crate::device::Device;
+use crate::raw::{status, MlxString};
+use crate::Result;
+use mlx_sys as sys;
+use std::cell::RefCell;
+use std::marker::PhantomData;
+
+/// A queue of work on one device. Not `Send`/`Sync`: see the [module docs](self).
+pub struct Stream {
+    raw: sys::mlx_stream,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl Stream {
+    fn from_raw(raw: sys::mlx_stream) -> Stream {
+        Stream {
+            raw,
+            _not_send: PhantomData,
+        }
+    }
+
+    /// A new stream on `device`, owned by this thread.
+    pub fn new(device: &Device) -> Stream {
+        // SAFETY: creates a new handle, owned by the returned value.
+        Stream::from_raw(unsafe { sys::mlx_stream_new_device(device.as_raw()) })
+    }
+
+    /// This thread's default stream on `device`.
+    pub fn default_for(device: &Device) -> Result<Stream> {
+        let mut s = Stream::from_raw(unsafe { sys::mlx_stream_new() });
+        status(|| unsafe { sys::mlx_get_default_stream(&mut s.raw, device.as_raw()) })?;
+        Ok(s)
+    }
+
+    /// This thread's default CPU stream.
+    pub fn cpu() -> Stream {
+        // SAFETY: returns a new handle, owned by the returned value.
+        Stream::from_raw(unsafe { sys::mlx_default_cpu_stream_new() })
+    }
+
+    /// This thread's default GPU stream (fails at first use if there is no GPU).
+    pub fn gpu() -> Stream {
+        // SAFETY: returns a new handle, owned by the returned value.
+        Stream::from_raw(unsafe { sys::mlx_default_gpu_stream_new() })
+    }
+
+    /// Makes this stream the default one for its device on this thread.
+    pub fn set_as_default(&self) -> Result<()> {
+        status(|| unsafe { sys::mlx_set_default_stream(self.raw) })?;
+        forget_cached_default();
+        Ok(())
+    }
+
+    /// The device this stream runs on.
+    pub fn device(&self) -> Result<Device> {
+        let mut dev = Device::cpu();
+        status(|| unsafe { sys::mlx_stream_get_device(dev.as_raw_mut(), self.raw) })?;
+        Ok(dev)
+    }
+
+    /// The stream's index.
+    pub fn index(&self) -> Result<i32> {
+        let mut i = 0;
+        status(|| unsafe { sys::mlx_stream_get_index(&mut i, self.raw) })?;
+        Ok(i)
+    }
+
+    /// Blocks until all work queued on this stream has finished.
+    pub fn synchronize(&self) -> Result<()> {
+        status(|| unsafe { sys::mlx_synchronize(self.raw) })
+    }
+
+    /// Runs `f` with this stream as the current stream of the thread.
+    pub fn scope<R>(&self, f: impl FnOnce() -> R) -> R {
+        with_stream(self, f)
+    }
+
+    #[allow(dead_code)]
+    pub(crate) fn as_raw(&self) -> sys::mlx_stream {
+        self.raw
+    }
+}
+
+impl Clone for Stream {
+    fn clone(&self) -> Stream {
+        let mut s = Stream::from_raw(unsafe { sys::mlx_stream_new() });
+        // SAFETY: copies a live handle into an owned one.
+        unsafe { sys::mlx_stream_set(&mut s.raw, self.raw) };
+        s
+    }
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        // SAFETY: owned handle, freed once.
+        unsafe { sys::mlx_stream_free(self.raw) };
+    }
+}
+
+impl PartialEq for Stream {
+    fn eq(&self, other: &Stream) -> bool {
+        // SAFETY: reads two live handles.
+        unsafe { sys::mlx_stream_equal(self.raw, other.raw) }
+    }
+}
+
+impl std::fmt::Debug for Stream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut s = MlxString::new();
+        // SAFETY: writes into an owned string handle.
+        if unsafe { sys::mlx_stream_tostring(&mut s.0, self.raw) } == 0 {
+            f.write_str(&s.to_string_lossy())
+        } else {
+            f.write_str("Stream(?)")
+        }
+    }
+}
+
+thread_local! {
+    /// Streams pushed by `with_stream`, innermost last.
+    static SCOPED: RefCell<Vec<Stream>> = const { RefCell::new(Vec::new()) };
+    /// The default stream of the default device, cached for this thread.
+    static DEFAULT: RefCell<Option<Stream>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` with `stream` as the current stream of this thread: every op inside `f`
+/// (that names no other stream) runs there.
+///
+/// ```
+/// use mlx_rs::{Array, Stream, with_stream};
+/// let s = Stream::cpu();
+/// let y = with_stream(&s, || Array::from_slice(&[1.0f32, 2.0], &[2])?.square()).unwrap();
+/// assert_eq!(y.to_vec::<f32>().unwrap(), vec![1.0, 4.0]);
+/// ```
+pub fn with_stream<R>(stream: &Stream, f: impl FnOnce() -> R) -> R {
+    struct Pop;
+    impl Drop for Pop {
+        fn drop(&mut self) {
+            let _ = SCOPED.try_with(|s| s.borrow_mut().pop());
+        }
+    }
+    SCOPED.with(|s| s.borrow_mut().push(stream.clone()));
+    let _pop = Pop;
+    f()
+}
+
+/// Runs `f` with this thread's default stream of `device` as the current stream.
+pub fn with_device<R>(device: &Device, f: impl FnOnce() -> R) -> Result<R> {
+    let s = Stream::default_for(device)?;
+    Ok(with_stream(&s, f))
+}
+
+/// The stream ops on this thread run on right now.
+pub fn current_stream() -> Result<Stream> {
+    with_current_raw(|raw| {
+        let mut s = Stream::from_raw(unsafe { sys::mlx_stream_new() });
+        // SAFETY: copies a live handle into an owned one.
+        unsafe { sys::mlx_stream_set(&mut s.raw, raw) };
+        s
+    })
+}
+
+/// Calls `f` with the raw handle of the current stream (valid for the call).
+pub(crate) fn with_current_raw<R>(f: impl FnOnce(sys::mlx_stream) -> R) -> Result<R> {
+    let scoped = SCOPED.with(|s| s.borrow().last().map(|s| s.raw));
+    if let Some(raw) = scoped {
+        return Ok(f(raw));
+    }
+    let cached = DEFAULT.with(|d| d.borrow().as_ref().map(|s| s.raw));
+    let raw = match cached {
+        Some(raw) => raw,
+        None => {
+            let dev = Device::default_device()?;
+            let s = Stream::default_for(&dev)?;
+            let raw = s.raw;
+            DEFAULT.with(|d| *d.borrow_mut() = Some(s));
+            raw
+        }
+    };
+    Ok(f(raw))
+}
+
+pub(crate) fn forget_cached_default() {
+    let _ = DEFAULT.try_with(|d| d.borrow_mut().take());
+}
+
+/// Blocks until all work queued on this thread's default stream has finished.
+pub fn synchronize() -> Result<()> {
+    status(|| unsafe { sys::mlx_synchronize_default() })
+}

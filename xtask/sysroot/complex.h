@@ -1,0 +1,1 @@
+/* Minimal <complex.h> for bindings generation (see stddef.h). */

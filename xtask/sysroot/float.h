@@ -1,0 +1,1 @@
+/* Minimal <float.h> for bindings generation (see stddef.h). */

@@ -1,0 +1,2 @@
+/* Minimal <stdlib.h> for bindings generation (see stddef.h). */
+#include <stddef.h>
