@@ -1,7 +1,4 @@
-//! Element-wise arithmetic and matrix products.
-
-use crate::raw::stream_op;
-use crate::{Array, Result};
+//! Element-wise arithmetic and `matmul`.
 
 binary_ops! {
     /// `a + b`, element-wise with broadcasting.
@@ -23,18 +20,4 @@ unary_ops! {
     square => mlx_square;
     /// Square root, element-wise.
     sqrt => mlx_sqrt;
-}
-
-/// Sum of all elements (a 0-d array).
-#[track_caller]
-pub fn sum_all(a: &Array, keepdims: bool) -> Result<Array> {
-    stream_op(|res, s| unsafe { mlx_sys::mlx_sum(res, a.as_raw(), keepdims, s) })
-}
-
-impl Array {
-    /// Sum of all elements (a 0-d array).
-    #[track_caller]
-    pub fn sum_all(&self) -> Result<Array> {
-        sum_all(self, false)
-    }
 }

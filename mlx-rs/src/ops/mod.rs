@@ -53,10 +53,30 @@ macro_rules! binary_ops {
 }
 
 mod arithmetic;
+mod comparison;
+mod conv;
 mod creation;
+mod indexing;
+mod logical;
+mod math;
+mod products;
+mod quantized;
+mod reduction;
+mod shape;
+mod sort;
 
 pub use arithmetic::*;
+pub use comparison::*;
+pub use conv::*;
 pub use creation::*;
+pub use indexing::*;
+pub use logical::*;
+pub use math::*;
+pub use products::*;
+pub use quantized::*;
+pub use reduction::*;
+pub use shape::*;
+pub use sort::*;
 
 /// The same values as `dtype` (lazy).
 #[track_caller]

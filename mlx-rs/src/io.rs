@@ -1,0 +1,1 @@
+//! Loading and saving arrays: safetensors (files and in memory, with metadata), gguf, and `.npy`.

@@ -1,0 +1,1 @@
+//! Memory accounting and limits of MLX's allocator.

@@ -1,0 +1,1 @@
+//! `std::ops` operators for arrays and scalars.

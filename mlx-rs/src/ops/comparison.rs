@@ -1,0 +1,1 @@
+//! Comparisons, predicates (isnan, isclose, …) and `where`.

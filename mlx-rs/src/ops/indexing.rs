@@ -1,0 +1,1 @@
+//! Gather/scatter style ops: take, slice, slice updates, scatter, put/take along axis, masked scatter.

@@ -1,0 +1,1 @@
+//! Element-wise math: exponentials, logs, trigonometry, rounding, special functions.

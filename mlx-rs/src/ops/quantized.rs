@@ -1,0 +1,1 @@
+//! Quantization and quantized / gathered matrix products.

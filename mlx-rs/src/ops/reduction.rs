@@ -1,0 +1,1 @@
+//! Reductions (sum, mean, max, …), arg-reductions, cumulative ops, softmax and logsumexp.

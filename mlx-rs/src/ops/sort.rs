@@ -1,0 +1,1 @@
+//! Sorting, partitioning, top-k and searchsorted.

@@ -1,0 +1,1 @@
+//! Random number generation with explicit or global keys.

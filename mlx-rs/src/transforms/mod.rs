@@ -1,0 +1,1 @@
+//! Function transformations: grad, vjp, jvp, vmap, compile, custom functions.
