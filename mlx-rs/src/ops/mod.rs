@@ -14,15 +14,15 @@ macro_rules! unary_ops {
         $(
             $(#[$doc])*
             #[track_caller]
-            pub fn $name(a: &Array) -> Result<Array> {
-                stream_op(|res, s| unsafe { mlx_sys::$ffi(res, a.as_raw(), s) })
+            pub fn $name(a: &$crate::Array) -> $crate::Result<$crate::Array> {
+                $crate::raw::stream_op(|res, s| unsafe { mlx_sys::$ffi(res, a.as_raw(), s) })
             }
         )*
-        impl Array {
+        impl $crate::Array {
             $(
                 $(#[$doc])*
                 #[track_caller]
-                pub fn $name(&self) -> Result<Array> {
+                pub fn $name(&self) -> $crate::Result<$crate::Array> {
                     $name(self)
                 }
             )*
@@ -36,15 +36,15 @@ macro_rules! binary_ops {
         $(
             $(#[$doc])*
             #[track_caller]
-            pub fn $name(a: &Array, b: &Array) -> Result<Array> {
-                stream_op(|res, s| unsafe { mlx_sys::$ffi(res, a.as_raw(), b.as_raw(), s) })
+            pub fn $name(a: &$crate::Array, b: &$crate::Array) -> $crate::Result<$crate::Array> {
+                $crate::raw::stream_op(|res, s| unsafe { mlx_sys::$ffi(res, a.as_raw(), b.as_raw(), s) })
             }
         )*
-        impl Array {
+        impl $crate::Array {
             $(
                 $(#[$doc])*
                 #[track_caller]
-                pub fn $name(&self, other: &Array) -> Result<Array> {
+                pub fn $name(&self, other: &$crate::Array) -> $crate::Result<$crate::Array> {
                     $name(self, other)
                 }
             )*
