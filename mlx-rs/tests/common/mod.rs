@@ -117,13 +117,20 @@ pub fn assert_close(got: &Array, want: &Tensor, rtol: f64, atol: f64, what: &str
     assert_eq!(got.dtype().name(), want.dtype, "{what}: dtype");
     assert_eq!(got.shape(), want.shape.as_slice(), "{what}: shape");
     let want_arr = to_array(want);
+    // float64 exists only on the CPU in MLX: compare there whatever the default device.
+    let cpu = mlx_rs::Stream::cpu();
     let (g, w): (Vec<f64>, Vec<f64>) = if got.dtype() == Dtype::Complex64 {
         let flat = |a: &Array| -> Vec<f64> {
             a.to_vec::<Complex32>().unwrap().iter().flat_map(|c| [c.re as f64, c.im as f64]).collect()
         };
         (flat(got), flat(&want_arr))
     } else {
-        let as_f64 = |a: &Array| a.astype(Dtype::Float64).unwrap().to_vec::<f64>().unwrap();
+        let as_f64 = |a: &Array| {
+            mlx_rs::with_stream(&cpu, || a.astype(Dtype::Float64))
+                .unwrap()
+                .to_vec::<f64>()
+                .unwrap()
+        };
         (as_f64(got), as_f64(&want_arr))
     };
     for (k, (x, y)) in g.iter().zip(&w).enumerate() {
