@@ -1,0 +1,1 @@
+//! The chat template from `tokenizer_config.json`, rendered with minijinja.

@@ -1,0 +1,1 @@
+//! The model configuration read from `config.json` (with `text_config`).

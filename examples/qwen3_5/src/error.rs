@@ -1,0 +1,1 @@
+//! The error type of this crate.

@@ -1,0 +1,1 @@
+//! Streaming generation: prefill, pipelined decode, stop tokens, statistics.

@@ -1,0 +1,3 @@
+//! The `qwen3_5` command: generate, chat, logits, bench.
+
+fn main() {}

@@ -1,0 +1,1 @@
+//! Gated full attention layers (q/k norms, partial RoPE, GQA, output gate).

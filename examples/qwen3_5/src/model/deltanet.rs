@@ -1,0 +1,1 @@
+//! Gated DeltaNet layers (causal conv1d, gated delta rule).

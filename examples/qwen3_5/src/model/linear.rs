@@ -1,0 +1,1 @@
+//! Linear and embedding layers, dense or MLX-quantized.

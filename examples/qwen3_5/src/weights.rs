@@ -1,0 +1,1 @@
+//! Loading checkpoints: single or sharded safetensors, both key layouts, quantized tensors; strict checks.
