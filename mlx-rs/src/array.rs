@@ -106,7 +106,8 @@ impl Array {
                 "axis {axis} is out of range for an array of {n} dimensions"
             )));
         }
-        Ok(self.shape()[a as usize])
+        // SAFETY: `a` was checked to be a valid axis of this live array.
+        Ok(unsafe { sys::mlx_array_dim(self.raw, a) })
     }
 
     /// Number of dimensions.
@@ -163,11 +164,31 @@ impl Array {
         unsafe { sys::_mlx_array_is_available(&mut res, self.raw) == 0 && res }
     }
 
-    /// Whether the evaluated data is dense and row-major.
-    fn is_row_contiguous(&self) -> bool {
+    /// Blocks until a scheduled evaluation (see [`async_eval`]) of this array has finished.
+    #[track_caller]
+    pub fn wait(&self) -> Result<()> {
+        status(|| unsafe { sys::_mlx_array_wait(self.raw) })
+    }
+
+    /// Whether the evaluated data is dense and row-major (C order).
+    pub fn is_row_contiguous(&self) -> bool {
         let mut res = false;
         // SAFETY: reads a live handle.
         unsafe { sys::_mlx_array_is_row_contiguous(&mut res, self.raw) == 0 && res }
+    }
+
+    /// Whether the evaluated data is dense and column-major (Fortran order).
+    pub fn is_col_contiguous(&self) -> bool {
+        let mut res = false;
+        // SAFETY: reads a live handle.
+        unsafe { sys::_mlx_array_is_col_contiguous(&mut res, self.raw) == 0 && res }
+    }
+
+    /// Whether the evaluated data is dense in some order (possibly permuted axes).
+    pub fn is_contiguous(&self) -> bool {
+        let mut res = false;
+        // SAFETY: reads a live handle.
+        unsafe { sys::_mlx_array_is_contiguous(&mut res, self.raw) == 0 && res }
     }
 
     /// The single value of a one-element array, as `T`.
