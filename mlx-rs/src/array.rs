@@ -13,7 +13,10 @@ use std::ffi::c_int;
 /// graph node (reference counted); `Drop` releases it.
 ///
 /// `Array` is `Send` (it may move to another thread) but not `Sync`: evaluation mutates
-/// the shared graph, so one array must not be used from two threads at once.
+/// the shared graph, so one array must not be used from two threads at once. Since MLX
+/// 0.32 streams belong to the thread that made them, so evaluate an array on the thread
+/// that built its graph before sending it: evaluating a graph built on another thread's
+/// streams returns an error ("There is no Stream(cpu, 0) in current thread").
 pub struct Array {
     raw: sys::mlx_array,
 }
