@@ -60,6 +60,10 @@ use sealed::Value;
 ///
 /// Division of integers is true division and gives `float32` (`&int_array / 2`).
 ///
+/// With the scalar on the left there is one impl per scalar type, so an unsuffixed literal
+/// there needs a suffix when the result's type must be known at once:
+/// `(2.0f32 * &a).dtype()` (with the array on the left, `(&a * 2.0).dtype()` works).
+///
 /// ```
 /// use mlx_rs::{Array, Dtype};
 /// let a = Array::from_slice(&[1.0f32, 2.0], &[2])?.astype(Dtype::Bfloat16)?;
@@ -199,25 +203,29 @@ macro_rules! array_operator {
     };
 }
 
-/// Implements one binary operator between arrays and each scalar type, both sides.
+/// Implements one binary operator between arrays and scalars: generic over [`Scalar`] with
+/// the array on the left (so `(&a + 1.0).sum(false)` infers), per type with the scalar on
+/// the left (the orphan rule allows no generic impl there).
 macro_rules! scalar_operator {
-    ($Trait:ident, $method:ident, $op:ident, $fallible:ident; $($S:ty),*) => {$(
-        scalar_operator!(@array_lhs $Trait, $method, $fallible, &Array, $S);
-        scalar_operator!(@array_lhs $Trait, $method, $fallible, Array, $S);
-        scalar_operator!(@scalar_lhs $Trait, $method, $op, $S, &Array);
-        scalar_operator!(@scalar_lhs $Trait, $method, $op, $S, Array);
-    )*};
-    (@array_lhs $Trait:ident, $method:ident, $fallible:ident, $A:ty, $S:ty) => {
+    ($Trait:ident, $method:ident, $op:ident, $fallible:ident; $($S:ty),*) => {
+        scalar_operator!(@array_lhs $Trait, $method, $fallible, &Array);
+        scalar_operator!(@array_lhs $Trait, $method, $fallible, Array);
+        $(
+            scalar_operator!(@scalar_lhs $Trait, $method, $op, $S, &Array);
+            scalar_operator!(@scalar_lhs $Trait, $method, $op, $S, Array);
+        )*
+    };
+    (@array_lhs $Trait:ident, $method:ident, $fallible:ident, $A:ty) => {
         #[doc = concat!("Calls [`Array::", stringify!($fallible), "`]; the scalar is typed as described on [`Scalar`].")]
         ///
         /// # Panics
         ///
         /// Where that returns `Err` (an integer scalar that does not fit the array's
         /// integer dtype, or a dtype MLX rejects), with its message.
-        impl $Trait<$S> for $A {
+        impl<T: Scalar> $Trait<T> for $A {
             type Output = Array;
             #[track_caller]
-            fn $method(self, rhs: $S) -> Array {
+            fn $method(self, rhs: T) -> Array {
                 or_panic(self.$fallible(rhs))
             }
         }
