@@ -46,7 +46,9 @@ use sealed::Value;
 /// Failures found only at evaluation (e.g. a device out of memory) surface when the
 /// result is read, as `Err`, not as a panic. To handle errors, use the fallible forms:
 /// [`ops::add`] / [`Array::add`] for two arrays and [`Array::add_scalar`] (and the other
-/// `*_scalar` methods) for an array and a scalar.
+/// `*_scalar` methods) for an array and a scalar. Where `std::ops::Add` (or `Sub`, …) is
+/// imported, Rust resolves `a.add(&b)` on an *owned* `a` to the panicking operator
+/// method; there, write `ops::add(&a, &b)`.
 ///
 /// # Scalar typing
 ///

@@ -19,9 +19,18 @@ fn array_operators_in_every_ownership_mix() {
     assert_eq!(sum.shape(), &[3, 2]);
     assert_eq!(f32s(&sum), vec![11.0, 21.0, 12.0, 22.0, 13.0, 23.0]);
     assert_eq!(f32s(&(&b - &a)), vec![9.0, 19.0, 8.0, 18.0, 7.0, 17.0]);
-    assert_eq!(f32s(&(a.clone() * &b)), vec![10.0, 20.0, 20.0, 40.0, 30.0, 60.0]);
-    assert_eq!(f32s(&(&b / a.clone())), vec![10.0, 20.0, 5.0, 10.0, 10.0 / 3.0, 20.0 / 3.0]);
-    assert_eq!(f32s(&(b.clone() % a.clone())), vec![0.0, 0.0, 0.0, 0.0, 1.0, 2.0]);
+    assert_eq!(
+        f32s(&(a.clone() * &b)),
+        vec![10.0, 20.0, 20.0, 40.0, 30.0, 60.0]
+    );
+    assert_eq!(
+        f32s(&(&b / a.clone())),
+        vec![10.0, 20.0, 5.0, 10.0, 10.0 / 3.0, 20.0 / 3.0]
+    );
+    assert_eq!(
+        f32s(&(b.clone() % a.clone())),
+        vec![0.0, 0.0, 0.0, 0.0, 1.0, 2.0]
+    );
     assert_eq!(f32s(&-&a), vec![-1.0, -2.0, -3.0]);
     assert_eq!(f32s(&-a.clone()), vec![-1.0, -2.0, -3.0]);
     // Operands used by reference are still usable afterwards.
@@ -50,11 +59,17 @@ fn float_scalars_keep_floating_array_dtypes() {
     let bf = arr(&[1.0, 2.0], &[2]).astype(Dtype::Bfloat16).unwrap();
     let r = &bf + 1.0;
     assert_eq!(r.dtype(), Dtype::Bfloat16);
-    assert_eq!(r.to_vec::<bf16>().unwrap(), vec![bf16::from_f32(2.0), bf16::from_f32(3.0)]);
+    assert_eq!(
+        r.to_vec::<bf16>().unwrap(),
+        vec![bf16::from_f32(2.0), bf16::from_f32(3.0)]
+    );
     assert_eq!((2.0f64 * &bf).dtype(), Dtype::Bfloat16);
     assert_eq!((&bf - 3i64).dtype(), Dtype::Bfloat16);
     let h = arr(&[1.0], &[1]).astype(Dtype::Float16).unwrap();
-    assert_eq!((&h / 4.0f32).to_vec::<f16>().unwrap(), vec![f16::from_f32(0.25)]);
+    assert_eq!(
+        (&h / 4.0f32).to_vec::<f16>().unwrap(),
+        vec![f16::from_f32(0.25)]
+    );
     assert_eq!((&h * 2i32).dtype(), Dtype::Float16);
     let c = Array::from_slice(&[mlx_rs::Complex32::new(1.0, 2.0)], &[1]).unwrap();
     assert_eq!((&c + 1.0).dtype(), Dtype::Complex64);
@@ -85,7 +100,10 @@ fn integer_scalars_keep_integer_array_dtypes() {
     let u = Array::from_slice(&[5u32], &[1]).unwrap();
     assert_eq!((&u * 3i64).to_vec::<u32>().unwrap(), vec![15]);
     let l = Array::from_slice(&[1i64 << 40], &[1]).unwrap();
-    assert_eq!((&l + (1i64 << 40)).to_vec::<i64>().unwrap(), vec![1i64 << 41]);
+    assert_eq!(
+        (&l + (1i64 << 40)).to_vec::<i64>().unwrap(),
+        vec![1i64 << 41]
+    );
     let b = Array::from_slice(&[true, false], &[2]).unwrap();
     let r = &b + 2;
     assert_eq!(r.dtype(), Dtype::Int32);
@@ -109,8 +127,14 @@ fn fallible_scalar_methods() {
         other => panic!("expected InvalidArgument, got {other:?}"),
     }
     assert!(u8s.add_scalar(-1).is_err());
-    assert!(Array::from_slice(&[true], &[1]).unwrap().add_scalar(1i64 << 40).is_err());
-    assert_eq!(u8s.add_scalar(254).unwrap().to_vec::<u8>().unwrap(), vec![255]);
+    assert!(Array::from_slice(&[true], &[1])
+        .unwrap()
+        .add_scalar(1i64 << 40)
+        .is_err());
+    assert_eq!(
+        u8s.add_scalar(254).unwrap().to_vec::<u8>().unwrap(),
+        vec![255]
+    );
 }
 
 #[test]
@@ -151,7 +175,9 @@ fn panic_message_names_the_callers_line() {
     let b = arr(&[1.0; 4], &[4]);
     let line = line!() + 1;
     let err = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| &a / &b)).unwrap_err();
-    let msg = err.downcast_ref::<String>().expect("a formatted panic message");
+    let msg = err
+        .downcast_ref::<String>()
+        .expect("a formatted panic message");
     assert!(msg.contains(&format!("operators.rs:{line}:")), "{msg}");
     // The thread's MLX state is intact after the panic.
     assert_eq!(f32s(&(&a + 1.0)), vec![2.0; 6]);

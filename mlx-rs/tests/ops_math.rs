@@ -228,8 +228,12 @@ fn run(c: &Case) -> Result<Vec<Array>> {
         "cummax" => ops::cummax(&x, c.bool("reverse"), c.bool("inclusive")),
         "cummin" => ops::cummin(&x, c.bool("reverse"), c.bool("inclusive")),
         "logcumsumexp" => ops::logcumsumexp(&x, c.bool("reverse"), c.bool("inclusive")),
-        "cummax_axis" => ops::cummax_axis(&x, c.int("axis"), c.bool("reverse"), c.bool("inclusive")),
-        "cummin_axis" => ops::cummin_axis(&x, c.int("axis"), c.bool("reverse"), c.bool("inclusive")),
+        "cummax_axis" => {
+            ops::cummax_axis(&x, c.int("axis"), c.bool("reverse"), c.bool("inclusive"))
+        }
+        "cummin_axis" => {
+            ops::cummin_axis(&x, c.int("axis"), c.bool("reverse"), c.bool("inclusive"))
+        }
         "logcumsumexp_axis" => {
             ops::logcumsumexp_axis(&x, c.int("axis"), c.bool("reverse"), c.bool("inclusive"))
         }
@@ -280,16 +284,25 @@ fn methods_match_free_functions() {
         assert_eq!(x.shape(), y.shape());
         assert_eq!(x.to_vec::<f32>().unwrap(), y.to_vec::<f32>().unwrap());
     };
-    same(a.sum_axes(&[1], true).unwrap(), ops::sum_axes(&a, &[1], true).unwrap());
+    same(
+        a.sum_axes(&[1], true).unwrap(),
+        ops::sum_axes(&a, &[1], true).unwrap(),
+    );
     assert_eq!(a.sum_axes(&[1], true).unwrap().shape(), &[2, 1]);
-    same(a.mean_axis(0, false).unwrap(), ops::mean_axis(&a, 0, false).unwrap());
+    same(
+        a.mean_axis(0, false).unwrap(),
+        ops::mean_axis(&a, 0, false).unwrap(),
+    );
     same(a.exp().unwrap(), ops::exp(&a).unwrap());
     same(
         a.softmax_axis(-1, false).unwrap(),
         ops::softmax_axis(&a, -1, false).unwrap(),
     );
     same(a.maximum(&b).unwrap(), ops::maximum(&a, &b).unwrap());
-    same(a.std_axis(1, false, 1).unwrap(), ops::std_axis(&a, 1, false, 1).unwrap());
+    same(
+        a.std_axis(1, false, 1).unwrap(),
+        ops::std_axis(&a, 1, false, 1).unwrap(),
+    );
     same(
         a.cumsum_axis(1, true, false, None).unwrap(),
         ops::cumsum_axis(&a, 1, true, false, None).unwrap(),
@@ -299,12 +312,22 @@ fn methods_match_free_functions() {
         ops::clip(&a, Some(&Array::scalar(0.0f32)), None).unwrap(),
     );
     let (q, r) = a.divmod(&b).unwrap();
-    assert_eq!(q.to_vec::<f32>().unwrap(), vec![0.0, -1.0, 1.0, 2.0, 0.0, -3.0]);
-    assert_eq!(r.to_vec::<f32>().unwrap(), vec![1.0, 0.0, 1.0, 0.0, 0.5, 0.0]);
+    assert_eq!(
+        q.to_vec::<f32>().unwrap(),
+        vec![0.0, -1.0, 1.0, 2.0, 0.0, -3.0]
+    );
+    assert_eq!(
+        r.to_vec::<f32>().unwrap(),
+        vec![1.0, 0.0, 1.0, 0.0, 0.5, 0.0]
+    );
     let idx = a.argmax_axis(1, false).unwrap();
     assert_eq!(idx.dtype(), Dtype::Uint32);
     assert_eq!(idx.to_vec::<u32>().unwrap(), vec![2, 0]);
-    assert!(a.allclose(&a, 1e-5, 1e-8, false).unwrap().item::<bool>().unwrap());
+    assert!(a
+        .allclose(&a, 1e-5, 1e-8, false)
+        .unwrap()
+        .item::<bool>()
+        .unwrap());
 }
 
 #[test]
@@ -320,7 +343,10 @@ fn empty_axes_reduce_nothing() {
 fn assert_mlx_err(r: Result<Array>, needle: &str) {
     match r {
         Err(Error::Mlx { message, .. }) => {
-            assert!(message.contains(needle), "message {message:?} lacks {needle:?}")
+            assert!(
+                message.contains(needle),
+                "message {message:?} lacks {needle:?}"
+            )
         }
         Err(e) => panic!("expected an MLX error containing {needle:?}, got {e:?}"),
         Ok(a) => panic!("expected an error containing {needle:?}, got {a:?}"),
@@ -333,22 +359,37 @@ fn bad_inputs_are_errors() {
     let v4 = arr(&[1.0; 4], &[4]);
     assert_mlx_err(ops::add(&a, &v4), "cannot be broadcast");
     assert_mlx_err(a.maximum(&v4), "cannot be broadcast");
-    assert_mlx_err(ops::r#where(&Array::scalar(true), &a, &v4), "cannot be broadcast");
+    assert_mlx_err(
+        ops::r#where(&Array::scalar(true), &a, &v4),
+        "cannot be broadcast",
+    );
     assert_mlx_err(ops::matmul(&a, &a), "[matmul]");
     assert_mlx_err(ops::sum_axis(&a, 2, false), "Invalid axis 2");
-    assert_mlx_err(ops::mean_axes(&a, &[0, -3], false), "axis -3 is out of bounds");
+    assert_mlx_err(
+        ops::mean_axes(&a, &[0, -3], false),
+        "axis -3 is out of bounds",
+    );
     assert_mlx_err(ops::std_axes(&a, &[0, 0], false, 0), "Duplicate axes");
     assert_mlx_err(ops::argmax_axis(&a, -3, false), "Invalid axis -3");
-    assert_mlx_err(ops::cumsum_axis(&a, 5, false, true, None), "Axis 5 is out of bounds");
+    assert_mlx_err(
+        ops::cumsum_axis(&a, 5, false, true, None),
+        "Axis 5 is out of bounds",
+    );
     assert_mlx_err(ops::softmax_axis(&a, 3, false), "Invalid axis 3");
     assert_mlx_err(ops::bitwise_and(&a, &a), "integer or boolean");
     assert_mlx_err(ops::left_shift(&a, &a), "integer or boolean");
     assert_mlx_err(ops::bitwise_invert(&a), "only allowed on integer types");
     assert_mlx_err(ops::clip(&a, None, None), "At most one of a_min and a_max");
     assert_mlx_err(ops::tensordot(&a, &a, &[0, 1], &[0]), "same size");
-    assert_mlx_err(ops::tensordot_axis(&a, &v4, 1), "same shape on the contracted axes");
+    assert_mlx_err(
+        ops::tensordot_axis(&a, &v4, 1),
+        "same shape on the contracted axes",
+    );
     assert_mlx_err(ops::einsum("ij,jk->ik", &[&a]), "Number of operands");
-    assert_mlx_err(ops::einsum("ij,jk->ik", &[&a, &a]), "Cannot broadcast dimension");
+    assert_mlx_err(
+        ops::einsum("ij,jk->ik", &[&a, &a]),
+        "Cannot broadcast dimension",
+    );
     // An output subscript that no input has.
     assert_mlx_err(ops::einsum("ij->ikq", &[&a]), "axes");
     assert_mlx_err(ops::inner(&a, &v4), "same last dimension");

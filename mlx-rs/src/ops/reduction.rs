@@ -565,7 +565,7 @@ array_methods! {
     fn var_axis(axis: i32, keepdims: bool, ddof: i32);
     /// The variance over `axes` (see [`var_axes`]).
     fn var_axes(axes: &[i32], keepdims: bool, ddof: i32);
-    /// The standard deviation of the elements (see [`std`]).
+    /// The standard deviation of the elements (see [`std`](fn@std)).
     fn std(keepdims: bool, ddof: i32);
     /// The standard deviation along `axis` (see [`std_axis`]).
     fn std_axis(axis: i32, keepdims: bool, ddof: i32);
