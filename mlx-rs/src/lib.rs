@@ -36,6 +36,7 @@ pub use array::{async_eval, eval, Array};
 pub use device::{Device, DeviceType};
 pub use dtype::{Dtype, Element};
 pub use error::{install_error_handler, Error, Result};
+pub use index::Index;
 pub use stream::{current_stream, synchronize, with_device, with_stream, Stream};
 
 /// Re-exported element types for `float16`, `bfloat16` and `complex64` arrays.

@@ -3,9 +3,46 @@
 //! Inputs are channels-last (`N, ..spatial, C_in`) and weights `C_out, ..kernel, C_in /
 //! groups`, as in MLX.
 
+use crate::error::Error;
 use crate::raw::stream_op;
 use crate::{Array, Result};
 use mlx_sys as sys;
+
+/// Fails unless every value of `what` is at least `min` (MLX divides by some of them).
+fn check_at_least(op: &str, what: &str, values: &[i32], min: i32) -> Result<()> {
+    if let Some(v) = values.iter().find(|&&v| v < min) {
+        return Err(Error::InvalidArgument(format!(
+            "{op}: {what} must be at least {min}, got {v} in {values:?}"
+        )));
+    }
+    Ok(())
+}
+
+impl<const N: usize> ConvOptions<N> {
+    fn check(&self, op: &str) -> Result<()> {
+        check_at_least(op, "stride", &self.stride, 1)?;
+        check_at_least(op, "dilation", &self.dilation, 1)?;
+        check_at_least(op, "groups", &[self.groups], 1)
+    }
+}
+
+impl<const N: usize> ConvTransposeOptions<N> {
+    fn check(&self, op: &str) -> Result<()> {
+        check_at_least(op, "stride", &self.stride, 1)?;
+        check_at_least(op, "dilation", &self.dilation, 1)?;
+        check_at_least(op, "groups", &[self.groups], 1)
+    }
+}
+
+impl ConvGeneralOptions<'_> {
+    fn check(&self) -> Result<()> {
+        let op = "conv_general";
+        check_at_least(op, "stride", self.stride, 1)?;
+        check_at_least(op, "kernel dilation", self.kernel_dilation, 1)?;
+        check_at_least(op, "input dilation", self.input_dilation, 1)?;
+        check_at_least(op, "groups", &[self.groups], 1)
+    }
+}
 
 /// Stride, padding, dilation and groups of an `N`-dimensional convolution.
 ///
@@ -97,6 +134,7 @@ impl Default for ConvGeneralOptions<'_> {
 /// 1-D convolution of `input` (`N, L, C_in`) with `weight` (`C_out, K, C_in / groups`).
 #[track_caller]
 pub fn conv1d(input: &Array, weight: &Array, opts: ConvOptions<1>) -> Result<Array> {
+    opts.check("conv1d")?;
     let o = opts;
     stream_op(|res, s| unsafe {
         sys::mlx_conv1d(
@@ -115,6 +153,7 @@ pub fn conv1d(input: &Array, weight: &Array, opts: ConvOptions<1>) -> Result<Arr
 /// 2-D convolution of `input` (`N, H, W, C_in`) with `weight` (`C_out, KH, KW, C_in / groups`).
 #[track_caller]
 pub fn conv2d(input: &Array, weight: &Array, opts: ConvOptions<2>) -> Result<Array> {
+    opts.check("conv2d")?;
     let o = opts;
     stream_op(|res, s| unsafe {
         sys::mlx_conv2d(
@@ -137,6 +176,7 @@ pub fn conv2d(input: &Array, weight: &Array, opts: ConvOptions<2>) -> Result<Arr
 /// (`C_out, KD, KH, KW, C_in / groups`).
 #[track_caller]
 pub fn conv3d(input: &Array, weight: &Array, opts: ConvOptions<3>) -> Result<Array> {
+    opts.check("conv3d")?;
     let o = opts;
     stream_op(|res, s| unsafe {
         sys::mlx_conv3d(
@@ -162,6 +202,7 @@ pub fn conv3d(input: &Array, weight: &Array, opts: ConvOptions<3>) -> Result<Arr
 /// dilation.
 #[track_caller]
 pub fn conv_general(input: &Array, weight: &Array, opts: ConvGeneralOptions<'_>) -> Result<Array> {
+    opts.check()?;
     let o = opts;
     stream_op(|res, s| unsafe {
         sys::mlx_conv_general(
@@ -188,6 +229,7 @@ pub fn conv_general(input: &Array, weight: &Array, opts: ConvGeneralOptions<'_>)
 /// 1-D transposed convolution of `input` (`N, L, C_in`) with `weight` (`C_out, K, C_in / groups`).
 #[track_caller]
 pub fn conv_transpose1d(input: &Array, weight: &Array, opts: ConvTransposeOptions<1>) -> Result<Array> {
+    opts.check("conv_transpose1d")?;
     let o = opts;
     stream_op(|res, s| unsafe {
         sys::mlx_conv_transpose1d(
@@ -208,6 +250,7 @@ pub fn conv_transpose1d(input: &Array, weight: &Array, opts: ConvTransposeOption
 /// (`C_out, KH, KW, C_in / groups`).
 #[track_caller]
 pub fn conv_transpose2d(input: &Array, weight: &Array, opts: ConvTransposeOptions<2>) -> Result<Array> {
+    opts.check("conv_transpose2d")?;
     let o = opts;
     stream_op(|res, s| unsafe {
         sys::mlx_conv_transpose2d(
@@ -232,6 +275,7 @@ pub fn conv_transpose2d(input: &Array, weight: &Array, opts: ConvTransposeOption
 /// (`C_out, KD, KH, KW, C_in / groups`).
 #[track_caller]
 pub fn conv_transpose3d(input: &Array, weight: &Array, opts: ConvTransposeOptions<3>) -> Result<Array> {
+    opts.check("conv_transpose3d")?;
     let o = opts;
     stream_op(|res, s| unsafe {
         sys::mlx_conv_transpose3d(

@@ -363,6 +363,11 @@ pub fn depends<A: AsRef<Array>, B: AsRef<Array>>(
     inputs: &[A],
     dependencies: &[B],
 ) -> Result<Vec<Array>> {
+    if inputs.is_empty() {
+        return Err(Error::InvalidArgument(
+            "depends: at least one input array is needed".into(),
+        ));
+    }
     let i = VectorArray::from_arrays(inputs);
     let d = VectorArray::from_arrays(dependencies);
     vector_op(|res| unsafe { sys::mlx_depends(res, i.0, d.0) })
@@ -372,6 +377,13 @@ pub fn depends<A: AsRef<Array>, B: AsRef<Array>>(
 /// scalar of `dtype`; lazy, so usable on shapes known only at run time.
 #[track_caller]
 pub fn number_of_elements(a: &Array, axes: &[i32], inverted: bool, dtype: Dtype) -> Result<Array> {
+    // MLX wraps axes modulo ndim (and divides by zero for a scalar): check them here.
+    let n = a.ndim() as i32;
+    if let Some(ax) = axes.iter().find(|&&ax| ax < -n || ax >= n) {
+        return Err(Error::InvalidArgument(format!(
+            "number_of_elements: axis {ax} is out of range for an array of {n} dimensions"
+        )));
+    }
     stream_op(|res, s| unsafe {
         sys::mlx_number_of_elements(res, a.as_raw(), axes.as_ptr(), axes.len(), inverted, dtype.to_raw(), s)
     })
