@@ -373,8 +373,9 @@ pub fn depends<A: AsRef<Array>, B: AsRef<Array>>(
     vector_op(|res| unsafe { sys::mlx_depends(res, i.0, d.0) })
 }
 
-/// The number of elements in `axes` of `a` (or in the other axes when `inverted`), as a
-/// scalar of `dtype`; lazy, so usable on shapes known only at run time.
+/// The number of elements spanned by `axes` of `a` (the product of their sizes), or its
+/// reciprocal when `inverted`, as a scalar of `dtype`. Lazy, so a compiled function can
+/// use shapes known only when it runs (e.g. for a mean).
 #[track_caller]
 pub fn number_of_elements(a: &Array, axes: &[i32], inverted: bool, dtype: Dtype) -> Result<Array> {
     // MLX wraps axes modulo ndim (and divides by zero for a scalar): check them here.
