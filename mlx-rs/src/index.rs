@@ -54,46 +54,66 @@ pub enum Index {
 }
 
 impl Index {
-    /// A range with a step, like Python's `start:stop:step`: `Index::step(.., -1)` is
-    /// `::-1`, `Index::step(1..7, 2)` is `1:7:2`, `Index::step(..=2, -1)` is `:1:-1`
-    /// (inclusive ends are inclusive in the direction of `step`).
+    /// The positions of a Rust `range` taken every `|step|`-th, walking forwards when
+    /// `step > 0` and backwards from the end of the range when `step < 0` (as `ndarray`'s
+    /// `s![range;step]` does). Negative bounds count from the end; bounds past the axis
+    /// are clamped.
+    ///
+    /// | Rust | Python |
+    /// | --- | --- |
+    /// | `Index::step(.., -1)` | `::-1` |
+    /// | `Index::step(1..7, 2)` | `1:7:2` |
+    /// | `Index::step(1..=3, -1)` | `3:0:-1` |
+    /// | `Index::step(..4, -2)` | `3::-2` |
+    ///
+    /// The range itself is always written low to high, so it never reads as an empty
+    /// Rust range. For Python's own `start:stop:step` use [`Index::Slice`].
     pub fn step(range: impl RangeBounds<i32>, step: i32) -> Index {
-        let forward = step > 0;
-        let start = match range.start_bound() {
+        // The range as a start and an exclusive end.
+        let lo = match range.start_bound() {
             Bound::Unbounded => None,
             Bound::Included(&s) => Some(s),
-            // The position after `s` in the direction of travel.
-            Bound::Excluded(&s) => Some(if forward {
-                if s == -1 {
-                    i32::MAX
-                } else {
-                    s.saturating_add(1)
-                }
-            } else if s == 0 {
-                i32::MIN
+            // Past the last element when `s` is the last one.
+            Bound::Excluded(&s) => Some(if s == -1 {
+                i32::MAX
             } else {
-                s.saturating_sub(1)
+                s.saturating_add(1)
             }),
         };
-        let stop = match range.end_bound() {
+        let hi = match range.end_bound() {
             Bound::Unbounded => None,
             Bound::Excluded(&e) => Some(e),
-            // One past `e` in the direction of travel; past the last / first element
-            // is "no bound".
-            Bound::Included(&e) => {
-                if forward {
-                    (e != -1).then(|| e.saturating_add(1))
-                } else {
-                    (e != 0).then(|| e.saturating_sub(1))
-                }
-            }
+            Bound::Included(&e) => (e != -1).then(|| e.saturating_add(1)),
         };
-        Index::Slice { start, stop, step }
+        if step > 0 {
+            return Index::Slice {
+                start: lo,
+                stop: hi,
+                step,
+            };
+        }
+        // Backwards: from the range's last element down to just before its first.
+        match hi {
+            Some(0) => Index::Slice {
+                start: Some(0),
+                stop: Some(0),
+                step,
+            },
+            _ => Index::Slice {
+                start: hi.map(|e| e.saturating_sub(1)),
+                stop: lo.and_then(|s| (s != 0).then(|| s.saturating_sub(1))),
+                step,
+            },
+        }
     }
 
     /// The full range `..` (every element of the axis).
     pub fn full() -> Index {
-        Index::Slice { start: None, stop: None, step: 1 }
+        Index::Slice {
+            start: None,
+            stop: None,
+            step: 1,
+        }
     }
 
     /// How many axes of the indexed array this entry consumes.
@@ -189,11 +209,21 @@ struct Span {
 
 impl Span {
     fn full(size: i32) -> Span {
-        Span { start: 0, count: size as i64, step: 1, size: size as i64 }
+        Span {
+            start: 0,
+            count: size as i64,
+            step: 1,
+            size: size as i64,
+        }
     }
 
     fn single(i: i64, size: i32) -> Span {
-        Span { start: i, count: 1, step: 1, size: size as i64 }
+        Span {
+            start: i,
+            count: 1,
+            step: 1,
+            size: size as i64,
+        }
     }
 
     /// Python's `slice(start, stop, step).indices(size)`, as a start and a count.
@@ -211,13 +241,26 @@ impl Span {
         if st > 0 {
             first = start.map_or(0, |v| clamp(v, 0, n));
             end = stop.map_or(n, |v| clamp(v, 0, n));
-            count = if end > first { (end - first + st - 1) / st } else { 0 };
+            count = if end > first {
+                (end - first + st - 1) / st
+            } else {
+                0
+            };
         } else {
             first = start.map_or(n - 1, |v| clamp(v, -1, n - 1));
             end = stop.map_or(-1, |v| clamp(v, -1, n - 1));
-            count = if first > end { (first - end - st - 1) / -st } else { 0 };
+            count = if first > end {
+                (first - end - st - 1) / -st
+            } else {
+                0
+            };
         }
-        Ok(Span { start: first, count, step: st, size: n })
+        Ok(Span {
+            start: first,
+            count,
+            step: st,
+            size: n,
+        })
     }
 
     fn is_full(&self) -> bool {
@@ -246,7 +289,10 @@ impl Span {
 enum Entry {
     /// A range over the next axis (integers become one-element spans when no arrays
     /// are present, and `drop` removes their axis).
-    Span { span: Span, drop: bool },
+    Span {
+        span: Span,
+        drop: bool,
+    },
     /// An integer index array for the next axis (advanced indexing).
     Advanced(Array),
     NewAxis,
@@ -262,7 +308,10 @@ struct Plan {
 impl Plan {
     fn new(shape: &[i32], indices: &[Index]) -> Result<Plan> {
         let ndim = shape.len();
-        let ellipses = indices.iter().filter(|i| matches!(i, Index::Ellipsis)).count();
+        let ellipses = indices
+            .iter()
+            .filter(|i| matches!(i, Index::Ellipsis))
+            .count();
         if ellipses > 1 {
             return Err(Error::InvalidArgument(
                 "an index can have only one ellipsis (...)".into(),
@@ -283,7 +332,10 @@ impl Plan {
             match index {
                 Index::Ellipsis => {
                     for _ in 0..ndim - consumed {
-                        entries.push(Entry::Span { span: Span::full(shape[axis]), drop: false });
+                        entries.push(Entry::Span {
+                            span: Span::full(shape[axis]),
+                            drop: false,
+                        });
                         axis += 1;
                     }
                 }
@@ -299,7 +351,10 @@ impl Plan {
                     entries.push(if advanced {
                         Entry::Advanced(Array::scalar(pos as i32))
                     } else {
-                        Entry::Span { span: Span::single(pos, size), drop: true }
+                        Entry::Span {
+                            span: Span::single(pos, size),
+                            drop: true,
+                        }
                     });
                     axis += 1;
                 }
@@ -340,7 +395,10 @@ impl Plan {
             }
         }
         while axis < ndim {
-            entries.push(Entry::Span { span: Span::full(shape[axis]), drop: false });
+            entries.push(Entry::Span {
+                span: Span::full(shape[axis]),
+                drop: false,
+            });
             axis += 1;
         }
         Ok(Plan { entries, advanced })
@@ -668,17 +726,29 @@ mod tests {
     }
 
     #[test]
-    fn inclusive_and_excluded_bounds() {
+    // `1..-1` is a real range here: position 1 up to the last one.
+    #[allow(clippy::reversed_empty_ranges)]
+    fn stepped_rust_ranges() {
         let span = |i: Index, n| match i {
             Index::Slice { start, stop, step } => indices(start, stop, step, n),
             _ => unreachable!(),
         };
         assert_eq!(span(Index::from(..=2), 5), vec![0, 1, 2]);
         assert_eq!(span(Index::from(..=-1), 5), vec![0, 1, 2, 3, 4]);
-        assert_eq!(span(Index::step(..=0, -1), 5), vec![4, 3, 2, 1, 0]);
-        assert_eq!(span(Index::step(3..=1, -1), 5), vec![3, 2, 1]);
-        assert_eq!(span(Index::from((Bound::Excluded(-1), Bound::Unbounded)), 5), Vec::<i64>::new());
-        assert_eq!(span(Index::step((Bound::Excluded(0), Bound::Unbounded), -1), 5), Vec::<i64>::new());
-        assert_eq!(span(Index::step((Bound::Excluded(3), Bound::Unbounded), -1), 5), vec![2, 1, 0]);
+        assert_eq!(span(Index::step(.., -1), 5), vec![4, 3, 2, 1, 0]);
+        assert_eq!(span(Index::step(..=0, -1), 5), vec![0]);
+        assert_eq!(span(Index::step(1..=3, -1), 5), vec![3, 2, 1]);
+        assert_eq!(span(Index::step(0..5, -2), 5), vec![4, 2, 0]);
+        assert_eq!(span(Index::step(..4, -2), 5), vec![3, 1]);
+        assert_eq!(span(Index::step(-3.., -1), 5), vec![4, 3, 2]);
+        assert_eq!(span(Index::step(-5..-1, -3), 5), vec![3, 0]);
+        assert_eq!(span(Index::step(1..-1, -1), 5), vec![3, 2, 1]);
+        assert_eq!(span(Index::step(..0, -1), 5), Vec::<i64>::new());
+        assert_eq!(span(Index::step(-9..2, -1), 5), vec![1, 0]);
+        assert_eq!(span(Index::step(1..7, 2), 5), vec![1, 3]);
+        let after = |s| (Bound::Excluded(s), Bound::Unbounded);
+        assert_eq!(span(Index::from(after(-1)), 5), Vec::<i64>::new());
+        assert_eq!(span(Index::step(after(-1), -1), 5), Vec::<i64>::new());
+        assert_eq!(span(Index::step(after(2), -1), 5), vec![4, 3]);
     }
 }

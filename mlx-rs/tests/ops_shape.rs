@@ -12,7 +12,10 @@ fn dtype(case: &Case, key: &str) -> Dtype {
 }
 
 fn opt_int(case: &Case, key: &str) -> Option<i32> {
-    case.args.get(key).and_then(|v| v.as_i64()).map(|v| v as i32)
+    case.args
+        .get(key)
+        .and_then(|v| v.as_i64())
+        .map(|v| v as i32)
 }
 
 fn mode(case: &Case) -> QuantizationMode {
@@ -34,7 +37,9 @@ fn qopts(case: &Case) -> QuantizeOptions {
 }
 
 fn arr<const N: usize>(case: &Case, key: &str) -> [i32; N] {
-    case.ints(key).try_into().unwrap_or_else(|_| panic!("{}: {key} needs {N} values", case.name))
+    case.ints(key)
+        .try_into()
+        .unwrap_or_else(|_| panic!("{}: {key} needs {N} values", case.name))
 }
 
 fn inputs(case: &Case) -> Vec<Array> {
@@ -43,7 +48,12 @@ fn inputs(case: &Case) -> Vec<Array> {
 
 /// Checks a vector result against all outputs of the case.
 fn check_all(case: &Case, got: &[Array]) {
-    assert_eq!(got.len(), case.outputs.len(), "{}: number of outputs", case.name);
+    assert_eq!(
+        got.len(),
+        case.outputs.len(),
+        "{}: number of outputs",
+        case.name
+    );
     for (i, g) in got.iter().enumerate() {
         case.check(i, g);
     }
@@ -67,8 +77,16 @@ fn check_partitioned(case: &Case, values: &Array, sorted: &Array, kth: i32) {
     let (v, s) = (to_f64(values), to_f64(sorted));
     for (row, want) in v.chunks(n).zip(s.chunks(n)) {
         assert_eq!(row[k], want[k], "{}: kth element", case.name);
-        assert!(row[..k].iter().all(|&x| x <= row[k]), "{}: left side {row:?}", case.name);
-        assert!(row[k + 1..].iter().all(|&x| x >= row[k]), "{}: right side {row:?}", case.name);
+        assert!(
+            row[..k].iter().all(|&x| x <= row[k]),
+            "{}: left side {row:?}",
+            case.name
+        );
+        assert!(
+            row[k + 1..].iter().all(|&x| x >= row[k]),
+            "{}: right side {row:?}",
+            case.name
+        );
         let mut r = row.to_vec();
         r.sort_by(f64::total_cmp);
         assert_eq!(r, want, "{}: values", case.name);
@@ -91,7 +109,12 @@ fn run(case: &Case) {
         "zeros" => one(zeros(&case.ints("shape"), dtype(case, "dtype"))),
         "ones" => one(ones(&case.ints("shape"), dtype(case, "dtype"))),
         "identity" => one(identity(case.int("n"), dtype(case, "dtype"))),
-        "eye" => one(eye(case.int("n"), case.int("m"), case.int("k"), dtype(case, "dtype"))),
+        "eye" => one(eye(
+            case.int("n"),
+            case.int("m"),
+            case.int("k"),
+            dtype(case, "dtype"),
+        )),
         "arange" => one(arange(
             case.float("start"),
             case.float("stop"),
@@ -111,10 +134,20 @@ fn run(case: &Case) {
             case.bool("endpoint"),
             dtype(case, "dtype"),
         )),
-        "tri" => one(tri(case.int("n"), case.int("m"), case.int("k"), dtype(case, "dtype"))),
+        "tri" => one(tri(
+            case.int("n"),
+            case.int("m"),
+            case.int("k"),
+            dtype(case, "dtype"),
+        )),
         "tril" => one(tril(&x[0], case.int("k"))),
         "triu" => one(triu(&x[0], case.int("k"))),
-        "meshgrid" => return check_all(case, &many(meshgrid(&x, case.bool("sparse"), &case.str("indexing")))),
+        "meshgrid" => {
+            return check_all(
+                case,
+                &many(meshgrid(&x, case.bool("sparse"), &case.str("indexing"))),
+            )
+        }
         "bartlett" => one(bartlett(case.int("m"))),
         "blackman" => one(blackman(case.int("m"))),
         "hamming" => one(hamming(case.int("m"))),
@@ -148,9 +181,21 @@ fn run(case: &Case) {
         "concatenate_axis" => one(concatenate_axis(&x, case.int("axis"))),
         "stack" => one(stack(&x)),
         "stack_axis" => one(stack_axis(&x, case.int("axis"))),
-        "split" => return check_all(case, &many(x[0].split(case.int("num_splits"), case.int("axis")))),
+        "split" => {
+            return check_all(
+                case,
+                &many(x[0].split(case.int("num_splits"), case.int("axis"))),
+            )
+        }
         "split_sections" => {
-            return check_all(case, &many(split_sections(&x[0], &case.ints("indices"), case.int("axis"))))
+            return check_all(
+                case,
+                &many(split_sections(
+                    &x[0],
+                    &case.ints("indices"),
+                    case.int("axis"),
+                )),
+            )
         }
         "unstack" => return check_all(case, &many(unstack(&x[0]))),
         "unstack_axis" => return check_all(case, &many(unstack_axis(&x[0], case.int("axis")))),
@@ -165,7 +210,12 @@ fn run(case: &Case) {
             &x[1],
             &case.str("mode"),
         )),
-        "pad_symmetric" => one(pad_symmetric(&x[0], case.int("pad_width"), &x[1], &case.str("mode"))),
+        "pad_symmetric" => one(pad_symmetric(
+            &x[0],
+            case.int("pad_width"),
+            &x[1],
+            &case.str("mode"),
+        )),
         "roll" => one(roll(&x[0], &case.ints("shift"))),
         "roll_axis" => one(roll_axis(&x[0], &case.ints("shift"), case.int("axis"))),
         "roll_axes" => one(roll_axes(&x[0], &case.ints("shift"), &case.ints("axes"))),
@@ -177,7 +227,12 @@ fn run(case: &Case) {
         "atleast_3d" => one(atleast_3d(&x[0])),
         "as_strided" => {
             let strides: Vec<i64> = case.ints("strides").iter().map(|&s| s as i64).collect();
-            one(as_strided(&x[0], &case.ints("shape"), &strides, case.int("offset") as usize))
+            one(as_strided(
+                &x[0],
+                &case.ints("shape"),
+                &strides,
+                case.int("offset") as usize,
+            ))
         }
         "view" => one(x[0].view(dtype(case, "dtype"))),
         "copy" => one(ops::copy(&x[0])),
@@ -196,8 +251,18 @@ fn run(case: &Case) {
         "take_along_axis" => one(x[0].take_along_axis(&x[1], case.int("axis"))),
         "put_along_axis" => one(put_along_axis(&x[0], &x[1], &x[2], case.int("axis"))),
         "scatter_add_axis" => one(scatter_add_axis(&x[0], &x[1], &x[2], case.int("axis"))),
-        "gather" => one(gather(&x[0], &x[1..], &case.ints("axes"), &case.ints("slice_sizes"))),
-        "gather_single" => one(gather_single(&x[0], &x[1], case.int("axis"), &case.ints("slice_sizes"))),
+        "gather" => one(gather(
+            &x[0],
+            &x[1..],
+            &case.ints("axes"),
+            &case.ints("slice_sizes"),
+        )),
+        "gather_single" => one(gather_single(
+            &x[0],
+            &x[1],
+            case.int("axis"),
+            &case.ints("slice_sizes"),
+        )),
         "scatter" | "scatter_add" | "scatter_max" | "scatter_min" | "scatter_prod" => {
             let f = match op {
                 "scatter" => scatter::<Array>,
@@ -209,7 +274,10 @@ fn run(case: &Case) {
             let n = x.len();
             one(f(&x[0], &x[1..n - 1], &x[n - 1], &case.ints("axes")))
         }
-        "scatter_single" | "scatter_add_single" | "scatter_max_single" | "scatter_min_single"
+        "scatter_single"
+        | "scatter_add_single"
+        | "scatter_max_single"
+        | "scatter_min_single"
         | "scatter_prod_single" => {
             let f = match op {
                 "scatter_single" => scatter_single,
@@ -220,8 +288,18 @@ fn run(case: &Case) {
             };
             one(f(&x[0], &x[1], &x[2], case.int("axis")))
         }
-        "slice" => one(slice(&x[0], &case.ints("start"), &case.ints("stop"), &case.ints("strides"))),
-        "slice_dynamic" => one(slice_dynamic(&x[0], &x[1], &case.ints("axes"), &case.ints("slice_size"))),
+        "slice" => one(slice(
+            &x[0],
+            &case.ints("start"),
+            &case.ints("stop"),
+            &case.ints("strides"),
+        )),
+        "slice_dynamic" => one(slice_dynamic(
+            &x[0],
+            &x[1],
+            &case.ints("axes"),
+            &case.ints("slice_size"),
+        )),
         "slice_update" | "slice_update_add" | "slice_update_max" | "slice_update_min"
         | "slice_update_prod" => {
             let f = match op {
@@ -231,9 +309,20 @@ fn run(case: &Case) {
                 "slice_update_min" => slice_update_min,
                 _ => slice_update_prod,
             };
-            one(f(&x[0], &x[1], &case.ints("start"), &case.ints("stop"), &case.ints("strides")))
+            one(f(
+                &x[0],
+                &x[1],
+                &case.ints("start"),
+                &case.ints("stop"),
+                &case.ints("strides"),
+            ))
         }
-        "slice_update_dynamic" => one(slice_update_dynamic(&x[0], &x[1], &x[2], &case.ints("axes"))),
+        "slice_update_dynamic" => one(slice_update_dynamic(
+            &x[0],
+            &x[1],
+            &x[2],
+            &case.ints("axes"),
+        )),
         "masked_scatter" => one(masked_scatter(&x[0], &x[1], &x[2])),
         // sort
         "sort" => one(sort(&x[0])),
@@ -349,12 +438,17 @@ fn run(case: &Case) {
             },
         )),
         "hadamard_transform" => {
-            let scale = case.args.get("scale").and_then(|v| v.as_f64()).map(|s| s as f32);
+            let scale = case
+                .args
+                .get("scale")
+                .and_then(|v| v.as_f64())
+                .map(|s| s as f32);
             one(hadamard_transform(&x[0], scale))
         }
         // quantized
         "quantize" => {
-            let q = quantize(&x[0], None, qopts(case)).unwrap_or_else(|e| panic!("{}: {e}", case.name));
+            let q =
+                quantize(&x[0], None, qopts(case)).unwrap_or_else(|e| panic!("{}: {e}", case.name));
             let mut parts = vec![q.w, q.scales];
             parts.extend(q.biases);
             return check_all(case, &parts);
@@ -373,14 +467,22 @@ fn run(case: &Case) {
             &x[1],
             &x[2],
             Some(&x[3]),
-            GatherIndices { lhs: None, rhs: Some(&x[4]), sorted: false },
+            GatherIndices {
+                lhs: None,
+                rhs: Some(&x[4]),
+                sorted: false,
+            },
             case.bool("transpose"),
             qopts(case),
         )),
         "gather_mm" => one(gather_mm(
             &x[0],
             &x[1],
-            GatherIndices { lhs: Some(&x[2]), rhs: Some(&x[3]), sorted: false },
+            GatherIndices {
+                lhs: Some(&x[2]),
+                rhs: Some(&x[3]),
+                sorted: false,
+            },
         )),
         "block_masked_mm" => one(block_masked_mm(
             &x[0],
@@ -408,17 +510,31 @@ fn oracle_cases() {
 /// `quantize` then `dequantize` gives back the matrix within the quantization step.
 #[test]
 fn quantize_round_trip() {
-    let w = linspace(-1.0, 1.0, 4 * 64, Dtype::Float32).unwrap().reshape(&[4, 64]).unwrap();
+    let w = linspace(-1.0, 1.0, 4 * 64, Dtype::Float32)
+        .unwrap()
+        .reshape(&[4, 64])
+        .unwrap();
     for (bits, step) in [(4, 2.0 / 15.0), (8, 2.0 / 255.0)] {
-        let opts = QuantizeOptions { group_size: Some(32), bits: Some(bits), ..Default::default() };
+        let opts = QuantizeOptions {
+            group_size: Some(32),
+            bits: Some(bits),
+            ..Default::default()
+        };
         let q = quantize(&w, None, opts).unwrap();
         assert_eq!(q.w.dtype(), Dtype::Uint32);
         assert_eq!(q.scales.shape(), &[4, 2]);
         let back = dequantize(&q.w, &q.scales, q.biases.as_ref(), None, None, opts).unwrap();
         let (a, b) = (w.to_vec::<f32>().unwrap(), back.to_vec::<f32>().unwrap());
-        let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+        let worst = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f32, f32::max);
         // Each group spans 1/4 of [-1, 1]; the error is at most half a step of it.
-        assert!(worst <= step / 4.0 / 2.0 + 1e-6, "{bits} bits: error {worst}");
+        assert!(
+            worst <= step / 4.0 / 2.0 + 1e-6,
+            "{bits} bits: error {worst}"
+        );
     }
 }
 
@@ -430,7 +546,15 @@ fn dequantize_dtype() {
     let opts = QuantizeOptions::default();
     let d = dequantize(&q.w, &q.scales, q.biases.as_ref(), None, None, opts).unwrap();
     assert_eq!(d.dtype(), Dtype::Float16);
-    let d = dequantize(&q.w, &q.scales, q.biases.as_ref(), None, Some(Dtype::Float32), opts).unwrap();
+    let d = dequantize(
+        &q.w,
+        &q.scales,
+        q.biases.as_ref(),
+        None,
+        Some(Dtype::Float32),
+        opts,
+    )
+    .unwrap();
     assert_eq!(d.dtype(), Dtype::Float32);
     assert_eq!(d.to_vec::<f32>().unwrap(), vec![1.0; 128]);
     assert!(QuantizeOptions::mode(QuantizationMode::Mxfp4).mode.name() == "mxfp4");
@@ -440,7 +564,10 @@ fn dequantize_dtype() {
 /// explicit values.
 #[test]
 fn conv_defaults() {
-    let x = arange(0.0, 16.0, 1.0, Dtype::Float32).unwrap().reshape(&[1, 8, 2]).unwrap();
+    let x = arange(0.0, 16.0, 1.0, Dtype::Float32)
+        .unwrap()
+        .reshape(&[1, 8, 2])
+        .unwrap();
     let w = ones(&[3, 2, 2], Dtype::Float32).unwrap();
     let a = conv1d(&x, &w, ConvOptions::default()).unwrap();
     let b = conv_general(&x, &w, ConvGeneralOptions::default()).unwrap();
@@ -464,7 +591,10 @@ fn expect_err(what: &str, r: mlx_rs::Result<impl std::fmt::Debug>, needle: &str)
         Ok(v) => panic!("{what}: expected an error, got {v:?}"),
         Err(e) => {
             let msg = e.to_string();
-            assert!(msg.contains(needle), "{what}: message {msg:?} lacks {needle:?}");
+            assert!(
+                msg.contains(needle),
+                "{what}: message {msg:?} lacks {needle:?}"
+            );
         }
     }
 }
@@ -474,8 +604,16 @@ fn bad_inputs_are_errors() {
     let a = Array::from_slice(&[0i32, 1, 2, 3, 4, 5], &[2, 3]).unwrap();
     let f = ones(&[2, 64], Dtype::Float32).unwrap();
     expect_err("reshape", a.reshape(&[4, 2]), "Cannot reshape");
-    expect_err("zeros negative", zeros(&[2, -1], Dtype::Float32), "negative dimension");
-    expect_err("broadcast_to negative", a.broadcast_to(&[-2, 3]), "negative dimension");
+    expect_err(
+        "zeros negative",
+        zeros(&[2, -1], Dtype::Float32),
+        "negative dimension",
+    );
+    expect_err(
+        "broadcast_to negative",
+        a.broadcast_to(&[-2, 3]),
+        "negative dimension",
+    );
     expect_err("transpose repeat", a.transpose_axes(&[0, 0]), "Repeat axes");
     expect_err("bad axis", a.squeeze_axis(5), "");
     expect_err("bad axis", a.expand_dims(4), "out of bounds");
@@ -487,30 +625,88 @@ fn bad_inputs_are_errors() {
     expect_err("split uneven", a.split(4, 1), "");
     expect_err("tile", tile(&a, &[-1]), "non-negative");
     expect_err("repeat", repeat(&a, -2), "non-negative");
-    expect_err("pad mode", pad(&a, &[0], &[1], &[1], &Array::from(0i32), "wrap"), "padding mode");
-    expect_err("pad sizes", pad(&a, &[0, 1], &[1], &[1, 1], &Array::from(0i32), "constant"), "pad sizes");
-    expect_err("pad nul", pad_symmetric(&a, 1, &Array::from(0i32), "con\0stant"), "NUL");
+    expect_err(
+        "pad mode",
+        pad(&a, &[0], &[1], &[1], &Array::from(0i32), "wrap"),
+        "padding mode",
+    );
+    expect_err(
+        "pad sizes",
+        pad(&a, &[0, 1], &[1], &[1, 1], &Array::from(0i32), "constant"),
+        "pad sizes",
+    );
+    expect_err(
+        "pad nul",
+        pad_symmetric(&a, 1, &Array::from(0i32), "con\0stant"),
+        "NUL",
+    );
     expect_err("as_strided", as_strided(&a, &[2, 4], &[3, 1], 0), "outside");
-    expect_err("as_strided lengths", as_strided(&a, &[2], &[3, 1], 0), "differ in length");
-    expect_err("view", Array::from_slice(&[1u8, 2, 3], &[3]).unwrap().view(Dtype::Int32), "multiple");
-    expect_err("number_of_elements", number_of_elements(&a, &[2], false, Dtype::Int32), "out of range");
+    expect_err(
+        "as_strided lengths",
+        as_strided(&a, &[2], &[3, 1], 0),
+        "differ in length",
+    );
+    expect_err(
+        "view",
+        Array::from_slice(&[1u8, 2, 3], &[3])
+            .unwrap()
+            .view(Dtype::Int32),
+        "multiple",
+    );
+    expect_err(
+        "number_of_elements",
+        number_of_elements(&a, &[2], false, Dtype::Int32),
+        "out of range",
+    );
     expect_err("depends", depends::<Array, Array>(&[], &[]), "at least one");
     expect_err("from_fp8", from_fp8(&f, Dtype::Float32), "uint8");
     expect_err("eye", eye(-1, 2, 0, Dtype::Float32), "non-negative");
-    expect_err("linspace", linspace(0.0, 1.0, -3, Dtype::Float32), "non-negative");
+    expect_err(
+        "linspace",
+        linspace(0.0, 1.0, -3, Dtype::Float32),
+        "non-negative",
+    );
     expect_err("hanning", hanning(-1), "non-negative");
     expect_err("meshgrid", meshgrid(&[&a], false, "yx"), "indexing");
-    expect_err("diag", diag(&ones(&[2, 2, 2], Dtype::Float32).unwrap(), 0), "1-D or 2-D");
+    expect_err(
+        "diag",
+        diag(&ones(&[2, 2, 2], Dtype::Float32).unwrap(), 0),
+        "1-D or 2-D",
+    );
     expect_err("diagonal", a.diagonal(0, 1, 1), "same axis");
     // indexing ops
     expect_err("take float", a.take(&Array::from(1.0f32)), "integral");
-    expect_err("gather counts", gather(&a, &[&a], &[0, 1], &[1, 1]), "index arrays need");
-    expect_err("gather sizes", gather_single(&a, &Array::from(0i32), 0, &[1, 9]), "Slice sizes");
+    expect_err(
+        "gather counts",
+        gather(&a, &[&a], &[0, 1], &[1, 1]),
+        "index arrays need",
+    );
+    expect_err(
+        "gather sizes",
+        gather_single(&a, &Array::from(0i32), 0, &[1, 9]),
+        "Slice sizes",
+    );
     expect_err("scatter", scatter(&a, &[&a], &a, &[]), "index arrays need");
-    expect_err("slice lengths", slice(&a, &[0], &[1, 1], &[1, 1]), "starts, stops");
-    expect_err("slice zero step", slice(&a, &[0, 0], &[1, 1], &[1, 0]), "non-zero");
-    expect_err("slice_update", slice_update(&a, &f, &[0, 0], &[1, 1], &[1, 1]), "");
-    expect_err("put_along_axis", put_along_axis(&a, &a, &a, 3), "out of bounds");
+    expect_err(
+        "slice lengths",
+        slice(&a, &[0], &[1, 1], &[1, 1]),
+        "starts, stops",
+    );
+    expect_err(
+        "slice zero step",
+        slice(&a, &[0, 0], &[1, 1], &[1, 0]),
+        "non-zero",
+    );
+    expect_err(
+        "slice_update",
+        slice_update(&a, &f, &[0, 0], &[1, 1], &[1, 1]),
+        "",
+    );
+    expect_err(
+        "put_along_axis",
+        put_along_axis(&a, &a, &a, 3),
+        "out of bounds",
+    );
     // sort
     expect_err("topk", topk(&a, 9), "invalid k");
     expect_err("partition", partition_axis(&a, 5, 1), "kth");
@@ -518,22 +714,135 @@ fn bad_inputs_are_errors() {
     // conv
     let x = ones(&[1, 8, 3], Dtype::Float32).unwrap();
     let w = ones(&[4, 3, 3], Dtype::Float32).unwrap();
-    expect_err("conv groups", conv1d(&x, &w, ConvOptions { groups: 0, ..Default::default() }), "groups");
-    expect_err("conv stride", conv2d(&x, &w, ConvOptions { stride: [1, 0], ..Default::default() }), "stride");
-    expect_err("conv dilation", conv_transpose1d(&x, &w, ConvTransposeOptions { dilation: [0], ..Default::default() }), "dilation");
-    expect_err("conv_general stride", conv_general(&x, &w, ConvGeneralOptions { stride: &[0], ..Default::default() }), "stride");
-    expect_err("conv channels", conv1d(&x, &ones(&[4, 3, 2], Dtype::Float32).unwrap(), ConvOptions::default()), "");
-    expect_err("conv rank", conv1d(&f, &f, ConvOptions::default()), "spatial");
+    expect_err(
+        "conv groups",
+        conv1d(
+            &x,
+            &w,
+            ConvOptions {
+                groups: 0,
+                ..Default::default()
+            },
+        ),
+        "groups",
+    );
+    expect_err(
+        "conv stride",
+        conv2d(
+            &x,
+            &w,
+            ConvOptions {
+                stride: [1, 0],
+                ..Default::default()
+            },
+        ),
+        "stride",
+    );
+    expect_err(
+        "conv dilation",
+        conv_transpose1d(
+            &x,
+            &w,
+            ConvTransposeOptions {
+                dilation: [0],
+                ..Default::default()
+            },
+        ),
+        "dilation",
+    );
+    expect_err(
+        "conv_general stride",
+        conv_general(
+            &x,
+            &w,
+            ConvGeneralOptions {
+                stride: &[0],
+                ..Default::default()
+            },
+        ),
+        "stride",
+    );
+    expect_err(
+        "conv channels",
+        conv1d(
+            &x,
+            &ones(&[4, 3, 2], Dtype::Float32).unwrap(),
+            ConvOptions::default(),
+        ),
+        "",
+    );
+    expect_err(
+        "conv rank",
+        conv1d(&f, &f, ConvOptions::default()),
+        "spatial",
+    );
     // quantized
     let q = |o| quantize(&f, None, o).map(|q| q.w);
-    expect_err("quantize group", q(QuantizeOptions { group_size: Some(48), ..Default::default() }), "group size");
-    expect_err("quantize bits", q(QuantizeOptions { bits: Some(7), ..Default::default() }), "bits");
-    expect_err("quantize 1-D", quantize(&ones(&[64], Dtype::Float32).unwrap(), None, QuantizeOptions::default()).map(|q| q.w), "at least 2");
-    expect_err("quantize int", quantize(&a, None, QuantizeOptions::default()).map(|q| q.w), "floating");
+    expect_err(
+        "quantize group",
+        q(QuantizeOptions {
+            group_size: Some(48),
+            ..Default::default()
+        }),
+        "group size",
+    );
+    expect_err(
+        "quantize bits",
+        q(QuantizeOptions {
+            bits: Some(7),
+            ..Default::default()
+        }),
+        "bits",
+    );
+    expect_err(
+        "quantize 1-D",
+        quantize(
+            &ones(&[64], Dtype::Float32).unwrap(),
+            None,
+            QuantizeOptions::default(),
+        )
+        .map(|q| q.w),
+        "at least 2",
+    );
+    expect_err(
+        "quantize int",
+        quantize(&a, None, QuantizeOptions::default()).map(|q| q.w),
+        "floating",
+    );
     let qa = quantize(&f, None, QuantizeOptions::default()).unwrap();
-    expect_err("dequantize biases", dequantize(&qa.w, &qa.scales, None, None, None, QuantizeOptions::default()), "Biases");
-    expect_err("qmm shapes", quantized_matmul(&a.astype(Dtype::Float32).unwrap(), &qa.w, &qa.scales, qa.biases.as_ref(), true, QuantizeOptions::default()), "");
-    expect_err("segmented_mm", segmented_mm(&f, &f.transpose().unwrap(), &Array::from_slice(&[0i32, 1, 2], &[3]).unwrap()), "segments");
+    expect_err(
+        "dequantize biases",
+        dequantize(
+            &qa.w,
+            &qa.scales,
+            None,
+            None,
+            None,
+            QuantizeOptions::default(),
+        ),
+        "Biases",
+    );
+    expect_err(
+        "qmm shapes",
+        quantized_matmul(
+            &a.astype(Dtype::Float32).unwrap(),
+            &qa.w,
+            &qa.scales,
+            qa.biases.as_ref(),
+            true,
+            QuantizeOptions::default(),
+        ),
+        "",
+    );
+    expect_err(
+        "segmented_mm",
+        segmented_mm(
+            &f,
+            &f.transpose().unwrap(),
+            &Array::from_slice(&[0i32, 1, 2], &[3]).unwrap(),
+        ),
+        "segments",
+    );
 }
 
 /// Errors name the Rust call site (the `#[track_caller]` chain reaches the test).

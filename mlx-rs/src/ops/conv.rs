@@ -65,7 +65,12 @@ pub struct ConvOptions<const N: usize> {
 
 impl<const N: usize> Default for ConvOptions<N> {
     fn default() -> Self {
-        ConvOptions { stride: [1; N], padding: [0; N], dilation: [1; N], groups: 1 }
+        ConvOptions {
+            stride: [1; N],
+            padding: [0; N],
+            dilation: [1; N],
+            groups: 1,
+        }
     }
 }
 
@@ -228,7 +233,11 @@ pub fn conv_general(input: &Array, weight: &Array, opts: ConvGeneralOptions<'_>)
 
 /// 1-D transposed convolution of `input` (`N, L, C_in`) with `weight` (`C_out, K, C_in / groups`).
 #[track_caller]
-pub fn conv_transpose1d(input: &Array, weight: &Array, opts: ConvTransposeOptions<1>) -> Result<Array> {
+pub fn conv_transpose1d(
+    input: &Array,
+    weight: &Array,
+    opts: ConvTransposeOptions<1>,
+) -> Result<Array> {
     opts.check("conv_transpose1d")?;
     let o = opts;
     stream_op(|res, s| unsafe {
@@ -249,7 +258,11 @@ pub fn conv_transpose1d(input: &Array, weight: &Array, opts: ConvTransposeOption
 /// 2-D transposed convolution of `input` (`N, H, W, C_in`) with `weight`
 /// (`C_out, KH, KW, C_in / groups`).
 #[track_caller]
-pub fn conv_transpose2d(input: &Array, weight: &Array, opts: ConvTransposeOptions<2>) -> Result<Array> {
+pub fn conv_transpose2d(
+    input: &Array,
+    weight: &Array,
+    opts: ConvTransposeOptions<2>,
+) -> Result<Array> {
     opts.check("conv_transpose2d")?;
     let o = opts;
     stream_op(|res, s| unsafe {
@@ -274,7 +287,11 @@ pub fn conv_transpose2d(input: &Array, weight: &Array, opts: ConvTransposeOption
 /// 3-D transposed convolution of `input` (`N, D, H, W, C_in`) with `weight`
 /// (`C_out, KD, KH, KW, C_in / groups`).
 #[track_caller]
-pub fn conv_transpose3d(input: &Array, weight: &Array, opts: ConvTransposeOptions<3>) -> Result<Array> {
+pub fn conv_transpose3d(
+    input: &Array,
+    weight: &Array,
+    opts: ConvTransposeOptions<3>,
+) -> Result<Array> {
     opts.check("conv_transpose3d")?;
     let o = opts;
     stream_op(|res, s| unsafe {

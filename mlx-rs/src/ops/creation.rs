@@ -30,14 +30,18 @@ pub(crate) fn check_size(what: &str, n: i32) -> Result<()> {
 #[track_caller]
 pub fn zeros(shape: &[i32], dtype: Dtype) -> Result<Array> {
     check_dims(shape)?;
-    stream_op(|res, s| unsafe { sys::mlx_zeros(res, shape.as_ptr(), shape.len(), dtype.to_raw(), s) })
+    stream_op(|res, s| unsafe {
+        sys::mlx_zeros(res, shape.as_ptr(), shape.len(), dtype.to_raw(), s)
+    })
 }
 
 /// An array of `shape` filled with ones.
 #[track_caller]
 pub fn ones(shape: &[i32], dtype: Dtype) -> Result<Array> {
     check_dims(shape)?;
-    stream_op(|res, s| unsafe { sys::mlx_ones(res, shape.as_ptr(), shape.len(), dtype.to_raw(), s) })
+    stream_op(|res, s| unsafe {
+        sys::mlx_ones(res, shape.as_ptr(), shape.len(), dtype.to_raw(), s)
+    })
 }
 
 /// Zeros with the shape and dtype of `a`.
@@ -76,7 +80,14 @@ pub fn ones_like_dtype(a: &Array, dtype: Dtype) -> Result<Array> {
 pub fn full(shape: &[i32], vals: &Array, dtype: Dtype) -> Result<Array> {
     check_dims(shape)?;
     stream_op(|res, s| unsafe {
-        sys::mlx_full(res, shape.as_ptr(), shape.len(), vals.as_raw(), dtype.to_raw(), s)
+        sys::mlx_full(
+            res,
+            shape.as_ptr(),
+            shape.len(),
+            vals.as_raw(),
+            dtype.to_raw(),
+            s,
+        )
     })
 }
 

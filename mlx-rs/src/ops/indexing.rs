@@ -92,50 +92,180 @@ pub fn gather_single(a: &Array, indices: &Array, axis: i32, slice_sizes: &[i32])
     })
 }
 
-/// Defines the scatter family: a multi-index form and a `_single` form per reduction.
-macro_rules! scatter_ops {
-    ($($(#[$doc:meta])* $name:ident => $ffi:ident, $single:ident => $ffi_single:ident;)*) => {$(
-        $(#[$doc])*
-        ///
-        /// `indices[i]` (broadcast together) index `axes[i]`; `updates` has shape
-        /// `broadcast(indices).shape + slice shape`, where the slice has `a`'s number of
-        /// dimensions.
-        #[track_caller]
-        pub fn $name<A: AsRef<Array>>(
-            a: &Array,
-            indices: &[A],
-            updates: &Array,
-            axes: &[i32],
-        ) -> Result<Array> {
-            check_index_axes(stringify!($name), indices.len(), axes)?;
-            let v = VectorArray::from_arrays(indices);
-            stream_op(|res, s| unsafe {
-                sys::$ffi(res, a.as_raw(), v.0, updates.as_raw(), axes.as_ptr(), axes.len(), s)
-            })
-        }
-
-        #[doc = concat!("[`", stringify!($name), "`] with one index array for one `axis`.")]
-        #[track_caller]
-        pub fn $single(a: &Array, indices: &Array, updates: &Array, axis: i32) -> Result<Array> {
-            stream_op(|res, s| unsafe {
-                sys::$ffi_single(res, a.as_raw(), indices.as_raw(), updates.as_raw(), axis, s)
-            })
-        }
-    )*};
+/// `a` with slices replaced by `updates` at `indices` (which of duplicates wins is
+/// unspecified).
+///
+/// `indices[i]` (broadcast together) index `axes[i]`; `updates` has shape
+/// `broadcast(indices).shape + slice shape`, where the slice has `a`'s number of dimensions.
+#[track_caller]
+pub fn scatter<A: AsRef<Array>>(
+    a: &Array,
+    indices: &[A],
+    updates: &Array,
+    axes: &[i32],
+) -> Result<Array> {
+    check_index_axes("scatter", indices.len(), axes)?;
+    let v = VectorArray::from_arrays(indices);
+    stream_op(|res, s| unsafe {
+        sys::mlx_scatter(
+            res,
+            a.as_raw(),
+            v.0,
+            updates.as_raw(),
+            axes.as_ptr(),
+            axes.len(),
+            s,
+        )
+    })
 }
 
-scatter_ops! {
-    /// `a` with slices replaced by `updates` at `indices` (which of duplicates wins is
-    /// unspecified).
-    scatter => mlx_scatter, scatter_single => mlx_scatter_single;
-    /// `a` with `updates` added at `indices` (duplicates accumulate).
-    scatter_add => mlx_scatter_add, scatter_add_single => mlx_scatter_add_single;
-    /// `a` with each indexed element replaced by its maximum with `updates`.
-    scatter_max => mlx_scatter_max, scatter_max_single => mlx_scatter_max_single;
-    /// `a` with each indexed element replaced by its minimum with `updates`.
-    scatter_min => mlx_scatter_min, scatter_min_single => mlx_scatter_min_single;
-    /// `a` with each indexed element multiplied by `updates`.
-    scatter_prod => mlx_scatter_prod, scatter_prod_single => mlx_scatter_prod_single;
+/// [`scatter`] with one index array for one `axis`.
+#[track_caller]
+pub fn scatter_single(a: &Array, indices: &Array, updates: &Array, axis: i32) -> Result<Array> {
+    stream_op(|res, s| unsafe {
+        sys::mlx_scatter_single(res, a.as_raw(), indices.as_raw(), updates.as_raw(), axis, s)
+    })
+}
+
+/// `a` with `updates` added at `indices` (duplicates accumulate).
+///
+/// `indices[i]` (broadcast together) index `axes[i]`; `updates` has shape
+/// `broadcast(indices).shape + slice shape`, where the slice has `a`'s number of dimensions.
+#[track_caller]
+pub fn scatter_add<A: AsRef<Array>>(
+    a: &Array,
+    indices: &[A],
+    updates: &Array,
+    axes: &[i32],
+) -> Result<Array> {
+    check_index_axes("scatter_add", indices.len(), axes)?;
+    let v = VectorArray::from_arrays(indices);
+    stream_op(|res, s| unsafe {
+        sys::mlx_scatter_add(
+            res,
+            a.as_raw(),
+            v.0,
+            updates.as_raw(),
+            axes.as_ptr(),
+            axes.len(),
+            s,
+        )
+    })
+}
+
+/// [`scatter_add`] with one index array for one `axis`.
+#[track_caller]
+pub fn scatter_add_single(a: &Array, indices: &Array, updates: &Array, axis: i32) -> Result<Array> {
+    stream_op(|res, s| unsafe {
+        sys::mlx_scatter_add_single(res, a.as_raw(), indices.as_raw(), updates.as_raw(), axis, s)
+    })
+}
+
+/// `a` with each indexed element replaced by its maximum with `updates`.
+///
+/// `indices[i]` (broadcast together) index `axes[i]`; `updates` has shape
+/// `broadcast(indices).shape + slice shape`, where the slice has `a`'s number of dimensions.
+#[track_caller]
+pub fn scatter_max<A: AsRef<Array>>(
+    a: &Array,
+    indices: &[A],
+    updates: &Array,
+    axes: &[i32],
+) -> Result<Array> {
+    check_index_axes("scatter_max", indices.len(), axes)?;
+    let v = VectorArray::from_arrays(indices);
+    stream_op(|res, s| unsafe {
+        sys::mlx_scatter_max(
+            res,
+            a.as_raw(),
+            v.0,
+            updates.as_raw(),
+            axes.as_ptr(),
+            axes.len(),
+            s,
+        )
+    })
+}
+
+/// [`scatter_max`] with one index array for one `axis`.
+#[track_caller]
+pub fn scatter_max_single(a: &Array, indices: &Array, updates: &Array, axis: i32) -> Result<Array> {
+    stream_op(|res, s| unsafe {
+        sys::mlx_scatter_max_single(res, a.as_raw(), indices.as_raw(), updates.as_raw(), axis, s)
+    })
+}
+
+/// `a` with each indexed element replaced by its minimum with `updates`.
+///
+/// `indices[i]` (broadcast together) index `axes[i]`; `updates` has shape
+/// `broadcast(indices).shape + slice shape`, where the slice has `a`'s number of dimensions.
+#[track_caller]
+pub fn scatter_min<A: AsRef<Array>>(
+    a: &Array,
+    indices: &[A],
+    updates: &Array,
+    axes: &[i32],
+) -> Result<Array> {
+    check_index_axes("scatter_min", indices.len(), axes)?;
+    let v = VectorArray::from_arrays(indices);
+    stream_op(|res, s| unsafe {
+        sys::mlx_scatter_min(
+            res,
+            a.as_raw(),
+            v.0,
+            updates.as_raw(),
+            axes.as_ptr(),
+            axes.len(),
+            s,
+        )
+    })
+}
+
+/// [`scatter_min`] with one index array for one `axis`.
+#[track_caller]
+pub fn scatter_min_single(a: &Array, indices: &Array, updates: &Array, axis: i32) -> Result<Array> {
+    stream_op(|res, s| unsafe {
+        sys::mlx_scatter_min_single(res, a.as_raw(), indices.as_raw(), updates.as_raw(), axis, s)
+    })
+}
+
+/// `a` with each indexed element multiplied by `updates`.
+///
+/// `indices[i]` (broadcast together) index `axes[i]`; `updates` has shape
+/// `broadcast(indices).shape + slice shape`, where the slice has `a`'s number of dimensions.
+#[track_caller]
+pub fn scatter_prod<A: AsRef<Array>>(
+    a: &Array,
+    indices: &[A],
+    updates: &Array,
+    axes: &[i32],
+) -> Result<Array> {
+    check_index_axes("scatter_prod", indices.len(), axes)?;
+    let v = VectorArray::from_arrays(indices);
+    stream_op(|res, s| unsafe {
+        sys::mlx_scatter_prod(
+            res,
+            a.as_raw(),
+            v.0,
+            updates.as_raw(),
+            axes.as_ptr(),
+            axes.len(),
+            s,
+        )
+    })
+}
+
+/// [`scatter_prod`] with one index array for one `axis`.
+#[track_caller]
+pub fn scatter_prod_single(
+    a: &Array,
+    indices: &Array,
+    updates: &Array,
+    axis: i32,
+) -> Result<Array> {
+    stream_op(|res, s| unsafe {
+        sys::mlx_scatter_prod_single(res, a.as_raw(), indices.as_raw(), updates.as_raw(), axis, s)
+    })
 }
 
 /// `a` with `values` added along `axis` at `indices` (the accumulating form of
@@ -147,7 +277,13 @@ pub fn scatter_add_axis(a: &Array, indices: &Array, values: &Array, axis: i32) -
     })
 }
 
-fn check_slice_args(op: &str, ndim: usize, start: &[i32], stop: &[i32], strides: &[i32]) -> Result<()> {
+fn check_slice_args(
+    op: &str,
+    ndim: usize,
+    start: &[i32],
+    stop: &[i32],
+    strides: &[i32],
+) -> Result<()> {
     if start.len() != ndim || stop.len() != ndim || strides.len() != ndim {
         return Err(Error::InvalidArgument(format!(
             "{op}: an array of {ndim} dimensions needs {ndim} starts, stops and strides, \
@@ -200,56 +336,155 @@ pub fn slice_dynamic(a: &Array, start: &Array, axes: &[i32], slice_size: &[i32])
     })
 }
 
-/// Defines `src` updated at a strided slice, with one reduction per op.
-macro_rules! slice_update_ops {
-    ($($(#[$doc:meta])* $name:ident => $ffi:ident;)*) => {$(
-        $(#[$doc])*
-        ///
-        /// The slice is given as in [`slice`]; `update` must broadcast to its shape.
-        #[track_caller]
-        pub fn $name(
-            src: &Array,
-            update: &Array,
-            start: &[i32],
-            stop: &[i32],
-            strides: &[i32],
-        ) -> Result<Array> {
-            check_slice_args(stringify!($name), src.ndim(), start, stop, strides)?;
-            stream_op(|res, s| unsafe {
-                sys::$ffi(
-                    res,
-                    src.as_raw(),
-                    update.as_raw(),
-                    start.as_ptr(),
-                    start.len(),
-                    stop.as_ptr(),
-                    stop.len(),
-                    strides.as_ptr(),
-                    strides.len(),
-                    s,
-                )
-            })
-        }
-    )*};
+/// `src` with a strided slice replaced by `update`.
+///
+/// The slice is given as in [`slice`]; `update` must broadcast to its shape.
+#[track_caller]
+pub fn slice_update(
+    src: &Array,
+    update: &Array,
+    start: &[i32],
+    stop: &[i32],
+    strides: &[i32],
+) -> Result<Array> {
+    check_slice_args("slice_update", src.ndim(), start, stop, strides)?;
+    stream_op(|res, s| unsafe {
+        sys::mlx_slice_update(
+            res,
+            src.as_raw(),
+            update.as_raw(),
+            start.as_ptr(),
+            start.len(),
+            stop.as_ptr(),
+            stop.len(),
+            strides.as_ptr(),
+            strides.len(),
+            s,
+        )
+    })
 }
 
-slice_update_ops! {
-    /// `src` with a strided slice replaced by `update`.
-    slice_update => mlx_slice_update;
-    /// `src` with `update` added to a strided slice.
-    slice_update_add => mlx_slice_update_add;
-    /// `src` with a strided slice replaced by its element-wise maximum with `update`.
-    slice_update_max => mlx_slice_update_max;
-    /// `src` with a strided slice replaced by its element-wise minimum with `update`.
-    slice_update_min => mlx_slice_update_min;
-    /// `src` with a strided slice multiplied by `update`.
-    slice_update_prod => mlx_slice_update_prod;
+/// `src` with `update` added to a strided slice.
+///
+/// The slice is given as in [`slice`]; `update` must broadcast to its shape.
+#[track_caller]
+pub fn slice_update_add(
+    src: &Array,
+    update: &Array,
+    start: &[i32],
+    stop: &[i32],
+    strides: &[i32],
+) -> Result<Array> {
+    check_slice_args("slice_update_add", src.ndim(), start, stop, strides)?;
+    stream_op(|res, s| unsafe {
+        sys::mlx_slice_update_add(
+            res,
+            src.as_raw(),
+            update.as_raw(),
+            start.as_ptr(),
+            start.len(),
+            stop.as_ptr(),
+            stop.len(),
+            strides.as_ptr(),
+            strides.len(),
+            s,
+        )
+    })
+}
+
+/// `src` with a strided slice replaced by its element-wise maximum with `update`.
+///
+/// The slice is given as in [`slice`]; `update` must broadcast to its shape.
+#[track_caller]
+pub fn slice_update_max(
+    src: &Array,
+    update: &Array,
+    start: &[i32],
+    stop: &[i32],
+    strides: &[i32],
+) -> Result<Array> {
+    check_slice_args("slice_update_max", src.ndim(), start, stop, strides)?;
+    stream_op(|res, s| unsafe {
+        sys::mlx_slice_update_max(
+            res,
+            src.as_raw(),
+            update.as_raw(),
+            start.as_ptr(),
+            start.len(),
+            stop.as_ptr(),
+            stop.len(),
+            strides.as_ptr(),
+            strides.len(),
+            s,
+        )
+    })
+}
+
+/// `src` with a strided slice replaced by its element-wise minimum with `update`.
+///
+/// The slice is given as in [`slice`]; `update` must broadcast to its shape.
+#[track_caller]
+pub fn slice_update_min(
+    src: &Array,
+    update: &Array,
+    start: &[i32],
+    stop: &[i32],
+    strides: &[i32],
+) -> Result<Array> {
+    check_slice_args("slice_update_min", src.ndim(), start, stop, strides)?;
+    stream_op(|res, s| unsafe {
+        sys::mlx_slice_update_min(
+            res,
+            src.as_raw(),
+            update.as_raw(),
+            start.as_ptr(),
+            start.len(),
+            stop.as_ptr(),
+            stop.len(),
+            strides.as_ptr(),
+            strides.len(),
+            s,
+        )
+    })
+}
+
+/// `src` with a strided slice multiplied by `update`.
+///
+/// The slice is given as in [`slice`]; `update` must broadcast to its shape.
+#[track_caller]
+pub fn slice_update_prod(
+    src: &Array,
+    update: &Array,
+    start: &[i32],
+    stop: &[i32],
+    strides: &[i32],
+) -> Result<Array> {
+    check_slice_args("slice_update_prod", src.ndim(), start, stop, strides)?;
+    stream_op(|res, s| unsafe {
+        sys::mlx_slice_update_prod(
+            res,
+            src.as_raw(),
+            update.as_raw(),
+            start.as_ptr(),
+            start.len(),
+            stop.as_ptr(),
+            stop.len(),
+            strides.as_ptr(),
+            strides.len(),
+            s,
+        )
+    })
 }
 
 /// `src` with the slice along `axes` that starts at the positions held in the array
 /// `start` replaced by `update` (whose shape gives the slice size).
 #[track_caller]
-pub fn slice_update_dynamic(src: &Array, update: &Array, start: &Array, axes: &[i32]) -> Result<Array> {
+pub fn slice_update_dynamic(
+    src: &Array,
+    update: &Array,
+    start: &Array,
+    axes: &[i32],
+) -> Result<Array> {
     stream_op(|res, s| unsafe {
         sys::mlx_slice_update_dynamic(
             res,

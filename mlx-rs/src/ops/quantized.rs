@@ -65,7 +65,10 @@ pub struct QuantizeOptions {
 impl QuantizeOptions {
     /// The options of `mode` with its default group size and bits.
     pub fn mode(mode: QuantizationMode) -> Self {
-        QuantizeOptions { mode, ..Default::default() }
+        QuantizeOptions {
+            mode,
+            ..Default::default()
+        }
     }
 
     fn raw_group_size(&self) -> sys::mlx_optional_int {
@@ -102,7 +105,10 @@ pub struct GatherIndices<'a> {
 }
 
 fn optional_int(v: Option<i32>) -> sys::mlx_optional_int {
-    sys::mlx_optional_int { value: v.unwrap_or(0), has_value: v.is_some() }
+    sys::mlx_optional_int {
+        value: v.unwrap_or(0),
+        has_value: v.is_some(),
+    }
 }
 
 fn optional_dtype(v: Option<Dtype>) -> sys::mlx_optional_dtype {
@@ -115,7 +121,12 @@ fn optional_dtype(v: Option<Dtype>) -> sys::mlx_optional_dtype {
 /// The raw handle of an optional array: a null handle (which mlx-c reads as "absent")
 /// for `None`.
 fn raw_or_null(a: Option<&Array>) -> sys::mlx_array {
-    a.map_or(sys::mlx_array { ctx: std::ptr::null_mut() }, Array::as_raw)
+    a.map_or(
+        sys::mlx_array {
+            ctx: std::ptr::null_mut(),
+        },
+        Array::as_raw,
+    )
 }
 
 /// Quantizes `w` (at least 2-D, last axis divisible by the group size) along its last
@@ -133,7 +144,11 @@ fn raw_or_null(a: Option<&Array>) -> sys::mlx_array {
 /// # Ok::<(), mlx_rs::Error>(())
 /// ```
 #[track_caller]
-pub fn quantize(w: &Array, global_scale: Option<&Array>, opts: QuantizeOptions) -> Result<Quantized> {
+pub fn quantize(
+    w: &Array,
+    global_scale: Option<&Array>,
+    opts: QuantizeOptions,
+) -> Result<Quantized> {
     let mut parts = stream_vector_op(|res, s| unsafe {
         sys::mlx_quantize(
             res,

@@ -50,7 +50,9 @@ pub fn squeeze_axis(a: &Array, axis: i32) -> Result<Array> {
 /// Removes `axes`, which must all have size 1.
 #[track_caller]
 pub fn squeeze_axes(a: &Array, axes: &[i32]) -> Result<Array> {
-    stream_op(|res, s| unsafe { sys::mlx_squeeze_axes(res, a.as_raw(), axes.as_ptr(), axes.len(), s) })
+    stream_op(|res, s| unsafe {
+        sys::mlx_squeeze_axes(res, a.as_raw(), axes.as_ptr(), axes.len(), s)
+    })
 }
 
 /// Inserts an axis of size 1 at `axis` (an axis of the result).
@@ -236,7 +238,14 @@ pub fn pad(
 pub fn pad_symmetric(a: &Array, pad_width: i32, pad_value: &Array, mode: &str) -> Result<Array> {
     let mode = c_string(mode)?;
     stream_op(|res, s| unsafe {
-        sys::mlx_pad_symmetric(res, a.as_raw(), pad_width, pad_value.as_raw(), mode.as_ptr(), s)
+        sys::mlx_pad_symmetric(
+            res,
+            a.as_raw(),
+            pad_width,
+            pad_value.as_raw(),
+            mode.as_ptr(),
+            s,
+        )
     })
 }
 
@@ -258,7 +267,15 @@ pub fn roll_axis(a: &Array, shift: &[i32], axis: i32) -> Result<Array> {
 #[track_caller]
 pub fn roll_axes(a: &Array, shift: &[i32], axes: &[i32]) -> Result<Array> {
     stream_op(|res, s| unsafe {
-        sys::mlx_roll_axes(res, a.as_raw(), shift.as_ptr(), shift.len(), axes.as_ptr(), axes.len(), s)
+        sys::mlx_roll_axes(
+            res,
+            a.as_raw(),
+            shift.as_ptr(),
+            shift.len(),
+            axes.as_ptr(),
+            axes.len(),
+            s,
+        )
     })
 }
 
@@ -386,7 +403,15 @@ pub fn number_of_elements(a: &Array, axes: &[i32], inverted: bool, dtype: Dtype)
         )));
     }
     stream_op(|res, s| unsafe {
-        sys::mlx_number_of_elements(res, a.as_raw(), axes.as_ptr(), axes.len(), inverted, dtype.to_raw(), s)
+        sys::mlx_number_of_elements(
+            res,
+            a.as_raw(),
+            axes.as_ptr(),
+            axes.len(),
+            inverted,
+            dtype.to_raw(),
+            s,
+        )
     })
 }
 

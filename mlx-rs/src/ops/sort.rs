@@ -73,7 +73,13 @@ pub fn topk_axis(a: &Array, k: i32, axis: i32) -> Result<Array> {
 pub fn searchsorted(sorted_sequence: &Array, values: &Array, side: &str) -> Result<Array> {
     let side = c_string(side)?;
     stream_op(|res, s| unsafe {
-        sys::mlx_searchsorted(res, sorted_sequence.as_raw(), values.as_raw(), side.as_ptr(), s)
+        sys::mlx_searchsorted(
+            res,
+            sorted_sequence.as_raw(),
+            values.as_raw(),
+            side.as_ptr(),
+            s,
+        )
     })
 }
 
