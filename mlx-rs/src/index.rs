@@ -19,8 +19,9 @@
 //! ```
 //!
 //! Plain integer indices are checked against the axis size and give an error when out of
-//! range. Values inside index *arrays* are not checked (that would force evaluation);
-//! MLX gives unspecified results for them, so keep them in range.
+//! range. Values inside index *arrays* are not checked (that would force evaluation) and
+//! MLX does not check them either: keep them in range (see
+//! [`ops::gather`](crate::ops::gather)). Boolean masks are evaluated, so they are always in range.
 
 use crate::error::Error;
 use crate::{ops, Array, Dtype, Result};

@@ -239,3 +239,15 @@ fn bad_indices_are_errors() {
     expect_err("put shape", a.index_put(&s![0], &v), "broadcast");
     expect_err("put array shape", a.index_put(&s![&j], &v), "broadcast");
 }
+
+/// Index arrays of different integer dtypes (and plain integers) combine.
+#[test]
+fn mixed_index_dtypes() {
+    let a = iota(&[3, 4]);
+    let u = Array::from_slice(&[3u32, 1], &[2]).unwrap();
+    let l = Array::from_slice(&[2i64, 0], &[2]).unwrap();
+    assert_eq!(vals(&a.index(&s![1, &u]).unwrap()), vec![7, 5]);
+    assert_eq!(vals(&a.index(&s![&l, &u]).unwrap()), vec![11, 1]);
+    let b = a.index_put(&s![&l, &u], &Array::from(-1i32)).unwrap();
+    assert_eq!(vals(&b), vec![0, -1, 2, 3, 4, 5, 6, 7, 8, 9, 10, -1]);
+}

@@ -1,10 +1,8 @@
 //! Gather/scatter style ops: take, slice, slice updates, scatter, put/take along axis,
 //! masked scatter.
 //!
-//! Index arrays must be integers. Negative indices count from the end of their axis.
-//! MLX does not check that index values are in range (that would need their values);
-//! indices outside an axis give unspecified results, so keep them in range. The
-//! NumPy-style [`Array::index`] checks plain integer indices for you.
+//! Index arrays must be integers; negative indices count from the end of their axis.
+//! Index values must be in range (see [`gather`]).
 
 use crate::error::Error;
 use crate::raw::{stream_op, VectorArray};
@@ -12,12 +10,18 @@ use crate::{Array, Result};
 use mlx_sys as sys;
 
 /// Elements of the flattened `a` at `indices` (the result has the shape of `indices`).
+///
+/// Index values must lie inside their axis: MLX does not check them (see the note on
+/// [`gather`]).
 #[track_caller]
 pub fn take(a: &Array, indices: &Array) -> Result<Array> {
     stream_op(|res, s| unsafe { sys::mlx_take(res, a.as_raw(), indices.as_raw(), s) })
 }
 
 /// Slices of `a` along `axis` at `indices` (that axis is replaced by the shape of `indices`).
+///
+/// Index values must lie inside their axis: MLX does not check them (see the note on
+/// [`gather`]).
 #[track_caller]
 pub fn take_axis(a: &Array, indices: &Array, axis: i32) -> Result<Array> {
     stream_op(|res, s| unsafe { sys::mlx_take_axis(res, a.as_raw(), indices.as_raw(), axis, s) })
@@ -25,6 +29,9 @@ pub fn take_axis(a: &Array, indices: &Array, axis: i32) -> Result<Array> {
 
 /// Elements of `a` picked along `axis` by `indices`, which broadcasts with `a` on the
 /// other axes (NumPy's `take_along_axis`).
+///
+/// Index values must lie inside their axis: MLX does not check them (see the note on
+/// [`gather`]).
 #[track_caller]
 pub fn take_along_axis(a: &Array, indices: &Array, axis: i32) -> Result<Array> {
     stream_op(|res, s| unsafe {
@@ -33,6 +40,9 @@ pub fn take_along_axis(a: &Array, indices: &Array, axis: i32) -> Result<Array> {
 }
 
 /// `a` with `values` written along `axis` at `indices` (the inverse of [`take_along_axis`]).
+///
+/// Index values must lie inside their axis: MLX does not check them (see the note on
+/// [`gather`]).
 #[track_caller]
 pub fn put_along_axis(a: &Array, indices: &Array, values: &Array, axis: i32) -> Result<Array> {
     stream_op(|res, s| unsafe {
@@ -53,6 +63,12 @@ fn check_index_axes(op: &str, n_indices: usize, axes: &[i32]) -> Result<()> {
 /// element is the slice of shape `slice_sizes` starting there.
 ///
 /// The result has shape `broadcast(indices).shape + slice_sizes`.
+///
+/// Index values must lie inside their axis (negative values count from the end). Index
+/// arrays are lazy, so their values cannot be checked here, and MLX does not check them
+/// when it runs: a gather with an index outside its axis reads, and a scatter writes,
+/// outside the array, which is undefined behaviour. The NumPy-style
+/// [`Array::index`] checks plain integer indices.
 #[track_caller]
 pub fn gather<A: AsRef<Array>>(
     a: &Array,
@@ -77,6 +93,9 @@ pub fn gather<A: AsRef<Array>>(
 }
 
 /// [`gather`] with one index array for one `axis`.
+///
+/// Index values must lie inside their axis: MLX does not check them (see the note on
+/// [`gather`]).
 #[track_caller]
 pub fn gather_single(a: &Array, indices: &Array, axis: i32, slice_sizes: &[i32]) -> Result<Array> {
     stream_op(|res, s| unsafe {
@@ -97,6 +116,9 @@ pub fn gather_single(a: &Array, indices: &Array, axis: i32, slice_sizes: &[i32])
 ///
 /// `indices[i]` (broadcast together) index `axes[i]`; `updates` has shape
 /// `broadcast(indices).shape + slice shape`, where the slice has `a`'s number of dimensions.
+///
+/// Index values must lie inside their axis: MLX does not check them (see the note on
+/// [`gather`]).
 #[track_caller]
 pub fn scatter<A: AsRef<Array>>(
     a: &Array,
@@ -120,6 +142,9 @@ pub fn scatter<A: AsRef<Array>>(
 }
 
 /// [`scatter`] with one index array for one `axis`.
+///
+/// Index values must lie inside their axis: MLX does not check them (see the note on
+/// [`gather`]).
 #[track_caller]
 pub fn scatter_single(a: &Array, indices: &Array, updates: &Array, axis: i32) -> Result<Array> {
     stream_op(|res, s| unsafe {
@@ -131,6 +156,9 @@ pub fn scatter_single(a: &Array, indices: &Array, updates: &Array, axis: i32) ->
 ///
 /// `indices[i]` (broadcast together) index `axes[i]`; `updates` has shape
 /// `broadcast(indices).shape + slice shape`, where the slice has `a`'s number of dimensions.
+///
+/// Index values must lie inside their axis: MLX does not check them (see the note on
+/// [`gather`]).
 #[track_caller]
 pub fn scatter_add<A: AsRef<Array>>(
     a: &Array,
@@ -154,6 +182,9 @@ pub fn scatter_add<A: AsRef<Array>>(
 }
 
 /// [`scatter_add`] with one index array for one `axis`.
+///
+/// Index values must lie inside their axis: MLX does not check them (see the note on
+/// [`gather`]).
 #[track_caller]
 pub fn scatter_add_single(a: &Array, indices: &Array, updates: &Array, axis: i32) -> Result<Array> {
     stream_op(|res, s| unsafe {
@@ -165,6 +196,9 @@ pub fn scatter_add_single(a: &Array, indices: &Array, updates: &Array, axis: i32
 ///
 /// `indices[i]` (broadcast together) index `axes[i]`; `updates` has shape
 /// `broadcast(indices).shape + slice shape`, where the slice has `a`'s number of dimensions.
+///
+/// Index values must lie inside their axis: MLX does not check them (see the note on
+/// [`gather`]).
 #[track_caller]
 pub fn scatter_max<A: AsRef<Array>>(
     a: &Array,
@@ -188,6 +222,9 @@ pub fn scatter_max<A: AsRef<Array>>(
 }
 
 /// [`scatter_max`] with one index array for one `axis`.
+///
+/// Index values must lie inside their axis: MLX does not check them (see the note on
+/// [`gather`]).
 #[track_caller]
 pub fn scatter_max_single(a: &Array, indices: &Array, updates: &Array, axis: i32) -> Result<Array> {
     stream_op(|res, s| unsafe {
@@ -199,6 +236,9 @@ pub fn scatter_max_single(a: &Array, indices: &Array, updates: &Array, axis: i32
 ///
 /// `indices[i]` (broadcast together) index `axes[i]`; `updates` has shape
 /// `broadcast(indices).shape + slice shape`, where the slice has `a`'s number of dimensions.
+///
+/// Index values must lie inside their axis: MLX does not check them (see the note on
+/// [`gather`]).
 #[track_caller]
 pub fn scatter_min<A: AsRef<Array>>(
     a: &Array,
@@ -222,6 +262,9 @@ pub fn scatter_min<A: AsRef<Array>>(
 }
 
 /// [`scatter_min`] with one index array for one `axis`.
+///
+/// Index values must lie inside their axis: MLX does not check them (see the note on
+/// [`gather`]).
 #[track_caller]
 pub fn scatter_min_single(a: &Array, indices: &Array, updates: &Array, axis: i32) -> Result<Array> {
     stream_op(|res, s| unsafe {
@@ -233,6 +276,9 @@ pub fn scatter_min_single(a: &Array, indices: &Array, updates: &Array, axis: i32
 ///
 /// `indices[i]` (broadcast together) index `axes[i]`; `updates` has shape
 /// `broadcast(indices).shape + slice shape`, where the slice has `a`'s number of dimensions.
+///
+/// Index values must lie inside their axis: MLX does not check them (see the note on
+/// [`gather`]).
 #[track_caller]
 pub fn scatter_prod<A: AsRef<Array>>(
     a: &Array,
@@ -256,6 +302,9 @@ pub fn scatter_prod<A: AsRef<Array>>(
 }
 
 /// [`scatter_prod`] with one index array for one `axis`.
+///
+/// Index values must lie inside their axis: MLX does not check them (see the note on
+/// [`gather`]).
 #[track_caller]
 pub fn scatter_prod_single(
     a: &Array,
@@ -270,6 +319,9 @@ pub fn scatter_prod_single(
 
 /// `a` with `values` added along `axis` at `indices` (the accumulating form of
 /// [`put_along_axis`]).
+///
+/// Index values must lie inside their axis: MLX does not check them (see the note on
+/// [`gather`]).
 #[track_caller]
 pub fn scatter_add_axis(a: &Array, indices: &Array, values: &Array, axis: i32) -> Result<Array> {
     stream_op(|res, s| unsafe {
@@ -318,8 +370,9 @@ pub fn slice(a: &Array, start: &[i32], stop: &[i32], strides: &[i32]) -> Result<
     })
 }
 
-/// The slice of sizes `slice_size` along `axes`, starting at the positions held in the
-/// array `start` (one per axis), so the start can be computed lazily.
+/// The slice of shape `slice_size` (one size per axis of `a`) that starts, along `axes`,
+/// at the positions held in the integer array `start` (one per axis; 0 on the other
+/// axes), so the start can be computed lazily.
 #[track_caller]
 pub fn slice_dynamic(a: &Array, start: &Array, axes: &[i32], slice_size: &[i32]) -> Result<Array> {
     stream_op(|res, s| unsafe {
@@ -338,7 +391,7 @@ pub fn slice_dynamic(a: &Array, start: &Array, axes: &[i32], slice_size: &[i32])
 
 /// `src` with a strided slice replaced by `update`.
 ///
-/// The slice is given as in [`slice`]; `update` must broadcast to its shape.
+/// The slice is given as in [`slice()`]; `update` must broadcast to its shape.
 #[track_caller]
 pub fn slice_update(
     src: &Array,
@@ -366,7 +419,7 @@ pub fn slice_update(
 
 /// `src` with `update` added to a strided slice.
 ///
-/// The slice is given as in [`slice`]; `update` must broadcast to its shape.
+/// The slice is given as in [`slice()`]; `update` must broadcast to its shape.
 #[track_caller]
 pub fn slice_update_add(
     src: &Array,
@@ -394,7 +447,7 @@ pub fn slice_update_add(
 
 /// `src` with a strided slice replaced by its element-wise maximum with `update`.
 ///
-/// The slice is given as in [`slice`]; `update` must broadcast to its shape.
+/// The slice is given as in [`slice()`]; `update` must broadcast to its shape.
 #[track_caller]
 pub fn slice_update_max(
     src: &Array,
@@ -422,7 +475,7 @@ pub fn slice_update_max(
 
 /// `src` with a strided slice replaced by its element-wise minimum with `update`.
 ///
-/// The slice is given as in [`slice`]; `update` must broadcast to its shape.
+/// The slice is given as in [`slice()`]; `update` must broadcast to its shape.
 #[track_caller]
 pub fn slice_update_min(
     src: &Array,
@@ -450,7 +503,7 @@ pub fn slice_update_min(
 
 /// `src` with a strided slice multiplied by `update`.
 ///
-/// The slice is given as in [`slice`]; `update` must broadcast to its shape.
+/// The slice is given as in [`slice()`]; `update` must broadcast to its shape.
 #[track_caller]
 pub fn slice_update_prod(
     src: &Array,

@@ -83,9 +83,10 @@ impl QuantizeOptions {
 /// The parts of a quantized matrix, as [`quantize`] returns them.
 #[derive(Debug, Clone)]
 pub struct Quantized {
-    /// The packed values (`uint32`, or `uint8` for the floating-point modes).
+    /// The packed values (`uint32`).
     pub w: Array,
-    /// One scale per group.
+    /// One scale per group: the input dtype (affine), or `uint8` holding e8m0 / e4m3
+    /// bits (the floating-point modes).
     pub scales: Array,
     /// One bias per group (affine mode only).
     pub biases: Option<Array>,

@@ -197,7 +197,8 @@ pub fn repeat_axis(arr: &Array, repeats: i32, axis: i32) -> Result<Array> {
 
 /// Pads `axes` of `a` with `low_pad_size[i]` elements before and `high_pad_size[i]` after.
 ///
-/// `mode` is `"constant"` (fill with `pad_value`) or `"edge"` (repeat the edge values).
+/// `mode` is `"constant"` (fill with `pad_value`), `"edge"` (repeat the edge values),
+/// `"reflect"` (mirror without the edge) or `"symmetric"` (mirror with the edge).
 #[track_caller]
 pub fn pad(
     a: &Array,
