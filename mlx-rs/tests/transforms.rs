@@ -9,8 +9,10 @@ use mlx_rs::transforms::{
     self, checkpoint, compile, compile_with_state, custom_vjp, grad, jvp, value_and_grad, vjp,
     vmap, Closure, CustomFunction,
 };
+use mlx_rs::export::{export_function, export_function_kwargs, FunctionExporter, ImportedFunction};
 use mlx_rs::{Array, Dtype, Error, Result, Stream};
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -95,7 +97,7 @@ fn gradients_match_python_mlx() {
     let _g = shared();
     let cases = common::load("transforms");
     assert!(cases.len() >= 15, "fixture has {} cases", cases.len());
-    for case in &cases {
+    for case in cases.iter().filter(|c| !c.op.starts_with("imported")) {
         let inputs: Vec<Array> = (0..case.inputs.len()).map(|i| case.input(i)).collect();
         let f = function(&case.str("function"));
         let got: Vec<Array> = match case.op.as_str() {
@@ -707,4 +709,149 @@ fn transforms_run_on_many_threads() {
     for h in handles {
         h.join().unwrap();
     }
+}
+
+// -------------------------------------------------------------------------------------
+// Export and import
+// -------------------------------------------------------------------------------------
+
+/// A file path unique to this test process and `name`, removed on drop.
+struct TempFile(std::path::PathBuf);
+
+impl TempFile {
+    fn new(name: &str) -> Self {
+        TempFile(std::env::temp_dir().join(format!("mlx_rs_{}_{name}.mlxfn", std::process::id())))
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+// MLX 0.32.2 binds an imported graph to stream 0, which belongs to the first thread that
+// used MLX in the process (see mlx_rs::export). The checks that evaluate imported
+// functions therefore run in a child process made of just them.
+
+const CHILD_ENV: &str = "MLX_RS_EXPORT_CHILD";
+
+#[test]
+fn imported_functions_run_in_a_fresh_process() {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "export_child", "--nocapture"])
+        .env(CHILD_ENV, "1")
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "child failed:\n{text}");
+    assert!(text.contains("1 passed"), "the child did not run the checks:\n{text}");
+}
+
+#[test]
+fn export_child() {
+    if std::env::var_os(CHILD_ENV).is_none() {
+        return; // run by imported_functions_run_in_a_fresh_process
+    }
+    functions_exported_by_python_mlx_import_and_run();
+    export_and_import_round_trip();
+}
+
+#[test]
+fn imported_function_on_another_thread_fails_cleanly() {
+    let _g = shared();
+    let fixtures = format!("{}/tests/fixtures", env!("CARGO_MANIFEST_DIR"));
+    let x = arr(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3]);
+    // Err (stream 0 is another thread's) or Ok (this thread happened to be the first to
+    // use MLX): never a crash.
+    let outcome = std::thread::spawn(move || {
+        let f = ImportedFunction::new(format!("{fixtures}/transforms_export.mlxfn"))?;
+        let outs = f.call(&[&x, &x])?;
+        outs[0].eval()
+    });
+    match outcome.join().unwrap() {
+        Ok(()) => {}
+        Err(e) => assert!(e.to_string().contains("Stream"), "{e}"),
+    }
+}
+
+fn functions_exported_by_python_mlx_import_and_run() {
+    let fixtures = format!("{}/tests/fixtures", env!("CARGO_MANIFEST_DIR"));
+    for case in common::load("transforms").iter().filter(|c| c.op.starts_with("imported")) {
+        let f = ImportedFunction::new(format!("{fixtures}/{}", case.str("file"))).unwrap();
+        let got = if case.op == "imported_kwargs" {
+            let kwargs = HashMap::from([(case.str("kwarg"), case.input(1))]);
+            f.call_kwargs(&[case.input(0)], &kwargs).unwrap()
+        } else {
+            f.call(&[case.input(0), case.input(1)]).unwrap()
+        };
+        assert_eq!(got.len(), case.outputs.len(), "{}", case.name);
+        for (i, g) in got.iter().enumerate() {
+            case.check(i, g);
+        }
+    }
+}
+
+fn export_and_import_round_trip() {
+    let x = arr(&[0.5, -1.0, 2.0], &[3]);
+    let y = arr(&[1.0, 2.0, 3.0], &[3]);
+
+    // positional, fixed shapes
+    let file = TempFile::new("pair");
+    export_function(&file.0, pair, &[&x, &y], false).unwrap();
+    let imported = ImportedFunction::new(&file.0).unwrap();
+    let got = imported.call(&[&y, &x]).unwrap();
+    let want = pair(&[y.clone(), x.clone()]).unwrap();
+    assert_eq!(f32s(&got[0]), f32s(&want[0]));
+    assert_eq!(f32s(&got[1]), f32s(&want[1]));
+    // another shape than the traced one is an error (not shapeless)
+    let e = imported.call(&[arr(&[1.0, 2.0], &[2]), arr(&[1.0, 2.0], &[2])]).unwrap_err();
+    assert!(matches!(e, Error::Mlx { .. }), "{e}");
+
+    // shapeless: one export serves other shapes
+    let file = TempFile::new("shapeless");
+    export_function(&file.0, pair, &[&x, &y], true).unwrap();
+    let imported = ImportedFunction::new(&file.0).unwrap();
+    let (x5, y5) = (arr(&[1.0, 2.0, 3.0, 4.0, 5.0], &[5]), arr(&[0.5; 5], &[5]));
+    assert_eq!(f32s(&imported.call(&[&x5, &y5]).unwrap()[0]), vec![0.5, 1.0, 1.5, 2.0, 2.5]);
+
+    // keyword arguments
+    let file = TempFile::new("kwargs");
+    let scaled = |a: &[Array], kw: &HashMap<String, Array>| -> Result<Vec<Array>> {
+        Ok(vec![a[0].multiply(&kw["scale"])?])
+    };
+    let kw = HashMap::from([("scale".to_string(), Array::scalar(2.0f32))]);
+    export_function_kwargs(&file.0, scaled, &[&x], &kw, false).unwrap();
+    let imported = ImportedFunction::new(&file.0).unwrap();
+    let kw3 = HashMap::from([("scale".to_string(), Array::scalar(3.0f32))]);
+    assert_eq!(f32s(&imported.call_kwargs(&[&x], &kw3).unwrap()[0]), vec![1.5, -3.0, 6.0]);
+
+    // several traces in one file
+    let file = TempFile::new("exporter");
+    {
+        let exporter = FunctionExporter::new(&file.0, pair, false).unwrap();
+        exporter.apply(&[&x, &y]).unwrap();
+        exporter.apply(&[&x5, &y5]).unwrap();
+    }
+    let imported = ImportedFunction::new(&file.0).unwrap();
+    assert_eq!(imported.call(&[&x, &y]).unwrap()[0].shape(), &[3]);
+    assert_eq!(imported.call(&[&x5, &y5]).unwrap()[0].shape(), &[5]);
+}
+
+#[test]
+fn export_failures_are_errors() {
+    let _g = shared();
+    let x = arr(&[1.0], &[1]);
+    let e = ImportedFunction::new("/nonexistent/dir/f.mlxfn").unwrap_err();
+    assert!(matches!(e, Error::Mlx { .. }), "{e}");
+    let e = ImportedFunction::new("bad\0path").unwrap_err();
+    assert!(matches!(e, Error::InvalidArgument(_)), "{e}");
+    // the closure's own error and panic come back out of the export
+    let file = TempFile::new("failing");
+    let e = export_function(&file.0, failing, &[&x], false).unwrap_err();
+    assert!(matches!(e, Error::InvalidArgument(ref m) if m == "the closure said no"), "{e}");
+    let p = catch_unwind(AssertUnwindSafe(|| export_function(&file.0, panicking, &[&x], false)));
+    assert_eq!(panic_message(p.unwrap_err()), "boom from inside MLX");
+    let e = export_function("/nonexistent/dir/f.mlxfn", pair, &[&x, &x], false).unwrap_err();
+    assert!(matches!(e, Error::Mlx { .. }), "{e}");
 }

@@ -108,4 +108,24 @@ def grad_cases():
     return cases
 
 
-save("transforms", grad_cases())
+def export_cases():
+    """Functions exported by Python MLX (binary .mlxfn files beside the fixture) that the
+    Rust test imports and runs."""
+    import os
+
+    from fixture import FIXTURES
+
+    cases = []
+    x, y = rand((2, 3)), rand((2, 3))
+    f = lambda x, y: (mx.sin(x) * y + 1.0, mx.sum(x * y))
+    mx.export_function(os.path.join(FIXTURES, "transforms_export.mlxfn"), f, x, y)
+    cases.append(case("imported", [x, y], list(f(x, y)), args={"file": "transforms_export.mlxfn"}))
+    g = lambda x, *, scale: (x * scale,)
+    mx.export_function(os.path.join(FIXTURES, "transforms_export_kwargs.mlxfn"), g, x, scale=mx.array(2.0))
+    scale = mx.array(-3.0)
+    cases.append(case("imported_kwargs", [x, scale], list(g(x, scale=scale)),
+                      args={"file": "transforms_export_kwargs.mlxfn", "kwarg": "scale"}))
+    return cases
+
+
+save("transforms", grad_cases() + export_cases())
