@@ -52,7 +52,9 @@ pub fn export_function<'a, A: AsRef<Array>>(
     let file = c_path(path.as_ref())?;
     let f = f.into_closure()?;
     let args = VectorArray::from_arrays(args);
-    closure_status(|| unsafe { sys::mlx_export_function(file.as_ptr(), f.as_raw(), args.0, shapeless) })
+    closure_status(|| unsafe {
+        sys::mlx_export_function(file.as_ptr(), f.as_raw(), args.0, shapeless)
+    })
 }
 
 /// Like [`export_function`] for a function that also takes named arrays.
@@ -170,7 +172,9 @@ impl ImportedFunction {
     pub fn call<A: AsRef<Array>>(&self, args: &[A]) -> Result<Vec<Array>> {
         let args = VectorArray::from_arrays(args);
         let mut out = VectorArray::empty();
-        closure_status(|| unsafe { sys::mlx_imported_function_apply(&mut out.0, self.raw, args.0) })?;
+        closure_status(|| unsafe {
+            sys::mlx_imported_function_apply(&mut out.0, self.raw, args.0)
+        })?;
         out.to_vec()
     }
 

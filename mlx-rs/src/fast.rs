@@ -15,7 +15,12 @@ use mlx_sys as sys;
 
 /// The handle of an optional array argument (a null handle means "absent" to mlx-c).
 fn opt(a: Option<&Array>) -> sys::mlx_array {
-    a.map_or(sys::mlx_array_ { ctx: std::ptr::null_mut() }, Array::as_raw)
+    a.map_or(
+        sys::mlx_array_ {
+            ctx: std::ptr::null_mut(),
+        },
+        Array::as_raw,
+    )
 }
 
 fn opt_float(v: Option<f32>) -> sys::mlx_optional_float {

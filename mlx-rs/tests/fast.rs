@@ -10,13 +10,19 @@ use mlx_rs::{Array, Dtype, Error, Result};
 
 fn f64s(a: &Array) -> Vec<f64> {
     let cpu = mlx_rs::Stream::cpu();
-    mlx_rs::with_stream(&cpu, || a.astype(Dtype::Float64)).unwrap().to_vec::<f64>().unwrap()
+    mlx_rs::with_stream(&cpu, || a.astype(Dtype::Float64))
+        .unwrap()
+        .to_vec::<f64>()
+        .unwrap()
 }
 
 fn assert_close(got: &[f64], want: &[f64], tol: f64, what: &str) {
     assert_eq!(got.len(), want.len(), "{what}: length");
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!((g - w).abs() <= tol * (1.0 + w.abs()), "{what}[{i}]: got {g}, want {w}");
+        assert!(
+            (g - w).abs() <= tol * (1.0 + w.abs()),
+            "{what}[{i}]: got {g}, want {w}"
+        );
     }
 }
 
@@ -26,7 +32,9 @@ fn sample(shape: &[i32], seed: u64) -> Array {
     let mut s = seed.wrapping_add(0x9e3779b97f4a7c15);
     let v: Vec<f32> = (0..n)
         .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((s >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 2.0
         })
         .collect();
@@ -90,7 +98,11 @@ fn fast_ops_match_python_mlx() {
                     "causal" => AttentionMask::Causal,
                     _ => AttentionMask::Array(mask_arr.as_ref().unwrap()),
                 };
-                let options = AttentionOptions { mask, sinks: sinks.as_ref(), force_fused: false };
+                let options = AttentionOptions {
+                    mask,
+                    sinks: sinks.as_ref(),
+                    force_fused: false,
+                };
                 fast::scaled_dot_product_attention(&x, &k, &v, case.float("scale") as f32, options)
             }
             "cross_entropy" => fast::cross_entropy(&x, &input(1)),
@@ -125,7 +137,12 @@ fn norms_match_their_definition() {
             ln.push((row[j] - mean) / (var + eps).sqrt() * wv[j] + bv[j]);
         }
     }
-    assert_close(&f64s(&fast::rms_norm(&x, Some(&w), eps as f32).unwrap()), &rms, 1e-5, "rms_norm");
+    assert_close(
+        &f64s(&fast::rms_norm(&x, Some(&w), eps as f32).unwrap()),
+        &rms,
+        1e-5,
+        "rms_norm",
+    );
     assert_close(
         &f64s(&fast::layer_norm(&x, Some(&w), Some(&b), eps as f32).unwrap()),
         &ln,
@@ -157,7 +174,11 @@ fn rope_reference(
                 let pos = (offset + ti as f64) * scale;
                 for i in 0..half {
                     let theta = pos * base.powf(-2.0 * i as f64 / dims as f64);
-                    let (j, k) = if traditional { (2 * i, 2 * i + 1) } else { (i, i + half) };
+                    let (j, k) = if traditional {
+                        (2 * i, 2 * i + 1)
+                    } else {
+                        (i, i + half)
+                    };
                     let (x1, x2) = (x[at + j], x[at + k]);
                     out[at + j] = x1 * theta.cos() - x2 * theta.sin();
                     out[at + k] = x1 * theta.sin() + x2 * theta.cos();
@@ -175,9 +196,31 @@ fn rope_matches_its_definition() {
     let xv = f64s(&x);
     for traditional in [false, true] {
         for (dims, offset, scale) in [(8usize, 0i32, 1.0f32), (6, 3, 0.5)] {
-            let got = fast::rope(&x, dims as i32, traditional, Some(10000.0), scale, offset, None).unwrap();
-            let want = rope_reference(&xv, shape, dims, traditional, 10000.0, scale as f64, &[offset as f64]);
-            assert_close(&f64s(&got), &want, 1e-4, &format!("rope trad={traditional} dims={dims}"));
+            let got = fast::rope(
+                &x,
+                dims as i32,
+                traditional,
+                Some(10000.0),
+                scale,
+                offset,
+                None,
+            )
+            .unwrap();
+            let want = rope_reference(
+                &xv,
+                shape,
+                dims,
+                traditional,
+                10000.0,
+                scale as f64,
+                &[offset as f64],
+            );
+            assert_close(
+                &f64s(&got),
+                &want,
+                1e-4,
+                &format!("rope trad={traditional} dims={dims}"),
+            );
         }
     }
     // per-batch offsets through rope_dynamic
@@ -234,18 +277,30 @@ fn attention_matches_its_definition() {
     let scale = 0.5;
     let dims = [b, n, tq, tkv, d];
 
-    let plain = fast::scaled_dot_product_attention(&q, &k, &v, scale as f32, AttentionMask::None).unwrap();
-    assert_close(&f64s(&plain), &attention_reference(&qv, &kv, &vv, dims, scale, |_, _| true), 1e-5, "none");
+    let plain =
+        fast::scaled_dot_product_attention(&q, &k, &v, scale as f32, AttentionMask::None).unwrap();
+    assert_close(
+        &f64s(&plain),
+        &attention_reference(&qv, &kv, &vv, dims, scale, |_, _| true),
+        1e-5,
+        "none",
+    );
 
     // causal, aligned bottom-right: query i sees keys j <= i + (tkv - tq)
-    let causal = fast::scaled_dot_product_attention(&q, &k, &v, scale as f32, AttentionMask::Causal).unwrap();
+    let causal =
+        fast::scaled_dot_product_attention(&q, &k, &v, scale as f32, AttentionMask::Causal)
+            .unwrap();
     let want = attention_reference(&qv, &kv, &vv, dims, scale, |i, j| j <= i + (tkv - tq));
     assert_close(&f64s(&causal), &want, 1e-5, "causal");
 
     // a boolean mask: query i sees keys j with (i + j) even
-    let mask_vals: Vec<bool> = (0..tq * tkv).map(|x| (x / tkv + x % tkv) % 2 == 0).collect();
+    let mask_vals: Vec<bool> = (0..tq * tkv)
+        .map(|x| (x / tkv + x % tkv) % 2 == 0)
+        .collect();
     let mask = Array::from_slice(&mask_vals, &[tq as i32, tkv as i32]).unwrap();
-    let masked = fast::scaled_dot_product_attention(&q, &k, &v, scale as f32, AttentionMask::Array(&mask)).unwrap();
+    let masked =
+        fast::scaled_dot_product_attention(&q, &k, &v, scale as f32, AttentionMask::Array(&mask))
+            .unwrap();
     let want = attention_reference(&qv, &kv, &vv, dims, scale, |i, j| (i + j) % 2 == 0);
     assert_close(&f64s(&masked), &want, 1e-5, "bool mask");
 
@@ -253,9 +308,20 @@ fn attention_matches_its_definition() {
     let q4 = sample(&[1, 4, tq as i32, d as i32], 8);
     let k2 = sample(&[1, 2, tkv as i32, d as i32], 9);
     let v2 = sample(&[1, 2, tkv as i32, d as i32], 10);
-    let gqa = fast::scaled_dot_product_attention(&q4, &k2, &v2, scale as f32, AttentionMask::None).unwrap();
-    let (k4, v4) = (sys_ops::repeat(&k2, 2, 1).unwrap(), sys_ops::repeat(&v2, 2, 1).unwrap());
-    let want = attention_reference(&f64s(&q4), &f64s(&k4), &f64s(&v4), [1, 4, tq, tkv, d], scale, |_, _| true);
+    let gqa = fast::scaled_dot_product_attention(&q4, &k2, &v2, scale as f32, AttentionMask::None)
+        .unwrap();
+    let (k4, v4) = (
+        sys_ops::repeat(&k2, 2, 1).unwrap(),
+        sys_ops::repeat(&v2, 2, 1).unwrap(),
+    );
+    let want = attention_reference(
+        &f64s(&q4),
+        &f64s(&k4),
+        &f64s(&v4),
+        [1, 4, tq, tkv, d],
+        scale,
+        |_, _| true,
+    );
     assert_close(&f64s(&gqa), &want, 1e-5, "gqa");
 }
 
@@ -286,7 +352,9 @@ fn gradients_flow_through_fast_ops() {
     let c = sample(&[2, 6], 13);
     let cc = c.clone();
     let f = move |a: &[Array]| -> Result<Vec<Array>> {
-        Ok(vec![sys_ops::sum(&fast::rms_norm(&a[0], None, 1e-5)?.multiply(&cc)?)?])
+        Ok(vec![sys_ops::sum(
+            &fast::rms_norm(&a[0], None, 1e-5)?.multiply(&cc)?,
+        )?])
     };
     let g = f64s(&grad(f.clone(), &[0]).unwrap().call(&[&x]).unwrap()[0]);
     let xv = x.to_vec::<f32>().unwrap();
@@ -296,11 +364,15 @@ fn gradients_flow_through_fast_ops() {
             let mut v = xv.clone();
             v[j] += delta;
             let moved = Array::from_slice(&v, &[2, 6]).unwrap();
-            let mut ff = f.clone();
+            let ff = f.clone();
             ff(&[moved]).unwrap()[0].item::<f32>().unwrap() as f64
         };
         let numeric = (eval_at(h) - eval_at(-h)) / (2.0 * h as f64);
-        assert!((numeric - g[j]).abs() < 2e-2 * (1.0 + numeric.abs()), "[{j}] {} vs {numeric}", g[j]);
+        assert!(
+            (numeric - g[j]).abs() < 2e-2 * (1.0 + numeric.abs()),
+            "[{j}] {} vs {numeric}",
+            g[j]
+        );
     }
 }
 
@@ -315,15 +387,27 @@ fn bad_inputs_are_errors() {
         Err(Error::Mlx { message, .. }) => assert!(!message.is_empty(), "{what}"),
         other => panic!("{what}: expected an MLX error, got {other:?}"),
     };
-    is_mlx(fast::rms_norm(&x, Some(&sample(&[3], 0)), 1e-5), "rms_norm weight of the wrong size");
-    is_mlx(fast::layer_norm(&x, None, Some(&sample(&[5], 0)), 1e-5), "layer_norm bias of the wrong size");
+    is_mlx(
+        fast::rms_norm(&x, Some(&sample(&[3], 0)), 1e-5),
+        "rms_norm weight of the wrong size",
+    );
+    is_mlx(
+        fast::layer_norm(&x, None, Some(&sample(&[5], 0)), 1e-5),
+        "layer_norm bias of the wrong size",
+    );
     let x4 = sample(&[1, 1, 3, 8], 15);
-    is_mlx(fast::rope(&x4, 8, false, None, 1.0, 0, None), "rope with neither base nor freqs");
+    is_mlx(
+        fast::rope(&x4, 8, false, None, 1.0, 0, None),
+        "rope with neither base nor freqs",
+    );
     is_mlx(
         fast::rope(&x4, 8, false, Some(1e4), 1.0, 0, Some(&sample(&[4], 0))),
         "rope with both base and freqs",
     );
-    is_mlx(fast::rope(&x4, 8, false, None, 1.0, 0, Some(&sample(&[3], 0))), "rope freqs of the wrong size");
+    is_mlx(
+        fast::rope(&x4, 8, false, None, 1.0, 0, Some(&sample(&[3], 0))),
+        "rope freqs of the wrong size",
+    );
     let k = sample(&[1, 1, 3, 4], 16);
     is_mlx(
         fast::scaled_dot_product_attention(&x4, &k, &k, 1.0, AttentionMask::None),
@@ -341,5 +425,8 @@ fn bad_inputs_are_errors() {
         "mask that does not broadcast",
     );
     let targets = Array::from_slice(&[0i32, 1, 2], &[3]).unwrap();
-    is_mlx(fast::cross_entropy(&x, &targets), "cross_entropy targets of the wrong shape");
+    is_mlx(
+        fast::cross_entropy(&x, &targets),
+        "cross_entropy targets of the wrong shape",
+    );
 }

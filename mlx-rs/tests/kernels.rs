@@ -59,7 +59,11 @@ fn config(scale: i32) -> KernelConfig {
 #[test]
 fn cuda_kernel_computes_on_gpu() {
     if !cuda_available() {
-        eprintln!("skipped: no CUDA GPU (backend {}, GPU available: {})", mlx_rs::backend(), Device::gpu().is_available());
+        eprintln!(
+            "skipped: no CUDA GPU (backend {}, GPU available: {})",
+            mlx_rs::backend(),
+            Device::gpu().is_available()
+        );
         return;
     }
     let kernel = KernelBuilder::new(
@@ -121,7 +125,9 @@ fn metal_kernel_computes_on_gpu() {
 fn kernels_of_a_missing_backend_are_errors() {
     let b = Array::from_slice(&[1.0f32, 2.0, 3.0, 4.0], &[4]).unwrap();
     let cfg = KernelConfig::new([4, 1, 1], [4, 1, 1]).output(&[4], Dtype::Float32);
-    let builder = KernelBuilder::new("copy", "y[0] = a[0];").input_names(&["a"]).output_names(&["y"]);
+    let builder = KernelBuilder::new("copy", "y[0] = a[0];")
+        .input_names(&["a"])
+        .output_names(&["y"]);
     if !cuda_available() {
         // MLX refuses to make the kernel at all
         match builder.build_cuda() {
@@ -131,12 +137,18 @@ fn kernels_of_a_missing_backend_are_errors() {
     }
     if !metal_available() {
         // MLX may accept the description; applying or evaluating it must fail
-        let result = builder.build_metal().and_then(|k| k.apply(&[&b], &cfg)).and_then(|o| o[0].eval());
+        let result = builder
+            .build_metal()
+            .and_then(|k| k.apply(&[&b], &cfg))
+            .and_then(|o| o[0].eval());
         let e = result.expect_err("a Metal kernel ran without Metal");
         assert!(matches!(e, Error::Mlx { .. }), "{e}");
     }
     // the process and MLX carry on
-    assert_eq!(b.square().unwrap().to_vec::<f32>().unwrap(), vec![1.0, 4.0, 9.0, 16.0]);
+    assert_eq!(
+        b.square().unwrap().to_vec::<f32>().unwrap(),
+        vec![1.0, 4.0, 9.0, 16.0]
+    );
 }
 
 #[test]
@@ -146,22 +158,57 @@ fn bad_kernel_descriptions_are_errors() {
         Err(Error::InvalidArgument(m)) => assert!(!m.is_empty()),
         other => panic!("{what}: expected InvalidArgument, got {other:?}"),
     };
-    let good = KernelBuilder::new("k", "").input_names(&["a"]).output_names(&["y"]);
-    invalid(KernelBuilder::new("", "").output_names(&["y"]).build_metal().map(drop), "empty name");
-    invalid(KernelBuilder::new("k", "").build_metal().map(drop), "no outputs");
-    invalid(good.clone().header("a\0b").build_metal().map(drop), "NUL in header");
-    invalid(good.clone().input_names(&["a\0"]).build_metal().map(drop), "NUL in a name");
-    invalid(good.clone().shared_memory(-1).build_cuda().map(drop), "negative shared memory");
+    let good = KernelBuilder::new("k", "")
+        .input_names(&["a"])
+        .output_names(&["y"]);
+    invalid(
+        KernelBuilder::new("", "")
+            .output_names(&["y"])
+            .build_metal()
+            .map(drop),
+        "empty name",
+    );
+    invalid(
+        KernelBuilder::new("k", "").build_metal().map(drop),
+        "no outputs",
+    );
+    invalid(
+        good.clone().header("a\0b").build_metal().map(drop),
+        "NUL in header",
+    );
+    invalid(
+        good.clone().input_names(&["a\0"]).build_metal().map(drop),
+        "NUL in a name",
+    );
+    invalid(
+        good.clone().shared_memory(-1).build_cuda().map(drop),
+        "negative shared memory",
+    );
     if let Ok(k) = good.build_metal() {
         let cfg = KernelConfig::new([2, 1, 1], [2, 1, 1]).output(&[2], Dtype::Float32);
-        invalid(k.apply(&[&b, &b], &cfg).map(drop), "two arrays for one input name");
-        invalid(k.apply(&[&b], &KernelConfig::new([2, 1, 1], [2, 1, 1])).map(drop), "no output shapes");
         invalid(
-            k.apply(&[&b], &KernelConfig::new([0, 1, 1], [2, 1, 1]).output(&[2], Dtype::Float32)).map(drop),
+            k.apply(&[&b, &b], &cfg).map(drop),
+            "two arrays for one input name",
+        );
+        invalid(
+            k.apply(&[&b], &KernelConfig::new([2, 1, 1], [2, 1, 1]))
+                .map(drop),
+            "no output shapes",
+        );
+        invalid(
+            k.apply(
+                &[&b],
+                &KernelConfig::new([0, 1, 1], [2, 1, 1]).output(&[2], Dtype::Float32),
+            )
+            .map(drop),
             "empty grid",
         );
         invalid(
-            k.apply(&[&b], &KernelConfig::new([2, 1, 1], [2, 1, 1]).output(&[-2], Dtype::Float32)).map(drop),
+            k.apply(
+                &[&b],
+                &KernelConfig::new([2, 1, 1], [2, 1, 1]).output(&[-2], Dtype::Float32),
+            )
+            .map(drop),
             "negative output shape",
         );
         let nul = cfg.clone().template("T\0", TemplateArg::Int(1));

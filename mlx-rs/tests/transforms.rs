@@ -5,11 +5,11 @@
 mod common;
 mod sys_ops;
 
+use mlx_rs::export::{export_function, export_function_kwargs, FunctionExporter, ImportedFunction};
 use mlx_rs::transforms::{
     self, checkpoint, compile, compile_with_state, custom_vjp, grad, jvp, value_and_grad, vjp,
     vmap, Closure, CustomFunction,
 };
-use mlx_rs::export::{export_function, export_function_kwargs, FunctionExporter, ImportedFunction};
 use mlx_rs::{Array, Dtype, Error, Result, Stream};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -43,7 +43,9 @@ fn one() -> Array {
 
 fn sin_sq(a: &[Array]) -> Result<Vec<Array>> {
     let x = &a[0];
-    Ok(vec![sys_ops::sum(&sys_ops::sin(x)?.multiply(x)?.multiply(x)?)?])
+    Ok(vec![sys_ops::sum(
+        &sys_ops::sin(x)?.multiply(x)?.multiply(x)?,
+    )?])
 }
 
 fn mse(a: &[Array]) -> Result<Vec<Array>> {
@@ -59,7 +61,9 @@ fn exp_tanh(a: &[Array]) -> Result<Vec<Array>> {
 
 fn softplus(a: &[Array]) -> Result<Vec<Array>> {
     let one = Array::scalar(1.0f32).astype(a[0].dtype())?;
-    Ok(vec![sys_ops::sum(&sys_ops::log(&one.add(&sys_ops::exp(&a[0])?)?)?)?])
+    Ok(vec![sys_ops::sum(&sys_ops::log(
+        &one.add(&sys_ops::exp(&a[0])?)?,
+    )?)?])
 }
 
 fn pair(a: &[Array]) -> Result<Vec<Array>> {
@@ -71,7 +75,9 @@ fn logistic(a: &[Array]) -> Result<Vec<Array>> {
     let (w, b, x, t) = (&a[0], &a[1], &a[2], &a[3]);
     let one = Array::scalar(1.0f32).astype(w.dtype())?;
     let margin = t.negative()?.multiply(&x.matmul(w)?.add(b)?)?;
-    Ok(vec![sys_ops::mean(&sys_ops::log(&one.add(&sys_ops::exp(&margin)?)?)?)?])
+    Ok(vec![sys_ops::mean(&sys_ops::log(
+        &one.add(&sys_ops::exp(&margin)?)?,
+    )?)?])
 }
 
 type Function = fn(&[Array]) -> Result<Vec<Array>>;
@@ -126,13 +132,19 @@ fn gradients_match_python_mlx() {
                 grad(summed, &[0]).unwrap().call(&inputs).unwrap()
             }
             "vmap" => {
-                let in_axes: Vec<Option<i32>> = case.ints("in_axes").into_iter().map(Some).collect();
+                let in_axes: Vec<Option<i32>> =
+                    case.ints("in_axes").into_iter().map(Some).collect();
                 let vf = vmap(f, &in_axes, &case.ints("out_axes")).unwrap();
                 vf.call(&inputs).unwrap()
             }
             other => panic!("unknown op {other}"),
         };
-        assert_eq!(got.len(), case.outputs.len(), "{}: number of outputs", case.name);
+        assert_eq!(
+            got.len(),
+            case.outputs.len(),
+            "{}: number of outputs",
+            case.name
+        );
         for (i, g) in got.iter().enumerate() {
             case.check(i, g);
         }
@@ -180,10 +192,14 @@ fn check_finite_differences(name: &str, f: Function, args: &[Array], argnums: &[
 fn rand64(shape: &[i32], seed: u64) -> Array {
     // A small deterministic generator (no random ops needed): values in [-1.5, 1.5).
     let n: i32 = shape.iter().product();
-    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     let v: Vec<f64> = (0..n)
         .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((s >> 11) as f64 / (1u64 << 53) as f64) * 3.0 - 1.5
         })
         .collect();
@@ -198,7 +214,12 @@ fn gradients_match_finite_differences() {
         check_finite_differences("sin_sq", sin_sq, &[rand64(&[3, 2], 1)], &[0]);
         let (w, x, y) = (rand64(&[3, 2], 2), rand64(&[4, 3], 3), rand64(&[4, 2], 4));
         check_finite_differences("mse", mse, &[w, x, y], &[0, 1, 2]);
-        check_finite_differences("exp_tanh", exp_tanh, &[rand64(&[4], 5), rand64(&[4], 6)], &[0, 1]);
+        check_finite_differences(
+            "exp_tanh",
+            exp_tanh,
+            &[rand64(&[4], 5), rand64(&[4], 6)],
+            &[0, 1],
+        );
         check_finite_differences("softplus", softplus, &[rand64(&[5], 7)], &[0]);
         let t = Array::from_slice(&[1.0f64, -1.0, -1.0, 1.0, 1.0], &[5]).unwrap();
         let args = [rand64(&[2], 8), rand64(&[], 9), rand64(&[5, 2], 10), t];
@@ -215,7 +236,10 @@ fn value_and_grad_returns_value_aux_and_chosen_gradients() {
     let _g = shared();
     let x = arr(&[0.5, -1.0], &[2]);
     let y = arr(&[2.0, 0.25], &[2]);
-    let (values, grads) = value_and_grad(exp_tanh, &[1]).unwrap().call(&[&x, &y]).unwrap();
+    let (values, grads) = value_and_grad(exp_tanh, &[1])
+        .unwrap()
+        .call(&[&x, &y])
+        .unwrap();
     assert_eq!(values.len(), 2, "value and the auxiliary output");
     assert_eq!(f32s(&values[1]), vec![2.5, -0.75]);
     assert_eq!(grads.len(), 1);
@@ -259,11 +283,17 @@ fn grad_rejects_bad_arguments() {
     let e = grad(sin_sq, &[3]).unwrap().call(&[&x]).unwrap_err();
     assert!(matches!(e, Error::Mlx { .. }), "{e}");
     // the function's first output must be a scalar
-    let e = grad(|a: &[Array]| Ok(vec![a[0].square()?]), &[0]).unwrap().call(&[&x]).unwrap_err();
+    let e = grad(|a: &[Array]| Ok(vec![a[0].square()?]), &[0])
+        .unwrap()
+        .call(&[&x])
+        .unwrap_err();
     assert!(e.to_string().contains("shape"), "{e}");
     // reported where the user called, not inside mlx-rs
     if let Error::Mlx { location, .. } = &e {
-        assert!(location.file().ends_with("tests/transforms.rs"), "{location}");
+        assert!(
+            location.file().ends_with("tests/transforms.rs"),
+            "{location}"
+        );
     }
     // cotangents must match the outputs
     let e = vjp(pair, &[&x, &x], &[&x]).unwrap_err();
@@ -321,10 +351,15 @@ fn vmap_matches_a_loop() {
 
     // mapped over columns (axis -1) of a transposed layout gives the same rows
     let xt = arr(
-        &(0..n * b).map(|i| xs[(i % b) * n + i / b]).collect::<Vec<_>>(),
+        &(0..n * b)
+            .map(|i| xs[(i % b) * n + i / b])
+            .collect::<Vec<_>>(),
         &[n as i32, b as i32],
     );
-    let out_t = vmap(pair, &[Some(-1), None], &[]).unwrap().call(&[&xt, &ya]).unwrap();
+    let out_t = vmap(pair, &[Some(-1), None], &[])
+        .unwrap()
+        .call(&[&xt, &ya])
+        .unwrap();
     assert_eq!(f32s(&out_t[0]), o0);
 
     // a vmapped gradient: per-example gradients of sin_sq
@@ -341,10 +376,17 @@ fn vmap_rejects_bad_axes() {
     let _g = shared();
     let x = arr(&[1.0, 2.0, 3.0, 4.0], &[2, 2]);
     let bad = |in_axes: &[Option<i32>], out_axes: &[i32]| {
-        vmap(pair, in_axes, out_axes).unwrap().call(&[&x, &x]).unwrap_err()
+        vmap(pair, in_axes, out_axes)
+            .unwrap()
+            .call(&[&x, &x])
+            .unwrap_err()
     };
-    assert!(bad(&[Some(2), Some(0)], &[]).to_string().contains("out of range"));
-    assert!(bad(&[Some(-3), Some(0)], &[]).to_string().contains("out of range"));
+    assert!(bad(&[Some(2), Some(0)], &[])
+        .to_string()
+        .contains("out of range"));
+    assert!(bad(&[Some(-3), Some(0)], &[])
+        .to_string()
+        .contains("out of range"));
     assert!(bad(&[None, None], &[]).to_string().contains("at least one"));
     assert!(bad(&[Some(0)], &[]).to_string().contains("in_axes"));
     assert!(bad(&[], &[0]).to_string().contains("out_axes"));
@@ -367,7 +409,9 @@ fn compiled_equals_uncompiled() {
         traces.set(traces.get() + 1);
         let (x, y) = (&a[0], &a[1]);
         // a fusable elementwise chain
-        Ok(vec![sys_ops::exp(&x.multiply(y)?)?.subtract(&sys_ops::tanh(y)?)?.divide(&x.square()?.add(&one())?)?])
+        Ok(vec![sys_ops::exp(&x.multiply(y)?)?
+            .subtract(&sys_ops::tanh(y)?)?
+            .divide(&x.square()?.add(&one())?)?])
     };
     let x = arr(&[0.1, -0.4, 0.9, 1.3, -2.0, 0.0], &[2, 3]);
     let y = arr(&[1.0, 0.5, -0.5, 2.0, 0.25, -1.0], &[2, 3]);
@@ -410,7 +454,11 @@ fn compile_modes_and_cache() {
     let f = compile(|a: &[Array]| Ok(vec![a[0].square()?.add(&a[0])?]), false).unwrap();
     assert_eq!(f32s(&f.call(&[&x]).unwrap()[0]), vec![2.0, 6.0]);
     transforms::compile_clear_cache().unwrap();
-    assert_eq!(f32s(&f.call(&[&x]).unwrap()[0]), vec![2.0, 6.0], "retraces after clear");
+    assert_eq!(
+        f32s(&f.call(&[&x]).unwrap()[0]),
+        vec![2.0, 6.0],
+        "retraces after clear"
+    );
     for mode in [
         transforms::CompileMode::NoFuse,
         transforms::CompileMode::NoSimplify,
@@ -451,16 +499,34 @@ fn captured_arrays_are_frozen_but_state_inputs_are_not() {
 
     // Wrong use (documented): w is captured, so the trace bakes in its first value.
     let captured = Rc::clone(&w);
-    let frozen = compile(move |a: &[Array]| Ok(vec![a[0].multiply(&captured.borrow())?]), false).unwrap();
+    let frozen = compile(
+        move |a: &[Array]| Ok(vec![a[0].multiply(&captured.borrow())?]),
+        false,
+    )
+    .unwrap();
     assert_eq!(f32s(&frozen.call(&[&x]).unwrap()[0]), vec![6.0]);
     *w.borrow_mut() = arr(&[10.0], &[1]);
-    assert_eq!(f32s(&frozen.call(&[&x]).unwrap()[0]), vec![6.0], "captured value is a constant");
+    assert_eq!(
+        f32s(&frozen.call(&[&x]).unwrap()[0]),
+        vec![6.0],
+        "captured value is a constant"
+    );
 
     // Right use: state passed explicitly.
-    let stateful = compile_with_state(|s: &[Array], a: &[Array]| Ok(vec![a[0].multiply(&s[0])?]), false).unwrap();
-    assert_eq!(f32s(&stateful.call(&[&*w.borrow()], &[&x]).unwrap()[0]), vec![30.0]);
+    let stateful = compile_with_state(
+        |s: &[Array], a: &[Array]| Ok(vec![a[0].multiply(&s[0])?]),
+        false,
+    )
+    .unwrap();
+    assert_eq!(
+        f32s(&stateful.call(&[&*w.borrow()], &[&x]).unwrap()[0]),
+        vec![30.0]
+    );
     *w.borrow_mut() = arr(&[-1.0], &[1]);
-    assert_eq!(f32s(&stateful.call(&[&*w.borrow()], &[&x]).unwrap()[0]), vec![-3.0]);
+    assert_eq!(
+        f32s(&stateful.call(&[&*w.borrow()], &[&x]).unwrap()[0]),
+        vec![-3.0]
+    );
     let e = stateful.call(&[&x, &x], &[&x]).unwrap_err();
     assert!(matches!(e, Error::InvalidArgument(_)), "{e}");
 }
@@ -482,7 +548,10 @@ fn custom_vjp_replaces_the_gradient() {
     )
     .unwrap();
     let x = arr(&[0.3, 0.6], &[2]);
-    assert_eq!(f32s(&f.call(&[&x]).unwrap()[0]), f32s(&sys_ops::sin(&x).unwrap()));
+    assert_eq!(
+        f32s(&f.call(&[&x]).unwrap()[0]),
+        f32s(&sys_ops::sin(&x).unwrap())
+    );
     let (_, vjps) = vjp(&f, &[&x], &[arr(&[1.0, 2.0], &[2])]).unwrap();
     assert_eq!(f32s(&vjps[0]), vec![7.0, 14.0]);
 }
@@ -512,7 +581,11 @@ fn custom_function_jvp_and_vmap_rules_are_used() {
     assert_eq!(f32s(&g[0]), vec![1.0, 2.0, 3.0], "custom vjp: identity");
     let v = vmap(&f, &[], &[]).unwrap().call(&[&x]).unwrap();
     assert_eq!(f32s(&v[0]), vec![1.0, 4.0, 9.0]);
-    assert_eq!(vmap_calls.load(Ordering::SeqCst), 1, "custom batching rule used");
+    assert_eq!(
+        vmap_calls.load(Ordering::SeqCst),
+        1,
+        "custom batching rule used"
+    );
 }
 
 #[test]
@@ -525,7 +598,10 @@ fn checkpoint_keeps_values_and_gradients() {
     let w = arr(&[0.5, -0.2, 0.1, 0.3, 0.7, -0.6], &[3, 2]);
     let x = arr(&[1.0, 2.0, -1.0, 0.5, 0.0, 1.5], &[2, 3]);
     let plain = value_and_grad(f, &[0, 1]).unwrap().call(&[&x, &w]).unwrap();
-    let ck = value_and_grad(checkpoint(f).unwrap(), &[0, 1]).unwrap().call(&[&x, &w]).unwrap();
+    let ck = value_and_grad(checkpoint(f).unwrap(), &[0, 1])
+        .unwrap()
+        .call(&[&x, &w])
+        .unwrap();
     assert_eq!(f32s(&plain.0[0]), f32s(&ck.0[0]));
     for (a, b) in plain.1.iter().zip(&ck.1) {
         for (p, q) in f32s(a).iter().zip(f32s(b)) {
@@ -557,20 +633,27 @@ fn failing(_a: &[Array]) -> Result<Vec<Array>> {
 }
 
 /// Every transform that calls a Rust closure, applied to `f`, at x.
-fn run_every_transform(f: Function, x: &Array) -> Vec<(&'static str, std::thread::Result<Result<()>>)> {
+fn run_every_transform(
+    f: Function,
+    x: &Array,
+) -> Vec<(&'static str, std::thread::Result<Result<()>>)> {
     let ok = |r: Result<Vec<Array>>| r.map(|_| ());
     let mut results = Vec::new();
     let mut run = |name, body: &dyn Fn() -> Result<()>| {
         results.push((name, catch_unwind(AssertUnwindSafe(body))));
     };
     run("grad", &|| ok(grad(f, &[0])?.call(&[x])));
-    run("value_and_grad", &|| value_and_grad(f, &[0])?.call(&[x]).map(|_| ()));
+    run("value_and_grad", &|| {
+        value_and_grad(f, &[0])?.call(&[x]).map(|_| ())
+    });
     run("vjp", &|| vjp(f, &[x], &[x]).map(|_| ()));
     run("jvp", &|| jvp(f, &[x], &[x]).map(|_| ()));
     run("vmap", &|| ok(vmap(f, &[], &[])?.call(&[x])));
     run("compile", &|| ok(compile(f, false)?.call(&[x])));
     run("compile shapeless", &|| ok(compile(f, true)?.call(&[x])));
-    run("grad of compile", &|| ok(grad(compile(f, false)?, &[0])?.call(&[x])));
+    run("grad of compile", &|| {
+        ok(grad(compile(f, false)?, &[0])?.call(&[x]))
+    });
     run("closure call", &|| ok(Closure::new(f)?.call(&[x])));
     run("checkpoint", &|| ok(grad(checkpoint(f)?, &[0])?.call(&[x])));
     run("custom vjp (forward)", &|| {
@@ -594,7 +677,10 @@ fn panics_in_closures_reach_the_caller() {
         assert_eq!(panic_message(payload), "boom from inside MLX", "{name}");
     }
     // the process and MLX carry on
-    assert_eq!(f32s(&grad(sin_sq, &[0]).unwrap().call(&[&x]).unwrap()[0]).len(), 2);
+    assert_eq!(
+        f32s(&grad(sin_sq, &[0]).unwrap().call(&[&x]).unwrap()[0]).len(),
+        2
+    );
 }
 
 #[test]
@@ -602,7 +688,9 @@ fn errors_in_closures_reach_the_caller_unchanged() {
     let _g = shared();
     let x = arr(&[0.5, 1.5], &[2]);
     for (name, result) in run_every_transform(failing, &x) {
-        let err = result.unwrap_or_else(|_| panic!("{name} panicked")).expect_err(name);
+        let err = result
+            .unwrap_or_else(|_| panic!("{name} panicked"))
+            .expect_err(name);
         match err {
             Error::InvalidArgument(m) => assert_eq!(m, "the closure said no", "{name}"),
             other => panic!("{name}: got {other:?}"),
@@ -673,7 +761,11 @@ fn failing_closures_leak_nothing() {
         ok.call(&[&x]).unwrap()[0].eval().unwrap();
         let ok = grad(compile(sin_sq, false).unwrap(), &[0]).unwrap();
         ok.call(&[&x]).unwrap()[0].eval().unwrap();
-        let ok = compile_with_state(|s: &[Array], a: &[Array]| Ok(vec![a[0].multiply(&s[0])?]), true).unwrap();
+        let ok = compile_with_state(
+            |s: &[Array], a: &[Array]| Ok(vec![a[0].multiply(&s[0])?]),
+            true,
+        )
+        .unwrap();
         ok.call(&[&x], &[&x]).unwrap()[0].eval().unwrap();
     };
 
@@ -683,8 +775,15 @@ fn failing_closures_leak_nothing() {
         round(&live);
     }
     let after = active_memory();
-    assert_eq!(live.load(Ordering::SeqCst), 0, "closures given to MLX were not all dropped");
-    assert!(after <= before, "active memory grew from {before} to {after} bytes");
+    assert_eq!(
+        live.load(Ordering::SeqCst),
+        0,
+        "closures given to MLX were not all dropped"
+    );
+    assert!(
+        after <= before,
+        "active memory grew from {before} to {after} bytes"
+    );
 }
 
 #[test]
@@ -700,7 +799,9 @@ fn transforms_run_on_many_threads() {
                     let v = t as f32;
                     let want = v.cos() * v * v + 2.0 * v * v.sin();
                     assert!((got[0] - want).abs() < 1e-5);
-                    let panicked = catch_unwind(AssertUnwindSafe(|| grad(panicking, &[0]).unwrap().call(&[&x])));
+                    let panicked = catch_unwind(AssertUnwindSafe(|| {
+                        grad(panicking, &[0]).unwrap().call(&[&x])
+                    }));
                     assert!(panicked.is_err());
                 }
             })
@@ -743,9 +844,16 @@ fn imported_functions_run_in_a_fresh_process() {
         .env(CHILD_ENV, "1")
         .output()
         .unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(out.status.success(), "child failed:\n{text}");
-    assert!(text.contains("1 passed"), "the child did not run the checks:\n{text}");
+    assert!(
+        text.contains("1 passed"),
+        "the child did not run the checks:\n{text}"
+    );
 }
 
 #[test]
@@ -777,7 +885,10 @@ fn imported_function_on_another_thread_fails_cleanly() {
 
 fn functions_exported_by_python_mlx_import_and_run() {
     let fixtures = format!("{}/tests/fixtures", env!("CARGO_MANIFEST_DIR"));
-    for case in common::load("transforms").iter().filter(|c| c.op.starts_with("imported")) {
+    for case in common::load("transforms")
+        .iter()
+        .filter(|c| c.op.starts_with("imported"))
+    {
         let f = ImportedFunction::new(format!("{fixtures}/{}", case.str("file"))).unwrap();
         let got = if case.op == "imported_kwargs" {
             let kwargs = HashMap::from([(case.str("kwarg"), case.input(1))]);
@@ -805,7 +916,9 @@ fn export_and_import_round_trip() {
     assert_eq!(f32s(&got[0]), f32s(&want[0]));
     assert_eq!(f32s(&got[1]), f32s(&want[1]));
     // another shape than the traced one is an error (not shapeless)
-    let e = imported.call(&[arr(&[1.0, 2.0], &[2]), arr(&[1.0, 2.0], &[2])]).unwrap_err();
+    let e = imported
+        .call(&[arr(&[1.0, 2.0], &[2]), arr(&[1.0, 2.0], &[2])])
+        .unwrap_err();
     assert!(matches!(e, Error::Mlx { .. }), "{e}");
 
     // shapeless: one export serves other shapes
@@ -813,7 +926,10 @@ fn export_and_import_round_trip() {
     export_function(&file.0, pair, &[&x, &y], true).unwrap();
     let imported = ImportedFunction::new(&file.0).unwrap();
     let (x5, y5) = (arr(&[1.0, 2.0, 3.0, 4.0, 5.0], &[5]), arr(&[0.5; 5], &[5]));
-    assert_eq!(f32s(&imported.call(&[&x5, &y5]).unwrap()[0]), vec![0.5, 1.0, 1.5, 2.0, 2.5]);
+    assert_eq!(
+        f32s(&imported.call(&[&x5, &y5]).unwrap()[0]),
+        vec![0.5, 1.0, 1.5, 2.0, 2.5]
+    );
 
     // keyword arguments
     let file = TempFile::new("kwargs");
@@ -824,7 +940,10 @@ fn export_and_import_round_trip() {
     export_function_kwargs(&file.0, scaled, &[&x], &kw, false).unwrap();
     let imported = ImportedFunction::new(&file.0).unwrap();
     let kw3 = HashMap::from([("scale".to_string(), Array::scalar(3.0f32))]);
-    assert_eq!(f32s(&imported.call_kwargs(&[&x], &kw3).unwrap()[0]), vec![1.5, -3.0, 6.0]);
+    assert_eq!(
+        f32s(&imported.call_kwargs(&[&x], &kw3).unwrap()[0]),
+        vec![1.5, -3.0, 6.0]
+    );
 
     // several traces in one file
     let file = TempFile::new("exporter");
@@ -849,8 +968,13 @@ fn export_failures_are_errors() {
     // the closure's own error and panic come back out of the export
     let file = TempFile::new("failing");
     let e = export_function(&file.0, failing, &[&x], false).unwrap_err();
-    assert!(matches!(e, Error::InvalidArgument(ref m) if m == "the closure said no"), "{e}");
-    let p = catch_unwind(AssertUnwindSafe(|| export_function(&file.0, panicking, &[&x], false)));
+    assert!(
+        matches!(e, Error::InvalidArgument(ref m) if m == "the closure said no"),
+        "{e}"
+    );
+    let p = catch_unwind(AssertUnwindSafe(|| {
+        export_function(&file.0, panicking, &[&x], false)
+    }));
     assert_eq!(panic_message(p.unwrap_err()), "boom from inside MLX");
     let e = export_function("/nonexistent/dir/f.mlxfn", pair, &[&x, &x], false).unwrap_err();
     assert!(matches!(e, Error::Mlx { .. }), "{e}");

@@ -41,7 +41,8 @@ pub enum TemplateArg {
 }
 
 fn c_string(what: &str, s: &str) -> Result<CString> {
-    CString::new(s).map_err(|_| Error::InvalidArgument(format!("{what} contains a NUL byte: {s:?}")))
+    CString::new(s)
+        .map_err(|_| Error::InvalidArgument(format!("{what} contains a NUL byte: {s:?}")))
 }
 
 /// An owned `mlx_vector_string`.
@@ -403,11 +404,17 @@ impl CudaKernel {
     /// Runs the kernel on `inputs` (in the order of the input names) on the current
     /// stream; returns the outputs (lazy, like any op).
     #[track_caller]
-    pub fn apply<A: AsRef<Array>>(&self, inputs: &[A], config: &KernelConfig) -> Result<Vec<Array>> {
+    pub fn apply<A: AsRef<Array>>(
+        &self,
+        inputs: &[A],
+        config: &KernelConfig,
+    ) -> Result<Vec<Array>> {
         config.check(&self.name, self.n_inputs, self.n_outputs, inputs.len())?;
         let cfg = RawCudaConfig::new(config)?;
         let x = VectorArray::from_arrays(inputs);
-        stream_vector_op(|res, s| unsafe { sys::mlx_fast_cuda_kernel_apply(res, self.raw, x.0, cfg.0, s) })
+        stream_vector_op(|res, s| unsafe {
+            sys::mlx_fast_cuda_kernel_apply(res, self.raw, x.0, cfg.0, s)
+        })
     }
 }
 
@@ -439,11 +446,17 @@ impl MetalKernel {
     /// Runs the kernel on `inputs` (in the order of the input names) on the current
     /// stream; returns the outputs (lazy, like any op).
     #[track_caller]
-    pub fn apply<A: AsRef<Array>>(&self, inputs: &[A], config: &KernelConfig) -> Result<Vec<Array>> {
+    pub fn apply<A: AsRef<Array>>(
+        &self,
+        inputs: &[A],
+        config: &KernelConfig,
+    ) -> Result<Vec<Array>> {
         config.check(&self.name, self.n_inputs, self.n_outputs, inputs.len())?;
         let cfg = RawMetalConfig::new(config)?;
         let x = VectorArray::from_arrays(inputs);
-        stream_vector_op(|res, s| unsafe { sys::mlx_fast_metal_kernel_apply(res, self.raw, x.0, cfg.0, s) })
+        stream_vector_op(|res, s| unsafe {
+            sys::mlx_fast_metal_kernel_apply(res, self.raw, x.0, cfg.0, s)
+        })
     }
 }
 

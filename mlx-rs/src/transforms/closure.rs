@@ -58,7 +58,10 @@ fn stash(failure: Failure) {
 }
 
 fn take_failure() -> Option<Failure> {
-    FAILURE.try_with(|slot| slot.borrow_mut().take()).ok().flatten()
+    FAILURE
+        .try_with(|slot| slot.borrow_mut().take())
+        .ok()
+        .flatten()
 }
 
 /// Runs an mlx-c call that may call Rust closures (a transform, or applying a closure).
@@ -251,28 +254,30 @@ impl ArrayMap {
         let mut out = HashMap::new();
         // SAFETY: an iterator over a live map, freed below.
         let it = unsafe { sys::mlx_map_string_to_array_iterator_new(map) };
-        let result = (|| {
-            loop {
-                let mut key: *const std::ffi::c_char = std::ptr::null();
-                // SAFETY: an empty handle, filled by the call and owned by `value` below.
-                let mut raw = unsafe { sys::mlx_array_new() };
-                // SAFETY: live iterator; writes a borrowed key and an array into `raw`.
-                let code =
-                    unsafe { sys::mlx_map_string_to_array_iterator_next(&mut key, &mut raw, it) };
-                let value = Array::from_raw(raw);
-                if code != 0 || key.is_null() {
-                    break;
-                }
-                // SAFETY: a NUL-terminated key owned by the map, valid during this step.
-                let k = unsafe { CStr::from_ptr(key) }.to_string_lossy().into_owned();
-                out.insert(k, value);
+        let code = loop {
+            let mut key: *const std::ffi::c_char = std::ptr::null();
+            // SAFETY: an empty handle, filled by the call and owned by `value` below.
+            let mut raw = unsafe { sys::mlx_array_new() };
+            // SAFETY: live iterator; writes a borrowed key and an array into `raw`.
+            let code =
+                unsafe { sys::mlx_map_string_to_array_iterator_next(&mut key, &mut raw, it) };
+            let value = Array::from_raw(raw);
+            // 0: an entry; 2: the end; anything else: an error.
+            if code != 0 || key.is_null() {
+                break code;
             }
-            Ok(())
-        })();
+            // SAFETY: a NUL-terminated key owned by the map, valid during this step.
+            let k = unsafe { CStr::from_ptr(key) }
+                .to_string_lossy()
+                .into_owned();
+            out.insert(k, value);
+        };
         // SAFETY: frees the iterator created above.
         unsafe { sys::mlx_map_string_to_array_iterator_free(it) };
-        let _ = take_message();
-        result.map(|()| out)
+        match code {
+            0 | 2 => Ok(out),
+            _ => Err(mlx_error(Location::caller())),
+        }
     }
 }
 
@@ -644,9 +649,8 @@ pub(crate) struct RawCustomVmap(pub(crate) sys::mlx_closure_custom_vmap);
 impl RawCustomVjp {
     pub(crate) fn new(f: Option<VjpFn>) -> Result<Self> {
         let Some(f) = f else {
-            return Ok(RawCustomVjp(sys::mlx_closure_custom {
-                ctx: std::ptr::null_mut(),
-            }));
+            // SAFETY: an empty handle: "absent" to mlx-c; freeing it is a no-op.
+            return Ok(RawCustomVjp(unsafe { sys::mlx_closure_custom_new() }));
         };
         install_error_handler();
         let payload = Payload::new(f).into_raw();
@@ -664,24 +668,6 @@ impl RawCustomVjp {
         }
         Ok(RawCustomVjp(raw))
     }
-
-    /// Calls the VJP directly (used in tests of the marshalling).
-    #[allow(dead_code)]
-    pub(crate) fn call(
-        &self,
-        primals: &[Array],
-        cotangents: &[Array],
-        outputs: &[Array],
-    ) -> Result<Vec<Array>> {
-        let (p, c, o) = (
-            VectorArray::from_arrays(primals),
-            VectorArray::from_arrays(cotangents),
-            VectorArray::from_arrays(outputs),
-        );
-        let mut out = VectorArray::empty();
-        closure_status(|| unsafe { sys::mlx_closure_custom_apply(&mut out.0, self.0, p.0, c.0, o.0) })?;
-        out.to_vec()
-    }
 }
 
 impl Drop for RawCustomVjp {
@@ -696,9 +682,8 @@ impl Drop for RawCustomVjp {
 impl RawCustomJvp {
     pub(crate) fn new(f: Option<JvpFn>) -> Result<Self> {
         let Some(f) = f else {
-            return Ok(RawCustomJvp(sys::mlx_closure_custom_jvp {
-                ctx: std::ptr::null_mut(),
-            }));
+            // SAFETY: an empty handle: "absent" to mlx-c; freeing it is a no-op.
+            return Ok(RawCustomJvp(unsafe { sys::mlx_closure_custom_jvp_new() }));
         };
         install_error_handler();
         let payload = Payload::new(f).into_raw();
@@ -729,9 +714,8 @@ impl Drop for RawCustomJvp {
 impl RawCustomVmap {
     pub(crate) fn new(f: Option<VmapFn>) -> Result<Self> {
         let Some(f) = f else {
-            return Ok(RawCustomVmap(sys::mlx_closure_custom_vmap {
-                ctx: std::ptr::null_mut(),
-            }));
+            // SAFETY: an empty handle: "absent" to mlx-c; freeing it is a no-op.
+            return Ok(RawCustomVmap(unsafe { sys::mlx_closure_custom_vmap_new() }));
         };
         install_error_handler();
         let payload = Payload::new(f).into_raw();

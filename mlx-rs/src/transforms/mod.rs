@@ -29,8 +29,8 @@ mod vmap;
 
 pub use closure::{Closure, IntoClosure, JvpFn, KwargsClosure, ValueAndGrad, VjpFn, VmapFn};
 pub use compile::{
-    compile, compile_clear_cache, compile_erase, compile_with_id, compile_with_state, disable_compile, enable_compile,
-    set_compile_mode, CompileMode, CompiledWithState,
+    compile, compile_clear_cache, compile_erase, compile_with_id, compile_with_state,
+    disable_compile, enable_compile, set_compile_mode, CompileMode, CompiledWithState,
 };
 pub use custom::{checkpoint, custom_vjp, CustomFunction};
 pub use grad::{grad, jvp, value_and_grad, vjp};

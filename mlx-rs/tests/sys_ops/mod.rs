@@ -8,7 +8,9 @@ use mlx_sys as sys;
 use std::ffi::c_int;
 
 /// Runs `f` with the raw default stream of the default device.
-fn on_default_stream(f: impl FnOnce(*mut sys::mlx_array, sys::mlx_stream) -> c_int) -> Result<Array> {
+fn on_default_stream(
+    f: impl FnOnce(*mut sys::mlx_array, sys::mlx_stream) -> c_int,
+) -> Result<Array> {
     mlx_rs::install_error_handler();
     // SAFETY: fresh handles, filled by mlx-c and freed below (the array is owned by the
     // returned Array).
@@ -66,17 +68,23 @@ pub fn mean(a: &Array) -> Result<Array> {
 
 /// Sum over one axis.
 pub fn sum_axis(a: &Array, axis: i32, keepdims: bool) -> Result<Array> {
-    on_default_stream(|res, s| unsafe { sys::mlx_sum_axis(res, a.as_raw_handle(), axis, keepdims, s) })
+    on_default_stream(|res, s| unsafe {
+        sys::mlx_sum_axis(res, a.as_raw_handle(), axis, keepdims, s)
+    })
 }
 
 /// Mean over one axis.
 pub fn mean_axis(a: &Array, axis: i32, keepdims: bool) -> Result<Array> {
-    on_default_stream(|res, s| unsafe { sys::mlx_mean_axis(res, a.as_raw_handle(), axis, keepdims, s) })
+    on_default_stream(|res, s| unsafe {
+        sys::mlx_mean_axis(res, a.as_raw_handle(), axis, keepdims, s)
+    })
 }
 
 /// Softmax over one axis (computed precisely).
 pub fn softmax_axis(a: &Array, axis: i32) -> Result<Array> {
-    on_default_stream(|res, s| unsafe { sys::mlx_softmax_axis(res, a.as_raw_handle(), axis, true, s) })
+    on_default_stream(|res, s| unsafe {
+        sys::mlx_softmax_axis(res, a.as_raw_handle(), axis, true, s)
+    })
 }
 
 /// log(sum(exp(a))) over one axis.
@@ -95,7 +103,9 @@ pub fn reshape(a: &Array, shape: &[i32]) -> Result<Array> {
 /// Swaps the last two axes.
 pub fn swap_last(a: &Array) -> Result<Array> {
     let n = a.ndim() as i32;
-    on_default_stream(|res, s| unsafe { sys::mlx_swapaxes(res, a.as_raw_handle(), n - 2, n - 1, s) })
+    on_default_stream(|res, s| unsafe {
+        sys::mlx_swapaxes(res, a.as_raw_handle(), n - 2, n - 1, s)
+    })
 }
 
 /// Repeats `a` `repeats` times along `axis`.
@@ -119,7 +129,13 @@ pub fn expand_dims(a: &Array, axis: i32) -> Result<Array> {
 /// `cond ? a : b`.
 pub fn where_(cond: &Array, a: &Array, b: &Array) -> Result<Array> {
     on_default_stream(|res, s| unsafe {
-        sys::mlx_where(res, cond.as_raw_handle(), a.as_raw_handle(), b.as_raw_handle(), s)
+        sys::mlx_where(
+            res,
+            cond.as_raw_handle(),
+            a.as_raw_handle(),
+            b.as_raw_handle(),
+            s,
+        )
     })
 }
 
@@ -132,7 +148,14 @@ pub fn tril(a: &Array, k: i32) -> Result<Array> {
 pub fn full(shape: &[i32], value: f32) -> Result<Array> {
     let v = Array::from_slice(&[value], &[])?;
     on_default_stream(|res, s| unsafe {
-        sys::mlx_full(res, shape.as_ptr(), shape.len(), v.as_raw_handle(), sys::MLX_FLOAT32, s)
+        sys::mlx_full(
+            res,
+            shape.as_ptr(),
+            shape.len(),
+            v.as_raw_handle(),
+            sys::MLX_FLOAT32,
+            s,
+        )
     })
 }
 
