@@ -80,7 +80,7 @@ fn cuda_kernel_computes_on_gpu() {
     .expect("CUDA kernel");
     let (a, b, a_dense, b_vals) = inputs();
     let gpu = mlx_rs::Stream::gpu();
-    for scale in [3, -2] {
+    for scale in [3, 5] {
         let outs = mlx_rs::with_stream(&gpu, || kernel.apply(&[&a, &b], &config(scale))).unwrap();
         check_outputs(&outs, &a_dense, &b_vals, scale as f32);
     }
@@ -115,7 +115,7 @@ fn metal_kernel_computes_on_gpu() {
     .expect("Metal kernel");
     let (a, b, a_dense, b_vals) = inputs();
     let gpu = mlx_rs::Stream::gpu();
-    for scale in [3, -2] {
+    for scale in [3, 5] {
         let outs = mlx_rs::with_stream(&gpu, || kernel.apply(&[&a, &b], &config(scale))).unwrap();
         check_outputs(&outs, &a_dense, &b_vals, scale as f32);
     }
@@ -213,5 +213,10 @@ fn bad_kernel_descriptions_are_errors() {
         );
         let nul = cfg.clone().template("T\0", TemplateArg::Int(1));
         invalid(k.apply(&[&b], &nul).map(drop), "NUL in a template name");
+        let negative = cfg.clone().template("N", TemplateArg::Int(-2));
+        invalid(
+            k.apply(&[&b], &negative).map(drop),
+            "negative int template argument",
+        );
     }
 }

@@ -34,7 +34,8 @@ use std::panic::Location;
 pub enum TemplateArg {
     /// A type parameter, given as a dtype.
     Dtype(Dtype),
-    /// An `int` parameter.
+    /// An `int` parameter (non-negative: MLX 0.32.2 writes template values into the
+    /// kernel's name, where a minus sign does not compile).
     Int(i32),
     /// A `bool` parameter.
     Bool(bool),
@@ -303,6 +304,16 @@ impl KernelConfig {
         }
         if let Some((shape, _)) = self.outputs.iter().find(|(s, _)| s.iter().any(|&d| d < 0)) {
             return bad(format!("negative dimension in output shape {shape:?}"));
+        }
+        for (name, arg) in &self.template_args {
+            if let TemplateArg::Int(v) = arg {
+                if *v < 0 {
+                    return bad(format!(
+                        "template argument {name} = {v}: MLX puts template values into the \
+                         kernel's name, where a negative number does not compile"
+                    ));
+                }
+            }
         }
         Ok(())
     }
