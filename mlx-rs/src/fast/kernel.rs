@@ -319,85 +319,127 @@ impl KernelConfig {
     }
 }
 
-/// Generates the raw config of one backend (the two mlx-c APIs are identical).
-macro_rules! raw_config {
-    ($name:ident, $ty:ident, $new:ident, $free:ident, $out:ident, $grid:ident, $group:ident,
-     $init:ident, $verbose:ident, $t_dtype:ident, $t_int:ident, $t_bool:ident) => {
-        struct $name(sys::$ty);
+/// An owned `mlx_fast_cuda_kernel_config` filled from a [`KernelConfig`].
+struct RawCudaConfig(sys::mlx_fast_cuda_kernel_config);
 
-        impl $name {
-            fn new(c: &KernelConfig) -> Result<Self> {
-                install_error_handler();
-                // SAFETY: a fresh config, owned by the returned value.
-                let cfg = $name(unsafe { sys::$new() });
-                if cfg.0.ctx.is_null() {
-                    return Err(mlx_error(Location::caller()));
-                }
-                for (shape, dtype) in &c.outputs {
-                    status(|| unsafe {
-                        sys::$out(cfg.0, shape.as_ptr(), shape.len(), dtype.to_raw())
-                    })?;
-                }
-                let [g1, g2, g3] = c.grid;
-                let [t1, t2, t3] = c.thread_group;
-                status(|| unsafe { sys::$grid(cfg.0, g1, g2, g3) })?;
-                status(|| unsafe { sys::$group(cfg.0, t1, t2, t3) })?;
-                if let Some(v) = c.init_value {
-                    status(|| unsafe { sys::$init(cfg.0, v) })?;
-                }
-                status(|| unsafe { sys::$verbose(cfg.0, c.verbose) })?;
-                for (name, arg) in &c.template_args {
-                    let n = c_string("template argument name", name)?;
-                    status(|| unsafe {
-                        match *arg {
-                            TemplateArg::Dtype(d) => sys::$t_dtype(cfg.0, n.as_ptr(), d.to_raw()),
-                            TemplateArg::Int(i) => sys::$t_int(cfg.0, n.as_ptr(), i),
-                            TemplateArg::Bool(b) => sys::$t_bool(cfg.0, n.as_ptr(), b),
-                        }
-                    })?;
-                }
-                Ok(cfg)
-            }
+impl RawCudaConfig {
+    #[track_caller]
+    fn new(c: &KernelConfig) -> Result<Self> {
+        install_error_handler();
+        // SAFETY: a fresh config, owned (and freed) by the returned value.
+        let cfg = RawCudaConfig(unsafe { sys::mlx_fast_cuda_kernel_config_new() });
+        if cfg.0.ctx.is_null() {
+            return Err(mlx_error(Location::caller()));
         }
-
-        impl Drop for $name {
-            fn drop(&mut self) {
-                // SAFETY: owned handle, freed once.
-                unsafe { sys::$free(self.0) };
-            }
+        let raw = cfg.0;
+        for (shape, dtype) in &c.outputs {
+            status(|| unsafe {
+                sys::mlx_fast_cuda_kernel_config_add_output_arg(
+                    raw,
+                    shape.as_ptr(),
+                    shape.len(),
+                    dtype.to_raw(),
+                )
+            })?;
         }
-    };
+        let ([g1, g2, g3], [t1, t2, t3]) = (c.grid, c.thread_group);
+        status(|| unsafe { sys::mlx_fast_cuda_kernel_config_set_grid(raw, g1, g2, g3) })?;
+        status(|| unsafe { sys::mlx_fast_cuda_kernel_config_set_thread_group(raw, t1, t2, t3) })?;
+        if let Some(v) = c.init_value {
+            status(|| unsafe { sys::mlx_fast_cuda_kernel_config_set_init_value(raw, v) })?;
+        }
+        status(|| unsafe { sys::mlx_fast_cuda_kernel_config_set_verbose(raw, c.verbose) })?;
+        for (name, arg) in &c.template_args {
+            let n = c_string("template argument name", name)?;
+            status(|| unsafe {
+                match *arg {
+                    TemplateArg::Dtype(d) => {
+                        sys::mlx_fast_cuda_kernel_config_add_template_arg_dtype(
+                            raw,
+                            n.as_ptr(),
+                            d.to_raw(),
+                        )
+                    }
+                    TemplateArg::Int(i) => {
+                        sys::mlx_fast_cuda_kernel_config_add_template_arg_int(raw, n.as_ptr(), i)
+                    }
+                    TemplateArg::Bool(b) => {
+                        sys::mlx_fast_cuda_kernel_config_add_template_arg_bool(raw, n.as_ptr(), b)
+                    }
+                }
+            })?;
+        }
+        Ok(cfg)
+    }
 }
 
-raw_config!(
-    RawCudaConfig,
-    mlx_fast_cuda_kernel_config,
-    mlx_fast_cuda_kernel_config_new,
-    mlx_fast_cuda_kernel_config_free,
-    mlx_fast_cuda_kernel_config_add_output_arg,
-    mlx_fast_cuda_kernel_config_set_grid,
-    mlx_fast_cuda_kernel_config_set_thread_group,
-    mlx_fast_cuda_kernel_config_set_init_value,
-    mlx_fast_cuda_kernel_config_set_verbose,
-    mlx_fast_cuda_kernel_config_add_template_arg_dtype,
-    mlx_fast_cuda_kernel_config_add_template_arg_int,
-    mlx_fast_cuda_kernel_config_add_template_arg_bool
-);
+impl Drop for RawCudaConfig {
+    fn drop(&mut self) {
+        // SAFETY: owned handle, freed once.
+        unsafe { sys::mlx_fast_cuda_kernel_config_free(self.0) };
+    }
+}
 
-raw_config!(
-    RawMetalConfig,
-    mlx_fast_metal_kernel_config,
-    mlx_fast_metal_kernel_config_new,
-    mlx_fast_metal_kernel_config_free,
-    mlx_fast_metal_kernel_config_add_output_arg,
-    mlx_fast_metal_kernel_config_set_grid,
-    mlx_fast_metal_kernel_config_set_thread_group,
-    mlx_fast_metal_kernel_config_set_init_value,
-    mlx_fast_metal_kernel_config_set_verbose,
-    mlx_fast_metal_kernel_config_add_template_arg_dtype,
-    mlx_fast_metal_kernel_config_add_template_arg_int,
-    mlx_fast_metal_kernel_config_add_template_arg_bool
-);
+/// An owned `mlx_fast_metal_kernel_config` filled from a [`KernelConfig`].
+struct RawMetalConfig(sys::mlx_fast_metal_kernel_config);
+
+impl RawMetalConfig {
+    #[track_caller]
+    fn new(c: &KernelConfig) -> Result<Self> {
+        install_error_handler();
+        // SAFETY: a fresh config, owned (and freed) by the returned value.
+        let cfg = RawMetalConfig(unsafe { sys::mlx_fast_metal_kernel_config_new() });
+        if cfg.0.ctx.is_null() {
+            return Err(mlx_error(Location::caller()));
+        }
+        let raw = cfg.0;
+        for (shape, dtype) in &c.outputs {
+            status(|| unsafe {
+                sys::mlx_fast_metal_kernel_config_add_output_arg(
+                    raw,
+                    shape.as_ptr(),
+                    shape.len(),
+                    dtype.to_raw(),
+                )
+            })?;
+        }
+        let ([g1, g2, g3], [t1, t2, t3]) = (c.grid, c.thread_group);
+        status(|| unsafe { sys::mlx_fast_metal_kernel_config_set_grid(raw, g1, g2, g3) })?;
+        status(|| unsafe { sys::mlx_fast_metal_kernel_config_set_thread_group(raw, t1, t2, t3) })?;
+        if let Some(v) = c.init_value {
+            status(|| unsafe { sys::mlx_fast_metal_kernel_config_set_init_value(raw, v) })?;
+        }
+        status(|| unsafe { sys::mlx_fast_metal_kernel_config_set_verbose(raw, c.verbose) })?;
+        for (name, arg) in &c.template_args {
+            let n = c_string("template argument name", name)?;
+            status(|| unsafe {
+                match *arg {
+                    TemplateArg::Dtype(d) => {
+                        sys::mlx_fast_metal_kernel_config_add_template_arg_dtype(
+                            raw,
+                            n.as_ptr(),
+                            d.to_raw(),
+                        )
+                    }
+                    TemplateArg::Int(i) => {
+                        sys::mlx_fast_metal_kernel_config_add_template_arg_int(raw, n.as_ptr(), i)
+                    }
+                    TemplateArg::Bool(b) => {
+                        sys::mlx_fast_metal_kernel_config_add_template_arg_bool(raw, n.as_ptr(), b)
+                    }
+                }
+            })?;
+        }
+        Ok(cfg)
+    }
+}
+
+impl Drop for RawMetalConfig {
+    fn drop(&mut self) {
+        // SAFETY: owned handle, freed once.
+        unsafe { sys::mlx_fast_metal_kernel_config_free(self.0) };
+    }
+}
 
 /// A custom CUDA kernel, made by [`KernelBuilder::build_cuda`]. `Send`, not `Sync`.
 pub struct CudaKernel {
