@@ -15,7 +15,8 @@
 //! let x = Array::from_slice(&[1.0f32, 2.0], &[2])?;
 //! export::export_function(&path, |a: &[Array]| Ok(vec![a[0].square()?]), &[&x], false)?;
 //! let f = export::ImportedFunction::new(&path)?;
-//! assert_eq!(f.call(&[Array::from_slice(&[3.0f32, 4.0], &[2])?])?[0].to_vec::<f32>()?, vec![9.0, 16.0]);
+//! let y = f.call(&[Array::from_slice(&[3.0f32, 4.0], &[2])?])?;
+//! assert_eq!(y[0].to_vec::<f32>()?, vec![9.0, 16.0]);
 //! # std::fs::remove_file(&path).ok();
 //! # Ok::<(), mlx_rs::Error>(())
 //! ```

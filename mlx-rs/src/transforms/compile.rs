@@ -1,15 +1,5 @@
-//! Compiling functions of arrays into fused, cached graphs.
-//!
-//! # Captured arrays are constants
-//!
-//! MLX traces a compiled function once per input signature (shapes and dtypes; only the
-//! number of dimensions when `shapeless`), with placeholder *inputs*. Any array the
-//! function reaches some other way — captured by the closure, read from a `RefCell`, a
-//! global — is baked into the traced graph as a constant: later calls keep using the
-//! value it had at the first trace, even if you replace it. Pass everything that can
-//! change as an argument: model parameters, optimizer state, random keys. To keep the
-//! call site readable when there is a lot of it, use [`compile_with_state`], which takes
-//! the state arrays and the inputs as two separate lists.
+//! Compiling functions of arrays into fused, cached graphs (see the
+//! [`transforms`](crate::transforms#captured-arrays-are-constants) docs on captured arrays).
 
 use super::closure::{Closure, IntoClosure};
 use crate::raw::status;
@@ -24,8 +14,8 @@ use std::rc::Rc;
 /// dimensions) reuses it too — only for functions whose graph does not depend on shapes.
 ///
 /// **Arrays that `f` captures instead of receiving as arguments are frozen at the first
-/// trace** (see the [module docs](self)); pass them as arguments or use
-/// [`compile_with_state`].
+/// trace** (see [captured arrays](crate::transforms#captured-arrays-are-constants)); pass
+/// them as arguments or use [`compile_with_state`].
 ///
 /// The cached trace is freed when the last clone of the returned closure is dropped.
 ///
@@ -106,7 +96,8 @@ pub struct CompiledWithState<'a> {
 
 /// Compiles `f(state, inputs)`, where *both* lists are traced inputs: the form for
 /// functions that use model parameters or other state that changes between calls
-/// (which a closure must not capture; see the [module docs](self)).
+/// (which a closure must not capture; see
+/// [captured arrays](crate::transforms#captured-arrays-are-constants)).
 ///
 /// The number of state arrays is fixed by the first call; a later call with another
 /// count is an error.

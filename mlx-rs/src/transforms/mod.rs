@@ -6,7 +6,7 @@
 //! (or a [`Closure`] made from one). Transforms return [`Closure`]s, so they compose:
 //!
 //! ```
-//! use mlx_rs::{transforms::{grad, IntoClosure}, Array};
+//! use mlx_rs::{transforms::grad, Array};
 //! // f(x) = x³ summed; f'(x) = 3x²; f''(x) = 6x
 //! let cube = |x: &[Array]| -> mlx_rs::Result<Vec<Array>> {
 //!     let y = x[0].multiply(&x[0])?.multiply(&x[0])?;
@@ -20,6 +20,17 @@
 //!
 //! A panic or an `Err` inside a function that MLX calls comes back out of the transform
 //! call (the panic resumes there; the error is returned unchanged): see [`closure`].
+//!
+//! # Captured arrays are constants
+//!
+//! MLX traces a compiled function once per input signature (shapes and dtypes; only the
+//! number of dimensions when `shapeless`), with placeholder *inputs*. Any array the
+//! function reaches some other way — captured by the closure, read from a `RefCell`, a
+//! global — is baked into the traced graph as a constant: later calls keep using the
+//! value it had at the first trace, even if you replace it. Pass everything that can
+//! change as an argument: model parameters, optimizer state, random keys. To keep the
+//! call site readable when there is a lot of it, use [`compile_with_state`], which takes
+//! the state arrays and the inputs as two separate lists.
 
 pub mod closure;
 mod compile;
