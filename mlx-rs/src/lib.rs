@@ -13,6 +13,36 @@
 //! Every fallible call returns [`Result`]; nothing in this crate exits or aborts the
 //! process on bad input.
 //!
+//! # Threads
+//!
+//! [`Array`] is `Send` but not `Sync`; [`Stream`] is neither (MLX 0.32 streams belong to
+//! the thread that made them); [`ThreadLocalStream`] and [`Device`] are both. The compiler
+//! enforces it:
+//!
+//! ```
+//! fn send<T: Send>(_: T) {}
+//! fn sync<T: Sync>(_: &T) {}
+//! send(mlx_rs::Array::scalar(1.0f32));
+//! send(mlx_rs::Device::cpu());
+//! sync(&mlx_rs::ThreadLocalStream::new(&mlx_rs::Device::cpu()));
+//! ```
+//!
+//! ```compile_fail
+//! fn send<T: Send>(_: T) {}
+//! send(mlx_rs::Stream::cpu()); // a stream cannot leave its thread
+//! ```
+//!
+//! ```compile_fail
+//! fn sync<T: Sync>(_: &T) {}
+//! sync(&mlx_rs::Array::scalar(1.0f32)); // no shared use of one array from two threads
+//! ```
+//!
+//! ```compile_fail
+//! fn send<T: Send>(_: T) {}
+//! let c = mlx_rs::transforms::Closure::new(|x: &[mlx_rs::Array]| Ok(x.to_vec()));
+//! send(c); // closures may borrow thread-local state
+//! ```
+//!
 //! # Deliberate exceptions
 //!
 //! Every function of mlx-c's `array.h`, `device.h`, `stream.h`, `ops.h`, `random.h`,
