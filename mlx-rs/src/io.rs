@@ -3,7 +3,11 @@
 //!
 //! Loaded arrays are lazy, as in MLX: loading reads the header and checks that every
 //! array's bytes lie inside the file; the bytes themselves are read when an array is
-//! evaluated. Saving evaluates the arrays and writes them at once.
+//! evaluated. So the file must stay unchanged until then — MLX does not notice a
+//! safetensors or GGUF file shortened after loading and reads whatever the OS returns.
+//! Evaluate the arrays right after loading ([`crate::eval`]) when the file may change.
+//! In-memory loads own a copy of their bytes and have no such caveat. Saving evaluates
+//! the arrays and writes them at once.
 //!
 //! Every failure is an `Err` that names the file: a file that is missing, unreadable or
 //! a directory gives [`Error::Io`]; a file MLX rejects (corrupt, truncated, wrong format,

@@ -33,6 +33,16 @@ fn c_string(what: &str, s: &str) -> Result<CString> {
         .map_err(|_| Error::InvalidArgument(format!("{what} contains a NUL byte: {s:?}")))
 }
 
+/// `uplo` as a C string; MLX silently treats anything but `"L"` as `"U"`, so check it.
+fn c_uplo(uplo: &str) -> Result<CString> {
+    if uplo != "L" && uplo != "U" {
+        return Err(Error::InvalidArgument(format!(
+            "uplo must be \"L\" or \"U\", got {uplo:?}"
+        )));
+    }
+    c_string("uplo", uplo)
+}
+
 /// `(pointer, len)` for an optional axis list; null means "all axes" to mlx-c.
 fn opt_axes(axes: Option<&[i32]>) -> (*const i32, usize) {
     match axes {
@@ -79,7 +89,7 @@ pub fn eig(a: &Array) -> Result<(Array, Array)> {
 /// CPU only.
 #[track_caller]
 pub fn eigh(a: &Array, uplo: &str) -> Result<(Array, Array)> {
-    let uplo = c_string("uplo", uplo)?;
+    let uplo = c_uplo(uplo)?;
     stream_pair_op(|r0, r1, s| unsafe {
         sys::mlx_linalg_eigh(r0, r1, a.as_raw(), uplo.as_ptr(), s)
     })
@@ -95,7 +105,7 @@ pub fn eigvals(a: &Array) -> Result<Array> {
 /// (`uplo = "L"`) or upper (`"U"`) triangle. CPU only.
 #[track_caller]
 pub fn eigvalsh(a: &Array, uplo: &str) -> Result<Array> {
-    let uplo = c_string("uplo", uplo)?;
+    let uplo = c_uplo(uplo)?;
     stream_op(|res, s| unsafe { sys::mlx_linalg_eigvalsh(res, a.as_raw(), uplo.as_ptr(), s) })
 }
 

@@ -375,7 +375,7 @@ pub fn permutation(x: &Array, axis: i32, key: Option<&Array>) -> Result<Array> {
     stream_op(|res, s| unsafe { sys::mlx_random_permutation(res, x.as_raw(), axis, raw_opt(key), s) })
 }
 
-/// A random permutation of `0..n` (`int32`).
+/// A random permutation of `0..n` (as `uint32`).
 #[track_caller]
 pub fn permutation_arange(n: i32, key: Option<&Array>) -> Result<Array> {
     stream_op(|res, s| unsafe { sys::mlx_random_permutation_arange(res, n, raw_opt(key), s) })
