@@ -26,8 +26,9 @@
 
 mod bytes;
 mod gguf;
-mod gguf_keys;
+mod gguf_header;
 mod maps;
+mod npy;
 
 pub use gguf::{load_gguf, save_gguf, Gguf, GgufValue};
 
@@ -90,10 +91,19 @@ fn check_readable(path: &Path) -> Result<u64> {
     Ok(md.len())
 }
 
-/// Checks that `path` can be created: its folder exists and it is not a folder itself.
-fn check_writable(path: &Path) -> Result<()> {
+/// Checks that `path` can be created as a file of type `ext` (MLX appends the extension
+/// to names without it, which would write another file than the one asked for): its
+/// folder exists and it is not a folder itself.
+fn check_writable(path: &Path, ext: &str) -> Result<()> {
     if path.is_dir() {
         return Err(io_error(path, std::io::ErrorKind::InvalidInput, "is a directory, not a file"));
+    }
+    if path.extension().and_then(|e| e.to_str()) != Some(ext) {
+        return Err(Error::InvalidArgument(format!(
+            "{}: the file name must end in .{ext} (MLX would otherwise save to {}.{ext})",
+            path.display(),
+            path.display()
+        )));
     }
     let parent = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
@@ -125,40 +135,15 @@ fn naming(source: &str, e: Error) -> Error {
     }
 }
 
-/// Where the data of an `.npy` image starts (from its first bytes), if the header is
-/// readable.
-fn npy_data_offset(head: &[u8]) -> Option<u64> {
-    if head.len() < 10 || &head[..6] != b"\x93NUMPY" {
-        return None;
-    }
-    match head[6] {
-        1 => Some(10 + u16::from_le_bytes([head[8], head[9]]) as u64),
-        2 | 3 if head.len() >= 12 => {
-            Some(12 + u32::from_le_bytes([head[8], head[9], head[10], head[11]]) as u64)
-        }
-        _ => None,
-    }
-}
-
-/// MLX does not check that an `.npy` file holds all the bytes its header promises (it
-/// would read garbage or fail while evaluating): check it here.
-#[track_caller]
-fn check_npy_size(source: &str, head: &[u8], total: u64, a: &Array) -> Result<()> {
-    if let Some(offset) = npy_data_offset(head) {
-        let need = offset + a.nbytes() as u64;
-        if total < need {
-            return Err(Error::Mlx {
-                message: format!(
-                    "{source}: [load] truncated .npy data: the header promises {need} bytes \
-                     ({:?} {}), the file has {total}",
-                    a.shape(),
-                    a.dtype()
-                ),
-                location: Location::caller(),
-            });
-        }
-    }
-    Ok(())
+/// The magic, version, length and header dict at the start of an `.npy` file.
+fn read_head(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let mut head = Vec::new();
+    (&mut f).take(12).read_to_end(&mut head)?;
+    let len = npy::data_offset(&head).unwrap_or(0).min(npy::MAX_HEADER);
+    f.take(len.saturating_sub(head.len() as u64)).read_to_end(&mut head)?;
+    Ok(head)
 }
 
 /// Loads the array stored in the `.npy` file at `path`.
@@ -170,12 +155,11 @@ pub fn load(path: impl AsRef<Path>) -> Result<Array> {
     let shown = path.display().to_string();
     let a = stream_op(|res, s| unsafe { sys::mlx_load(res, c.as_ptr(), s) })
         .map_err(|e| naming(&shown, e))?;
-    let mut head = Vec::with_capacity(12);
-    if let Ok(f) = std::fs::File::open(path) {
-        use std::io::Read;
-        let _ = f.take(12).read_to_end(&mut head);
-    }
-    check_npy_size(&shown, &head, len, &a)?;
+    let head = read_head(path).map_err(|source| Error::Io {
+        path: PathBuf::from(path),
+        source,
+    })?;
+    npy::check(&shown, &head, len, &a)?;
     Ok(a)
 }
 
@@ -184,22 +168,24 @@ pub fn load(path: impl AsRef<Path>) -> Result<Array> {
 #[track_caller]
 pub fn load_reader(bytes: impl Into<Vec<u8>>) -> Result<Array> {
     let bytes = bytes.into();
-    let head: Vec<u8> = bytes.iter().take(12).copied().collect();
+    let head_len = npy::data_offset(&bytes).unwrap_or(0).min(npy::MAX_HEADER) as usize;
+    let head: Vec<u8> = bytes.iter().take(head_len.max(12)).copied().collect();
     let total = bytes.len() as u64;
     let reader = BytesReader::new(bytes, &format!("in-memory .npy ({total} bytes)"))?;
     let label = reader.label();
     let a = stream_op(|res, s| unsafe { sys::mlx_load_reader(res, reader.0, s) })
         .map_err(|e| naming(&label, e))?;
-    check_npy_size(&label, &head, total, &a)?;
+    npy::check(&label, &head, total, &a)?;
     Ok(a)
 }
 
-/// Saves `a` to the `.npy` file at `path` (created or replaced). Evaluates `a`.
+/// Saves `a` to the `.npy` file at `path` (created or replaced; the name must end in
+/// `.npy`). Evaluates `a`.
 #[track_caller]
 pub fn save(path: impl AsRef<Path>, a: &Array) -> Result<()> {
     let path = path.as_ref();
     let c = c_path(path)?;
-    check_writable(path)?;
+    check_writable(path, "npy")?;
     status(|| unsafe { sys::mlx_save(c.as_ptr(), a.as_raw()) })
         .map_err(|e| naming(&path.display().to_string(), e))
 }
@@ -265,7 +251,7 @@ pub fn load_safetensors_reader(bytes: impl Into<Vec<u8>>) -> Result<Safetensors>
 }
 
 /// Saves named arrays and string metadata to the safetensors file at `path` (created or
-/// replaced). Evaluates the arrays.
+/// replaced; the name must end in `.safetensors`). Evaluates the arrays.
 ///
 /// `arrays` and `metadata` are any collections of pairs: `&HashMap<String, Array>`,
 /// `[("w", &w)]`, a `Vec<(String, Array)>`, … For no metadata pass
@@ -286,7 +272,7 @@ where
     let c = c_path(path)?;
     let arrays = ArrayMap::from_iter(arrays)?;
     let metadata = StringMap::from_iter(metadata)?;
-    check_writable(path)?;
+    check_writable(path, "safetensors")?;
     status(|| unsafe { sys::mlx_save_safetensors(c.as_ptr(), arrays.0, metadata.0) })
         .map_err(|e| naming(&path.display().to_string(), e))
 }

@@ -302,3 +302,97 @@ fn files_changed_after_loading() {
     let e = lazy.to_vec::<f32>().unwrap_err();
     assert!(e.to_string().contains("read"), "{e}");
 }
+
+/// A GGUF v`version` file with one metadata entry (`key`, u32 `value`) and one 1-D tensor.
+fn gguf_bytes(version: u32, key: &str, value: u32, tensor_type: u32, dims: &[u64]) -> Vec<u8> {
+    let mut b = b"GGUF".to_vec();
+    b.extend(version.to_le_bytes());
+    b.extend(1u64.to_le_bytes()); // tensors
+    b.extend(1u64.to_le_bytes()); // metadata entries
+    b.extend((key.len() as u64).to_le_bytes());
+    b.extend(key.as_bytes());
+    b.extend(4u32.to_le_bytes()); // uint32
+    b.extend(value.to_le_bytes());
+    b.extend(1u64.to_le_bytes());
+    b.push(b't');
+    b.extend((dims.len() as u32).to_le_bytes());
+    dims.iter().for_each(|d| b.extend(d.to_le_bytes()));
+    b.extend(tensor_type.to_le_bytes());
+    b.extend(0u64.to_le_bytes());
+    b.resize(b.len().next_multiple_of(32) + 1024, 1);
+    b
+}
+
+/// An `.npy` image with the given header dict and `data`.
+fn npy_bytes(dict: &str, data: &[u8]) -> Vec<u8> {
+    let mut h = dict.as_bytes().to_vec();
+    while (10 + h.len() + 1) % 64 != 0 {
+        h.push(b' ');
+    }
+    h.push(b'\n');
+    let mut b = b"\x93NUMPY\x01\x00".to_vec();
+    b.extend((h.len() as u16).to_le_bytes());
+    b.extend(h);
+    b.extend(data);
+    b
+}
+
+#[test]
+fn hostile_headers_are_rejected_before_they_reach_mlx() {
+    let dir = TempDir::new("hostile");
+    // A well-formed file of the same layout loads, so the rejections below are specific.
+    let p = dir.path("ok.gguf");
+    std::fs::write(&p, gguf_bytes(3, "general.alignment", 32, 0, &[16])).unwrap();
+    assert_eq!(io::load_gguf(&p).unwrap().arrays["t"].shape(), &[16]);
+    // Each of these crashes MLX's own GGUF parser (division by zero, out-of-bounds reads)
+    // or is silently dropped by it.
+    for (name, bytes, words) in [
+        ("align0", gguf_bytes(3, "general.alignment", 0, 0, &[16]), "alignment is 0"),
+        ("retired", gguf_bytes(3, "k", 1, 4, &[16]), "unsupported ggml type 4"),
+        ("future", gguf_bytes(3, "k", 1, 41, &[16]), "unsupported ggml type 41"),
+        ("dims9", gguf_bytes(3, "k", 1, 0, &[1; 9]), "9 dimensions"),
+        ("bigdim", gguf_bytes(3, "k", 1, 0, &[1 << 40]), "dimension of"),
+        ("v1", gguf_bytes(1, "k", 1, 0, &[16]), "version 1"),
+    ] {
+        let p = dir.path(&format!("{name}.gguf"));
+        std::fs::write(&p, bytes).unwrap();
+        assert_file_err(io::load_gguf(&p), &p, &[words]);
+    }
+    let mut garbage = b"GGUF".to_vec();
+    garbage.extend(3u32.to_le_bytes());
+    garbage.extend(u64::MAX.to_le_bytes());
+    garbage.extend(u64::MAX.to_le_bytes());
+    let p = dir.path("counts.gguf");
+    std::fs::write(&p, garbage).unwrap();
+    assert_file_err(io::load_gguf(&p), &p, &["more than the file can hold"]);
+
+    let four = [0u8; 16];
+    for (name, dict, words) in [
+        ("neg", "{'descr': '<f4', 'fortran_order': False, 'shape': (-4,), }", "negative dimension"),
+        ("nospace", "{'descr': '<f4', 'fortran_order': False, 'shape': (2,2), }", "mlx read as [2]"),
+        ("short", "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }", "truncated"),
+    ] {
+        let bytes = npy_bytes(dict, &four);
+        let p = dir.path(&format!("{name}.npy"));
+        std::fs::write(&p, &bytes).unwrap();
+        assert_file_err(io::load(&p), &p, &[words]);
+        let e = io::load_reader(bytes).unwrap_err().to_string().to_lowercase();
+        assert!(e.contains(words) && e.contains("in-memory"), "{e}");
+    }
+    // The same layout with a consistent header loads.
+    let ok = npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2), }", &four);
+    assert_eq!(io::load_reader(ok).unwrap().shape(), &[2, 2]);
+}
+
+#[test]
+fn save_names_must_carry_the_extension() {
+    let dir = TempDir::new("ext");
+    let a = Array::from_slice(&[1.0f32], &[1]).unwrap();
+    let e = io::save(dir.path("weights.bin"), &a).unwrap_err();
+    assert!(matches!(e, Error::InvalidArgument(_)) && e.to_string().contains(".npy"), "{e}");
+    let e = io::save_safetensors(dir.path("w"), [("a", &a)], NO_METADATA).unwrap_err();
+    assert!(e.to_string().contains(".safetensors"), "{e}");
+    let e = io::save_gguf(dir.path("w.safetensors"), [("a", &a)], Vec::<(&str, GgufValue)>::new()).unwrap_err();
+    assert!(e.to_string().contains(".gguf"), "{e}");
+    assert!(!dir.path("weights.bin.npy").exists() && !dir.path("w.safetensors.gguf").exists());
+}

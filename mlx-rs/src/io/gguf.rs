@@ -1,7 +1,7 @@
 //! GGUF files: named arrays plus typed metadata (arrays, strings, string lists).
 
 use super::maps::c_string;
-use super::{c_path, check_readable, check_writable, gguf_keys, naming};
+use super::{c_path, check_readable, check_writable, gguf_header, naming};
 use crate::error::{install_error_handler, mlx_error, take_message};
 use crate::raw::{status, MlxString};
 use crate::{Array, Error, Result};
@@ -170,8 +170,11 @@ fn metadata_value(h: &Handle, key: &str) -> Result<Option<GgufValue>> {
 
 /// Loads the arrays and metadata of the GGUF file at `path`.
 ///
-/// Quantized GGUF tensors come back as MLX's quantized layout (packed weights plus
-/// `<name>.scales` / `<name>.biases`), as in Python MLX.
+/// The header is checked before MLX parses it (MLX's parser trusts it). Tensors of types
+/// `q4_0`, `q4_1` and `q8_0` come back in MLX's quantized layout (packed `uint32`
+/// weights plus `<name>.scales` / `<name>.biases`), other quantized types as `float16`,
+/// as in Python MLX; types MLX cannot convert are
+/// errors.
 #[track_caller]
 pub fn load_gguf(path: impl AsRef<Path>) -> Result<Gguf> {
     let path = path.as_ref();
@@ -179,6 +182,11 @@ pub fn load_gguf(path: impl AsRef<Path>) -> Result<Gguf> {
     let c = c_path(path)?;
     check_readable(path)?;
     let location = Location::caller();
+    // Check the header before gguflib trusts it.
+    let header = gguf_header::read(path).map_err(|msg| Error::Mlx {
+        message: format!("{shown}: [load_gguf] corrupt GGUF header: {msg}"),
+        location,
+    })?;
     let mut h = Handle::new()?;
     crate::stream::with_current_raw(|s| {
         // SAFETY: mlx_load_gguf frees the empty container in `h` and puts the loaded one
@@ -202,12 +210,8 @@ pub fn load_gguf(path: impl AsRef<Path>) -> Result<Gguf> {
         arrays.insert(name, a);
     }
 
-    let meta_keys = gguf_keys::metadata_keys(path).map_err(|msg| Error::Mlx {
-        message: format!("{shown}: [load_gguf] cannot list the metadata keys: {msg}"),
-        location,
-    })?;
     let mut metadata = HashMap::new();
-    for key in meta_keys {
+    for key in header.metadata_keys {
         if let Some(v) = metadata_value(&h, &key)? {
             metadata.insert(key, v);
         }
@@ -215,8 +219,8 @@ pub fn load_gguf(path: impl AsRef<Path>) -> Result<Gguf> {
     Ok(Gguf { arrays, metadata })
 }
 
-/// Saves named arrays and metadata to the GGUF file at `path` (created or replaced).
-/// Evaluates the arrays.
+/// Saves named arrays and metadata to the GGUF file at `path` (created or replaced; the
+/// name must end in `.gguf`). Evaluates the arrays.
 ///
 /// MLX writes arrays of `float32`, `float16`, `int8`, `int16` and `int32`; other dtypes
 /// fail. `metadata` is any collection of `(key, value)` pairs, values [`GgufValue`] (or
@@ -260,7 +264,7 @@ where
             }
         }
     }
-    check_writable(path)?;
+    check_writable(path, "gguf")?;
     status(|| unsafe { sys::mlx_save_gguf(c.as_ptr(), h.0) })
         .map_err(|e| naming(&path.display().to_string(), e))
 }
