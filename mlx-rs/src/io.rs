@@ -85,7 +85,11 @@ fn check_readable(path: &Path) -> Result<u64> {
     };
     let md = std::fs::metadata(path).map_err(to_io)?;
     if md.is_dir() {
-        return Err(io_error(path, std::io::ErrorKind::InvalidInput, "is a directory, not a file"));
+        return Err(io_error(
+            path,
+            std::io::ErrorKind::InvalidInput,
+            "is a directory, not a file",
+        ));
     }
     std::fs::File::open(path).map_err(to_io)?;
     Ok(md.len())
@@ -96,7 +100,11 @@ fn check_readable(path: &Path) -> Result<u64> {
 /// folder exists and it is not a folder itself.
 fn check_writable(path: &Path, ext: &str) -> Result<()> {
     if path.is_dir() {
-        return Err(io_error(path, std::io::ErrorKind::InvalidInput, "is a directory, not a file"));
+        return Err(io_error(
+            path,
+            std::io::ErrorKind::InvalidInput,
+            "is a directory, not a file",
+        ));
     }
     if path.extension().and_then(|e| e.to_str()) != Some(ext) {
         return Err(Error::InvalidArgument(format!(
@@ -142,7 +150,8 @@ fn read_head(path: &Path) -> std::io::Result<Vec<u8>> {
     let mut head = Vec::new();
     (&mut f).take(12).read_to_end(&mut head)?;
     let len = npy::data_offset(&head).unwrap_or(0).min(npy::MAX_HEADER);
-    f.take(len.saturating_sub(head.len() as u64)).read_to_end(&mut head)?;
+    f.take(len.saturating_sub(head.len() as u64))
+        .read_to_end(&mut head)?;
     Ok(head)
 }
 

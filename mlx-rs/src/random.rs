@@ -372,7 +372,9 @@ pub fn permutation(x: &Array, axis: i32, key: Option<&Array>) -> Result<Array> {
             "[permutation] axis {axis} is out of range for an array of {n} dimensions"
         )));
     }
-    stream_op(|res, s| unsafe { sys::mlx_random_permutation(res, x.as_raw(), axis, raw_opt(key), s) })
+    stream_op(|res, s| unsafe {
+        sys::mlx_random_permutation(res, x.as_raw(), axis, raw_opt(key), s)
+    })
 }
 
 /// A random permutation of `0..n` (as `uint32`).
@@ -394,4 +396,3 @@ pub fn bits(shape: &[i32], width: i32, key: Option<&Array>) -> Result<Array> {
         sys::mlx_random_bits(res, shape.as_ptr(), shape.len(), width, raw_opt(key), s)
     })
 }
-

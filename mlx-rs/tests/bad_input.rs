@@ -34,28 +34,43 @@ fn scratch(name: &str) -> PathBuf {
 
 #[test]
 fn from_slice_length_mismatch() {
-    let e = expect_err(Array::from_slice(&[1.0f32, 2.0, 3.0], &[2, 2]), &["3 values", "4 elements"]);
+    let e = expect_err(
+        Array::from_slice(&[1.0f32, 2.0, 3.0], &[2, 2]),
+        &["3 values", "4 elements"],
+    );
     assert!(matches!(e, Error::Shape(_)));
 }
 
 #[test]
 fn from_slice_negative_dimension() {
-    expect_err(Array::from_slice(&[1.0f32, 2.0], &[-1, -2]), &["negative dimension"]);
+    expect_err(
+        Array::from_slice(&[1.0f32, 2.0], &[-1, -2]),
+        &["negative dimension"],
+    );
 }
 
 #[test]
 fn from_slice_overflowing_shape() {
-    expect_err(Array::from_slice(&[1u8], &[i32::MAX, i32::MAX, i32::MAX]), &["too many elements"]);
+    expect_err(
+        Array::from_slice(&[1u8], &[i32::MAX, i32::MAX, i32::MAX]),
+        &["too many elements"],
+    );
 }
 
 #[test]
 fn from_bytes_wrong_byte_count() {
-    expect_err(Array::from_bytes(&[0u8; 7], &[2], Dtype::Float32), &["bytes", "elements"]);
+    expect_err(
+        Array::from_bytes(&[0u8; 7], &[2], Dtype::Float32),
+        &["bytes", "elements"],
+    );
 }
 
 #[test]
 fn item_of_many_elements() {
-    expect_err(f32s(&[1.0, 2.0], &[2]).item::<f32>(), &["exactly one element"]);
+    expect_err(
+        f32s(&[1.0, 2.0], &[2]).item::<f32>(),
+        &["exactly one element"],
+    );
 }
 
 #[test]
@@ -67,7 +82,13 @@ fn item_of_empty_array() {
 #[test]
 fn to_vec_wrong_dtype() {
     let e = expect_err(f32s(&[1.0], &[1]).to_vec::<i32>(), &["dtype mismatch"]);
-    assert!(matches!(e, Error::DtypeMismatch { expected: Dtype::Int32, found: Dtype::Float32 }));
+    assert!(matches!(
+        e,
+        Error::DtypeMismatch {
+            expected: Dtype::Int32,
+            found: Dtype::Float32
+        }
+    ));
 }
 
 #[test]
@@ -78,7 +99,9 @@ fn to_vec_bf16_as_f32() {
 
 #[test]
 fn as_slice_before_eval() {
-    let lazy = f32s(&[1.0, 2.0], &[2]).add(&f32s(&[3.0, 4.0], &[2])).unwrap();
+    let lazy = f32s(&[1.0, 2.0], &[2])
+        .add(&f32s(&[3.0, 4.0], &[2]))
+        .unwrap();
     expect_err(lazy.as_slice::<f32>(), &["not evaluated", "eval()"]);
 }
 
@@ -103,22 +126,34 @@ fn matmul_inner_dimension_mismatch() {
 
 #[test]
 fn matmul_of_a_scalar() {
-    expect_err(Array::scalar(1.0f32).matmul(&f32s(&[1.0; 4], &[2, 2])), &["at least one dimension"]);
+    expect_err(
+        Array::scalar(1.0f32).matmul(&f32s(&[1.0; 4], &[2, 2])),
+        &["at least one dimension"],
+    );
 }
 
 #[test]
 fn zeros_negative_shape() {
-    expect_err(ops::zeros(&[2, -1], Dtype::Float32), &["negative dimensions"]);
+    expect_err(
+        ops::zeros(&[2, -1], Dtype::Float32),
+        &["negative dimensions"],
+    );
 }
 
 #[test]
 fn arange_zero_step() {
-    expect_err(ops::arange(0.0, 5.0, 0.0, Dtype::Float32), &["step must be nonzero"]);
+    expect_err(
+        ops::arange(0.0, 5.0, 0.0, Dtype::Float32),
+        &["step must be nonzero"],
+    );
 }
 
 #[test]
 fn arange_too_long() {
-    expect_err(ops::arange(0.0, 1e12, 1.0, Dtype::Float32), &["maximum size"]);
+    expect_err(
+        ops::arange(0.0, 1e12, 1.0, Dtype::Float32),
+        &["maximum size"],
+    );
 }
 
 #[test]
@@ -131,14 +166,21 @@ fn complex_to_int_is_allowed_but_float64_on_gpu_is_not_silent() {
     // MLX casts complex to int by taking the real part (NumPy warns, MLX does not); this
     // is documented behaviour, not an error: check it stays that way.
     let c = Array::from_slice(&[mlx_rs::Complex32::new(3.7, 2.0)], &[1]).unwrap();
-    assert_eq!(c.astype(Dtype::Int32).unwrap().to_vec::<i32>().unwrap(), vec![3]);
+    assert_eq!(
+        c.astype(Dtype::Int32).unwrap().to_vec::<i32>().unwrap(),
+        vec![3]
+    );
 }
 
 #[test]
 fn error_carries_the_callers_location() {
-    let e = f32s(&[1.0; 2], &[2]).matmul(&f32s(&[1.0; 3], &[3])).unwrap_err();
+    let e = f32s(&[1.0; 2], &[2])
+        .matmul(&f32s(&[1.0; 3], &[3]))
+        .unwrap_err();
     match e {
-        Error::Mlx { location, .. } => assert!(location.file().ends_with("bad_input.rs"), "{location}"),
+        Error::Mlx { location, .. } => {
+            assert!(location.file().ends_with("bad_input.rs"), "{location}")
+        }
         e => panic!("expected Error::Mlx, got {e:?}"),
     }
 }
@@ -147,25 +189,40 @@ fn error_carries_the_callers_location() {
 
 #[test]
 fn random_negative_shape() {
-    expect_err(random::uniform_range(0.0..1.0, &[3, -1], None), &["negative dimensions"]);
+    expect_err(
+        random::uniform_range(0.0..1.0, &[3, -1], None),
+        &["negative dimensions"],
+    );
 }
 
 #[test]
 fn random_empty_ranges() {
-    expect_err(random::randint_range(4..4, &[2], None), &["non-empty range"]);
-    expect_err(random::uniform_range(2.0..1.0, &[2], None), &["non-empty range"]);
+    expect_err(
+        random::randint_range(4..4, &[2], None),
+        &["non-empty range"],
+    );
+    expect_err(
+        random::uniform_range(2.0..1.0, &[2], None),
+        &["non-empty range"],
+    );
 }
 
 #[test]
 fn random_integer_dtype_for_uniform() {
     let (lo, hi) = (Array::scalar(0.0f32), Array::scalar(1.0f32));
-    expect_err(random::uniform(&lo, &hi, &[2], Dtype::Int32, None), &["real floating point"]);
+    expect_err(
+        random::uniform(&lo, &hi, &[2], Dtype::Int32, None),
+        &["real floating point"],
+    );
 }
 
 #[test]
 fn random_key_of_wrong_shape() {
     let key = Array::from_slice(&[1u32, 2, 3], &[3]).unwrap();
-    expect_err(random::normal(&[2], Dtype::Float32, 0.0, 1.0, Some(&key)), &["key shape"]);
+    expect_err(
+        random::normal(&[2], Dtype::Float32, 0.0, 1.0, Some(&key)),
+        &["key shape"],
+    );
 }
 
 #[test]
@@ -189,7 +246,9 @@ fn linalg_inv_of_non_square() {
 
 #[test]
 fn linalg_cholesky_of_non_square() {
-    let r = with_stream(&Stream::cpu(), || linalg::cholesky(&f32s(&[1.0; 6], &[3, 2]), false));
+    let r = with_stream(&Stream::cpu(), || {
+        linalg::cholesky(&f32s(&[1.0; 6], &[3, 2]), false)
+    });
     expect_err(r, &["square"]);
 }
 
@@ -201,44 +260,66 @@ fn linalg_of_a_vector() {
 
 #[test]
 fn linalg_bad_uplo() {
-    let r = with_stream(&Stream::cpu(), || linalg::eigvalsh(&f32s(&[1.0; 4], &[2, 2]), "lower"));
+    let r = with_stream(&Stream::cpu(), || {
+        linalg::eigvalsh(&f32s(&[1.0; 4], &[2, 2]), "lower")
+    });
     expect_err(r, &["uplo"]);
 }
 
 #[test]
 fn linalg_singular_matrix_at_eval() {
     let singular = f32s(&[1.0, 2.0, 2.0, 4.0], &[2, 2]);
-    let r = with_stream(&Stream::cpu(), || linalg::inv(&singular).and_then(|i| i.to_vec::<f32>()));
+    let r = with_stream(&Stream::cpu(), || {
+        linalg::inv(&singular).and_then(|i| i.to_vec::<f32>())
+    });
     match r {
         Err(e) => {
             let msg = e.to_string().to_lowercase();
-            assert!(msg.contains("factorization") || msg.contains("singular"), "{msg}");
+            assert!(
+                msg.contains("factorization") || msg.contains("singular"),
+                "{msg}"
+            );
         }
-        Ok(v) => assert!(v.iter().any(|x| !x.is_finite()), "singular inverse gave {v:?}"),
+        Ok(v) => assert!(
+            v.iter().any(|x| !x.is_finite()),
+            "singular inverse gave {v:?}"
+        ),
     }
 }
 
 #[test]
 fn linalg_norm_ord_string() {
-    expect_err(linalg::norm_matrix(&f32s(&[1.0; 4], &[2, 2]), "nuclear-ish", None, false), &["invalid ord"]);
+    expect_err(
+        linalg::norm_matrix(&f32s(&[1.0; 4], &[2, 2]), "nuclear-ish", None, false),
+        &["invalid ord"],
+    );
 }
 
 // ---- fft -------------------------------------------------------------------------
 
 #[test]
 fn fft_bad_axis() {
-    expect_err(fft::fft(&f32s(&[1.0; 4], &[4]), None, 1, fft::FftNorm::Backward), &["invalid axis"]);
+    expect_err(
+        fft::fft(&f32s(&[1.0; 4], &[4]), None, 1, fft::FftNorm::Backward),
+        &["invalid axis"],
+    );
 }
 
 #[test]
 fn fft_negative_size() {
-    expect_err(fft::rfft(&f32s(&[1.0; 4], &[4]), Some(-4), -1, fft::FftNorm::Backward), &["invalid fft output size"]);
+    expect_err(
+        fft::rfft(&f32s(&[1.0; 4], &[4]), Some(-4), -1, fft::FftNorm::Backward),
+        &["invalid fft output size"],
+    );
 }
 
 #[test]
 fn fft_sizes_and_axes_disagree() {
     let x = f32s(&[1.0; 8], &[2, 4]);
-    expect_err(fft::fftn(&x, Some(&[2, 4, 1]), Some(&[0, 1]), fft::FftNorm::Backward), &["different sizes"]);
+    expect_err(
+        fft::fftn(&x, Some(&[2, 4, 1]), Some(&[0, 1]), fft::FftNorm::Backward),
+        &["different sizes"],
+    );
 }
 
 // ---- io --------------------------------------------------------------------------
@@ -256,14 +337,20 @@ fn truncated_safetensors() {
     let bytes = io::save_safetensors_writer([("a", &a)], [("k", "v")]).unwrap();
     let p = scratch("truncated.safetensors");
     std::fs::write(&p, &bytes[..bytes.len() - 10]).unwrap();
-    let e = expect_err(io::load_safetensors(&p), &["incomplete download or corrupt"]);
+    let e = expect_err(
+        io::load_safetensors(&p),
+        &["incomplete download or corrupt"],
+    );
     assert!(e.to_string().contains("truncated.safetensors"), "{e}");
 }
 
 #[test]
 fn garbage_bytes_as_safetensors_in_memory() {
     let garbage: Vec<u8> = (0..200u32).map(|i| (i * 37 % 251) as u8).collect();
-    expect_err(io::load_safetensors_reader(garbage), &["in-memory safetensors"]);
+    expect_err(
+        io::load_safetensors_reader(garbage),
+        &["in-memory safetensors"],
+    );
 }
 
 #[test]
@@ -280,7 +367,10 @@ fn garbage_bytes_as_npy() {
     std::fs::write(&p, b"\x93NUMPY\x01\x00\x10\x00{'descr': 'zz', }").unwrap();
     let e = expect_err(io::load(&p), &["garbage.npy"]);
     assert!(matches!(e, Error::Mlx { .. }), "{e:?}");
-    expect_err(io::load_reader(b"not an npy at all".as_slice()), &["in-memory .npy"]);
+    expect_err(
+        io::load_reader(b"not an npy at all".as_slice()),
+        &["in-memory .npy"],
+    );
 }
 
 #[test]
@@ -293,7 +383,10 @@ fn nul_byte_in_path() {
 fn save_into_missing_directory() {
     let p = scratch("no-such-subdir/out.safetensors");
     let a = f32s(&[1.0], &[1]);
-    let e = expect_err(io::save_safetensors(&p, [("a", &a)], [("", ""); 0]), &["no such file"]);
+    let e = expect_err(
+        io::save_safetensors(&p, [("a", &a)], [("", ""); 0]),
+        &["no such file"],
+    );
     assert!(e.to_string().contains("no-such-subdir"), "{e}");
 }
 
@@ -301,12 +394,18 @@ fn save_into_missing_directory() {
 fn save_unsupported_dtype() {
     let a = f32s(&[1.0], &[1]).astype(Dtype::Bfloat16).unwrap();
     let p = scratch("bf16.gguf");
-    expect_err(io::save_gguf(&p, [("a", &a)], Vec::<(&str, io::GgufValue)>::new()), &["bfloat16 is not supported"]);
+    expect_err(
+        io::save_gguf(&p, [("a", &a)], Vec::<(&str, io::GgufValue)>::new()),
+        &["bfloat16 is not supported"],
+    );
 }
 
 #[test]
 fn save_without_extension() {
-    let e = expect_err(io::save(scratch("weights"), &f32s(&[1.0], &[1])), &["must end in .npy"]);
+    let e = expect_err(
+        io::save(scratch("weights"), &f32s(&[1.0], &[1])),
+        &["must end in .npy"],
+    );
     assert!(matches!(e, Error::InvalidArgument(_)));
 }
 
@@ -343,8 +442,14 @@ fn npy_with_negative_dimension() {
 #[test]
 fn eval_error_leaves_the_process_usable() {
     // After MLX fails at evaluation, the next op on the same thread works.
-    let _ = with_stream(&Stream::cpu(), || linalg::inv(&f32s(&[0.0; 4], &[2, 2])).and_then(|a| a.eval()));
-    let ok = f32s(&[1.0, 2.0], &[2]).square().unwrap().to_vec::<f32>().unwrap();
+    let _ = with_stream(&Stream::cpu(), || {
+        linalg::inv(&f32s(&[0.0; 4], &[2, 2])).and_then(|a| a.eval())
+    });
+    let ok = f32s(&[1.0, 2.0], &[2])
+        .square()
+        .unwrap()
+        .to_vec::<f32>()
+        .unwrap();
     assert_eq!(ok, vec![1.0, 4.0]);
     assert!(mlx_rs::memory::get_active_memory().is_ok());
 }

@@ -10,7 +10,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 /// A fresh folder for one test, removed when dropped.
@@ -56,10 +58,15 @@ fn samples() -> Vec<(String, Array)> {
     for d in [Dtype::Uint8, Dtype::Uint16, Dtype::Uint32, Dtype::Uint64] {
         out.push((format!("a_{d}"), unsigned.astype(d).unwrap()));
     }
-    let c: Vec<Complex32> = (0..4).map(|i| Complex32::new(i as f32, -(i as f32) / 2.0)).collect();
+    let c: Vec<Complex32> = (0..4)
+        .map(|i| Complex32::new(i as f32, -(i as f32) / 2.0))
+        .collect();
     out.push(("a_complex64".into(), Array::from_slice(&c, &[4]).unwrap()));
     out.push(("scalar".into(), Array::scalar(2.5f32)));
-    out.push(("empty".into(), mlx_rs::ops::zeros(&[0, 3], Dtype::Float32).unwrap()));
+    out.push((
+        "empty".into(),
+        mlx_rs::ops::zeros(&[0, 3], Dtype::Float32).unwrap(),
+    ));
     out
 }
 
@@ -68,11 +75,20 @@ fn assert_same(got: &Array, want: &Array, what: &str) {
     assert_eq!(got.dtype(), want.dtype(), "{what}: dtype");
     assert_eq!(got.shape(), want.shape(), "{what}: shape");
     if want.dtype() == Dtype::Complex64 {
-        assert_eq!(got.to_vec::<Complex32>().unwrap(), want.to_vec::<Complex32>().unwrap(), "{what}");
+        assert_eq!(
+            got.to_vec::<Complex32>().unwrap(),
+            want.to_vec::<Complex32>().unwrap(),
+            "{what}"
+        );
         return;
     }
     let cpu = mlx_rs::Stream::cpu();
-    let f = |a: &Array| mlx_rs::with_stream(&cpu, || a.astype(Dtype::Float64)).unwrap().to_vec::<f64>().unwrap();
+    let f = |a: &Array| {
+        mlx_rs::with_stream(&cpu, || a.astype(Dtype::Float64))
+            .unwrap()
+            .to_vec::<f64>()
+            .unwrap()
+    };
     assert_eq!(f(got), f(want), "{what}: values");
 }
 
@@ -85,7 +101,8 @@ fn loads_files_written_by_python() {
         match case.op.as_str() {
             "safetensors" => case.check(0, &st.arrays[&case.str("key")]),
             "safetensors_metadata" => {
-                let want: HashMap<String, String> = serde_json::from_value(case.args.clone()).unwrap();
+                let want: HashMap<String, String> =
+                    serde_json::from_value(case.args.clone()).unwrap();
                 assert_eq!(st.metadata, want);
             }
             "gguf" => case.check(0, &gg.arrays[&case.str("key")]),
@@ -94,8 +111,11 @@ fn loads_files_written_by_python() {
                 other => panic!("{}: {other:?}", case.name),
             },
             "gguf_meta_strings" => {
-                assert!(matches!(&gg.metadata["general.name"], GgufValue::String(s) if s == "tiny"));
-                let want: Vec<String> = serde_json::from_value(case.args["tokens"].clone()).unwrap();
+                assert!(
+                    matches!(&gg.metadata["general.name"], GgufValue::String(s) if s == "tiny")
+                );
+                let want: Vec<String> =
+                    serde_json::from_value(case.args["tokens"].clone()).unwrap();
                 assert!(matches!(&gg.metadata["tokens"], GgufValue::Strings(v) if *v == want));
             }
             "npy" => case.check(0, &io::load(fixture(&case.str("file"))).unwrap()),
@@ -104,7 +124,11 @@ fn loads_files_written_by_python() {
         checked += 1;
     }
     assert_eq!(checked, 27);
-    assert_eq!(st.arrays.len(), 15, "no extra or missing safetensors arrays");
+    assert_eq!(
+        st.arrays.len(),
+        15,
+        "no extra or missing safetensors arrays"
+    );
     assert_eq!(gg.arrays.len(), 5, "no extra or missing gguf arrays");
     assert_eq!(gg.metadata.len(), 4, "every gguf metadata entry");
 }
@@ -113,7 +137,10 @@ fn loads_files_written_by_python() {
 fn safetensors_round_trip_every_dtype() {
     let dir = TempDir::new("st");
     let arrays = samples();
-    let meta = HashMap::from([("format".to_string(), "mlx".to_string()), ("ü nicode".into(), "✓".into())]);
+    let meta = HashMap::from([
+        ("format".to_string(), "mlx".to_string()),
+        ("ü nicode".into(), "✓".into()),
+    ]);
     let path = dir.path("all.safetensors");
     io::save_safetensors(&path, arrays.iter().map(|(k, a)| (k, a)), &meta).unwrap();
     let back = io::load_safetensors(&path).unwrap();
@@ -146,7 +173,14 @@ fn in_memory_arrays_outlive_the_buffer() {
     assert_eq!(v.len(), 4096);
     assert_eq!(v[4095], 4095.0);
     // Many arrays read from one buffer on MLX's I/O threads.
-    let many: Vec<(String, Array)> = (0..32).map(|i| (format!("x{i}"), mlx_rs::ops::ones(&[1000 + i], Dtype::Float32).unwrap())).collect();
+    let many: Vec<(String, Array)> = (0..32)
+        .map(|i| {
+            (
+                format!("x{i}"),
+                mlx_rs::ops::ones(&[1000 + i], Dtype::Float32).unwrap(),
+            )
+        })
+        .collect();
     let bytes = io::save_safetensors_writer(many.iter().map(|(k, a)| (k, a)), NO_METADATA).unwrap();
     let back = io::load_safetensors_reader(bytes).unwrap();
     let all: Vec<Array> = back.arrays.values().cloned().collect();
@@ -160,13 +194,23 @@ fn in_memory_arrays_outlive_the_buffer() {
 fn npy_round_trip_every_dtype() {
     let dir = TempDir::new("npy");
     let mut arrays = samples();
-    arrays.push(("f64".into(), mlx_rs::with_stream(&mlx_rs::Stream::cpu(), || arrays[0].1.astype(Dtype::Float64)).unwrap()));
+    arrays.push((
+        "f64".into(),
+        mlx_rs::with_stream(&mlx_rs::Stream::cpu(), || {
+            arrays[0].1.astype(Dtype::Float64)
+        })
+        .unwrap(),
+    ));
     for (k, a) in &arrays {
         let path = dir.path(&format!("{k}.npy"));
         io::save(&path, a).unwrap();
         assert_same(&io::load(&path).unwrap(), a, k);
         let bytes = io::save_writer(a).unwrap();
-        assert_eq!(bytes, std::fs::read(&path).unwrap(), "{k}: file and memory agree");
+        assert_eq!(
+            bytes,
+            std::fs::read(&path).unwrap(),
+            "{k}: file and memory agree"
+        );
         assert_same(&io::load_reader(bytes).unwrap(), a, k);
     }
 }
@@ -175,18 +219,35 @@ fn npy_round_trip_every_dtype() {
 fn gguf_round_trip_with_metadata() {
     let dir = TempDir::new("gguf");
     let base = Array::from_slice(&[1.0f32, -2.0, 3.0, 4.5, 0.0, 6.0], &[3, 2]).unwrap();
-    let arrays: Vec<(String, Array)> = [Dtype::Float32, Dtype::Float16, Dtype::Int8, Dtype::Int16, Dtype::Int32]
-        .into_iter()
-        .map(|d| (format!("w_{d}"), base.astype(d).unwrap()))
-        .collect();
+    let arrays: Vec<(String, Array)> = [
+        Dtype::Float32,
+        Dtype::Float16,
+        Dtype::Int8,
+        Dtype::Int16,
+        Dtype::Int32,
+    ]
+    .into_iter()
+    .map(|d| (format!("w_{d}"), base.astype(d).unwrap()))
+    .collect();
     let meta: Vec<(&str, GgufValue)> = vec![
         ("general.architecture", "llama".into()),
-        ("tokenizer.tokens", vec!["a".to_string(), "bb".into(), "".into()].into()),
-        ("dims", Array::from_slice(&[1i32, 2, 3], &[3]).unwrap().into()),
+        (
+            "tokenizer.tokens",
+            vec!["a".to_string(), "bb".into(), "".into()].into(),
+        ),
+        (
+            "dims",
+            Array::from_slice(&[1i32, 2, 3], &[3]).unwrap().into(),
+        ),
         ("rope.theta", Array::scalar(10000.0f32).into()),
     ];
     let path = dir.path("m.gguf");
-    io::save_gguf(&path, arrays.iter().map(|(k, a)| (k, a)), meta.iter().map(|(k, v)| (*k, v))).unwrap();
+    io::save_gguf(
+        &path,
+        arrays.iter().map(|(k, a)| (k, a)),
+        meta.iter().map(|(k, v)| (*k, v)),
+    )
+    .unwrap();
     let back = io::load_gguf(&path).unwrap();
     assert_eq!(back.arrays.len(), arrays.len());
     for (k, a) in &arrays {
@@ -202,8 +263,12 @@ fn gguf_round_trip_with_metadata() {
         }
     }
     // Dtypes GGUF cannot hold are errors, not silent conversions.
-    let e = io::save_gguf(dir.path("bad.gguf"), [("b", &base.astype(Dtype::Bfloat16).unwrap())], Vec::<(&str, GgufValue)>::new())
-        .unwrap_err();
+    let e = io::save_gguf(
+        dir.path("bad.gguf"),
+        [("b", &base.astype(Dtype::Bfloat16).unwrap())],
+        Vec::<(&str, GgufValue)>::new(),
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("not supported"), "{e}");
 }
 
@@ -211,9 +276,16 @@ fn gguf_round_trip_with_metadata() {
 fn assert_file_err<T: std::fmt::Debug>(r: mlx_rs::Result<T>, path: &Path, words: &[&str]) {
     let e = r.expect_err("expected an error");
     let msg = e.to_string();
-    assert!(msg.contains(&path.display().to_string()), "{msg:?} does not name {}", path.display());
+    assert!(
+        msg.contains(&path.display().to_string()),
+        "{msg:?} does not name {}",
+        path.display()
+    );
     let lower = msg.to_lowercase();
-    assert!(words.iter().any(|w| lower.contains(&w.to_lowercase())), "{msg:?} mentions none of {words:?}");
+    assert!(
+        words.iter().any(|w| lower.contains(&w.to_lowercase())),
+        "{msg:?} mentions none of {words:?}"
+    );
 }
 
 #[test]
@@ -223,23 +295,49 @@ fn missing_corrupt_and_truncated_files_are_errors() {
     let r = io::load_safetensors(&missing);
     assert!(matches!(r, Err(Error::Io { .. })), "{r:?}");
     assert_file_err(r, &missing, &["no such file"]);
-    assert_file_err(io::load_gguf(dir.path("missing.gguf")), &dir.path("missing.gguf"), &["no such file"]);
-    assert_file_err(io::load(dir.path("missing.npy")), &dir.path("missing.npy"), &["no such file"]);
+    assert_file_err(
+        io::load_gguf(dir.path("missing.gguf")),
+        &dir.path("missing.gguf"),
+        &["no such file"],
+    );
+    assert_file_err(
+        io::load(dir.path("missing.npy")),
+        &dir.path("missing.npy"),
+        &["no such file"],
+    );
     assert_file_err(io::load_safetensors(&dir.0), &dir.0, &["directory"]);
 
     let a = mlx_rs::ops::arange(0.0, 100.0, 1.0, Dtype::Float32).unwrap();
     let good = dir.path("good.safetensors");
     io::save_safetensors(&good, [("a", &a)], [("k", "v")]).unwrap();
     let bytes = std::fs::read(&good).unwrap();
-    for (i, cut) in [bytes.len() - 4, bytes.len() / 2, 20, 9, 3, 0].into_iter().enumerate() {
+    for (i, cut) in [bytes.len() - 4, bytes.len() / 2, 20, 9, 3, 0]
+        .into_iter()
+        .enumerate()
+    {
         let p = dir.path(&format!("cut{i}.safetensors"));
         std::fs::write(&p, &bytes[..cut]).unwrap();
-        assert_file_err(io::load_safetensors(&p), &p, &["incomplete", "corrupt", "read", "header", "json"]);
-        assert!(io::load_safetensors_reader(&bytes[..cut]).is_err(), "in-memory cut at {cut}");
+        assert_file_err(
+            io::load_safetensors(&p),
+            &p,
+            &["incomplete", "corrupt", "read", "header", "json"],
+        );
+        assert!(
+            io::load_safetensors_reader(&bytes[..cut]).is_err(),
+            "in-memory cut at {cut}"
+        );
     }
     let garbage = dir.path("garbage.safetensors");
-    std::fs::write(&garbage, b"this is not a safetensors file at all, just text").unwrap();
-    assert_file_err(io::load_safetensors(&garbage), &garbage, &["incomplete", "corrupt", "json", "header"]);
+    std::fs::write(
+        &garbage,
+        b"this is not a safetensors file at all, just text",
+    )
+    .unwrap();
+    assert_file_err(
+        io::load_safetensors(&garbage),
+        &garbage,
+        &["incomplete", "corrupt", "json", "header"],
+    );
 
     let g = dir.path("good.gguf");
     io::save_gguf(&g, [("a", &a)], [("name", GgufValue::from("x"))]).unwrap();
@@ -257,7 +355,10 @@ fn missing_corrupt_and_truncated_files_are_errors() {
         let p = dir.path(&format!("cut{i}.npy"));
         std::fs::write(&p, &nbytes[..cut]).unwrap();
         assert_file_err(io::load(&p), &p, &["truncated", "read", "header", "npy"]);
-        assert!(io::load_reader(&nbytes[..cut]).is_err(), "in-memory .npy cut at {cut}");
+        assert!(
+            io::load_reader(&nbytes[..cut]).is_err(),
+            "in-memory .npy cut at {cut}"
+        );
     }
 }
 
@@ -269,16 +370,36 @@ fn saving_to_bad_places_is_an_error() {
     let r = io::save_safetensors(&nowhere, [("a", &a)], NO_METADATA);
     assert!(matches!(r, Err(Error::Io { .. })), "{r:?}");
     assert_file_err(r, &nowhere, &["directory", "no such file"]);
-    assert_file_err(io::save(dir.path("no/x.npy"), &a), &dir.path("no/x.npy"), &["no such file"]);
-    assert_file_err(io::save_gguf(dir.path("no/x.gguf"), [("a", &a)], Vec::<(&str, GgufValue)>::new()), &dir.path("no/x.gguf"), &["no such file"]);
+    assert_file_err(
+        io::save(dir.path("no/x.npy"), &a),
+        &dir.path("no/x.npy"),
+        &["no such file"],
+    );
+    assert_file_err(
+        io::save_gguf(
+            dir.path("no/x.gguf"),
+            [("a", &a)],
+            Vec::<(&str, GgufValue)>::new(),
+        ),
+        &dir.path("no/x.gguf"),
+        &["no such file"],
+    );
     assert_file_err(io::save(&dir.0, &a), &dir.0, &["directory"]);
     let e = io::save(dir.path("nul\0byte.npy"), &a).unwrap_err();
-    assert!(matches!(e, Error::InvalidArgument(_)) && e.to_string().contains("NUL"), "{e}");
-    let e = io::save_safetensors(dir.path("x.safetensors"), [("bad\0name", &a)], NO_METADATA).unwrap_err();
+    assert!(
+        matches!(e, Error::InvalidArgument(_)) && e.to_string().contains("NUL"),
+        "{e}"
+    );
+    let e = io::save_safetensors(dir.path("x.safetensors"), [("bad\0name", &a)], NO_METADATA)
+        .unwrap_err();
     assert!(e.to_string().contains("NUL"), "{e}");
     let f64s = mlx_rs::with_stream(&mlx_rs::Stream::cpu(), || a.astype(Dtype::Float64)).unwrap();
     let p = dir.path("f64.safetensors");
-    assert_file_err(io::save_safetensors(&p, [("a", &f64s)], NO_METADATA), &p, &["dtype"]);
+    assert_file_err(
+        io::save_safetensors(&p, [("a", &f64s)], NO_METADATA),
+        &p,
+        &["dtype"],
+    );
     assert!(io::save_safetensors_writer([("a", &f64s)], NO_METADATA).is_err());
 }
 
@@ -347,11 +468,27 @@ fn hostile_headers_are_rejected_before_they_reach_mlx() {
     // Each of these crashes MLX's own GGUF parser (division by zero, out-of-bounds reads)
     // or is silently dropped by it.
     for (name, bytes, words) in [
-        ("align0", gguf_bytes(3, "general.alignment", 0, 0, &[16]), "alignment is 0"),
-        ("retired", gguf_bytes(3, "k", 1, 4, &[16]), "unsupported ggml type 4"),
-        ("future", gguf_bytes(3, "k", 1, 41, &[16]), "unsupported ggml type 41"),
+        (
+            "align0",
+            gguf_bytes(3, "general.alignment", 0, 0, &[16]),
+            "alignment is 0",
+        ),
+        (
+            "retired",
+            gguf_bytes(3, "k", 1, 4, &[16]),
+            "unsupported ggml type 4",
+        ),
+        (
+            "future",
+            gguf_bytes(3, "k", 1, 41, &[16]),
+            "unsupported ggml type 41",
+        ),
         ("dims9", gguf_bytes(3, "k", 1, 0, &[1; 9]), "9 dimensions"),
-        ("bigdim", gguf_bytes(3, "k", 1, 0, &[1 << 40]), "dimension of"),
+        (
+            "bigdim",
+            gguf_bytes(3, "k", 1, 0, &[1 << 40]),
+            "dimension of",
+        ),
         ("v1", gguf_bytes(1, "k", 1, 0, &[16]), "version 1"),
     ] {
         let p = dir.path(&format!("{name}.gguf"));
@@ -368,19 +505,37 @@ fn hostile_headers_are_rejected_before_they_reach_mlx() {
 
     let four = [0u8; 16];
     for (name, dict, words) in [
-        ("neg", "{'descr': '<f4', 'fortran_order': False, 'shape': (-4,), }", "negative dimension"),
-        ("nospace", "{'descr': '<f4', 'fortran_order': False, 'shape': (2,2), }", "mlx read as [2]"),
-        ("short", "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }", "truncated"),
+        (
+            "neg",
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (-4,), }",
+            "negative dimension",
+        ),
+        (
+            "nospace",
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (2,2), }",
+            "mlx read as [2]",
+        ),
+        (
+            "short",
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }",
+            "truncated",
+        ),
     ] {
         let bytes = npy_bytes(dict, &four);
         let p = dir.path(&format!("{name}.npy"));
         std::fs::write(&p, &bytes).unwrap();
         assert_file_err(io::load(&p), &p, &[words]);
-        let e = io::load_reader(bytes).unwrap_err().to_string().to_lowercase();
+        let e = io::load_reader(bytes)
+            .unwrap_err()
+            .to_string()
+            .to_lowercase();
         assert!(e.contains(words) && e.contains("in-memory"), "{e}");
     }
     // The same layout with a consistent header loads.
-    let ok = npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2), }", &four);
+    let ok = npy_bytes(
+        "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2), }",
+        &four,
+    );
     assert_eq!(io::load_reader(ok).unwrap().shape(), &[2, 2]);
 }
 
@@ -389,10 +544,18 @@ fn save_names_must_carry_the_extension() {
     let dir = TempDir::new("ext");
     let a = Array::from_slice(&[1.0f32], &[1]).unwrap();
     let e = io::save(dir.path("weights.bin"), &a).unwrap_err();
-    assert!(matches!(e, Error::InvalidArgument(_)) && e.to_string().contains(".npy"), "{e}");
+    assert!(
+        matches!(e, Error::InvalidArgument(_)) && e.to_string().contains(".npy"),
+        "{e}"
+    );
     let e = io::save_safetensors(dir.path("w"), [("a", &a)], NO_METADATA).unwrap_err();
     assert!(e.to_string().contains(".safetensors"), "{e}");
-    let e = io::save_gguf(dir.path("w.safetensors"), [("a", &a)], Vec::<(&str, GgufValue)>::new()).unwrap_err();
+    let e = io::save_gguf(
+        dir.path("w.safetensors"),
+        [("a", &a)],
+        Vec::<(&str, GgufValue)>::new(),
+    )
+    .unwrap_err();
     assert!(e.to_string().contains(".gguf"), "{e}");
     assert!(!dir.path("weights.bin.npy").exists() && !dir.path("w.safetensors.gguf").exists());
 }

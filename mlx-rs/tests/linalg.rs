@@ -16,8 +16,16 @@ struct Mats {
 
 fn mats(a: &Array) -> Mats {
     let shape = a.shape();
-    let (rows, cols) = (shape[shape.len() - 2] as usize, shape[shape.len() - 1] as usize);
-    let flat: Vec<f64> = a.to_vec::<f32>().unwrap().iter().map(|&x| x as f64).collect();
+    let (rows, cols) = (
+        shape[shape.len() - 2] as usize,
+        shape[shape.len() - 1] as usize,
+    );
+    let flat: Vec<f64> = a
+        .to_vec::<f32>()
+        .unwrap()
+        .iter()
+        .map(|&x| x as f64)
+        .collect();
     Mats {
         rows,
         cols,
@@ -38,12 +46,17 @@ fn matmul(a: &[f64], b: &[f64], m: usize, k: usize, n: usize) -> Vec<f64> {
 fn assert_all_close(got: &[f64], want: &[f64], tol: f64, what: &str) {
     assert_eq!(got.len(), want.len(), "{what}: length");
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!((g - w).abs() <= tol * (1.0 + w.abs()), "{what}[{i}]: {g} vs {w}");
+        assert!(
+            (g - w).abs() <= tol * (1.0 + w.abs()),
+            "{what}[{i}]: {g} vs {w}"
+        );
     }
 }
 
 fn identity(n: usize) -> Vec<f64> {
-    (0..n * n).map(|i| if i / n == i % n { 1.0 } else { 0.0 }).collect()
+    (0..n * n)
+        .map(|i| if i / n == i % n { 1.0 } else { 0.0 })
+        .collect()
 }
 
 fn transpose(a: &[f64], m: usize, n: usize) -> Vec<f64> {
@@ -54,7 +67,12 @@ fn check_qr(case: &Case, a: &Array) {
     let (q, r) = linalg::qr(a).unwrap();
     let (a, q, r) = (mats(a), mats(&q), mats(&r));
     let k = q.cols;
-    assert_eq!((q.rows, r.rows, r.cols), (a.rows, k, a.cols), "{}: reduced shapes", case.name);
+    assert_eq!(
+        (q.rows, r.rows, r.cols),
+        (a.rows, k, a.cols),
+        "{}: reduced shapes",
+        case.name
+    );
     for b in 0..a.data.len() {
         let qr = matmul(&q.data[b], &r.data[b], a.rows, k, a.cols);
         assert_all_close(&qr, &a.data[b], 1e-4, &format!("{}: Q R", case.name));
@@ -62,7 +80,11 @@ fn check_qr(case: &Case, a: &Array) {
         assert_all_close(&qtq, &identity(k), 1e-4, &format!("{}: QᵀQ", case.name));
         for i in 0..k {
             for j in 0..i.min(r.cols) {
-                assert!(r.data[b][i * r.cols + j].abs() < 1e-6, "{}: R not upper", case.name);
+                assert!(
+                    r.data[b][i * r.cols + j].abs() < 1e-6,
+                    "{}: R not upper",
+                    case.name
+                );
             }
         }
     }
@@ -80,13 +102,28 @@ fn check_svd(case: &Case, a: &Array) {
         for i in 0..am.rows {
             for j in 0..am.cols {
                 rec[i * am.cols + j] = (0..k)
-                    .map(|p| u.data[b][i * u.cols + p] * s[b * k + p] as f64 * vt.data[b][p * vt.cols + j])
+                    .map(|p| {
+                        u.data[b][i * u.cols + p]
+                            * s[b * k + p] as f64
+                            * vt.data[b][p * vt.cols + j]
+                    })
                     .sum();
             }
         }
         assert_all_close(&rec, &am.data[b], 1e-4, &format!("{}: U S Vt", case.name));
-        let utu = matmul(&transpose(&u.data[b], u.rows, u.cols), &u.data[b], u.cols, u.rows, u.cols);
-        assert_all_close(&utu, &identity(u.cols), 1e-4, &format!("{}: UᵀU", case.name));
+        let utu = matmul(
+            &transpose(&u.data[b], u.rows, u.cols),
+            &u.data[b],
+            u.cols,
+            u.rows,
+            u.cols,
+        );
+        assert_all_close(
+            &utu,
+            &identity(u.cols),
+            1e-4,
+            &format!("{}: UᵀU", case.name),
+        );
     }
 }
 
@@ -97,7 +134,9 @@ fn check_eigh(case: &Case, a: &Array) {
     let w = w.to_vec::<f32>().unwrap();
     let n = am.rows;
     let av = matmul(&am.data[0], &vm.data[0], n, n, n);
-    let vw: Vec<f64> = (0..n * n).map(|i| vm.data[0][i] * w[i % n] as f64).collect();
+    let vw: Vec<f64> = (0..n * n)
+        .map(|i| vm.data[0][i] * w[i % n] as f64)
+        .collect();
     assert_all_close(&av, &vw, 1e-4, &format!("{}: A V = V diag(w)", case.name));
     let vtv = matmul(&transpose(&vm.data[0], n, n), &vm.data[0], n, n, n);
     assert_all_close(&vtv, &identity(n), 1e-4, &format!("{}: VᵀV", case.name));
@@ -108,12 +147,19 @@ fn check_eig(case: &Case, a: &Array) {
     case.check(0, &w);
     let n = a.shape()[0] as usize;
     let am: Vec<f32> = a.to_vec().unwrap();
-    let (w, v) = (w.to_vec::<Complex32>().unwrap(), v.to_vec::<Complex32>().unwrap());
+    let (w, v) = (
+        w.to_vec::<Complex32>().unwrap(),
+        v.to_vec::<Complex32>().unwrap(),
+    );
     for col in 0..n {
         for row in 0..n {
             let av: Complex32 = (0..n).map(|p| v[p * n + col] * am[row * n + p]).sum();
             let vw = v[row * n + col] * w[col];
-            assert!((av - vw).norm() < 1e-4, "{}: A v = w v at ({row}, {col})", case.name);
+            assert!(
+                (av - vw).norm() < 1e-4,
+                "{}: A v = w v at ({row}, {col})",
+                case.name
+            );
         }
     }
 }
@@ -128,7 +174,9 @@ fn check_lu(case: &Case, a: &Array) {
     let (l, u, am) = (mats(&parts[1]), mats(&parts[2]), mats(a));
     let n = am.rows;
     let lu = matmul(&l.data[0], &u.data[0], n, n, n);
-    let permuted: Vec<f64> = (0..n * n).map(|i| am.data[0][perm[i / n] as usize * n + i % n]).collect();
+    let permuted: Vec<f64> = (0..n * n)
+        .map(|i| am.data[0][perm[i / n] as usize * n + i % n])
+        .collect();
     assert_all_close(&lu, &permuted, 1e-5, &format!("{}: A[p] = L U", case.name));
 }
 
@@ -141,13 +189,17 @@ fn ord(case: &Case) -> f64 {
 }
 
 fn axes(case: &Case) -> Option<Vec<i32>> {
-    case.args["axis"].as_array().map(|v| v.iter().map(|x| x.as_i64().unwrap() as i32).collect())
+    case.args["axis"]
+        .as_array()
+        .map(|v| v.iter().map(|x| x.as_i64().unwrap() as i32).collect())
 }
 
 fn run(case: &Case) {
     let x = case.input(0);
     let y = || case.input(1);
-    let check = |r: mlx_rs::Result<Array>| case.check(0, &r.unwrap_or_else(|e| panic!("{}: {e}", case.name)));
+    let check = |r: mlx_rs::Result<Array>| {
+        case.check(0, &r.unwrap_or_else(|e| panic!("{}: {e}", case.name)))
+    };
     let check2 = |r: mlx_rs::Result<(Array, Array)>| {
         let (a, b) = r.unwrap_or_else(|e| panic!("{}: {e}", case.name));
         case.check(0, &a);
@@ -177,8 +229,18 @@ fn run(case: &Case) {
         "det" => check(linalg::det(&x)),
         "slogdet" => check2(linalg::slogdet(&x)),
         "pinv" => check(linalg::pinv(&x)),
-        "norm" => check(linalg::norm(&x, ord(case), ax.as_deref(), case.bool("keepdims"))),
-        "norm_matrix" => check(linalg::norm_matrix(&x, &case.str("ord"), ax.as_deref(), case.bool("keepdims"))),
+        "norm" => check(linalg::norm(
+            &x,
+            ord(case),
+            ax.as_deref(),
+            case.bool("keepdims"),
+        )),
+        "norm_matrix" => check(linalg::norm_matrix(
+            &x,
+            &case.str("ord"),
+            ax.as_deref(),
+            case.bool("keepdims"),
+        )),
         "norm_l2" => check(linalg::norm_l2(&x, ax.as_deref(), case.bool("keepdims"))),
         "cross" => check(linalg::cross(&x, &y(), case.int("axis"))),
         op => panic!("{}: unknown op {op}", case.name),
@@ -192,7 +254,11 @@ fn linalg_matches_python_on_cpu() {
     ops.sort();
     ops.dedup();
     // 21 functions plus the compute_uv = false form of svd.
-    assert_eq!(ops.len(), 22, "every linalg function has oracle cases: {ops:?}");
+    assert_eq!(
+        ops.len(),
+        22,
+        "every linalg function has oracle cases: {ops:?}"
+    );
     let cpu = Stream::cpu();
     with_stream(&cpu, || cases.iter().for_each(run));
 }
@@ -215,7 +281,10 @@ fn inverse_times_matrix_is_identity() {
 
 fn assert_err_mentions<T: std::fmt::Debug>(r: mlx_rs::Result<T>, words: &[&str]) {
     let msg = r.expect_err("expected an error").to_string().to_lowercase();
-    assert!(words.iter().any(|w| msg.contains(&w.to_lowercase())), "{msg:?} mentions none of {words:?}");
+    assert!(
+        words.iter().any(|w| msg.contains(&w.to_lowercase())),
+        "{msg:?} mentions none of {words:?}"
+    );
 }
 
 #[test]
@@ -227,9 +296,23 @@ fn bad_inputs_are_errors() {
         assert_err_mentions(linalg::cholesky(&rect, false), &["square"]);
         assert_err_mentions(linalg::eigh(&sq, "X"), &["uplo"]);
         assert_err_mentions(linalg::eigh(&sq, "L\0"), &["uplo"]);
-        assert_err_mentions(linalg::solve(&sq, &Array::from_slice(&[1.0f32; 3], &[3]).unwrap()), &["shape", "dimension"]);
-        assert_err_mentions(linalg::norm_matrix(&sq, "bogus", None, false), &["bogus", "ord"]);
-        assert_err_mentions(linalg::norm(&Array::from_slice(&[1.0f32; 8], &[2, 2, 2]).unwrap(), 2.0, None, false), &["axes"]);
+        assert_err_mentions(
+            linalg::solve(&sq, &Array::from_slice(&[1.0f32; 3], &[3]).unwrap()),
+            &["shape", "dimension"],
+        );
+        assert_err_mentions(
+            linalg::norm_matrix(&sq, "bogus", None, false),
+            &["bogus", "ord"],
+        );
+        assert_err_mentions(
+            linalg::norm(
+                &Array::from_slice(&[1.0f32; 8], &[2, 2, 2]).unwrap(),
+                2.0,
+                None,
+                false,
+            ),
+            &["axes"],
+        );
         let four = Array::from_slice(&[1.0f32; 4], &[4]).unwrap();
         assert_err_mentions(linalg::cross(&four, &four, -1), &["size 2 or 3"]);
         assert_err_mentions(linalg::cross(&sq, &sq, 3), &["out of bounds"]);
@@ -240,7 +323,10 @@ fn bad_inputs_are_errors() {
         let r = linalg::inv(&singular).and_then(|i| i.to_vec::<f32>());
         if let Ok(v) = &r {
             // Some LAPACK builds return inf/nan instead of failing: never a silent finite answer.
-            assert!(v.iter().any(|x| !x.is_finite()), "inverse of a singular matrix: {v:?}");
+            assert!(
+                v.iter().any(|x| !x.is_finite()),
+                "inverse of a singular matrix: {v:?}"
+            );
         } else {
             assert_err_mentions(r, &["factorization", "singular"]);
         }

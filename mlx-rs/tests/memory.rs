@@ -17,9 +17,15 @@ fn active_and_peak_memory_track_arrays() {
     assert!(active >= bytes, "active {active} holds the 4 MiB array");
     assert!(memory::get_peak_memory().unwrap() >= active.min(bytes));
     memory::reset_peak_memory().unwrap();
-    let b = ops::ones(&[(bytes / 4) as i32], Dtype::Float32).unwrap().add(&a).unwrap();
+    let b = ops::ones(&[(bytes / 4) as i32], Dtype::Float32)
+        .unwrap()
+        .add(&a)
+        .unwrap();
     b.eval().unwrap();
-    assert!(memory::get_peak_memory().unwrap() >= bytes, "peak sees the new array");
+    assert!(
+        memory::get_peak_memory().unwrap() >= bytes,
+        "peak sees the new array"
+    );
     drop((a, b));
 }
 
@@ -27,7 +33,11 @@ fn active_and_peak_memory_track_arrays() {
 fn cache_limit_and_clear_cache() {
     let _guard = LIMITS.lock().unwrap();
     let prev = memory::set_cache_limit(1 << 30).unwrap();
-    assert_eq!(memory::set_cache_limit(prev).unwrap(), 1 << 30, "returns the previous limit");
+    assert_eq!(
+        memory::set_cache_limit(prev).unwrap(),
+        1 << 30,
+        "returns the previous limit"
+    );
     {
         let a = ops::ones(&[1 << 20], Dtype::Float32).unwrap();
         a.eval().unwrap();

@@ -38,7 +38,9 @@ fn seek_target(pos: usize, len: usize, off: i64, whence: c_int) -> Option<usize>
         _ => return None,
     };
     let target = base + off as i128;
-    (0..=len as i128).contains(&target).then_some(target as usize)
+    (0..=len as i128)
+        .contains(&target)
+        .then_some(target as usize)
 }
 
 /// What the reader's callbacks see behind `void* desc`.
@@ -57,7 +59,9 @@ impl ReaderState {
         let avail = self.data.len().saturating_sub(off).min(n);
         if avail > 0 {
             // SAFETY: `off + avail <= data.len()`; the caller guarantees `out` holds `n >= avail`.
-            unsafe { std::ptr::copy_nonoverlapping(self.data.as_ptr().add(off), out.cast(), avail) };
+            unsafe {
+                std::ptr::copy_nonoverlapping(self.data.as_ptr().add(off), out.cast(), avail)
+            };
         }
         avail
     }
@@ -130,7 +134,9 @@ unsafe extern "C" fn reader_label(desc: *mut c_void) -> *const c_char {
 
 unsafe extern "C" fn reader_free(desc: *mut c_void) {
     // SAFETY: `desc` came from `Box::into_raw` in `BytesReader::new`; MLX calls this once.
-    guard((), || drop(unsafe { Box::from_raw(desc as *mut ReaderState) }))
+    guard((), || {
+        drop(unsafe { Box::from_raw(desc as *mut ReaderState) })
+    })
 }
 
 /// An owned `mlx_io_reader` over a byte buffer.
@@ -262,7 +268,9 @@ unsafe extern "C" fn writer_label(desc: *mut c_void) -> *const c_char {
 
 unsafe extern "C" fn writer_free(desc: *mut c_void) {
     // SAFETY: `desc` came from `Box::into_raw` in `BytesWriter::new`; MLX calls this once.
-    guard((), || drop(unsafe { Box::from_raw(desc as *mut WriterState) }))
+    guard((), || {
+        drop(unsafe { Box::from_raw(desc as *mut WriterState) })
+    })
 }
 
 /// An owned `mlx_io_writer` that collects what MLX writes into a `Vec<u8>`.

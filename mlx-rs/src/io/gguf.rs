@@ -126,7 +126,9 @@ fn gguf_code(code: c_int, key: &str) -> Result<()> {
     match code {
         0 => Ok(()),
         2 => Err(Error::InvalidArgument(format!("GGUF has no entry {key:?}"))),
-        3 => Err(Error::InvalidArgument(format!("GGUF entry {key:?} has another type"))),
+        3 => Err(Error::InvalidArgument(format!(
+            "GGUF entry {key:?} has another type"
+        ))),
         _ => Err(mlx_error(Location::caller())),
     }
 }
@@ -135,32 +137,41 @@ fn gguf_code(code: c_int, key: &str) -> Result<()> {
 #[track_caller]
 fn metadata_value(h: &Handle, key: &str) -> Result<Option<GgufValue>> {
     let ck = c_string("a metadata key", key)?;
-    let has = |f: unsafe extern "C" fn(*mut bool, sys::mlx_io_gguf, *const c_char) -> c_int| {
-        let mut flag = false;
-        // SAFETY: reads a live container; codes other than 0 mean "absent" here.
-        let code = unsafe { f(&mut flag, h.0, ck.as_ptr()) };
+    // `has_*` answer 0 with a flag, 2 for an absent key (no message), 1 on failure.
+    let has = |code: c_int, flag: bool| {
         if code == 1 {
             take_message();
         }
         code == 0 && flag
     };
-    if has(sys::mlx_io_gguf_has_metadata_string) {
+    let mut flag = false;
+    let k = ck.as_ptr();
+    // SAFETY (the has_* calls): read a live container with a live key.
+    if has(
+        unsafe { sys::mlx_io_gguf_has_metadata_string(&mut flag, h.0, k) },
+        flag,
+    ) {
         let mut s = MlxString::new();
-        let code = unsafe { sys::mlx_io_gguf_get_metadata_string(&mut s.0, h.0, ck.as_ptr()) };
+        let code = unsafe { sys::mlx_io_gguf_get_metadata_string(&mut s.0, h.0, k) };
         gguf_code(code, key)?;
         return Ok(Some(GgufValue::String(s.to_string_lossy())));
     }
-    if has(sys::mlx_io_gguf_has_metadata_vector_string) {
+    if has(
+        unsafe { sys::mlx_io_gguf_has_metadata_vector_string(&mut flag, h.0, k) },
+        flag,
+    ) {
         let mut v = Strings::new();
-        let code =
-            unsafe { sys::mlx_io_gguf_get_metadata_vector_string(&mut v.0, h.0, ck.as_ptr()) };
+        let code = unsafe { sys::mlx_io_gguf_get_metadata_vector_string(&mut v.0, h.0, k) };
         gguf_code(code, key)?;
         return Ok(Some(GgufValue::Strings(v.to_vec()?)));
     }
-    if has(sys::mlx_io_gguf_has_metadata_array) {
+    if has(
+        unsafe { sys::mlx_io_gguf_has_metadata_array(&mut flag, h.0, k) },
+        flag,
+    ) {
         // SAFETY: a fresh handle, owned by the Array built right after the call.
         let mut raw = unsafe { sys::mlx_array_new() };
-        let code = unsafe { sys::mlx_io_gguf_get_metadata_array(&mut raw, h.0, ck.as_ptr()) };
+        let code = unsafe { sys::mlx_io_gguf_get_metadata_array(&mut raw, h.0, k) };
         let a = Array::from_raw(raw);
         gguf_code(code, key)?;
         return Ok(Some(GgufValue::Array(a)));
@@ -173,8 +184,7 @@ fn metadata_value(h: &Handle, key: &str) -> Result<Option<GgufValue>> {
 /// The header is checked before MLX parses it (MLX's parser trusts it). Tensors of types
 /// `q4_0`, `q4_1` and `q8_0` come back in MLX's quantized layout (packed `uint32`
 /// weights plus `<name>.scales` / `<name>.biases`), other quantized types as `float16`,
-/// as in Python MLX; types MLX cannot convert are
-/// errors.
+/// as in Python MLX; types MLX cannot convert are errors.
 #[track_caller]
 pub fn load_gguf(path: impl AsRef<Path>) -> Result<Gguf> {
     let path = path.as_ref();

@@ -68,7 +68,10 @@ impl<R: Read + Seek> Walker<R> {
 
     fn skip(&mut self, n: u64) -> Result<(), String> {
         if n > self.left() {
-            return Err(format!("a value at byte {} runs past the end of the file", self.pos));
+            return Err(format!(
+                "a value at byte {} runs past the end of the file",
+                self.pos
+            ));
         }
         // `n <= len`, which fits in i64 for any real file.
         self.r
@@ -81,7 +84,10 @@ impl<R: Read + Seek> Walker<R> {
     fn string(&mut self) -> Result<String, String> {
         let n = self.u64()?;
         if n > self.left() {
-            return Err(format!("a string at byte {} runs past the end of the file", self.pos));
+            return Err(format!(
+                "a string at byte {} runs past the end of the file",
+                self.pos
+            ));
         }
         let mut b = vec![0u8; n as usize];
         self.r.read_exact(&mut b).map_err(|e| e.to_string())?;
@@ -133,7 +139,9 @@ pub(crate) fn read(path: &Path) -> Result<Header, String> {
     }
     let version = w.u32()?;
     if !(2..=3).contains(&version) {
-        return Err(format!("GGUF version {version} is not supported (only 2 and 3)"));
+        return Err(format!(
+            "GGUF version {version} is not supported (only 2 and 3)"
+        ));
     }
     let tensor_count = w.u64()?;
     let kv_count = w.u64()?;
@@ -163,7 +171,9 @@ pub(crate) fn read(path: &Path) -> Result<Header, String> {
         let name = w.string()?;
         let ndim = w.u32()?;
         if ndim > MAX_DIMS {
-            return Err(format!("tensor {name:?} has {ndim} dimensions (at most {MAX_DIMS})"));
+            return Err(format!(
+                "tensor {name:?} has {ndim} dimensions (at most {MAX_DIMS})"
+            ));
         }
         let mut elements: u64 = 1;
         for _ in 0..ndim {

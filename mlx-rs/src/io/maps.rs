@@ -11,7 +11,8 @@ use std::panic::Location;
 
 /// A C string for a map key or value, or [`Error::InvalidArgument`] on a NUL byte.
 pub(crate) fn c_string(what: &str, s: &str) -> Result<CString> {
-    CString::new(s).map_err(|_| Error::InvalidArgument(format!("{what} contains a NUL byte: {s:?}")))
+    CString::new(s)
+        .map_err(|_| Error::InvalidArgument(format!("{what} contains a NUL byte: {s:?}")))
 }
 
 /// # Safety
@@ -64,7 +65,8 @@ impl ArrayMap {
             let mut key: *const c_char = std::ptr::null();
             // SAFETY: a fresh handle, owned by the Array built right after the call.
             let mut value = unsafe { sys::mlx_array_new() };
-            let code = unsafe { sys::mlx_map_string_to_array_iterator_next(&mut key, &mut value, it) };
+            let code =
+                unsafe { sys::mlx_map_string_to_array_iterator_next(&mut key, &mut value, it) };
             let value = Array::from_raw(value);
             match code {
                 // SAFETY: `key` points into the live map.

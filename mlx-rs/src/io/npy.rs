@@ -39,7 +39,11 @@ fn parse(head: &[u8]) -> Option<Header> {
     let dict = head.get(dict_start..usize::try_from(data_offset).ok()?)?;
     let dict = std::str::from_utf8(dict).ok()?;
     let after = &dict[dict.find("'shape'")? + "'shape'".len()..];
-    let tuple = after.trim_start().strip_prefix(':')?.trim_start().strip_prefix('(')?;
+    let tuple = after
+        .trim_start()
+        .strip_prefix(':')?
+        .trim_start()
+        .strip_prefix('(')?;
     let tuple = &tuple[..tuple.find(')')?];
     let shape = tuple
         .split(',')
@@ -59,9 +63,13 @@ pub(super) fn check(source: &str, head: &[u8], total: u64, a: &Array) -> Result<
         message: format!("{source}: [load] {what}"),
         location,
     };
-    let header = parse(head).ok_or_else(|| fail("cannot read the shape in the .npy header".into()))?;
+    let header =
+        parse(head).ok_or_else(|| fail("cannot read the shape in the .npy header".into()))?;
     if header.shape.iter().any(|&d| d < 0) {
-        return Err(fail(format!("negative dimension in the .npy header shape {:?}", header.shape)));
+        return Err(fail(format!(
+            "negative dimension in the .npy header shape {:?}",
+            header.shape
+        )));
     }
     let mlx_shape: Vec<i64> = a.shape().iter().map(|&d| d as i64).collect();
     if mlx_shape != header.shape {
