@@ -6,7 +6,10 @@ Builds, for each chain length N and shape, the chain x -> x*a -> x+b -> x^2 -> s
 first, then the median of the timed runs) and prints one JSON object on stdout:
 
     {"mlx_version": "...", "device": "...", "results": [
-        {"n": 10, "shape": [16], "build_us": 1.2, "eval_us": 3.4}, ...]}
+        {"n": 10, "shape": [16], "build_us": 1.2, "eval_us": 3.4,
+         "build_samples": [...], "eval_samples": [...]}, ...]}
+
+(medians and every timed sample, in microseconds).
 
 Run by the Rust program with the same arguments; can be run alone too:
 
@@ -50,7 +53,7 @@ def measure(n, shape, reps, warmup):
             builds.append((t1 - t0) / 1e3)
             evals.append((t2 - t1) / 1e3)
         del y
-    return statistics.median(builds), statistics.median(evals)
+    return builds, evals
 
 
 def main():
@@ -67,8 +70,11 @@ def main():
     for shape_s in args.shapes.split(","):
         shape = [int(d) for d in shape_s.split("x")]
         for n in (int(v) for v in args.lengths.split(",")):
-            build, ev = measure(n, shape, args.reps, args.warmup)
-            results.append({"n": n, "shape": shape, "build_us": build, "eval_us": ev})
+            builds, evals = measure(n, shape, args.reps, args.warmup)
+            results.append({"n": n, "shape": shape,
+                            "build_us": statistics.median(builds),
+                            "eval_us": statistics.median(evals),
+                            "build_samples": builds, "eval_samples": evals})
     print(json.dumps({"mlx_version": mx.__version__, "device": str(mx.default_device()),
                       "results": results}))
 
