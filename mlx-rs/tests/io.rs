@@ -559,3 +559,65 @@ fn save_names_must_carry_the_extension() {
     assert!(e.to_string().contains(".gguf"), "{e}");
     assert!(!dir.path("weights.bin.npy").exists() && !dir.path("w.safetensors.gguf").exists());
 }
+
+/// Loads `bytes` written to `path` with the loader for its extension (and from memory
+/// where the format has an in-memory loader), evaluating what loads.
+fn load_any(path: &Path, bytes: &[u8]) {
+    std::fs::write(path, bytes).unwrap();
+    let from_file: mlx_rs::Result<Vec<Array>> = match path.extension().unwrap().to_str().unwrap() {
+        "gguf" => io::load_gguf(path).map(|g| g.arrays.into_values().collect()),
+        "safetensors" => io::load_safetensors(path).map(|s| s.arrays.into_values().collect()),
+        _ => io::load(path).map(|a| vec![a]),
+    };
+    let _ = from_file.and_then(|v| mlx_rs::eval(&v));
+    let from_memory: mlx_rs::Result<Vec<Array>> = match path.extension().unwrap().to_str().unwrap()
+    {
+        "safetensors" => {
+            io::load_safetensors_reader(bytes).map(|s| s.arrays.into_values().collect())
+        }
+        "npy" => io::load_reader(bytes).map(|a| vec![a]),
+        _ => Ok(vec![]),
+    };
+    let _ = from_memory.and_then(|v| mlx_rs::eval(&v));
+}
+
+#[test]
+fn mutated_files_never_bring_the_process_down() {
+    // Random byte changes and cuts (a fixed-seed generator, so failures reproduce) in
+    // files written by Python MLX. Without the header checks, MLX's GGUF parser crashes
+    // on some of these; every outcome here must be Ok or Err.
+    let dir = TempDir::new("mutate");
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (state >> 33) as usize
+    };
+    for name in ["py_arrays.gguf", "py_arrays.safetensors", "py_f32.npy"] {
+        let orig = std::fs::read(fixture(name)).unwrap();
+        let path = dir.path(name);
+        for _ in 0..150 {
+            let mut b = orig.clone();
+            for _ in 0..1 + next() % 4 {
+                // Mostly the header, where the parsers trust lengths and counts.
+                let limit = if next() % 2 == 0 {
+                    b.len().min(256)
+                } else {
+                    b.len()
+                };
+                let pos = next() % limit;
+                b[pos] = match next() % 4 {
+                    0 => 0xff,
+                    1 => 0,
+                    2 => b[pos].wrapping_add(1),
+                    _ => next() as u8,
+                };
+            }
+            if next() % 10 == 0 {
+                b.truncate(next() % b.len());
+            }
+            load_any(&path, &b);
+        }
+    }
+}
