@@ -15,7 +15,6 @@
 //!
 //! ```
 //! use mlx_rs::{io, Array};
-//! use std::collections::HashMap;
 //! let w = Array::from_slice(&[1.0f32, 2.0, 3.0], &[3])?;
 //! let bytes = io::save_safetensors_writer([("w", &w)], [("format", "mlx")])?;
 //! let loaded = io::load_safetensors_reader(bytes)?;
