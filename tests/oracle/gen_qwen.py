@@ -25,6 +25,7 @@ from mlx.utils import tree_flatten, tree_unflatten
 
 import mlx_lm
 from mlx_lm.models import qwen3_5
+from mlx_lm.sample_utils import apply_min_p, apply_top_k, apply_top_p, make_logits_processors
 from mlx_lm.utils import load_model, quantize_model
 
 assert mlx_lm.__version__ == "0.32.2", f"needs mlx-lm 0.32.2, found {mlx_lm.__version__}"
@@ -237,6 +238,70 @@ def check_roundtrip(folder, model, prompt):
     assert mx.array_equal(a, b).item(), f"{folder}: mlx-lm reload differs"
 
 
+def sampling_cases():
+    """mlx-lm's filters and penalties on fixed logits, and seeded categorical draws."""
+    rng = np.random.default_rng(7)
+    logits = mx.array(rng.standard_normal((3, 64)) * 2.0, dtype=mx.float32)
+    logprobs = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
+    filters = []
+    for params in [
+        {"top_p": 0.9},
+        {"top_p": 0.3},
+        {"min_p": 0.1},
+        {"min_p": 0.5, "min_tokens_to_keep": 3},
+        {"top_k": 5},
+        {"top_p": 0.8, "min_p": 0.05, "top_k": 10},
+    ]:
+        lp = logprobs
+        if "top_p" in params:
+            lp = apply_top_p(lp, params["top_p"])
+        if "min_p" in params:
+            lp = apply_min_p(lp, params["min_p"], params.get("min_tokens_to_keep", 1))
+        if "top_k" in params:
+            lp = apply_top_k(lp, params["top_k"])
+        kept = np.isfinite(np.array(lp))
+        filters.append({"params": params, "kept": kept.astype(int).reshape(-1).tolist()})
+
+    history = [3, 10, 3, 60, 12, 10, 5]
+    penalties = []
+    for params in [
+        {"repetition_penalty": 1.5, "repetition_context_size": 20},
+        {"repetition_penalty": 1.3, "repetition_context_size": 3},
+        {"presence_penalty": 0.75, "presence_context_size": 20},
+        {"repetition_penalty": 1.2, "repetition_context_size": 5, "presence_penalty": 0.5, "presence_context_size": 4},
+    ]:
+        procs = make_logits_processors(**params)
+        out = logits
+        for proc in procs:
+            out = proc(mx.array(history), out)
+        penalties.append({"params": params, "logits": flat(out)})
+
+    # Seeded draws: key(seed), then per draw (key, sub) = split(key), categorical with sub.
+    draws = {}
+    for temp, top_k in [(0.8, 20), (1.5, 0)]:
+        key = mx.random.key(11)
+        lp = logprobs[:1]
+        if top_k:
+            lp = apply_top_k(lp, top_k)
+        out = []
+        for _ in range(40):
+            ks = mx.random.split(key)
+            key, sub = ks[0], ks[1]
+            out.append(int(mx.random.categorical(lp * (1.0 / temp), key=sub).item()))
+        draws[f"{temp}/{top_k}"] = out
+
+    doc = {
+        "logits": {"shape": list(logits.shape), "data": flat(logits)},
+        "history": history,
+        "filters": filters,
+        "penalties": penalties,
+        "seed": 11,
+        "draws": draws,
+    }
+    with open(OUT / "sampling.expected.json", "w") as f:
+        json.dump(doc, f, separators=(",", ":"))
+
+
 def main():
     OUT.mkdir(parents=True, exist_ok=True)
     for p in OUT.iterdir():
@@ -306,6 +371,8 @@ def main():
     d = write_folder("mlx-q4-untied-mixed", q_cfg, weights_of(q_untied))
     check_roundtrip(d, q_untied, ref[0])
     save_expected("mlx-q4-untied-mixed", *ref, "model 2 quantized: 4 bits / group 32, two layers 8 bits / group 64")
+
+    sampling_cases()
 
     total = sum(f.stat().st_size for f in OUT.rglob("*") if f.is_file())
     print(f"wrote {OUT} ({total / 1e6:.2f} MB)")
