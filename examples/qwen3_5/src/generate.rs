@@ -92,16 +92,9 @@ fn rate(n: usize, t: Duration) -> f64 {
     }
 }
 
-/// Peak memory MLX has used, in bytes.
+/// Peak memory MLX has used, in bytes (0 if MLX cannot tell).
 pub fn peak_memory() -> usize {
-    let mut bytes: usize = 0;
-    // SAFETY: writes one size_t through a valid pointer.
-    let rc = unsafe { mlx_sys::mlx_get_peak_memory(&mut bytes) };
-    if rc == 0 {
-        bytes
-    } else {
-        0
-    }
+    mlx_rs::memory::get_peak_memory().unwrap_or(0)
 }
 
 /// A running generation: iterate to get token ids; [`Generation::stats`] once done.

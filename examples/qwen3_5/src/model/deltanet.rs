@@ -97,10 +97,10 @@ impl GatedDeltaNet {
         let conv_out = silu(&ops::conv1d(
             &conv_input,
             &self.conv_weight,
-            1,
-            0,
-            1,
-            conv_dim,
+            ops::ConvOptions {
+                groups: conv_dim,
+                ..Default::default()
+            },
         )?)?;
 
         let parts = ops::split_sections(&conv_out, &[key_dim, 2 * key_dim], -1)?;

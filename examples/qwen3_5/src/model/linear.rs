@@ -26,9 +26,7 @@ impl Quantized {
             &self.scales,
             Some(&self.biases),
             true,
-            Some(self.params.group_size),
-            Some(self.params.bits),
-            "affine",
+            self.options(),
         )?)
     }
 
@@ -37,16 +35,15 @@ impl Quantized {
         let w = ops::take_axis(&self.weight, ids, 0)?;
         let s = ops::take_axis(&self.scales, ids, 0)?;
         let b = ops::take_axis(&self.biases, ids, 0)?;
-        Ok(ops::dequantize(
-            &w,
-            &s,
-            Some(&b),
-            Some(self.params.group_size),
-            Some(self.params.bits),
-            "affine",
-            None,
-            None,
-        )?)
+        Ok(ops::dequantize(&w, &s, Some(&b), None, None, self.options())?)
+    }
+
+    fn options(&self) -> ops::QuantizeOptions {
+        ops::QuantizeOptions {
+            group_size: Some(self.params.group_size),
+            bits: Some(self.params.bits),
+            mode: ops::QuantizationMode::Affine,
+        }
     }
 }
 

@@ -7,7 +7,7 @@ pub mod linear;
 pub mod mlp;
 
 use crate::cache::{Cache, DeltaNetCache, KvCache, LayerCache};
-use crate::config::{Config, LayerType, TextConfig};
+use crate::config::{Config, LayerType};
 use crate::error::{Error, Result};
 use crate::weights::{Layout, Weights};
 use attention::Attention;
@@ -73,8 +73,7 @@ impl Model {
     /// Builds the model from an opened checkpoint, taking every tensor it needs.
     pub fn from_weights(config: Config, w: &mut Weights) -> Result<Model> {
         let c = &config.text;
-        let (hidden, eps) = (c.hidden_size, c.rms_norm_eps);
-        let _ = eps;
+        let hidden = c.hidden_size;
         let embed_tokens = w.embedding("embed_tokens", c.vocab_size, hidden)?;
         let mut layers = Vec::with_capacity(c.layer_types.len());
         for (i, kind) in c.layer_types.iter().enumerate() {
