@@ -242,6 +242,7 @@ def sampling_cases():
     """mlx-lm's filters and penalties on fixed logits, and seeded categorical draws."""
     rng = np.random.default_rng(7)
     logits = mx.array(rng.standard_normal((3, 64)) * 2.0, dtype=mx.float32)
+    logits_saved = flat(logits)
     logprobs = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
     filters = []
     for params in [
@@ -271,7 +272,7 @@ def sampling_cases():
         {"repetition_penalty": 1.2, "repetition_context_size": 5, "presence_penalty": 0.5, "presence_context_size": 4},
     ]:
         procs = make_logits_processors(**params)
-        out = logits
+        out = logits + 0.0  # the processors assign in place: work on a copy
         for proc in procs:
             out = proc(mx.array(history), out)
         penalties.append({"params": params, "logits": flat(out)})
@@ -291,13 +292,14 @@ def sampling_cases():
         draws[f"{temp}/{top_k}"] = out
 
     doc = {
-        "logits": {"shape": list(logits.shape), "data": flat(logits)},
+        "logits": {"shape": list(logits.shape), "data": logits_saved},
         "history": history,
         "filters": filters,
         "penalties": penalties,
         "seed": 11,
         "draws": draws,
     }
+    assert flat(logits) == logits_saved, "the logits were modified in place"
     with open(OUT / "sampling.expected.json", "w") as f:
         json.dump(doc, f, separators=(",", ":"))
 

@@ -501,17 +501,17 @@ fn parse_quant_params(obj: &Map<String, Value>, name: &str) -> Result<QuantParam
             )));
         }
     }
-    check_quant_params(group_size, bits).map_err(|m| Error::Config(format!("{name}: {m}")))?;
+    check_quant_params(group_size, bits).map_err(|m| Error::Config(format!("{name}.{m}")))?;
     Ok(QuantParams { group_size, bits })
 }
 
 /// Checks that MLX's affine quantization supports this group size and bit width.
 pub(crate) fn check_quant_params(group_size: i32, bits: i32) -> std::result::Result<(), String> {
     if ![2, 3, 4, 5, 6, 8].contains(&bits) {
-        return Err(format!("bits = {bits} is not one of 2, 3, 4, 5, 6, 8"));
+        return Err(format!("bits: {bits} is not one of 2, 3, 4, 5, 6, 8"));
     }
     if ![32, 64, 128].contains(&group_size) {
-        return Err(format!("group_size = {group_size} is not one of 32, 64, 128"));
+        return Err(format!("group_size: {group_size} is not one of 32, 64, 128"));
     }
     Ok(())
 }

@@ -127,6 +127,10 @@ impl Checkpoint {
                     StDtype::U32 => Dtype::Uint32,
                     StDtype::U8 => Dtype::Uint8,
                     StDtype::I32 => Dtype::Int32,
+                    StDtype::I16 => Dtype::Int16,
+                    StDtype::I8 => Dtype::Int8,
+                    StDtype::U16 => Dtype::Uint16,
+                    StDtype::U64 => Dtype::Uint64,
                     StDtype::I64 => Dtype::Int64,
                     StDtype::F64 => Dtype::Float64,
                     StDtype::BOOL => Dtype::Bool,
@@ -489,7 +493,7 @@ impl Weights {
         }
         let bits = (w_shape[1] as i64 * 32 / inp as i64) as i32;
         check_quant_params(group_size, bits)
-            .map_err(|m| Error::Weights(format!("{w_stored}: inferred {m}")))?;
+            .map_err(|m| Error::Weights(format!("{w_stored}: inferred quantization {m}")))?;
         let params = QuantParams { group_size, bits };
         if let Some(Some(cfg)) = self.per_layer.get(prefix) {
             if *cfg != params {

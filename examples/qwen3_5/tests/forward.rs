@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{assert_close, expected, model_dir, LOGITS_ATOL, LOGITS_RTOL, VARIANTS};
+use common::{assert_logits_close, expected, model_dir, VARIANTS};
 use mlx_rs::{Array, Dtype};
 use qwen3_5::{GenerateOptions, SamplingParams};
 
@@ -32,7 +32,7 @@ fn whole_prompt_logits_match_mlx_lm() {
             let mut shape = vec![1];
             shape.extend(&exp.logits_full.0);
             assert_eq!(logits.shape(), shape.as_slice(), "{v}");
-            assert_close(v, &to_f32(&logits), &exp.logits_full.1, LOGITS_ATOL, LOGITS_RTOL);
+            assert_logits_close(v, &to_f32(&logits), &exp.logits_full.1, 256);
             assert_eq!(cache.offset(), exp.prompt.len() as i32);
         }
     })
@@ -49,7 +49,7 @@ fn prefill_then_single_steps_match_mlx_lm() {
             for t in exp.prefill..exp.prompt.len() {
                 out.extend(to_f32(&model.forward(&ids(&exp.prompt[t..t + 1]), &mut cache).unwrap()));
             }
-            assert_close(v, &out, &exp.logits_stepwise.1, LOGITS_ATOL, LOGITS_RTOL);
+            assert_logits_close(v, &out, &exp.logits_stepwise.1, 256);
         }
     })
 }
@@ -100,7 +100,7 @@ fn greedy_step_logits_match_mlx_lm() {
                 out.extend(to_f32(&logits));
                 logits = model.forward_last(&ids(&[t]), &mut cache).unwrap();
             }
-            assert_close(v, &out, &exp.greedy_logits.1, LOGITS_ATOL, LOGITS_RTOL);
+            assert_logits_close(v, &out, &exp.greedy_logits.1, 256);
         }
     })
 }
@@ -141,7 +141,7 @@ fn chunked_prefill_matches_one_pass_across_cache_growth() {
         }
         assert_eq!(start, tokens.len());
         assert_eq!(cache.offset(), 300);
-        assert_close("chunked vs whole", &pieces, &whole, LOGITS_ATOL, LOGITS_RTOL);
+        assert_logits_close("chunked vs whole", &pieces, &whole, 256);
     })
 }
 

@@ -7,7 +7,8 @@ use crate::cache::KvCache;
 use crate::config::TextConfig;
 use crate::error::Result;
 use crate::weights::Weights;
-use mlx_rs::{fast, ops, Array};
+use mlx_rs::{ops, Array};
+use super::fast_stopgap as fast;
 
 /// One gated attention layer.
 pub struct Attention {

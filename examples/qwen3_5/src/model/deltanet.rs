@@ -11,7 +11,8 @@ use crate::cache::DeltaNetCache;
 use crate::config::TextConfig;
 use crate::error::Result;
 use crate::weights::Weights;
-use mlx_rs::{fast, ops, Array, Dtype};
+use mlx_rs::{ops, Array, Dtype};
+use super::fast_stopgap as fast;
 
 /// One Gated DeltaNet layer.
 pub struct GatedDeltaNet {

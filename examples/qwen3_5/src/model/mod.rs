@@ -3,6 +3,7 @@
 
 pub mod attention;
 pub mod deltanet;
+mod fast_stopgap;
 pub mod linear;
 pub mod mlp;
 
@@ -14,7 +15,8 @@ use attention::Attention;
 use deltanet::GatedDeltaNet;
 use linear::{Embedding, Linear};
 use mlp::Mlp;
-use mlx_rs::{fast, ops, Array, Dtype};
+use mlx_rs::{ops, Array, Dtype};
+use self::fast_stopgap as fast;
 use std::path::Path;
 
 /// `x · sigmoid(x)`.
