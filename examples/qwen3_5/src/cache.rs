@@ -50,9 +50,20 @@ impl KvCache {
         let end = self.offset;
         let k_buf = self.keys.take().expect("allocated above");
         let v_buf = self.values.take().expect("allocated above");
-        let k_buf = ops::slice_update(&k_buf, keys, &[0, 0, prev, 0], &[b, h, end, dk], &[1, 1, 1, 1])?;
-        let v_buf =
-            ops::slice_update(&v_buf, values, &[0, 0, prev, 0], &[b, h, end, dv], &[1, 1, 1, 1])?;
+        let k_buf = ops::slice_update(
+            &k_buf,
+            keys,
+            &[0, 0, prev, 0],
+            &[b, h, end, dk],
+            &[1, 1, 1, 1],
+        )?;
+        let v_buf = ops::slice_update(
+            &v_buf,
+            values,
+            &[0, 0, prev, 0],
+            &[b, h, end, dv],
+            &[1, 1, 1, 1],
+        )?;
         let cap = k_buf.shape()[2];
         let (k_out, v_out) = if end < cap {
             (

@@ -268,7 +268,10 @@ fn parse_text(f: &Fields, top: &Map<String, Value>) -> Result<TextConfig> {
         )));
     }
 
-    let tie_word_embeddings = match (f.map.get("tie_word_embeddings"), top.get("tie_word_embeddings")) {
+    let tie_word_embeddings = match (
+        f.map.get("tie_word_embeddings"),
+        top.get("tie_word_embeddings"),
+    ) {
         (Some(v), _) => v.as_bool().ok_or_else(|| {
             Error::Config(format!(
                 "{}: expected true or false, found {v}",
@@ -276,7 +279,9 @@ fn parse_text(f: &Fields, top: &Map<String, Value>) -> Result<TextConfig> {
             ))
         })?,
         (None, Some(v)) => v.as_bool().ok_or_else(|| {
-            Error::Config(format!("tie_word_embeddings: expected true or false, found {v}"))
+            Error::Config(format!(
+                "tie_word_embeddings: expected true or false, found {v}"
+            ))
         })?,
         (None, None) => {
             return Err(Error::Config(format!(
@@ -287,7 +292,11 @@ fn parse_text(f: &Fields, top: &Map<String, Value>) -> Result<TextConfig> {
     };
 
     let layer_types = parse_layer_types(f, num_hidden_layers)?;
-    let eos_token_ids = match f.map.get("eos_token_id").or_else(|| top.get("eos_token_id")) {
+    let eos_token_ids = match f
+        .map
+        .get("eos_token_id")
+        .or_else(|| top.get("eos_token_id"))
+    {
         None | Some(Value::Null) => Vec::new(),
         Some(v) => parse_ids(v).ok_or_else(|| {
             Error::Config(format!(
@@ -335,7 +344,11 @@ fn parse_ids(v: &Value) -> Option<Vec<u32>> {
 /// `partial_rotary_factor` (with an optional `rope_scaling`). Only plain RoPE is
 /// supported; for text, Qwen 3.5's M-RoPE sections see equal positions and reduce to it.
 fn parse_rope(f: &Fields) -> Result<(f32, f32)> {
-    let params = match f.map.get("rope_parameters").or_else(|| f.map.get("rope_scaling")) {
+    let params = match f
+        .map
+        .get("rope_parameters")
+        .or_else(|| f.map.get("rope_scaling"))
+    {
         None | Some(Value::Null) => None,
         Some(Value::Object(p)) => Some(p),
         Some(v) => {
@@ -413,13 +426,15 @@ fn parse_layer_types(f: &Fields, n: i32) -> Result<Vec<LayerType>> {
         }
         return Ok(types);
     }
-    let interval = f.positive_int("full_attention_interval").map_err(|e| match e {
-        Error::Config(m) if m.ends_with("missing") => Error::Config(format!(
-            "{}: missing (and no layer_types)",
-            f.name("full_attention_interval")
-        )),
-        e => e,
-    })?;
+    let interval = f
+        .positive_int("full_attention_interval")
+        .map_err(|e| match e {
+            Error::Config(m) if m.ends_with("missing") => Error::Config(format!(
+                "{}: missing (and no layer_types)",
+                f.name("full_attention_interval")
+            )),
+            e => e,
+        })?;
     Ok(interval_layer_types(n, interval))
 }
 
@@ -466,7 +481,10 @@ fn parse_quantization(
     let default = parse_quant_params(obj, name)?;
     let mut per_layer = BTreeMap::new();
     for (key, v) in obj {
-        if matches!(key.as_str(), "group_size" | "bits" | "mode" | "quant_method") {
+        if matches!(
+            key.as_str(),
+            "group_size" | "bits" | "mode" | "quant_method"
+        ) {
             continue;
         }
         let path = normalize_module_path(key);
@@ -511,7 +529,9 @@ pub(crate) fn check_quant_params(group_size: i32, bits: i32) -> std::result::Res
         return Err(format!("bits: {bits} is not one of 2, 3, 4, 5, 6, 8"));
     }
     if ![32, 64, 128].contains(&group_size) {
-        return Err(format!("group_size: {group_size} is not one of 32, 64, 128"));
+        return Err(format!(
+            "group_size: {group_size} is not one of 32, 64, 128"
+        ));
     }
     Ok(())
 }

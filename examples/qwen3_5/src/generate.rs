@@ -28,19 +28,20 @@ pub struct GenerateOptions {
     /// Ids at or above this are never sampled (the padding rows of the vocabulary:
     /// Qwen 3.5 has 248077 real ids in a 248320-row table). `None` allows all rows.
     pub valid_vocab_size: Option<i32>,
-    /// Prompt tokens processed per forward call during prefill.
+    /// Prompt tokens processed per forward call during prefill (bounds the graph of one
+    /// call: the sequential DeltaNet form adds a few ops per token and layer).
     pub prefill_step: usize,
 }
 
 impl Default for GenerateOptions {
-    /// 256 greedy tokens, no stop tokens, no vocabulary mask, prefill in chunks of 2048.
+    /// 256 greedy tokens, no stop tokens, no vocabulary mask, prefill in chunks of 512.
     fn default() -> Self {
         GenerateOptions {
             max_tokens: 256,
             sampling: SamplingParams::default(),
             stop_tokens: Vec::new(),
             valid_vocab_size: None,
-            prefill_step: 2048,
+            prefill_step: 512,
         }
     }
 }
@@ -79,7 +80,10 @@ impl GenerationStats {
 
     /// Generated tokens per second (after the first one, which belongs to the prompt time).
     pub fn generation_tps(&self) -> f64 {
-        rate(self.generated_tokens.saturating_sub(1), self.generation_time)
+        rate(
+            self.generated_tokens.saturating_sub(1),
+            self.generation_time,
+        )
     }
 }
 
@@ -130,7 +134,9 @@ impl Model {
             return Err(Error::InvalidArgument("the prompt is empty".into()));
         }
         if options.prefill_step == 0 {
-            return Err(Error::InvalidArgument("prefill_step must be positive".into()));
+            return Err(Error::InvalidArgument(
+                "prefill_step must be positive".into(),
+            ));
         }
         let vocab = self.config().text.vocab_size;
         if let Some(&bad) = prompt.iter().find(|&&t| t as i64 >= vocab as i64) {
@@ -189,7 +195,10 @@ impl Generation<'_> {
             self.options.valid_vocab_size,
         )?;
         if let Some(h) = &self.history {
-            self.history = Some(ops::concatenate_axis(&[h.clone(), token.astype(Dtype::Uint32)?], 0)?);
+            self.history = Some(ops::concatenate_axis(
+                &[h.clone(), token.astype(Dtype::Uint32)?],
+                0,
+            )?);
         }
         let mut to_eval = vec![&token];
         to_eval.extend(self.cache.arrays());

@@ -212,9 +212,10 @@ impl Checkpoint {
             .tensors
             .get(name)
             .ok_or_else(|| Error::Weights(format!("missing tensor {name}")))?;
-        let bytes = self.files[e.file].1.get(e.start..e.end).ok_or_else(|| {
-            Error::Weights(format!("{name}: data lies outside its file"))
-        })?;
+        let bytes = self.files[e.file]
+            .1
+            .get(e.start..e.end)
+            .ok_or_else(|| Error::Weights(format!("{name}: data lies outside its file")))?;
         Array::from_bytes(bytes, shape, e.dtype)
             .map_err(|err| Error::Weights(format!("{name}: {err}")))
     }
@@ -316,9 +317,9 @@ impl Weights {
                 None => naming = Some(n),
                 Some(first) if first != n => {
                     return Err(Error::Weights(format!(
-                        "unexpected tensor {name}: its prefix does not match the other tensors ({})",
-                        first.full_name("…")
-                    )))
+                    "unexpected tensor {name}: its prefix does not match the other tensors ({})",
+                    first.full_name("…")
+                )))
                 }
                 Some(_) => {}
             }
@@ -379,10 +380,9 @@ impl Weights {
     }
 
     fn entry(&self, canonical: &str) -> Result<(String, Dtype, Vec<i32>)> {
-        let stored = self
-            .names
-            .get(canonical)
-            .ok_or_else(|| Error::Weights(format!("missing tensor {}", self.stored_name(canonical))))?;
+        let stored = self.names.get(canonical).ok_or_else(|| {
+            Error::Weights(format!("missing tensor {}", self.stored_name(canonical)))
+        })?;
         let e = &self.ckpt.tensors[stored];
         Ok((stored.clone(), e.dtype, e.shape.clone()))
     }
@@ -447,7 +447,9 @@ impl Weights {
                     self.stored_name(&scales)
                 )));
             }
-            return Ok(Linear::Dense(self.float(&format!("{prefix}.weight"), &[out, inp])?));
+            return Ok(Linear::Dense(
+                self.float(&format!("{prefix}.weight"), &[out, inp])?,
+            ));
         }
         let wname = format!("{prefix}.weight");
         let bname = format!("{prefix}.biases");

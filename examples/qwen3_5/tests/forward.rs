@@ -45,9 +45,17 @@ fn prefill_then_single_steps_match_mlx_lm() {
             let exp = expected(v);
             let model = qwen3_5::load(model_dir(v)).unwrap();
             let mut cache = model.new_cache();
-            let mut out = to_f32(&model.forward(&ids(&exp.prompt[..exp.prefill]), &mut cache).unwrap());
+            let mut out = to_f32(
+                &model
+                    .forward(&ids(&exp.prompt[..exp.prefill]), &mut cache)
+                    .unwrap(),
+            );
             for t in exp.prefill..exp.prompt.len() {
-                out.extend(to_f32(&model.forward(&ids(&exp.prompt[t..t + 1]), &mut cache).unwrap()));
+                out.extend(to_f32(
+                    &model
+                        .forward(&ids(&exp.prompt[t..t + 1]), &mut cache)
+                        .unwrap(),
+                ));
             }
             assert_logits_close(v, &out, &exp.logits_stepwise.1, 256);
         }
@@ -71,6 +79,18 @@ fn greedy_generation_matches_mlx_lm() {
                 .unwrap();
             assert_eq!(got, exp.greedy, "{v}: greedy ids");
 
+            // The prompt fed in chunks of 4 gives the same tokens.
+            let chunked = GenerateOptions {
+                prefill_step: 4,
+                ..opts.clone()
+            };
+            let got: Vec<u32> = model
+                .generate(&exp.prompt, chunked)
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            assert_eq!(got, exp.greedy, "{v}: greedy ids, prompt in chunks of 4");
+
             // With the padded ids masked (ids >= real_vocab_size are never sampled).
             let masked = GenerateOptions {
                 valid_vocab_size: Some(exp.real_vocab_size),
@@ -81,7 +101,10 @@ fn greedy_generation_matches_mlx_lm() {
                 .unwrap()
                 .collect::<Result<_, _>>()
                 .unwrap();
-            assert_eq!(got, exp.greedy_masked, "{v}: greedy ids with the padding masked");
+            assert_eq!(
+                got, exp.greedy_masked,
+                "{v}: greedy ids with the padding masked"
+            );
             assert!(got.iter().all(|&t| (t as i32) < exp.real_vocab_size));
         }
     })
@@ -110,7 +133,10 @@ fn greedy_step_logits_match_mlx_lm() {
 #[test]
 fn both_layouts_give_identical_logits() {
     cpu(|| {
-        for (hf, mlx) in [("hf-bf16-untied", "mlx-bf16-untied"), ("hf-bf16-tied", "mlx-bf16-tied")] {
+        for (hf, mlx) in [
+            ("hf-bf16-untied", "mlx-bf16-untied"),
+            ("hf-bf16-tied", "mlx-bf16-tied"),
+        ] {
             let prompt = expected(mlx).prompt;
             let a = qwen3_5::load(model_dir(hf)).unwrap();
             let b = qwen3_5::load(model_dir(mlx)).unwrap();
@@ -130,7 +156,11 @@ fn chunked_prefill_matches_one_pass_across_cache_growth() {
     cpu(|| {
         let model = qwen3_5::load(model_dir("mlx-bf16-untied")).unwrap();
         let tokens: Vec<u32> = (0..300u32).map(|i| (i * 37 + 11) % 250).collect();
-        let whole = to_f32(&model.forward(&ids(&tokens), &mut model.new_cache()).unwrap());
+        let whole = to_f32(
+            &model
+                .forward(&ids(&tokens), &mut model.new_cache())
+                .unwrap(),
+        );
         let mut cache = model.new_cache();
         let mut pieces = Vec::new();
         let mut start = 0;
@@ -188,12 +218,21 @@ fn generation_stops_and_reports() {
 fn generation_rejects_bad_prompts() {
     cpu(|| {
         let model = qwen3_5::load(model_dir("mlx-bf16-tied")).unwrap();
-        let err = model.generate(&[], GenerateOptions::default()).err().unwrap();
+        let err = model
+            .generate(&[], GenerateOptions::default())
+            .err()
+            .unwrap();
         assert!(err.to_string().contains("empty"), "{err}");
-        let err = model.generate(&[1, 256], GenerateOptions::default()).err().unwrap();
+        let err = model
+            .generate(&[1, 256], GenerateOptions::default())
+            .err()
+            .unwrap();
         assert!(err.to_string().contains("256"), "{err}");
         let bad = GenerateOptions {
-            sampling: SamplingParams { temperature: -1.0, ..Default::default() },
+            sampling: SamplingParams {
+                temperature: -1.0,
+                ..Default::default()
+            },
             ..Default::default()
         };
         let err = model.generate(&[1, 2], bad).err().unwrap();

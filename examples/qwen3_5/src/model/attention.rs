@@ -2,13 +2,13 @@
 //! output gated by `sigmoid(gate)` where the gate comes from the second half of each
 //! query head's projection.
 
+use super::fast_stopgap as fast;
 use super::linear::Linear;
 use crate::cache::KvCache;
 use crate::config::TextConfig;
 use crate::error::Result;
 use crate::weights::Weights;
 use mlx_rs::{ops, Array};
-use super::fast_stopgap as fast;
 
 /// One gated attention layer.
 pub struct Attention {
@@ -64,8 +64,8 @@ impl Attention {
         let keys = self.k_proj.forward(x)?.reshape(&[b, l, kv, d])?;
         let values = self.v_proj.forward(x)?.reshape(&[b, l, kv, d])?;
 
-        let queries = fast::rms_norm(queries, Some(&self.q_norm), self.eps)?
-            .transpose_axes(&[0, 2, 1, 3])?;
+        let queries =
+            fast::rms_norm(queries, Some(&self.q_norm), self.eps)?.transpose_axes(&[0, 2, 1, 3])?;
         let keys =
             fast::rms_norm(&keys, Some(&self.k_norm), self.eps)?.transpose_axes(&[0, 2, 1, 3])?;
         let values = values.transpose_axes(&[0, 2, 1, 3])?;
@@ -77,9 +77,8 @@ impl Attention {
 
         let scale = (d as f32).powf(-0.5);
         let mask = if l > 1 { "causal" } else { "" };
-        let out = fast::scaled_dot_product_attention(
-            &queries, &keys, &values, scale, mask, None, None,
-        )?;
+        let out =
+            fast::scaled_dot_product_attention(&queries, &keys, &values, scale, mask, None, None)?;
         let out = out.transpose_axes(&[0, 2, 1, 3])?.reshape(&[b, l, h * d])?;
         self.o_proj.forward(&out.multiply(&ops::sigmoid(&gate)?)?)
     }

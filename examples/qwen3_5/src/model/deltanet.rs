@@ -5,6 +5,7 @@
 //! (one step per token, as mlx-lm's `gated_delta_ops`). Faster forms (chunked prefill,
 //! fused decode kernels) plug in there and are checked against it.
 
+use super::fast_stopgap as fast;
 use super::linear::Linear;
 use super::{scalar_like, silu};
 use crate::cache::DeltaNetCache;
@@ -12,7 +13,6 @@ use crate::config::TextConfig;
 use crate::error::Result;
 use crate::weights::Weights;
 use mlx_rs::{ops, Array, Dtype};
-use super::fast_stopgap as fast;
 
 /// One Gated DeltaNet layer.
 pub struct GatedDeltaNet {
@@ -196,8 +196,10 @@ pub mod recurrence {
             (q.clone(), k.clone())
         };
         let step = |a: &Array, i: i32, width: i32| -> Result<Array> {
-            Ok(ops::slice(a, &[0, i, 0, 0], &[b, i + 1, hv, width], &[1, 1, 1, 1])?
-                .reshape(&[b, hv, width])?)
+            Ok(
+                ops::slice(a, &[0, i, 0, 0], &[b, i + 1, hv, width], &[1, 1, 1, 1])?
+                    .reshape(&[b, hv, width])?,
+            )
         };
         let step3 = |a: &Array, i: i32| -> Result<Array> {
             Ok(ops::slice(a, &[0, i, 0], &[b, i + 1, hv], &[1, 1, 1])?.reshape(&[b, hv])?)

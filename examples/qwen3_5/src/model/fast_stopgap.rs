@@ -12,7 +12,11 @@ pub fn rms_norm(x: &Array, weight: Option<&Array>, eps: f32) -> Result<Array> {
     let normed = xf.multiply(&ops::rsqrt(&ms.add(&Array::scalar(eps))?)?)?;
     match weight {
         Some(w) => {
-            let out_type = if w.dtype() == Dtype::Float32 { Dtype::Float32 } else { x.dtype() };
+            let out_type = if w.dtype() == Dtype::Float32 {
+                Dtype::Float32
+            } else {
+                x.dtype()
+            };
             normed.astype(out_type)?.multiply(&w.astype(out_type)?)
         }
         None => normed.astype(x.dtype()),
@@ -30,7 +34,10 @@ pub fn rope(
     offset: i32,
     freqs: Option<&Array>,
 ) -> Result<Array> {
-    assert!(!traditional && freqs.is_none(), "stopgap rope: plain form only");
+    assert!(
+        !traditional && freqs.is_none(),
+        "stopgap rope: plain form only"
+    );
     let base = base.unwrap_or(10000.0);
     let shape = x.shape().to_vec();
     let nd = shape.len();
@@ -74,7 +81,10 @@ pub fn scaled_dot_product_attention(
     mask: Option<&Array>,
     sinks: Option<&Array>,
 ) -> Result<Array> {
-    assert!(mask.is_none() && sinks.is_none(), "stopgap sdpa: no mask arrays or sinks");
+    assert!(
+        mask.is_none() && sinks.is_none(),
+        "stopgap sdpa: no mask arrays or sinks"
+    );
     let (b, hq, l, d) = (q.shape()[0], q.shape()[1], q.shape()[2], q.shape()[3]);
     let (hkv, s) = (k.shape()[1], k.shape()[2]);
     let rep = hq / hkv;

@@ -35,7 +35,14 @@ impl Quantized {
         let w = ops::take_axis(&self.weight, ids, 0)?;
         let s = ops::take_axis(&self.scales, ids, 0)?;
         let b = ops::take_axis(&self.biases, ids, 0)?;
-        Ok(ops::dequantize(&w, &s, Some(&b), None, None, self.options())?)
+        Ok(ops::dequantize(
+            &w,
+            &s,
+            Some(&b),
+            None,
+            None,
+            self.options(),
+        )?)
     }
 
     fn options(&self) -> ops::QuantizeOptions {

@@ -7,6 +7,7 @@ mod fast_stopgap;
 pub mod linear;
 pub mod mlp;
 
+use self::fast_stopgap as fast;
 use crate::cache::{Cache, DeltaNetCache, KvCache, LayerCache};
 use crate::config::{Config, LayerType};
 use crate::error::{Error, Result};
@@ -16,7 +17,6 @@ use deltanet::GatedDeltaNet;
 use linear::{Embedding, Linear};
 use mlp::Mlp;
 use mlx_rs::{ops, Array, Dtype};
-use self::fast_stopgap as fast;
 use std::path::Path;
 
 /// `x · sigmoid(x)`.
@@ -181,9 +181,11 @@ impl Model {
                 }
             };
             h = h.add(&r)?;
-            let m = layer
-                .mlp
-                .forward(&fast::rms_norm(&h, Some(&layer.post_attention_layernorm), eps)?)?;
+            let m = layer.mlp.forward(&fast::rms_norm(
+                &h,
+                Some(&layer.post_attention_layernorm),
+                eps,
+            )?)?;
             h = h.add(&m)?;
         }
         Ok(fast::rms_norm(&h, Some(&self.norm), eps)?)

@@ -116,7 +116,13 @@ pub fn assert_logits_close(what: &str, actual: &[f32], expected: &[f32], row: us
     for (r, (a, e)) in actual.chunks(row).zip(expected.chunks(row)).enumerate() {
         let scale = e.iter().fold(0f32, |m, x| m.max(x.abs()));
         let tol = LOGITS_ATOL + LOGITS_ROW_RTOL * scale;
-        assert_close(&format!("{what}, row {r} (tolerance {tol})"), a, e, tol, 0.0);
+        assert_close(
+            &format!("{what}, row {r} (tolerance {tol})"),
+            a,
+            e,
+            tol,
+            0.0,
+        );
     }
 }
 
