@@ -174,6 +174,17 @@ impl Generation<'_> {
     /// Runs all prompt tokens but the last through the model in chunks, then starts the
     /// first sampled token.
     fn prefill(&mut self, prompt: &[u32]) -> Result<()> {
+        if self.options.max_tokens == 0 {
+            // Nothing to sample: only take the prompt into the cache.
+            for chunk in prompt.chunks(self.options.prefill_step) {
+                let ids = Array::from_slice(chunk, &[1, chunk.len() as i32])?;
+                self.model.hidden_states(&ids, &mut self.cache)?;
+                mlx_rs::eval(&self.cache.arrays())?;
+            }
+            self.stats.prompt_time = self.started.elapsed();
+            self.finish(FinishReason::Length);
+            return Ok(());
+        }
         let (head, last) = prompt.split_at(prompt.len() - 1);
         for chunk in head.chunks(self.options.prefill_step) {
             let ids = Array::from_slice(chunk, &[1, chunk.len() as i32])?;

@@ -211,6 +211,16 @@ fn generation_stops_and_reports() {
         assert_eq!(got, exp.greedy[..3]);
         assert_eq!(g.stats().finish_reason, Some(qwen3_5::FinishReason::Length));
         assert!(g.next().is_none(), "a finished generation stays finished");
+
+        // max_tokens = 0 samples nothing but takes the prompt into the cache.
+        let opts = GenerateOptions {
+            max_tokens: 0,
+            ..Default::default()
+        };
+        let mut g = model.generate(&exp.prompt, opts).unwrap();
+        assert!(g.next().is_none());
+        assert_eq!(g.stats().finish_reason, Some(qwen3_5::FinishReason::Length));
+        assert_eq!(g.into_cache().offset() as usize, exp.prompt.len());
     })
 }
 
