@@ -52,6 +52,7 @@ pub use array::{async_eval, eval, Array};
 pub use device::{Device, DeviceType};
 pub use dtype::{Dtype, Element};
 pub use error::{install_error_handler, Error, Result};
+pub use index::Index;
 pub use operators::Scalar;
 pub use stream::{
     clear_streams, current_stream, streams, synchronize, with_device, with_stream, Stream,
