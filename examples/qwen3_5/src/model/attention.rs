@@ -2,13 +2,12 @@
 //! output gated by `sigmoid(gate)` where the gate comes from the second half of each
 //! query head's projection.
 
-use super::fast_stopgap as fast;
 use super::linear::Linear;
 use crate::cache::KvCache;
 use crate::config::TextConfig;
 use crate::error::Result;
 use crate::weights::Weights;
-use mlx_rs::{ops, Array};
+use mlx_rs::{fast, ops, Array};
 
 /// One gated attention layer.
 pub struct Attention {
@@ -76,9 +75,12 @@ impl Attention {
         let (keys, values) = cache.update_and_fetch(&keys, &values)?;
 
         let scale = (d as f32).powf(-0.5);
-        let mask = if l > 1 { "causal" } else { "" };
-        let out =
-            fast::scaled_dot_product_attention(&queries, &keys, &values, scale, mask, None, None)?;
+        let mask = if l > 1 {
+            fast::AttentionMask::Causal
+        } else {
+            fast::AttentionMask::None
+        };
+        let out = fast::scaled_dot_product_attention(&queries, &keys, &values, scale, mask)?;
         let out = out.transpose_axes(&[0, 2, 1, 3])?.reshape(&[b, l, h * d])?;
         self.o_proj.forward(&out.multiply(&ops::sigmoid(&gate)?)?)
     }

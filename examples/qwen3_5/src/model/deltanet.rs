@@ -5,14 +5,13 @@
 //! (one step per token, as mlx-lm's `gated_delta_ops`). Faster forms (chunked prefill,
 //! fused decode kernels) plug in there and are checked against it.
 
-use super::fast_stopgap as fast;
 use super::linear::Linear;
 use super::{scalar_like, silu};
 use crate::cache::DeltaNetCache;
 use crate::config::TextConfig;
 use crate::error::Result;
 use crate::weights::Weights;
-use mlx_rs::{ops, Array, Dtype};
+use mlx_rs::{fast, ops, Array, Dtype};
 
 /// One Gated DeltaNet layer.
 pub struct GatedDeltaNet {

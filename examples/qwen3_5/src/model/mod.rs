@@ -3,11 +3,9 @@
 
 pub mod attention;
 pub mod deltanet;
-mod fast_stopgap;
 pub mod linear;
 pub mod mlp;
 
-use self::fast_stopgap as fast;
 use crate::cache::{Cache, DeltaNetCache, KvCache, LayerCache};
 use crate::config::{Config, LayerType};
 use crate::error::{Error, Result};
@@ -16,7 +14,7 @@ use attention::Attention;
 use deltanet::GatedDeltaNet;
 use linear::{Embedding, Linear};
 use mlp::Mlp;
-use mlx_rs::{ops, Array, Dtype};
+use mlx_rs::{fast, ops, Array, Dtype};
 use std::path::Path;
 
 /// `x · sigmoid(x)`.
