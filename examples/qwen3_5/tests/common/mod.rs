@@ -5,15 +5,15 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 
 /// Tolerance of logits against mlx-lm, relative to the largest |logit| of each row (the
-/// scale the bf16 hidden state carries into every logit of the row): the Rust model and
-/// mlx-lm run the same MLX ops on the CPU, but where the order of operations differs
-/// (e.g. the last-row head in generation vs. the whole-prompt head), results differ by a
-/// few bf16 ulps of the row's largest values. Four ulps (2^-5 relative) of that scale,
-/// plus a small absolute floor. A real mistake (a norm shifted twice, a rotated
-/// dimension off, a head mixed up) moves logits by a sizeable fraction of the scale.
-pub const LOGITS_ROW_RTOL: f32 = 1.0 / 32.0;
+/// scale that the bf16 hidden state carries into every logit of the row). The Rust model
+/// runs the same MLX ops in the same order as mlx-lm, and on the CPU the logits come out
+/// bit-identical today; the tolerance leaves room for one bf16 ulp of that scale (2^-7
+/// relative) should an op be reordered (e.g. a fused form), while a real mistake (a norm
+/// shifted twice, a rotated dimension off, a head mixed up) moves logits by a sizeable
+/// fraction of the scale.
+pub const LOGITS_ROW_RTOL: f32 = 1.0 / 128.0;
 /// Absolute floor of the logits tolerance.
-pub const LOGITS_ATOL: f32 = 0.02;
+pub const LOGITS_ATOL: f32 = 1e-3;
 
 /// The folder of all tiny fixture models.
 pub fn fixtures() -> PathBuf {
