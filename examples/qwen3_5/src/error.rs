@@ -1,1 +1,56 @@
 //! The error type of this crate.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong while loading a model or generating.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// MLX rejected an operation (or an array could not be built).
+    #[error(transparent)]
+    Mlx(#[from] mlx_rs::Error),
+    /// A file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// A JSON file could not be parsed.
+    #[error("{path}: invalid JSON: {source}")]
+    Json {
+        /// The file.
+        path: PathBuf,
+        /// What the parser said.
+        source: serde_json::Error,
+    },
+    /// `config.json` lacks a field, has an invalid value, or describes a model this crate
+    /// does not run. The message names the field.
+    #[error("config: {0}")]
+    Config(String),
+    /// The checkpoint does not match the configuration: a missing, unexpected or
+    /// mis-shaped tensor, a bad dtype, an unreadable safetensors file. The message names
+    /// the tensor (or file).
+    #[error("weights: {0}")]
+    Weights(String),
+    /// The tokenizer files could not be used, or text could not be encoded/decoded.
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+    /// An argument that cannot be valid (bad sampling parameters, empty prompt, …).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    /// An [`Error::Io`] for `path`.
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Error {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}

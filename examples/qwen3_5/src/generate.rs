@@ -1,1 +1,283 @@
 //! Streaming generation: prefill, pipelined decode, stop tokens, statistics.
+//!
+//! [`Model::generate`] returns a [`Generation`], an iterator of token ids. The prompt is
+//! processed in chunks (all but its last token), then each step builds the graph of the
+//! next token and starts it with `async_eval` *before* reading the current one, so the
+//! device computes token `n + 1` while the host hands out token `n`.
+
+use crate::cache::Cache;
+use crate::error::{Error, Result};
+use crate::model::Model;
+use crate::sampling::{Sampler, SamplingParams};
+use mlx_rs::{ops, Array, Dtype};
+use std::time::{Duration, Instant};
+
+/// Number of real token ids of Qwen 3.5's vocabulary; rows from here to the padded
+/// `vocab_size` (248320) are never produced by the tokenizer and must not be sampled.
+pub const QWEN3_5_REAL_VOCAB_SIZE: i32 = 248077;
+
+/// Options of one generation.
+#[derive(Debug, Clone)]
+pub struct GenerateOptions {
+    /// Most tokens to sample (a sampled stop token counts).
+    pub max_tokens: usize,
+    /// How tokens are picked.
+    pub sampling: SamplingParams,
+    /// Generation ends when one of these is sampled; it is not yielded.
+    pub stop_tokens: Vec<u32>,
+    /// Ids at or above this are never sampled (the padding rows of the vocabulary:
+    /// Qwen 3.5 has 248077 real ids in a 248320-row table). `None` allows all rows.
+    pub valid_vocab_size: Option<i32>,
+    /// Prompt tokens processed per forward call during prefill (bounds the graph of one
+    /// call: the sequential DeltaNet form adds a few ops per token and layer).
+    pub prefill_step: usize,
+}
+
+impl Default for GenerateOptions {
+    /// 256 greedy tokens, no stop tokens, no vocabulary mask, prefill in chunks of 512.
+    fn default() -> Self {
+        GenerateOptions {
+            max_tokens: 256,
+            sampling: SamplingParams::default(),
+            stop_tokens: Vec::new(),
+            valid_vocab_size: None,
+            prefill_step: 512,
+        }
+    }
+}
+
+/// Why generation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinishReason {
+    /// A stop token was sampled.
+    Stop(u32),
+    /// `max_tokens` were sampled.
+    Length,
+}
+
+/// Timings and memory of a finished (or running) generation.
+#[derive(Debug, Clone, Default)]
+pub struct GenerationStats {
+    /// Prompt tokens processed.
+    pub prompt_tokens: usize,
+    /// From the start of prefill until the first token was available.
+    pub prompt_time: Duration,
+    /// Tokens sampled (a stop token included).
+    pub generated_tokens: usize,
+    /// From the first token until the last one was available.
+    pub generation_time: Duration,
+    /// Peak MLX memory in bytes (since the process started or the peak was last reset).
+    pub peak_memory: usize,
+    /// Why it ended (`None` while running).
+    pub finish_reason: Option<FinishReason>,
+}
+
+impl GenerationStats {
+    /// Prompt tokens per second.
+    pub fn prompt_tps(&self) -> f64 {
+        rate(self.prompt_tokens, self.prompt_time)
+    }
+
+    /// Generated tokens per second (after the first one, which belongs to the prompt time).
+    pub fn generation_tps(&self) -> f64 {
+        rate(
+            self.generated_tokens.saturating_sub(1),
+            self.generation_time,
+        )
+    }
+}
+
+fn rate(n: usize, t: Duration) -> f64 {
+    let s = t.as_secs_f64();
+    if s > 0.0 {
+        n as f64 / s
+    } else {
+        0.0
+    }
+}
+
+/// Peak memory MLX has used, in bytes (0 if MLX cannot tell).
+pub fn peak_memory() -> usize {
+    mlx_rs::memory::get_peak_memory().unwrap_or(0)
+}
+
+/// A running generation: iterate to get token ids; [`Generation::stats`] once done.
+pub struct Generation<'m> {
+    model: &'m Model,
+    cache: Cache,
+    sampler: Sampler,
+    options: GenerateOptions,
+    /// Tokens seen (prompt included), for the penalties; `None` when no penalty is on.
+    history: Option<Array>,
+    /// The token being computed (already started).
+    pending: Option<Array>,
+    started: Instant,
+    first_token_at: Option<Instant>,
+    stats: GenerationStats,
+}
+
+impl Model {
+    /// Starts generating after `prompt` from an empty cache.
+    pub fn generate(&self, prompt: &[u32], options: GenerateOptions) -> Result<Generation<'_>> {
+        self.generate_with_cache(prompt, self.new_cache(), options)
+    }
+
+    /// Starts generating after `prompt`, continuing the sequence held in `cache` (for
+    /// multi-turn chat: take the cache back with [`Generation::into_cache`]).
+    pub fn generate_with_cache(
+        &self,
+        prompt: &[u32],
+        cache: Cache,
+        options: GenerateOptions,
+    ) -> Result<Generation<'_>> {
+        if prompt.is_empty() {
+            return Err(Error::InvalidArgument("the prompt is empty".into()));
+        }
+        if options.prefill_step == 0 {
+            return Err(Error::InvalidArgument(
+                "prefill_step must be positive".into(),
+            ));
+        }
+        let vocab = self.config().text.vocab_size;
+        if let Some(&bad) = prompt.iter().find(|&&t| t as i64 >= vocab as i64) {
+            return Err(Error::InvalidArgument(format!(
+                "prompt token {bad} is outside the vocabulary ({vocab} rows)"
+            )));
+        }
+        let sampler = Sampler::new(options.sampling.clone())?;
+        let p = sampler.params();
+        let wants_history = (p.repetition_penalty != 1.0 && p.repetition_context_size > 0)
+            || (p.presence_penalty != 0.0 && p.presence_context_size > 0);
+        let mut g = Generation {
+            model: self,
+            cache,
+            sampler,
+            options,
+            history: None,
+            pending: None,
+            started: Instant::now(),
+            first_token_at: None,
+            stats: GenerationStats {
+                prompt_tokens: prompt.len(),
+                ..Default::default()
+            },
+        };
+        if wants_history {
+            g.history = Some(Array::from_slice(prompt, &[prompt.len() as i32])?);
+        }
+        g.prefill(prompt)?;
+        Ok(g)
+    }
+}
+
+impl Generation<'_> {
+    /// Runs all prompt tokens but the last through the model in chunks, then starts the
+    /// first sampled token.
+    fn prefill(&mut self, prompt: &[u32]) -> Result<()> {
+        if self.options.max_tokens == 0 {
+            // Nothing to sample: only take the prompt into the cache.
+            for chunk in prompt.chunks(self.options.prefill_step) {
+                let ids = Array::from_slice(chunk, &[1, chunk.len() as i32])?;
+                self.model.hidden_states(&ids, &mut self.cache)?;
+                mlx_rs::eval(&self.cache.arrays())?;
+            }
+            self.stats.prompt_time = self.started.elapsed();
+            self.finish(FinishReason::Length);
+            return Ok(());
+        }
+        let (head, last) = prompt.split_at(prompt.len() - 1);
+        for chunk in head.chunks(self.options.prefill_step) {
+            let ids = Array::from_slice(chunk, &[1, chunk.len() as i32])?;
+            self.model.hidden_states(&ids, &mut self.cache)?;
+            mlx_rs::eval(&self.cache.arrays())?;
+        }
+        let ids = Array::from_slice(last, &[1, 1])?;
+        let next = self.step(&ids)?;
+        self.pending = Some(next);
+        Ok(())
+    }
+
+    /// Builds (and starts) the computation of the token that follows `input` (`[1, 1]`).
+    fn step(&mut self, input: &Array) -> Result<Array> {
+        let logits = self.model.forward_last(input, &mut self.cache)?;
+        let token = self.sampler.sample(
+            &logits,
+            self.history.as_ref(),
+            self.options.valid_vocab_size,
+        )?;
+        if let Some(h) = &self.history {
+            self.history = Some(ops::concatenate_axis(
+                &[h.clone(), token.astype(Dtype::Uint32)?],
+                0,
+            )?);
+        }
+        let mut to_eval = vec![&token];
+        to_eval.extend(self.cache.arrays());
+        mlx_rs::async_eval(&to_eval)?;
+        Ok(token)
+    }
+
+    /// The statistics so far (final once the iterator has returned `None`).
+    pub fn stats(&self) -> &GenerationStats {
+        &self.stats
+    }
+
+    /// The cache, to continue the sequence (multi-turn chat). It holds every token fed to
+    /// the model: the prompt and each sampled token that was followed by another step.
+    /// So after a stop token it includes the stop token, and after the length limit it
+    /// lacks the last token. [`Cache::offset`] says how many positions it holds.
+    pub fn into_cache(self) -> Cache {
+        self.cache
+    }
+
+    fn finish(&mut self, reason: FinishReason) {
+        self.pending = None;
+        self.stats.finish_reason = Some(reason);
+        self.stats.peak_memory = peak_memory();
+    }
+
+    fn next_token(&mut self) -> Result<Option<u32>> {
+        let Some(current) = self.pending.take() else {
+            return Ok(None);
+        };
+        self.stats.generated_tokens += 1;
+        // Start the following token before waiting for this one.
+        let reached_limit = self.stats.generated_tokens >= self.options.max_tokens;
+        if !reached_limit {
+            let input = current.reshape(&[1, 1])?;
+            self.pending = Some(self.step(&input)?);
+        }
+        let token = current.item::<u32>()?;
+        let now = Instant::now();
+        match self.first_token_at {
+            None => {
+                self.first_token_at = Some(now);
+                self.stats.prompt_time = now - self.started;
+            }
+            Some(first) => self.stats.generation_time = now - first,
+        }
+        if self.options.stop_tokens.contains(&token) {
+            self.finish(FinishReason::Stop(token));
+            return Ok(None);
+        }
+        if reached_limit {
+            self.finish(FinishReason::Length);
+        }
+        Ok(Some(token))
+    }
+}
+
+impl Iterator for Generation<'_> {
+    type Item = Result<u32>;
+
+    fn next(&mut self) -> Option<Result<u32>> {
+        match self.next_token() {
+            Ok(Some(t)) => Some(Ok(t)),
+            Ok(None) => None,
+            Err(e) => {
+                self.pending = None;
+                Some(Err(e))
+            }
+        }
+    }
+}

@@ -1,6 +1,24 @@
 //! Qwen 3.5 (text) inference on MLX from Rust.
 //!
 //! Load a model folder (or a Hugging Face model id), then generate a stream of tokens.
+//!
+//! ```no_run
+//! use qwen3_5::{GenerateOptions, SamplingParams};
+//! let model = qwen3_5::load("path/to/Qwen3.5-2B")?;
+//! let options = GenerateOptions {
+//!     max_tokens: 64,
+//!     sampling: SamplingParams { temperature: 0.7, top_p: 0.9, seed: Some(1), ..Default::default() },
+//!     stop_tokens: vec![248046, 248044],
+//!     valid_vocab_size: Some(qwen3_5::QWEN3_5_REAL_VOCAB_SIZE),
+//!     ..Default::default()
+//! };
+//! let mut stream = model.generate(&[9707, 11, 1879], options)?;
+//! for token in &mut stream {
+//!     print!("{} ", token?);
+//! }
+//! println!("\n{:.1} tokens/s", stream.stats().generation_tps());
+//! # Ok::<(), qwen3_5::Error>(())
+//! ```
 #![deny(missing_docs)]
 
 pub mod cache;
@@ -13,3 +31,19 @@ pub mod model;
 pub mod sampling;
 pub mod tokenizer;
 pub mod weights;
+
+pub use cache::Cache;
+pub use config::{Config, TextConfig};
+pub use error::{Error, Result};
+pub use generate::{
+    FinishReason, GenerateOptions, Generation, GenerationStats, QWEN3_5_REAL_VOCAB_SIZE,
+};
+pub use model::Model;
+pub use sampling::{Sampler, SamplingParams};
+
+/// Loads a model folder (`config.json` + safetensors, Hugging Face or MLX layout, dense
+/// or MLX-quantized). Strict: the error names a missing, unexpected or mis-shaped tensor,
+/// or a missing or invalid config field.
+pub fn load(dir: impl AsRef<std::path::Path>) -> Result<Model> {
+    Model::load(dir)
+}

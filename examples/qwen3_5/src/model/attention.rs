@@ -1,1 +1,99 @@
-//! Gated full attention layers (q/k norms, partial RoPE, GQA, output gate).
+//! Gated softmax attention: per-head q/k RMSNorm, partial RoPE, causal GQA attention,
+//! output gated by `sigmoid(gate)` where the gate comes from the second half of each
+//! query head's projection.
+
+use super::linear::Linear;
+use crate::cache::KvCache;
+use crate::config::TextConfig;
+use crate::error::Result;
+use crate::weights::Weights;
+use mlx_rs::{fast, ops, Array};
+
+/// One gated attention layer.
+pub struct Attention {
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
+    o_proj: Linear,
+    q_norm: Array,
+    k_norm: Array,
+    heads: i32,
+    kv_heads: i32,
+    head_dim: i32,
+    rope_dims: i32,
+    rope_theta: f32,
+    eps: f32,
+}
+
+impl Attention {
+    /// Takes `prefix.{q,k,v,o}_proj`, `prefix.{q,k}_norm` from the checkpoint.
+    pub fn load(w: &mut Weights, prefix: &str, c: &TextConfig) -> Result<Attention> {
+        let (h, kv, d, hidden) = (
+            c.num_attention_heads,
+            c.num_key_value_heads,
+            c.head_dim,
+            c.hidden_size,
+        );
+        Ok(Attention {
+            q_proj: w.linear(&format!("{prefix}.q_proj"), h * d * 2, hidden)?,
+            k_proj: w.linear(&format!("{prefix}.k_proj"), kv * d, hidden)?,
+            v_proj: w.linear(&format!("{prefix}.v_proj"), kv * d, hidden)?,
+            o_proj: w.linear(&format!("{prefix}.o_proj"), hidden, h * d)?,
+            q_norm: w.shifted_norm(&format!("{prefix}.q_norm.weight"), d)?,
+            k_norm: w.shifted_norm(&format!("{prefix}.k_norm.weight"), d)?,
+            heads: h,
+            kv_heads: kv,
+            head_dim: d,
+            rope_dims: c.rope_dims(),
+            rope_theta: c.rope_theta,
+            eps: c.rms_norm_eps,
+        })
+    }
+
+    /// Attends `x` (`[B, L, hidden]`) over the cached positions plus its own, causally.
+    pub fn forward(&self, x: &Array, cache: &mut KvCache) -> Result<Array> {
+        let (b, l) = (x.dim(0)?, x.dim(1)?);
+        let (h, kv, d) = (self.heads, self.kv_heads, self.head_dim);
+
+        let q_full = self.q_proj.forward(x)?.reshape(&[b, l, h, 2 * d])?;
+        let halves = ops::split(&q_full, 2, -1)?;
+        let (queries, gate) = (&halves[0], &halves[1]);
+        let gate = gate.reshape(&[b, l, h * d])?;
+
+        let keys = self.k_proj.forward(x)?.reshape(&[b, l, kv, d])?;
+        let values = self.v_proj.forward(x)?.reshape(&[b, l, kv, d])?;
+
+        let queries =
+            fast::rms_norm(queries, Some(&self.q_norm), self.eps)?.transpose_axes(&[0, 2, 1, 3])?;
+        let keys =
+            fast::rms_norm(&keys, Some(&self.k_norm), self.eps)?.transpose_axes(&[0, 2, 1, 3])?;
+        let values = values.transpose_axes(&[0, 2, 1, 3])?;
+
+        let offset = cache.offset();
+        let queries = self.rope(&queries, offset)?;
+        let keys = self.rope(&keys, offset)?;
+        let (keys, values) = cache.update_and_fetch(&keys, &values)?;
+
+        let scale = (d as f32).powf(-0.5);
+        let mask = if l > 1 {
+            fast::AttentionMask::Causal
+        } else {
+            fast::AttentionMask::None
+        };
+        let out = fast::scaled_dot_product_attention(&queries, &keys, &values, scale, mask)?;
+        let out = out.transpose_axes(&[0, 2, 1, 3])?.reshape(&[b, l, h * d])?;
+        self.o_proj.forward(&out.multiply(&ops::sigmoid(&gate)?)?)
+    }
+
+    fn rope(&self, x: &Array, offset: i32) -> Result<Array> {
+        Ok(fast::rope(
+            x,
+            self.rope_dims,
+            false,
+            Some(self.rope_theta),
+            1.0,
+            offset,
+            None,
+        )?)
+    }
+}

@@ -1,1 +1,224 @@
-//! Gated DeltaNet layers (causal conv1d, gated delta rule).
+//! Gated DeltaNet: causal depthwise conv + SiLU on the `[q|k|v]` stream, L2-normalised
+//! q/k, the gated delta rule recurrence with an fp32 state, and a gated RMSNorm output.
+//!
+//! The recurrence itself lives in [`recurrence`]: today the sequential reference form
+//! (one step per token, as mlx-lm's `gated_delta_ops`). Faster forms (chunked prefill,
+//! fused decode kernels) plug in there and are checked against it.
+
+use super::linear::Linear;
+use super::{scalar_like, silu};
+use crate::cache::DeltaNetCache;
+use crate::config::TextConfig;
+use crate::error::Result;
+use crate::weights::Weights;
+use mlx_rs::{fast, ops, Array, Dtype};
+
+/// One Gated DeltaNet layer.
+pub struct GatedDeltaNet {
+    in_proj_qkv: Linear,
+    in_proj_z: Linear,
+    in_proj_b: Linear,
+    in_proj_a: Linear,
+    /// Depthwise conv weight, MLX form `[C, K, 1]`.
+    conv_weight: Array,
+    a_log: Array,
+    dt_bias: Array,
+    /// Plain (not `1 + w`) weight of the gated output norm, `[Dv]`.
+    norm: Array,
+    out_proj: Linear,
+    hk: i32,
+    hv: i32,
+    dk: i32,
+    dv: i32,
+    kernel: i32,
+    eps: f32,
+}
+
+impl GatedDeltaNet {
+    /// Takes `prefix.*` (`in_proj_{qkv,z,b,a}`, `conv1d`, `A_log`, `dt_bias`, `norm`,
+    /// `out_proj`) from the checkpoint.
+    pub fn load(w: &mut Weights, prefix: &str, c: &TextConfig) -> Result<GatedDeltaNet> {
+        let hidden = c.hidden_size;
+        let (hk, hv) = (c.linear_num_key_heads, c.linear_num_value_heads);
+        let (dk, dv) = (c.linear_key_head_dim, c.linear_value_head_dim);
+        let conv_dim = c.linear_conv_dim();
+        Ok(GatedDeltaNet {
+            in_proj_qkv: w.linear(&format!("{prefix}.in_proj_qkv"), conv_dim, hidden)?,
+            in_proj_z: w.linear(&format!("{prefix}.in_proj_z"), hv * dv, hidden)?,
+            in_proj_b: w.linear(&format!("{prefix}.in_proj_b"), hv, hidden)?,
+            in_proj_a: w.linear(&format!("{prefix}.in_proj_a"), hv, hidden)?,
+            conv_weight: w.conv_weight(
+                &format!("{prefix}.conv1d.weight"),
+                conv_dim,
+                c.linear_conv_kernel_dim,
+            )?,
+            a_log: w.float(&format!("{prefix}.A_log"), &[hv])?,
+            dt_bias: w.float(&format!("{prefix}.dt_bias"), &[hv])?,
+            norm: w.plain_norm(&format!("{prefix}.norm.weight"), dv)?,
+            out_proj: w.linear(&format!("{prefix}.out_proj"), hidden, hv * dv)?,
+            hk,
+            hv,
+            dk,
+            dv,
+            kernel: c.linear_conv_kernel_dim,
+            eps: c.rms_norm_eps,
+        })
+    }
+
+    /// Runs the layer over `x` (`[B, S, hidden]`), continuing from and updating `cache`.
+    pub fn forward(&self, x: &Array, cache: &mut DeltaNetCache) -> Result<Array> {
+        let (b, s) = (x.dim(0)?, x.dim(1)?);
+        let (hk, hv, dk, dv) = (self.hk, self.hv, self.dk, self.dv);
+        let key_dim = hk * dk;
+        let conv_dim = 2 * key_dim + hv * dv;
+
+        let qkv = self.in_proj_qkv.forward(x)?;
+        let z = self.in_proj_z.forward(x)?.reshape(&[b, s, hv, dv])?;
+        let beta_logits = self.in_proj_b.forward(x)?;
+        let a = self.in_proj_a.forward(x)?;
+
+        // Causal depthwise conv over time, continuing from the carried inputs.
+        let keep = self.kernel - 1;
+        let conv_state = match &cache.conv {
+            Some(c) => c.clone(),
+            None => ops::zeros(&[b, keep, conv_dim], x.dtype())?,
+        };
+        let conv_input = ops::concatenate_axis(&[conv_state, qkv], 1)?;
+        let total = s + keep;
+        cache.conv = Some(ops::contiguous(
+            &ops::slice(
+                &conv_input,
+                &[0, total - keep, 0],
+                &[b, total, conv_dim],
+                &[1, 1, 1],
+            )?,
+            false,
+        )?);
+        let conv_out = silu(&ops::conv1d(
+            &conv_input,
+            &self.conv_weight,
+            ops::ConvOptions {
+                groups: conv_dim,
+                ..Default::default()
+            },
+        )?)?;
+
+        let parts = ops::split_sections(&conv_out, &[key_dim, 2 * key_dim], -1)?;
+        let q = parts[0].reshape(&[b, s, hk, dk])?;
+        let k = parts[1].reshape(&[b, s, hk, dk])?;
+        let v = parts[2].reshape(&[b, s, hv, dv])?;
+        let (q, k) = normalize_qk(&q, &k, dk)?;
+
+        let beta = ops::sigmoid(&beta_logits)?;
+        let g = decay(&self.a_log, &a, &self.dt_bias)?;
+        let state = match &cache.recurrent {
+            Some(st) => st.clone(),
+            None => ops::zeros(&[b, hv, dv, dk], Dtype::Float32)?,
+        };
+        let (out, state) = recurrence::gated_delta(&q, &k, &v, &g, &beta, &state)?;
+        cache.recurrent = Some(state);
+        cache.offset += s;
+
+        let out = gated_rms_norm(&out, &z, &self.norm, self.eps)?;
+        self.out_proj.forward(&out.reshape(&[b, s, hv * dv])?)
+    }
+}
+
+/// L2-normalises q and k per head (eps 1e-6 on the sum of squares) and folds the
+/// `Dk^-1/2` read-out scale into q, through RMSNorm as mlx-lm's `normalize_qk` does.
+fn normalize_qk(q: &Array, k: &Array, dk: i32) -> Result<(Array, Array)> {
+    let inv_scale = (dk as f32).powf(-0.5);
+    let rms_eps = 1e-6 * inv_scale * inv_scale;
+    let q = fast::rms_norm(q, None, rms_eps)?;
+    let q = q.multiply(&scalar_like(inv_scale * inv_scale, &q)?)?;
+    let k = fast::rms_norm(k, None, rms_eps)?;
+    let k = k.multiply(&scalar_like(inv_scale, &k)?)?;
+    Ok((q, k))
+}
+
+/// `exp(−exp(A_log) · softplus(a + dt_bias))`, in fp32.
+fn decay(a_log: &Array, a: &Array, dt_bias: &Array) -> Result<Array> {
+    let x = a.add(dt_bias)?;
+    let softplus = ops::logaddexp(&x, &scalar_like(0.0, &x)?)?;
+    let rate = ops::exp(&a_log.astype(Dtype::Float32)?)?;
+    Ok(ops::exp(&rate.negative()?.multiply(&softplus)?)?)
+}
+
+/// `rmsnorm(x) · w · silu(z)` per head, the SiLU gate product taken in fp32.
+fn gated_rms_norm(x: &Array, z: &Array, weight: &Array, eps: f32) -> Result<Array> {
+    let normed = fast::rms_norm(x, Some(weight), eps)?;
+    let gate = silu(&z.astype(Dtype::Float32)?)?;
+    Ok(gate
+        .multiply(&normed.astype(Dtype::Float32)?)?
+        .astype(x.dtype())?)
+}
+
+/// The gated delta rule.
+pub mod recurrence {
+    use crate::error::Result;
+    use mlx_rs::{ops, Array};
+
+    /// Runs the recurrence over a block of tokens with the implementation of choice.
+    ///
+    /// Shapes: `q`, `k` `[B, T, Hk, Dk]`; `v` `[B, T, Hv, Dv]`; `g`, `beta` `[B, T, Hv]`;
+    /// `state` `[B, Hv, Dv, Dk]` (fp32). Returns `y` `[B, T, Hv, Dv]` (in q's dtype) and
+    /// the new state.
+    pub fn gated_delta(
+        q: &Array,
+        k: &Array,
+        v: &Array,
+        g: &Array,
+        beta: &Array,
+        state: &Array,
+    ) -> Result<(Array, Array)> {
+        gated_delta_sequential(q, k, v, g, beta, state)
+    }
+
+    /// The sequential reference form: one state update per token.
+    ///
+    /// Per value head (`hk = hv / (Hv/Hk)` picks its key head):
+    /// `S ← g·S; δ = β·(v − S·k); S ← S + δ ⊗ k; y = S·q`.
+    pub fn gated_delta_sequential(
+        q: &Array,
+        k: &Array,
+        v: &Array,
+        g: &Array,
+        beta: &Array,
+        state: &Array,
+    ) -> Result<(Array, Array)> {
+        let (b, t, hk, dk) = (q.dim(0)?, q.dim(1)?, q.dim(2)?, q.dim(3)?);
+        let (hv, dv) = (v.dim(2)?, v.dim(3)?);
+        let (q, k) = if hv > hk {
+            let r = hv / hk;
+            (ops::repeat_axis(q, r, 2)?, ops::repeat_axis(k, r, 2)?)
+        } else {
+            (q.clone(), k.clone())
+        };
+        let step = |a: &Array, i: i32, width: i32| -> Result<Array> {
+            Ok(
+                ops::slice(a, &[0, i, 0, 0], &[b, i + 1, hv, width], &[1, 1, 1, 1])?
+                    .reshape(&[b, hv, width])?,
+            )
+        };
+        let step3 = |a: &Array, i: i32| -> Result<Array> {
+            Ok(ops::slice(a, &[0, i, 0], &[b, i + 1, hv], &[1, 1, 1])?.reshape(&[b, hv])?)
+        };
+        let mut state = state.clone();
+        let mut ys = Vec::with_capacity(t as usize);
+        for i in 0..t {
+            let (qt, kt, vt) = (step(&q, i, dk)?, step(&k, i, dk)?, step(v, i, dv)?);
+            let gt = step3(g, i)?.reshape(&[b, hv, 1, 1])?;
+            let bt = step3(beta, i)?.reshape(&[b, hv, 1])?;
+            let k_row = kt.reshape(&[b, hv, 1, dk])?;
+            state = state.multiply(&gt)?;
+            let kv_mem = ops::sum_axis(&state.multiply(&k_row)?, -1, false)?;
+            let delta = vt.subtract(&kv_mem)?.multiply(&bt)?;
+            state = state.add(&k_row.multiply(&delta.reshape(&[b, hv, dv, 1])?)?)?;
+            let q_row = qt.reshape(&[b, hv, 1, dk])?;
+            let y = ops::sum_axis(&state.multiply(&q_row)?, -1, false)?;
+            ys.push(y.astype(q.dtype())?);
+        }
+        let y = ops::stack_axis(&ys, 1)?;
+        Ok((y, state))
+    }
+}

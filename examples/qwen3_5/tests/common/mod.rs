@@ -1,0 +1,142 @@
+//! Shared helpers of the qwen3_5 tests: fixture paths and the mlx-lm reference outputs.
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+/// Tolerance of logits against mlx-lm, relative to the largest |logit| of each row (the
+/// scale that the bf16 hidden state carries into every logit of the row). The Rust model
+/// runs the same MLX ops in the same order as mlx-lm, and on the CPU the logits come out
+/// bit-identical today; the tolerance leaves room for one bf16 ulp of that scale (2^-7
+/// relative) should an op be reordered (e.g. a fused form), while a real mistake (a norm
+/// shifted twice, a rotated dimension off, a head mixed up) moves logits by a sizeable
+/// fraction of the scale.
+pub const LOGITS_ROW_RTOL: f32 = 1.0 / 128.0;
+/// Absolute floor of the logits tolerance.
+pub const LOGITS_ATOL: f32 = 1e-3;
+
+/// The folder of all tiny fixture models.
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/qwen")
+}
+
+/// A fixture model folder.
+pub fn model_dir(variant: &str) -> PathBuf {
+    fixtures().join(variant)
+}
+
+/// All model variants.
+pub const VARIANTS: &[&str] = &[
+    "mlx-bf16-tied",
+    "mlx-bf16-untied",
+    "hf-bf16-untied",
+    "hf-bf16-tied",
+    "mlx-q4-tied",
+    "mlx-q4-untied-mixed",
+];
+
+/// The reference outputs of a variant.
+pub struct Expected {
+    pub prompt: Vec<u32>,
+    pub prefill: usize,
+    pub real_vocab_size: i32,
+    pub logits_full: (Vec<i32>, Vec<f32>),
+    pub logits_stepwise: (Vec<i32>, Vec<f32>),
+    pub greedy: Vec<u32>,
+    pub greedy_logits: (Vec<i32>, Vec<f32>),
+    pub greedy_masked: Vec<u32>,
+}
+
+fn array(v: &Value) -> (Vec<i32>, Vec<f32>) {
+    let shape = v["shape"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_i64().unwrap() as i32)
+        .collect();
+    let data = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect();
+    (shape, data)
+}
+
+fn ids(v: &Value) -> Vec<u32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
+}
+
+/// Reads `<variant>.expected.json`.
+pub fn expected(variant: &str) -> Expected {
+    let path = fixtures().join(format!("{variant}.expected.json"));
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    Expected {
+        prompt: ids(&v["prompt"]),
+        prefill: v["prefill"].as_u64().unwrap() as usize,
+        real_vocab_size: v["real_vocab_size"].as_i64().unwrap() as i32,
+        logits_full: array(&v["logits_full"]),
+        logits_stepwise: array(&v["logits_stepwise"]),
+        greedy: ids(&v["greedy"]),
+        greedy_logits: array(&v["greedy_logits"]),
+        greedy_masked: ids(&v["greedy_masked"]),
+    }
+}
+
+/// Asserts `actual` is within the logits tolerance of `expected`, element-wise.
+pub fn assert_close(what: &str, actual: &[f32], expected: &[f32], atol: f32, rtol: f32) {
+    assert_eq!(actual.len(), expected.len(), "{what}: length");
+    let mut worst = (0usize, 0f32);
+    for (i, (a, e)) in actual.iter().zip(expected).enumerate() {
+        let err = (a - e).abs();
+        let allowed = atol + rtol * e.abs();
+        if err > allowed && err - allowed > worst.1 {
+            worst = (i, err - allowed);
+        }
+        assert!(a.is_finite(), "{what}: non-finite value at {i}");
+    }
+    assert!(
+        worst.1 == 0.0,
+        "{what}: element {} is {} but expected {} (atol {atol}, rtol {rtol})",
+        worst.0,
+        actual[worst.0],
+        expected[worst.0]
+    );
+}
+
+/// Asserts that each row (of `row` logits) of `actual` is within
+/// `LOGITS_ATOL + LOGITS_ROW_RTOL · max |expected row|` of `expected`.
+pub fn assert_logits_close(what: &str, actual: &[f32], expected: &[f32], row: usize) {
+    assert_eq!(actual.len(), expected.len(), "{what}: length");
+    assert_eq!(expected.len() % row, 0, "{what}: not whole rows");
+    for (r, (a, e)) in actual.chunks(row).zip(expected.chunks(row)).enumerate() {
+        let scale = e.iter().fold(0f32, |m, x| m.max(x.abs()));
+        let tol = LOGITS_ATOL + LOGITS_ROW_RTOL * scale;
+        assert_close(
+            &format!("{what}, row {r} (tolerance {tol})"),
+            a,
+            e,
+            tol,
+            0.0,
+        );
+    }
+}
+
+/// Copies a fixture model folder into a fresh temporary folder (for tests that edit it).
+pub fn copy_to_temp(variant: &str, tag: &str) -> PathBuf {
+    let dst = std::env::temp_dir().join(format!(
+        "qwen3_5-test-{}-{variant}-{tag}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dst);
+    std::fs::create_dir_all(&dst).unwrap();
+    for entry in std::fs::read_dir(model_dir(variant)).unwrap() {
+        let p = entry.unwrap().path();
+        std::fs::copy(&p, dst.join(p.file_name().unwrap())).unwrap();
+    }
+    dst
+}

@@ -1,0 +1,287 @@
+//! The forward pass against mlx-lm 0.32.2 (tests/oracle/gen_qwen.py): whole-prompt
+//! logits, prefill followed by single-token steps, and greedy decoding, for every
+//! fixture variant (both checkpoint layouts, tied and untied heads, Hv = Hk and Hv > Hk,
+//! bf16 and 4-bit quantized).
+
+mod common;
+
+use common::{assert_logits_close, expected, model_dir, VARIANTS};
+use mlx_rs::{Array, Dtype};
+use qwen3_5::{GenerateOptions, SamplingParams};
+
+fn cpu<T>(f: impl FnOnce() -> T) -> T {
+    mlx_rs::with_device(&mlx_rs::Device::cpu(), f).unwrap()
+}
+
+fn ids(tokens: &[u32]) -> Array {
+    Array::from_slice(tokens, &[1, tokens.len() as i32]).unwrap()
+}
+
+fn to_f32(a: &Array) -> Vec<f32> {
+    a.astype(Dtype::Float32).unwrap().to_vec::<f32>().unwrap()
+}
+
+#[test]
+fn whole_prompt_logits_match_mlx_lm() {
+    cpu(|| {
+        for v in VARIANTS {
+            let exp = expected(v);
+            let model = qwen3_5::load(model_dir(v)).unwrap();
+            let mut cache = model.new_cache();
+            let logits = model.forward(&ids(&exp.prompt), &mut cache).unwrap();
+            let mut shape = vec![1];
+            shape.extend(&exp.logits_full.0);
+            assert_eq!(logits.shape(), shape.as_slice(), "{v}");
+            assert_logits_close(v, &to_f32(&logits), &exp.logits_full.1, 256);
+            assert_eq!(cache.offset(), exp.prompt.len() as i32);
+        }
+    })
+}
+
+#[test]
+fn prefill_then_single_steps_match_mlx_lm() {
+    cpu(|| {
+        for v in VARIANTS {
+            let exp = expected(v);
+            let model = qwen3_5::load(model_dir(v)).unwrap();
+            let mut cache = model.new_cache();
+            let mut out = to_f32(
+                &model
+                    .forward(&ids(&exp.prompt[..exp.prefill]), &mut cache)
+                    .unwrap(),
+            );
+            for t in exp.prefill..exp.prompt.len() {
+                out.extend(to_f32(
+                    &model
+                        .forward(&ids(&exp.prompt[t..t + 1]), &mut cache)
+                        .unwrap(),
+                ));
+            }
+            assert_logits_close(v, &out, &exp.logits_stepwise.1, 256);
+        }
+    })
+}
+
+#[test]
+fn greedy_generation_matches_mlx_lm() {
+    cpu(|| {
+        for v in VARIANTS {
+            let exp = expected(v);
+            let model = qwen3_5::load(model_dir(v)).unwrap();
+            let opts = GenerateOptions {
+                max_tokens: exp.greedy.len(),
+                ..Default::default()
+            };
+            let got: Vec<u32> = model
+                .generate(&exp.prompt, opts.clone())
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            assert_eq!(got, exp.greedy, "{v}: greedy ids");
+
+            // The prompt fed in chunks of 4 gives the same tokens.
+            let chunked = GenerateOptions {
+                prefill_step: 4,
+                ..opts.clone()
+            };
+            let got: Vec<u32> = model
+                .generate(&exp.prompt, chunked)
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            assert_eq!(got, exp.greedy, "{v}: greedy ids, prompt in chunks of 4");
+
+            // With the padded ids masked (ids >= real_vocab_size are never sampled).
+            let masked = GenerateOptions {
+                valid_vocab_size: Some(exp.real_vocab_size),
+                ..opts
+            };
+            let got: Vec<u32> = model
+                .generate(&exp.prompt, masked)
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            assert_eq!(
+                got, exp.greedy_masked,
+                "{v}: greedy ids with the padding masked"
+            );
+            assert!(got.iter().all(|&t| (t as i32) < exp.real_vocab_size));
+        }
+    })
+}
+
+#[test]
+fn greedy_step_logits_match_mlx_lm() {
+    cpu(|| {
+        for v in ["mlx-bf16-untied", "mlx-q4-untied-mixed"] {
+            let exp = expected(v);
+            let model = qwen3_5::load(model_dir(v)).unwrap();
+            let mut cache = model.new_cache();
+            let mut logits = model.forward_last(&ids(&exp.prompt), &mut cache).unwrap();
+            let mut out = Vec::new();
+            for &t in &exp.greedy {
+                out.extend(to_f32(&logits));
+                logits = model.forward_last(&ids(&[t]), &mut cache).unwrap();
+            }
+            assert_logits_close(v, &out, &exp.greedy_logits.1, 256);
+        }
+    })
+}
+
+/// The Hugging Face variants hold the same weights as MLX ones, zero-centred and
+/// transposed: after loading (norms shifted once, conv reshaped) the logits are identical.
+#[test]
+fn both_layouts_give_identical_logits() {
+    cpu(|| {
+        for (hf, mlx) in [
+            ("hf-bf16-untied", "mlx-bf16-untied"),
+            ("hf-bf16-tied", "mlx-bf16-tied"),
+        ] {
+            let prompt = expected(mlx).prompt;
+            let a = qwen3_5::load(model_dir(hf)).unwrap();
+            let b = qwen3_5::load(model_dir(mlx)).unwrap();
+            assert_eq!(a.layout(), qwen3_5::weights::Layout::HuggingFace);
+            assert_eq!(b.layout(), qwen3_5::weights::Layout::Mlx);
+            let la = to_f32(&a.forward(&ids(&prompt), &mut a.new_cache()).unwrap());
+            let lb = to_f32(&b.forward(&ids(&prompt), &mut b.new_cache()).unwrap());
+            assert_eq!(la, lb, "{hf} vs {mlx}");
+        }
+    })
+}
+
+/// Crossing the KV cache's 256-position growth step and feeding tokens in uneven chunks
+/// gives the same logits as one whole-sequence pass.
+#[test]
+fn chunked_prefill_matches_one_pass_across_cache_growth() {
+    cpu(|| {
+        let model = qwen3_5::load(model_dir("mlx-bf16-untied")).unwrap();
+        let tokens: Vec<u32> = (0..300u32).map(|i| (i * 37 + 11) % 250).collect();
+        let whole = to_f32(
+            &model
+                .forward(&ids(&tokens), &mut model.new_cache())
+                .unwrap(),
+        );
+        let mut cache = model.new_cache();
+        let mut pieces = Vec::new();
+        let mut start = 0;
+        for len in [200usize, 60, 1, 1, 38] {
+            let chunk = &tokens[start..start + len];
+            pieces.extend(to_f32(&model.forward(&ids(chunk), &mut cache).unwrap()));
+            start += len;
+        }
+        assert_eq!(start, tokens.len());
+        assert_eq!(cache.offset(), 300);
+        assert_logits_close("chunked vs whole", &pieces, &whole, 256);
+    })
+}
+
+#[test]
+fn generation_stops_and_reports() {
+    cpu(|| {
+        let exp = expected("mlx-bf16-untied");
+        let model = qwen3_5::load(model_dir("mlx-bf16-untied")).unwrap();
+        // Stop on the 5th greedy token: 4 tokens come out, the stop token does not.
+        let stop = exp.greedy[4];
+        let first = exp.greedy.iter().position(|&t| t == stop).unwrap();
+        let opts = GenerateOptions {
+            max_tokens: 50,
+            stop_tokens: vec![stop],
+            sampling: SamplingParams::greedy(),
+            ..Default::default()
+        };
+        let mut g = model.generate(&exp.prompt, opts).unwrap();
+        let got: Vec<u32> = (&mut g).collect::<Result<_, _>>().unwrap();
+        assert_eq!(got, exp.greedy[..first]);
+        let stats = g.stats().clone();
+        assert_eq!(stats.finish_reason, Some(qwen3_5::FinishReason::Stop(stop)));
+        assert_eq!(stats.prompt_tokens, exp.prompt.len());
+        assert_eq!(stats.generated_tokens, first + 1);
+        assert!(stats.prompt_tps() > 0.0);
+        assert!(stats.peak_memory > 0);
+        // The cache holds the prompt and every token fed back, the stop token included.
+        let cache = g.into_cache();
+        assert_eq!(cache.offset() as usize, exp.prompt.len() + first + 1);
+
+        let opts = GenerateOptions {
+            max_tokens: 3,
+            ..Default::default()
+        };
+        let mut g = model.generate(&exp.prompt, opts).unwrap();
+        let got: Vec<u32> = (&mut g).collect::<Result<_, _>>().unwrap();
+        assert_eq!(got, exp.greedy[..3]);
+        assert_eq!(g.stats().finish_reason, Some(qwen3_5::FinishReason::Length));
+        assert!(g.next().is_none(), "a finished generation stays finished");
+
+        // max_tokens = 0 samples nothing but takes the prompt into the cache.
+        let opts = GenerateOptions {
+            max_tokens: 0,
+            ..Default::default()
+        };
+        let mut g = model.generate(&exp.prompt, opts).unwrap();
+        assert!(g.next().is_none());
+        assert_eq!(g.stats().finish_reason, Some(qwen3_5::FinishReason::Length));
+        assert_eq!(g.into_cache().offset() as usize, exp.prompt.len());
+    })
+}
+
+#[test]
+fn generation_rejects_bad_prompts() {
+    cpu(|| {
+        let model = qwen3_5::load(model_dir("mlx-bf16-tied")).unwrap();
+        let err = model
+            .generate(&[], GenerateOptions::default())
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("empty"), "{err}");
+        let err = model
+            .generate(&[1, 256], GenerateOptions::default())
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("256"), "{err}");
+        let bad = GenerateOptions {
+            sampling: SamplingParams {
+                temperature: -1.0,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let err = model.generate(&[1, 2], bad).err().unwrap();
+        assert!(err.to_string().contains("temperature"), "{err}");
+    })
+}
+
+#[test]
+fn sampled_generation_is_reproducible_and_masked() {
+    cpu(|| {
+        let exp = expected("mlx-bf16-tied");
+        let model = qwen3_5::load(model_dir("mlx-bf16-tied")).unwrap();
+        let run = |seed| -> Vec<u32> {
+            let opts = GenerateOptions {
+                max_tokens: 24,
+                sampling: SamplingParams {
+                    temperature: 1.0,
+                    top_p: 0.95,
+                    min_p: 0.02,
+                    top_k: 40,
+                    repetition_penalty: 1.3,
+                    presence_penalty: 0.5,
+                    seed: Some(seed),
+                    ..Default::default()
+                },
+                valid_vocab_size: Some(exp.real_vocab_size),
+                ..Default::default()
+            };
+            model
+                .generate(&exp.prompt, opts)
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+        };
+        let a = run(3);
+        assert_eq!(a.len(), 24);
+        assert_eq!(a, run(3), "same seed, same tokens");
+        assert_ne!(a, run(4), "another seed, other tokens");
+        // The padded rows of this model have the largest logits: masking keeps them out.
+        assert!(a.iter().all(|&t| (t as i32) < exp.real_vocab_size), "{a:?}");
+    })
+}
