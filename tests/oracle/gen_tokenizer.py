@@ -226,9 +226,59 @@ CHAT_ERRORS = [
 ]
 
 
+# Small templates exercising the Python-compatible parts templates rely on, rendered by the
+# same Jinja2 environment transformers builds for chat templates.
+SNIPPETS = [
+    ("str_methods",
+     "{{ s.startswith('ab') }}|{{ s.endswith('yz') }}|{{ s.strip() }}|{{ s.lstrip() }}|"
+     "{{ s.rstrip() }}|{{ s.upper() }}|{{ s.split(',')|join(';') }}|{{ s.strip().split(',')[-1] }}"
+     "|{{ s.replace('b', 'B') }}",
+     {"s": "  abc,def,xyz  "}),
+    ("strip_chars", "{{ s.strip('\n') }}|{{ s.rstrip('\n').lstrip('<') }}",
+     {"s": "\n<think>\n"}),
+    ("split_think",
+     "{{ c.split('</think>')[0].rstrip('\n').split('<think>')[-1].lstrip('\n') }}|"
+     "{{ c.split('</think>')[-1].lstrip('\n') }}",
+     {"c": "<think>\nreasoning here\n</think>\n\nanswer"}),
+    ("loop_controls",
+     "{% for i in xs %}{% if i == 2 %}{% continue %}{% endif %}{% if i > 4 %}{% break %}{% endif %}"
+     "{{ i }}{% if not loop.last %},{% endif %}{% endfor %}",
+     {"xs": [1, 2, 3, 4, 5, 6]}),
+    ("loop_items",
+     "{% for m in ms %}{{ loop.index0 }}:{{ m }}"
+     "{% if loop.previtem %}<{{ loop.previtem }}{% endif %}"
+     "{% if loop.nextitem %}>{{ loop.nextitem }}{% endif %} {% endfor %}",
+     {"ms": ["a", "b", "c"]}),
+    ("namespace",
+     "{% set ns = namespace(n=0, last='') %}{% for x in xs %}{% set ns.n = ns.n + x %}"
+     "{% set ns.last = x %}{% endfor %}{{ ns.n }}/{{ ns.last }}",
+     {"xs": [3, 4, 5]}),
+    ("reverse_slice", "{% for x in xs[::-1] %}{{ x }}{% endfor %}|{{ xs[1:] }}|{{ xs|length }}",
+     {"xs": [1, 2, 3]}),
+    ("whitespace_control",
+     "{%- if a %}\n    yes\n{%- endif %}\n  {% if b %}\n  no-trim\n  {% endif %}\nend",
+     {"a": True, "b": True}),
+    ("defined_tests",
+     "{{ x is defined }}|{{ y is defined }}|{{ y is undefined }}|{{ n is none }}|{{ s is string }}"
+     "|{{ xs is iterable }}|{{ d is mapping }}|{{ xs is sequence }}|{{ s is sequence }}",
+     {"x": 1, "n": None, "s": "t", "xs": [1], "d": {"k": 1}}),
+    ("tojson_default", "{{ v|tojson }}",
+     {"v": {"b": [1, 2.5, True, None, "x"], "a": "quote \" back \\ nl \n tab \t <tag> & 'q' é 😀",
+            "n": {"empty": [], "emptyd": {}}, "f": 1e-07, "big": 1e+16, "neg": -0.0}}),
+    ("tojson_indent", "{{ v|tojson(indent=2) }}", {"v": {"a": [1, {"b": None}], "c": "d", "e": []}}),
+    ("tojson_sort_ascii", "{{ v|tojson(sort_keys=true, ensure_ascii=true) }}",
+     {"v": {"z": "é😀", "a": 1}}),
+    ("tojson_string", "{{ s|tojson }}", {"s": "plain"}),
+    ("items_filter", "{% for k, v in d|items %}{{ k }}={{ v }};{% endfor %}",
+     {"d": {"city": "Paris", "days": 2}}),
+    ("raise", "{{ raise_exception('custom failure ' ~ n) }}", {"n": 7}),
+]
+
+
 def write_chat_fixture():
     try:
         from transformers.utils.chat_template_utils import render_jinja_template
+        from transformers.utils.chat_template_utils import _compile_jinja_template
     except ImportError:
         print("transformers not installed: chat_template.json not regenerated")
         return
@@ -257,10 +307,19 @@ def write_chat_fixture():
                            "message": str(e)})
         else:
             raise SystemExit(f"chat error case {name} rendered without error")
+    snippets = []
+    for name, source, context in SNIPPETS:
+        try:
+            out, error = _compile_jinja_template(source).render(**context), None
+        except Exception as e:
+            out, error = None, str(e)
+        snippets.append({"name": name, "template": source, "context": context,
+                         "expected": out, "error": error})
     path = os.path.join(FIXTURES, "chat_template.json")
     with open(path, "w", encoding="utf-8") as f:
         json.dump({"source": "transformers.utils.chat_template_utils.render_jinja_template",
-                   "cases": cases, "errors": errors}, f, ensure_ascii=False, indent=1)
+                   "cases": cases, "errors": errors, "snippets": snippets},
+                  f, ensure_ascii=False, indent=1)
         f.write("\n")
     print(f"wrote {path} ({len(cases)} cases, {len(errors)} error cases)")
 

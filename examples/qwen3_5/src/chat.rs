@@ -155,7 +155,21 @@ impl ChatTemplate {
         // Prompts are plain text: never HTML-escape.
         env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        // Print values as Python does (`True`, `None`, `['a', 1.5]`), not as minijinja does.
+        env.set_formatter(|out, state, value| match value.kind() {
+            ValueKind::Bool | ValueKind::None | ValueKind::Number | ValueKind::Seq | ValueKind::Map => {
+                let mut text = String::new();
+                python_repr(&mut text, value, false)?;
+                out.write_str(&text).map_err(minijinja::Error::from)
+            }
+            _ => minijinja::escape_formatter(out, state, value),
+        });
         env.add_function("raise_exception", raise_exception);
+        // Jinja2's `sequence` test is true for anything with a length and indexing: strings
+        // and dicts too.
+        env.add_test("sequence", |v: &Value| {
+            matches!(v.kind(), ValueKind::String | ValueKind::Seq | ValueKind::Map)
+        });
         env.add_filter("tojson", tojson);
         env.add_template_owned(NAME, source.into())
             .map_err(|e| ChatError::Syntax(describe(&e)))?;
@@ -237,12 +251,18 @@ impl ChatTemplate {
         if let Some(tools) = &options.tools {
             ctx.insert("tools".into(), tools.clone());
         }
+        self.render_context(&serde_json::Value::Object(ctx))
+    }
+
+    /// Renders with exactly the given top-level variables (a JSON object), for templates
+    /// that read more than `messages`, `tools` and the flags.
+    pub fn render_context(&self, context: &serde_json::Value) -> Result<String, ChatError> {
         let template = self
             .env
             .get_template(NAME)
             .map_err(|e| ChatError::Render(describe(&e)))?;
         template
-            .render(Value::from(minijinja::value::Serde(&ctx)))
+            .render(Value::from(minijinja::value::Serde(context)))
             .map_err(|e| ChatError::Render(describe(&e)))
     }
 }
@@ -450,6 +470,71 @@ fn write_json_string(out: &mut String, s: &str, style: &JsonStyle) {
     out.push('"');
 }
 
+/// `str(value)` as Python writes it; `nested` values (inside a list or dict) use `repr`, so
+/// strings get quotes.
+fn python_repr(out: &mut String, value: &Value, nested: bool) -> Result<(), minijinja::Error> {
+    match value.kind() {
+        ValueKind::Undefined if !nested => {}
+        ValueKind::Undefined | ValueKind::None => out.push_str("None"),
+        ValueKind::Bool => out.push_str(if value.is_true() { "True" } else { "False" }),
+        ValueKind::Number => {
+            if let Some(i) = value.as_i64().filter(|_| value.is_integer()) {
+                let _ = write!(out, "{i}");
+            } else {
+                out.push_str(&python_float(f64::try_from(value.clone())?));
+            }
+        }
+        ValueKind::String if nested => python_str_repr(out, value.as_str().unwrap_or_default()),
+        ValueKind::Seq => {
+            out.push('[');
+            for (i, item) in value.try_iter()?.enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                python_repr(out, &item, true)?;
+            }
+            out.push(']');
+        }
+        ValueKind::Map => {
+            out.push('{');
+            for (i, key) in value.try_iter()?.enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                python_repr(out, &key, true)?;
+                out.push_str(": ");
+                python_repr(out, &value.get_item(&key)?, true)?;
+            }
+            out.push('}');
+        }
+        _ => out.push_str(&value.to_string()),
+    }
+    Ok(())
+}
+
+/// Python's `repr` of a string: single quotes unless the text has `'` and no `"`.
+fn python_str_repr(out: &mut String, s: &str) {
+    let quote = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
+    out.push(quote);
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c == quote => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if (c as u32) < 0x20 || c as u32 == 0x7F => {
+                let _ = write!(out, "\\x{:02x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push(quote);
+}
+
 /// A float as Python's `repr` writes it (`1.0`, `0.5`, `1e-05`, `1e+16`, `NaN`, `Infinity`
 /// as `json.dumps` spells those).
 fn python_float(f: f64) -> String {
@@ -486,5 +571,19 @@ mod tests {
         assert_eq!(python_float(1e16), "1e+16");
         assert_eq!(python_float(1.5e300), "1.5e+300");
         assert_eq!(python_float(123456.789), "123456.789");
+    }
+
+    #[test]
+    fn values_print_like_python() {
+        let t = ChatTemplate::new(
+            "{{ t }} {{ f }} {{ n }} {{ x }} {{ [1, 'a', \"it's\", none, true] }} {{ {'k': 2.5} }}",
+        )
+        .unwrap();
+        let ctx = serde_json::json!({"t": true, "f": false, "n": null, "x": 1e-7});
+        let out = t.render_context(&ctx).unwrap();
+        assert_eq!(
+            out,
+            "True False None 1e-07 [1, 'a', \"it's\", None, True] {'k': 2.5}"
+        );
     }
 }

@@ -68,6 +68,8 @@ pub struct Tokenizer {
     specials: SpecialTokens,
     /// Added tokens marked special: left out when decoding with `skip_special_tokens`.
     special_ids: HashSet<u32>,
+    /// Ids known, added tokens included (counting them is not free in `tokenizers`).
+    vocab_size: usize,
     byte_level: bool,
 }
 
@@ -127,10 +129,12 @@ impl Tokenizer {
             .into_iter()
             .filter_map(|(id, token)| token.special.then_some(id))
             .collect();
+        let vocab_size = inner.get_vocab_size(true);
         Ok(Tokenizer {
             inner,
             specials,
             special_ids,
+            vocab_size,
             byte_level,
         })
     }
@@ -148,7 +152,7 @@ impl Tokenizer {
     /// Number of ids the tokenizer knows, added tokens included (248,077 for Qwen 3.5; the
     /// model's embedding is padded beyond that).
     pub fn vocab_size(&self) -> usize {
-        self.inner.get_vocab_size(true)
+        self.vocab_size
     }
 
     /// The id of a token given by its text (`"<|im_end|>"`, `"Ġhello"`), if it exists.
@@ -198,9 +202,11 @@ impl Tokenizer {
     }
 
     fn check_ids(&self, ids: &[u32]) -> Result<(), TokenizerError> {
-        let vocab_size = self.vocab_size();
         match ids.iter().find(|&&id| self.inner.id_to_token(id).is_none()) {
-            Some(&id) => Err(TokenizerError::UnknownId { id, vocab_size }),
+            Some(&id) => Err(TokenizerError::UnknownId {
+                id,
+                vocab_size: self.vocab_size,
+            }),
             None => Ok(()),
         }
     }
