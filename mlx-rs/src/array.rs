@@ -13,7 +13,10 @@ use std::ffi::c_int;
 /// graph node (reference counted); `Drop` releases it.
 ///
 /// `Array` is `Send` (it may move to another thread) but not `Sync`: evaluation mutates
-/// the shared graph, so one array must not be used from two threads at once.
+/// the shared graph, so one array must not be used from two threads at once. Since MLX
+/// 0.32 streams belong to the thread that made them, so evaluate an array on the thread
+/// that built its graph before sending it: evaluating a graph built on another thread's
+/// streams returns an error ("There is no Stream(cpu, 0) in current thread").
 pub struct Array {
     raw: sys::mlx_array,
 }
@@ -106,7 +109,8 @@ impl Array {
                 "axis {axis} is out of range for an array of {n} dimensions"
             )));
         }
-        Ok(self.shape()[a as usize])
+        // SAFETY: `a` was checked to be a valid axis of this live array.
+        Ok(unsafe { sys::mlx_array_dim(self.raw, a) })
     }
 
     /// Number of dimensions.
@@ -163,11 +167,31 @@ impl Array {
         unsafe { sys::_mlx_array_is_available(&mut res, self.raw) == 0 && res }
     }
 
-    /// Whether the evaluated data is dense and row-major.
-    fn is_row_contiguous(&self) -> bool {
+    /// Blocks until a scheduled evaluation (see [`async_eval`]) of this array has finished.
+    #[track_caller]
+    pub fn wait(&self) -> Result<()> {
+        status(|| unsafe { sys::_mlx_array_wait(self.raw) })
+    }
+
+    /// Whether the evaluated data is dense and row-major (C order).
+    pub fn is_row_contiguous(&self) -> bool {
         let mut res = false;
         // SAFETY: reads a live handle.
         unsafe { sys::_mlx_array_is_row_contiguous(&mut res, self.raw) == 0 && res }
+    }
+
+    /// Whether the evaluated data is dense and column-major (Fortran order).
+    pub fn is_col_contiguous(&self) -> bool {
+        let mut res = false;
+        // SAFETY: reads a live handle.
+        unsafe { sys::_mlx_array_is_col_contiguous(&mut res, self.raw) == 0 && res }
+    }
+
+    /// Whether the evaluated data is dense in some order (possibly permuted axes).
+    pub fn is_contiguous(&self) -> bool {
+        let mut res = false;
+        // SAFETY: reads a live handle.
+        unsafe { sys::_mlx_array_is_contiguous(&mut res, self.raw) == 0 && res }
     }
 
     /// The single value of a one-element array, as `T`.

@@ -150,6 +150,22 @@ impl Device {
         result
     }
 
+    /// Whether [`Device::info`] has an entry named `key`.
+    pub fn has_info(&self, key: &str) -> Result<bool> {
+        let key = std::ffi::CString::new(key)
+            .map_err(|_| crate::Error::InvalidArgument("key contains a NUL byte".into()))?;
+        // SAFETY: fresh handle, freed below.
+        let mut info = unsafe { sys::mlx_device_info_new() };
+        let mut exists = false;
+        let result =
+            status(|| unsafe { sys::mlx_device_info_get(&mut info, self.raw) }).and_then(|()| {
+                status(|| unsafe { sys::mlx_device_info_has_key(&mut exists, info, key.as_ptr()) })
+            });
+        // SAFETY: owned handle, freed once.
+        unsafe { sys::mlx_device_info_free(info) };
+        result.map(|()| exists)
+    }
+
     pub(crate) fn as_raw(&self) -> sys::mlx_device {
         self.raw
     }

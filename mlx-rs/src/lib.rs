@@ -12,6 +12,22 @@
 //!
 //! Every fallible call returns [`Result`]; nothing in this crate exits or aborts the
 //! process on bad input.
+//!
+//! # Deliberate exceptions
+//!
+//! Every function of mlx-c's `array.h`, `device.h`, `stream.h`, `ops.h`, `random.h`,
+//! `fft.h`, `linalg.h`, `io.h`, `memory.h`, `transforms.h`, `compile.h`, `closure.h`,
+//! `fast.h` and `export.h` is reachable from this crate (a test checks it), except:
+//!
+//! - `mlx_array_new_bool`, `mlx_array_new_int`, `mlx_array_new_float*`, `mlx_array_new_double`,
+//!   `mlx_array_new_complex`: [`Array::scalar`] builds every dtype through `mlx_array_new_data`.
+//! - `mlx_array_set_*`: arrays are values here; in-place replacement is `Array::set_index`
+//!   or plain assignment.
+//! - `mlx_array_item_*`, `mlx_array_data_*` (typed forms): [`Array::item`], [`Array::to_vec`]
+//!   and [`Array::as_slice`] read every dtype through one byte pointer after checking the dtype.
+//! - `mlx_array_new_data_managed`, `mlx_array_new_data_managed_payload`: arrays always copy
+//!   Rust data; adopting Rust allocations without a copy would need page-aligned buffers on
+//!   Metal and would let MLX write into memory Rust still thinks it owns.
 #![deny(missing_docs)]
 
 mod array;
@@ -36,7 +52,11 @@ pub use array::{async_eval, eval, Array};
 pub use device::{Device, DeviceType};
 pub use dtype::{Dtype, Element};
 pub use error::{install_error_handler, Error, Result};
-pub use stream::{current_stream, synchronize, with_device, with_stream, Stream};
+pub use operators::Scalar;
+pub use stream::{
+    clear_streams, current_stream, streams, synchronize, with_device, with_stream, Stream,
+    ThreadLocalStream,
+};
 
 /// Re-exported element types for `float16`, `bfloat16` and `complex64` arrays.
 pub use half::{bf16, f16};

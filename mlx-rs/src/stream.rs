@@ -200,6 +200,98 @@ pub(crate) fn forget_cached_default() {
     let _ = DEFAULT.try_with(|d| d.borrow_mut().take());
 }
 
+/// Every stream MLX has created in this process so far.
+pub fn streams() -> Result<Vec<Stream>> {
+    // SAFETY: fresh vector, freed below.
+    let mut vec = unsafe { sys::mlx_vector_stream_new() };
+    let result = status(|| unsafe { sys::mlx_get_streams(&mut vec) }).and_then(|()| {
+        let n = unsafe { sys::mlx_vector_stream_size(vec) };
+        (0..n)
+            .map(|i| {
+                let mut s = Stream::from_raw(unsafe { sys::mlx_stream_new() });
+                status(|| unsafe { sys::mlx_vector_stream_get(&mut s.raw, vec, i) })?;
+                Ok(s)
+            })
+            .collect()
+    });
+    // SAFETY: owned vector, freed once.
+    unsafe { sys::mlx_vector_stream_free(vec) };
+    result
+}
+
+/// Destroys the streams created on this thread (their queued work finishes first).
+/// Streams of this thread must not be used afterwards; this crate's cached default
+/// stream is dropped too.
+pub fn clear_streams() -> Result<()> {
+    forget_cached_default();
+    status(|| unsafe { sys::mlx_clear_streams() })
+}
+
+/// A stream that is distinct on every thread that uses it: each thread that calls
+/// [`ThreadLocalStream::get`] gets (and keeps) its own stream on the device. Unlike
+/// [`Stream`], it is `Send` and `Sync`, so one value can be shared by worker threads.
+pub struct ThreadLocalStream {
+    raw: sys::mlx_stream_thread_local,
+}
+
+// SAFETY: MLX resolves the handle to a per-thread stream on each use; the handle itself
+// is immutable shared state designed to be used from any number of threads.
+unsafe impl Send for ThreadLocalStream {}
+// SAFETY: as above.
+unsafe impl Sync for ThreadLocalStream {}
+
+impl ThreadLocalStream {
+    /// A new per-thread stream on `device`.
+    pub fn new(device: &Device) -> ThreadLocalStream {
+        // SAFETY: creates a new handle, owned by the returned value.
+        ThreadLocalStream {
+            raw: unsafe { sys::mlx_stream_thread_local_new(device.as_raw()) },
+        }
+    }
+
+    /// The calling thread's stream.
+    pub fn get(&self) -> Result<Stream> {
+        let mut s = Stream::from_raw(unsafe { sys::mlx_stream_new() });
+        status(|| unsafe { sys::mlx_stream_from_thread_local(&mut s.raw, self.raw) })?;
+        Ok(s)
+    }
+
+    /// Blocks until the calling thread's stream has finished its queued work.
+    pub fn synchronize(&self) -> Result<()> {
+        status(|| unsafe { sys::mlx_synchronize_thread_local(self.raw) })
+    }
+}
+
+impl Clone for ThreadLocalStream {
+    fn clone(&self) -> ThreadLocalStream {
+        let mut out = ThreadLocalStream::new(&Device::cpu());
+        // SAFETY: copies a live handle into an owned one.
+        unsafe { sys::mlx_stream_thread_local_set(&mut out.raw, self.raw) };
+        out
+    }
+}
+
+impl Drop for ThreadLocalStream {
+    fn drop(&mut self) {
+        // SAFETY: owned handle, freed once.
+        unsafe { sys::mlx_stream_thread_local_free(self.raw) };
+    }
+}
+
+impl Stream {
+    /// A stream on `device` that may be used from any thread.
+    ///
+    /// # Safety
+    ///
+    /// MLX does not synchronise such streams: the caller must make sure no two threads
+    /// queue or evaluate work on it at the same time. The returned value is still not
+    /// `Send`; move the raw need for sharing into your own synchronised wrapper.
+    pub unsafe fn new_thread_unsafe(device: &Device) -> Stream {
+        // SAFETY: creates a new handle, owned by the returned value.
+        Stream::from_raw(unsafe { sys::mlx_stream_new_thread_unsafe(device.as_raw()) })
+    }
+}
+
 /// Blocks until all work queued on this thread's default stream has finished.
 pub fn synchronize() -> Result<()> {
     status(|| unsafe { sys::mlx_synchronize_default() })

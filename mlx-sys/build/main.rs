@@ -163,6 +163,11 @@ fn emit_link(target: &Target, mlx: &mlx::Mlx, mlx_c_lib: &Path) {
         "macos" | "ios" => println!("cargo:rustc-link-lib=dylib=c++"),
         _ => println!("cargo:rustc-link-lib=dylib=stdc++"),
     }
+    if mlx.backend == "cuda" {
+        // The CUDA libmlx needs the driver's libcuda.so.1, which only machines with an
+        // NVIDIA driver have; it is resolved when the program starts, not at link time.
+        println!("cargo:rustc-link-arg=-Wl,--allow-shlib-undefined");
+    }
     // Lets mlx-sys's own tests and examples find libmlx at run time. Dependents add the
     // same line from `DEP_MLX_LIBDIR` (see the crate docs): link args do not propagate.
     println!(

@@ -52,6 +52,26 @@ macro_rules! binary_ops {
     };
 }
 
+/// Defines `Array` methods that call the free function of the same name with `self` as
+/// its first argument (`fn sum_axis(axis: i32, keepdims: bool);` gives
+/// `a.sum_axis(axis, keepdims)` calling `sum_axis(&a, axis, keepdims)`). The return type is
+/// `Result<Array>` unless given (`-> (Array, Array)` gives `Result<(Array, Array)>`).
+macro_rules! array_methods {
+    ($($(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)?;)*) => {
+        impl $crate::Array {
+            $(
+                $(#[$doc])*
+                #[track_caller]
+                pub fn $name(&self, $($arg: $ty),*) -> array_methods!(@ret $($ret)?) {
+                    $name(self, $($arg),*)
+                }
+            )*
+        }
+    };
+    (@ret) => { $crate::Result<$crate::Array> };
+    (@ret $ret:ty) => { $crate::Result<$ret> };
+}
+
 mod arithmetic;
 mod comparison;
 mod conv;

@@ -36,7 +36,11 @@ pub fn load(name: &str) -> Vec<Case> {
     let path = format!("{}/tests/fixtures/{name}.json", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     let file: File = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"));
-    assert_eq!(file.mlx_version, mlx_rs::version(), "fixtures of another MLX version");
+    assert_eq!(
+        file.mlx_version,
+        mlx_rs::version(),
+        "fixtures of another MLX version"
+    );
     file.cases
 }
 
@@ -47,15 +51,21 @@ impl Case {
     }
     /// Integer argument `key`.
     pub fn int(&self, key: &str) -> i32 {
-        self.args[key].as_i64().unwrap_or_else(|| panic!("{}: no int arg {key}", self.name)) as i32
+        self.args[key]
+            .as_i64()
+            .unwrap_or_else(|| panic!("{}: no int arg {key}", self.name)) as i32
     }
     /// Float argument `key`.
     pub fn float(&self, key: &str) -> f64 {
-        self.args[key].as_f64().unwrap_or_else(|| panic!("{}: no float arg {key}", self.name))
+        self.args[key]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{}: no float arg {key}", self.name))
     }
     /// Bool argument `key`.
     pub fn bool(&self, key: &str) -> bool {
-        self.args[key].as_bool().unwrap_or_else(|| panic!("{}: no bool arg {key}", self.name))
+        self.args[key]
+            .as_bool()
+            .unwrap_or_else(|| panic!("{}: no bool arg {key}", self.name))
     }
     /// Integer-list argument `key`.
     pub fn ints(&self, key: &str) -> Vec<i32> {
@@ -68,7 +78,10 @@ impl Case {
     }
     /// String argument `key`.
     pub fn str(&self, key: &str) -> String {
-        self.args[key].as_str().unwrap_or_else(|| panic!("{}: no str arg {key}", self.name)).to_string()
+        self.args[key]
+            .as_str()
+            .unwrap_or_else(|| panic!("{}: no str arg {key}", self.name))
+            .to_string()
     }
     /// Checks `got` against output `i` within the case's tolerances.
     pub fn check(&self, i: usize, got: &Array) {
@@ -84,7 +97,9 @@ pub fn to_array(t: &Tensor) -> Array {
         Dtype::Complex64 => {
             let v: Vec<Complex32> = values
                 .iter()
-                .map(|p| Complex32::new(p[0].as_f64().unwrap() as f32, p[1].as_f64().unwrap() as f32))
+                .map(|p| {
+                    Complex32::new(p[0].as_f64().unwrap() as f32, p[1].as_f64().unwrap() as f32)
+                })
                 .collect();
             Array::from_slice(&v, &t.shape).unwrap()
         }
@@ -121,7 +136,11 @@ pub fn assert_close(got: &Array, want: &Tensor, rtol: f64, atol: f64, what: &str
     let cpu = mlx_rs::Stream::cpu();
     let (g, w): (Vec<f64>, Vec<f64>) = if got.dtype() == Dtype::Complex64 {
         let flat = |a: &Array| -> Vec<f64> {
-            a.to_vec::<Complex32>().unwrap().iter().flat_map(|c| [c.re as f64, c.im as f64]).collect()
+            a.to_vec::<Complex32>()
+                .unwrap()
+                .iter()
+                .flat_map(|c| [c.re as f64, c.im as f64])
+                .collect()
         };
         (flat(got), flat(&want_arr))
     } else {
@@ -135,7 +154,10 @@ pub fn assert_close(got: &Array, want: &Tensor, rtol: f64, atol: f64, what: &str
     };
     for (k, (x, y)) in g.iter().zip(&w).enumerate() {
         let ok = (x.is_nan() && y.is_nan()) || x == y || (x - y).abs() <= atol + rtol * y.abs();
-        assert!(ok, "{what}: element {k}: got {x}, want {y} (rtol {rtol}, atol {atol})");
+        assert!(
+            ok,
+            "{what}: element {k}: got {x}, want {y} (rtol {rtol}, atol {atol})"
+        );
     }
 }
 

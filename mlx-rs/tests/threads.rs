@@ -1,0 +1,82 @@
+//! Arrays move between threads; each thread computes on its own streams; a thread-local
+//! stream handle is shared by workers. Runs under the default multi-threaded test runner.
+
+use mlx_rs::{Array, Device, Stream, ThreadLocalStream};
+use std::sync::Arc;
+
+fn work(seed: f32, iterations: usize) -> f32 {
+    let mut x = Array::from_slice(&[seed, seed + 1.0], &[2]).unwrap();
+    for _ in 0..iterations {
+        // x = sqrt(x * x) keeps the values while building and evaluating graphs.
+        x = x.square().unwrap().sqrt().unwrap();
+        x.eval().unwrap();
+    }
+    x.to_vec::<f32>().unwrap().iter().sum()
+}
+
+#[test]
+fn threads_compute_concurrently_with_correct_results() {
+    let handles: Vec<_> = (0..8)
+        .map(|t| std::thread::spawn(move || work(t as f32, 200)))
+        .collect();
+    for (t, h) in handles.into_iter().enumerate() {
+        let got = h.join().unwrap();
+        assert!(
+            (got - (2.0 * t as f32 + 1.0)).abs() < 1e-3,
+            "thread {t}: {got}"
+        );
+    }
+}
+
+#[test]
+fn evaluated_arrays_move_between_threads() {
+    let a = Array::from_slice(&[1i32, 2, 3], &[3]).unwrap();
+    let b = a.add(&a).unwrap();
+    b.eval().unwrap();
+    let sum = std::thread::spawn(move || {
+        let s = Stream::new(&Device::cpu());
+        s.scope(|| b.add(&b)).unwrap().to_vec::<i32>().unwrap()
+    })
+    .join()
+    .unwrap();
+    assert_eq!(sum, vec![4, 8, 12]);
+    assert_eq!(a.to_vec::<i32>().unwrap(), vec![1, 2, 3]);
+}
+
+#[test]
+fn an_unevaluated_graph_sent_to_another_thread_is_an_error_not_a_crash() {
+    let a = Array::from_slice(&[1i32, 2, 3], &[3]).unwrap();
+    let pending = a.add(&a).unwrap(); // scheduled on this thread's stream
+    let err = std::thread::spawn(move || pending.to_vec::<i32>().unwrap_err().to_string())
+        .join()
+        .unwrap();
+    assert!(err.contains("no Stream"), "{err}");
+}
+
+#[test]
+fn a_thread_local_stream_gives_each_thread_its_own_stream() {
+    let tls = Arc::new(ThreadLocalStream::new(&Device::cpu()));
+    let mine = tls.get().unwrap();
+    let theirs: Vec<i32> = (0..3)
+        .map(|_| {
+            let tls = Arc::clone(&tls);
+            std::thread::spawn(move || {
+                let s = tls.get().unwrap();
+                assert_eq!(s, tls.get().unwrap(), "stable within a thread");
+                let y = s
+                    .scope(|| Array::from_slice(&[2.0f32], &[1]).unwrap().square())
+                    .unwrap();
+                assert_eq!(y.item::<f32>().unwrap(), 4.0);
+                tls.synchronize().unwrap();
+                s.index().unwrap()
+            })
+            .join()
+            .unwrap()
+        })
+        .collect();
+    for idx in &theirs {
+        assert_ne!(*idx, mine.index().unwrap());
+    }
+    let copy = (*tls).clone();
+    assert_eq!(copy.get().unwrap(), mine);
+}
