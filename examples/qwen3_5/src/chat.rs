@@ -157,7 +157,11 @@ impl ChatTemplate {
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         // Print values as Python does (`True`, `None`, `['a', 1.5]`), not as minijinja does.
         env.set_formatter(|out, state, value| match value.kind() {
-            ValueKind::Bool | ValueKind::None | ValueKind::Number | ValueKind::Seq | ValueKind::Map => {
+            ValueKind::Bool
+            | ValueKind::None
+            | ValueKind::Number
+            | ValueKind::Seq
+            | ValueKind::Map => {
                 let mut text = String::new();
                 python_repr(&mut text, value, false)?;
                 out.write_str(&text).map_err(minijinja::Error::from)
@@ -168,7 +172,10 @@ impl ChatTemplate {
         // Jinja2's `sequence` test is true for anything with a length and indexing: strings
         // and dicts too.
         env.add_test("sequence", |v: &Value| {
-            matches!(v.kind(), ValueKind::String | ValueKind::Seq | ValueKind::Map)
+            matches!(
+                v.kind(),
+                ValueKind::String | ValueKind::Seq | ValueKind::Map
+            )
         });
         env.add_filter("tojson", tojson);
         env.add_template_owned(NAME, source.into())
@@ -297,9 +304,7 @@ fn special_token_strings(config: &serde_json::Value) -> BTreeMap<String, String>
         .iter()
         .filter_map(|&name| {
             let value = config.get(name)?;
-            let text = value
-                .as_str()
-                .or_else(|| value.get("content")?.as_str())?;
+            let text = value.as_str().or_else(|| value.get("content")?.as_str())?;
             Some((name.to_string(), text.to_string()))
         })
         .collect()
@@ -390,16 +395,24 @@ fn write_json(
                 entries.push((key, item));
             }
             if style.sort_keys {
-                entries.sort_by(|a, b| a.0.to_string().cmp(&b.0.to_string()));
+                entries.sort_by_key(|a| a.0.to_string());
             }
-            write_container(out, '{', '}', &entries, style, depth, |out, (k, v), depth| {
-                match k.as_str() {
-                    Some(s) => write_json_string(out, s, style),
-                    None => write_json_string(out, &k.to_string(), style),
-                }
-                out.push_str(": ");
-                write_json(out, v, style, depth)
-            })?;
+            write_container(
+                out,
+                '{',
+                '}',
+                &entries,
+                style,
+                depth,
+                |out, (k, v), depth| {
+                    match k.as_str() {
+                        Some(s) => write_json_string(out, s, style),
+                        None => write_json_string(out, &k.to_string(), style),
+                    }
+                    out.push_str(": ");
+                    write_json(out, v, style, depth)
+                },
+            )?;
         }
         _ => {
             return Err(minijinja::Error::new(
@@ -514,7 +527,11 @@ fn python_repr(out: &mut String, value: &Value, nested: bool) -> Result<(), mini
 
 /// Python's `repr` of a string: single quotes unless the text has `'` and no `"`.
 fn python_str_repr(out: &mut String, s: &str) {
-    let quote = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
+    let quote = if s.contains('\'') && !s.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
     out.push(quote);
     for c in s.chars() {
         match c {

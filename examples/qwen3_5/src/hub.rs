@@ -32,7 +32,7 @@ pub enum HubError {
     #[error("'{0}' is neither a model folder nor a Hugging Face model id (like Qwen/Qwen3.5-2B)")]
     InvalidId(String),
     /// The hub could not be reached.
-    #[error("cannot reach huggingface.co to fetch {model} ({reason}); pass a local folder with --model")]
+    #[error("cannot reach the Hugging Face hub to fetch {model} ({reason}); pass a local folder with --model")]
     Offline {
         /// The model id.
         model: String,
@@ -228,8 +228,7 @@ pub fn is_repo_id(model: &str) -> bool {
             && p.len() <= 96
             && !p.starts_with(['-', '.'])
             && !p.contains("..")
-            && p
-                .chars()
+            && p.chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
     };
     match model.split_once('/') {
@@ -280,10 +279,14 @@ fn fetch(model: &str, options: &HubOptions) -> Result<PathBuf, HubError> {
     if listed(INDEX) {
         let index = remote.get(INDEX).map_err(|e| hub_error(model, INDEX, e))?;
         for shard in shard_names(&index)? {
-            remote.get(&shard).map_err(|e| hub_error(model, &shard, e))?;
+            remote
+                .get(&shard)
+                .map_err(|e| hub_error(model, &shard, e))?;
         }
     } else if listed(SINGLE) {
-        remote.get(SINGLE).map_err(|e| hub_error(model, SINGLE, e))?;
+        remote
+            .get(SINGLE)
+            .map_err(|e| hub_error(model, SINGLE, e))?;
     } else {
         return Err(HubError::Download {
             model: model.to_string(),
@@ -322,7 +325,11 @@ fn hub_error(model: &str, file: &str, err: ApiError) -> HubError {
         ApiError::RequestError(e) => match *e {
             ureq::Error::Status(status, _) => HubError::Http {
                 model,
-                file: if file.is_empty() { "(info)".into() } else { file },
+                file: if file.is_empty() {
+                    "(info)".into()
+                } else {
+                    file
+                },
                 status,
             },
             ureq::Error::Transport(t) => HubError::Offline {

@@ -56,7 +56,12 @@ fn qwen_template_renders_like_transformers() {
         let got = template
             .render_json(&case["messages"], &options_of(&case["kwargs"]))
             .unwrap_or_else(|e| panic!("{}: {e}", case["name"]));
-        assert_eq!(got, case["expected"].as_str().unwrap(), "case {}", case["name"]);
+        assert_eq!(
+            got,
+            case["expected"].as_str().unwrap(),
+            "case {}",
+            case["name"]
+        );
     }
 }
 
@@ -69,7 +74,11 @@ fn qwen_template_errors_like_transformers() {
             .unwrap_err();
         let want = case["message"].as_str().unwrap();
         assert!(matches!(err, ChatError::Render(_)), "{err}");
-        assert!(err.to_string().contains(want), "case {}: {err}", case["name"]);
+        assert!(
+            err.to_string().contains(want),
+            "case {}: {err}",
+            case["name"]
+        );
     }
 }
 
@@ -112,7 +121,10 @@ fn thinking_switch_changes_only_the_generation_prompt() {
             .unwrap()
     };
     assert_eq!(render(Some(true)), format!("{base}<think>\n"));
-    assert_eq!(render(Some(false)), format!("{base}<think>\n\n</think>\n\n"));
+    assert_eq!(
+        render(Some(false)),
+        format!("{base}<think>\n\n</think>\n\n")
+    );
     // Small Qwen 3.5 models do not think unless asked.
     assert_eq!(render(None), render(Some(false)));
     let no_prompt = template
@@ -238,7 +250,9 @@ fn missing_or_broken_templates_are_clear_errors() {
 
     // A runtime error that is not raise_exception still surfaces as an error.
     let t = ChatTemplate::new("{{ messages[0].content.nosuchmethod() }}").unwrap();
-    let err = t.render(&[Message::user("x")], &ChatOptions::default()).unwrap_err();
+    let err = t
+        .render(&[Message::user("x")], &ChatOptions::default())
+        .unwrap_err();
     assert!(matches!(err, ChatError::Render(_)), "{err}");
 }
 
@@ -247,7 +261,8 @@ fn html_characters_are_never_escaped() {
     let t = ChatTemplate::new("{{ messages[0].content }}").unwrap();
     let text = "<b>&\"'</b>";
     assert_eq!(
-        t.render(&[Message::user(text)], &ChatOptions::default()).unwrap(),
+        t.render(&[Message::user(text)], &ChatOptions::default())
+            .unwrap(),
         text
     );
 }

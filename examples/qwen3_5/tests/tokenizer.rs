@@ -12,6 +12,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+mod common;
+
 use qwen3_5::tokenizer::{Tokenizer, TokenizerError};
 use serde_json::{json, Value};
 
@@ -124,14 +126,24 @@ fn real_vocab_special_tokens_are_read_from_the_vocabulary() {
     assert_eq!(s.im_end, id("<|im_end|>"));
     assert_eq!(s.think, Some(id("<think>")));
     assert_eq!(s.think_end, Some(id("</think>")));
-    assert_eq!(tok.stop_tokens(), vec![id("<|im_end|>"), id("<|endoftext|>")]);
+    assert_eq!(
+        tok.stop_tokens(),
+        vec![id("<|im_end|>"), id("<|endoftext|>")]
+    );
     // 248,044 BPE ranks plus 33 added tokens.
     assert_eq!(tok.vocab_size(), 248_077);
     assert_eq!(specials.as_object().unwrap().len(), 33);
     for (name, want) in specials.as_object().unwrap() {
-        assert_eq!(tok.token_to_id(name), Some(want.as_u64().unwrap() as u32), "{name}");
+        assert_eq!(
+            tok.token_to_id(name),
+            Some(want.as_u64().unwrap() as u32),
+            "{name}"
+        );
         // Specials in text become one token each.
-        assert_eq!(tok.encode(name).unwrap(), vec![want.as_u64().unwrap() as u32]);
+        assert_eq!(
+            tok.encode(name).unwrap(),
+            vec![want.as_u64().unwrap() as u32]
+        );
     }
     // `<|im_end|>` is special (skipped on request), `<think>` is not.
     assert!(tok.is_special(s.im_end));
@@ -174,7 +186,10 @@ fn real_vocab_streaming_matches_full_decode_and_never_splits_characters() {
             .filter(|&&id| tok.decode(&[id], false).unwrap().contains('\u{FFFD}'))
             .count();
     }
-    assert!(held_back > 0, "the fixture should contain tokens that cut characters");
+    assert!(
+        held_back > 0,
+        "the fixture should contain tokens that cut characters"
+    );
 }
 
 #[test]
@@ -194,7 +209,10 @@ fn real_vocab_streaming_holds_back_a_cut_emoji() {
             assert!(stream.has_pending());
         }
         out.push_str(&chunk);
-        assert!(text.starts_with(&out), "{out:?} is not a prefix of {text:?}");
+        assert!(
+            text.starts_with(&out),
+            "{out:?} is not a prefix of {text:?}"
+        );
     }
     assert_eq!(out + &stream.finish(), text);
     assert!(ids.len() > text.chars().count() || empty_pushes > 0);
@@ -203,70 +221,13 @@ fn real_vocab_streaming_holds_back_a_cut_emoji() {
 // ---------------------------------------------------------------------------------------
 // A tiny byte-level tokenizer built here, so the streaming cases do not need Python.
 
-/// GPT-2's byte-to-character table.
-fn byte_char(b: u8) -> char {
-    let printable = |b: u8| matches!(b, 0x21..=0x7E | 0xA1..=0xAC | 0xAE..=0xFF);
-    if printable(b) {
-        return b as char;
-    }
-    let n = (0..b).filter(|&x| !printable(x)).count() as u32;
-    char::from_u32(0x100 + n).unwrap()
-}
-
-fn byte_str(bytes: &[u8]) -> String {
-    bytes.iter().map(|&b| byte_char(b)).collect()
-}
-
-/// Ids 0..=255 are the single bytes; then multi-byte pieces that cut characters:
-/// 256 = E4 B8 (first 2/3 of '中'), 257 = AD 20 (last byte of '中' + space),
-/// 258 = F0 9F (half an emoji), 259 = 98 80 (its other half), 260 = "é" whole;
-/// added tokens 261 <|endoftext|>, 262 <|im_start|>, 263 <|im_end|>, 264 <think> (not special).
-fn tiny_tokenizer(dir: &Path) -> Tokenizer {
-    let mut vocab = serde_json::Map::new();
-    for b in 0..=255u8 {
-        vocab.insert(byte_str(&[b]), json!(b as u32));
-    }
-    let pieces: [&[u8]; 5] = [
-        &[0xE4, 0xB8],
-        &[0xAD, 0x20],
-        &[0xF0, 0x9F],
-        &[0x98, 0x80],
-        "é".as_bytes(),
-    ];
-    let mut merges = Vec::new();
-    for (i, p) in pieces.iter().enumerate() {
-        vocab.insert(byte_str(p), json!(256 + i as u32));
-        merges.push(json!([byte_str(&p[..1]), byte_str(&p[1..])]));
-    }
-    let added: Vec<Value> = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>"]
-        .iter()
-        .enumerate()
-        .map(|(i, t)| {
-            json!({"id": 261 + i, "content": t, "single_word": false, "lstrip": false,
-                   "rstrip": false, "normalized": false, "special": *t != "<think>"})
-        })
-        .collect();
-    let byte_level =
-        json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": false, "use_regex": false});
-    let doc = json!({
-        "version": "1.0", "truncation": null, "padding": null, "added_tokens": added,
-        "normalizer": {"type": "NFC"},
-        "pre_tokenizer": byte_level, "post_processor": byte_level, "decoder": byte_level,
-        "model": {"type": "BPE", "dropout": null, "unk_token": null,
-                  "continuing_subword_prefix": "", "end_of_word_suffix": "", "fuse_unk": false,
-                  "byte_fallback": false, "ignore_merges": true, "vocab": vocab, "merges": merges}
-    });
-    let path = dir.join("tokenizer.json");
-    std::fs::write(&path, serde_json::to_string(&doc).unwrap()).unwrap();
-    Tokenizer::from_model_dir(dir).unwrap()
-}
-
 fn tiny() -> &'static Tokenizer {
     static TINY: OnceLock<Tokenizer> = OnceLock::new();
     TINY.get_or_init(|| {
         let dir = std::env::temp_dir().join(format!("qwen3_5-tiny-tok-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        tiny_tokenizer(&dir)
+        common::write_tiny_tokenizer(&dir);
+        Tokenizer::from_model_dir(&dir).unwrap()
     })
 }
 
@@ -395,7 +356,13 @@ fn loading_errors_are_clear() {
     std::fs::write(&path, plain.to_string()).unwrap();
     let err = Tokenizer::from_file(&path).unwrap_err();
     assert!(
-        matches!(err, TokenizerError::MissingSpecial { token: "<|endoftext|>", .. }),
+        matches!(
+            err,
+            TokenizerError::MissingSpecial {
+                token: "<|endoftext|>",
+                ..
+            }
+        ),
         "{err}"
     );
 }
