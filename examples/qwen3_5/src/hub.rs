@@ -4,7 +4,9 @@
 //! (`./m`, `/data/m`, `~/m`, `m/`); otherwise it is a model id such as `Qwen/Qwen3.5-2B`
 //! or `mlx-community/Qwen3.5-2B-4bit`. A model id is looked up in the Hugging Face cache
 //! (`$HF_HOME/hub`, else `~/.cache/huggingface/hub`) first; what is missing is downloaded
-//! with a progress bar. With `HF_HUB_OFFLINE=1` only the cache is used.
+//! with a progress bar. With `HF_HUB_OFFLINE=1` only the cache is used; `HF_ENDPOINT`
+//! changes the hub's address and `HF_TOKEN` (or the token file of `huggingface-cli login`)
+//! authenticates for gated models.
 
 use std::path::{Path, PathBuf};
 
@@ -258,10 +260,14 @@ fn fetch(model: &str, options: &HubOptions) -> Result<PathBuf, HubError> {
         });
     }
 
-    let api = ApiBuilder::from_env()
-        .with_progress(options.progress)
-        .build()
-        .map_err(|e| hub_error(model, "", e))?;
+    let mut builder = ApiBuilder::from_env().with_progress(options.progress);
+    if let Some(token) = std::env::var("HF_TOKEN")
+        .ok()
+        .filter(|t| !t.trim().is_empty())
+    {
+        builder = builder.with_token(Some(token.trim().to_string()));
+    }
+    let api = builder.build().map_err(|e| hub_error(model, "", e))?;
     let remote = api.repo(repo);
     let info = remote.info().map_err(|e| hub_error(model, "", e))?;
     let listed = |name: &str| info.siblings.iter().any(|s| s.rfilename == name);
@@ -365,5 +371,79 @@ mod tests {
         assert!(looks_like_path("~/model"));
         assert!(looks_like_path("a/b/c"));
         assert!(!looks_like_path("Qwen/Qwen3.5-2B"));
+    }
+
+    fn temp(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("qwen3_5-hub-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn weight_files_single_and_sharded() {
+        let dir = temp("weights");
+        assert!(matches!(
+            weight_files(&dir),
+            Err(HubError::MissingFile { .. })
+        ));
+        std::fs::write(dir.join(SINGLE), "").unwrap();
+        assert_eq!(weight_files(&dir).unwrap(), vec![dir.join(SINGLE)]);
+        // The index wins over a single file; shards are listed once, in first-seen order.
+        std::fs::write(
+            dir.join(INDEX),
+            r#"{"weight_map": {"x": "b.safetensors", "y": "a.safetensors", "z": "b.safetensors"}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            weight_files(&dir).unwrap(),
+            vec![dir.join("b.safetensors"), dir.join("a.safetensors")]
+        );
+    }
+
+    #[test]
+    fn broken_indexes_are_errors() {
+        let dir = temp("index");
+        for bad in [
+            "{not json",
+            r#"{"metadata": {}}"#,
+            r#"{"weight_map": {}}"#,
+            r#"{"weight_map": {"x": 3}}"#,
+            r#"{"weight_map": {"x": "../../etc/passwd"}}"#,
+        ] {
+            std::fs::write(dir.join(INDEX), bad).unwrap();
+            let err = weight_files(&dir).unwrap_err();
+            assert!(matches!(err, HubError::BadFile { .. }), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn local_folders_need_config_json() {
+        let dir = temp("local");
+        assert!(matches!(
+            local_dir(&dir),
+            Err(HubError::MissingFile {
+                file: "config.json",
+                ..
+            })
+        ));
+        std::fs::write(dir.join("config.json"), "{}").unwrap();
+        assert_eq!(local_dir(&dir).unwrap(), dir);
+        assert!(matches!(
+            local_dir(&dir.join("config.json")),
+            Err(HubError::NotAFolder(_))
+        ));
+        assert!(matches!(
+            local_dir(&dir.join("nope")),
+            Err(HubError::NoSuchFolder(_))
+        ));
+        let resolved = resolve(dir.to_str().unwrap(), &HubOptions::default()).unwrap();
+        assert_eq!(
+            resolved,
+            ModelDir {
+                dir: dir.clone(),
+                repo_id: None
+            }
+        );
     }
 }

@@ -12,9 +12,14 @@ const BIN: &str = env!("CARGO_BIN_EXE_qwen3_5");
 /// Runs the binary with an empty Hugging Face cache and no reachable hub.
 fn run_with_stdin(args: &[&str], stdin: &str) -> Output {
     let hf_home = std::env::temp_dir().join(format!("qwen3_5-cli-hf-{}", std::process::id()));
+    run_in(&hf_home, args, stdin)
+}
+
+/// Runs the binary with the given Hugging Face home and no reachable hub.
+fn run_in(hf_home: &Path, args: &[&str], stdin: &str) -> Output {
     let mut child = Command::new(BIN)
         .args(args)
-        .env("HF_HOME", &hf_home)
+        .env("HF_HOME", hf_home)
         // A closed local port: "no network" without depending on DNS or proxies here.
         .env("HF_ENDPOINT", "http://127.0.0.1:9")
         .env_remove("HF_HUB_OFFLINE")
@@ -324,6 +329,89 @@ fn model_resolution_errors_exit_1_with_one_line() {
         "cannot reach the Hugging Face hub",
     );
     assert!(line.contains("pass a local folder"), "{line}");
+}
+
+/// Lays out a model in a Hugging Face cache as hf-hub does: refs/main holds the commit,
+/// snapshots/<commit>/ holds the files.
+fn cached_model(hf_home: &Path, repo: &str, weights: &[(&str, &str)]) -> PathBuf {
+    let folder = hf_home
+        .join("hub")
+        .join(format!("models--{}", repo.replace('/', "--")));
+    let snapshot = folder.join("snapshots/0123abcd");
+    std::fs::create_dir_all(&snapshot).unwrap();
+    std::fs::create_dir_all(folder.join("refs")).unwrap();
+    std::fs::write(folder.join("refs/main"), "0123abcd").unwrap();
+    std::fs::write(snapshot.join("config.json"), "{}").unwrap();
+    common::write_tiny_tokenizer(&snapshot);
+    let template =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/qwen3_5_chat_template.jinja");
+    std::fs::copy(template, snapshot.join("chat_template.jinja")).unwrap();
+    for (name, content) in weights {
+        std::fs::write(snapshot.join(name), content).unwrap();
+    }
+    snapshot
+}
+
+#[test]
+fn model_ids_resolve_from_the_cache_without_network() {
+    let hf_home = temp_dir("cache-hf");
+    cached_model(&hf_home, "Qwen/Qwen3.5-2B", &[("model.safetensors", "")]);
+    let args = [
+        "generate",
+        "--model",
+        "Qwen/Qwen3.5-2B",
+        "--prompt",
+        "Hi",
+        "--raw",
+        "--dry-run",
+    ];
+    let out = run_in(&hf_home, &args, "");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        "Hi\n[2 tokens] 72,105\n"
+    );
+
+    // Sharded weights: every shard of the index must be cached, else the hub is needed.
+    let index = r#"{"metadata": {}, "weight_map": {"a": "model-00001-of-00002.safetensors",
+                                                    "b": "model-00002-of-00002.safetensors"}}"#;
+    let snapshot = cached_model(
+        &hf_home,
+        "mlx-community/Qwen3.5-2B-4bit",
+        &[
+            ("model.safetensors.index.json", index),
+            ("model-00001-of-00002.safetensors", ""),
+        ],
+    );
+    let args = [
+        "generate",
+        "--model",
+        "mlx-community/Qwen3.5-2B-4bit",
+        "--prompt",
+        "Hi",
+        "--raw",
+        "--dry-run",
+    ];
+    let out = run_in(&hf_home, &args, "");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cannot reach the Hugging Face hub"),
+        "{stderr}"
+    );
+    std::fs::write(snapshot.join("model-00002-of-00002.safetensors"), "").unwrap();
+    let out = run_in(&hf_home, &args, "");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
