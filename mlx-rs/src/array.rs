@@ -34,6 +34,21 @@ impl Array {
         self.raw
     }
 
+    /// The mlx-c handle of this array, borrowed (still owned and freed by `self`): an
+    /// escape hatch for calling `mlx_sys` functions this crate does not wrap.
+    pub fn as_raw_handle(&self) -> sys::mlx_array {
+        self.raw
+    }
+
+    /// Takes ownership of an mlx-c array handle (freed when the `Array` drops).
+    ///
+    /// # Safety
+    /// `raw` must be a live handle made by mlx-c (e.g. filled by an `mlx_sys` op) that
+    /// nothing else frees.
+    pub unsafe fn from_raw_handle(raw: sys::mlx_array) -> Array {
+        Array::from_raw(raw)
+    }
+
     /// Builds an array of `shape` from row-major `data` (copied).
     ///
     /// Fails if `data.len()` is not the product of `shape` or a dimension is negative.

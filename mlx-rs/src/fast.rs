@@ -1,1 +1,212 @@
-//! Fused kernels: rms_norm, layer_norm, rope, scaled dot-product attention, and custom CUDA / Metal kernels.
+//! Fused kernels: [`rms_norm`], [`layer_norm`], [`rope`], [`scaled_dot_product_attention`],
+//! [`cross_entropy`], and custom GPU kernels written in CUDA or Metal
+//! ([`KernelBuilder`]).
+//!
+//! Each op computes what the composition of the basic ops would, in one kernel where the
+//! backend has one (and falls back to the composition where it has not).
+
+mod kernel;
+
+pub use kernel::{CudaKernel, KernelBuilder, KernelConfig, MetalKernel, TemplateArg};
+
+use crate::raw::stream_op;
+use crate::{Array, Result};
+use mlx_sys as sys;
+
+/// The handle of an optional array argument (a null handle means "absent" to mlx-c).
+fn opt(a: Option<&Array>) -> sys::mlx_array {
+    a.map_or(
+        sys::mlx_array_ {
+            ctx: std::ptr::null_mut(),
+        },
+        Array::as_raw,
+    )
+}
+
+fn opt_float(v: Option<f32>) -> sys::mlx_optional_float {
+    sys::mlx_optional_float {
+        value: v.unwrap_or(0.0),
+        has_value: v.is_some(),
+    }
+}
+
+/// Root-mean-square normalization over the last axis:
+/// `x / sqrt(mean(x², -1) + eps) * weight`.
+///
+/// `weight` (shape `[last dim]`) is optional.
+#[track_caller]
+pub fn rms_norm(x: &Array, weight: Option<&Array>, eps: f32) -> Result<Array> {
+    stream_op(|res, s| unsafe { sys::mlx_fast_rms_norm(res, x.as_raw(), opt(weight), eps, s) })
+}
+
+/// Layer normalization over the last axis:
+/// `(x - mean) / sqrt(var + eps) * weight + bias`.
+///
+/// `weight` and `bias` (shape `[last dim]`) are optional.
+#[track_caller]
+pub fn layer_norm(
+    x: &Array,
+    weight: Option<&Array>,
+    bias: Option<&Array>,
+    eps: f32,
+) -> Result<Array> {
+    stream_op(|res, s| unsafe {
+        sys::mlx_fast_layer_norm(res, x.as_raw(), opt(weight), opt(bias), eps, s)
+    })
+}
+
+/// Rotary positional encoding of `x` (shape `[B, *, T, D]`), positions starting at
+/// `offset`.
+///
+/// - `dims`: how many leading features of `D` are rotated (the rest pass through).
+/// - `traditional`: rotate consecutive pairs of features (`true`) instead of the two
+///   halves (`false`, the usual choice).
+/// - `base`: the base of the frequencies (e.g. `10000.0`); exactly one of `base` and
+///   `freqs` must be given.
+/// - `scale`: multiplies the positions.
+/// - `freqs`: explicit frequencies (shape `[dims / 2]`) instead of `base`.
+#[track_caller]
+pub fn rope(
+    x: &Array,
+    dims: i32,
+    traditional: bool,
+    base: Option<f32>,
+    scale: f32,
+    offset: i32,
+    freqs: Option<&Array>,
+) -> Result<Array> {
+    stream_op(|res, s| unsafe {
+        sys::mlx_fast_rope(
+            res,
+            x.as_raw(),
+            dims,
+            traditional,
+            opt_float(base),
+            scale,
+            offset,
+            opt(freqs),
+            s,
+        )
+    })
+}
+
+/// [`rope`] with the position offset given as an array: a scalar, or one offset per
+/// batch element (shape `[B]`). Useful when the offset is itself computed (and in
+/// compiled functions, where an `i32` would be baked in).
+#[track_caller]
+pub fn rope_dynamic(
+    x: &Array,
+    dims: i32,
+    traditional: bool,
+    base: Option<f32>,
+    scale: f32,
+    offset: &Array,
+    freqs: Option<&Array>,
+) -> Result<Array> {
+    stream_op(|res, s| unsafe {
+        sys::mlx_fast_rope_dynamic(
+            res,
+            x.as_raw(),
+            dims,
+            traditional,
+            opt_float(base),
+            scale,
+            offset.as_raw(),
+            opt(freqs),
+            s,
+        )
+    })
+}
+
+/// The mask of [`scaled_dot_product_attention`].
+#[derive(Debug, Clone, Copy, Default)]
+pub enum AttentionMask<'a> {
+    /// No mask.
+    #[default]
+    None,
+    /// Causal: query `i` attends to keys up to its position, aligned so that the last
+    /// query sees the last key.
+    Causal,
+    /// A boolean mask (`true` = attend) or an additive mask, broadcastable to
+    /// `[B, N_q, T_q, T_kv]`.
+    Array(&'a Array),
+}
+
+/// Options of [`scaled_dot_product_attention`]; an [`AttentionMask`] converts into them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AttentionOptions<'a> {
+    /// The mask.
+    pub mask: AttentionMask<'a>,
+    /// Attention sinks: one learned logit per query head (shape `[N_q]`), which takes part
+    /// in the softmax but contributes no value.
+    pub sinks: Option<&'a Array>,
+    /// Use a fused kernel even where the heuristics would not, and fail where there is
+    /// none.
+    pub force_fused: bool,
+}
+
+impl<'a> From<AttentionMask<'a>> for AttentionOptions<'a> {
+    fn from(mask: AttentionMask<'a>) -> Self {
+        AttentionOptions {
+            mask,
+            ..Default::default()
+        }
+    }
+}
+
+/// Multi-head attention, `softmax(scale · Q Kᵀ + mask) V`, fused.
+///
+/// Shapes: `q` is `[B, N_q, T_q, D]`, `k` and `v` are `[B, N_kv, T_kv, D]` with `N_q` a
+/// multiple of `N_kv` (grouped-query attention: do not repeat `k` and `v` yourself). The
+/// softmax runs in float32 whatever the input precision.
+///
+/// ```
+/// use mlx_rs::{fast::{scaled_dot_product_attention, AttentionMask}, Array};
+/// let q = Array::from_slice(&[1.0f32, 0.0, 0.0, 1.0], &[1, 1, 2, 2])?;
+/// let v = Array::from_slice(&[1.0f32, 2.0, 3.0, 4.0], &[1, 1, 2, 2])?;
+/// // causal: the first query sees only the first key
+/// let out = scaled_dot_product_attention(&q, &q, &v, 1.0, AttentionMask::Causal)?;
+/// assert_eq!(&out.to_vec::<f32>()?[..2], &[1.0, 2.0]);
+/// # Ok::<(), mlx_rs::Error>(())
+/// ```
+#[track_caller]
+pub fn scaled_dot_product_attention<'a>(
+    q: &Array,
+    k: &Array,
+    v: &Array,
+    scale: f32,
+    options: impl Into<AttentionOptions<'a>>,
+) -> Result<Array> {
+    let o = options.into();
+    let (mode, mask): (&std::ffi::CStr, Option<&Array>) = match o.mask {
+        AttentionMask::None => (c"", None),
+        AttentionMask::Causal => (c"causal", None),
+        AttentionMask::Array(m) => (c"array", Some(m)),
+    };
+    stream_op(|res, s| unsafe {
+        sys::mlx_fast_scaled_dot_product_attention(
+            res,
+            q.as_raw(),
+            k.as_raw(),
+            v.as_raw(),
+            scale,
+            mode.as_ptr(),
+            opt(mask),
+            opt(o.sinks),
+            o.force_fused,
+            s,
+        )
+    })
+}
+
+/// Cross-entropy with class indices as targets: `logsumexp(logits, -1) -
+/// logits[..., target]`, accumulated in float32.
+///
+/// `targets` has the shape of `logits` without the last axis, with values in
+/// `[0, logits.shape[-1])`. The result is float32 with the shape of `targets`.
+#[track_caller]
+pub fn cross_entropy(logits: &Array, targets: &Array) -> Result<Array> {
+    stream_op(|res, s| unsafe {
+        sys::mlx_fast_cross_entropy(res, logits.as_raw(), targets.as_raw(), s)
+    })
+}

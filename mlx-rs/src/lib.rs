@@ -28,6 +28,17 @@
 //! - `mlx_array_new_data_managed`, `mlx_array_new_data_managed_payload`: arrays always copy
 //!   Rust data; adopting Rust allocations without a copy would need page-aligned buffers on
 //!   Metal and would let MLX write into memory Rust still thinks it owns.
+//! - `mlx_closure_new_func`, `mlx_closure_new_unary`, `mlx_closure_kwargs_new_func`,
+//!   `mlx_closure_custom_new_func`, `mlx_closure_custom_jvp_new_func`,
+//!   `mlx_closure_custom_vmap_new_func`: these take a bare C function pointer, which cannot
+//!   carry a Rust closure; the `*_new_func_payload` forms are used instead.
+//! - `mlx_closure_value_and_grad_new_func`, `mlx_closure_value_and_grad_new_func_payload`:
+//!   MLX makes value-and-grad closures (from `mlx_value_and_grad`); nothing takes one made by
+//!   the user.
+//! - `mlx_closure_custom_set`, `mlx_closure_custom_apply`, `mlx_closure_custom_jvp_set`,
+//!   `mlx_closure_custom_jvp_apply`, `mlx_closure_custom_vmap_set`,
+//!   `mlx_closure_custom_vmap_apply`: custom-rule closures are only built to be handed to MLX
+//!   ([`transforms::CustomFunction`]); Rust never copies or calls them itself.
 #![deny(missing_docs)]
 
 mod array;
@@ -52,6 +63,7 @@ pub use array::{async_eval, eval, Array};
 pub use device::{Device, DeviceType};
 pub use dtype::{Dtype, Element};
 pub use error::{install_error_handler, Error, Result};
+pub use index::Index;
 pub use operators::Scalar;
 pub use stream::{
     clear_streams, current_stream, streams, synchronize, with_device, with_stream, Stream,

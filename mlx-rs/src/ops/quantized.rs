@@ -1,1 +1,365 @@
-//! Quantization and quantized / gathered matrix products.
+//! Quantization and quantized / gathered / masked / segmented matrix products.
+
+use crate::error::Error;
+use crate::raw::{stream_op, stream_vector_op};
+use crate::{Array, Dtype, Result};
+use mlx_sys as sys;
+use std::ffi::CStr;
+
+/// How [`quantize`] packs values (MLX's quantization modes).
+///
+/// | mode | group sizes | bits | scales | biases |
+/// | --- | --- | --- | --- | --- |
+/// | `Affine` | 32, **64**, 128 | 2, 3, **4**, 5, 6, 8 | input dtype | yes |
+/// | `Mxfp4` | **32** | **4** | e8m0 | no |
+/// | `Mxfp8` | **32** | **8** | e8m0 | no |
+/// | `Nvfp4` | **16** | **4** | e4m3 | no |
+///
+/// (Bold: the default when `group_size` / `bits` are `None`.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum QuantizationMode {
+    /// Integers with a scale and a bias per group.
+    #[default]
+    Affine,
+    /// OCP microscaling FP4 (E2M1 values, E8M0 scales).
+    Mxfp4,
+    /// OCP microscaling FP8 (E4M3 values, E8M0 scales).
+    Mxfp8,
+    /// NVIDIA FP4 (E2M1 values, E4M3 scales, optional global scale).
+    Nvfp4,
+}
+
+impl QuantizationMode {
+    /// MLX's name for the mode (`"affine"`, `"mxfp4"`, `"mxfp8"`, `"nvfp4"`).
+    pub fn name(self) -> &'static str {
+        self.c_name().to_str().expect("ASCII")
+    }
+
+    fn c_name(self) -> &'static CStr {
+        match self {
+            QuantizationMode::Affine => c"affine",
+            QuantizationMode::Mxfp4 => c"mxfp4",
+            QuantizationMode::Mxfp8 => c"mxfp8",
+            QuantizationMode::Nvfp4 => c"nvfp4",
+        }
+    }
+}
+
+/// Group size, bits and mode of a quantization; `None` takes the mode's default.
+///
+/// ```
+/// use mlx_rs::ops::{QuantizeOptions, QuantizationMode};
+/// let q4 = QuantizeOptions { group_size: Some(32), bits: Some(4), ..Default::default() };
+/// assert_eq!(q4.mode, QuantizationMode::Affine);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct QuantizeOptions {
+    /// Number of consecutive elements along the last axis that share a scale.
+    pub group_size: Option<i32>,
+    /// Bits per quantized element.
+    pub bits: Option<i32>,
+    /// The quantization mode (default [`QuantizationMode::Affine`]).
+    pub mode: QuantizationMode,
+}
+
+impl QuantizeOptions {
+    /// The options of `mode` with its default group size and bits.
+    pub fn mode(mode: QuantizationMode) -> Self {
+        QuantizeOptions {
+            mode,
+            ..Default::default()
+        }
+    }
+
+    fn raw_group_size(&self) -> sys::mlx_optional_int {
+        optional_int(self.group_size)
+    }
+
+    fn raw_bits(&self) -> sys::mlx_optional_int {
+        optional_int(self.bits)
+    }
+}
+
+/// The parts of a quantized matrix, as [`quantize`] returns them.
+#[derive(Debug, Clone)]
+pub struct Quantized {
+    /// The packed values (`uint32`).
+    pub w: Array,
+    /// One scale per group: the input dtype (affine), or `uint8` holding e8m0 / e4m3
+    /// bits (the floating-point modes).
+    pub scales: Array,
+    /// One bias per group (affine mode only).
+    pub biases: Option<Array>,
+}
+
+/// The two optional index arrays of the gathered matrix products ([`gather_mm`],
+/// [`gather_qmm`], [`gather_qqmm`]): flat indices into the batch axes of the left and
+/// right operands.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GatherIndices<'a> {
+    /// Indices into the batch of the left operand (`None`: all, in order).
+    pub lhs: Option<&'a Array>,
+    /// Indices into the batch of the right operand (`None`: all, in order).
+    pub rhs: Option<&'a Array>,
+    /// Whether the indices are sorted (allows a faster kernel).
+    pub sorted: bool,
+}
+
+fn optional_int(v: Option<i32>) -> sys::mlx_optional_int {
+    sys::mlx_optional_int {
+        value: v.unwrap_or(0),
+        has_value: v.is_some(),
+    }
+}
+
+fn optional_dtype(v: Option<Dtype>) -> sys::mlx_optional_dtype {
+    sys::mlx_optional_dtype {
+        value: v.unwrap_or(Dtype::Float32).to_raw(),
+        has_value: v.is_some(),
+    }
+}
+
+/// The raw handle of an optional array: a null handle (which mlx-c reads as "absent")
+/// for `None`.
+fn raw_or_null(a: Option<&Array>) -> sys::mlx_array {
+    a.map_or(
+        sys::mlx_array {
+            ctx: std::ptr::null_mut(),
+        },
+        Array::as_raw,
+    )
+}
+
+/// Quantizes `w` (at least 2-D, last axis divisible by the group size) along its last
+/// axis.
+///
+/// `global_scale` is an optional `float32` scale for the `Nvfp4` mode.
+///
+/// ```
+/// use mlx_rs::{ops, Array};
+/// let w = ops::linspace(-1.0, 1.0, 128, mlx_rs::Dtype::Float32)?.reshape(&[2, 64])?;
+/// let q = ops::quantize(&w, None, ops::QuantizeOptions::default())?;
+/// assert_eq!(q.scales.shape(), &[2, 1]);
+/// let back = ops::dequantize(&q.w, &q.scales, q.biases.as_ref(), None, None, Default::default())?;
+/// assert_eq!(back.shape(), &[2, 64]);
+/// # Ok::<(), mlx_rs::Error>(())
+/// ```
+#[track_caller]
+pub fn quantize(
+    w: &Array,
+    global_scale: Option<&Array>,
+    opts: QuantizeOptions,
+) -> Result<Quantized> {
+    let mut parts = stream_vector_op(|res, s| unsafe {
+        sys::mlx_quantize(
+            res,
+            w.as_raw(),
+            opts.raw_group_size(),
+            opts.raw_bits(),
+            opts.mode.c_name().as_ptr(),
+            raw_or_null(global_scale),
+            s,
+        )
+    })?
+    .into_iter();
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(w), Some(scales), biases) => Ok(Quantized { w, scales, biases }),
+        _ => Err(Error::InvalidArgument(
+            "quantize: MLX returned fewer than two arrays".into(),
+        )),
+    }
+}
+
+/// The floating-point matrix that [`quantize`] packed, as `dtype` (default: the scales'
+/// dtype). The options must be those used to quantize.
+#[track_caller]
+pub fn dequantize(
+    w: &Array,
+    scales: &Array,
+    biases: Option<&Array>,
+    global_scale: Option<&Array>,
+    dtype: Option<Dtype>,
+    opts: QuantizeOptions,
+) -> Result<Array> {
+    stream_op(|res, s| unsafe {
+        sys::mlx_dequantize(
+            res,
+            w.as_raw(),
+            scales.as_raw(),
+            raw_or_null(biases),
+            opts.raw_group_size(),
+            opts.raw_bits(),
+            opts.mode.c_name().as_ptr(),
+            raw_or_null(global_scale),
+            optional_dtype(dtype),
+            s,
+        )
+    })
+}
+
+/// `x @ dequantize(w).T` (with `transpose`, the usual layout of linear layers) or
+/// `x @ dequantize(w)`, without materialising the dequantized matrix.
+#[track_caller]
+pub fn quantized_matmul(
+    x: &Array,
+    w: &Array,
+    scales: &Array,
+    biases: Option<&Array>,
+    transpose: bool,
+    opts: QuantizeOptions,
+) -> Result<Array> {
+    stream_op(|res, s| unsafe {
+        sys::mlx_quantized_matmul(
+            res,
+            x.as_raw(),
+            w.as_raw(),
+            scales.as_raw(),
+            raw_or_null(biases),
+            transpose,
+            opts.raw_group_size(),
+            opts.raw_bits(),
+            opts.mode.c_name().as_ptr(),
+            s,
+        )
+    })
+}
+
+/// [`quantized_matmul`] with the batch of `x` and of the quantized `w` first gathered by
+/// `indices` (used by mixture-of-experts layers).
+#[track_caller]
+pub fn gather_qmm(
+    x: &Array,
+    w: &Array,
+    scales: &Array,
+    biases: Option<&Array>,
+    indices: GatherIndices<'_>,
+    transpose: bool,
+    opts: QuantizeOptions,
+) -> Result<Array> {
+    stream_op(|res, s| unsafe {
+        sys::mlx_gather_qmm(
+            res,
+            x.as_raw(),
+            w.as_raw(),
+            scales.as_raw(),
+            raw_or_null(biases),
+            raw_or_null(indices.lhs),
+            raw_or_null(indices.rhs),
+            transpose,
+            opts.raw_group_size(),
+            opts.raw_bits(),
+            opts.mode.c_name().as_ptr(),
+            indices.sorted,
+            s,
+        )
+    })
+}
+
+/// A matrix product with both operands quantized: `x` on the fly, `w` on the fly or
+/// already (then `w_scales` are its scales). Modes `Nvfp4` and `Mxfp8` only; the
+/// global scales apply to `Nvfp4`.
+#[track_caller]
+pub fn qqmm(
+    x: &Array,
+    w: &Array,
+    w_scales: Option<&Array>,
+    global_scale_x: Option<&Array>,
+    global_scale_w: Option<&Array>,
+    opts: QuantizeOptions,
+) -> Result<Array> {
+    stream_op(|res, s| unsafe {
+        sys::mlx_qqmm(
+            res,
+            x.as_raw(),
+            w.as_raw(),
+            raw_or_null(w_scales),
+            opts.raw_group_size(),
+            opts.raw_bits(),
+            opts.mode.c_name().as_ptr(),
+            raw_or_null(global_scale_x),
+            raw_or_null(global_scale_w),
+            s,
+        )
+    })
+}
+
+/// [`qqmm`] with the batches of `x` and `w` first gathered by `indices`.
+#[track_caller]
+pub fn gather_qqmm(
+    x: &Array,
+    w: &Array,
+    scales_w: Option<&Array>,
+    indices: GatherIndices<'_>,
+    global_scale_x: Option<&Array>,
+    global_scale_w: Option<&Array>,
+    opts: QuantizeOptions,
+) -> Result<Array> {
+    stream_op(|res, s| unsafe {
+        sys::mlx_gather_qqmm(
+            res,
+            x.as_raw(),
+            w.as_raw(),
+            raw_or_null(scales_w),
+            raw_or_null(indices.lhs),
+            raw_or_null(indices.rhs),
+            opts.raw_group_size(),
+            opts.raw_bits(),
+            opts.mode.c_name().as_ptr(),
+            raw_or_null(global_scale_x),
+            raw_or_null(global_scale_w),
+            indices.sorted,
+            s,
+        )
+    })
+}
+
+/// `a @ b` where the batches (all but the last two axes) of `a` and `b` are first
+/// gathered by `indices` (flat indices into the batch axes).
+#[track_caller]
+pub fn gather_mm(a: &Array, b: &Array, indices: GatherIndices<'_>) -> Result<Array> {
+    stream_op(|res, s| unsafe {
+        sys::mlx_gather_mm(
+            res,
+            a.as_raw(),
+            b.as_raw(),
+            raw_or_null(indices.lhs),
+            raw_or_null(indices.rhs),
+            indices.sorted,
+            s,
+        )
+    })
+}
+
+/// `a @ b` with `block_size × block_size` blocks masked (`block_size` 32 or 64): the
+/// masks have one entry per block of the output, of `a`, and of `b` respectively.
+#[track_caller]
+pub fn block_masked_mm(
+    a: &Array,
+    b: &Array,
+    block_size: i32,
+    mask_out: Option<&Array>,
+    mask_lhs: Option<&Array>,
+    mask_rhs: Option<&Array>,
+) -> Result<Array> {
+    stream_op(|res, s| unsafe {
+        sys::mlx_block_masked_mm(
+            res,
+            a.as_raw(),
+            b.as_raw(),
+            block_size,
+            raw_or_null(mask_out),
+            raw_or_null(mask_lhs),
+            raw_or_null(mask_rhs),
+            s,
+        )
+    })
+}
+
+/// For `a` (`M × K`) and `b` (`K × N`), one `M × N` product per segment of the inner
+/// axis; `segments` holds `[start, end)` pairs (shape `..., 2`).
+#[track_caller]
+pub fn segmented_mm(a: &Array, b: &Array, segments: &Array) -> Result<Array> {
+    stream_op(|res, s| unsafe {
+        sys::mlx_segmented_mm(res, a.as_raw(), b.as_raw(), segments.as_raw(), s)
+    })
+}
