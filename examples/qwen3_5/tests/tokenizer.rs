@@ -61,7 +61,12 @@ fn build_real_tokenizer(path: &Path) -> Result<(), String> {
         .output()
         .map_err(|e| format!("cannot run python3: {e}"))?;
     if !out.status.success() {
-        return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
+        let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        return Err(format!(
+            "{} exited with {}: {stderr}",
+            script.display(),
+            out.status
+        ));
     }
     Ok(())
 }
