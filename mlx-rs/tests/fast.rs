@@ -2,9 +2,9 @@
 //! from the definitions, gradients through them, and bad inputs.
 
 mod common;
-mod sys_ops;
 
 use mlx_rs::fast::{self, AttentionMask, AttentionOptions};
+use mlx_rs::ops;
 use mlx_rs::transforms::grad;
 use mlx_rs::{Array, Dtype, Error, Result};
 
@@ -311,8 +311,8 @@ fn attention_matches_its_definition() {
     let gqa = fast::scaled_dot_product_attention(&q4, &k2, &v2, scale as f32, AttentionMask::None)
         .unwrap();
     let (k4, v4) = (
-        sys_ops::repeat(&k2, 2, 1).unwrap(),
-        sys_ops::repeat(&v2, 2, 1).unwrap(),
+        ops::repeat_axis(&k2, 2, 1).unwrap(),
+        ops::repeat_axis(&v2, 2, 1).unwrap(),
     );
     let want = attention_reference(
         &f64s(&q4),
@@ -352,8 +352,9 @@ fn gradients_flow_through_fast_ops() {
     let c = sample(&[2, 6], 13);
     let cc = c.clone();
     let f = move |a: &[Array]| -> Result<Vec<Array>> {
-        Ok(vec![sys_ops::sum(
+        Ok(vec![ops::sum(
             &fast::rms_norm(&a[0], None, 1e-5)?.multiply(&cc)?,
+            false,
         )?])
     };
     let g = f64s(&grad(f.clone(), &[0]).unwrap().call(&[&x]).unwrap()[0]);

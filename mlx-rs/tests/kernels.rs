@@ -2,9 +2,8 @@
 //! visibly, elsewhere), and errors — not aborts — where the backend is missing or the
 //! launch description is wrong.
 
-mod sys_ops;
-
 use mlx_rs::fast::{KernelBuilder, KernelConfig, TemplateArg};
+use mlx_rs::ops;
 use mlx_rs::{Array, Device, Dtype, Error};
 
 /// A CUDA GPU is usable: the CUDA build, or (one build serves both) a CUDA `libmlx` loaded
@@ -24,7 +23,7 @@ fn inputs() -> (Array, Array, Vec<f32>, Vec<f32>) {
     let b: Vec<f32> = (0..12).map(|i| 10.0 + i as f32).collect();
     // a_t is the transpose of a (4 × 3) matrix whose row-major data is `m`
     let a = Array::from_slice(&m, &[4, 3]).unwrap();
-    let a_t = sys_ops::swap_last(&a).unwrap();
+    let a_t = ops::swapaxes(&a, -1, -2).unwrap();
     // the kernel sees a_t row-contiguous: element i of a_t's row-major order
     let a_t_dense: Vec<f32> = (0..12).map(|i| m[(i % 4) * 3 + i / 4]).collect();
     (a_t, Array::from_slice(&b, &[12]).unwrap(), a_t_dense, b)

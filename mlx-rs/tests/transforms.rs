@@ -3,9 +3,9 @@
 //! and errors come back to the caller; nothing leaks).
 
 mod common;
-mod sys_ops;
 
 use mlx_rs::export::{export_function, export_function_kwargs, FunctionExporter, ImportedFunction};
+use mlx_rs::ops;
 use mlx_rs::transforms::{
     self, checkpoint, compile, compile_with_state, custom_vjp, grad, jvp, value_and_grad, vjp,
     vmap, Closure, CustomFunction,
@@ -43,41 +43,47 @@ fn one() -> Array {
 
 fn sin_sq(a: &[Array]) -> Result<Vec<Array>> {
     let x = &a[0];
-    Ok(vec![sys_ops::sum(
-        &sys_ops::sin(x)?.multiply(x)?.multiply(x)?,
+    Ok(vec![ops::sum(
+        &ops::sin(x)?.multiply(x)?.multiply(x)?,
+        false,
     )?])
 }
 
 fn mse(a: &[Array]) -> Result<Vec<Array>> {
     let (w, x, y) = (&a[0], &a[1], &a[2]);
-    Ok(vec![sys_ops::mean(&x.matmul(w)?.subtract(y)?.square()?)?])
+    Ok(vec![ops::mean(
+        &x.matmul(w)?.subtract(y)?.square()?,
+        false,
+    )?])
 }
 
 fn exp_tanh(a: &[Array]) -> Result<Vec<Array>> {
     let (x, y) = (&a[0], &a[1]);
-    let main = sys_ops::sum(&sys_ops::exp(x)?.multiply(&sys_ops::tanh(y)?)?)?;
+    let main = ops::sum(&ops::exp(x)?.multiply(&ops::tanh(y)?)?, false)?;
     Ok(vec![main, x.add(y)?])
 }
 
 fn softplus(a: &[Array]) -> Result<Vec<Array>> {
     let one = Array::scalar(1.0f32).astype(a[0].dtype())?;
-    Ok(vec![sys_ops::sum(&sys_ops::log(
-        &one.add(&sys_ops::exp(&a[0])?)?,
-    )?)?])
+    Ok(vec![ops::sum(
+        &ops::log(&one.add(&ops::exp(&a[0])?)?)?,
+        false,
+    )?])
 }
 
 fn pair(a: &[Array]) -> Result<Vec<Array>> {
     let (x, y) = (&a[0], &a[1]);
-    Ok(vec![x.multiply(y)?, sys_ops::sin(x)?.add(y)?])
+    Ok(vec![x.multiply(y)?, ops::sin(x)?.add(y)?])
 }
 
 fn logistic(a: &[Array]) -> Result<Vec<Array>> {
     let (w, b, x, t) = (&a[0], &a[1], &a[2], &a[3]);
     let one = Array::scalar(1.0f32).astype(w.dtype())?;
     let margin = t.negative()?.multiply(&x.matmul(w)?.add(b)?)?;
-    Ok(vec![sys_ops::mean(&sys_ops::log(
-        &one.add(&sys_ops::exp(&margin)?)?,
-    )?)?])
+    Ok(vec![ops::mean(
+        &ops::log(&one.add(&ops::exp(&margin)?)?)?,
+        false,
+    )?])
 }
 
 type Function = fn(&[Array]) -> Result<Vec<Array>>;
@@ -127,7 +133,7 @@ fn gradients_match_python_mlx() {
                 // d/dx sum(f'(x)) = f''(x) elementwise for an elementwise f
                 let first = grad(f, &[0]).unwrap();
                 let summed = move |x: &[Array]| -> Result<Vec<Array>> {
-                    Ok(vec![sys_ops::sum(&first.call(x)?[0])?])
+                    Ok(vec![ops::sum(&first.call(x)?[0], false)?])
                 };
                 grad(summed, &[0]).unwrap().call(&inputs).unwrap()
             }
@@ -258,7 +264,7 @@ fn grad_of_borrowing_closure_and_composition() {
     let _g = shared();
     // The closure borrows data from the stack (no 'static needed).
     let scale = arr(&[3.0], &[]);
-    let f = |a: &[Array]| Ok(vec![sys_ops::sum(&a[0].square()?.multiply(&scale)?)?]);
+    let f = |a: &[Array]| Ok(vec![ops::sum(&a[0].square()?.multiply(&scale)?, false)?]);
     let g = grad(f, &[0]).unwrap();
     let x = arr(&[1.0, -2.0], &[2]);
     assert_eq!(f32s(&g.call(&[&x]).unwrap()[0]), vec![6.0, -12.0]);
@@ -409,8 +415,8 @@ fn compiled_equals_uncompiled() {
         traces.set(traces.get() + 1);
         let (x, y) = (&a[0], &a[1]);
         // a fusable elementwise chain
-        Ok(vec![sys_ops::exp(&x.multiply(y)?)?
-            .subtract(&sys_ops::tanh(y)?)?
+        Ok(vec![ops::exp(&x.multiply(y)?)?
+            .subtract(&ops::tanh(y)?)?
             .divide(&x.square()?.add(&one())?)?])
     };
     let x = arr(&[0.1, -0.4, 0.9, 1.3, -2.0, 0.0], &[2, 3]);
@@ -540,7 +546,7 @@ fn custom_vjp_replaces_the_gradient() {
     let _g = shared();
     // forward: sin(x); custom gradient: 7 · cotangent (not cos) to show it is used
     let f = custom_vjp(
-        |a: &[Array]| Ok(vec![sys_ops::sin(&a[0])?]),
+        |a: &[Array]| Ok(vec![ops::sin(&a[0])?]),
         |_p: &[Array], ct: &[Array], outs: &[Array]| {
             assert_eq!(outs.len(), 1, "the VJP sees the forward outputs");
             Ok(vec![ct[0].multiply(&Array::scalar(7.0f32))?])
@@ -550,7 +556,7 @@ fn custom_vjp_replaces_the_gradient() {
     let x = arr(&[0.3, 0.6], &[2]);
     assert_eq!(
         f32s(&f.call(&[&x]).unwrap()[0]),
-        f32s(&sys_ops::sin(&x).unwrap())
+        f32s(&ops::sin(&x).unwrap())
     );
     let (_, vjps) = vjp(&f, &[&x], &[arr(&[1.0, 2.0], &[2])]).unwrap();
     assert_eq!(f32s(&vjps[0]), vec![7.0, 14.0]);
@@ -592,8 +598,8 @@ fn custom_function_jvp_and_vmap_rules_are_used() {
 fn checkpoint_keeps_values_and_gradients() {
     let _g = shared();
     let f = |a: &[Array]| -> Result<Vec<Array>> {
-        let h = sys_ops::tanh(&a[0].matmul(&a[1])?)?;
-        Ok(vec![sys_ops::sum(&h.square()?)?])
+        let h = ops::tanh(&a[0].matmul(&a[1])?)?;
+        Ok(vec![ops::sum(&h.square()?, false)?])
     };
     let w = arr(&[0.5, -0.2, 0.1, 0.3, 0.7, -0.6], &[3, 2]);
     let x = arr(&[1.0, 2.0, -1.0, 0.5, 0.0, 1.5], &[2, 3]);
@@ -661,7 +667,7 @@ fn run_every_transform(
         ok(grad(c, &[0])?.call(&[x]))
     });
     run("custom vjp (backward)", &|| {
-        let square = |a: &[Array]| Ok(vec![sys_ops::sum(&a[0].square()?)?]);
+        let square = |a: &[Array]| Ok(vec![ops::sum(&a[0].square()?, false)?]);
         let c = custom_vjp(square, move |p: &[Array], _c: &[Array], _o: &[Array]| f(p))?;
         ok(grad(c, &[0])?.call(&[x]))
     });
@@ -697,7 +703,7 @@ fn errors_in_closures_reach_the_caller_unchanged() {
         }
     }
     // an MLX error raised inside a closure comes back as that MLX error
-    let bad_matmul = |a: &[Array]| Ok(vec![sys_ops::sum(&a[0].matmul(&arr(&[1.0; 3], &[3]))?)?]);
+    let bad_matmul = |a: &[Array]| Ok(vec![ops::sum(&a[0].matmul(&arr(&[1.0; 3], &[3]))?, false)?]);
     let e = grad(bad_matmul, &[0]).unwrap().call(&[&x]).unwrap_err();
     assert!(matches!(e, Error::Mlx { .. }), "{e}");
     assert!(e.to_string().contains("matmul"), "{e}");
@@ -754,7 +760,7 @@ fn failing_closures_leak_nothing() {
             let _t = &t3;
             failing(p)
         };
-        let cv = custom_vjp(|a: &[Array]| Ok(vec![sys_ops::sum(&a[0])?]), vj).unwrap();
+        let cv = custom_vjp(|a: &[Array]| Ok(vec![ops::sum(&a[0], false)?]), vj).unwrap();
         assert!(grad(cv, &[0]).unwrap().call(&[&x]).is_err());
         // and successful compiled gradients, whose cache entries must be released
         let ok = compile(grad(sin_sq, &[0]).unwrap(), false).unwrap();
