@@ -14,7 +14,12 @@ fn main() {
 }
 
 fn run() -> mlx_rs::Result<()> {
-    println!("MLX {} ({} backend)", mlx_rs::version(), mlx_rs::backend());
+    println!(
+        "MLX {} ({} backend, linked: {})",
+        mlx_rs::version(),
+        mlx_rs::backend(),
+        mlx_rs::linked_backend()
+    );
     println!("default device: {}", Device::default_device()?);
     if Device::gpu().is_available() {
         println!("GPU available: {}", Device::gpu());

@@ -114,7 +114,26 @@ pub fn version() -> String {
     s.to_string_lossy()
 }
 
-/// Which MLX backend was linked at build time: `cpu`, `cuda`, `metal`, or `custom`.
+/// The backend of the MLX loaded at run time: `metal` or `cuda` when it has a GPU,
+/// else `cpu`.
+///
+/// This can differ from the build: a binary linked against the CPU wheel runs on the GPU
+/// when the CUDA `libmlx` (same version) is found first at run time. See
+/// [`linked_backend`] for the build-time choice.
 pub fn backend() -> &'static str {
+    if Device::gpu().is_available() {
+        if cfg!(target_os = "macos") {
+            "metal"
+        } else {
+            "cuda"
+        }
+    } else {
+        "cpu"
+    }
+}
+
+/// Which MLX build was linked at build time: `cpu`, `cuda`, `metal`, or `custom`
+/// (`MLX_DIR`).
+pub fn linked_backend() -> &'static str {
     mlx_sys::MLX_BACKEND
 }
