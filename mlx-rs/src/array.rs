@@ -224,7 +224,8 @@ impl Array {
         Ok(self.to_vec::<T>()?[0])
     }
 
-    /// All values in row-major order, as `T`. Evaluates the array.
+    /// All values in row-major order, as `T`. Evaluates the array (a strided view is
+    /// copied densely on the CPU stream).
     ///
     /// Fails if `T` is not the array's dtype.
     #[track_caller]
@@ -234,7 +235,8 @@ impl Array {
         if self.is_row_contiguous() {
             return Ok(self.as_slice_unchecked::<T>().to_vec());
         }
-        let dense = crate::ops::contiguous(self, false)?;
+        // The copy is read by the CPU; the CPU stream also takes every dtype (float64).
+        let dense = crate::stream::on_cpu(|| crate::ops::contiguous(self, false))?;
         dense.eval()?;
         Ok(dense.as_slice_unchecked::<T>().to_vec())
     }

@@ -161,8 +161,9 @@ pub fn load(path: impl AsRef<Path>) -> Result<Array> {
     let c = c_path(path)?;
     let len = check_readable(path)?;
     let shown = path.display().to_string();
-    let a = stream_op(|res, s| unsafe { sys::mlx_load(res, c.as_ptr(), s) })
-        .map_err(|e| naming(&shown, e))?;
+    let a =
+        crate::stream::on_cpu(|| stream_op(|res, s| unsafe { sys::mlx_load(res, c.as_ptr(), s) }))
+            .map_err(|e| naming(&shown, e))?;
     let head = read_head(path).map_err(|source| Error::Io {
         path: PathBuf::from(path),
         source,
@@ -181,8 +182,10 @@ pub fn load_reader(bytes: impl Into<Vec<u8>>) -> Result<Array> {
     let total = bytes.len() as u64;
     let reader = BytesReader::new(bytes, &format!("in-memory .npy ({total} bytes)"))?;
     let label = reader.label();
-    let a = stream_op(|res, s| unsafe { sys::mlx_load_reader(res, reader.0, s) })
-        .map_err(|e| naming(&label, e))?;
+    let a = crate::stream::on_cpu(|| {
+        stream_op(|res, s| unsafe { sys::mlx_load_reader(res, reader.0, s) })
+    })
+    .map_err(|e| naming(&label, e))?;
     npy::check(&label, &head, total, &a)?;
     Ok(a)
 }
@@ -207,7 +210,9 @@ pub fn save_writer(a: &Array) -> Result<Vec<u8>> {
     writer.take_bytes()
 }
 
-/// Runs an mlx-c loader that fills an array map and a string map on the current stream.
+/// Runs an mlx-c loader that fills an array map and a string map. Loading runs on the CPU
+/// stream (as in MLX's C++ API): files are read by the CPU, and every dtype (float64 too)
+/// can be loaded whatever the default device.
 #[track_caller]
 fn load_maps(
     f: impl FnOnce(
@@ -220,11 +225,13 @@ fn load_maps(
     install_error_handler();
     let mut arrays = ArrayMap::new();
     let mut metadata = StringMap::new();
-    crate::stream::with_current_raw(|s| {
-        if f(&mut arrays.0, &mut metadata.0, s) != 0 {
-            return Err(mlx_error(location));
-        }
-        Ok(())
+    crate::stream::on_cpu(|| {
+        crate::stream::with_current_raw(|s| {
+            if f(&mut arrays.0, &mut metadata.0, s) != 0 {
+                return Err(mlx_error(location));
+            }
+            Ok(())
+        })
     })??;
     Ok(Safetensors {
         arrays: arrays.to_hash_map()?,

@@ -160,6 +160,12 @@ pub fn with_stream<R>(stream: &Stream, f: impl FnOnce() -> R) -> R {
     f()
 }
 
+/// Runs `f` on this thread's default CPU stream (for work that only the CPU can do, such
+/// as reading files or float64 arithmetic).
+pub(crate) fn on_cpu<R>(f: impl FnOnce() -> R) -> R {
+    with_stream(&Stream::cpu(), f)
+}
+
 /// Runs `f` with this thread's default stream of `device` as the current stream.
 pub fn with_device<R>(device: &Device, f: impl FnOnce() -> R) -> Result<R> {
     let s = Stream::default_for(device)?;

@@ -198,13 +198,15 @@ pub fn load_gguf(path: impl AsRef<Path>) -> Result<Gguf> {
         location,
     })?;
     let mut h = Handle::new()?;
-    crate::stream::with_current_raw(|s| {
-        // SAFETY: mlx_load_gguf frees the empty container in `h` and puts the loaded one
-        // in its place, still owned by `h`.
-        if unsafe { sys::mlx_load_gguf(&mut h.0, c.as_ptr(), s) } != 0 {
-            return Err(naming(&shown, mlx_error(location)));
-        }
-        Ok(())
+    crate::stream::on_cpu(|| {
+        crate::stream::with_current_raw(|s| {
+            // SAFETY: mlx_load_gguf frees the empty container in `h` and puts the loaded one
+            // in its place, still owned by `h`.
+            if unsafe { sys::mlx_load_gguf(&mut h.0, c.as_ptr(), s) } != 0 {
+                return Err(naming(&shown, mlx_error(location)));
+            }
+            Ok(())
+        })
     })??;
 
     let mut keys = Strings::new();
