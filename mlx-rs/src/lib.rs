@@ -1,17 +1,121 @@
 //! Safe Rust bindings to Apple's [MLX](https://github.com/ml-explore/mlx) 0.32.2 through
-//! its C API, mlx-c.
+//! its C API, mlx-c. Runs on Linux (CPU, NVIDIA CUDA) and Apple silicon (Metal).
+//!
+//! Every fallible call returns [`Result`]; nothing in this crate exits or aborts the
+//! process on bad input: MLX's errors come back as [`Error::Mlx`] with MLX's message and
+//! the Rust call site.
+//!
+//! # Arrays are lazy
+//!
+//! Ops build a graph; values are computed when needed (reading them, or [`Array::eval`]).
+//! `Clone` shares the data.
 //!
 //! ```
 //! use mlx_rs::{Array, Dtype};
 //! let a = Array::from_slice(&[1.0f32, 2.0, 3.0, 4.0], &[2, 2])?;
 //! let b = mlx_rs::ops::eye(2, 2, 0, Dtype::Float32)?;
-//! let c = a.matmul(&b)?.add(&a)?;
-//! assert_eq!(c.to_vec::<f32>()?, vec![2.0, 4.0, 6.0, 8.0]);
+//! let c = a.matmul(&b)?.add(&a)?; // nothing computed yet
+//! assert_eq!(c.to_vec::<f32>()?, vec![2.0, 4.0, 6.0, 8.0]); // evaluated here
+//! assert_eq!(c.shape(), &[2, 2]);
 //! # Ok::<(), mlx_rs::Error>(())
 //! ```
 //!
-//! Every fallible call returns [`Result`]; nothing in this crate exits or aborts the
-//! process on bad input.
+//! # Dtypes
+//!
+//! Every MLX dtype ([`Dtype`]) has a Rust element type ([`Element`]): `bool`, `u8`…`u64`,
+//! `i8`…`i64`, [`f16`], [`bf16`], `f32`, `f64`, [`Complex32`]. Reading values checks the
+//! dtype; convert with [`Array::astype`].
+//!
+//! ```
+//! use mlx_rs::{bf16, Array, Dtype};
+//! let x = Array::from_slice(&[1.5f32, -2.0], &[2])?.astype(Dtype::Bfloat16)?;
+//! assert_eq!(x.to_vec::<bf16>()?, vec![bf16::from_f32(1.5), bf16::from_f32(-2.0)]);
+//! assert!(x.to_vec::<f32>().is_err()); // no silent conversion
+//! # Ok::<(), mlx_rs::Error>(())
+//! ```
+//!
+//! # Ops and operators
+//!
+//! Every op of mlx-c is a free function in [`ops`] (named as in mlx-c: `sum_axes`,
+//! `softmax_axis`, …), most also an [`Array`] method. `std::ops` operators work on arrays
+//! and scalars; scalars take the array's dtype as in Python MLX. Operators cannot return
+//! `Result`, so they panic on failure (e.g. shapes that do not broadcast): use the
+//! methods for fallible code.
+//!
+//! ```
+//! use mlx_rs::{ops, Array};
+//! let x = Array::from_slice(&[1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3])?;
+//! let y = (&x * 2.0 + 1.0).exp()?;
+//! let rows = y.sum_axes(&[1], false)?;
+//! assert_eq!(rows.shape(), &[2]);
+//! let probs = ops::softmax_axis(&x, -1, false)?;
+//! let total: f32 = probs.sum(false)?.item()?;
+//! assert!((total - 2.0).abs() < 1e-5);
+//! assert!(x.add(&Array::from_slice(&[1.0f32, 2.0], &[2])?).is_err()); // [2,3] + [2]
+//! # Ok::<(), mlx_rs::Error>(())
+//! ```
+//!
+//! # Indexing
+//!
+//! NumPy-style indexing with the [`s!`] macro: ranges, steps, negative indices, new axes,
+//! ellipsis, integer arrays, and updates ([`Array::index_put`], [`Array::set_index`]).
+//!
+//! ```
+//! use mlx_rs::{s, Array, Index};
+//! let mut a = Array::from_slice(&[0i32, 1, 2, 3, 4, 5], &[2, 3])?;
+//! assert_eq!(a.index(&s![-1, ..;2])?.to_vec::<i32>()?, vec![3, 5]);
+//! assert_eq!(a.index(&s![Index::NewAxis, .., 1])?.shape(), &[1, 2]);
+//! a.set_index(&s![0, 1..], &Array::from_slice(&[9i32, 9], &[2])?)?;
+//! assert_eq!(a.to_vec::<i32>()?, vec![0, 9, 9, 3, 4, 5]);
+//! # Ok::<(), mlx_rs::Error>(())
+//! ```
+//!
+//! # Devices and streams
+//!
+//! Ops run on the current stream of the thread: the innermost [`with_stream`] scope,
+//! else the default stream of the default [`Device`]. Memory is unified: arrays feed ops
+//! on any stream without copies.
+//!
+//! ```
+//! use mlx_rs::{with_stream, Array, Device, Stream};
+//! let cpu = Stream::new(&Device::cpu());
+//! let a = Array::from_slice(&[3.0f32], &[1])?;
+//! let b = with_stream(&cpu, || a.square())?;
+//! assert_eq!(b.item::<f32>()?, 9.0);
+//! # Ok::<(), mlx_rs::Error>(())
+//! ```
+//!
+//! # Transforms
+//!
+//! [`transforms`] has `grad`, `value_and_grad`, `vjp`, `jvp`, `vmap`, `compile` and custom
+//! functions, over Rust closures. A panic or error inside a closure reaches the caller.
+//!
+//! ```
+//! use mlx_rs::{transforms, Array};
+//! // d/dx sum(x^2) = 2x
+//! let g = transforms::grad(|x: &[Array]| Ok(vec![x[0].square()?.sum(false)?]), &[0])?;
+//! let dx = g.call(&[Array::from_slice(&[1.0f32, -3.0], &[2])?])?;
+//! assert_eq!(dx[0].to_vec::<f32>()?, vec![2.0, -6.0]);
+//! # Ok::<(), mlx_rs::Error>(())
+//! ```
+//!
+//! # Files
+//!
+//! [`io`] reads and writes `.npy`, safetensors (with metadata; files or memory) and gguf.
+//!
+//! ```
+//! use mlx_rs::{io, Array};
+//! let w = Array::from_slice(&[1.0f32, 2.0], &[2])?;
+//! let bytes = io::save_safetensors_writer([("w", &w)], [("format", "mlx")])?;
+//! let back = io::load_safetensors_reader(bytes)?;
+//! assert_eq!(back.arrays["w"].to_vec::<f32>()?, vec![1.0, 2.0]);
+//! assert_eq!(back.metadata["format"], "mlx");
+//! assert!(io::load_safetensors("no/such/file.safetensors").is_err());
+//! # Ok::<(), mlx_rs::Error>(())
+//! ```
+//!
+//! [`memory`] reports and limits MLX's allocator; [`random`], [`fft`], [`linalg`] and
+//! [`fast`] (fused norms, RoPE, attention, custom CUDA/Metal kernels) complete the API.
 //!
 //! # Threads
 //!

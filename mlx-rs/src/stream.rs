@@ -21,7 +21,7 @@ use mlx_sys as sys;
 use std::cell::RefCell;
 use std::marker::PhantomData;
 
-/// A queue of work on one device. Not `Send`/`Sync`: see the [module docs](self).
+/// A queue of work on one device. Not `Send`/`Sync`: see the `stream` module docs (streams belong to their thread).
 pub struct Stream {
     raw: sys::mlx_stream,
     _not_send: PhantomData<*const ()>,
