@@ -23,7 +23,7 @@
 //! # Dtypes
 //!
 //! Every MLX dtype ([`Dtype`]) has a Rust element type ([`Element`]): `bool`, `u8`…`u64`,
-//! `i8`…`i64`, [`f16`], [`bf16`], `f32`, `f64`, [`Complex32`]. Reading values checks the
+//! `i8`…`i64`, [`f16`](struct@f16), [`bf16`], `f32`, `f64`, [`Complex32`]. Reading values checks the
 //! dtype; convert with [`Array::astype`].
 //!
 //! ```
