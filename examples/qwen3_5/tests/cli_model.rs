@@ -87,12 +87,55 @@ fn write_tokenizer(dir: &Path, sp: Specials) {
                   "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
                   "vocab": model_vocab, "merges": []}
     });
-    std::fs::write(dir.join("tokenizer.json"), doc.to_string()).unwrap();
+    std::fs::write(
+        dir.join("tokenizer.json"),
+        serde_json::to_string_pretty(&doc).unwrap() + "\n",
+    )
+    .unwrap();
     let template =
         std::fs::read_to_string(common::fixtures().join("../qwen3_5_chat_template.jinja")).unwrap();
     let config = json!({"chat_template": template, "eos_token": "<|im_end|>",
                         "pad_token": "<|endoftext|>", "bos_token": null});
-    std::fs::write(dir.join("tokenizer_config.json"), config.to_string()).unwrap();
+    std::fs::write(
+        dir.join("tokenizer_config.json"),
+        serde_json::to_string_pretty(&config).unwrap() + "\n",
+    )
+    .unwrap();
+}
+
+/// The committed copy of the default test tokenizer (the README's examples use it).
+fn committed_tokenizer() -> PathBuf {
+    common::fixtures().join("../char-tokenizer")
+}
+
+#[test]
+fn committed_char_tokenizer_is_current() {
+    // Regenerate with QWEN35_UPDATE_FIXTURES=1.
+    let dir = scratch("char-tokenizer");
+    write_tokenizer(&dir, SPECIALS);
+    let committed = committed_tokenizer();
+    for file in ["tokenizer.json", "tokenizer_config.json"] {
+        let fresh = std::fs::read(dir.join(file)).unwrap();
+        if std::env::var("QWEN35_UPDATE_FIXTURES").is_ok_and(|v| v == "1") {
+            std::fs::create_dir_all(&committed).unwrap();
+            std::fs::write(committed.join(file), &fresh).unwrap();
+        }
+        let old = std::fs::read(committed.join(file)).unwrap_or_default();
+        assert!(
+            old == fresh,
+            "{} is stale: rerun with QWEN35_UPDATE_FIXTURES=1",
+            committed.join(file).display()
+        );
+    }
+    // It loads, has 250 ids, and maps each id to one character or a special.
+    let tokenizer = Tokenizer::from_model_dir(&committed).unwrap();
+    assert_eq!(tokenizer.vocab_size(), VOCAB as usize);
+    assert_eq!(tokenizer.stop_tokens(), [249, 247]);
+    let all: Vec<u32> = (0..VOCAB).collect();
+    let text = tokenizer.decode(&all, false).unwrap();
+    assert_eq!(text, text_of(&all, SPECIALS));
+    assert_eq!(tokenizer.encode(&text).unwrap(), all);
+    assert_eq!(ids_of(&text, SPECIALS), all);
 }
 
 /// A temporary copy of a fixture model with the test tokenizer.
