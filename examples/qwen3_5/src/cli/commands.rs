@@ -133,7 +133,7 @@ fn generate(args: GenerateArgs) -> Result<()> {
     let model = load_model(&assets.dir, args.model.device)?;
     let request = request(&args.sampling, &assets.tokenizer);
     let mut session = model.new_session();
-    let (reply, stats) = stream_reply(&model, &mut session, &assets.tokenizer, &ids, &request)?;
+    let (reply, stats, _) = stream_reply(&model, &mut session, &assets.tokenizer, &ids, &request)?;
     if !reply.ends_with('\n') {
         ignore_broken_pipe(writeln!(io::stdout()))?;
     }
@@ -143,14 +143,15 @@ fn generate(args: GenerateArgs) -> Result<()> {
 
 /// Generates after `prompt`, continuing `session`, and prints the reply as it comes,
 /// flushed chunk by chunk (whole characters: the tokenizer's streaming decoder holds back
-/// a character cut across tokens). Returns the reply's text (stop token excluded).
+/// a character cut across tokens). Returns the reply's text (stop token excluded), the
+/// statistics, and whether stdout was closed (the reply then ends early).
 fn stream_reply(
     model: &Model,
     session: &mut Session,
     tokenizer: &Tokenizer,
     prompt: &[u32],
     request: &GenerateRequest,
-) -> Result<(String, GenerationStats)> {
+) -> Result<(String, GenerationStats, bool)> {
     let mut stream = tokenizer.stream(false);
     let mut reply = String::new();
     let mut failure: Option<anyhow::Error> = None;
@@ -188,7 +189,7 @@ fn stream_reply(
     if !closed {
         ignore_broken_pipe(out.write_all(rest.as_bytes()).and_then(|_| out.flush()))?;
     }
-    Ok((reply, stats))
+    Ok((reply, stats, closed))
 }
 
 /// Prints the statistics of a generation to stderr, in mlx-lm's format.
@@ -203,6 +204,14 @@ fn report(stats: &GenerationStats) {
         stats.generated_tokens, stats.generation_tps
     );
     eprintln!("Peak memory: {:.3} GB", stats.peak_memory as f64 / 1e9);
+}
+
+/// `Ok(true)` when the write failed because stdout was closed.
+fn is_broken_pipe(result: io::Result<()>) -> Result<bool> {
+    match result {
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(true),
+        other => other.map(|()| false).context("cannot write to stdout"),
+    }
 }
 
 fn ignore_broken_pipe(result: io::Result<()>) -> Result<()> {
@@ -263,8 +272,12 @@ fn chat(args: ChatArgs) -> Result<()> {
         messages.push(Message::user(line));
         let prompt = template.render(&messages, &options)?;
         let ids = assets.tokenizer.encode(&prompt)?;
-        let (_, stats) = stream_reply(&model, &mut session, &assets.tokenizer, &ids, &request)?;
-        ignore_broken_pipe(writeln!(io::stdout()))?;
+        let (_, stats, closed) =
+            stream_reply(&model, &mut session, &assets.tokenizer, &ids, &request)?;
+        // Nobody reads the replies any more (e.g. `| head`): stop.
+        if closed || is_broken_pipe(writeln!(io::stdout()).and_then(|_| io::stdout().flush()))? {
+            break;
+        }
         // Close the assistant turn as the template does.
         if stats.stopped_by != Some(im_end) {
             session.push(&[im_end]);
