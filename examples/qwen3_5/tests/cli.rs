@@ -540,7 +540,7 @@ fn prompt_can_come_from_stdin() {
 
 #[test]
 fn runs_that_need_weights_fail_cleanly_without_them() {
-    // The folder has no weights (and this build may have no model): one line, exit 1.
+    // The folder has no weights (and an empty config): one line, exit 1.
     let dir = model_dir("noweights");
     assert_fails(&["generate", "--model", s(&dir), "--prompt", "Hi"], 1, "");
     let out = run_with_stdin(&["chat", "--model", s(&dir)], "hello\n/quit\n");

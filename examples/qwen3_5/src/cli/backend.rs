@@ -1,14 +1,14 @@
-//! The model as the command line uses it: load, logits, streaming generation.
+//! The model as the command line uses it: load, logits, streaming generation, and sessions
+//! that carry the model's cache from one chat turn to the next.
 //!
-//! Everything the subcommands need from the model goes through this module, so that wiring
-//! the `qwen3_5` model implementation in touches only this file. Until this crate has a
-//! model implementation, [`Model`] has no values and [`load_model`] says so.
+//! Everything the subcommands need from the model goes through this module.
 
 use std::ops::ControlFlow;
 use std::path::Path;
-use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
+use mlx_rs::{Array, Dtype};
+use qwen3_5::{Cache, FinishReason, GenerateOptions, SamplingParams};
 
 /// What to generate and how to sample it.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,58 +29,164 @@ pub struct GenerateRequest {
     pub presence_penalty: f32,
     /// Random seed.
     pub seed: u64,
-    /// Generation stops after any of these (it is passed to the callback first).
+    /// Generation stops at any of these; they are not passed to the callback.
     pub stop_tokens: Vec<u32>,
+    /// Ids the tokenizer knows (added tokens included). Where it is smaller than the
+    /// model's (padded) vocabulary, the ids from here on are never sampled.
+    pub valid_vocab_size: Option<usize>,
 }
 
-/// Timings of one generation.
+/// Counts, speeds and memory of one generation.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct GenerationStats {
-    /// Tokens in the prompt.
+    /// Tokens in the prompt (what went through the model for this reply).
     pub prompt_tokens: usize,
-    /// Tokens generated (the stop token included).
+    /// Prompt tokens per second (prefill up to the first sampled token, as mlx-lm counts).
+    pub prompt_tps: f64,
+    /// Tokens generated (a stop token included).
     pub generated_tokens: usize,
-    /// Time to process the prompt and produce the first token.
-    pub prefill: Duration,
-    /// Time for the remaining tokens.
-    pub decode: Duration,
+    /// Generated tokens per second after the first one.
+    pub generation_tps: f64,
+    /// Peak memory MLX used, in bytes.
+    pub peak_memory: usize,
+    /// The stop token that ended the generation, if one did.
+    pub stopped_by: Option<u32>,
 }
 
 /// A loaded model.
-///
-/// This crate has no model implementation yet, so there is no value of this type.
-#[derive(Debug)]
-pub enum Model {}
+pub struct Model {
+    inner: qwen3_5::Model,
+}
 
-/// Loads the model of a folder (config.json and safetensors).
+/// A sequence continued over several calls (a multi-turn chat): the model's cache and
+/// the tokens that belong to the sequence but have not been through the model yet (the
+/// last sampled token is only fed when the next one is computed).
+pub struct Session {
+    cache: Cache,
+    unfed: Vec<u32>,
+}
+
+impl Session {
+    /// Number of tokens in the sequence so far (processed or waiting).
+    pub fn len(&self) -> usize {
+        self.cache.offset() as usize + self.unfed.len()
+    }
+
+    /// Appends tokens to the sequence; they go through the model with the next prompt.
+    pub fn push(&mut self, tokens: &[u32]) {
+        self.unfed.extend_from_slice(tokens);
+    }
+
+    /// Whether the sequence is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Loads the model of a folder (config.json and safetensors) on the default device.
 pub fn load_model(dir: &Path) -> Result<Model> {
-    anyhow::bail!(
-        "model loading not available for {}: this build of qwen3_5 has no model \
-         implementation (the tokenizer and chat template work: try generate --dry-run)",
-        dir.display()
-    )
+    let inner = qwen3_5::load(dir).with_context(|| format!("cannot load {}", dir.display()))?;
+    Ok(Model { inner })
 }
 
 impl Model {
     /// Size of the output vocabulary (the logits' last dimension; padded beyond the
     /// tokenizer's ids).
     pub fn vocab_size(&self) -> usize {
-        match *self {}
+        self.inner.config().text.vocab_size as usize
     }
 
     /// Logits for every position of `tokens`, float32, shape [tokens.len(), vocab_size].
-    pub fn forward_logits(&self, _tokens: &[u32]) -> Result<mlx_rs::Array> {
-        match *self {}
+    pub fn forward_logits(&self, tokens: &[u32]) -> Result<Array> {
+        let n = i32::try_from(tokens.len()).context("too many tokens")?;
+        let ids = Array::from_slice(tokens, &[1, n])?;
+        let mut cache = self.inner.new_cache();
+        let logits = self.inner.forward(&ids, &mut cache)?;
+        let logits = logits
+            .reshape(&[n, self.vocab_size() as i32])?
+            .astype(Dtype::Float32)?;
+        logits.eval()?;
+        Ok(logits)
     }
 
-    /// Generates after `prompt`, calling `on_token` with each new token id; stops at
-    /// `max_tokens`, after a stop token, or when `on_token` breaks.
-    pub fn generate(
+    /// An empty sequence.
+    pub fn new_session(&self) -> Session {
+        Session {
+            cache: self.inner.new_cache(),
+            unfed: Vec::new(),
+        }
+    }
+
+    /// Generates after `prompt`, continuing `session`, calling `on_token` with each new
+    /// token id; stops at `max_tokens`, at a stop token (not passed on), or when `on_token`
+    /// breaks. `prompt` follows what the session holds; afterwards the session holds the
+    /// prompt and the reply (with its stop token). Only new tokens go through the model.
+    pub fn continue_session(
         &self,
-        _prompt: &[u32],
-        _request: &GenerateRequest,
-        _on_token: &mut dyn FnMut(u32) -> ControlFlow<()>,
+        session: &mut Session,
+        prompt: &[u32],
+        request: &GenerateRequest,
+        on_token: &mut dyn FnMut(u32) -> ControlFlow<()>,
     ) -> Result<GenerationStats> {
-        match *self {}
+        let mut input = std::mem::take(&mut session.unfed);
+        input.extend_from_slice(prompt);
+        let cache = std::mem::replace(&mut session.cache, self.inner.new_cache());
+        let start = cache.offset() as usize;
+        let options = self.options(request)?;
+        let mut generation = self.inner.generate_with_cache(&input, cache, options)?;
+        let mut sequence = input;
+        for token in &mut generation {
+            let token = token?;
+            sequence.push(token);
+            if on_token(token).is_break() {
+                break;
+            }
+        }
+        let s = generation.stats();
+        let stopped_by = match s.finish_reason {
+            Some(FinishReason::Stop(t)) => Some(t),
+            _ => None,
+        };
+        sequence.extend(stopped_by);
+        let stats = GenerationStats {
+            prompt_tokens: s.prompt_tokens,
+            prompt_tps: s.prompt_tps(),
+            generated_tokens: s.generated_tokens,
+            generation_tps: s.generation_tps(),
+            peak_memory: qwen3_5::generate::peak_memory(),
+            stopped_by,
+        };
+        let cache = generation.into_cache();
+        // The cache holds a prefix of `sequence`; the rest waits for the next call.
+        let fed = (cache.offset() as usize)
+            .saturating_sub(start)
+            .min(sequence.len());
+        session.unfed = sequence.split_off(fed);
+        session.cache = cache;
+        Ok(stats)
+    }
+
+    fn options(&self, r: &GenerateRequest) -> Result<GenerateOptions> {
+        let vocab = self.vocab_size();
+        let valid_vocab_size = match r.valid_vocab_size {
+            Some(n) if n > 0 && n < vocab => Some(n as i32),
+            _ => None,
+        };
+        Ok(GenerateOptions {
+            max_tokens: r.max_tokens as usize,
+            sampling: SamplingParams {
+                temperature: r.temperature,
+                top_k: r.top_k as usize,
+                top_p: r.top_p,
+                min_p: r.min_p,
+                repetition_penalty: r.repetition_penalty,
+                presence_penalty: r.presence_penalty,
+                seed: Some(r.seed),
+                ..SamplingParams::default()
+            },
+            stop_tokens: r.stop_tokens.clone(),
+            valid_vocab_size,
+            ..GenerateOptions::default()
+        })
     }
 }

@@ -14,7 +14,7 @@ use qwen3_5::tokenizer::Tokenizer;
 use super::args::{
     ChatArgs, Command, DeviceArg, GenerateArgs, LogitsArgs, ModelArgs, SamplingArgs,
 };
-use super::backend::{self, GenerateRequest, GenerationStats, Model};
+use super::backend::{self, GenerateRequest, GenerationStats, Model, Session};
 use super::npy;
 
 /// Runs a parsed command.
@@ -83,6 +83,7 @@ fn request(sampling: &SamplingArgs, tokenizer: &Tokenizer) -> GenerateRequest {
         presence_penalty: sampling.presence_penalty,
         seed: sampling.seed,
         stop_tokens: tokenizer.stop_tokens(),
+        valid_vocab_size: Some(tokenizer.vocab_size()),
     }
 }
 
@@ -131,7 +132,8 @@ fn generate(args: GenerateArgs) -> Result<()> {
     }
     let model = load_model(&assets.dir, args.model.device)?;
     let request = request(&args.sampling, &assets.tokenizer);
-    let (reply, stats) = stream_reply(&model, &assets.tokenizer, &ids, &request)?;
+    let mut session = model.new_session();
+    let (reply, stats, _) = stream_reply(&model, &mut session, &assets.tokenizer, &ids, &request)?;
     if !reply.ends_with('\n') {
         ignore_broken_pipe(writeln!(io::stdout()))?;
     }
@@ -139,19 +141,23 @@ fn generate(args: GenerateArgs) -> Result<()> {
     Ok(())
 }
 
-/// Generates and prints the reply as it comes; returns its text (stop token excluded).
+/// Generates after `prompt`, continuing `session`, and prints the reply as it comes,
+/// flushed chunk by chunk (whole characters: the tokenizer's streaming decoder holds back
+/// a character cut across tokens). Returns the reply's text (stop token excluded), the
+/// statistics, and whether stdout was closed (the reply then ends early).
 fn stream_reply(
     model: &Model,
+    session: &mut Session,
     tokenizer: &Tokenizer,
     prompt: &[u32],
     request: &GenerateRequest,
-) -> Result<(String, GenerationStats)> {
+) -> Result<(String, GenerationStats, bool)> {
     let mut stream = tokenizer.stream(false);
     let mut reply = String::new();
     let mut failure: Option<anyhow::Error> = None;
     let mut out = io::stdout().lock();
     let mut closed = false;
-    let stats = model.generate(prompt, request, &mut |token| {
+    let stats = model.continue_session(session, prompt, request, &mut |token| {
         if request.stop_tokens.contains(&token) {
             return ControlFlow::Break(());
         }
@@ -183,25 +189,29 @@ fn stream_reply(
     if !closed {
         ignore_broken_pipe(out.write_all(rest.as_bytes()).and_then(|_| out.flush()))?;
     }
-    Ok((reply, stats))
+    Ok((reply, stats, closed))
 }
 
+/// Prints the statistics of a generation to stderr, in mlx-lm's format.
 fn report(stats: &GenerationStats) {
-    let rate = |n: usize, d: std::time::Duration| {
-        let secs = d.as_secs_f64();
-        if secs > 0.0 {
-            n as f64 / secs
-        } else {
-            0.0
-        }
-    };
+    eprintln!("==========");
     eprintln!(
-        "prompt: {} tokens, {:.1} tokens/s | generation: {} tokens, {:.1} tokens/s",
-        stats.prompt_tokens,
-        rate(stats.prompt_tokens, stats.prefill),
-        stats.generated_tokens,
-        rate(stats.generated_tokens.saturating_sub(1), stats.decode),
+        "Prompt: {} tokens, {:.3} tokens-per-sec",
+        stats.prompt_tokens, stats.prompt_tps
     );
+    eprintln!(
+        "Generation: {} tokens, {:.3} tokens-per-sec",
+        stats.generated_tokens, stats.generation_tps
+    );
+    eprintln!("Peak memory: {:.3} GB", stats.peak_memory as f64 / 1e9);
+}
+
+/// `Ok(true)` when the write failed because stdout was closed.
+fn is_broken_pipe(result: io::Result<()>) -> Result<bool> {
+    match result {
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(true),
+        other => other.map(|()| false).context("cannot write to stdout"),
+    }
 }
 
 fn ignore_broken_pipe(result: io::Result<()>) -> Result<()> {
@@ -211,6 +221,14 @@ fn ignore_broken_pipe(result: io::Result<()>) -> Result<()> {
     }
 }
 
+/// Interactive chat, one user turn per line of stdin.
+///
+/// The model's cache is kept from turn to turn, so a turn runs only its new tokens through
+/// the model: the end of the previous reply (`<|im_end|>\n`, as the template closes a turn)
+/// and the new user turn, templated on its own with the generation prompt (the system
+/// prompt goes with the first turn). This is what mlx-lm's chat does. Earlier replies thus
+/// stay in context exactly as the model produced them (after the empty think block of
+/// non-thinking chat, which a re-render of the whole conversation would drop).
 fn chat(args: ChatArgs) -> Result<()> {
     let assets = load_assets(&args.model, true)?;
     let Some(template) = &assets.template else {
@@ -219,13 +237,9 @@ fn chat(args: ChatArgs) -> Result<()> {
     let model = load_model(&assets.dir, args.model.device)?;
     let request = request(&args.sampling, &assets.tokenizer);
     let options = chat_options(&args.sampling);
-    let base: Vec<Message> = args
-        .sampling
-        .system
-        .iter()
-        .map(|s| Message::system(s.clone()))
-        .collect();
-    let mut messages = base.clone();
+    let im_end = assets.tokenizer.specials().im_end;
+    let newline = assets.tokenizer.encode("\n")?;
+    let mut session = model.new_session();
     let interactive = io::stdin().is_terminal();
     if interactive {
         eprintln!("/reset clears the conversation, /quit (or Ctrl-D) ends it.");
@@ -244,20 +258,34 @@ fn chat(args: ChatArgs) -> Result<()> {
             "" => continue,
             "/quit" | "/exit" => break,
             "/reset" => {
-                messages = base.clone();
+                session = model.new_session();
                 continue;
             }
             _ => {}
         }
+        let mut messages = Vec::new();
+        if session.is_empty() {
+            if let Some(system) = &args.sampling.system {
+                messages.push(Message::system(system.clone()));
+            }
+        }
         messages.push(Message::user(line));
         let prompt = template.render(&messages, &options)?;
         let ids = assets.tokenizer.encode(&prompt)?;
-        let (reply, stats) = stream_reply(&model, &assets.tokenizer, &ids, &request)?;
-        ignore_broken_pipe(writeln!(io::stdout()))?;
+        let (_, stats, closed) =
+            stream_reply(&model, &mut session, &assets.tokenizer, &ids, &request)?;
+        // Nobody reads the replies any more (e.g. `| head`): stop.
+        if closed || is_broken_pipe(writeln!(io::stdout()).and_then(|_| io::stdout().flush()))? {
+            break;
+        }
+        // Close the assistant turn as the template does.
+        if stats.stopped_by != Some(im_end) {
+            session.push(&[im_end]);
+        }
+        session.push(&newline);
         if interactive {
             report(&stats);
         }
-        messages.push(Message::assistant(reply));
     }
     Ok(())
 }
@@ -265,6 +293,9 @@ fn chat(args: ChatArgs) -> Result<()> {
 fn logits(args: LogitsArgs) -> Result<()> {
     let tokens = args.tokens.0;
     check_output_path(&args.out)?;
+    // Created before the weights are loaded, so an unwritable --out fails at once; renamed
+    // to --out only once the whole file is written.
+    let partial = PartialFile::create(&args.out)?;
     let dir = resolve_dir(&args.model)?;
     let model = load_model(&dir, args.model.device)?;
     let vocab = model.vocab_size();
@@ -281,10 +312,7 @@ fn logits(args: LogitsArgs) -> Result<()> {
         );
     }
     let data = logits.to_vec::<f32>()?;
-    let file =
-        File::create(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
-    npy::write_f32(BufWriter::new(file), &shape, &data)
-        .with_context(|| format!("cannot write {}", args.out.display()))?;
+    partial.write(|file| npy::write_f32(BufWriter::new(file), &shape, &data))?;
     eprintln!(
         "wrote {} ({} x {} float32)",
         args.out.display(),
@@ -292,6 +320,48 @@ fn logits(args: LogitsArgs) -> Result<()> {
         shape[1]
     );
     Ok(())
+}
+
+/// A file written beside its destination and renamed over it once complete; removed if
+/// dropped before [`PartialFile::write`] succeeds.
+struct PartialFile {
+    path: PathBuf,
+    dest: PathBuf,
+    file: Option<File>,
+}
+
+impl PartialFile {
+    fn create(dest: &Path) -> Result<PartialFile> {
+        let name = dest
+            .file_name()
+            .with_context(|| format!("--out {} has no file name", dest.display()))?;
+        let mut partial_name = std::ffi::OsString::from(".");
+        partial_name.push(name);
+        partial_name.push(format!(".partial-{}", std::process::id()));
+        let path = dest.with_file_name(partial_name);
+        let file = File::create(&path)
+            .with_context(|| format!("cannot write --out {}", dest.display()))?;
+        Ok(PartialFile {
+            path,
+            dest: dest.to_path_buf(),
+            file: Some(file),
+        })
+    }
+
+    fn write(mut self, fill: impl FnOnce(&File) -> io::Result<()>) -> Result<()> {
+        let file = self.file.take().expect("written once");
+        fill(&file)
+            .and_then(|()| file.sync_all())
+            .and_then(|()| std::fs::rename(&self.path, &self.dest))
+            .with_context(|| format!("cannot write {}", self.dest.display()))
+    }
+}
+
+impl Drop for PartialFile {
+    fn drop(&mut self) {
+        // Gone already when the rename succeeded.
+        let _ = std::fs::remove_file(&self.path);
+    }
 }
 
 /// Fails early (before loading weights) when `--out` cannot be written.
@@ -306,6 +376,13 @@ fn check_output_path(out: &Path) -> Result<()> {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
+    if parent.exists() && !parent.is_dir() {
+        bail!(
+            "--out {}: {} is not a folder",
+            out.display(),
+            parent.display()
+        );
+    }
     if !parent.is_dir() {
         bail!(
             "--out {}: folder {} does not exist",
