@@ -14,9 +14,11 @@ warm-up run, then timed runs. Prints one JSON object on stdout:
      "prefill_tps": ..., "decode_tps": ..., "peak_mem_bytes": ..., "tokens": [...],
      "runs": [{"prefill_tps": ..., "decode_tps": ..., "peak_mem_bytes": ...}, ...]}
 
-(medians over the timed runs; peak memory is the largest). Timing follows the Rust
-side: prefill = prompt tokens / time until the first generated token is available;
-decode = (generated − 1) / time from the first to the last token.
+(medians over the timed runs; peak memory is the largest; `*_tps_cpu` are the same
+rates per second of process CPU time, steadier than wall-clock time on a shared
+machine). Timing follows the Rust side: prefill = prompt tokens / time until the first
+generated token is available; decode = (generated − 1) / time from the first to the last
+token.
 
     python3 benches/qwen3_5_peer.py --config cfg.json --dtype float32 --prompt 512 --gen 64
 """
@@ -82,7 +84,7 @@ def run_once(model, prompt, gen, prefill_step):
     from mlx_lm.generate import generate_step
 
     tokens = []
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     first = last = None
     for token, _ in generate_step(
         mx.array(prompt, dtype=mx.uint32),
@@ -93,13 +95,18 @@ def run_once(model, prompt, gen, prefill_step):
         now = time.perf_counter()
         tokens.append(int(token))
         if first is None:
-            first = now
+            first, cpu_first = now, time.process_time()
         last = now
-    prefill_s = first - start
-    decode_s = last - first
+    cpu_last = time.process_time()
+
+    def rate(n, s):
+        return n / s if s > 0 else 0.0
+
     return {
-        "prefill_tps": len(prompt) / prefill_s if prefill_s > 0 else 0.0,
-        "decode_tps": (len(tokens) - 1) / decode_s if decode_s > 0 else 0.0,
+        "prefill_tps": rate(len(prompt), first - start),
+        "decode_tps": rate(len(tokens) - 1, last - first),
+        "prefill_tps_cpu": rate(len(prompt), cpu_first - cpu_start),
+        "decode_tps_cpu": rate(len(tokens) - 1, cpu_last - cpu_first),
         "tokens": tokens,
     }
 
@@ -170,11 +177,10 @@ def main():
                 "prefill_tps": statistics.median(r["prefill_tps"] for r in runs),
                 "decode_tps": statistics.median(r["decode_tps"] for r in runs),
                 "peak_mem_bytes": peak,
+                "prefill_tps_cpu": statistics.median(r["prefill_tps_cpu"] for r in runs),
+                "decode_tps_cpu": statistics.median(r["decode_tps_cpu"] for r in runs),
                 "tokens": runs[-1]["tokens"],
-                "runs": [
-                    {k: r[k] for k in ("prefill_tps", "decode_tps", "peak_mem_bytes")}
-                    for r in runs
-                ],
+                "runs": [{k: v for k, v in r.items() if k != "tokens"} for r in runs],
             }
         )
     )

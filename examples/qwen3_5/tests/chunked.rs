@@ -22,8 +22,15 @@ const F32_TOL: f32 = 1e-4;
 /// plus F32_TOL of the scale. States stay float32 (F32_TOL).
 const BF16_RTOL: f32 = 1.0 / 128.0;
 
+/// Runs on the CPU, or on the GPU with `QWEN3_5_TEST_DEVICE=gpu` (a CUDA or Metal
+/// build; set `MLX_ENABLE_TF32=0` there, since CUDA's default TF32 matmuls round to 10
+/// mantissa bits, far coarser than the float32 tolerance here).
 fn cpu<T>(f: impl FnOnce() -> T) -> T {
-    mlx_rs::with_device(&mlx_rs::Device::cpu(), f).unwrap()
+    let device = match std::env::var("QWEN3_5_TEST_DEVICE").as_deref() {
+        Ok("gpu") => mlx_rs::Device::gpu(),
+        _ => mlx_rs::Device::cpu(),
+    };
+    mlx_rs::with_device(&device, f).unwrap()
 }
 
 /// Inputs shaped like a DeltaNet layer's: unit-norm keys, queries of norm Dk^-1/2,
@@ -345,5 +352,30 @@ fn bad_inputs_are_errors() {
         assert!(msg(run(&x.q, &x.k, &x.v, &x.log_g, &x.beta, &bad_state, 64)).contains("state"));
         let v_len = ops::zeros(&[1, 11, 4, 8], Dtype::Float32).unwrap();
         assert!(msg(run(&x.q, &x.k, &v_len, &x.log_g, &x.beta, &x.state, 64)).contains("length"));
+    })
+}
+
+#[test]
+#[ignore = "timing only: cargo test --release --test chunked -- --ignored --nocapture"]
+fn timing_of_both_forms() {
+    cpu(|| {
+        for &t in &[64, 512] {
+            let x = inputs(1, t, 16, 16, 128, 128, Dtype::Float32, true, 1000);
+            mlx_rs::eval(&[&x.q, &x.k, &x.v, &x.log_g, &x.beta, &x.state]).unwrap();
+            let g = ops::exp(&x.log_g).unwrap();
+            g.eval().unwrap();
+            for round in 0..3 {
+                let start = std::time::Instant::now();
+                let (y, s) =
+                    gated_delta_chunked(&x.q, &x.k, &x.v, &x.log_g, &x.beta, &x.state, 64).unwrap();
+                mlx_rs::eval(&[&y, &s]).unwrap();
+                let chunked = start.elapsed();
+                let start = std::time::Instant::now();
+                let (y, s) = gated_delta_sequential(&x.q, &x.k, &x.v, &g, &x.beta, &x.state).unwrap();
+                mlx_rs::eval(&[&y, &s]).unwrap();
+                let sequential = start.elapsed();
+                println!("T={t} round {round}: chunked {chunked:?}, sequential {sequential:?}");
+            }
+        }
     })
 }

@@ -142,6 +142,11 @@ struct Measured {
     prefill_tps: f64,
     decode_tps: f64,
     peak_mem_bytes: u64,
+    /// Prompt tokens per second of process CPU time (all threads): on a shared machine
+    /// a steadier measure than wall-clock time of how much work each side does.
+    prefill_tps_cpu: f64,
+    /// Generated tokens per second of process CPU time.
+    decode_tps_cpu: f64,
 }
 
 impl Measured {
@@ -150,6 +155,8 @@ impl Measured {
             "prefill_tps": self.prefill_tps,
             "decode_tps": self.decode_tps,
             "peak_mem_bytes": self.peak_mem_bytes,
+            "prefill_tps_cpu": self.prefill_tps_cpu,
+            "decode_tps_cpu": self.decode_tps_cpu,
         })
     }
 
@@ -159,6 +166,8 @@ impl Measured {
             prefill_tps: median(runs.iter().map(|r| r.prefill_tps).collect()),
             decode_tps: median(runs.iter().map(|r| r.decode_tps).collect()),
             peak_mem_bytes: runs.iter().map(|r| r.peak_mem_bytes).max().unwrap_or(0),
+            prefill_tps_cpu: median(runs.iter().map(|r| r.prefill_tps_cpu).collect()),
+            decode_tps_cpu: median(runs.iter().map(|r| r.decode_tps_cpu).collect()),
         }
     }
 }
@@ -244,20 +253,24 @@ pub fn run(args: BenchArgs) -> Result<()> {
     for round in 0..args.rounds {
         let (m, tokens) = timed(&model, &prompt, args.gen as usize)?;
         eprintln!(
-            "round {}: ours prefill {:.1} tok/s, decode {:.1} tok/s",
+            "round {}: ours prefill {:.1} tok/s ({:.1}/cpu-s), decode {:.1} tok/s ({:.1}/cpu-s)",
             round + 1,
             m.prefill_tps,
-            m.decode_tps
+            m.prefill_tps_cpu,
+            m.decode_tps,
+            m.decode_tps_cpu
         );
         ours_runs.push(m);
         ours_tokens = tokens;
         if let (Some(script), Some(cfg)) = (&peer_script, &peer_config) {
             let p = run_peer(&args, script, cfg.path())?;
             eprintln!(
-                "round {}: mlx-lm prefill {:.1} tok/s, decode {:.1} tok/s",
+                "round {}: mlx-lm prefill {:.1} tok/s ({:.1}/cpu-s), decode {:.1} tok/s ({:.1}/cpu-s)",
                 round + 1,
                 p.measured.prefill_tps,
-                p.measured.decode_tps
+                p.measured.prefill_tps_cpu,
+                p.measured.decode_tps,
+                p.measured.decode_tps_cpu
             );
             peer_runs.push(p.measured.clone());
             peer_info = Some(p);
@@ -280,7 +293,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             None => "sequential".into(),
         }
     );
-    print_table(&ours, peer.as_ref());
+    print_table(&ours, peer.as_ref(), device_name.starts_with("cpu"));
     if let Some(p) = &peer_info {
         let same = ours_tokens
             .iter()
@@ -316,48 +329,50 @@ pub fn run(args: BenchArgs) -> Result<()> {
     Ok(())
 }
 
-fn print_table(ours: &Measured, peer: Option<&Measured>) {
+fn print_table(ours: &Measured, peer: Option<&Measured>, cpu: bool) {
     let gb = |b: u64| format!("{:.3} GB", b as f64 / 1e9);
+    let tps = |x: f64| format!("{x:.1}");
     let ratio = |a: f64, b: f64| {
-        if b > 0.0 {
+        if a.is_finite() && b.is_finite() && b > 0.0 {
             format!("{:.2}x", a / b)
         } else {
             "-".into()
         }
     };
+    type Row<'a> = (&'a str, fn(&Measured) -> f64, bool);
+    let mut rows: Vec<Row> = vec![
+        ("prefill tok/s", |m| m.prefill_tps, false),
+        ("decode tok/s", |m| m.decode_tps, false),
+    ];
+    if cpu {
+        rows.push(("prefill tok/cpu-s", |m| m.prefill_tps_cpu, false));
+        rows.push(("decode tok/cpu-s", |m| m.decode_tps_cpu, false));
+    }
+    rows.push(("peak memory", |m| m.peak_mem_bytes as f64, true));
+    let show = |m: &Measured, f: fn(&Measured) -> f64, mem: bool| {
+        if mem {
+            gb(m.peak_mem_bytes)
+        } else {
+            tps(f(m))
+        }
+    };
     match peer {
         Some(p) => {
-            println!(
-                "{:<16} {:>14} {:>14} {:>12}",
-                "", "ours", "mlx-lm", "ours/mlx-lm"
-            );
-            println!(
-                "{:<16} {:>14.1} {:>14.1} {:>12}",
-                "prefill tok/s",
-                ours.prefill_tps,
-                p.prefill_tps,
-                ratio(ours.prefill_tps, p.prefill_tps)
-            );
-            println!(
-                "{:<16} {:>14.1} {:>14.1} {:>12}",
-                "decode tok/s",
-                ours.decode_tps,
-                p.decode_tps,
-                ratio(ours.decode_tps, p.decode_tps)
-            );
-            println!(
-                "{:<16} {:>14} {:>14} {:>12}",
-                "peak memory",
-                gb(ours.peak_mem_bytes),
-                gb(p.peak_mem_bytes),
-                ratio(ours.peak_mem_bytes as f64, p.peak_mem_bytes as f64)
-            );
+            println!("{:<18} {:>12} {:>12} {:>12}", "", "ours", "mlx-lm", "ours/mlx-lm");
+            for (name, f, mem) in rows {
+                println!(
+                    "{name:<18} {:>12} {:>12} {:>12}",
+                    show(ours, f, mem),
+                    show(p, f, mem),
+                    ratio(f(ours), f(p))
+                );
+            }
         }
         None => {
-            println!("{:<16} {:>14}", "", "ours");
-            println!("{:<16} {:>14.1}", "prefill tok/s", ours.prefill_tps);
-            println!("{:<16} {:>14.1}", "decode tok/s", ours.decode_tps);
-            println!("{:<16} {:>14}", "peak memory", gb(ours.peak_mem_bytes));
+            println!("{:<18} {:>12}", "", "ours");
+            for (name, f, mem) in rows {
+                println!("{name:<18} {:>12}", show(ours, f, mem));
+            }
         }
     }
 }
@@ -542,12 +557,10 @@ fn prompt_ids(n: usize, limit: i32, seed: u64) -> Vec<u32> {
         .collect()
 }
 
-/// Greedy generation of `max_tokens` after `prompt`; returns the tokens and statistics.
-fn generate(
-    model: &Model,
-    prompt: &[u32],
-    max_tokens: usize,
-) -> Result<(Vec<u32>, qwen3_5::GenerationStats)> {
+/// Greedy generation of `max_tokens` after `prompt`, timed: returns the tokens, the
+/// wall-clock and process-CPU seconds until the first token was available and from
+/// then to the last one.
+fn generate(model: &Model, prompt: &[u32], max_tokens: usize) -> Result<(Vec<u32>, Timing)> {
     let options = GenerateOptions {
         max_tokens,
         sampling: SamplingParams::greedy(),
@@ -555,24 +568,80 @@ fn generate(
         prefill_step: 2048,
         ..Default::default()
     };
+    let (wall0, cpu0) = (Instant::now(), cpu_seconds());
     let mut stream = model.generate(prompt, options)?;
-    let tokens = (&mut stream).collect::<qwen3_5::Result<Vec<u32>>>()?;
-    Ok((tokens, stream.stats().clone()))
+    let mut tokens = Vec::with_capacity(max_tokens);
+    let mut first = None;
+    for token in &mut stream {
+        tokens.push(token?);
+        if first.is_none() {
+            first = Some((Instant::now(), cpu_seconds()));
+        }
+    }
+    let (wall2, cpu2) = (Instant::now(), cpu_seconds());
+    let (wall1, cpu1) = first.ok_or_else(|| anyhow!("no token was generated"))?;
+    Ok((
+        tokens,
+        Timing {
+            prefill_wall: (wall1 - wall0).as_secs_f64(),
+            prefill_cpu: cpu1 - cpu0,
+            decode_wall: (wall2 - wall1).as_secs_f64(),
+            decode_cpu: cpu2 - cpu1,
+        },
+    ))
+}
+
+/// Seconds of one generation.
+struct Timing {
+    prefill_wall: f64,
+    prefill_cpu: f64,
+    decode_wall: f64,
+    decode_cpu: f64,
+}
+
+/// CPU time of this process's live threads in seconds (Linux: the sum of
+/// `/proc/self/task/*/schedstat`, nanoseconds on the CPU); NaN elsewhere.
+fn cpu_seconds() -> f64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return f64::NAN;
+    };
+    let mut ns = 0u64;
+    for task in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("schedstat")) else {
+            continue; // the thread ended meanwhile
+        };
+        match stat.split_whitespace().next().map(str::parse::<u64>) {
+            Some(Ok(n)) => ns += n,
+            _ => return f64::NAN,
+        }
+    }
+    ns as f64 * 1e-9
+}
+
+/// `n / seconds`, 0 when no time passed.
+fn rate(n: usize, seconds: f64) -> f64 {
+    if seconds > 0.0 {
+        n as f64 / seconds
+    } else {
+        0.0
+    }
 }
 
 /// One timed run: peak memory reset first.
 fn timed(model: &Model, prompt: &[u32], gen: usize) -> Result<(Measured, Vec<u32>)> {
     mlx_rs::memory::clear_cache()?;
     mlx_rs::memory::reset_peak_memory()?;
-    let (tokens, stats) = generate(model, prompt, gen)?;
+    let (tokens, t) = generate(model, prompt, gen)?;
     if tokens.len() != gen {
         bail!("generated {} tokens instead of {gen}", tokens.len());
     }
     Ok((
         Measured {
-            prefill_tps: stats.prompt_tps(),
-            decode_tps: stats.generation_tps(),
+            prefill_tps: rate(prompt.len(), t.prefill_wall),
+            decode_tps: rate(gen - 1, t.decode_wall),
             peak_mem_bytes: mlx_rs::memory::get_peak_memory()? as u64,
+            prefill_tps_cpu: rate(prompt.len(), t.prefill_cpu),
+            decode_tps_cpu: rate(gen - 1, t.decode_cpu),
         },
         tokens,
     ))
@@ -710,6 +779,8 @@ fn run_peer(args: &BenchArgs, script: &Path, config: &Path) -> Result<PeerRun> {
             prefill_tps: num("prefill_tps")?,
             decode_tps: num("decode_tps")?,
             peak_mem_bytes: num("peak_mem_bytes")? as u64,
+            prefill_tps_cpu: v["prefill_tps_cpu"].as_f64().unwrap_or(f64::NAN),
+            decode_tps_cpu: v["decode_tps_cpu"].as_f64().unwrap_or(f64::NAN),
         },
         tokens: v["tokens"]
             .as_array()
