@@ -42,6 +42,8 @@ struct Entry {
 pub struct Checkpoint {
     files: Vec<(PathBuf, Mmap)>,
     tensors: BTreeMap<String, Entry>,
+    /// Tensors held in memory instead (see [`Checkpoint::from_arrays`]).
+    arrays: BTreeMap<String, Array>,
 }
 
 impl Checkpoint {
@@ -187,7 +189,35 @@ impl Checkpoint {
                 )));
             }
         }
-        Ok(Checkpoint { files, tensors })
+        Ok(Checkpoint {
+            files,
+            tensors,
+            arrays: BTreeMap::new(),
+        })
+    }
+
+    /// A checkpoint of arrays already in memory, by stored name (e.g. random weights for
+    /// a benchmark); it is read as the files would be, layout detection and checks
+    /// included.
+    pub fn from_arrays(arrays: BTreeMap<String, Array>) -> Checkpoint {
+        let tensors = arrays
+            .iter()
+            .map(|(name, a)| {
+                let entry = Entry {
+                    file: usize::MAX,
+                    dtype: a.dtype(),
+                    shape: a.shape().to_vec(),
+                    start: 0,
+                    end: 0,
+                };
+                (name.clone(), entry)
+            })
+            .collect();
+        Checkpoint {
+            files: Vec::new(),
+            tensors,
+            arrays,
+        }
     }
 
     /// Names of all stored tensors.
@@ -212,6 +242,9 @@ impl Checkpoint {
             .tensors
             .get(name)
             .ok_or_else(|| Error::Weights(format!("missing tensor {name}")))?;
+        if let Some(a) = self.arrays.get(name) {
+            return Ok(a.reshape(shape)?);
+        }
         let bytes = self.files[e.file]
             .1
             .get(e.start..e.end)
@@ -299,7 +332,11 @@ pub struct Weights {
 impl Weights {
     /// Opens the checkpoint in `dir` and works out its naming and layout.
     pub fn open(dir: impl AsRef<Path>, config: &Config) -> Result<Weights> {
-        let ckpt = Checkpoint::open(dir)?;
+        Weights::from_checkpoint(Checkpoint::open(dir)?, config)
+    }
+
+    /// Reads an opened (or in-memory) checkpoint and works out its naming and layout.
+    pub fn from_checkpoint(ckpt: Checkpoint, config: &Config) -> Result<Weights> {
         let mut naming = None;
         let mut names = BTreeMap::new();
         let mut head_names = Vec::new();

@@ -27,6 +27,9 @@ pub enum Command {
     Chat(ChatArgs),
     /// Run the model on a list of token ids and save the logits [n_tokens, vocab] as .npy.
     Logits(LogitsArgs),
+    /// Measure prefill/decode speed and peak memory with random weights (optionally
+    /// against mlx-lm).
+    Bench(super::bench::BenchArgs),
 }
 
 /// Where the model comes from and what runs it.

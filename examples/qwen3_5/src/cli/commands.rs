@@ -23,6 +23,7 @@ pub fn run(command: Command) -> Result<()> {
         Command::Generate(args) => generate(args),
         Command::Chat(args) => chat(args),
         Command::Logits(args) => logits(args),
+        Command::Bench(args) => super::bench::run(args),
     }
 }
 

@@ -2,6 +2,7 @@
 
 pub mod args;
 pub mod backend;
+pub mod bench;
 pub mod commands;
 pub mod npy;
 

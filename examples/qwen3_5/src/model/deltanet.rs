@@ -110,12 +110,18 @@ impl GatedDeltaNet {
         let (q, k) = normalize_qk(&q, &k, dk)?;
 
         let beta = ops::sigmoid(&beta_logits)?;
-        let g = decay(&self.a_log, &a, &self.dt_bias)?;
         let state = match &cache.recurrent {
             Some(st) => st.clone(),
             None => ops::zeros(&[b, hv, dv, dk], Dtype::Float32)?,
         };
-        let (out, state) = recurrence::gated_delta(&q, &k, &v, &g, &beta, &state)?;
+        let (out, state) = if s > 1 {
+            // Prefill: the chunkwise-parallel form (see chunked.rs).
+            let log_g = log_decay(&self.a_log, &a, &self.dt_bias)?;
+            super::chunked::prefill(&q, &k, &v, &log_g, &beta, &state)?
+        } else {
+            let g = decay(&self.a_log, &a, &self.dt_bias)?;
+            recurrence::gated_delta(&q, &k, &v, &g, &beta, &state)?
+        };
         cache.recurrent = Some(state);
         cache.offset += s;
 
@@ -142,6 +148,15 @@ fn decay(a_log: &Array, a: &Array, dt_bias: &Array) -> Result<Array> {
     let softplus = ops::logaddexp(&x, &scalar_like(0.0, &x)?)?;
     let rate = ops::exp(&a_log.astype(Dtype::Float32)?)?;
     Ok(ops::exp(&rate.negative()?.multiply(&softplus)?)?)
+}
+
+/// `−exp(A_log) · softplus(a + dt_bias)` in fp32: the log of [`decay`], for the chunked
+/// prefill (which works with cumulative sums of it).
+fn log_decay(a_log: &Array, a: &Array, dt_bias: &Array) -> Result<Array> {
+    let x = a.add(dt_bias)?;
+    let softplus = ops::logaddexp(&x, &scalar_like(0.0, &x)?)?;
+    let rate = ops::exp(&a_log.astype(Dtype::Float32)?)?;
+    Ok(rate.negative()?.multiply(&softplus)?)
 }
 
 /// `rmsnorm(x) · w · silu(z)` per head, the SiLU gate product taken in fp32.

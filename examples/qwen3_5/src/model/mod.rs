@@ -2,6 +2,7 @@
 //! attention), final norm, tied or separate output head.
 
 pub mod attention;
+pub mod chunked;
 pub mod deltanet;
 pub mod linear;
 pub mod mlp;
