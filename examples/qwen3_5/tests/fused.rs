@@ -1,0 +1,429 @@
+//! The fused decode forms (src/model/fused.rs) against the reference ops:
+//!
+//! * the gated delta step — compiled ops on the CPU (always), the CUDA kernel when a CUDA
+//!   GPU is present, the Metal kernel on macOS with a GPU (else a visible "skipped" line)
+//!   — equals the sequential reference step (f32 and bf16, Hv = Hk and Hv > Hk, B = 1
+//!   and 2, several steps in a row);
+//! * the compiled element-wise chains equal their plain ops;
+//! * a whole model decoding in the fused mode gives the logits and greedy tokens of the
+//!   plain-ops mode, for every fixture variant;
+//! * bad shapes are errors, not kernel reads out of bounds.
+//!
+//! `decode_speed` (ignored) times greedy decoding in both modes:
+//! `QWEN3_5_BENCH_DIR=<model folder> cargo test --release -p qwen3_5 --test fused -- --ignored --nocapture`.
+
+mod common;
+
+use common::{assert_logits_close, model_dir, VARIANTS};
+use mlx_rs::{random, Array, Device, Dtype};
+use qwen3_5::model::deltanet::recurrence::gated_delta_sequential;
+use qwen3_5::model::fused::{self, DecodeMode, StepPath};
+use qwen3_5::{GenerateOptions, Model};
+
+/// Step outputs vs the reference, f32 inputs: relative to the largest |reference| value
+/// (the kernel and compiled forms may sum the Dk products in another order; fp32
+/// rounding of 128-term sums stays far below this).
+const STEP_F32_RTOL: f32 = 1e-5;
+/// Step outputs vs the reference, bf16 inputs: `y` is rounded to bf16, so one bf16 ulp of
+/// the output scale (2^-8) is allowed; the fp32 state keeps [`STEP_F32_RTOL`].
+const STEP_BF16_RTOL: f32 = 1.0 / 256.0;
+
+fn cpu<T>(f: impl FnOnce() -> T) -> T {
+    mlx_rs::with_device(&Device::cpu(), f).unwrap()
+}
+
+fn to_f32(a: &Array) -> Vec<f32> {
+    a.astype(Dtype::Float32).unwrap().to_vec::<f32>().unwrap()
+}
+
+/// Asserts `got` is within `rtol · max |want|` of `want`, element-wise.
+fn assert_scaled_close(what: &str, got: &Array, want: &Array, rtol: f32) {
+    assert_eq!(got.shape(), want.shape(), "{what}: shape");
+    let (g, w) = (to_f32(got), to_f32(want));
+    let scale = w.iter().fold(0f32, |m, x| m.max(x.abs()));
+    assert!(scale > 0.0, "{what}: reference is all zeros");
+    let tol = rtol * scale;
+    for (i, (a, b)) in g.iter().zip(&w).enumerate() {
+        assert!(a.is_finite(), "{what}: non-finite at {i}");
+        assert!(
+            (a - b).abs() <= tol,
+            "{what}: element {i} is {a}, reference {b} (tolerance {tol})"
+        );
+    }
+}
+
+/// Random inputs of one step: q, k `[B, Hk, Dk]` (L2-normalised like the model's, q
+/// scaled), v `[B, Hv, Dv]`, g in (0, 1), beta in (0, 1), a random fp32 state.
+struct StepInputs {
+    q: Array,
+    k: Array,
+    v: Array,
+    g: Array,
+    beta: Array,
+    state: Array,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn step_inputs(seed: u64, b: i32, hk: i32, hv: i32, dk: i32, dv: i32, dtype: Dtype) -> StepInputs {
+    let keys: Vec<Array> = (0..6).map(|i| random::key(seed * 16 + i).unwrap()).collect();
+    let unit = |k: &Array, shape: &[i32], scale: f32| -> Array {
+        let x = random::normal(shape, Dtype::Float32, 0.0, 1.0, Some(k)).unwrap();
+        let norm = x.square().unwrap().sum_axis(-1, true).unwrap().sqrt().unwrap();
+        x.divide(&norm)
+            .unwrap()
+            .multiply(&Array::scalar(scale))
+            .unwrap()
+            .astype(dtype)
+            .unwrap()
+    };
+    let q = unit(&keys[0], &[b, hk, dk], (dk as f32).powf(-0.5));
+    let k = unit(&keys[1], &[b, hk, dk], 1.0);
+    let v = random::normal(&[b, hv, dv], Dtype::Float32, 0.0, 1.0, Some(&keys[2]))
+        .unwrap()
+        .astype(dtype)
+        .unwrap();
+    let g = random::uniform_range(0.5..0.99, &[b, hv], Some(&keys[3])).unwrap();
+    let beta = random::uniform_range(0.05..0.95, &[b, hv], Some(&keys[4]))
+        .unwrap()
+        .astype(dtype)
+        .unwrap();
+    let state = random::normal(&[b, hv, dv, dk], Dtype::Float32, 0.0, 0.5, Some(&keys[5])).unwrap();
+    StepInputs { q, k, v, g, beta, state }
+}
+
+/// The reference: one token of the sequential recurrence (uncompiled ops).
+fn reference_step(x: &StepInputs) -> (Array, Array) {
+    let t1 = |a: &Array| {
+        let mut s = a.shape().to_vec();
+        s.insert(1, 1);
+        a.reshape(&s).unwrap()
+    };
+    let (y, state) = gated_delta_sequential(
+        &t1(&x.q),
+        &t1(&x.k),
+        &t1(&x.v),
+        &t1(&x.g),
+        &t1(&x.beta),
+        &x.state,
+    )
+    .unwrap();
+    let s = y.shape().to_vec();
+    (y.reshape(&[s[0], s[2], s[3]]).unwrap(), state)
+}
+
+/// The (B, Hk, Hv, Dk, Dv) cases: Hv = Hk and Hv > Hk, B = 1 and 2, the real head dim 128
+/// and a smaller one, a Dv that is not a multiple of the rows per thread group.
+const CASES: &[(i32, i32, i32, i32, i32)] = &[
+    (1, 2, 2, 128, 128),
+    (2, 2, 2, 64, 32),
+    (1, 2, 4, 128, 64),
+    (2, 1, 3, 32, 20),
+    (2, 4, 8, 64, 36),
+];
+
+/// Runs `path` on every case and dtype for three steps in a row (the state carried) and
+/// compares with the reference.
+fn check_path(path: StepPath) {
+    for &(b, hk, hv, dk, dv) in CASES {
+        for dtype in [Dtype::Float32, Dtype::Bfloat16] {
+            let rtol_y = if dtype == Dtype::Float32 { STEP_F32_RTOL } else { STEP_BF16_RTOL };
+            let what = format!("{path:?} B={b} Hk={hk} Hv={hv} Dk={dk} Dv={dv} {dtype:?}");
+            let mut x = step_inputs(7 + b as u64 * 31 + hv as u64, b, hk, hv, dk, dv, dtype);
+            let mut state_ref = x.state.clone();
+            let mut state_got = x.state.clone();
+            for step in 0..3 {
+                x.state = state_ref.clone();
+                let (y_ref, s_ref) = cpu(|| reference_step(&x));
+                x.state = state_got.clone();
+                let (y, s) = fused::gated_delta_step_with(path, &x.q, &x.k, &x.v, &x.g, &x.beta, &x.state)
+                    .unwrap_or_else(|e| panic!("{what}: {e}"));
+                mlx_rs::eval(&[&y, &s]).unwrap();
+                assert_eq!(y.dtype(), dtype, "{what}: y dtype");
+                assert_eq!(s.dtype(), Dtype::Float32, "{what}: state dtype");
+                assert_scaled_close(&format!("{what} step {step} y"), &y, &y_ref, rtol_y);
+                assert_scaled_close(&format!("{what} step {step} state"), &s, &s_ref, STEP_F32_RTOL);
+                state_ref = s_ref;
+                state_got = s;
+                // Next token: new q, k, v, gates.
+                let next = step_inputs(1000 + step as u64, b, hk, hv, dk, dv, dtype);
+                x = StepInputs { state: x.state, ..next };
+            }
+        }
+    }
+}
+
+#[test]
+fn compiled_step_matches_reference_on_cpu() {
+    cpu(|| {
+        check_path(StepPath::Compiled);
+        check_path(StepPath::Ops);
+    })
+}
+
+/// The sequence form of a GPU kernel (`T` tokens in one launch) against the reference.
+fn check_sequence_kernel(path: StepPath) {
+    for &(b, hk, hv, dk, dv) in CASES {
+        for dtype in [Dtype::Float32, Dtype::Bfloat16] {
+            let t = 5;
+            let what = format!("{path:?} sequence T={t} B={b} Hk={hk} Hv={hv} Dk={dk} Dv={dv} {dtype:?}");
+            let steps: Vec<StepInputs> = (0..t)
+                .map(|i| step_inputs(50 + i as u64, b, hk, hv, dk, dv, dtype))
+                .collect();
+            let stack = |f: &dyn Fn(&StepInputs) -> &Array| {
+                mlx_rs::ops::stack_axis(&steps.iter().map(f).collect::<Vec<_>>(), 1).unwrap()
+            };
+            let (q, k, v) = (stack(&|s| &s.q), stack(&|s| &s.k), stack(&|s| &s.v));
+            let (g, beta) = (stack(&|s| &s.g), stack(&|s| &s.beta));
+            let state = steps[0].state.clone();
+            let (y_ref, s_ref) = cpu(|| gated_delta_sequential(&q, &k, &v, &g, &beta, &state).unwrap());
+            let (y, s) = fused::gated_delta_kernel(path, &q, &k, &v, &g, &beta, &state)
+                .unwrap_or_else(|e| panic!("{what}: {e}"));
+            let rtol_y = if dtype == Dtype::Float32 { STEP_F32_RTOL } else { STEP_BF16_RTOL };
+            assert_scaled_close(&format!("{what} y"), &y, &y_ref, rtol_y);
+            assert_scaled_close(&format!("{what} state"), &s, &s_ref, STEP_F32_RTOL);
+        }
+    }
+}
+
+fn gpu<T>(f: impl FnOnce() -> T) -> T {
+    mlx_rs::with_device(&Device::gpu(), f).unwrap()
+}
+
+#[test]
+fn cuda_kernel_matches_reference() {
+    if StepPath::gpu_kernel() != Some(StepPath::CudaKernel) {
+        println!("skipped: no CUDA GPU (MLX backend {}, GPU available: {})", mlx_rs::backend(), Device::gpu().is_available());
+        return;
+    }
+    gpu(|| {
+        assert_eq!(StepPath::current(), StepPath::CudaKernel, "GPU stream picks the kernel");
+        check_path(StepPath::CudaKernel);
+        check_sequence_kernel(StepPath::CudaKernel);
+    });
+    println!("CUDA kernel: all cases match the reference");
+}
+
+#[test]
+fn metal_kernel_matches_reference() {
+    if StepPath::gpu_kernel() != Some(StepPath::MetalKernel) {
+        println!("skipped: no Metal GPU (not macOS, or no GPU in the MLX loaded)");
+        return;
+    }
+    gpu(|| {
+        assert_eq!(StepPath::current(), StepPath::MetalKernel, "GPU stream picks the kernel");
+        check_path(StepPath::MetalKernel);
+        check_sequence_kernel(StepPath::MetalKernel);
+    });
+    println!("Metal kernel: all cases match the reference");
+}
+
+#[test]
+fn cpu_stream_picks_compiled_path() {
+    cpu(|| {
+        assert_eq!(StepPath::current(), StepPath::Compiled);
+        fused::with_decode_mode(DecodeMode::Ops, || assert_eq!(StepPath::current(), StepPath::Ops));
+        assert_eq!(StepPath::current(), StepPath::Compiled, "mode restored");
+    })
+}
+
+#[test]
+fn bad_step_shapes_are_errors() {
+    cpu(|| {
+        let x = step_inputs(3, 1, 2, 4, 32, 16, Dtype::Float32);
+        let bad = |q: &Array, k: &Array, v: &Array, g: &Array, beta: &Array, s: &Array| {
+            for path in [StepPath::Compiled, StepPath::CudaKernel, StepPath::MetalKernel] {
+                let r = fused::gated_delta_step_with(path, q, k, v, g, beta, s);
+                assert!(r.is_err(), "{path:?} accepted bad shapes");
+            }
+        };
+        let f16_state = x.state.astype(Dtype::Float16).unwrap();
+        bad(&x.q, &x.k, &x.v, &x.g, &x.beta, &f16_state);
+        let wrong_state = Array::from_slice(&[0f32; 4 * 16 * 32], &[1, 4, 32, 16]).unwrap();
+        bad(&x.q, &x.k, &x.v, &x.g, &x.beta, &wrong_state);
+        bad(&x.q, &x.q.reshape(&[1, 1, 64]).unwrap(), &x.v, &x.g, &x.beta, &x.state);
+        let g2 = Array::from_slice(&[0.5f32; 3], &[1, 3]).unwrap();
+        bad(&x.q, &x.k, &x.v, &g2, &x.beta, &x.state);
+        let v3 = Array::from_slice(&[0f32; 3 * 16], &[1, 3, 16]).unwrap();
+        let g3 = Array::from_slice(&[0.5f32; 3], &[1, 3]).unwrap();
+        let s3 = Array::from_slice(&[0f32; 3 * 16 * 32], &[1, 3, 16, 32]).unwrap();
+        bad(&x.q, &x.k, &v3, &g3, &g3, &s3); // Hv = 3 not a multiple of Hk = 2
+        let r = fused::gated_delta_kernel(
+            StepPath::Compiled,
+            &x.q.reshape(&[1, 1, 2, 32]).unwrap(),
+            &x.k.reshape(&[1, 1, 2, 32]).unwrap(),
+            &x.v.reshape(&[1, 1, 4, 16]).unwrap(),
+            &x.g.reshape(&[1, 1, 4]).unwrap(),
+            &x.beta.reshape(&[1, 1, 4]).unwrap(),
+            &x.state,
+        );
+        assert!(r.is_err(), "a non-kernel path is refused by gated_delta_kernel");
+    })
+}
+
+#[test]
+fn compiled_chains_match_plain_ops() {
+    cpu(|| {
+        for dtype in [Dtype::Float32, Dtype::Bfloat16] {
+            let r = |seed: u64, shape: &[i32]| {
+                random::normal(shape, Dtype::Float32, 0.0, 1.0, Some(&random::key(seed).unwrap()))
+                    .unwrap()
+                    .astype(dtype)
+                    .unwrap()
+            };
+            let (x, y, w) = (r(1, &[2, 1, 64]), r(2, &[2, 1, 64]), r(3, &[64]));
+            let exact = |what: &str, a: &Array, b: &Array| {
+                assert_eq!(a.dtype(), b.dtype(), "{what}: dtype");
+                assert_eq!(to_f32(a), to_f32(b), "{what} ({dtype:?}): compiled differs from ops");
+            };
+            let silu = |a: &Array| a.multiply(&mlx_rs::ops::sigmoid(a).unwrap()).unwrap();
+            exact("swiglu", &fused::swiglu(&x, &y).unwrap(), &silu(&x).multiply(&y).unwrap());
+            exact(
+                "sigmoid gate",
+                &fused::sigmoid_gate(&x, &y).unwrap(),
+                &x.multiply(&mlx_rs::ops::sigmoid(&y).unwrap()).unwrap(),
+            );
+            let norm = |a: &Array| mlx_rs::fast::rms_norm(a, Some(&w), 1e-6).unwrap();
+            exact("rms_norm", &fused::rms_norm(&x, &w, 1e-6).unwrap(), &norm(&x));
+            let (h, n) = fused::add_rms_norm(&x, &y, &w, 1e-6).unwrap();
+            let h_ref = x.add(&y).unwrap();
+            exact("add_rms_norm h", &h, &h_ref);
+            exact("add_rms_norm norm", &n, &norm(&h_ref));
+        }
+    })
+}
+
+/// Prefill, then single-token steps: fused mode vs plain-ops mode, every fixture variant.
+#[test]
+fn fused_decode_matches_ops_decode_on_fixtures() {
+    cpu(|| {
+        let prompt: Vec<u32> = vec![5, 17, 200, 3, 99, 42, 7, 128];
+        for v in VARIANTS {
+            let model = qwen3_5::load(model_dir(v)).unwrap();
+            let run = |mode: DecodeMode| -> Vec<f32> {
+                fused::with_decode_mode(mode, || {
+                    let mut cache = model.new_cache();
+                    let ids = Array::from_slice(&prompt[..3], &[1, 3]).unwrap();
+                    let mut out = to_f32(&model.forward(&ids, &mut cache).unwrap());
+                    for &t in &prompt[3..] {
+                        let ids = Array::from_slice(&[t], &[1, 1]).unwrap();
+                        out.extend(to_f32(&model.forward(&ids, &mut cache).unwrap()));
+                    }
+                    out
+                })
+            };
+            let vocab = model.config().text.vocab_size as usize;
+            assert_logits_close(v, &run(DecodeMode::Fused), &run(DecodeMode::Ops), vocab);
+        }
+    })
+}
+
+/// A first token straight from an empty cache (no prefill: the conv state starts as zeros).
+#[test]
+fn fused_decode_from_empty_cache() {
+    cpu(|| {
+        let model = qwen3_5::load(model_dir("hf-bf16-untied")).unwrap();
+        let run = |mode: DecodeMode| {
+            fused::with_decode_mode(mode, || {
+                let mut cache = model.new_cache();
+                let mut out = Vec::new();
+                for t in [11u32, 12, 13] {
+                    let ids = Array::from_slice(&[t], &[1, 1]).unwrap();
+                    out.extend(to_f32(&model.forward(&ids, &mut cache).unwrap()));
+                }
+                assert_eq!(cache.offset(), 3);
+                out
+            })
+        };
+        let vocab = model.config().text.vocab_size as usize;
+        assert_logits_close("from empty cache", &run(DecodeMode::Fused), &run(DecodeMode::Ops), vocab);
+    })
+}
+
+/// Batch of two sequences decoding together, fused vs ops.
+#[test]
+fn fused_decode_batch_of_two() {
+    cpu(|| {
+        let model = qwen3_5::load(model_dir("mlx-bf16-untied")).unwrap();
+        let run = |mode: DecodeMode| {
+            fused::with_decode_mode(mode, || {
+                let mut cache = model.new_cache();
+                let ids = Array::from_slice(&[1u32, 2, 3, 4, 5, 6], &[2, 3]).unwrap();
+                let mut out = to_f32(&model.forward(&ids, &mut cache).unwrap());
+                for t in [9u32, 10] {
+                    let ids = Array::from_slice(&[t, t + 100], &[2, 1]).unwrap();
+                    out.extend(to_f32(&model.forward(&ids, &mut cache).unwrap()));
+                }
+                out
+            })
+        };
+        let vocab = model.config().text.vocab_size as usize;
+        assert_logits_close("batch of two", &run(DecodeMode::Fused), &run(DecodeMode::Ops), vocab);
+    })
+}
+
+fn greedy(model: &Model, prompt: &[u32], n: usize) -> (Vec<u32>, f64) {
+    let opts = GenerateOptions {
+        max_tokens: n,
+        ..Default::default()
+    };
+    let mut stream = model.generate(prompt, opts).unwrap();
+    let ids: Vec<u32> = (&mut stream).collect::<Result<_, _>>().unwrap();
+    (ids, stream.stats().generation_tps())
+}
+
+#[test]
+fn fused_greedy_generation_matches_ops() {
+    cpu(|| {
+        for v in VARIANTS {
+            let model = qwen3_5::load(model_dir(v)).unwrap();
+            let prompt = [3u32, 1, 4, 1, 5, 9, 2, 6];
+            let fused_ids = fused::with_decode_mode(DecodeMode::Fused, || greedy(&model, &prompt, 12).0);
+            let ops_ids = fused::with_decode_mode(DecodeMode::Ops, || greedy(&model, &prompt, 12).0);
+            assert_eq!(fused_ids, ops_ids, "{v}: greedy ids");
+        }
+    })
+}
+
+/// Times greedy decoding in both modes (plain ops = the code before the fused forms).
+/// `QWEN3_5_BENCH_DIR` picks the model (default: a fixture), `QWEN3_5_BENCH_TOKENS` the
+/// number of tokens (default 64), `QWEN3_5_BENCH_GPU=1` the GPU.
+#[test]
+#[ignore]
+fn decode_speed() {
+    let dir = std::env::var("QWEN3_5_BENCH_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| model_dir("mlx-bf16-tied"));
+    let n: usize = std::env::var("QWEN3_5_BENCH_TOKENS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(64);
+    let device = if std::env::var("QWEN3_5_BENCH_GPU").as_deref() == Ok("1") {
+        Device::gpu()
+    } else {
+        Device::cpu()
+    };
+    mlx_rs::with_device(&device, || {
+        let model = qwen3_5::load(&dir).unwrap();
+        let prompt: Vec<u32> = (0..16).map(|i| (i * 7 + 3) % 200).collect();
+        // Warm up both modes (compile traces, JIT kernels).
+        for mode in [DecodeMode::Ops, DecodeMode::Fused] {
+            fused::with_decode_mode(mode, || greedy(&model, &prompt, 8));
+        }
+        let mut ids = Vec::new();
+        for round in 0..3 {
+            for mode in [DecodeMode::Ops, DecodeMode::Fused] {
+                let (got, tps) = fused::with_decode_mode(mode, || greedy(&model, &prompt, n));
+                println!(
+                    "{} round {round} {mode:?}: {tps:.1} tokens/s ({n} tokens, step path {:?})",
+                    dir.display(),
+                    fused::with_decode_mode(mode, StepPath::current)
+                );
+                ids.push(got);
+            }
+        }
+        if !ids.windows(2).all(|w| w[0] == w[1]) {
+            println!("note: the modes decoded different tokens (near-ties in a random model?)");
+        }
+    })
+    .unwrap();
+}
