@@ -65,10 +65,18 @@ struct StepInputs {
 
 #[allow(clippy::too_many_arguments)]
 fn step_inputs(seed: u64, b: i32, hk: i32, hv: i32, dk: i32, dv: i32, dtype: Dtype) -> StepInputs {
-    let keys: Vec<Array> = (0..6).map(|i| random::key(seed * 16 + i).unwrap()).collect();
+    let keys: Vec<Array> = (0..6)
+        .map(|i| random::key(seed * 16 + i).unwrap())
+        .collect();
     let unit = |k: &Array, shape: &[i32], scale: f32| -> Array {
         let x = random::normal(shape, Dtype::Float32, 0.0, 1.0, Some(k)).unwrap();
-        let norm = x.square().unwrap().sum_axis(-1, true).unwrap().sqrt().unwrap();
+        let norm = x
+            .square()
+            .unwrap()
+            .sum_axis(-1, true)
+            .unwrap()
+            .sqrt()
+            .unwrap();
         x.divide(&norm)
             .unwrap()
             .multiply(&Array::scalar(scale))
@@ -88,7 +96,14 @@ fn step_inputs(seed: u64, b: i32, hk: i32, hv: i32, dk: i32, dv: i32, dtype: Dty
         .astype(dtype)
         .unwrap();
     let state = random::normal(&[b, hv, dv, dk], Dtype::Float32, 0.0, 0.5, Some(&keys[5])).unwrap();
-    StepInputs { q, k, v, g, beta, state }
+    StepInputs {
+        q,
+        k,
+        v,
+        g,
+        beta,
+        state,
+    }
 }
 
 /// The reference: one token of the sequential recurrence (uncompiled ops).
@@ -126,7 +141,11 @@ const CASES: &[(i32, i32, i32, i32, i32)] = &[
 fn check_path(path: StepPath) {
     for &(b, hk, hv, dk, dv) in CASES {
         for dtype in [Dtype::Float32, Dtype::Bfloat16] {
-            let rtol_y = if dtype == Dtype::Float32 { STEP_F32_RTOL } else { STEP_BF16_RTOL };
+            let rtol_y = if dtype == Dtype::Float32 {
+                STEP_F32_RTOL
+            } else {
+                STEP_BF16_RTOL
+            };
             let what = format!("{path:?} B={b} Hk={hk} Hv={hv} Dk={dk} Dv={dv} {dtype:?}");
             let mut x = step_inputs(7 + b as u64 * 31 + hv as u64, b, hk, hv, dk, dv, dtype);
             let mut state_ref = x.state.clone();
@@ -135,18 +154,27 @@ fn check_path(path: StepPath) {
                 x.state = state_ref.clone();
                 let (y_ref, s_ref) = cpu(|| reference_step(&x));
                 x.state = state_got.clone();
-                let (y, s) = fused::gated_delta_step_with(path, &x.q, &x.k, &x.v, &x.g, &x.beta, &x.state)
-                    .unwrap_or_else(|e| panic!("{what}: {e}"));
+                let (y, s) =
+                    fused::gated_delta_step_with(path, &x.q, &x.k, &x.v, &x.g, &x.beta, &x.state)
+                        .unwrap_or_else(|e| panic!("{what}: {e}"));
                 mlx_rs::eval(&[&y, &s]).unwrap();
                 assert_eq!(y.dtype(), dtype, "{what}: y dtype");
                 assert_eq!(s.dtype(), Dtype::Float32, "{what}: state dtype");
                 assert_scaled_close(&format!("{what} step {step} y"), &y, &y_ref, rtol_y);
-                assert_scaled_close(&format!("{what} step {step} state"), &s, &s_ref, STEP_F32_RTOL);
+                assert_scaled_close(
+                    &format!("{what} step {step} state"),
+                    &s,
+                    &s_ref,
+                    STEP_F32_RTOL,
+                );
                 state_ref = s_ref;
                 state_got = s;
                 // Next token: new q, k, v, gates.
                 let next = step_inputs(1000 + step as u64, b, hk, hv, dk, dv, dtype);
-                x = StepInputs { state: x.state, ..next };
+                x = StepInputs {
+                    state: x.state,
+                    ..next
+                };
             }
         }
     }
@@ -165,7 +193,8 @@ fn check_sequence_kernel(path: StepPath) {
     for &(b, hk, hv, dk, dv) in CASES {
         for dtype in [Dtype::Float32, Dtype::Bfloat16] {
             let t = 5;
-            let what = format!("{path:?} sequence T={t} B={b} Hk={hk} Hv={hv} Dk={dk} Dv={dv} {dtype:?}");
+            let what =
+                format!("{path:?} sequence T={t} B={b} Hk={hk} Hv={hv} Dk={dk} Dv={dv} {dtype:?}");
             let steps: Vec<StepInputs> = (0..t)
                 .map(|i| step_inputs(50 + i as u64, b, hk, hv, dk, dv, dtype))
                 .collect();
@@ -175,10 +204,15 @@ fn check_sequence_kernel(path: StepPath) {
             let (q, k, v) = (stack(&|s| &s.q), stack(&|s| &s.k), stack(&|s| &s.v));
             let (g, beta) = (stack(&|s| &s.g), stack(&|s| &s.beta));
             let state = steps[0].state.clone();
-            let (y_ref, s_ref) = cpu(|| gated_delta_sequential(&q, &k, &v, &g, &beta, &state).unwrap());
+            let (y_ref, s_ref) =
+                cpu(|| gated_delta_sequential(&q, &k, &v, &g, &beta, &state).unwrap());
             let (y, s) = fused::gated_delta_kernel(path, &q, &k, &v, &g, &beta, &state)
                 .unwrap_or_else(|e| panic!("{what}: {e}"));
-            let rtol_y = if dtype == Dtype::Float32 { STEP_F32_RTOL } else { STEP_BF16_RTOL };
+            let rtol_y = if dtype == Dtype::Float32 {
+                STEP_F32_RTOL
+            } else {
+                STEP_BF16_RTOL
+            };
             assert_scaled_close(&format!("{what} y"), &y, &y_ref, rtol_y);
             assert_scaled_close(&format!("{what} state"), &s, &s_ref, STEP_F32_RTOL);
         }
@@ -192,11 +226,19 @@ fn gpu<T>(f: impl FnOnce() -> T) -> T {
 #[test]
 fn cuda_kernel_matches_reference() {
     if StepPath::gpu_kernel() != Some(StepPath::CudaKernel) {
-        println!("skipped: no CUDA GPU (MLX backend {}, GPU available: {})", mlx_rs::backend(), Device::gpu().is_available());
+        println!(
+            "skipped: no CUDA GPU (MLX backend {}, GPU available: {})",
+            mlx_rs::backend(),
+            Device::gpu().is_available()
+        );
         return;
     }
     gpu(|| {
-        assert_eq!(StepPath::current(), StepPath::CudaKernel, "GPU stream picks the kernel");
+        assert_eq!(
+            StepPath::current(),
+            StepPath::CudaKernel,
+            "GPU stream picks the kernel"
+        );
         check_path(StepPath::CudaKernel);
         check_sequence_kernel(StepPath::CudaKernel);
     });
@@ -210,7 +252,11 @@ fn metal_kernel_matches_reference() {
         return;
     }
     gpu(|| {
-        assert_eq!(StepPath::current(), StepPath::MetalKernel, "GPU stream picks the kernel");
+        assert_eq!(
+            StepPath::current(),
+            StepPath::MetalKernel,
+            "GPU stream picks the kernel"
+        );
         check_path(StepPath::MetalKernel);
         check_sequence_kernel(StepPath::MetalKernel);
     });
@@ -221,7 +267,9 @@ fn metal_kernel_matches_reference() {
 fn cpu_stream_picks_compiled_path() {
     cpu(|| {
         assert_eq!(StepPath::current(), StepPath::Compiled);
-        fused::with_decode_mode(DecodeMode::Ops, || assert_eq!(StepPath::current(), StepPath::Ops));
+        fused::with_decode_mode(DecodeMode::Ops, || {
+            assert_eq!(StepPath::current(), StepPath::Ops)
+        });
         assert_eq!(StepPath::current(), StepPath::Compiled, "mode restored");
     })
 }
@@ -231,7 +279,11 @@ fn bad_step_shapes_are_errors() {
     cpu(|| {
         let x = step_inputs(3, 1, 2, 4, 32, 16, Dtype::Float32);
         let bad = |q: &Array, k: &Array, v: &Array, g: &Array, beta: &Array, s: &Array| {
-            for path in [StepPath::Compiled, StepPath::CudaKernel, StepPath::MetalKernel] {
+            for path in [
+                StepPath::Compiled,
+                StepPath::CudaKernel,
+                StepPath::MetalKernel,
+            ] {
                 let r = fused::gated_delta_step_with(path, q, k, v, g, beta, s);
                 assert!(r.is_err(), "{path:?} accepted bad shapes");
             }
@@ -240,7 +292,14 @@ fn bad_step_shapes_are_errors() {
         bad(&x.q, &x.k, &x.v, &x.g, &x.beta, &f16_state);
         let wrong_state = Array::from_slice(&[0f32; 4 * 16 * 32], &[1, 4, 32, 16]).unwrap();
         bad(&x.q, &x.k, &x.v, &x.g, &x.beta, &wrong_state);
-        bad(&x.q, &x.q.reshape(&[1, 1, 64]).unwrap(), &x.v, &x.g, &x.beta, &x.state);
+        bad(
+            &x.q,
+            &x.q.reshape(&[1, 1, 64]).unwrap(),
+            &x.v,
+            &x.g,
+            &x.beta,
+            &x.state,
+        );
         let g2 = Array::from_slice(&[0.5f32; 3], &[1, 3]).unwrap();
         bad(&x.q, &x.k, &x.v, &g2, &x.beta, &x.state);
         let v3 = Array::from_slice(&[0f32; 3 * 16], &[1, 3, 16]).unwrap();
@@ -256,7 +315,10 @@ fn bad_step_shapes_are_errors() {
             &x.beta.reshape(&[1, 1, 4]).unwrap(),
             &x.state,
         );
-        assert!(r.is_err(), "a non-kernel path is refused by gated_delta_kernel");
+        assert!(
+            r.is_err(),
+            "a non-kernel path is refused by gated_delta_kernel"
+        );
     })
 }
 
@@ -265,25 +327,43 @@ fn compiled_chains_match_plain_ops() {
     cpu(|| {
         for dtype in [Dtype::Float32, Dtype::Bfloat16] {
             let r = |seed: u64, shape: &[i32]| {
-                random::normal(shape, Dtype::Float32, 0.0, 1.0, Some(&random::key(seed).unwrap()))
-                    .unwrap()
-                    .astype(dtype)
-                    .unwrap()
+                random::normal(
+                    shape,
+                    Dtype::Float32,
+                    0.0,
+                    1.0,
+                    Some(&random::key(seed).unwrap()),
+                )
+                .unwrap()
+                .astype(dtype)
+                .unwrap()
             };
             let (x, y, w) = (r(1, &[2, 1, 64]), r(2, &[2, 1, 64]), r(3, &[64]));
             let exact = |what: &str, a: &Array, b: &Array| {
                 assert_eq!(a.dtype(), b.dtype(), "{what}: dtype");
-                assert_eq!(to_f32(a), to_f32(b), "{what} ({dtype:?}): compiled differs from ops");
+                assert_eq!(
+                    to_f32(a),
+                    to_f32(b),
+                    "{what} ({dtype:?}): compiled differs from ops"
+                );
             };
             let silu = |a: &Array| a.multiply(&mlx_rs::ops::sigmoid(a).unwrap()).unwrap();
-            exact("swiglu", &fused::swiglu(&x, &y).unwrap(), &silu(&x).multiply(&y).unwrap());
+            exact(
+                "swiglu",
+                &fused::swiglu(&x, &y).unwrap(),
+                &silu(&x).multiply(&y).unwrap(),
+            );
             exact(
                 "sigmoid gate",
                 &fused::sigmoid_gate(&x, &y).unwrap(),
                 &x.multiply(&mlx_rs::ops::sigmoid(&y).unwrap()).unwrap(),
             );
             let norm = |a: &Array| mlx_rs::fast::rms_norm(a, Some(&w), 1e-6).unwrap();
-            exact("rms_norm", &fused::rms_norm(&x, &w, 1e-6).unwrap(), &norm(&x));
+            exact(
+                "rms_norm",
+                &fused::rms_norm(&x, &w, 1e-6).unwrap(),
+                &norm(&x),
+            );
             let (h, n) = fused::add_rms_norm(&x, &y, &w, 1e-6).unwrap();
             let h_ref = x.add(&y).unwrap();
             exact("add_rms_norm h", &h, &h_ref);
@@ -335,7 +415,12 @@ fn fused_decode_from_empty_cache() {
             })
         };
         let vocab = model.config().text.vocab_size as usize;
-        assert_logits_close("from empty cache", &run(DecodeMode::Fused), &run(DecodeMode::Ops), vocab);
+        assert_logits_close(
+            "from empty cache",
+            &run(DecodeMode::Fused),
+            &run(DecodeMode::Ops),
+            vocab,
+        );
     })
 }
 
@@ -357,7 +442,12 @@ fn fused_decode_batch_of_two() {
             })
         };
         let vocab = model.config().text.vocab_size as usize;
-        assert_logits_close("batch of two", &run(DecodeMode::Fused), &run(DecodeMode::Ops), vocab);
+        assert_logits_close(
+            "batch of two",
+            &run(DecodeMode::Fused),
+            &run(DecodeMode::Ops),
+            vocab,
+        );
     })
 }
 
@@ -377,8 +467,10 @@ fn fused_greedy_generation_matches_ops() {
         for v in VARIANTS {
             let model = qwen3_5::load(model_dir(v)).unwrap();
             let prompt = [3u32, 1, 4, 1, 5, 9, 2, 6];
-            let fused_ids = fused::with_decode_mode(DecodeMode::Fused, || greedy(&model, &prompt, 12).0);
-            let ops_ids = fused::with_decode_mode(DecodeMode::Ops, || greedy(&model, &prompt, 12).0);
+            let fused_ids =
+                fused::with_decode_mode(DecodeMode::Fused, || greedy(&model, &prompt, 12).0);
+            let ops_ids =
+                fused::with_decode_mode(DecodeMode::Ops, || greedy(&model, &prompt, 12).0);
             assert_eq!(fused_ids, ops_ids, "{v}: greedy ids");
         }
     })

@@ -5,7 +5,7 @@
 //! (one step per token, as mlx-lm's `gated_delta_ops`). Faster forms (chunked prefill,
 //! fused decode kernels) plug in there and are checked against it.
 
-use super::fused::{self, DeltaHeads, DecodeMode};
+use super::fused::{self, DecodeMode, DeltaHeads};
 use super::linear::Linear;
 use super::{scalar_like, silu};
 use crate::cache::DeltaNetCache;

@@ -98,7 +98,9 @@ impl DecodeMode {
 
     /// The mode in force on this thread ([`with_decode_mode`], else [`DecodeMode::from_env`]).
     pub fn current() -> DecodeMode {
-        MODE_OVERRIDE.with(|m| m.get()).unwrap_or_else(DecodeMode::from_env)
+        MODE_OVERRIDE
+            .with(|m| m.get())
+            .unwrap_or_else(DecodeMode::from_env)
     }
 
     /// Whether single-token steps take the fused forms.
@@ -197,7 +199,14 @@ fn shape_error(msg: String) -> Error {
 
 /// Checks the shapes of a sequence call (`q`, `k` `[B, T, Hk, Dk]`, `v` `[B, T, Hv, Dv]`,
 /// `g`, `beta` `[B, T, Hv]`, `state` `[B, Hv, Dv, Dk]`): the kernel trusts them.
-fn check_seq(q: &Array, k: &Array, v: &Array, g: &Array, beta: &Array, state: &Array) -> Result<StepDims> {
+fn check_seq(
+    q: &Array,
+    k: &Array,
+    v: &Array,
+    g: &Array,
+    beta: &Array,
+    state: &Array,
+) -> Result<StepDims> {
     let (&[b, t, hk, dk], &[vb, vt, hv, dv]) = (q.shape(), v.shape()) else {
         return Err(shape_error(format!(
             "q must be [B, T, Hk, Dk] and v [B, T, Hv, Dv], found {:?} and {:?}",
@@ -205,7 +214,14 @@ fn check_seq(q: &Array, k: &Array, v: &Array, g: &Array, beta: &Array, state: &A
             v.shape()
         )));
     };
-    let d = StepDims { b, t, hk, dk, hv, dv };
+    let d = StepDims {
+        b,
+        t,
+        hk,
+        dk,
+        hv,
+        dv,
+    };
     if (vb, vt) != (b, t) || k.shape() != q.shape() {
         return Err(shape_error(format!(
             "q {:?}, k {:?} and v {:?} disagree",
@@ -235,7 +251,10 @@ fn check_seq(q: &Array, k: &Array, v: &Array, g: &Array, beta: &Array, state: &A
         )));
     }
     if state.dtype() != Dtype::Float32 {
-        return Err(shape_error(format!("state must be float32, found {:?}", state.dtype())));
+        return Err(shape_error(format!(
+            "state must be float32, found {:?}",
+            state.dtype()
+        )));
     }
     Ok(d)
 }
@@ -304,11 +323,24 @@ pub fn gated_delta_step_with(
             Ok((y.reshape(&[d.b, d.hv, d.dv])?, state))
         }
         StepPath::Compiled => {
-            let out = compiled("gated_delta_step", 0, false, || step_ops, &[q, k, v, g, beta, state])?;
+            let out = compiled(
+                "gated_delta_step",
+                0,
+                false,
+                || step_ops,
+                &[q, k, v, g, beta, state],
+            )?;
             Ok((out[0].clone(), out[1].clone()))
         }
         StepPath::Ops => {
-            let out = lift(step_ops(&[q.clone(), k.clone(), v.clone(), g.clone(), beta.clone(), state.clone()]))?;
+            let out = lift(step_ops(&[
+                q.clone(),
+                k.clone(),
+                v.clone(),
+                g.clone(),
+                beta.clone(),
+                state.clone(),
+            ]))?;
             Ok((out[0].clone(), out[1].clone()))
         }
     }
@@ -411,7 +443,9 @@ fn launch(
     let mut out = out.into_iter();
     match (out.next(), out.next()) {
         (Some(y), Some(s)) => Ok((y, s)),
-        _ => Err(Error::InvalidArgument("gated delta kernel: expected two outputs".into())),
+        _ => Err(Error::InvalidArgument(
+            "gated delta kernel: expected two outputs".into(),
+        )),
     }
 }
 
@@ -419,7 +453,10 @@ fn launch(
 /// same ops, in the same order, as one token of the reference recurrence.
 fn step_ops(x: &[Array]) -> mlx_rs::Result<Vec<Array>> {
     let [q, k, v, g, beta, state] = x else {
-        return Err(mlx_rs::Error::Closure(format!("step: 6 inputs expected, got {}", x.len())));
+        return Err(mlx_rs::Error::Closure(format!(
+            "step: 6 inputs expected, got {}",
+            x.len()
+        )));
     };
     let (hk, hv) = (q.dim(1)?, v.dim(1)?);
     let (q, k) = if hv > hk {
@@ -554,7 +591,11 @@ pub fn gated_rms_norm(o: &Array, z: &Array, w: &Array, eps: f32) -> Result<Array
         "gated_rms_norm",
         f32_key(eps),
         false,
-        || move |x: &[Array]| lift(super::deltanet::gated_rms_norm(&x[0], &x[1], &x[2], eps)).map(|o| vec![o]),
+        || {
+            move |x: &[Array]| {
+                lift(super::deltanet::gated_rms_norm(&x[0], &x[1], &x[2], eps)).map(|o| vec![o])
+            }
+        },
         &[o, z, w],
     )?;
     Ok(out[0].clone())
@@ -606,13 +647,17 @@ pub fn delta_decode_inputs(
         || move |x: &[Array]| decode_inputs_ops(heads, x),
         &[qkv, conv_state, conv_weight, a, b, a_log, dt_bias],
     )?;
-    out.try_into()
-        .map_err(|v: Vec<Array>| Error::InvalidArgument(format!("decode inputs: {} outputs", v.len())))
+    out.try_into().map_err(|v: Vec<Array>| {
+        Error::InvalidArgument(format!("decode inputs: {} outputs", v.len()))
+    })
 }
 
 fn decode_inputs_ops(h: DeltaHeads, x: &[Array]) -> mlx_rs::Result<Vec<Array>> {
     let [qkv, conv_state, w, a, b, a_log, dt_bias] = x else {
-        return Err(mlx_rs::Error::Closure(format!("decode inputs: 7 inputs expected, got {}", x.len())));
+        return Err(mlx_rs::Error::Closure(format!(
+            "decode inputs: 7 inputs expected, got {}",
+            x.len()
+        )));
     };
     let (bsz, c, taps) = (qkv.dim(0)?, w.dim(0)?, w.dim(1)?);
     let conv_input = ops::concatenate_axis(&[conv_state, qkv], 1)?;
@@ -621,7 +666,11 @@ fn decode_inputs_ops(h: DeltaHeads, x: &[Array]) -> mlx_rs::Result<Vec<Array>> {
         false,
     )?;
     let w_t = w.reshape(&[c, taps])?.transpose()?.astype(Dtype::Float32)?;
-    let conv = ops::sum_axis(&conv_input.astype(Dtype::Float32)?.multiply(&w_t)?, 1, false)?;
+    let conv = ops::sum_axis(
+        &conv_input.astype(Dtype::Float32)?.multiply(&w_t)?,
+        1,
+        false,
+    )?;
     let conv = silu(&conv.astype(qkv.dtype())?)?;
     let key_dim = h.hk * h.dk;
     let parts = ops::split_sections(&conv, &[key_dim, 2 * key_dim], -1)?;

@@ -188,7 +188,10 @@ impl Model {
             }
         };
         let mut h = self.embed_tokens.forward(tokens)?;
-        let first_norm = self.layers.first().map_or(&self.norm, |l| &l.input_layernorm);
+        let first_norm = self
+            .layers
+            .first()
+            .map_or(&self.norm, |l| &l.input_layernorm);
         // `x` is always the normed `h`: the input of the next mixer, or the final output.
         let mut x = norm(&h, first_norm)?;
         for (i, (layer, lc)) in self.layers.iter().zip(cache.layers.iter_mut()).enumerate() {
@@ -203,7 +206,10 @@ impl Model {
             };
             let (h_mid, x_mid) = add_norm(&h, &r, &layer.post_attention_layernorm)?;
             let m = layer.mlp.forward(&x_mid)?;
-            let next_norm = self.layers.get(i + 1).map_or(&self.norm, |l| &l.input_layernorm);
+            let next_norm = self
+                .layers
+                .get(i + 1)
+                .map_or(&self.norm, |l| &l.input_layernorm);
             (h, x) = add_norm(&h_mid, &m, next_norm)?;
         }
         Ok(x)
