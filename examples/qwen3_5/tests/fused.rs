@@ -17,7 +17,7 @@ mod common;
 use common::{assert_logits_close, model_dir, VARIANTS};
 use mlx_rs::{random, Array, Device, Dtype};
 use qwen3_5::model::deltanet::recurrence::gated_delta_sequential;
-use qwen3_5::model::fused::{self, DecodeMode, StepPath};
+use qwen3_5::model::fused::{self, DecodeMode, DeltaHeads, StepPath};
 use qwen3_5::{GenerateOptions, Model};
 
 /// Step outputs vs the reference, f32 inputs: relative to the largest |reference| value
@@ -27,9 +27,20 @@ const STEP_F32_RTOL: f32 = 1e-5;
 /// Step outputs vs the reference, bf16 inputs: `y` is rounded to bf16, so one bf16 ulp of
 /// the output scale (2^-8) is allowed; the fp32 state keeps [`STEP_F32_RTOL`].
 const STEP_BF16_RTOL: f32 = 1.0 / 256.0;
+/// Whole-layer decode kernel vs the compiled CPU path, bf16: the kernel rounds q, k, v and
+/// the gates to bf16 at the same points as the ops, but its exp / rsqrt may differ in the
+/// last float bit and so land one bf16 ulp (2^-8 relative) apart on a few elements, which
+/// the state and y then carry: two ulps of the scale.
+const DECODE_BF16_RTOL: f32 = 1.0 / 64.0;
+/// The same in f32 (no intermediate rounding to a narrow type).
+const DECODE_F32_RTOL: f32 = 1e-4;
 
 fn cpu<T>(f: impl FnOnce() -> T) -> T {
     mlx_rs::with_device(&Device::cpu(), f).unwrap()
+}
+
+fn gpu<T>(f: impl FnOnce() -> T) -> T {
+    mlx_rs::with_device(&Device::gpu(), f).unwrap()
 }
 
 fn to_f32(a: &Array) -> Vec<f32> {
@@ -219,10 +230,6 @@ fn check_sequence_kernel(path: StepPath) {
     }
 }
 
-fn gpu<T>(f: impl FnOnce() -> T) -> T {
-    mlx_rs::with_device(&Device::gpu(), f).unwrap()
-}
-
 #[test]
 fn cuda_kernel_matches_reference() {
     if StepPath::gpu_kernel() != Some(StepPath::CudaKernel) {
@@ -261,6 +268,237 @@ fn metal_kernel_matches_reference() {
         check_sequence_kernel(StepPath::MetalKernel);
     });
     println!("Metal kernel: all cases match the reference");
+}
+
+/// Random inputs of one whole-layer decode step.
+struct DecodeInputs {
+    qkv: Array,
+    conv_state: Array,
+    conv_weight: Array,
+    a: Array,
+    b: Array,
+    a_log: Array,
+    dt_bias: Array,
+    state: Array,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn decode_inputs(
+    seed: u64,
+    bsz: i32,
+    heads: DeltaHeads,
+    taps: i32,
+    dtype: Dtype,
+    gate: Dtype,
+) -> DecodeInputs {
+    let DeltaHeads { hk, hv, dk, dv } = heads;
+    let c = 2 * hk * dk + hv * dv;
+    let r = |i: u64, shape: &[i32], scale: f32, dt: Dtype| {
+        random::normal(
+            shape,
+            Dtype::Float32,
+            0.0,
+            scale,
+            Some(&random::key(seed * 16 + i).unwrap()),
+        )
+        .unwrap()
+        .astype(dt)
+        .unwrap()
+    };
+    DecodeInputs {
+        qkv: r(0, &[bsz, 1, c], 1.0, dtype),
+        conv_state: r(1, &[bsz, taps - 1, c], 1.0, dtype),
+        conv_weight: r(2, &[c, taps, 1], 0.5, dtype),
+        a: r(3, &[bsz, 1, hv], 1.0, dtype),
+        b: r(4, &[bsz, 1, hv], 1.0, dtype),
+        a_log: random::uniform_range(0.0..2.7, &[hv], Some(&random::key(seed * 16 + 5).unwrap()))
+            .unwrap(),
+        dt_bias: random::uniform_range(0.5..1.5, &[hv], Some(&random::key(seed * 16 + 6).unwrap()))
+            .unwrap()
+            .astype(gate)
+            .unwrap(),
+        state: r(7, &[bsz, hv, dv, dk], 0.5, Dtype::Float32),
+    }
+}
+
+/// The decode cases: (B, Hk, Hv, Dk, Dv, K).
+const DECODE_CASES: &[(i32, i32, i32, i32, i32, i32)] = &[
+    (1, 4, 4, 128, 128, 4),
+    (2, 2, 4, 64, 36, 4),
+    (1, 1, 3, 32, 9, 3),
+];
+
+/// The whole-layer decode kernel on `path` (GPU stream) against the compiled CPU path
+/// (decode inputs + step ops), several steps in a row.
+fn check_decode_kernel(path: StepPath) {
+    for &(bsz, hk, hv, dk, dv, taps) in DECODE_CASES {
+        for (dtype, gate) in [
+            (Dtype::Float32, Dtype::Float32),
+            (Dtype::Bfloat16, Dtype::Bfloat16),
+            (Dtype::Bfloat16, Dtype::Float32),
+        ] {
+            let heads = DeltaHeads { hk, hv, dk, dv };
+            let what = format!("{path:?} decode B={bsz} {heads:?} K={taps} {dtype:?}/{gate:?}");
+            let rtol = if dtype == Dtype::Float32 {
+                DECODE_F32_RTOL
+            } else {
+                DECODE_BF16_RTOL
+            };
+            let mut x = decode_inputs(bsz as u64 * 7 + hv as u64, bsz, heads, taps, dtype, gate);
+            for step in 0..3 {
+                let (y_ref, s_ref, c_ref) = cpu(|| {
+                    let [q, k, v, g, beta, conv] = fused::delta_decode_inputs(
+                        heads,
+                        &x.qkv,
+                        &x.conv_state,
+                        &x.conv_weight,
+                        &x.a,
+                        &x.b,
+                        &x.a_log,
+                        &x.dt_bias,
+                    )
+                    .unwrap();
+                    let (y, s) = fused::gated_delta_step_with(
+                        StepPath::Ops,
+                        &q,
+                        &k,
+                        &v,
+                        &g,
+                        &beta,
+                        &x.state,
+                    )
+                    .unwrap();
+                    (y.reshape(&[bsz, 1, hv, dv]).unwrap(), s, conv)
+                });
+                let (y, s, conv) = fused::delta_decode_kernel(
+                    path,
+                    heads,
+                    &x.qkv,
+                    &x.conv_state,
+                    &x.conv_weight,
+                    &x.a,
+                    &x.b,
+                    &x.a_log,
+                    &x.dt_bias,
+                    &x.state,
+                )
+                .unwrap_or_else(|e| panic!("{what}: {e}"));
+                assert_eq!(
+                    (y.dtype(), s.dtype(), conv.dtype()),
+                    (dtype, Dtype::Float32, dtype),
+                    "{what}: dtypes"
+                );
+                assert_scaled_close(&format!("{what} step {step} y"), &y, &y_ref, rtol);
+                assert_scaled_close(&format!("{what} step {step} state"), &s, &s_ref, rtol);
+                assert_eq!(
+                    to_f32(&conv),
+                    to_f32(&c_ref),
+                    "{what} step {step}: conv state"
+                );
+                let next = decode_inputs(500 + step, bsz, heads, taps, dtype, gate);
+                x = DecodeInputs {
+                    state: s_ref,
+                    conv_state: c_ref,
+                    conv_weight: x.conv_weight,
+                    ..next
+                };
+            }
+        }
+    }
+}
+
+#[test]
+fn cuda_decode_kernel_matches_compiled() {
+    if StepPath::gpu_kernel() != Some(StepPath::CudaKernel) {
+        println!(
+            "skipped: no CUDA GPU (MLX backend {}, GPU available: {})",
+            mlx_rs::backend(),
+            Device::gpu().is_available()
+        );
+        return;
+    }
+    gpu(|| check_decode_kernel(StepPath::CudaKernel));
+    println!("CUDA decode kernel: all cases match the compiled path");
+}
+
+#[test]
+fn metal_decode_kernel_matches_compiled() {
+    if StepPath::gpu_kernel() != Some(StepPath::MetalKernel) {
+        println!("skipped: no Metal GPU (not macOS, or no GPU in the MLX loaded)");
+        return;
+    }
+    gpu(|| check_decode_kernel(StepPath::MetalKernel));
+    println!("Metal decode kernel: all cases match the compiled path");
+}
+
+#[test]
+fn bad_decode_inputs_are_errors() {
+    cpu(|| {
+        let heads = DeltaHeads {
+            hk: 2,
+            hv: 4,
+            dk: 32,
+            dv: 16,
+        };
+        let x = decode_inputs(9, 1, heads, 4, Dtype::Bfloat16, Dtype::Bfloat16);
+        let call = |x: &DecodeInputs, heads: DeltaHeads| {
+            for path in [StepPath::CudaKernel, StepPath::MetalKernel] {
+                let r = fused::delta_decode_kernel(
+                    path,
+                    heads,
+                    &x.qkv,
+                    &x.conv_state,
+                    &x.conv_weight,
+                    &x.a,
+                    &x.b,
+                    &x.a_log,
+                    &x.dt_bias,
+                    &x.state,
+                );
+                assert!(r.is_err(), "{path:?} accepted bad decode inputs");
+            }
+        };
+        let with = |f: &dyn Fn(&mut DecodeInputs)| {
+            let mut y = decode_inputs(9, 1, heads, 4, Dtype::Bfloat16, Dtype::Bfloat16);
+            f(&mut y);
+            y
+        };
+        call(
+            &x,
+            DeltaHeads {
+                hk: 2,
+                hv: 4,
+                dk: 16,
+                dv: 24,
+            },
+        ); // same C, other split: Dk 16
+        call(
+            &x,
+            DeltaHeads {
+                hk: 3,
+                hv: 4,
+                dk: 32,
+                dv: 16,
+            },
+        ); // Hv not a multiple of Hk
+        call(
+            &with(&|y| y.qkv = y.qkv.astype(Dtype::Float32).unwrap()),
+            heads,
+        ); // mixed dtypes
+        call(
+            &with(&|y| y.state = y.state.astype(Dtype::Bfloat16).unwrap()),
+            heads,
+        );
+        call(
+            &with(&|y| y.conv_state = y.conv_state.reshape(&[1, 1, -1]).unwrap()),
+            heads,
+        );
+        call(&with(&|y| y.a = y.a.reshape(&[1, 4]).unwrap()), heads);
+        call(
+            &with(&|y| y.conv_weight = y.conv_weight.reshape(&[-1, 2, 2]).unwrap()),
+            heads,
+        );
+    })
 }
 
 #[test]
@@ -518,4 +756,175 @@ fn decode_speed() {
         }
     })
     .unwrap();
+}
+
+/// Writes a random-weight model whose DeltaNet heads fit the GPU kernels (Dk = 32, two
+/// value heads per key head) into a fresh temporary folder.
+fn kernel_shaped_model(tag: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("qwen3_5-fused-{}-{tag}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (hidden, inter, vocab) = (64, 96, 128);
+    let (hk, hv, dk, dv, heads, kv, head_dim) = (1, 2, 32, 32, 2, 1, 32);
+    let types = [
+        "linear_attention",
+        "linear_attention",
+        "linear_attention",
+        "full_attention",
+    ];
+    let config = serde_json::json!({
+        "model_type": "qwen3_5",
+        "text_config": {
+            "attention_bias": false, "attn_output_gate": true, "full_attention_interval": 4,
+            "head_dim": head_dim, "hidden_size": hidden, "intermediate_size": inter,
+            "layer_types": types, "linear_conv_kernel_dim": 4, "linear_key_head_dim": dk,
+            "linear_num_key_heads": hk, "linear_num_value_heads": hv, "linear_value_head_dim": dv,
+            "max_position_embeddings": 4096, "model_type": "qwen3_5_text",
+            "num_attention_heads": heads, "num_hidden_layers": types.len(),
+            "num_key_value_heads": kv, "rms_norm_eps": 1e-6,
+            "rope_parameters": {"mrope_interleaved": true, "mrope_section": [2, 1, 1],
+                "partial_rotary_factor": 0.25, "rope_theta": 10000.0, "rope_type": "default"},
+            "tie_word_embeddings": true, "vocab_size": vocab
+        }
+    });
+    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+    let mut seed = 0u64;
+    let mut w: Vec<(String, Array)> = Vec::new();
+    let mut put = |name: String, shape: &[i32], loc: f32, scale: f32, dtype: Dtype| {
+        seed += 1;
+        let a = random::normal(
+            shape,
+            Dtype::Float32,
+            loc,
+            scale,
+            Some(&random::key(seed).unwrap()),
+        )
+        .unwrap()
+        .astype(dtype)
+        .unwrap();
+        w.push((name, a));
+    };
+    let bf = Dtype::Bfloat16;
+    let p = "language_model.model.";
+    let lin = |o: i32, i: i32| (vec![o, i], (i as f32).powf(-0.5));
+    put(
+        format!("{p}embed_tokens.weight"),
+        &[vocab, hidden],
+        0.0,
+        0.5,
+        bf,
+    );
+    put(format!("{p}norm.weight"), &[hidden], 1.0, 0.1, bf);
+    for (i, t) in types.iter().enumerate() {
+        let l = format!("{p}layers.{i}.");
+        put(
+            format!("{l}input_layernorm.weight"),
+            &[hidden],
+            1.0,
+            0.1,
+            bf,
+        );
+        put(
+            format!("{l}post_attention_layernorm.weight"),
+            &[hidden],
+            1.0,
+            0.1,
+            bf,
+        );
+        for (name, (shape, sc)) in [
+            ("mlp.gate_proj", lin(inter, hidden)),
+            ("mlp.up_proj", lin(inter, hidden)),
+            ("mlp.down_proj", lin(hidden, inter)),
+        ] {
+            put(format!("{l}{name}.weight"), &shape, 0.0, sc, bf);
+        }
+        if *t == "linear_attention" {
+            let a = format!("{l}linear_attn.");
+            let conv = 2 * hk * dk + hv * dv;
+            for (name, (shape, sc)) in [
+                ("in_proj_qkv", lin(conv, hidden)),
+                ("in_proj_z", lin(hv * dv, hidden)),
+                ("in_proj_b", lin(hv, hidden)),
+                ("in_proj_a", lin(hv, hidden)),
+                ("out_proj", lin(hidden, hv * dv)),
+            ] {
+                put(format!("{a}{name}.weight"), &shape, 0.0, sc, bf);
+            }
+            put(format!("{a}conv1d.weight"), &[conv, 4, 1], 0.0, 0.5, bf);
+            put(format!("{a}A_log"), &[hv], 1.0, 0.5, Dtype::Float32);
+            put(format!("{a}dt_bias"), &[hv], 1.0, 0.2, bf);
+            put(format!("{a}norm.weight"), &[dv], 1.0, 0.1, bf);
+        } else {
+            let s = format!("{l}self_attn.");
+            for (name, (shape, sc)) in [
+                ("q_proj", lin(heads * head_dim * 2, hidden)),
+                ("k_proj", lin(kv * head_dim, hidden)),
+                ("v_proj", lin(kv * head_dim, hidden)),
+                ("o_proj", lin(hidden, heads * head_dim)),
+            ] {
+                put(format!("{s}{name}.weight"), &shape, 0.0, sc, bf);
+            }
+            put(format!("{s}q_norm.weight"), &[head_dim], 1.0, 0.1, bf);
+            put(format!("{s}k_norm.weight"), &[head_dim], 1.0, 0.1, bf);
+        }
+    }
+    mlx_rs::io::save_safetensors(dir.join("model.safetensors"), w, [("format", "mlx")]).unwrap();
+    dir
+}
+
+/// Prompt then single steps; logits of every position.
+fn prompt_then_steps(model: &Model, prompt: &[u32], steps: &[u32]) -> Vec<f32> {
+    let mut cache = model.new_cache();
+    let ids = Array::from_slice(prompt, &[1, prompt.len() as i32]).unwrap();
+    let mut out = to_f32(&model.forward(&ids, &mut cache).unwrap());
+    for &t in steps {
+        let ids = Array::from_slice(&[t], &[1, 1]).unwrap();
+        out.extend(to_f32(&model.forward(&ids, &mut cache).unwrap()));
+    }
+    out
+}
+
+/// A model with kernel-sized heads (Dk = 32, Hv = 2 Hk): the fused mode on the CPU, and on
+/// a GPU when there is one (the whole-layer kernel), against plain ops on the CPU.
+#[test]
+fn fused_decode_on_kernel_shaped_model() {
+    let dir = kernel_shaped_model("kernel-shaped");
+    let (prompt, steps) = ([3u32, 9, 27, 81, 115], [7u32, 49, 95, 23, 1, 64]);
+    let (reference, vocab) = cpu(|| {
+        let model = qwen3_5::load(&dir).unwrap();
+        let out = fused::with_decode_mode(DecodeMode::Ops, || {
+            prompt_then_steps(&model, &prompt, &steps)
+        });
+        (out, model.config().text.vocab_size as usize)
+    });
+    let fused_cpu = cpu(|| {
+        let model = qwen3_5::load(&dir).unwrap();
+        fused::with_decode_mode(DecodeMode::Fused, || {
+            prompt_then_steps(&model, &prompt, &steps)
+        })
+    });
+    assert_logits_close("fused CPU vs ops", &fused_cpu, &reference, vocab);
+    match StepPath::gpu_kernel() {
+        None => println!("skipped the GPU half: no GPU"),
+        Some(kernel) => {
+            for mode in [
+                DecodeMode::Fused,
+                DecodeMode::StepKernel,
+                DecodeMode::Compiled,
+            ] {
+                let got = gpu(|| {
+                    let model = qwen3_5::load(&dir).unwrap();
+                    fused::with_decode_mode(mode, || {
+                        if mode != DecodeMode::Compiled {
+                            assert_eq!(StepPath::current(), kernel);
+                        }
+                        prompt_then_steps(&model, &prompt, &steps)
+                    })
+                });
+                assert_logits_close(&format!("GPU {mode:?} vs CPU ops"), &got, &reference, vocab);
+                println!("GPU {mode:?} ({kernel:?}) matches the CPU ops");
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -162,8 +162,9 @@ pub(crate) fn gated_rms_norm(x: &Array, z: &Array, weight: &Array, eps: f32) -> 
 // ---------------------------------------------------------------------------------------
 
 impl GatedDeltaNet {
-    /// One token (`x` `[B, 1, hidden]`): the conv, norms and gates as one compiled graph,
-    /// the delta step as one kernel (GPU) or compiled ops (CPU), the gated norm compiled.
+    /// One token (`x` `[B, 1, hidden]`): on a GPU the conv, norms, gates and delta step as
+    /// one kernel; on the CPU the conv, norms and gates as one compiled graph and the step
+    /// as compiled ops; the gated output norm compiled.
     fn forward_decode(&self, x: &Array, cache: &mut DeltaNetCache) -> Result<Array> {
         let b = x.dim(0)?;
         let (hk, hv, dk, dv) = (self.hk, self.hv, self.dk, self.dv);
@@ -176,7 +177,11 @@ impl GatedDeltaNet {
             Some(c) => c.clone(),
             None => ops::zeros(&[b, self.kernel - 1, 2 * hk * dk + hv * dv], x.dtype())?,
         };
-        let [q, k, v, g, beta, conv_state] = fused::delta_decode_inputs(
+        let state = match &cache.recurrent {
+            Some(st) => st.clone(),
+            None => ops::zeros(&[b, hv, dv, dk], Dtype::Float32)?,
+        };
+        let (y, state, conv_state) = fused::delta_decode(
             heads,
             &qkv,
             &conv_state,
@@ -185,16 +190,12 @@ impl GatedDeltaNet {
             &beta_logits,
             &self.a_log,
             &self.dt_bias,
+            &state,
         )?;
         cache.conv = Some(conv_state);
-        let state = match &cache.recurrent {
-            Some(st) => st.clone(),
-            None => ops::zeros(&[b, hv, dv, dk], Dtype::Float32)?,
-        };
-        let (y, state) = fused::gated_delta_step(&q, &k, &v, &g, &beta, &state)?;
         cache.recurrent = Some(state);
         cache.offset += 1;
-        let out = fused::gated_rms_norm(&y.reshape(&[b, 1, hv, dv])?, &z, &self.norm, self.eps)?;
+        let out = fused::gated_rms_norm(&y, &z, &self.norm, self.eps)?;
         self.out_proj.forward(&out.reshape(&[b, 1, hv * dv])?)
     }
 }

@@ -9,10 +9,11 @@
 //! # Choosing a path
 //! [`DecodeMode`] says what a single-token forward uses: [`DecodeMode::Fused`] (the
 //! default), or [`DecodeMode::Ops`] (the plain reference ops). The environment variable
-//! `QWEN3_5_DECODE` sets the process default (`fused`, `compiled` = fused but the
-//! delta step as compiled ops even on a GPU, or `ops`); [`with_decode_mode`] overrides it
-//! on the current thread. Within the fused mode, [`StepPath::current`] picks the kernel
-//! of the GPU backend when the current stream is on the GPU, else the compiled ops.
+//! `QWEN3_5_DECODE` sets the process default (`fused`; `step` = on a GPU the step kernel
+//! instead of the whole-layer decode kernel; `compiled` = no custom kernel; `ops`);
+//! [`with_decode_mode`] overrides it on the current thread. Within the fused mode,
+//! [`StepPath::current`] picks the kernels of the GPU backend when the current stream is
+//! on the GPU, else compiled ops.
 //!
 //! # Compiled functions
 //! Compiled closures are cached per thread (MLX keeps its compile cache per thread) and
@@ -35,30 +36,66 @@ use std::sync::OnceLock;
 
 /// The body shared by the CUDA and Metal step kernels (see the file for the contract).
 pub const STEP_BODY: &str = include_str!("kernels/gated_delta_step.inc");
-/// Helpers placed before the CUDA kernel (the warp sum).
+/// The body shared by the CUDA and Metal whole-layer decode kernels.
+pub const DECODE_BODY: &str = include_str!("kernels/gated_delta_decode.inc");
+/// Value helpers shared by both backends (rounding to a dtype, sigmoid, softplus, SiLU).
+pub const COMMON_HEADER: &str = include_str!("kernels/gdn_common.h");
+/// CUDA helpers (math functions, the warp sum), placed before [`COMMON_HEADER`].
 pub const CUDA_HEADER: &str = include_str!("kernels/cuda_header.cuh");
-/// Start of the CUDA kernel body: lane, value row and head from the launch indices.
+/// Start of the CUDA step kernel: lane, value row and head from the launch indices.
 pub const CUDA_PROLOGUE: &str = include_str!("kernels/cuda_prologue.inc");
-/// Helpers placed before the Metal kernel (the SIMD-group sum).
+/// Start of the CUDA decode kernel: lane, row group and head from the launch indices.
+pub const CUDA_DECODE_PROLOGUE: &str = include_str!("kernels/cuda_decode_prologue.inc");
+/// Metal helpers (math functions, the SIMD-group sum), placed before [`COMMON_HEADER`].
 pub const METAL_HEADER: &str = include_str!("kernels/metal_header.h");
-/// Start of the Metal kernel body: lane, value row and head from the thread position.
+/// Start of the Metal step kernel: lane, value row and head from the thread position.
 pub const METAL_PROLOGUE: &str = include_str!("kernels/metal_prologue.inc");
+/// Start of the Metal decode kernel: lane, row group and head from the thread position.
+pub const METAL_DECODE_PROLOGUE: &str = include_str!("kernels/metal_decode_prologue.inc");
 
-/// Names of the kernels' inputs, in the order [`gated_delta_kernel`] passes them.
+/// Names of the step kernel's inputs, in the order [`gated_delta_kernel`] passes them.
 pub const STEP_INPUTS: [&str; 6] = ["q", "k", "v", "g", "beta", "state_in"];
-/// Names of the kernels' outputs.
+/// Names of the step kernel's outputs.
 pub const STEP_OUTPUTS: [&str; 2] = ["y", "state_out"];
-/// Value rows per thread group (block): 4 warps / SIMD groups of 32 lanes.
-pub const ROWS_PER_GROUP: i32 = 4;
+/// Names of the decode kernel's inputs, in the order [`delta_decode_kernel`] passes them.
+pub const DECODE_INPUTS: [&str; 8] = [
+    "qkv", "conv_in", "conv_w", "a", "b", "a_log", "dt_bias", "state_in",
+];
+/// Names of the decode kernel's outputs.
+pub const DECODE_OUTPUTS: [&str; 3] = ["y", "state_out", "conv_out"];
+/// Warps (SIMD groups) of 32 lanes per thread group (block), both kernels.
+pub const WARPS_PER_GROUP: i32 = 4;
+/// Value rows each warp of the decode kernel handles (it computes q and k once for them).
+pub const DECODE_ROWS_PER_WARP: i32 = 4;
 
-/// The CUDA kernel body (prologue + shared body).
+/// The CUDA step kernel body (prologue + shared body).
 pub fn cuda_step_source() -> String {
     format!("{CUDA_PROLOGUE}\n{STEP_BODY}")
 }
 
-/// The Metal kernel body (prologue + shared body).
+/// The Metal step kernel body (prologue + shared body).
 pub fn metal_step_source() -> String {
     format!("{METAL_PROLOGUE}\n{STEP_BODY}")
+}
+
+/// The CUDA decode kernel body.
+pub fn cuda_decode_source() -> String {
+    format!("{CUDA_DECODE_PROLOGUE}\n{DECODE_BODY}")
+}
+
+/// The Metal decode kernel body.
+pub fn metal_decode_source() -> String {
+    format!("{METAL_DECODE_PROLOGUE}\n{DECODE_BODY}")
+}
+
+/// The header of a kernel for CUDA.
+pub fn cuda_header() -> String {
+    format!("{CUDA_HEADER}\n{COMMON_HEADER}")
+}
+
+/// The header of a kernel for Metal.
+pub fn metal_header() -> String {
+    format!("{METAL_HEADER}\n{COMMON_HEADER}")
 }
 
 // ---------------------------------------------------------------------------------------
@@ -70,15 +107,19 @@ pub fn metal_step_source() -> String {
 pub enum DecodeMode {
     /// Fused kernel / compiled graphs, the delta step through [`StepPath::current`].
     Fused,
-    /// Like `Fused`, but the delta step always as compiled ops (to compare with the
-    /// kernel on a GPU).
+    /// Like `Fused`, but on a GPU the DeltaNet update as compiled inputs and the step
+    /// kernel instead of the whole-layer decode kernel (to compare the two).
+    StepKernel,
+    /// Like `Fused`, but the DeltaNet update always as compiled ops, no custom kernel (to
+    /// compare with the kernels on a GPU).
     Compiled,
     /// The plain ops of the reference forward pass.
     Ops,
 }
 
 impl DecodeMode {
-    /// The process default: `QWEN3_5_DECODE` (`fused`, `compiled`, `ops`), else `Fused`.
+    /// The process default: `QWEN3_5_DECODE` (`fused`, `step`, `compiled`, `ops`), else
+    /// `Fused`.
     /// An unknown value is reported once on stderr and ignored.
     pub fn from_env() -> DecodeMode {
         static MODE: OnceLock<DecodeMode> = OnceLock::new();
@@ -86,10 +127,13 @@ impl DecodeMode {
             Err(_) => DecodeMode::Fused,
             Ok(v) => match v.as_str() {
                 "" | "fused" | "kernel" => DecodeMode::Fused,
+                "step" => DecodeMode::StepKernel,
                 "compiled" => DecodeMode::Compiled,
                 "ops" => DecodeMode::Ops,
                 other => {
-                    eprintln!("QWEN3_5_DECODE={other:?} is not one of fused, compiled, ops: using fused");
+                    eprintln!(
+                        "QWEN3_5_DECODE={other:?} is not one of fused, step, compiled, ops: using fused"
+                    );
                     DecodeMode::Fused
                 }
             },
@@ -163,7 +207,7 @@ impl StepPath {
         match DecodeMode::current() {
             DecodeMode::Ops => StepPath::Ops,
             DecodeMode::Compiled => StepPath::Compiled,
-            DecodeMode::Fused => {
+            DecodeMode::Fused | DecodeMode::StepKernel => {
                 let on_gpu = mlx_rs::current_stream()
                     .and_then(|s| s.device())
                     .and_then(|d| d.kind())
@@ -262,7 +306,7 @@ fn check_seq(
 /// Whether the GPU kernels take these dimensions (Dk a multiple of 32, grid within the
 /// CUDA limits).
 fn kernel_fits(d: StepDims) -> bool {
-    d.dk % 32 == 0 && d.b * d.hv <= 65_535 && d.dv <= 65_535 * ROWS_PER_GROUP
+    d.dk % 32 == 0 && d.b * d.hv <= 65_535 && d.dv <= 65_535 * WARPS_PER_GROUP
 }
 
 /// One single-token gated delta step on the path for the current device
@@ -374,21 +418,70 @@ pub fn gated_delta_kernel(
     launch(path, d, q, k, v, g, beta, state)
 }
 
+/// A built kernel of either backend.
+#[derive(Clone)]
+enum GpuKernel {
+    Cuda(Rc<CudaKernel>),
+    Metal(Rc<MetalKernel>),
+}
+
+impl GpuKernel {
+    fn apply(&self, inputs: &[&Array], config: &KernelConfig) -> Result<Vec<Array>> {
+        Ok(match self {
+            GpuKernel::Cuda(k) => k.apply(inputs, config)?,
+            GpuKernel::Metal(k) => k.apply(inputs, config)?,
+        })
+    }
+}
+
 thread_local! {
-    static CUDA_KERNEL: RefCell<Option<Rc<CudaKernel>>> = const { RefCell::new(None) };
-    static METAL_KERNEL: RefCell<Option<Rc<MetalKernel>>> = const { RefCell::new(None) };
+    static KERNELS: RefCell<HashMap<(&'static str, bool), GpuKernel>> = RefCell::new(HashMap::new());
 }
 
-fn builder(source: String, header: &str) -> KernelBuilder {
-    KernelBuilder::new("qwen3_5_gated_delta_step", &source)
-        .header(header)
-        .input_names(&STEP_INPUTS)
-        .output_names(&STEP_OUTPUTS)
+/// The kernel `name` for `path` (built on first use on this thread).
+fn kernel(
+    path: StepPath,
+    name: &'static str,
+    inputs: &[&str],
+    outputs: &[&str],
+    cuda_source: fn() -> String,
+    metal_source: fn() -> String,
+) -> Result<GpuKernel> {
+    let cuda = match path {
+        StepPath::CudaKernel => true,
+        StepPath::MetalKernel => false,
+        other => {
+            return Err(Error::InvalidArgument(format!(
+                "{name}: {other:?} is not a kernel path"
+            )))
+        }
+    };
+    KERNELS.with(|c| {
+        if let Some(k) = c.borrow().get(&(name, cuda)) {
+            return Ok(k.clone());
+        }
+        let (source, header) = if cuda {
+            (cuda_source(), cuda_header())
+        } else {
+            (metal_source(), metal_header())
+        };
+        let builder = KernelBuilder::new(name, &source)
+            .header(&header)
+            .input_names(inputs)
+            .output_names(outputs);
+        let k = if cuda {
+            GpuKernel::Cuda(Rc::new(builder.build_cuda()?))
+        } else {
+            GpuKernel::Metal(Rc::new(builder.build_metal()?))
+        };
+        c.borrow_mut().insert((name, cuda), k.clone());
+        Ok(k)
+    })
 }
 
-/// The launch configuration shared by both backends (grid in threads).
+/// The launch configuration of the step kernel (grid in threads).
 fn launch_config(d: StepDims, in_dtype: Dtype) -> KernelConfig {
-    KernelConfig::new([32, d.dv, d.b * d.hv], [32, ROWS_PER_GROUP, 1])
+    KernelConfig::new([32, d.dv, d.b * d.hv], [32, WARPS_PER_GROUP, 1])
         .output(&[d.b, d.t, d.hv, d.dv], in_dtype)
         .output(&[d.b, d.hv, d.dv, d.dk], Dtype::Float32)
         .template("InT", TemplateArg::Dtype(in_dtype))
@@ -409,37 +502,15 @@ fn launch(
     beta: &Array,
     state: &Array,
 ) -> Result<(Array, Array)> {
-    let inputs = [q, k, v, g, beta, state];
-    let config = launch_config(d, q.dtype());
-    let out = match path {
-        StepPath::CudaKernel => {
-            let kernel = CUDA_KERNEL.with(|c| -> Result<Rc<CudaKernel>> {
-                if let Some(k) = c.borrow().as_ref() {
-                    return Ok(Rc::clone(k));
-                }
-                let k = Rc::new(builder(cuda_step_source(), CUDA_HEADER).build_cuda()?);
-                *c.borrow_mut() = Some(Rc::clone(&k));
-                Ok(k)
-            })?;
-            kernel.apply(&inputs, &config)?
-        }
-        StepPath::MetalKernel => {
-            let kernel = METAL_KERNEL.with(|c| -> Result<Rc<MetalKernel>> {
-                if let Some(k) = c.borrow().as_ref() {
-                    return Ok(Rc::clone(k));
-                }
-                let k = Rc::new(builder(metal_step_source(), METAL_HEADER).build_metal()?);
-                *c.borrow_mut() = Some(Rc::clone(&k));
-                Ok(k)
-            })?;
-            kernel.apply(&inputs, &config)?
-        }
-        other => {
-            return Err(Error::InvalidArgument(format!(
-                "gated delta kernel: {other:?} is not a kernel path"
-            )))
-        }
-    };
+    let kernel = kernel(
+        path,
+        "qwen3_5_gated_delta_step",
+        &STEP_INPUTS,
+        &STEP_OUTPUTS,
+        cuda_step_source,
+        metal_step_source,
+    )?;
+    let out = kernel.apply(&[q, k, v, g, beta, state], &launch_config(d, q.dtype()))?;
     let mut out = out.into_iter();
     match (out.next(), out.next()) {
         (Some(y), Some(s)) => Ok((y, s)),
@@ -681,4 +752,233 @@ fn decode_inputs_ops(h: DeltaHeads, x: &[Array]) -> mlx_rs::Result<Vec<Array>> {
     let beta = ops::sigmoid(b)?.reshape(&[bsz, h.hv])?;
     let g = lift(super::deltanet::decay(a_log, a, dt_bias))?.reshape(&[bsz, h.hv])?;
     Ok(vec![q, k, v, g, beta, new_state])
+}
+
+// ---------------------------------------------------------------------------------------
+// The whole single-token DeltaNet update
+// ---------------------------------------------------------------------------------------
+
+/// The dtype of `a + dt_bias` under MLX's promotion (the same dtype, else fp32 for any
+/// mix of float types).
+fn gate_dtype(a: Dtype, dt_bias: Dtype) -> Dtype {
+    if a == dt_bias {
+        a
+    } else {
+        Dtype::Float32
+    }
+}
+
+/// Checks the inputs of [`delta_decode_kernel`]; returns `(B, K)`, or an error naming the
+/// mismatch (the kernel trusts every shape and dtype it is given).
+#[allow(clippy::too_many_arguments)]
+fn check_decode(
+    h: DeltaHeads,
+    qkv: &Array,
+    conv_state: &Array,
+    conv_weight: &Array,
+    a: &Array,
+    b: &Array,
+    a_log: &Array,
+    dt_bias: &Array,
+    state: &Array,
+) -> Result<(i32, i32)> {
+    let bad = |m: String| Error::InvalidArgument(format!("gated delta decode: {m}"));
+    if [h.hk, h.hv, h.dk, h.dv].iter().any(|&x| x <= 0) || h.hv % h.hk != 0 {
+        return Err(bad(format!("bad head layout {h:?}")));
+    }
+    let c = 2 * h.hk * h.dk + h.hv * h.dv;
+    let &[bsz, one, qc] = qkv.shape() else {
+        return Err(bad(format!("qkv {:?} must be [B, 1, C]", qkv.shape())));
+    };
+    let &[wc, taps, w1] = conv_weight.shape() else {
+        return Err(bad(format!(
+            "conv weight {:?} must be [C, K, 1]",
+            conv_weight.shape()
+        )));
+    };
+    if one != 1 || qc != c || wc != c || w1 != 1 || taps < 2 || bsz <= 0 {
+        return Err(bad(format!(
+            "qkv {:?} and conv weight {:?} must be [B, 1, {c}] and [{c}, K ≥ 2, 1]",
+            qkv.shape(),
+            conv_weight.shape()
+        )));
+    }
+    let checks: [(&str, &Array, Vec<i32>); 6] = [
+        ("conv state", conv_state, vec![bsz, taps - 1, c]),
+        ("a", a, vec![bsz, 1, h.hv]),
+        ("b", b, vec![bsz, 1, h.hv]),
+        ("A_log", a_log, vec![h.hv]),
+        ("dt_bias", dt_bias, vec![h.hv]),
+        ("state", state, vec![bsz, h.hv, h.dv, h.dk]),
+    ];
+    for (what, x, want) in &checks {
+        if x.shape() != want.as_slice() {
+            return Err(bad(format!("{what} {:?} must be {want:?}", x.shape())));
+        }
+    }
+    let act = qkv.dtype();
+    if !matches!(act, Dtype::Float32 | Dtype::Float16 | Dtype::Bfloat16) {
+        return Err(bad(format!(
+            "activations must be a float type, found {act:?}"
+        )));
+    }
+    for (what, x) in [
+        ("conv state", conv_state),
+        ("conv weight", conv_weight),
+        ("a", a),
+        ("b", b),
+    ] {
+        if x.dtype() != act {
+            return Err(bad(format!("{what} is {:?}, qkv {act:?}", x.dtype())));
+        }
+    }
+    if state.dtype() != Dtype::Float32
+        || !matches!(
+            dt_bias.dtype(),
+            Dtype::Float32 | Dtype::Float16 | Dtype::Bfloat16
+        )
+    {
+        return Err(bad("state must be float32 and dt_bias a float type".into()));
+    }
+    let d = StepDims {
+        b: bsz,
+        t: 1,
+        hk: h.hk,
+        dk: h.dk,
+        hv: h.hv,
+        dv: h.dv,
+    };
+    if !kernel_fits(d) {
+        return Err(bad(format!(
+            "the kernel needs Dk a multiple of 32 (found {})",
+            h.dk
+        )));
+    }
+    Ok((bsz, taps))
+}
+
+/// One token of a Gated DeltaNet layer in one launch of the GPU kernel `path`: from the
+/// projections (`qkv` `[B, 1, C]`, `a`, `b` `[B, 1, Hv]`), the carried conv inputs
+/// (`conv_state` `[B, K − 1, C]`), the conv taps (`[C, K, 1]`), `a_log`, `dt_bias`
+/// (`[Hv]`) and the fp32 state, to `y` `[B, 1, Hv, Dv]` (before the gated norm), the new
+/// state and the new conv state. Computes what [`delta_decode_inputs`] followed by
+/// [`gated_delta_step`] computes (rounding to the activation dtype at the same points).
+///
+/// Needs `qkv`, `conv_state`, the taps, `a` and `b` in one float dtype, Dk a multiple
+/// of 32, K ≥ 2; errors otherwise (see [`delta_decode`], which falls back).
+#[allow(clippy::too_many_arguments)]
+pub fn delta_decode_kernel(
+    path: StepPath,
+    heads: DeltaHeads,
+    qkv: &Array,
+    conv_state: &Array,
+    conv_weight: &Array,
+    a: &Array,
+    b: &Array,
+    a_log: &Array,
+    dt_bias: &Array,
+    state: &Array,
+) -> Result<(Array, Array, Array)> {
+    let (bsz, taps) = check_decode(
+        heads,
+        qkv,
+        conv_state,
+        conv_weight,
+        a,
+        b,
+        a_log,
+        dt_bias,
+        state,
+    )?;
+    let DeltaHeads { hk, hv, dk, dv } = heads;
+    let c = 2 * hk * dk + hv * dv;
+    let act = qkv.dtype();
+    let row_groups = (dv + DECODE_ROWS_PER_WARP - 1) / DECODE_ROWS_PER_WARP;
+    let config = KernelConfig::new([32, row_groups, bsz * hv], [32, WARPS_PER_GROUP, 1])
+        .output(&[bsz, 1, hv, dv], act)
+        .output(&[bsz, hv, dv, dk], Dtype::Float32)
+        .output(&[bsz, taps - 1, c], act)
+        .template("InT", TemplateArg::Dtype(act))
+        .template(
+            "GateT",
+            TemplateArg::Dtype(gate_dtype(a.dtype(), dt_bias.dtype())),
+        )
+        .template("Dk", TemplateArg::Int(dk))
+        .template("Dv", TemplateArg::Int(dv))
+        .template("Hk", TemplateArg::Int(hk))
+        .template("Hv", TemplateArg::Int(hv))
+        .template("K", TemplateArg::Int(taps))
+        .template("ROWS", TemplateArg::Int(DECODE_ROWS_PER_WARP));
+    let kernel = kernel(
+        path,
+        "qwen3_5_gated_delta_decode",
+        &DECODE_INPUTS,
+        &DECODE_OUTPUTS,
+        cuda_decode_source,
+        metal_decode_source,
+    )?;
+    let out = kernel.apply(
+        &[qkv, conv_state, conv_weight, a, b, a_log, dt_bias, state],
+        &config,
+    )?;
+    let mut out = out.into_iter();
+    match (out.next(), out.next(), out.next()) {
+        (Some(y), Some(s), Some(conv)) => Ok((y, s, conv)),
+        _ => Err(Error::InvalidArgument(
+            "gated delta decode: expected three outputs".into(),
+        )),
+    }
+}
+
+/// One token of a Gated DeltaNet layer (shapes as [`delta_decode_kernel`]), on the path
+/// for the current device and [`DecodeMode`]: the whole-layer kernel on a GPU when the
+/// inputs fit it, else the compiled inputs ([`delta_decode_inputs`]) and the step
+/// ([`gated_delta_step`], itself a kernel on a GPU). Returns `y` `[B, 1, Hv, Dv]`, the
+/// new state and the new conv state.
+#[allow(clippy::too_many_arguments)]
+pub fn delta_decode(
+    heads: DeltaHeads,
+    qkv: &Array,
+    conv_state: &Array,
+    conv_weight: &Array,
+    a: &Array,
+    b: &Array,
+    a_log: &Array,
+    dt_bias: &Array,
+    state: &Array,
+) -> Result<(Array, Array, Array)> {
+    let path = StepPath::current();
+    let whole = matches!(path, StepPath::CudaKernel | StepPath::MetalKernel)
+        && DecodeMode::current() == DecodeMode::Fused
+        && check_decode(
+            heads,
+            qkv,
+            conv_state,
+            conv_weight,
+            a,
+            b,
+            a_log,
+            dt_bias,
+            state,
+        )
+        .is_ok();
+    if whole {
+        return delta_decode_kernel(
+            path,
+            heads,
+            qkv,
+            conv_state,
+            conv_weight,
+            a,
+            b,
+            a_log,
+            dt_bias,
+            state,
+        );
+    }
+    let [q, k, v, g, beta, conv] =
+        delta_decode_inputs(heads, qkv, conv_state, conv_weight, a, b, a_log, dt_bias)?;
+    let (y, state) = gated_delta_step_with(path, &q, &k, &v, &g, &beta, state)?;
+    let bsz = qkv.dim(0)?;
+    Ok((y.reshape(&[bsz, 1, heads.hv, heads.dv])?, state, conv))
 }

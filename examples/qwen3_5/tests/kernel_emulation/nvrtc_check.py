@@ -76,29 +76,48 @@ def embedded_headers(libmlx):
     return found
 
 
-def kernel_source(dtype_name, dims):
-    """The source MLX's build_kernel writes for our kernel."""
-    B, T, Hk, Dk, Hv, Dv = dims
-    t = CUDA_TYPES[dtype_name]
-    in_types = {"q": t, "k": t, "v": t, "g": "float", "beta": t, "state_in": "float"}
-    out_types = {"y": t, "state_out": "float"}
-    body = read("cuda_prologue.inc") + "\n" + read("gated_delta_step.inc")
-    src = DEFAULT_HEADER + read("cuda_header.cuh")
+STEP = dict(
+    name="qwen3_5_gated_delta_step",
+    body=["cuda_prologue.inc", "gated_delta_step.inc"],
+    inputs=[("q", "act"), ("k", "act"), ("v", "act"), ("g", "f32"), ("beta", "act"),
+            ("state_in", "f32")],
+    outputs=[("y", "act"), ("state_out", "f32")],
+)
+DECODE = dict(
+    name="qwen3_5_gated_delta_decode",
+    body=["cuda_decode_prologue.inc", "gated_delta_decode.inc"],
+    inputs=[("qkv", "act"), ("conv_in", "act"), ("conv_w", "act"), ("a", "act"), ("b", "act"),
+            ("a_log", "f32"), ("dt_bias", "gate"), ("state_in", "f32")],
+    outputs=[("y", "act"), ("state_out", "f32"), ("conv_out", "act")],
+)
+
+
+def kernel_source(kernel, act, gate, dims):
+    """The source MLX's build_kernel writes for one of our kernels."""
+    B, T, Hk, Dk, Hv, Dv, K = dims
+    types = {"act": CUDA_TYPES[act], "gate": CUDA_TYPES[gate], "f32": "float"}
+    body = "\n".join(read(f) for f in kernel["body"])
+    src = DEFAULT_HEADER + read("cuda_header.cuh") + read("gdn_common.h")
     src += "namespace mlx::core::cu {\n\nnamespace cg = cooperative_groups;\n\n"
-    name = f"custom_kernel_qwen3_5_gated_delta_step_{t}_{Dk}_{Dv}_{Hk}_{Hv}"
+    name = f"custom_kernel_{kernel['name']}_{types['act']}_{Dk}_{Dv}_{Hk}_{Hv}".replace("__", "_")
     src += f"__global__ void {name}(\n"
-    for n in INPUTS:
-        src += f"    const {in_types[n]}* {n},\n"
+    for n, role in kernel["inputs"]:
+        src += f"    const {types[role]}* {n},\n"
         if n + "_shape" in body:
             src += f"    const __grid_constant__ Shape {n}_shape,\n"
         if n + "_strides" in body:
             src += f"    const __grid_constant__ Strides {n}_strides,\n"
         if n + "_ndim" in body:
             src += f"    const __grid_constant__ int {n}_ndim,\n"
-    src += ",\n".join(f"    {out_types[n]}* {n}" for n in OUTPUTS) + ") {\n"
-    src += f"  using InT = {t};\n  constexpr int Dk = {Dk};\n  constexpr int Dv = {Dv};\n"
-    src += f"  constexpr int Hk = {Hk};\n  constexpr int Hv = {Hv};\n\n"
-    src += body + "\n}\n\n} // namespace mlx::core::cu\n"
+    src += ",\n".join(f"    {types[r]}* {n}" for n, r in kernel["outputs"]) + ") {\n"
+    src += f"  using InT = {types['act']};\n"
+    if kernel is DECODE:
+        src += f"  using GateT = {types['gate']};\n"
+    src += f"  constexpr int Dk = {Dk};\n  constexpr int Dv = {Dv};\n"
+    src += f"  constexpr int Hk = {Hk};\n  constexpr int Hv = {Hv};\n"
+    if kernel is DECODE:
+        src += f"  constexpr int K = {K};\n  constexpr int ROWS = 4;\n"
+    src += "\n" + body + "\n}\n\n} // namespace mlx::core::cu\n"
     return src, "mlx::core::cu::" + name
 
 
@@ -127,10 +146,16 @@ def main():
             raise RuntimeError(f"{what}: {nvrtc.nvrtcGetErrorString(rc).decode()}")
 
     ok = True
-    cases = [("float32", (1, 1, 16, 128, 16, 128)), ("bfloat16", (1, 1, 16, 128, 16, 128)),
-             ("float16", (2, 1, 2, 64, 4, 36)), ("bfloat16", (1, 1, 16, 128, 32, 128))]
-    for dtype_name, dims in cases:
-        src, name = kernel_source(dtype_name, dims)
+    # (kernel, activation dtype, dtype of a + dt_bias, (B, T, Hk, Dk, Hv, Dv, K))
+    cases = [(STEP, "float32", "float32", (1, 1, 16, 128, 16, 128, 4)),
+             (STEP, "bfloat16", "bfloat16", (1, 1, 16, 128, 16, 128, 4)),
+             (STEP, "float16", "float16", (2, 1, 2, 64, 4, 36, 4)),
+             (DECODE, "bfloat16", "bfloat16", (1, 1, 16, 128, 16, 128, 4)),
+             (DECODE, "float32", "float32", (1, 1, 16, 128, 32, 128, 4)),
+             (DECODE, "float16", "float32", (2, 1, 2, 64, 4, 36, 4))]
+    for kernel, act, gate, dims in cases:
+        dtype_name = f"{kernel['name']} {act}/{gate}"
+        src, name = kernel_source(kernel, act, gate, dims)
         if args.print_source:
             print(src)
         prog = ctypes.c_void_p()

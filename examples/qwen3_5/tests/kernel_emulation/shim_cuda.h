@@ -16,6 +16,10 @@ using __nv_bfloat16 = bf16_emul;
 using Shape = std::array<int32_t, 8>;
 namespace cooperative_groups {}
 
+inline float expf(float x) { return std::exp(x); }
+inline float logf(float x) { return std::log(x); }
+inline float rsqrtf(float x) { return 1.0f / std::sqrt(x); }
+
 inline float __shfl_xor_sync(unsigned mask, float v, int offset) {
   (void)mask;
   return emul::exchange_xor(v, offset);

@@ -14,4 +14,9 @@ using bfloat16_t = bf16_emul;
 
 namespace metal {
 inline float simd_sum(float v) { return emul::lane_sum(v); }
+namespace precise {
+inline float exp(float x) { return std::exp(x); }
+inline float log(float x) { return std::log(x); }
+inline float rsqrt(float x) { return 1.0f / std::sqrt(x); }
+}  // namespace precise
 }  // namespace metal
