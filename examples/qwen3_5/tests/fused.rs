@@ -689,6 +689,15 @@ fn fused_decode_batch_of_two() {
     })
 }
 
+/// CPU time this process has used, in ms (Linux; `None` elsewhere). Under a loaded machine
+/// the CPU time per token is steadier than tokens per second.
+fn cpu_time_ms() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let fields: Vec<&str> = s[s.rfind(')')? + 2..].split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 * 10.0) // USER_HZ = 100 on Linux
+}
+
 fn greedy(model: &Model, prompt: &[u32], n: usize) -> (Vec<u32>, f64) {
     let opts = GenerateOptions {
         max_tokens: n,
@@ -739,17 +748,42 @@ fn decode_speed() {
         for mode in [DecodeMode::Ops, DecodeMode::Fused] {
             fused::with_decode_mode(mode, || greedy(&model, &prompt, 8));
         }
+        let rounds: usize = std::env::var("QWEN3_5_BENCH_ROUNDS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(5);
         let mut ids = Vec::new();
-        for round in 0..3 {
-            for mode in [DecodeMode::Ops, DecodeMode::Fused] {
+        let mut rates: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+        let mut cpu_ms: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+        // Alternate the modes so that load changes on the machine hit both alike.
+        for round in 0..rounds {
+            for (m, mode) in [DecodeMode::Ops, DecodeMode::Fused].into_iter().enumerate() {
+                let c0 = cpu_time_ms();
                 let (got, tps) = fused::with_decode_mode(mode, || greedy(&model, &prompt, n));
-                println!(
-                    "{} round {round} {mode:?}: {tps:.1} tokens/s ({n} tokens, step path {:?})",
-                    dir.display(),
-                    fused::with_decode_mode(mode, StepPath::current)
-                );
+                if let (Some(c0), Some(c1)) = (c0, cpu_time_ms()) {
+                    cpu_ms[m].push((c1 - c0) / n as f64);
+                }
+                println!("round {round} {mode:?}: {tps:.1} tokens/s");
+                rates[m].push(tps);
                 ids.push(got);
             }
+        }
+        let sorted = |v: &[f64]| {
+            let mut v = v.to_vec();
+            v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+            v
+        };
+        for (m, mode) in [DecodeMode::Ops, DecodeMode::Fused].into_iter().enumerate() {
+            let r = sorted(&rates[m]);
+            let c = sorted(&cpu_ms[m]);
+            println!(
+                "{} {mode:?} (step path {:?}): median {:.1}, best {:.1} tokens/s; least CPU time per token {} ({rounds} rounds of {n} tokens, prefill included in the CPU time)",
+                dir.display(),
+                fused::with_decode_mode(mode, StepPath::current),
+                r[r.len() / 2],
+                r[r.len() - 1],
+                c.first().map_or("n/a".to_string(), |x| format!("{x:.2} ms")),
+            );
         }
         if !ids.windows(2).all(|w| w[0] == w[1]) {
             println!("note: the modes decoded different tokens (near-ties in a random model?)");
