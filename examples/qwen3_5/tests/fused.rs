@@ -723,41 +723,53 @@ fn fused_greedy_generation_matches_ops() {
     })
 }
 
-/// Times greedy decoding in both modes (plain ops = the code before the fused forms).
+/// Times greedy decoding: plain ops (the code before the fused forms) against the fused
+/// mode, and on a GPU also the `Compiled` (no custom kernel) and `StepKernel` modes.
 /// `QWEN3_5_BENCH_DIR` picks the model (default: a fixture), `QWEN3_5_BENCH_TOKENS` the
-/// number of tokens (default 64), `QWEN3_5_BENCH_GPU=1` the GPU.
+/// number of tokens (default 64), `QWEN3_5_BENCH_ROUNDS` the rounds (default 5),
+/// `QWEN3_5_BENCH_GPU=1` the GPU (with MLX's memory limit set to 24 GB).
 #[test]
 #[ignore]
 fn decode_speed() {
+    let env_num = |k: &str, d: usize| {
+        std::env::var(k)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(d)
+    };
     let dir = std::env::var("QWEN3_5_BENCH_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|_| model_dir("mlx-bf16-tied"));
-    let n: usize = std::env::var("QWEN3_5_BENCH_TOKENS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(64);
-    let device = if std::env::var("QWEN3_5_BENCH_GPU").as_deref() == Ok("1") {
-        Device::gpu()
+    let n = env_num("QWEN3_5_BENCH_TOKENS", 64);
+    let rounds = env_num("QWEN3_5_BENCH_ROUNDS", 5);
+    let on_gpu = std::env::var("QWEN3_5_BENCH_GPU").as_deref() == Ok("1");
+    let (device, modes) = if on_gpu {
+        mlx_rs::memory::set_memory_limit(24 << 30).unwrap();
+        (
+            Device::gpu(),
+            vec![
+                DecodeMode::Ops,
+                DecodeMode::Compiled,
+                DecodeMode::StepKernel,
+                DecodeMode::Fused,
+            ],
+        )
     } else {
-        Device::cpu()
+        (Device::cpu(), vec![DecodeMode::Ops, DecodeMode::Fused])
     };
     mlx_rs::with_device(&device, || {
         let model = qwen3_5::load(&dir).unwrap();
         let prompt: Vec<u32> = (0..16).map(|i| (i * 7 + 3) % 200).collect();
-        // Warm up both modes (compile traces, JIT kernels).
-        for mode in [DecodeMode::Ops, DecodeMode::Fused] {
+        // Warm up every mode (compile traces, JIT kernels).
+        for &mode in &modes {
             fused::with_decode_mode(mode, || greedy(&model, &prompt, 8));
         }
-        let rounds: usize = std::env::var("QWEN3_5_BENCH_ROUNDS")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(5);
         let mut ids = Vec::new();
-        let mut rates: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
-        let mut cpu_ms: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
-        // Alternate the modes so that load changes on the machine hit both alike.
+        let mut rates = vec![Vec::new(); modes.len()];
+        let mut cpu_ms = vec![Vec::new(); modes.len()];
+        // Alternate the modes so that load changes on the machine hit all alike.
         for round in 0..rounds {
-            for (m, mode) in [DecodeMode::Ops, DecodeMode::Fused].into_iter().enumerate() {
+            for (m, &mode) in modes.iter().enumerate() {
                 let c0 = cpu_time_ms();
                 let (got, tps) = fused::with_decode_mode(mode, || greedy(&model, &prompt, n));
                 if let (Some(c0), Some(c1)) = (c0, cpu_time_ms()) {
@@ -773,12 +785,13 @@ fn decode_speed() {
             v.sort_by(|a, b| a.partial_cmp(b).unwrap());
             v
         };
-        for (m, mode) in [DecodeMode::Ops, DecodeMode::Fused].into_iter().enumerate() {
+        for (m, &mode) in modes.iter().enumerate() {
             let r = sorted(&rates[m]);
             let c = sorted(&cpu_ms[m]);
             println!(
-                "{} {mode:?} (step path {:?}): median {:.1}, best {:.1} tokens/s; least CPU time per token {} ({rounds} rounds of {n} tokens, prefill included in the CPU time)",
+                "{} on {}: {mode:?} (step path {:?}): median {:.1}, best {:.1} tokens/s; least CPU time per token {} ({rounds} rounds of {n} tokens, prefill included in the CPU time)",
                 dir.display(),
+                if on_gpu { "GPU" } else { "CPU" },
                 fused::with_decode_mode(mode, StepPath::current),
                 r[r.len() / 2],
                 r[r.len() - 1],

@@ -1,10 +1,25 @@
-//! Fused single-token (decode) forms: the gated delta step as one custom kernel on the GPU
-//! (CUDA or Metal, picked at run time) or as compiled ops on the CPU, and compiled graphs
-//! for the element-wise chains of a decode step (norms, gates, activations).
+//! Fused single-token (decode) forms of the model's pieces.
+//!
+//! * **Whole-layer DeltaNet decode kernel** ([`delta_decode_kernel`], GPU): from the
+//!   layer's projections to the delta-rule output in one launch — causal conv over the
+//!   carried inputs, SiLU, L2 norms of q and k, the gates, the recurrence step, the new
+//!   conv state. One warp / SIMD group per 4 value rows of a head.
+//! * **Gated delta step kernel** ([`gated_delta_step`], [`gated_delta_kernel`], GPU): the
+//!   recurrence alone, `q, k, v, g, beta, state → y, state`, one warp per value row, over
+//!   `T ≥ 1` tokens in one launch (the state stays in registers across tokens).
+//! * **Compiled graphs** (CPU, and the GPU pieces the kernels do not cover): the step's ops,
+//!   the conv + SiLU + norms + gates of a decode step ([`delta_decode_inputs`]), the gated
+//!   output norm, SwiGLU, the attention output gate, the residual add + RMSNorm.
+//!
+//! The kernels' CUDA and Metal sources share one body each (`kernels/*.inc`); a short
+//! prologue per backend maps the launch indices. `tests/kernel_emulation/` runs both
+//! sources on the CPU (emulated warps) and compiles the CUDA one with NVRTC, without a GPU.
 //!
 //! Everything here computes the same values as the plain ops of [`super::deltanet`],
-//! [`super::attention`] and [`super::mlp`] (which stay the reference and the prefill path),
-//! up to the order of fp32 sums inside the kernel.
+//! [`super::attention`] and [`super::mlp`] (which stay the reference and the prefill path):
+//! on the CPU the fused decode is bit-identical to them today; the kernels round to the
+//! activation dtype at the same points as the ops and differ only in the order of fp32
+//! sums and in the last bit of `exp`/`rsqrt`.
 //!
 //! # Choosing a path
 //! [`DecodeMode`] says what a single-token forward uses: [`DecodeMode::Fused`] (the
@@ -480,11 +495,20 @@ fn kernel(
 }
 
 /// The launch configuration of the step kernel (grid in threads).
-fn launch_config(d: StepDims, in_dtype: Dtype) -> KernelConfig {
+///
+/// Every input dtype is a template argument, even where the body does not name it: MLX
+/// caches a custom kernel's compiled module by its name, which holds the template
+/// arguments but not the input dtypes that shape its signature.
+fn launch_config(d: StepDims, x: [&Array; 5]) -> KernelConfig {
+    let [q, k, v, g, beta] = x;
     KernelConfig::new([32, d.dv, d.b * d.hv], [32, WARPS_PER_GROUP, 1])
-        .output(&[d.b, d.t, d.hv, d.dv], in_dtype)
+        .output(&[d.b, d.t, d.hv, d.dv], q.dtype())
         .output(&[d.b, d.hv, d.dv, d.dk], Dtype::Float32)
-        .template("InT", TemplateArg::Dtype(in_dtype))
+        .template("InT", TemplateArg::Dtype(q.dtype()))
+        .template("KT", TemplateArg::Dtype(k.dtype()))
+        .template("VT", TemplateArg::Dtype(v.dtype()))
+        .template("GT", TemplateArg::Dtype(g.dtype()))
+        .template("BetaT", TemplateArg::Dtype(beta.dtype()))
         .template("Dk", TemplateArg::Int(d.dk))
         .template("Dv", TemplateArg::Int(d.dv))
         .template("Hk", TemplateArg::Int(d.hk))
@@ -510,7 +534,10 @@ fn launch(
         cuda_step_source,
         metal_step_source,
     )?;
-    let out = kernel.apply(&[q, k, v, g, beta, state], &launch_config(d, q.dtype()))?;
+    let out = kernel.apply(
+        &[q, k, v, g, beta, state],
+        &launch_config(d, [q, k, v, g, beta]),
+    )?;
     let mut out = out.into_iter();
     match (out.next(), out.next()) {
         (Some(y), Some(s)) => Ok((y, s)),
@@ -894,6 +921,7 @@ pub fn delta_decode_kernel(
     let c = 2 * hk * dk + hv * dv;
     let act = qkv.dtype();
     let row_groups = (dv + DECODE_ROWS_PER_WARP - 1) / DECODE_ROWS_PER_WARP;
+    let gate = gate_dtype(a.dtype(), dt_bias.dtype());
     let config = KernelConfig::new([32, row_groups, bsz * hv], [32, WARPS_PER_GROUP, 1])
         .output(&[bsz, 1, hv, dv], act)
         .output(&[bsz, hv, dv, dk], Dtype::Float32)
@@ -917,8 +945,12 @@ pub fn delta_decode_kernel(
         cuda_decode_source,
         metal_decode_source,
     )?;
+    // Fixed dtypes for these two (exact casts: GateT is dt_bias's own dtype or fp32), so
+    // that the kernel's name (which holds InT and GateT) fixes its whole signature.
+    let a_log = a_log.astype(Dtype::Float32)?;
+    let dt_bias = dt_bias.astype(gate)?;
     let out = kernel.apply(
-        &[qkv, conv_state, conv_weight, a, b, a_log, dt_bias, state],
+        &[qkv, conv_state, conv_weight, a, b, &a_log, &dt_bias, state],
         &config,
     )?;
     let mut out = out.into_iter();

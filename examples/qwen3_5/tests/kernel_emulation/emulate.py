@@ -93,6 +93,11 @@ DECODE = Kernel(
 def templates(kernel, act, gate, dims, types):
     B, T, Hk, Dk, Hv, Dv, K = dims
     t = [("InT", types[act])]
+    if kernel is STEP:
+        # fused.rs names every input dtype (MLX caches kernels by name).
+        roles = dict(kernel.inputs)
+        t += [(n, ctype(roles[r], act, gate, types)) for n, r in
+              (("KT", "k"), ("VT", "v"), ("GT", "g"), ("BetaT", "beta"))]
     if kernel is DECODE:
         t.append(("GateT", types[gate]))
     t += [("Dk", Dk), ("Dv", Dv), ("Hk", Hk), ("Hv", Hv)]

@@ -111,6 +111,10 @@ def kernel_source(kernel, act, gate, dims):
             src += f"    const __grid_constant__ int {n}_ndim,\n"
     src += ",\n".join(f"    {types[r]}* {n}" for n, r in kernel["outputs"]) + ") {\n"
     src += f"  using InT = {types['act']};\n"
+    if kernel is STEP:
+        roles = dict(kernel["inputs"])
+        for alias, name in (("KT", "k"), ("VT", "v"), ("GT", "g"), ("BetaT", "beta")):
+            src += f"  using {alias} = {types[roles[name]]};\n"
     if kernel is DECODE:
         src += f"  using GateT = {types['gate']};\n"
     src += f"  constexpr int Dk = {Dk};\n  constexpr int Dv = {Dv};\n"
