@@ -271,7 +271,7 @@ def run_case(backend, kernel, act, gate, dims, workdir, seed):
     cxx = os.environ.get("CXX", "g++")
     sanitize = [] if os.environ.get("GDN_EMUL_NO_ASAN") else ["-fsanitize=address"]
     cmd = [cxx, "-std=c++20", "-O1", "-pthread", *sanitize, "-Wall", "-Wno-attributes",
-           "-Wno-unused-variable", "-Wno-unknown-pragmas", "-Werror", "-I", HERE, cpp, "-o", exe]
+           "-Wno-unused-variable", "-Wno-unused-local-typedefs", "-Wno-unknown-pragmas", "-Werror", "-I", HERE, cpp, "-o", exe]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         print(r.stderr[-6000:])

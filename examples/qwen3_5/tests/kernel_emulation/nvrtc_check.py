@@ -113,8 +113,8 @@ def kernel_source(kernel, act, gate, dims):
     src += f"  using InT = {types['act']};\n"
     if kernel is STEP:
         roles = dict(kernel["inputs"])
-        for alias, name in (("KT", "k"), ("VT", "v"), ("GT", "g"), ("BetaT", "beta")):
-            src += f"  using {alias} = {types[roles[name]]};\n"
+        for alias, arg in (("KT", "k"), ("VT", "v"), ("GT", "g"), ("BetaT", "beta")):
+            src += f"  using {alias} = {types[roles[arg]]};\n"
     if kernel is DECODE:
         src += f"  using GateT = {types['gate']};\n"
     src += f"  constexpr int Dk = {Dk};\n  constexpr int Dv = {Dv};\n"
