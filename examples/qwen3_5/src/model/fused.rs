@@ -576,15 +576,28 @@ fn step_ops(x: &[Array]) -> mlx_rs::Result<Vec<Array>> {
 // Compiled functions
 // ---------------------------------------------------------------------------------------
 
-type CompiledKey = (&'static str, u64);
+/// (function, captured constants, stream the trace's ops run on).
+type CompiledKey = (&'static str, u64, (bool, i32));
 
 thread_local! {
     static COMPILED: RefCell<HashMap<CompiledKey, ManuallyDrop<Closure<'static>>>> =
         RefCell::new(HashMap::new());
 }
 
+/// The current stream as a cache key: (on the GPU, stream index).
+fn stream_key() -> Result<(bool, i32)> {
+    let s = mlx_rs::current_stream()?;
+    Ok((s.device()?.kind()? == DeviceType::Gpu, s.index()?))
+}
+
 /// Calls the compiled form of the function `make()` builds, cached on this thread under
-/// `(name, key)`: `key` must change whenever a constant the function captures does.
+/// `(name, key)` and the current stream: `key` must change whenever a constant the
+/// function captures does.
+///
+/// The stream is part of the key because a trace records the stream of each op, while
+/// MLX looks its traces up by input shapes and *its* default device only, not by the
+/// stream this crate's [`mlx_rs::with_stream`] / [`mlx_rs::with_device`] choose: one
+/// closure per stream keeps a CPU trace from being replayed on a GPU stream.
 fn compiled<F>(
     name: &'static str,
     key: u64,
@@ -595,18 +608,18 @@ fn compiled<F>(
 where
     F: FnMut(&[Array]) -> mlx_rs::Result<Vec<Array>> + 'static,
 {
+    let full_key = (name, key, stream_key()?);
     let f = COMPILED.with(|c| -> Result<Closure<'static>> {
-        if let Some(f) = c.borrow().get(&(name, key)) {
+        if let Some(f) = c.borrow().get(&full_key) {
             return Ok(Closure::clone(f));
         }
         let f = compile(make(), shapeless)?;
         c.borrow_mut()
-            .insert((name, key), ManuallyDrop::new(f.clone()));
+            .insert(full_key, ManuallyDrop::new(f.clone()));
         Ok(f)
     })?;
-    let out = f.call(args)?;
-    // `f` is a clone; dropping it only releases this reference.
-    Ok(out)
+    // `f` is a clone; dropping it after the call only releases this reference.
+    Ok(f.call(args)?)
 }
 
 /// Turns this crate's error into one a compiled closure can return.

@@ -17,7 +17,7 @@ dtype handling of the exact source text; not GPU-only matters (memory model, spe
 dialects of the real compilers — see nvrtc_check.py for CUDA).
 
 Usage: python3 emulate.py [--backend cuda|metal|both] [--kernel step|decode|both] [--keep DIR]
-Exit status 0 when every case matches. The launch constants below must match fused.rs.
+Exit status 0 when every case matches. The launch constants are read from fused.rs.
 """
 
 import argparse
@@ -31,8 +31,20 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 KERNELS = os.path.join(HERE, "..", "..", "src", "model", "kernels")
-WARPS_PER_GROUP = 4  # fused.rs WARPS_PER_GROUP
-DECODE_ROWS = 4  # fused.rs DECODE_ROWS_PER_WARP
+FUSED_RS = os.path.join(HERE, "..", "..", "src", "model", "fused.rs")
+
+
+def fused_const(name):
+    """A launch constant of fused.rs (so the emulated grid is the one the model asks for)."""
+    import re
+    m = re.search(rf"pub const {name}: i32 = (\d+);", open(FUSED_RS).read())
+    if not m:
+        raise SystemExit(f"{name} not found in {FUSED_RS}")
+    return int(m.group(1))
+
+
+WARPS_PER_GROUP = fused_const("WARPS_PER_GROUP")
+DECODE_ROWS = fused_const("DECODE_ROWS_PER_WARP")
 
 CUDA_TYPES = {"float32": "float", "bfloat16": "__nv_bfloat16"}
 METAL_TYPES = {"float32": "float", "bfloat16": "bfloat16_t"}

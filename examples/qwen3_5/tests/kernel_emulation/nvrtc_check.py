@@ -38,6 +38,8 @@ DEFAULT_HEADER = """
 
 """
 CUDA_TYPES = {"float32": "float", "bfloat16": "__nv_bfloat16", "float16": "__half"}
+DECODE_ROWS = int(re.search(r"pub const DECODE_ROWS_PER_WARP: i32 = (\d+);", open(
+    os.path.join(HERE, "..", "..", "src", "model", "fused.rs")).read()).group(1))
 INPUTS = ["q", "k", "v", "g", "beta", "state_in"]
 OUTPUTS = ["y", "state_out"]
 
@@ -120,7 +122,7 @@ def kernel_source(kernel, act, gate, dims):
     src += f"  constexpr int Dk = {Dk};\n  constexpr int Dv = {Dv};\n"
     src += f"  constexpr int Hk = {Hk};\n  constexpr int Hv = {Hv};\n"
     if kernel is DECODE:
-        src += f"  constexpr int K = {K};\n  constexpr int ROWS = 4;\n"
+        src += f"  constexpr int K = {K};\n  constexpr int ROWS = {DECODE_ROWS};\n"
     src += "\n" + body + "\n}\n\n} // namespace mlx::core::cu\n"
     return src, "mlx::core::cu::" + name
 
