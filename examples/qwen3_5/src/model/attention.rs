@@ -2,6 +2,7 @@
 //! output gated by `sigmoid(gate)` where the gate comes from the second half of each
 //! query head's projection.
 
+use super::fused::{self, DecodeMode};
 use super::linear::Linear;
 use crate::cache::KvCache;
 use crate::config::TextConfig;
@@ -63,10 +64,17 @@ impl Attention {
         let keys = self.k_proj.forward(x)?.reshape(&[b, l, kv, d])?;
         let values = self.v_proj.forward(x)?.reshape(&[b, l, kv, d])?;
 
-        let queries =
-            fast::rms_norm(queries, Some(&self.q_norm), self.eps)?.transpose_axes(&[0, 2, 1, 3])?;
-        let keys =
-            fast::rms_norm(&keys, Some(&self.k_norm), self.eps)?.transpose_axes(&[0, 2, 1, 3])?;
+        // A single token takes the compiled norms and gate (fused decode mode).
+        let fused_step = l == 1 && DecodeMode::current().is_fused();
+        let norm = |x: &Array, w: &Array| -> Result<Array> {
+            if fused_step {
+                fused::rms_norm(x, w, self.eps)
+            } else {
+                Ok(fast::rms_norm(x, Some(w), self.eps)?)
+            }
+        };
+        let queries = norm(queries, &self.q_norm)?.transpose_axes(&[0, 2, 1, 3])?;
+        let keys = norm(&keys, &self.k_norm)?.transpose_axes(&[0, 2, 1, 3])?;
         let values = values.transpose_axes(&[0, 2, 1, 3])?;
 
         let offset = cache.offset();
@@ -82,7 +90,12 @@ impl Attention {
         };
         let out = fast::scaled_dot_product_attention(&queries, &keys, &values, scale, mask)?;
         let out = out.transpose_axes(&[0, 2, 1, 3])?.reshape(&[b, l, h * d])?;
-        self.o_proj.forward(&out.multiply(&ops::sigmoid(&gate)?)?)
+        let gated = if fused_step {
+            fused::sigmoid_gate(&out, &gate)?
+        } else {
+            out.multiply(&ops::sigmoid(&gate)?)?
+        };
+        self.o_proj.forward(&gated)
     }
 
     fn rope(&self, x: &Array, offset: i32) -> Result<Array> {

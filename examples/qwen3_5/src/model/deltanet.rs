@@ -5,6 +5,7 @@
 //! (one step per token, as mlx-lm's `gated_delta_ops`). Faster forms (chunked prefill,
 //! fused decode kernels) plug in there and are checked against it.
 
+use super::fused::{self, DecodeMode, DeltaHeads};
 use super::linear::Linear;
 use super::{scalar_like, silu};
 use crate::cache::DeltaNetCache;
@@ -67,6 +68,9 @@ impl GatedDeltaNet {
 
     /// Runs the layer over `x` (`[B, S, hidden]`), continuing from and updating `cache`.
     pub fn forward(&self, x: &Array, cache: &mut DeltaNetCache) -> Result<Array> {
+        if x.dim(1)? == 1 && DecodeMode::current().is_fused() {
+            return self.forward_decode(x, cache);
+        }
         let (b, s) = (x.dim(0)?, x.dim(1)?);
         let (hk, hv, dk, dv) = (self.hk, self.hv, self.dk, self.dv);
         let key_dim = hk * dk;
@@ -132,7 +136,7 @@ impl GatedDeltaNet {
 
 /// L2-normalises q and k per head (eps 1e-6 on the sum of squares) and folds the
 /// `Dk^-1/2` read-out scale into q, through RMSNorm as mlx-lm's `normalize_qk` does.
-fn normalize_qk(q: &Array, k: &Array, dk: i32) -> Result<(Array, Array)> {
+pub(crate) fn normalize_qk(q: &Array, k: &Array, dk: i32) -> Result<(Array, Array)> {
     let inv_scale = (dk as f32).powf(-0.5);
     let rms_eps = 1e-6 * inv_scale * inv_scale;
     let q = fast::rms_norm(q, None, rms_eps)?;
@@ -143,7 +147,7 @@ fn normalize_qk(q: &Array, k: &Array, dk: i32) -> Result<(Array, Array)> {
 }
 
 /// `exp(−exp(A_log) · softplus(a + dt_bias))`, in fp32.
-fn decay(a_log: &Array, a: &Array, dt_bias: &Array) -> Result<Array> {
+pub(crate) fn decay(a_log: &Array, a: &Array, dt_bias: &Array) -> Result<Array> {
     let x = a.add(dt_bias)?;
     let softplus = ops::logaddexp(&x, &scalar_like(0.0, &x)?)?;
     let rate = ops::exp(&a_log.astype(Dtype::Float32)?)?;
@@ -160,12 +164,55 @@ fn log_decay(a_log: &Array, a: &Array, dt_bias: &Array) -> Result<Array> {
 }
 
 /// `rmsnorm(x) · w · silu(z)` per head, the SiLU gate product taken in fp32.
-fn gated_rms_norm(x: &Array, z: &Array, weight: &Array, eps: f32) -> Result<Array> {
+pub(crate) fn gated_rms_norm(x: &Array, z: &Array, weight: &Array, eps: f32) -> Result<Array> {
     let normed = fast::rms_norm(x, Some(weight), eps)?;
     let gate = silu(&z.astype(Dtype::Float32)?)?;
     Ok(gate
         .multiply(&normed.astype(Dtype::Float32)?)?
         .astype(x.dtype())?)
+}
+
+// ---------------------------------------------------------------------------------------
+// Single-token decode: the fused forms of model/fused.rs (same values as `forward`).
+// ---------------------------------------------------------------------------------------
+
+impl GatedDeltaNet {
+    /// One token (`x` `[B, 1, hidden]`): on a GPU the conv, norms, gates and delta step as
+    /// one kernel; on the CPU the conv, norms and gates as one compiled graph and the step
+    /// as compiled ops; the gated output norm compiled.
+    fn forward_decode(&self, x: &Array, cache: &mut DeltaNetCache) -> Result<Array> {
+        let b = x.dim(0)?;
+        let (hk, hv, dk, dv) = (self.hk, self.hv, self.dk, self.dv);
+        let heads = DeltaHeads { hk, hv, dk, dv };
+        let qkv = self.in_proj_qkv.forward(x)?;
+        let z = self.in_proj_z.forward(x)?.reshape(&[b, 1, hv, dv])?;
+        let beta_logits = self.in_proj_b.forward(x)?;
+        let a = self.in_proj_a.forward(x)?;
+        let conv_state = match &cache.conv {
+            Some(c) => c.clone(),
+            None => ops::zeros(&[b, self.kernel - 1, 2 * hk * dk + hv * dv], x.dtype())?,
+        };
+        let state = match &cache.recurrent {
+            Some(st) => st.clone(),
+            None => ops::zeros(&[b, hv, dv, dk], Dtype::Float32)?,
+        };
+        let (y, state, conv_state) = fused::delta_decode(
+            heads,
+            &qkv,
+            &conv_state,
+            &self.conv_weight,
+            &a,
+            &beta_logits,
+            &self.a_log,
+            &self.dt_bias,
+            &state,
+        )?;
+        cache.conv = Some(conv_state);
+        cache.recurrent = Some(state);
+        cache.offset += 1;
+        let out = fused::gated_rms_norm(&y, &z, &self.norm, self.eps)?;
+        self.out_proj.forward(&out.reshape(&[b, 1, hv * dv])?)
+    }
 }
 
 /// The gated delta rule.

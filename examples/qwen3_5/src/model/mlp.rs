@@ -1,5 +1,6 @@
 //! The SwiGLU MLP: `down(silu(gate(x)) · up(x))`.
 
+use super::fused::{self, DecodeMode};
 use super::linear::Linear;
 use super::silu;
 use crate::error::Result;
@@ -23,8 +24,15 @@ impl Mlp {
         })
     }
 
-    /// Applies the block to `x` (`[.., hidden]`).
+    /// Applies the block to `x` (`[.., hidden]`). A single token (`[.., 1, hidden]`) takes
+    /// the compiled SwiGLU in the fused decode mode.
     pub fn forward(&self, x: &Array) -> Result<Array> {
+        let single = x.ndim() >= 2 && x.dim(-2)? == 1;
+        if single && DecodeMode::current().is_fused() {
+            let gate = self.gate_proj.forward(x)?;
+            let up = self.up_proj.forward(x)?;
+            return self.down_proj.forward(&fused::swiglu(&gate, &up)?);
+        }
         let gate = silu(&self.gate_proj.forward(x)?)?;
         let up = self.up_proj.forward(x)?;
         self.down_proj.forward(&gate.multiply(&up)?)

@@ -4,6 +4,7 @@
 pub mod attention;
 pub mod chunked;
 pub mod deltanet;
+pub mod fused;
 pub mod linear;
 pub mod mlp;
 
@@ -13,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::weights::{Layout, Weights};
 use attention::Attention;
 use deltanet::GatedDeltaNet;
+use fused::DecodeMode;
 use linear::{Embedding, Linear};
 use mlp::Mlp;
 use mlx_rs::{fast, ops, Array, Dtype};
@@ -167,9 +169,33 @@ impl Model {
             )));
         }
         let eps = self.config.text.rms_norm_eps;
+        // A single token takes the compiled norm (and residual add + norm) in the fused
+        // decode mode; otherwise the plain ops. Both compute the same values.
+        let fused_step = tokens.dim(1)? == 1 && DecodeMode::current().is_fused();
+        let norm = |x: &Array, w: &Array| -> Result<Array> {
+            if fused_step {
+                fused::rms_norm(x, w, eps)
+            } else {
+                Ok(fast::rms_norm(x, Some(w), eps)?)
+            }
+        };
+        let add_norm = |h: &Array, r: &Array, w: &Array| -> Result<(Array, Array)> {
+            if fused_step {
+                fused::add_rms_norm(h, r, w, eps)
+            } else {
+                let h = h.add(r)?;
+                let n = fast::rms_norm(&h, Some(w), eps)?;
+                Ok((h, n))
+            }
+        };
         let mut h = self.embed_tokens.forward(tokens)?;
+        let first_norm = self
+            .layers
+            .first()
+            .map_or(&self.norm, |l| &l.input_layernorm);
+        // `x` is always the normed `h`: the input of the next mixer, or the final output.
+        let mut x = norm(&h, first_norm)?;
         for (i, (layer, lc)) in self.layers.iter().zip(cache.layers.iter_mut()).enumerate() {
-            let x = fast::rms_norm(&h, Some(&layer.input_layernorm), eps)?;
             let r = match (&layer.mixer, lc) {
                 (Mixer::DeltaNet(m), LayerCache::DeltaNet(c)) => m.forward(&x, c)?,
                 (Mixer::Attention(m), LayerCache::Attention(c)) => m.forward(&x, c)?,
@@ -179,15 +205,15 @@ impl Model {
                     )))
                 }
             };
-            h = h.add(&r)?;
-            let m = layer.mlp.forward(&fast::rms_norm(
-                &h,
-                Some(&layer.post_attention_layernorm),
-                eps,
-            )?)?;
-            h = h.add(&m)?;
+            let (h_mid, x_mid) = add_norm(&h, &r, &layer.post_attention_layernorm)?;
+            let m = layer.mlp.forward(&x_mid)?;
+            let next_norm = self
+                .layers
+                .get(i + 1)
+                .map_or(&self.norm, |l| &l.input_layernorm);
+            (h, x) = add_norm(&h_mid, &m, next_norm)?;
         }
-        Ok(fast::rms_norm(&h, Some(&self.norm), eps)?)
+        Ok(x)
     }
 
     /// Logits for final-normed hidden states (`[.., hidden]` → `[.., vocab]`).

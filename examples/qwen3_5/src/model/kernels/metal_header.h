@@ -1,0 +1,18 @@
+#define GDN_FN inline
+
+GDN_FN float gdn_exp(float x) {
+  return metal::precise::exp(x);
+}
+
+GDN_FN float gdn_log(float x) {
+  return metal::precise::log(x);
+}
+
+GDN_FN float gdn_rsqrt(float x) {
+  return metal::precise::rsqrt(x);
+}
+
+// Sum over the 32 lanes of a SIMD group (every lane gets the total).
+GDN_FN float gdn_lane_sum(float x) {
+  return metal::simd_sum(x);
+}

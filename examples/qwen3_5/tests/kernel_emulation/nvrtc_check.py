@@ -1,0 +1,197 @@
+#!/usr/bin/env python3
+"""Compiles the CUDA gated delta kernel with NVRTC the way MLX 0.32.2 does, without a GPU.
+
+MLX's CUDA backend JIT-compiles a custom kernel's source with NVRTC, against device
+headers it carries inside libmlx.so (mlx/backend/cuda/device/*.cuh). This script takes
+those headers out of the CUDA libmlx.so, writes the kernel source exactly as MLX's
+`build_kernel` does (default header, our header, `namespace mlx::core::cu`, the signature
+from the input/output dtypes, the template constants, the body), and compiles it to PTX
+for sm_90 (H100) with the same NVRTC options MLX passes. Any compile error shows here
+instead of on the GPU machine.
+
+Needs the `mlx-cuda-13` wheel unpacked (mlx-sys keeps it in
+~/.cache/mlx-sys/mlx-cuda-13-0.32.2; or set MLX_CUDA_ROOT to a folder holding mlx/ and
+nvidia/).
+
+Usage: python3 nvrtc_check.py [--arch sm_90] [--print-source]
+"""
+
+import argparse
+import ctypes
+import glob
+import os
+import re
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+KERNELS = os.path.join(HERE, "..", "..", "src", "model", "kernels")
+ROOT = os.environ.get(
+    "MLX_CUDA_ROOT", os.path.expanduser("~/.cache/mlx-sys/mlx-cuda-13-0.32.2"))
+
+# mlx/backend/cuda/custom_kernel.cpp (0.32.2)
+DEFAULT_HEADER = """
+#include "mlx/backend/cuda/device/utils.cuh"
+
+#include <cooperative_groups.h>
+
+#define inf cuda::std::numeric_limits<float>::infinity()
+
+"""
+CUDA_TYPES = {"float32": "float", "bfloat16": "__nv_bfloat16", "float16": "__half"}
+DECODE_ROWS = int(re.search(r"pub const DECODE_ROWS_PER_WARP: i32 = (\d+);", open(
+    os.path.join(HERE, "..", "..", "src", "model", "fused.rs")).read()).group(1))
+INPUTS = ["q", "k", "v", "g", "beta", "state_in"]
+OUTPUTS = ["y", "state_out"]
+
+
+def read(name):
+    with open(os.path.join(KERNELS, name)) as f:
+        return f.read()
+
+
+def embedded_headers(libmlx):
+    """The device headers libmlx.so carries, by include name."""
+    data = open(libmlx, "rb").read()
+    names_blob = re.findall(rb"mlx/backend/cuda/device/[a-z0-9_]+\.(?:cuh|h)\x00", data)
+    names = sorted({n[:-1].decode() for n in names_blob})
+    # Every NUL-terminated string that looks like a header body.
+    bodies = [m.group(0)[:-1] for m in re.finditer(rb"// Copyright[^\x00]{40,}?\x00", data)
+              if b"#pragma once" in m.group(0)]
+    found = {}
+    markers = {
+        "mlx/backend/cuda/device/config.h": b"#define MAX_NDIM",
+        "mlx/backend/cuda/device/utils.cuh": b"using Shape = ",
+        "mlx/backend/cuda/device/complex.cuh": b"#include <cuda/std/complex>",
+    }
+    for name, marker in markers.items():
+        hits = [b for b in bodies if marker in b]
+        if not hits:
+            raise SystemExit(f"{name}: not found in {libmlx}")
+        found[name] = min(hits, key=len).decode("utf-8", "replace")
+    # Headers those include (recursively) among the embedded ones.
+    todo = list(found)
+    while todo:
+        body = found[todo.pop()]
+        for inc in re.findall(r'#include "(mlx/backend/cuda/device/[^"]+)"', body):
+            if inc not in found:
+                raise SystemExit(f"{inc} is included but not located; known names: {names}")
+    return found
+
+
+STEP = dict(
+    name="qwen3_5_gated_delta_step",
+    body=["cuda_prologue.inc", "gated_delta_step.inc"],
+    inputs=[("q", "act"), ("k", "act"), ("v", "act"), ("g", "f32"), ("beta", "act"),
+            ("state_in", "f32")],
+    outputs=[("y", "act"), ("state_out", "f32")],
+)
+DECODE = dict(
+    name="qwen3_5_gated_delta_decode",
+    body=["cuda_decode_prologue.inc", "gated_delta_decode.inc"],
+    inputs=[("qkv", "act"), ("conv_in", "act"), ("conv_w", "act"), ("a", "act"), ("b", "act"),
+            ("a_log", "f32"), ("dt_bias", "gate"), ("state_in", "f32")],
+    outputs=[("y", "act"), ("state_out", "f32"), ("conv_out", "act")],
+)
+
+
+def kernel_source(kernel, act, gate, dims):
+    """The source MLX's build_kernel writes for one of our kernels."""
+    B, T, Hk, Dk, Hv, Dv, K = dims
+    types = {"act": CUDA_TYPES[act], "gate": CUDA_TYPES[gate], "f32": "float"}
+    body = "\n".join(read(f) for f in kernel["body"])
+    src = DEFAULT_HEADER + read("cuda_header.cuh") + read("gdn_common.h")
+    src += "namespace mlx::core::cu {\n\nnamespace cg = cooperative_groups;\n\n"
+    name = f"custom_kernel_{kernel['name']}_{types['act']}_{Dk}_{Dv}_{Hk}_{Hv}".replace("__", "_")
+    src += f"__global__ void {name}(\n"
+    for n, role in kernel["inputs"]:
+        src += f"    const {types[role]}* {n},\n"
+        if n + "_shape" in body:
+            src += f"    const __grid_constant__ Shape {n}_shape,\n"
+        if n + "_strides" in body:
+            src += f"    const __grid_constant__ Strides {n}_strides,\n"
+        if n + "_ndim" in body:
+            src += f"    const __grid_constant__ int {n}_ndim,\n"
+    src += ",\n".join(f"    {types[r]}* {n}" for n, r in kernel["outputs"]) + ") {\n"
+    src += f"  using InT = {types['act']};\n"
+    if kernel is STEP:
+        roles = dict(kernel["inputs"])
+        for alias, arg in (("KT", "k"), ("VT", "v"), ("GT", "g"), ("BetaT", "beta")):
+            src += f"  using {alias} = {types[roles[arg]]};\n"
+    if kernel is DECODE:
+        src += f"  using GateT = {types['gate']};\n"
+    src += f"  constexpr int Dk = {Dk};\n  constexpr int Dv = {Dv};\n"
+    src += f"  constexpr int Hk = {Hk};\n  constexpr int Hv = {Hv};\n"
+    if kernel is DECODE:
+        src += f"  constexpr int K = {K};\n  constexpr int ROWS = {DECODE_ROWS};\n"
+    src += "\n" + body + "\n}\n\n} // namespace mlx::core::cu\n"
+    return src, "mlx::core::cu::" + name
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--arch", default="sm_90")
+    ap.add_argument("--print-source", action="store_true")
+    args = ap.parse_args()
+
+    libmlx = os.path.join(ROOT, "mlx", "lib", "libmlx.so")
+    nvrtc_path = glob.glob(os.path.join(ROOT, "nvidia", "cu*", "lib", "libnvrtc.so*"))
+    if not os.path.exists(libmlx) or not nvrtc_path:
+        print(f"skipped: no CUDA MLX wheel under {ROOT}")
+        return 0
+    headers = embedded_headers(libmlx)
+    include_paths = [os.path.join(ROOT, "nvidia", "cu13", "include"),
+                     os.path.join(ROOT, "nvidia", "cu13", "include", "cccl"),
+                     os.path.join(ROOT, "mlx", "include", "cccl")]
+    include_paths = [p for p in include_paths if os.path.isdir(p)]
+
+    nvrtc = ctypes.CDLL(sorted(nvrtc_path)[0])
+    nvrtc.nvrtcGetErrorString.restype = ctypes.c_char_p
+
+    def check(rc, what):
+        if rc != 0:
+            raise RuntimeError(f"{what}: {nvrtc.nvrtcGetErrorString(rc).decode()}")
+
+    ok = True
+    # (kernel, activation dtype, dtype of a + dt_bias, (B, T, Hk, Dk, Hv, Dv, K))
+    cases = [(STEP, "float32", "float32", (1, 1, 16, 128, 16, 128, 4)),
+             (STEP, "bfloat16", "bfloat16", (1, 1, 16, 128, 16, 128, 4)),
+             (STEP, "float16", "float16", (2, 1, 2, 64, 4, 36, 4)),
+             (DECODE, "bfloat16", "bfloat16", (1, 1, 16, 128, 16, 128, 4)),
+             (DECODE, "float32", "float32", (1, 1, 16, 128, 32, 128, 4)),
+             (DECODE, "float16", "float32", (2, 1, 2, 64, 4, 36, 4))]
+    for kernel, act, gate, dims in cases:
+        dtype_name = f"{kernel['name']} {act}/{gate}"
+        src, name = kernel_source(kernel, act, gate, dims)
+        if args.print_source:
+            print(src)
+        prog = ctypes.c_void_p()
+        hnames = list(headers)
+        hsrc = (ctypes.c_char_p * len(hnames))(*[headers[n].encode() for n in hnames])
+        hinc = (ctypes.c_char_p * len(hnames))(*[n.encode() for n in hnames])
+        check(nvrtc.nvrtcCreateProgram(ctypes.byref(prog), src.encode(), b"kernel.cu",
+                                       len(hnames), hsrc, hinc), "create")
+        check(nvrtc.nvrtcAddNameExpression(prog, name.encode()), "name expression")
+        arch = args.arch
+        opts = [b"--device-as-default-execution-space", f"--gpu-architecture={arch}".encode()]
+        opts += [f"--include-path={p}".encode() for p in include_paths]
+        copts = (ctypes.c_char_p * len(opts))(*opts)
+        rc = nvrtc.nvrtcCompileProgram(prog, len(opts), copts)
+        size = ctypes.c_size_t()
+        nvrtc.nvrtcGetProgramLogSize(prog, ctypes.byref(size))
+        log = ctypes.create_string_buffer(size.value)
+        nvrtc.nvrtcGetProgramLog(prog, log)
+        text = log.value.decode(errors="replace").strip()
+        status = "ok  " if rc == 0 else "FAIL"
+        print(f"{status} {dtype_name} B,T,Hk,Dk,Hv,Dv={dims} ({arch})" + (f"\n{text}" if text else ""))
+        if rc == 0:
+            code = ctypes.c_size_t()
+            nvrtc.nvrtcGetCUBINSize(prog, ctypes.byref(code))
+            print(f"     cubin {code.value} bytes")
+        ok &= rc == 0
+        nvrtc.nvrtcDestroyProgram(ctypes.byref(prog))
+    print("compiles" if ok else "COMPILE ERRORS")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,26 @@
+// Stand-ins for what MLX's CUDA JIT header and the CUDA compiler provide.
+#pragma once
+#include "shim_common.h"
+
+#define __global__
+#define __device__
+#define __forceinline__ inline
+#define __grid_constant__
+
+struct dim3 {
+  unsigned x = 1, y = 1, z = 1;
+};
+inline thread_local dim3 threadIdx, blockIdx, blockDim, gridDim;
+
+using __nv_bfloat16 = bf16_emul;
+using Shape = std::array<int32_t, 8>;
+namespace cooperative_groups {}
+
+inline float expf(float x) { return std::exp(x); }
+inline float logf(float x) { return std::log(x); }
+inline float rsqrtf(float x) { return 1.0f / std::sqrt(x); }
+
+inline float __shfl_xor_sync(unsigned mask, float v, int offset) {
+  (void)mask;
+  return emul::exchange_xor(v, offset);
+}
