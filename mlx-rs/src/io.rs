@@ -168,6 +168,7 @@ pub fn load(path: impl AsRef<Path>) -> Result<Array> {
         source,
     })?;
     npy::check(&shown, &head, len, &a)?;
+    check_total(std::iter::once(&a))?;
     Ok(a)
 }
 
@@ -184,6 +185,7 @@ pub fn load_reader(bytes: impl Into<Vec<u8>>) -> Result<Array> {
     let a = stream_op(|res, s| unsafe { sys::mlx_load_reader(res, reader.0, s) })
         .map_err(|e| naming(&label, e))?;
     npy::check(&label, &head, total, &a)?;
+    check_total(std::iter::once(&a))?;
     Ok(a)
 }
 
@@ -226,10 +228,21 @@ fn load_maps(
         }
         Ok(())
     })??;
+    let arrays = arrays.to_hash_map()?;
+    check_total(arrays.values())?;
     Ok(Safetensors {
-        arrays: arrays.to_hash_map()?,
+        arrays,
         metadata: metadata.to_hash_map()?,
     })
+}
+
+/// Refuses loaded arrays that together exceed what MLX may still allocate (see
+/// [`crate::memory::set_memory_limit`]); they are lazy, so nothing was read yet.
+fn check_total<'a>(arrays: impl Iterator<Item = &'a Array>) -> Result<()> {
+    let total = arrays.fold(0u128, |n, a| {
+        n.saturating_add(crate::raw::bytes_of(a.shape(), a.dtype()))
+    });
+    crate::raw::check_fits(&[0], crate::Dtype::Uint8, total)
 }
 
 /// Loads the arrays and metadata of the safetensors file at `path`.
