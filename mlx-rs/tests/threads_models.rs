@@ -179,6 +179,9 @@ fn parameters_trained_on_one_thread_continue_on_another() {
         alone = step(alone, &x, &y);
     }
     let mut params = init(50);
+    // Evaluate before sending: a graph built on this thread's stream cannot be evaluated
+    // on another thread (MLX 0.32 streams are thread-local).
+    mlx_rs::eval(&params).unwrap();
     for hop in 0..4 {
         let (xs, ys) = (x.clone(), y.clone());
         params = std::thread::spawn(move || {
