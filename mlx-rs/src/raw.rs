@@ -194,9 +194,9 @@ pub(crate) fn stream_vector_op(
     })?
 }
 
-/// Arrays below this size are not checked against the memory limit (small ops stay
-/// cheap; MLX can always allocate them).
-const CHECKED_BYTES: u128 = 1 << 20;
+/// Arrays below this size are not checked against the memory limit (scalars and other
+/// small arrays can always be made, so error paths never fail for lack of memory).
+const CHECKED_BYTES: u128 = 4 << 10;
 
 /// Bytes of an array of `shape` and `dtype`, without overflow.
 pub(crate) fn bytes_of(shape: &[i32], dtype: Dtype) -> u128 {
@@ -206,7 +206,10 @@ pub(crate) fn bytes_of(shape: &[i32], dtype: Dtype) -> u128 {
 }
 
 fn show_bytes(n: u128) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    const UNITS: [&str; 7] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    if n > u64::MAX as u128 {
+        return "more than 16 EiB".into();
+    }
     let mut v = n as f64;
     let mut u = 0;
     while v >= 1024.0 && u + 1 < UNITS.len() {
@@ -226,7 +229,7 @@ fn show_bytes(n: u128) -> String {
 /// MLX's CPU backend does not check its allocations: a `malloc` that fails (a buffer
 /// larger than the machine can give) is written through anyway and crashes the process.
 /// Its memory limit is not enforced on the CPU either. So mlx-rs checks every array it
-/// makes of 1 MiB or more: the array's bytes must not exceed the memory limit minus the
+/// makes of 4 KiB or more: the array's bytes must not exceed the memory limit minus the
 /// active memory. The check is made when the (lazy) array is built, so it sees the
 /// memory of arrays already evaluated, not of other arrays still waiting to be.
 pub(crate) fn check_fits(shape: &[i32], dtype: Dtype, extra: u128) -> Result<()> {
@@ -253,12 +256,12 @@ pub(crate) fn check_fits(shape: &[i32], dtype: Dtype, extra: u128) -> Result<()>
         return Ok(());
     }
     let what = if extra == 0 {
-        format!("an array of shape {shape:?} and dtype {dtype}")
+        format!("an array of shape {shape:?} and dtype {dtype} needs")
     } else {
-        "these arrays".to_string()
+        "the arrays being loaded need".to_string()
     };
     Err(Error::OutOfMemory(format!(
-        "{what} needs {} but MLX may use only {} more (memory limit {}, {} held by live \
+        "{what} {} but MLX may use only {} more (memory limit {}, {} held by live \
          arrays); raise the limit with mlx_rs::memory::set_memory_limit or use smaller arrays",
         show_bytes(need),
         show_bytes(free),
