@@ -324,7 +324,7 @@ fn bad_input_fails_cleanly_everywhere() {
 
     let dir = model("misshaped-tensor");
     edit_weights(&dir, |a| {
-        let i = name_ending(a, "layers.0.mlp.down_proj.weight");
+        let i = name_ending(a, "embed_tokens.weight");
         a[i].1 = a[i].1.transpose().unwrap();
     });
     add(
