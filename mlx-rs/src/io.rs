@@ -161,12 +161,13 @@ pub fn load(path: impl AsRef<Path>) -> Result<Array> {
     let c = c_path(path)?;
     let len = check_readable(path)?;
     let shown = path.display().to_string();
-    let a = stream_op(|res, s| unsafe { sys::mlx_load(res, c.as_ptr(), s) })
-        .map_err(|e| naming(&shown, e))?;
     let head = read_head(path).map_err(|source| Error::Io {
         path: PathBuf::from(path),
         source,
     })?;
+    npy::check_header_len(&shown, &head, len)?;
+    let a = stream_op(|res, s| unsafe { sys::mlx_load(res, c.as_ptr(), s) })
+        .map_err(|e| naming(&shown, e))?;
     npy::check(&shown, &head, len, &a)?;
     check_total(std::iter::once(&a))?;
     Ok(a)
@@ -182,6 +183,7 @@ pub fn load_reader(bytes: impl Into<Vec<u8>>) -> Result<Array> {
     let total = bytes.len() as u64;
     let reader = BytesReader::new(bytes, &format!("in-memory .npy ({total} bytes)"))?;
     let label = reader.label();
+    npy::check_header_len(&label, &head, total)?;
     let a = stream_op(|res, s| unsafe { sys::mlx_load_reader(res, reader.0, s) })
         .map_err(|e| naming(&label, e))?;
     npy::check(&label, &head, total, &a)?;
