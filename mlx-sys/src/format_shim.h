@@ -15,10 +15,16 @@
  * crafted safetensors header crashed the process this way (found by fuzzing). mlx-c's
  * error.h is included here first and its macro redefined, so that the message is always
  * the argument of a "%s" format. Every mlx-c call site passes exactly one argument.
+ * (CMake's compiler checks get this header too, without mlx-c's include path: hence
+ * `__has_include`.)
  */
+#if defined(__has_include)
+#if __has_include("mlx/c/error.h")
 #include "mlx/c/error.h"
 #undef mlx_error
 #define mlx_error(...) _mlx_error(__FILE__, __LINE__, "%s", __VA_ARGS__)
+#endif
+#endif
 #ifdef __cplusplus
 #include <version>
 #ifndef __cpp_lib_format
