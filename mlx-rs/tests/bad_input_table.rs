@@ -68,7 +68,12 @@ fn bad_input_table() {
     let st = io::save_safetensors_writer([("w", &w)], [("", ""); 0]).unwrap();
     let npy = io::save_writer(&w).unwrap();
     let gguf = scratch("ok.gguf");
-    io::save_gguf(&gguf, [("w", &w)], [("", io::GgufValue::from("")); 0]).unwrap();
+    io::save_gguf(
+        &gguf,
+        [("w", &w)],
+        std::collections::HashMap::<String, io::GgufValue>::new(),
+    )
+    .unwrap();
     let gguf_bytes = std::fs::read(&gguf).unwrap();
     let write = |name: &str, bytes: &[u8]| {
         let p = scratch(name);
@@ -152,7 +157,7 @@ fn bad_input_table() {
         io::save_gguf(
             scratch("b.gguf"),
             [("b", Array::from_slice(&[true], &[1]).unwrap())],
-            [("", io::GgufValue::from("")); 0],
+            std::collections::HashMap::<String, io::GgufValue>::new(),
         ),
     );
 

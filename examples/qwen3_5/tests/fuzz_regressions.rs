@@ -17,13 +17,22 @@ fn tiny_text_config() -> Value {
 fn absurd_layer_counts_are_config_errors() {
     let mut c = tiny_text_config();
     c["text_config"]["num_hidden_layers"] = json!(i32::MAX);
-    c["text_config"].as_object_mut().unwrap().remove("layer_types");
+    c["text_config"]
+        .as_object_mut()
+        .unwrap()
+        .remove("layer_types");
     let start = std::time::Instant::now();
     let err = Config::from_json(&c).unwrap_err().to_string();
-    assert!(err.contains("num_hidden_layers") && err.contains("4096"), "{err}");
+    assert!(
+        err.contains("num_hidden_layers") && err.contains("4096"),
+        "{err}"
+    );
     assert!(start.elapsed().as_secs() < 2);
     c["text_config"]["num_hidden_layers"] = json!(qwen3_5::config::MAX_LAYERS);
-    assert!(Config::from_json(&c).is_ok(), "the bound itself is accepted");
+    assert!(
+        Config::from_json(&c).is_ok(),
+        "the bound itself is accepted"
+    );
 }
 
 /// Head counts × head widths past `i32::MAX`: `TextConfig::linear_key_dim()` and friends

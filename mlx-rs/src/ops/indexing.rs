@@ -162,11 +162,17 @@ pub fn take_along_axis(a: &Array, indices: &Array, axis: i32) -> Result<Array> {
 pub fn put_along_axis(a: &Array, indices: &Array, values: &Array, axis: i32) -> Result<Array> {
     let loc = Location::caller();
     let spans = axis_index(axis, a.ndim()).map(|_| vec![1]);
-    bounded_write(a, &[indices.clone()], &[axis], spans, |a, idx| {
-        stream_op(|res, s| unsafe {
-            sys::mlx_put_along_axis(res, a.as_raw(), idx[0].as_raw(), values.as_raw(), axis, s)
-        })
-    })
+    bounded_write(
+        a,
+        std::slice::from_ref(indices),
+        &[axis],
+        spans,
+        |a, idx| {
+            stream_op(|res, s| unsafe {
+                sys::mlx_put_along_axis(res, a.as_raw(), idx[0].as_raw(), values.as_raw(), axis, s)
+            })
+        },
+    )
     .map_err(at(loc))
 }
 
@@ -270,11 +276,17 @@ pub fn scatter<A: AsRef<Array>>(
 pub fn scatter_single(a: &Array, indices: &Array, updates: &Array, axis: i32) -> Result<Array> {
     let loc = Location::caller();
     let spans = scatter_spans(a, &[indices], updates, &[axis]);
-    bounded_write(a, &[indices.clone()], &[axis], spans, |a, idx| {
-        stream_op(|res, s| unsafe {
-            sys::mlx_scatter_single(res, a.as_raw(), idx[0].as_raw(), updates.as_raw(), axis, s)
-        })
-    })
+    bounded_write(
+        a,
+        std::slice::from_ref(indices),
+        &[axis],
+        spans,
+        |a, idx| {
+            stream_op(|res, s| unsafe {
+                sys::mlx_scatter_single(res, a.as_raw(), idx[0].as_raw(), updates.as_raw(), axis, s)
+            })
+        },
+    )
     .map_err(at(loc))
 }
 
@@ -318,11 +330,24 @@ pub fn scatter_add<A: AsRef<Array>>(
 pub fn scatter_add_single(a: &Array, indices: &Array, updates: &Array, axis: i32) -> Result<Array> {
     let loc = Location::caller();
     let spans = scatter_spans(a, &[indices], updates, &[axis]);
-    bounded_write(a, &[indices.clone()], &[axis], spans, |a, idx| {
-        stream_op(|res, s| unsafe {
-            sys::mlx_scatter_add_single(res, a.as_raw(), idx[0].as_raw(), updates.as_raw(), axis, s)
-        })
-    })
+    bounded_write(
+        a,
+        std::slice::from_ref(indices),
+        &[axis],
+        spans,
+        |a, idx| {
+            stream_op(|res, s| unsafe {
+                sys::mlx_scatter_add_single(
+                    res,
+                    a.as_raw(),
+                    idx[0].as_raw(),
+                    updates.as_raw(),
+                    axis,
+                    s,
+                )
+            })
+        },
+    )
     .map_err(at(loc))
 }
 
@@ -366,11 +391,24 @@ pub fn scatter_max<A: AsRef<Array>>(
 pub fn scatter_max_single(a: &Array, indices: &Array, updates: &Array, axis: i32) -> Result<Array> {
     let loc = Location::caller();
     let spans = scatter_spans(a, &[indices], updates, &[axis]);
-    bounded_write(a, &[indices.clone()], &[axis], spans, |a, idx| {
-        stream_op(|res, s| unsafe {
-            sys::mlx_scatter_max_single(res, a.as_raw(), idx[0].as_raw(), updates.as_raw(), axis, s)
-        })
-    })
+    bounded_write(
+        a,
+        std::slice::from_ref(indices),
+        &[axis],
+        spans,
+        |a, idx| {
+            stream_op(|res, s| unsafe {
+                sys::mlx_scatter_max_single(
+                    res,
+                    a.as_raw(),
+                    idx[0].as_raw(),
+                    updates.as_raw(),
+                    axis,
+                    s,
+                )
+            })
+        },
+    )
     .map_err(at(loc))
 }
 
@@ -414,11 +452,24 @@ pub fn scatter_min<A: AsRef<Array>>(
 pub fn scatter_min_single(a: &Array, indices: &Array, updates: &Array, axis: i32) -> Result<Array> {
     let loc = Location::caller();
     let spans = scatter_spans(a, &[indices], updates, &[axis]);
-    bounded_write(a, &[indices.clone()], &[axis], spans, |a, idx| {
-        stream_op(|res, s| unsafe {
-            sys::mlx_scatter_min_single(res, a.as_raw(), idx[0].as_raw(), updates.as_raw(), axis, s)
-        })
-    })
+    bounded_write(
+        a,
+        std::slice::from_ref(indices),
+        &[axis],
+        spans,
+        |a, idx| {
+            stream_op(|res, s| unsafe {
+                sys::mlx_scatter_min_single(
+                    res,
+                    a.as_raw(),
+                    idx[0].as_raw(),
+                    updates.as_raw(),
+                    axis,
+                    s,
+                )
+            })
+        },
+    )
     .map_err(at(loc))
 }
 
@@ -467,18 +518,24 @@ pub fn scatter_prod_single(
 ) -> Result<Array> {
     let loc = Location::caller();
     let spans = scatter_spans(a, &[indices], updates, &[axis]);
-    bounded_write(a, &[indices.clone()], &[axis], spans, |a, idx| {
-        stream_op(|res, s| unsafe {
-            sys::mlx_scatter_prod_single(
-                res,
-                a.as_raw(),
-                idx[0].as_raw(),
-                updates.as_raw(),
-                axis,
-                s,
-            )
-        })
-    })
+    bounded_write(
+        a,
+        std::slice::from_ref(indices),
+        &[axis],
+        spans,
+        |a, idx| {
+            stream_op(|res, s| unsafe {
+                sys::mlx_scatter_prod_single(
+                    res,
+                    a.as_raw(),
+                    idx[0].as_raw(),
+                    updates.as_raw(),
+                    axis,
+                    s,
+                )
+            })
+        },
+    )
     .map_err(at(loc))
 }
 
@@ -490,11 +547,24 @@ pub fn scatter_prod_single(
 pub fn scatter_add_axis(a: &Array, indices: &Array, values: &Array, axis: i32) -> Result<Array> {
     let loc = Location::caller();
     let spans = axis_index(axis, a.ndim()).map(|_| vec![1]);
-    bounded_write(a, &[indices.clone()], &[axis], spans, |a, idx| {
-        stream_op(|res, s| unsafe {
-            sys::mlx_scatter_add_axis(res, a.as_raw(), idx[0].as_raw(), values.as_raw(), axis, s)
-        })
-    })
+    bounded_write(
+        a,
+        std::slice::from_ref(indices),
+        &[axis],
+        spans,
+        |a, idx| {
+            stream_op(|res, s| unsafe {
+                sys::mlx_scatter_add_axis(
+                    res,
+                    a.as_raw(),
+                    idx[0].as_raw(),
+                    values.as_raw(),
+                    axis,
+                    s,
+                )
+            })
+        },
+    )
     .map_err(at(loc))
 }
 
