@@ -410,3 +410,51 @@ fn each_new_thread_costs_one_mlx_worker_thread() {
         "{per_thread} bytes of heap per thread"
     );
 }
+
+/// Replays a fuzz corpus (`LEAKS_CORPUS=fuzz/corpus/<target>`, `<target>` one of
+/// `safetensors`, `npy`, `gguf`) through the same loaders, many times, and checks the
+/// meters: the fuzz inputs reach error paths the other tests do not.
+#[test]
+#[ignore = "needs LEAKS_CORPUS=<a fuzz corpus folder>"]
+fn replay_fuzz_corpus() {
+    let _turn = turn();
+    let Some(dir) = std::env::var_os("LEAKS_CORPUS") else {
+        return;
+    };
+    let dir = std::path::PathBuf::from(dir);
+    let kind = dir.file_name().unwrap().to_string_lossy().into_owned();
+    let mut inputs: Vec<Vec<u8>> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| std::fs::read(e.unwrap().path()).unwrap())
+        .collect();
+    inputs.sort();
+    let path = scratch("replay.bin");
+    let run = |data: &[u8]| {
+        let arrays: Vec<Array> = match kind.as_str() {
+            "safetensors" => io::load_safetensors_reader(data)
+                .map(|s| s.arrays.into_values().collect())
+                .unwrap_or_default(),
+            "npy" => io::load_reader(data).into_iter().collect(),
+            "gguf" => {
+                std::fs::write(&path, data).unwrap();
+                io::load_gguf(&path)
+                    .map(|g| g.arrays.into_values().collect())
+                    .unwrap_or_default()
+            }
+            other => panic!("no replay for {other}"),
+        };
+        for a in arrays {
+            let _ = a.eval();
+        }
+    };
+    let rounds = 20;
+    no_leak(
+        &format!("replay {kind} ({} inputs)", inputs.len()),
+        rounds,
+        |_| {
+            for data in &inputs {
+                run(data);
+            }
+        },
+    );
+}
