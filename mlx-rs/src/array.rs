@@ -61,6 +61,7 @@ impl Array {
     pub fn from_slice<T: Element>(data: &[T], shape: &[i32]) -> Result<Array> {
         check_shape_len(data.len(), shape)?;
         install_error_handler();
+        raw::check_fits(shape, T::DTYPE, 0)?;
         // SAFETY: `data` holds product(shape) elements of T's dtype; MLX copies them.
         let raw = unsafe {
             sys::mlx_array_new_data(
@@ -91,6 +92,7 @@ impl Array {
             )));
         }
         install_error_handler();
+        raw::check_fits(shape, dtype, 0)?;
         // SAFETY: `bytes` holds exactly product(shape) elements of `dtype`; MLX copies them.
         let raw = unsafe {
             sys::mlx_array_new_data(

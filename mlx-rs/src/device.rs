@@ -36,6 +36,8 @@ impl Device {
     /// Device `index` of the given type (does not check that it exists: see
     /// [`Device::is_available`]).
     pub fn new(kind: DeviceType, index: i32) -> Device {
+        // MLX's default handler would exit the process on a failure.
+        crate::error::install_error_handler();
         // SAFETY: creates a new handle, owned by the returned value.
         Device {
             raw: unsafe { sys::mlx_device_new_type(kind.to_raw(), index) },
@@ -54,6 +56,7 @@ impl Device {
 
     /// The device ops run on when no stream is chosen.
     pub fn default_device() -> Result<Device> {
+        crate::error::install_error_handler();
         // SAFETY: fresh handle filled by mlx; owned (and freed) by `dev`.
         let mut dev = Device {
             raw: unsafe { sys::mlx_device_new() },

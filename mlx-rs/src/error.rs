@@ -44,6 +44,12 @@ pub enum Error {
         /// What the OS said.
         source: std::io::Error,
     },
+    /// An array larger than the memory MLX may still use (its memory limit, see
+    /// [`crate::memory::set_memory_limit`], minus what live arrays hold): refused when the
+    /// array is made, before MLX tries to allocate it (a failed allocation in MLX's CPU
+    /// backend crashes the process).
+    #[error("out of memory: {0}")]
+    OutOfMemory(String),
     /// A Rust closure called by MLX (in a transform or compiled function) returned an error.
     #[error("closure failed: {0}")]
     Closure(String),

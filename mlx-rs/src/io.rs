@@ -161,14 +161,16 @@ pub fn load(path: impl AsRef<Path>) -> Result<Array> {
     let c = c_path(path)?;
     let len = check_readable(path)?;
     let shown = path.display().to_string();
-    let a =
-        crate::stream::on_cpu(|| stream_op(|res, s| unsafe { sys::mlx_load(res, c.as_ptr(), s) }))
-            .map_err(|e| naming(&shown, e))?;
     let head = read_head(path).map_err(|source| Error::Io {
         path: PathBuf::from(path),
         source,
     })?;
+    npy::check_header_len(&shown, &head, len)?;
+    let a =
+        crate::stream::on_cpu(|| stream_op(|res, s| unsafe { sys::mlx_load(res, c.as_ptr(), s) }))
+            .map_err(|e| naming(&shown, e))?;
     npy::check(&shown, &head, len, &a)?;
+    check_total(std::iter::once(&a))?;
     Ok(a)
 }
 
@@ -182,11 +184,13 @@ pub fn load_reader(bytes: impl Into<Vec<u8>>) -> Result<Array> {
     let total = bytes.len() as u64;
     let reader = BytesReader::new(bytes, &format!("in-memory .npy ({total} bytes)"))?;
     let label = reader.label();
+    npy::check_header_len(&label, &head, total)?;
     let a = crate::stream::on_cpu(|| {
         stream_op(|res, s| unsafe { sys::mlx_load_reader(res, reader.0, s) })
     })
     .map_err(|e| naming(&label, e))?;
     npy::check(&label, &head, total, &a)?;
+    check_total(std::iter::once(&a))?;
     Ok(a)
 }
 
@@ -233,10 +237,21 @@ fn load_maps(
             Ok(())
         })
     })??;
+    let arrays = arrays.to_hash_map()?;
+    check_total(arrays.values())?;
     Ok(Safetensors {
-        arrays: arrays.to_hash_map()?,
+        arrays,
         metadata: metadata.to_hash_map()?,
     })
+}
+
+/// Refuses loaded arrays that together exceed what MLX may still allocate (see
+/// [`crate::memory::set_memory_limit`]); they are lazy, so nothing was read yet.
+fn check_total<'a>(arrays: impl Iterator<Item = &'a Array>) -> Result<()> {
+    let total = arrays.fold(0u128, |n, a| {
+        n.saturating_add(crate::raw::bytes_of(a.shape(), a.dtype()))
+    });
+    crate::raw::check_fits(&[0], crate::Dtype::Uint8, total)
 }
 
 /// Loads the arrays and metadata of the safetensors file at `path`.

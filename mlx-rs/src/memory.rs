@@ -5,6 +5,14 @@
 //! since start (or the last [`reset_peak_memory`]). All sizes are in bytes and cover the
 //! whole process.
 //!
+//! mlx-rs enforces the memory limit when arrays are made: an array of 4 KiB or more that
+//! is larger than the limit minus the active memory is refused with
+//! [`Error::OutOfMemory`](crate::Error::OutOfMemory) (loads check the total they would
+//! read). MLX itself does not enforce it on the CPU, and its CPU backend crashes when an
+//! allocation fails, so this check is what keeps an oversized array (or a model larger
+//! than the limit) an error instead of a crash. The check sees arrays already evaluated,
+//! not others still waiting in a lazy graph.
+//!
 //! ```
 //! use mlx_rs::memory;
 //! let before = memory::get_active_memory()?;
@@ -58,7 +66,8 @@ pub fn get_memory_limit() -> Result<usize> {
     Ok(n)
 }
 
-/// Sets the memory limit (see [`get_memory_limit`]); returns the previous limit.
+/// Sets the memory limit (see [`get_memory_limit`]); returns the previous limit. Arrays
+/// that do not fit under it are refused when they are made (see the [module docs](self)).
 #[track_caller]
 pub fn set_memory_limit(limit: usize) -> Result<usize> {
     let mut prev = 0;

@@ -6,7 +6,7 @@
 #![allow(dead_code)]
 
 use crate::error::{install_error_handler, mlx_error};
-use crate::{Array, Result};
+use crate::{Array, Dtype, Error, Result};
 use mlx_sys as sys;
 use std::ffi::{c_int, CStr};
 use std::panic::Location;
@@ -148,6 +148,7 @@ pub(crate) fn stream_op(
         if code != 0 {
             return Err(mlx_error(location));
         }
+        check_fits(out.shape(), out.dtype(), 0)?;
         Ok(out)
     })?
 }
@@ -167,6 +168,8 @@ pub(crate) fn stream_pair_op(
         if code != 0 {
             return Err(mlx_error(location));
         }
+        check_fits(a.shape(), a.dtype(), 0)?;
+        check_fits(b.shape(), b.dtype(), 0)?;
         Ok((a, b))
     })?
 }
@@ -183,6 +186,86 @@ pub(crate) fn stream_vector_op(
         if f(&mut vec.0, s) != 0 {
             return Err(mlx_error(location));
         }
-        vec.to_vec()
+        let out = vec.to_vec()?;
+        for a in &out {
+            check_fits(a.shape(), a.dtype(), 0)?;
+        }
+        Ok(out)
     })?
+}
+
+/// Arrays below this size are not checked against the memory limit (scalars and other
+/// small arrays can always be made, so error paths never fail for lack of memory).
+const CHECKED_BYTES: u128 = 4 << 10;
+
+/// Bytes of an array of `shape` and `dtype`, without overflow.
+pub(crate) fn bytes_of(shape: &[i32], dtype: Dtype) -> u128 {
+    shape.iter().fold(dtype.size() as u128, |n, &d| {
+        n.saturating_mul(d.max(0) as u128)
+    })
+}
+
+fn show_bytes(n: u128) -> String {
+    const UNITS: [&str; 7] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    if n > u64::MAX as u128 {
+        return "more than 16 EiB".into();
+    }
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// Refuses to make an array of `shape` and `dtype` (plus `extra` bytes made at the same
+/// time) that cannot fit under MLX's memory limit next to the arrays alive now.
+///
+/// MLX's CPU backend does not check its allocations: a `malloc` that fails (a buffer
+/// larger than the machine can give) is written through anyway and crashes the process.
+/// Its memory limit is not enforced on the CPU either. So mlx-rs checks every array it
+/// makes of 4 KiB or more: the array's bytes must not exceed the memory limit minus the
+/// active memory. The check is made when the (lazy) array is built, so it sees the
+/// memory of arrays already evaluated, not of other arrays still waiting to be.
+pub(crate) fn check_fits(shape: &[i32], dtype: Dtype, extra: u128) -> Result<()> {
+    let need = bytes_of(shape, dtype).saturating_add(extra);
+    if need < CHECKED_BYTES {
+        return Ok(());
+    }
+    let (mut limit, mut active) = (0usize, 0usize);
+    // SAFETY: plain reads of the allocator's counters.
+    let ok = unsafe {
+        sys::mlx_get_memory_limit(&mut limit) == 0 && sys::mlx_get_active_memory(&mut active) == 0
+    };
+    if !ok {
+        crate::error::take_message();
+    }
+    // No limit known: refuse only what no allocator can give.
+    let limit = if ok && limit > 0 {
+        limit as u128
+    } else {
+        isize::MAX as u128
+    };
+    let free = limit.saturating_sub(active as u128);
+    if need <= free {
+        return Ok(());
+    }
+    let what = if extra == 0 {
+        format!("an array of shape {shape:?} and dtype {dtype} needs")
+    } else {
+        "the arrays being loaded need".to_string()
+    };
+    Err(Error::OutOfMemory(format!(
+        "{what} {} but MLX may use only {} more (memory limit {}, {} held by live \
+         arrays); raise the limit with mlx_rs::memory::set_memory_limit or use smaller arrays",
+        show_bytes(need),
+        show_bytes(free),
+        show_bytes(limit),
+        show_bytes(active as u128)
+    )))
 }

@@ -21,9 +21,16 @@ use mlx_sys as sys;
 use std::cell::RefCell;
 use std::marker::PhantomData;
 
-/// A queue of work on one device. Not `Send`/`Sync`: see the `stream` module docs (streams belong to their thread).
+/// A queue of work on one device. Not `Send`/`Sync`: see the `stream` module docs
+/// (streams belong to their thread).
+///
+/// A constructor that MLX rejects (e.g. [`Stream::gpu`] when MLX has no GPU) still
+/// returns a `Stream`, which remembers MLX's message: every use of it (ops run in its
+/// [`scope`](Stream::scope), its methods) then fails with that message.
 pub struct Stream {
     raw: sys::mlx_stream,
+    /// MLX's message when the stream could not be made (`raw` is then empty).
+    failure: Option<String>,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -31,18 +38,44 @@ impl Stream {
     fn from_raw(raw: sys::mlx_stream) -> Stream {
         Stream {
             raw,
+            failure: None,
             _not_send: PhantomData,
+        }
+    }
+
+    /// Wraps the result of an mlx-c stream constructor, which returns an empty handle
+    /// (and reports the error) on failure.
+    fn made(raw: sys::mlx_stream) -> Stream {
+        let mut s = Stream::from_raw(raw);
+        if raw.ctx.is_null() {
+            s.failure = Some(
+                crate::error::take_message()
+                    .unwrap_or_else(|| "MLX could not create the stream".into()),
+            );
+        }
+        s
+    }
+
+    /// Fails with MLX's message if this stream could not be made.
+    fn check(&self) -> Result<()> {
+        match &self.failure {
+            Some(msg) => Err(crate::Error::InvalidArgument(format!(
+                "unusable stream: {msg}"
+            ))),
+            None => Ok(()),
         }
     }
 
     /// A new stream on `device`, owned by this thread.
     pub fn new(device: &Device) -> Stream {
+        crate::error::install_error_handler();
         // SAFETY: creates a new handle, owned by the returned value.
-        Stream::from_raw(unsafe { sys::mlx_stream_new_device(device.as_raw()) })
+        Stream::made(unsafe { sys::mlx_stream_new_device(device.as_raw()) })
     }
 
     /// This thread's default stream on `device`.
     pub fn default_for(device: &Device) -> Result<Stream> {
+        crate::error::install_error_handler();
         let mut s = Stream::from_raw(unsafe { sys::mlx_stream_new() });
         status(|| unsafe { sys::mlx_get_default_stream(&mut s.raw, device.as_raw()) })?;
         Ok(s)
@@ -50,18 +83,28 @@ impl Stream {
 
     /// This thread's default CPU stream.
     pub fn cpu() -> Stream {
+        crate::error::install_error_handler();
         // SAFETY: returns a new handle, owned by the returned value.
-        Stream::from_raw(unsafe { sys::mlx_default_cpu_stream_new() })
+        Stream::made(unsafe { sys::mlx_default_cpu_stream_new() })
     }
 
-    /// This thread's default GPU stream (fails at first use if there is no GPU).
+    /// This thread's default GPU stream (fails at first use if there is no GPU; see
+    /// [`Stream::is_valid`]).
     pub fn gpu() -> Stream {
+        crate::error::install_error_handler();
         // SAFETY: returns a new handle, owned by the returned value.
-        Stream::from_raw(unsafe { sys::mlx_default_gpu_stream_new() })
+        Stream::made(unsafe { sys::mlx_default_gpu_stream_new() })
+    }
+
+    /// Whether MLX made this stream; `false` e.g. for [`Stream::gpu`] without a GPU
+    /// (then every use of it fails with MLX's message).
+    pub fn is_valid(&self) -> bool {
+        self.failure.is_none()
     }
 
     /// Makes this stream the default one for its device on this thread.
     pub fn set_as_default(&self) -> Result<()> {
+        self.check()?;
         status(|| unsafe { sys::mlx_set_default_stream(self.raw) })?;
         forget_cached_default();
         Ok(())
@@ -69,6 +112,7 @@ impl Stream {
 
     /// The device this stream runs on.
     pub fn device(&self) -> Result<Device> {
+        self.check()?;
         let mut dev = Device::cpu();
         status(|| unsafe { sys::mlx_stream_get_device(dev.as_raw_mut(), self.raw) })?;
         Ok(dev)
@@ -76,6 +120,7 @@ impl Stream {
 
     /// The stream's index.
     pub fn index(&self) -> Result<i32> {
+        self.check()?;
         let mut i = 0;
         status(|| unsafe { sys::mlx_stream_get_index(&mut i, self.raw) })?;
         Ok(i)
@@ -83,6 +128,7 @@ impl Stream {
 
     /// Blocks until all work queued on this stream has finished.
     pub fn synchronize(&self) -> Result<()> {
+        self.check()?;
         status(|| unsafe { sys::mlx_synchronize(self.raw) })
     }
 
@@ -100,6 +146,10 @@ impl Stream {
 impl Clone for Stream {
     fn clone(&self) -> Stream {
         let mut s = Stream::from_raw(unsafe { sys::mlx_stream_new() });
+        if self.failure.is_some() {
+            s.failure = self.failure.clone();
+            return s;
+        }
         // SAFETY: copies a live handle into an owned one.
         unsafe { sys::mlx_stream_set(&mut s.raw, self.raw) };
         s
@@ -115,6 +165,10 @@ impl Drop for Stream {
 
 impl PartialEq for Stream {
     fn eq(&self, other: &Stream) -> bool {
+        // mlx_stream_equal throws (through C, aborting) on an empty handle.
+        if self.raw.ctx.is_null() || other.raw.ctx.is_null() {
+            return false;
+        }
         // SAFETY: reads two live handles.
         unsafe { sys::mlx_stream_equal(self.raw, other.raw) }
     }
@@ -122,6 +176,9 @@ impl PartialEq for Stream {
 
 impl std::fmt::Debug for Stream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(msg) = &self.failure {
+            return write!(f, "Stream(unusable: {msg})");
+        }
         let mut s = MlxString::new();
         // SAFETY: writes into an owned string handle.
         if unsafe { sys::mlx_stream_tostring(&mut s.0, self.raw) } == 0 {
@@ -184,9 +241,9 @@ pub fn current_stream() -> Result<Stream> {
 
 /// Calls `f` with the raw handle of the current stream (valid for the call).
 pub(crate) fn with_current_raw<R>(f: impl FnOnce(sys::mlx_stream) -> R) -> Result<R> {
-    let scoped = SCOPED.with(|s| s.borrow().last().map(|s| s.raw));
+    let scoped = SCOPED.with(|s| s.borrow().last().map(|s| s.check().map(|()| s.raw)));
     if let Some(raw) = scoped {
-        return Ok(f(raw));
+        return Ok(f(raw?));
     }
     let cached = DEFAULT.with(|d| d.borrow().as_ref().map(|s| s.raw));
     let raw = match cached {
@@ -249,6 +306,7 @@ unsafe impl Sync for ThreadLocalStream {}
 impl ThreadLocalStream {
     /// A new per-thread stream on `device`.
     pub fn new(device: &Device) -> ThreadLocalStream {
+        crate::error::install_error_handler();
         // SAFETY: creates a new handle, owned by the returned value.
         ThreadLocalStream {
             raw: unsafe { sys::mlx_stream_thread_local_new(device.as_raw()) },
@@ -293,8 +351,9 @@ impl Stream {
     /// queue or evaluate work on it at the same time. The returned value is still not
     /// `Send`; move the raw need for sharing into your own synchronised wrapper.
     pub unsafe fn new_thread_unsafe(device: &Device) -> Stream {
+        crate::error::install_error_handler();
         // SAFETY: creates a new handle, owned by the returned value.
-        Stream::from_raw(unsafe { sys::mlx_stream_new_thread_unsafe(device.as_raw()) })
+        Stream::made(unsafe { sys::mlx_stream_new_thread_unsafe(device.as_raw()) })
     }
 }
 

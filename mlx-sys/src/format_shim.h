@@ -7,6 +7,24 @@
  */
 #ifndef MLX_SYS_FORMAT_SHIM_H
 #define MLX_SYS_FORMAT_SHIM_H
+
+/* Also: mlx-c reports every caught exception with `mlx_error(e.what())`, and `mlx_error` is
+ * printf-style, so the message is used as the *format*. A message that contains `%` (a
+ * file name, a tensor name, or the bytes of a corrupt file that MLX quotes) makes
+ * vsnprintf read arguments that were never passed, or with `%n` write through them: a
+ * crafted safetensors header crashed the process this way (found by fuzzing). mlx-c's
+ * error.h is included here first and its macro redefined, so that the message is always
+ * the argument of a "%s" format. Every mlx-c call site passes exactly one argument.
+ * (CMake's compiler checks get this header too, without mlx-c's include path: hence
+ * `__has_include`.)
+ */
+#if defined(__has_include)
+#if __has_include("mlx/c/error.h")
+#include "mlx/c/error.h"
+#undef mlx_error
+#define mlx_error(...) _mlx_error(__FILE__, __LINE__, "%s", __VA_ARGS__)
+#endif
+#endif
 #ifdef __cplusplus
 #include <version>
 #ifndef __cpp_lib_format

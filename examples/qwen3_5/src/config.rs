@@ -221,6 +221,48 @@ fn parse_text(f: &Fields, top: &Map<String, Value>) -> Result<TextConfig> {
     let vocab_size = f.positive_int("vocab_size")?;
     let rms_norm_eps = f.positive_float("rms_norm_eps")?;
 
+    // A sanity bound: the layer list and the model's layer vector are allocated from this
+    // number before any weight is read (2^31 layers would ask for hundreds of GB).
+    if num_hidden_layers > MAX_LAYERS {
+        return Err(Error::Config(format!(
+            "{}: {num_hidden_layers} layers is more than this implementation accepts ({MAX_LAYERS})",
+            f.name("num_hidden_layers")
+        )));
+    }
+    // Widths the model derives from these (as 32-bit MLX dimensions) must fit.
+    let (kd, vd) = (
+        linear_num_key_heads as i64 * linear_key_head_dim as i64,
+        linear_num_value_heads as i64 * linear_value_head_dim as i64,
+    );
+    for (what, n) in [
+        ("linear_num_key_heads × linear_key_head_dim", kd),
+        ("linear_num_value_heads × linear_value_head_dim", vd),
+        (
+            "the DeltaNet projection width (2 × key width + 2 × value width)",
+            2 * kd + 2 * vd,
+        ),
+        (
+            "num_attention_heads × head_dim × 2",
+            num_attention_heads as i64 * head_dim as i64 * 2,
+        ),
+        (
+            "num_key_value_heads × head_dim",
+            num_key_value_heads as i64 * head_dim as i64,
+        ),
+        (
+            "linear_num_value_heads × 2",
+            linear_num_value_heads as i64 * 2,
+        ),
+    ] {
+        if n > i32::MAX as i64 {
+            return Err(Error::Config(format!(
+                "{}{what} = {n} is larger than an MLX dimension can be ({})",
+                f.prefix,
+                i32::MAX
+            )));
+        }
+    }
+
     if num_attention_heads % num_key_value_heads != 0 {
         return Err(Error::Config(format!(
             "{}: {num_key_value_heads} does not divide num_attention_heads ({num_attention_heads})",
@@ -522,6 +564,10 @@ fn parse_quant_params(obj: &Map<String, Value>, name: &str) -> Result<QuantParam
     check_quant_params(group_size, bits).map_err(|m| Error::Config(format!("{name}.{m}")))?;
     Ok(QuantParams { group_size, bits })
 }
+
+/// The most decoder layers a config may declare (a sanity bound; real models have a few
+/// dozen).
+pub const MAX_LAYERS: i32 = 4096;
 
 /// Checks that MLX's affine quantization supports this group size and bit width.
 pub(crate) fn check_quant_params(group_size: i32, bits: i32) -> std::result::Result<(), String> {

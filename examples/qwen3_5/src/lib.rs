@@ -19,6 +19,27 @@
 //! println!("\n{:.1} tokens/s", stream.stats().generation_tps());
 //! # Ok::<(), qwen3_5::Error>(())
 //! ```
+//!
+//! # Threads
+//!
+//! A [`Model`] holds MLX arrays (its weights, evaluated at load), so it is `Send`: load it
+//! on one thread and run it on another. It is not `Sync`: MLX arrays must not be used
+//! from two threads at once, so give each thread its own model (or its own turn). The
+//! compiler enforces both:
+//!
+//! ```
+//! fn send<T: Send>(_: T) {}
+//! fn hand_over(model: qwen3_5::Model) {
+//!     send(model); // a model may move to another thread
+//! }
+//! ```
+//!
+//! ```compile_fail
+//! fn sync<T: Sync>(_: &T) {}
+//! fn share(model: &qwen3_5::Model) {
+//!     sync(model); // one model cannot be shared by threads
+//! }
+//! ```
 #![deny(missing_docs)]
 
 pub mod cache;

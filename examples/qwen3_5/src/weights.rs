@@ -438,14 +438,19 @@ impl Weights {
     }
 
     /// Takes a `(1 + w)`-style RMSNorm weight `[dim]`, shifting zero-centred (Hugging
-    /// Face) weights by one so the model can multiply by it directly.
+    /// Face) weights by one (evaluated at once) so the model can multiply by it directly.
     pub fn shifted_norm(&mut self, canonical: &str, dim: i32) -> Result<Array> {
         let w = self.float(canonical, &[dim])?;
         match self.layout {
             Layout::Mlx => Ok(w),
             Layout::HuggingFace => {
                 let one = Array::scalar(1.0f32).astype(w.dtype())?;
-                Ok(w.add(&one)?)
+                let shifted = w.add(&one)?;
+                // Evaluated now, so that the model holds only data: a lazy sum would stay
+                // tied to this thread's stream, and the model could not run on another
+                // thread ("There is no Stream(cpu, …) in current thread").
+                shifted.eval()?;
+                Ok(shifted)
             }
         }
     }

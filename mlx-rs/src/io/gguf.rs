@@ -222,6 +222,7 @@ pub fn load_gguf(path: impl AsRef<Path>) -> Result<Gguf> {
         arrays.insert(name, a);
     }
 
+    super::check_total(arrays.values())?;
     let mut metadata = HashMap::new();
     for key in header.metadata_keys {
         if let Some(v) = metadata_value(&h, &key)? {

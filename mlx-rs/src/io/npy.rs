@@ -32,6 +32,23 @@ pub(super) fn data_offset(head: &[u8]) -> Option<u64> {
     }
 }
 
+/// Fails when the header's length prefix points past the end of an image of `total`
+/// bytes. MLX reads the header into a buffer of that length before anything else, so a
+/// corrupt prefix (up to 4 GiB in format 2 and 3) would allocate that much first.
+#[track_caller]
+pub(super) fn check_header_len(source: &str, head: &[u8], total: u64) -> Result<()> {
+    match data_offset(head) {
+        Some(offset) if offset > total => Err(Error::Mlx {
+            message: format!(
+                "{source}: [load] corrupt .npy header: its length field says the data starts \
+                 at byte {offset}, the file has {total} bytes"
+            ),
+            location: Location::caller(),
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// Parses the shape tuple of the header in `head` (magic, version, length, dict).
 fn parse(head: &[u8]) -> Option<Header> {
     let data_offset = data_offset(head)?;

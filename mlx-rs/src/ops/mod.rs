@@ -73,6 +73,7 @@ macro_rules! array_methods {
 }
 
 mod arithmetic;
+mod bounds;
 mod comparison;
 mod conv;
 mod creation;

@@ -358,7 +358,10 @@ fn print_table(ours: &Measured, peer: Option<&Measured>, cpu: bool) {
     };
     match peer {
         Some(p) => {
-            println!("{:<18} {:>12} {:>12} {:>12}", "", "ours", "mlx-lm", "ours/mlx-lm");
+            println!(
+                "{:<18} {:>12} {:>12} {:>12}",
+                "", "ours", "mlx-lm", "ours/mlx-lm"
+            );
             for (name, f, mem) in rows {
                 println!(
                     "{name:<18} {:>12} {:>12} {:>12}",
@@ -669,7 +672,11 @@ fn describe_device(device: &Device) -> String {
         _ => "cpu",
     };
     let info = device.info().unwrap_or_default();
-    let get = |k: &str| info.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+    let get = |k: &str| {
+        info.iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+    };
     let name = get("device_name")
         .or_else(|| get("architecture"))
         .unwrap_or_else(|| "unknown".into());
@@ -755,7 +762,11 @@ fn run_peer(args: &BenchArgs, script: &Path, config: &Path) -> Result<PeerRun> {
         .with_context(|| format!("cannot run {}", args.python))?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
-        let last = err.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+        let last = err
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("");
         bail!(
             "the mlx-lm peer ({} {}) failed ({}): {last}",
             args.python,
@@ -784,7 +795,11 @@ fn run_peer(args: &BenchArgs, script: &Path, config: &Path) -> Result<PeerRun> {
         },
         tokens: v["tokens"]
             .as_array()
-            .map(|a| a.iter().filter_map(|t| t.as_u64().map(|t| t as u32)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|t| t.as_u64().map(|t| t as u32))
+                    .collect()
+            })
             .unwrap_or_default(),
         device: v["device"].as_str().unwrap_or("?").to_string(),
         mlx_version: v["mlx_version"].as_str().unwrap_or("?").to_string(),

@@ -1,0 +1,641 @@
+//! Bad input everywhere, for the `qwen3_5` binary and library: missing, truncated and
+//! garbage files, broken or inconsistent configs, missing and mis-shaped tensors,
+//! out-of-range token ids, unwritable outputs, bad flags, and a memory limit too small
+//! for the model.
+//!
+//! Every CLI case must exit non-zero (never by a signal) with exactly one `error: ` line
+//! on stderr and no panic; every library case must return `Err` (never panic). The test
+//! also writes the table of what happens (the actual messages, paths shortened) to
+//! `target/bad-input-qwen3_5.md`, and into the qwen3_5 section of `docs/bad-input.md`
+//! when `UPDATE_BAD_INPUT_DOC=1`.
+
+mod common;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_qwen3_5");
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A scratch folder for one case.
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("qwen3_5-bad-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A complete tiny model folder: fixture weights and config, tiny tokenizer, template.
+fn model(name: &str) -> PathBuf {
+    let dir = common::copy_to_temp("mlx-bf16-tied", name);
+    common::write_tiny_tokenizer(&dir);
+    let template =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/qwen3_5_chat_template.jinja");
+    std::fs::copy(template, dir.join("chat_template.jinja")).unwrap();
+    dir
+}
+
+fn config(dir: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap()
+}
+
+fn write_config(dir: &Path, v: &serde_json::Value) {
+    std::fs::write(
+        dir.join("config.json"),
+        serde_json::to_string_pretty(v).unwrap(),
+    )
+    .unwrap();
+}
+
+/// Rewrites `model.safetensors` through `edit` of its (name → array) map.
+fn edit_weights(dir: &Path, edit: impl FnOnce(&mut Vec<(String, mlx_rs::Array)>)) {
+    let path = dir.join("model.safetensors");
+    let st = mlx_rs::io::load_safetensors(&path).unwrap();
+    let mut arrays: Vec<(String, mlx_rs::Array)> = st.arrays.into_iter().collect();
+    arrays.sort_by(|a, b| a.0.cmp(&b.0));
+    edit(&mut arrays);
+    mlx_rs::eval(&arrays.iter().map(|(_, a)| a).collect::<Vec<_>>()).unwrap();
+    let tmp = dir.join("new.safetensors");
+    mlx_rs::io::save_safetensors(&tmp, arrays.iter().map(|(n, a)| (n, a)), &st.metadata).unwrap();
+    std::fs::rename(tmp, path).unwrap();
+}
+
+fn name_ending(arrays: &[(String, mlx_rs::Array)], suffix: &str) -> usize {
+    arrays
+        .iter()
+        .position(|(n, _)| n.ends_with(suffix))
+        .unwrap()
+}
+
+/// What one CLI run did.
+struct Run {
+    code: Option<i32>,
+    line: String,
+}
+
+/// Runs the binary with no reachable hub; checks the invariants every failure keeps.
+#[track_caller]
+fn cli(args: &[&str]) -> Run {
+    let hf_home = std::env::temp_dir().join(format!("qwen3_5-bad-hf-{}", std::process::id()));
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env("HF_HOME", &hf_home)
+        .env("HF_ENDPOINT", "http://127.0.0.1:9")
+        .env("HF_HUB_OFFLINE", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _ = child.stdin.take().unwrap().write_all(b"hello\n");
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let code = out.status.code();
+    assert!(
+        code.is_some(),
+        "{args:?}: killed by a signal ({:?}): {stderr}",
+        out.status
+    );
+    assert_ne!(code, Some(0), "{args:?}: succeeded: {stderr}");
+    let line = stderr.trim_end_matches('\n');
+    assert!(
+        !line.contains('\n'),
+        "{args:?}: more than one stderr line: {stderr:?}"
+    );
+    assert!(line.starts_with("error: "), "{args:?}: {line:?}");
+    assert!(
+        !line.contains("panicked") && !line.contains("internal error"),
+        "{args:?}: {line:?}"
+    );
+    Run {
+        code,
+        line: line.to_string(),
+    }
+}
+
+/// Runs a library call; it must return `Err`, not panic.
+#[track_caller]
+fn lib<T>(what: &str, f: impl FnOnce() -> Result<T, String>) -> String {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(Ok(_)) => panic!("{what}: the library accepted it"),
+        Ok(Err(msg)) => {
+            assert!(!msg.is_empty(), "{what}: empty message");
+            msg
+        }
+        Err(_) => panic!("{what}: the library panicked"),
+    }
+}
+
+fn load(dir: &Path) -> Result<qwen3_5::Model, String> {
+    qwen3_5::load(dir).map_err(|e| e.to_string())
+}
+
+/// One row of the table.
+struct Row {
+    case: String,
+    cli: Option<Run>,
+    library: Option<String>,
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Serialises the library cases that change MLX's process-wide memory limit.
+static LIMIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+#[test]
+fn bad_input_fails_cleanly_everywhere() {
+    let _limit = LIMIT.lock().unwrap_or_else(|p| p.into_inner());
+    let mut rows: Vec<Row> = Vec::new();
+    let mut add = |case: &str, cli: Option<Run>, library: Option<String>| {
+        rows.push(Row {
+            case: case.to_string(),
+            cli,
+            library,
+        })
+    };
+    let out_ok = std::env::temp_dir().join(format!("qwen3_5-bad-{}.npy", std::process::id()));
+    let out_ok = s(&out_ok).to_string();
+    let logits = |dir: &Path, tokens: &str| {
+        cli(&[
+            "logits",
+            "--model",
+            s(dir),
+            "--tokens",
+            tokens,
+            "--out",
+            &out_ok,
+        ])
+    };
+    let dry_run = |dir: &Path| cli(&["generate", "--model", s(dir), "--prompt", "hi", "--dry-run"]);
+
+    // ---- files ----------------------------------------------------------------------
+    let missing = std::env::temp_dir().join("qwen3_5-no-such-model-folder");
+    add(
+        "model folder missing",
+        Some(logits(&missing, "1,2")),
+        Some(lib("missing folder", || load(&missing))),
+    );
+
+    let dir = model("no-config");
+    std::fs::remove_file(dir.join("config.json")).unwrap();
+    add(
+        "`config.json` missing",
+        Some(logits(&dir, "1,2")),
+        Some(lib("no config", || load(&dir))),
+    );
+
+    let dir = model("truncated-config");
+    let text = std::fs::read_to_string(dir.join("config.json")).unwrap();
+    std::fs::write(dir.join("config.json"), &text[..text.len() / 2]).unwrap();
+    add(
+        "`config.json` truncated",
+        Some(logits(&dir, "1,2")),
+        Some(lib("truncated config", || load(&dir))),
+    );
+
+    let dir = model("garbage-config");
+    std::fs::write(dir.join("config.json"), b"\x00\xff\xfe garbage \x93NUMPY").unwrap();
+    add(
+        "`config.json` garbage bytes",
+        Some(logits(&dir, "1,2")),
+        Some(lib("garbage config", || load(&dir))),
+    );
+
+    let dir = model("array-config");
+    std::fs::write(dir.join("config.json"), "[1, 2, 3]").unwrap();
+    add(
+        "`config.json` not an object",
+        None,
+        Some(lib("array config", || load(&dir))),
+    );
+
+    let dir = model("field-missing");
+    let mut c = config(&dir);
+    c["text_config"]
+        .as_object_mut()
+        .unwrap()
+        .remove("hidden_size");
+    write_config(&dir, &c);
+    add(
+        "config field missing (`hidden_size`)",
+        Some(logits(&dir, "1,2")),
+        Some(lib("missing field", || load(&dir))),
+    );
+
+    let dir = model("inconsistent");
+    let mut c = config(&dir);
+    c["text_config"]["num_key_value_heads"] = 3.into();
+    write_config(&dir, &c);
+    add(
+        "inconsistent config (3 KV heads for 2 query heads)",
+        None,
+        Some(lib("inconsistent", || load(&dir))),
+    );
+
+    let dir = model("wrong-type");
+    let mut c = config(&dir);
+    c["text_config"]["vocab_size"] = "many".into();
+    write_config(&dir, &c);
+    add(
+        "config value of the wrong type (`vocab_size: \"many\"`)",
+        None,
+        Some(lib("wrong type", || load(&dir))),
+    );
+
+    let dir = model("huge-layers");
+    let mut c = config(&dir);
+    c["text_config"]["num_hidden_layers"] = (i32::MAX).into();
+    c["text_config"]
+        .as_object_mut()
+        .unwrap()
+        .remove("layer_types");
+    write_config(&dir, &c);
+    add(
+        "absurd config size (`num_hidden_layers: 2147483647`)",
+        None,
+        Some(lib("huge layers", || load(&dir))),
+    );
+
+    let dir = model("overflow");
+    let mut c = config(&dir);
+    c["text_config"]["linear_num_value_heads"] = 65536.into();
+    c["text_config"]["linear_num_key_heads"] = 65536.into();
+    c["text_config"]["linear_value_head_dim"] = 65536.into();
+    write_config(&dir, &c);
+    add(
+        "config sizes whose products overflow",
+        None,
+        Some(lib("overflow", || load(&dir))),
+    );
+
+    let dir = model("no-weights");
+    std::fs::remove_file(dir.join("model.safetensors")).unwrap();
+    add(
+        "`model.safetensors` missing",
+        Some(logits(&dir, "1,2")),
+        Some(lib("no weights", || load(&dir))),
+    );
+
+    let dir = model("truncated-weights");
+    let bytes = std::fs::read(dir.join("model.safetensors")).unwrap();
+    std::fs::write(dir.join("model.safetensors"), &bytes[..bytes.len() / 2]).unwrap();
+    add(
+        "`model.safetensors` truncated",
+        Some(logits(&dir, "1,2")),
+        Some(lib("truncated weights", || load(&dir))),
+    );
+
+    let dir = model("garbage-weights");
+    std::fs::write(
+        dir.join("model.safetensors"),
+        b"\xff\xff\xff\xff\xff\xff\xff\x7fgarbage",
+    )
+    .unwrap();
+    add(
+        "`model.safetensors` garbage bytes",
+        Some(logits(&dir, "1,2")),
+        Some(lib("garbage weights", || load(&dir))),
+    );
+
+    let dir = model("empty-weights");
+    std::fs::write(dir.join("model.safetensors"), b"").unwrap();
+    add(
+        "`model.safetensors` empty",
+        None,
+        Some(lib("empty weights", || load(&dir))),
+    );
+
+    let dir = model("missing-tensor");
+    edit_weights(&dir, |a| {
+        let i = name_ending(a, "layers.0.mlp.down_proj.weight");
+        a.remove(i);
+    });
+    add(
+        "tensor missing",
+        Some(logits(&dir, "1,2")),
+        Some(lib("missing tensor", || load(&dir))),
+    );
+
+    let dir = model("misshaped-tensor");
+    edit_weights(&dir, |a| {
+        let i = name_ending(a, "embed_tokens.weight");
+        a[i].1 = a[i].1.transpose().unwrap();
+    });
+    add(
+        "tensor of the wrong shape",
+        None,
+        Some(lib("misshaped tensor", || load(&dir))),
+    );
+
+    let dir = model("wrong-dtype");
+    edit_weights(&dir, |a| {
+        let i = name_ending(a, "norm.weight");
+        a[i].1 = a[i].1.astype(mlx_rs::Dtype::Int32).unwrap();
+    });
+    add(
+        "tensor of the wrong dtype (int32 norm)",
+        None,
+        Some(lib("wrong dtype", || load(&dir))),
+    );
+
+    let dir = model("extra-tensor");
+    edit_weights(&dir, |a| {
+        a.push((
+            "language_model.model.extra.weight".into(),
+            mlx_rs::Array::scalar(1.0f32),
+        ));
+    });
+    add(
+        "unexpected extra tensor",
+        None,
+        Some(lib("extra tensor", || load(&dir))),
+    );
+
+    let dir = model("no-tokenizer");
+    std::fs::remove_file(dir.join("tokenizer.json")).unwrap();
+    add(
+        "`tokenizer.json` missing (`generate --dry-run`)",
+        Some(dry_run(&dir)),
+        None,
+    );
+
+    let dir = model("garbage-tokenizer");
+    std::fs::write(dir.join("tokenizer.json"), b"{\"model\": 42}").unwrap();
+    add(
+        "`tokenizer.json` garbage",
+        Some(dry_run(&dir)),
+        Some(lib("garbage tokenizer", || {
+            qwen3_5::tokenizer::Tokenizer::from_model_dir(&dir).map_err(|e| e.to_string())
+        })),
+    );
+
+    let dir = model("broken-template");
+    std::fs::write(
+        dir.join("chat_template.jinja"),
+        "{% for m in messages %}{{ m.content ",
+    )
+    .unwrap();
+    add(
+        "chat template does not parse",
+        Some(dry_run(&dir)),
+        Some(lib("broken template", || {
+            qwen3_5::chat::ChatTemplate::from_model_dir(&dir).map_err(|e| e.to_string())
+        })),
+    );
+
+    let dir = model("raising-template");
+    std::fs::write(
+        dir.join("chat_template.jinja"),
+        "{{ raise_exception('System message must be first') }}",
+    )
+    .unwrap();
+    add("chat template raises", Some(dry_run(&dir)), None);
+
+    // ---- inputs ---------------------------------------------------------------------
+    let dir = model("tokens");
+    add(
+        "token id outside the vocabulary (`--tokens 999999`)",
+        Some(logits(&dir, "999999")),
+        Some(lib("generate with an unknown id", || {
+            let m = load(&dir)?;
+            m.generate(&[1, 999_999], qwen3_5::GenerateOptions::default())
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })),
+    );
+    add(
+        "negative token id (`--tokens -1`)",
+        Some(logits(&dir, "-1")),
+        None,
+    );
+    add(
+        "token id above u32 (`--tokens 4294967296`)",
+        Some(logits(&dir, "4294967296")),
+        None,
+    );
+    add(
+        "empty prompt",
+        None,
+        Some(lib("generate with no tokens", || {
+            let m = load(&dir)?;
+            m.generate(&[], qwen3_5::GenerateOptions::default())
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })),
+    );
+
+    // ---- outputs --------------------------------------------------------------------
+    let out_missing = scratch("out").join("no/such/folder/x.npy");
+    add(
+        "`--out` in a missing folder",
+        Some(cli(&[
+            "logits",
+            "--model",
+            s(&dir),
+            "--tokens",
+            "1",
+            "--out",
+            s(&out_missing),
+        ])),
+        None,
+    );
+    let out_dir = scratch("outdir");
+    add(
+        "`--out` is a folder",
+        Some(cli(&[
+            "logits",
+            "--model",
+            s(&dir),
+            "--tokens",
+            "1",
+            "--out",
+            s(&out_dir),
+        ])),
+        None,
+    );
+    add(
+        "`--out` unwritable (`/dev/full`: no space left)",
+        Some(cli(&[
+            "logits",
+            "--model",
+            s(&dir),
+            "--tokens",
+            "1",
+            "--out",
+            "/dev/full",
+        ])),
+        None,
+    );
+
+    // ---- flags ----------------------------------------------------------------------
+    for (case, args) in [
+        (
+            "unknown flag",
+            vec!["generate", "--model", s(&dir), "--prompt", "p", "--bogus"],
+        ),
+        ("missing `--model`", vec!["generate", "--prompt", "p"]),
+        (
+            "`--temp -1`",
+            vec![
+                "generate",
+                "--model",
+                s(&dir),
+                "--prompt",
+                "p",
+                "--temp",
+                "-1",
+            ],
+        ),
+        (
+            "`--top-p 2`",
+            vec![
+                "generate",
+                "--model",
+                s(&dir),
+                "--prompt",
+                "p",
+                "--top-p",
+                "2",
+            ],
+        ),
+        (
+            "`--max-tokens 0`",
+            vec![
+                "generate",
+                "--model",
+                s(&dir),
+                "--prompt",
+                "p",
+                "--max-tokens",
+                "0",
+            ],
+        ),
+        (
+            "`--device tpu`",
+            vec![
+                "generate",
+                "--model",
+                s(&dir),
+                "--prompt",
+                "p",
+                "--device",
+                "tpu",
+            ],
+        ),
+        (
+            "`--tokens 1,,2`",
+            vec![
+                "logits",
+                "--model",
+                s(&dir),
+                "--tokens",
+                "1,,2",
+                "--out",
+                "x.npy",
+            ],
+        ),
+    ] {
+        add(case, Some(cli(&args)), None);
+    }
+    add(
+        "`--device gpu` on a CPU-only build",
+        if mlx_rs::Device::gpu().is_available() {
+            None
+        } else {
+            Some(cli(&[
+                "generate",
+                "--model",
+                s(&dir),
+                "--prompt",
+                "p",
+                "--device",
+                "gpu",
+            ]))
+        },
+        None,
+    );
+
+    // ---- memory ---------------------------------------------------------------------
+    let old = mlx_rs::memory::get_memory_limit().unwrap();
+    mlx_rs::memory::set_memory_limit(64 << 10).unwrap();
+    let small_limit = std::panic::catch_unwind(|| lib("load under a 64 KiB limit", || load(&dir)));
+    mlx_rs::memory::set_memory_limit(old).unwrap();
+    add(
+        "memory limit too small for the weights (64 KiB)",
+        None,
+        Some(small_limit.unwrap()),
+    );
+    let m = load(&dir).unwrap();
+    mlx_rs::memory::set_memory_limit(mlx_rs::memory::get_active_memory().unwrap() + (1 << 20))
+        .unwrap();
+    let forward = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        lib("forward past the limit", || {
+            // 1 MiB left: a 4096-token prompt's activations do not fit.
+            let tokens: Vec<u32> = (0..4096).map(|i| i % 200).collect();
+            let ids = mlx_rs::Array::from_slice(&tokens, &[1, 4096]).unwrap();
+            let mut cache = m.new_cache();
+            m.forward(&ids, &mut cache)
+                .and_then(|l| l.eval().map_err(Into::into))
+                .map_err(|e| e.to_string())
+        })
+    }));
+    mlx_rs::memory::set_memory_limit(old).unwrap();
+    add(
+        "memory limit too small for the activations (1 MiB free)",
+        None,
+        Some(forward.unwrap()),
+    );
+
+    write_table(&rows);
+}
+
+/// Shortens scratch paths so the table does not depend on the run.
+fn tidy(text: &str) -> String {
+    let tmp = std::env::temp_dir();
+    let tmp = tmp.to_str().unwrap().trim_end_matches('/');
+    let mut out = text.replace(&format!("{tmp}/"), "<tmp>/");
+    // <tmp>/qwen3_5-bad-<pid>-<name> and qwen3_5-test-<pid>-<variant>-<name>
+    let pid = std::process::id().to_string();
+    out = out.replace(&format!("-{pid}"), "");
+    out.replace('|', "\\|")
+}
+
+fn write_table(rows: &[Row]) {
+    let mut md = String::from(
+        "| Case | CLI: exit code, stderr | Library (`qwen3_5`): `Err` |\n| --- | --- | --- |\n",
+    );
+    for r in rows {
+        let cli = r.cli.as_ref().map_or("—".to_string(), |run| {
+            format!("{}: `{}`", run.code.unwrap(), tidy(&run.line))
+        });
+        let lib = r
+            .library
+            .as_ref()
+            .map_or("—".to_string(), |m| format!("`{}`", tidy(m)));
+        md.push_str(&format!("| {} | {cli} | {lib} |\n", r.case));
+    }
+    let target = workspace_root().join("target/bad-input-qwen3_5.md");
+    let _ = std::fs::write(&target, &md);
+    if std::env::var_os("UPDATE_BAD_INPUT_DOC").is_some() {
+        replace_section(&workspace_root().join("docs/bad-input.md"), "qwen3_5", &md);
+    }
+}
+
+/// Replaces the text between `<!-- begin NAME -->` and `<!-- end NAME -->`.
+fn replace_section(path: &Path, name: &str, body: &str) {
+    let doc = std::fs::read_to_string(path).unwrap();
+    let (begin, end) = (
+        format!("<!-- begin {name} -->\n"),
+        format!("<!-- end {name} -->"),
+    );
+    let a = doc.find(&begin).expect("section start") + begin.len();
+    let b = doc.find(&end).expect("section end");
+    let new = format!("{}{body}{}", &doc[..a], &doc[b..]);
+    std::fs::write(path, new).unwrap();
+}

@@ -1,0 +1,275 @@
+//! The mlx-rs part of `docs/bad-input.md`: runs each bad-input case of the library,
+//! checks that it gives an `Err` (or the documented defined result) without taking the
+//! process down, and writes the table of what happens to `target/bad-input-mlx-rs.md`,
+//! and into the mlx-rs section of `docs/bad-input.md` when `UPDATE_BAD_INPUT_DOC=1`.
+//! One test, so that the memory-limit cases cannot disturb others in this binary.
+
+use mlx_rs::{io, memory, ops, Array, Dtype, Stream};
+use std::path::{Path, PathBuf};
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("mlx-rs-badtable-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+struct Table(String);
+
+impl Table {
+    /// A case that must fail: records its message.
+    #[track_caller]
+    fn err<T: std::fmt::Debug>(&mut self, case: &str, call: &str, r: mlx_rs::Result<T>) {
+        let msg = match r {
+            Ok(v) => panic!("{case}: accepted ({v:?})"),
+            Err(e) => e.to_string(),
+        };
+        assert!(!msg.is_empty());
+        // The location suffix names this file's lines; keep the message only.
+        let msg = msg.split(" (at ").next().unwrap().to_string();
+        self.row(case, call, &format!("`Err`: `{}`", tidy(&msg)));
+    }
+
+    fn row(&mut self, case: &str, call: &str, result: &str) {
+        self.0
+            .push_str(&format!("| {case} | `{call}` | {result} |\n"));
+    }
+}
+
+fn tidy(text: &str) -> String {
+    let tmp = std::env::temp_dir();
+    let tmp = tmp.to_str().unwrap().trim_end_matches('/');
+    let registry = text.find("/mlx-c/mlx/c/").and_then(|end| {
+        let start = text[..end].rfind(" at /")? + 4;
+        Some(text[start..end].to_string())
+    });
+    let text = match registry {
+        Some(prefix) => text.replace(&prefix, "…"),
+        None => text.to_string(),
+    };
+    text.replace(&format!("{tmp}/"), "<tmp>/")
+        .replace(&format!("{tmp}:"), "<tmp>:")
+        .replace(&format!("-{}", std::process::id()), "")
+        .replace('|', "\\|")
+        .replace('\n', " ")
+}
+
+#[test]
+fn bad_input_table() {
+    let mut t = Table(String::from(
+        "| Case | Call | Result |\n| --- | --- | --- |\n",
+    ));
+    let w = Array::from_slice(&[1.0f32, 2.0, 3.0, 4.0], &[2, 2]).unwrap();
+
+    // ---- files ----------------------------------------------------------------------
+    let st = io::save_safetensors_writer([("w", &w)], [("", ""); 0]).unwrap();
+    let npy = io::save_writer(&w).unwrap();
+    let gguf = scratch("ok.gguf");
+    io::save_gguf(
+        &gguf,
+        [("w", &w)],
+        std::collections::HashMap::<String, io::GgufValue>::new(),
+    )
+    .unwrap();
+    let gguf_bytes = std::fs::read(&gguf).unwrap();
+    let write = |name: &str, bytes: &[u8]| {
+        let p = scratch(name);
+        std::fs::write(&p, bytes).unwrap();
+        p
+    };
+
+    t.err(
+        "file missing",
+        "io::load(\"<tmp>/none.npy\")",
+        io::load(scratch("none.npy")),
+    );
+    t.err(
+        "a folder, not a file",
+        "io::load_safetensors(<tmp>)",
+        io::load_safetensors(std::env::temp_dir()),
+    );
+    t.err(
+        "`.npy` truncated",
+        "io::load(path)",
+        io::load(write("t.npy", &npy[..npy.len() - 5])),
+    );
+    t.err(
+        "`.npy` garbage",
+        "io::load_reader(bytes)",
+        io::load_reader(&b"\x93NUMPY\x01\x00garbage"[..]),
+    );
+    let neg = b"\x93NUMPY\x01\x00\x46\x00{'descr': '<f4', 'fortran_order': False, 'shape': (2,-3), }          \n";
+    t.err(
+        "`.npy` with a negative dimension",
+        "io::load_reader(bytes)",
+        io::load_reader(&neg[..]),
+    );
+    t.err(
+        "safetensors truncated",
+        "io::load_safetensors(path)",
+        io::load_safetensors(write("t.safetensors", &st[..st.len() - 3])),
+    );
+    t.err(
+        "safetensors garbage",
+        "io::load_safetensors_reader(bytes)",
+        io::load_safetensors_reader(&b"\xff\xff\xff\xff\xff\xff\xff\x7fjunk"[..]),
+    );
+    let past = b"\x40\x00\x00\x00\x00\x00\x00\x00{\"x\":{\"dtype\":\"F32\",\"shape\":[1024],\"data_offsets\":[0,4096]}}    ";
+    t.err(
+        "safetensors offsets past the end",
+        "io::load_safetensors_reader(bytes)",
+        io::load_safetensors_reader(&past[..]),
+    );
+    t.err(
+        "GGUF truncated",
+        "io::load_gguf(path)",
+        io::load_gguf(write("t.gguf", &gguf_bytes[..gguf_bytes.len() / 2])),
+    );
+    t.err(
+        "GGUF garbage",
+        "io::load_gguf(path)",
+        io::load_gguf(write(
+            "g.gguf",
+            b"GGUF\x03\x00\x00\x00\xff\xff\xff\xff\xff\xff\xff\xff",
+        )),
+    );
+    t.err(
+        "save into a missing folder",
+        "io::save(\"<tmp>/no/such/x.npy\", &a)",
+        io::save(scratch("no/such/x.npy"), &w),
+    );
+    t.err(
+        "save onto a folder",
+        "io::save_safetensors(<tmp>, …)",
+        io::save_safetensors(std::env::temp_dir(), [("w", &w)], [("", ""); 0]),
+    );
+    t.err(
+        "save without the extension",
+        "io::save(\"<tmp>/x\", &a)",
+        io::save(scratch("x"), &w),
+    );
+    t.err(
+        "save a dtype GGUF cannot hold",
+        "io::save_gguf(path, [(\"b\", bool array)], …)",
+        io::save_gguf(
+            scratch("b.gguf"),
+            [("b", Array::from_slice(&[true], &[1]).unwrap())],
+            std::collections::HashMap::<String, io::GgufValue>::new(),
+        ),
+    );
+
+    // ---- arrays and ops -------------------------------------------------------------
+    t.err(
+        "data length does not match the shape",
+        "Array::from_slice(&[1.0; 3], &[2, 2])",
+        Array::from_slice(&[1.0f32; 3], &[2, 2]),
+    );
+    t.err(
+        "read as the wrong type",
+        "a.to_vec::<i32>() (a: float32)",
+        w.to_vec::<i32>(),
+    );
+    t.err(
+        "shapes that do not broadcast",
+        "a.add(&b) ([2, 2] + [3])",
+        w.add(&Array::from_slice(&[1.0f32; 3], &[3]).unwrap()),
+    );
+    t.err(
+        "reshape to another size",
+        "a.reshape(&[3])",
+        w.reshape(&[3]),
+    );
+    t.err(
+        "integer index out of range",
+        "a.index(&s![2])",
+        w.index(&mlx_rs::s![2]),
+    );
+    let idx = Array::from_slice(&[-1i32, 7, -9], &[3]).unwrap();
+    let taken = ops::take(&w, &idx).unwrap().to_vec::<f32>().unwrap();
+    assert_eq!(taken, vec![4.0, 4.0, 1.0]);
+    t.row(
+        "index array with out-of-range values (read)",
+        "ops::take(&[1, 2, 3, 4], &[-1, 7, -9])",
+        &format!("clamped: `{taken:?}`"),
+    );
+    let flat = w.reshape(&[4]).unwrap();
+    let up = Array::from_slice(&[9.0f32; 3], &[3, 1]).unwrap();
+    let put = ops::scatter(&flat, &[&idx], &up, &[0])
+        .unwrap()
+        .to_vec::<f32>()
+        .unwrap();
+    assert_eq!(put, vec![1.0, 2.0, 3.0, 9.0]);
+    t.row(
+        "index array with out-of-range values (write)",
+        "ops::scatter(&[1, 2, 3, 4], &[[-1, 7, -9]], 9, &[0])",
+        &format!("dropped: `{put:?}`"),
+    );
+    let empty = Array::from_slice::<f32>(&[], &[0]).unwrap();
+    t.err(
+        "index into an empty axis",
+        "ops::take(&[], &[0])",
+        ops::take(&empty, &Array::from_slice(&[0i32], &[1]).unwrap()),
+    );
+
+    // ---- memory ---------------------------------------------------------------------
+    t.err(
+        "array larger than memory",
+        "ops::zeros(&[1 << 17, 1 << 17], Float32)",
+        ops::zeros(&[1 << 17, 1 << 17], Dtype::Float32),
+    );
+    t.err(
+        "byte count beyond 64 bits",
+        "ops::ones(&[i32::MAX; 3], Float64)",
+        ops::ones(&[i32::MAX; 3], Dtype::Float64),
+    );
+    let image = io::save_safetensors_writer(
+        [("z", ops::zeros(&[1 << 18], Dtype::Float32).unwrap())],
+        [("", ""); 0],
+    )
+    .unwrap();
+    let old = memory::get_memory_limit().unwrap();
+    memory::set_memory_limit(1 << 20).unwrap();
+    let made = Array::from_slice(&vec![0u8; 2 << 20], &[2 << 20]);
+    let loaded = io::load_safetensors_reader(image);
+    memory::set_memory_limit(old).unwrap();
+    t.err(
+        "memory limit too small (1 MiB): make 2 MiB",
+        "memory::set_memory_limit(1 << 20); Array::from_slice(&[0u8; 2 << 20], …)",
+        made,
+    );
+    t.err(
+        "memory limit too small (1 MiB): load 1 MiB",
+        "io::load_safetensors_reader(image of 1 MiB)",
+        loaded,
+    );
+
+    // ---- devices --------------------------------------------------------------------
+    if !mlx_rs::Device::gpu().is_available() {
+        let gpu = Stream::gpu();
+        assert!(!gpu.is_valid());
+        t.err(
+            "GPU stream on a CPU-only build",
+            "Stream::gpu().scope(|| a.square())",
+            gpu.scope(|| w.square()),
+        );
+        t.err(
+            "GPU as the default device on a CPU-only build",
+            "Device::set_default(&Device::gpu())",
+            mlx_rs::Device::set_default(&mlx_rs::Device::gpu()),
+        );
+    }
+
+    let table = t.0;
+    let _ = std::fs::write(workspace_root().join("target/bad-input-mlx-rs.md"), &table);
+    if std::env::var_os("UPDATE_BAD_INPUT_DOC").is_some() {
+        let path = workspace_root().join("docs/bad-input.md");
+        let doc = std::fs::read_to_string(&path).unwrap();
+        let (begin, end) = ("<!-- begin mlx-rs -->\n", "<!-- end mlx-rs -->");
+        let a = doc.find(begin).unwrap() + begin.len();
+        let b = doc.find(end).unwrap();
+        std::fs::write(&path, format!("{}{table}{}", &doc[..a], &doc[b..])).unwrap();
+    }
+}
