@@ -112,7 +112,7 @@ fn resolve(
 
 /// One-dimensional discrete Fourier transform along `axis` (complex output).
 ///
-/// `n`: output size along `axis` (`None`: see the [module docs](self)).
+/// `n`: output size along `axis` (`None`: see the module docs).
 #[track_caller]
 pub fn fft(a: &Array, n: Option<i32>, axis: i32, norm: FftNorm) -> Result<Array> {
     let n = default_n("fft", a, n, axis, Kind::Same)?;
@@ -121,7 +121,7 @@ pub fn fft(a: &Array, n: Option<i32>, axis: i32, norm: FftNorm) -> Result<Array>
 
 /// Inverse of [`fft`] along `axis`.
 ///
-/// `n`: output size along `axis` (`None`: see the [module docs](self)).
+/// `n`: output size along `axis` (`None`: see the module docs).
 #[track_caller]
 pub fn ifft(a: &Array, n: Option<i32>, axis: i32, norm: FftNorm) -> Result<Array> {
     let n = default_n("ifft", a, n, axis, Kind::Same)?;
@@ -131,7 +131,7 @@ pub fn ifft(a: &Array, n: Option<i32>, axis: i32, norm: FftNorm) -> Result<Array
 /// Fourier transform of a real input along `axis`: the `n / 2 + 1` non-negative
 /// frequency terms.
 ///
-/// `n`: output size along `axis` (`None`: see the [module docs](self)).
+/// `n`: output size along `axis` (`None`: see the module docs).
 #[track_caller]
 pub fn rfft(a: &Array, n: Option<i32>, axis: i32, norm: FftNorm) -> Result<Array> {
     let n = default_n("rfft", a, n, axis, Kind::Same)?;
@@ -140,7 +140,7 @@ pub fn rfft(a: &Array, n: Option<i32>, axis: i32, norm: FftNorm) -> Result<Array
 
 /// Inverse of [`rfft`]: a real output of size `n` along `axis`.
 ///
-/// `n`: output size along `axis` (`None`: see the [module docs](self)).
+/// `n`: output size along `axis` (`None`: see the module docs).
 #[track_caller]
 pub fn irfft(a: &Array, n: Option<i32>, axis: i32, norm: FftNorm) -> Result<Array> {
     let n = default_n("irfft", a, n, axis, Kind::InverseReal)?;
@@ -151,7 +151,7 @@ const LAST_TWO: Option<&[i32]> = Some(&[-2, -1]);
 
 /// Two-dimensional Fourier transform (default axes: the last two).
 ///
-/// `n`: output sizes along `axes` (`None`: see the [module docs](self)); `axes`: the
+/// `n`: output sizes along `axes` (`None`: see the module docs); `axes`: the
 /// transformed axes (`None`: the default above).
 #[track_caller]
 pub fn fft2(a: &Array, n: Option<&[i32]>, axes: Option<&[i32]>, norm: FftNorm) -> Result<Array> {
@@ -172,7 +172,7 @@ pub fn fft2(a: &Array, n: Option<&[i32]>, axes: Option<&[i32]>, norm: FftNorm) -
 
 /// Inverse of [`fft2`] (default axes: the last two).
 ///
-/// `n`: output sizes along `axes` (`None`: see the [module docs](self)); `axes`: the
+/// `n`: output sizes along `axes` (`None`: see the module docs); `axes`: the
 /// transformed axes (`None`: the default above).
 #[track_caller]
 pub fn ifft2(a: &Array, n: Option<&[i32]>, axes: Option<&[i32]>, norm: FftNorm) -> Result<Array> {
@@ -193,7 +193,7 @@ pub fn ifft2(a: &Array, n: Option<&[i32]>, axes: Option<&[i32]>, norm: FftNorm) 
 
 /// Two-dimensional real Fourier transform (default axes: the last two).
 ///
-/// `n`: output sizes along `axes` (`None`: see the [module docs](self)); `axes`: the
+/// `n`: output sizes along `axes` (`None`: see the module docs); `axes`: the
 /// transformed axes (`None`: the default above).
 #[track_caller]
 pub fn rfft2(a: &Array, n: Option<&[i32]>, axes: Option<&[i32]>, norm: FftNorm) -> Result<Array> {
@@ -214,7 +214,7 @@ pub fn rfft2(a: &Array, n: Option<&[i32]>, axes: Option<&[i32]>, norm: FftNorm) 
 
 /// Inverse of [`rfft2`] (default axes: the last two).
 ///
-/// `n`: output sizes along `axes` (`None`: see the [module docs](self)); `axes`: the
+/// `n`: output sizes along `axes` (`None`: see the module docs); `axes`: the
 /// transformed axes (`None`: the default above).
 #[track_caller]
 pub fn irfft2(a: &Array, n: Option<&[i32]>, axes: Option<&[i32]>, norm: FftNorm) -> Result<Array> {
@@ -235,7 +235,7 @@ pub fn irfft2(a: &Array, n: Option<&[i32]>, axes: Option<&[i32]>, norm: FftNorm)
 
 /// N-dimensional Fourier transform (default axes: all, or the last `n.len()`).
 ///
-/// `n`: output sizes along `axes` (`None`: see the [module docs](self)); `axes`: the
+/// `n`: output sizes along `axes` (`None`: see the module docs); `axes`: the
 /// transformed axes (`None`: the default above).
 #[track_caller]
 pub fn fftn(a: &Array, n: Option<&[i32]>, axes: Option<&[i32]>, norm: FftNorm) -> Result<Array> {
@@ -256,7 +256,7 @@ pub fn fftn(a: &Array, n: Option<&[i32]>, axes: Option<&[i32]>, norm: FftNorm) -
 
 /// Inverse of [`fftn`] (default axes: all, or the last `n.len()`).
 ///
-/// `n`: output sizes along `axes` (`None`: see the [module docs](self)); `axes`: the
+/// `n`: output sizes along `axes` (`None`: see the module docs); `axes`: the
 /// transformed axes (`None`: the default above).
 #[track_caller]
 pub fn ifftn(a: &Array, n: Option<&[i32]>, axes: Option<&[i32]>, norm: FftNorm) -> Result<Array> {
@@ -277,7 +277,7 @@ pub fn ifftn(a: &Array, n: Option<&[i32]>, axes: Option<&[i32]>, norm: FftNorm) 
 
 /// N-dimensional real Fourier transform (default axes: all, or the last `n.len()`).
 ///
-/// `n`: output sizes along `axes` (`None`: see the [module docs](self)); `axes`: the
+/// `n`: output sizes along `axes` (`None`: see the module docs); `axes`: the
 /// transformed axes (`None`: the default above).
 #[track_caller]
 pub fn rfftn(a: &Array, n: Option<&[i32]>, axes: Option<&[i32]>, norm: FftNorm) -> Result<Array> {
@@ -298,7 +298,7 @@ pub fn rfftn(a: &Array, n: Option<&[i32]>, axes: Option<&[i32]>, norm: FftNorm) 
 
 /// Inverse of [`rfftn`] (default axes: all, or the last `n.len()`).
 ///
-/// `n`: output sizes along `axes` (`None`: see the [module docs](self)); `axes`: the
+/// `n`: output sizes along `axes` (`None`: see the module docs); `axes`: the
 /// transformed axes (`None`: the default above).
 #[track_caller]
 pub fn irfftn(a: &Array, n: Option<&[i32]>, axes: Option<&[i32]>, norm: FftNorm) -> Result<Array> {

@@ -67,7 +67,7 @@ pub fn get_memory_limit() -> Result<usize> {
 }
 
 /// Sets the memory limit (see [`get_memory_limit`]); returns the previous limit. Arrays
-/// that do not fit under it are refused when they are made (see the [module docs](self)).
+/// that do not fit under it are refused when they are made (see the `ops::indexing` notes in `docs/bad-input.md`).
 #[track_caller]
 pub fn set_memory_limit(limit: usize) -> Result<usize> {
     let mut prev = 0;

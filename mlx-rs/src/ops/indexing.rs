@@ -128,7 +128,7 @@ fn owned<A: AsRef<Array>>(indices: &[A]) -> Vec<Array> {
 
 /// Elements of the flattened `a` at `indices` (the result has the shape of `indices`).
 ///
-/// Out-of-range index values are clamped (see the [module docs](self)); an empty `a`
+/// Out-of-range index values are clamped (see the `ops::indexing` notes in `docs/bad-input.md`); an empty `a`
 /// with a non-empty `indices` is an error.
 #[track_caller]
 pub fn take(a: &Array, indices: &Array) -> Result<Array> {
@@ -138,7 +138,7 @@ pub fn take(a: &Array, indices: &Array) -> Result<Array> {
 
 /// Slices of `a` along `axis` at `indices` (that axis is replaced by the shape of `indices`).
 ///
-/// Out-of-range index values are clamped (see the [module docs](self)).
+/// Out-of-range index values are clamped (see the `ops::indexing` notes in `docs/bad-input.md`).
 #[track_caller]
 pub fn take_axis(a: &Array, indices: &Array, axis: i32) -> Result<Array> {
     let idx = read_indices(a, &[indices], &[axis], None, "take")?.remove(0);
@@ -148,7 +148,7 @@ pub fn take_axis(a: &Array, indices: &Array, axis: i32) -> Result<Array> {
 /// Elements of `a` picked along `axis` by `indices`, which broadcasts with `a` on the
 /// other axes (NumPy's `take_along_axis`).
 ///
-/// Out-of-range index values are clamped (see the [module docs](self)).
+/// Out-of-range index values are clamped (see the `ops::indexing` notes in `docs/bad-input.md`).
 #[track_caller]
 pub fn take_along_axis(a: &Array, indices: &Array, axis: i32) -> Result<Array> {
     let idx = read_indices(a, &[indices], &[axis], None, "take_along_axis")?.remove(0);
@@ -157,7 +157,7 @@ pub fn take_along_axis(a: &Array, indices: &Array, axis: i32) -> Result<Array> {
 
 /// `a` with `values` written along `axis` at `indices` (the inverse of [`take_along_axis`]).
 ///
-/// Values at out-of-range indices are dropped (see the [module docs](self)).
+/// Values at out-of-range indices are dropped (see the `ops::indexing` notes in `docs/bad-input.md`).
 #[track_caller]
 pub fn put_along_axis(a: &Array, indices: &Array, values: &Array, axis: i32) -> Result<Array> {
     let loc = Location::caller();
@@ -191,7 +191,7 @@ fn check_index_axes(op: &str, n_indices: usize, axes: &[i32]) -> Result<()> {
 /// The result has shape `broadcast(indices).shape + slice_sizes`.
 ///
 /// Negative index values count from the end; values out of range are clamped so that
-/// the whole slice lies inside `a` (see the [module docs](self)).
+/// the whole slice lies inside `a` (see the `ops::indexing` notes in `docs/bad-input.md`).
 #[track_caller]
 pub fn gather<A: AsRef<Array>>(
     a: &Array,
@@ -218,7 +218,7 @@ pub fn gather<A: AsRef<Array>>(
 
 /// [`gather`] with one index array for one `axis`.
 ///
-/// Out-of-range index values are clamped (see the [module docs](self)).
+/// Out-of-range index values are clamped (see the `ops::indexing` notes in `docs/bad-input.md`).
 #[track_caller]
 pub fn gather_single(a: &Array, indices: &Array, axis: i32, slice_sizes: &[i32]) -> Result<Array> {
     let idx = read_indices(a, &[indices], &[axis], Some(slice_sizes), "gather")?.remove(0);
@@ -241,7 +241,7 @@ pub fn gather_single(a: &Array, indices: &Array, axis: i32, slice_sizes: &[i32])
 /// `indices[i]` (broadcast together) index `axes[i]`; `updates` has shape
 /// `broadcast(indices).shape + slice shape`, where the slice has `a`'s number of dimensions.
 ///
-/// Updates at out-of-range indices are dropped (see the [module docs](self)).
+/// Updates at out-of-range indices are dropped (see the `ops::indexing` notes in `docs/bad-input.md`).
 #[track_caller]
 pub fn scatter<A: AsRef<Array>>(
     a: &Array,
@@ -271,7 +271,7 @@ pub fn scatter<A: AsRef<Array>>(
 
 /// [`scatter`] with one index array for one `axis`.
 ///
-/// Updates at out-of-range indices are dropped (see the [module docs](self)).
+/// Updates at out-of-range indices are dropped (see the `ops::indexing` notes in `docs/bad-input.md`).
 #[track_caller]
 pub fn scatter_single(a: &Array, indices: &Array, updates: &Array, axis: i32) -> Result<Array> {
     let loc = Location::caller();
@@ -295,7 +295,7 @@ pub fn scatter_single(a: &Array, indices: &Array, updates: &Array, axis: i32) ->
 /// `indices[i]` (broadcast together) index `axes[i]`; `updates` has shape
 /// `broadcast(indices).shape + slice shape`, where the slice has `a`'s number of dimensions.
 ///
-/// Updates at out-of-range indices are dropped (see the [module docs](self)).
+/// Updates at out-of-range indices are dropped (see the `ops::indexing` notes in `docs/bad-input.md`).
 #[track_caller]
 pub fn scatter_add<A: AsRef<Array>>(
     a: &Array,
@@ -325,7 +325,7 @@ pub fn scatter_add<A: AsRef<Array>>(
 
 /// [`scatter_add`] with one index array for one `axis`.
 ///
-/// Updates at out-of-range indices are dropped (see the [module docs](self)).
+/// Updates at out-of-range indices are dropped (see the `ops::indexing` notes in `docs/bad-input.md`).
 #[track_caller]
 pub fn scatter_add_single(a: &Array, indices: &Array, updates: &Array, axis: i32) -> Result<Array> {
     let loc = Location::caller();
@@ -356,7 +356,7 @@ pub fn scatter_add_single(a: &Array, indices: &Array, updates: &Array, axis: i32
 /// `indices[i]` (broadcast together) index `axes[i]`; `updates` has shape
 /// `broadcast(indices).shape + slice shape`, where the slice has `a`'s number of dimensions.
 ///
-/// Updates at out-of-range indices are dropped (see the [module docs](self)).
+/// Updates at out-of-range indices are dropped (see the `ops::indexing` notes in `docs/bad-input.md`).
 #[track_caller]
 pub fn scatter_max<A: AsRef<Array>>(
     a: &Array,
@@ -386,7 +386,7 @@ pub fn scatter_max<A: AsRef<Array>>(
 
 /// [`scatter_max`] with one index array for one `axis`.
 ///
-/// Updates at out-of-range indices are dropped (see the [module docs](self)).
+/// Updates at out-of-range indices are dropped (see the `ops::indexing` notes in `docs/bad-input.md`).
 #[track_caller]
 pub fn scatter_max_single(a: &Array, indices: &Array, updates: &Array, axis: i32) -> Result<Array> {
     let loc = Location::caller();
@@ -417,7 +417,7 @@ pub fn scatter_max_single(a: &Array, indices: &Array, updates: &Array, axis: i32
 /// `indices[i]` (broadcast together) index `axes[i]`; `updates` has shape
 /// `broadcast(indices).shape + slice shape`, where the slice has `a`'s number of dimensions.
 ///
-/// Updates at out-of-range indices are dropped (see the [module docs](self)).
+/// Updates at out-of-range indices are dropped (see the `ops::indexing` notes in `docs/bad-input.md`).
 #[track_caller]
 pub fn scatter_min<A: AsRef<Array>>(
     a: &Array,
@@ -447,7 +447,7 @@ pub fn scatter_min<A: AsRef<Array>>(
 
 /// [`scatter_min`] with one index array for one `axis`.
 ///
-/// Updates at out-of-range indices are dropped (see the [module docs](self)).
+/// Updates at out-of-range indices are dropped (see the `ops::indexing` notes in `docs/bad-input.md`).
 #[track_caller]
 pub fn scatter_min_single(a: &Array, indices: &Array, updates: &Array, axis: i32) -> Result<Array> {
     let loc = Location::caller();
@@ -478,7 +478,7 @@ pub fn scatter_min_single(a: &Array, indices: &Array, updates: &Array, axis: i32
 /// `indices[i]` (broadcast together) index `axes[i]`; `updates` has shape
 /// `broadcast(indices).shape + slice shape`, where the slice has `a`'s number of dimensions.
 ///
-/// Updates at out-of-range indices are dropped (see the [module docs](self)).
+/// Updates at out-of-range indices are dropped (see the `ops::indexing` notes in `docs/bad-input.md`).
 #[track_caller]
 pub fn scatter_prod<A: AsRef<Array>>(
     a: &Array,
@@ -508,7 +508,7 @@ pub fn scatter_prod<A: AsRef<Array>>(
 
 /// [`scatter_prod`] with one index array for one `axis`.
 ///
-/// Updates at out-of-range indices are dropped (see the [module docs](self)).
+/// Updates at out-of-range indices are dropped (see the `ops::indexing` notes in `docs/bad-input.md`).
 #[track_caller]
 pub fn scatter_prod_single(
     a: &Array,
@@ -542,7 +542,7 @@ pub fn scatter_prod_single(
 /// `a` with `values` added along `axis` at `indices` (the accumulating form of
 /// [`put_along_axis`]).
 ///
-/// Values at out-of-range indices are dropped (see the [module docs](self)).
+/// Values at out-of-range indices are dropped (see the `ops::indexing` notes in `docs/bad-input.md`).
 #[track_caller]
 pub fn scatter_add_axis(a: &Array, indices: &Array, values: &Array, axis: i32) -> Result<Array> {
     let loc = Location::caller();
@@ -614,7 +614,7 @@ pub fn slice(a: &Array, start: &[i32], stop: &[i32], strides: &[i32]) -> Result<
 /// axes), so the start can be computed lazily.
 ///
 /// Negative starts count from the end; starts are clamped so that the slice lies inside
-/// `a` (see the [module docs](self)).
+/// `a` (see the `ops::indexing` notes in `docs/bad-input.md`).
 #[track_caller]
 pub fn slice_dynamic(a: &Array, start: &Array, axes: &[i32], slice_size: &[i32]) -> Result<Array> {
     let spans = (slice_size.len() == a.ndim()).then_some(slice_size);
@@ -799,7 +799,7 @@ pub fn slice_update_prod(
 /// `start` replaced by `update` (whose shape gives the slice size).
 ///
 /// Negative starts count from the end; starts are clamped so that the slice lies inside
-/// `src` (see the [module docs](self)).
+/// `src` (see the `ops::indexing` notes in `docs/bad-input.md`).
 #[track_caller]
 pub fn slice_update_dynamic(
     src: &Array,
