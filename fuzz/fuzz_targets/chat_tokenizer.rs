@@ -54,17 +54,27 @@ fn tiny_tokenizer(nfc: bool) -> Tokenizer {
         vocab.insert(byte_str(p), json!(256 + i as u32));
         merges.push(json!([byte_str(&p[..1]), byte_str(&p[1..])]));
     }
-    let added: Vec<Value> = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"]
-        .iter()
-        .enumerate()
-        .map(|(i, t)| {
-            json!({"id": 261 + i, "content": t, "single_word": false, "lstrip": false,
+    let added: Vec<Value> = [
+        "<|endoftext|>",
+        "<|im_start|>",
+        "<|im_end|>",
+        "<think>",
+        "</think>",
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, t)| {
+        json!({"id": 261 + i, "content": t, "single_word": false, "lstrip": false,
                    "rstrip": false, "normalized": false, "special": !t.contains("think")})
-        })
-        .collect();
+    })
+    .collect();
     let byte_level = json!({"type": "ByteLevel", "add_prefix_space": false,
                             "trim_offsets": false, "use_regex": true});
-    let normalizer = if nfc { json!({"type": "NFC"}) } else { Value::Null };
+    let normalizer = if nfc {
+        json!({"type": "NFC"})
+    } else {
+        Value::Null
+    };
     let doc = json!({
         "version": "1.0", "truncation": null, "padding": null, "added_tokens": added,
         "normalizer": normalizer,
@@ -73,7 +83,11 @@ fn tiny_tokenizer(nfc: bool) -> Tokenizer {
                   "continuing_subword_prefix": "", "end_of_word_suffix": "", "fuse_unk": false,
                   "byte_fallback": false, "ignore_merges": false, "vocab": vocab, "merges": merges}
     });
-    let path = scratch(if nfc { "tokenizer-nfc.json" } else { "tokenizer.json" });
+    let path = scratch(if nfc {
+        "tokenizer-nfc.json"
+    } else {
+        "tokenizer.json"
+    });
     std::fs::write(&path, serde_json::to_string(&doc).unwrap()).unwrap();
     Tokenizer::from_file(&path).expect("the tiny tokenizer loads")
 }
@@ -97,20 +111,30 @@ fn check_stream(tok: &Tokenizer, ids: &[u32], skip_special: bool) {
         match stream.push(id) {
             Ok(chunk) => text.push_str(&chunk),
             Err(_) => {
-                assert!(full.is_err(), "the stream rejects id {id}, decode accepts it");
+                assert!(
+                    full.is_err(),
+                    "the stream rejects id {id}, decode accepts it"
+                );
                 return;
             }
         }
     }
     text.push_str(&stream.finish());
     assert!(!stream.has_pending());
-    assert_eq!(text, full.expect("decode of known ids"), "stream vs decode of {ids:?}");
+    assert_eq!(
+        text,
+        full.expect("decode of known ids"),
+        "stream vs decode of {ids:?}"
+    );
 }
 
 fn check_text(tok: &Tokenizer, text: &str, exact: bool) {
     let ids = tok.encode(text).expect("encoding text");
     for &id in &ids {
-        assert!((id as usize) < tok.vocab_size(), "id {id} outside the vocabulary");
+        assert!(
+            (id as usize) < tok.vocab_size(),
+            "id {id} outside the vocabulary"
+        );
     }
     let decoded = tok.decode(&ids, false).expect("decoding encoded ids");
     if exact {

@@ -25,10 +25,9 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     // Round trip of what evaluated: same names, shapes, dtypes and bytes.
-    let Ok(image) = io::save_safetensors_writer(
-        good.iter().map(|(n, a, _)| (n.as_str(), a)),
-        &st.metadata,
-    ) else {
+    let Ok(image) =
+        io::save_safetensors_writer(good.iter().map(|(n, a, _)| (n.as_str(), a)), &st.metadata)
+    else {
         return;
     };
     let back = io::load_safetensors_reader(image).expect("reloading a saved image");

@@ -107,6 +107,22 @@ fn bad_input_table() {
         "io::load_reader(bytes)",
         io::load_reader(&neg[..]),
     );
+    let long = b"\x93NUMPY\x02\x00\x40\xff\xff\xff{'descr': '<f4', 'shape': (2,), }";
+    t.err(
+        "`.npy` header length field past the end (4 GiB)",
+        "io::load_reader(bytes)",
+        io::load_reader(&long[..]),
+    );
+    let name = "%n%s%x";
+    let header =
+        format!("{{\"{name}\":{{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}}}");
+    let mut pct = (header.len() as u64).to_le_bytes().to_vec();
+    pct.extend_from_slice(header.as_bytes());
+    t.err(
+        "`%` conversions in a tensor name (MLX quotes it)",
+        "io::load_safetensors_reader(bytes)",
+        io::load_safetensors_reader(pct),
+    );
     t.err(
         "safetensors truncated",
         "io::load_safetensors(path)",
