@@ -324,15 +324,31 @@ fn logits(args: LogitsArgs) -> Result<()> {
 }
 
 /// A file written beside its destination and renamed over it once complete; removed if
-/// dropped before [`PartialFile::write`] succeeds.
+/// dropped before [`PartialFile::write`] succeeds. A destination that exists and is not a
+/// regular file (a device such as `/dev/stdout`, a pipe) is written in place: renaming over
+/// it would replace the device node.
 struct PartialFile {
-    path: PathBuf,
+    /// The temporary file, or `None` when writing straight into `dest`.
+    path: Option<PathBuf>,
     dest: PathBuf,
     file: Option<File>,
 }
 
 impl PartialFile {
     fn create(dest: &Path) -> Result<PartialFile> {
+        if let Ok(meta) = std::fs::metadata(dest) {
+            if !meta.is_file() {
+                let file = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(dest)
+                    .with_context(|| format!("cannot write --out {}", dest.display()))?;
+                return Ok(PartialFile {
+                    path: None,
+                    dest: dest.to_path_buf(),
+                    file: Some(file),
+                });
+            }
+        }
         let name = dest
             .file_name()
             .with_context(|| format!("--out {} has no file name", dest.display()))?;
@@ -343,7 +359,7 @@ impl PartialFile {
         let file = File::create(&path)
             .with_context(|| format!("cannot write --out {}", dest.display()))?;
         Ok(PartialFile {
-            path,
+            path: Some(path),
             dest: dest.to_path_buf(),
             file: Some(file),
         })
@@ -351,17 +367,26 @@ impl PartialFile {
 
     fn write(mut self, fill: impl FnOnce(&File) -> io::Result<()>) -> Result<()> {
         let file = self.file.take().expect("written once");
+        let dest = self.dest.clone();
         fill(&file)
-            .and_then(|()| file.sync_all())
-            .and_then(|()| std::fs::rename(&self.path, &self.dest))
-            .with_context(|| format!("cannot write {}", self.dest.display()))
+            .and_then(|()| match self.path.take() {
+                Some(path) => file
+                    .sync_all()
+                    .and_then(|()| std::fs::rename(&path, &dest))
+                    .inspect_err(|_| {
+                        let _ = std::fs::remove_file(&path);
+                    }),
+                None => Ok(()),
+            })
+            .with_context(|| format!("cannot write {}", dest.display()))
     }
 }
 
 impl Drop for PartialFile {
     fn drop(&mut self) {
-        // Gone already when the rename succeeded.
-        let _ = std::fs::remove_file(&self.path);
+        if let Some(path) = &self.path {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 
