@@ -851,7 +851,11 @@ mod tests {
     fn prompt_ids_match_the_peer() {
         // benches/qwen3_5_peer.py's prompt_ids(4, 32000, 0) and prompt_ids(3, 248320, 7).
         assert_eq!(prompt_ids(4, 32000, 0), [2774, 24153, 21196, 16870]);
-        assert_eq!(prompt_ids(3, 248320, 7), [1532, 125147, 83072]);
+        // The caller caps the limit at the real vocabulary, as the peer does.
+        assert_eq!(
+            prompt_ids(3, 248320.min(QWEN3_5_REAL_VOCAB_SIZE), 7),
+            [1532, 125147, 83072]
+        );
     }
 
     #[test]
