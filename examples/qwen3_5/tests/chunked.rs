@@ -132,14 +132,8 @@ fn assert_near(what: &str, actual: &Array, expected: &Array, tol: f32, rtol: f32
     );
 }
 
-fn check(
-    what: &str,
-    x: &Inputs,
-    chunk: i32,
-    out_rtol: f32,
-) -> (Array, Array) {
-    let (y, s) = gated_delta_chunked(&x.q, &x.k, &x.v, &x.log_g, &x.beta, &x.state, chunk)
-        .unwrap();
+fn check(what: &str, x: &Inputs, chunk: i32, out_rtol: f32) -> (Array, Array) {
+    let (y, s) = gated_delta_chunked(&x.q, &x.k, &x.v, &x.log_g, &x.beta, &x.state, chunk).unwrap();
     let g = ops::exp(&x.log_g).unwrap();
     let (y_ref, s_ref) = gated_delta_sequential(&x.q, &x.k, &x.v, &g, &x.beta, &x.state).unwrap();
     assert_eq!(y.dtype(), x.q.dtype(), "{what}: output dtype");
@@ -154,7 +148,17 @@ fn matches_sequential_on_odd_lengths_f32() {
     cpu(|| {
         for (i, &t) in [1, 2, 63, 64, 65, 130, 200].iter().enumerate() {
             for with_state in [false, true] {
-                let x = inputs(1, t, 4, 4, 32, 16, Dtype::Float32, with_state, 10 * i as u64);
+                let x = inputs(
+                    1,
+                    t,
+                    4,
+                    4,
+                    32,
+                    16,
+                    Dtype::Float32,
+                    with_state,
+                    10 * i as u64,
+                );
                 check(
                     &format!("T={t}, state={with_state}, Hv=Hk"),
                     &x,
@@ -172,7 +176,17 @@ fn matches_sequential_with_more_value_heads() {
         for (i, &t) in [1, 65, 130].iter().enumerate() {
             for with_state in [false, true] {
                 // Hv = 3·Hk, batch 2, Dk ≠ Dv.
-                let x = inputs(2, t, 2, 6, 32, 24, Dtype::Float32, with_state, 100 + i as u64);
+                let x = inputs(
+                    2,
+                    t,
+                    2,
+                    6,
+                    32,
+                    24,
+                    Dtype::Float32,
+                    with_state,
+                    100 + i as u64,
+                );
                 check(
                     &format!("T={t}, state={with_state}, Hv=3Hk"),
                     &x,
@@ -189,7 +203,17 @@ fn matches_sequential_with_bf16_inputs() {
     cpu(|| {
         for (i, &t) in [1, 63, 65, 200].iter().enumerate() {
             for (hk, hv) in [(4, 4), (2, 4)] {
-                let x = inputs(1, t, hk, hv, 64, 32, Dtype::Bfloat16, i % 2 == 1, 200 + i as u64);
+                let x = inputs(
+                    1,
+                    t,
+                    hk,
+                    hv,
+                    64,
+                    32,
+                    Dtype::Bfloat16,
+                    i % 2 == 1,
+                    200 + i as u64,
+                );
                 check(
                     &format!("bf16, T={t}, Hk={hk}, Hv={hv}"),
                     &x,
@@ -286,7 +310,8 @@ fn host_reference(x: &Inputs) -> (Vec<f32>, Vec<f32>) {
                     for (j, e) in row.iter_mut().enumerate() {
                         *e += delta * qk(&k, j);
                     }
-                    y[((bi * t + ti) * hv + h) * dv + r] = (0..dk).map(|j| row[j] * qk(&q, j)).sum();
+                    y[((bi * t + ti) * hv + h) * dv + r] =
+                        (0..dk).map(|j| row[j] * qk(&q, j)).sum();
                 }
             }
         }
@@ -320,7 +345,11 @@ fn prefill_setting_switches_forms() {
         chunked::set_prefill_chunk(None).unwrap();
         let (y_seq, _) = chunked::prefill(&x.q, &x.k, &x.v, &x.log_g, &x.beta, &x.state).unwrap();
         assert!(chunked::set_prefill_chunk(Some(0)).is_err());
-        assert_eq!(chunked::prefill_chunk(), None, "a rejected value changes nothing");
+        assert_eq!(
+            chunked::prefill_chunk(),
+            None,
+            "a rejected value changes nothing"
+        );
         chunked::set_prefill_chunk(Some(DEFAULT_CHUNK)).unwrap();
         let g = ops::exp(&x.log_g).unwrap();
         let (y_ref, _) = gated_delta_sequential(&x.q, &x.k, &x.v, &g, &x.beta, &x.state).unwrap();
@@ -343,9 +372,19 @@ fn bad_inputs_are_errors() {
         };
         assert!(msg(run(&x.q, &x.k, &x.v, &x.log_g, &x.beta, &x.state, 0)).contains("chunk"));
         let k3 = ops::zeros(&[1, 10, 3, 16], Dtype::Float32).unwrap();
-        assert!(msg(run(&k3, &k3, &x.v, &x.log_g, &x.beta, &x.state, 64))
-            .contains("not a multiple"));
-        assert!(msg(run(&x.q, &x.q.reshape(&[1, 10, 32]).unwrap(), &x.v, &x.log_g, &x.beta, &x.state, 64)).contains("differs"));
+        assert!(
+            msg(run(&k3, &k3, &x.v, &x.log_g, &x.beta, &x.state, 64)).contains("not a multiple")
+        );
+        assert!(msg(run(
+            &x.q,
+            &x.q.reshape(&[1, 10, 32]).unwrap(),
+            &x.v,
+            &x.log_g,
+            &x.beta,
+            &x.state,
+            64
+        ))
+        .contains("differs"));
         let short_g = ops::zeros(&[1, 9, 4], Dtype::Float32).unwrap();
         assert!(msg(run(&x.q, &x.k, &x.v, &short_g, &x.beta, &x.state, 64)).contains("log_g"));
         let bad_state = ops::zeros(&[1, 4, 16, 8], Dtype::Float32).unwrap();
@@ -371,7 +410,8 @@ fn timing_of_both_forms() {
                 mlx_rs::eval(&[&y, &s]).unwrap();
                 let chunked = start.elapsed();
                 let start = std::time::Instant::now();
-                let (y, s) = gated_delta_sequential(&x.q, &x.k, &x.v, &g, &x.beta, &x.state).unwrap();
+                let (y, s) =
+                    gated_delta_sequential(&x.q, &x.k, &x.v, &g, &x.beta, &x.state).unwrap();
                 mlx_rs::eval(&[&y, &s]).unwrap();
                 let sequential = start.elapsed();
                 println!("T={t} round {round}: chunked {chunked:?}, sequential {sequential:?}");

@@ -192,14 +192,13 @@ pub fn gated_delta_chunked(
     };
     for i in 0..n {
         let v_new = at(&u, i)?.subtract(&ops::matmul(&at(&w, i)?, &s_t)?)?;
-        let y = ops::matmul(&at(&q_decayed, i)?, &s_t)?
-            .add(&ops::matmul(&at(&intra, i)?, &v_new)?)?;
+        let y =
+            ops::matmul(&at(&q_decayed, i)?, &s_t)?.add(&ops::matmul(&at(&intra, i)?, &v_new)?)?;
         ys.push(y);
         let carry = ops::expand_dims(&at(&chunk_decay, i)?, -1)?; // [B, H, 1, 1]
-        s_t = s_t.multiply(&carry)?.add(&ops::matmul(
-            &at(&k_decayed, i)?.swapaxes(-1, -2)?,
-            &v_new,
-        )?)?;
+        s_t = s_t
+            .multiply(&carry)?
+            .add(&ops::matmul(&at(&k_decayed, i)?.swapaxes(-1, -2)?, &v_new)?)?;
     }
 
     // [B, H, N·C, Dv] → [B, T, H, Dv].
@@ -278,11 +277,7 @@ fn check_shapes(
     let (b, t, hk, dk) = (q.dim(0)?, q.dim(1)?, q.dim(2)?, q.dim(3)?);
     let (hv, dv) = (v.dim(2)?, v.dim(3)?);
     if k.shape() != q.shape() {
-        return bad(format!(
-            "k {:?} differs from q {:?}",
-            k.shape(),
-            q.shape()
-        ));
+        return bad(format!("k {:?} differs from q {:?}", k.shape(), q.shape()));
     }
     if v.dim(0)? != b || v.dim(1)? != t {
         return bad(format!(
