@@ -135,3 +135,34 @@ impl Embedding {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mlx_rs::random;
+
+    #[test]
+    fn row_major_copy_gives_the_same_product() {
+        let cpu = mlx_rs::Device::cpu();
+        mlx_rs::with_device(&cpu, || {
+            let key = random::key(3).unwrap();
+            let w = random::normal(&[96, 64], Dtype::Float32, 0.0, 1.0, Some(&key)).unwrap();
+            for rows in [1, CPU_F32_ROW_MAJOR_ROWS - 1, CPU_F32_ROW_MAJOR_ROWS, 100] {
+                let key = random::key(rows as u64).unwrap();
+                let x =
+                    random::normal(&[1, rows, 64], Dtype::Float32, 0.0, 1.0, Some(&key)).unwrap();
+                let got = Linear::Dense(w.clone()).forward(&x).unwrap();
+                let want = ops::matmul(&x, &ops::transpose(&w).unwrap()).unwrap();
+                assert_eq!(got.shape(), &[1, rows, 96]);
+                let (g, e) = (got.to_vec::<f32>().unwrap(), want.to_vec::<f32>().unwrap());
+                for (a, b) in g.iter().zip(&e) {
+                    assert!(
+                        (a - b).abs() <= 1e-4 * (1.0 + b.abs()),
+                        "{rows} rows: {a} vs {b}"
+                    );
+                }
+            }
+        })
+        .unwrap();
+    }
+}
