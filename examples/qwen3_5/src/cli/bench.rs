@@ -43,10 +43,10 @@ pub struct BenchArgs {
     #[arg(long, value_enum, default_value_t = BenchDtype::Bfloat16)]
     pub dtype: BenchDtype,
     /// Prompt length in tokens (random ids).
-    #[arg(long, value_name = "N", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, value_name = "N", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..), allow_negative_numbers = true)]
     pub prompt: u32,
     /// Tokens to generate (greedy).
-    #[arg(long, value_name = "M", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, value_name = "M", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..), allow_negative_numbers = true)]
     pub gen: u32,
     /// Quantize linear and embedding weights to 4 or 8 bits (affine, group 64).
     #[arg(long, value_name = "BITS", value_parser = parse_bits)]
@@ -64,10 +64,10 @@ pub struct BenchArgs {
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
     /// MLX memory limit in GB (both sides).
-    #[arg(long, value_name = "GB", value_parser = parse_gb)]
+    #[arg(long, value_name = "GB", value_parser = parse_gb, allow_negative_numbers = true)]
     pub memory_limit: Option<f64>,
     /// Timed runs per side, alternating ours and the peer; medians are reported.
-    #[arg(long, value_name = "R", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, value_name = "R", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..), allow_negative_numbers = true)]
     pub rounds: u32,
     /// Random seed of weights and prompt.
     #[arg(long, default_value_t = 0)]
@@ -77,7 +77,7 @@ pub struct BenchArgs {
     pub sequential_prefill: bool,
     /// Chunk size of the chunked prefill.
     #[arg(long, hide = true, value_name = "C", default_value_t = chunked::DEFAULT_CHUNK,
-          value_parser = clap::value_parser!(i32).range(1..))]
+          value_parser = clap::value_parser!(i32).range(1..), allow_negative_numbers = true)]
     pub prefill_chunk: i32,
     /// The peer script (default: benches/qwen3_5_peer.py of this repository).
     #[arg(long, hide = true, value_name = "SCRIPT")]
@@ -199,7 +199,11 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let config =
         Config::from_json(&ours_json).with_context(|| format!("--config {}", args.config))?;
     let peer_script = match args.compare {
-        Some(Peer::MlxLm) => Some(find_peer_script(args.peer_script.as_deref())?),
+        Some(Peer::MlxLm) => {
+            let script = find_peer_script(args.peer_script.as_deref())?;
+            check_peer_python(&args.python)?;
+            Some(script)
+        }
         None => None,
     };
     if let Some(json) = &args.json {
@@ -739,6 +743,27 @@ fn write_temp_config(config: &Value) -> Result<TempConfig> {
     Ok(TempConfig(path))
 }
 
+/// Fails early (before building our model) when the peer's Python cannot import mlx-lm.
+fn check_peer_python(python: &str) -> Result<()> {
+    let out = Command::new(python)
+        .args([
+            "-c",
+            "import mlx.core, mlx_lm, mlx_lm.generate, mlx_lm.models.qwen3_5",
+        ])
+        .output()
+        .with_context(|| format!("--compare mlx-lm: cannot run {python}"))?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let last = err
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("");
+        bail!("--compare mlx-lm: {python} cannot import mlx-lm's qwen3_5 model: {last}");
+    }
+    Ok(())
+}
+
 fn run_peer(args: &BenchArgs, script: &Path, config: &Path) -> Result<PeerRun> {
     let mut cmd = Command::new(&args.python);
     cmd.arg(script)
@@ -849,13 +874,10 @@ mod tests {
 
     #[test]
     fn prompt_ids_match_the_peer() {
-        // benches/qwen3_5_peer.py's prompt_ids(4, 32000, 0) and prompt_ids(3, 248320, 7).
+        // benches/qwen3_5_peer.py: prompt_ids(4, 32000, 0) and prompt_ids(3, 248320, 7), which
+        // clamps the vocabulary to the 248077 real ids.
         assert_eq!(prompt_ids(4, 32000, 0), [2774, 24153, 21196, 16870]);
-        // The caller caps the limit at the real vocabulary, as the peer does.
-        assert_eq!(
-            prompt_ids(3, 248320.min(QWEN3_5_REAL_VOCAB_SIZE), 7),
-            [1532, 125147, 83072]
-        );
+        assert_eq!(prompt_ids(3, 248077, 7), [1532, 125147, 83072]);
     }
 
     #[test]

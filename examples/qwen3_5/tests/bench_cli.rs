@@ -1,0 +1,190 @@
+//! `qwen3_5 bench`: bad flags give one line and exit code 2; a tiny random model runs
+//! (dense and quantized) and writes the JSON report; with mlx-lm installed, the peer runs
+//! on the same random weights and produces the same greedy tokens.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use serde_json::{json, Value};
+
+fn bench(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_qwen3_5"))
+        .arg("bench")
+        .args(args)
+        .output()
+        .expect("the qwen3_5 binary runs")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn temp(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("qwen3_5-bench-test-{}-{name}", std::process::id()))
+}
+
+/// A tiny Qwen 3.5 config (3 DeltaNet layers with Hv = 2·Hk, one attention layer), every
+/// input width a multiple of 64 so that it quantizes.
+fn tiny_config(tag: &str) -> PathBuf {
+    let path = temp(&format!("{tag}-config.json"));
+    let config = json!({
+        "model_type": "qwen3_5",
+        "text_config": {
+            "model_type": "qwen3_5_text",
+            "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 4,
+            "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 32,
+            "linear_num_key_heads": 2, "linear_num_value_heads": 4,
+            "linear_key_head_dim": 32, "linear_value_head_dim": 16,
+            "linear_conv_kernel_dim": 4, "vocab_size": 256, "rms_norm_eps": 1e-6,
+            "full_attention_interval": 4, "tie_word_embeddings": true,
+            "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0,
+                                "partial_rotary_factor": 0.25}
+        }
+    });
+    std::fs::write(&path, config.to_string()).unwrap();
+    path
+}
+
+#[test]
+fn bad_flags_are_one_line_and_exit_2() {
+    for (args, needle) in [
+        (&["--config", "2b", "--quantize", "3"][..], "--quantize"),
+        (&["--config", "2b", "--dtype", "int8"], "--dtype"),
+        (&["--config", "2b", "--prompt", "0"], "--prompt"),
+        (&["--config", "2b", "--gen", "-5"], "--gen"),
+        (
+            &["--config", "2b", "--memory-limit", "-1"],
+            "--memory-limit",
+        ),
+        (&["--config", "2b", "--compare", "llama.cpp"], "--compare"),
+        (&["--config", "2b", "--device", "tpu"], "--device"),
+        (&[], "--config"),
+    ] {
+        let out = bench(args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+        assert!(
+            err.starts_with("error: ") && err.contains(needle),
+            "{args:?}: {err}"
+        );
+    }
+}
+
+#[test]
+fn bad_inputs_fail_before_the_run() {
+    let missing = temp("missing.json");
+    for (args, needle) in [
+        (
+            vec!["--config", missing.to_str().unwrap()],
+            "neither 2b, 0.8b nor a config.json",
+        ),
+        (vec!["--config", "Cargo.toml"], "not valid JSON"),
+        (
+            vec!["--config", "2b", "--json", "/nonexistent-dir/x.json"],
+            "does not exist",
+        ),
+        (
+            vec![
+                "--config",
+                "2b",
+                "--compare",
+                "mlx-lm",
+                "--python",
+                "/nonexistent/py",
+            ],
+            "cannot run /nonexistent/py",
+        ),
+    ] {
+        let out = bench(&args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+    // A config that parses as JSON but is not a Qwen 3.5 model.
+    let bad = temp("bad.json");
+    std::fs::write(&bad, r#"{"model_type": "llama"}"#).unwrap();
+    let out = bench(&["--config", bad.to_str().unwrap(), "--device", "cpu"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("model_type"), "{}", stderr(&out));
+    let _ = std::fs::remove_file(bad);
+}
+
+fn run_tiny(extra: &[&str], tag: &str) -> (String, Value) {
+    let config = tiny_config(tag);
+    let json_path = temp(&format!("{tag}.json"));
+    let mut args = vec![
+        "--config",
+        config.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--dtype",
+        "float32",
+        "--prompt",
+        "70",
+        "--gen",
+        "5",
+        "--json",
+        json_path.to_str().unwrap(),
+    ];
+    args.extend(extra);
+    let out = bench(&args);
+    assert!(out.status.success(), "{tag}: {}", stderr(&out));
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
+    let _ = std::fs::remove_file(json_path);
+    let _ = std::fs::remove_file(config);
+    (String::from_utf8_lossy(&out.stdout).into_owned(), report)
+}
+
+fn check_side(side: &Value, what: &str) {
+    for key in ["prefill_tps", "decode_tps", "peak_mem_bytes"] {
+        let v = side[key]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{what}: no {key}"));
+        assert!(v > 0.0, "{what}: {key} = {v}");
+    }
+}
+
+#[test]
+fn tiny_model_runs_and_reports() {
+    for (extra, tag) in [
+        (&[][..], "dense"),
+        (&["--quantize", "4"], "q4"),
+        (&["--sequential-prefill", "--rounds", "2"], "sequential"),
+    ] {
+        let (stdout, report) = run_tiny(extra, tag);
+        assert!(stdout.contains("prefill tok/s"), "{tag}: {stdout}");
+        assert!(report["device"].as_str().unwrap().starts_with("cpu"));
+        check_side(&report["ours"], tag);
+        assert!(report["peer"].is_null(), "{tag}: no peer was asked for");
+        let sequential = tag == "sequential";
+        assert_eq!(
+            report["prefill"] == json!("sequential"),
+            sequential,
+            "{tag}"
+        );
+    }
+}
+
+#[test]
+fn mlx_lm_peer_on_the_same_weights() {
+    let has_mlx_lm = Command::new("python3")
+        .args(["-c", "import mlx_lm.models.qwen3_5"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_mlx_lm {
+        eprintln!("skipped: python3 cannot import mlx_lm");
+        return;
+    }
+    let (stdout, report) = run_tiny(&["--compare", "mlx-lm"], "peer");
+    check_side(&report["ours"], "ours");
+    check_side(&report["peer"], "peer");
+    assert!(stdout.contains("ours/mlx-lm"), "{stdout}");
+    // float32, same random weights and prompt: the greedy tokens agree.
+    assert!(
+        stdout.contains("the first 5 of 5 agree"),
+        "greedy tokens differ: {stdout}"
+    );
+}
