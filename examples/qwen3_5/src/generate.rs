@@ -68,6 +68,13 @@ pub struct GenerationStats {
     pub generation_time: Duration,
     /// Peak MLX memory in bytes (since the process started or the peak was last reset).
     pub peak_memory: usize,
+    /// Host time spent building the decode steps' graphs (forward pass and sampling),
+    /// all steps together: with [`GenerationStats::submit_time`], what the host adds per
+    /// token when the device is fast.
+    pub build_time: Duration,
+    /// Host time spent handing the decode steps' graphs to MLX (`async_eval`: MLX walks
+    /// the graph and, on a GPU, encodes the kernels on this thread).
+    pub submit_time: Duration,
     /// Why it ended (`None` while running).
     pub finish_reason: Option<FinishReason>,
 }
@@ -199,6 +206,7 @@ impl Generation<'_> {
 
     /// Builds (and starts) the computation of the token that follows `input` (`[1, 1]`).
     fn step(&mut self, input: &Array) -> Result<Array> {
+        let started = Instant::now();
         let logits = self.model.forward_last(input, &mut self.cache)?;
         let token = self.sampler.sample(
             &logits,
@@ -213,7 +221,10 @@ impl Generation<'_> {
         }
         let mut to_eval = vec![&token];
         to_eval.extend(self.cache.arrays());
+        let built = Instant::now();
         mlx_rs::async_eval(&to_eval)?;
+        self.stats.build_time += built - started;
+        self.stats.submit_time += built.elapsed();
         Ok(token)
     }
 

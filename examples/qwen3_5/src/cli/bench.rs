@@ -147,6 +147,9 @@ struct Measured {
     prefill_tps_cpu: f64,
     /// Generated tokens per second of process CPU time.
     decode_tps_cpu: f64,
+    /// Ours only: host microseconds per decode step spent building the step's graph and
+    /// handing it to MLX (see `GenerationStats::build_time`).
+    host_us: Option<(f64, f64)>,
 }
 
 impl Measured {
@@ -157,6 +160,8 @@ impl Measured {
             "peak_mem_bytes": self.peak_mem_bytes,
             "prefill_tps_cpu": self.prefill_tps_cpu,
             "decode_tps_cpu": self.decode_tps_cpu,
+            "decode_build_us": self.host_us.map(|h| h.0),
+            "decode_submit_us": self.host_us.map(|h| h.1),
         })
     }
 
@@ -168,6 +173,11 @@ impl Measured {
             peak_mem_bytes: runs.iter().map(|r| r.peak_mem_bytes).max().unwrap_or(0),
             prefill_tps_cpu: median(runs.iter().map(|r| r.prefill_tps_cpu).collect()),
             decode_tps_cpu: median(runs.iter().map(|r| r.decode_tps_cpu).collect()),
+            host_us: runs.iter().all(|r| r.host_us.is_some()).then(|| {
+                let build = median(runs.iter().filter_map(|r| r.host_us).map(|h| h.0).collect());
+                let submit = median(runs.iter().filter_map(|r| r.host_us).map(|h| h.1).collect());
+                (build, submit)
+            }),
         }
     }
 }
@@ -257,12 +267,15 @@ pub fn run(args: BenchArgs) -> Result<()> {
     for round in 0..args.rounds {
         let (m, tokens) = timed(&model, &prompt, args.gen as usize)?;
         eprintln!(
-            "round {}: ours prefill {:.1} tok/s ({:.1}/cpu-s), decode {:.1} tok/s ({:.1}/cpu-s)",
+            "round {}: ours prefill {:.1} tok/s ({:.1}/cpu-s), decode {:.1} tok/s ({:.1}/cpu-s); \
+             host per step: {:.0} us building the graph, {:.0} us handing it to MLX",
             round + 1,
             m.prefill_tps,
             m.prefill_tps_cpu,
             m.decode_tps,
-            m.decode_tps_cpu
+            m.decode_tps_cpu,
+            m.host_us.map_or(f64::NAN, |h| h.0),
+            m.host_us.map_or(f64::NAN, |h| h.1),
         );
         ours_runs.push(m);
         ours_tokens = tokens;
@@ -587,6 +600,11 @@ fn generate(model: &Model, prompt: &[u32], max_tokens: usize) -> Result<(Vec<u32
     }
     let (wall2, cpu2) = (Instant::now(), cpu_seconds());
     let (wall1, cpu1) = first.ok_or_else(|| anyhow!("no token was generated"))?;
+    let steps = stream.stats().generated_tokens.max(1) as f64;
+    let host_us = (
+        stream.stats().build_time.as_secs_f64() * 1e6 / steps,
+        stream.stats().submit_time.as_secs_f64() * 1e6 / steps,
+    );
     Ok((
         tokens,
         Timing {
@@ -594,6 +612,7 @@ fn generate(model: &Model, prompt: &[u32], max_tokens: usize) -> Result<(Vec<u32
             prefill_cpu: cpu1 - cpu0,
             decode_wall: (wall2 - wall1).as_secs_f64(),
             decode_cpu: cpu2 - cpu1,
+            host_us,
         },
     ))
 }
@@ -604,6 +623,8 @@ struct Timing {
     prefill_cpu: f64,
     decode_wall: f64,
     decode_cpu: f64,
+    /// Host microseconds per step: graph building, handing to MLX.
+    host_us: (f64, f64),
 }
 
 /// CPU time of this process's live threads in seconds (Linux: the sum of
@@ -649,6 +670,7 @@ fn timed(model: &Model, prompt: &[u32], gen: usize) -> Result<(Measured, Vec<u32
             peak_mem_bytes: mlx_rs::memory::get_peak_memory()? as u64,
             prefill_tps_cpu: rate(prompt.len(), t.prefill_cpu),
             decode_tps_cpu: rate(gen - 1, t.decode_cpu),
+            host_us: Some(t.host_us),
         },
         tokens,
     ))
@@ -817,6 +839,7 @@ fn run_peer(args: &BenchArgs, script: &Path, config: &Path) -> Result<PeerRun> {
             peak_mem_bytes: num("peak_mem_bytes")? as u64,
             prefill_tps_cpu: v["prefill_tps_cpu"].as_f64().unwrap_or(f64::NAN),
             decode_tps_cpu: v["decode_tps_cpu"].as_f64().unwrap_or(f64::NAN),
+            host_us: None,
         },
         tokens: v["tokens"]
             .as_array()

@@ -3,7 +3,7 @@
 //! query head's projection.
 
 use super::fused::{self, DecodeMode};
-use super::linear::Linear;
+use super::linear::{Linear, Projections};
 use crate::cache::KvCache;
 use crate::config::TextConfig;
 use crate::error::Result;
@@ -12,9 +12,8 @@ use mlx_rs::{fast, ops, Array};
 
 /// One gated attention layer.
 pub struct Attention {
-    q_proj: Linear,
-    k_proj: Linear,
-    v_proj: Linear,
+    /// `q_proj` (queries and gate), `k_proj`, `v_proj`: one matmul when they join.
+    qkv_proj: Projections,
     o_proj: Linear,
     q_norm: Array,
     k_norm: Array,
@@ -36,10 +35,14 @@ impl Attention {
             c.hidden_size,
         );
         Ok(Attention {
-            q_proj: w.linear(&format!("{prefix}.q_proj"), h * d * 2, hidden)?,
-            k_proj: w.linear(&format!("{prefix}.k_proj"), kv * d, hidden)?,
-            v_proj: w.linear(&format!("{prefix}.v_proj"), kv * d, hidden)?,
-            o_proj: w.linear(&format!("{prefix}.o_proj"), hidden, h * d)?,
+            qkv_proj: Projections::new(vec![
+                w.linear(&format!("{prefix}.q_proj"), h * d * 2, hidden)?,
+                w.linear(&format!("{prefix}.k_proj"), kv * d, hidden)?,
+                w.linear(&format!("{prefix}.v_proj"), kv * d, hidden)?,
+            ])?,
+            o_proj: w
+                .linear(&format!("{prefix}.o_proj"), hidden, h * d)?
+                .for_current_device()?,
             q_norm: w.shifted_norm(&format!("{prefix}.q_norm.weight"), d)?,
             k_norm: w.shifted_norm(&format!("{prefix}.k_norm.weight"), d)?,
             heads: h,
@@ -56,13 +59,20 @@ impl Attention {
         let (b, l) = (x.dim(0)?, x.dim(1)?);
         let (h, kv, d) = (self.heads, self.kv_heads, self.head_dim);
 
-        let q_full = self.q_proj.forward(x)?.reshape(&[b, l, h, 2 * d])?;
+        let parts = self.qkv_proj.forward(x)?;
+        let [q_full, keys, values] = parts.as_slice() else {
+            return Err(crate::error::Error::InvalidArgument(format!(
+                "{} attention projections, expected 3",
+                parts.len()
+            )));
+        };
+        let q_full = q_full.reshape(&[b, l, h, 2 * d])?;
         let halves = ops::split(&q_full, 2, -1)?;
         let (queries, gate) = (&halves[0], &halves[1]);
         let gate = gate.reshape(&[b, l, h * d])?;
 
-        let keys = self.k_proj.forward(x)?.reshape(&[b, l, kv, d])?;
-        let values = self.v_proj.forward(x)?.reshape(&[b, l, kv, d])?;
+        let keys = keys.reshape(&[b, l, kv, d])?;
+        let values = values.reshape(&[b, l, kv, d])?;
 
         // A single token takes the compiled norms and gate (fused decode mode).
         let fused_step = l == 1 && DecodeMode::current().is_fused();

@@ -6,7 +6,7 @@
 //! fused decode kernels) plug in there and are checked against it.
 
 use super::fused::{self, DecodeMode, DeltaHeads};
-use super::linear::Linear;
+use super::linear::{Linear, Projections};
 use super::{scalar_like, silu};
 use crate::cache::DeltaNetCache;
 use crate::config::TextConfig;
@@ -16,10 +16,8 @@ use mlx_rs::{fast, ops, Array, Dtype};
 
 /// One Gated DeltaNet layer.
 pub struct GatedDeltaNet {
-    in_proj_qkv: Linear,
-    in_proj_z: Linear,
-    in_proj_b: Linear,
-    in_proj_a: Linear,
+    /// `in_proj_{qkv,z,b,a}`, one matmul when their weights join.
+    in_proj: Projections,
     /// Depthwise conv weight, MLX form `[C, K, 1]`.
     conv_weight: Array,
     a_log: Array,
@@ -44,10 +42,12 @@ impl GatedDeltaNet {
         let (dk, dv) = (c.linear_key_head_dim, c.linear_value_head_dim);
         let conv_dim = c.linear_conv_dim();
         Ok(GatedDeltaNet {
-            in_proj_qkv: w.linear(&format!("{prefix}.in_proj_qkv"), conv_dim, hidden)?,
-            in_proj_z: w.linear(&format!("{prefix}.in_proj_z"), hv * dv, hidden)?,
-            in_proj_b: w.linear(&format!("{prefix}.in_proj_b"), hv, hidden)?,
-            in_proj_a: w.linear(&format!("{prefix}.in_proj_a"), hv, hidden)?,
+            in_proj: Projections::new(vec![
+                w.linear(&format!("{prefix}.in_proj_qkv"), conv_dim, hidden)?,
+                w.linear(&format!("{prefix}.in_proj_z"), hv * dv, hidden)?,
+                w.linear(&format!("{prefix}.in_proj_b"), hv, hidden)?,
+                w.linear(&format!("{prefix}.in_proj_a"), hv, hidden)?,
+            ])?,
             conv_weight: w.conv_weight(
                 &format!("{prefix}.conv1d.weight"),
                 conv_dim,
@@ -56,7 +56,9 @@ impl GatedDeltaNet {
             a_log: w.float(&format!("{prefix}.A_log"), &[hv])?,
             dt_bias: w.float(&format!("{prefix}.dt_bias"), &[hv])?,
             norm: w.plain_norm(&format!("{prefix}.norm.weight"), dv)?,
-            out_proj: w.linear(&format!("{prefix}.out_proj"), hidden, hv * dv)?,
+            out_proj: w
+                .linear(&format!("{prefix}.out_proj"), hidden, hv * dv)?
+                .for_current_device()?,
             hk,
             hv,
             dk,
@@ -64,6 +66,14 @@ impl GatedDeltaNet {
             kernel: c.linear_conv_kernel_dim,
             eps: c.rms_norm_eps,
         })
+    }
+
+    /// The four input projections of `x`: `qkv`, `z`, `b` (β logits), `a`.
+    fn project(&self, x: &Array) -> Result<[Array; 4]> {
+        let parts: [Array; 4] = self.in_proj.forward(x)?.try_into().map_err(|p: Vec<_>| {
+            crate::error::Error::InvalidArgument(format!("{} projections, expected 4", p.len()))
+        })?;
+        Ok(parts)
     }
 
     /// Runs the layer over `x` (`[B, S, hidden]`), continuing from and updating `cache`.
@@ -76,10 +86,8 @@ impl GatedDeltaNet {
         let key_dim = hk * dk;
         let conv_dim = 2 * key_dim + hv * dv;
 
-        let qkv = self.in_proj_qkv.forward(x)?;
-        let z = self.in_proj_z.forward(x)?.reshape(&[b, s, hv, dv])?;
-        let beta_logits = self.in_proj_b.forward(x)?;
-        let a = self.in_proj_a.forward(x)?;
+        let [qkv, z, beta_logits, a] = self.project(x)?;
+        let z = z.reshape(&[b, s, hv, dv])?;
 
         // Causal depthwise conv over time, continuing from the carried inputs.
         let keep = self.kernel - 1;
@@ -184,10 +192,8 @@ impl GatedDeltaNet {
         let b = x.dim(0)?;
         let (hk, hv, dk, dv) = (self.hk, self.hv, self.dk, self.dv);
         let heads = DeltaHeads { hk, hv, dk, dv };
-        let qkv = self.in_proj_qkv.forward(x)?;
-        let z = self.in_proj_z.forward(x)?.reshape(&[b, 1, hv, dv])?;
-        let beta_logits = self.in_proj_b.forward(x)?;
-        let a = self.in_proj_a.forward(x)?;
+        let [qkv, z, beta_logits, a] = self.project(x)?;
+        let z = z.reshape(&[b, 1, hv, dv])?;
         let conv_state = match &cache.conv {
             Some(c) => c.clone(),
             None => ops::zeros(&[b, self.kernel - 1, 2 * hk * dk + hv * dv], x.dtype())?,

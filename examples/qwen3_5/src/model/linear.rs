@@ -59,6 +59,9 @@ impl Quantized {
 pub enum Linear {
     /// Float weight `[out, in]`.
     Dense(Array),
+    /// Float weight stored transposed and row-major, `[in, out]`: how float32 weights are
+    /// kept for the CPU (see [`Linear::for_current_device`]).
+    DenseT(Array),
     /// MLX affine-quantized weight.
     Quantized(Quantized),
 }
@@ -67,30 +70,158 @@ impl Linear {
     /// Applies the layer to the last axis of `x`.
     pub fn forward(&self, x: &Array) -> Result<Array> {
         match self {
-            Linear::Dense(w) => dense_matmul_t(x, w),
+            Linear::Dense(w) => Ok(ops::matmul(x, &ops::transpose(w)?)?),
+            Linear::DenseT(wt) => Ok(ops::matmul(x, wt)?),
             Linear::Quantized(q) => q.matmul_t(x),
+        }
+    }
+
+    /// Output features.
+    pub fn out_features(&self) -> Result<i32> {
+        Ok(match self {
+            Linear::Dense(w) => w.dim(0)?,
+            Linear::DenseT(wt) => wt.dim(1)?,
+            Linear::Quantized(q) => q.weight.dim(0)?,
+        })
+    }
+
+    /// The weights in the form that multiplies fastest on the device of the current
+    /// default stream: on the CPU a float32 weight becomes a row-major `Wᵀ`
+    /// ([`Linear::DenseT`]). MLX's CPU backend hands float32 matmuls to BLAS, and with the
+    /// reference BLAS of the Linux wheels `x·Wᵀ` through a transposed operand runs 2.3–2.5
+    /// times slower than through a row-major `[in, out]` matrix, for one row (decode) and
+    /// for many (prefill) alike (measured on this project's 2-core EPYC: 1024×3584, one
+    /// row 3.0 ms against 1.2 ms; 511 rows 1.52 s against 0.66 s of CPU). bfloat16 goes the
+    /// other way, and GPUs take either, so everything else is kept as stored. The new
+    /// weight is evaluated here (the stored one is then no longer needed).
+    pub fn for_current_device(self) -> Result<Linear> {
+        match self {
+            Linear::Dense(w) if w.dtype() == Dtype::Float32 && on_cpu() => {
+                let wt = ops::contiguous(&ops::transpose(&w)?, false)?;
+                wt.eval()?;
+                Ok(Linear::DenseT(wt))
+            }
+            other => Ok(other),
+        }
+    }
+
+    /// One layer computing `parts` side by side (their rows concatenated): one matmul
+    /// instead of several for layers that read the same input. `None` when the parts
+    /// cannot share a weight (dense mixed with quantized, or different quantizations).
+    /// The joined weight is evaluated here, so the parts' memory can go.
+    pub fn join(parts: &[Linear]) -> Result<Option<Linear>> {
+        let joined = match parts {
+            [] => return Ok(None),
+            [Linear::Dense(_), ..] => {
+                let mut ws = Vec::with_capacity(parts.len());
+                for p in parts {
+                    match p {
+                        Linear::Dense(w) => ws.push(w.clone()),
+                        _ => return Ok(None),
+                    }
+                }
+                let dtype = ws[0].dtype();
+                if ws.iter().any(|w| w.dtype() != dtype) {
+                    return Ok(None);
+                }
+                let w = ops::concatenate_axis(&ws, 0)?;
+                w.eval()?;
+                Linear::Dense(w)
+            }
+            [Linear::DenseT(_), ..] => {
+                let mut ws = Vec::with_capacity(parts.len());
+                for p in parts {
+                    match p {
+                        Linear::DenseT(w) => ws.push(w.clone()),
+                        _ => return Ok(None),
+                    }
+                }
+                let w = ops::concatenate_axis(&ws, 1)?;
+                w.eval()?;
+                Linear::DenseT(w)
+            }
+            [Linear::Quantized(first), ..] => {
+                let mut qs = Vec::with_capacity(parts.len());
+                for p in parts {
+                    match p {
+                        Linear::Quantized(q)
+                            if q.params == first.params
+                                && q.scales.dtype() == first.scales.dtype()
+                                && q.biases.dtype() == first.biases.dtype() =>
+                        {
+                            qs.push(q)
+                        }
+                        _ => return Ok(None),
+                    }
+                }
+                let cat = |f: fn(&Quantized) -> &Array| -> Result<Array> {
+                    let xs: Vec<Array> = qs.iter().map(|q| f(q).clone()).collect();
+                    Ok(ops::concatenate_axis(&xs, 0)?)
+                };
+                let q = Quantized {
+                    weight: cat(|q| &q.weight)?,
+                    scales: cat(|q| &q.scales)?,
+                    biases: cat(|q| &q.biases)?,
+                    params: first.params,
+                };
+                mlx_rs::eval(&[&q.weight, &q.scales, &q.biases])?;
+                Linear::Quantized(q)
+            }
+        };
+        Ok(Some(joined))
+    }
+}
+
+/// Several linear layers applied to the same input (a layer's q/k/v, its gate and up
+/// projections): one matmul whose output is split, when [`Linear::join`] can join them,
+/// else one matmul each. Both give the same values.
+pub struct Projections {
+    joined: Option<Linear>,
+    parts: Vec<Linear>,
+    /// Where each part's output starts in the joined output (after the first).
+    splits: Vec<i32>,
+}
+
+impl Projections {
+    /// Joins `parts` (see [`Linear::join`]), after putting each in its device form.
+    pub fn new(parts: Vec<Linear>) -> Result<Projections> {
+        let parts = parts
+            .into_iter()
+            .map(Linear::for_current_device)
+            .collect::<Result<Vec<_>>>()?;
+        let mut splits = Vec::with_capacity(parts.len().saturating_sub(1));
+        let mut at = 0;
+        for p in &parts[..parts.len().saturating_sub(1)] {
+            at += p.out_features()?;
+            splits.push(at);
+        }
+        let joined = if joining_enabled() {
+            Linear::join(&parts)?
+        } else {
+            None
+        };
+        let parts = if joined.is_some() { Vec::new() } else { parts };
+        Ok(Projections {
+            joined,
+            parts,
+            splits,
+        })
+    }
+
+    /// Each part's output for `x` (`[.., in]` → one `[.., out_i]` per part).
+    pub fn forward(&self, x: &Array) -> Result<Vec<Array>> {
+        match &self.joined {
+            Some(j) => Ok(ops::split_sections(&j.forward(x)?, &self.splits, -1)?),
+            None => self.parts.iter().map(|p| p.forward(x)).collect(),
         }
     }
 }
 
-/// Rows of `x` from which a float32 product on the CPU copies `Wᵀ` to row-major first.
-///
-/// MLX's CPU backend hands float32 matmuls to BLAS; with the reference BLAS of the Linux
-/// wheels, `x·Wᵀ` through a transposed operand runs about 2.3 times slower than the same
-/// product with a row-major `[in, out]` matrix (measured: 511×1024 by 1024×3584, 1.52 s
-/// against 0.66 s of CPU), while the copy costs about as much as 20 rows of the product.
-/// Prefill (many rows) takes the copy; decode (one row) keeps the transposed view.
-const CPU_F32_ROW_MAJOR_ROWS: i32 = 32;
-
-/// `x @ Wᵀ` for a dense `[out, in]` weight.
-fn dense_matmul_t(x: &Array, w: &Array) -> Result<Array> {
-    let wt = ops::transpose(w)?;
-    let inner = x.dim(-1)?.max(1);
-    let rows = (x.size() / inner as usize) as i32;
-    if w.dtype() == Dtype::Float32 && rows >= CPU_F32_ROW_MAJOR_ROWS && on_cpu() {
-        return Ok(ops::matmul(x, &ops::contiguous(&wt, false)?)?);
-    }
-    Ok(ops::matmul(x, &wt)?)
+/// Whether [`Projections`] joins its layers: yes unless `QWEN3_5_JOIN_PROJECTIONS=0`
+/// (kept to measure what joining brings).
+fn joining_enabled() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var("QWEN3_5_JOIN_PROJECTIONS").map_or(true, |v| v != "0"))
 }
 
 /// Whether ops built now run on the CPU.
@@ -114,23 +245,30 @@ impl Embedding {
     pub fn forward(&self, ids: &Array) -> Result<Array> {
         match &self.table {
             Linear::Dense(w) => Ok(ops::take_axis(w, ids, 0)?),
+            // Columns of the transposed table: `[hidden, ..ids]`, hidden moved last.
+            Linear::DenseT(wt) => Ok(ops::moveaxis(&ops::take_axis(wt, ids, 1)?, 0, -1)?),
             Linear::Quantized(q) => q.rows(ids),
         }
     }
 
     /// `x @ tableᵀ`: logits over the vocabulary (tied output head).
     pub fn as_linear(&self, x: &Array) -> Result<Array> {
-        match &self.table {
-            // No row-major copy of the whole vocabulary (see `dense_matmul_t`).
-            Linear::Dense(w) => Ok(ops::matmul(x, &ops::transpose(w)?)?),
-            Linear::Quantized(_) => self.table.forward(x),
-        }
+        self.table.forward(x)
+    }
+
+    /// The table in the form that multiplies fastest on the current device, for a table
+    /// that is also the output head (see [`Linear::for_current_device`]); lookups read
+    /// either form.
+    pub fn for_current_device(self) -> Result<Embedding> {
+        Ok(Embedding {
+            table: self.table.for_current_device()?,
+        })
     }
 
     /// The dtype activations take when they start from this table.
     pub fn dtype(&self) -> Dtype {
         match &self.table {
-            Linear::Dense(w) => w.dtype(),
+            Linear::Dense(w) | Linear::DenseT(w) => w.dtype(),
             Linear::Quantized(q) => q.scales.dtype(),
         }
     }
@@ -141,27 +279,121 @@ mod tests {
     use super::*;
     use mlx_rs::random;
 
+    fn close(got: &Array, want: &Array, what: &str) {
+        assert_eq!(got.shape(), want.shape(), "{what}");
+        let (g, e) = (got.to_vec::<f32>().unwrap(), want.to_vec::<f32>().unwrap());
+        for (a, b) in g.iter().zip(&e) {
+            assert!(
+                (a - b).abs() <= 1e-4 * (1.0 + b.abs()),
+                "{what}: {a} vs {b}"
+            );
+        }
+    }
+
+    fn normal(shape: &[i32], seed: u64) -> Array {
+        let key = random::key(seed).unwrap();
+        random::normal(shape, Dtype::Float32, 0.0, 1.0, Some(&key)).unwrap()
+    }
+
     #[test]
-    fn row_major_copy_gives_the_same_product() {
+    fn cpu_float32_weights_are_stored_transposed_and_give_the_same_product() {
         let cpu = mlx_rs::Device::cpu();
         mlx_rs::with_device(&cpu, || {
-            let key = random::key(3).unwrap();
-            let w = random::normal(&[96, 64], Dtype::Float32, 0.0, 1.0, Some(&key)).unwrap();
-            for rows in [1, CPU_F32_ROW_MAJOR_ROWS - 1, CPU_F32_ROW_MAJOR_ROWS, 100] {
-                let key = random::key(rows as u64).unwrap();
-                let x =
-                    random::normal(&[1, rows, 64], Dtype::Float32, 0.0, 1.0, Some(&key)).unwrap();
-                let got = Linear::Dense(w.clone()).forward(&x).unwrap();
+            let w = normal(&[96, 64], 3);
+            let lin = Linear::Dense(w.clone()).for_current_device().unwrap();
+            assert!(matches!(lin, Linear::DenseT(_)));
+            assert_eq!(lin.out_features().unwrap(), 96);
+            for rows in [1, 31, 100] {
+                let x = normal(&[1, rows, 64], rows as u64);
                 let want = ops::matmul(&x, &ops::transpose(&w).unwrap()).unwrap();
-                assert_eq!(got.shape(), &[1, rows, 96]);
-                let (g, e) = (got.to_vec::<f32>().unwrap(), want.to_vec::<f32>().unwrap());
-                for (a, b) in g.iter().zip(&e) {
-                    assert!(
-                        (a - b).abs() <= 1e-4 * (1.0 + b.abs()),
-                        "{rows} rows: {a} vs {b}"
+                close(&lin.forward(&x).unwrap(), &want, &format!("{rows} rows"));
+            }
+            // Other dtypes keep the stored form.
+            let bf = Linear::Dense(w.astype(Dtype::Bfloat16).unwrap());
+            assert!(matches!(bf.for_current_device().unwrap(), Linear::Dense(_)));
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn joined_projections_split_into_the_separate_products() {
+        let cpu = mlx_rs::Device::cpu();
+        mlx_rs::with_device(&cpu, || {
+            let ws = [
+                normal(&[40, 64], 1),
+                normal(&[8, 64], 2),
+                normal(&[3, 64], 4),
+            ];
+            let x = normal(&[2, 5, 64], 9);
+            // Dense (bfloat16 stays [out, in]) and transposed float32 forms.
+            for dtype in [Dtype::Float32, Dtype::Bfloat16] {
+                let parts: Vec<Linear> = ws
+                    .iter()
+                    .map(|w| Linear::Dense(w.astype(dtype).unwrap()))
+                    .collect();
+                let proj = Projections::new(parts.clone()).unwrap();
+                assert!(proj.joined.is_some());
+                let got = proj.forward(&x.astype(dtype).unwrap()).unwrap();
+                assert_eq!(got.len(), 3);
+                for (g, p) in got.iter().zip(&parts) {
+                    let want = p.forward(&x.astype(dtype).unwrap()).unwrap();
+                    let (g, want) = (
+                        g.astype(Dtype::Float32).unwrap(),
+                        want.astype(Dtype::Float32).unwrap(),
                     );
+                    close(&g, &want, &format!("{dtype:?}"));
                 }
             }
+            // Quantized parts of one quantization join; with a dense part they do not.
+            let quant = |w: &Array| {
+                let opts = ops::QuantizeOptions {
+                    group_size: Some(32),
+                    bits: Some(4),
+                    mode: ops::QuantizationMode::Affine,
+                };
+                let q = ops::quantize(w, None, opts).unwrap();
+                Linear::Quantized(Quantized {
+                    weight: q.w,
+                    scales: q.scales,
+                    biases: q.biases.unwrap(),
+                    params: QuantParams {
+                        group_size: 32,
+                        bits: 4,
+                    },
+                })
+            };
+            let parts: Vec<Linear> = ws.iter().map(quant).collect();
+            let proj = Projections::new(parts.clone()).unwrap();
+            assert!(proj.joined.is_some());
+            for (g, p) in proj.forward(&x).unwrap().iter().zip(&parts) {
+                close(g, &p.forward(&x).unwrap(), "4-bit");
+            }
+            let mixed = vec![quant(&ws[0]), Linear::Dense(ws[1].clone())];
+            assert!(Linear::join(&mixed).unwrap().is_none());
+            let proj = Projections::new(mixed).unwrap();
+            assert!(proj.joined.is_none());
+            assert_eq!(proj.forward(&x).unwrap()[1].shape(), &[2, 5, 8]);
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn a_transposed_table_looks_up_the_same_rows() {
+        let cpu = mlx_rs::Device::cpu();
+        mlx_rs::with_device(&cpu, || {
+            let table = normal(&[50, 16], 5);
+            let emb = Embedding {
+                table: Linear::Dense(table.clone()),
+            }
+            .for_current_device()
+            .unwrap();
+            assert!(matches!(emb.table, Linear::DenseT(_)));
+            let ids = Array::from_slice(&[3u32, 0, 49, 3, 7, 12], &[2, 3]).unwrap();
+            let want = ops::take_axis(&table, &ids, 0).unwrap();
+            close(&emb.forward(&ids).unwrap(), &want, "rows");
+            let x = normal(&[1, 2, 16], 6);
+            let want = ops::matmul(&x, &ops::transpose(&table).unwrap()).unwrap();
+            close(&emb.as_linear(&x).unwrap(), &want, "head");
         })
         .unwrap();
     }

@@ -78,6 +78,12 @@ impl Model {
         let c = &config.text;
         let hidden = c.hidden_size;
         let embed_tokens = w.embedding("embed_tokens", c.vocab_size, hidden)?;
+        // A tied table is also the output head: keep it in the head's fastest form.
+        let embed_tokens = if c.tie_word_embeddings {
+            embed_tokens.for_current_device()?
+        } else {
+            embed_tokens
+        };
         let mut layers = Vec::with_capacity(c.layer_types.len());
         for (i, kind) in c.layer_types.iter().enumerate() {
             let p = format!("layers.{i}");
@@ -101,7 +107,10 @@ impl Model {
         let lm_head = if c.tie_word_embeddings {
             None
         } else {
-            Some(w.linear("lm_head", c.vocab_size, hidden)?)
+            Some(
+                w.linear("lm_head", c.vocab_size, hidden)?
+                    .for_current_device()?,
+            )
         };
         Ok(Model {
             layout: w.layout(),
