@@ -489,9 +489,7 @@ impl Weights {
                     self.stored_name(&scales)
                 )));
             }
-            return Ok(Linear::Dense(
-                self.float(&format!("{prefix}.weight"), &[out, inp])?,
-            ));
+            return Linear::dense(self.float(&format!("{prefix}.weight"), &[out, inp])?);
         }
         let wname = format!("{prefix}.weight");
         let bname = format!("{prefix}.biases");

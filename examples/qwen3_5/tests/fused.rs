@@ -14,7 +14,9 @@
 
 mod common;
 
-use common::{assert_logits_close, model_dir, VARIANTS};
+use common::{
+    assert_logits_close, assert_logits_close_rtol, model_dir, CROSS_DEVICE_ROW_RTOL, VARIANTS,
+};
 use mlx_rs::{random, Array, Device, Dtype};
 use qwen3_5::model::deltanet::recurrence::gated_delta_sequential;
 use qwen3_5::model::fused::{self, DecodeMode, DeltaHeads, StepPath};
@@ -954,6 +956,29 @@ fn fused_decode_on_kernel_shaped_model() {
     match StepPath::gpu_kernel() {
         None => println!("skipped the GPU half: no GPU"),
         Some(kernel) => {
+            // The GPU's own reference: its matmuls round bf16 differently from the CPU's,
+            // so across devices the prompt's logits differ by a few bf16 ulps of the row's
+            // scale (measured on an H200: 0.125 at scale ~11, 2 ulps), and on this tiny
+            // random model the differences grow over the decode steps (row 3 differed by
+            // 0.73 at scale ~13 on an H200). Across devices only the prompt row is held to
+            // a tolerance. The fused forms are held against the GPU's plain ops at every
+            // step, with the same few-ulp tolerance: their kernels sum in another order
+            // and round exp/rsqrt differently, and on the GPU (unlike the CPU, where the
+            // fused forms are bit-identical) that grows over the steps too (H200: 3 ulps,
+            // 0.375 at scale ~12.7, by the sixth step; the margin is thin).
+            let gpu_ops = gpu(|| {
+                let model = qwen3_5::load(&dir).unwrap();
+                fused::with_decode_mode(DecodeMode::Ops, || {
+                    prompt_then_steps(&model, &prompt, &steps)
+                })
+            });
+            assert_logits_close_rtol(
+                "GPU ops vs CPU ops, prompt row",
+                &gpu_ops[..vocab],
+                &reference[..vocab],
+                vocab,
+                CROSS_DEVICE_ROW_RTOL,
+            );
             for mode in [
                 DecodeMode::Fused,
                 DecodeMode::StepKernel,
@@ -968,8 +993,14 @@ fn fused_decode_on_kernel_shaped_model() {
                         prompt_then_steps(&model, &prompt, &steps)
                     })
                 });
-                assert_logits_close(&format!("GPU {mode:?} vs CPU ops"), &got, &reference, vocab);
-                println!("GPU {mode:?} ({kernel:?}) matches the CPU ops");
+                assert_logits_close_rtol(
+                    &format!("GPU {mode:?} vs GPU ops"),
+                    &got,
+                    &gpu_ops,
+                    vocab,
+                    CROSS_DEVICE_ROW_RTOL,
+                );
+                println!("GPU {mode:?} ({kernel:?}) matches the GPU ops");
             }
         }
     }

@@ -55,8 +55,23 @@ impl Attention {
     }
 
     /// Attends `x` (`[B, L, hidden]`) over the cached positions plus its own, causally.
+    ///
+    /// A single token may also come as `[B, hidden]` (decode without the length axis); the
+    /// output then has that form too.
     pub fn forward(&self, x: &Array, cache: &mut KvCache) -> Result<Array> {
-        let (b, l) = (x.dim(0)?, x.dim(1)?);
+        let (b, l) = if x.ndim() == 2 {
+            (x.dim(0)?, 1)
+        } else {
+            (x.dim(0)?, x.dim(1)?)
+        };
+        // The shape of the gate and of the output: x's, with the projection width.
+        let out_shape = |width: i32| -> Vec<i32> {
+            if x.ndim() == 2 {
+                vec![b, width]
+            } else {
+                vec![b, l, width]
+            }
+        };
         let (h, kv, d) = (self.heads, self.kv_heads, self.head_dim);
 
         let parts = self.qkv_proj.forward(x)?;
@@ -69,7 +84,7 @@ impl Attention {
         let q_full = q_full.reshape(&[b, l, h, 2 * d])?;
         let halves = ops::split(&q_full, 2, -1)?;
         let (queries, gate) = (&halves[0], &halves[1]);
-        let gate = gate.reshape(&[b, l, h * d])?;
+        let gate = gate.reshape(&out_shape(h * d))?;
 
         let keys = keys.reshape(&[b, l, kv, d])?;
         let values = values.reshape(&[b, l, kv, d])?;
@@ -99,7 +114,9 @@ impl Attention {
             fast::AttentionMask::None
         };
         let out = fast::scaled_dot_product_attention(&queries, &keys, &values, scale, mask)?;
-        let out = out.transpose_axes(&[0, 2, 1, 3])?.reshape(&[b, l, h * d])?;
+        let out = out
+            .transpose_axes(&[0, 2, 1, 3])?
+            .reshape(&out_shape(h * d))?;
         let gated = if fused_step {
             fused::sigmoid_gate(&out, &gate)?
         } else {

@@ -78,7 +78,9 @@ impl GatedDeltaNet {
 
     /// Runs the layer over `x` (`[B, S, hidden]`), continuing from and updating `cache`.
     pub fn forward(&self, x: &Array, cache: &mut DeltaNetCache) -> Result<Array> {
-        if x.dim(1)? == 1 && DecodeMode::current().is_fused() {
+        // One token: `[B, 1, hidden]`, or `[B, hidden]` (decode without the length axis).
+        let single = x.ndim() == 2 || x.dim(1)? == 1;
+        if single && DecodeMode::current().is_fused() {
             return self.forward_decode(x, cache);
         }
         let (b, s) = (x.dim(0)?, x.dim(1)?);
@@ -189,11 +191,18 @@ impl GatedDeltaNet {
     /// one kernel; on the CPU the conv, norms and gates as one compiled graph and the step
     /// as compiled ops; the gated output norm compiled.
     fn forward_decode(&self, x: &Array, cache: &mut DeltaNetCache) -> Result<Array> {
+        let (conv_state, state) = self.decode_state(x, cache)?;
+        let (out, conv_state, state) = self.decode_step(x, &conv_state, &state)?;
+        cache.conv = Some(conv_state);
+        cache.recurrent = Some(state);
+        cache.offset += 1;
+        Ok(out)
+    }
+
+    /// The carried conv inputs and recurrent state of `cache`, zeros for a fresh one.
+    pub(crate) fn decode_state(&self, x: &Array, cache: &DeltaNetCache) -> Result<(Array, Array)> {
         let b = x.dim(0)?;
         let (hk, hv, dk, dv) = (self.hk, self.hv, self.dk, self.dv);
-        let heads = DeltaHeads { hk, hv, dk, dv };
-        let [qkv, z, beta_logits, a] = self.project(x)?;
-        let z = z.reshape(&[b, 1, hv, dv])?;
         let conv_state = match &cache.conv {
             Some(c) => c.clone(),
             None => ops::zeros(&[b, self.kernel - 1, 2 * hk * dk + hv * dv], x.dtype())?,
@@ -202,22 +211,84 @@ impl GatedDeltaNet {
             Some(st) => st.clone(),
             None => ops::zeros(&[b, hv, dv, dk], Dtype::Float32)?,
         };
+        Ok((conv_state, state))
+    }
+
+    /// One token as a pure function: `(x, conv_state, state)` → (output, new conv state,
+    /// new state). `x` is `[B, 1, hidden]` or, with the length axis dropped, `[B, hidden]`
+    /// (the output has the same form).
+    pub(crate) fn decode_step(
+        &self,
+        x: &Array,
+        conv_state: &Array,
+        state: &Array,
+    ) -> Result<(Array, Array, Array)> {
+        let (hk, hv, dk, dv) = (self.hk, self.hv, self.dk, self.dv);
+        let heads = DeltaHeads { hk, hv, dk, dv };
+        let lead = &x.shape()[..x.ndim().saturating_sub(1)];
+        let [qkv, z, beta_logits, a] = self.project(x)?;
+        let z = z.reshape(&[lead, &[hv, dv]].concat())?;
         let (y, state, conv_state) = fused::delta_decode(
             heads,
             &qkv,
-            &conv_state,
+            conv_state,
             &self.conv_weight,
             &a,
             &beta_logits,
             &self.a_log,
             &self.dt_bias,
-            &state,
+            state,
         )?;
-        cache.conv = Some(conv_state);
-        cache.recurrent = Some(state);
-        cache.offset += 1;
         let out = fused::gated_rms_norm(&y, &z, &self.norm, self.eps)?;
-        self.out_proj.forward(&out.reshape(&[b, 1, hv * dv])?)
+        let out = self
+            .out_proj
+            .forward(&out.reshape(&[lead, &[hv * dv]].concat())?)?;
+        Ok((out, conv_state, state))
+    }
+
+    /// The layer's arrays in a fixed order: how a compiled step takes them as inputs.
+    pub(crate) fn weights(&self) -> Vec<Array> {
+        let mut w = self.in_proj.weights();
+        w.extend([
+            self.conv_weight.clone(),
+            self.a_log.clone(),
+            self.dt_bias.clone(),
+            self.norm.clone(),
+        ]);
+        w.extend(self.out_proj.weights());
+        w
+    }
+
+    /// The same layer with the next arrays of `weights` (order of [`Self::weights`]).
+    pub(crate) fn with_weights(
+        &self,
+        weights: &mut impl Iterator<Item = Array>,
+    ) -> Result<GatedDeltaNet> {
+        let in_proj = self.in_proj.with_weights(weights)?;
+        let mut next = || {
+            weights.next().ok_or_else(|| {
+                crate::error::Error::InvalidArgument("too few weights for a DeltaNet layer".into())
+            })
+        };
+        let (conv_weight, a_log, dt_bias, norm) = (next()?, next()?, next()?, next()?);
+        Ok(GatedDeltaNet {
+            in_proj,
+            conv_weight,
+            a_log,
+            dt_bias,
+            norm,
+            out_proj: self.out_proj.with_weights(weights)?,
+            ..*self
+        })
+    }
+
+    /// Feeds what a compiled step depends on besides its inputs' shapes to `h`.
+    pub(crate) fn hash_structure(&self, h: &mut impl std::hash::Hasher) {
+        use std::hash::Hash;
+        (self.hk, self.hv, self.dk, self.dv, self.kernel).hash(h);
+        self.eps.to_bits().hash(h);
+        self.in_proj.hash_structure(h);
+        self.out_proj.hash_structure(h);
     }
 }
 

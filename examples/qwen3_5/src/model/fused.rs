@@ -598,7 +598,7 @@ fn stream_key() -> Result<(bool, i32)> {
 /// MLX looks its traces up by input shapes and *its* default device only, not by the
 /// stream this crate's [`mlx_rs::with_stream`] / [`mlx_rs::with_device`] choose: one
 /// closure per stream keeps a CPU trace from being replayed on a GPU stream.
-fn compiled<F>(
+pub(crate) fn compiled<F>(
     name: &'static str,
     key: u64,
     shapeless: bool,
@@ -623,7 +623,7 @@ where
 }
 
 /// Turns this crate's error into one a compiled closure can return.
-fn lift<T>(r: std::result::Result<T, impl Into<Error>>) -> mlx_rs::Result<T> {
+pub(crate) fn lift<T>(r: std::result::Result<T, impl Into<Error>>) -> mlx_rs::Result<T> {
     r.map_err(|e| match e.into() {
         Error::Mlx(e) => e,
         other => mlx_rs::Error::Closure(other.to_string()),
@@ -827,8 +827,16 @@ fn check_decode(
         return Err(bad(format!("bad head layout {h:?}")));
     }
     let c = 2 * h.hk * h.dk + h.hv * h.dv;
-    let &[bsz, one, qc] = qkv.shape() else {
-        return Err(bad(format!("qkv {:?} must be [B, 1, C]", qkv.shape())));
+    // [B, 1, C] (a [B, 1, Hv]) or, with the length axis dropped, [B, C] (a [B, Hv]).
+    let (bsz, qc, lead) = match *qkv.shape() {
+        [bsz, 1, qc] => (bsz, qc, vec![bsz, 1]),
+        [bsz, qc] => (bsz, qc, vec![bsz]),
+        _ => {
+            return Err(bad(format!(
+                "qkv {:?} must be [B, 1, C] or [B, C]",
+                qkv.shape()
+            )))
+        }
     };
     let &[wc, taps, w1] = conv_weight.shape() else {
         return Err(bad(format!(
@@ -836,17 +844,18 @@ fn check_decode(
             conv_weight.shape()
         )));
     };
-    if one != 1 || qc != c || wc != c || w1 != 1 || taps < 2 || bsz <= 0 {
+    if qc != c || wc != c || w1 != 1 || taps < 2 || bsz <= 0 {
         return Err(bad(format!(
             "qkv {:?} and conv weight {:?} must be [B, 1, {c}] and [{c}, K ≥ 2, 1]",
             qkv.shape(),
             conv_weight.shape()
         )));
     }
+    let gates = [lead.as_slice(), &[h.hv]].concat();
     let checks: [(&str, &Array, Vec<i32>); 6] = [
         ("conv state", conv_state, vec![bsz, taps - 1, c]),
-        ("a", a, vec![bsz, 1, h.hv]),
-        ("b", b, vec![bsz, 1, h.hv]),
+        ("a", a, gates.clone()),
+        ("b", b, gates),
         ("A_log", a_log, vec![h.hv]),
         ("dt_bias", dt_bias, vec![h.hv]),
         ("state", state, vec![bsz, h.hv, h.dv, h.dk]),
@@ -935,8 +944,13 @@ pub fn delta_decode_kernel(
     let act = qkv.dtype();
     let row_groups = (dv + DECODE_ROWS_PER_WARP - 1) / DECODE_ROWS_PER_WARP;
     let gate = gate_dtype(a.dtype(), dt_bias.dtype());
+    let y_shape: &[i32] = if qkv.ndim() == 3 {
+        &[bsz, 1, hv, dv]
+    } else {
+        &[bsz, hv, dv]
+    };
     let config = KernelConfig::new([32, row_groups, bsz * hv], [32, WARPS_PER_GROUP, 1])
-        .output(&[bsz, 1, hv, dv], act)
+        .output(y_shape, act)
         .output(&[bsz, hv, dv, dk], Dtype::Float32)
         .output(&[bsz, taps - 1, c], act)
         .template("InT", TemplateArg::Dtype(act))
@@ -1021,9 +1035,19 @@ pub fn delta_decode(
             state,
         );
     }
+    let bsz = qkv.dim(0)?;
+    // The compiled inputs take the [B, 1, ..] forms.
+    let (qkv3, a3, b3);
+    let (qkv, a, b, y_shape): (&Array, &Array, &Array, &[i32]) = if qkv.ndim() == 2 {
+        qkv3 = ops::expand_dims(qkv, 1)?;
+        a3 = ops::expand_dims(a, 1)?;
+        b3 = ops::expand_dims(b, 1)?;
+        (&qkv3, &a3, &b3, &[bsz, heads.hv, heads.dv])
+    } else {
+        (qkv, a, b, &[bsz, 1, heads.hv, heads.dv])
+    };
     let [q, k, v, g, beta, conv] =
         delta_decode_inputs(heads, qkv, conv_state, conv_weight, a, b, a_log, dt_bias)?;
     let (y, state) = gated_delta_step_with(path, &q, &k, &v, &g, &beta, state)?;
-    let bsz = qkv.dim(0)?;
-    Ok((y.reshape(&[bsz, 1, heads.hv, heads.dv])?, state, conv))
+    Ok((y.reshape(y_shape)?, state, conv))
 }

@@ -1,8 +1,9 @@
 //! Dense or MLX-quantized linear layers and embeddings.
 
 use crate::config::QuantParams;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use mlx_rs::{ops, Array, Dtype};
+use std::hash::{Hash, Hasher};
 
 /// Quantized weights: packed `uint32` rows with one scale and bias per group.
 #[derive(Clone)]
@@ -57,8 +58,13 @@ impl Quantized {
 /// A bias-free linear layer `y = x Wᵀ`, dense or quantized.
 #[derive(Clone)]
 pub enum Linear {
-    /// Float weight `[out, in]`.
-    Dense(Array),
+    /// Float weight `[out, in]`, with its transposed view made once (not per product).
+    Dense {
+        /// `[out, in]`, as stored.
+        w: Array,
+        /// `Wᵀ`, a view of `w` (evaluated, so a step's graph does not rebuild it).
+        wt: Array,
+    },
     /// Float weight stored transposed and row-major, `[in, out]`: how float32 weights are
     /// kept for the CPU (see [`Linear::for_current_device`]).
     DenseT(Array),
@@ -70,17 +76,63 @@ impl Linear {
     /// Applies the layer to the last axis of `x`.
     pub fn forward(&self, x: &Array) -> Result<Array> {
         match self {
-            Linear::Dense(w) => Ok(ops::matmul(x, &ops::transpose(w)?)?),
-            Linear::DenseT(wt) => Ok(ops::matmul(x, wt)?),
+            Linear::Dense { wt, .. } | Linear::DenseT(wt) => Ok(ops::matmul(x, wt)?),
             Linear::Quantized(q) => q.matmul_t(x),
+        }
+    }
+
+    /// A dense layer of weight `w` (`[out, in]`).
+    pub fn dense(w: Array) -> Result<Linear> {
+        let wt = ops::transpose(&w)?;
+        wt.eval()?;
+        Ok(Linear::Dense { w, wt })
+    }
+
+    /// The arrays a product reads, in a fixed order: how a compiled function takes a
+    /// layer's weights as inputs (see [`Linear::with_weights`]).
+    pub fn weights(&self) -> Vec<Array> {
+        match self {
+            Linear::Dense { wt, .. } | Linear::DenseT(wt) => vec![wt.clone()],
+            Linear::Quantized(q) => vec![q.weight.clone(), q.scales.clone(), q.biases.clone()],
+        }
+    }
+
+    /// This layer's kind and parameters with the next arrays of `weights` (in the order of
+    /// [`Linear::weights`]) as its weights: inside a compiled function, the traced inputs.
+    pub fn with_weights(&self, weights: &mut impl Iterator<Item = Array>) -> Result<Linear> {
+        let mut next = || {
+            weights
+                .next()
+                .ok_or_else(|| Error::InvalidArgument("too few weights for a linear layer".into()))
+        };
+        Ok(match self {
+            // Same product (`x · Wᵀ`) whatever the layout of the array that comes in.
+            Linear::Dense { .. } | Linear::DenseT(_) => Linear::DenseT(next()?),
+            Linear::Quantized(q) => Linear::Quantized(Quantized {
+                weight: next()?,
+                scales: next()?,
+                biases: next()?,
+                params: q.params,
+            }),
+        })
+    }
+
+    /// Feeds what a compiled function of this layer depends on besides its input arrays'
+    /// shapes and dtypes (the kind, the quantization) to `h`.
+    pub fn hash_structure(&self, h: &mut impl Hasher) {
+        match self {
+            Linear::Dense { .. } | Linear::DenseT(_) => 0u8.hash(h),
+            Linear::Quantized(q) => {
+                1u8.hash(h);
+                (q.params.group_size, q.params.bits).hash(h);
+            }
         }
     }
 
     /// Output features.
     pub fn out_features(&self) -> Result<i32> {
         Ok(match self {
-            Linear::Dense(w) => w.dim(0)?,
-            Linear::DenseT(wt) => wt.dim(1)?,
+            Linear::Dense { wt, .. } | Linear::DenseT(wt) => wt.dim(1)?,
             Linear::Quantized(q) => q.weight.dim(0)?,
         })
     }
@@ -96,8 +148,8 @@ impl Linear {
     /// weight is evaluated here (the stored one is then no longer needed).
     pub fn for_current_device(self) -> Result<Linear> {
         match self {
-            Linear::Dense(w) if w.dtype() == Dtype::Float32 && on_cpu() => {
-                let wt = ops::contiguous(&ops::transpose(&w)?, false)?;
+            Linear::Dense { wt, .. } if wt.dtype() == Dtype::Float32 && on_cpu() => {
+                let wt = ops::contiguous(&wt, false)?;
                 wt.eval()?;
                 Ok(Linear::DenseT(wt))
             }
@@ -112,11 +164,11 @@ impl Linear {
     pub fn join(parts: &[Linear]) -> Result<Option<Linear>> {
         let joined = match parts {
             [] => return Ok(None),
-            [Linear::Dense(_), ..] => {
+            [Linear::Dense { .. }, ..] => {
                 let mut ws = Vec::with_capacity(parts.len());
                 for p in parts {
                     match p {
-                        Linear::Dense(w) => ws.push(w.clone()),
+                        Linear::Dense { w, .. } => ws.push(w.clone()),
                         _ => return Ok(None),
                     }
                 }
@@ -126,7 +178,7 @@ impl Linear {
                 }
                 let w = ops::concatenate_axis(&ws, 0)?;
                 w.eval()?;
-                Linear::Dense(w)
+                Linear::dense(w)?
             }
             [Linear::DenseT(_), ..] => {
                 let mut ws = Vec::with_capacity(parts.len());
@@ -208,6 +260,48 @@ impl Projections {
         })
     }
 
+    /// The arrays of the product(s), in a fixed order (see [`Linear::weights`]).
+    pub fn weights(&self) -> Vec<Array> {
+        match &self.joined {
+            Some(j) => j.weights(),
+            None => self.parts.iter().flat_map(Linear::weights).collect(),
+        }
+    }
+
+    /// The same projections with the next arrays of `weights` as their weights (see
+    /// [`Linear::with_weights`]).
+    pub fn with_weights(&self, weights: &mut impl Iterator<Item = Array>) -> Result<Projections> {
+        Ok(Projections {
+            joined: match &self.joined {
+                Some(j) => Some(j.with_weights(weights)?),
+                None => None,
+            },
+            parts: self
+                .parts
+                .iter()
+                .map(|p| p.with_weights(weights))
+                .collect::<Result<_>>()?,
+            splits: self.splits.clone(),
+        })
+    }
+
+    /// Feeds the structure (joined or not, the split points, the kinds) to `h`.
+    pub fn hash_structure(&self, h: &mut impl Hasher) {
+        self.splits.hash(h);
+        match &self.joined {
+            Some(j) => {
+                1u8.hash(h);
+                j.hash_structure(h);
+            }
+            None => {
+                0u8.hash(h);
+                for p in &self.parts {
+                    p.hash_structure(h);
+                }
+            }
+        }
+    }
+
     /// Each part's output for `x` (`[.., in]` → one `[.., out_i]` per part).
     pub fn forward(&self, x: &Array) -> Result<Vec<Array>> {
         match &self.joined {
@@ -244,7 +338,7 @@ impl Embedding {
     /// The rows for `ids` (any shape), with a trailing `hidden` axis.
     pub fn forward(&self, ids: &Array) -> Result<Array> {
         match &self.table {
-            Linear::Dense(w) => Ok(ops::take_axis(w, ids, 0)?),
+            Linear::Dense { w, .. } => Ok(ops::take_axis(w, ids, 0)?),
             // Columns of the transposed table: `[hidden, ..ids]`, hidden moved last.
             Linear::DenseT(wt) => Ok(ops::moveaxis(&ops::take_axis(wt, ids, 1)?, 0, -1)?),
             Linear::Quantized(q) => q.rows(ids),
@@ -268,7 +362,7 @@ impl Embedding {
     /// The dtype activations take when they start from this table.
     pub fn dtype(&self) -> Dtype {
         match &self.table {
-            Linear::Dense(w) | Linear::DenseT(w) => w.dtype(),
+            Linear::Dense { wt: w, .. } | Linear::DenseT(w) => w.dtype(),
             Linear::Quantized(q) => q.scales.dtype(),
         }
     }
@@ -300,7 +394,10 @@ mod tests {
         let cpu = mlx_rs::Device::cpu();
         mlx_rs::with_device(&cpu, || {
             let w = normal(&[96, 64], 3);
-            let lin = Linear::Dense(w.clone()).for_current_device().unwrap();
+            let lin = Linear::dense(w.clone())
+                .unwrap()
+                .for_current_device()
+                .unwrap();
             assert!(matches!(lin, Linear::DenseT(_)));
             assert_eq!(lin.out_features().unwrap(), 96);
             for rows in [1, 31, 100] {
@@ -309,8 +406,11 @@ mod tests {
                 close(&lin.forward(&x).unwrap(), &want, &format!("{rows} rows"));
             }
             // Other dtypes keep the stored form.
-            let bf = Linear::Dense(w.astype(Dtype::Bfloat16).unwrap());
-            assert!(matches!(bf.for_current_device().unwrap(), Linear::Dense(_)));
+            let bf = Linear::dense(w.astype(Dtype::Bfloat16).unwrap()).unwrap();
+            assert!(matches!(
+                bf.for_current_device().unwrap(),
+                Linear::Dense { .. }
+            ));
         })
         .unwrap();
     }
@@ -329,7 +429,7 @@ mod tests {
             for dtype in [Dtype::Float32, Dtype::Bfloat16] {
                 let parts: Vec<Linear> = ws
                     .iter()
-                    .map(|w| Linear::Dense(w.astype(dtype).unwrap()))
+                    .map(|w| Linear::dense(w.astype(dtype).unwrap()).unwrap())
                     .collect();
                 let proj = Projections::new(parts.clone()).unwrap();
                 assert!(proj.joined.is_some());
@@ -368,7 +468,7 @@ mod tests {
             for (g, p) in proj.forward(&x).unwrap().iter().zip(&parts) {
                 close(g, &p.forward(&x).unwrap(), "4-bit");
             }
-            let mixed = vec![quant(&ws[0]), Linear::Dense(ws[1].clone())];
+            let mixed = vec![quant(&ws[0]), Linear::dense(ws[1].clone()).unwrap()];
             assert!(Linear::join(&mixed).unwrap().is_none());
             let proj = Projections::new(mixed).unwrap();
             assert!(proj.joined.is_none());
@@ -383,7 +483,7 @@ mod tests {
         mlx_rs::with_device(&cpu, || {
             let table = normal(&[50, 16], 5);
             let emb = Embedding {
-                table: Linear::Dense(table.clone()),
+                table: Linear::dense(table.clone()).unwrap(),
             }
             .for_current_device()
             .unwrap();

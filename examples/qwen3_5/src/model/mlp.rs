@@ -31,7 +31,8 @@ impl Mlp {
     /// Applies the block to `x` (`[.., hidden]`). A single token (`[.., 1, hidden]`) takes
     /// the compiled SwiGLU in the fused decode mode.
     pub fn forward(&self, x: &Array) -> Result<Array> {
-        let single = x.ndim() >= 2 && x.dim(-2)? == 1;
+        // A single token: `[.., 1, hidden]`, or `[B, hidden]` (decode without the length axis).
+        let single = x.ndim() == 2 || (x.ndim() > 2 && x.dim(-2)? == 1);
         let parts = self.gate_up.forward(x)?;
         let [gate, up] = parts.as_slice() else {
             return Err(crate::error::Error::InvalidArgument(format!(
@@ -43,5 +44,26 @@ impl Mlp {
             return self.down_proj.forward(&fused::swiglu(gate, up)?);
         }
         self.down_proj.forward(&silu(gate)?.multiply(up)?)
+    }
+
+    /// The block's arrays in a fixed order: how a compiled step takes them as inputs.
+    pub(crate) fn weights(&self) -> Vec<Array> {
+        let mut w = self.gate_up.weights();
+        w.extend(self.down_proj.weights());
+        w
+    }
+
+    /// The same block with the next arrays of `weights` (order of [`Self::weights`]).
+    pub(crate) fn with_weights(&self, weights: &mut impl Iterator<Item = Array>) -> Result<Mlp> {
+        Ok(Mlp {
+            gate_up: self.gate_up.with_weights(weights)?,
+            down_proj: self.down_proj.with_weights(weights)?,
+        })
+    }
+
+    /// Feeds the block's structure to `h`.
+    pub(crate) fn hash_structure(&self, h: &mut impl std::hash::Hasher) {
+        self.gate_up.hash_structure(h);
+        self.down_proj.hash_structure(h);
     }
 }

@@ -5,6 +5,7 @@ pub mod attention;
 pub mod chunked;
 pub mod deltanet;
 pub mod fused;
+pub mod layer_step;
 pub mod linear;
 pub mod mlp;
 
@@ -197,7 +198,15 @@ impl Model {
                 Ok((h, n))
             }
         };
+        let compiled_layers = fused_step && layer_step::enabled();
+        let flat = fused_step && layer_step::flat_enabled();
         let mut h = self.embed_tokens.forward(tokens)?;
+        if flat {
+            // Decode without the length axis: `[B, hidden]` activations multiply as plain
+            // matrices (MLX wraps a `[B, 1, K]` product in a flatten and an unflatten).
+            let (b, d) = (h.dim(0)?, h.dim(2)?);
+            h = h.reshape(&[b, d])?;
+        }
         let first_norm = self
             .layers
             .first()
@@ -205,6 +214,14 @@ impl Model {
         // `x` is always the normed `h`: the input of the next mixer, or the final output.
         let mut x = norm(&h, first_norm)?;
         for (i, (layer, lc)) in self.layers.iter().zip(cache.layers.iter_mut()).enumerate() {
+            if compiled_layers {
+                let next_norm = self
+                    .layers
+                    .get(i + 1)
+                    .map_or(&self.norm, |l| &l.input_layernorm);
+                (h, x) = layer.decode_compiled(&h, &x, next_norm, lc, eps)?;
+                continue;
+            }
             let r = match (&layer.mixer, lc) {
                 (Mixer::DeltaNet(m), LayerCache::DeltaNet(c)) => m.forward(&x, c)?,
                 (Mixer::Attention(m), LayerCache::Attention(c)) => m.forward(&x, c)?,
@@ -221,6 +238,9 @@ impl Model {
                 .get(i + 1)
                 .map_or(&self.norm, |l| &l.input_layernorm);
             (h, x) = add_norm(&h_mid, &m, next_norm)?;
+        }
+        if flat {
+            x = ops::expand_dims(&x, 1)?;
         }
         Ok(x)
     }
