@@ -637,6 +637,44 @@ fn fused_decode_matches_ops_decode_on_fixtures() {
     })
 }
 
+/// The decode variants (compiled layer steps on/off, `[B, hidden]` activations on/off)
+/// give the plain ops' logits on every fixture variant (dense, 4-bit, ...).
+#[test]
+fn decode_layer_options_match_ops_decode_on_fixtures() {
+    use qwen3_5::model::layer_step::with_layer_options;
+    cpu(|| {
+        let prompt: Vec<u32> = vec![5, 17, 200, 3, 99, 42, 7];
+        for v in VARIANTS {
+            let model = qwen3_5::load(model_dir(v)).unwrap();
+            let run = |mode: DecodeMode| -> Vec<f32> {
+                fused::with_decode_mode(mode, || {
+                    let mut cache = model.new_cache();
+                    let ids = Array::from_slice(&prompt[..3], &[1, 3]).unwrap();
+                    let mut out = to_f32(&model.forward(&ids, &mut cache).unwrap());
+                    for &t in &prompt[3..] {
+                        let ids = Array::from_slice(&[t], &[1, 1]).unwrap();
+                        let logits = model.forward(&ids, &mut cache).unwrap();
+                        assert_eq!(logits.ndim(), 3, "{v}: logits stay [B, 1, vocab]");
+                        out.extend(to_f32(&logits));
+                    }
+                    out
+                })
+            };
+            let vocab = model.config().text.vocab_size as usize;
+            let reference = run(DecodeMode::Ops);
+            for (compiled, flat) in [(true, true), (true, false), (false, true), (false, false)] {
+                let got = with_layer_options(compiled, flat, || run(DecodeMode::Fused));
+                assert_logits_close(
+                    &format!("{v}, compiled layers {compiled}, flat {flat}"),
+                    &got,
+                    &reference,
+                    vocab,
+                );
+            }
+        }
+    })
+}
+
 /// A first token straight from an empty cache (no prefill: the conv state starts as zeros).
 #[test]
 fn fused_decode_from_empty_cache() {

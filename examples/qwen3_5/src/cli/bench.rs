@@ -310,6 +310,14 @@ pub fn run(args: BenchArgs) -> Result<()> {
             None => "sequential".into(),
         }
     );
+    if let Ok(n) = std::env::var("MLX_MAX_OPS_PER_BUFFER") {
+        let both = if peer_info.is_some() {
+            " (both sides)"
+        } else {
+            ""
+        };
+        println!("MLX_MAX_OPS_PER_BUFFER={n}{both}");
+    }
     print_table(&ours, peer.as_ref(), device_name.starts_with("cpu"));
     if let Some(p) = &peer_info {
         let same = ours_tokens
@@ -327,6 +335,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         let doc = json!({
             "device": device_name,
             "mlx_version": mlx_rs::version(),
+            "mlx_max_ops_per_buffer": std::env::var("MLX_MAX_OPS_PER_BUFFER").ok(),
             "config": args.config,
             "dtype": args.dtype.name(),
             "quantize": args.quantize,

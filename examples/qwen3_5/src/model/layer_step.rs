@@ -22,25 +22,49 @@ use super::{DecoderLayer, Mixer};
 use crate::cache::LayerCache;
 use crate::error::{Error, Result};
 use mlx_rs::{fast, Array};
+use std::cell::Cell;
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::sync::OnceLock;
 
-/// Whether decode steps take the compiled layer functions (`QWEN3_5_COMPILE_LAYERS=1`;
-/// off by default: on an H200 the gain was within the run-to-run noise, see the module
-/// docs).
+/// Whether decode steps take the compiled layer functions: [`with_layer_options`] on this
+/// thread, else `QWEN3_5_COMPILE_LAYERS=1` (off by default: on an H200 the gain was
+/// within the run-to-run noise, see the module docs).
 pub fn enabled() -> bool {
     static ON: OnceLock<bool> = OnceLock::new();
-    *ON.get_or_init(|| std::env::var("QWEN3_5_COMPILE_LAYERS").is_ok_and(|v| v == "1"))
+    OVERRIDE.with(|o| o.get()).map_or_else(
+        || *ON.get_or_init(|| std::env::var("QWEN3_5_COMPILE_LAYERS").is_ok_and(|v| v == "1")),
+        |(compiled, _)| compiled,
+    )
 }
 
 /// Whether fused decode steps drop the length axis (`[B, hidden]` activations, so MLX
 /// multiplies plain matrices instead of wrapping each product in a flatten and an
-/// unflatten: 743 → 553 graph nodes per step for the 2B); `QWEN3_5_DECODE_FLAT=0` keeps
-/// `[B, 1, hidden]`.
+/// unflatten: 743 → 553 graph nodes per step for the 2B): [`with_layer_options`] on this
+/// thread, else on unless `QWEN3_5_DECODE_FLAT=0`.
 pub fn flat_enabled() -> bool {
     static ON: OnceLock<bool> = OnceLock::new();
-    *ON.get_or_init(|| std::env::var("QWEN3_5_DECODE_FLAT").map_or(true, |v| v != "0"))
+    OVERRIDE.with(|o| o.get()).map_or_else(
+        || *ON.get_or_init(|| std::env::var("QWEN3_5_DECODE_FLAT").map_or(true, |v| v != "0")),
+        |(_, flat)| flat,
+    )
+}
+
+thread_local! {
+    static OVERRIDE: Cell<Option<(bool, bool)>> = const { Cell::new(None) };
+}
+
+/// Runs `f` with compiled layer steps on or off and the flat (`[B, hidden]`) decode on or
+/// off on this thread, whatever the environment says (restored afterwards, also on panic).
+pub fn with_layer_options<R>(compiled: bool, flat: bool, f: impl FnOnce() -> R) -> R {
+    struct Restore(Option<(bool, bool)>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            OVERRIDE.with(|o| o.set(self.0));
+        }
+    }
+    let _restore = Restore(OVERRIDE.with(|o| o.replace(Some((compiled, flat)))));
+    f()
 }
 
 /// A placeholder for the weights of the structural copies that the compiled functions
