@@ -21,8 +21,10 @@ impl KvCache {
         self.offset
     }
 
-    /// Appends `keys`/`values` (`[B, H, L, D]`) and returns all cached keys and values.
-    pub fn update_and_fetch(&mut self, keys: &Array, values: &Array) -> Result<(Array, Array)> {
+    /// Appends `keys`/`values` (`[B, H, L, D]`) and returns the whole buffers
+    /// (`[B, H, capacity, D]`, the first [`KvCache::offset`] positions valid), for kernels
+    /// that read the valid prefix themselves instead of through a strided slice.
+    pub fn update_buffers(&mut self, keys: &Array, values: &Array) -> Result<(Array, Array)> {
         let prev = self.offset;
         let (b, h, l, dk) = dims4(keys)?;
         let dv = values.dim(3)?;
@@ -64,6 +66,16 @@ impl KvCache {
             &[b, h, end, dv],
             &[1, 1, 1, 1],
         )?;
+        self.keys = Some(k_buf.clone());
+        self.values = Some(v_buf.clone());
+        Ok((k_buf, v_buf))
+    }
+
+    /// Appends `keys`/`values` (`[B, H, L, D]`) and returns all cached keys and values.
+    pub fn update_and_fetch(&mut self, keys: &Array, values: &Array) -> Result<(Array, Array)> {
+        let (k_buf, v_buf) = self.update_buffers(keys, values)?;
+        let (b, h, end) = (k_buf.dim(0)?, k_buf.dim(1)?, self.offset);
+        let (dk, dv) = (k_buf.dim(3)?, v_buf.dim(3)?);
         let cap = k_buf.shape()[2];
         let (k_out, v_out) = if end < cap {
             (
@@ -73,8 +85,6 @@ impl KvCache {
         } else {
             (k_buf.clone(), v_buf.clone())
         };
-        self.keys = Some(k_buf);
-        self.values = Some(v_buf);
         Ok((k_out, v_out))
     }
 

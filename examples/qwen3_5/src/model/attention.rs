@@ -2,6 +2,7 @@
 //! output gated by `sigmoid(gate)` where the gate comes from the second half of each
 //! query head's projection.
 
+use super::attn_kernel::{self, AttnHeads};
 use super::fused::{self, DecodeMode};
 use super::linear::{Linear, Projections};
 use crate::cache::KvCache;
@@ -22,6 +23,8 @@ pub struct Attention {
     head_dim: i32,
     rope_dims: i32,
     rope_theta: f32,
+    /// RoPE frequencies `θ^(-2i / rope_dims)`, fp32, for the CUDA decode kernels.
+    inv_freq: Array,
     eps: f32,
 }
 
@@ -50,6 +53,7 @@ impl Attention {
             head_dim: d,
             rope_dims: c.rope_dims(),
             rope_theta: c.rope_theta,
+            inv_freq: inv_freq(c.rope_theta, c.rope_dims())?,
             eps: c.rms_norm_eps,
         })
     }
@@ -81,6 +85,31 @@ impl Attention {
                 parts.len()
             )));
         };
+        let heads = AttnHeads {
+            heads: h,
+            kv_heads: kv,
+            head_dim: d,
+            rope_dims: self.rope_dims,
+        };
+        if l == 1 && attn_kernel::usable(heads, q_full.dtype()) {
+            // One token on a CUDA GPU: norms + RoPE, cache writes, attention + gate.
+            let q_full = q_full.reshape(&[b, h * 2 * d])?;
+            let (q, k) = attn_kernel::qk_prep(
+                heads,
+                &q_full,
+                &keys.reshape(&[b, kv * d])?,
+                &self.q_norm,
+                &self.k_norm,
+                &self.inv_freq,
+                cache.offset(),
+                self.eps,
+            )?;
+            let v = values.reshape(&[b, kv, 1, d])?;
+            let (key_buf, value_buf) = cache.update_buffers(&k, &v)?;
+            let out =
+                attn_kernel::attend(heads, &q, &key_buf, &value_buf, &q_full, cache.offset())?;
+            return self.o_proj.forward(&out.reshape(&out_shape(h * d))?);
+        }
         let q_full = q_full.reshape(&[b, l, h, 2 * d])?;
         let halves = ops::split(&q_full, 2, -1)?;
         let (queries, gate) = (&halves[0], &halves[1]);
@@ -136,4 +165,12 @@ impl Attention {
             None,
         )?)
     }
+}
+
+/// `θ^(-2i / dims)` for `i < dims / 2`, fp32 (what RoPE turns by at position 1).
+fn inv_freq(theta: f32, dims: i32) -> Result<Array> {
+    let f: Vec<f32> = (0..dims / 2)
+        .map(|i| (theta as f64).powf(-2.0 * i as f64 / dims as f64) as f32)
+        .collect();
+    Ok(Array::from_slice(&f, &[dims / 2])?)
 }

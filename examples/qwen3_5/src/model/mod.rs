@@ -2,6 +2,7 @@
 //! attention), final norm, tied or separate output head.
 
 pub mod attention;
+pub mod attn_kernel;
 pub mod chunked;
 pub mod deltanet;
 pub mod fused;

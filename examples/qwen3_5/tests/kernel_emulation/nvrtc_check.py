@@ -94,6 +94,41 @@ DECODE = dict(
 )
 
 
+QK_PREP = dict(
+    name="qwen3_5_attn_qk_prep",
+    body=["attn_qk_prep.cu.inc"],
+    inputs=[("q_full", "act"), ("k", "act"), ("q_w", "act"), ("k_w", "act"),
+            ("inv_freq", "f32"), ("meta", "i32"), ("eps", "f32")],
+    outputs=[("q_out", "act"), ("k_out", "act")],
+)
+ATTN = dict(
+    name="qwen3_5_attn_decode",
+    body=["attn_decode.cu.inc"],
+    inputs=[("q", "act"), ("keys", "act"), ("values", "act"), ("q_full", "act"),
+            ("meta", "i32"), ("scale", "f32")],
+    outputs=[("out", "act")],
+)
+ATTN_WARPS = int(re.search(r"pub const WARPS: i32 = (\d+);", open(
+    os.path.join(HERE, "..", "..", "src", "model", "attn_kernel.rs")).read()).group(1))
+
+
+def attn_source(kernel, act, consts):
+    """The source MLX's build_kernel writes for an attention kernel (attn_kernel.rs)."""
+    types = {"act": CUDA_TYPES[act], "f32": "float", "i32": "int32_t"}
+    body = "\n".join(read(f) for f in kernel["body"])
+    src = DEFAULT_HEADER + read("cuda_header.cuh") + read("gdn_common.h")
+    src += "namespace mlx::core::cu {\n\nnamespace cg = cooperative_groups;\n\n"
+    name = f"custom_kernel_{kernel['name']}_{types['act']}".replace("__", "_")
+    src += f"__global__ void {name}(\n"
+    src += "".join(f"    const {types[r]}* {n},\n" for n, r in kernel["inputs"])
+    src += ",\n".join(f"    {types[r]}* {n}" for n, r in kernel["outputs"]) + ") {\n"
+    src += f"  using T = {types['act']};\n  using WT = {types['act']};\n"
+    src += f"  using KWT = {types['act']};\n"
+    src += "".join(f"  constexpr int {k} = {v};\n" for k, v in consts.items())
+    src += "\n" + body + "\n}\n\n} // namespace mlx::core::cu\n"
+    return src, "mlx::core::cu::" + name
+
+
 def kernel_source(kernel, act, gate, dims):
     """The source MLX's build_kernel writes for one of our kernels."""
     B, T, Hk, Dk, Hv, Dv, K = dims
@@ -159,9 +194,17 @@ def main():
              (DECODE, "bfloat16", "bfloat16", (1, 1, 16, 128, 16, 128, 4)),
              (DECODE, "float32", "float32", (1, 1, 16, 128, 32, 128, 4)),
              (DECODE, "float16", "float32", (2, 1, 2, 64, 4, 36, 4))]
+    # Attention kernels: (kernel, activation dtype, None, template constants)
+    cases += [(QK_PREP, "bfloat16", None, dict(D=256, H=8, KV=2, RD=64)),
+              (QK_PREP, "float32", None, dict(D=32, H=2, KV=1, RD=8)),
+              (ATTN, "bfloat16", None, dict(D=256, H=8, KV=2, WARPS=ATTN_WARPS)),
+              (ATTN, "float16", None, dict(D=64, H=4, KV=4, WARPS=ATTN_WARPS))]
     for kernel, act, gate, dims in cases:
         dtype_name = f"{kernel['name']} {act}/{gate}"
-        src, name = kernel_source(kernel, act, gate, dims)
+        if kernel in (QK_PREP, ATTN):
+            src, name = attn_source(kernel, act, dims)
+        else:
+            src, name = kernel_source(kernel, act, gate, dims)
         if args.print_source:
             print(src)
         prog = ctypes.c_void_p()
@@ -182,7 +225,7 @@ def main():
         nvrtc.nvrtcGetProgramLog(prog, log)
         text = log.value.decode(errors="replace").strip()
         status = "ok  " if rc == 0 else "FAIL"
-        print(f"{status} {dtype_name} B,T,Hk,Dk,Hv,Dv={dims} ({arch})" + (f"\n{text}" if text else ""))
+        print(f"{status} {dtype_name} {dims} ({arch})" + (f"\n{text}" if text else ""))
         if rc == 0:
             code = ctypes.c_size_t()
             nvrtc.nvrtcGetCUBINSize(prog, ctypes.byref(code))

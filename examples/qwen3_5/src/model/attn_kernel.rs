@@ -1,0 +1,239 @@
+//! CUDA kernels for one decode token of gated attention.
+//!
+//! MLX's CUDA backend has no single-query attention kernel for the 2B's head dim (256), so
+//! one token's attention runs as MLX's fallback ops (about 30 graph nodes per layer:
+//! transposes, broadcasts for the grouped heads, two matmuls, a softmax), each a kernel
+//! and host work. Here it is two custom kernels and MLX's two cache writes:
+//!
+//! * [`qk_prep`] (`kernels/attn_qk_prep.cu.inc`): the q/k RMSNorms and the RoPE of every
+//!   head, one block per head;
+//! * [`attend`] (`kernels/attn_decode.cu.inc`): softmax attention of each query head over
+//!   the valid prefix of the cache buffers (online softmax per warp, merged through shared
+//!   memory), times the output gate.
+//!
+//! The plain ops of [`super::attention`] stay the reference, the prefill path and the
+//! path on the CPU and on Metal (where MLX's own attention kernel covers these shapes);
+//! `tests/fused.rs` compares the two on a GPU.
+
+use super::fused::{cuda_header, DecodeMode, StepPath};
+use crate::error::{Error, Result};
+use mlx_rs::fast::{CudaKernel, KernelBuilder, KernelConfig, TemplateArg};
+use mlx_rs::{Array, Dtype};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+/// Body of the q/k norm + RoPE kernel.
+pub const QK_PREP_BODY: &str = include_str!("kernels/attn_qk_prep.cu.inc");
+/// Body of the attention kernel.
+pub const DECODE_BODY: &str = include_str!("kernels/attn_decode.cu.inc");
+/// Warps per block of the attention kernel.
+pub const WARPS: i32 = 32;
+
+/// Head layout of an attention layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttnHeads {
+    /// Query heads.
+    pub heads: i32,
+    /// Key/value heads (divides `heads`).
+    pub kv_heads: i32,
+    /// Head dim.
+    pub head_dim: i32,
+    /// Rotated dims (even, at most `head_dim`).
+    pub rope_dims: i32,
+}
+
+/// Whether one decode token of attention with these heads and activation dtype takes the
+/// kernels: MLX with a CUDA GPU, the current stream on it, the fused decode mode, shapes
+/// the kernels take, and `QWEN3_5_ATTN_KERNEL` not `0` (kept to measure what they bring).
+pub fn usable(h: AttnHeads, dtype: Dtype) -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var("QWEN3_5_ATTN_KERNEL").map_or(true, |v| v != "0"))
+        && StepPath::current() == StepPath::CudaKernel
+        && DecodeMode::current() == DecodeMode::Fused
+        && fits(h, dtype)
+}
+
+/// Whether the kernels take these shapes and dtype.
+pub fn fits(h: AttnHeads, dtype: Dtype) -> bool {
+    h.heads > 0
+        && h.kv_heads > 0
+        && h.heads % h.kv_heads == 0
+        && h.head_dim % 32 == 0
+        && (32..=1024).contains(&h.head_dim)
+        && h.rope_dims % 2 == 0
+        && (0..=h.head_dim).contains(&h.rope_dims)
+        && matches!(dtype, Dtype::Float32 | Dtype::Float16 | Dtype::Bfloat16)
+}
+
+thread_local! {
+    static KERNELS: RefCell<HashMap<&'static str, Rc<CudaKernel>>> = RefCell::new(HashMap::new());
+}
+
+fn kernel(
+    name: &'static str,
+    body: &str,
+    inputs: &[&str],
+    outputs: &[&str],
+) -> Result<Rc<CudaKernel>> {
+    KERNELS.with(|c| {
+        if let Some(k) = c.borrow().get(name) {
+            return Ok(k.clone());
+        }
+        let k = Rc::new(
+            KernelBuilder::new(name, body)
+                .header(&cuda_header())
+                .input_names(inputs)
+                .output_names(outputs)
+                .build_cuda()?,
+        );
+        c.borrow_mut().insert(name, k.clone());
+        Ok(k)
+    })
+}
+
+fn bad(msg: String) -> Error {
+    Error::InvalidArgument(format!("attention decode kernel: {msg}"))
+}
+
+/// `[n, cap, position]` as the kernels' `meta` input.
+fn meta(n: i32, cap: i32, position: i32) -> Result<Array> {
+    Ok(Array::from_slice(&[n, cap, position], &[3])?)
+}
+
+/// The q/k RMSNorms and RoPE of one token: `q_full` `[B, H·2·D]` (q_proj output, query
+/// then gate values per head), `k` `[B, KV·D]`, norm weights `[D]`, `inv_freq`
+/// `[RD / 2]` fp32, at `position`. Returns q `[B, H, 1, D]` and k `[B, KV, 1, D]`.
+#[allow(clippy::too_many_arguments)]
+pub fn qk_prep(
+    h: AttnHeads,
+    q_full: &Array,
+    k: &Array,
+    q_norm: &Array,
+    k_norm: &Array,
+    inv_freq: &Array,
+    position: i32,
+    eps: f32,
+) -> Result<(Array, Array)> {
+    let AttnHeads {
+        heads,
+        kv_heads,
+        head_dim: d,
+        rope_dims,
+    } = h;
+    let b = q_full.dim(0)?;
+    if !fits(h, q_full.dtype())
+        || q_full.shape() != [b, heads * 2 * d]
+        || k.shape() != [b, kv_heads * d]
+        || k.dtype() != q_full.dtype()
+        || q_norm.shape() != [d]
+        || k_norm.shape() != [d]
+        || inv_freq.shape() != [rope_dims / 2]
+        || inv_freq.dtype() != Dtype::Float32
+    {
+        return Err(bad(format!(
+            "q_full {:?}, k {:?}, norms {:?} {:?}, inv_freq {:?} do not fit {h:?}",
+            q_full.shape(),
+            k.shape(),
+            q_norm.shape(),
+            k_norm.shape(),
+            inv_freq.shape()
+        )));
+    }
+    let act = q_full.dtype();
+    let kern = kernel(
+        "qwen3_5_attn_qk_prep",
+        QK_PREP_BODY,
+        &["q_full", "k", "q_w", "k_w", "inv_freq", "meta", "eps"],
+        &["q_out", "k_out"],
+    )?;
+    let config = KernelConfig::new([d, 1, b * (heads + kv_heads)], [d, 1, 1])
+        .output(&[b, heads, 1, d], act)
+        .output(&[b, kv_heads, 1, d], act)
+        .template("T", TemplateArg::Dtype(act))
+        .template("WT", TemplateArg::Dtype(q_norm.dtype()))
+        .template("KWT", TemplateArg::Dtype(k_norm.dtype()))
+        .template("D", TemplateArg::Int(d))
+        .template("H", TemplateArg::Int(heads))
+        .template("KV", TemplateArg::Int(kv_heads))
+        .template("RD", TemplateArg::Int(rope_dims));
+    let eps = Array::from_slice(&[eps], &[1])?;
+    let out = kern.apply(
+        &[
+            q_full,
+            k,
+            q_norm,
+            k_norm,
+            inv_freq,
+            &meta(0, 0, position)?,
+            &eps,
+        ],
+        &config,
+    )?;
+    let mut out = out.into_iter();
+    match (out.next(), out.next()) {
+        (Some(q), Some(k)) => Ok((q, k)),
+        _ => Err(bad("expected two outputs".into())),
+    }
+}
+
+/// Attention of one token: `q` `[B, H, 1, D]` over the first `n` positions of the cache
+/// buffers `keys`, `values` (`[B, KV, cap, D]`), gated by the second half of each head's
+/// `q_full` values. Returns `[B, H·D]`.
+pub fn attend(
+    h: AttnHeads,
+    q: &Array,
+    keys: &Array,
+    values: &Array,
+    q_full: &Array,
+    n: i32,
+) -> Result<Array> {
+    let AttnHeads {
+        heads,
+        kv_heads,
+        head_dim: d,
+        ..
+    } = h;
+    let b = q.dim(0)?;
+    let cap = keys.dim(2)?;
+    if !fits(h, q.dtype())
+        || q.shape() != [b, heads, 1, d]
+        || keys.shape() != [b, kv_heads, cap, d]
+        || values.shape() != keys.shape()
+        || q_full.shape() != [b, heads * 2 * d]
+        || keys.dtype() != q.dtype()
+        || values.dtype() != q.dtype()
+        || q_full.dtype() != q.dtype()
+        || !(1..=cap).contains(&n)
+    {
+        return Err(bad(format!(
+            "q {:?}, cache {:?} / {:?} ({n} valid), q_full {:?} do not fit {h:?}",
+            q.shape(),
+            keys.shape(),
+            values.shape(),
+            q_full.shape()
+        )));
+    }
+    let act = q.dtype();
+    let kern = kernel(
+        "qwen3_5_attn_decode",
+        DECODE_BODY,
+        &["q", "keys", "values", "q_full", "meta", "scale"],
+        &["out"],
+    )?;
+    let config = KernelConfig::new([32, WARPS, b * heads], [32, WARPS, 1])
+        .output(&[b, heads * d], act)
+        .template("T", TemplateArg::Dtype(act))
+        .template("D", TemplateArg::Int(d))
+        .template("H", TemplateArg::Int(heads))
+        .template("KV", TemplateArg::Int(kv_heads))
+        .template("WARPS", TemplateArg::Int(WARPS));
+    let scale = Array::from_slice(&[(d as f32).powf(-0.5)], &[1])?;
+    let out = kern.apply(
+        &[q, keys, values, q_full, &meta(n, cap, 0)?, &scale],
+        &config,
+    )?;
+    out.into_iter()
+        .next()
+        .ok_or_else(|| bad("expected one output".into()))
+}
