@@ -191,7 +191,9 @@ impl Model {
             }
         };
         let add_norm = |h: &Array, r: &Array, w: &Array| -> Result<(Array, Array)> {
-            if fused_step {
+            if fused_step && attn_kernel::add_norm_usable(h) {
+                attn_kernel::add_rms_norm(h, r, w, eps)
+            } else if fused_step {
                 fused::add_rms_norm(h, r, w, eps)
             } else {
                 let h = h.add(r)?;

@@ -108,6 +108,12 @@ ATTN = dict(
             ("meta", "i32"), ("scale", "f32")],
     outputs=[("out", "act")],
 )
+ADD_NORM = dict(
+    name="qwen3_5_add_rms_norm",
+    body=["add_rms_norm.cu.inc"],
+    inputs=[("x", "act"), ("r", "act"), ("w", "act"), ("eps", "f32")],
+    outputs=[("h", "act"), ("n", "act")],
+)
 ATTN_WARPS = int(re.search(r"pub const WARPS: i32 = (\d+);", open(
     os.path.join(HERE, "..", "..", "src", "model", "attn_kernel.rs")).read()).group(1))
 
@@ -198,10 +204,12 @@ def main():
     cases += [(QK_PREP, "bfloat16", None, dict(D=256, H=8, KV=2, RD=64)),
               (QK_PREP, "float32", None, dict(D=32, H=2, KV=1, RD=8)),
               (ATTN, "bfloat16", None, dict(D=256, H=8, KV=2, WARPS=ATTN_WARPS)),
-              (ATTN, "float16", None, dict(D=64, H=4, KV=4, WARPS=ATTN_WARPS))]
+              (ATTN, "float16", None, dict(D=64, H=4, KV=4, WARPS=ATTN_WARPS)),
+              (ADD_NORM, "bfloat16", None, dict(D=2048, THREADS=1024)),
+              (ADD_NORM, "float32", None, dict(D=100, THREADS=128))]
     for kernel, act, gate, dims in cases:
         dtype_name = f"{kernel['name']} {act}/{gate}"
-        if kernel in (QK_PREP, ATTN):
+        if kernel in (QK_PREP, ATTN, ADD_NORM):
             src, name = attn_source(kernel, act, dims)
         else:
             src, name = kernel_source(kernel, act, gate, dims)
