@@ -612,6 +612,23 @@ fn compiled_chains_match_plain_ops() {
     })
 }
 
+/// Logits of a 3-token prefill, then of each further prompt token fed alone, in `mode`
+/// (the single-token logits keep their `[B, 1, vocab]` shape).
+fn three_then_steps(model: &Model, prompt: &[u32], mode: DecodeMode) -> Vec<f32> {
+    fused::with_decode_mode(mode, || {
+        let mut cache = model.new_cache();
+        let ids = Array::from_slice(&prompt[..3], &[1, 3]).unwrap();
+        let mut out = to_f32(&model.forward(&ids, &mut cache).unwrap());
+        for &t in &prompt[3..] {
+            let ids = Array::from_slice(&[t], &[1, 1]).unwrap();
+            let logits = model.forward(&ids, &mut cache).unwrap();
+            assert_eq!(logits.ndim(), 3, "logits stay [B, 1, vocab]");
+            out.extend(to_f32(&logits));
+        }
+        out
+    })
+}
+
 /// Prefill, then single-token steps: fused mode vs plain-ops mode, every fixture variant.
 #[test]
 fn fused_decode_matches_ops_decode_on_fixtures() {
@@ -619,18 +636,7 @@ fn fused_decode_matches_ops_decode_on_fixtures() {
         let prompt: Vec<u32> = vec![5, 17, 200, 3, 99, 42, 7, 128];
         for v in VARIANTS {
             let model = qwen3_5::load(model_dir(v)).unwrap();
-            let run = |mode: DecodeMode| -> Vec<f32> {
-                fused::with_decode_mode(mode, || {
-                    let mut cache = model.new_cache();
-                    let ids = Array::from_slice(&prompt[..3], &[1, 3]).unwrap();
-                    let mut out = to_f32(&model.forward(&ids, &mut cache).unwrap());
-                    for &t in &prompt[3..] {
-                        let ids = Array::from_slice(&[t], &[1, 1]).unwrap();
-                        out.extend(to_f32(&model.forward(&ids, &mut cache).unwrap()));
-                    }
-                    out
-                })
-            };
+            let run = |mode: DecodeMode| three_then_steps(&model, &prompt, mode);
             let vocab = model.config().text.vocab_size as usize;
             assert_logits_close(v, &run(DecodeMode::Fused), &run(DecodeMode::Ops), vocab);
         }
@@ -646,20 +652,7 @@ fn decode_layer_options_match_ops_decode_on_fixtures() {
         let prompt: Vec<u32> = vec![5, 17, 200, 3, 99, 42, 7];
         for v in VARIANTS {
             let model = qwen3_5::load(model_dir(v)).unwrap();
-            let run = |mode: DecodeMode| -> Vec<f32> {
-                fused::with_decode_mode(mode, || {
-                    let mut cache = model.new_cache();
-                    let ids = Array::from_slice(&prompt[..3], &[1, 3]).unwrap();
-                    let mut out = to_f32(&model.forward(&ids, &mut cache).unwrap());
-                    for &t in &prompt[3..] {
-                        let ids = Array::from_slice(&[t], &[1, 1]).unwrap();
-                        let logits = model.forward(&ids, &mut cache).unwrap();
-                        assert_eq!(logits.ndim(), 3, "{v}: logits stay [B, 1, vocab]");
-                        out.extend(to_f32(&logits));
-                    }
-                    out
-                })
-            };
+            let run = |mode: DecodeMode| three_then_steps(&model, &prompt, mode);
             let vocab = model.config().text.vocab_size as usize;
             let reference = run(DecodeMode::Ops);
             for (compiled, flat) in [(true, true), (true, false), (false, true), (false, false)] {

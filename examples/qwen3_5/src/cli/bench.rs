@@ -784,15 +784,20 @@ fn check_peer_python(python: &str) -> Result<()> {
         .output()
         .with_context(|| format!("--compare mlx-lm: cannot run {python}"))?;
     if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        let last = err
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("");
+        let last = last_line(&out.stderr);
         bail!("--compare mlx-lm: {python} cannot import mlx-lm's qwen3_5 model: {last}");
     }
     Ok(())
+}
+
+/// The last non-empty line of a child's stderr (where Python puts the exception).
+fn last_line(stderr: &[u8]) -> String {
+    String::from_utf8_lossy(stderr)
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .to_string()
 }
 
 fn run_peer(args: &BenchArgs, script: &Path, config: &Path) -> Result<PeerRun> {
@@ -817,12 +822,7 @@ fn run_peer(args: &BenchArgs, script: &Path, config: &Path) -> Result<PeerRun> {
         .output()
         .with_context(|| format!("cannot run {}", args.python))?;
     if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        let last = err
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("");
+        let last = last_line(&out.stderr);
         bail!(
             "the mlx-lm peer ({} {}) failed ({}): {last}",
             args.python,
