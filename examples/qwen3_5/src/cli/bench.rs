@@ -310,7 +310,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
             None => "sequential".into(),
         }
     );
-    if let Ok(n) = std::env::var("MLX_MAX_OPS_PER_BUFFER") {
+    let on_gpu = !device_name.starts_with("cpu");
+    if let (true, Ok(n)) = (on_gpu, std::env::var("MLX_MAX_OPS_PER_BUFFER")) {
         let both = if peer_info.is_some() {
             " (both sides)"
         } else {
