@@ -20,6 +20,10 @@
 //! # Ok::<(), mlx_rs::Error>(())
 //! ```
 //!
+//! [`graph::print_graph`] lists what evaluating some arrays would run (one line per op,
+//! with shapes and dtypes) without evaluating them; [`graph::to_dot`] writes the same
+//! graph for Graphviz.
+//!
 //! # Dtypes
 //!
 //! Every MLX dtype ([`Dtype`]) has a Rust element type ([`Element`]): `bool`, `u8`…`u64`,
@@ -182,6 +186,7 @@ mod error;
 pub mod export;
 pub mod fast;
 pub mod fft;
+pub mod graph;
 mod index;
 pub mod io;
 pub mod linalg;
