@@ -53,7 +53,7 @@ pub struct AttnHeads {
 /// the kernels take, and `QWEN3_5_ATTN_KERNEL` not `0` (kept to measure what they bring).
 pub fn usable(h: AttnHeads, dtype: Dtype) -> bool {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| std::env::var("QWEN3_5_ATTN_KERNEL").map_or(true, |v| v != "0"))
+    *ON.get_or_init(|| super::knobs::flag("QWEN3_5_ATTN_KERNEL", true))
         && StepPath::current() == StepPath::CudaKernel
         && DecodeMode::current() == DecodeMode::Fused
         && fits(h, dtype)
@@ -250,7 +250,7 @@ pub fn attend(
 /// seen to pass yet.
 pub fn add_norm_usable(x: &Array) -> bool {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| std::env::var("QWEN3_5_ADD_NORM_KERNEL").is_ok_and(|v| v == "1"))
+    *ON.get_or_init(|| super::knobs::flag("QWEN3_5_ADD_NORM_KERNEL", false))
         && StepPath::current() == StepPath::CudaKernel
         && DecodeMode::current() == DecodeMode::Fused
         && x.ndim() == 2

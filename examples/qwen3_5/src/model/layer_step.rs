@@ -33,7 +33,7 @@ use std::sync::OnceLock;
 pub fn enabled() -> bool {
     static ON: OnceLock<bool> = OnceLock::new();
     OVERRIDE.with(|o| o.get()).map_or_else(
-        || *ON.get_or_init(|| std::env::var("QWEN3_5_COMPILE_LAYERS").is_ok_and(|v| v == "1")),
+        || *ON.get_or_init(|| super::knobs::flag("QWEN3_5_COMPILE_LAYERS", false)),
         |(compiled, _)| compiled,
     )
 }
@@ -45,7 +45,7 @@ pub fn enabled() -> bool {
 pub fn flat_enabled() -> bool {
     static ON: OnceLock<bool> = OnceLock::new();
     OVERRIDE.with(|o| o.get()).map_or_else(
-        || *ON.get_or_init(|| std::env::var("QWEN3_5_DECODE_FLAT").map_or(true, |v| v != "0")),
+        || *ON.get_or_init(|| super::knobs::flag("QWEN3_5_DECODE_FLAT", true)),
         |(_, flat)| flat,
     )
 }

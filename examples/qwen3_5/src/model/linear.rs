@@ -318,7 +318,7 @@ impl Projections {
 /// (kept to measure what joining brings).
 fn joining_enabled() -> bool {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| std::env::var("QWEN3_5_JOIN_PROJECTIONS").map_or(true, |v| v != "0"))
+    *ON.get_or_init(|| super::knobs::flag("QWEN3_5_JOIN_PROJECTIONS", true))
 }
 
 /// Rows of `x` from which a float32 product on the CPU is spread over several CPU streams.
@@ -336,11 +336,8 @@ const CPU_SPLIT_ROWS: usize = 32;
 fn cpu_stream_count() -> usize {
     static N: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     *N.get_or_init(|| {
-        std::env::var("QWEN3_5_CPU_STREAMS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-            .clamp(1, 8)
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        super::knobs::count("QWEN3_5_CPU_STREAMS", cores, 8)
     })
 }
 

@@ -6,6 +6,7 @@ pub mod attn_kernel;
 pub mod chunked;
 pub mod deltanet;
 pub mod fused;
+pub mod knobs;
 pub mod layer_step;
 pub mod linear;
 pub mod mlp;

@@ -1,0 +1,81 @@
+//! The `QWEN3_5_*` environment switches of the model's speed-ups (each read once per
+//! process; `benches/README.md` lists them). A value that is not understood is reported
+//! once on stderr and the default is used, so a typo never changes results silently.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+
+/// Reports a bad value of `name` once per variable.
+fn warn_once(name: &str, value: &str, expected: &str, default: &str) {
+    static SEEN: Mutex<Option<HashSet<String>>> = Mutex::new(None);
+    let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
+    if seen
+        .get_or_insert_with(HashSet::new)
+        .insert(name.to_string())
+    {
+        eprintln!("{name}={value:?} is not {expected}: using {default}");
+    }
+}
+
+/// An on/off switch: `1`/`true`/`on` or `0`/`false`/`off`; unset or empty gives `default`.
+pub fn flag(name: &str, default: bool) -> bool {
+    match std::env::var(name) {
+        Err(_) => default,
+        Ok(v) => match v.trim().to_ascii_lowercase().as_str() {
+            "" => default,
+            "1" | "true" | "on" => true,
+            "0" | "false" | "off" => false,
+            _ => {
+                warn_once(name, &v, "0 or 1", if default { "1" } else { "0" });
+                default
+            }
+        },
+    }
+}
+
+/// A count in `1..=max`: unset gives `default`; other values are clamped into the range,
+/// and what is not a whole number is reported and gives `default`.
+pub fn count(name: &str, default: usize, max: usize) -> usize {
+    match std::env::var(name) {
+        Err(_) => default.clamp(1, max),
+        Ok(v) => match v.trim().parse::<usize>() {
+            Ok(n) => n.clamp(1, max),
+            Err(_) => {
+                warn_once(
+                    name,
+                    &v,
+                    &format!("a whole number from 1 to {max}"),
+                    &default.to_string(),
+                );
+                default.clamp(1, max)
+            }
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_and_counts_parse_or_fall_back() {
+        // Names no other test uses (the environment is shared by the test threads).
+        std::env::set_var("QWEN3_5_TEST_FLAG_A", "off");
+        std::env::set_var("QWEN3_5_TEST_FLAG_B", "maybe");
+        std::env::set_var("QWEN3_5_TEST_FLAG_C", " 1 ");
+        assert!(!flag("QWEN3_5_TEST_FLAG_A", true));
+        assert!(flag("QWEN3_5_TEST_FLAG_B", true));
+        assert!(!flag("QWEN3_5_TEST_FLAG_B", false));
+        assert!(flag("QWEN3_5_TEST_FLAG_C", false));
+        assert!(flag("QWEN3_5_TEST_FLAG_UNSET", true));
+        std::env::set_var("QWEN3_5_TEST_COUNT_A", "3");
+        std::env::set_var("QWEN3_5_TEST_COUNT_B", "99");
+        std::env::set_var("QWEN3_5_TEST_COUNT_C", "two");
+        std::env::set_var("QWEN3_5_TEST_COUNT_D", "0");
+        assert_eq!(count("QWEN3_5_TEST_COUNT_A", 2, 8), 3);
+        assert_eq!(count("QWEN3_5_TEST_COUNT_B", 2, 8), 8);
+        assert_eq!(count("QWEN3_5_TEST_COUNT_C", 2, 8), 2);
+        assert_eq!(count("QWEN3_5_TEST_COUNT_D", 2, 8), 1);
+        assert_eq!(count("QWEN3_5_TEST_COUNT_UNSET", 20, 8), 8);
+    }
+}
