@@ -235,6 +235,84 @@ pub fn gather_single(a: &Array, indices: &Array, axis: i32, slice_sizes: &[i32])
     })
 }
 
+/// mlx-c's multi-index scatter functions (`mlx_scatter`, `mlx_scatter_add`, ...).
+type ScatterFn = unsafe extern "C" fn(
+    *mut sys::mlx_array,
+    sys::mlx_array,
+    sys::mlx_vector_array,
+    sys::mlx_array,
+    *const std::ffi::c_int,
+    usize,
+    sys::mlx_stream,
+) -> std::ffi::c_int;
+
+/// mlx-c's one-index scatter functions (`mlx_scatter_single`, ...).
+type ScatterSingleFn = unsafe extern "C" fn(
+    *mut sys::mlx_array,
+    sys::mlx_array,
+    sys::mlx_array,
+    sys::mlx_array,
+    std::ffi::c_int,
+    sys::mlx_stream,
+) -> std::ffi::c_int;
+
+/// A multi-index scatter through `f`, with out-of-range updates dropped.
+#[track_caller]
+fn scatter_with<A: AsRef<Array>>(
+    name: &str,
+    f: ScatterFn,
+    a: &Array,
+    indices: &[A],
+    updates: &Array,
+    axes: &[i32],
+) -> Result<Array> {
+    check_index_axes(name, indices.len(), axes)?;
+    let loc = Location::caller();
+    let spans = scatter_spans(a, indices, updates, axes);
+    bounded_write(a, &owned(indices), axes, spans, |a, idx| {
+        let v = VectorArray::from_arrays(idx);
+        // SAFETY: live handles for the call; `axes` outlives it.
+        stream_op(|res, s| unsafe {
+            f(
+                res,
+                a.as_raw(),
+                v.0,
+                updates.as_raw(),
+                axes.as_ptr(),
+                axes.len(),
+                s,
+            )
+        })
+    })
+    .map_err(at(loc))
+}
+
+/// A one-index scatter through `f`, with out-of-range updates dropped.
+#[track_caller]
+fn scatter_single_with(
+    f: ScatterSingleFn,
+    a: &Array,
+    indices: &Array,
+    updates: &Array,
+    axis: i32,
+) -> Result<Array> {
+    let loc = Location::caller();
+    let spans = scatter_spans(a, &[indices], updates, &[axis]);
+    bounded_write(
+        a,
+        std::slice::from_ref(indices),
+        &[axis],
+        spans,
+        // SAFETY: live handles for the call.
+        |a, idx| {
+            stream_op(|res, s| unsafe {
+                f(res, a.as_raw(), idx[0].as_raw(), updates.as_raw(), axis, s)
+            })
+        },
+    )
+    .map_err(at(loc))
+}
+
 /// `a` with slices replaced by `updates` at `indices` (which of duplicates wins is
 /// unspecified).
 ///
@@ -249,24 +327,7 @@ pub fn scatter<A: AsRef<Array>>(
     updates: &Array,
     axes: &[i32],
 ) -> Result<Array> {
-    check_index_axes("scatter", indices.len(), axes)?;
-    let loc = Location::caller();
-    let spans = scatter_spans(a, indices, updates, axes);
-    bounded_write(a, &owned(indices), axes, spans, |a, idx| {
-        let v = VectorArray::from_arrays(idx);
-        stream_op(|res, s| unsafe {
-            sys::mlx_scatter(
-                res,
-                a.as_raw(),
-                v.0,
-                updates.as_raw(),
-                axes.as_ptr(),
-                axes.len(),
-                s,
-            )
-        })
-    })
-    .map_err(at(loc))
+    scatter_with("scatter", sys::mlx_scatter, a, indices, updates, axes)
 }
 
 /// [`scatter`] with one index array for one `axis`.
@@ -274,20 +335,7 @@ pub fn scatter<A: AsRef<Array>>(
 /// Updates at out-of-range indices are dropped (see the `ops::indexing` notes in `docs/bad-input.md`).
 #[track_caller]
 pub fn scatter_single(a: &Array, indices: &Array, updates: &Array, axis: i32) -> Result<Array> {
-    let loc = Location::caller();
-    let spans = scatter_spans(a, &[indices], updates, &[axis]);
-    bounded_write(
-        a,
-        std::slice::from_ref(indices),
-        &[axis],
-        spans,
-        |a, idx| {
-            stream_op(|res, s| unsafe {
-                sys::mlx_scatter_single(res, a.as_raw(), idx[0].as_raw(), updates.as_raw(), axis, s)
-            })
-        },
-    )
-    .map_err(at(loc))
+    scatter_single_with(sys::mlx_scatter_single, a, indices, updates, axis)
 }
 
 /// `a` with `updates` added at `indices` (duplicates accumulate).
@@ -303,24 +351,14 @@ pub fn scatter_add<A: AsRef<Array>>(
     updates: &Array,
     axes: &[i32],
 ) -> Result<Array> {
-    check_index_axes("scatter_add", indices.len(), axes)?;
-    let loc = Location::caller();
-    let spans = scatter_spans(a, indices, updates, axes);
-    bounded_write(a, &owned(indices), axes, spans, |a, idx| {
-        let v = VectorArray::from_arrays(idx);
-        stream_op(|res, s| unsafe {
-            sys::mlx_scatter_add(
-                res,
-                a.as_raw(),
-                v.0,
-                updates.as_raw(),
-                axes.as_ptr(),
-                axes.len(),
-                s,
-            )
-        })
-    })
-    .map_err(at(loc))
+    scatter_with(
+        "scatter_add",
+        sys::mlx_scatter_add,
+        a,
+        indices,
+        updates,
+        axes,
+    )
 }
 
 /// [`scatter_add`] with one index array for one `axis`.
@@ -328,27 +366,7 @@ pub fn scatter_add<A: AsRef<Array>>(
 /// Updates at out-of-range indices are dropped (see the `ops::indexing` notes in `docs/bad-input.md`).
 #[track_caller]
 pub fn scatter_add_single(a: &Array, indices: &Array, updates: &Array, axis: i32) -> Result<Array> {
-    let loc = Location::caller();
-    let spans = scatter_spans(a, &[indices], updates, &[axis]);
-    bounded_write(
-        a,
-        std::slice::from_ref(indices),
-        &[axis],
-        spans,
-        |a, idx| {
-            stream_op(|res, s| unsafe {
-                sys::mlx_scatter_add_single(
-                    res,
-                    a.as_raw(),
-                    idx[0].as_raw(),
-                    updates.as_raw(),
-                    axis,
-                    s,
-                )
-            })
-        },
-    )
-    .map_err(at(loc))
+    scatter_single_with(sys::mlx_scatter_add_single, a, indices, updates, axis)
 }
 
 /// `a` with each indexed element replaced by its maximum with `updates`.
@@ -364,24 +382,14 @@ pub fn scatter_max<A: AsRef<Array>>(
     updates: &Array,
     axes: &[i32],
 ) -> Result<Array> {
-    check_index_axes("scatter_max", indices.len(), axes)?;
-    let loc = Location::caller();
-    let spans = scatter_spans(a, indices, updates, axes);
-    bounded_write(a, &owned(indices), axes, spans, |a, idx| {
-        let v = VectorArray::from_arrays(idx);
-        stream_op(|res, s| unsafe {
-            sys::mlx_scatter_max(
-                res,
-                a.as_raw(),
-                v.0,
-                updates.as_raw(),
-                axes.as_ptr(),
-                axes.len(),
-                s,
-            )
-        })
-    })
-    .map_err(at(loc))
+    scatter_with(
+        "scatter_max",
+        sys::mlx_scatter_max,
+        a,
+        indices,
+        updates,
+        axes,
+    )
 }
 
 /// [`scatter_max`] with one index array for one `axis`.
@@ -389,27 +397,7 @@ pub fn scatter_max<A: AsRef<Array>>(
 /// Updates at out-of-range indices are dropped (see the `ops::indexing` notes in `docs/bad-input.md`).
 #[track_caller]
 pub fn scatter_max_single(a: &Array, indices: &Array, updates: &Array, axis: i32) -> Result<Array> {
-    let loc = Location::caller();
-    let spans = scatter_spans(a, &[indices], updates, &[axis]);
-    bounded_write(
-        a,
-        std::slice::from_ref(indices),
-        &[axis],
-        spans,
-        |a, idx| {
-            stream_op(|res, s| unsafe {
-                sys::mlx_scatter_max_single(
-                    res,
-                    a.as_raw(),
-                    idx[0].as_raw(),
-                    updates.as_raw(),
-                    axis,
-                    s,
-                )
-            })
-        },
-    )
-    .map_err(at(loc))
+    scatter_single_with(sys::mlx_scatter_max_single, a, indices, updates, axis)
 }
 
 /// `a` with each indexed element replaced by its minimum with `updates`.
@@ -425,24 +413,14 @@ pub fn scatter_min<A: AsRef<Array>>(
     updates: &Array,
     axes: &[i32],
 ) -> Result<Array> {
-    check_index_axes("scatter_min", indices.len(), axes)?;
-    let loc = Location::caller();
-    let spans = scatter_spans(a, indices, updates, axes);
-    bounded_write(a, &owned(indices), axes, spans, |a, idx| {
-        let v = VectorArray::from_arrays(idx);
-        stream_op(|res, s| unsafe {
-            sys::mlx_scatter_min(
-                res,
-                a.as_raw(),
-                v.0,
-                updates.as_raw(),
-                axes.as_ptr(),
-                axes.len(),
-                s,
-            )
-        })
-    })
-    .map_err(at(loc))
+    scatter_with(
+        "scatter_min",
+        sys::mlx_scatter_min,
+        a,
+        indices,
+        updates,
+        axes,
+    )
 }
 
 /// [`scatter_min`] with one index array for one `axis`.
@@ -450,27 +428,7 @@ pub fn scatter_min<A: AsRef<Array>>(
 /// Updates at out-of-range indices are dropped (see the `ops::indexing` notes in `docs/bad-input.md`).
 #[track_caller]
 pub fn scatter_min_single(a: &Array, indices: &Array, updates: &Array, axis: i32) -> Result<Array> {
-    let loc = Location::caller();
-    let spans = scatter_spans(a, &[indices], updates, &[axis]);
-    bounded_write(
-        a,
-        std::slice::from_ref(indices),
-        &[axis],
-        spans,
-        |a, idx| {
-            stream_op(|res, s| unsafe {
-                sys::mlx_scatter_min_single(
-                    res,
-                    a.as_raw(),
-                    idx[0].as_raw(),
-                    updates.as_raw(),
-                    axis,
-                    s,
-                )
-            })
-        },
-    )
-    .map_err(at(loc))
+    scatter_single_with(sys::mlx_scatter_min_single, a, indices, updates, axis)
 }
 
 /// `a` with each indexed element multiplied by `updates`.
@@ -486,24 +444,14 @@ pub fn scatter_prod<A: AsRef<Array>>(
     updates: &Array,
     axes: &[i32],
 ) -> Result<Array> {
-    check_index_axes("scatter_prod", indices.len(), axes)?;
-    let loc = Location::caller();
-    let spans = scatter_spans(a, indices, updates, axes);
-    bounded_write(a, &owned(indices), axes, spans, |a, idx| {
-        let v = VectorArray::from_arrays(idx);
-        stream_op(|res, s| unsafe {
-            sys::mlx_scatter_prod(
-                res,
-                a.as_raw(),
-                v.0,
-                updates.as_raw(),
-                axes.as_ptr(),
-                axes.len(),
-                s,
-            )
-        })
-    })
-    .map_err(at(loc))
+    scatter_with(
+        "scatter_prod",
+        sys::mlx_scatter_prod,
+        a,
+        indices,
+        updates,
+        axes,
+    )
 }
 
 /// [`scatter_prod`] with one index array for one `axis`.
@@ -516,27 +464,7 @@ pub fn scatter_prod_single(
     updates: &Array,
     axis: i32,
 ) -> Result<Array> {
-    let loc = Location::caller();
-    let spans = scatter_spans(a, &[indices], updates, &[axis]);
-    bounded_write(
-        a,
-        std::slice::from_ref(indices),
-        &[axis],
-        spans,
-        |a, idx| {
-            stream_op(|res, s| unsafe {
-                sys::mlx_scatter_prod_single(
-                    res,
-                    a.as_raw(),
-                    idx[0].as_raw(),
-                    updates.as_raw(),
-                    axis,
-                    s,
-                )
-            })
-        },
-    )
-    .map_err(at(loc))
+    scatter_single_with(sys::mlx_scatter_prod_single, a, indices, updates, axis)
 }
 
 /// `a` with `values` added along `axis` at `indices` (the accumulating form of

@@ -928,7 +928,7 @@ pub fn delta_decode_kernel(
     dt_bias: &Array,
     state: &Array,
 ) -> Result<(Array, Array, Array)> {
-    let (bsz, taps) = check_decode(
+    let checked = check_decode(
         heads,
         qkv,
         conv_state,
@@ -939,6 +939,24 @@ pub fn delta_decode_kernel(
         dt_bias,
         state,
     )?;
+    launch_decode(
+        path,
+        heads,
+        checked,
+        [qkv, conv_state, conv_weight, a, b, a_log, dt_bias, state],
+    )
+}
+
+/// [`delta_decode_kernel`] after [`check_decode`] accepted the inputs (`checked` is what
+/// it returned; `x` in the order of [`DECODE_INPUTS`]).
+fn launch_decode(
+    path: StepPath,
+    heads: DeltaHeads,
+    checked: (i32, i32),
+    x: [&Array; 8],
+) -> Result<(Array, Array, Array)> {
+    let [qkv, conv_state, conv_weight, a, b, a_log, dt_bias, state] = x;
+    let (bsz, taps) = checked;
     let DeltaHeads { hk, hv, dk, dv } = heads;
     let c = 2 * hk * dk + hv * dv;
     let act = qkv.dtype();
@@ -1007,9 +1025,10 @@ pub fn delta_decode(
     state: &Array,
 ) -> Result<(Array, Array, Array)> {
     let path = StepPath::current();
-    let whole = matches!(path, StepPath::CudaKernel | StepPath::MetalKernel)
+    if matches!(path, StepPath::CudaKernel | StepPath::MetalKernel)
         && DecodeMode::current() == DecodeMode::Fused
-        && check_decode(
+    {
+        if let Ok(checked) = check_decode(
             heads,
             qkv,
             conv_state,
@@ -1019,21 +1038,10 @@ pub fn delta_decode(
             a_log,
             dt_bias,
             state,
-        )
-        .is_ok();
-    if whole {
-        return delta_decode_kernel(
-            path,
-            heads,
-            qkv,
-            conv_state,
-            conv_weight,
-            a,
-            b,
-            a_log,
-            dt_bias,
-            state,
-        );
+        ) {
+            let x = [qkv, conv_state, conv_weight, a, b, a_log, dt_bias, state];
+            return launch_decode(path, heads, checked, x);
+        }
     }
     let bsz = qkv.dim(0)?;
     // The compiled inputs take the [B, 1, ..] forms.
