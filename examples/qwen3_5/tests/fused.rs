@@ -20,6 +20,7 @@ use common::{
 use mlx_rs::{random, Array, Device, Dtype};
 use qwen3_5::model::deltanet::recurrence::gated_delta_sequential;
 use qwen3_5::model::fused::{self, DecodeMode, DeltaHeads, StepPath};
+use qwen3_5::model::matvec::with_matvec;
 use qwen3_5::{GenerateOptions, Model};
 
 /// Step outputs vs the reference, f32 inputs: relative to the largest |reference| value
@@ -841,6 +842,11 @@ fn decode_speed() {
 /// Writes a random-weight model whose DeltaNet heads fit the GPU kernels (Dk = 32, two
 /// value heads per key head) into a fresh temporary folder.
 fn kernel_shaped_model(tag: &str) -> std::path::PathBuf {
+    kernel_shaped_model_as(tag, Dtype::Bfloat16)
+}
+
+/// [`kernel_shaped_model`] with its float weights (all but `A_log`) in `bf`.
+fn kernel_shaped_model_as(tag: &str, bf: Dtype) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("qwen3_5-fused-{}-{tag}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -884,7 +890,6 @@ fn kernel_shaped_model(tag: &str) -> std::path::PathBuf {
         .unwrap();
         w.push((name, a));
     };
-    let bf = Dtype::Bfloat16;
     let p = "language_model.model.";
     let lin = |o: i32, i: i32| (vec![o, i], (i as f32).powf(-0.5));
     put(
@@ -952,6 +957,50 @@ fn kernel_shaped_model(tag: &str) -> std::path::PathBuf {
     dir
 }
 
+/// Largest |a − e| per row of `row` values.
+fn row_max_diffs(a: &[f32], e: &[f32], row: usize) -> Vec<f32> {
+    a.chunks(row)
+        .zip(e.chunks(row))
+        .map(|(a, e)| a.iter().zip(e).fold(0f32, |m, (x, y)| m.max((x - y).abs())))
+        .collect()
+}
+
+/// The CUDA matvec kernels (`src/model/matvec.rs`) in the whole decode path, in float32,
+/// where the GPU's own ops are a tight reference (a wrong input, offset or rounding point
+/// shows as an error of the logits' own size, not of float rounding). Both sides run the
+/// fused decode on the GPU, with and without the kernels; the prompt rows take the same
+/// prefill on both.
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn matvec_decode_matches_fused_ops_in_float32() {
+    let dir = kernel_shaped_model_as("matvec-f32", Dtype::Float32);
+    let (prompt, steps) = ([3u32, 9, 27, 81, 115], [7u32, 49, 95, 23, 1, 64, 5, 77]);
+    let run = |matvec_on: bool| {
+        gpu(|| {
+            let model = qwen3_5::load(&dir).unwrap();
+            fused::with_decode_mode(DecodeMode::Fused, || {
+                with_matvec(matvec_on, || prompt_then_steps(&model, &prompt, &steps))
+            })
+        })
+    };
+    let (with_kernels, without) = (run(true), run(false));
+    let vocab = 128;
+    println!(
+        "max |diff| per row: {:?}",
+        row_max_diffs(&with_kernels, &without, vocab)
+    );
+    // float32 rounding (and TF32 products where MLX's matmul takes them) stays far below
+    // this; a wrong index or rounding step is of the logits' size (~10).
+    assert_logits_close_rtol(
+        "GPU fused, matvec vs ops (float32)",
+        &with_kernels,
+        &without,
+        vocab,
+        1e-3,
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Prompt then single steps; logits of every position.
 fn prompt_then_steps(model: &Model, prompt: &[u32], steps: &[u32]) -> Vec<f32> {
     let mut cache = model.new_cache();
@@ -1010,28 +1059,33 @@ fn fused_decode_on_kernel_shaped_model() {
                 vocab,
                 CROSS_DEVICE_ROW_RTOL,
             );
-            for mode in [
-                DecodeMode::Fused,
-                DecodeMode::StepKernel,
-                DecodeMode::Compiled,
+            // Fused decode with and without the matvec kernels (on a CUDA GPU the default
+            // takes them; see src/model/matvec.rs).
+            for (mode, matvec_on) in [
+                (DecodeMode::Fused, true),
+                (DecodeMode::Fused, false),
+                (DecodeMode::StepKernel, false),
+                (DecodeMode::Compiled, false),
             ] {
                 let got = gpu(|| {
                     let model = qwen3_5::load(&dir).unwrap();
                     fused::with_decode_mode(mode, || {
-                        if mode != DecodeMode::Compiled {
-                            assert_eq!(StepPath::current(), kernel);
-                        }
-                        prompt_then_steps(&model, &prompt, &steps)
+                        with_matvec(matvec_on, || {
+                            if mode != DecodeMode::Compiled {
+                                assert_eq!(StepPath::current(), kernel);
+                            }
+                            prompt_then_steps(&model, &prompt, &steps)
+                        })
                     })
                 });
                 assert_logits_close_rtol(
-                    &format!("GPU {mode:?} vs GPU ops"),
+                    &format!("GPU {mode:?} (matvec {matvec_on}) vs GPU ops"),
                     &got,
                     &gpu_ops,
                     vocab,
                     CROSS_DEVICE_ROW_RTOL,
                 );
-                println!("GPU {mode:?} ({kernel:?}) matches the GPU ops");
+                println!("GPU {mode:?} (matvec {matvec_on}, {kernel:?}) matches the GPU ops");
             }
         }
     }

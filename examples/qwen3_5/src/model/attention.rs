@@ -9,7 +9,7 @@ use crate::cache::KvCache;
 use crate::config::TextConfig;
 use crate::error::Result;
 use crate::weights::Weights;
-use mlx_rs::{fast, ops, Array};
+use mlx_rs::{fast, ops, Array, Dtype};
 
 /// One gated attention layer.
 pub struct Attention {
@@ -92,22 +92,7 @@ impl Attention {
             rope_dims: self.rope_dims,
         };
         if l == 1 && attn_kernel::usable(heads, q_full.dtype()) {
-            // One token on a CUDA GPU: norms + RoPE, cache writes, attention + gate.
-            let q_full = q_full.reshape(&[b, h * 2 * d])?;
-            let (q, k) = attn_kernel::qk_prep(
-                heads,
-                &q_full,
-                &keys.reshape(&[b, kv * d])?,
-                &self.q_norm,
-                &self.k_norm,
-                &self.inv_freq,
-                cache.offset(),
-                self.eps,
-            )?;
-            let v = values.reshape(&[b, kv, 1, d])?;
-            let (key_buf, value_buf) = cache.update_buffers(&k, &v)?;
-            let out =
-                attn_kernel::attend(heads, &q, &key_buf, &value_buf, &q_full, cache.offset())?;
+            let out = self.attend_kernels(heads, q_full, keys, values, cache)?;
             return self.o_proj.forward(&out.reshape(&out_shape(h * d))?);
         }
         let q_full = q_full.reshape(&[b, l, h, 2 * d])?;
@@ -142,7 +127,10 @@ impl Attention {
         } else {
             fast::AttentionMask::None
         };
-        let out = fast::scaled_dot_product_attention(&queries, &keys, &values, scale, mask)?;
+        let out = match cpu_attention(&queries, &keys, &values, scale, offset)? {
+            Some(out) => out,
+            None => fast::scaled_dot_product_attention(&queries, &keys, &values, scale, mask)?,
+        };
         let out = out
             .transpose_axes(&[0, 2, 1, 3])?
             .reshape(&out_shape(h * d))?;
@@ -152,6 +140,81 @@ impl Attention {
             out.multiply(&ops::sigmoid(&gate)?)?
         };
         self.o_proj.forward(&gated)
+    }
+
+    /// One token's attention on a CUDA GPU from its projections (`q_full`, `keys`,
+    /// `values`, `[B, ..]` or `[B, 1, ..]`): the norms + RoPE kernel, the cache writes, the
+    /// attention + gate kernel. Returns `[B, H·D]`.
+    fn attend_kernels(
+        &self,
+        heads: AttnHeads,
+        q_full: &Array,
+        keys: &Array,
+        values: &Array,
+        cache: &mut KvCache,
+    ) -> Result<Array> {
+        let (b, h, kv, d) = (q_full.dim(0)?, self.heads, self.kv_heads, self.head_dim);
+        let q_full = q_full.reshape(&[b, h * 2 * d])?;
+        let (q, k) = attn_kernel::qk_prep(
+            heads,
+            &q_full,
+            &keys.reshape(&[b, kv * d])?,
+            &self.q_norm,
+            &self.k_norm,
+            &self.inv_freq,
+            cache.offset(),
+            self.eps,
+        )?;
+        let v = values.reshape(&[b, kv, 1, d])?;
+        let (key_buf, value_buf) = cache.update_buffers(&k, &v)?;
+        attn_kernel::attend(heads, &q, &key_buf, &value_buf, &q_full, cache.offset())
+    }
+
+    /// The mixer half of a decoder layer for one token with the CUDA matvec kernels
+    /// ([`super::matvec`]) around the attention kernels: `h + o_proj(attention(qkv_proj(
+    /// rmsnorm(h · norm))))` for the residual stream `h` `[B, hidden]`. `None` when the
+    /// weights or heads do not take the kernels; the cache is then untouched.
+    pub(crate) fn decode_dense(
+        &self,
+        h: &Array,
+        norm: &Array,
+        cache: &mut KvCache,
+        eps: f32,
+    ) -> Result<Option<Array>> {
+        use super::matvec::{fits, matvec, Epilogue, Prologue};
+        let heads = AttnHeads {
+            heads: self.heads,
+            kv_heads: self.kv_heads,
+            head_dim: self.head_dim,
+            rope_dims: self.rope_dims,
+        };
+        let (Some(w_in), Some(w_out)) = (self.qkv_proj.joined_dense(), self.o_proj.dense_weight())
+        else {
+            return Ok(None);
+        };
+        if h.ndim() != 2
+            || !attn_kernel::usable(heads, h.dtype())
+            || !fits(w_in, h.dtype())
+            || !fits(w_out, h.dtype())
+        {
+            return Ok(None);
+        }
+        let p = matvec(h, w_in, Prologue::Norm(norm), Epilogue::None, eps)?;
+        let parts = ops::split_sections(&p, self.qkv_proj.splits(), -1)?;
+        let [q_full, keys, values] = parts.as_slice() else {
+            return Err(crate::error::Error::InvalidArgument(format!(
+                "{} attention projections, expected 3",
+                parts.len()
+            )));
+        };
+        let out = self.attend_kernels(heads, q_full, keys, values, cache)?;
+        Ok(Some(matvec(
+            &out,
+            w_out,
+            Prologue::None,
+            Epilogue::Residual(h),
+            eps,
+        )?))
     }
 
     fn rope(&self, x: &Array, offset: i32) -> Result<Array> {
@@ -165,6 +228,58 @@ impl Attention {
             None,
         )?)
     }
+}
+
+/// Causal attention of many float32 queries on the CPU with the products done by
+/// [`super::cpu_gemm`]: `queries` `[B, H, L, D]` at positions `offset..offset + L`, `keys`
+/// and `values` `[B, KV, S, D]` (positions `0..S`, `S = offset + L`). The `H / KV` query
+/// heads of a key head are one batch of rows, so each product is one GEMM per key head.
+/// The softmax is MLX's (precise, fp32). `None` (take MLX's attention) off the CPU, for
+/// other dtypes, fewer than [`super::cpu_gemm::MIN_ROWS`] queries or when the GEMM path
+/// is switched off.
+fn cpu_attention(
+    queries: &Array,
+    keys: &Array,
+    values: &Array,
+    scale: f32,
+    offset: i32,
+) -> Result<Option<Array>> {
+    let [b, h, l, d] = queries.shape()[..] else {
+        return Ok(None);
+    };
+    let [_, kv, s, _] = keys.shape()[..] else {
+        return Ok(None);
+    };
+    if (l as usize) < super::cpu_gemm::MIN_ROWS
+        || queries.dtype() != Dtype::Float32
+        || keys.dtype() != Dtype::Float32
+        || kv == 0
+        || h % kv != 0
+        || s != offset + l
+        || !super::cpu_gemm::enabled()
+        || !super::linear::on_cpu()
+    {
+        return Ok(None);
+    }
+    let rep = h / kv;
+    let q = queries
+        .multiply(&Array::scalar(scale))?
+        .reshape(&[b, kv, rep * l, d])?;
+    let Some(scores) = super::cpu_gemm::batched(&q, &keys.swapaxes(-1, -2)?)? else {
+        return Ok(None);
+    };
+    // Query i (position offset + i) sees keys 0..=offset + i.
+    let q_pos =
+        ops::arange(offset as f64, (offset + l) as f64, 1.0, Dtype::Int32)?.reshape(&[l, 1])?;
+    let k_pos = ops::arange(0.0, s as f64, 1.0, Dtype::Int32)?.reshape(&[1, s])?;
+    let visible = k_pos.less_equal(&q_pos)?;
+    let scores = scores.reshape(&[b, kv, rep, l, s])?;
+    let scores = ops::r#where(&visible, &scores, &Array::scalar(f32::NEG_INFINITY))?;
+    let probs = ops::softmax_axis(&scores, -1, true)?.reshape(&[b, kv, rep * l, s])?;
+    let Some(out) = super::cpu_gemm::batched(&probs, values)? else {
+        return Ok(None);
+    };
+    Ok(Some(out.reshape(&[b, h, l, d])?))
 }
 
 /// `θ^(-2i / dims)` for `i < dims / 2`, fp32 (what RoPE turns by at position 1).

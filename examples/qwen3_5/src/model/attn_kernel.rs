@@ -162,7 +162,7 @@ pub fn qk_prep(
         .template("H", TemplateArg::Int(heads))
         .template("KV", TemplateArg::Int(kv_heads))
         .template("RD", TemplateArg::Int(rope_dims));
-    let eps = Array::from_slice(&[eps], &[1])?;
+    let eps = super::fused::f32_constant(eps)?;
     let out = kern.apply(
         &[
             q_full,
@@ -233,7 +233,7 @@ pub fn attend(
         .template("H", TemplateArg::Int(heads))
         .template("KV", TemplateArg::Int(kv_heads))
         .template("WARPS", TemplateArg::Int(WARPS));
-    let scale = Array::from_slice(&[(d as f32).powf(-0.5)], &[1])?;
+    let scale = super::fused::f32_constant((d as f32).powf(-0.5))?;
     let out = kern.apply(
         &[q, keys, values, q_full, &meta(n, cap, 0)?, &scale],
         &config,
@@ -293,7 +293,7 @@ pub fn add_rms_norm(x: &Array, r: &Array, w: &Array, eps: f32) -> Result<(Array,
         .template("WT", TemplateArg::Dtype(w.dtype()))
         .template("D", TemplateArg::Int(d))
         .template("THREADS", TemplateArg::Int(threads));
-    let eps = Array::from_slice(&[eps], &[1])?;
+    let eps = super::fused::f32_constant(eps)?;
     let out = kern.apply(&[x, r, w, &eps], &config)?;
     let mut out = out.into_iter();
     match (out.next(), out.next()) {

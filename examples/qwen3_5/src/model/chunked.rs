@@ -160,16 +160,16 @@ pub fn gated_delta_chunked(
     let k_t = k.swapaxes(-1, -2)?;
 
     // The UT transform.
-    let a = ops::tril(&ops::matmul(&k_beta, &k_t)?.multiply(&decay_pairs)?, -1)?;
+    let a = ops::tril(&mm(&k_beta, &k_t)?.multiply(&decay_pairs)?, -1)?;
     let t_inv = unit_lower_inverse(&a, c)?;
-    let u = ops::matmul(&t_inv, &v_beta)?;
-    let w = ops::matmul(
+    let u = mm(&t_inv, &v_beta)?;
+    let w = mm(
         &t_inv,
         &k_beta.multiply(&ops::expand_dims(&gamma_exp, -1)?)?,
     )?;
 
     // Read-outs inside the chunk and the decays applied to the carried state.
-    let intra = ops::matmul(&q, &k_t)?.multiply(&decay_pairs)?;
+    let intra = mm(&q, &k_t)?.multiply(&decay_pairs)?;
     let q_decayed = q.multiply(&ops::expand_dims(&gamma_exp, -1)?)?;
     let k_decayed = k.multiply(&ops::expand_dims(
         &ops::exp(&gamma_last.subtract(&gamma)?)?,
@@ -191,14 +191,13 @@ pub fn gated_delta_chunked(
         Ok(ops::slice(x, &start, &stop, &vec![1; shape.len()])?.reshape(&squeezed)?)
     };
     for i in 0..n {
-        let v_new = at(&u, i)?.subtract(&ops::matmul(&at(&w, i)?, &s_t)?)?;
-        let y =
-            ops::matmul(&at(&q_decayed, i)?, &s_t)?.add(&ops::matmul(&at(&intra, i)?, &v_new)?)?;
+        let v_new = at(&u, i)?.subtract(&mm(&at(&w, i)?, &s_t)?)?;
+        let y = mm(&at(&q_decayed, i)?, &s_t)?.add(&mm(&at(&intra, i)?, &v_new)?)?;
         ys.push(y);
         let carry = ops::expand_dims(&at(&chunk_decay, i)?, -1)?; // [B, H, 1, 1]
         s_t = s_t
             .multiply(&carry)?
-            .add(&ops::matmul(&at(&k_decayed, i)?.swapaxes(-1, -2)?, &v_new)?)?;
+            .add(&mm(&at(&k_decayed, i)?.swapaxes(-1, -2)?, &v_new)?)?;
     }
 
     // [B, H, N·C, Dv] → [B, T, H, Dv].
@@ -208,6 +207,17 @@ pub fn gated_delta_chunked(
         .astype(out_dtype)?;
     let state = ops::contiguous(&s_t.swapaxes(-1, -2)?, false)?;
     Ok((y, state))
+}
+
+/// `a · b` (batched): on the CPU, float32 products go through [`super::cpu_gemm`] (MLX's
+/// Linux CPU BLAS is the slow reference one) unless `QWEN3_5_CPU_GEMM=0`.
+fn mm(a: &Array, b: &Array) -> Result<Array> {
+    if super::cpu_gemm::enabled() && super::linear::on_cpu() {
+        if let Some(y) = super::cpu_gemm::batched(a, b)? {
+            return Ok(y);
+        }
+    }
+    Ok(ops::matmul(a, b)?)
 }
 
 /// `(I + A)⁻¹` for strictly lower-triangular `A` (`[.., C, C]`, float32).
@@ -222,7 +232,7 @@ fn unit_lower_inverse(a: &Array, c: i32) -> Result<Array> {
     let mut size = 2;
     while size < c {
         let e = a.multiply(&coupling_mask(c, size)?)?;
-        t = t.subtract(&ops::matmul(&ops::matmul(&t, &e)?, &t)?)?;
+        t = t.subtract(&mm(&mm(&t, &e)?, &t)?)?;
         size *= 2;
     }
     Ok(t)

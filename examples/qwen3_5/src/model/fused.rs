@@ -108,6 +108,24 @@ pub fn cuda_header() -> String {
     format!("{CUDA_HEADER}\n{COMMON_HEADER}")
 }
 
+/// A one-element fp32 array holding `value`, made once per thread and value: the small
+/// constant inputs of the kernels (epsilons, scales), so that a decode step does not make
+/// (allocate and copy) one per launch.
+pub fn f32_constant(value: f32) -> Result<Array> {
+    thread_local! {
+        static CONSTANTS: std::cell::RefCell<std::collections::HashMap<u32, Array>> =
+            std::cell::RefCell::new(std::collections::HashMap::new());
+    }
+    CONSTANTS.with(|c| {
+        if let Some(a) = c.borrow().get(&value.to_bits()) {
+            return Ok(a.clone());
+        }
+        let a = Array::from_slice(&[value], &[1])?;
+        c.borrow_mut().insert(value.to_bits(), a.clone());
+        Ok(a)
+    })
+}
+
 /// The header of a kernel for Metal.
 pub fn metal_header() -> String {
     format!("{METAL_HEADER}\n{COMMON_HEADER}")

@@ -76,9 +76,7 @@ impl Linear {
     /// Applies the layer to the last axis of `x`.
     pub fn forward(&self, x: &Array) -> Result<Array> {
         match self {
-            Linear::DenseT(wt) if wt.dtype() == Dtype::Float32 && on_cpu() => {
-                cpu_streams_matmul(x, wt)
-            }
+            Linear::DenseT(wt) if wt.dtype() == Dtype::Float32 && on_cpu() => cpu_matmul(x, wt),
             Linear::Dense { wt, .. } | Linear::DenseT(wt) => Ok(ops::matmul(x, wt)?),
             Linear::Quantized(q) => q.matmul_t(x),
         }
@@ -129,6 +127,15 @@ impl Linear {
                 1u8.hash(h);
                 (q.params.group_size, q.params.bits).hash(h);
             }
+        }
+    }
+
+    /// The weight `[out, in]` of a dense layer kept as stored ([`Linear::Dense`]); `None`
+    /// for the other forms.
+    pub fn dense_weight(&self) -> Option<&Array> {
+        match self {
+            Linear::Dense { w, .. } => Some(w),
+            _ => None,
         }
     }
 
@@ -305,6 +312,17 @@ impl Projections {
         }
     }
 
+    /// The joined weight `[Σ out, in]` when the parts were joined into one dense layer
+    /// ([`Linear::dense_weight`]).
+    pub fn joined_dense(&self) -> Option<&Array> {
+        self.joined.as_ref().and_then(Linear::dense_weight)
+    }
+
+    /// Where each part's output starts in the joined output (after the first part).
+    pub fn splits(&self) -> &[i32] {
+        &self.splits
+    }
+
     /// Each part's output for `x` (`[.., in]` → one `[.., out_i]` per part).
     pub fn forward(&self, x: &Array) -> Result<Vec<Array>> {
         match &self.joined {
@@ -333,7 +351,7 @@ const CPU_SPLIT_ROWS: usize = 32;
 
 /// CPU streams a float32 product of many rows is spread over: `QWEN3_5_CPU_STREAMS`, else
 /// the available parallelism, at most 8.
-fn cpu_stream_count() -> usize {
+pub(crate) fn cpu_stream_count() -> usize {
     static N: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     *N.get_or_init(|| {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -344,6 +362,19 @@ fn cpu_stream_count() -> usize {
 thread_local! {
     /// This thread's extra CPU streams (made on first use).
     static CPU_STREAMS: std::cell::RefCell<Vec<mlx_rs::Stream>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// `x · wt` for a float32 row-major `wt` on the CPU: products of many rows through
+/// [`super::cpu_gemm`] when it is enabled, else (and when it declines) through MLX, spread
+/// over CPU streams ([`cpu_streams_matmul`]).
+fn cpu_matmul(x: &Array, wt: &Array) -> Result<Array> {
+    let rows = x.size() / x.dim(-1)?.max(1) as usize;
+    if rows >= super::cpu_gemm::MIN_ROWS && super::cpu_gemm::enabled() {
+        if let Some(y) = super::cpu_gemm::matmul(x, wt)? {
+            return Ok(y);
+        }
+    }
+    cpu_streams_matmul(x, wt)
 }
 
 /// `x · wt` on the CPU, spread over [`cpu_stream_count`] streams by output columns when
@@ -374,7 +405,7 @@ fn cpu_streams_matmul(x: &Array, wt: &Array) -> Result<Array> {
 }
 
 /// Whether ops built now run on the CPU.
-fn on_cpu() -> bool {
+pub(crate) fn on_cpu() -> bool {
     mlx_rs::current_stream()
         .and_then(|s| s.device())
         .and_then(|d| d.kind())

@@ -1,0 +1,84 @@
+//! Float32 prefill on the CPU with the products outside MLX (`src/model/cpu_gemm.rs`:
+//! the linear layers, the chunked delta rule's matmuls, the attention products) against
+//! the same model with every product in MLX. The fixture model (mlx-lm's layout, checked
+//! against mlx-lm in tests/forward.rs) is converted to float32, and the prompt is long
+//! enough (≥ 32 tokens) for every one of those paths.
+
+mod common;
+
+use common::{assert_logits_close_rtol, model_dir};
+use mlx_rs::{Array, Device, Dtype};
+use qwen3_5::model::cpu_gemm::{products, with_cpu_gemm};
+
+/// The two sides sum the same float32 products in another order (packed GEMM against
+/// the reference BLAS): agreement to a few float32 ulps of each row's largest logit.
+const RTOL: f32 = 1e-4;
+
+fn cpu<T>(f: impl FnOnce() -> T) -> T {
+    mlx_rs::with_device(&Device::cpu(), f).unwrap()
+}
+
+/// `variant`'s fixture with every float tensor cast to float32, in a fresh folder.
+fn float32_copy(variant: &str) -> std::path::PathBuf {
+    let src = model_dir(variant);
+    let dst =
+        std::env::temp_dir().join(format!("qwen3_5-cpu-gemm-{}-{variant}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dst);
+    std::fs::create_dir_all(&dst).unwrap();
+    std::fs::copy(src.join("config.json"), dst.join("config.json")).unwrap();
+    let st = mlx_rs::io::load_safetensors(src.join("model.safetensors")).unwrap();
+    let arrays: Vec<(String, Array)> = st
+        .arrays
+        .iter()
+        .map(|(k, a)| {
+            let a = match a.dtype() {
+                Dtype::Bfloat16 | Dtype::Float16 => a.astype(Dtype::Float32).unwrap(),
+                _ => a.clone(),
+            };
+            (k.clone(), a)
+        })
+        .collect();
+    mlx_rs::io::save_safetensors(dst.join("model.safetensors"), arrays, &st.metadata).unwrap();
+    dst
+}
+
+#[test]
+fn float32_prefill_matches_mlx_products() {
+    let dir = float32_copy("mlx-bf16-tied");
+    // 70 tokens in two pieces of 33 and 37 (each ≥ 32 rows, each leaving a chunk of the
+    // delta rule part-empty); the second attends over the first one's cached positions.
+    let prompt: Vec<u32> = (0..70u32).map(|i| (i * 37 + 11) % 250).collect();
+    let run = |on: bool| -> Vec<f32> {
+        cpu(|| {
+            let model = qwen3_5::load(&dir).unwrap();
+            assert_eq!(model.dtype(), Dtype::Float32);
+            with_cpu_gemm(on, || {
+                let mut cache = model.new_cache();
+                let first = Array::from_slice(&prompt[..33], &[1, 33]).unwrap();
+                let rest = Array::from_slice(&prompt[33..], &[1, 37]).unwrap();
+                let mut out = model.forward(&first, &mut cache).unwrap();
+                out = mlx_rs::ops::concatenate_axis(
+                    &[out, model.forward(&rest, &mut cache).unwrap()],
+                    1,
+                )
+                .unwrap();
+                out.astype(Dtype::Float32).unwrap().to_vec::<f32>().unwrap()
+            })
+        })
+    };
+    let before = products();
+    let with_gemm = run(true);
+    let used = products() - before;
+    let mlx_only = run(false);
+    assert!(used > 0, "the float32 prefill did not take the CPU GEMM");
+    let vocab = 256;
+    assert_eq!(with_gemm.len(), 70 * vocab);
+    assert_logits_close_rtol(
+        "CPU GEMM vs MLX products",
+        &with_gemm,
+        &mlx_only,
+        vocab,
+        RTOL,
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
