@@ -5,22 +5,15 @@
 //! the GPU machine: `attn_kernel-<hash> --ignored`. The residual add + RMSNorm kernel is
 //! checked the same way.
 
+mod common;
+
+use common::kernel_rtol;
 use mlx_rs::{fast, ops, random, Array, Device, Dtype};
 use qwen3_5::model::attn_kernel::{add_rms_norm, attend, fits, qk_prep, AttnHeads};
 
-/// Largest element-wise difference allowed, relative to the largest |expected| value:
-/// float32 within float rounding; bfloat16 within two ulps (2^-7 relative each).
-fn rtol(dtype: Dtype) -> f32 {
-    if dtype == Dtype::Bfloat16 {
-        2.0 / 128.0
-    } else {
-        1e-4
-    }
-}
-
 fn close(what: &str, got: &Array, want: &Array) {
     assert_eq!(got.shape(), want.shape(), "{what}: shape");
-    let tol = rtol(want.dtype());
+    let tol = kernel_rtol(want.dtype());
     let g = got.astype(Dtype::Float32).unwrap().to_vec::<f32>().unwrap();
     let w = want
         .astype(Dtype::Float32)

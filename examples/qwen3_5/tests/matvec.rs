@@ -5,38 +5,20 @@
 //! ignored by default; on the GPU machine: `matvec-<hash> --ignored`. The argument checks
 //! run everywhere.
 
+mod common;
+
+use common::{kernel_rtol, max_rel_diff};
 use mlx_rs::{fast, ops, random, Array, Device, Dtype};
 use qwen3_5::model::matvec::{fits, matvec, Epilogue, Prologue, MAX_K};
 
-/// Largest element-wise difference allowed, relative to the largest |expected| value:
-/// float32 within float rounding; bfloat16 within two ulps (2^-7 relative each), as the
-/// kernel sums the products in another order than MLX's matmul.
-fn rtol(dtype: Dtype) -> f32 {
-    if dtype == Dtype::Bfloat16 {
-        2.0 / 128.0
-    } else {
-        1e-4
-    }
-}
-
+/// Asserts `got` within [`kernel_rtol`] of `want` (relative to the largest |want|).
 fn close(what: &str, got: &Array, want: &Array) {
-    assert_eq!(got.shape(), want.shape(), "{what}: shape");
     assert_eq!(got.dtype(), want.dtype(), "{what}: dtype");
-    let tol = rtol(want.dtype());
-    let g = got.astype(Dtype::Float32).unwrap().to_vec::<f32>().unwrap();
-    let w = want
-        .astype(Dtype::Float32)
-        .unwrap()
-        .to_vec::<f32>()
-        .unwrap();
-    let scale = w.iter().fold(0f32, |m, x| m.max(x.abs())).max(1e-6);
-    for (i, (a, e)) in g.iter().zip(&w).enumerate() {
-        assert!(
-            (a - e).abs() <= tol * scale,
-            "{what}: element {i} is {a}, expected {e} (tolerance {})",
-            tol * scale
-        );
-    }
+    let err = max_rel_diff(got, want);
+    assert!(
+        err <= kernel_rtol(want.dtype()),
+        "{what}: max error {err:.2e} of the row scale"
+    );
 }
 
 fn normal(shape: &[i32], seed: u64, dtype: Dtype, scale: f32) -> Array {
@@ -231,32 +213,17 @@ fn every_form_matches_mlx_ops() {
                     } else {
                         reference(&x, weight, pro, epi)
                     };
-                    let err = max_rel(&got, &want);
+                    let err = max_rel_diff(&got, &want);
                     println!("{what} {dtype:?} B={b}: max error {err:.2e} of the row scale");
                     failures.extend(
-                        (err > rtol(dtype)).then(|| format!("{what} {dtype:?} B={b}: {err:.2e}")),
+                        (err > kernel_rtol(dtype))
+                            .then(|| format!("{what} {dtype:?} B={b}: {err:.2e}")),
                     );
                 }
             }
         }
     });
     assert!(failures.is_empty(), "past the tolerance: {failures:?}");
-}
-
-/// Largest |got − want| relative to the largest |want|.
-fn max_rel(got: &Array, want: &Array) -> f32 {
-    assert_eq!(got.shape(), want.shape());
-    let g = got.astype(Dtype::Float32).unwrap().to_vec::<f32>().unwrap();
-    let w = want
-        .astype(Dtype::Float32)
-        .unwrap()
-        .to_vec::<f32>()
-        .unwrap();
-    let scale = w.iter().fold(0f32, |m, x| m.max(x.abs())).max(1e-6);
-    g.iter()
-        .zip(&w)
-        .fold(0f32, |m, (a, e)| m.max((a - e).abs()))
-        / scale
 }
 
 #[test]

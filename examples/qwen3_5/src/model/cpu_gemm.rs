@@ -44,14 +44,7 @@ pub fn products() -> usize {
 /// Runs `f` with these products on or off on this thread, whatever the environment says
 /// (restored afterwards, also on panic).
 pub fn with_cpu_gemm<R>(on: bool, f: impl FnOnce() -> R) -> R {
-    struct Restore(Option<bool>);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            OVERRIDE.with(|o| o.set(self.0));
-        }
-    }
-    let _restore = Restore(OVERRIDE.with(|o| o.replace(Some(on))));
-    f()
+    super::knobs::with_override(&OVERRIDE, on, f)
 }
 
 /// Threads a product is spread over: `QWEN3_5_CPU_STREAMS` (shared with the CPU streams

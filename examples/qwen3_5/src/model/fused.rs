@@ -192,14 +192,7 @@ thread_local! {
 
 /// Runs `f` with `mode` as this thread's [`DecodeMode`] (restored afterwards, also on panic).
 pub fn with_decode_mode<R>(mode: DecodeMode, f: impl FnOnce() -> R) -> R {
-    struct Restore(Option<DecodeMode>);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            MODE_OVERRIDE.with(|m| m.set(self.0));
-        }
-    }
-    let _restore = Restore(MODE_OVERRIDE.with(|m| m.replace(Some(mode))));
-    f()
+    super::knobs::with_override(&MODE_OVERRIDE, mode, f)
 }
 
 /// How the gated delta step runs.

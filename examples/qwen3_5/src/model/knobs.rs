@@ -2,8 +2,28 @@
 //! process; `benches/README.md` lists them). A value that is not understood is reported
 //! once on stderr and the default is used, so a typo never changes results silently.
 
+use std::cell::Cell;
 use std::collections::HashSet;
 use std::sync::Mutex;
+use std::thread::LocalKey;
+
+/// Runs `f` with `value` in the per-thread override `slot` (how tests and benchmarks choose
+/// a path whatever the environment says); the previous value is restored afterwards, also
+/// when `f` panics.
+pub fn with_override<T: Copy + 'static, R>(
+    slot: &'static LocalKey<Cell<Option<T>>>,
+    value: T,
+    f: impl FnOnce() -> R,
+) -> R {
+    struct Restore<T: Copy + 'static>(&'static LocalKey<Cell<Option<T>>>, Option<T>);
+    impl<T: Copy + 'static> Drop for Restore<T> {
+        fn drop(&mut self) {
+            self.0.with(|o| o.set(self.1));
+        }
+    }
+    let _restore = Restore(slot, slot.with(|o| o.replace(Some(value))));
+    f()
+}
 
 /// Reports a bad value of `name` once per variable.
 fn warn_once(name: &str, value: &str, expected: &str, default: &str) {

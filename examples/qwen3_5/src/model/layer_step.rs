@@ -57,14 +57,7 @@ thread_local! {
 /// Runs `f` with compiled layer steps on or off and the flat (`[B, hidden]`) decode on or
 /// off on this thread, whatever the environment says (restored afterwards, also on panic).
 pub fn with_layer_options<R>(compiled: bool, flat: bool, f: impl FnOnce() -> R) -> R {
-    struct Restore(Option<(bool, bool)>);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            OVERRIDE.with(|o| o.set(self.0));
-        }
-    }
-    let _restore = Restore(OVERRIDE.with(|o| o.replace(Some((compiled, flat)))));
-    f()
+    super::knobs::with_override(&OVERRIDE, (compiled, flat), f)
 }
 
 /// A placeholder for the weights of the structural copies that the compiled functions

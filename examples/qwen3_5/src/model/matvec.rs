@@ -76,14 +76,7 @@ thread_local! {
 /// Runs `f` with the matvec kernels on or off on this thread, whatever the environment
 /// says (restored afterwards, also on panic).
 pub fn with_matvec<R>(on: bool, f: impl FnOnce() -> R) -> R {
-    struct Restore(Option<bool>);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            OVERRIDE.with(|o| o.set(self.0));
-        }
-    }
-    let _restore = Restore(OVERRIDE.with(|o| o.replace(Some(on))));
-    f()
+    super::knobs::with_override(&OVERRIDE, on, f)
 }
 
 /// Whether the kernel takes a weight `w` (`[rows, K]`) for activations of `dtype`: a float

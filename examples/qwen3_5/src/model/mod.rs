@@ -25,6 +25,13 @@ use mlp::Mlp;
 use mlx_rs::{fast, ops, Array, Dtype};
 use std::path::Path;
 
+/// The error for a cache layer of another kind than the model's layer `i`.
+fn cache_mismatch(i: usize) -> Error {
+    Error::InvalidArgument(format!(
+        "cache layer {i} does not match the model's layer type"
+    ))
+}
+
 /// `x · sigmoid(x)`.
 pub(crate) fn silu(x: &Array) -> Result<Array> {
     Ok(x.multiply(&ops::sigmoid(x)?)?)
@@ -235,11 +242,7 @@ impl Model {
             let r = match (&layer.mixer, lc) {
                 (Mixer::DeltaNet(m), LayerCache::DeltaNet(c)) => m.forward(&x, c)?,
                 (Mixer::Attention(m), LayerCache::Attention(c)) => m.forward(&x, c)?,
-                _ => {
-                    return Err(Error::InvalidArgument(format!(
-                        "cache layer {i} does not match the model's layer type"
-                    )))
-                }
+                _ => return Err(cache_mismatch(i)),
             };
             let (h_mid, x_mid) = add_norm(&h, &r, &layer.post_attention_layernorm)?;
             let m = layer.mlp.forward(&x_mid)?;
@@ -268,11 +271,7 @@ impl Model {
                 (Mixer::Attention(m), LayerCache::Attention(c)) => {
                     m.decode_dense(&h, norm_in, c, eps)?
                 }
-                _ => {
-                    return Err(Error::InvalidArgument(format!(
-                        "cache layer {i} does not match the model's layer type"
-                    )))
-                }
+                _ => return Err(cache_mismatch(i)),
             };
             let h_mid = match mixed {
                 Some(h_mid) => h_mid,
@@ -281,11 +280,7 @@ impl Model {
                     let r = match (&layer.mixer, lc) {
                         (Mixer::DeltaNet(m), LayerCache::DeltaNet(c)) => m.forward(&x, c)?,
                         (Mixer::Attention(m), LayerCache::Attention(c)) => m.forward(&x, c)?,
-                        _ => {
-                            return Err(Error::InvalidArgument(format!(
-                                "cache layer {i} does not match the model's layer type"
-                            )))
-                        }
+                        _ => return Err(cache_mismatch(i)),
                     };
                     h.add(&r)?
                 }
