@@ -10,7 +10,8 @@
 //! the product reads each weight once, and breaking the graph would cost more than the
 //! GEMM saves.
 //!
-//! Switch: `QWEN3_5_CPU_GEMM=0` keeps every product in MLX.
+//! Switch: `QWEN3_5_CPU_GEMM=0` keeps every product in MLX. Off by default on macOS, where
+//! MLX multiplies through Accelerate.
 
 use crate::error::Result;
 use mlx_rs::{ops, Array, Dtype};
@@ -20,14 +21,18 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 /// Rows from which a CPU float32 product goes through [`matmul`] (prefill).
 pub const MIN_ROWS: usize = 32;
 
-/// Whether CPU float32 products of many rows run outside MLX: yes unless
-/// `QWEN3_5_CPU_GEMM=0` (or [`with_cpu_gemm`]'s choice on this thread).
+/// Whether CPU float32 products of many rows run outside MLX: [`with_cpu_gemm`]'s choice
+/// on this thread, else `QWEN3_5_CPU_GEMM`, else [`DEFAULT_ON`].
 pub fn enabled() -> bool {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     OVERRIDE
         .with(Cell::get)
-        .unwrap_or_else(|| *ON.get_or_init(|| super::knobs::flag("QWEN3_5_CPU_GEMM", true)))
+        .unwrap_or_else(|| *ON.get_or_init(|| super::knobs::flag("QWEN3_5_CPU_GEMM", DEFAULT_ON)))
 }
+
+/// On by default except on macOS, where MLX's CPU backend multiplies through Accelerate
+/// (a fast BLAS), not the reference BLAS of the Linux wheels.
+pub const DEFAULT_ON: bool = !cfg!(target_os = "macos");
 
 thread_local! {
     static OVERRIDE: Cell<Option<bool>> = const { Cell::new(None) };
