@@ -99,18 +99,19 @@ fn product(a: &Array, b: &Array) -> Result<Option<Array>> {
     if m <= 0 || k <= 0 || n <= 0 {
         return Ok(None);
     }
-    let a = ops::contiguous(a, false)?;
-    let b = ops::contiguous(b, false)?;
     // A traced input (compile, vmap) cannot be evaluated: leave the product to MLX.
-    if mlx_rs::eval(&[&a, &b]).is_err() {
+    if mlx_rs::eval(&[a, b]).is_err() {
         return Ok(None);
     }
+    let (a, b) = (dense(a)?, dense(b)?);
     let (Ok(da), Ok(db)) = (a.as_slice::<f32>(), b.as_slice::<f32>()) else {
         return Ok(None);
     };
     let (m, k, n) = (m as usize, k as usize, n as usize);
     let count = da.len() / (m * k);
-    let mut c = vec![0.0f32; count * m * n];
+    let Some(mut c) = output_buffer(count * m * n) else {
+        return Ok(None);
+    };
     let dims = Dims {
         count,
         m,
@@ -123,6 +124,36 @@ fn product(a: &Array, b: &Array) -> Result<Option<Array>> {
     let mut shape = batch.to_vec();
     shape.extend([m as i32, n as i32]);
     Ok(Some(Array::from_slice(&c, &shape)?))
+}
+
+/// `x` (evaluated) with row-major data: itself when it already is, else a dense copy.
+fn dense(x: &Array) -> Result<Array> {
+    if x.is_row_contiguous() {
+        return Ok(x.clone());
+    }
+    let d = ops::contiguous(x, false)?;
+    d.eval()?;
+    Ok(d)
+}
+
+/// A zeroed buffer of `len` floats for a product's output, or `None` when it and MLX's copy
+/// of it would not fit under MLX's memory limit next to the live arrays, or the allocation
+/// fails (the caller then leaves the product to MLX, whose checks report it; an
+/// allocation failure here must not abort the process).
+fn output_buffer(len: usize) -> Option<Vec<f32>> {
+    let bytes = len.checked_mul(std::mem::size_of::<f32>())?;
+    if let (Ok(limit), Ok(active)) = (
+        mlx_rs::memory::get_memory_limit(),
+        mlx_rs::memory::get_active_memory(),
+    ) {
+        if limit > 0 && bytes.saturating_mul(2) > limit.saturating_sub(active) {
+            return None;
+        }
+    }
+    let mut c = Vec::new();
+    c.try_reserve_exact(len).ok()?;
+    c.resize(len, 0.0f32);
+    Some(c)
 }
 
 /// Sizes of a batched product: `count` products of `m×k` by `k×n`, the `k×n` operands
@@ -311,6 +342,15 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn output_buffers_past_the_memory_limit_are_declined() {
+        // 4 TiB of floats is past any memory limit MLX sets by default; usize::MAX floats
+        // overflow the byte count. Neither may abort: both leave the product to MLX.
+        assert!(output_buffer(1 << 40).is_none());
+        assert!(output_buffer(usize::MAX).is_none());
+        assert_eq!(output_buffer(16).map(|c| c.len()), Some(16));
     }
 
     #[test]
