@@ -7,12 +7,14 @@
 //! the gated norm, `out_proj` and the residual add (one kernel), the post-attention
 //! RMSNorm, `gate_proj`/`up_proj` and SwiGLU (one kernel), `down_proj` and the residual
 //! add (one kernel); attention layers alike around the attention kernels. Each product
-//! reads its weight once, in 16-byte vectors, so the kernels run near the memory
-//! bandwidth like MLX's matmuls for one row.
+//! reads its weight once, in 16-byte vectors.
 //!
-//! Taken when MLX has a CUDA GPU and the weights are dense (not quantized) in the
-//! activations' dtype; `QWEN3_5_MATVEC_KERNEL=0` keeps MLX's ops (to measure what the
-//! kernels bring). `tests/matvec.rs` compares every form with MLX's ops on a GPU.
+//! Opt-in (`QWEN3_5_MATVEC_KERNEL=1`), for CUDA and dense (not quantized) weights in the
+//! activations' dtype. Measured on an H200 it made decode slower, not faster: building a
+//! custom-kernel node costs MLX more host time than the plain ops it replaces (graph
+//! building 1.2–1.6 ms per 2B step against 0.8–1.2 ms), and the kernel reaches about a
+//! quarter of the memory bandwidth (`benches/README.md`). `tests/matvec.rs` compares every
+//! form with MLX's ops on a GPU.
 
 use super::fused::{cuda_header, DecodeMode, StepPath};
 use crate::error::{Error, Result};
