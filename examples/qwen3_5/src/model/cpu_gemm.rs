@@ -5,7 +5,7 @@
 //! SIMD GEMM (the `matrixmultiply` crate: AVX2/FMA micro-kernels, detected at run time)
 //! runs the same products at ~95 GFLOP/s per core there. Prefill on the CPU is almost all
 //! such products, so for inputs of at least [`MIN_ROWS`] rows the layer evaluates its
-//! input, multiplies on [`threads`] threads (by blocks of output columns) and hands the
+//! input, multiplies on one thread per core (by blocks of output columns) and hands the
 //! result back to MLX as a new array. Decode (one row) stays in MLX's lazy graph: there
 //! the product reads each weight once, and breaking the graph would cost more than the
 //! GEMM saves.
