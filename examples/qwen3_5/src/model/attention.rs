@@ -4,7 +4,7 @@
 
 use super::attn_kernel::{self, AttnHeads};
 use super::fused::{self, DecodeMode};
-use super::linear::{Linear, Projections};
+use super::linear::{fixed, Linear, Projections};
 use crate::cache::KvCache;
 use crate::config::TextConfig;
 use crate::error::Result;
@@ -78,13 +78,7 @@ impl Attention {
         };
         let (h, kv, d) = (self.heads, self.kv_heads, self.head_dim);
 
-        let parts = self.qkv_proj.forward(x)?;
-        let [q_full, keys, values] = parts.as_slice() else {
-            return Err(crate::error::Error::InvalidArgument(format!(
-                "{} attention projections, expected 3",
-                parts.len()
-            )));
-        };
+        let [q_full, keys, values] = fixed(self.qkv_proj.forward(x)?, "attention")?;
         let heads = AttnHeads {
             heads: h,
             kv_heads: kv,
@@ -92,7 +86,7 @@ impl Attention {
             rope_dims: self.rope_dims,
         };
         if l == 1 && attn_kernel::usable(heads, q_full.dtype()) {
-            let out = self.attend_kernels(heads, q_full, keys, values, cache)?;
+            let out = self.attend_kernels(heads, &q_full, &keys, &values, cache)?;
             return self.o_proj.forward(&out.reshape(&out_shape(h * d))?);
         }
         let q_full = q_full.reshape(&[b, l, h, 2 * d])?;
@@ -200,14 +194,8 @@ impl Attention {
             return Ok(None);
         }
         let p = matvec(h, w_in, Prologue::Norm(norm), Epilogue::None, eps)?;
-        let parts = ops::split_sections(&p, self.qkv_proj.splits(), -1)?;
-        let [q_full, keys, values] = parts.as_slice() else {
-            return Err(crate::error::Error::InvalidArgument(format!(
-                "{} attention projections, expected 3",
-                parts.len()
-            )));
-        };
-        let out = self.attend_kernels(heads, q_full, keys, values, cache)?;
+        let [q_full, keys, values] = fixed(self.qkv_proj.split(&p)?, "attention")?;
+        let out = self.attend_kernels(heads, &q_full, &keys, &values, cache)?;
         Ok(Some(matvec(
             &out,
             w_out,

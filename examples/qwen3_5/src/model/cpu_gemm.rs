@@ -69,7 +69,7 @@ pub fn matmul(x: &Array, wt: &Array) -> Result<Option<Array>> {
     }
     let (k, n) = (wt.dim(0)?, wt.dim(1)?);
     let rows = x.size() as i32 / k.max(1);
-    let Some(flat) = product(&x.reshape(&[rows, k])?, wt)? else {
+    let Some(flat) = batched(&x.reshape(&[rows, k])?, wt)? else {
         return Ok(None);
     };
     let mut shape = x.shape().to_vec();
@@ -81,11 +81,6 @@ pub fn matmul(x: &Array, wt: &Array) -> Result<Option<Array>> {
 /// leading axes on both, or a 2-D `b` shared by every matrix of `a`), as [`matmul`] does
 /// it. `None` when the arrays do not fit (see [`matmul`]); the caller then uses MLX.
 pub fn batched(a: &Array, b: &Array) -> Result<Option<Array>> {
-    product(a, b)
-}
-
-/// The work of [`matmul`] and [`batched`].
-fn product(a: &Array, b: &Array) -> Result<Option<Array>> {
     if a.dtype() != Dtype::Float32 || b.dtype() != Dtype::Float32 || a.ndim() < 2 || b.ndim() < 2 {
         return Ok(None);
     }
@@ -159,23 +154,23 @@ fn output_buffer(len: usize) -> Option<Vec<f32>> {
 /// Sizes of a batched product: `count` products of `m×k` by `k×n`, the `k×n` operands
 /// `b_stride` elements apart (0: one shared matrix).
 #[derive(Debug, Clone, Copy)]
-pub struct Dims {
+struct Dims {
     /// Number of products.
-    pub count: usize,
+    count: usize,
     /// Rows of each product.
-    pub m: usize,
+    m: usize,
     /// Inner size.
-    pub k: usize,
+    k: usize,
     /// Columns of each product.
-    pub n: usize,
+    n: usize,
     /// Elements between consecutive right-hand matrices (`k · n`, or 0 for a shared one).
-    pub b_stride: usize,
+    b_stride: usize,
 }
 
 /// `c[i] = a[i] · b[i]` for `i < count` (row-major `m×k`, `k×n`, `m×n` matrices, packed
 /// one after the other), split into units of one product and one block of output
 /// columns, spread over `threads` threads (the calling thread takes the last share).
-pub fn sgemm_threads(a: &[f32], b: &[f32], c: &mut [f32], d: Dims, threads: usize) {
+fn sgemm_threads(a: &[f32], b: &[f32], c: &mut [f32], d: Dims, threads: usize) {
     let Dims {
         count,
         m,

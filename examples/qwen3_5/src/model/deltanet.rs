@@ -6,7 +6,7 @@
 //! fused decode kernels) plug in there and are checked against it.
 
 use super::fused::{self, DecodeMode, DeltaHeads};
-use super::linear::{Linear, Projections};
+use super::linear::{fixed, Linear, Projections};
 use super::{scalar_like, silu};
 use crate::cache::DeltaNetCache;
 use crate::config::TextConfig;
@@ -70,10 +70,31 @@ impl GatedDeltaNet {
 
     /// The four input projections of `x`: `qkv`, `z`, `b` (β logits), `a`.
     fn project(&self, x: &Array) -> Result<[Array; 4]> {
-        let parts: [Array; 4] = self.in_proj.forward(x)?.try_into().map_err(|p: Vec<_>| {
-            crate::error::Error::InvalidArgument(format!("{} projections, expected 4", p.len()))
-        })?;
-        Ok(parts)
+        fixed(self.in_proj.forward(x)?, "DeltaNet")
+    }
+
+    /// The delta rule for one token from its projections and the carried states: the
+    /// output `y` (before the gated norm), the new recurrent state, the new conv state.
+    fn delta(
+        &self,
+        qkv: &Array,
+        a: &Array,
+        beta_logits: &Array,
+        conv_state: &Array,
+        state: &Array,
+    ) -> Result<(Array, Array, Array)> {
+        let (hk, hv, dk, dv) = (self.hk, self.hv, self.dk, self.dv);
+        fused::delta_decode(
+            DeltaHeads { hk, hv, dk, dv },
+            qkv,
+            conv_state,
+            &self.conv_weight,
+            a,
+            beta_logits,
+            &self.a_log,
+            &self.dt_bias,
+            state,
+        )
     }
 
     /// Runs the layer over `x` (`[B, S, hidden]`), continuing from and updating `cache`.
@@ -223,22 +244,11 @@ impl GatedDeltaNet {
         conv_state: &Array,
         state: &Array,
     ) -> Result<(Array, Array, Array)> {
-        let (hk, hv, dk, dv) = (self.hk, self.hv, self.dk, self.dv);
-        let heads = DeltaHeads { hk, hv, dk, dv };
+        let (hv, dv) = (self.hv, self.dv);
         let lead = &x.shape()[..x.ndim().saturating_sub(1)];
         let [qkv, z, beta_logits, a] = self.project(x)?;
         let z = z.reshape(&[lead, &[hv, dv]].concat())?;
-        let (y, state, conv_state) = fused::delta_decode(
-            heads,
-            &qkv,
-            conv_state,
-            &self.conv_weight,
-            &a,
-            &beta_logits,
-            &self.a_log,
-            &self.dt_bias,
-            state,
-        )?;
+        let (y, state, conv_state) = self.delta(&qkv, &a, &beta_logits, conv_state, state)?;
         let out = fused::gated_rms_norm(&y, &z, &self.norm, self.eps)?;
         let out = self
             .out_proj
@@ -266,31 +276,15 @@ impl GatedDeltaNet {
         if h.ndim() != 2 || !fits(w_in, h.dtype()) || !fits(w_out, h.dtype()) {
             return Ok(None);
         }
-        let (hk, hv, dk, dv) = (self.hk, self.hv, self.dk, self.dv);
+        let (hv, dv) = (self.hv, self.dv);
         let p = matvec(h, w_in, Prologue::Norm(norm), Epilogue::None, eps)?;
-        let parts = ops::split_sections(&p, self.in_proj.splits(), -1)?;
-        let [qkv, z, beta_logits, a] = parts.as_slice() else {
-            return Err(crate::error::Error::InvalidArgument(format!(
-                "{} projections, expected 4",
-                parts.len()
-            )));
-        };
+        let [qkv, z, beta_logits, a] = fixed(self.in_proj.split(&p)?, "DeltaNet")?;
         let (conv_state, state) = self.decode_state(h, cache)?;
-        let (y, state, conv_state) = fused::delta_decode(
-            DeltaHeads { hk, hv, dk, dv },
-            qkv,
-            &conv_state,
-            &self.conv_weight,
-            a,
-            beta_logits,
-            &self.a_log,
-            &self.dt_bias,
-            &state,
-        )?;
+        let (y, state, conv_state) = self.delta(&qkv, &a, &beta_logits, &conv_state, &state)?;
         let y = y.reshape(&[h.dim(0)?, hv * dv])?;
         let gated = Prologue::GatedNorm {
             g: &self.norm,
-            z,
+            z: &z,
             head: dv,
         };
         let out = matvec(&y, w_out, gated, Epilogue::Residual(h), self.eps)?;

@@ -326,10 +326,22 @@ impl Projections {
     /// Each part's output for `x` (`[.., in]` → one `[.., out_i]` per part).
     pub fn forward(&self, x: &Array) -> Result<Vec<Array>> {
         match &self.joined {
-            Some(j) => Ok(ops::split_sections(&j.forward(x)?, &self.splits, -1)?),
+            Some(j) => self.split(&j.forward(x)?),
             None => self.parts.iter().map(|p| p.forward(x)).collect(),
         }
     }
+
+    /// The parts of a joined output (`[.., Σ out]` → one `[.., out_i]` per part).
+    pub fn split(&self, joined: &Array) -> Result<Vec<Array>> {
+        Ok(ops::split_sections(joined, &self.splits, -1)?)
+    }
+}
+
+/// The `N` outputs of [`Projections`] as an array (`what` names them in the error).
+pub fn fixed<const N: usize>(parts: Vec<Array>, what: &str) -> Result<[Array; N]> {
+    parts.try_into().map_err(|p: Vec<Array>| {
+        Error::InvalidArgument(format!("{} {what} projections, expected {N}", p.len()))
+    })
 }
 
 /// Whether [`Projections`] joins its layers: yes unless `QWEN3_5_JOIN_PROJECTIONS=0`

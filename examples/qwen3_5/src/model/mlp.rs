@@ -1,7 +1,7 @@
 //! The SwiGLU MLP: `down(silu(gate(x)) · up(x))`.
 
 use super::fused::{self, DecodeMode};
-use super::linear::{Linear, Projections};
+use super::linear::{fixed, Linear, Projections};
 use super::silu;
 use crate::error::Result;
 use crate::weights::Weights;
@@ -33,17 +33,11 @@ impl Mlp {
     pub fn forward(&self, x: &Array) -> Result<Array> {
         // A single token: `[.., 1, hidden]`, or `[B, hidden]` (decode without the length axis).
         let single = x.ndim() == 2 || (x.ndim() > 2 && x.dim(-2)? == 1);
-        let parts = self.gate_up.forward(x)?;
-        let [gate, up] = parts.as_slice() else {
-            return Err(crate::error::Error::InvalidArgument(format!(
-                "{} MLP projections, expected 2",
-                parts.len()
-            )));
-        };
+        let [gate, up] = fixed(self.gate_up.forward(x)?, "MLP")?;
         if single && DecodeMode::current().is_fused() {
-            return self.down_proj.forward(&fused::swiglu(gate, up)?);
+            return self.down_proj.forward(&fused::swiglu(&gate, &up)?);
         }
-        self.down_proj.forward(&silu(gate)?.multiply(up)?)
+        self.down_proj.forward(&silu(&gate)?.multiply(&up)?)
     }
 
     /// The MLP half of a decoder layer for one token with the CUDA matvec kernels

@@ -68,6 +68,18 @@ pub struct Model {
     layout: Layout,
 }
 
+impl DecoderLayer {
+    /// The mixer (DeltaNet or attention) over `x`, the normed input of layer `i`, with
+    /// its cache `lc`.
+    fn mix(&self, x: &Array, lc: &mut LayerCache, i: usize) -> Result<Array> {
+        match (&self.mixer, lc) {
+            (Mixer::DeltaNet(m), LayerCache::DeltaNet(c)) => m.forward(x, c),
+            (Mixer::Attention(m), LayerCache::Attention(c)) => m.forward(x, c),
+            _ => Err(cache_mismatch(i)),
+        }
+    }
+}
+
 impl Model {
     /// Loads `config.json` and the safetensors checkpoint from a model folder.
     pub fn load(dir: impl AsRef<Path>) -> Result<Model> {
@@ -239,11 +251,7 @@ impl Model {
                 (h, x) = layer.decode_compiled(&h, &x, next_norm, lc, eps)?;
                 continue;
             }
-            let r = match (&layer.mixer, lc) {
-                (Mixer::DeltaNet(m), LayerCache::DeltaNet(c)) => m.forward(&x, c)?,
-                (Mixer::Attention(m), LayerCache::Attention(c)) => m.forward(&x, c)?,
-                _ => return Err(cache_mismatch(i)),
-            };
+            let r = layer.mix(&x, lc, i)?;
             let (h_mid, x_mid) = add_norm(&h, &r, &layer.post_attention_layernorm)?;
             let m = layer.mlp.forward(&x_mid)?;
             let next_norm = self
@@ -275,15 +283,7 @@ impl Model {
             };
             let h_mid = match mixed {
                 Some(h_mid) => h_mid,
-                None => {
-                    let x = fused::rms_norm(&h, norm_in, eps)?;
-                    let r = match (&layer.mixer, lc) {
-                        (Mixer::DeltaNet(m), LayerCache::DeltaNet(c)) => m.forward(&x, c)?,
-                        (Mixer::Attention(m), LayerCache::Attention(c)) => m.forward(&x, c)?,
-                        _ => return Err(cache_mismatch(i)),
-                    };
-                    h.add(&r)?
-                }
+                None => h.add(&layer.mix(&fused::rms_norm(&h, norm_in, eps)?, lc, i)?)?,
             };
             let post = &layer.post_attention_layernorm;
             h = match layer.mlp.decode_dense(&h_mid, post, eps)? {
