@@ -130,6 +130,17 @@ pub enum LayerCache {
     DeltaNet(DeltaNetCache),
 }
 
+/// Where a [`Cache`] stood: see [`Cache::checkpoint`].
+pub(crate) struct Checkpoint(Vec<Saved>);
+
+/// One layer of a [`Checkpoint`].
+enum Saved {
+    /// An attention layer's length.
+    Length(i32),
+    /// A DeltaNet layer's state.
+    State(DeltaNetCache),
+}
+
 /// The whole per-sequence state of a model. Make one with
 /// [`Model::new_cache`](crate::model::Model::new_cache); feed tokens through
 /// [`Model::forward`](crate::model::Model::forward) with it in order.
@@ -165,5 +176,50 @@ impl Cache {
     /// Bytes held by the cache's arrays.
     pub fn nbytes(&self) -> usize {
         self.arrays().iter().map(|a| a.nbytes()).sum()
+    }
+
+    /// A record of where the cache stands, to go back to with [`Cache::restore`] after
+    /// steps taken past it (a decode step computed ahead of a stop token). It holds the
+    /// DeltaNet layers' states (each step makes new ones, so keeping the old ones costs
+    /// no copy) and the attention layers' lengths only: their buffers are written in
+    /// place past the length, and keeping the old buffers alive would make every step copy
+    /// them.
+    pub(crate) fn checkpoint(&self) -> Checkpoint {
+        Checkpoint(
+            self.layers
+                .iter()
+                .map(|l| match l {
+                    LayerCache::Attention(c) => Saved::Length(c.offset),
+                    LayerCache::DeltaNet(c) => Saved::State(c.clone()),
+                })
+                .collect(),
+        )
+    }
+
+    /// Goes back to `checkpoint`, taken from this cache before the steps it undoes.
+    /// Positions past the restored length stay in the attention buffers; attention reads
+    /// only up to the length, and the next steps overwrite them.
+    pub(crate) fn restore(&mut self, checkpoint: Checkpoint) -> Result<()> {
+        if checkpoint.0.len() != self.layers.len() {
+            return Err(crate::error::Error::InvalidArgument(format!(
+                "a checkpoint of {} layers does not fit a cache of {}",
+                checkpoint.0.len(),
+                self.layers.len()
+            )));
+        }
+        for (layer, saved) in self.layers.iter_mut().zip(checkpoint.0) {
+            match (layer, saved) {
+                (LayerCache::Attention(c), Saved::Length(n)) if n <= c.offset => c.offset = n,
+                (LayerCache::DeltaNet(c), Saved::State(s)) if s.offset <= c.offset => *c = s,
+                _ => {
+                    return Err(crate::error::Error::InvalidArgument(
+                        "a checkpoint does not match this cache (another cache, or an \
+                         earlier restore)"
+                            .into(),
+                    ))
+                }
+            }
+        }
+        Ok(())
     }
 }

@@ -4,11 +4,20 @@
 //! processed in chunks (all but its last token), then each step builds the graph of the
 //! next token and starts it with `async_eval` *before* reading the current one, so the
 //! device computes token `n + 1` while the host hands out token `n`.
+//!
+//! On a GPU the host's work per token (building the graph, then MLX's walk and encoding
+//! of it) is what bounds decode. There the steps are started on a second thread (see
+//! [`GenerateOptions::submit_thread`]): the generating thread builds the graph of token
+//! `n + 2` while that thread starts token `n + 1` and reads token `n`. A stop token then
+//! has one step computed past it, which is undone in the cache (the cache ends where it
+//! would without the thread).
 
 use crate::cache::Cache;
+use crate::cache::Checkpoint;
 use crate::error::{Error, Result};
 use crate::model::Model;
 use crate::sampling::{Sampler, SamplingParams};
+use crate::submitter::{LentStream, Submitter};
 use mlx_rs::{ops, Array, Dtype};
 use std::time::{Duration, Instant};
 
@@ -31,6 +40,12 @@ pub struct GenerateOptions {
     /// Prompt tokens processed per forward call during prefill (bounds the graph of one
     /// call: the sequential DeltaNet form adds a few ops per token and layer).
     pub prefill_step: usize,
+    /// Whether decode steps are handed to MLX on a second thread, so that building one
+    /// step's graph and MLX's encoding of the one before run side by side (the tokens are
+    /// the same either way). `None` decides by the environment variable
+    /// `QWEN3_5_SUBMIT_THREAD` (`1`/`0`), else on when the generating thread's default
+    /// stream is on a GPU, except on macOS (not measured on Metal yet).
+    pub submit_thread: Option<bool>,
 }
 
 impl Default for GenerateOptions {
@@ -42,6 +57,7 @@ impl Default for GenerateOptions {
             stop_tokens: Vec::new(),
             valid_vocab_size: None,
             prefill_step: 512,
+            submit_thread: None,
         }
     }
 }
@@ -73,7 +89,9 @@ pub struct GenerationStats {
     /// token when the device is fast.
     pub build_time: Duration,
     /// Host time spent handing the decode steps' graphs to MLX (`async_eval`: MLX walks
-    /// the graph and, on a GPU, encodes the kernels on this thread).
+    /// the graph and, on a GPU, encodes the kernels on the calling thread). With
+    /// [`GenerateOptions::submit_thread`] this runs on the second thread, beside
+    /// [`GenerationStats::build_time`] rather than after it.
     pub submit_time: Duration,
     /// Why it ended (`None` while running).
     pub finish_reason: Option<FinishReason>,
@@ -116,8 +134,18 @@ pub struct Generation<'m> {
     options: GenerateOptions,
     /// Tokens seen (prompt included), for the penalties; `None` when no penalty is on.
     history: Option<Array>,
-    /// The token being computed (already started).
+    /// The token being computed (already started); with the submit thread, the last
+    /// token handed to it. `None` once the generation has ended.
     pending: Option<Array>,
+    /// The submit thread, when steps are started there (dropped before `stream`).
+    submitter: Option<Submitter>,
+    /// The stream the submit thread evaluates on: the steps are built on it.
+    stream: Option<LentStream>,
+    /// Steps handed to the submit thread so far (step `j` samples token `j`).
+    sent: usize,
+    /// The cache before the last step handed over (kept when stop tokens are set: that
+    /// step is undone if the token before it is a stop token).
+    before_last: Option<Checkpoint>,
     started: Instant,
     first_token_at: Option<Instant>,
     stats: GenerationStats,
@@ -162,6 +190,10 @@ impl Model {
             options,
             history: None,
             pending: None,
+            submitter: None,
+            stream: None,
+            sent: 0,
+            before_last: None,
             started: Instant::now(),
             first_token_at: None,
             stats: GenerationStats {
@@ -171,6 +203,15 @@ impl Model {
         };
         if wants_history {
             g.history = Some(Array::from_slice(prompt, &[prompt.len() as i32])?);
+        }
+        if g.options.max_tokens > 0
+            && g.options
+                .submit_thread
+                .unwrap_or_else(submit_thread_default)
+        {
+            let device = mlx_rs::current_stream()?.device()?;
+            g.stream = Some(LentStream::lend(&device)?);
+            g.submitter = Some(Submitter::start()?);
         }
         g.prefill(prompt)?;
         Ok(g)
@@ -199,13 +240,78 @@ impl Generation<'_> {
             mlx_rs::eval(&self.cache.arrays())?;
         }
         let ids = Array::from_slice(last, &[1, 1])?;
-        let next = self.step(&ids)?;
-        self.pending = Some(next);
+        if self.submitter.is_some() {
+            self.hand_over(&ids)?;
+        } else {
+            let next = self.step(&ids)?;
+            self.pending = Some(next);
+        }
         Ok(())
     }
 
     /// Builds (and starts) the computation of the token that follows `input` (`[1, 1]`).
     fn step(&mut self, input: &Array) -> Result<Array> {
+        let token = self.build(input)?;
+        let mut to_eval = vec![&token];
+        to_eval.extend(self.cache.arrays());
+        let started = Instant::now();
+        mlx_rs::async_eval(&to_eval)?;
+        self.stats.submit_time += started.elapsed();
+        Ok(token)
+    }
+
+    /// Builds the step that samples the token after `input` (one id) and hands it to the
+    /// submit thread.
+    fn hand_over(&mut self, input: &Array) -> Result<()> {
+        if !self.options.stop_tokens.is_empty() {
+            self.before_last = Some(self.cache.checkpoint());
+        }
+        let stream = self
+            .stream
+            .as_ref()
+            .ok_or_else(lost_state)?
+            .stream()?
+            .clone();
+        // The input too is made on that stream (it may be the previous step's token).
+        let token = mlx_rs::with_stream(&stream, || self.build(&input.reshape(&[1, 1])?))?;
+        let cache = self.cache.arrays().into_iter().cloned().collect();
+        let submitter = self.submitter.as_ref().ok_or_else(lost_state)?;
+        submitter.send(token.clone(), cache)?;
+        self.sent += 1;
+        self.pending = Some(token);
+        Ok(())
+    }
+
+    /// The next token id with the submit thread: first hands over the steps up to two
+    /// tokens past `index` (so that one is being started while the next is built), then
+    /// takes the id of token `index`.
+    fn next_handed_over(&mut self, index: usize) -> Result<u32> {
+        let ahead = (index + 3).min(self.options.max_tokens);
+        while self.sent < ahead {
+            let input = self.pending.clone().ok_or_else(lost_state)?;
+            self.hand_over(&input)?;
+        }
+        let submitter = self.submitter.as_ref().ok_or_else(lost_state)?;
+        if self.sent == index + 1 {
+            submitter.flush()?;
+        }
+        let (id, submit) = submitter.recv()?;
+        self.stats.submit_time += submit;
+        Ok(id)
+    }
+
+    /// After a stop token at `index`: the steps handed over past `index + 1` fed tokens
+    /// past the stop token into the cache; go back to before them.
+    fn undo_past(&mut self, index: usize) -> Result<()> {
+        if self.submitter.is_some() && self.sent > index + 2 {
+            let checkpoint = self.before_last.take().ok_or_else(lost_state)?;
+            self.cache.restore(checkpoint)?;
+        }
+        Ok(())
+    }
+
+    /// Builds the graph of the step that samples the token after `input`.
+    fn build(&mut self, input: &Array) -> Result<Array> {
         let started = Instant::now();
         let logits = self.model.forward_last(input, &mut self.cache)?;
         let token = self.sampler.sample(
@@ -219,12 +325,7 @@ impl Generation<'_> {
                 0,
             )?);
         }
-        let mut to_eval = vec![&token];
-        to_eval.extend(self.cache.arrays());
-        let built = Instant::now();
-        mlx_rs::async_eval(&to_eval)?;
-        self.stats.build_time += built - started;
-        self.stats.submit_time += built.elapsed();
+        self.stats.build_time += started.elapsed();
         Ok(token)
     }
 
@@ -242,23 +343,37 @@ impl Generation<'_> {
     }
 
     fn finish(&mut self, reason: FinishReason) {
-        self.pending = None;
+        self.stop();
         self.stats.finish_reason = Some(reason);
         self.stats.peak_memory = peak_memory();
     }
 
+    /// Ends the generation: no token pending, the submit thread (if any) joined.
+    fn stop(&mut self) {
+        self.pending = None;
+        self.submitter = None;
+        self.stream = None;
+        self.before_last = None;
+    }
+
     fn next_token(&mut self) -> Result<Option<u32>> {
-        let Some(current) = self.pending.take() else {
+        if self.pending.is_none() {
             return Ok(None);
-        };
-        self.stats.generated_tokens += 1;
-        // Start the following token before waiting for this one.
-        let reached_limit = self.stats.generated_tokens >= self.options.max_tokens;
-        if !reached_limit {
-            let input = current.reshape(&[1, 1])?;
-            self.pending = Some(self.step(&input)?);
         }
-        let token = current.item::<u32>()?;
+        let index = self.stats.generated_tokens;
+        self.stats.generated_tokens += 1;
+        let reached_limit = self.stats.generated_tokens >= self.options.max_tokens;
+        let token = if self.submitter.is_some() {
+            self.next_handed_over(index)?
+        } else {
+            let current = self.pending.take().ok_or_else(lost_state)?;
+            // Start the following token before waiting for this one.
+            if !reached_limit {
+                let input = current.reshape(&[1, 1])?;
+                self.pending = Some(self.step(&input)?);
+            }
+            current.item::<u32>()?
+        };
         let now = Instant::now();
         match self.first_token_at {
             None => {
@@ -268,6 +383,7 @@ impl Generation<'_> {
             Some(first) => self.stats.generation_time = now - first,
         }
         if self.options.stop_tokens.contains(&token) {
+            self.undo_past(index)?;
             self.finish(FinishReason::Stop(token));
             return Ok(None);
         }
@@ -286,9 +402,20 @@ impl Iterator for Generation<'_> {
             Ok(Some(t)) => Some(Ok(t)),
             Ok(None) => None,
             Err(e) => {
-                self.pending = None;
+                self.stop();
                 Some(Err(e))
             }
         }
     }
+}
+
+/// The default of [`GenerateOptions::submit_thread`].
+fn submit_thread_default() -> bool {
+    let auto = !cfg!(target_os = "macos") && !crate::model::linear::on_cpu();
+    crate::model::knobs::flag("QWEN3_5_SUBMIT_THREAD", auto)
+}
+
+/// A state the generation's own bookkeeping rules out (reported, never a panic).
+fn lost_state() -> Error {
+    Error::InvalidArgument("generation: internal state lost (no pending token)".into())
 }

@@ -50,6 +50,7 @@ pub mod generate;
 pub mod hub;
 pub mod model;
 pub mod sampling;
+mod submitter;
 pub mod tokenizer;
 pub mod weights;
 

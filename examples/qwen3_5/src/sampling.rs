@@ -31,7 +31,8 @@ pub struct SamplingParams {
     pub presence_penalty: f32,
     /// How many recent tokens (prompt included) the presence penalty looks at.
     pub presence_context_size: usize,
-    /// Seed of the random draws; `None` uses MLX's global generator.
+    /// Seed of the random draws; `None` draws the sampler's key from MLX's global generator
+    /// (see `mlx_rs::random::seed`) when the sampler is made.
     pub seed: Option<u64>,
 }
 
@@ -102,6 +103,13 @@ impl Sampler {
         params.validate()?;
         let key = match params.seed {
             Some(seed) => Some(random::key(seed)?),
+            // Drawn from MLX's global random state now, rather than split from it at each
+            // step: a step may then be evaluated on any thread (the global state's splits
+            // run on this thread's own stream), and `mlx_rs::random::seed` still decides.
+            None if params.temperature > 0.0 => {
+                let halves = random::randint_range(0..i32::MAX, &[2], None)?.to_vec::<i32>()?;
+                Some(random::key(((halves[0] as u64) << 31) | halves[1] as u64)?)
+            }
             None => None,
         };
         Ok(Sampler { params, key })

@@ -1,0 +1,209 @@
+//! A thread that hands decode steps to MLX, so that building the next step's graph (on the
+//! generating thread) and MLX's walk and encoding of the current one (here) overlap.
+//!
+//! On a fast GPU a decode step is bound by the host: building the graph of one token and
+//! handing it to MLX (`async_eval`, which walks the graph and, on CUDA, encodes every
+//! kernel on the calling thread) each take about as long as the GPU needs for the token.
+//! With both on one thread they add up; here they run side by side.
+//!
+//! The protocol keeps all of MLX's evaluation on this thread while it runs: the generating
+//! thread only builds graphs (MLX allows building graphs that use arrays another thread is
+//! evaluating; its CPU streams do the same). It sends the step that samples token `j`; this
+//! thread starts it, then reads token `j − 1` (waiting for the device) and sends that id
+//! back. So the generating thread gets token `j − 1` once step `j` is on its way, and
+//! builds step `j + 1` while this thread starts step `j`.
+//!
+//! MLX 0.32's streams belong to the thread that made them, except the ones made with
+//! `new_thread_unsafe`, which any thread may evaluate on as long as no two do at once. The
+//! steps are built on such a stream, lent for the generation ([`LentStream`]).
+//!
+//! The thread is joined when the [`Submitter`] is dropped (it finishes the step in hand
+//! first), and the lent stream is synchronized when it goes back, so MLX work on the
+//! generating thread never races with either afterwards.
+
+use crate::error::{Error, Result};
+use mlx_rs::{Array, Device, DeviceType, Stream};
+use std::sync::{mpsc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// What the generating thread sends.
+enum Message {
+    /// Start these arrays (the sampled token first), then report the previous token.
+    Step(Vec<Array>),
+    /// Report the last token started (there is no next step).
+    Flush,
+}
+
+/// What this thread sends back: a token id, and the time `async_eval` took for the steps
+/// started since the previous reply.
+type Reply = Result<(u32, Duration)>;
+
+/// The submitting thread and its two channels.
+pub(crate) struct Submitter {
+    steps: Option<mpsc::Sender<Message>>,
+    replies: mpsc::Receiver<Reply>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Submitter {
+    /// Starts the thread.
+    pub(crate) fn start() -> Result<Submitter> {
+        let (steps, inbox) = mpsc::channel::<Message>();
+        let (outbox, replies) = mpsc::channel::<Reply>();
+        let thread = std::thread::Builder::new()
+            .name("qwen3_5-submit".into())
+            .spawn(move || serve(inbox, outbox))
+            .map_err(|e| Error::InvalidArgument(format!("cannot start the submit thread: {e}")))?;
+        Ok(Submitter {
+            steps: Some(steps),
+            replies,
+            thread: Some(thread),
+        })
+    }
+
+    /// Hands over one step: `token` (the sampled id, `[1]` or a scalar of an integer
+    /// dtype) and the other arrays to start with it (the cache). Returns at once.
+    pub(crate) fn send(&self, token: Array, mut rest: Vec<Array>) -> Result<()> {
+        rest.insert(0, token);
+        self.post(Message::Step(rest))
+    }
+
+    /// Asks for the last token sent (no step follows it).
+    pub(crate) fn flush(&self) -> Result<()> {
+        self.post(Message::Flush)
+    }
+
+    /// The next reply: a token id (in the order the steps were sent) and the time MLX took
+    /// to start the steps that this thread started since the previous reply.
+    pub(crate) fn recv(&self) -> Result<(u32, Duration)> {
+        self.replies.recv().map_err(|_| stopped())?
+    }
+
+    fn post(&self, m: Message) -> Result<()> {
+        self.steps
+            .as_ref()
+            .ok_or_else(stopped)?
+            .send(m)
+            .map_err(|_| stopped())
+    }
+}
+
+fn stopped() -> Error {
+    Error::InvalidArgument("the submit thread has stopped".into())
+}
+
+impl Drop for Submitter {
+    fn drop(&mut self) {
+        // Closing the channel ends the thread's loop after the step in hand.
+        self.steps = None;
+        if let Some(t) = self.thread.take() {
+            // A panic there has already been reported on stderr; nothing is left to undo.
+            let _ = t.join();
+        }
+    }
+}
+
+/// The thread's loop: start each step, then report the token of the one before.
+fn serve(inbox: mpsc::Receiver<Message>, outbox: mpsc::Sender<Reply>) {
+    let mut previous: Option<Array> = None;
+    // `async_eval` time not reported yet (each reply carries what came before it).
+    let mut unreported = Duration::ZERO;
+    for message in inbox {
+        let token = match message {
+            Message::Step(arrays) => {
+                let started = Instant::now();
+                if let Err(e) = mlx_rs::async_eval(&arrays) {
+                    let _ = outbox.send(Err(e.into()));
+                    return;
+                }
+                unreported += started.elapsed();
+                let token = arrays.into_iter().next();
+                match std::mem::replace(&mut previous, token) {
+                    Some(p) => p,
+                    None => continue,
+                }
+            }
+            Message::Flush => match previous.take() {
+                Some(p) => p,
+                None => {
+                    let _ = outbox.send(Err(Error::InvalidArgument(
+                        "no step to report: none was sent".into(),
+                    )));
+                    return;
+                }
+            },
+        };
+        let reply = read(&token).map(|id| (id, std::mem::take(&mut unreported)));
+        let failed = reply.is_err();
+        if outbox.send(reply).is_err() || failed {
+            return;
+        }
+    }
+}
+
+/// The id in a sampled-token array (waits for the device).
+fn read(token: &Array) -> Result<u32> {
+    Ok(token.item::<u32>()?)
+}
+
+/// A stream made with [`Stream::new_thread_unsafe`]. MLX registers such streams for every
+/// thread, so unlike other streams they may move between threads.
+struct AnyThread(Stream);
+
+// SAFETY: MLX registers thread-unsafe streams globally (any thread may use them); the
+// handle is plain data. Use without synchronization is ruled out by `LentStream`: one
+// generation at a time holds it, and that generation evaluates on it from one thread.
+unsafe impl Send for AnyThread {}
+
+/// Streams not lent now, by device. MLX never frees a stream, so they are kept for the
+/// next generation rather than made anew each time.
+static IDLE: Mutex<Vec<((bool, i32), AnyThread)>> = Mutex::new(Vec::new());
+
+/// A stream that the submit thread may evaluate on, lent to one generation: it goes back
+/// (after its work has finished) when this is dropped.
+pub(crate) struct LentStream {
+    stream: Option<AnyThread>,
+    device: (bool, i32),
+}
+
+impl LentStream {
+    /// Lends an idle stream of `device`, or makes one.
+    pub(crate) fn lend(device: &Device) -> Result<LentStream> {
+        let key = (device.kind()? == DeviceType::Gpu, device.index()?);
+        let mut idle = IDLE.lock().unwrap_or_else(|e| e.into_inner());
+        let stream = match idle.iter().position(|(k, _)| *k == key) {
+            Some(i) => idle.swap_remove(i).1,
+            None => {
+                // SAFETY: see `AnyThread`: only the generation that holds the lease uses
+                // it, from one thread at a time.
+                let s = unsafe { Stream::new_thread_unsafe(device) };
+                s.device()?; // reports a stream MLX could not make
+                AnyThread(s)
+            }
+        };
+        Ok(LentStream {
+            stream: Some(stream),
+            device: key,
+        })
+    }
+
+    /// The stream.
+    pub(crate) fn stream(&self) -> Result<&Stream> {
+        self.stream.as_ref().map(|s| &s.0).ok_or_else(stopped)
+    }
+}
+
+impl Drop for LentStream {
+    fn drop(&mut self) {
+        if let Some(s) = self.stream.take() {
+            // Its last steps may still run; the next user (and the generating thread's
+            // own streams, which do not wait for this one) must see them finished. A
+            // stream that cannot synchronize is not lent again.
+            if s.0.synchronize().is_ok() {
+                let mut idle = IDLE.lock().unwrap_or_else(|e| e.into_inner());
+                idle.push((self.device, s));
+            }
+        }
+    }
+}
