@@ -411,8 +411,8 @@ impl Iterator for Generation<'_> {
 
 /// The default of [`GenerateOptions::submit_thread`].
 fn submit_thread_default() -> bool {
-    let auto = !cfg!(target_os = "macos") && !crate::model::linear::on_cpu();
-    crate::model::knobs::flag("QWEN3_5_SUBMIT_THREAD", auto)
+    crate::model::knobs::switch("QWEN3_5_SUBMIT_THREAD")
+        .unwrap_or_else(crate::model::knobs::gpu_not_metal)
 }
 
 /// A state the generation's own bookkeeping rules out (reported, never a panic).

@@ -973,27 +973,44 @@ fn row_max_diffs(a: &[f32], e: &[f32], row: usize) -> Vec<f32> {
 #[test]
 #[ignore = "needs a CUDA GPU"]
 fn matvec_decode_matches_fused_ops_in_float32() {
-    let dir = kernel_shaped_model_as("matvec-f32", Dtype::Float32);
+    gpu_f32_decode_option("matvec", |on, run| with_matvec(on, run));
+}
+
+/// The compiled layer steps (`src/model/layer_step.rs`, on by default on a GPU) against
+/// the same fused decode without them, in float32 on the GPU (as the matvec test).
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn compiled_layer_steps_match_fused_ops_in_float32() {
+    use qwen3_5::model::layer_step::with_layer_options;
+    gpu_f32_decode_option("compiled-layers", |on, run| {
+        with_layer_options(on, true, run)
+    });
+}
+
+/// Fused decode of a float32 kernel-shaped model on the GPU with an option on and off
+/// (`with(on, run)` runs `run` with the option set): equal within float32 rounding (and
+/// TF32 products where MLX's matmul takes them); a wrong index or rounding step is of the
+/// logits' size (~10).
+fn gpu_f32_decode_option(name: &str, with: impl Fn(bool, &dyn Fn() -> Vec<f32>) -> Vec<f32>) {
+    let dir = kernel_shaped_model_as(&format!("{name}-f32"), Dtype::Float32);
     let (prompt, steps) = ([3u32, 9, 27, 81, 115], [7u32, 49, 95, 23, 1, 64, 5, 77]);
-    let run = |matvec_on: bool| {
+    let run = |on: bool| {
         gpu(|| {
             let model = qwen3_5::load(&dir).unwrap();
             fused::with_decode_mode(DecodeMode::Fused, || {
-                with_matvec(matvec_on, || prompt_then_steps(&model, &prompt, &steps))
+                with(on, &|| prompt_then_steps(&model, &prompt, &steps))
             })
         })
     };
-    let (with_kernels, without) = (run(true), run(false));
+    let (with_option, without) = (run(true), run(false));
     let vocab = 128;
     println!(
-        "max |diff| per row: {:?}",
-        row_max_diffs(&with_kernels, &without, vocab)
+        "{name}: max |diff| per row: {:?}",
+        row_max_diffs(&with_option, &without, vocab)
     );
-    // float32 rounding (and TF32 products where MLX's matmul takes them) stays far below
-    // this; a wrong index or rounding step is of the logits' size (~10).
     assert_logits_close_rtol(
-        "GPU fused, matvec vs ops (float32)",
-        &with_kernels,
+        &format!("GPU fused, {name} on vs off (float32)"),
+        &with_option,
         &without,
         vocab,
         1e-3,

@@ -53,6 +53,28 @@ pub fn flag(name: &str, default: bool) -> bool {
     }
 }
 
+/// An on/off switch whose default depends on the device: `Some` when `name` is set to
+/// `1`/`true`/`on` or `0`/`false`/`off`, `None` (use the default) when it is unset, empty
+/// or not understood (reported once).
+pub fn switch(name: &str) -> Option<bool> {
+    let v = std::env::var(name).ok()?;
+    match v.trim().to_ascii_lowercase().as_str() {
+        "" => None,
+        "1" | "true" | "on" => Some(true),
+        "0" | "false" | "off" => Some(false),
+        _ => {
+            warn_once(name, &v, "0 or 1", "the default");
+            None
+        }
+    }
+}
+
+/// Whether ops built now run on a GPU other than Metal: the default of the host-bound
+/// decode speed-ups measured on CUDA and not yet on Apple silicon.
+pub fn gpu_not_metal() -> bool {
+    !cfg!(target_os = "macos") && !super::linear::on_cpu()
+}
+
 /// A count in `1..=max`: unset gives `default`; other values are clamped into the range,
 /// and what is not a whole number is reported and gives `default`.
 pub fn count(name: &str, default: usize, max: usize) -> usize {
@@ -84,6 +106,10 @@ mod tests {
         std::env::set_var("QWEN3_5_TEST_FLAG_B", "maybe");
         std::env::set_var("QWEN3_5_TEST_FLAG_C", " 1 ");
         assert!(!flag("QWEN3_5_TEST_FLAG_A", true));
+        assert_eq!(switch("QWEN3_5_TEST_FLAG_A"), Some(false));
+        assert_eq!(switch("QWEN3_5_TEST_FLAG_B"), None);
+        assert_eq!(switch("QWEN3_5_TEST_FLAG_C"), Some(true));
+        assert_eq!(switch("QWEN3_5_TEST_FLAG_UNSET"), None);
         assert!(flag("QWEN3_5_TEST_FLAG_B", true));
         assert!(!flag("QWEN3_5_TEST_FLAG_B", false));
         assert!(flag("QWEN3_5_TEST_FLAG_C", false));

@@ -11,11 +11,14 @@
 //! one), and no cached function keeps a model's weights alive after the model is gone.
 //! The attention core (its KV cache grows every step) stays uncompiled.
 //!
-//! Off by default; `QWEN3_5_COMPILE_LAYERS=1` turns it on. Measured on an H200 (2B, bf16,
-//! prompt 512, 256 decode steps, the two forms alternating in one session): it cut the
-//! host's graph building from ~0.7 to ~0.5 ms per step, but decode speed moved by
-//! −20 % to +18 % from run to run, within that machine's noise, so the plain fused decode
-//! of [`super::fused`] (same values) stays the default until a steadier measurement.
+//! On by default on a CUDA GPU, off on the CPU and on macOS (not measured on Metal);
+//! `QWEN3_5_COMPILE_LAYERS=1`/`0` decides instead. Measured on an H200 (2B, bf16, prompt
+//! 512, 256 decode steps, the two forms alternating in one session): alone, it cut the
+//! host's graph building from ~0.7 to ~0.5 ms per step, but decode speed moved by −20 %
+//! to +18 % from run to run, within that machine's noise. With the submit thread of
+//! [`crate::generate`] (MLX's encoding on a second thread, then the bound), it cut both
+//! halves in each of three pairs (building 1.0–1.1 against 1.5 ms, handing over 2.0–2.5
+//! against 2.4–2.9 ms) and decode went 395 / 457 / 461 against 412 / 348 / 346 tok/s.
 
 use super::fused::{self, lift};
 use super::{DecoderLayer, Mixer};
@@ -28,12 +31,15 @@ use std::hash::{Hash, Hasher};
 use std::sync::OnceLock;
 
 /// Whether decode steps take the compiled layer functions: [`with_layer_options`] on this
-/// thread, else `QWEN3_5_COMPILE_LAYERS=1` (off by default: on an H200 the gain was
-/// within the run-to-run noise, see the module docs).
+/// thread, else `QWEN3_5_COMPILE_LAYERS` (`1`/`0`), else on when the ops run on a GPU
+/// other than Metal (see the module docs for the measurements).
 pub fn enabled() -> bool {
-    static ON: OnceLock<bool> = OnceLock::new();
+    static ENV: OnceLock<Option<bool>> = OnceLock::new();
     OVERRIDE.with(|o| o.get()).map_or_else(
-        || *ON.get_or_init(|| super::knobs::flag("QWEN3_5_COMPILE_LAYERS", false)),
+        || {
+            ENV.get_or_init(|| super::knobs::switch("QWEN3_5_COMPILE_LAYERS"))
+                .unwrap_or_else(super::knobs::gpu_not_metal)
+        },
         |(compiled, _)| compiled,
     )
 }
