@@ -12,8 +12,7 @@
 //! has one step computed past it, which is undone in the cache (the cache ends where it
 //! would without the thread).
 
-use crate::cache::Cache;
-use crate::cache::Checkpoint;
+use crate::cache::{Cache, Checkpoint};
 use crate::error::{Error, Result};
 use crate::model::Model;
 use crate::sampling::{Sampler, SamplingParams};
@@ -270,23 +269,24 @@ impl Generation<'_> {
             .stream
             .as_ref()
             .ok_or_else(lost_state)?
-            .stream()?
+            .stream()
             .clone();
         // The input too is made on that stream (it may be the previous step's token).
         let token = mlx_rs::with_stream(&stream, || self.build(&input.reshape(&[1, 1])?))?;
-        let cache = self.cache.arrays().into_iter().cloned().collect();
+        let mut arrays = vec![token.clone()];
+        arrays.extend(self.cache.arrays().into_iter().cloned());
         let submitter = self.submitter.as_ref().ok_or_else(lost_state)?;
-        submitter.send(token.clone(), cache)?;
+        submitter.send(arrays)?;
         self.sent += 1;
         self.pending = Some(token);
         Ok(())
     }
 
-    /// The next token id with the submit thread: first hands over the steps up to two
-    /// tokens past `index` (so that one is being started while the next is built), then
-    /// takes the id of token `index`.
+    /// The next token id with the submit thread: first hands over the steps up to
+    /// [`STEPS_AHEAD`] tokens past `index` (so that one is being started while the next is
+    /// built), then takes the id of token `index`.
     fn next_handed_over(&mut self, index: usize) -> Result<u32> {
-        let ahead = (index + 3).min(self.options.max_tokens);
+        let ahead = (index + 1 + STEPS_AHEAD).min(self.options.max_tokens);
         while self.sent < ahead {
             let input = self.pending.clone().ok_or_else(lost_state)?;
             self.hand_over(&input)?;
@@ -300,8 +300,9 @@ impl Generation<'_> {
         Ok(id)
     }
 
-    /// After a stop token at `index`: the steps handed over past `index + 1` fed tokens
-    /// past the stop token into the cache; go back to before them.
+    /// After a stop token at `index`: the step handed over past `index + 1` (at most one:
+    /// [`STEPS_AHEAD`] is 2) fed a token past the stop token into the cache; go back to
+    /// before it.
     fn undo_past(&mut self, index: usize) -> Result<()> {
         if self.submitter.is_some() && self.sent > index + 2 {
             let checkpoint = self.before_last.take().ok_or_else(lost_state)?;
@@ -408,6 +409,12 @@ impl Iterator for Generation<'_> {
         }
     }
 }
+
+/// Steps the submit thread works past the token being read: one being started there
+/// while the next is built here. Step `j` feeds token `j − 1` to the cache, so when token
+/// `i` is a stop token, one step (`i + 2`) has fed a token past it, which
+/// [`Generation::undo_past`] takes back with the single checkpoint it keeps.
+const STEPS_AHEAD: usize = 2;
 
 /// The default of [`GenerateOptions::submit_thread`].
 fn submit_thread_default() -> bool {

@@ -62,11 +62,10 @@ impl Submitter {
         })
     }
 
-    /// Hands over one step: `token` (the sampled id, `[1]` or a scalar of an integer
-    /// dtype) and the other arrays to start with it (the cache). Returns at once.
-    pub(crate) fn send(&self, token: Array, mut rest: Vec<Array>) -> Result<()> {
-        rest.insert(0, token);
-        self.post(Message::Step(rest))
+    /// Hands over one step: the arrays to start, the sampled token (one `uint32` id)
+    /// first, then the others (the cache). Returns at once.
+    pub(crate) fn send(&self, arrays: Vec<Array>) -> Result<()> {
+        self.post(Message::Step(arrays))
     }
 
     /// Asks for the last token sent (no step follows it).
@@ -163,7 +162,7 @@ static IDLE: Mutex<Vec<((bool, i32), AnyThread)>> = Mutex::new(Vec::new());
 /// A stream that the submit thread may evaluate on, lent to one generation: it goes back
 /// (after its work has finished) when this is dropped.
 pub(crate) struct LentStream {
-    stream: Option<AnyThread>,
+    stream: AnyThread,
     device: (bool, i32),
 }
 
@@ -183,27 +182,25 @@ impl LentStream {
             }
         };
         Ok(LentStream {
-            stream: Some(stream),
+            stream,
             device: key,
         })
     }
 
     /// The stream.
-    pub(crate) fn stream(&self) -> Result<&Stream> {
-        self.stream.as_ref().map(|s| &s.0).ok_or_else(stopped)
+    pub(crate) fn stream(&self) -> &Stream {
+        &self.stream.0
     }
 }
 
 impl Drop for LentStream {
     fn drop(&mut self) {
-        if let Some(s) = self.stream.take() {
-            // Its last steps may still run; the next user (and the generating thread's
-            // own streams, which do not wait for this one) must see them finished. A
-            // stream that cannot synchronize is not lent again.
-            if s.0.synchronize().is_ok() {
-                let mut idle = IDLE.lock().unwrap_or_else(|e| e.into_inner());
-                idle.push((self.device, s));
-            }
+        // Its last steps may still run; the next user (and the generating thread's own
+        // streams, which do not wait for this one) must see them finished. A stream that
+        // cannot synchronize is not lent again.
+        if self.stream.0.synchronize().is_ok() {
+            let mut idle = IDLE.lock().unwrap_or_else(|e| e.into_inner());
+            idle.push((self.device, AnyThread(self.stream.0.clone())));
         }
     }
 }

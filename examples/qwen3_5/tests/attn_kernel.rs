@@ -7,8 +7,8 @@
 
 mod common;
 
-use common::kernel_rtol;
-use mlx_rs::{fast, ops, random, Array, Device, Dtype};
+use common::{gpu, kernel_rtol};
+use mlx_rs::{fast, ops, random, Array, Dtype};
 use qwen3_5::model::attn_kernel::{add_rms_norm, attend, fits, qk_prep, AttnHeads};
 
 fn close(what: &str, got: &Array, want: &Array) {
@@ -36,10 +36,6 @@ fn normal(shape: &[i32], seed: u64, dtype: Dtype) -> Array {
         .unwrap()
         .astype(dtype)
         .unwrap()
-}
-
-fn on_gpu<T>(f: impl FnOnce() -> T) -> T {
-    mlx_rs::with_device(&Device::gpu(), f).unwrap()
 }
 
 const HEADS: AttnHeads = AttnHeads {
@@ -75,7 +71,7 @@ fn shapes_the_kernels_refuse() {
 #[test]
 #[ignore = "needs a CUDA GPU"]
 fn qk_prep_matches_norm_and_rope() {
-    on_gpu(|| {
+    gpu(|| {
         let (h, kv, d, rd) = (HEADS.heads, HEADS.kv_heads, HEADS.head_dim, HEADS.rope_dims);
         let theta = 1e7f32;
         let inv: Vec<f32> = (0..rd / 2)
@@ -110,7 +106,7 @@ fn qk_prep_matches_norm_and_rope() {
 #[test]
 #[ignore = "needs a CUDA GPU"]
 fn attend_matches_sdpa_and_gate() {
-    on_gpu(|| {
+    gpu(|| {
         let (h, kv, d) = (HEADS.heads, HEADS.kv_heads, HEADS.head_dim);
         for dtype in [Dtype::Float32, Dtype::Bfloat16] {
             for (n, cap) in [(1, 256), (5, 256), (300, 512)] {
@@ -146,7 +142,7 @@ fn attend_matches_sdpa_and_gate() {
 #[test]
 #[ignore = "needs a CUDA GPU"]
 fn add_rms_norm_matches_add_then_norm() {
-    on_gpu(|| {
+    gpu(|| {
         for dtype in [Dtype::Float32, Dtype::Bfloat16] {
             for (b, d) in [(1, 2048), (3, 100), (2, 4096)] {
                 let x = normal(&[b, d], 50 + d as u64, dtype);

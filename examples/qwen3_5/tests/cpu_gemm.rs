@@ -6,17 +6,13 @@
 
 mod common;
 
-use common::{assert_logits_close_rtol, model_dir};
-use mlx_rs::{Array, Device, Dtype};
+use common::{assert_logits_close_rtol, cpu, model_dir};
+use mlx_rs::{Array, Dtype};
 use qwen3_5::model::cpu_gemm::{products, with_cpu_gemm};
 
 /// The two sides sum the same float32 products in another order (packed GEMM against
 /// the reference BLAS): agreement to a few float32 ulps of each row's largest logit.
 const RTOL: f32 = 1e-4;
-
-fn cpu<T>(f: impl FnOnce() -> T) -> T {
-    mlx_rs::with_device(&Device::cpu(), f).unwrap()
-}
 
 /// `variant`'s fixture with every float tensor cast to float32, in a fresh folder.
 fn float32_copy(variant: &str) -> std::path::PathBuf {

@@ -5,13 +5,9 @@
 
 mod common;
 
-use common::{assert_logits_close, expected, model_dir, VARIANTS};
+use common::{assert_logits_close, cpu, expected, model_dir, VARIANTS};
 use mlx_rs::{Array, Dtype};
 use qwen3_5::{GenerateOptions, SamplingParams};
-
-fn cpu<T>(f: impl FnOnce() -> T) -> T {
-    mlx_rs::with_device(&mlx_rs::Device::cpu(), f).unwrap()
-}
 
 fn ids(tokens: &[u32]) -> Array {
     Array::from_slice(tokens, &[1, tokens.len() as i32]).unwrap()

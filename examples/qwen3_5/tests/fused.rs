@@ -15,7 +15,8 @@
 mod common;
 
 use common::{
-    assert_logits_close, assert_logits_close_rtol, model_dir, CROSS_DEVICE_ROW_RTOL, VARIANTS,
+    assert_logits_close, assert_logits_close_rtol, cpu, gpu, model_dir, CROSS_DEVICE_ROW_RTOL,
+    VARIANTS,
 };
 use mlx_rs::{random, Array, Device, Dtype};
 use qwen3_5::model::deltanet::recurrence::gated_delta_sequential;
@@ -37,14 +38,6 @@ const STEP_BF16_RTOL: f32 = 1.0 / 256.0;
 const DECODE_BF16_RTOL: f32 = 1.0 / 64.0;
 /// The same in f32 (no intermediate rounding to a narrow type).
 const DECODE_F32_RTOL: f32 = 1e-4;
-
-fn cpu<T>(f: impl FnOnce() -> T) -> T {
-    mlx_rs::with_device(&Device::cpu(), f).unwrap()
-}
-
-fn gpu<T>(f: impl FnOnce() -> T) -> T {
-    mlx_rs::with_device(&Device::gpu(), f).unwrap()
-}
 
 fn to_f32(a: &Array) -> Vec<f32> {
     a.astype(Dtype::Float32).unwrap().to_vec::<f32>().unwrap()

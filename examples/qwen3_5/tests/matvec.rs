@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{kernel_rtol, max_rel_diff};
+use common::{gpu, kernel_rtol, max_rel_diff};
 use mlx_rs::{fast, ops, random, Array, Device, Dtype};
 use qwen3_5::model::matvec::{fits, matvec, Epilogue, Prologue, MAX_K};
 
@@ -27,10 +27,6 @@ fn normal(shape: &[i32], seed: u64, dtype: Dtype, scale: f32) -> Array {
         .unwrap()
         .astype(dtype)
         .unwrap()
-}
-
-fn on_gpu<T>(f: impl FnOnce() -> T) -> T {
-    mlx_rs::with_device(&Device::gpu(), f).unwrap()
 }
 
 fn silu(x: &Array) -> Array {
@@ -170,7 +166,7 @@ fn reference(x: &Array, w: &Array, pro: Prologue, epi: Epilogue) -> Array {
 #[ignore = "needs a CUDA GPU"]
 fn every_form_matches_mlx_ops() {
     let mut failures = Vec::new();
-    on_gpu(|| {
+    gpu(|| {
         for dtype in [Dtype::Float32, Dtype::Bfloat16] {
             for b in [1, 2] {
                 // K = 512 (8 heads of 64 for the gated norm); N = 300 leaves the last
@@ -229,7 +225,7 @@ fn every_form_matches_mlx_ops() {
 #[test]
 #[ignore = "needs a CUDA GPU"]
 fn unaligned_weight_takes_the_element_loop() {
-    on_gpu(|| {
+    gpu(|| {
         let (k, n) = (256, 40);
         let x = normal(&[1, k], 11, Dtype::Bfloat16, 1.0);
         // A view one element into a flat buffer: row-contiguous, 2 bytes off alignment.

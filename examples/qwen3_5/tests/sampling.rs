@@ -3,13 +3,11 @@
 
 mod common;
 
+use common::cpu;
+
 use mlx_rs::{Array, Dtype};
 use qwen3_5::{Sampler, SamplingParams};
 use serde_json::Value;
-
-fn cpu<T>(f: impl FnOnce() -> T) -> T {
-    mlx_rs::with_device(&mlx_rs::Device::cpu(), f).unwrap()
-}
 
 fn fixture() -> Value {
     let path = common::fixtures().join("sampling.expected.json");

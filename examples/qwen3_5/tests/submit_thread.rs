@@ -7,17 +7,9 @@
 
 mod common;
 
-use common::{expected, model_dir, VARIANTS};
+use common::{cpu, expected, gpu, model_dir, VARIANTS};
 use mlx_rs::{Array, Dtype};
 use qwen3_5::{Cache, FinishReason, GenerateOptions, Model, SamplingParams};
-
-fn cpu<T>(f: impl FnOnce() -> T) -> T {
-    mlx_rs::with_device(&mlx_rs::Device::cpu(), f).unwrap()
-}
-
-fn gpu<T>(f: impl FnOnce() -> T) -> T {
-    mlx_rs::with_device(&mlx_rs::Device::gpu(), f).unwrap()
-}
 
 /// Runs a generation with the submit thread on or off: its tokens, finish reason and cache.
 fn run(

@@ -37,20 +37,10 @@ fn warn_once(name: &str, value: &str, expected: &str, default: &str) {
     }
 }
 
-/// An on/off switch: `1`/`true`/`on` or `0`/`false`/`off`; unset or empty gives `default`.
+/// An on/off switch: `1`/`true`/`on` or `0`/`false`/`off`; unset, empty or not understood
+/// (reported once) gives `default`.
 pub fn flag(name: &str, default: bool) -> bool {
-    match std::env::var(name) {
-        Err(_) => default,
-        Ok(v) => match v.trim().to_ascii_lowercase().as_str() {
-            "" => default,
-            "1" | "true" | "on" => true,
-            "0" | "false" | "off" => false,
-            _ => {
-                warn_once(name, &v, "0 or 1", if default { "1" } else { "0" });
-                default
-            }
-        },
-    }
+    switch(name).unwrap_or(default)
 }
 
 /// An on/off switch whose default depends on the device: `Some` when `name` is set to

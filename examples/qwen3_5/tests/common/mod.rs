@@ -242,3 +242,13 @@ pub fn write_tiny_tokenizer(dir: &Path) {
     let path = dir.join("tokenizer.json");
     std::fs::write(&path, serde_json::to_string(&doc).unwrap()).unwrap();
 }
+
+/// Runs `f` with this thread's default CPU stream as the current stream.
+pub fn cpu<T>(f: impl FnOnce() -> T) -> T {
+    mlx_rs::with_device(&mlx_rs::Device::cpu(), f).unwrap()
+}
+
+/// Runs `f` with this thread's default GPU stream as the current stream.
+pub fn gpu<T>(f: impl FnOnce() -> T) -> T {
+    mlx_rs::with_device(&mlx_rs::Device::gpu(), f).unwrap()
+}
