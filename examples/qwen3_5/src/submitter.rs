@@ -133,17 +133,16 @@ fn serve(inbox: mpsc::Receiver<Message>, outbox: mpsc::Sender<Reply>) {
                 }
             },
         };
-        let reply = read(&token).map(|id| (id, std::mem::take(&mut unreported)));
+        // Waits for the device.
+        let reply = token
+            .item::<u32>()
+            .map(|id| (id, std::mem::take(&mut unreported)))
+            .map_err(Error::from);
         let failed = reply.is_err();
         if outbox.send(reply).is_err() || failed {
             return;
         }
     }
-}
-
-/// The id in a sampled-token array (waits for the device).
-fn read(token: &Array) -> Result<u32> {
-    Ok(token.item::<u32>()?)
 }
 
 /// A stream made with [`Stream::new_thread_unsafe`]. MLX registers such streams for every
