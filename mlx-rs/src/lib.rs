@@ -179,6 +179,9 @@
 //!   ([`transforms::CustomFunction`]); Rust never copies or calls them itself.
 #![deny(missing_docs)]
 
+// `#[derive(Module)]` names `::mlx_rs`; this lets the crate's own layers use it too.
+extern crate self as mlx_rs;
+
 mod array;
 mod device;
 mod dtype;
@@ -191,6 +194,7 @@ mod index;
 pub mod io;
 pub mod linalg;
 pub mod memory;
+pub mod nn;
 mod operators;
 pub mod ops;
 pub mod random;
