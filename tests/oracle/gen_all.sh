@@ -10,7 +10,7 @@ if [ -z "${PYTHONPATH:-}" ]; then
   if [ -n "${MLX_ORACLE_PYTHONPATH:-}" ]; then
     site="$MLX_ORACLE_PYTHONPATH"
   else
-    hash=$(sha256sum requirements.lock | cut -c1-16)
+    hash=$("$PYTHON" -c 'import hashlib; print(hashlib.sha256(open("requirements.lock", "rb").read()).hexdigest()[:16])')
     ver=$("$PYTHON" -c 'import sys; print("%d%d" % sys.version_info[:2])')
     site="${MLX_ORACLE_CACHE_DIR:-${CARGO_TARGET_DIR:-../../target}/oracle-python}/$hash-py$ver"
     if [ ! -f "$site/.complete" ]; then
