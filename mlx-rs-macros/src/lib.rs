@@ -49,7 +49,8 @@ fn fields(input: &DeriveInput) -> syn::Result<Vec<FieldInfo>> {
     let mut out = Vec::new();
     for field in named {
         let ident = field.ident.clone().expect("named field");
-        let mut key = ident.to_string();
+        // `r#type` is the key `type`, as Python (and a checkpoint) names it.
+        let mut key = syn::ext::IdentExt::unraw(&ident).to_string();
         let mut skip = false;
         for attr in &field.attrs {
             if !attr.path().is_ident("module") {
@@ -71,9 +72,17 @@ fn fields(input: &DeriveInput) -> syn::Result<Vec<FieldInfo>> {
                 }
             })?;
         }
-        if !skip {
-            out.push(FieldInfo { ident, key });
+        if skip {
+            continue;
         }
+        if out.iter().any(|f: &FieldInfo| f.key == key) {
+            // Two fields under one key would make one of them unreachable by name.
+            return Err(syn::Error::new_spanned(
+                field,
+                format!("two fields have the key `{key}`"),
+            ));
+        }
+        out.push(FieldInfo { ident, key });
     }
     Ok(out)
 }

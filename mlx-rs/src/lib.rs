@@ -120,6 +120,7 @@
 //!
 //! [`memory`] reports and limits MLX's allocator; [`random`], [`fft`], [`linalg`] and
 //! [`fast`] (fused norms, RoPE, attention, custom CUDA/Metal kernels) complete the API.
+//! [`nn`] builds models as trees of named parameters, and [`optimizers`] trains them.
 //!
 //! # Threads
 //!
@@ -197,6 +198,7 @@ pub mod memory;
 pub mod nn;
 mod operators;
 pub mod ops;
+pub mod optimizers;
 pub mod random;
 mod raw;
 mod stream;

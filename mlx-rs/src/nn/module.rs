@@ -246,6 +246,23 @@ impl UpdateReport {
 /// # Ok::<(), mlx_rs::Error>(())
 /// ```
 ///
+/// A raw identifier is keyed without its `r#`; two fields under one key do not compile:
+///
+/// ```
+/// use mlx_rs::nn::{Module, Param};
+/// #[derive(Module)]
+/// struct Gate { r#type: Param }
+/// let g = Gate { r#type: Param::new(mlx_rs::Array::scalar(1.0f32)) };
+/// assert!(g.parameters()?.contains_key("type"));
+/// # Ok::<(), mlx_rs::Error>(())
+/// ```
+///
+/// ```compile_fail
+/// use mlx_rs::nn::{Module, Param};
+/// #[derive(Module)]
+/// struct Twice { a: Param, #[module(rename = "a")] b: Param }
+/// ```
+///
 /// # Why a derive over `Param` fields
 ///
 /// Python's `mlx.nn.Module` finds arrays and modules among an object's attributes at run
