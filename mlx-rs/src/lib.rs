@@ -103,6 +103,64 @@
 //! # Ok::<(), mlx_rs::Error>(())
 //! ```
 //!
+//! # Writing a model
+//!
+//! [`nn`] has the layers (linear, quantized, embedding, norms, RoPE, convolutions,
+//! attention, dropout), activations and losses, all checked against Python's `mlx.nn`;
+//! [`optimizers`] has SGD, Adam, AdamW and Lion with learning-rate schedules. A model is a
+//! struct of layers with `#[derive(Module)]`, which makes its parameter tree (dotted names
+//! such as `hidden.weight`, as in Python and in checkpoints); a training step is
+//! [`nn::value_and_grad`] then [`optimizers::Optimizer::update`]:
+//!
+//! ```
+//! use mlx_rs::nn::{self, Linear, Module, UnaryModule};
+//! use mlx_rs::optimizers::{AdamW, Optimizer};
+//! use mlx_rs::{Array, Result};
+//!
+//! #[derive(Module)]
+//! struct Mlp {
+//!     hidden: Linear,
+//!     out: Linear,
+//! }
+//!
+//! impl UnaryModule for Mlp {
+//!     fn forward(&self, x: &Array) -> Result<Array> {
+//!         self.out.forward(&nn::relu(&self.hidden.forward(x)?)?)
+//!     }
+//! }
+//!
+//! mlx_rs::random::seed(3)?;
+//! let mut model = Mlp { hidden: Linear::new(2, 16, true)?, out: Linear::new(16, 1, true)? };
+//! let mut optimizer = AdamW::new(0.05)?;
+//! let x = Array::from_slice(&[0.0f32, 0.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0], &[4, 2])?;
+//! let y = Array::from_slice(&[0.0f32, 1.0, 1.0, 0.0], &[4, 1])?; // XOR
+//! let mse = |m: &Mlp| nn::mse_loss(&m.forward(&x)?, &y, nn::Reduction::Mean);
+//! for _ in 0..200 {
+//!     let (_loss, grads) = nn::value_and_grad(&mut model, mse)?;
+//!     optimizer.update(&mut model, &grads)?;
+//!     model.eval_parameters()?;
+//! }
+//! assert!(mse(&model)?.item::<f32>()? < 0.01);
+//!
+//! // The tree: save, load (strictly checked), freeze, quantize in place.
+//! assert_eq!(model.parameters()?.len(), 4); // hidden.{weight,bias}, out.{weight,bias}
+//! let bytes_before = model.parameters()?["out.bias"].to_vec::<f32>()?;
+//! # let dir = std::env::temp_dir().join(format!("mlx-rs-doc-{}", std::process::id()));
+//! # std::fs::create_dir_all(&dir).unwrap();
+//! let file = dir.join("mlp.safetensors");
+//! model.save_weights(&file)?;
+//! model.load_weights(&file, nn::UpdateMode::Strict)?;
+//! assert_eq!(model.parameters()?["out.bias"].to_vec::<f32>()?, bytes_before);
+//! model.freeze_prefix("hidden")?;
+//! assert_eq!(model.trainable_parameters()?.len(), 2);
+//! # std::fs::remove_dir_all(&dir).unwrap();
+//! # Ok::<(), mlx_rs::Error>(())
+//! ```
+//!
+//! Layers that may be quantized later are held as [`nn::MaybeQuantized`] fields, so that
+//! [`nn::quantize`] can swap them in place; `examples/train_digits.rs` trains an MLP on
+//! real handwritten digits (`cargo run --release --example train_digits`).
+//!
 //! # Files
 //!
 //! [`io`] reads and writes `.npy`, safetensors (with metadata; files or memory) and gguf.

@@ -496,6 +496,9 @@ fn quantized_weights_stay_frozen() {
         keys(&q.parameters().unwrap()),
         ["proj.bias", "proj.biases", "proj.scales", "proj.weight"]
     );
+    // As in Python, the float bias stays trainable; the packed parts never are.
+    assert_eq!(keys(&q.trainable_parameters().unwrap()), ["proj.bias"]);
+    q.freeze().unwrap();
     assert!(q.trainable_parameters().unwrap().is_empty());
     q.unfreeze().unwrap();
     assert_eq!(keys(&q.trainable_parameters().unwrap()), ["proj.bias"]);

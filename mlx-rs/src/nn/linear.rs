@@ -116,7 +116,7 @@ impl Quantizable for Linear {
 /// mxfp4, mxfp8, nvfp4).
 ///
 /// As in Python, the quantized parameters stay frozen (they cannot be trained; LoRA-style
-/// adapters train beside them); the float `bias` is frozen when made but can be unfrozen.
+/// adapters train beside them); the float `bias` is trainable.
 #[derive(Debug, Clone)]
 pub struct QuantizedLinear {
     /// Packed weight, `[output_dims, input_dims * bits / 32]` (`uint32`).
@@ -150,7 +150,8 @@ impl QuantizedLinear {
             weight: frozen(q.w),
             scales: frozen(q.scales),
             biases: q.biases.map(frozen),
-            bias: linear.bias.as_ref().map(|b| frozen(b.value().clone())),
+            // As in Python, the float bias stays trainable (only the packed parts freeze).
+            bias: linear.bias.as_ref().map(|b| Param::new(b.value().clone())),
             options,
         })
     }

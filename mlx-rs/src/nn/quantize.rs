@@ -13,8 +13,8 @@ use std::fmt;
 pub trait Quantizable: Module {
     /// The quantized layer.
     type Quantized: Module;
-    /// Whether the layer can be quantized with `options` (Python's default predicate: the
-    /// weight's last axis is a multiple of the group size).
+    /// Whether the layer can be quantized with `options` (the weight's last axis is a
+    /// multiple of the group size).
     fn can_quantize(&self, options: &QuantizeOptions) -> bool;
     /// The quantized form of the layer.
     fn to_quantized(&self, options: &QuantizeOptions) -> Result<Self::Quantized>;
@@ -119,8 +119,9 @@ where
 /// `mlx.nn.quantize(model, group_size, bits, mode=..., class_predicate=...)`. Returns the
 /// number of layers quantized.
 ///
-/// Layers whose input size is not a multiple of the group size are left dense, as
-/// Python's default predicate does; invalid options (bits or group size the mode does not
+/// Layers whose input size is not a multiple of the group size are left dense (as
+/// mlx-lm's quantization predicate does; Python's `nn.quantize` raises on them); invalid
+/// options (bits or group size the mode does not
 /// support) are an error and leave the model unchanged.
 ///
 /// ```
