@@ -87,6 +87,33 @@ fn init_weight(in_channels: i32, out_channels: i32, kernel: &[i32], groups: i32)
     random::uniform_range(-scale..scale, &shape, None)
 }
 
+/// The checked, initialised weight and optional zero bias of a new convolution.
+fn new_parts<const N: usize>(
+    layer: &str,
+    in_channels: i32,
+    out_channels: i32,
+    kernel: &[i32; N],
+    options: &ConvOptions<N>,
+    bias: bool,
+) -> Result<(Param, Option<Param>)> {
+    check_new(layer, in_channels, out_channels, kernel, options)?;
+    let weight = Param::new(init_weight(
+        in_channels,
+        out_channels,
+        kernel,
+        options.groups,
+    )?);
+    let bias = if bias {
+        Some(Param::new(ops::zeros(
+            &[out_channels],
+            crate::Dtype::Float32,
+        )?))
+    } else {
+        None
+    };
+    Ok((weight, bias))
+}
+
 fn add_bias(y: Array, bias: Option<&Param>) -> Result<Array> {
     match bias {
         Some(b) => y.add(b),
@@ -118,28 +145,17 @@ impl Conv1d {
         options: ConvOptions<1>,
         bias: bool,
     ) -> Result<Conv1d> {
-        check_new(
+        let (weight, bias) = new_parts(
             "Conv1d",
             in_channels,
             out_channels,
             &[kernel_size],
             &options,
+            bias,
         )?;
         Ok(Conv1d {
-            weight: Param::new(init_weight(
-                in_channels,
-                out_channels,
-                &[kernel_size],
-                options.groups,
-            )?),
-            bias: if bias {
-                Some(Param::new(ops::zeros(
-                    &[out_channels],
-                    crate::Dtype::Float32,
-                )?))
-            } else {
-                None
-            },
+            weight,
+            bias,
             options,
         })
     }
@@ -184,22 +200,17 @@ impl Conv2d {
         options: ConvOptions<2>,
         bias: bool,
     ) -> Result<Conv2d> {
-        check_new("Conv2d", in_channels, out_channels, &kernel_size, &options)?;
+        let (weight, bias) = new_parts(
+            "Conv2d",
+            in_channels,
+            out_channels,
+            &kernel_size,
+            &options,
+            bias,
+        )?;
         Ok(Conv2d {
-            weight: Param::new(init_weight(
-                in_channels,
-                out_channels,
-                &kernel_size,
-                options.groups,
-            )?),
-            bias: if bias {
-                Some(Param::new(ops::zeros(
-                    &[out_channels],
-                    crate::Dtype::Float32,
-                )?))
-            } else {
-                None
-            },
+            weight,
+            bias,
             options,
         })
     }

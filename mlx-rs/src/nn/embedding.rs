@@ -1,6 +1,6 @@
 //! [`Embedding`] and [`QuantizedEmbedding`].
 
-use super::linear::{check_last_dim, visit_quantized, visit_quantized_mut};
+use super::linear::{check_last_dim, quantized_parts, visit_quantized, visit_quantized_mut};
 use super::module::{Module, UnaryModule, Visitor, VisitorMut};
 use super::param::{KeyPath, Param};
 use super::quantize::{resolved, MaybeQuantized, Quantizable};
@@ -158,22 +158,11 @@ impl QuantizedEmbedding {
         embedding: &Embedding,
         options: &QuantizeOptions,
     ) -> Result<QuantizedEmbedding> {
-        let (group_size, bits) = resolved(options);
-        let options = QuantizeOptions {
-            group_size: Some(group_size),
-            bits: Some(bits),
-            mode: options.mode,
-        };
-        let q = ops::quantize(&embedding.weight, None, options)?;
-        let frozen = |a: Array| {
-            let mut p = Param::new(a);
-            p.set_frozen(true);
-            p
-        };
+        let (weight, scales, biases, options) = quantized_parts(&embedding.weight, options)?;
         Ok(QuantizedEmbedding {
-            weight: frozen(q.w),
-            scales: frozen(q.scales),
-            biases: q.biases.map(frozen),
+            weight,
+            scales,
+            biases,
             options,
         })
     }

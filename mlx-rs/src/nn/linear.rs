@@ -134,22 +134,11 @@ pub struct QuantizedLinear {
 impl QuantizedLinear {
     /// Quantizes a [`Linear`] layer.
     pub fn from_linear(linear: &Linear, options: &QuantizeOptions) -> Result<QuantizedLinear> {
-        let (group_size, bits) = resolved(options);
-        let options = QuantizeOptions {
-            group_size: Some(group_size),
-            bits: Some(bits),
-            mode: options.mode,
-        };
-        let q = ops::quantize(&linear.weight, None, options)?;
-        let frozen = |a: Array| {
-            let mut p = Param::new(a);
-            p.set_frozen(true);
-            p
-        };
+        let (weight, scales, biases, options) = quantized_parts(&linear.weight, options)?;
         Ok(QuantizedLinear {
-            weight: frozen(q.w),
-            scales: frozen(q.scales),
-            biases: q.biases.map(frozen),
+            weight,
+            scales,
+            biases,
             // As in Python, the float bias stays trainable (only the packed parts freeze).
             bias: linear.bias.as_ref().map(|b| Param::new(b.value().clone())),
             options,
@@ -200,6 +189,27 @@ impl Module for QuantizedLinear {
             self.bias.as_mut(),
         )
     }
+}
+
+/// The frozen packed weight, scales and biases of `weight` quantized with `options`, and
+/// the options resolved (group size and bits never `None`).
+pub(crate) fn quantized_parts(
+    weight: &Array,
+    options: &QuantizeOptions,
+) -> Result<(Param, Param, Option<Param>, QuantizeOptions)> {
+    let (group_size, bits) = resolved(options);
+    let options = QuantizeOptions {
+        group_size: Some(group_size),
+        bits: Some(bits),
+        mode: options.mode,
+    };
+    let q = ops::quantize(weight, None, options)?;
+    let frozen = |a: Array| {
+        let mut p = Param::new(a);
+        p.set_frozen(true);
+        p
+    };
+    Ok((frozen(q.w), frozen(q.scales), q.biases.map(frozen), options))
 }
 
 /// The walk of a quantized layer: `weight`, `scales`, `biases` stay frozen whatever a
