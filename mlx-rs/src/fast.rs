@@ -157,8 +157,8 @@ impl<'a> From<AttentionMask<'a>> for AttentionOptions<'a> {
 /// Multi-head attention, `softmax(scale · Q Kᵀ + mask) V`, fused.
 ///
 /// Shapes: `q` is `[B, N_q, T_q, D]`, `k` and `v` are `[B, N_kv, T_kv, D]` with `N_q` a
-/// multiple of `N_kv` (grouped-query attention: do not repeat `k` and `v` yourself). The
-/// softmax runs in float32 whatever the input precision.
+/// multiple of `N_kv` (grouped-query attention: do not repeat `k` and `v` yourself), and
+/// `N_kv` at least 1. The softmax runs in float32 whatever the input precision.
 ///
 /// ```
 /// use mlx_rs::{fast::{scaled_dot_product_attention, AttentionMask}, Array};
@@ -178,6 +178,14 @@ pub fn scaled_dot_product_attention<'a>(
     options: impl Into<AttentionOptions<'a>>,
 ) -> Result<Array> {
     let o = options.into();
+    // MLX divides the query heads by the key heads before it checks them (SIGFPE at 0).
+    if k.ndim() >= 3 && k.shape()[k.ndim() - 3] == 0 {
+        return Err(crate::Error::InvalidArgument(format!(
+            "scaled_dot_product_attention: the keys {:?} have 0 heads (axis -3); at least one \
+             key/value head is needed",
+            k.shape()
+        )));
+    }
     let (mode, mask): (&std::ffi::CStr, Option<&Array>) = match o.mask {
         AttentionMask::None => (c"", None),
         AttentionMask::Causal => (c"causal", None),

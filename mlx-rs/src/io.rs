@@ -28,6 +28,7 @@ mod gguf;
 mod gguf_header;
 mod maps;
 mod npy;
+mod safetensors_header;
 
 pub use gguf::{load_gguf, save_gguf, Gguf, GgufValue};
 
@@ -166,6 +167,7 @@ pub fn load(path: impl AsRef<Path>) -> Result<Array> {
         source,
     })?;
     npy::check_header_len(&shown, &head, len)?;
+    npy::check_dims(&shown, &head)?;
     let a =
         crate::stream::on_cpu(|| stream_op(|res, s| unsafe { sys::mlx_load(res, c.as_ptr(), s) }))
             .map_err(|e| naming(&shown, e))?;
@@ -185,6 +187,7 @@ pub fn load_reader(bytes: impl Into<Vec<u8>>) -> Result<Array> {
     let reader = BytesReader::new(bytes, &format!("in-memory .npy ({total} bytes)"))?;
     let label = reader.label();
     npy::check_header_len(&label, &head, total)?;
+    npy::check_dims(&label, &head)?;
     let a = crate::stream::on_cpu(|| {
         stream_op(|res, s| unsafe { sys::mlx_load_reader(res, reader.0, s) })
     })
@@ -247,19 +250,43 @@ fn load_maps(
 
 /// Refuses loaded arrays that together exceed what MLX may still allocate (see
 /// [`crate::memory::set_memory_limit`]); they are lazy, so nothing was read yet.
+/// Also refuses an array of negative size (a header MLX misread).
 fn check_total<'a>(arrays: impl Iterator<Item = &'a Array>) -> Result<()> {
-    let total = arrays.fold(0u128, |n, a| {
-        n.saturating_add(crate::raw::bytes_of(a.shape(), a.dtype()))
-    });
+    let mut total = 0u128;
+    for a in arrays {
+        crate::raw::check_not_negative(a.shape())?;
+        total = total.saturating_add(crate::raw::bytes_of(a.shape(), a.dtype()));
+    }
     crate::raw::check_fits(&[0], crate::Dtype::Uint8, total)
 }
 
+/// Fails on what MLX would misread in the safetensors header at the start of `head` (an
+/// image of `total` bytes): negative dimensions, dimensions above `i32::MAX`, and NUL
+/// bytes in names or metadata.
+#[track_caller]
+fn check_safetensors_header(source: &str, head: &[u8], total: u64) -> Result<()> {
+    safetensors_header::check(head, total).map_err(|msg| Error::Mlx {
+        message: format!("{source}: [load_safetensors] corrupt safetensors header: {msg}"),
+        location: Location::caller(),
+    })
+}
+
 /// Loads the arrays and metadata of the safetensors file at `path`.
+///
+/// Fails on a header that MLX would misread: a negative dimension, one above `i32::MAX`,
+/// or a NUL byte inside a tensor name or metadata entry.
 #[track_caller]
 pub fn load_safetensors(path: impl AsRef<Path>) -> Result<Safetensors> {
     let path = path.as_ref();
     let c = c_path(path)?;
-    check_readable(path)?;
+    let len = check_readable(path)?;
+    let head = std::fs::File::open(path)
+        .and_then(|f| safetensors_header::read_head(f, len))
+        .map_err(|source| Error::Io {
+            path: PathBuf::from(path),
+            source,
+        })?;
+    check_safetensors_header(&path.display().to_string(), &head, len)?;
     load_maps(|arrays, metadata, s| unsafe {
         sys::mlx_load_safetensors(arrays, metadata, c.as_ptr(), s)
     })
@@ -272,6 +299,7 @@ pub fn load_safetensors(path: impl AsRef<Path>) -> Result<Safetensors> {
 pub fn load_safetensors_reader(bytes: impl Into<Vec<u8>>) -> Result<Safetensors> {
     let bytes = bytes.into();
     let label = format!("in-memory safetensors ({} bytes)", bytes.len());
+    check_safetensors_header(&label, &bytes, bytes.len() as u64)?;
     let reader = BytesReader::new(bytes, &label)?;
     let label = reader.label();
     load_maps(|arrays, metadata, s| unsafe {

@@ -2,6 +2,8 @@
 //! eigen-decompositions), inverses, determinants and solvers.
 //!
 //! Functions take batches: the last two axes are the matrix, leading axes are batch axes.
+//! Empty matrices (`0 × 0`, or an empty batch) give empty results of the right shapes,
+//! and [`det`] of a `0 × 0` matrix is 1, as in NumPy.
 //!
 //! # Streams
 //!
@@ -22,6 +24,7 @@
 //!
 //! `norm*` and [`cross`] run on any device.
 
+use crate::ops::empty::{or_empty, or_empty_all, or_empty_pair};
 use crate::raw::{stream_op, stream_pair_op, stream_vector_op};
 use crate::{Array, Error, Result};
 use mlx_sys as sys;
@@ -55,14 +58,18 @@ fn opt_axes(axes: Option<&[i32]>) -> (*const i32, usize) {
 /// `a = L Lᵀ` (or upper `U` with `a = Uᵀ U` when `upper`). CPU only.
 #[track_caller]
 pub fn cholesky(a: &Array, upper: bool) -> Result<Array> {
-    stream_op(|res, s| unsafe { sys::mlx_linalg_cholesky(res, a.as_raw(), upper, s) })
+    or_empty(stream_op(|res, s| unsafe {
+        sys::mlx_linalg_cholesky(res, a.as_raw(), upper, s)
+    })?)
 }
 
 /// The inverse of a matrix from its Cholesky factor `a` (lower, or upper when `upper`).
 /// CPU only.
 #[track_caller]
 pub fn cholesky_inv(a: &Array, upper: bool) -> Result<Array> {
-    stream_op(|res, s| unsafe { sys::mlx_linalg_cholesky_inv(res, a.as_raw(), upper, s) })
+    or_empty(stream_op(|res, s| unsafe {
+        sys::mlx_linalg_cholesky_inv(res, a.as_raw(), upper, s)
+    })?)
 }
 
 /// The cross product of 3-vectors along `axis`.
@@ -81,7 +88,9 @@ pub fn det(a: &Array) -> Result<Array> {
 /// results). CPU only.
 #[track_caller]
 pub fn eig(a: &Array) -> Result<(Array, Array)> {
-    stream_pair_op(|r0, r1, s| unsafe { sys::mlx_linalg_eig(r0, r1, a.as_raw(), s) })
+    or_empty_pair(stream_pair_op(|r0, r1, s| unsafe {
+        sys::mlx_linalg_eig(r0, r1, a.as_raw(), s)
+    })?)
 }
 
 /// Eigenvalues (ascending) and orthonormal eigenvectors `(w, v)` of a symmetric
@@ -90,15 +99,17 @@ pub fn eig(a: &Array) -> Result<(Array, Array)> {
 #[track_caller]
 pub fn eigh(a: &Array, uplo: &str) -> Result<(Array, Array)> {
     let uplo = c_uplo(uplo)?;
-    stream_pair_op(|r0, r1, s| unsafe {
+    or_empty_pair(stream_pair_op(|r0, r1, s| unsafe {
         sys::mlx_linalg_eigh(r0, r1, a.as_raw(), uplo.as_ptr(), s)
-    })
+    })?)
 }
 
 /// Eigenvalues of a general square matrix (complex). CPU only.
 #[track_caller]
 pub fn eigvals(a: &Array) -> Result<Array> {
-    stream_op(|res, s| unsafe { sys::mlx_linalg_eigvals(res, a.as_raw(), s) })
+    or_empty(stream_op(|res, s| unsafe {
+        sys::mlx_linalg_eigvals(res, a.as_raw(), s)
+    })?)
 }
 
 /// Eigenvalues (ascending) of a symmetric (Hermitian) matrix, reading its lower
@@ -106,27 +117,35 @@ pub fn eigvals(a: &Array) -> Result<Array> {
 #[track_caller]
 pub fn eigvalsh(a: &Array, uplo: &str) -> Result<Array> {
     let uplo = c_uplo(uplo)?;
-    stream_op(|res, s| unsafe { sys::mlx_linalg_eigvalsh(res, a.as_raw(), uplo.as_ptr(), s) })
+    or_empty(stream_op(|res, s| unsafe {
+        sys::mlx_linalg_eigvalsh(res, a.as_raw(), uplo.as_ptr(), s)
+    })?)
 }
 
 /// The inverse of a square matrix. CPU only.
 #[track_caller]
 pub fn inv(a: &Array) -> Result<Array> {
-    stream_op(|res, s| unsafe { sys::mlx_linalg_inv(res, a.as_raw(), s) })
+    or_empty(stream_op(|res, s| unsafe {
+        sys::mlx_linalg_inv(res, a.as_raw(), s)
+    })?)
 }
 
 /// The LU factorisation with partial pivoting: `[p, l, u]` with `a = L U` after
 /// permuting rows by the indices `p` (`a[p] = l @ u`). CPU only.
 #[track_caller]
 pub fn lu(a: &Array) -> Result<Vec<Array>> {
-    stream_vector_op(|res, s| unsafe { sys::mlx_linalg_lu(res, a.as_raw(), s) })
+    or_empty_all(stream_vector_op(|res, s| unsafe {
+        sys::mlx_linalg_lu(res, a.as_raw(), s)
+    })?)
 }
 
 /// The compact LU factorisation `(lu, pivots)` as in LAPACK's `getrf` (L's unit diagonal
 /// implied, `pivots` the row swaps). CPU only.
 #[track_caller]
 pub fn lu_factor(a: &Array) -> Result<(Array, Array)> {
-    stream_pair_op(|r0, r1, s| unsafe { sys::mlx_linalg_lu_factor(r0, r1, a.as_raw(), s) })
+    or_empty_pair(stream_pair_op(|r0, r1, s| unsafe {
+        sys::mlx_linalg_lu_factor(r0, r1, a.as_raw(), s)
+    })?)
 }
 
 /// The vector (one axis) or matrix (two axes) norm of order `ord` (`f64::INFINITY`,
@@ -160,14 +179,18 @@ pub fn norm_l2(a: &Array, axis: Option<&[i32]>, keepdims: bool) -> Result<Array>
 /// The Moore–Penrose pseudo-inverse (via SVD). CPU only.
 #[track_caller]
 pub fn pinv(a: &Array) -> Result<Array> {
-    stream_op(|res, s| unsafe { sys::mlx_linalg_pinv(res, a.as_raw(), s) })
+    or_empty(stream_op(|res, s| unsafe {
+        sys::mlx_linalg_pinv(res, a.as_raw(), s)
+    })?)
 }
 
 /// The reduced QR factorisation `(q, r)`: `a = q r`, `q` with orthonormal columns, `r`
 /// upper triangular. CPU only.
 #[track_caller]
 pub fn qr(a: &Array) -> Result<(Array, Array)> {
-    stream_pair_op(|r0, r1, s| unsafe { sys::mlx_linalg_qr(r0, r1, a.as_raw(), s) })
+    or_empty_pair(stream_pair_op(|r0, r1, s| unsafe {
+        sys::mlx_linalg_qr(r0, r1, a.as_raw(), s)
+    })?)
 }
 
 /// The sign and the natural log of the absolute value of the determinant,
@@ -180,26 +203,32 @@ pub fn slogdet(a: &Array) -> Result<(Array, Array)> {
 /// Solves `a x = b` for `x` (`a` square). CPU only.
 #[track_caller]
 pub fn solve(a: &Array, b: &Array) -> Result<Array> {
-    stream_op(|res, s| unsafe { sys::mlx_linalg_solve(res, a.as_raw(), b.as_raw(), s) })
+    or_empty(stream_op(|res, s| unsafe {
+        sys::mlx_linalg_solve(res, a.as_raw(), b.as_raw(), s)
+    })?)
 }
 
 /// Solves `a x = b` for triangular `a` (upper when `upper`, else lower). CPU only.
 #[track_caller]
 pub fn solve_triangular(a: &Array, b: &Array, upper: bool) -> Result<Array> {
-    stream_op(|res, s| unsafe {
+    or_empty(stream_op(|res, s| unsafe {
         sys::mlx_linalg_solve_triangular(res, a.as_raw(), b.as_raw(), upper, s)
-    })
+    })?)
 }
 
 /// The singular value decomposition: `[u, s, vt]` with `a = u diag(s) vt` when
 /// `compute_uv`, else just `[s]`. Singular values are in descending order. CPU only.
 #[track_caller]
 pub fn svd(a: &Array, compute_uv: bool) -> Result<Vec<Array>> {
-    stream_vector_op(|res, s| unsafe { sys::mlx_linalg_svd(res, a.as_raw(), compute_uv, s) })
+    or_empty_all(stream_vector_op(|res, s| unsafe {
+        sys::mlx_linalg_svd(res, a.as_raw(), compute_uv, s)
+    })?)
 }
 
 /// The inverse of a triangular matrix (upper when `upper`, else lower). CPU only.
 #[track_caller]
 pub fn tri_inv(a: &Array, upper: bool) -> Result<Array> {
-    stream_op(|res, s| unsafe { sys::mlx_linalg_tri_inv(res, a.as_raw(), upper, s) })
+    or_empty(stream_op(|res, s| unsafe {
+        sys::mlx_linalg_tri_inv(res, a.as_raw(), upper, s)
+    })?)
 }

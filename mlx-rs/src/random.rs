@@ -21,6 +21,8 @@
 //! # Ok::<(), mlx_rs::Error>(())
 //! ```
 
+use crate::ops::creation::{check_dims, check_size};
+use crate::ops::empty::or_empty;
 use crate::raw::{array_op, status, stream_op, stream_pair_op};
 use crate::{Array, Dtype, Error, Result};
 use mlx_sys as sys;
@@ -57,6 +59,7 @@ pub fn split(key: &Array) -> Result<(Array, Array)> {
 /// Splits `key` into `num` new keys, stacked into a `[num, 2]` array.
 #[track_caller]
 pub fn split_num(key: &Array, num: i32) -> Result<Array> {
+    check_size("split_num: num", num)?;
     stream_op(|res, s| unsafe { sys::mlx_random_split_num(res, key.as_raw(), num, s) })
 }
 
@@ -73,6 +76,7 @@ pub fn uniform(
     dtype: Dtype,
     key: Option<&Array>,
 ) -> Result<Array> {
+    check_dims(shape)?;
     stream_op(|res, s| unsafe {
         sys::mlx_random_uniform(
             res,
@@ -116,6 +120,7 @@ pub fn normal(
     scale: f32,
     key: Option<&Array>,
 ) -> Result<Array> {
+    check_dims(shape)?;
     stream_op(|res, s| unsafe {
         sys::mlx_random_normal(
             res,
@@ -146,6 +151,7 @@ pub fn normal_broadcast(
     scale: Option<&Array>,
     key: Option<&Array>,
 ) -> Result<Array> {
+    check_dims(shape)?;
     stream_op(|res, s| unsafe {
         sys::mlx_random_normal_broadcast(
             res,
@@ -173,6 +179,7 @@ pub fn randint(
     dtype: Dtype,
     key: Option<&Array>,
 ) -> Result<Array> {
+    check_dims(shape)?;
     stream_op(|res, s| unsafe {
         sys::mlx_random_randint(
             res,
@@ -209,6 +216,7 @@ pub fn randint_range(range: Range<i32>, shape: &[i32], key: Option<&Array>) -> R
 /// Samples booleans that are `true` with probability `p` (an array broadcast to `shape`).
 #[track_caller]
 pub fn bernoulli(p: &Array, shape: &[i32], key: Option<&Array>) -> Result<Array> {
+    check_dims(shape)?;
     stream_op(|res, s| unsafe {
         sys::mlx_random_bernoulli(
             res,
@@ -231,6 +239,7 @@ pub fn truncated_normal(
     dtype: Dtype,
     key: Option<&Array>,
 ) -> Result<Array> {
+    check_dims(shape)?;
     stream_op(|res, s| unsafe {
         sys::mlx_random_truncated_normal(
             res,
@@ -248,6 +257,7 @@ pub fn truncated_normal(
 /// Samples from the standard Gumbel distribution as `dtype` (a real floating-point type).
 #[track_caller]
 pub fn gumbel(shape: &[i32], dtype: Dtype, key: Option<&Array>) -> Result<Array> {
+    check_dims(shape)?;
     stream_op(|res, s| unsafe {
         sys::mlx_random_gumbel(
             res,
@@ -278,6 +288,7 @@ pub fn categorical_shape(
     shape: &[i32],
     key: Option<&Array>,
 ) -> Result<Array> {
+    check_dims(shape)?;
     stream_op(|res, s| unsafe {
         sys::mlx_random_categorical_shape(
             res,
@@ -299,6 +310,7 @@ pub fn categorical_num_samples(
     num_samples: i32,
     key: Option<&Array>,
 ) -> Result<Array> {
+    check_size("categorical_num_samples: num_samples", num_samples)?;
     stream_op(|res, s| unsafe {
         sys::mlx_random_categorical_num_samples(
             res,
@@ -321,6 +333,7 @@ pub fn laplace(
     scale: f32,
     key: Option<&Array>,
 ) -> Result<Array> {
+    check_dims(shape)?;
     stream_op(|res, s| unsafe {
         sys::mlx_random_laplace(
             res,
@@ -348,6 +361,7 @@ pub fn multivariate_normal(
     dtype: Dtype,
     key: Option<&Array>,
 ) -> Result<Array> {
+    check_dims(shape)?;
     stream_op(|res, s| unsafe {
         sys::mlx_random_multivariate_normal(
             res,
@@ -372,21 +386,24 @@ pub fn permutation(x: &Array, axis: i32, key: Option<&Array>) -> Result<Array> {
             "[permutation] axis {axis} is out of range for an array of {n} dimensions"
         )));
     }
-    stream_op(|res, s| unsafe {
+    or_empty(stream_op(|res, s| unsafe {
         sys::mlx_random_permutation(res, x.as_raw(), axis, raw_opt(key), s)
-    })
+    })?)
 }
 
 /// A random permutation of `0..n` (as `uint32`).
 #[track_caller]
 pub fn permutation_arange(n: i32, key: Option<&Array>) -> Result<Array> {
-    stream_op(|res, s| unsafe { sys::mlx_random_permutation_arange(res, n, raw_opt(key), s) })
+    or_empty(stream_op(|res, s| unsafe {
+        sys::mlx_random_permutation_arange(res, n, raw_opt(key), s)
+    })?)
 }
 
 /// Raw random bits: `width` bytes per element (1, 2 or 4 giving `uint8`, `uint16` or
 /// `uint32`).
 #[track_caller]
 pub fn bits(shape: &[i32], width: i32, key: Option<&Array>) -> Result<Array> {
+    check_dims(shape)?;
     if !matches!(width, 1 | 2 | 4) {
         return Err(Error::InvalidArgument(format!(
             "[bits] width must be 1, 2 or 4 bytes, got {width}"

@@ -148,7 +148,7 @@ pub(crate) fn stream_op(
         if code != 0 {
             return Err(mlx_error(location));
         }
-        check_fits(out.shape(), out.dtype(), 0)?;
+        check_made(out.shape(), out.dtype())?;
         Ok(out)
     })?
 }
@@ -168,8 +168,8 @@ pub(crate) fn stream_pair_op(
         if code != 0 {
             return Err(mlx_error(location));
         }
-        check_fits(a.shape(), a.dtype(), 0)?;
-        check_fits(b.shape(), b.dtype(), 0)?;
+        check_made(a.shape(), a.dtype())?;
+        check_made(b.shape(), b.dtype())?;
         Ok((a, b))
     })?
 }
@@ -188,10 +188,28 @@ pub(crate) fn stream_vector_op(
         }
         let out = vec.to_vec()?;
         for a in &out {
-            check_fits(a.shape(), a.dtype(), 0)?;
+            check_made(a.shape(), a.dtype())?;
         }
         Ok(out)
     })?
+}
+
+/// Refuses an array that MLX made with a negative dimension (the last line of defence:
+/// every shape argument is checked where it enters, but such an array would crash,
+/// hang or read garbage when evaluated), then checks that it fits in memory.
+pub(crate) fn check_made(shape: &[i32], dtype: Dtype) -> Result<()> {
+    check_not_negative(shape)?;
+    check_fits(shape, dtype, 0)
+}
+
+/// Refuses the shape of an array that MLX made with a negative dimension.
+pub(crate) fn check_not_negative(shape: &[i32]) -> Result<()> {
+    match shape.iter().find(|&&d| d < 0) {
+        Some(d) => Err(Error::Shape(format!(
+            "MLX made an array of shape {shape:?}, with the negative dimension {d}"
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// Arrays below this size are not checked against the memory limit (scalars and other

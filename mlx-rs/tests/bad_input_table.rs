@@ -3,9 +3,22 @@
 //! process down, and writes the table of what happens to `target/bad-input-mlx-rs.md`,
 //! and into the mlx-rs section of `docs/bad-input.md` when `UPDATE_BAD_INPUT_DOC=1`.
 //! One test, so that the memory-limit cases cannot disturb others in this binary.
+//!
+//! The classes of issue 21 (inputs that reached a signal, an abort or an exit) each have
+//! a module under `bad_input_table/` that runs every op of the class, asserts the value
+//! or error each gives, and adds a table of its own to the document.
 
 use mlx_rs::{io, memory, ops, Array, Dtype, Stream};
 use std::path::{Path, PathBuf};
+
+#[path = "bad_input_table/gather_bounds.rs"]
+mod gather_bounds;
+#[path = "bad_input_table/int_div.rs"]
+mod int_div;
+#[path = "bad_input_table/neg_dims.rs"]
+mod neg_dims;
+#[path = "bad_input_table/zero_size.rs"]
+mod zero_size;
 
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -33,9 +46,24 @@ impl Table {
         self.row(case, call, &format!("`Err`: `{}`", tidy(&msg)));
     }
 
+    /// A case that must succeed: records the value it gave (already checked).
+    fn ok<T: std::fmt::Debug>(&mut self, case: &str, call: &str, value: &T) {
+        let shown = format!("{value:?}").replace('"', "");
+        self.row(case, call, &format!("`Ok`: `{}`", tidy(&shown)));
+    }
+
     fn row(&mut self, case: &str, call: &str, result: &str) {
-        self.0
-            .push_str(&format!("| {case} | `{call}` | {result} |\n"));
+        self.0.push_str(&format!(
+            "| {case} | `{}` | {result} |\n",
+            call.replace('|', "\\|")
+        ));
+    }
+
+    /// Starts the table of one class of cases, with a line saying how it was probed.
+    fn section(&mut self, title: &str, note: &str) {
+        self.0.push_str(&format!(
+            "\n### {title}\n\n{note}\n\n| Case | Call | Result |\n| --- | --- | --- |\n"
+        ));
     }
 }
 
@@ -278,7 +306,22 @@ fn bad_input_table() {
         );
     }
 
+    int_div::run(&mut t);
+    zero_size::run(&mut t);
+    neg_dims::run(&mut t);
+    gather_bounds::run(&mut t);
+
     let table = t.0;
+    // Cases per table (the general one first, then one per class of issue 21).
+    for part in table.split("\n### ") {
+        let title = part.lines().next().filter(|l| !l.starts_with('|'));
+        let title = title.unwrap_or("general (files, arrays, memory, devices)");
+        let rows = part
+            .lines()
+            .filter(|l| l.starts_with("| ") && !l.starts_with("| Case") && !l.starts_with("| ---"))
+            .count();
+        eprintln!("{rows:4} rows: {title}");
+    }
     let _ = std::fs::write(workspace_root().join("target/bad-input-mlx-rs.md"), &table);
     if std::env::var_os("UPDATE_BAD_INPUT_DOC").is_some() {
         let path = workspace_root().join("docs/bad-input.md");

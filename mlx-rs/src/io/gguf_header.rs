@@ -4,7 +4,9 @@
 //! counts and the alignment are used unchecked, so a corrupt file can crash the process
 //! (out-of-bounds reads, division by zero). This walk checks every length against the
 //! file size and rejects what gguflib cannot handle, so that MLX only sees well-formed
-//! headers. It also lists the metadata keys, which mlx-c cannot enumerate.
+//! headers. Names with a NUL byte are rejected too (MLX would cut them short there), and
+//! so are dimensions above `i32::MAX` (MLX would truncate them). It also lists the
+//! metadata keys, which mlx-c cannot enumerate.
 
 use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::Path;
@@ -125,6 +127,15 @@ impl<R: Read + Seek> Walker<R> {
     }
 }
 
+/// Fails on a NUL byte inside a name: MLX reads names as C strings, so the name would be
+/// cut short there (two tensors could even end up with one name).
+fn no_nul(what: &str, s: &str) -> Result<(), String> {
+    if s.contains('\0') {
+        return Err(format!("{what} {s:?} contains a NUL byte"));
+    }
+    Ok(())
+}
+
 /// Walks the header of the GGUF file at `path` (of `len` bytes).
 pub(crate) fn read(path: &Path) -> Result<Header, String> {
     let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
@@ -156,6 +167,7 @@ pub(crate) fn read(path: &Path) -> Result<Header, String> {
     let mut metadata_keys = Vec::with_capacity(kv_count as usize);
     for _ in 0..kv_count {
         let key = w.string()?;
+        no_nul("metadata key", &key)?;
         let ty = w.u32()?;
         if key == "general.alignment" && ty == TYPE_UINT32 {
             if w.u32()? == 0 {
@@ -169,6 +181,7 @@ pub(crate) fn read(path: &Path) -> Result<Header, String> {
     }
     for _ in 0..tensor_count {
         let name = w.string()?;
+        no_nul("tensor name", &name)?;
         let ndim = w.u32()?;
         if ndim > MAX_DIMS {
             return Err(format!(

@@ -49,6 +49,22 @@ pub(super) fn check_header_len(source: &str, head: &[u8], total: u64) -> Result<
     }
 }
 
+/// Fails on a negative dimension in the header at the start of `head`, before MLX makes
+/// an array of negative size from it.
+#[track_caller]
+pub(super) fn check_dims(source: &str, head: &[u8]) -> Result<()> {
+    let shape = parse(head).map(|h| h.shape).unwrap_or_default();
+    match shape.iter().find(|&&d| d < 0) {
+        Some(d) => Err(Error::Mlx {
+            message: format!(
+                "{source}: [load] negative dimension {d} in the .npy header shape {shape:?}"
+            ),
+            location: Location::caller(),
+        }),
+        None => Ok(()),
+    }
+}
+
 /// Parses the shape tuple of the header in `head` (magic, version, length, dict).
 fn parse(head: &[u8]) -> Option<Header> {
     let data_offset = data_offset(head)?;
@@ -82,9 +98,9 @@ pub(super) fn check(source: &str, head: &[u8], total: u64, a: &Array) -> Result<
     };
     let header =
         parse(head).ok_or_else(|| fail("cannot read the shape in the .npy header".into()))?;
-    if header.shape.iter().any(|&d| d < 0) {
+    if let Some(d) = header.shape.iter().find(|&&d| d < 0) {
         return Err(fail(format!(
-            "negative dimension in the .npy header shape {:?}",
+            "negative dimension {d} in the .npy header shape {:?}",
             header.shape
         )));
     }

@@ -121,7 +121,8 @@ pub(crate) fn bound(
         dtype,
         one,
     )?;
-    let wrapped = ops::clip(&x, Some(&lo), Some(&top))?.remainder(&divisor)?;
+    let clipped = ops::clip(&x, Some(&lo), Some(&top))?;
+    let wrapped = super::arithmetic::raw_remainder(&clipped, &divisor)?;
     let needs_window = spans.iter().any(|&s| s > 1) || sizes.contains(&0);
     let index = if needs_window {
         ops::minimum(&wrapped, &hi)?
@@ -154,6 +155,28 @@ pub(crate) fn read_index(idx: &Array, size: i64, span: i64, op: &str) -> Result<
         )));
     }
     Ok(bound(idx, &[size], &[span], false)?.index)
+}
+
+/// `mask` of `masked_scatter(a, mask, src)` limited to its first true entries (in
+/// row-major order), as many as `src` has slices, or `None` when `src` cannot run out.
+///
+/// The slice each true entry takes is an index into `src`: MLX's CPU kernel aborts the
+/// process when `src` runs out (its GPU kernels skip the write), so, as for other
+/// writes, the entries past the end of `src` are dropped and keep the values of `a`.
+pub(crate) fn limit_mask(a: &Array, mask: &Array, src: &Array) -> Result<Option<Array>> {
+    // MLX broadcasts a `src` without the leading axis to one slice per mask entry.
+    if src.ndim() <= a.ndim().saturating_sub(mask.ndim()) {
+        return Ok(None);
+    }
+    let available = src.shape()[0] as i64;
+    if available >= mask.size() as i64 {
+        return Ok(None);
+    }
+    let dtype = work_dtype(Dtype::Int32, mask.size() as i64);
+    let flat = mask.astype(dtype)?.reshape(&[-1])?;
+    let rank = ops::cumsum(&flat, false, true, None)?;
+    let keep = rank.less_equal(&ints(&[available], dtype, true)?)?;
+    Ok(Some(mask.logical_and(&keep.reshape(mask.shape())?)?))
 }
 
 /// `axis` counted from the front, if it names an axis of an array with `ndim` axes.

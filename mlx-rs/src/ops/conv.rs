@@ -2,6 +2,10 @@
 //!
 //! Inputs are channels-last (`N, ..spatial, C_in`) and weights `C_out, ..kernel, C_in /
 //! groups`, as in MLX.
+//!
+//! An empty input or weight (no batch, no input or output channels) gives zeros of the
+//! output shape: each output element is a sum over nothing. A kernel with a spatial size
+//! of 0 is an error.
 
 use crate::error::Error;
 use crate::raw::stream_op;
@@ -16,6 +20,26 @@ fn check_at_least(op: &str, what: &str, values: &[i32], min: i32) -> Result<()> 
         )));
     }
     Ok(())
+}
+
+/// `out`, MLX's lazy convolution of `input` by `weight`, unless either is empty.
+///
+/// MLX's convolution kernels divide by the number of input channels and hand zero sizes
+/// to BLAS, which kills the process (SIGFPE, or the reference BLAS exiting). With an
+/// empty input or weight every output element is a sum over nothing (or there is no
+/// element at all), so the result is zeros of MLX's output shape; a kernel with a
+/// spatial size of 0 has no meaning and is an error.
+fn zero_size_conv(op: &str, input: &Array, weight: &Array, out: Array) -> Result<Array> {
+    if input.size() != 0 && weight.size() != 0 {
+        return Ok(out);
+    }
+    let w = weight.shape();
+    if w.len() > 2 && w[1..w.len() - 1].contains(&0) {
+        return Err(Error::InvalidArgument(format!(
+            "{op}: the kernel has a spatial size of 0 (weight shape {w:?})"
+        )));
+    }
+    crate::ops::zeros(out.shape(), out.dtype())
 }
 
 impl<const N: usize> ConvOptions<N> {
@@ -141,7 +165,7 @@ impl Default for ConvGeneralOptions<'_> {
 pub fn conv1d(input: &Array, weight: &Array, opts: ConvOptions<1>) -> Result<Array> {
     opts.check("conv1d")?;
     let o = opts;
-    stream_op(|res, s| unsafe {
+    let out = stream_op(|res, s| unsafe {
         sys::mlx_conv1d(
             res,
             input.as_raw(),
@@ -152,7 +176,8 @@ pub fn conv1d(input: &Array, weight: &Array, opts: ConvOptions<1>) -> Result<Arr
             o.groups,
             s,
         )
-    })
+    })?;
+    zero_size_conv("conv1d", input, weight, out)
 }
 
 /// 2-D convolution of `input` (`N, H, W, C_in`) with `weight` (`C_out, KH, KW, C_in / groups`).
@@ -160,7 +185,7 @@ pub fn conv1d(input: &Array, weight: &Array, opts: ConvOptions<1>) -> Result<Arr
 pub fn conv2d(input: &Array, weight: &Array, opts: ConvOptions<2>) -> Result<Array> {
     opts.check("conv2d")?;
     let o = opts;
-    stream_op(|res, s| unsafe {
+    let out = stream_op(|res, s| unsafe {
         sys::mlx_conv2d(
             res,
             input.as_raw(),
@@ -174,7 +199,8 @@ pub fn conv2d(input: &Array, weight: &Array, opts: ConvOptions<2>) -> Result<Arr
             o.groups,
             s,
         )
-    })
+    })?;
+    zero_size_conv("conv2d", input, weight, out)
 }
 
 /// 3-D convolution of `input` (`N, D, H, W, C_in`) with `weight`
@@ -183,7 +209,7 @@ pub fn conv2d(input: &Array, weight: &Array, opts: ConvOptions<2>) -> Result<Arr
 pub fn conv3d(input: &Array, weight: &Array, opts: ConvOptions<3>) -> Result<Array> {
     opts.check("conv3d")?;
     let o = opts;
-    stream_op(|res, s| unsafe {
+    let out = stream_op(|res, s| unsafe {
         sys::mlx_conv3d(
             res,
             input.as_raw(),
@@ -200,7 +226,8 @@ pub fn conv3d(input: &Array, weight: &Array, opts: ConvOptions<3>) -> Result<Arr
             o.groups,
             s,
         )
-    })
+    })?;
+    zero_size_conv("conv3d", input, weight, out)
 }
 
 /// Convolution over any number of spatial axes, with asymmetric padding and input
@@ -209,7 +236,7 @@ pub fn conv3d(input: &Array, weight: &Array, opts: ConvOptions<3>) -> Result<Arr
 pub fn conv_general(input: &Array, weight: &Array, opts: ConvGeneralOptions<'_>) -> Result<Array> {
     opts.check()?;
     let o = opts;
-    stream_op(|res, s| unsafe {
+    let out = stream_op(|res, s| unsafe {
         sys::mlx_conv_general(
             res,
             input.as_raw(),
@@ -228,7 +255,8 @@ pub fn conv_general(input: &Array, weight: &Array, opts: ConvGeneralOptions<'_>)
             o.flip,
             s,
         )
-    })
+    })?;
+    zero_size_conv("conv_general", input, weight, out)
 }
 
 /// 1-D transposed convolution of `input` (`N, L, C_in`) with `weight` (`C_out, K, C_in / groups`).
@@ -240,7 +268,7 @@ pub fn conv_transpose1d(
 ) -> Result<Array> {
     opts.check("conv_transpose1d")?;
     let o = opts;
-    stream_op(|res, s| unsafe {
+    let out = stream_op(|res, s| unsafe {
         sys::mlx_conv_transpose1d(
             res,
             input.as_raw(),
@@ -252,7 +280,8 @@ pub fn conv_transpose1d(
             o.groups,
             s,
         )
-    })
+    })?;
+    zero_size_conv("conv_transpose1d", input, weight, out)
 }
 
 /// 2-D transposed convolution of `input` (`N, H, W, C_in`) with `weight`
@@ -265,7 +294,7 @@ pub fn conv_transpose2d(
 ) -> Result<Array> {
     opts.check("conv_transpose2d")?;
     let o = opts;
-    stream_op(|res, s| unsafe {
+    let out = stream_op(|res, s| unsafe {
         sys::mlx_conv_transpose2d(
             res,
             input.as_raw(),
@@ -281,7 +310,8 @@ pub fn conv_transpose2d(
             o.groups,
             s,
         )
-    })
+    })?;
+    zero_size_conv("conv_transpose2d", input, weight, out)
 }
 
 /// 3-D transposed convolution of `input` (`N, D, H, W, C_in`) with `weight`
@@ -294,7 +324,7 @@ pub fn conv_transpose3d(
 ) -> Result<Array> {
     opts.check("conv_transpose3d")?;
     let o = opts;
-    stream_op(|res, s| unsafe {
+    let out = stream_op(|res, s| unsafe {
         sys::mlx_conv_transpose3d(
             res,
             input.as_raw(),
@@ -314,7 +344,8 @@ pub fn conv_transpose3d(
             o.groups,
             s,
         )
-    })
+    })?;
+    zero_size_conv("conv_transpose3d", input, weight, out)
 }
 
 /// The Walsh–Hadamard transform along the last axis, times `scale` (default

@@ -545,6 +545,7 @@ pub fn slice(a: &Array, start: &[i32], stop: &[i32], strides: &[i32]) -> Result<
 /// `a` (see the `ops::indexing` notes in `docs/bad-input.md`).
 #[track_caller]
 pub fn slice_dynamic(a: &Array, start: &Array, axes: &[i32], slice_size: &[i32]) -> Result<Array> {
+    super::creation::check_dims(slice_size)?;
     let spans = (slice_size.len() == a.ndim()).then_some(slice_size);
     let start = dynamic_start(a, start, axes, spans)?;
     stream_op(|res, s| unsafe {
@@ -752,11 +753,26 @@ pub fn slice_update_dynamic(
 
 /// `a` with the positions where `mask` is true filled, in row-major order, with
 /// consecutive elements of `src`.
+///
+/// When `src` has fewer slices than `mask` has true entries (an empty `src` too), the
+/// entries past its end are dropped and keep the values of `a` (MLX aborts there).
 #[track_caller]
 pub fn masked_scatter(a: &Array, mask: &Array, src: &Array) -> Result<Array> {
-    stream_op(|res, s| unsafe {
-        sys::mlx_masked_scatter(res, a.as_raw(), mask.as_raw(), src.as_raw(), s)
-    })
+    let loc = Location::caller();
+    let scatter = |mask: &Array| {
+        stream_op(|res, s| unsafe {
+            sys::mlx_masked_scatter(res, a.as_raw(), mask.as_raw(), src.as_raw(), s)
+        })
+        .map_err(at(loc))
+    };
+    let out = scatter(mask)?;
+    if src.size() == 0 || a.size() == 0 {
+        return Ok(a.clone()); // nothing to write (MLX's kernel divides by the source size)
+    }
+    match bounds::limit_mask(a, mask, src)? {
+        Some(limited) => scatter(&limited),
+        None => Ok(out),
+    }
 }
 
 impl Array {

@@ -3,6 +3,20 @@
 //! Every op is lazy (it adds a node to the graph), runs on the thread's current stream
 //! (see [`with_stream`](crate::with_stream)), and returns `Result`: MLX's complaints about
 //! shapes, axes and dtypes come back as [`Error::Mlx`](crate::Error::Mlx).
+//!
+//! # Inputs MLX would crash on
+//!
+//! MLX's kernels trust some inputs that its checks let through; the ops here make each
+//! such case a defined result or an `Err` (the full list, with what each case gives, is
+//! `docs/bad-input.md`):
+//!
+//! - index values outside their axis are bounded lazily (see [`take`]);
+//! - integer division by zero gives 0, and `MIN / -1` wraps (see [`floor_divide`]);
+//! - zero-size inputs give the empty (or all-zero) result their shapes define where MLX's
+//!   kernels would divide by zero: sorts, scans, the `linalg` factorisations, quantized,
+//!   gathered and segmented products, convolutions (a kernel of size 0 is an error);
+//! - shapes are checked where they enter: a dimension below 0 (other than one `-1` to
+//!   infer in [`reshape`] and [`unflatten`]) is an error that names it.
 
 use crate::raw::stream_op;
 use crate::{Array, Dtype, Result};
@@ -76,7 +90,8 @@ mod arithmetic;
 mod bounds;
 mod comparison;
 mod conv;
-mod creation;
+pub(crate) mod creation;
+pub(crate) mod empty;
 mod indexing;
 mod logical;
 mod math;

@@ -1,5 +1,7 @@
 //! Quantization and quantized / gathered / masked / segmented matrix products.
 
+use super::bounds;
+use super::empty::or_empty;
 use crate::error::Error;
 use crate::raw::{stream_op, stream_vector_op};
 use crate::{Array, Dtype, Result};
@@ -71,6 +73,19 @@ impl QuantizeOptions {
         }
     }
 
+    /// Fails unless the group size and bits, where given, are positive: MLX divides by
+    /// both before it checks them (a group size of 0 killed the process with SIGFPE).
+    fn check(&self, op: &str) -> Result<()> {
+        for (what, v) in [("group_size", self.group_size), ("bits", self.bits)] {
+            if let Some(v) = v.filter(|&v| v <= 0) {
+                return Err(Error::InvalidArgument(format!(
+                    "{op}: {what} must be positive, got {v}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
     fn raw_group_size(&self) -> sys::mlx_optional_int {
         optional_int(self.group_size)
     }
@@ -95,6 +110,11 @@ pub struct Quantized {
 /// The two optional index arrays of the gathered matrix products ([`gather_mm`],
 /// [`gather_qmm`], [`gather_qqmm`]): flat indices into the batch axes of the left and
 /// right operands.
+///
+/// MLX does not check index values (an index past the batch reads outside the array).
+/// They are bounded lazily, as for every index array (see `docs/bad-input.md`): negative
+/// values count from the end of the batch, values past either end are clamped to it, and
+/// an empty batch with a non-empty index array is an error.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct GatherIndices<'a> {
     /// Indices into the batch of the left operand (`None`: all, in order).
@@ -103,6 +123,48 @@ pub struct GatherIndices<'a> {
     pub rhs: Option<&'a Array>,
     /// Whether the indices are sorted (allows a faster kernel).
     pub sorted: bool,
+}
+
+/// The number of matrices in the batch of `x` (the product of all but its last two axes;
+/// 1 for a matrix or vector).
+fn batch_size(x: &Array) -> i64 {
+    let n = x.ndim();
+    x.shape()[..n.saturating_sub(2)]
+        .iter()
+        .map(|&d| d as i64)
+        .product()
+}
+
+impl GatherIndices<'_> {
+    /// The index arrays bounded to the batches of `lhs` and `rhs` as reads (see
+    /// `ops::bounds`): negative values count from the end, values past either end are
+    /// clamped to it, so that MLX never reads a matrix outside the batch.
+    fn bounded(&self, op: &str, lhs: &Array, rhs: &Array) -> Result<[Option<Array>; 2]> {
+        let one = |idx: Option<&Array>, x: &Array| {
+            idx.map(|i| bounds::read_index(i, batch_size(x), 1, op))
+                .transpose()
+        };
+        Ok([one(self.lhs, lhs)?, one(self.rhs, rhs)?])
+    }
+}
+
+/// `segments` of [`segmented_mm`] clamped to `[0, K]` for `a` of shape `[M, K]`, so that
+/// no segment reaches past the inner axis; unchanged where MLX will reject the arguments.
+fn bound_segments(a: &Array, segments: &Array) -> Result<Array> {
+    if a.ndim() != 2 || !segments.dtype().is_integer() {
+        return Ok(segments.clone());
+    }
+    let k = a.shape()[1] as i64;
+    let unsigned = matches!(
+        segments.dtype(),
+        Dtype::Uint8 | Dtype::Uint16 | Dtype::Uint32 | Dtype::Uint64
+    );
+    if unsigned {
+        let seg = segments.astype(Dtype::Uint64)?;
+        return seg.minimum(&Array::scalar(k as u64));
+    }
+    let seg = segments.astype(Dtype::Int64)?;
+    crate::ops::clip(&seg, Some(&Array::scalar(0i64)), Some(&Array::scalar(k)))
 }
 
 fn optional_int(v: Option<i32>) -> sys::mlx_optional_int {
@@ -150,6 +212,7 @@ pub fn quantize(
     global_scale: Option<&Array>,
     opts: QuantizeOptions,
 ) -> Result<Quantized> {
+    opts.check("quantize")?;
     let mut parts = stream_vector_op(|res, s| unsafe {
         sys::mlx_quantize(
             res,
@@ -181,7 +244,8 @@ pub fn dequantize(
     dtype: Option<Dtype>,
     opts: QuantizeOptions,
 ) -> Result<Array> {
-    stream_op(|res, s| unsafe {
+    opts.check("dequantize")?;
+    or_empty(stream_op(|res, s| unsafe {
         sys::mlx_dequantize(
             res,
             w.as_raw(),
@@ -194,7 +258,7 @@ pub fn dequantize(
             optional_dtype(dtype),
             s,
         )
-    })
+    })?)
 }
 
 /// `x @ dequantize(w).T` (with `transpose`, the usual layout of linear layers) or
@@ -208,7 +272,8 @@ pub fn quantized_matmul(
     transpose: bool,
     opts: QuantizeOptions,
 ) -> Result<Array> {
-    stream_op(|res, s| unsafe {
+    opts.check("quantized_matmul")?;
+    or_empty(stream_op(|res, s| unsafe {
         sys::mlx_quantized_matmul(
             res,
             x.as_raw(),
@@ -221,7 +286,7 @@ pub fn quantized_matmul(
             opts.mode.c_name().as_ptr(),
             s,
         )
-    })
+    })?)
 }
 
 /// [`quantized_matmul`] with the batch of `x` and of the quantized `w` first gathered by
@@ -236,15 +301,17 @@ pub fn gather_qmm(
     transpose: bool,
     opts: QuantizeOptions,
 ) -> Result<Array> {
-    stream_op(|res, s| unsafe {
+    opts.check("gather_qmm")?;
+    let [lhs, rhs] = indices.bounded("gather_qmm", x, w)?;
+    or_empty(stream_op(|res, s| unsafe {
         sys::mlx_gather_qmm(
             res,
             x.as_raw(),
             w.as_raw(),
             scales.as_raw(),
             raw_or_null(biases),
-            raw_or_null(indices.lhs),
-            raw_or_null(indices.rhs),
+            raw_or_null(lhs.as_ref()),
+            raw_or_null(rhs.as_ref()),
             transpose,
             opts.raw_group_size(),
             opts.raw_bits(),
@@ -252,7 +319,7 @@ pub fn gather_qmm(
             indices.sorted,
             s,
         )
-    })
+    })?)
 }
 
 /// A matrix product with both operands quantized: `x` on the fly, `w` on the fly or
@@ -267,7 +334,8 @@ pub fn qqmm(
     global_scale_w: Option<&Array>,
     opts: QuantizeOptions,
 ) -> Result<Array> {
-    stream_op(|res, s| unsafe {
+    opts.check("qqmm")?;
+    or_empty(stream_op(|res, s| unsafe {
         sys::mlx_qqmm(
             res,
             x.as_raw(),
@@ -280,7 +348,7 @@ pub fn qqmm(
             raw_or_null(global_scale_w),
             s,
         )
-    })
+    })?)
 }
 
 /// [`qqmm`] with the batches of `x` and `w` first gathered by `indices`.
@@ -294,14 +362,16 @@ pub fn gather_qqmm(
     global_scale_w: Option<&Array>,
     opts: QuantizeOptions,
 ) -> Result<Array> {
-    stream_op(|res, s| unsafe {
+    opts.check("gather_qqmm")?;
+    let [lhs, rhs] = indices.bounded("gather_qqmm", x, w)?;
+    or_empty(stream_op(|res, s| unsafe {
         sys::mlx_gather_qqmm(
             res,
             x.as_raw(),
             w.as_raw(),
             raw_or_null(scales_w),
-            raw_or_null(indices.lhs),
-            raw_or_null(indices.rhs),
+            raw_or_null(lhs.as_ref()),
+            raw_or_null(rhs.as_ref()),
             opts.raw_group_size(),
             opts.raw_bits(),
             opts.mode.c_name().as_ptr(),
@@ -310,24 +380,25 @@ pub fn gather_qqmm(
             indices.sorted,
             s,
         )
-    })
+    })?)
 }
 
 /// `a @ b` where the batches (all but the last two axes) of `a` and `b` are first
 /// gathered by `indices` (flat indices into the batch axes).
 #[track_caller]
 pub fn gather_mm(a: &Array, b: &Array, indices: GatherIndices<'_>) -> Result<Array> {
-    stream_op(|res, s| unsafe {
+    let [lhs, rhs] = indices.bounded("gather_mm", a, b)?;
+    or_empty(stream_op(|res, s| unsafe {
         sys::mlx_gather_mm(
             res,
             a.as_raw(),
             b.as_raw(),
-            raw_or_null(indices.lhs),
-            raw_or_null(indices.rhs),
+            raw_or_null(lhs.as_ref()),
+            raw_or_null(rhs.as_ref()),
             indices.sorted,
             s,
         )
-    })
+    })?)
 }
 
 /// `a @ b` with `block_size × block_size` blocks masked (`block_size` 32 or 64): the
@@ -341,7 +412,7 @@ pub fn block_masked_mm(
     mask_lhs: Option<&Array>,
     mask_rhs: Option<&Array>,
 ) -> Result<Array> {
-    stream_op(|res, s| unsafe {
+    or_empty(stream_op(|res, s| unsafe {
         sys::mlx_block_masked_mm(
             res,
             a.as_raw(),
@@ -352,14 +423,18 @@ pub fn block_masked_mm(
             raw_or_null(mask_rhs),
             s,
         )
-    })
+    })?)
 }
 
 /// For `a` (`M × K`) and `b` (`K × N`), one `M × N` product per segment of the inner
 /// axis; `segments` holds `[start, end)` pairs (shape `..., 2`).
+///
+/// Segment bounds are clamped to `[0, K]` (lazily; MLX would read past the inner axis),
+/// and a segment with `end <= start` gives a zero matrix.
 #[track_caller]
 pub fn segmented_mm(a: &Array, b: &Array, segments: &Array) -> Result<Array> {
-    stream_op(|res, s| unsafe {
+    let segments = bound_segments(a, segments)?;
+    or_empty(stream_op(|res, s| unsafe {
         sys::mlx_segmented_mm(res, a.as_raw(), b.as_raw(), segments.as_raw(), s)
-    })
+    })?)
 }

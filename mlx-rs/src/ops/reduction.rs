@@ -6,6 +6,7 @@
 //! With `keepdims` the reduced axes stay in the result with size 1, so it broadcasts
 //! against the input. A bad or repeated axis is an error.
 
+use super::empty::or_empty;
 use crate::raw::stream_op;
 use crate::{Array, Dtype, Result};
 use mlx_sys as sys;
@@ -323,7 +324,7 @@ pub fn argmin_axis(a: &Array, axis: i32, keepdims: bool) -> Result<Array> {
 /// except that [`cumsum`] of `bool` gives `int32`).
 #[track_caller]
 pub fn cumsum(a: &Array, reverse: bool, inclusive: bool, dtype: Option<Dtype>) -> Result<Array> {
-    stream_op(|res, s| unsafe {
+    or_empty(stream_op(|res, s| unsafe {
         sys::mlx_cumsum(
             res,
             a.as_raw(),
@@ -332,7 +333,7 @@ pub fn cumsum(a: &Array, reverse: bool, inclusive: bool, dtype: Option<Dtype>) -
             optional_dtype(dtype),
             s,
         )
-    })
+    })?)
 }
 
 /// The running sum along `axis`.
@@ -349,7 +350,7 @@ pub fn cumsum_axis(
     inclusive: bool,
     dtype: Option<Dtype>,
 ) -> Result<Array> {
-    stream_op(|res, s| unsafe {
+    or_empty(stream_op(|res, s| unsafe {
         sys::mlx_cumsum_axis(
             res,
             a.as_raw(),
@@ -359,7 +360,7 @@ pub fn cumsum_axis(
             optional_dtype(dtype),
             s,
         )
-    })
+    })?)
 }
 
 /// The running product of the flattened array.
@@ -370,7 +371,7 @@ pub fn cumsum_axis(
 /// except that [`cumsum`] of `bool` gives `int32`).
 #[track_caller]
 pub fn cumprod(a: &Array, reverse: bool, inclusive: bool, dtype: Option<Dtype>) -> Result<Array> {
-    stream_op(|res, s| unsafe {
+    or_empty(stream_op(|res, s| unsafe {
         sys::mlx_cumprod(
             res,
             a.as_raw(),
@@ -379,7 +380,7 @@ pub fn cumprod(a: &Array, reverse: bool, inclusive: bool, dtype: Option<Dtype>) 
             optional_dtype(dtype),
             s,
         )
-    })
+    })?)
 }
 
 /// The running product along `axis`.
@@ -396,7 +397,7 @@ pub fn cumprod_axis(
     inclusive: bool,
     dtype: Option<Dtype>,
 ) -> Result<Array> {
-    stream_op(|res, s| unsafe {
+    or_empty(stream_op(|res, s| unsafe {
         sys::mlx_cumprod_axis(
             res,
             a.as_raw(),
@@ -406,7 +407,7 @@ pub fn cumprod_axis(
             optional_dtype(dtype),
             s,
         )
-    })
+    })?)
 }
 
 /// The running maximum of the flattened array.
@@ -415,7 +416,9 @@ pub fn cumprod_axis(
 /// element (it starts from the identity).
 #[track_caller]
 pub fn cummax(a: &Array, reverse: bool, inclusive: bool) -> Result<Array> {
-    stream_op(|res, s| unsafe { sys::mlx_cummax(res, a.as_raw(), reverse, inclusive, s) })
+    or_empty(stream_op(|res, s| unsafe {
+        sys::mlx_cummax(res, a.as_raw(), reverse, inclusive, s)
+    })?)
 }
 
 /// The running maximum along `axis`.
@@ -424,9 +427,9 @@ pub fn cummax(a: &Array, reverse: bool, inclusive: bool) -> Result<Array> {
 /// element (it starts from the identity).
 #[track_caller]
 pub fn cummax_axis(a: &Array, axis: i32, reverse: bool, inclusive: bool) -> Result<Array> {
-    stream_op(|res, s| unsafe {
+    or_empty(stream_op(|res, s| unsafe {
         sys::mlx_cummax_axis(res, a.as_raw(), axis, reverse, inclusive, s)
-    })
+    })?)
 }
 
 /// The running minimum of the flattened array.
@@ -435,7 +438,9 @@ pub fn cummax_axis(a: &Array, axis: i32, reverse: bool, inclusive: bool) -> Resu
 /// element (it starts from the identity).
 #[track_caller]
 pub fn cummin(a: &Array, reverse: bool, inclusive: bool) -> Result<Array> {
-    stream_op(|res, s| unsafe { sys::mlx_cummin(res, a.as_raw(), reverse, inclusive, s) })
+    or_empty(stream_op(|res, s| unsafe {
+        sys::mlx_cummin(res, a.as_raw(), reverse, inclusive, s)
+    })?)
 }
 
 /// The running minimum along `axis`.
@@ -444,9 +449,9 @@ pub fn cummin(a: &Array, reverse: bool, inclusive: bool) -> Result<Array> {
 /// element (it starts from the identity).
 #[track_caller]
 pub fn cummin_axis(a: &Array, axis: i32, reverse: bool, inclusive: bool) -> Result<Array> {
-    stream_op(|res, s| unsafe {
+    or_empty(stream_op(|res, s| unsafe {
         sys::mlx_cummin_axis(res, a.as_raw(), axis, reverse, inclusive, s)
-    })
+    })?)
 }
 
 /// The running `log(sum(exp(a)))` of the flattened array.
@@ -455,7 +460,9 @@ pub fn cummin_axis(a: &Array, axis: i32, reverse: bool, inclusive: bool) -> Resu
 /// element (it starts from the identity).
 #[track_caller]
 pub fn logcumsumexp(a: &Array, reverse: bool, inclusive: bool) -> Result<Array> {
-    stream_op(|res, s| unsafe { sys::mlx_logcumsumexp(res, a.as_raw(), reverse, inclusive, s) })
+    or_empty(stream_op(|res, s| unsafe {
+        sys::mlx_logcumsumexp(res, a.as_raw(), reverse, inclusive, s)
+    })?)
 }
 
 /// The running `log(sum(exp(a)))` along `axis`.
@@ -464,9 +471,9 @@ pub fn logcumsumexp(a: &Array, reverse: bool, inclusive: bool) -> Result<Array> 
 /// element (it starts from the identity).
 #[track_caller]
 pub fn logcumsumexp_axis(a: &Array, axis: i32, reverse: bool, inclusive: bool) -> Result<Array> {
-    stream_op(|res, s| unsafe {
+    or_empty(stream_op(|res, s| unsafe {
         sys::mlx_logcumsumexp_axis(res, a.as_raw(), axis, reverse, inclusive, s)
-    })
+    })?)
 }
 
 /// `exp(a) / sum(exp(a))` over all elements.

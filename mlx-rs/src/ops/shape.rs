@@ -16,9 +16,35 @@ use mlx_sys as sys;
 /// assert!(a.reshape(&[4, 2]).is_err());
 /// # Ok::<(), mlx_rs::Error>(())
 /// ```
+///
+/// Fails on a dimension below -1, on more than one -1, and on a -1 next to a 0 (nothing
+/// to infer it from); MLX accepted the first two and made arrays of negative size.
 #[track_caller]
 pub fn reshape(a: &Array, shape: &[i32]) -> Result<Array> {
+    check_target_shape("reshape", shape)?;
     stream_op(|res, s| unsafe { sys::mlx_reshape(res, a.as_raw(), shape.as_ptr(), shape.len(), s) })
+}
+
+/// Checks the target `shape` of [`reshape`] or [`unflatten`]: every dimension is at least
+/// 0 except for one -1, to be inferred from the others, which must not hold 0 elements
+/// (MLX divides by their product).
+fn check_target_shape(op: &str, shape: &[i32]) -> Result<()> {
+    if let Some(d) = shape.iter().find(|&&d| d < -1) {
+        return Err(Error::Shape(format!(
+            "{op}: negative dimension {d} in shape {shape:?} (only one -1, to infer a \
+             dimension, is allowed)"
+        )));
+    }
+    match shape.iter().filter(|&&d| d == -1).count() {
+        0 => Ok(()),
+        1 if !shape.contains(&0) => Ok(()),
+        1 => Err(Error::Shape(format!(
+            "{op}: cannot infer the -1 in shape {shape:?} next to a dimension of 0"
+        ))),
+        _ => Err(Error::Shape(format!(
+            "{op}: more than one -1 in shape {shape:?} (only one dimension can be inferred)"
+        ))),
+    }
 }
 
 /// Merges axes `start_axis..=end_axis` into one (negative axes count from the end).
@@ -28,8 +54,11 @@ pub fn flatten(a: &Array, start_axis: i32, end_axis: i32) -> Result<Array> {
 }
 
 /// Splits `axis` into the dimensions `shape` (one may be `-1`).
+///
+/// `shape` is checked as for [`reshape`].
 #[track_caller]
 pub fn unflatten(a: &Array, axis: i32, shape: &[i32]) -> Result<Array> {
+    check_target_shape("unflatten", shape)?;
     stream_op(|res, s| unsafe {
         sys::mlx_unflatten(res, a.as_raw(), axis, shape.as_ptr(), shape.len(), s)
     })
