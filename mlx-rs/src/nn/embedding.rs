@@ -3,7 +3,7 @@
 use super::linear::{check_last_dim, quantized_parts, visit_quantized, visit_quantized_mut};
 use super::module::{Module, UnaryModule, Visitor, VisitorMut};
 use super::param::{KeyPath, Param};
-use super::quantize::{resolved, MaybeQuantized, Quantizable};
+use super::quantize::{MaybeQuantized, Quantizable};
 use crate::ops::{self, QuantizeOptions};
 use crate::{random, Array, Dtype, Error, Result};
 
@@ -105,7 +105,7 @@ impl UnaryModule for Embedding {
 impl Quantizable for Embedding {
     type Quantized = QuantizedEmbedding;
     fn can_quantize(&self, options: &QuantizeOptions) -> bool {
-        self.dims() % resolved(options).0 == 0
+        self.dims() % options.resolved().0 == 0
     }
     fn to_quantized(&self, options: &QuantizeOptions) -> Result<QuantizedEmbedding> {
         QuantizedEmbedding::from_embedding(self, options)

@@ -2,7 +2,7 @@
 
 use super::module::{Module, UnaryModule, Visitor, VisitorMut};
 use super::param::{KeyPath, Param};
-use super::quantize::{resolved, Quantizable};
+use super::quantize::Quantizable;
 use crate::ops::{self, QuantizeOptions};
 use crate::{random, Array, Error, Result};
 
@@ -103,7 +103,7 @@ impl UnaryModule for Linear {
 impl Quantizable for Linear {
     type Quantized = QuantizedLinear;
     fn can_quantize(&self, options: &QuantizeOptions) -> bool {
-        self.input_dims() % resolved(options).0 == 0
+        self.input_dims() % options.resolved().0 == 0
     }
     fn to_quantized(&self, options: &QuantizeOptions) -> Result<QuantizedLinear> {
         QuantizedLinear::from_linear(self, options)
@@ -197,7 +197,7 @@ pub(crate) fn quantized_parts(
     weight: &Array,
     options: &QuantizeOptions,
 ) -> Result<(Param, Param, Option<Param>, QuantizeOptions)> {
-    let (group_size, bits) = resolved(options);
+    let (group_size, bits) = options.resolved();
     let options = QuantizeOptions {
         group_size: Some(group_size),
         bits: Some(bits),

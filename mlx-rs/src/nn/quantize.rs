@@ -196,15 +196,3 @@ fn check_options(o: &QuantizeOptions) -> Result<()> {
     }
     Ok(())
 }
-
-/// The group size and bits that `options` means (the mode's defaults where `None`).
-pub fn resolved(options: &QuantizeOptions) -> (i32, i32) {
-    use crate::ops::QuantizationMode as M;
-    let (g, b) = match options.mode {
-        M::Affine => (64, 4),
-        M::Mxfp4 => (32, 4),
-        M::Mxfp8 => (32, 8),
-        M::Nvfp4 => (16, 4),
-    };
-    (options.group_size.unwrap_or(g), options.bits.unwrap_or(b))
-}

@@ -86,6 +86,18 @@ impl QuantizeOptions {
         Ok(())
     }
 
+    /// The group size and bits these options mean: the given ones, else the mode's
+    /// defaults (affine 64/4, mxfp4 32/4, mxfp8 32/8, nvfp4 16/4).
+    pub fn resolved(&self) -> (i32, i32) {
+        let (g, b) = match self.mode {
+            QuantizationMode::Affine => (64, 4),
+            QuantizationMode::Mxfp4 => (32, 4),
+            QuantizationMode::Mxfp8 => (32, 8),
+            QuantizationMode::Nvfp4 => (16, 4),
+        };
+        (self.group_size.unwrap_or(g), self.bits.unwrap_or(b))
+    }
+
     fn raw_group_size(&self) -> sys::mlx_optional_int {
         optional_int(self.group_size)
     }
@@ -273,6 +285,10 @@ pub fn quantized_matmul(
     opts: QuantizeOptions,
 ) -> Result<Array> {
     opts.check("quantized_matmul")?;
+    if cuda_single_group_qmm(x, w, transpose, &opts)? {
+        let dense = dequantize(w, scales, biases, None, Some(x.dtype()), opts)?;
+        return x.matmul(&dense.transpose()?);
+    }
     or_empty(stream_op(|res, s| unsafe {
         sys::mlx_quantized_matmul(
             res,
@@ -287,6 +303,35 @@ pub fn quantized_matmul(
             s,
         )
     })?)
+}
+
+/// Whether `quantized_matmul` would hit MLX 0.32.2's CUDA matrix-matrix kernel with the
+/// whole reduction axis in one group (`K == group_size`) and more than one row of `x`:
+/// that kernel returns garbage there (measured on an H200 with Python MLX too: K = 128,
+/// group 128, 4 and 8 bits, 2 and 8 rows; one row, or K = 256, is right). Such products
+/// go through `dequantize` and a dense matmul instead (they are small: one group).
+fn cuda_single_group_qmm(
+    x: &Array,
+    w: &Array,
+    transpose: bool,
+    opts: &QuantizeOptions,
+) -> Result<bool> {
+    static CUDA: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    if !transpose || cfg!(target_os = "macos") {
+        return Ok(false);
+    }
+    let (group, bits) = opts.resolved();
+    let k = w
+        .shape()
+        .last()
+        .map_or(0, |&packed| packed as i64 * 32 / bits as i64);
+    if k != group as i64 || x.shape().last() != Some(&group) || x.size() as i64 <= k {
+        return Ok(false);
+    }
+    if !*CUDA.get_or_init(|| crate::Device::gpu().is_available()) {
+        return Ok(false);
+    }
+    Ok(crate::current_stream()?.device()?.kind()? == crate::DeviceType::Gpu)
 }
 
 /// [`quantized_matmul`] with the batch of `x` and of the quantized `w` first gathered by
