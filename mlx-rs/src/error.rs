@@ -53,6 +53,11 @@ pub enum Error {
     /// A Rust closure called by MLX (in a transform or compiled function) returned an error.
     #[error("closure failed: {0}")]
     Closure(String),
+    /// A wait with a time limit ran out (for instance
+    /// [`distributed::Group::init_with`](crate::distributed::Group::init_with) waiting for
+    /// its peers).
+    #[error("timed out: {0}")]
+    Timeout(String),
 }
 
 /// `Result` with this crate's [`Error`].

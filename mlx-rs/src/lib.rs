@@ -179,6 +179,8 @@
 //! [`memory`] reports and limits MLX's allocator; [`random`], [`fft`], [`linalg`] and
 //! [`fast`] (fused norms, RoPE, attention, custom CUDA/Metal kernels) complete the API.
 //! [`nn`] builds models as trees of named parameters, and [`optimizers`] trains them.
+//! [`distributed`] runs one program as several processes (on one machine or many) with
+//! MLX's collectives; the workspace's `mlx-launch` starts them.
 //!
 //! # Threads
 //!
@@ -214,7 +216,8 @@
 //!
 //! Every function of mlx-c's `array.h`, `device.h`, `stream.h`, `ops.h`, `random.h`,
 //! `fft.h`, `linalg.h`, `io.h`, `memory.h`, `transforms.h`, `compile.h`, `closure.h`,
-//! `fast.h` and `export.h` is reachable from this crate (a test checks it), except:
+//! `fast.h`, `export.h`, `distributed.h` and `distributed_group.h` is reachable from this
+//! crate (a test checks it), except:
 //!
 //! - `mlx_array_new_bool`, `mlx_array_new_int`, `mlx_array_new_float*`, `mlx_array_new_double`,
 //!   `mlx_array_new_complex`: [`Array::scalar`] builds every dtype through `mlx_array_new_data`.
@@ -243,6 +246,7 @@ extern crate self as mlx_rs;
 
 mod array;
 mod device;
+pub mod distributed;
 mod dtype;
 mod error;
 pub mod export;

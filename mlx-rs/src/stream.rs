@@ -259,6 +259,22 @@ pub(crate) fn with_current_raw<R>(f: impl FnOnce(sys::mlx_stream) -> R) -> Resul
     Ok(f(raw))
 }
 
+/// Calls `f` with the raw handle of the stream set by the innermost [`with_stream`] scope
+/// of this thread, else of this thread's default stream of `device` (not the default
+/// device's): for ops whose natural stream is fixed by something else than the default
+/// device, as distributed collectives are by their backend.
+pub(crate) fn with_scoped_or_default<R>(
+    device: &Device,
+    f: impl FnOnce(sys::mlx_stream) -> R,
+) -> Result<R> {
+    let scoped = SCOPED.with(|s| s.borrow().last().map(|s| s.check().map(|()| s.raw)));
+    if let Some(raw) = scoped {
+        return Ok(f(raw?));
+    }
+    let s = Stream::default_for(device)?;
+    Ok(f(s.raw))
+}
+
 pub(crate) fn forget_cached_default() {
     let _ = DEFAULT.try_with(|d| d.borrow_mut().take());
 }

@@ -128,6 +128,22 @@ fn core_headers_are_covered() {
 }
 
 #[test]
+fn distributed_headers_are_covered() {
+    let headers = ["distributed.h", "distributed_group.h"];
+    let total: usize = headers.iter().map(|h| header_functions(h).len()).sum();
+    assert!(
+        total >= 15,
+        "parsed only {total} functions: the header parser is broken"
+    );
+    let missing = missing(&headers);
+    assert!(
+        missing.is_empty(),
+        "{} functions not reachable: {missing:?}",
+        missing.len()
+    );
+}
+
+#[test]
 fn transform_headers_are_covered() {
     let headers = [
         "transforms.h",
