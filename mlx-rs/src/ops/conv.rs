@@ -18,6 +18,17 @@ fn check_at_least(op: &str, what: &str, values: &[i32], min: i32) -> Result<()> 
     Ok(())
 }
 
+/// A convolution whose output has no elements is given as zeros of its shape, without
+/// running it: MLX's CPU convolutions hand such shapes to BLAS with a leading dimension of
+/// 0 (zero output channels), which the reference BLAS rejects by exiting the process.
+fn empty_output(out: Result<Array>) -> Result<Array> {
+    let out = out?;
+    if out.size() != 0 {
+        return Ok(out);
+    }
+    crate::ops::zeros(out.shape(), out.dtype())
+}
+
 impl<const N: usize> ConvOptions<N> {
     fn check(&self, op: &str) -> Result<()> {
         check_at_least(op, "stride", &self.stride, 1)?;
@@ -141,7 +152,7 @@ impl Default for ConvGeneralOptions<'_> {
 pub fn conv1d(input: &Array, weight: &Array, opts: ConvOptions<1>) -> Result<Array> {
     opts.check("conv1d")?;
     let o = opts;
-    stream_op(|res, s| unsafe {
+    empty_output(stream_op(|res, s| unsafe {
         sys::mlx_conv1d(
             res,
             input.as_raw(),
@@ -152,7 +163,7 @@ pub fn conv1d(input: &Array, weight: &Array, opts: ConvOptions<1>) -> Result<Arr
             o.groups,
             s,
         )
-    })
+    }))
 }
 
 /// 2-D convolution of `input` (`N, H, W, C_in`) with `weight` (`C_out, KH, KW, C_in / groups`).
@@ -160,7 +171,7 @@ pub fn conv1d(input: &Array, weight: &Array, opts: ConvOptions<1>) -> Result<Arr
 pub fn conv2d(input: &Array, weight: &Array, opts: ConvOptions<2>) -> Result<Array> {
     opts.check("conv2d")?;
     let o = opts;
-    stream_op(|res, s| unsafe {
+    empty_output(stream_op(|res, s| unsafe {
         sys::mlx_conv2d(
             res,
             input.as_raw(),
@@ -174,7 +185,7 @@ pub fn conv2d(input: &Array, weight: &Array, opts: ConvOptions<2>) -> Result<Arr
             o.groups,
             s,
         )
-    })
+    }))
 }
 
 /// 3-D convolution of `input` (`N, D, H, W, C_in`) with `weight`
@@ -183,7 +194,7 @@ pub fn conv2d(input: &Array, weight: &Array, opts: ConvOptions<2>) -> Result<Arr
 pub fn conv3d(input: &Array, weight: &Array, opts: ConvOptions<3>) -> Result<Array> {
     opts.check("conv3d")?;
     let o = opts;
-    stream_op(|res, s| unsafe {
+    empty_output(stream_op(|res, s| unsafe {
         sys::mlx_conv3d(
             res,
             input.as_raw(),
@@ -200,7 +211,7 @@ pub fn conv3d(input: &Array, weight: &Array, opts: ConvOptions<3>) -> Result<Arr
             o.groups,
             s,
         )
-    })
+    }))
 }
 
 /// Convolution over any number of spatial axes, with asymmetric padding and input
@@ -209,7 +220,7 @@ pub fn conv3d(input: &Array, weight: &Array, opts: ConvOptions<3>) -> Result<Arr
 pub fn conv_general(input: &Array, weight: &Array, opts: ConvGeneralOptions<'_>) -> Result<Array> {
     opts.check()?;
     let o = opts;
-    stream_op(|res, s| unsafe {
+    empty_output(stream_op(|res, s| unsafe {
         sys::mlx_conv_general(
             res,
             input.as_raw(),
@@ -228,7 +239,7 @@ pub fn conv_general(input: &Array, weight: &Array, opts: ConvGeneralOptions<'_>)
             o.flip,
             s,
         )
-    })
+    }))
 }
 
 /// 1-D transposed convolution of `input` (`N, L, C_in`) with `weight` (`C_out, K, C_in / groups`).
@@ -240,7 +251,7 @@ pub fn conv_transpose1d(
 ) -> Result<Array> {
     opts.check("conv_transpose1d")?;
     let o = opts;
-    stream_op(|res, s| unsafe {
+    empty_output(stream_op(|res, s| unsafe {
         sys::mlx_conv_transpose1d(
             res,
             input.as_raw(),
@@ -252,7 +263,7 @@ pub fn conv_transpose1d(
             o.groups,
             s,
         )
-    })
+    }))
 }
 
 /// 2-D transposed convolution of `input` (`N, H, W, C_in`) with `weight`
@@ -265,7 +276,7 @@ pub fn conv_transpose2d(
 ) -> Result<Array> {
     opts.check("conv_transpose2d")?;
     let o = opts;
-    stream_op(|res, s| unsafe {
+    empty_output(stream_op(|res, s| unsafe {
         sys::mlx_conv_transpose2d(
             res,
             input.as_raw(),
@@ -281,7 +292,7 @@ pub fn conv_transpose2d(
             o.groups,
             s,
         )
-    })
+    }))
 }
 
 /// 3-D transposed convolution of `input` (`N, D, H, W, C_in`) with `weight`
@@ -294,7 +305,7 @@ pub fn conv_transpose3d(
 ) -> Result<Array> {
     opts.check("conv_transpose3d")?;
     let o = opts;
-    stream_op(|res, s| unsafe {
+    empty_output(stream_op(|res, s| unsafe {
         sys::mlx_conv_transpose3d(
             res,
             input.as_raw(),
@@ -314,7 +325,7 @@ pub fn conv_transpose3d(
             o.groups,
             s,
         )
-    })
+    }))
 }
 
 /// The Walsh–Hadamard transform along the last axis, times `scale` (default
