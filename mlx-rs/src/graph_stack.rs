@@ -227,51 +227,111 @@ const SUPPORTED: bool = true;
 ///
 /// `top` must be the 16-byte aligned top of writable memory large enough for `f`, and `f`
 /// must not unwind.
-#[cfg(target_arch = "x86_64")]
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 unsafe fn switch_and_call(top: *mut u8, f: unsafe extern "C" fn(*mut u8), data: *mut u8) {
-    // r12 is callee-saved, so it still holds the old stack pointer when `f` returns.
-    // SAFETY: per this function's contract; the old stack (and its red zone) is not
-    // touched while the new one is in use.
-    unsafe {
-        std::arch::asm!(
-            "mov r12, rsp",
-            "mov rsp, {top}",
-            "call {f}",
-            "mov rsp, r12",
-            top = in(reg) top,
-            f = in(reg) f,
-            in("rdi") data,
-            out("r12") _,
-            clobber_abi("C"),
+    extern "C" {
+        fn mlx_rs_switch_stack_and_call(
+            data: *mut u8,
+            f: unsafe extern "C" fn(*mut u8),
+            top: *mut u8,
         );
     }
+    // SAFETY: per this function's contract.
+    unsafe { mlx_rs_switch_stack_and_call(data, f, top) }
 }
 
-/// Calls `f(data)` with the stack pointer at `top`, then restores it.
-///
-/// # Safety
-///
-/// As for the x86_64 version.
+// The switch keeps a frame pointer to the old stack and describes it in the unwind
+// tables, so that backtraces (a panic hook's, a debugger's) walk from the deep stack back
+// into the caller's frames.
+#[cfg(all(target_arch = "x86_64", not(target_os = "macos")))]
+std::arch::global_asm!(
+    ".text",
+    ".p2align 4",
+    ".globl mlx_rs_switch_stack_and_call",
+    ".hidden mlx_rs_switch_stack_and_call",
+    ".type mlx_rs_switch_stack_and_call, @function",
+    "mlx_rs_switch_stack_and_call:",
+    ".cfi_startproc",
+    "push rbp",
+    ".cfi_def_cfa_offset 16",
+    ".cfi_offset rbp, -16",
+    "mov rbp, rsp",
+    ".cfi_def_cfa_register rbp",
+    "mov rsp, rdx",
+    "call rsi",
+    "mov rsp, rbp",
+    "pop rbp",
+    ".cfi_def_cfa rsp, 8",
+    "ret",
+    ".cfi_endproc",
+    ".size mlx_rs_switch_stack_and_call, . - mlx_rs_switch_stack_and_call",
+);
+
 #[cfg(target_arch = "aarch64")]
-unsafe fn switch_and_call(top: *mut u8, f: unsafe extern "C" fn(*mut u8), data: *mut u8) {
-    // x20 is callee-saved (x19 is reserved to the compiler), so it still holds the old
-    // stack pointer when `f` returns; the link register is clobbered by `blr` (in the C
-    // clobber set).
-    // SAFETY: per this function's contract.
-    unsafe {
-        std::arch::asm!(
-            "mov x20, sp",
-            "mov sp, {top}",
-            "blr {f}",
-            "mov sp, x20",
-            top = in(reg) top,
-            f = in(reg) f,
-            in("x0") data,
-            out("x20") _,
-            clobber_abi("C"),
+macro_rules! aarch64_switch {
+    ($name:literal, $($prologue:literal),*) => {
+        std::arch::global_asm!(
+            ".text",
+            ".p2align 2",
+            $($prologue,)*
+            concat!($name, ":"),
+            ".cfi_startproc",
+            "stp x29, x30, [sp, #-16]!",
+            ".cfi_def_cfa_offset 16",
+            ".cfi_offset x29, -16",
+            ".cfi_offset x30, -8",
+            "mov x29, sp",
+            ".cfi_def_cfa_register x29",
+            "mov sp, x2",
+            "blr x1",
+            "mov sp, x29",
+            ".cfi_def_cfa sp, 16",
+            "ldp x29, x30, [sp], #16",
+            ".cfi_def_cfa_offset 0",
+            ".cfi_restore x29",
+            ".cfi_restore x30",
+            "ret",
+            ".cfi_endproc",
         );
-    }
+    };
 }
+
+#[cfg(all(target_arch = "aarch64", not(target_os = "macos")))]
+aarch64_switch!(
+    "mlx_rs_switch_stack_and_call",
+    ".globl mlx_rs_switch_stack_and_call",
+    ".hidden mlx_rs_switch_stack_and_call",
+    ".type mlx_rs_switch_stack_and_call, %function"
+);
+
+#[cfg(all(target_arch = "aarch64", target_os = "macos"))]
+aarch64_switch!(
+    "_mlx_rs_switch_stack_and_call",
+    ".globl _mlx_rs_switch_stack_and_call",
+    ".private_extern _mlx_rs_switch_stack_and_call"
+);
+
+#[cfg(all(target_arch = "x86_64", target_os = "macos"))]
+std::arch::global_asm!(
+    ".text",
+    ".p2align 4",
+    ".globl _mlx_rs_switch_stack_and_call",
+    ".private_extern _mlx_rs_switch_stack_and_call",
+    "_mlx_rs_switch_stack_and_call:",
+    ".cfi_startproc",
+    "push rbp",
+    ".cfi_def_cfa_offset 16",
+    ".cfi_offset rbp, -16",
+    "mov rbp, rsp",
+    ".cfi_def_cfa_register rbp",
+    "mov rsp, rdx",
+    "call rsi",
+    "mov rsp, rbp",
+    "pop rbp",
+    ".cfi_def_cfa rsp, 8",
+    "ret",
+    ".cfi_endproc",
+);
 
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
 unsafe fn switch_and_call(_top: *mut u8, f: unsafe extern "C" fn(*mut u8), data: *mut u8) {
