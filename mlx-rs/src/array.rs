@@ -2,7 +2,7 @@
 
 use crate::dtype::{Dtype, Element};
 use crate::error::{install_error_handler, Error, Result};
-use crate::raw::{self, status, MlxString};
+use crate::raw::{self, MlxString};
 use mlx_sys as sys;
 use std::ffi::c_int;
 
@@ -174,7 +174,7 @@ impl Array {
     /// Computes the array (and what it depends on) now, blocking until done.
     #[track_caller]
     pub fn eval(&self) -> Result<()> {
-        status(|| unsafe { sys::mlx_array_eval(self.raw) })
+        raw::eval_status(|| unsafe { sys::mlx_array_eval(self.raw) })
     }
 
     /// Whether the values are computed and readable without waiting.
@@ -187,7 +187,7 @@ impl Array {
     /// Blocks until a scheduled evaluation (see [`async_eval`]) of this array has finished.
     #[track_caller]
     pub fn wait(&self) -> Result<()> {
-        status(|| unsafe { sys::_mlx_array_wait(self.raw) })
+        raw::eval_status(|| unsafe { sys::_mlx_array_wait(self.raw) })
     }
 
     /// Whether the evaluated data is dense and row-major (C order).
@@ -348,7 +348,10 @@ impl std::fmt::Display for Array {
         install_error_handler();
         let mut s = MlxString::new();
         // SAFETY: writes into an owned string handle.
-        if unsafe { sys::mlx_array_tostring(&mut s.0, self.raw) } == 0 {
+        // Printing evaluates: a deep graph needs the deep stack.
+        let code =
+            crate::graph_stack::run(|| unsafe { sys::mlx_array_tostring(&mut s.0, self.raw) });
+        if code == 0 {
             f.write_str(&s.to_string_lossy())
         } else {
             let msg = crate::error::take_message().unwrap_or_default();
@@ -372,7 +375,7 @@ impl std::fmt::Debug for Array {
 #[track_caller]
 pub fn eval<A: AsRef<Array>>(arrays: &[A]) -> Result<()> {
     let v = raw::VectorArray::from_arrays(arrays);
-    status(|| unsafe { sys::mlx_eval(v.0) })
+    raw::eval_status(|| unsafe { sys::mlx_eval(v.0) })
 }
 
 /// Starts evaluating arrays in the background and returns at once; reading their values
@@ -380,7 +383,7 @@ pub fn eval<A: AsRef<Array>>(arrays: &[A]) -> Result<()> {
 #[track_caller]
 pub fn async_eval<A: AsRef<Array>>(arrays: &[A]) -> Result<()> {
     let v = raw::VectorArray::from_arrays(arrays);
-    status(|| unsafe { sys::mlx_async_eval(v.0) })
+    raw::eval_status(|| unsafe { sys::mlx_async_eval(v.0) })
 }
 
 macro_rules! from_scalar {

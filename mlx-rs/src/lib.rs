@@ -245,6 +245,7 @@
 extern crate self as mlx_rs;
 
 mod array;
+mod blas;
 mod device;
 pub mod distributed;
 mod dtype;
@@ -253,8 +254,10 @@ pub mod export;
 pub mod fast;
 pub mod fft;
 pub mod graph;
+mod graph_stack;
 mod index;
 pub mod io;
+mod limits;
 pub mod linalg;
 pub mod memory;
 pub mod nn;
@@ -307,6 +310,21 @@ pub fn backend() -> &'static str {
     } else {
         "cpu"
     }
+}
+
+/// Whether a BLAS/LAPACK argument error becomes an [`Error`] of the evaluation that hit it
+/// (`true`), or ends the process as the reference BLAS does (`false`).
+///
+/// MLX's Linux CPU build bundles the reference BLAS/LAPACK, whose error handler prints
+/// and exits with status 0. mlx-sys replaces that handler (`xerbla_`) with one that fails
+/// the evaluation with the routine and the argument; this says whether the replacement is
+/// in effect in this process (it is in every binary linked by cargo against the PyPI MLX
+/// on Linux). Elsewhere (macOS, where
+/// MLX uses Accelerate, or an MLX build without bundled BLAS) it is `false`, and mlx-rs
+/// relies on its own checks of the arguments it knows reach BLAS (see
+/// `docs/bad-input.md`).
+pub fn blas_errors_are_caught() -> bool {
+    blas::handlers_in_effect()
 }
 
 /// Which MLX build was linked at build time: `cpu`, `cuda`, `metal`, or `custom`

@@ -10,8 +10,10 @@
 //! [`Error::OutOfMemory`](crate::Error::OutOfMemory) (loads check the total they would
 //! read). MLX itself does not enforce it on the CPU, and its CPU backend crashes when an
 //! allocation fails, so this check is what keeps an oversized array (or a model larger
-//! than the limit) an error instead of a crash. The check sees arrays already evaluated,
-//! not others still waiting in a lazy graph.
+//! than the limit) an error instead of a crash. Arrays must also fit what the operating
+//! system still lets the process allocate under its own limits (`ulimit -v`, `ulimit -d`,
+//! the memory limit of its cgroup, e.g. a container's). The check sees arrays already
+//! evaluated, not others still waiting in a lazy graph.
 //!
 //! ```
 //! use mlx_rs::memory;

@@ -62,6 +62,18 @@ pub(crate) fn status(f: impl FnOnce() -> c_int) -> Result<()> {
     Ok(())
 }
 
+/// Runs an mlx-c call that evaluates arrays or walks their graph, on a deep stack (MLX
+/// recurses over the graph in several of these; see `graph_stack`).
+#[track_caller]
+pub(crate) fn eval_status(f: impl FnOnce() -> c_int) -> Result<()> {
+    let location = Location::caller();
+    install_error_handler();
+    if crate::graph_stack::run(f) != 0 {
+        return Err(mlx_error(location));
+    }
+    Ok(())
+}
+
 /// An owned `mlx_vector_array`.
 pub(crate) struct VectorArray(pub(crate) sys::mlx_vector_array);
 
@@ -248,8 +260,10 @@ fn show_bytes(n: u128) -> String {
 /// larger than the machine can give) is written through anyway and crashes the process.
 /// Its memory limit is not enforced on the CPU either. So mlx-rs checks every array it
 /// makes of 4 KiB or more: the array's bytes must not exceed the memory limit minus the
-/// active memory. The check is made when the (lazy) array is built, so it sees the
-/// memory of arrays already evaluated, not of other arrays still waiting to be.
+/// active memory, nor what is left under the process's own limits (`ulimit -v`, `ulimit
+/// -d`, its cgroup's memory limit; see `limits`). The check is made when the (lazy) array
+/// is built, so it sees the memory of arrays already evaluated, not of other arrays still
+/// waiting to be.
 pub(crate) fn check_fits(shape: &[i32], dtype: Dtype, extra: u128) -> Result<()> {
     let need = bytes_of(shape, dtype).saturating_add(extra);
     if need < CHECKED_BYTES {
@@ -270,6 +284,10 @@ pub(crate) fn check_fits(shape: &[i32], dtype: Dtype, extra: u128) -> Result<()>
         isize::MAX as u128
     };
     let free = limit.saturating_sub(active as u128);
+    // The operating system's limits on the process (ulimit -v/-d, cgroup): an allocation
+    // past them fails just the same.
+    let process = crate::limits::headroom(need).filter(|h| h.bytes < free);
+    let free = process.as_ref().map_or(free, |h| h.bytes);
     if need <= free {
         return Ok(());
     }
@@ -278,6 +296,16 @@ pub(crate) fn check_fits(shape: &[i32], dtype: Dtype, extra: u128) -> Result<()>
     } else {
         "the arrays being loaded need".to_string()
     };
+    if let Some(h) = process {
+        return Err(Error::OutOfMemory(format!(
+            "{what} {} but the process may allocate only {} more under its {} of {}; \
+             use smaller arrays or raise that limit",
+            show_bytes(need),
+            show_bytes(free),
+            h.limit,
+            show_bytes(h.limit_bytes)
+        )));
+    }
     Err(Error::OutOfMemory(format!(
         "{what} {} but MLX may use only {} more (memory limit {}, {} held by live \
          arrays); raise the limit with mlx_rs::memory::set_memory_limit or use smaller arrays",

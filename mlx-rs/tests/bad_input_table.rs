@@ -310,6 +310,9 @@ fn bad_input_table() {
     zero_size::run(&mut t);
     neg_dims::run(&mut t);
     gather_bounds::run(&mut t);
+    // ---- begin issue 21 part B: BLAS exits, deep graphs, threads, process limits ------
+    part_b(&mut t, &w);
+    // ---- end issue 21 part B ----------------------------------------------------------
 
     let table = t.0;
     // Cases per table (the general one first, then one per class of issue 21).
@@ -332,3 +335,162 @@ fn bad_input_table() {
         std::fs::write(&path, format!("{}{table}{}", &doc[..a], &doc[b..])).unwrap();
     }
 }
+
+// ---- begin issue 21 part B: BLAS exits, deep graphs, threads, process limits ----------
+
+fn os_threads() -> usize {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn chain(x: &Array, n: usize) -> mlx_rs::Result<Array> {
+    let one = Array::scalar(1.0f32);
+    let mut y = x.clone();
+    for _ in 0..n {
+        y = y.add(&one)?;
+    }
+    Ok(y)
+}
+
+fn part_b(t: &mut Table, w: &Array) {
+    use mlx_rs::{graph, linalg, transforms};
+    let ones = |s: &[i32]| ops::ones(s, Dtype::Float32).unwrap();
+    // BLAS/LAPACK
+    let y = ops::conv1d(&ones(&[1, 5, 3]), &ones(&[0, 3, 3]), Default::default()).unwrap();
+    assert_eq!(y.shape(), &[1, 3, 0]);
+    y.eval().unwrap();
+    t.row(
+        "convolution with zero output channels (reached SGEMM with ldc 0: exit 0)",
+        "ops::conv1d(ones([1, 5, 3]), ones([0, 3, 3]), …)",
+        &format!("empty: shape `{:?}`", y.shape()),
+    );
+    let y = ops::conv_transpose2d(
+        &ones(&[1, 5, 5, 3]),
+        &ones(&[0, 3, 3, 3]),
+        Default::default(),
+    )
+    .unwrap();
+    t.row(
+        "transposed convolution with zero output channels",
+        "ops::conv_transpose2d(ones([1, 5, 5, 3]), ones([0, 3, 3, 3]), …)",
+        &format!("empty: shape `{:?}`", y.shape()),
+    );
+    let nan = Array::from_slice(&[f32::NAN; 4], &[2, 2]).unwrap();
+    t.err(
+        "eigenvalues of a NaN matrix (reached SGEBAL with an illegal argument: exit 0)",
+        "linalg::eigvals(&[[NaN, NaN], [NaN, NaN]])",
+        linalg::eigvals(&nan).and_then(|a| a.eval()),
+    );
+    t.err(
+        "eigen-decomposition of a NaN matrix",
+        "linalg::eig(&[[NaN, NaN], [NaN, NaN]])",
+        linalg::eig(&nan).and_then(|(v, _)| v.eval()),
+    );
+    t.row(
+        "any other illegal BLAS/LAPACK argument",
+        "mlx_rs::blas_errors_are_caught()",
+        &format!(
+            "`{}`: the evaluation fails with the routine and argument",
+            mlx_rs::blas_errors_are_caught()
+        ),
+    );
+    // Deep graphs
+    let x = Array::from_slice(&[0.0f32], &[1]).unwrap();
+    let deep = chain(&x, 100_000).unwrap();
+    let listing = graph::print_graph(&[&deep], &[]).unwrap();
+    t.row(
+        "listing a 100,000-op chain (overflowed the stack: abort)",
+        "graph::print_graph(&[chain of 100,000 adds], &[])",
+        &format!("`Ok`: {} lines", listing.lines().count()),
+    );
+    let dot = graph::to_dot(&[&deep], &[]).unwrap();
+    t.row(
+        "Graphviz of a 100,000-op chain (abort)",
+        "graph::to_dot(&[chain of 100,000 adds], &[])",
+        &format!("`Ok`: {} lines", dot.lines().count()),
+    );
+    drop((listing, dot));
+    let g = transforms::grad(
+        |a: &[Array]| Ok(vec![chain(&a[0], 100_000)?.sum(false)?]),
+        &[0],
+    )
+    .unwrap();
+    let d = g.call(&[&x]).unwrap()[0].to_vec::<f32>().unwrap();
+    t.row(
+        "gradient through a 100,000-op chain (abort; 1,000,000 in `tests/hardening.rs`)",
+        "transforms::grad(sum of a chain of 100,000 adds, &[0])",
+        &format!("`Ok`: `{d:?}`"),
+    );
+    let f = transforms::compile(|a: &[Array]| Ok(vec![chain(&a[0], 20_000)?]), false).unwrap();
+    let c = f.call(&[&x]).unwrap()[0].to_vec::<f32>().unwrap();
+    t.row(
+        "compiling a 20,000-op chain (abort from about 8,000 on a 2 MiB thread stack)",
+        "transforms::compile(a chain of 20,000 adds, false)",
+        &format!("`Ok`: `{c:?}`"),
+    );
+    // Threads and streams
+    w.square().unwrap().eval().unwrap();
+    let before = os_threads();
+    for _ in 0..1000 {
+        std::thread::spawn(|| {
+            let y = Array::from_slice(&[2.0f32], &[1])
+                .unwrap()
+                .square()
+                .unwrap();
+            y.eval().unwrap();
+        })
+        .join()
+        .unwrap();
+        let s = Stream::new(&mlx_rs::Device::cpu());
+        s.scope(|| w.square().unwrap().eval().unwrap());
+    }
+    let after = os_threads();
+    assert!(after <= before + 1, "{before} -> {after}");
+    t.row(
+        "1,000 threads that each ran an op, and 1,000 streams (kept a thread each for ever)",
+        "thread::spawn(op).join(); Stream::new(&cpu).scope(op) (× 1,000)",
+        &format!("OS threads of the process: {before} before, {after} after"),
+    );
+    // Process memory limits
+    let mut old = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    let vm = std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .map(|pages| pages * 4096);
+    // SAFETY: plain system calls on structs owned here; the soft limit is restored below.
+    let limited = vm.is_some_and(|vm| unsafe {
+        libc::getrlimit(libc::RLIMIT_AS, &mut old) == 0
+            && libc::setrlimit(
+                libc::RLIMIT_AS,
+                &libc::rlimit {
+                    rlim_cur: ((vm + (2 << 30)) as libc::rlim_t).min(old.rlim_max),
+                    rlim_max: old.rlim_max,
+                },
+            ) == 0
+    });
+    if limited {
+        let r = ops::zeros(&[1 << 30], Dtype::Float32);
+        // SAFETY: restores the soft limit read above.
+        unsafe { libc::setrlimit(libc::RLIMIT_AS, &old) };
+        let msg = r.as_ref().map(|_| ()).unwrap_err().to_string();
+        let msg = msg.split(" more under").next().unwrap_or(&msg).to_string();
+        let msg = format!("{msg} more under its address-space limit (ulimit -v) …");
+        t.row(
+            "array larger than `ulimit -v` allows (segfault when evaluated)",
+            "setrlimit(RLIMIT_AS, used + 2 GiB); ops::zeros(&[1 << 30], Float32)",
+            &format!(
+                "`Err`: `out of memory: {}`",
+                tidy(msg.trim_start_matches("out of memory: "))
+            ),
+        );
+    }
+}
+
+// ---- end issue 21 part B --------------------------------------------------------------

@@ -2,6 +2,10 @@
 
 use mlx_rs::{graph, ops, Array};
 
+fn f32s(v: &[f32], shape: &[i32]) -> Array {
+    Array::from_slice(v, shape).unwrap()
+}
+
 #[test]
 fn listing_names_the_ops_in_order_with_shapes() {
     let a = Array::from_slice(&[1.0f32, 2.0, 3.0], &[3]).unwrap();
@@ -52,4 +56,206 @@ fn bad_names_and_empty_graphs() {
     graph::print_graph::<&Array>(&[], &[]).unwrap();
     let text = graph::print_graph(&[&a], &[]).unwrap();
     assert!(!text.contains("Multiply"), "{text}");
+}
+
+// ---- issue 21 part B: graph walks of deep graphs ---------------------------------------
+
+/// Runs this test binary again with only `test` and `MLX_RS_CHILD=1` (plus `envs`), so
+/// that an abort or a signal fails the test instead of ending the runner; the child
+/// prints CHILD-DONE when it got to the end.
+fn child_ok(test: &str, envs: &[(&str, &str)]) {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env("MLX_RS_CHILD", "1")
+        .envs(envs.iter().copied())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("CHILD-DONE"),
+        "child {test} ended with {:?}:\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn is_child() -> bool {
+    std::env::var_os("MLX_RS_CHILD").is_some()
+}
+
+/// One entry point's run, on a thread of its own.
+type Case = Box<dyn FnOnce() -> mlx_rs::Result<String> + Send>;
+
+/// A chain of `n` additions on `x`.
+fn chain(x: &Array, n: usize) -> mlx_rs::Result<Array> {
+    let one = Array::scalar(1.0f32);
+    let mut y = x.clone();
+    for _ in 0..n {
+        y = y.add(&one)?;
+    }
+    Ok(y)
+}
+
+#[test]
+fn graph_walks_of_deep_graphs_do_not_overflow_the_stack() {
+    if !is_child() {
+        child_ok("graph_walks_of_deep_graphs_do_not_overflow_the_stack", &[]);
+        return;
+    }
+    use mlx_rs::{export, transforms as tr};
+    // Every entry point whose MLX implementation walks the graph recursively, on a thread
+    // with a 256 KiB stack and a 20,000-op chain (about 5 MiB of recursion).
+    const N: usize = 20_000;
+    let want = vec![N as f32];
+    let cases: Vec<(&str, Case)> = vec![
+        (
+            "eval",
+            Box::new(|| {
+                Ok(format!(
+                    "{:?}",
+                    chain(&f32s(&[0.0], &[1]), N)?.to_vec::<f32>()?
+                ))
+            }),
+        ),
+        (
+            "async_eval",
+            Box::new(|| {
+                let y = chain(&f32s(&[0.0], &[1]), N)?;
+                mlx_rs::async_eval(&[&y])?;
+                Ok(format!("{:?}", y.to_vec::<f32>()?))
+            }),
+        ),
+        (
+            "print",
+            Box::new(|| Ok(format!("{}", chain(&f32s(&[0.0], &[1]), N)?))),
+        ),
+        (
+            "print_graph",
+            Box::new(|| {
+                Ok(graph::print_graph(&[chain(&f32s(&[0.0], &[1]), N)?], &[])?
+                    .lines()
+                    .count()
+                    .to_string())
+            }),
+        ),
+        (
+            "to_dot",
+            Box::new(|| {
+                Ok(graph::to_dot(&[chain(&f32s(&[0.0], &[1]), N)?], &[])?
+                    .starts_with("digraph")
+                    .to_string())
+            }),
+        ),
+        (
+            "compile",
+            Box::new(|| {
+                let f = tr::compile(|a: &[Array]| Ok(vec![chain(&a[0], N)?]), false)?;
+                Ok(format!(
+                    "{:?}",
+                    f.call(&[f32s(&[0.0], &[1])])?[0].to_vec::<f32>()?
+                ))
+            }),
+        ),
+        (
+            "grad",
+            Box::new(|| {
+                let g = tr::grad(
+                    |a: &[Array]| chain(&a[0], N)?.sum(false).map(|s| vec![s]),
+                    &[0],
+                )?;
+                Ok(format!(
+                    "{:?}",
+                    g.call(&[f32s(&[0.0], &[1])])?[0].to_vec::<f32>()?
+                ))
+            }),
+        ),
+        (
+            "jvp",
+            Box::new(|| {
+                let x = f32s(&[0.0], &[1]);
+                let (_, t) = tr::jvp(
+                    |a: &[Array]| Ok(vec![chain(&a[0], N)?]),
+                    &[&x],
+                    &[f32s(&[1.0], &[1])],
+                )?;
+                Ok(format!("{:?}", t[0].to_vec::<f32>()?))
+            }),
+        ),
+        (
+            "vmap",
+            Box::new(|| {
+                let f = tr::vmap(|a: &[Array]| Ok(vec![chain(&a[0], N)?]), &[Some(0)], &[0])?;
+                Ok(format!(
+                    "{:?}",
+                    f.call(&[f32s(&[0.0], &[1])])?[0].to_vec::<f32>()?
+                ))
+            }),
+        ),
+        (
+            "checkpoint",
+            Box::new(|| {
+                let f = tr::checkpoint(|a: &[Array]| chain(&a[0], N)?.sum(false).map(|s| vec![s]))?;
+                let g = tr::grad(f, &[0])?;
+                Ok(format!(
+                    "{:?}",
+                    g.call(&[f32s(&[0.0], &[1])])?[0].to_vec::<f32>()?
+                ))
+            }),
+        ),
+        (
+            "export_function",
+            Box::new(|| {
+                let path =
+                    std::env::temp_dir().join(format!("mlx-rs-deep-{}.mlxfn", std::process::id()));
+                export::export_function(
+                    &path,
+                    |a: &[Array]| Ok(vec![chain(&a[0], N)?]),
+                    &[f32s(&[0.0], &[1])],
+                    false,
+                )?;
+                let written = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+                let _ = std::fs::remove_file(&path);
+                Ok(format!("{written} bytes"))
+            }),
+        ),
+        (
+            "save",
+            Box::new(|| {
+                Ok(mlx_rs::io::save_writer(&chain(&f32s(&[0.0], &[1]), N)?)?
+                    .len()
+                    .to_string())
+            }),
+        ),
+    ];
+    for (what, case) in cases {
+        let out = std::thread::Builder::new()
+            .stack_size(256 << 10)
+            .spawn(case)
+            .unwrap()
+            .join()
+            .unwrap_or_else(|_| panic!("{what} panicked"));
+        let out = out.unwrap_or_else(|e| panic!("{what}: {e}"));
+        if out.starts_with('[') {
+            let grad_like = ["grad", "jvp", "checkpoint"].contains(&what);
+            let expect = if grad_like {
+                "[1.0]".to_string()
+            } else {
+                format!("{want:?}")
+            };
+            assert_eq!(out, expect, "{what}");
+        }
+    }
+    // The issue's case: the gradient of a 1,000,000-op chain, on the test's own thread.
+    let g = mlx_rs::transforms::grad(
+        |a: &[Array]| chain(&a[0], 1_000_000)?.sum(false).map(|s| vec![s]),
+        &[0],
+    )
+    .unwrap();
+    assert_eq!(
+        g.call(&[f32s(&[0.0], &[1])]).unwrap()[0]
+            .to_vec::<f32>()
+            .unwrap(),
+        vec![1.0]
+    );
+    println!("CHILD-DONE");
 }

@@ -374,3 +374,270 @@ fn gpu_device_first_then_stream_does_not_exit() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+// ---- issue 21, part B: BLAS exits, deep graphs, thread churn, process limits ----------
+//
+// Each case runs in a child process (this binary again, with one test and
+// `MLX_RS_CHILD=1`), so that an exit, an abort or a signal fails the test instead of
+// ending the runner; the child prints CHILD-DONE when it got to the end.
+
+fn child_ok(test: &str, envs: &[(&str, &str)]) -> String {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env("MLX_RS_CHILD", "1")
+        .envs(envs.iter().copied())
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        out.status.success() && stdout.contains("CHILD-DONE"),
+        "child {test} {envs:?} ended with {:?}:\n{stdout}\n{stderr}",
+        out.status
+    );
+    // Nothing may have printed the reference BLAS's farewell.
+    assert!(!stderr.contains("On entry to"), "{stderr}");
+    stdout.into_owned()
+}
+
+fn is_child() -> bool {
+    std::env::var_os("MLX_RS_CHILD").is_some()
+}
+
+#[test]
+fn blas_and_lapack_argument_errors_do_not_exit() {
+    if !is_child() {
+        child_ok("blas_and_lapack_argument_errors_do_not_exit", &[]);
+        return;
+    }
+    use mlx_rs::linalg;
+    use mlx_rs::ops::{ConvGeneralOptions, ConvOptions, ConvTransposeOptions};
+    if cfg!(target_os = "linux") && mlx_rs::linked_backend() == "cpu" {
+        assert!(mlx_rs::blas_errors_are_caught());
+    }
+    let ones = |s: &[i32]| ops::ones(s, Dtype::Float32).unwrap();
+    // Convolutions with no output channels: an empty result, no BLAS call.
+    let convs: Vec<(&str, mlx_rs::Result<Array>, &[i32])> = vec![
+        (
+            "conv1d",
+            ops::conv1d(&ones(&[1, 5, 3]), &ones(&[0, 3, 3]), ConvOptions::default()),
+            &[1, 3, 0],
+        ),
+        (
+            "conv1d 1x1",
+            ops::conv1d(&ones(&[1, 5, 3]), &ones(&[0, 1, 3]), ConvOptions::default()),
+            &[1, 5, 0],
+        ),
+        (
+            "conv1d batch 0",
+            ops::conv1d(&ones(&[0, 5, 3]), &ones(&[0, 3, 3]), ConvOptions::default()),
+            &[0, 3, 0],
+        ),
+        (
+            "conv2d",
+            ops::conv2d(
+                &ones(&[1, 5, 5, 3]),
+                &ones(&[0, 3, 3, 3]),
+                ConvOptions::default(),
+            ),
+            &[1, 3, 3, 0],
+        ),
+        (
+            "conv2d stride 2",
+            ops::conv2d(
+                &ones(&[1, 9, 9, 3]),
+                &ones(&[0, 3, 3, 3]),
+                ConvOptions {
+                    stride: [2, 2],
+                    ..Default::default()
+                },
+            ),
+            &[1, 4, 4, 0],
+        ),
+        (
+            "conv2d groups 2",
+            ops::conv2d(
+                &ones(&[1, 5, 5, 4]),
+                &ones(&[0, 3, 3, 2]),
+                ConvOptions {
+                    groups: 2,
+                    ..Default::default()
+                },
+            ),
+            &[1, 3, 3, 0],
+        ),
+        (
+            "conv3d",
+            ops::conv3d(
+                &ones(&[1, 4, 4, 4, 2]),
+                &ones(&[0, 2, 2, 2, 2]),
+                ConvOptions::default(),
+            ),
+            &[1, 3, 3, 3, 0],
+        ),
+        (
+            "conv_transpose1d",
+            ops::conv_transpose1d(
+                &ones(&[1, 5, 3]),
+                &ones(&[0, 3, 3]),
+                ConvTransposeOptions::default(),
+            ),
+            &[1, 7, 0],
+        ),
+        (
+            "conv_transpose2d",
+            ops::conv_transpose2d(
+                &ones(&[1, 5, 5, 3]),
+                &ones(&[0, 3, 3, 3]),
+                ConvTransposeOptions::default(),
+            ),
+            &[1, 7, 7, 0],
+        ),
+        (
+            "conv_transpose3d",
+            ops::conv_transpose3d(
+                &ones(&[1, 3, 3, 3, 2]),
+                &ones(&[0, 2, 2, 2, 2]),
+                ConvTransposeOptions::default(),
+            ),
+            &[1, 4, 4, 4, 0],
+        ),
+        (
+            "conv_general",
+            ops::conv_general(
+                &ones(&[1, 5, 3]),
+                &ones(&[0, 3, 3]),
+                ConvGeneralOptions::default(),
+            ),
+            &[1, 3, 0],
+        ),
+        (
+            "conv_general flip",
+            ops::conv_general(
+                &ones(&[1, 5, 5, 3]),
+                &ones(&[0, 3, 3, 3]),
+                ConvGeneralOptions {
+                    flip: true,
+                    ..Default::default()
+                },
+            ),
+            &[1, 3, 3, 0],
+        ),
+    ];
+    for (what, r, shape) in convs {
+        let y = r.unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_eq!(y.shape(), shape, "{what}");
+        assert!(y.to_vec::<f32>().unwrap().is_empty(), "{what}");
+    }
+    // Reaching LAPACK with NaN: the workspace sizes LAPACK computes are illegal.
+    let nan = f32s(&[f32::NAN; 4], &[2, 2]);
+    let nan64 = nan.astype(Dtype::Float64).unwrap();
+    let wide = Array::scalar(f32::NAN).broadcast_to(&[16, 16]).unwrap();
+    let lapack: Vec<(&str, mlx_rs::Result<Array>)> = vec![
+        ("eigvals", linalg::eigvals(&nan)),
+        ("eigvals float64", linalg::eigvals(&nan64)),
+        ("eigvals 16x16", linalg::eigvals(&wide)),
+        ("eig", linalg::eig(&nan).map(|p| p.0)),
+        ("eig vectors", linalg::eig(&nan).map(|p| p.1)),
+    ];
+    for (what, r) in lapack {
+        let err = r.and_then(|a| a.eval()).expect_err(what).to_string();
+        if mlx_rs::blas_errors_are_caught() {
+            assert!(
+                err.contains("BLAS/LAPACK") && err.contains("illegal value"),
+                "{what}: {err}"
+            );
+        }
+    }
+    // LAPACK routines that take NaN without complaint give NaN, as NumPy does.
+    for (what, r) in [
+        ("svd", linalg::svd(&nan, false).map(|v| v[0].clone())),
+        ("eigvalsh", linalg::eigvalsh(&nan, "L")),
+        ("inv", linalg::inv(&nan)),
+        ("qr", linalg::qr(&nan).map(|p| p.0)),
+        ("solve", linalg::solve(&nan, &ones(&[2]))),
+    ] {
+        // Ok (NaN values) or MLX's own error, never an exit.
+        let _ = r
+            .and_then(|a| a.eval())
+            .map_err(|e| assert!(!e.to_string().is_empty(), "{what}"));
+    }
+    // The process goes on and computes.
+    let m = ones(&[3, 4]).matmul(&ones(&[4, 2])).unwrap();
+    assert_eq!(m.to_vec::<f32>().unwrap(), vec![4.0; 6]);
+    println!("CHILD-DONE");
+}
+
+/// Lowers the soft limit of `resource` to `bytes` (`libc` is a dependency of mlx-rs).
+fn set_soft_limit(resource: libc::c_int, bytes: u64) {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain system calls on a struct owned here.
+    unsafe {
+        assert_eq!(libc::getrlimit(resource as _, &mut r), 0);
+        r.rlim_cur = (bytes as libc::rlim_t).min(r.rlim_max);
+        assert_eq!(libc::setrlimit(resource as _, &r), 0);
+    }
+}
+
+fn vm_bytes(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kib << 10
+}
+
+#[test]
+fn the_memory_guard_respects_the_process_limits() {
+    if !cfg!(target_os = "linux") {
+        return;
+    }
+    if !is_child() {
+        for limit in ["as", "data"] {
+            child_ok(
+                "the_memory_guard_respects_the_process_limits",
+                &[("MLX_RS_LIMIT", limit)],
+            );
+        }
+        return;
+    }
+    let limit = std::env::var("MLX_RS_LIMIT").unwrap();
+    f32s(&[1.0], &[1]).square().unwrap().eval().unwrap(); // MLX started
+    let (resource, field, name) = match limit.as_str() {
+        "as" => (libc::RLIMIT_AS as libc::c_int, "VmSize:", "ulimit -v"),
+        _ => (libc::RLIMIT_DATA as libc::c_int, "VmData:", "ulimit -d"),
+    };
+    // 1 GiB more than the process uses now.
+    set_soft_limit(resource, vm_bytes(field) + (1 << 30));
+    // 4 GiB fits MLX's own limit (80% of RAM) but not the process's.
+    for (what, r) in [
+        ("zeros", ops::zeros(&[1 << 30], Dtype::Float32)),
+        (
+            "ones + 1",
+            ops::ones(&[1 << 20, 1 << 10], Dtype::Float32)
+                .and_then(|a| a.add(&Array::scalar(1.0f32))),
+        ),
+        (
+            "broadcast",
+            Array::scalar(1.0f32).broadcast_to(&[1 << 15, 1 << 15]),
+        ),
+    ] {
+        let err = r.expect_err(what);
+        assert!(matches!(err, Error::OutOfMemory(_)), "{what}: {err:?}");
+        assert!(err.to_string().contains(name), "{what}: {err}");
+    }
+    // What fits still works.
+    let ok = ops::ones(&[16 << 20], Dtype::Float32)
+        .unwrap()
+        .sum(false)
+        .unwrap();
+    assert_eq!(ok.item::<f32>().unwrap(), (16 << 20) as f32);
+    println!("CHILD-DONE");
+}

@@ -7,6 +7,8 @@
 //! 3. Builds mlx-c as a static library with CMake (provisioning CMake from PyPI when none
 //!    is on `PATH`), always optimised.
 //! 4. Links mlx-c statically and MLX dynamically, and publishes `DEP_MLX_*` metadata.
+//! 5. Compiles `src/shim.cpp` and, on Linux, names MLX's bundled BLAS/LAPACK to the
+//!    linker so that the shim's `xerbla_` replaces their exiting one (see `native.rs`).
 //!
 //! Every failure ends the build with one `cargo::error` line that says what to do.
 
@@ -14,6 +16,7 @@ mod cache;
 mod cmake_tool;
 mod mlx;
 mod mlx_c;
+mod native;
 mod pins;
 mod python;
 
@@ -61,6 +64,7 @@ fn run() -> Step<()> {
     }
     println!("cargo:rerun-if-changed=build");
     println!("cargo:rerun-if-changed=src/format_shim.h");
+    println!("cargo:rerun-if-changed=src/shim.cpp");
 
     let target = Target::from_env()?;
     let out_dir = PathBuf::from(env::var("OUT_DIR")?);
@@ -72,6 +76,9 @@ fn run() -> Step<()> {
     let mlx_c_lib = build_mlx_c(&target, &cmake, &mlx, &mlx_c_src, &manifest_dir)?;
 
     emit_link(&target, &mlx, &mlx_c_lib);
+    native::build_shim(&target, &mlx, &manifest_dir, &out_dir)?;
+    let blas = native::blas_interposition(&target, &mlx, &out_dir)?;
+    println!("cargo:rustc-env=MLX_SYS_BLAS_HOOKED={}", blas.len());
     println!("cargo:libdir={}", mlx.runtime_lib_dir.display());
     println!("cargo:include={}", mlx.include_dir().display());
     println!("cargo:mlxc_include={}", mlx_c_src.display());

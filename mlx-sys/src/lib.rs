@@ -50,3 +50,38 @@ pub const MLX_LIBDIR: &str = env!("MLX_SYS_LIBDIR");
 
 /// Which prebuilt MLX was linked: `cpu`, `cuda`, `metal`, or `custom` (`MLX_DIR`).
 pub const MLX_BACKEND: &str = env!("MLX_SYS_BACKEND");
+
+/// How many BLAS/LAPACK libraries bundled with MLX were named to the linker so that the
+/// `xerbla_` of this crate's shim replaces theirs, which exits the process on an illegal
+/// argument; 0 where MLX brings none (macOS) or off Linux.
+pub const BLAS_LIBS_HOOKED: usize = parse_count(env!("MLX_SYS_BLAS_HOOKED"));
+
+const fn parse_count(s: &str) -> usize {
+    let (bytes, mut i, mut n) = (s.as_bytes(), 0, 0);
+    while i < bytes.len() {
+        n = n * 10 + (bytes[i] - b'0') as usize;
+        i += 1;
+    }
+    n
+}
+
+extern "C" {
+    /// The BLAS/LAPACK error handler of this crate's shim (`XERBLA(SRNAME, INFO)`): throws
+    /// a C++ exception naming the routine and the argument, which MLX turns into an error
+    /// of the evaluation, where the reference version ends the process. Not to be called
+    /// from Rust (the exception must not reach Rust frames); its address tells whether it
+    /// is the `xerbla_` the process resolves.
+    pub fn xerbla_(
+        srname: *const ::std::os::raw::c_char,
+        info: *const ::std::os::raw::c_int,
+        len: usize,
+    );
+
+    /// Finishes the work queued on the stream with index `index` and ends the worker
+    /// thread MLX keeps for it (MLX 0.32.2 never ends them itself). Returns 1 when a
+    /// thread was ended, 0 when the stream had none, -1 on failure. A later use of the
+    /// stream starts a new worker. Only for MLX 0.32.2 (it reaches into the scheduler's
+    /// private state as that version lays it out); the caller must make sure no other
+    /// thread is queueing work on the stream.
+    pub fn mlx_rs_release_stream_thread(index: ::std::os::raw::c_int) -> ::std::os::raw::c_int;
+}

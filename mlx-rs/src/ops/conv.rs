@@ -22,7 +22,9 @@ fn check_at_least(op: &str, what: &str, values: &[i32], min: i32) -> Result<()> 
     Ok(())
 }
 
-/// `out`, MLX's lazy convolution of `input` by `weight`, unless either is empty.
+/// `out`, MLX's lazy convolution of `input` by `weight`, unless it or either operand is
+/// empty (then never run: MLX's CPU convolutions hand such shapes to BLAS with a leading
+/// dimension of 0, which the reference BLAS rejects by exiting the process).
 ///
 /// MLX's convolution kernels divide by the number of input channels and hand zero sizes
 /// to BLAS, which kills the process (SIGFPE, or the reference BLAS exiting). With an
@@ -30,7 +32,7 @@ fn check_at_least(op: &str, what: &str, values: &[i32], min: i32) -> Result<()> 
 /// element at all), so the result is zeros of MLX's output shape; a kernel with a
 /// spatial size of 0 has no meaning and is an error.
 fn zero_size_conv(op: &str, input: &Array, weight: &Array, out: Array) -> Result<Array> {
-    if input.size() != 0 && weight.size() != 0 {
+    if input.size() != 0 && weight.size() != 0 && out.size() != 0 {
         return Ok(out);
     }
     let w = weight.shape();

@@ -73,7 +73,7 @@ fn take_failure() -> Option<Failure> {
 pub(crate) fn closure_status(f: impl FnOnce() -> c_int) -> Result<()> {
     let location = Location::caller();
     install_error_handler();
-    let code = f();
+    let code = crate::graph_stack::run(f); // MLX's transforms recurse over the graph
     let failure = take_failure();
     if code == 0 {
         // A failure that MLX caught and recovered from (none known) is not ours to report.

@@ -1,0 +1,250 @@
+//! The memory limits the operating system puts on this process, besides physical memory:
+//! `ulimit -v` (`RLIMIT_AS`, address space), `ulimit -d` (`RLIMIT_DATA`, private writable
+//! memory since Linux 4.7) and the memory limit of the process's cgroup (v2 `memory.max`
+//! or v1 `memory.limit_in_bytes`, of its cgroup and every ancestor). An allocation past
+//! any of them fails; MLX's CPU allocator does not check, and writes through the null
+//! pointer. [`headroom`] is what is left under the tightest one; the memory guard
+//! (`raw::check_fits`) refuses arrays larger than it.
+//!
+//! Reading these costs system calls and small `/proc` and `/sys` reads, so the result is
+//! kept for [`FRESH`] and recomputed only for arrays that are not small next to it.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// How long a computed headroom is reused for small arrays.
+const FRESH: Duration = Duration::from_millis(50);
+
+/// An array smaller than this fraction of the last known headroom is checked against it
+/// without recomputing.
+const SMALL_FRACTION: u128 = 16;
+
+/// Room left under the tightest limit, and a description of that limit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Headroom {
+    /// Bytes that may still be allocated.
+    pub(crate) bytes: u128,
+    /// The limit, for messages: e.g. `address-space limit (ulimit -v) 2.0 GiB`.
+    pub(crate) limit: String,
+    /// The limit's size in bytes.
+    pub(crate) limit_bytes: u128,
+}
+
+struct Cached {
+    at: Instant,
+    value: Option<Headroom>,
+}
+
+static CACHE: Mutex<Option<Cached>> = Mutex::new(None);
+
+/// The headroom under the process's limits for an allocation of `need` bytes, or `None`
+/// when no limit applies.
+pub(crate) fn headroom(need: u128) -> Option<Headroom> {
+    let mut cache = CACHE.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(c) = cache.as_ref() {
+        let small = match &c.value {
+            Some(h) => need.saturating_mul(SMALL_FRACTION) < h.bytes,
+            None => true,
+        };
+        if small && c.at.elapsed() < FRESH {
+            return c.value.clone();
+        }
+    }
+    let value = compute();
+    *cache = Some(Cached {
+        at: Instant::now(),
+        value: value.clone(),
+    });
+    value
+}
+
+/// The address-space room left under `RLIMIT_AS`, if it is set (for the deep stack's
+/// reservation).
+pub(crate) fn address_space_room() -> Option<u128> {
+    let limit = rlimit(libc::RLIMIT_AS as _)?;
+    let (size, _) = statm()?;
+    Some(limit.saturating_sub(size))
+}
+
+fn compute() -> Option<Headroom> {
+    let mut best: Option<Headroom> = None;
+    let mut consider = |bytes: u128, limit: String, limit_bytes: u128| {
+        if best.as_ref().is_none_or(|b| bytes < b.bytes) {
+            best = Some(Headroom {
+                bytes,
+                limit,
+                limit_bytes,
+            });
+        }
+    };
+    let usage = statm();
+    if let (Some(limit), Some((size, _))) = (rlimit(libc::RLIMIT_AS as _), usage) {
+        consider(
+            limit.saturating_sub(size),
+            "address-space limit (ulimit -v)".into(),
+            limit,
+        );
+    }
+    if cfg!(target_os = "linux") {
+        if let (Some(limit), Some((_, data))) = (rlimit(libc::RLIMIT_DATA as _), usage) {
+            consider(
+                limit.saturating_sub(data),
+                "data-segment limit (ulimit -d)".into(),
+                limit,
+            );
+        }
+    }
+    if let Some((free, limit, path)) =
+        cgroup_room(Path::new("/proc/self/cgroup"), Path::new("/sys/fs/cgroup"))
+    {
+        consider(
+            free,
+            format!("cgroup memory limit ({})", path.display()),
+            limit,
+        );
+    }
+    best
+}
+
+/// The soft limit of `resource`, if finite.
+fn rlimit(resource: libc::c_int) -> Option<u128> {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct passed.
+    if unsafe { libc::getrlimit(resource as _, &mut r) } != 0 || r.rlim_cur == libc::RLIM_INFINITY {
+        return None;
+    }
+    Some(r.rlim_cur as u128)
+}
+
+/// `(address-space size, data + stack size)` in bytes, from `/proc/self/statm`.
+fn statm() -> Option<(u128, u128)> {
+    let text = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let fields: Vec<u128> = text
+        .split_whitespace()
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as u128;
+    Some((fields.first()? * page, fields.get(5)? * page))
+}
+
+/// The tightest cgroup memory limit over the process's cgroup and its ancestors:
+/// `(bytes free, limit, cgroup folder)`. `proc_cgroup` is `/proc/self/cgroup`, `root`
+/// the cgroup mount (`/sys/fs/cgroup`).
+pub(crate) fn cgroup_room(proc_cgroup: &Path, root: &Path) -> Option<(u128, u128, PathBuf)> {
+    let text = std::fs::read_to_string(proc_cgroup).ok()?;
+    let mut best: Option<(u128, u128, PathBuf)> = None;
+    for line in text.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+        let (base, limit_file, usage_file) = if controllers.is_empty() {
+            (root.to_path_buf(), "memory.max", "memory.current")
+        } else if controllers.split(',').any(|c| c == "memory") {
+            (
+                root.join("memory"),
+                "memory.limit_in_bytes",
+                "memory.usage_in_bytes",
+            )
+        } else {
+            continue;
+        };
+        for dir in cgroup_dirs(&base, path) {
+            let (Some(limit), Some(usage)) = (
+                read_number(&dir.join(limit_file)),
+                read_number(&dir.join(usage_file)),
+            ) else {
+                continue;
+            };
+            // v1 writes "no limit" as a huge page-rounded number.
+            if limit >= 1 << 62 {
+                continue;
+            }
+            let free = limit.saturating_sub(usage);
+            if best.as_ref().is_none_or(|b| free < b.0) {
+                best = Some((free, limit, dir));
+            }
+        }
+    }
+    best
+}
+
+/// The cgroup folder of `path` under `base` and its ancestors up to `base`. Inside a
+/// container the mount shows only the container's part of the tree, so leading parts of
+/// `path` that are not there are dropped.
+fn cgroup_dirs(base: &Path, path: &str) -> Vec<PathBuf> {
+    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+    let start = (0..=parts.len())
+        .find(|&i| base.join(parts[i..].join("/")).is_dir())
+        .unwrap_or(parts.len());
+    let rel = &parts[start..];
+    (0..=rel.len())
+        .rev()
+        .map(|n| base.join(rel[..n].join("/")))
+        .collect()
+}
+
+/// A number in a cgroup file (`max` for no limit gives `None`).
+fn read_number(path: &Path) -> Option<u128> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree(files: &[(&str, &str)]) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "mlx-rs-cgroup-{}-{}",
+            std::process::id(),
+            files.len()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        for (path, text) in files {
+            let p = dir.join(path);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn cgroup_v2_limit_of_the_tightest_ancestor() {
+        let d = tree(&[
+            ("proc", "0::/a/b\n"),
+            ("fs/a/memory.max", "1000\n"),
+            ("fs/a/memory.current", "900\n"),
+            ("fs/a/b/memory.max", "max\n"),
+            ("fs/a/b/memory.current", "500\n"),
+        ]);
+        let (free, limit, dir) = cgroup_room(&d.join("proc"), &d.join("fs")).unwrap();
+        assert_eq!((free, limit), (100, 1000));
+        assert!(dir.ends_with("fs/a"));
+    }
+
+    #[test]
+    fn cgroup_v1_memory_controller_inside_a_container() {
+        // The mount shows the container's own cgroup as its root.
+        let d = tree(&[
+            ("proc", "4:memory:/docker/abc\n3:cpu:/docker/abc\n"),
+            ("fs/memory/memory.limit_in_bytes", "2048\n"),
+            ("fs/memory/memory.usage_in_bytes", "48\n"),
+        ]);
+        let (free, limit, _) = cgroup_room(&d.join("proc"), &d.join("fs")).unwrap();
+        assert_eq!((free, limit), (2000, 2048));
+    }
+
+    #[test]
+    fn no_cgroup_limit() {
+        let d = tree(&[
+            ("proc", "4:memory:/x\n0::/\n"),
+            ("fs/memory/x/memory.limit_in_bytes", "9223372036854771712\n"),
+            ("fs/memory/x/memory.usage_in_bytes", "1\n"),
+            ("fs/memory.max", "max\n"),
+        ]);
+        assert_eq!(cgroup_room(&d.join("proc"), &d.join("fs")), None);
+    }
+}
