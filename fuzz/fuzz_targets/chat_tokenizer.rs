@@ -13,8 +13,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use mlx_fuzz::scratch;
-use qwen3_5::chat::{ChatOptions, ChatTemplate, Message, Role};
-use qwen3_5::tokenizer::Tokenizer;
+use mlx_lm::chat::{ChatOptions, ChatTemplate, Message, Role};
+use mlx_lm::tokenizer::Tokenizer;
 use serde_json::{json, Value};
 use std::sync::OnceLock;
 

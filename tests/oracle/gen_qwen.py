@@ -2,7 +2,8 @@
 
 Writes examples/qwen3_5/tests/fixtures/qwen/<variant>/ (config.json + safetensors, in the
 layout the variant tests) and <variant>.expected.json (prompt, logits, greedy ids) for
-the Rust tests in examples/qwen3_5/tests/.
+the Rust tests in examples/qwen3_5/tests/, and mlx-lm/tests/fixtures/sampling.expected.json
+(mlx-lm's filters, penalties and seeded draws) for the sampler's tests in mlx-lm/tests/.
 
 The models are built with mlx-lm's own qwen3_5 model class (so the forward pass is the
 reference one), with random weights; the Hugging Face layout variants are written by
@@ -30,7 +31,10 @@ from mlx_lm.utils import load_model, quantize_model
 
 assert mlx_lm.__version__ == "0.32.2", f"needs mlx-lm 0.32.2, found {mlx_lm.__version__}"
 
-OUT = Path(__file__).resolve().parent.parent.parent / "examples" / "qwen3_5" / "tests" / "fixtures" / "qwen"
+ROOT = Path(__file__).resolve().parent.parent.parent
+OUT = ROOT / "examples" / "qwen3_5" / "tests" / "fixtures" / "qwen"
+# The sampler lives in the mlx-lm crate, and so do its fixtures.
+SAMPLING_OUT = ROOT / "mlx-lm" / "tests" / "fixtures"
 
 # Ids >= REAL_VOCAB are "padding" rows (as 248077..248319 are in Qwen 3.5): the tied
 # variant gives them large logits so that greedy decoding picks them unless masked.
@@ -300,7 +304,7 @@ def sampling_cases():
         "draws": draws,
     }
     assert flat(logits) == logits_saved, "the logits were modified in place"
-    with open(OUT / "sampling.expected.json", "w") as f:
+    with open(SAMPLING_OUT / "sampling.expected.json", "w") as f:
         json.dump(doc, f, separators=(",", ":"))
 
 

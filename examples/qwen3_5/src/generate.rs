@@ -15,8 +15,8 @@
 use crate::cache::{Cache, Checkpoint};
 use crate::error::{Error, Result};
 use crate::model::Model;
-use crate::sampling::{Sampler, SamplingParams};
 use crate::submitter::{LentStream, Submitter};
+use mlx_lm::{Sampler, SamplingParams};
 use mlx_rs::{ops, Array, Dtype};
 use std::time::{Duration, Instant};
 

@@ -43,15 +43,11 @@
 #![deny(missing_docs)]
 
 pub mod cache;
-pub mod chat;
 pub mod config;
 pub mod error;
 pub mod generate;
-pub mod hub;
 pub mod model;
-pub mod sampling;
 mod submitter;
-pub mod tokenizer;
 pub mod weights;
 
 pub use cache::Cache;
@@ -60,8 +56,8 @@ pub use error::{Error, Result};
 pub use generate::{
     FinishReason, GenerateOptions, Generation, GenerationStats, QWEN3_5_REAL_VOCAB_SIZE,
 };
+pub use mlx_lm::{Sampler, SamplingParams};
 pub use model::Model;
-pub use sampling::{Sampler, SamplingParams};
 
 /// Loads a model folder (`config.json` + safetensors, Hugging Face or MLX layout, dense
 /// or MLX-quantized). Strict: the error names a missing, unexpected or mis-shaped tensor,

@@ -371,7 +371,7 @@ fn bad_input_fails_cleanly_everywhere() {
         "`tokenizer.json` garbage",
         Some(dry_run(&dir)),
         Some(lib("garbage tokenizer", || {
-            qwen3_5::tokenizer::Tokenizer::from_model_dir(&dir).map_err(|e| e.to_string())
+            mlx_lm::tokenizer::Tokenizer::from_model_dir(&dir).map_err(|e| e.to_string())
         })),
     );
 
@@ -385,7 +385,7 @@ fn bad_input_fails_cleanly_everywhere() {
         "chat template does not parse",
         Some(dry_run(&dir)),
         Some(lib("broken template", || {
-            qwen3_5::chat::ChatTemplate::from_model_dir(&dir).map_err(|e| e.to_string())
+            mlx_lm::chat::ChatTemplate::from_model_dir(&dir).map_err(|e| e.to_string())
         })),
     );
 

@@ -17,8 +17,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use common::{assert_logits_close, copy_to_temp, expected, VARIANTS};
-use qwen3_5::chat::{ChatOptions, ChatTemplate, Message};
-use qwen3_5::tokenizer::Tokenizer;
+use mlx_lm::chat::{ChatOptions, ChatTemplate, Message};
+use mlx_lm::tokenizer::Tokenizer;
 use qwen3_5::{GenerateOptions, SamplingParams};
 use serde_json::{json, Value};
 

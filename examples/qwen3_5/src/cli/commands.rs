@@ -6,10 +6,10 @@ use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use mlx_lm::chat::{ChatOptions, ChatTemplate, Message};
+use mlx_lm::hub::{self, HubOptions};
+use mlx_lm::tokenizer::Tokenizer;
 use mlx_rs::{Device, Dtype};
-use qwen3_5::chat::{ChatOptions, ChatTemplate, Message};
-use qwen3_5::hub::{self, HubOptions};
-use qwen3_5::tokenizer::Tokenizer;
 
 use super::args::{
     ChatArgs, Command, DeviceArg, GenerateArgs, LogitsArgs, ModelArgs, SamplingArgs,

@@ -374,7 +374,7 @@ mod tests {
     }
 
     fn temp(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("qwen3_5-hub-{name}-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("mlx-lm-hub-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         dir

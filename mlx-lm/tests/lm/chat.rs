@@ -2,21 +2,24 @@
 //! by transformers' own `render_jinja_template` (tests/fixtures/chat_template.json, from
 //! tests/oracle/gen_tokenizer.py), plus loading from a model folder and error cases.
 //!
-//! tests/fixtures/qwen3_5_chat_template.jinja is Qwen 3.5's published template (the one of
-//! Qwen/Qwen3.5-27B) with the generation tail of the small models (0.8B–9B), whose thinking
-//! is off unless `enable_thinking=true`.
+//! examples/qwen3_5/tests/fixtures/qwen3_5_chat_template.jinja is Qwen 3.5's published
+//! template (the one of Qwen/Qwen3.5-27B) with the generation tail of the small models
+//! (0.8B–9B), whose thinking is off unless `enable_thinking=true`.
 
 use std::path::{Path, PathBuf};
 
-use qwen3_5::chat::{ChatError, ChatOptions, ChatTemplate, Message, Role};
+use mlx_lm::chat::{ChatError, ChatOptions, ChatTemplate, Message, Role};
 use serde_json::{json, Value};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
+/// Qwen 3.5's template stays with the Qwen 3.5 example, whose tests and README use it too.
 fn qwen_source() -> String {
-    std::fs::read_to_string(fixtures().join("qwen3_5_chat_template.jinja")).unwrap()
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/qwen3_5/tests/fixtures/qwen3_5_chat_template.jinja");
+    std::fs::read_to_string(path).unwrap()
 }
 
 fn qwen() -> ChatTemplate {

@@ -1,12 +1,10 @@
 //! Sampling against mlx-lm 0.32.2's filters, penalties and seeded draws
 //! (tests/oracle/gen_qwen.py), plus behaviour checks.
 
-mod common;
+use crate::common::{self, cpu};
 
-use common::cpu;
-
+use mlx_lm::{Sampler, SamplingParams};
 use mlx_rs::{Array, Dtype};
-use qwen3_5::{Sampler, SamplingParams};
 use serde_json::Value;
 
 fn fixture() -> Value {

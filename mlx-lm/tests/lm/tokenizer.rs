@@ -14,13 +14,13 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-mod common;
+use crate::common;
 
-use qwen3_5::tokenizer::{Tokenizer, TokenizerError};
+use mlx_lm::tokenizer::{Tokenizer, TokenizerError};
 use serde_json::{json, Value};
 
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
 /// The real Qwen 3.5 tokenizer (built once per lock file, loaded once per process).

@@ -1,0 +1,47 @@
+//! Language models on MLX from Rust: the pieces every model crate shares.
+//!
+//! A model crate (such as `examples/qwen3_5` in this workspace) defines its configuration
+//! and forward pass; what is not specific to one model lives here:
+//!
+//! - [`tokenizer`]: `tokenizer.json` through the `tokenizers` crate, and streaming
+//!   detokenization that never splits a UTF-8 character ([`tokenizer::StreamDecoder`]);
+//! - [`chat`]: Hugging Face chat templates rendered with minijinja the way transformers
+//!   renders them with Jinja2;
+//! - [`sampling`]: greedy, temperature, top-k, top-p, min-p, repetition and presence
+//!   penalties, seeded draws, all lazy on the device, in mlx-lm's order;
+//! - [`hub`]: a local model folder or a Hugging Face model id, downloaded into the Hugging
+//!   Face cache with progress bars.
+//!
+//! ```
+//! use mlx_lm::{Sampler, SamplingParams};
+//! let sampler = Sampler::new(SamplingParams { temperature: 0.7, top_p: 0.9, ..Default::default() })?;
+//! assert_eq!(sampler.params().top_p, 0.9);
+//! # Ok::<(), mlx_lm::Error>(())
+//! ```
+//!
+//! # What comes next
+//!
+//! This crate grows out of the Qwen 3.5 example. Next to move here from it: a `LanguageModel` trait (forward over a cache, a new cache, config and
+//! tokenizer metadata); the caches (attention KV, and the DeltaNet conv and recurrent
+//! state); checkpoint loading through `mlx_rs::nn::Module::update` (a `sanitize` step per
+//! model, quantization read from the config, strict keys); generation (a streaming
+//! iterator, pipelined decode, stop tokens, statistics); the kernels shared by that family
+//! of models (the gated delta rule, the attention decode kernel, the CPU GEMM); and the
+//! command line (`generate`, `chat`, `logits`, `bench`) as a library function that a model
+//! crate's `main.rs` calls.
+//!
+//! # Environment
+//!
+//! Library code reads no environment variables, except the Hugging Face conventions that
+//! [`hub`] follows (`HF_HOME`, `HF_TOKEN`, `HF_HUB_OFFLINE`, and `HF_ENDPOINT` through
+//! `hf-hub`) and `HOME` to expand a leading `~/` in a model path.
+#![deny(missing_docs)]
+
+pub mod chat;
+pub mod error;
+pub mod hub;
+pub mod sampling;
+pub mod tokenizer;
+
+pub use error::{Error, Result};
+pub use sampling::{Sampler, SamplingParams};
