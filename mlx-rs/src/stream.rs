@@ -13,16 +13,6 @@
 //! (each thread gets its own default streams). [`Array`](crate::Array) is `Send`: an
 //! array can be moved to another thread and used there; evaluate it on streams of that
 //! thread.
-//!
-//! # Worker threads
-//!
-//! MLX runs each stream's CPU work on a thread of its own, started when the stream first
-//! gets work, and MLX 0.32 never ends it. mlx-rs ends it when the stream can no longer be
-//! used: when the last handle of a [`Stream::new`] stream is dropped, and, for the streams
-//! a thread gets from MLX (its default streams, its [`ThreadLocalStream`] streams), when
-//! that thread ends (or calls [`clear_streams`]). Each end first finishes the work queued
-//! on the stream. So threads that come and go, or streams made over and over, do not pile
-//! up threads.
 
 use crate::device::Device;
 use crate::raw::{status, MlxString};
@@ -30,7 +20,6 @@ use crate::Result;
 use mlx_sys as sys;
 use std::cell::RefCell;
 use std::marker::PhantomData;
-use std::rc::Rc;
 
 /// A queue of work on one device. Not `Send`/`Sync`: see the `stream` module docs
 /// (streams belong to their thread).
@@ -42,9 +31,6 @@ pub struct Stream {
     raw: sys::mlx_stream,
     /// MLX's message when the stream could not be made (`raw` is then empty).
     failure: Option<String>,
-    /// For a stream made by [`Stream::new`]: shared by its clones; the last one ends the
-    /// stream's worker thread.
-    owner: Option<Rc<Owner>>,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -53,7 +39,6 @@ impl Stream {
         Stream {
             raw,
             failure: None,
-            owner: None,
             _not_send: PhantomData,
         }
     }
@@ -82,40 +67,10 @@ impl Stream {
     }
 
     /// A new stream on `device`, owned by this thread.
-    ///
-    /// MLX runs a stream's CPU work on a thread of its own, started at the stream's first
-    /// use. When the last handle to the stream (it and its clones) is dropped, that thread
-    /// finishes the queued work and ends (dropping waits for it), so making streams over
-    /// and over does not pile up threads (see the module docs).
     pub fn new(device: &Device) -> Stream {
         crate::error::install_error_handler();
         // SAFETY: creates a new handle, owned by the returned value.
-        let mut s = Stream::made(unsafe { sys::mlx_stream_new_device(device.as_raw()) });
-        if let Some(index) = s.adopt() {
-            s.owner = Some(Rc::new(Owner(index)));
-        }
-        s
-    }
-
-    /// Registers this stream as one of this thread's (its worker thread is ended when
-    /// this thread ends); returns its index.
-    fn adopt(&self) -> Option<i32> {
-        if self.raw.ctx.is_null() {
-            return None;
-        }
-        let mut index = 0;
-        // SAFETY: reads a live handle.
-        if unsafe { sys::mlx_stream_get_index(&mut index, self.raw) } != 0 {
-            crate::error::take_message();
-            return None;
-        }
-        let _ = OWNED.try_with(|o| {
-            let mut o = o.borrow_mut();
-            if !o.0.contains(&index) {
-                o.0.push(index);
-            }
-        });
-        Some(index)
+        Stream::made(unsafe { sys::mlx_stream_new_device(device.as_raw()) })
     }
 
     /// This thread's default stream on `device`.
@@ -123,7 +78,6 @@ impl Stream {
         crate::error::install_error_handler();
         let mut s = Stream::from_raw(unsafe { sys::mlx_stream_new() });
         status(|| unsafe { sys::mlx_get_default_stream(&mut s.raw, device.as_raw()) })?;
-        s.adopt();
         Ok(s)
     }
 
@@ -131,9 +85,7 @@ impl Stream {
     pub fn cpu() -> Stream {
         crate::error::install_error_handler();
         // SAFETY: returns a new handle, owned by the returned value.
-        let s = Stream::made(unsafe { sys::mlx_default_cpu_stream_new() });
-        s.adopt();
-        s
+        Stream::made(unsafe { sys::mlx_default_cpu_stream_new() })
     }
 
     /// This thread's default GPU stream (fails at first use if there is no GPU; see
@@ -141,9 +93,7 @@ impl Stream {
     pub fn gpu() -> Stream {
         crate::error::install_error_handler();
         // SAFETY: returns a new handle, owned by the returned value.
-        let s = Stream::made(unsafe { sys::mlx_default_gpu_stream_new() });
-        s.adopt();
-        s
+        Stream::made(unsafe { sys::mlx_default_gpu_stream_new() })
     }
 
     /// Whether MLX made this stream; `false` e.g. for [`Stream::gpu`] without a GPU
@@ -200,7 +150,6 @@ impl Clone for Stream {
             s.failure = self.failure.clone();
             return s;
         }
-        s.owner = self.owner.clone();
         // SAFETY: copies a live handle into an owned one.
         unsafe { sys::mlx_stream_set(&mut s.raw, self.raw) };
         s
@@ -241,8 +190,6 @@ impl std::fmt::Debug for Stream {
 }
 
 thread_local! {
-    /// This thread's streams, for ending their workers with it.
-    static OWNED: RefCell<OwnedStreams> = const { RefCell::new(OwnedStreams(Vec::new())) };
     /// Streams pushed by `with_stream`, innermost last.
     static SCOPED: RefCell<Vec<Stream>> = const { RefCell::new(Vec::new()) };
     /// The default stream of the default device, cached for this thread.
@@ -356,45 +303,7 @@ pub fn streams() -> Result<Vec<Stream>> {
 /// stream is dropped too.
 pub fn clear_streams() -> Result<()> {
     forget_cached_default();
-    status(|| unsafe { sys::mlx_clear_streams() })?;
-    // This thread can no longer use them: end their worker threads now.
-    let owned = OWNED.try_with(|o| std::mem::take(&mut o.borrow_mut().0));
-    for index in owned.unwrap_or_default() {
-        release_worker(index);
-    }
-    Ok(())
-}
-
-/// Ends MLX's worker thread of stream `index` (after its queued work), if the MLX
-/// loaded is the one whose scheduler mlx-sys's shim knows.
-fn release_worker(index: i32) {
-    static KNOWN_MLX: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    if *KNOWN_MLX.get_or_init(|| crate::version() == sys::MLX_VERSION) {
-        // SAFETY: the stream belongs to this thread (MLX's encoders for it are
-        // thread-local), which queues nothing on it while this runs.
-        unsafe { sys::mlx_rs_release_stream_thread(index) };
-    }
-}
-
-/// The streams a thread made (its default streams, its streams of [`ThreadLocalStream`]s,
-/// those made by [`Stream::new`]): their worker threads end when the thread does.
-struct OwnedStreams(Vec<i32>);
-
-impl Drop for OwnedStreams {
-    fn drop(&mut self) {
-        for &index in &self.0 {
-            release_worker(index);
-        }
-    }
-}
-
-/// A [`Stream::new`] stream's index, shared by its handles: the last one ends its worker.
-struct Owner(i32);
-
-impl Drop for Owner {
-    fn drop(&mut self) {
-        release_worker(self.0);
-    }
+    status(|| unsafe { sys::mlx_clear_streams() })
 }
 
 /// A stream that is distinct on every thread that uses it: each thread that calls
@@ -424,7 +333,6 @@ impl ThreadLocalStream {
     pub fn get(&self) -> Result<Stream> {
         let mut s = Stream::from_raw(unsafe { sys::mlx_stream_new() });
         status(|| unsafe { sys::mlx_stream_from_thread_local(&mut s.raw, self.raw) })?;
-        s.adopt();
         Ok(s)
     }
 
@@ -467,9 +375,5 @@ impl Stream {
 
 /// Blocks until all work queued on this thread's default stream has finished.
 pub fn synchronize() -> Result<()> {
-    // Through `default_for`, so that the stream is counted as one of this thread's.
-    match Device::default_device().and_then(|d| Stream::default_for(&d)) {
-        Ok(s) => s.synchronize(),
-        Err(_) => crate::raw::eval_status(|| unsafe { sys::mlx_synchronize_default() }),
-    }
+    crate::raw::eval_status(|| unsafe { sys::mlx_synchronize_default() })
 }

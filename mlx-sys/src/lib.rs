@@ -77,11 +77,4 @@ extern "C" {
         len: usize,
     );
 
-    /// Finishes the work queued on the stream with index `index` and ends the worker
-    /// thread MLX keeps for it (MLX 0.32.2 never ends them itself). Returns 1 when a
-    /// thread was ended, 0 when the stream had none, -1 on failure. A later use of the
-    /// stream starts a new worker. Only for MLX 0.32.2 (it reaches into the scheduler's
-    /// private state as that version lays it out); the caller must make sure no other
-    /// thread is queueing work on the stream.
-    pub fn mlx_rs_release_stream_thread(index: ::std::os::raw::c_int) -> ::std::os::raw::c_int;
 }
