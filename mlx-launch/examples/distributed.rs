@@ -1,7 +1,8 @@
 //! Data-parallel training on several processes: each rank fits a linear model to its
 //! slice of a synthetic data set, and the ranks average their gradients with `all_sum`
 //! every step, so all of them end with the model one process would get from the whole
-//! batch. Run it under the launcher (alone it is a group of one and trains on everything):
+//! batch. Run it under the launcher (alone it is a group of one and trains on everything;
+//! `--backend NAME` asks for one backend strictly, e.g. `nccl` under `mlx-launch --backend nccl`):
 //!
 //! ```text
 //! cargo build --release -p mlx-launch --bins --examples
@@ -33,7 +34,16 @@ fn dataset() -> Result<(Array, Array)> {
 }
 
 fn main() -> Result<()> {
-    let group = Group::init(Backend::Any, false)?;
+    // `--backend NAME` (any, ring, mpi, nccl, jaccl) asks for that backend strictly.
+    let args: Vec<String> = std::env::args().collect();
+    let group = match args.iter().position(|a| a == "--backend") {
+        Some(i) => {
+            let name = args.get(i + 1).map_or("", String::as_str);
+            let backend: Backend = name.parse()?;
+            Group::init(backend, true)?
+        }
+        None => Group::init(Backend::Any, false)?,
+    };
     let (rank, size) = (group.rank(), group.size());
     let backend = group
         .backend()
