@@ -26,7 +26,7 @@ enum LaunchBackend {
 ///
 /// Every process gets the environment MLX reads to join the group (MLX_RANK, and for ring
 /// MLX_HOSTFILE, for NCCL MLX_WORLD_SIZE, NCCL_HOST_IP and NCCL_PORT). Output lines are
-/// prefixed with "[rank] ". When one process fails, the others are stopped and
+/// prefixed with `[rank] `. When one process fails, the others are stopped and
 /// mlx-launch exits with the failing process's code.
 #[derive(Debug, Parser)]
 #[command(name = "mlx-launch", version, about, long_about)]
