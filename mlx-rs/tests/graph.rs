@@ -1,5 +1,7 @@
 //! Graph inspection: MLX's listing and DOT export of a lazy graph.
 
+mod common;
+
 use mlx_rs::{graph, ops, Array};
 
 fn f32s(v: &[f32], shape: &[i32]) -> Array {
@@ -60,28 +62,7 @@ fn bad_names_and_empty_graphs() {
 
 // ---- issue 21 part B: graph walks of deep graphs ---------------------------------------
 
-/// Runs this test binary again with only `test` and `MLX_RS_CHILD=1` (plus `envs`), so
-/// that an abort or a signal fails the test instead of ending the runner; the child
-/// prints CHILD-DONE when it got to the end.
-fn child_ok(test: &str, envs: &[(&str, &str)]) {
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", test, "--nocapture", "--test-threads=1"])
-        .env("MLX_RS_CHILD", "1")
-        .envs(envs.iter().copied())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains("CHILD-DONE"),
-        "child {test} ended with {:?}:\n{stdout}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn is_child() -> bool {
-    std::env::var_os("MLX_RS_CHILD").is_some()
-}
+use common::{child_ok, is_child};
 
 /// One entry point's run, on a thread of its own.
 type Case = Box<dyn FnOnce() -> mlx_rs::Result<String> + Send>;

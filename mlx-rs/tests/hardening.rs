@@ -3,6 +3,8 @@
 //! the work, and `Stream::gpu()` as the first MLX call of a CPU-only build. Each must give
 //! a defined result or a clear `Err`, and the process must survive.
 
+mod common;
+
 use mlx_rs::transforms::{compile, grad, vmap};
 use mlx_rs::{memory, ops, s, Array, Device, Dtype, Error, Stream};
 use std::sync::Mutex;
@@ -381,29 +383,13 @@ fn gpu_device_first_then_stream_does_not_exit() {
 // `MLX_RS_CHILD=1`), so that an exit, an abort or a signal fails the test instead of
 // ending the runner; the child prints CHILD-DONE when it got to the end.
 
-fn child_ok(test: &str, envs: &[(&str, &str)]) -> String {
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", test, "--nocapture", "--test-threads=1"])
-        .env("MLX_RS_CHILD", "1")
-        .envs(envs.iter().copied())
-        .output()
-        .unwrap();
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
-    assert!(
-        out.status.success() && stdout.contains("CHILD-DONE"),
-        "child {test} {envs:?} ended with {:?}:\n{stdout}\n{stderr}",
-        out.status
-    );
-    // Nothing may have printed the reference BLAS's farewell.
-    assert!(!stderr.contains("On entry to"), "{stderr}");
-    stdout.into_owned()
-}
+use common::is_child;
 
-fn is_child() -> bool {
-    std::env::var_os("MLX_RS_CHILD").is_some()
+/// [`common::child_ok`], and nothing may have printed the reference BLAS's farewell.
+fn child_ok(test: &str, envs: &[(&str, &str)]) -> String {
+    let (stdout, stderr) = common::child_ok(test, envs);
+    assert!(!stderr.contains("On entry to"), "{stderr}");
+    stdout
 }
 
 #[test]

@@ -2,32 +2,12 @@
 
 use std::path::{Path, PathBuf};
 
+pub use crate::close::assert_close;
 pub use crate::tiny_tokenizer::write_tiny_tokenizer;
 
 /// The folder of the committed fixtures.
 pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
-
-/// Asserts `actual` is within `atol + rtol·|expected|` of `expected`, element-wise.
-pub fn assert_close(what: &str, actual: &[f32], expected: &[f32], atol: f32, rtol: f32) {
-    assert_eq!(actual.len(), expected.len(), "{what}: length");
-    let mut worst = (0usize, 0f32);
-    for (i, (a, e)) in actual.iter().zip(expected).enumerate() {
-        let err = (a - e).abs();
-        let allowed = atol + rtol * e.abs();
-        if err > allowed && err - allowed > worst.1 {
-            worst = (i, err - allowed);
-        }
-        assert!(a.is_finite(), "{what}: non-finite value at {i}");
-    }
-    assert!(
-        worst.1 == 0.0,
-        "{what}: element {} is {} but expected {} (atol {atol}, rtol {rtol})",
-        worst.0,
-        actual[worst.0],
-        expected[worst.0]
-    );
 }
 
 /// Runs `f` with this thread's default CPU stream as the current stream.

@@ -7,6 +7,7 @@
 //! - `sampling`: the sampler against mlx-lm's filters, penalties and seeded draws.
 
 mod chat;
+mod close;
 mod common;
 mod sampling;
 mod tiny_tokenizer;

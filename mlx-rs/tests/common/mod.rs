@@ -187,3 +187,28 @@ pub mod tol {
     /// bfloat16 results.
     pub const BF16: (f64, f64) = (1e-2, 1e-2);
 }
+
+/// Runs this test binary again with only `test` and `MLX_RS_CHILD=1` (plus `envs`), so
+/// that an exit, an abort or a signal fails the test instead of ending the runner; the
+/// child prints CHILD-DONE when it got to the end. Returns the child's (stdout, stderr).
+pub fn child_ok(test: &str, envs: &[(&str, &str)]) -> (String, String) {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env("MLX_RS_CHILD", "1")
+        .envs(envs.iter().copied())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success() && stdout.contains("CHILD-DONE"),
+        "child {test} {envs:?} ended with {:?}:\n{stdout}\n{stderr}",
+        out.status
+    );
+    (stdout, stderr)
+}
+
+/// Whether this process is a child started by [`child_ok`].
+pub fn is_child() -> bool {
+    std::env::var_os("MLX_RS_CHILD").is_some()
+}

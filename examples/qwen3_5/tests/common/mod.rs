@@ -117,26 +117,9 @@ pub fn expected(variant: &str) -> Expected {
     }
 }
 
-/// Asserts `actual` is within the logits tolerance of `expected`, element-wise.
-pub fn assert_close(what: &str, actual: &[f32], expected: &[f32], atol: f32, rtol: f32) {
-    assert_eq!(actual.len(), expected.len(), "{what}: length");
-    let mut worst = (0usize, 0f32);
-    for (i, (a, e)) in actual.iter().zip(expected).enumerate() {
-        let err = (a - e).abs();
-        let allowed = atol + rtol * e.abs();
-        if err > allowed && err - allowed > worst.1 {
-            worst = (i, err - allowed);
-        }
-        assert!(a.is_finite(), "{what}: non-finite value at {i}");
-    }
-    assert!(
-        worst.1 == 0.0,
-        "{what}: element {} is {} but expected {} (atol {atol}, rtol {rtol})",
-        worst.0,
-        actual[worst.0],
-        expected[worst.0]
-    );
-}
+#[path = "../../../../mlx-lm/tests/lm/close.rs"]
+mod close;
+pub use close::assert_close;
 
 /// Relative (to the row's largest logit) tolerance between bf16 logits computed on
 /// different devices (GPU against CPU): four bf16 ulps of the scale. Matmuls accumulate in
