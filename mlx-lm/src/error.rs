@@ -3,6 +3,7 @@
 use crate::chat::ChatError;
 use crate::hub::HubError;
 use crate::tokenizer::TokenizerError;
+use std::path::PathBuf;
 
 /// Everything that can go wrong in this crate.
 ///
@@ -27,6 +28,41 @@ pub enum Error {
     /// A model could not be found or downloaded.
     #[error(transparent)]
     Hub(#[from] HubError),
+    /// A file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// A JSON file could not be parsed.
+    #[error("{path}: invalid JSON: {source}")]
+    Json {
+        /// The file.
+        path: PathBuf,
+        /// What the parser said.
+        source: serde_json::Error,
+    },
+    /// `config.json` lacks a field, has an invalid value, or describes a model the crate
+    /// does not run. The message names the field.
+    #[error("config: {0}")]
+    Config(String),
+    /// The checkpoint does not match the configuration: a missing, unexpected or
+    /// mis-shaped tensor, a bad dtype, an unreadable safetensors file. The message names
+    /// the tensor (or file).
+    #[error("weights: {0}")]
+    Weights(String),
+}
+
+impl Error {
+    /// An [`Error::Io`] for `path`.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Error {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
 }
 
 /// `Result` with this crate's [`Error`].

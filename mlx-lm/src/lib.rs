@@ -37,11 +37,20 @@
 //! `hf-hub`) and `HOME` to expand a leading `~/` in a model path.
 #![deny(missing_docs)]
 
+pub mod cache;
 pub mod chat;
 pub mod error;
+pub mod generate;
 pub mod hub;
+pub mod model;
 pub mod sampling;
+mod submitter;
 pub mod tokenizer;
 
+pub use cache::Cache;
 pub use error::{Error, Result};
+pub use generate::{
+    generate, generate_with_cache, FinishReason, GenerateOptions, Generation, GenerationStats,
+};
+pub use model::LanguageModel;
 pub use sampling::{Sampler, SamplingParams};

@@ -47,7 +47,6 @@ pub mod config;
 pub mod error;
 pub mod generate;
 pub mod model;
-mod submitter;
 pub mod weights;
 
 pub use cache::Cache;

@@ -8,7 +8,7 @@
 use super::fused::{self, DecodeMode, DeltaHeads};
 use super::linear::{fixed, Linear, Projections};
 use super::{scalar_like, silu};
-use crate::cache::DeltaNetCache;
+use crate::cache::RecurrentCache;
 use crate::config::TextConfig;
 use crate::error::Result;
 use crate::weights::Weights;
@@ -98,7 +98,7 @@ impl GatedDeltaNet {
     }
 
     /// Runs the layer over `x` (`[B, S, hidden]`), continuing from and updating `cache`.
-    pub fn forward(&self, x: &Array, cache: &mut DeltaNetCache) -> Result<Array> {
+    pub fn forward(&self, x: &Array, cache: &mut RecurrentCache) -> Result<Array> {
         // One token: `[B, 1, hidden]`, or `[B, hidden]` (decode without the length axis).
         let single = x.ndim() == 2 || x.dim(1)? == 1;
         if single && DecodeMode::current().is_fused() {
@@ -211,7 +211,7 @@ impl GatedDeltaNet {
     /// One token (`x` `[B, 1, hidden]`): on a GPU the conv, norms, gates and delta step as
     /// one kernel; on the CPU the conv, norms and gates as one compiled graph and the step
     /// as compiled ops; the gated output norm compiled.
-    fn forward_decode(&self, x: &Array, cache: &mut DeltaNetCache) -> Result<Array> {
+    fn forward_decode(&self, x: &Array, cache: &mut RecurrentCache) -> Result<Array> {
         let (conv_state, state) = self.decode_state(x, cache)?;
         let (out, conv_state, state) = self.decode_step(x, &conv_state, &state)?;
         cache.conv = Some(conv_state);
@@ -221,7 +221,7 @@ impl GatedDeltaNet {
     }
 
     /// The carried conv inputs and recurrent state of `cache`, zeros for a fresh one.
-    pub(crate) fn decode_state(&self, x: &Array, cache: &DeltaNetCache) -> Result<(Array, Array)> {
+    pub(crate) fn decode_state(&self, x: &Array, cache: &RecurrentCache) -> Result<(Array, Array)> {
         let b = x.dim(0)?;
         let (hk, hv, dk, dv) = (self.hk, self.hv, self.dk, self.dv);
         let conv_state = match &cache.conv {
@@ -265,7 +265,7 @@ impl GatedDeltaNet {
         &self,
         h: &Array,
         norm: &Array,
-        cache: &mut DeltaNetCache,
+        cache: &mut RecurrentCache,
         eps: f32,
     ) -> Result<Option<Array>> {
         use super::matvec::{fits, matvec, Epilogue, Prologue};

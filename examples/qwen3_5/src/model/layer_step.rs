@@ -102,7 +102,7 @@ impl DecoderLayer {
         eps: f32,
     ) -> Result<(Array, Array)> {
         match (&self.mixer, cache) {
-            (Mixer::DeltaNet(m), LayerCache::DeltaNet(c)) => {
+            (Mixer::DeltaNet(m), LayerCache::Recurrent(c)) => {
                 let (conv_state, state) = m.decode_state(x, c)?;
                 let mut inputs = vec![h.clone(), x.clone(), conv_state, state];
                 inputs.extend(m.weights());

@@ -13,7 +13,7 @@ pub mod linear;
 pub mod matvec;
 pub mod mlp;
 
-use crate::cache::{Cache, DeltaNetCache, KvCache, LayerCache};
+use crate::cache::{Cache, KvCache, LayerCache, RecurrentCache};
 use crate::config::{Config, LayerType};
 use crate::error::{Error, Result};
 use crate::weights::{Layout, Weights};
@@ -73,7 +73,7 @@ impl DecoderLayer {
     /// its cache `lc`.
     fn mix(&self, x: &Array, lc: &mut LayerCache, i: usize) -> Result<Array> {
         match (&self.mixer, lc) {
-            (Mixer::DeltaNet(m), LayerCache::DeltaNet(c)) => m.forward(x, c),
+            (Mixer::DeltaNet(m), LayerCache::Recurrent(c)) => m.forward(x, c),
             (Mixer::Attention(m), LayerCache::Attention(c)) => m.forward(x, c),
             _ => Err(cache_mismatch(i)),
         }
@@ -169,11 +169,11 @@ impl Model {
             .layer_types
             .iter()
             .map(|t| match t {
-                LayerType::LinearAttention => LayerCache::DeltaNet(DeltaNetCache::default()),
+                LayerType::LinearAttention => LayerCache::Recurrent(RecurrentCache::default()),
                 LayerType::FullAttention => LayerCache::Attention(KvCache::default()),
             })
             .collect();
-        Cache { layers }
+        Cache::new(layers)
     }
 
     /// Logits `[B, T, vocab]` for `tokens` (`[B, T]`, integer ids) continuing the sequence
@@ -185,22 +185,7 @@ impl Model {
 
     /// Final-normed hidden states `[B, T, hidden]` for `tokens`, updating `cache`.
     pub fn hidden_states(&self, tokens: &Array, cache: &mut Cache) -> Result<Array> {
-        if tokens.ndim() != 2 {
-            return Err(Error::InvalidArgument(format!(
-                "tokens must be [batch, length], found shape {:?}",
-                tokens.shape()
-            )));
-        }
-        if tokens.dim(1)? == 0 {
-            return Err(Error::InvalidArgument("no tokens to process".into()));
-        }
-        if cache.layers.len() != self.layers.len() {
-            return Err(Error::InvalidArgument(format!(
-                "the cache has {} layers, the model {}",
-                cache.layers.len(),
-                self.layers.len()
-            )));
-        }
+        mlx_lm::model::check_input(tokens, cache, self.layers.len())?;
         let eps = self.config.text.rms_norm_eps;
         // A single token takes the compiled norm (and residual add + norm) in the fused
         // decode mode; otherwise the plain ops. Both compute the same values.
@@ -273,7 +258,7 @@ impl Model {
         for (i, (layer, lc)) in self.layers.iter().zip(cache.layers.iter_mut()).enumerate() {
             let norm_in = &layer.input_layernorm;
             let mixed = match (&layer.mixer, &mut *lc) {
-                (Mixer::DeltaNet(m), LayerCache::DeltaNet(c)) => {
+                (Mixer::DeltaNet(m), LayerCache::Recurrent(c)) => {
                     m.decode_dense(&h, norm_in, c, eps)?
                 }
                 (Mixer::Attention(m), LayerCache::Attention(c)) => {
@@ -309,8 +294,32 @@ impl Model {
     /// computing the head for every prompt position.
     pub fn forward_last(&self, tokens: &Array, cache: &mut Cache) -> Result<Array> {
         let h = self.hidden_states(tokens, cache)?;
-        let (b, t, d) = (h.dim(0)?, h.dim(1)?, h.dim(2)?);
-        let last = ops::slice(&h, &[0, t - 1, 0], &[b, t, d], &[1, 1, 1])?.reshape(&[b, d])?;
-        self.logits(&last)
+        self.logits(&mlx_lm::model::last_position(&h)?)
+    }
+}
+
+impl mlx_lm::LanguageModel for Model {
+    fn forward(&self, tokens: &Array, cache: &mut Cache) -> Result<Array> {
+        Model::forward(self, tokens, cache)
+    }
+
+    fn new_cache(&self) -> Cache {
+        Model::new_cache(self)
+    }
+
+    fn vocab_size(&self) -> i32 {
+        self.config.text.vocab_size
+    }
+
+    fn dtype(&self) -> Dtype {
+        Model::dtype(self)
+    }
+
+    fn prefill(&self, tokens: &Array, cache: &mut Cache) -> Result<()> {
+        self.hidden_states(tokens, cache).map(drop)
+    }
+
+    fn forward_last(&self, tokens: &Array, cache: &mut Cache) -> Result<Array> {
+        Model::forward_last(self, tokens, cache)
     }
 }

@@ -52,7 +52,7 @@ impl Submitter {
         let (steps, inbox) = mpsc::channel::<Message>();
         let (outbox, replies) = mpsc::channel::<Reply>();
         let thread = std::thread::Builder::new()
-            .name("qwen3_5-submit".into())
+            .name("mlx-lm-submit".into())
             .spawn(move || serve(inbox, outbox))
             .map_err(|e| Error::InvalidArgument(format!("cannot start the submit thread: {e}")))?;
         Ok(Submitter {
