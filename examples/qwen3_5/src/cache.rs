@@ -27,7 +27,7 @@ impl KvCache {
     pub fn update_buffers(&mut self, keys: &Array, values: &Array) -> Result<(Array, Array)> {
         let prev = self.offset;
         let (b, h, l, dk) = dims4(keys)?;
-        let dv = values.dim(3)?;
+        let dv = values.try_dim(3)?;
         let capacity = self.keys.as_ref().map(|k| k.shape()[2]).unwrap_or(0);
         if self.keys.is_none() || prev + l > capacity {
             let n_steps = (Self::STEP + l - 1) / Self::STEP;
@@ -74,8 +74,8 @@ impl KvCache {
     /// Appends `keys`/`values` (`[B, H, L, D]`) and returns all cached keys and values.
     pub fn update_and_fetch(&mut self, keys: &Array, values: &Array) -> Result<(Array, Array)> {
         let (k_buf, v_buf) = self.update_buffers(keys, values)?;
-        let (b, h, end) = (k_buf.dim(0)?, k_buf.dim(1)?, self.offset);
-        let (dk, dv) = (k_buf.dim(3)?, v_buf.dim(3)?);
+        let (b, h, end) = (k_buf.dim(0), k_buf.dim(1), self.offset);
+        let (dk, dv) = (k_buf.dim(3), v_buf.dim(3));
         let cap = k_buf.shape()[2];
         let (k_out, v_out) = if end < cap {
             (

@@ -567,7 +567,7 @@ fn step_ops(x: &[Array]) -> mlx_rs::Result<Vec<Array>> {
             x.len()
         )));
     };
-    let (hk, hv) = (q.dim(1)?, v.dim(1)?);
+    let (hk, hv) = (q.dim(1), v.dim(1));
     let (q, k) = if hv > hk {
         let r = hv / hk;
         (ops::repeat_axis(q, r, 1)?, ops::repeat_axis(k, r, 1)?)
@@ -781,7 +781,7 @@ fn decode_inputs_ops(h: DeltaHeads, x: &[Array]) -> mlx_rs::Result<Vec<Array>> {
             x.len()
         )));
     };
-    let (bsz, c, taps) = (qkv.dim(0)?, w.dim(0)?, w.dim(1)?);
+    let (bsz, c, taps) = (qkv.dim(0), w.dim(0), w.dim(1));
     let conv_input = ops::concatenate_axis(&[conv_state, qkv], 1)?;
     let new_state = ops::contiguous(
         &ops::slice(&conv_input, &[0, 1, 0], &[bsz, taps, c], &[1, 1, 1])?,
@@ -1054,7 +1054,7 @@ pub fn delta_decode(
             return launch_decode(path, heads, checked, x);
         }
     }
-    let bsz = qkv.dim(0)?;
+    let bsz = qkv.try_dim(0)?;
     // The compiled inputs take the [B, 1, ..] forms.
     let (qkv3, a3, b3);
     let (qkv, a, b, y_shape): (&Array, &Array, &Array, &[i32]) = if qkv.ndim() == 2 {

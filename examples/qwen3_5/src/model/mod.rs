@@ -191,7 +191,7 @@ impl Model {
                 tokens.shape()
             )));
         }
-        if tokens.dim(1)? == 0 {
+        if tokens.dim(1) == 0 {
             return Err(Error::InvalidArgument("no tokens to process".into()));
         }
         if cache.layers.len() != self.layers.len() {
@@ -204,7 +204,7 @@ impl Model {
         let eps = self.config.text.rms_norm_eps;
         // A single token takes the compiled norm (and residual add + norm) in the fused
         // decode mode; otherwise the plain ops. Both compute the same values.
-        let fused_step = tokens.dim(1)? == 1 && DecodeMode::current().is_fused();
+        let fused_step = tokens.dim(1) == 1 && DecodeMode::current().is_fused();
         let norm = |x: &Array, w: &Array| -> Result<Array> {
             if fused_step {
                 fused::rms_norm(x, w, eps)
@@ -229,7 +229,7 @@ impl Model {
         if flat {
             // Decode without the length axis: `[B, hidden]` activations multiply as plain
             // matrices (MLX wraps a `[B, 1, K]` product in a flatten and an unflatten).
-            let (b, d) = (h.dim(0)?, h.dim(2)?);
+            let (b, d) = (h.dim(0), h.dim(2));
             h = h.reshape(&[b, d])?;
         }
         if flat && !compiled_layers && matvec::enabled() {
@@ -309,7 +309,7 @@ impl Model {
     /// computing the head for every prompt position.
     pub fn forward_last(&self, tokens: &Array, cache: &mut Cache) -> Result<Array> {
         let h = self.hidden_states(tokens, cache)?;
-        let (b, t, d) = (h.dim(0)?, h.dim(1)?, h.dim(2)?);
+        let (b, t, d) = (h.dim(0), h.dim(1), h.dim(2));
         let last = ops::slice(&h, &[0, t - 1, 0], &[b, t, d], &[1, 1, 1])?.reshape(&[b, d])?;
         self.logits(&last)
     }
