@@ -206,15 +206,11 @@ impl Attention {
     }
 
     fn rope(&self, x: &Array, offset: i32) -> Result<Array> {
-        Ok(fast::rope(
-            x,
-            self.rope_dims,
-            false,
-            Some(self.rope_theta),
-            1.0,
-            offset,
-            None,
-        )?)
+        let options = fast::RopeOptions {
+            base: Some(self.rope_theta),
+            ..Default::default()
+        };
+        Ok(fast::rope(x, self.rope_dims, offset, options)?)
     }
 }
 
