@@ -8,7 +8,7 @@ use std::path::PathBuf;
 pub enum Error {
     /// MLX rejected an operation (or an array could not be built).
     #[error(transparent)]
-    Mlx(#[from] mlx_rs::Error),
+    Mlx(mlx_rs::Error),
     /// The shared language-model pieces failed: sampling (bad parameters, or MLX), the
     /// tokenizer, the chat template, the hub.
     #[error(transparent)]
@@ -48,6 +48,25 @@ pub enum Error {
 
 /// `Result` with this crate's [`Error`].
 pub type Result<T> = std::result::Result<T, Error>;
+
+impl From<mlx_rs::Error> for Error {
+    /// An error of this crate that went through MLX (returned inside a compiled closure)
+    /// comes back as itself; any other MLX error becomes [`Error::Mlx`].
+    fn from(e: mlx_rs::Error) -> Self {
+        e.downcast_external().unwrap_or_else(Error::Mlx)
+    }
+}
+
+impl From<Error> for mlx_rs::Error {
+    /// Lets closures passed to MLX's transforms (which return `mlx_rs::Result`) use `?` on
+    /// this crate's results.
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Mlx(e) => e,
+            other => mlx_rs::Error::external(other),
+        }
+    }
+}
 
 impl Error {
     /// An [`Error::Io`] for `path`.

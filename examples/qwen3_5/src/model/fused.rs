@@ -403,14 +403,14 @@ pub fn gated_delta_step_with(
             Ok((out[0].clone(), out[1].clone()))
         }
         StepPath::Ops => {
-            let out = lift(step_ops(&[
+            let out = step_ops(&[
                 q.clone(),
                 k.clone(),
                 v.clone(),
                 g.clone(),
                 beta.clone(),
                 state.clone(),
-            ]))?;
+            ])?;
             Ok((out[0].clone(), out[1].clone()))
         }
     }
@@ -633,14 +633,6 @@ where
     Ok(f.call(args)?)
 }
 
-/// Turns this crate's error into one a compiled closure can return.
-pub(crate) fn lift<T>(r: std::result::Result<T, impl Into<Error>>) -> mlx_rs::Result<T> {
-    r.map_err(|e| match e.into() {
-        Error::Mlx(e) => e,
-        other => mlx_rs::Error::Closure(other.to_string()),
-    })
-}
-
 fn f32_key(x: f32) -> u64 {
     x.to_bits() as u64
 }
@@ -715,7 +707,9 @@ pub fn gated_rms_norm(o: &Array, z: &Array, w: &Array, eps: f32) -> Result<Array
         false,
         || {
             move |x: &[Array]| {
-                lift(super::deltanet::gated_rms_norm(&x[0], &x[1], &x[2], eps)).map(|o| vec![o])
+                Ok(vec![super::deltanet::gated_rms_norm(
+                    &x[0], &x[1], &x[2], eps,
+                )?])
             }
         },
         &[o, z, w],
@@ -799,9 +793,9 @@ fn decode_inputs_ops(h: DeltaHeads, x: &[Array]) -> mlx_rs::Result<Vec<Array>> {
     let q = parts[0].reshape(&[bsz, h.hk, h.dk])?;
     let k = parts[1].reshape(&[bsz, h.hk, h.dk])?;
     let v = parts[2].reshape(&[bsz, h.hv, h.dv])?;
-    let (q, k) = lift(super::deltanet::normalize_qk(&q, &k, h.dk))?;
+    let (q, k) = super::deltanet::normalize_qk(&q, &k, h.dk)?;
     let beta = ops::sigmoid(b)?.reshape(&[bsz, h.hv])?;
-    let g = lift(super::deltanet::decay(a_log, a, dt_bias))?.reshape(&[bsz, h.hv])?;
+    let g = super::deltanet::decay(a_log, a, dt_bias)?.reshape(&[bsz, h.hv])?;
     Ok(vec![q, k, v, g, beta, new_state])
 }
 
