@@ -716,6 +716,57 @@ fn errors_in_closures_reach_the_caller_unchanged() {
     assert!(e.to_string().contains("matmul"), "{e}");
 }
 
+/// A model crate's own error, converted into `mlx_rs::Error` the documented way.
+#[derive(Debug, PartialEq)]
+struct ModelError(String);
+
+impl std::fmt::Display for ModelError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "model: {}", self.0)
+    }
+}
+
+impl std::error::Error for ModelError {}
+
+impl From<ModelError> for Error {
+    fn from(e: ModelError) -> Self {
+        Error::external(e)
+    }
+}
+
+#[test]
+fn external_errors_cross_every_transform_with_question_mark() {
+    let _g = shared();
+    let x = arr(&[0.5, 1.5], &[2]);
+    fn model_step(_: &Array) -> std::result::Result<Array, ModelError> {
+        Err(ModelError("no weights".into()))
+    }
+    // `?` converts the model's error inside the closure: no glue at the call site
+    let f = |a: &[Array]| -> Result<Vec<Array>> { Ok(vec![model_step(&a[0])?]) };
+    for (name, result) in run_every_transform(f, &x) {
+        let err = result
+            .unwrap_or_else(|_| panic!("{name} panicked"))
+            .expect_err(name);
+        assert_eq!(err.to_string(), "model: no weights", "{name}");
+        assert_eq!(
+            err.downcast_external::<ModelError>().ok(),
+            Some(ModelError("no weights".into())),
+            "{name}"
+        );
+    }
+    // other errors are given back by downcast_external
+    let mlx = Error::InvalidArgument("x".into());
+    assert!(matches!(
+        mlx.downcast_external::<ModelError>(),
+        Err(Error::InvalidArgument(_))
+    ));
+    let other = Error::external("a message");
+    assert!(matches!(
+        other.downcast_external::<ModelError>(),
+        Err(Error::External(_))
+    ));
+}
+
 fn active_memory() -> usize {
     let mut n = 0usize;
     // SAFETY: writes one usize.

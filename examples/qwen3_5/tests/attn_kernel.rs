@@ -88,7 +88,12 @@ fn qk_prep_matches_norm_and_rope() {
                 let reference = |x: &Array, w: &Array, heads: i32| {
                     let x = fast::rms_norm(x, Some(w), 1e-6).unwrap();
                     let x = x.reshape(&[1, heads, 1, d]).unwrap();
-                    fast::rope(&x, rd, false, Some(theta), 1.0, position, None).unwrap()
+                    let base = Some(theta);
+                    let options = fast::RopeOptions {
+                        base,
+                        ..Default::default()
+                    };
+                    fast::rope(&x, rd, position, options).unwrap()
                 };
                 let qs = ops::split(&q_full.reshape(&[1, h, 2 * d]).unwrap(), 2, -1).unwrap();
                 let what = format!("{dtype:?} at {position}");

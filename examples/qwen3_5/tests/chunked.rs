@@ -284,12 +284,12 @@ fn strong_decay_does_not_overflow() {
 /// head mapping and of the update order).
 fn host_reference(x: &Inputs) -> (Vec<f32>, Vec<f32>) {
     let (b, t, hk, dk) = (
-        x.q.dim(0).unwrap() as usize,
-        x.q.dim(1).unwrap() as usize,
-        x.q.dim(2).unwrap() as usize,
-        x.q.dim(3).unwrap() as usize,
+        x.q.dim(0) as usize,
+        x.q.dim(1) as usize,
+        x.q.dim(2) as usize,
+        x.q.dim(3) as usize,
     );
-    let (hv, dv) = (x.v.dim(2).unwrap() as usize, x.v.dim(3).unwrap() as usize);
+    let (hv, dv) = (x.v.dim(2) as usize, x.v.dim(3) as usize);
     let (q, k, v) = (f32s(&x.q), f32s(&x.k), f32s(&x.v));
     let (lg, beta) = (f32s(&x.log_g), f32s(&x.beta));
     let mut s = f32s(&x.state);

@@ -139,7 +139,7 @@ fn reference(x: &Array, w: &Array, pro: Prologue, epi: Epilogue) -> Array {
         Prologue::None => x.clone(),
         Prologue::Norm(g) => fast::rms_norm(x, Some(g), EPS).unwrap(),
         Prologue::GatedNorm { g, z, head } => {
-            let (b, k) = (x.dim(0).unwrap(), x.dim(1).unwrap());
+            let (b, k) = (x.dim(0), x.dim(1));
             let heads = [b, k / head, head];
             let normed = fast::rms_norm(&x.reshape(&heads).unwrap(), Some(g), EPS).unwrap();
             let gate = silu(&z.reshape(&heads).unwrap().astype(Dtype::Float32).unwrap());

@@ -64,9 +64,9 @@ impl Attention {
     /// output then has that form too.
     pub fn forward(&self, x: &Array, cache: &mut KvCache) -> Result<Array> {
         let (b, l) = if x.ndim() == 2 {
-            (x.dim(0)?, 1)
+            (x.dim(0), 1)
         } else {
-            (x.dim(0)?, x.dim(1)?)
+            (x.try_dim(0)?, x.try_dim(1)?)
         };
         // The shape of the gate and of the output: x's, with the projection width.
         let out_shape = |width: i32| -> Vec<i32> {
@@ -147,7 +147,7 @@ impl Attention {
         values: &Array,
         cache: &mut KvCache,
     ) -> Result<Array> {
-        let (b, h, kv, d) = (q_full.dim(0)?, self.heads, self.kv_heads, self.head_dim);
+        let (b, h, kv, d) = (q_full.dim(0), self.heads, self.kv_heads, self.head_dim);
         let q_full = q_full.reshape(&[b, h * 2 * d])?;
         let (q, k) = attn_kernel::qk_prep(
             heads,
@@ -206,15 +206,11 @@ impl Attention {
     }
 
     fn rope(&self, x: &Array, offset: i32) -> Result<Array> {
-        Ok(fast::rope(
-            x,
-            self.rope_dims,
-            false,
-            Some(self.rope_theta),
-            1.0,
-            offset,
-            None,
-        )?)
+        let options = fast::RopeOptions {
+            base: Some(self.rope_theta),
+            ..Default::default()
+        };
+        Ok(fast::rope(x, self.rope_dims, offset, options)?)
     }
 }
 

@@ -126,7 +126,7 @@ pub fn qk_prep(
         head_dim: d,
         rope_dims,
     } = h;
-    let b = q_full.dim(0)?;
+    let b = q_full.try_dim(0)?;
     if !fits(h, q_full.dtype())
         || q_full.shape() != [b, heads * 2 * d]
         || k.shape() != [b, kv_heads * d]
@@ -199,8 +199,8 @@ pub fn attend(
         head_dim: d,
         ..
     } = h;
-    let b = q.dim(0)?;
-    let cap = keys.dim(2)?;
+    let b = q.try_dim(0)?;
+    let cap = keys.try_dim(2)?;
     if !fits(h, q.dtype())
         || q.shape() != [b, heads, 1, d]
         || keys.shape() != [b, kv_heads, cap, d]

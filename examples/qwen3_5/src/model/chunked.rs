@@ -122,8 +122,8 @@ pub fn gated_delta_chunked(
 
     // [B, T, H, D] → [B, H, N, C, D] in float32, value heads for q and k too.
     let heads = |x: &Array, d: i32| -> Result<Array> {
-        let x = if x.dim(2)? != hv {
-            ops::repeat_axis(x, hv / x.dim(2)?, 2)?
+        let x = if x.dim(2) != hv {
+            ops::repeat_axis(x, hv / x.dim(2), 2)?
         } else {
             x.clone()
         };
@@ -284,12 +284,12 @@ fn check_shapes(
             v.shape()
         ));
     }
-    let (b, t, hk, dk) = (q.dim(0)?, q.dim(1)?, q.dim(2)?, q.dim(3)?);
-    let (hv, dv) = (v.dim(2)?, v.dim(3)?);
+    let (b, t, hk, dk) = (q.dim(0), q.dim(1), q.dim(2), q.dim(3));
+    let (hv, dv) = (v.dim(2), v.dim(3));
     if k.shape() != q.shape() {
         return bad(format!("k {:?} differs from q {:?}", k.shape(), q.shape()));
     }
-    if v.dim(0)? != b || v.dim(1)? != t {
+    if v.dim(0) != b || v.dim(1) != t {
         return bad(format!(
             "v {:?} does not match q {:?} in batch and length",
             v.shape(),

@@ -100,11 +100,11 @@ impl GatedDeltaNet {
     /// Runs the layer over `x` (`[B, S, hidden]`), continuing from and updating `cache`.
     pub fn forward(&self, x: &Array, cache: &mut RecurrentCache) -> Result<Array> {
         // One token: `[B, 1, hidden]`, or `[B, hidden]` (decode without the length axis).
-        let single = x.ndim() == 2 || x.dim(1)? == 1;
+        let single = x.ndim() == 2 || x.try_dim(1)? == 1;
         if single && DecodeMode::current().is_fused() {
             return self.forward_decode(x, cache);
         }
-        let (b, s) = (x.dim(0)?, x.dim(1)?);
+        let (b, s) = (x.dim(0), x.dim(1));
         let (hk, hv, dk, dv) = (self.hk, self.hv, self.dk, self.dv);
         let key_dim = hk * dk;
         let conv_dim = 2 * key_dim + hv * dv;
@@ -222,7 +222,7 @@ impl GatedDeltaNet {
 
     /// The carried conv inputs and recurrent state of `cache`, zeros for a fresh one.
     pub(crate) fn decode_state(&self, x: &Array, cache: &RecurrentCache) -> Result<(Array, Array)> {
-        let b = x.dim(0)?;
+        let b = x.dim(0);
         let (hk, hv, dk, dv) = (self.hk, self.hv, self.dk, self.dv);
         let conv_state = match &cache.conv {
             Some(c) => c.clone(),
@@ -281,7 +281,7 @@ impl GatedDeltaNet {
         let [qkv, z, beta_logits, a] = fixed(self.in_proj.split(&p)?, "DeltaNet")?;
         let (conv_state, state) = self.decode_state(h, cache)?;
         let (y, state, conv_state) = self.delta(&qkv, &a, &beta_logits, &conv_state, &state)?;
-        let y = y.reshape(&[h.dim(0)?, hv * dv])?;
+        let y = y.reshape(&[h.dim(0), hv * dv])?;
         let gated = Prologue::GatedNorm {
             g: &self.norm,
             z: &z,
@@ -373,8 +373,8 @@ pub mod recurrence {
         beta: &Array,
         state: &Array,
     ) -> Result<(Array, Array)> {
-        let (b, t, hk, dk) = (q.dim(0)?, q.dim(1)?, q.dim(2)?, q.dim(3)?);
-        let (hv, dv) = (v.dim(2)?, v.dim(3)?);
+        let (b, t, hk, dk) = (q.try_dim(0)?, q.try_dim(1)?, q.try_dim(2)?, q.try_dim(3)?);
+        let (hv, dv) = (v.try_dim(2)?, v.try_dim(3)?);
         let (q, k) = if hv > hk {
             let r = hv / hk;
             (ops::repeat_axis(q, r, 2)?, ops::repeat_axis(k, r, 2)?)

@@ -403,14 +403,14 @@ pub fn gated_delta_step_with(
             Ok((out[0].clone(), out[1].clone()))
         }
         StepPath::Ops => {
-            let out = lift(step_ops(&[
+            let out = step_ops(&[
                 q.clone(),
                 k.clone(),
                 v.clone(),
                 g.clone(),
                 beta.clone(),
                 state.clone(),
-            ]))?;
+            ])?;
             Ok((out[0].clone(), out[1].clone()))
         }
     }
@@ -567,7 +567,7 @@ fn step_ops(x: &[Array]) -> mlx_rs::Result<Vec<Array>> {
             x.len()
         )));
     };
-    let (hk, hv) = (q.dim(1)?, v.dim(1)?);
+    let (hk, hv) = (q.dim(1), v.dim(1));
     let (q, k) = if hv > hk {
         let r = hv / hk;
         (ops::repeat_axis(q, r, 1)?, ops::repeat_axis(k, r, 1)?)
@@ -631,14 +631,6 @@ where
     })?;
     // `f` is a clone; dropping it after the call only releases this reference.
     Ok(f.call(args)?)
-}
-
-/// Turns this crate's error into one a compiled closure can return.
-pub(crate) fn lift<T>(r: std::result::Result<T, impl Into<Error>>) -> mlx_rs::Result<T> {
-    r.map_err(|e| match e.into() {
-        Error::Mlx(e) => e,
-        other => mlx_rs::Error::Closure(other.to_string()),
-    })
 }
 
 fn f32_key(x: f32) -> u64 {
@@ -715,7 +707,9 @@ pub fn gated_rms_norm(o: &Array, z: &Array, w: &Array, eps: f32) -> Result<Array
         false,
         || {
             move |x: &[Array]| {
-                lift(super::deltanet::gated_rms_norm(&x[0], &x[1], &x[2], eps)).map(|o| vec![o])
+                Ok(vec![super::deltanet::gated_rms_norm(
+                    &x[0], &x[1], &x[2], eps,
+                )?])
             }
         },
         &[o, z, w],
@@ -781,7 +775,7 @@ fn decode_inputs_ops(h: DeltaHeads, x: &[Array]) -> mlx_rs::Result<Vec<Array>> {
             x.len()
         )));
     };
-    let (bsz, c, taps) = (qkv.dim(0)?, w.dim(0)?, w.dim(1)?);
+    let (bsz, c, taps) = (qkv.dim(0), w.dim(0), w.dim(1));
     let conv_input = ops::concatenate_axis(&[conv_state, qkv], 1)?;
     let new_state = ops::contiguous(
         &ops::slice(&conv_input, &[0, 1, 0], &[bsz, taps, c], &[1, 1, 1])?,
@@ -799,9 +793,9 @@ fn decode_inputs_ops(h: DeltaHeads, x: &[Array]) -> mlx_rs::Result<Vec<Array>> {
     let q = parts[0].reshape(&[bsz, h.hk, h.dk])?;
     let k = parts[1].reshape(&[bsz, h.hk, h.dk])?;
     let v = parts[2].reshape(&[bsz, h.hv, h.dv])?;
-    let (q, k) = lift(super::deltanet::normalize_qk(&q, &k, h.dk))?;
+    let (q, k) = super::deltanet::normalize_qk(&q, &k, h.dk)?;
     let beta = ops::sigmoid(b)?.reshape(&[bsz, h.hv])?;
-    let g = lift(super::deltanet::decay(a_log, a, dt_bias))?.reshape(&[bsz, h.hv])?;
+    let g = super::deltanet::decay(a_log, a, dt_bias)?.reshape(&[bsz, h.hv])?;
     Ok(vec![q, k, v, g, beta, new_state])
 }
 
@@ -1054,7 +1048,7 @@ pub fn delta_decode(
             return launch_decode(path, heads, checked, x);
         }
     }
-    let bsz = qkv.dim(0)?;
+    let bsz = qkv.try_dim(0)?;
     // The compiled inputs take the [B, 1, ..] forms.
     let (qkv3, a3, b3);
     let (qkv, a, b, y_shape): (&Array, &Array, &Array, &[i32]) = if qkv.ndim() == 2 {

@@ -20,7 +20,7 @@
 //! halves in each of three pairs (building 1.0–1.1 against 1.5 ms, handing over 2.0–2.5
 //! against 2.4–2.9 ms) and decode went 395 / 457 / 461 against 412 / 348 / 346 tok/s.
 
-use super::fused::{self, lift};
+use super::fused;
 use super::{DecoderLayer, Mixer};
 use crate::cache::LayerCache;
 use crate::error::{Error, Result};
@@ -127,13 +127,13 @@ impl DecoderLayer {
                             let mut next = || it.next().ok_or_else(too_few);
                             let (h, x, conv, state) = (next()?, next()?, next()?, next()?);
                             let mut rest = inp[4..].iter().cloned();
-                            let mixer = lift(mixer.with_weights(&mut rest))?;
+                            let mixer = mixer.with_weights(&mut rest)?;
                             let post = rest.next().ok_or_else(too_few)?;
-                            let mlp = lift(mlp.with_weights(&mut rest))?;
+                            let mlp = mlp.with_weights(&mut rest)?;
                             let next_norm = rest.next().ok_or_else(too_few)?;
-                            let (r, conv, state) = lift(mixer.decode_step(&x, &conv, &state))?;
+                            let (r, conv, state) = mixer.decode_step(&x, &conv, &state)?;
                             let (h, x) = add_norm(&h, &r, &post, eps)?;
-                            let m = lift(mlp.forward(&x))?;
+                            let m = mlp.forward(&x)?;
                             let (h, x) = add_norm(&h, &m, &next_norm, eps)?;
                             Ok(vec![h, x, conv, state])
                         }
@@ -169,10 +169,10 @@ impl DecoderLayer {
                             let mut next = || it.next().ok_or_else(too_few);
                             let (h, r, post) = (next()?, next()?, next()?);
                             let mut rest = inp[3..].iter().cloned();
-                            let mlp = lift(mlp.with_weights(&mut rest))?;
+                            let mlp = mlp.with_weights(&mut rest)?;
                             let next_norm = rest.next().ok_or_else(too_few)?;
                             let (h, x) = add_norm(&h, &r, &post, eps)?;
-                            let m = lift(mlp.forward(&x))?;
+                            let m = mlp.forward(&x)?;
                             let (h, x) = add_norm(&h, &m, &next_norm, eps)?;
                             Ok(vec![h, x])
                         }

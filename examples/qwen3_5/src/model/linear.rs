@@ -142,8 +142,8 @@ impl Linear {
     /// Output features.
     pub fn out_features(&self) -> Result<i32> {
         Ok(match self {
-            Linear::Dense { wt, .. } | Linear::DenseT(wt) => wt.dim(1)?,
-            Linear::Quantized(q) => q.weight.dim(0)?,
+            Linear::Dense { wt, .. } | Linear::DenseT(wt) => wt.dim(1),
+            Linear::Quantized(q) => q.weight.dim(0),
         })
     }
 
@@ -380,7 +380,7 @@ thread_local! {
 /// [`super::cpu_gemm`] when it is enabled, else (and when it declines) through MLX, spread
 /// over CPU streams ([`cpu_streams_matmul`]).
 fn cpu_matmul(x: &Array, wt: &Array) -> Result<Array> {
-    let rows = x.size() / x.dim(-1)?.max(1) as usize;
+    let rows = x.size() / x.try_dim(-1)?.max(1) as usize;
     if rows >= super::cpu_gemm::MIN_ROWS && super::cpu_gemm::enabled() {
         if let Some(y) = super::cpu_gemm::matmul(x, wt)? {
             return Ok(y);
@@ -392,9 +392,9 @@ fn cpu_matmul(x: &Array, wt: &Array) -> Result<Array> {
 /// `x · wt` on the CPU, spread over [`cpu_stream_count`] streams by output columns when
 /// `x` has at least [`CPU_SPLIT_ROWS`] rows; the parts are joined on the current stream.
 fn cpu_streams_matmul(x: &Array, wt: &Array) -> Result<Array> {
-    let inner = x.dim(-1)?.max(1) as usize;
+    let inner = x.dim(-1).max(1) as usize;
     let rows = x.size() / inner;
-    let out = wt.dim(1)?;
+    let out = wt.dim(1);
     let n = cpu_stream_count().min(out.max(1) as usize);
     if n < 2 || rows < CPU_SPLIT_ROWS {
         return Ok(ops::matmul(x, wt)?);
@@ -406,7 +406,7 @@ fn cpu_streams_matmul(x: &Array, wt: &Array) -> Result<Array> {
         }
         s[..n].to_vec()
     });
-    let k = wt.dim(0)?;
+    let k = wt.dim(0);
     let mut parts = Vec::with_capacity(n);
     for (i, stream) in streams.iter().enumerate() {
         let (lo, hi) = (out * i as i32 / n as i32, out * (i as i32 + 1) / n as i32);

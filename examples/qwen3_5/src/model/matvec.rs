@@ -91,9 +91,9 @@ pub fn fits(w: &Array, dtype: Dtype) -> bool {
     };
     w.dtype() == dtype
         && w.ndim() == 2
-        && w.dim(1)
-            .is_ok_and(|k| k > 0 && k <= MAX_K && (k * bytes) % 16 == 0)
-        && w.dim(0).is_ok_and(|n| n > 0)
+        && (1..=MAX_K).contains(&w.dim(1))
+        && (w.dim(1) * bytes) % 16 == 0
+        && w.dim(0) > 0
 }
 
 thread_local! {
@@ -128,7 +128,7 @@ pub fn matvec(x: &Array, w: &Array, pro: Prologue, epi: Epilogue, eps: f32) -> R
     let [b, k] = *x.shape() else {
         return Err(bad(format!("x {:?} must be [B, K]", x.shape())));
     };
-    if b < 1 || !fits(w, dtype) || w.dim(1)? != k {
+    if b < 1 || !fits(w, dtype) || w.dim(1) != k {
         return Err(bad(format!(
             "x {:?} ({dtype:?}) and w {:?} ({:?}) do not fit",
             x.shape(),
@@ -136,7 +136,7 @@ pub fn matvec(x: &Array, w: &Array, pro: Prologue, epi: Epilogue, eps: f32) -> R
             w.dtype()
         )));
     }
-    let rows = w.dim(0)?;
+    let rows = w.dim(0);
     let n = match epi {
         Epilogue::SwiGlu if rows % 2 == 0 => rows / 2,
         Epilogue::SwiGlu => {

@@ -32,7 +32,7 @@ impl Mlp {
     /// the compiled SwiGLU in the fused decode mode.
     pub fn forward(&self, x: &Array) -> Result<Array> {
         // A single token: `[.., 1, hidden]`, or `[B, hidden]` (decode without the length axis).
-        let single = x.ndim() == 2 || (x.ndim() > 2 && x.dim(-2)? == 1);
+        let single = x.ndim() == 2 || (x.ndim() > 2 && x.dim(-2) == 1);
         let [gate, up] = fixed(self.gate_up.forward(x)?, "MLP")?;
         if single && DecodeMode::current().is_fused() {
             return self.down_proj.forward(&fused::swiglu(&gate, &up)?);
@@ -51,7 +51,7 @@ impl Mlp {
             return Ok(None);
         };
         // SwiGLU reads gate rows, then as many up rows.
-        let halves = matches!(self.gate_up.splits(), [i] if 2 * i == w_gu.dim(0)?);
+        let halves = matches!(self.gate_up.splits(), [i] if 2 * i == w_gu.dim(0));
         if !halves || h.ndim() != 2 || !fits(w_gu, h.dtype()) || !fits(w_down, h.dtype()) {
             return Ok(None);
         }

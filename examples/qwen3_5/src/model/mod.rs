@@ -189,7 +189,7 @@ impl Model {
         let eps = self.config.text.rms_norm_eps;
         // A single token takes the compiled norm (and residual add + norm) in the fused
         // decode mode; otherwise the plain ops. Both compute the same values.
-        let fused_step = tokens.dim(1)? == 1 && DecodeMode::current().is_fused();
+        let fused_step = tokens.dim(1) == 1 && DecodeMode::current().is_fused();
         let norm = |x: &Array, w: &Array| -> Result<Array> {
             if fused_step {
                 fused::rms_norm(x, w, eps)
@@ -214,7 +214,7 @@ impl Model {
         if flat {
             // Decode without the length axis: `[B, hidden]` activations multiply as plain
             // matrices (MLX wraps a `[B, 1, K]` product in a flatten and an unflatten).
-            let (b, d) = (h.dim(0)?, h.dim(2)?);
+            let (b, d) = (h.dim(0), h.dim(2));
             h = h.reshape(&[b, d])?;
         }
         if flat && !compiled_layers && matvec::enabled() {
