@@ -21,7 +21,6 @@ use common::{
 use mlx_rs::{random, Array, Device, Dtype};
 use qwen3_5::model::deltanet::recurrence::gated_delta_sequential;
 use qwen3_5::model::fused::{self, DecodeMode, DeltaHeads, StepPath};
-use qwen3_5::model::matvec::with_matvec;
 use qwen3_5::{GenerateOptions, Model};
 
 /// Step outputs vs the reference, f32 inputs: relative to the largest |reference| value
@@ -958,19 +957,10 @@ fn row_max_diffs(a: &[f32], e: &[f32], row: usize) -> Vec<f32> {
         .collect()
 }
 
-/// The CUDA matvec kernels (`src/model/matvec.rs`) in the whole decode path, in float32,
-/// where the GPU's own ops are a tight reference (a wrong input, offset or rounding point
-/// shows as an error of the logits' own size, not of float rounding). Both sides run the
-/// fused decode on the GPU, with and without the kernels; the prompt rows take the same
-/// prefill on both.
-#[test]
-#[ignore = "needs a CUDA GPU"]
-fn matvec_decode_matches_fused_ops_in_float32() {
-    gpu_f32_decode_option("matvec", |on, run| with_matvec(on, run));
-}
-
 /// The compiled layer steps (`src/model/layer_step.rs`, on by default on a GPU) against
-/// the same fused decode without them, in float32 on the GPU (as the matvec test).
+/// the same fused decode without them, in float32 on the GPU, where the GPU's own ops are a
+/// tight reference (a wrong input, offset or rounding point shows as an error of the
+/// logits' own size, not of float rounding).
 #[test]
 #[ignore = "needs a CUDA GPU"]
 fn compiled_layer_steps_match_fused_ops_in_float32() {
@@ -1069,33 +1059,28 @@ fn fused_decode_on_kernel_shaped_model() {
                 vocab,
                 CROSS_DEVICE_ROW_RTOL,
             );
-            // Fused decode with and without the matvec kernels (on a CUDA GPU the default
-            // takes them; see src/model/matvec.rs).
-            for (mode, matvec_on) in [
-                (DecodeMode::Fused, true),
-                (DecodeMode::Fused, false),
-                (DecodeMode::StepKernel, false),
-                (DecodeMode::Compiled, false),
+            for mode in [
+                DecodeMode::Fused,
+                DecodeMode::StepKernel,
+                DecodeMode::Compiled,
             ] {
                 let got = gpu(|| {
                     let model = qwen3_5::load(&dir).unwrap();
                     fused::with_decode_mode(mode, || {
-                        with_matvec(matvec_on, || {
-                            if mode != DecodeMode::Compiled {
-                                assert_eq!(StepPath::current(), kernel);
-                            }
-                            prompt_then_steps(&model, &prompt, &steps)
-                        })
+                        if mode != DecodeMode::Compiled {
+                            assert_eq!(StepPath::current(), kernel);
+                        }
+                        prompt_then_steps(&model, &prompt, &steps)
                     })
                 });
                 assert_logits_close_rtol(
-                    &format!("GPU {mode:?} (matvec {matvec_on}) vs GPU ops"),
+                    &format!("GPU {mode:?} vs GPU ops"),
                     &got,
                     &gpu_ops,
                     vocab,
                     CROSS_DEVICE_ROW_RTOL,
                 );
-                println!("GPU {mode:?} (matvec {matvec_on}, {kernel:?}) matches the GPU ops");
+                println!("GPU {mode:?} ({kernel:?}) matches the GPU ops");
             }
         }
     }

@@ -164,47 +164,6 @@ impl Attention {
         attn_kernel::attend(heads, &q, &key_buf, &value_buf, &q_full, cache.offset())
     }
 
-    /// The mixer half of a decoder layer for one token with the CUDA matvec kernels
-    /// ([`super::matvec`]) around the attention kernels: `h + o_proj(attention(qkv_proj(
-    /// rmsnorm(h · norm))))` for the residual stream `h` `[B, hidden]`. `None` when the
-    /// weights or heads do not take the kernels; the cache is then untouched.
-    pub(crate) fn decode_dense(
-        &self,
-        h: &Array,
-        norm: &Array,
-        cache: &mut KvCache,
-        eps: f32,
-    ) -> Result<Option<Array>> {
-        use super::matvec::{fits, matvec, Epilogue, Prologue};
-        let heads = AttnHeads {
-            heads: self.heads,
-            kv_heads: self.kv_heads,
-            head_dim: self.head_dim,
-            rope_dims: self.rope_dims,
-        };
-        let (Some(w_in), Some(w_out)) = (self.qkv_proj.joined_dense(), self.o_proj.dense_weight())
-        else {
-            return Ok(None);
-        };
-        if h.ndim() != 2
-            || !attn_kernel::usable(heads, h.dtype())
-            || !fits(w_in, h.dtype())
-            || !fits(w_out, h.dtype())
-        {
-            return Ok(None);
-        }
-        let p = matvec(h, w_in, Prologue::Norm(norm), Epilogue::None, eps)?;
-        let [q_full, keys, values] = fixed(self.qkv_proj.split(&p)?, "attention")?;
-        let out = self.attend_kernels(heads, &q_full, &keys, &values, cache)?;
-        Ok(Some(matvec(
-            &out,
-            w_out,
-            Prologue::None,
-            Epilogue::Residual(h),
-            eps,
-        )?))
-    }
-
     fn rope(&self, x: &Array, offset: i32) -> Result<Array> {
         Ok(fast::rope(
             x,

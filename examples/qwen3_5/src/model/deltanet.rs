@@ -256,44 +256,6 @@ impl GatedDeltaNet {
         Ok((out, conv_state, state))
     }
 
-    /// The mixer half of a decoder layer for one token with the CUDA matvec kernels
-    /// ([`super::matvec`]): `h + out_proj(gated_norm(delta(in_proj(rmsnorm(h · norm)))))`
-    /// for the residual stream `h` `[B, hidden]` (`norm`: the layer's input norm weight,
-    /// `eps` its epsilon). `None` when the weights do not take the kernels (quantized,
-    /// not joined, other dtypes); the cache is then untouched.
-    pub(crate) fn decode_dense(
-        &self,
-        h: &Array,
-        norm: &Array,
-        cache: &mut DeltaNetCache,
-        eps: f32,
-    ) -> Result<Option<Array>> {
-        use super::matvec::{fits, matvec, Epilogue, Prologue};
-        let (Some(w_in), Some(w_out)) = (self.in_proj.joined_dense(), self.out_proj.dense_weight())
-        else {
-            return Ok(None);
-        };
-        if h.ndim() != 2 || !fits(w_in, h.dtype()) || !fits(w_out, h.dtype()) {
-            return Ok(None);
-        }
-        let (hv, dv) = (self.hv, self.dv);
-        let p = matvec(h, w_in, Prologue::Norm(norm), Epilogue::None, eps)?;
-        let [qkv, z, beta_logits, a] = fixed(self.in_proj.split(&p)?, "DeltaNet")?;
-        let (conv_state, state) = self.decode_state(h, cache)?;
-        let (y, state, conv_state) = self.delta(&qkv, &a, &beta_logits, &conv_state, &state)?;
-        let y = y.reshape(&[h.dim(0)?, hv * dv])?;
-        let gated = Prologue::GatedNorm {
-            g: &self.norm,
-            z: &z,
-            head: dv,
-        };
-        let out = matvec(&y, w_out, gated, Epilogue::Residual(h), self.eps)?;
-        cache.conv = Some(conv_state);
-        cache.recurrent = Some(state);
-        cache.offset += 1;
-        Ok(Some(out))
-    }
-
     /// The layer's arrays in a fixed order: how a compiled step takes them as inputs.
     pub(crate) fn weights(&self) -> Vec<Array> {
         let mut w = self.in_proj.weights();

@@ -130,15 +130,6 @@ impl Linear {
         }
     }
 
-    /// The weight `[out, in]` of a dense layer kept as stored ([`Linear::Dense`]); `None`
-    /// for the other forms.
-    pub fn dense_weight(&self) -> Option<&Array> {
-        match self {
-            Linear::Dense { w, .. } => Some(w),
-            _ => None,
-        }
-    }
-
     /// Output features.
     pub fn out_features(&self) -> Result<i32> {
         Ok(match self {
@@ -310,17 +301,6 @@ impl Projections {
                 }
             }
         }
-    }
-
-    /// The joined weight `[Σ out, in]` when the parts were joined into one dense layer
-    /// ([`Linear::dense_weight`]).
-    pub fn joined_dense(&self) -> Option<&Array> {
-        self.joined.as_ref().and_then(Linear::dense_weight)
-    }
-
-    /// Where each part's output starts in the joined output (after the first part).
-    pub fn splits(&self) -> &[i32] {
-        &self.splits
     }
 
     /// Each part's output for `x` (`[.., in]` → one `[.., out_i]` per part).

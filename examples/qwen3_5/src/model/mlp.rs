@@ -40,31 +40,6 @@ impl Mlp {
         self.down_proj.forward(&silu(&gate)?.multiply(&up)?)
     }
 
-    /// The MLP half of a decoder layer for one token with the CUDA matvec kernels
-    /// ([`super::matvec`]): `h + down(swiglu(gate_up(rmsnorm(h · norm))))` for the residual
-    /// stream `h` `[B, hidden]`. `None` when the weights do not take the kernels.
-    pub(crate) fn decode_dense(&self, h: &Array, norm: &Array, eps: f32) -> Result<Option<Array>> {
-        use super::matvec::{fits, matvec, Epilogue, Prologue};
-        let (Some(w_gu), Some(w_down)) =
-            (self.gate_up.joined_dense(), self.down_proj.dense_weight())
-        else {
-            return Ok(None);
-        };
-        // SwiGLU reads gate rows, then as many up rows.
-        let halves = matches!(self.gate_up.splits(), [i] if 2 * i == w_gu.dim(0)?);
-        if !halves || h.ndim() != 2 || !fits(w_gu, h.dtype()) || !fits(w_down, h.dtype()) {
-            return Ok(None);
-        }
-        let act = matvec(h, w_gu, Prologue::Norm(norm), Epilogue::SwiGlu, eps)?;
-        Ok(Some(matvec(
-            &act,
-            w_down,
-            Prologue::None,
-            Epilogue::Residual(h),
-            eps,
-        )?))
-    }
-
     /// The block's arrays in a fixed order: how a compiled step takes them as inputs.
     pub(crate) fn weights(&self) -> Vec<Array> {
         let mut w = self.gate_up.weights();

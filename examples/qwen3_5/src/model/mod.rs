@@ -10,7 +10,6 @@ pub mod fused;
 pub mod knobs;
 pub mod layer_step;
 pub mod linear;
-pub mod matvec;
 pub mod mlp;
 
 use crate::cache::{Cache, DeltaNetCache, KvCache, LayerCache};
@@ -213,9 +212,7 @@ impl Model {
             }
         };
         let add_norm = |h: &Array, r: &Array, w: &Array| -> Result<(Array, Array)> {
-            if fused_step && attn_kernel::add_norm_usable(h) {
-                attn_kernel::add_rms_norm(h, r, w, eps)
-            } else if fused_step {
+            if fused_step {
                 fused::add_rms_norm(h, r, w, eps)
             } else {
                 let h = h.add(r)?;
@@ -231,10 +228,6 @@ impl Model {
             // matrices (MLX wraps a `[B, 1, K]` product in a flatten and an unflatten).
             let (b, d) = (h.dim(0)?, h.dim(2)?);
             h = h.reshape(&[b, d])?;
-        }
-        if flat && !compiled_layers && matvec::enabled() {
-            let h = self.layers_dense(h, cache, eps)?;
-            return Ok(ops::expand_dims(&norm(&h, &self.norm)?, 1)?);
         }
         let first_norm = self
             .layers
@@ -264,37 +257,6 @@ impl Model {
             x = ops::expand_dims(&x, 1)?;
         }
         Ok(x)
-    }
-
-    /// The decoder layers for one token (`h` `[B, hidden]`, the embeddings) with the CUDA
-    /// matvec kernels ([`matvec`]); a half-layer whose weights do not take them (quantized)
-    /// runs MLX's ops. Returns the residual stream after the last layer.
-    fn layers_dense(&self, mut h: Array, cache: &mut Cache, eps: f32) -> Result<Array> {
-        for (i, (layer, lc)) in self.layers.iter().zip(cache.layers.iter_mut()).enumerate() {
-            let norm_in = &layer.input_layernorm;
-            let mixed = match (&layer.mixer, &mut *lc) {
-                (Mixer::DeltaNet(m), LayerCache::DeltaNet(c)) => {
-                    m.decode_dense(&h, norm_in, c, eps)?
-                }
-                (Mixer::Attention(m), LayerCache::Attention(c)) => {
-                    m.decode_dense(&h, norm_in, c, eps)?
-                }
-                _ => return Err(cache_mismatch(i)),
-            };
-            let h_mid = match mixed {
-                Some(h_mid) => h_mid,
-                None => h.add(&layer.mix(&fused::rms_norm(&h, norm_in, eps)?, lc, i)?)?,
-            };
-            let post = &layer.post_attention_layernorm;
-            h = match layer.mlp.decode_dense(&h_mid, post, eps)? {
-                Some(h) => h,
-                None => {
-                    let x = fused::rms_norm(&h_mid, post, eps)?;
-                    h_mid.add(&layer.mlp.forward(&x)?)?
-                }
-            };
-        }
-        Ok(h)
     }
 
     /// Logits for final-normed hidden states (`[.., hidden]` → `[.., vocab]`).
