@@ -418,8 +418,14 @@ const STEPS_AHEAD: usize = 2;
 
 /// The default of [`GenerateOptions::submit_thread`].
 fn submit_thread_default() -> bool {
-    crate::model::knobs::switch("QWEN3_5_SUBMIT_THREAD")
-        .unwrap_or_else(crate::model::knobs::gpu_not_metal)
+    match std::env::var("QWEN3_5_SUBMIT_THREAD")
+        .as_deref()
+        .map(str::trim)
+    {
+        Ok("1" | "true" | "on") => true,
+        Ok("0" | "false" | "off") => false,
+        _ => !cfg!(target_os = "macos") && !crate::model::linear::on_cpu(),
+    }
 }
 
 /// A state the generation's own bookkeeping rules out (reported, never a panic).

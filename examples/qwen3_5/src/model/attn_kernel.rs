@@ -15,7 +15,7 @@
 //! path on the CPU and on Metal (where MLX's own attention kernel covers these shapes);
 //! `tests/fused.rs` compares the two on a GPU.
 
-use super::fused::{cuda_header, DecodeMode, StepPath};
+use super::fused::cuda_header;
 use crate::error::{Error, Result};
 use mlx_rs::fast::{CudaKernel, KernelBuilder, KernelConfig, TemplateArg};
 use mlx_rs::{Array, Dtype};
@@ -41,17 +41,6 @@ pub struct AttnHeads {
     pub head_dim: i32,
     /// Rotated dims (even, at most `head_dim`).
     pub rope_dims: i32,
-}
-
-/// Whether one decode token of attention with these heads and activation dtype takes the
-/// kernels: MLX with a CUDA GPU, the current stream on it, the fused decode mode, shapes
-/// the kernels take, and `QWEN3_5_ATTN_KERNEL` not `0` (kept to measure what they bring).
-pub fn usable(h: AttnHeads, dtype: Dtype) -> bool {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| super::knobs::flag("QWEN3_5_ATTN_KERNEL", true))
-        && StepPath::current() == StepPath::CudaKernel
-        && DecodeMode::current() == DecodeMode::Fused
-        && fits(h, dtype)
 }
 
 /// Whether the kernels take these shapes and dtype.

@@ -22,13 +22,9 @@
 //! sums and in the last bit of `exp`/`rsqrt`.
 //!
 //! # Choosing a path
-//! [`DecodeMode`] says what a single-token forward uses: [`DecodeMode::Fused`] (the
-//! default), or [`DecodeMode::Ops`] (the plain reference ops). The environment variable
-//! `QWEN3_5_DECODE` sets the process default (`fused`; `step` = on a GPU the step kernel
-//! instead of the whole-layer decode kernel; `compiled` = no custom kernel; `ops`);
-//! [`with_decode_mode`] overrides it on the current thread. Within the fused mode,
-//! [`StepPath::current`] picks the kernels of the GPU backend when the current stream is
-//! on the GPU, else compiled ops.
+//! A model picks its [`StepPath`] once, at load ([`crate::options::Plan`]): the kernels of
+//! the GPU backend for a model on the GPU, compiled ops on the CPU, plain ops for
+//! [`crate::options::Decode::Reference`]. The functions here take the path as an argument.
 //!
 //! # Compiled functions
 //! Compiled closures are cached per thread (MLX keeps its compile cache per thread) and
@@ -38,12 +34,11 @@
 use crate::error::{Error, Result};
 use mlx_rs::fast::{CudaKernel, KernelBuilder, KernelConfig, MetalKernel, TemplateArg};
 use mlx_rs::transforms::{compile, Closure};
-use mlx_rs::{fast, ops, Array, DeviceType, Dtype};
-use std::cell::{Cell, RefCell};
+use mlx_rs::{fast, ops, Array, Device, DeviceType, Dtype};
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::mem::ManuallyDrop;
 use std::rc::Rc;
-use std::sync::OnceLock;
 
 // ---------------------------------------------------------------------------------------
 // Kernel sources
@@ -135,68 +130,8 @@ pub fn metal_header() -> String {
 // Path selection
 // ---------------------------------------------------------------------------------------
 
-/// What a single-token forward pass uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DecodeMode {
-    /// Fused kernel / compiled graphs, the delta step through [`StepPath::current`].
-    Fused,
-    /// Like `Fused`, but on a GPU the DeltaNet update as compiled inputs and the step
-    /// kernel instead of the whole-layer decode kernel (to compare the two).
-    StepKernel,
-    /// Like `Fused`, but the DeltaNet update always as compiled ops, no custom kernel (to
-    /// compare with the kernels on a GPU).
-    Compiled,
-    /// The plain ops of the reference forward pass.
-    Ops,
-}
-
-impl DecodeMode {
-    /// The process default: `QWEN3_5_DECODE` (`fused`, `step`, `compiled`, `ops`), else
-    /// `Fused`.
-    /// An unknown value is reported once on stderr and ignored.
-    pub fn from_env() -> DecodeMode {
-        static MODE: OnceLock<DecodeMode> = OnceLock::new();
-        *MODE.get_or_init(|| match std::env::var("QWEN3_5_DECODE") {
-            Err(_) => DecodeMode::Fused,
-            Ok(v) => match v.as_str() {
-                "" | "fused" | "kernel" => DecodeMode::Fused,
-                "step" => DecodeMode::StepKernel,
-                "compiled" => DecodeMode::Compiled,
-                "ops" => DecodeMode::Ops,
-                other => {
-                    eprintln!(
-                        "QWEN3_5_DECODE={other:?} is not one of fused, step, compiled, ops: using fused"
-                    );
-                    DecodeMode::Fused
-                }
-            },
-        })
-    }
-
-    /// The mode in force on this thread ([`with_decode_mode`], else [`DecodeMode::from_env`]).
-    pub fn current() -> DecodeMode {
-        MODE_OVERRIDE
-            .with(|m| m.get())
-            .unwrap_or_else(DecodeMode::from_env)
-    }
-
-    /// Whether single-token steps take the fused forms.
-    pub fn is_fused(self) -> bool {
-        self != DecodeMode::Ops
-    }
-}
-
-thread_local! {
-    static MODE_OVERRIDE: Cell<Option<DecodeMode>> = const { Cell::new(None) };
-}
-
-/// Runs `f` with `mode` as this thread's [`DecodeMode`] (restored afterwards, also on panic).
-pub fn with_decode_mode<R>(mode: DecodeMode, f: impl FnOnce() -> R) -> R {
-    super::knobs::with_override(&MODE_OVERRIDE, mode, f)
-}
-
 /// How the gated delta step runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum StepPath {
     /// The custom CUDA kernel (MLX with the CUDA backend, current stream on the GPU).
     CudaKernel,
@@ -214,37 +149,28 @@ impl StepPath {
     /// backend MLX was built against: a binary built against the CPU library runs on the
     /// CUDA one unchanged.
     pub fn gpu_kernel() -> Option<StepPath> {
-        static GPU: OnceLock<Option<StepPath>> = OnceLock::new();
-        *GPU.get_or_init(|| {
-            if !mlx_rs::Device::gpu().is_available() {
-                None
-            } else if cfg!(target_os = "macos") {
-                Some(StepPath::MetalKernel)
-            } else {
-                Some(StepPath::CudaKernel)
-            }
-        })
+        if !Device::gpu().is_available() {
+            None
+        } else if cfg!(target_os = "macos") {
+            Some(StepPath::MetalKernel)
+        } else {
+            Some(StepPath::CudaKernel)
+        }
     }
 
-    /// The path for the current stream and [`DecodeMode`]: the GPU kernel when the stream
-    /// is on the GPU (and the mode is `Fused`), compiled ops on the CPU, plain ops in
-    /// `Ops` mode.
-    pub fn current() -> StepPath {
-        match DecodeMode::current() {
-            DecodeMode::Ops => StepPath::Ops,
-            DecodeMode::Compiled => StepPath::Compiled,
-            DecodeMode::Fused | DecodeMode::StepKernel => {
-                let on_gpu = mlx_rs::current_stream()
-                    .and_then(|s| s.device())
-                    .and_then(|d| d.kind())
-                    .map(|k| k == DeviceType::Gpu)
-                    .unwrap_or(false);
-                match (on_gpu, StepPath::gpu_kernel()) {
-                    (true, Some(kernel)) => kernel,
-                    _ => StepPath::Compiled,
-                }
-            }
+    /// The path of the fused decode on `device`: the GPU kernel on a GPU, compiled ops on
+    /// the CPU.
+    pub fn fused_on(device: &Device) -> StepPath {
+        let on_gpu = device.kind().is_ok_and(|k| k == DeviceType::Gpu);
+        match (on_gpu, StepPath::gpu_kernel()) {
+            (true, Some(kernel)) => kernel,
+            _ => StepPath::Compiled,
         }
+    }
+
+    /// Whether this is a GPU kernel path.
+    pub fn is_kernel(self) -> bool {
+        matches!(self, StepPath::CudaKernel | StepPath::MetalKernel)
     }
 }
 
@@ -335,26 +261,13 @@ fn kernel_fits(d: StepDims) -> bool {
     d.dk % 32 == 0 && d.b * d.hv <= 65_535 && d.dv <= 65_535 * WARPS_PER_GROUP
 }
 
-/// One single-token gated delta step on the path for the current device
-/// ([`StepPath::current`]).
+/// One single-token gated delta step on `path`. A kernel path falls back to compiled ops
+/// for dimensions the kernel does not take (Dk not a multiple of 32).
 ///
 /// Shapes: `q`, `k` `[B, Hk, Dk]`; `v` `[B, Hv, Dv]`; `g` (decay), `beta` `[B, Hv]`;
 /// `state` `[B, Hv, Dv, Dk]` fp32. Value head `j` reads key head `j / (Hv / Hk)`.
 /// Returns `y` `[B, Hv, Dv]` in q's dtype and the new state.
 pub fn gated_delta_step(
-    q: &Array,
-    k: &Array,
-    v: &Array,
-    g: &Array,
-    beta: &Array,
-    state: &Array,
-) -> Result<(Array, Array)> {
-    gated_delta_step_with(StepPath::current(), q, k, v, g, beta, state)
-}
-
-/// [`gated_delta_step`] on a given path. A kernel path falls back to compiled ops for
-/// dimensions the kernel does not take (Dk not a multiple of 32).
-pub fn gated_delta_step_with(
     path: StepPath,
     q: &Array,
     k: &Array,
@@ -1018,13 +931,14 @@ fn launch_decode(
     }
 }
 
-/// One token of a Gated DeltaNet layer (shapes as [`delta_decode_kernel`]), on the path
-/// for the current device and [`DecodeMode`]: the whole-layer kernel on a GPU when the
-/// inputs fit it, else the compiled inputs ([`delta_decode_inputs`]) and the step
-/// ([`gated_delta_step`], itself a kernel on a GPU). Returns `y` `[B, 1, Hv, Dv]`, the
-/// new state and the new conv state.
+/// One token of a Gated DeltaNet layer (shapes as [`delta_decode_kernel`]) on `path`:
+/// on a kernel path the whole-layer kernel when the inputs fit it, else the compiled
+/// inputs ([`delta_decode_inputs`]) and the step ([`gated_delta_step`], itself a kernel
+/// on a kernel path). Returns `y` `[B, 1, Hv, Dv]` (`[B, Hv, Dv]` for a `[B, C]` `qkv`),
+/// the new state and the new conv state.
 #[allow(clippy::too_many_arguments)]
 pub fn delta_decode(
+    path: StepPath,
     heads: DeltaHeads,
     qkv: &Array,
     conv_state: &Array,
@@ -1035,10 +949,7 @@ pub fn delta_decode(
     dt_bias: &Array,
     state: &Array,
 ) -> Result<(Array, Array, Array)> {
-    let path = StepPath::current();
-    if matches!(path, StepPath::CudaKernel | StepPath::MetalKernel)
-        && DecodeMode::current() == DecodeMode::Fused
-    {
+    if path.is_kernel() {
         if let Ok(checked) = check_decode(
             heads,
             qkv,
@@ -1067,6 +978,6 @@ pub fn delta_decode(
     };
     let [q, k, v, g, beta, conv] =
         delta_decode_inputs(heads, qkv, conv_state, conv_weight, a, b, a_log, dt_bias)?;
-    let (y, state) = gated_delta_step_with(path, &q, &k, &v, &g, &beta, state)?;
+    let (y, state) = gated_delta_step(path, &q, &k, &v, &g, &beta, state)?;
     Ok((y.reshape(y_shape)?, state, conv))
 }
