@@ -15,7 +15,7 @@ use mlx_rs::{Device, DeviceType};
 /// How a single-token forward pass (a decode step) runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Decode {
-    /// The fused forms of `model/fused.rs`: on a GPU the whole-layer DeltaNet kernel (and
+    /// The fused forms of `model/fused/`: on a GPU the whole-layer DeltaNet kernel (and
     /// on CUDA the attention decode kernels), on the CPU compiled graphs; `[B, hidden]`
     /// activations. The same values as [`Decode::Reference`] (bit-identical on the CPU).
     #[default]

@@ -1,4 +1,4 @@
-//! The fused decode forms (src/model/fused.rs) against the reference ops:
+//! The fused decode forms (src/model/fused/) against the reference ops:
 //!
 //! * the gated delta step — compiled ops on the CPU (always), the CUDA kernel when a CUDA
 //!   GPU is present, the Metal kernel on macOS with a GPU (else a visible "skipped" line)

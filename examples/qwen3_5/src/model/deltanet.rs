@@ -217,7 +217,7 @@ pub(crate) fn gated_rms_norm(x: &Array, z: &Array, weight: &Array, eps: f32) -> 
 }
 
 // ---------------------------------------------------------------------------------------
-// Single-token decode: the fused forms of model/fused.rs (same values as `forward`).
+// Single-token decode: the fused forms of model/fused/ (same values as `forward`).
 // ---------------------------------------------------------------------------------------
 
 impl GatedDeltaNet {

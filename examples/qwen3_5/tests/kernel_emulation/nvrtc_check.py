@@ -39,7 +39,7 @@ DEFAULT_HEADER = """
 """
 CUDA_TYPES = {"float32": "float", "bfloat16": "__nv_bfloat16", "float16": "__half"}
 DECODE_ROWS = int(re.search(r"pub const DECODE_ROWS_PER_WARP: i32 = (\d+);", open(
-    os.path.join(HERE, "..", "..", "src", "model", "fused.rs")).read()).group(1))
+    os.path.join(HERE, "..", "..", "src", "model", "fused", "kernels.rs")).read()).group(1))
 INPUTS = ["q", "k", "v", "g", "beta", "state_in"]
 OUTPUTS = ["y", "state_out"]
 
