@@ -431,11 +431,11 @@ pub(super) fn check_decode(
 /// projections (`qkv` `[B, 1, C]`, `a`, `b` `[B, 1, Hv]`), the carried conv inputs
 /// (`conv_state` `[B, K − 1, C]`), the conv taps (`[C, K, 1]`), `a_log`, `dt_bias`
 /// (`[Hv]`) and the fp32 state, to `y` `[B, 1, Hv, Dv]` (before the gated norm), the new
-/// state and the new conv state. Computes what [`delta_decode_inputs`] followed by
-/// [`gated_delta_step`] computes (rounding to the activation dtype at the same points).
+/// state and the new conv state. Computes what [`super::delta_decode_inputs`] followed by
+/// [`super::gated_delta_step`] computes (rounding to the activation dtype at the same points).
 ///
 /// Needs `qkv`, `conv_state`, the taps, `a` and `b` in one float dtype, Dk a multiple
-/// of 32, K ≥ 2; errors otherwise (see [`delta_decode`], which falls back).
+/// of 32, K ≥ 2; errors otherwise (see [`super::delta_decode`], which falls back).
 #[allow(clippy::too_many_arguments)]
 pub fn delta_decode_kernel(
     path: StepPath,
