@@ -2,14 +2,13 @@
 //! the same GPU: q/k norms + RoPE, and attention over the valid prefix of a cache buffer
 //! (one position, fewer positions than warps, more than one buffer step) with grouped
 //! heads and the output gate. They need a CUDA GPU, so they are ignored by default; on
-//! the GPU machine: `attn_kernel-<hash> --ignored`. The residual add + RMSNorm kernel is
-//! checked the same way.
+//! the GPU machine: `attn_kernel-<hash> --ignored`.
 
 mod common;
 
 use common::{gpu, kernel_rtol};
 use mlx_rs::{fast, ops, random, Array, Dtype};
-use qwen3_5::model::attn_kernel::{add_rms_norm, attend, fits, qk_prep, AttnHeads};
+use qwen3_5::model::attn_kernel::{attend, fits, qk_prep, AttnHeads};
 
 fn close(what: &str, got: &Array, want: &Array) {
     assert_eq!(got.shape(), want.shape(), "{what}: shape");
@@ -139,29 +138,6 @@ fn attend_matches_sdpa_and_gate() {
                     .unwrap();
                 let want = attn.multiply(&ops::sigmoid(&gate).unwrap()).unwrap();
                 close(&format!("{dtype:?}, {n} of {cap} positions"), &got, &want);
-            }
-        }
-    })
-}
-
-#[test]
-#[ignore = "needs a CUDA GPU"]
-fn add_rms_norm_matches_add_then_norm() {
-    gpu(|| {
-        for dtype in [Dtype::Float32, Dtype::Bfloat16] {
-            for (b, d) in [(1, 2048), (3, 100), (2, 4096)] {
-                let x = normal(&[b, d], 50 + d as u64, dtype);
-                let r = normal(&[b, d], 60 + d as u64, dtype);
-                let w = normal(&[d], 70 + d as u64, dtype);
-                let (h, n) = add_rms_norm(&x, &r, &w, 1e-6).unwrap();
-                let h_ref = x.add(&r).unwrap();
-                let what = format!("{dtype:?} [{b}, {d}]");
-                close(&format!("h, {what}"), &h, &h_ref);
-                close(
-                    &format!("norm, {what}"),
-                    &n,
-                    &fast::rms_norm(&h_ref, Some(&w), 1e-6).unwrap(),
-                );
             }
         }
     })

@@ -8,7 +8,9 @@ mod common;
 
 use mlx_rs::{ops, random, Array, Dtype};
 use qwen3_5::model::chunked::{self, gated_delta_chunked, DEFAULT_CHUNK};
+use qwen3_5::model::cpu_gemm::CpuProducts;
 use qwen3_5::model::deltanet::recurrence::gated_delta_sequential;
+use qwen3_5::ModelOptions;
 
 /// float32 inputs: |chunked − sequential| ≤ F32_TOL · max |sequential| (per output or
 /// state). Both forms compute in float32; they differ only in the order of the sums
@@ -26,11 +28,26 @@ const BF16_RTOL: f32 = 1.0 / 128.0;
 /// build; set `MLX_ENABLE_TF32=0` there, since CUDA's default TF32 matmuls round to 10
 /// mantissa bits, far coarser than the float32 tolerance here).
 fn cpu<T>(f: impl FnOnce() -> T) -> T {
-    let device = match std::env::var("QWEN3_5_TEST_DEVICE").as_deref() {
+    mlx_rs::with_device(&test_device(), f).unwrap()
+}
+
+fn test_device() -> mlx_rs::Device {
+    match std::env::var("QWEN3_5_TEST_DEVICE").as_deref() {
         Ok("gpu") => mlx_rs::Device::gpu(),
         _ => mlx_rs::Device::cpu(),
-    };
-    mlx_rs::with_device(&device, f).unwrap()
+    }
+}
+
+/// How the float32 products run: as a model on the test device would by default (the
+/// packed GEMM on the CPU except on macOS, MLX on a GPU).
+fn products() -> Option<CpuProducts> {
+    let device = test_device();
+    let o = ModelOptions::for_device(&device);
+    let on_cpu = device.kind().is_ok_and(|k| k == mlx_rs::DeviceType::Cpu);
+    on_cpu.then_some(CpuProducts {
+        gemm: o.cpu_gemm,
+        threads: o.cpu_threads,
+    })
 }
 
 /// Inputs shaped like a DeltaNet layer's: unit-norm keys, queries of norm Dk^-1/2,
@@ -133,7 +150,17 @@ fn assert_near(what: &str, actual: &Array, expected: &Array, tol: f32, rtol: f32
 }
 
 fn check(what: &str, x: &Inputs, chunk: i32, out_rtol: f32) -> (Array, Array) {
-    let (y, s) = gated_delta_chunked(&x.q, &x.k, &x.v, &x.log_g, &x.beta, &x.state, chunk).unwrap();
+    let (y, s) = gated_delta_chunked(
+        &x.q,
+        &x.k,
+        &x.v,
+        &x.log_g,
+        &x.beta,
+        &x.state,
+        chunk,
+        products(),
+    )
+    .unwrap();
     let g = ops::exp(&x.log_g).unwrap();
     let (y_ref, s_ref) = gated_delta_sequential(&x.q, &x.k, &x.v, &g, &x.beta, &x.state).unwrap();
     assert_eq!(y.dtype(), x.q.dtype(), "{what}: output dtype");
@@ -341,9 +368,10 @@ fn prefill_setting_switches_forms() {
     cpu(|| {
         assert_eq!(chunked::prefill_chunk(), Some(DEFAULT_CHUNK));
         let (y_chunked, _) =
-            chunked::prefill(&x.q, &x.k, &x.v, &x.log_g, &x.beta, &x.state).unwrap();
+            chunked::prefill(&x.q, &x.k, &x.v, &x.log_g, &x.beta, &x.state, products()).unwrap();
         chunked::set_prefill_chunk(None).unwrap();
-        let (y_seq, _) = chunked::prefill(&x.q, &x.k, &x.v, &x.log_g, &x.beta, &x.state).unwrap();
+        let (y_seq, _) =
+            chunked::prefill(&x.q, &x.k, &x.v, &x.log_g, &x.beta, &x.state, products()).unwrap();
         assert!(chunked::set_prefill_chunk(Some(0)).is_err());
         assert_eq!(
             chunked::prefill_chunk(),
@@ -364,7 +392,7 @@ fn bad_inputs_are_errors() {
     cpu(|| {
         let x = inputs(1, 10, 2, 4, 16, 8, Dtype::Float32, false, 900);
         let run = |q: &Array, k: &Array, v: &Array, lg: &Array, b: &Array, s: &Array, c: i32| {
-            gated_delta_chunked(q, k, v, lg, b, s, c)
+            gated_delta_chunked(q, k, v, lg, b, s, c, products())
         };
         let msg = |r: qwen3_5::Result<(Array, Array)>| match r {
             Err(e) => e.to_string(),
@@ -405,8 +433,17 @@ fn timing_of_both_forms() {
             g.eval().unwrap();
             for round in 0..3 {
                 let start = std::time::Instant::now();
-                let (y, s) =
-                    gated_delta_chunked(&x.q, &x.k, &x.v, &x.log_g, &x.beta, &x.state, 64).unwrap();
+                let (y, s) = gated_delta_chunked(
+                    &x.q,
+                    &x.k,
+                    &x.v,
+                    &x.log_g,
+                    &x.beta,
+                    &x.state,
+                    64,
+                    products(),
+                )
+                .unwrap();
                 mlx_rs::eval(&[&y, &s]).unwrap();
                 let chunked = start.elapsed();
                 let start = std::time::Instant::now();

@@ -1,15 +1,16 @@
-//! The fused decode forms (src/model/fused.rs) against the reference ops:
+//! The fused decode forms (src/model/fused/) against the reference ops:
 //!
 //! * the gated delta step — compiled ops on the CPU (always), the CUDA kernel when a CUDA
 //!   GPU is present, the Metal kernel on macOS with a GPU (else a visible "skipped" line)
 //!   — equals the sequential reference step (f32 and bf16, Hv = Hk and Hv > Hk, B = 1
 //!   and 2, several steps in a row);
 //! * the compiled element-wise chains equal their plain ops;
-//! * a whole model decoding in the fused mode gives the logits and greedy tokens of the
-//!   plain-ops mode, for every fixture variant;
+//! * a whole model loaded with the fused decode ([`Decode::Fused`]) gives the logits and
+//!   greedy tokens of the same model loaded with the plain ops ([`Decode::Reference`]),
+//!   for every fixture variant, with and without compiled layer steps;
 //! * bad shapes are errors, not kernel reads out of bounds.
 //!
-//! `decode_speed` (ignored) times greedy decoding in both modes:
+//! `decode_speed` (ignored) times greedy decoding with each decode option:
 //! `QWEN3_5_BENCH_DIR=<model folder> cargo test --release -p qwen3_5 --test fused -- --ignored --nocapture`.
 
 mod common;
@@ -20,9 +21,8 @@ use common::{
 };
 use mlx_rs::{random, Array, Device, Dtype};
 use qwen3_5::model::deltanet::recurrence::gated_delta_sequential;
-use qwen3_5::model::fused::{self, DecodeMode, DeltaHeads, StepPath};
-use qwen3_5::model::matvec::with_matvec;
-use qwen3_5::{GenerateOptions, Model};
+use qwen3_5::model::fused::{self, DeltaHeads, StepPath};
+use qwen3_5::{Decode, GenerateOptions, Model, ModelOptions};
 
 /// Step outputs vs the reference, f32 inputs: relative to the largest |reference| value
 /// (the kernel and compiled forms may sum the Dk products in another order; fp32
@@ -162,7 +162,7 @@ fn check_path(path: StepPath) {
                 let (y_ref, s_ref) = cpu(|| reference_step(&x));
                 x.state = state_got.clone();
                 let (y, s) =
-                    fused::gated_delta_step_with(path, &x.q, &x.k, &x.v, &x.g, &x.beta, &x.state)
+                    fused::gated_delta_step(path, &x.q, &x.k, &x.v, &x.g, &x.beta, &x.state)
                         .unwrap_or_else(|e| panic!("{what}: {e}"));
                 mlx_rs::eval(&[&y, &s]).unwrap();
                 assert_eq!(y.dtype(), dtype, "{what}: y dtype");
@@ -236,12 +236,12 @@ fn cuda_kernel_matches_reference() {
         );
         return;
     }
+    assert_eq!(
+        StepPath::fused_on(&Device::gpu()),
+        StepPath::CudaKernel,
+        "a model on the GPU takes the kernel"
+    );
     gpu(|| {
-        assert_eq!(
-            StepPath::current(),
-            StepPath::CudaKernel,
-            "GPU stream picks the kernel"
-        );
         check_path(StepPath::CudaKernel);
         check_sequence_kernel(StepPath::CudaKernel);
     });
@@ -254,12 +254,12 @@ fn metal_kernel_matches_reference() {
         println!("skipped: no Metal GPU (not macOS, or no GPU in the MLX loaded)");
         return;
     }
+    assert_eq!(
+        StepPath::fused_on(&Device::gpu()),
+        StepPath::MetalKernel,
+        "a model on the GPU takes the kernel"
+    );
     gpu(|| {
-        assert_eq!(
-            StepPath::current(),
-            StepPath::MetalKernel,
-            "GPU stream picks the kernel"
-        );
         check_path(StepPath::MetalKernel);
         check_sequence_kernel(StepPath::MetalKernel);
     });
@@ -354,16 +354,9 @@ fn check_decode_kernel(path: StepPath) {
                         &x.dt_bias,
                     )
                     .unwrap();
-                    let (y, s) = fused::gated_delta_step_with(
-                        StepPath::Ops,
-                        &q,
-                        &k,
-                        &v,
-                        &g,
-                        &beta,
-                        &x.state,
-                    )
-                    .unwrap();
+                    let (y, s) =
+                        fused::gated_delta_step(StepPath::Ops, &q, &k, &v, &g, &beta, &x.state)
+                            .unwrap();
                     (y.reshape(&[bsz, 1, hv, dv]).unwrap(), s, conv)
                 });
                 let (y, s, conv) = fused::delta_decode_kernel(
@@ -497,14 +490,46 @@ fn bad_decode_inputs_are_errors() {
     })
 }
 
+/// `dir`'s model loaded on the current device with its defaults and `decode`.
+fn load(dir: impl AsRef<std::path::Path>, decode: Decode) -> Model {
+    qwen3_5::load_with(dir, ModelOptions::default().with_decode(decode)).unwrap()
+}
+
 #[test]
-fn cpu_stream_picks_compiled_path() {
+fn options_resolve_to_the_cpu_paths() {
+    assert_eq!(StepPath::fused_on(&Device::cpu()), StepPath::Compiled);
+    let defaults = ModelOptions::for_device(&Device::cpu());
+    assert_eq!(defaults.decode, Decode::Fused);
+    assert!(
+        !defaults.compile_layers,
+        "compiled layers are a GPU default"
+    );
+    assert_eq!(defaults.cpu_gemm, !cfg!(target_os = "macos"));
+    assert!((1..=8).contains(&defaults.cpu_threads));
     cpu(|| {
-        assert_eq!(StepPath::current(), StepPath::Compiled);
-        fused::with_decode_mode(DecodeMode::Ops, || {
-            assert_eq!(StepPath::current(), StepPath::Ops)
-        });
-        assert_eq!(StepPath::current(), StepPath::Compiled, "mode restored");
+        assert_eq!(ModelOptions::default(), defaults);
+        let dir = model_dir("mlx-bf16-tied");
+        let fused = load(&dir, Decode::Fused);
+        assert_eq!(fused.plan().step, StepPath::Compiled);
+        assert!(fused.plan().cpu.is_some());
+        assert_eq!(load(&dir, Decode::Reference).plan().step, StepPath::Ops);
+        let compiled = ModelOptions {
+            compile_layers: true,
+            ..defaults
+        };
+        let model = qwen3_5::load_with(&dir, compiled).unwrap();
+        assert!(model.plan().compile_layers);
+        let reference = compiled.with_decode(Decode::Reference);
+        let model = qwen3_5::load_with(&dir, reference).unwrap();
+        assert!(
+            !model.plan().compile_layers,
+            "compiled layers are a fused form"
+        );
+        let none = ModelOptions {
+            cpu_threads: 0,
+            ..defaults
+        };
+        assert!(qwen3_5::load_with(&dir, none).is_err(), "0 threads");
     })
 }
 
@@ -518,7 +543,7 @@ fn bad_step_shapes_are_errors() {
                 StepPath::CudaKernel,
                 StepPath::MetalKernel,
             ] {
-                let r = fused::gated_delta_step_with(path, q, k, v, g, beta, s);
+                let r = fused::gated_delta_step(path, q, k, v, g, beta, s);
                 assert!(r.is_err(), "{path:?} accepted bad shapes");
             }
         };
@@ -606,54 +631,58 @@ fn compiled_chains_match_plain_ops() {
     })
 }
 
-/// Logits of a 3-token prefill, then of each further prompt token fed alone, in `mode`
-/// (the single-token logits keep their `[B, 1, vocab]` shape).
-fn three_then_steps(model: &Model, prompt: &[u32], mode: DecodeMode) -> Vec<f32> {
-    fused::with_decode_mode(mode, || {
-        let mut cache = model.new_cache();
-        let ids = Array::from_slice(&prompt[..3], &[1, 3]).unwrap();
-        let mut out = to_f32(&model.forward(&ids, &mut cache).unwrap());
-        for &t in &prompt[3..] {
-            let ids = Array::from_slice(&[t], &[1, 1]).unwrap();
-            let logits = model.forward(&ids, &mut cache).unwrap();
-            assert_eq!(logits.ndim(), 3, "logits stay [B, 1, vocab]");
-            out.extend(to_f32(&logits));
-        }
-        out
-    })
+/// Logits of a 3-token prefill, then of each further prompt token fed alone (the
+/// single-token logits keep their `[B, 1, vocab]` shape).
+fn three_then_steps(model: &Model, prompt: &[u32]) -> Vec<f32> {
+    let mut cache = model.new_cache();
+    let ids = Array::from_slice(&prompt[..3], &[1, 3]).unwrap();
+    let mut out = to_f32(&model.forward(&ids, &mut cache).unwrap());
+    for &t in &prompt[3..] {
+        let ids = Array::from_slice(&[t], &[1, 1]).unwrap();
+        let logits = model.forward(&ids, &mut cache).unwrap();
+        assert_eq!(logits.ndim(), 3, "logits stay [B, 1, vocab]");
+        out.extend(to_f32(&logits));
+    }
+    out
 }
 
-/// Prefill, then single-token steps: fused mode vs plain-ops mode, every fixture variant.
+/// Prefill, then single-token steps: the fused decode vs the reference ops, every
+/// fixture variant.
 #[test]
 fn fused_decode_matches_ops_decode_on_fixtures() {
     cpu(|| {
         let prompt: Vec<u32> = vec![5, 17, 200, 3, 99, 42, 7, 128];
         for v in VARIANTS {
-            let model = qwen3_5::load(model_dir(v)).unwrap();
-            let run = |mode: DecodeMode| three_then_steps(&model, &prompt, mode);
-            let vocab = model.config().text.vocab_size as usize;
-            assert_logits_close(v, &run(DecodeMode::Fused), &run(DecodeMode::Ops), vocab);
+            let run = |d: Decode| three_then_steps(&load(model_dir(v), d), &prompt);
+            let vocab = load(model_dir(v), Decode::Reference)
+                .config()
+                .text
+                .vocab_size as usize;
+            assert_logits_close(v, &run(Decode::Fused), &run(Decode::Reference), vocab);
         }
     })
 }
 
-/// The decode variants (compiled layer steps on/off, `[B, hidden]` activations on/off)
-/// give the plain ops' logits on every fixture variant (dense, 4-bit, ...).
+/// The fused decode with compiled layer steps on and off gives the plain ops' logits on
+/// every fixture variant (dense, 4-bit, ...).
 #[test]
-fn decode_layer_options_match_ops_decode_on_fixtures() {
-    use qwen3_5::model::layer_step::with_layer_options;
+fn compiled_layer_steps_match_ops_decode_on_fixtures() {
     cpu(|| {
         let prompt: Vec<u32> = vec![5, 17, 200, 3, 99, 42, 7];
         for v in VARIANTS {
-            let model = qwen3_5::load(model_dir(v)).unwrap();
-            let run = |mode: DecodeMode| three_then_steps(&model, &prompt, mode);
+            let model = load(model_dir(v), Decode::Reference);
             let vocab = model.config().text.vocab_size as usize;
-            let reference = run(DecodeMode::Ops);
-            for (compiled, flat) in [(true, true), (true, false), (false, true), (false, false)] {
-                let got = with_layer_options(compiled, flat, || run(DecodeMode::Fused));
+            let reference = three_then_steps(&model, &prompt);
+            for compile_layers in [true, false] {
+                let options = ModelOptions {
+                    compile_layers,
+                    ..ModelOptions::default()
+                };
+                let model = qwen3_5::load_with(model_dir(v), options).unwrap();
+                assert_eq!(model.plan().compile_layers, compile_layers);
                 assert_logits_close(
-                    &format!("{v}, compiled layers {compiled}, flat {flat}"),
-                    &got,
+                    &format!("{v}, compiled layers {compile_layers}"),
+                    &three_then_steps(&model, &prompt),
                     &reference,
                     vocab,
                 );
@@ -666,24 +695,23 @@ fn decode_layer_options_match_ops_decode_on_fixtures() {
 #[test]
 fn fused_decode_from_empty_cache() {
     cpu(|| {
-        let model = qwen3_5::load(model_dir("hf-bf16-untied")).unwrap();
-        let run = |mode: DecodeMode| {
-            fused::with_decode_mode(mode, || {
-                let mut cache = model.new_cache();
-                let mut out = Vec::new();
-                for t in [11u32, 12, 13] {
-                    let ids = Array::from_slice(&[t], &[1, 1]).unwrap();
-                    out.extend(to_f32(&model.forward(&ids, &mut cache).unwrap()));
-                }
-                assert_eq!(cache.offset(), 3);
-                out
-            })
+        let dir = model_dir("hf-bf16-untied");
+        let run = |d: Decode| {
+            let model = load(&dir, d);
+            let mut cache = model.new_cache();
+            let mut out = Vec::new();
+            for t in [11u32, 12, 13] {
+                let ids = Array::from_slice(&[t], &[1, 1]).unwrap();
+                out.extend(to_f32(&model.forward(&ids, &mut cache).unwrap()));
+            }
+            assert_eq!(cache.offset(), 3);
+            out
         };
-        let vocab = model.config().text.vocab_size as usize;
+        let vocab = load(&dir, Decode::Reference).config().text.vocab_size as usize;
         assert_logits_close(
             "from empty cache",
-            &run(DecodeMode::Fused),
-            &run(DecodeMode::Ops),
+            &run(Decode::Fused),
+            &run(Decode::Reference),
             vocab,
         );
     })
@@ -693,24 +721,23 @@ fn fused_decode_from_empty_cache() {
 #[test]
 fn fused_decode_batch_of_two() {
     cpu(|| {
-        let model = qwen3_5::load(model_dir("mlx-bf16-untied")).unwrap();
-        let run = |mode: DecodeMode| {
-            fused::with_decode_mode(mode, || {
-                let mut cache = model.new_cache();
-                let ids = Array::from_slice(&[1u32, 2, 3, 4, 5, 6], &[2, 3]).unwrap();
-                let mut out = to_f32(&model.forward(&ids, &mut cache).unwrap());
-                for t in [9u32, 10] {
-                    let ids = Array::from_slice(&[t, t + 100], &[2, 1]).unwrap();
-                    out.extend(to_f32(&model.forward(&ids, &mut cache).unwrap()));
-                }
-                out
-            })
+        let dir = model_dir("mlx-bf16-untied");
+        let run = |d: Decode| {
+            let model = load(&dir, d);
+            let mut cache = model.new_cache();
+            let ids = Array::from_slice(&[1u32, 2, 3, 4, 5, 6], &[2, 3]).unwrap();
+            let mut out = to_f32(&model.forward(&ids, &mut cache).unwrap());
+            for t in [9u32, 10] {
+                let ids = Array::from_slice(&[t, t + 100], &[2, 1]).unwrap();
+                out.extend(to_f32(&model.forward(&ids, &mut cache).unwrap()));
+            }
+            out
         };
-        let vocab = model.config().text.vocab_size as usize;
+        let vocab = load(&dir, Decode::Reference).config().text.vocab_size as usize;
         assert_logits_close(
             "batch of two",
-            &run(DecodeMode::Fused),
-            &run(DecodeMode::Ops),
+            &run(Decode::Fused),
+            &run(Decode::Reference),
             vocab,
         );
     })
@@ -739,19 +766,16 @@ fn greedy(model: &Model, prompt: &[u32], n: usize) -> (Vec<u32>, f64) {
 fn fused_greedy_generation_matches_ops() {
     cpu(|| {
         for v in VARIANTS {
-            let model = qwen3_5::load(model_dir(v)).unwrap();
             let prompt = [3u32, 1, 4, 1, 5, 9, 2, 6];
-            let fused_ids =
-                fused::with_decode_mode(DecodeMode::Fused, || greedy(&model, &prompt, 12).0);
-            let ops_ids =
-                fused::with_decode_mode(DecodeMode::Ops, || greedy(&model, &prompt, 12).0);
+            let fused_ids = greedy(&load(model_dir(v), Decode::Fused), &prompt, 12).0;
+            let ops_ids = greedy(&load(model_dir(v), Decode::Reference), &prompt, 12).0;
             assert_eq!(fused_ids, ops_ids, "{v}: greedy ids");
         }
     })
 }
 
-/// Times greedy decoding: plain ops (the code before the fused forms) against the fused
-/// mode, and on a GPU also the `Compiled` (no custom kernel) and `StepKernel` modes.
+/// Times greedy decoding: the reference ops (the code before the fused forms) against
+/// the fused decode, and on a GPU the fused decode without compiled layer steps too.
 /// `QWEN3_5_BENCH_DIR` picks the model (default: a fixture), `QWEN3_5_BENCH_TOKENS` the
 /// number of tokens (default 64), `QWEN3_5_BENCH_ROUNDS` the rounds (default 5),
 /// `QWEN3_5_BENCH_GPU=1` the GPU (with MLX's memory limit set to 24 GB).
@@ -770,39 +794,46 @@ fn decode_speed() {
     let n = env_num("QWEN3_5_BENCH_TOKENS", 64);
     let rounds = env_num("QWEN3_5_BENCH_ROUNDS", 5);
     let on_gpu = std::env::var("QWEN3_5_BENCH_GPU").as_deref() == Ok("1");
-    let (device, modes) = if on_gpu {
+    let device = if on_gpu {
         mlx_rs::memory::set_memory_limit(24 << 30).unwrap();
-        (
-            Device::gpu(),
-            vec![
-                DecodeMode::Ops,
-                DecodeMode::Compiled,
-                DecodeMode::StepKernel,
-                DecodeMode::Fused,
-            ],
-        )
+        Device::gpu()
     } else {
-        (Device::cpu(), vec![DecodeMode::Ops, DecodeMode::Fused])
+        Device::cpu()
     };
+    let defaults = ModelOptions::for_device(&device);
+    let mut variants = vec![
+        ("reference", defaults.with_decode(Decode::Reference)),
+        ("fused", defaults),
+    ];
+    if on_gpu {
+        let plain = ModelOptions {
+            compile_layers: !defaults.compile_layers,
+            ..defaults
+        };
+        variants.push(("fused, compiled layers toggled", plain));
+    }
     mlx_rs::with_device(&device, || {
-        let model = qwen3_5::load(&dir).unwrap();
+        let models: Vec<Model> = variants
+            .iter()
+            .map(|(_, o)| qwen3_5::load_with(&dir, *o).unwrap())
+            .collect();
         let prompt: Vec<u32> = (0..16).map(|i| (i * 7 + 3) % 200).collect();
-        // Warm up every mode (compile traces, JIT kernels).
-        for &mode in &modes {
-            fused::with_decode_mode(mode, || greedy(&model, &prompt, 8));
+        // Warm up every variant (compile traces, JIT kernels).
+        for model in &models {
+            greedy(model, &prompt, 8);
         }
         let mut ids = Vec::new();
-        let mut rates = vec![Vec::new(); modes.len()];
-        let mut cpu_ms = vec![Vec::new(); modes.len()];
-        // Alternate the modes so that load changes on the machine hit all alike.
+        let mut rates = vec![Vec::new(); models.len()];
+        let mut cpu_ms = vec![Vec::new(); models.len()];
+        // Alternate the variants so that load changes on the machine hit all alike.
         for round in 0..rounds {
-            for (m, &mode) in modes.iter().enumerate() {
+            for (m, model) in models.iter().enumerate() {
                 let c0 = cpu_time_ms();
-                let (got, tps) = fused::with_decode_mode(mode, || greedy(&model, &prompt, n));
+                let (got, tps) = greedy(model, &prompt, n);
                 if let (Some(c0), Some(c1)) = (c0, cpu_time_ms()) {
                     cpu_ms[m].push((c1 - c0) / n as f64);
                 }
-                println!("round {round} {mode:?}: {tps:.1} tokens/s");
+                println!("round {round} {}: {tps:.1} tokens/s", variants[m].0);
                 rates[m].push(tps);
                 ids.push(got);
             }
@@ -812,21 +843,22 @@ fn decode_speed() {
             v.sort_by(|a, b| a.partial_cmp(b).unwrap());
             v
         };
-        for (m, &mode) in modes.iter().enumerate() {
+        for (m, model) in models.iter().enumerate() {
             let r = sorted(&rates[m]);
             let c = sorted(&cpu_ms[m]);
             println!(
-                "{} on {}: {mode:?} (step path {:?}): median {:.1}, best {:.1} tokens/s; least CPU time per token {} ({rounds} rounds of {n} tokens, prefill included in the CPU time)",
+                "{} on {}: {} ({:?}): median {:.1}, best {:.1} tokens/s; least CPU time per token {} ({rounds} rounds of {n} tokens, prefill included in the CPU time)",
                 dir.display(),
                 if on_gpu { "GPU" } else { "CPU" },
-                fused::with_decode_mode(mode, StepPath::current),
+                variants[m].0,
+                model.plan(),
                 r[r.len() / 2],
                 r[r.len() - 1],
                 c.first().map_or("n/a".to_string(), |x| format!("{x:.2} ms")),
             );
         }
         if !ids.windows(2).all(|w| w[0] == w[1]) {
-            println!("note: the modes decoded different tokens (near-ties in a random model?)");
+            println!("note: the variants decoded different tokens (near-ties in a random model?)");
         }
     })
     .unwrap();
@@ -958,41 +990,29 @@ fn row_max_diffs(a: &[f32], e: &[f32], row: usize) -> Vec<f32> {
         .collect()
 }
 
-/// The CUDA matvec kernels (`src/model/matvec.rs`) in the whole decode path, in float32,
-/// where the GPU's own ops are a tight reference (a wrong input, offset or rounding point
-/// shows as an error of the logits' own size, not of float rounding). Both sides run the
-/// fused decode on the GPU, with and without the kernels; the prompt rows take the same
-/// prefill on both.
-#[test]
-#[ignore = "needs a CUDA GPU"]
-fn matvec_decode_matches_fused_ops_in_float32() {
-    gpu_f32_decode_option("matvec", |on, run| with_matvec(on, run));
-}
-
 /// The compiled layer steps (`src/model/layer_step.rs`, on by default on a GPU) against
-/// the same fused decode without them, in float32 on the GPU (as the matvec test).
+/// the same fused decode without them, in float32 on the GPU, where the GPU's own ops are a
+/// tight reference (a wrong input, offset or rounding point shows as an error of the
+/// logits' own size, not of float rounding).
 #[test]
 #[ignore = "needs a CUDA GPU"]
 fn compiled_layer_steps_match_fused_ops_in_float32() {
-    use qwen3_5::model::layer_step::with_layer_options;
-    gpu_f32_decode_option("compiled-layers", |on, run| {
-        with_layer_options(on, true, run)
+    gpu_f32_decode_option("compiled-layers", |compile_layers| ModelOptions {
+        compile_layers,
+        ..ModelOptions::for_device(&Device::gpu())
     });
 }
 
-/// Fused decode of a float32 kernel-shaped model on the GPU with an option on and off
-/// (`with(on, run)` runs `run` with the option set): equal within float32 rounding (and
-/// TF32 products where MLX's matmul takes them); a wrong index or rounding step is of the
-/// logits' size (~10).
-fn gpu_f32_decode_option(name: &str, with: impl Fn(bool, &dyn Fn() -> Vec<f32>) -> Vec<f32>) {
+/// Fused decode of a float32 kernel-shaped model on the GPU loaded with an option on and
+/// off (`options(on)`): equal within float32 rounding (and TF32 products where MLX's
+/// matmul takes them); a wrong index or rounding step is of the logits' size (~10).
+fn gpu_f32_decode_option(name: &str, options: impl Fn(bool) -> ModelOptions) {
     let dir = kernel_shaped_model_as(&format!("{name}-f32"), Dtype::Float32);
     let (prompt, steps) = ([3u32, 9, 27, 81, 115], [7u32, 49, 95, 23, 1, 64, 5, 77]);
     let run = |on: bool| {
         gpu(|| {
-            let model = qwen3_5::load(&dir).unwrap();
-            fused::with_decode_mode(DecodeMode::Fused, || {
-                with(on, &|| prompt_then_steps(&model, &prompt, &steps))
-            })
+            let model = qwen3_5::load_with(&dir, options(on)).unwrap();
+            prompt_then_steps(&model, &prompt, &steps)
         })
     };
     let (with_option, without) = (run(true), run(false));
@@ -1030,18 +1050,11 @@ fn fused_decode_on_kernel_shaped_model() {
     let dir = kernel_shaped_model("kernel-shaped");
     let (prompt, steps) = ([3u32, 9, 27, 81, 115], [7u32, 49, 95, 23, 1, 64]);
     let (reference, vocab) = cpu(|| {
-        let model = qwen3_5::load(&dir).unwrap();
-        let out = fused::with_decode_mode(DecodeMode::Ops, || {
-            prompt_then_steps(&model, &prompt, &steps)
-        });
+        let model = load(&dir, Decode::Reference);
+        let out = prompt_then_steps(&model, &prompt, &steps);
         (out, model.config().text.vocab_size as usize)
     });
-    let fused_cpu = cpu(|| {
-        let model = qwen3_5::load(&dir).unwrap();
-        fused::with_decode_mode(DecodeMode::Fused, || {
-            prompt_then_steps(&model, &prompt, &steps)
-        })
-    });
+    let fused_cpu = cpu(|| prompt_then_steps(&load(&dir, Decode::Fused), &prompt, &steps));
     assert_logits_close("fused CPU vs ops", &fused_cpu, &reference, vocab);
     match StepPath::gpu_kernel() {
         None => println!("skipped the GPU half: no GPU"),
@@ -1056,12 +1069,8 @@ fn fused_decode_on_kernel_shaped_model() {
             // and round exp/rsqrt differently, and on the GPU (unlike the CPU, where the
             // fused forms are bit-identical) that grows over the steps too (H200: 3 ulps,
             // 0.375 at scale ~12.7, by the sixth step; the margin is thin).
-            let gpu_ops = gpu(|| {
-                let model = qwen3_5::load(&dir).unwrap();
-                fused::with_decode_mode(DecodeMode::Ops, || {
-                    prompt_then_steps(&model, &prompt, &steps)
-                })
-            });
+            let gpu_ops =
+                gpu(|| prompt_then_steps(&load(&dir, Decode::Reference), &prompt, &steps));
             assert_logits_close_rtol(
                 "GPU ops vs CPU ops, prompt row",
                 &gpu_ops[..vocab],
@@ -1069,33 +1078,27 @@ fn fused_decode_on_kernel_shaped_model() {
                 vocab,
                 CROSS_DEVICE_ROW_RTOL,
             );
-            // Fused decode with and without the matvec kernels (on a CUDA GPU the default
-            // takes them; see src/model/matvec.rs).
-            for (mode, matvec_on) in [
-                (DecodeMode::Fused, true),
-                (DecodeMode::Fused, false),
-                (DecodeMode::StepKernel, false),
-                (DecodeMode::Compiled, false),
-            ] {
+            // The fused decode with and without compiled layer steps.
+            for compile_layers in [true, false] {
                 let got = gpu(|| {
-                    let model = qwen3_5::load(&dir).unwrap();
-                    fused::with_decode_mode(mode, || {
-                        with_matvec(matvec_on, || {
-                            if mode != DecodeMode::Compiled {
-                                assert_eq!(StepPath::current(), kernel);
-                            }
-                            prompt_then_steps(&model, &prompt, &steps)
-                        })
-                    })
+                    let options = ModelOptions {
+                        compile_layers,
+                        ..ModelOptions::default()
+                    };
+                    let model = qwen3_5::load_with(&dir, options).unwrap();
+                    assert_eq!(model.plan().step, kernel);
+                    prompt_then_steps(&model, &prompt, &steps)
                 });
                 assert_logits_close_rtol(
-                    &format!("GPU {mode:?} (matvec {matvec_on}) vs GPU ops"),
+                    &format!("GPU fused (compiled layers {compile_layers}) vs GPU ops"),
                     &got,
                     &gpu_ops,
                     vocab,
                     CROSS_DEVICE_ROW_RTOL,
                 );
-                println!("GPU {mode:?} (matvec {matvec_on}, {kernel:?}) matches the GPU ops");
+                println!(
+                    "GPU fused ({kernel:?}, compiled layers {compile_layers}) matches the GPU ops"
+                );
             }
         }
     }

@@ -42,6 +42,71 @@ pub struct ModelArgs {
     /// Device to run on (default: the GPU when MLX has one, else the CPU).
     #[arg(long, value_enum)]
     pub device: Option<DeviceArg>,
+    #[command(flatten)]
+    /// How the model runs.
+    pub options: OptionsArgs,
+}
+
+/// The model's options ([`qwen3_5::ModelOptions`]); a flag left out takes the default of
+/// the device the model runs on.
+#[derive(Debug, Clone, Default, Args)]
+pub struct OptionsArgs {
+    /// Decode steps: fused (kernels / compiled graphs, the default) or reference (the
+    /// plain ops of the reference forward pass).
+    #[arg(long, value_enum, value_name = "fused|reference")]
+    pub decode: Option<DecodeArg>,
+    /// Each layer's decode step as one compiled function (default: on for a CUDA GPU, off
+    /// on the CPU and on macOS).
+    #[arg(long, value_enum, value_name = "on|off")]
+    pub compile_layers: Option<Switch>,
+    /// Float32 products of 32 rows or more on the CPU (prefill) in the packed GEMM instead
+    /// of MLX's BLAS (default: on for the CPU except on macOS).
+    #[arg(long, value_enum, value_name = "on|off")]
+    pub cpu_gemm: Option<Switch>,
+    /// Threads a CPU product is spread over (default: the cores, at most 8).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..), allow_negative_numbers = true)]
+    pub cpu_threads: Option<u32>,
+}
+
+impl OptionsArgs {
+    /// The options for a model on `device`: its defaults, with the flags given.
+    pub fn resolve(&self, device: &mlx_rs::Device) -> qwen3_5::ModelOptions {
+        let mut o = qwen3_5::ModelOptions::for_device(device);
+        if let Some(d) = self.decode {
+            o.decode = match d {
+                DecodeArg::Fused => qwen3_5::Decode::Fused,
+                DecodeArg::Reference => qwen3_5::Decode::Reference,
+            };
+        }
+        if let Some(s) = self.compile_layers {
+            o.compile_layers = s == Switch::On;
+        }
+        if let Some(s) = self.cpu_gemm {
+            o.cpu_gemm = s == Switch::On;
+        }
+        if let Some(n) = self.cpu_threads {
+            o.cpu_threads = n as usize;
+        }
+        o
+    }
+}
+
+/// `--decode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DecodeArg {
+    /// The fused forms.
+    Fused,
+    /// The plain ops of the reference forward pass.
+    Reference,
+}
+
+/// An on/off flag value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Switch {
+    /// On.
+    On,
+    /// Off.
+    Off,
 }
 
 /// `--device`.
@@ -290,6 +355,23 @@ mod tests {
         assert!(parse_token_list("1,,2")
             .unwrap_err()
             .contains("token 2 is empty"));
+    }
+
+    #[test]
+    fn options_flags_override_the_device_defaults() {
+        let cpu = mlx_rs::Device::cpu();
+        let defaults = qwen3_5::ModelOptions::for_device(&cpu);
+        assert_eq!(OptionsArgs::default().resolve(&cpu), defaults);
+        let args = OptionsArgs {
+            decode: Some(DecodeArg::Reference),
+            compile_layers: Some(Switch::On),
+            cpu_gemm: Some(Switch::Off),
+            cpu_threads: Some(3),
+        };
+        let o = args.resolve(&cpu);
+        assert_eq!(o.decode, qwen3_5::Decode::Reference);
+        assert!(o.compile_layers && !o.cpu_gemm);
+        assert_eq!(o.cpu_threads, 3);
     }
 
     #[test]

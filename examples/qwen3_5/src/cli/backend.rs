@@ -83,9 +83,11 @@ impl Session {
     }
 }
 
-/// Loads the model of a folder (config.json and safetensors) on the default device.
-pub fn load_model(dir: &Path) -> Result<Model> {
-    let inner = qwen3_5::load(dir).with_context(|| format!("cannot load {}", dir.display()))?;
+/// Loads the model of a folder (config.json and safetensors) on the default device, with
+/// `options`.
+pub fn load_model(dir: &Path, options: qwen3_5::ModelOptions) -> Result<Model> {
+    let inner = qwen3_5::load_with(dir, options)
+        .with_context(|| format!("cannot load {}", dir.display()))?;
     Ok(Model { inner })
 }
 

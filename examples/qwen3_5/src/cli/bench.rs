@@ -28,10 +28,12 @@ use mlx_rs::{ops, random, Array, Device, Dtype};
 use qwen3_5::config::{Config, LayerType};
 use qwen3_5::model::chunked;
 use qwen3_5::weights::{Checkpoint, Weights};
-use qwen3_5::{GenerateOptions, Model, SamplingParams, QWEN3_5_REAL_VOCAB_SIZE};
+use qwen3_5::{
+    Decode, GenerateOptions, Model, ModelOptions, SamplingParams, QWEN3_5_REAL_VOCAB_SIZE,
+};
 use serde_json::{json, Value};
 
-use super::args::DeviceArg;
+use super::args::{DeviceArg, OptionsArgs};
 
 /// `qwen3_5 bench`.
 #[derive(Debug, Args)]
@@ -54,6 +56,9 @@ pub struct BenchArgs {
     /// Device to run on (default: the GPU when MLX has one, else the CPU).
     #[arg(long, value_enum)]
     pub device: Option<DeviceArg>,
+    #[command(flatten)]
+    /// How our model runs.
+    pub options: OptionsArgs,
     /// Also run the same benchmark with another implementation.
     #[arg(long, value_enum, value_name = "PEER")]
     pub compare: Option<Peer>,
@@ -220,6 +225,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         check_writable(json)?;
     }
     let device = select_device(args.device)?;
+    let options = args.options.resolve(&device);
     if let Some(gb) = args.memory_limit {
         mlx_rs::memory::set_memory_limit((gb * 1e9) as usize)?;
     }
@@ -245,7 +251,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     );
     eprintln!("building the model with random weights: {what}");
     let built = Instant::now();
-    let model = random_model(&config, dtype, args.quantize, args.seed)?;
+    let model = random_model(&config, dtype, args.quantize, args.seed, options)?;
     eprintln!("built in {:.1} s", built.elapsed().as_secs_f64());
     let prompt = prompt_ids(
         args.prompt as usize,
@@ -310,6 +316,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             None => "sequential".into(),
         }
     );
+    println!("options: {}", options_json(&options));
     let on_gpu = !device_name.starts_with("cpu");
     if let (true, Ok(n)) = (on_gpu, std::env::var("MLX_MAX_OPS_PER_BUFFER")) {
         let both = if peer_info.is_some() {
@@ -347,6 +354,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
                 Some(c) => json!({"chunked": c}),
                 None => json!("sequential"),
             },
+            "options": options_json(&options),
             "ours": ours.to_json(),
             "peer": peer.as_ref().map(Measured::to_json),
         });
@@ -354,6 +362,19 @@ pub fn run(args: BenchArgs) -> Result<()> {
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(())
+}
+
+/// The model options as the bench's JSON records them.
+fn options_json(o: &ModelOptions) -> Value {
+    json!({
+        "decode": match o.decode {
+            Decode::Fused => "fused",
+            Decode::Reference => "reference",
+        },
+        "compile_layers": o.compile_layers,
+        "cpu_gemm": o.cpu_gemm,
+        "cpu_threads": o.cpu_threads,
+    })
 }
 
 fn print_table(ours: &Measured, peer: Option<&Measured>, cpu: bool) {
@@ -537,7 +558,13 @@ fn random_value(name: &str, shape: &[i32], key: &Array, dtype: Dtype) -> Result<
 }
 
 /// Builds the model from random weights (quantized when `bits` is set).
-fn random_model(config: &Config, dtype: Dtype, bits: Option<i32>, seed: u64) -> Result<Model> {
+fn random_model(
+    config: &Config,
+    dtype: Dtype,
+    bits: Option<i32>,
+    seed: u64,
+    options: ModelOptions,
+) -> Result<Model> {
     let mut arrays = BTreeMap::new();
     for (i, (name, shape)) in tensor_shapes(config).into_iter().enumerate() {
         let key = random::key(seed.wrapping_mul(100_000).wrapping_add(i as u64))?;
@@ -569,7 +596,7 @@ fn random_model(config: &Config, dtype: Dtype, bits: Option<i32>, seed: u64) -> 
         }
     }
     let mut weights = Weights::from_checkpoint(Checkpoint::from_arrays(arrays), config)?;
-    let model = Model::from_weights(config.clone(), &mut weights)?;
+    let model = Model::from_weights(config.clone(), &mut weights, options)?;
     weights.finish()?;
     Ok(model)
 }

@@ -53,7 +53,9 @@ fn load_assets(model: &ModelArgs, need_template: bool) -> Result<Assets> {
     })
 }
 
-fn select_device(arg: Option<DeviceArg>) -> Result<()> {
+/// Makes the device `arg` names (default: the GPU when MLX has one) the default one and
+/// returns it.
+fn select_device(arg: Option<DeviceArg>) -> Result<Device> {
     let gpu = Device::gpu();
     let device = match arg {
         Some(DeviceArg::Cpu) => Device::cpu(),
@@ -65,12 +67,13 @@ fn select_device(arg: Option<DeviceArg>) -> Result<()> {
         None => Device::cpu(),
     };
     Device::set_default(&device).context("cannot select the device")?;
-    Ok(())
+    Ok(device)
 }
 
-fn load_model(dir: &Path, device: Option<DeviceArg>) -> Result<Model> {
-    select_device(device)?;
-    backend::load_model(dir)
+/// Selects the device of `args` and loads the model there with the options of `args`.
+fn load_model(dir: &Path, args: &ModelArgs) -> Result<Model> {
+    let device = select_device(args.device)?;
+    backend::load_model(dir, args.options.resolve(&device))
 }
 
 fn request(sampling: &SamplingArgs, tokenizer: &Tokenizer) -> GenerateRequest {
@@ -131,7 +134,7 @@ fn generate(args: GenerateArgs) -> Result<()> {
             .and_then(|_| writeln!(out, "\n[{} tokens] {}", ids.len(), ids_text.join(",")));
         return ignore_broken_pipe(written);
     }
-    let model = load_model(&assets.dir, args.model.device)?;
+    let model = load_model(&assets.dir, &args.model)?;
     let request = request(&args.sampling, &assets.tokenizer);
     let mut session = model.new_session();
     let (reply, stats, _) = stream_reply(&model, &mut session, &assets.tokenizer, &ids, &request)?;
@@ -235,7 +238,7 @@ fn chat(args: ChatArgs) -> Result<()> {
     let Some(template) = &assets.template else {
         bail!("this model has no chat template");
     };
-    let model = load_model(&assets.dir, args.model.device)?;
+    let model = load_model(&assets.dir, &args.model)?;
     let request = request(&args.sampling, &assets.tokenizer);
     let options = chat_options(&args.sampling);
     let im_end = assets.tokenizer.specials().im_end;
@@ -298,7 +301,7 @@ fn logits(args: LogitsArgs) -> Result<()> {
     // to --out only once the whole file is written.
     let partial = PartialFile::create(&args.out)?;
     let dir = resolve_dir(&args.model)?;
-    let model = load_model(&dir, args.model.device)?;
+    let model = load_model(&dir, &args.model)?;
     let vocab = model.vocab_size();
     if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= vocab) {
         bail!("token id {bad} is outside the model's vocabulary (0..{vocab})");

@@ -3,11 +3,13 @@
 //! query head's projection.
 
 use super::attn_kernel::{self, AttnHeads};
-use super::fused::{self, DecodeMode};
+use super::cpu_gemm::CpuProducts;
+use super::fused::{self, StepPath};
 use super::linear::{fixed, Linear, Projections};
 use crate::cache::KvCache;
 use crate::config::TextConfig;
 use crate::error::Result;
+use crate::options::Plan;
 use crate::weights::Weights;
 use mlx_rs::{fast, ops, Array, Dtype};
 
@@ -26,11 +28,16 @@ pub struct Attention {
     /// RoPE frequencies `θ^(-2i / rope_dims)`, fp32, for the CUDA decode kernels.
     inv_freq: Array,
     eps: f32,
+    /// The decode step's path (fixed at load): the attention kernels on CUDA.
+    step: StepPath,
+    /// How float32 products run for a model on the CPU (prefill).
+    cpu: Option<CpuProducts>,
 }
 
 impl Attention {
-    /// Takes `prefix.{q,k,v,o}_proj`, `prefix.{q,k}_norm` from the checkpoint.
-    pub fn load(w: &mut Weights, prefix: &str, c: &TextConfig) -> Result<Attention> {
+    /// Takes `prefix.{q,k,v,o}_proj`, `prefix.{q,k}_norm` from the checkpoint, for the
+    /// paths of `plan`.
+    pub fn load(w: &mut Weights, prefix: &str, c: &TextConfig, plan: &Plan) -> Result<Attention> {
         let (h, kv, d, hidden) = (
             c.num_attention_heads,
             c.num_key_value_heads,
@@ -38,14 +45,17 @@ impl Attention {
             c.hidden_size,
         );
         Ok(Attention {
-            qkv_proj: Projections::new(vec![
-                w.linear(&format!("{prefix}.q_proj"), h * d * 2, hidden)?,
-                w.linear(&format!("{prefix}.k_proj"), kv * d, hidden)?,
-                w.linear(&format!("{prefix}.v_proj"), kv * d, hidden)?,
-            ])?,
+            qkv_proj: Projections::new(
+                vec![
+                    w.linear(&format!("{prefix}.q_proj"), h * d * 2, hidden)?,
+                    w.linear(&format!("{prefix}.k_proj"), kv * d, hidden)?,
+                    w.linear(&format!("{prefix}.v_proj"), kv * d, hidden)?,
+                ],
+                plan.cpu,
+            )?,
             o_proj: w
                 .linear(&format!("{prefix}.o_proj"), hidden, h * d)?
-                .for_current_device()?,
+                .for_device(plan.cpu)?,
             q_norm: w.shifted_norm(&format!("{prefix}.q_norm.weight"), d)?,
             k_norm: w.shifted_norm(&format!("{prefix}.k_norm.weight"), d)?,
             heads: h,
@@ -55,14 +65,26 @@ impl Attention {
             rope_theta: c.rope_theta,
             inv_freq: inv_freq(c.rope_theta, c.rope_dims())?,
             eps: c.rms_norm_eps,
+            step: plan.step,
+            cpu: plan.cpu,
         })
     }
 
-    /// Attends `x` (`[B, L, hidden]`) over the cached positions plus its own, causally.
-    ///
-    /// A single token may also come as `[B, hidden]` (decode without the length axis); the
-    /// output then has that form too.
+    /// Attends `x` (`[B, L, hidden]`) over the cached positions plus its own, causally,
+    /// with the reference ops.
     pub fn forward(&self, x: &Array, cache: &mut KvCache) -> Result<Array> {
+        self.attend(x, cache, false)
+    }
+
+    /// One token (`x` `[B, hidden]` or `[B, 1, hidden]`; the output has the same form),
+    /// fused: on CUDA the attention decode kernels (they took the 2B from 274 to 370
+    /// tokens/s on an H200), elsewhere MLX's attention with compiled norms and gate.
+    pub(crate) fn decode(&self, x: &Array, cache: &mut KvCache) -> Result<Array> {
+        self.attend(x, cache, true)
+    }
+
+    /// [`Attention::forward`] (`fused` false) or [`Attention::decode`] (`fused` true).
+    fn attend(&self, x: &Array, cache: &mut KvCache, fused: bool) -> Result<Array> {
         let (b, l) = if x.ndim() == 2 {
             (x.dim(0), 1)
         } else {
@@ -85,7 +107,7 @@ impl Attention {
             head_dim: d,
             rope_dims: self.rope_dims,
         };
-        if l == 1 && attn_kernel::usable(heads, q_full.dtype()) {
+        if fused && self.step == StepPath::CudaKernel && attn_kernel::fits(heads, q_full.dtype()) {
             let out = self.attend_kernels(heads, &q_full, &keys, &values, cache)?;
             return self.o_proj.forward(&out.reshape(&out_shape(h * d))?);
         }
@@ -97,10 +119,8 @@ impl Attention {
         let keys = keys.reshape(&[b, l, kv, d])?;
         let values = values.reshape(&[b, l, kv, d])?;
 
-        // A single token takes the compiled norms and gate (fused decode mode).
-        let fused_step = l == 1 && DecodeMode::current().is_fused();
         let norm = |x: &Array, w: &Array| -> Result<Array> {
-            if fused_step {
+            if fused {
                 fused::rms_norm(x, w, self.eps)
             } else {
                 Ok(fast::rms_norm(x, Some(w), self.eps)?)
@@ -121,14 +141,14 @@ impl Attention {
         } else {
             fast::AttentionMask::None
         };
-        let out = match cpu_attention(&queries, &keys, &values, scale, offset)? {
+        let out = match cpu_attention(&queries, &keys, &values, scale, offset, self.cpu)? {
             Some(out) => out,
             None => fast::scaled_dot_product_attention(&queries, &keys, &values, scale, mask)?,
         };
         let out = out
             .transpose_axes(&[0, 2, 1, 3])?
             .reshape(&out_shape(h * d))?;
-        let gated = if fused_step {
+        let gated = if fused {
             fused::sigmoid_gate(&out, &gate)?
         } else {
             out.multiply(&ops::sigmoid(&gate)?)?
@@ -164,47 +184,6 @@ impl Attention {
         attn_kernel::attend(heads, &q, &key_buf, &value_buf, &q_full, cache.offset())
     }
 
-    /// The mixer half of a decoder layer for one token with the CUDA matvec kernels
-    /// ([`super::matvec`]) around the attention kernels: `h + o_proj(attention(qkv_proj(
-    /// rmsnorm(h · norm))))` for the residual stream `h` `[B, hidden]`. `None` when the
-    /// weights or heads do not take the kernels; the cache is then untouched.
-    pub(crate) fn decode_dense(
-        &self,
-        h: &Array,
-        norm: &Array,
-        cache: &mut KvCache,
-        eps: f32,
-    ) -> Result<Option<Array>> {
-        use super::matvec::{fits, matvec, Epilogue, Prologue};
-        let heads = AttnHeads {
-            heads: self.heads,
-            kv_heads: self.kv_heads,
-            head_dim: self.head_dim,
-            rope_dims: self.rope_dims,
-        };
-        let (Some(w_in), Some(w_out)) = (self.qkv_proj.joined_dense(), self.o_proj.dense_weight())
-        else {
-            return Ok(None);
-        };
-        if h.ndim() != 2
-            || !attn_kernel::usable(heads, h.dtype())
-            || !fits(w_in, h.dtype())
-            || !fits(w_out, h.dtype())
-        {
-            return Ok(None);
-        }
-        let p = matvec(h, w_in, Prologue::Norm(norm), Epilogue::None, eps)?;
-        let [q_full, keys, values] = fixed(self.qkv_proj.split(&p)?, "attention")?;
-        let out = self.attend_kernels(heads, &q_full, &keys, &values, cache)?;
-        Ok(Some(matvec(
-            &out,
-            w_out,
-            Prologue::None,
-            Epilogue::Residual(h),
-            eps,
-        )?))
-    }
-
     fn rope(&self, x: &Array, offset: i32) -> Result<Array> {
         let options = fast::RopeOptions {
             base: Some(self.rope_theta),
@@ -218,16 +197,20 @@ impl Attention {
 /// [`super::cpu_gemm`]: `queries` `[B, H, L, D]` at positions `offset..offset + L`, `keys`
 /// and `values` `[B, KV, S, D]` (positions `0..S`, `S = offset + L`). The `H / KV` query
 /// heads of a key head are one batch of rows, so each product is one GEMM per key head.
-/// The softmax is MLX's (precise, fp32). `None` (take MLX's attention) off the CPU, for
-/// other dtypes, fewer than [`super::cpu_gemm::MIN_ROWS`] queries or when the GEMM path
-/// is switched off.
+/// The softmax is MLX's (precise, fp32). `None` (take MLX's attention) for a model off
+/// the CPU or with the GEMM off (`cpu`), for other dtypes and for fewer than
+/// [`super::cpu_gemm::MIN_ROWS`] queries.
 fn cpu_attention(
     queries: &Array,
     keys: &Array,
     values: &Array,
     scale: f32,
     offset: i32,
+    cpu: Option<CpuProducts>,
 ) -> Result<Option<Array>> {
+    let Some(cpu) = cpu.filter(|c| c.gemm) else {
+        return Ok(None);
+    };
     let [b, h, l, d] = queries.shape()[..] else {
         return Ok(None);
     };
@@ -240,8 +223,6 @@ fn cpu_attention(
         || kv == 0
         || h % kv != 0
         || s != offset + l
-        || !super::cpu_gemm::enabled()
-        || !super::linear::on_cpu()
     {
         return Ok(None);
     }
@@ -249,7 +230,7 @@ fn cpu_attention(
     let q = queries
         .multiply(&Array::scalar(scale))?
         .reshape(&[b, kv, rep * l, d])?;
-    let Some(scores) = super::cpu_gemm::batched(&q, &keys.swapaxes(-1, -2)?)? else {
+    let Some(scores) = super::cpu_gemm::batched(&q, &keys.swapaxes(-1, -2)?, cpu.threads)? else {
         return Ok(None);
     };
     // Query i (position offset + i) sees keys 0..=offset + i.
@@ -260,7 +241,7 @@ fn cpu_attention(
     let scores = scores.reshape(&[b, kv, rep, l, s])?;
     let scores = ops::r#where(&visible, &scores, &Array::scalar(f32::NEG_INFINITY))?;
     let probs = ops::softmax_axis(&scores, -1, true)?.reshape(&[b, kv, rep * l, s])?;
-    let Some(out) = super::cpu_gemm::batched(&probs, values)? else {
+    let Some(out) = super::cpu_gemm::batched(&probs, values, cpu.threads)? else {
         return Ok(None);
     };
     Ok(Some(out.reshape(&[b, h, l, d])?))

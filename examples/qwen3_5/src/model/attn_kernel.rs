@@ -1,4 +1,4 @@
-//! CUDA kernels for one decode token: gated attention, and the residual add + RMSNorm.
+//! CUDA kernels for one decode token of gated attention.
 //!
 //! MLX's CUDA backend has no single-query attention kernel for the 2B's head dim (256), so
 //! one token's attention runs as MLX's fallback ops (about 30 graph nodes per layer:
@@ -9,16 +9,13 @@
 //!   head, one block per head;
 //! * [`attend`] (`kernels/attn_decode.cu.inc`): softmax attention of each query head over
 //!   the valid prefix of the cache buffers (online softmax per warp, merged through shared
-//!   memory), times the output gate;
-//! * [`add_rms_norm`] (`kernels/add_rms_norm.cu.inc`): a residual add and the next norm
-//!   (MLX's add and rms_norm, two launches and two graph nodes, 48 times per 2B step);
-//!   opt-in for now, see [`add_norm_usable`].
+//!   memory), times the output gate.
 //!
 //! The plain ops of [`super::attention`] stay the reference, the prefill path and the
 //! path on the CPU and on Metal (where MLX's own attention kernel covers these shapes);
 //! `tests/fused.rs` compares the two on a GPU.
 
-use super::fused::{cuda_header, DecodeMode, StepPath};
+use super::fused::cuda_header;
 use crate::error::{Error, Result};
 use mlx_rs::fast::{CudaKernel, KernelBuilder, KernelConfig, TemplateArg};
 use mlx_rs::{Array, Dtype};
@@ -28,8 +25,6 @@ use std::rc::Rc;
 
 /// Body of the q/k norm + RoPE kernel.
 pub const QK_PREP_BODY: &str = include_str!("kernels/attn_qk_prep.cu.inc");
-/// Body of the residual add + RMSNorm kernel.
-pub const ADD_NORM_BODY: &str = include_str!("kernels/add_rms_norm.cu.inc");
 /// Body of the attention kernel.
 pub const DECODE_BODY: &str = include_str!("kernels/attn_decode.cu.inc");
 /// Warps per block of the attention kernel.
@@ -46,17 +41,6 @@ pub struct AttnHeads {
     pub head_dim: i32,
     /// Rotated dims (even, at most `head_dim`).
     pub rope_dims: i32,
-}
-
-/// Whether one decode token of attention with these heads and activation dtype takes the
-/// kernels: MLX with a CUDA GPU, the current stream on it, the fused decode mode, shapes
-/// the kernels take, and `QWEN3_5_ATTN_KERNEL` not `0` (kept to measure what they bring).
-pub fn usable(h: AttnHeads, dtype: Dtype) -> bool {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| super::knobs::flag("QWEN3_5_ATTN_KERNEL", true))
-        && StepPath::current() == StepPath::CudaKernel
-        && DecodeMode::current() == DecodeMode::Fused
-        && fits(h, dtype)
 }
 
 /// Whether the kernels take these shapes and dtype.
@@ -241,63 +225,4 @@ pub fn attend(
     out.into_iter()
         .next()
         .ok_or_else(|| bad("expected one output".into()))
-}
-
-/// Whether the residual add + RMSNorm of a decode step takes the CUDA kernel
-/// ([`add_rms_norm`]): as [`usable`] for the path, and only with
-/// `QWEN3_5_ADD_NORM_KERNEL=1`. Off by default: it compiles with NVRTC and ran a whole 2B
-/// benchmark on an H200, but its GPU unit test (`tests/attn_kernel.rs`) has not been
-/// seen to pass yet.
-pub fn add_norm_usable(x: &Array) -> bool {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| super::knobs::flag("QWEN3_5_ADD_NORM_KERNEL", false))
-        && StepPath::current() == StepPath::CudaKernel
-        && DecodeMode::current() == DecodeMode::Fused
-        && x.ndim() == 2
-        && matches!(x.dtype(), Dtype::Float32 | Dtype::Float16 | Dtype::Bfloat16)
-}
-
-/// `(x + r, rmsnorm(x + r) · w)` for `[B, D]` rows in one CUDA launch (the residual add
-/// and the next norm of a decode step; same rounding points as MLX's add and rms_norm).
-pub fn add_rms_norm(x: &Array, r: &Array, w: &Array, eps: f32) -> Result<(Array, Array)> {
-    let (b, d) = match *x.shape() {
-        [b, d] if b > 0 && d > 0 => (b, d),
-        _ => {
-            return Err(bad(format!(
-                "add_rms_norm: x {:?} must be [B, D]",
-                x.shape()
-            )))
-        }
-    };
-    if r.shape() != x.shape() || r.dtype() != x.dtype() || w.shape() != [d] {
-        return Err(bad(format!(
-            "add_rms_norm: r {:?} / {:?} and w {:?} do not fit x {:?} / {:?}",
-            r.shape(),
-            r.dtype(),
-            w.shape(),
-            x.shape(),
-            x.dtype()
-        )));
-    }
-    let threads = ((d + 31) / 32 * 32).min(1024);
-    let kern = kernel(
-        "qwen3_5_add_rms_norm",
-        ADD_NORM_BODY,
-        &["x", "r", "w", "eps"],
-        &["h", "n"],
-    )?;
-    let config = KernelConfig::new([threads, 1, b], [threads, 1, 1])
-        .output(&[b, d], x.dtype())
-        .output(&[b, d], x.dtype())
-        .template("T", TemplateArg::Dtype(x.dtype()))
-        .template("WT", TemplateArg::Dtype(w.dtype()))
-        .template("D", TemplateArg::Int(d))
-        .template("THREADS", TemplateArg::Int(threads));
-    let eps = super::fused::f32_constant(eps)?;
-    let out = kern.apply(&[x, r, w, &eps], &config)?;
-    let mut out = out.into_iter();
-    match (out.next(), out.next()) {
-        (Some(h), Some(n)) => Ok((h, n)),
-        _ => Err(bad("add_rms_norm: expected two outputs".into())),
-    }
 }

@@ -26,6 +26,7 @@
 //! stable as forward substitution, unlike the Neumann series, whose terms grow
 //! combinatorially when keys repeat (a repeated token), but in `log2 C` batched matmuls.
 
+use super::cpu_gemm::CpuProducts;
 use crate::error::{Error, Result};
 use mlx_rs::{ops, Array, Dtype};
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -67,7 +68,7 @@ pub fn prefill_chunk() -> Option<i32> {
 /// The gated delta rule over a block of tokens with the process-wide prefill setting
 /// ([`set_prefill_chunk`]): chunked, or sequential (with `g = exp(log_g)`).
 ///
-/// Shapes and dtypes as [`gated_delta_chunked`].
+/// Shapes and dtypes as [`gated_delta_chunked`]; `cpu` as there.
 pub fn prefill(
     q: &Array,
     k: &Array,
@@ -75,9 +76,10 @@ pub fn prefill(
     log_g: &Array,
     beta: &Array,
     state: &Array,
+    cpu: Option<CpuProducts>,
 ) -> Result<(Array, Array)> {
     match prefill_chunk() {
-        Some(chunk) => gated_delta_chunked(q, k, v, log_g, beta, state, chunk),
+        Some(chunk) => gated_delta_chunked(q, k, v, log_g, beta, state, chunk, cpu),
         None => super::deltanet::recurrence::gated_delta_sequential(
             q,
             k,
@@ -99,6 +101,9 @@ pub fn prefill(
 ///
 /// Returns `y` `[B, T, Hv, Dv]` in q's dtype and the state after the last token
 /// (`[B, Hv, Dv, Dk]`, float32), equal to the sequential form's up to rounding.
+///
+/// `cpu`: how the float32 products run for a model on the CPU (`None`: in MLX).
+#[allow(clippy::too_many_arguments)]
 pub fn gated_delta_chunked(
     q: &Array,
     k: &Array,
@@ -107,7 +112,9 @@ pub fn gated_delta_chunked(
     beta: &Array,
     state: &Array,
     chunk: i32,
+    cpu: Option<CpuProducts>,
 ) -> Result<(Array, Array)> {
+    let mm = |a: &Array, b: &Array| product(a, b, cpu);
     let (b, t, _hk, dk, hv, dv) = check_shapes(q, k, v, log_g, beta, state)?;
     if chunk < 1 {
         return Err(Error::InvalidArgument(format!(
@@ -161,7 +168,7 @@ pub fn gated_delta_chunked(
 
     // The UT transform.
     let a = ops::tril(&mm(&k_beta, &k_t)?.multiply(&decay_pairs)?, -1)?;
-    let t_inv = unit_lower_inverse(&a, c)?;
+    let t_inv = unit_lower_inverse(&a, c, cpu)?;
     let u = mm(&t_inv, &v_beta)?;
     let w = mm(
         &t_inv,
@@ -209,11 +216,11 @@ pub fn gated_delta_chunked(
     Ok((y, state))
 }
 
-/// `a · b` (batched): on the CPU, float32 products go through [`super::cpu_gemm`] (MLX's
-/// Linux CPU BLAS is the slow reference one) unless `QWEN3_5_CPU_GEMM=0`.
-fn mm(a: &Array, b: &Array) -> Result<Array> {
-    if super::cpu_gemm::enabled() && super::linear::on_cpu() {
-        if let Some(y) = super::cpu_gemm::batched(a, b)? {
+/// `a · b` (batched): for a model on the CPU with `cpu.gemm` on, float32 products go
+/// through [`super::cpu_gemm`] (MLX's Linux CPU BLAS is the slow reference one).
+fn product(a: &Array, b: &Array, cpu: Option<CpuProducts>) -> Result<Array> {
+    if let Some(cpu) = cpu.filter(|c| c.gemm) {
+        if let Some(y) = super::cpu_gemm::batched(a, b, cpu.threads)? {
             return Ok(y);
         }
     }
@@ -226,7 +233,8 @@ fn mm(a: &Array, b: &Array) -> Result<Array> {
 /// and doubles `b`: with `E` the part of `A` that couples the two `b`-blocks inside each
 /// `2b`-block, `[[T₁, 0], [A₂₁, T₂]]`'s inverse is `[[T₁, 0], [−T₂A₂₁T₁, T₂]]`, i.e.
 /// `T ← T − T E T`. Blocks are taken by index (`i / b`), so any `C` works.
-fn unit_lower_inverse(a: &Array, c: i32) -> Result<Array> {
+fn unit_lower_inverse(a: &Array, c: i32, cpu: Option<CpuProducts>) -> Result<Array> {
+    let mm = |a: &Array, b: &Array| product(a, b, cpu);
     // Size-1 blocks: T = I. First doubling: T E T = E.
     let mut t = ops::identity(c, Dtype::Float32)?.subtract(&a.multiply(&coupling_mask(c, 1)?)?)?;
     let mut size = 2;

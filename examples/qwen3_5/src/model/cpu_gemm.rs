@@ -10,32 +10,34 @@
 //! the product reads each weight once, and breaking the graph would cost more than the
 //! GEMM saves.
 //!
-//! Switch: `QWEN3_5_CPU_GEMM=0` keeps every product in MLX. Off by default on macOS, where
-//! MLX multiplies through Accelerate.
+//! A model takes this path when loaded with `cpu_gemm` on ([`crate::ModelOptions`]: the
+//! default on the CPU except on macOS, where MLX multiplies through Accelerate).
 
 use crate::error::Result;
 use mlx_rs::{ops, Array, Dtype};
-use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Rows from which a CPU float32 product goes through [`matmul`] (prefill).
 pub const MIN_ROWS: usize = 32;
 
-/// Whether CPU float32 products of many rows run outside MLX: [`with_cpu_gemm`]'s choice
-/// on this thread, else `QWEN3_5_CPU_GEMM`, else [`DEFAULT_ON`].
-pub fn enabled() -> bool {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    OVERRIDE
-        .with(Cell::get)
-        .unwrap_or_else(|| *ON.get_or_init(|| super::knobs::flag("QWEN3_5_CPU_GEMM", DEFAULT_ON)))
+/// How a model on the CPU does its float32 products, fixed at load from
+/// [`crate::ModelOptions`] (`cpu_gemm`, `cpu_threads`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CpuProducts {
+    /// Products of at least [`MIN_ROWS`] rows go through [`matmul`] / [`batched`] (else
+    /// through MLX).
+    pub gemm: bool,
+    /// Threads a product is spread over: the GEMM's, or the CPU streams of
+    /// [`super::linear`] when MLX multiplies (at least 1).
+    pub threads: usize,
 }
 
-/// On by default except on macOS, where MLX's CPU backend multiplies through Accelerate
-/// (a fast BLAS), not the reference BLAS of the Linux wheels.
-pub const DEFAULT_ON: bool = !cfg!(target_os = "macos");
-
-thread_local! {
-    static OVERRIDE: Cell<Option<bool>> = const { Cell::new(None) };
+impl CpuProducts {
+    /// Every product in MLX, on one stream.
+    pub const MLX: CpuProducts = CpuProducts {
+        gemm: false,
+        threads: 1,
+    };
 }
 
 /// Products done here so far, in this process (to check that a path took them).
@@ -46,30 +48,18 @@ pub fn products() -> usize {
     PRODUCTS.load(Ordering::Relaxed)
 }
 
-/// Runs `f` with these products on or off on this thread, whatever the environment says
-/// (restored afterwards, also on panic).
-pub fn with_cpu_gemm<R>(on: bool, f: impl FnOnce() -> R) -> R {
-    super::knobs::with_override(&OVERRIDE, on, f)
-}
-
-/// Threads a product is spread over: `QWEN3_5_CPU_STREAMS` (shared with the CPU streams
-/// of [`super::linear`]), else the available parallelism, at most 8.
-fn threads() -> usize {
-    super::linear::cpu_stream_count()
-}
-
 /// `x · wt` for float32 `x` `[.., k]` and a row-major float32 `wt` `[k, n]`: evaluates
 /// `x` (and `wt`, normally evaluated at load) and returns a new, evaluated `[.., n]`
-/// array. `None` when the arrays do not fit (another dtype, inner sizes that differ, or
-/// an input that cannot be evaluated here, e.g. inside a compiled function's trace): the
-/// caller then multiplies with MLX.
-pub fn matmul(x: &Array, wt: &Array) -> Result<Option<Array>> {
+/// array, spread over `threads` threads. `None` when the arrays do not fit (another
+/// dtype, inner sizes that differ, or an input that cannot be evaluated here, e.g. inside
+/// a compiled function's trace): the caller then multiplies with MLX.
+pub fn matmul(x: &Array, wt: &Array, threads: usize) -> Result<Option<Array>> {
     if x.ndim() == 0 || wt.ndim() != 2 || x.dim(-1) != wt.dim(0) {
         return Ok(None);
     }
     let (k, n) = (wt.dim(0), wt.dim(1));
     let rows = x.size() as i32 / k.max(1);
-    let Some(flat) = batched(&x.reshape(&[rows, k])?, wt)? else {
+    let Some(flat) = batched(&x.reshape(&[rows, k])?, wt, threads)? else {
         return Ok(None);
     };
     let mut shape = x.shape().to_vec();
@@ -79,8 +69,9 @@ pub fn matmul(x: &Array, wt: &Array) -> Result<Option<Array>> {
 
 /// The batched product `a · b` of float32 arrays (`[.., m, k]` · `[.., k, n]`, the same
 /// leading axes on both, or a 2-D `b` shared by every matrix of `a`), as [`matmul`] does
-/// it. `None` when the arrays do not fit (see [`matmul`]); the caller then uses MLX.
-pub fn batched(a: &Array, b: &Array) -> Result<Option<Array>> {
+/// it, on `threads` threads. `None` when the arrays do not fit (see [`matmul`]); the
+/// caller then uses MLX.
+pub fn batched(a: &Array, b: &Array, threads: usize) -> Result<Option<Array>> {
     if a.dtype() != Dtype::Float32 || b.dtype() != Dtype::Float32 || a.ndim() < 2 || b.ndim() < 2 {
         return Ok(None);
     }
@@ -114,7 +105,7 @@ pub fn batched(a: &Array, b: &Array) -> Result<Option<Array>> {
         n,
         b_stride: if b_shared { 0 } else { k * n },
     };
-    sgemm_threads(da, db, &mut c, dims, threads());
+    sgemm_threads(da, db, &mut c, dims, threads);
     PRODUCTS.fetch_add(1, Ordering::Relaxed);
     let mut shape = batch.to_vec();
     shape.extend([m as i32, n as i32]);
@@ -355,16 +346,16 @@ mod tests {
         let shared = mlx_rs::random::normal(&[24, 33], Dtype::Float32, 0.0, 1.0, None).unwrap();
         for rhs in [&b, &shared] {
             let want = ops::matmul(&a, rhs).unwrap();
-            let got = batched(&a, rhs).unwrap().expect("float32 fits");
+            let got = batched(&a, rhs, 2).unwrap().expect("float32 fits");
             assert_eq!(got.shape(), want.shape());
             let diff = ops::abs(&got.subtract(&want).unwrap()).unwrap();
             let max = ops::max(&diff, false).unwrap().item::<f32>().unwrap();
             assert!(max < 1e-4, "max difference {max}");
         }
-        let w = matmul(&a, &shared).unwrap().expect("float32 fits");
+        let w = matmul(&a, &shared, 2).unwrap().expect("float32 fits");
         assert_eq!(w.shape(), &[2, 3, 40, 33]);
         let half = a.astype(Dtype::Float16).unwrap();
-        assert!(batched(&half, &b).unwrap().is_none());
-        assert!(batched(&a, &a).unwrap().is_none(), "inner sizes differ");
+        assert!(batched(&half, &b, 2).unwrap().is_none());
+        assert!(batched(&a, &a, 2).unwrap().is_none(), "inner sizes differ");
     }
 }

@@ -5,12 +5,14 @@
 //! (one step per token, as mlx-lm's `gated_delta_ops`). Faster forms (chunked prefill,
 //! fused decode kernels) plug in there and are checked against it.
 
-use super::fused::{self, DecodeMode, DeltaHeads};
+use super::cpu_gemm::CpuProducts;
+use super::fused::{self, DeltaHeads, StepPath};
 use super::linear::{fixed, Linear, Projections};
 use super::{scalar_like, silu};
 use crate::cache::RecurrentCache;
 use crate::config::TextConfig;
 use crate::error::Result;
+use crate::options::Plan;
 use crate::weights::Weights;
 use mlx_rs::{fast, ops, Array, Dtype};
 
@@ -31,23 +33,35 @@ pub struct GatedDeltaNet {
     dv: i32,
     kernel: i32,
     eps: f32,
+    /// The path of a decode step's delta rule (fixed at load).
+    step: StepPath,
+    /// How float32 products run for a model on the CPU (prefill).
+    cpu: Option<CpuProducts>,
 }
 
 impl GatedDeltaNet {
     /// Takes `prefix.*` (`in_proj_{qkv,z,b,a}`, `conv1d`, `A_log`, `dt_bias`, `norm`,
-    /// `out_proj`) from the checkpoint.
-    pub fn load(w: &mut Weights, prefix: &str, c: &TextConfig) -> Result<GatedDeltaNet> {
+    /// `out_proj`) from the checkpoint, for the paths of `plan`.
+    pub fn load(
+        w: &mut Weights,
+        prefix: &str,
+        c: &TextConfig,
+        plan: &Plan,
+    ) -> Result<GatedDeltaNet> {
         let hidden = c.hidden_size;
         let (hk, hv) = (c.linear_num_key_heads, c.linear_num_value_heads);
         let (dk, dv) = (c.linear_key_head_dim, c.linear_value_head_dim);
         let conv_dim = c.linear_conv_dim();
         Ok(GatedDeltaNet {
-            in_proj: Projections::new(vec![
-                w.linear(&format!("{prefix}.in_proj_qkv"), conv_dim, hidden)?,
-                w.linear(&format!("{prefix}.in_proj_z"), hv * dv, hidden)?,
-                w.linear(&format!("{prefix}.in_proj_b"), hv, hidden)?,
-                w.linear(&format!("{prefix}.in_proj_a"), hv, hidden)?,
-            ])?,
+            in_proj: Projections::new(
+                vec![
+                    w.linear(&format!("{prefix}.in_proj_qkv"), conv_dim, hidden)?,
+                    w.linear(&format!("{prefix}.in_proj_z"), hv * dv, hidden)?,
+                    w.linear(&format!("{prefix}.in_proj_b"), hv, hidden)?,
+                    w.linear(&format!("{prefix}.in_proj_a"), hv, hidden)?,
+                ],
+                plan.cpu,
+            )?,
             conv_weight: w.conv_weight(
                 &format!("{prefix}.conv1d.weight"),
                 conv_dim,
@@ -58,13 +72,15 @@ impl GatedDeltaNet {
             norm: w.plain_norm(&format!("{prefix}.norm.weight"), dv)?,
             out_proj: w
                 .linear(&format!("{prefix}.out_proj"), hidden, hv * dv)?
-                .for_current_device()?,
+                .for_device(plan.cpu)?,
             hk,
             hv,
             dk,
             dv,
             kernel: c.linear_conv_kernel_dim,
             eps: c.rms_norm_eps,
+            step: plan.step,
+            cpu: plan.cpu,
         })
     }
 
@@ -85,6 +101,7 @@ impl GatedDeltaNet {
     ) -> Result<(Array, Array, Array)> {
         let (hk, hv, dk, dv) = (self.hk, self.hv, self.dk, self.dv);
         fused::delta_decode(
+            self.step,
             DeltaHeads { hk, hv, dk, dv },
             qkv,
             conv_state,
@@ -97,13 +114,9 @@ impl GatedDeltaNet {
         )
     }
 
-    /// Runs the layer over `x` (`[B, S, hidden]`), continuing from and updating `cache`.
+    /// Runs the layer over `x` (`[B, S, hidden]`) with the reference ops, continuing from
+    /// and updating `cache`.
     pub fn forward(&self, x: &Array, cache: &mut RecurrentCache) -> Result<Array> {
-        // One token: `[B, 1, hidden]`, or `[B, hidden]` (decode without the length axis).
-        let single = x.ndim() == 2 || x.try_dim(1)? == 1;
-        if single && DecodeMode::current().is_fused() {
-            return self.forward_decode(x, cache);
-        }
         let (b, s) = (x.dim(0), x.dim(1));
         let (hk, hv, dk, dv) = (self.hk, self.hv, self.dk, self.dv);
         let key_dim = hk * dk;
@@ -152,7 +165,7 @@ impl GatedDeltaNet {
         let (out, state) = if s > 1 {
             // Prefill: the chunkwise-parallel form (see chunked.rs).
             let log_g = log_decay(&self.a_log, &a, &self.dt_bias)?;
-            super::chunked::prefill(&q, &k, &v, &log_g, &beta, &state)?
+            super::chunked::prefill(&q, &k, &v, &log_g, &beta, &state, self.cpu)?
         } else {
             let g = decay(&self.a_log, &a, &self.dt_bias)?;
             recurrence::gated_delta(&q, &k, &v, &g, &beta, &state)?
@@ -204,14 +217,14 @@ pub(crate) fn gated_rms_norm(x: &Array, z: &Array, weight: &Array, eps: f32) -> 
 }
 
 // ---------------------------------------------------------------------------------------
-// Single-token decode: the fused forms of model/fused.rs (same values as `forward`).
+// Single-token decode: the fused forms of model/fused/ (same values as `forward`).
 // ---------------------------------------------------------------------------------------
 
 impl GatedDeltaNet {
-    /// One token (`x` `[B, 1, hidden]`): on a GPU the conv, norms, gates and delta step as
-    /// one kernel; on the CPU the conv, norms and gates as one compiled graph and the step
-    /// as compiled ops; the gated output norm compiled.
-    fn forward_decode(&self, x: &Array, cache: &mut RecurrentCache) -> Result<Array> {
+    /// One token (`x` `[B, hidden]` or `[B, 1, hidden]`), fused: on a GPU the conv, norms,
+    /// gates and delta step as one kernel; on the CPU the conv, norms and gates as one
+    /// compiled graph and the step as compiled ops; the gated output norm compiled.
+    pub(crate) fn decode(&self, x: &Array, cache: &mut RecurrentCache) -> Result<Array> {
         let (conv_state, state) = self.decode_state(x, cache)?;
         let (out, conv_state, state) = self.decode_step(x, &conv_state, &state)?;
         cache.conv = Some(conv_state);
@@ -256,44 +269,6 @@ impl GatedDeltaNet {
         Ok((out, conv_state, state))
     }
 
-    /// The mixer half of a decoder layer for one token with the CUDA matvec kernels
-    /// ([`super::matvec`]): `h + out_proj(gated_norm(delta(in_proj(rmsnorm(h · norm)))))`
-    /// for the residual stream `h` `[B, hidden]` (`norm`: the layer's input norm weight,
-    /// `eps` its epsilon). `None` when the weights do not take the kernels (quantized,
-    /// not joined, other dtypes); the cache is then untouched.
-    pub(crate) fn decode_dense(
-        &self,
-        h: &Array,
-        norm: &Array,
-        cache: &mut RecurrentCache,
-        eps: f32,
-    ) -> Result<Option<Array>> {
-        use super::matvec::{fits, matvec, Epilogue, Prologue};
-        let (Some(w_in), Some(w_out)) = (self.in_proj.joined_dense(), self.out_proj.dense_weight())
-        else {
-            return Ok(None);
-        };
-        if h.ndim() != 2 || !fits(w_in, h.dtype()) || !fits(w_out, h.dtype()) {
-            return Ok(None);
-        }
-        let (hv, dv) = (self.hv, self.dv);
-        let p = matvec(h, w_in, Prologue::Norm(norm), Epilogue::None, eps)?;
-        let [qkv, z, beta_logits, a] = fixed(self.in_proj.split(&p)?, "DeltaNet")?;
-        let (conv_state, state) = self.decode_state(h, cache)?;
-        let (y, state, conv_state) = self.delta(&qkv, &a, &beta_logits, &conv_state, &state)?;
-        let y = y.reshape(&[h.dim(0), hv * dv])?;
-        let gated = Prologue::GatedNorm {
-            g: &self.norm,
-            z: &z,
-            head: dv,
-        };
-        let out = matvec(&y, w_out, gated, Epilogue::Residual(h), self.eps)?;
-        cache.conv = Some(conv_state);
-        cache.recurrent = Some(state);
-        cache.offset += 1;
-        Ok(Some(out))
-    }
-
     /// The layer's arrays in a fixed order: how a compiled step takes them as inputs.
     pub(crate) fn weights(&self) -> Vec<Array> {
         let mut w = self.in_proj.weights();
@@ -333,7 +308,7 @@ impl GatedDeltaNet {
     /// Feeds what a compiled step depends on besides its inputs' shapes to `h`.
     pub(crate) fn hash_structure(&self, h: &mut impl std::hash::Hasher) {
         use std::hash::Hash;
-        (self.hk, self.hv, self.dk, self.dv, self.kernel).hash(h);
+        (self.hk, self.hv, self.dk, self.dv, self.kernel, self.step).hash(h);
         self.eps.to_bits().hash(h);
         self.in_proj.hash_structure(h);
         self.out_proj.hash_structure(h);

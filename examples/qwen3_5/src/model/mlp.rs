@@ -1,9 +1,10 @@
 //! The SwiGLU MLP: `down(silu(gate(x)) · up(x))`.
 
-use super::fused::{self, DecodeMode};
+use super::fused;
 use super::linear::{fixed, Linear, Projections};
 use super::silu;
 use crate::error::Result;
+use crate::options::Plan;
 use crate::weights::Weights;
 use mlx_rs::Array;
 
@@ -15,54 +16,40 @@ pub struct Mlp {
 }
 
 impl Mlp {
-    /// Takes `prefix.{gate,up,down}_proj` from the checkpoint.
-    pub fn load(w: &mut Weights, prefix: &str, hidden: i32, intermediate: i32) -> Result<Mlp> {
+    /// Takes `prefix.{gate,up,down}_proj` from the checkpoint, in the device form of
+    /// `plan`.
+    pub fn load(
+        w: &mut Weights,
+        prefix: &str,
+        hidden: i32,
+        intermediate: i32,
+        plan: &Plan,
+    ) -> Result<Mlp> {
         Ok(Mlp {
-            gate_up: Projections::new(vec![
-                w.linear(&format!("{prefix}.gate_proj"), intermediate, hidden)?,
-                w.linear(&format!("{prefix}.up_proj"), intermediate, hidden)?,
-            ])?,
+            gate_up: Projections::new(
+                vec![
+                    w.linear(&format!("{prefix}.gate_proj"), intermediate, hidden)?,
+                    w.linear(&format!("{prefix}.up_proj"), intermediate, hidden)?,
+                ],
+                plan.cpu,
+            )?,
             down_proj: w
                 .linear(&format!("{prefix}.down_proj"), hidden, intermediate)?
-                .for_current_device()?,
+                .for_device(plan.cpu)?,
         })
     }
 
-    /// Applies the block to `x` (`[.., hidden]`). A single token (`[.., 1, hidden]`) takes
-    /// the compiled SwiGLU in the fused decode mode.
+    /// Applies the block to `x` (`[.., hidden]`) with the reference ops.
     pub fn forward(&self, x: &Array) -> Result<Array> {
-        // A single token: `[.., 1, hidden]`, or `[B, hidden]` (decode without the length axis).
-        let single = x.ndim() == 2 || (x.ndim() > 2 && x.dim(-2) == 1);
         let [gate, up] = fixed(self.gate_up.forward(x)?, "MLP")?;
-        if single && DecodeMode::current().is_fused() {
-            return self.down_proj.forward(&fused::swiglu(&gate, &up)?);
-        }
         self.down_proj.forward(&silu(&gate)?.multiply(&up)?)
     }
 
-    /// The MLP half of a decoder layer for one token with the CUDA matvec kernels
-    /// ([`super::matvec`]): `h + down(swiglu(gate_up(rmsnorm(h · norm))))` for the residual
-    /// stream `h` `[B, hidden]`. `None` when the weights do not take the kernels.
-    pub(crate) fn decode_dense(&self, h: &Array, norm: &Array, eps: f32) -> Result<Option<Array>> {
-        use super::matvec::{fits, matvec, Epilogue, Prologue};
-        let (Some(w_gu), Some(w_down)) =
-            (self.gate_up.joined_dense(), self.down_proj.dense_weight())
-        else {
-            return Ok(None);
-        };
-        // SwiGLU reads gate rows, then as many up rows.
-        let halves = matches!(self.gate_up.splits(), [i] if 2 * i == w_gu.dim(0));
-        if !halves || h.ndim() != 2 || !fits(w_gu, h.dtype()) || !fits(w_down, h.dtype()) {
-            return Ok(None);
-        }
-        let act = matvec(h, w_gu, Prologue::Norm(norm), Epilogue::SwiGlu, eps)?;
-        Ok(Some(matvec(
-            &act,
-            w_down,
-            Prologue::None,
-            Epilogue::Residual(h),
-            eps,
-        )?))
+    /// The block for one token (`[B, hidden]` or `[B, 1, hidden]`), fused: the SwiGLU
+    /// compiled.
+    pub(crate) fn decode(&self, x: &Array) -> Result<Array> {
+        let [gate, up] = fixed(self.gate_up.forward(x)?, "MLP")?;
+        self.down_proj.forward(&fused::swiglu(&gate, &up)?)
     }
 
     /// The block's arrays in a fixed order: how a compiled step takes them as inputs.

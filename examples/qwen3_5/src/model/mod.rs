@@ -7,19 +7,17 @@ pub mod chunked;
 pub mod cpu_gemm;
 pub mod deltanet;
 pub mod fused;
-pub mod knobs;
 pub mod layer_step;
 pub mod linear;
-pub mod matvec;
 pub mod mlp;
 
-use crate::cache::{Cache, KvCache, LayerCache, RecurrentCache};
+use crate::cache::{Cache, RecurrentCache, KvCache, LayerCache};
 use crate::config::{Config, LayerType};
 use crate::error::{Error, Result};
+use crate::options::{ModelOptions, Plan};
 use crate::weights::{Layout, Weights};
 use attention::Attention;
 use deltanet::GatedDeltaNet;
-use fused::DecodeMode;
 use linear::{Embedding, Linear};
 use mlp::Mlp;
 use mlx_rs::{fast, ops, Array, Dtype};
@@ -66,14 +64,18 @@ pub struct Model {
     norm: Array,
     lm_head: Option<Linear>,
     layout: Layout,
+    options: ModelOptions,
+    plan: Plan,
 }
 
 impl DecoderLayer {
     /// The mixer (DeltaNet or attention) over `x`, the normed input of layer `i`, with
-    /// its cache `lc`.
-    fn mix(&self, x: &Array, lc: &mut LayerCache, i: usize) -> Result<Array> {
+    /// its cache `lc`: the reference ops, or (`fused`) the fused one-token forms.
+    fn mix(&self, x: &Array, lc: &mut LayerCache, i: usize, fused: bool) -> Result<Array> {
         match (&self.mixer, lc) {
+            (Mixer::DeltaNet(m), LayerCache::Recurrent(c)) if fused => m.decode(x, c),
             (Mixer::DeltaNet(m), LayerCache::Recurrent(c)) => m.forward(x, c),
+            (Mixer::Attention(m), LayerCache::Attention(c)) if fused => m.decode(x, c),
             (Mixer::Attention(m), LayerCache::Attention(c)) => m.forward(x, c),
             _ => Err(cache_mismatch(i)),
         }
@@ -81,8 +83,18 @@ impl DecoderLayer {
 }
 
 impl Model {
-    /// Loads `config.json` and the safetensors checkpoint from a model folder.
+    /// Loads `config.json` and the safetensors checkpoint from a model folder, with the
+    /// default options of the current device ([`ModelOptions::default`]).
     pub fn load(dir: impl AsRef<Path>) -> Result<Model> {
+        Model::load_with(dir, ModelOptions::default())
+    }
+
+    /// [`Model::load`] with `options`, resolved for the device of the current default
+    /// stream (which the model then runs on).
+    ///
+    /// # Errors
+    /// As [`Model::load`], and for invalid options (`cpu_threads` of 0).
+    pub fn load_with(dir: impl AsRef<Path>, options: ModelOptions) -> Result<Model> {
         let dir = dir.as_ref();
         if !dir.is_dir() {
             return Err(Error::io(
@@ -92,19 +104,21 @@ impl Model {
         }
         let config = Config::from_file(dir.join("config.json"))?;
         let mut weights = Weights::open(dir, &config)?;
-        let model = Model::from_weights(config, &mut weights)?;
+        let model = Model::from_weights(config, &mut weights, options)?;
         weights.finish()?;
         Ok(model)
     }
 
-    /// Builds the model from an opened checkpoint, taking every tensor it needs.
-    pub fn from_weights(config: Config, w: &mut Weights) -> Result<Model> {
+    /// Builds the model from an opened checkpoint, taking every tensor it needs, with
+    /// `options` resolved for the device of the current default stream.
+    pub fn from_weights(config: Config, w: &mut Weights, options: ModelOptions) -> Result<Model> {
+        let plan = Plan::resolve(&options)?;
         let c = &config.text;
         let hidden = c.hidden_size;
         let embed_tokens = w.embedding("embed_tokens", c.vocab_size, hidden)?;
         // A tied table is also the output head: keep it in the head's fastest form.
         let embed_tokens = if c.tie_word_embeddings {
-            embed_tokens.for_current_device()?
+            embed_tokens.for_device(plan.cpu)?
         } else {
             embed_tokens
         };
@@ -112,11 +126,14 @@ impl Model {
         for (i, kind) in c.layer_types.iter().enumerate() {
             let p = format!("layers.{i}");
             let mixer = match kind {
-                LayerType::LinearAttention => {
-                    Mixer::DeltaNet(GatedDeltaNet::load(w, &format!("{p}.linear_attn"), c)?)
-                }
+                LayerType::LinearAttention => Mixer::DeltaNet(GatedDeltaNet::load(
+                    w,
+                    &format!("{p}.linear_attn"),
+                    c,
+                    &plan,
+                )?),
                 LayerType::FullAttention => {
-                    Mixer::Attention(Attention::load(w, &format!("{p}.self_attn"), c)?)
+                    Mixer::Attention(Attention::load(w, &format!("{p}.self_attn"), c, &plan)?)
                 }
             };
             layers.push(DecoderLayer {
@@ -124,7 +141,7 @@ impl Model {
                 input_layernorm: w.shifted_norm(&format!("{p}.input_layernorm.weight"), hidden)?,
                 post_attention_layernorm: w
                     .shifted_norm(&format!("{p}.post_attention_layernorm.weight"), hidden)?,
-                mlp: Mlp::load(w, &format!("{p}.mlp"), hidden, c.intermediate_size)?,
+                mlp: Mlp::load(w, &format!("{p}.mlp"), hidden, c.intermediate_size, &plan)?,
             });
         }
         let norm = w.shifted_norm("norm.weight", hidden)?;
@@ -133,7 +150,7 @@ impl Model {
         } else {
             Some(
                 w.linear("lm_head", c.vocab_size, hidden)?
-                    .for_current_device()?,
+                    .for_device(plan.cpu)?,
             )
         };
         Ok(Model {
@@ -143,7 +160,19 @@ impl Model {
             layers,
             norm,
             lm_head,
+            options,
+            plan,
         })
+    }
+
+    /// The options the model was loaded with.
+    pub fn options(&self) -> &ModelOptions {
+        &self.options
+    }
+
+    /// What the options resolved to on the device the model was loaded for.
+    pub fn plan(&self) -> &Plan {
+        &self.plan
     }
 
     /// The configuration.
@@ -186,100 +215,53 @@ impl Model {
     /// Final-normed hidden states `[B, T, hidden]` for `tokens`, updating `cache`.
     pub fn hidden_states(&self, tokens: &Array, cache: &mut Cache) -> Result<Array> {
         mlx_lm::model::check_input(tokens, cache, self.layers.len())?;
+        // The one place the fused decode is entered.
+        if tokens.dim(1) == 1 && self.plan.fused() {
+            return self.decode_fused(tokens, cache);
+        }
         let eps = self.config.text.rms_norm_eps;
-        // A single token takes the compiled norm (and residual add + norm) in the fused
-        // decode mode; otherwise the plain ops. Both compute the same values.
-        let fused_step = tokens.dim(1) == 1 && DecodeMode::current().is_fused();
-        let norm = |x: &Array, w: &Array| -> Result<Array> {
-            if fused_step {
-                fused::rms_norm(x, w, eps)
-            } else {
-                Ok(fast::rms_norm(x, Some(w), eps)?)
-            }
-        };
-        let add_norm = |h: &Array, r: &Array, w: &Array| -> Result<(Array, Array)> {
-            if fused_step && attn_kernel::add_norm_usable(h) {
-                attn_kernel::add_rms_norm(h, r, w, eps)
-            } else if fused_step {
-                fused::add_rms_norm(h, r, w, eps)
-            } else {
-                let h = h.add(r)?;
-                let n = fast::rms_norm(&h, Some(w), eps)?;
-                Ok((h, n))
-            }
-        };
-        let compiled_layers = fused_step && layer_step::enabled();
-        let flat = fused_step && layer_step::flat_enabled();
+        let norm = |x: &Array, w: &Array| -> Result<Array> { Ok(fast::rms_norm(x, Some(w), eps)?) };
         let mut h = self.embed_tokens.forward(tokens)?;
-        if flat {
-            // Decode without the length axis: `[B, hidden]` activations multiply as plain
-            // matrices (MLX wraps a `[B, 1, K]` product in a flatten and an unflatten).
-            let (b, d) = (h.dim(0), h.dim(2));
-            h = h.reshape(&[b, d])?;
-        }
-        if flat && !compiled_layers && matvec::enabled() {
-            let h = self.layers_dense(h, cache, eps)?;
-            return Ok(ops::expand_dims(&norm(&h, &self.norm)?, 1)?);
-        }
-        let first_norm = self
-            .layers
-            .first()
-            .map_or(&self.norm, |l| &l.input_layernorm);
         // `x` is always the normed `h`: the input of the next mixer, or the final output.
-        let mut x = norm(&h, first_norm)?;
+        let mut x = norm(&h, self.input_norm(0))?;
         for (i, (layer, lc)) in self.layers.iter().zip(cache.layers.iter_mut()).enumerate() {
-            if compiled_layers {
-                let next_norm = self
-                    .layers
-                    .get(i + 1)
-                    .map_or(&self.norm, |l| &l.input_layernorm);
-                (h, x) = layer.decode_compiled(&h, &x, next_norm, lc, eps)?;
-                continue;
-            }
-            let r = layer.mix(&x, lc, i)?;
-            let (h_mid, x_mid) = add_norm(&h, &r, &layer.post_attention_layernorm)?;
-            let m = layer.mlp.forward(&x_mid)?;
-            let next_norm = self
-                .layers
-                .get(i + 1)
-                .map_or(&self.norm, |l| &l.input_layernorm);
-            (h, x) = add_norm(&h_mid, &m, next_norm)?;
-        }
-        if flat {
-            x = ops::expand_dims(&x, 1)?;
+            h = h.add(&layer.mix(&x, lc, i, false)?)?;
+            x = norm(&h, &layer.post_attention_layernorm)?;
+            h = h.add(&layer.mlp.forward(&x)?)?;
+            x = norm(&h, self.input_norm(i + 1))?;
         }
         Ok(x)
     }
 
-    /// The decoder layers for one token (`h` `[B, hidden]`, the embeddings) with the CUDA
-    /// matvec kernels ([`matvec`]); a half-layer whose weights do not take them (quantized)
-    /// runs MLX's ops. Returns the residual stream after the last layer.
-    fn layers_dense(&self, mut h: Array, cache: &mut Cache, eps: f32) -> Result<Array> {
+    /// The input norm of layer `i`; the final norm after the last layer.
+    fn input_norm(&self, i: usize) -> &Array {
+        self.layers
+            .get(i)
+            .map_or(&self.norm, |l| &l.input_layernorm)
+    }
+
+    /// [`Model::hidden_states`] for one token per sequence, fused: activations without the
+    /// length axis (`[B, hidden]`, so MLX multiplies plain matrices instead of wrapping
+    /// each product in a flatten and an unflatten: 743 → 553 graph nodes per 2B step), the
+    /// compiled norms and the fused mixers, or each layer as one compiled function
+    /// ([`Plan::compile_layers`]). The same values as the reference ops.
+    fn decode_fused(&self, tokens: &Array, cache: &mut Cache) -> Result<Array> {
+        let eps = self.config.text.rms_norm_eps;
+        let h = self.embed_tokens.forward(tokens)?;
+        let mut h = h.reshape(&[h.dim(0), h.dim(2)])?;
+        let mut x = fused::rms_norm(&h, self.input_norm(0), eps)?;
         for (i, (layer, lc)) in self.layers.iter().zip(cache.layers.iter_mut()).enumerate() {
-            let norm_in = &layer.input_layernorm;
-            let mixed = match (&layer.mixer, &mut *lc) {
-                (Mixer::DeltaNet(m), LayerCache::Recurrent(c)) => {
-                    m.decode_dense(&h, norm_in, c, eps)?
-                }
-                (Mixer::Attention(m), LayerCache::Attention(c)) => {
-                    m.decode_dense(&h, norm_in, c, eps)?
-                }
-                _ => return Err(cache_mismatch(i)),
-            };
-            let h_mid = match mixed {
-                Some(h_mid) => h_mid,
-                None => h.add(&layer.mix(&fused::rms_norm(&h, norm_in, eps)?, lc, i)?)?,
-            };
-            let post = &layer.post_attention_layernorm;
-            h = match layer.mlp.decode_dense(&h_mid, post, eps)? {
-                Some(h) => h,
-                None => {
-                    let x = fused::rms_norm(&h_mid, post, eps)?;
-                    h_mid.add(&layer.mlp.forward(&x)?)?
-                }
-            };
+            let next_norm = self.input_norm(i + 1);
+            if self.plan.compile_layers {
+                (h, x) = layer.decode_compiled(&h, &x, next_norm, lc, eps)?;
+                continue;
+            }
+            let r = layer.mix(&x, lc, i, true)?;
+            let (h_mid, x_mid) = fused::add_rms_norm(&h, &r, &layer.post_attention_layernorm, eps)?;
+            let m = layer.mlp.decode(&x_mid)?;
+            (h, x) = fused::add_rms_norm(&h_mid, &m, next_norm, eps)?;
         }
-        Ok(h)
+        Ok(ops::expand_dims(&x, 1)?)
     }
 
     /// Logits for final-normed hidden states (`[.., hidden]` → `[.., vocab]`).

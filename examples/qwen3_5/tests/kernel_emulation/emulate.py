@@ -8,7 +8,7 @@ mlx/backend/cuda/custom_kernel.cpp; Metal: `write_signature` in mlx/fast.cpp): t
 header order, signature, template constants and body. Each is compiled with the host C++
 compiler against small shims (shim_*.h) in which every warp / SIMD group is 32 threads
 and cross-lane sums are barrier-synchronised exchanges, launched over the grid that
-fused.rs asks MLX for, and compared with a NumPy reference. Built with AddressSanitizer
+fused/kernels.rs asks MLX for, and compared with a NumPy reference. Built with AddressSanitizer
 (unless GDN_EMUL_NO_ASAN is set), so any read or write outside an input or output aborts
 the case; outputs start as NaN, so an element never written shows up.
 
@@ -17,7 +17,7 @@ dtype handling of the exact source text; not GPU-only matters (memory model, spe
 dialects of the real compilers — see nvrtc_check.py for CUDA).
 
 Usage: python3 emulate.py [--backend cuda|metal|both] [--kernel step|decode|both] [--keep DIR]
-Exit status 0 when every case matches. The launch constants are read from fused.rs.
+Exit status 0 when every case matches. The launch constants are read from fused/kernels.rs.
 """
 
 import argparse
@@ -31,11 +31,11 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 KERNELS = os.path.join(HERE, "..", "..", "src", "model", "kernels")
-FUSED_RS = os.path.join(HERE, "..", "..", "src", "model", "fused.rs")
+FUSED_RS = os.path.join(HERE, "..", "..", "src", "model", "fused", "kernels.rs")
 
 
 def fused_const(name):
-    """A launch constant of fused.rs (so the emulated grid is the one the model asks for)."""
+    """A launch constant of fused/kernels.rs (so the emulated grid is the one the model asks for)."""
     import re
     m = re.search(rf"pub const {name}: i32 = (\d+);", open(FUSED_RS).read())
     if not m:
@@ -106,7 +106,7 @@ def templates(kernel, act, gate, dims, types):
     B, T, Hk, Dk, Hv, Dv, K = dims
     t = [("InT", types[act])]
     if kernel is STEP:
-        # fused.rs names every input dtype (MLX caches kernels by name).
+        # fused/kernels.rs names every input dtype (MLX caches kernels by name).
         roles = dict(kernel.inputs)
         t += [(n, ctype(roles[r], act, gate, types)) for n, r in
               (("KT", "k"), ("VT", "v"), ("GT", "g"), ("BetaT", "beta"))]
