@@ -14,7 +14,7 @@
 //! - [`checkpoint`] and [`load`]: safetensors checkpoints (single, sharded), read into a
 //!   model through a per-model `sanitize` step, quantization from `config.json` and a
 //!   strict [`Module::update`](mlx_rs::nn::Module::update);
-//! - [`model`], [`cache`] and [`generate`]: the [`LanguageModel`] trait, the KV and
+//! - [`model`], [`cache`] and [`mod@generate`]: the [`LanguageModel`] trait, the KV and
 //!   recurrent caches, and streaming generation.
 //!
 //! ```
