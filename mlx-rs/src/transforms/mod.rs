@@ -47,11 +47,12 @@ mod custom;
 mod grad;
 mod vmap;
 
-pub use closure::{Closure, IntoClosure, JvpFn, KwargsClosure, ValueAndGrad, VjpFn, VmapFn};
+pub use closure::{Closure, IntoClosure, KwargsClosure, ValueAndGrad};
 pub use compile::{
     compile, compile_clear_cache, compile_erase, compile_with_id, compile_with_state,
     disable_compile, enable_compile, set_compile_mode, CompileMode, CompiledWithState,
 };
 pub use custom::{checkpoint, custom_vjp, CustomFunction};
+pub use custom::{JvpFn, VjpFn, VmapFn};
 pub use grad::{grad, jvp, value_and_grad, vjp};
 pub use vmap::vmap;
