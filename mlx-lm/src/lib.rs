@@ -10,7 +10,12 @@
 //! - [`sampling`]: greedy, temperature, top-k, top-p, min-p, repetition and presence
 //!   penalties, seeded draws, all lazy on the device, in mlx-lm's order;
 //! - [`hub`]: a local model folder or a Hugging Face model id, downloaded into the Hugging
-//!   Face cache with progress bars.
+//!   Face cache with progress bars;
+//! - [`checkpoint`] and [`load`]: safetensors checkpoints (single, sharded), read into a
+//!   model through a per-model `sanitize` step, quantization from `config.json` and a
+//!   strict [`Module::update`](mlx_rs::nn::Module::update);
+//! - [`model`], [`cache`] and [`generate`]: the [`LanguageModel`] trait, the KV and
+//!   recurrent caches, and streaming generation.
 //!
 //! ```
 //! use mlx_lm::{Sampler, SamplingParams};
@@ -21,12 +26,8 @@
 //!
 //! # What comes next
 //!
-//! This crate grows out of the Qwen 3.5 example. Next to move here from it: a `LanguageModel` trait (forward over a cache, a new cache, config and
-//! tokenizer metadata); the caches (attention KV, and the DeltaNet conv and recurrent
-//! state); checkpoint loading through `mlx_rs::nn::Module::update` (a `sanitize` step per
-//! model, quantization read from the config, strict keys); generation (a streaming
-//! iterator, pipelined decode, stop tokens, statistics); the kernels shared by that family
-//! of models (the gated delta rule, the attention decode kernel, the CPU GEMM); and the
+//! This crate grows out of the Qwen 3.5 example; `examples/qwen3` is a second model built
+//! on it. Next to move here from Qwen 3.5: the kernels shared by that family of models (the gated delta rule, the attention decode kernel, the CPU GEMM); and the
 //! command line (`generate`, `chat`, `logits`, `bench`) as a library function that a model
 //! crate's `main.rs` calls.
 //!
@@ -39,15 +40,18 @@
 
 pub mod cache;
 pub mod chat;
+pub mod checkpoint;
 pub mod error;
 pub mod generate;
 pub mod hub;
+pub mod load;
 pub mod model;
 pub mod sampling;
 mod submitter;
 pub mod tokenizer;
 
 pub use cache::Cache;
+pub use checkpoint::Checkpoint;
 pub use error::{Error, Result};
 pub use generate::{
     generate, generate_with_cache, FinishReason, GenerateOptions, Generation, GenerationStats,
