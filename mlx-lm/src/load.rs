@@ -178,10 +178,15 @@ pub fn apply_weights<M: Module + ?Sized>(
             )));
         }
         if w.dtype().is_float() != p.dtype().is_float() || !is_number(w.dtype()) {
+            // A float parameter takes any float dtype the checkpoint stores.
+            let expected = if p.dtype().is_float() {
+                "a floating-point dtype".to_string()
+            } else {
+                p.dtype().to_string()
+            };
             return Err(Error::Weights(format!(
-                "{k}: dtype {}, expected {}",
-                w.dtype(),
-                p.dtype()
+                "{k}: dtype {}, expected {expected}",
+                w.dtype()
             )));
         }
     }
@@ -227,13 +232,10 @@ fn quantize_stored<M: Module + ?Sized>(
         }
     }
     for p in stored {
-        if q.per_layer.contains_key(p) {
-            if q.per_layer[p].is_none() {
-                return Err(Error::Weights(format!(
-                    "unexpected tensor {p}.scales: the config leaves {p} unquantized"
-                )));
-            }
-            continue;
+        if let Some(None) = q.per_layer.get(p) {
+            return Err(Error::Weights(format!(
+                "unexpected tensor {p}.scales: the config leaves {p} unquantized"
+            )));
         }
         // Not a layer of the model: reported as an unexpected tensor by the checks.
         let Some(in_dims) = dense
@@ -242,7 +244,21 @@ fn quantize_stored<M: Module + ?Sized>(
         else {
             continue;
         };
-        plan.insert(p.to_string(), infer_options(p, *in_dims, weights)?);
+        let found = infer_options(p, *in_dims, weights)?;
+        if let Some(Some(entry)) = q.per_layer.get(p) {
+            let (g, b) = found.resolved();
+            let (eg, eb) = entry.resolved();
+            if (g, b, found.mode) != (eg, eb, entry.mode) {
+                return Err(Error::Weights(format!(
+                    "{p}.weight: stored with group size {g} and {b} bits ({}), but the \
+                     config says group size {eg} and {eb} bits ({})",
+                    found.mode.name(),
+                    entry.mode.name()
+                )));
+            }
+            continue;
+        }
+        plan.insert(p.to_string(), found);
     }
     let mut groups: Vec<QuantizeOptions> = plan.values().copied().collect();
     groups.sort_by_key(|o| (o.group_size, o.bits, o.mode.name()));
@@ -266,11 +282,18 @@ fn infer_options(path: &str, in_dims: i32, weights: &ParamMap) -> Result<Quantiz
             "{wname}: a scalar quantized weight"
         )));
     };
-    if groups <= 0 || in_dims % groups != 0 || (packed as i64 * 32) % in_dims as i64 != 0 {
+    if groups <= 0 || in_dims % groups != 0 {
         return Err(Error::Weights(format!(
-            "{path}: weight {:?} and scales {:?} do not fit a quantized layer of {in_dims} inputs",
-            w.shape(),
+            "{path}.scales: shape {:?} does not fit a quantized layer of {in_dims} inputs \
+             (the groups must divide them)",
             scales.shape()
+        )));
+    }
+    if (packed as i64 * 32) % in_dims as i64 != 0 {
+        return Err(Error::Weights(format!(
+            "{wname}: shape {:?} does not fit a quantized layer of {in_dims} inputs \
+             (packed width)",
+            w.shape()
         )));
     }
     let (group_size, bits) = (
@@ -294,7 +317,13 @@ fn infer_options(path: &str, in_dims: i32, weights: &ParamMap) -> Result<Quantiz
         bits: Some(bits),
         mode,
     };
-    check_options(&o).map_err(|e| Error::Weights(format!("{path}: stored with {e}")))?;
+    check_options(&o).map_err(|e| {
+        Error::Weights(format!(
+            "{path}.scales: shape {:?} with {wname} {:?}: {e}",
+            scales.shape(),
+            w.shape()
+        ))
+    })?;
     Ok(o)
 }
 
