@@ -180,7 +180,7 @@ pub fn apply_weights<M: Module + ?Sized>(
         if w.dtype().is_float() != p.dtype().is_float() || !is_number(w.dtype()) {
             // A float parameter takes any float dtype the checkpoint stores.
             let expected = if p.dtype().is_float() {
-                "a floating-point dtype".to_string()
+                "a floating-point dtype (bfloat16, float16 or float32)".to_string()
             } else {
                 p.dtype().to_string()
             };
@@ -327,16 +327,18 @@ fn infer_options(path: &str, in_dims: i32, weights: &ParamMap) -> Result<Quantiz
     Ok(o)
 }
 
-/// Casts each floating-point parameter whose stored tensor has another floating-point
-/// dtype to that dtype (the placeholders only, before they are replaced).
+/// Gives each floating-point parameter whose stored tensor has another floating-point
+/// dtype that dtype (the placeholders only, before they are replaced): it takes the stored
+/// tensor itself, which the update puts there anyway, rather than a cast of the
+/// placeholder (a new array, checked against the memory left with the whole checkpoint
+/// loaded).
 fn adopt_float_dtypes<M: Module + ?Sized>(model: &mut M, weights: &ParamMap) -> Result<()> {
     struct Adopt<'a>(&'a ParamMap);
     impl VisitorMut for Adopt<'_> {
         fn param(&mut self, path: &str, p: &mut Param) -> mlx_rs::Result<()> {
             if let Some(w) = self.0.get(path) {
                 if p.dtype().is_float() && w.dtype().is_float() && p.dtype() != w.dtype() {
-                    let cast = p.astype(w.dtype())?;
-                    p.set(cast);
+                    p.set(w.clone());
                 }
             }
             Ok(())

@@ -14,7 +14,7 @@ use mlx_rs::nn::{self, MaybeQuantized, Module};
 use mlx_rs::{fast, ops, Array, Dtype};
 
 /// One gated attention layer: the checkpoint's `self_attn.*` parameters and, once
-/// [prepared](Attention::prepare), the forms the forward pass runs with.
+/// prepared (`Attention::prepare`, at load), the forms the forward pass runs with.
 #[derive(Module)]
 pub struct Attention {
     /// Queries and gate, `[H · 2D, hidden]`.
@@ -98,7 +98,7 @@ impl Attention {
         Ok(())
     }
 
-    /// The inference forms (an error before [`Attention::prepare`]).
+    /// The inference forms (an error before `Attention::prepare`).
     pub(crate) fn prepared(&self) -> Result<&Prepared> {
         self.prepared
             .as_ref()
@@ -112,7 +112,7 @@ impl Attention {
     }
 }
 
-/// A gated attention layer as the forward pass runs it, built by [`Attention::prepare`].
+/// A gated attention layer as the forward pass runs it, built by `Attention::prepare`.
 pub struct Prepared {
     /// `q_proj` (queries and gate), `k_proj`, `v_proj`: one matmul when they join.
     qkv_proj: Projections,

@@ -17,7 +17,7 @@ use mlx_rs::nn::{self, MaybeQuantized, Module, Param};
 use mlx_rs::{fast, ops, Array, Dtype};
 
 /// One Gated DeltaNet layer: the checkpoint's `linear_attn.*` parameters and, once
-/// [prepared](GatedDeltaNet::prepare), the forms the forward pass runs with.
+/// prepared (`GatedDeltaNet::prepare`, at load), the forms the forward pass runs with.
 #[derive(Module)]
 pub struct GatedDeltaNet {
     in_proj_qkv: MaybeQuantized<nn::Linear>,
@@ -119,7 +119,7 @@ impl GatedDeltaNet {
         Ok(())
     }
 
-    /// The inference forms (an error before [`GatedDeltaNet::prepare`]).
+    /// The inference forms (an error before `GatedDeltaNet::prepare`).
     pub(crate) fn prepared(&self) -> Result<&Prepared> {
         self.prepared
             .as_ref()
@@ -134,7 +134,7 @@ impl GatedDeltaNet {
 }
 
 /// A Gated DeltaNet layer as the forward pass runs it, built by
-/// [`GatedDeltaNet::prepare`].
+/// `GatedDeltaNet::prepare`.
 pub struct Prepared {
     /// `in_proj_{qkv,z,b,a}`, one matmul when their weights join.
     in_proj: Projections,

@@ -9,7 +9,7 @@ use mlx_rs::nn::{self, MaybeQuantized, Module};
 use mlx_rs::Array;
 
 /// The feed-forward block of every decoder layer: the checkpoint's `mlp.{gate,up,down}_proj`
-/// and, once [prepared](Mlp::prepare), the forms the forward pass runs with.
+/// and, once prepared (`Mlp::prepare`, at load), the forms the forward pass runs with.
 #[derive(Module)]
 pub struct Mlp {
     gate_proj: MaybeQuantized<nn::Linear>,
@@ -57,7 +57,7 @@ impl Mlp {
         Ok(())
     }
 
-    /// The inference forms (an error before [`Mlp::prepare`]).
+    /// The inference forms (an error before `Mlp::prepare`).
     pub(crate) fn prepared(&self) -> Result<&Prepared> {
         self.prepared
             .as_ref()
@@ -70,7 +70,7 @@ impl Mlp {
     }
 }
 
-/// The block as the forward pass runs it, built by [`Mlp::prepare`].
+/// The block as the forward pass runs it, built by `Mlp::prepare`.
 pub struct Prepared {
     /// `gate_proj` and `up_proj`, one matmul when their weights join.
     gate_up: Projections,

@@ -184,7 +184,7 @@ impl Model {
     /// Loading is [`mlx_lm::load::load_weights`]: every tensor, [`weights::sanitize`]
     /// (Hugging Face to MLX names and forms), quantization of the layers stored
     /// quantized, a strict [`Module::update`]; then the inference forms are built
-    /// ([`Model::prepare`]).
+    /// (`Model::prepare`).
     ///
     /// # Errors
     /// A missing or invalid config field, and a missing, unexpected, mis-shaped or
@@ -237,14 +237,20 @@ impl Model {
     fn new(config: Config, options: ModelOptions) -> Result<Model> {
         let plan = Plan::resolve(&options)?;
         let c = &config.text;
+        // A placeholder is checked against the memory free now, as every array mlx-rs
+        // makes: an error names the module.
+        let at = |path: String| move |e: Error| Error::Weights(format!("{path}: {e}"));
+        let p = "language_model.model";
         let layers = c
             .layer_types
             .iter()
-            .map(|&kind| DecoderLayer::new(c, kind))
+            .enumerate()
+            .map(|(i, &kind)| DecoderLayer::new(c, kind).map_err(at(format!("{p}.layers.{i}"))))
             .collect::<Result<Vec<_>>>()?;
         let language_model = TextModel {
             model: TextDecoder {
-                embed_tokens: linear::placeholder_embedding(c.vocab_size, c.hidden_size)?,
+                embed_tokens: linear::placeholder_embedding(c.vocab_size, c.hidden_size)
+                    .map_err(at(format!("{p}.embed_tokens")))?,
                 layers,
                 norm: rms_norm(c.hidden_size, c.rms_norm_eps)?,
                 embedding: None,
@@ -252,7 +258,10 @@ impl Model {
             lm_head: if c.tie_word_embeddings {
                 None
             } else {
-                Some(linear::placeholder(c.vocab_size, c.hidden_size)?)
+                Some(
+                    linear::placeholder(c.vocab_size, c.hidden_size)
+                        .map_err(at("language_model.lm_head".into()))?,
+                )
             },
             head: None,
         };
