@@ -98,7 +98,8 @@ pub struct TextModel {
 /// (`language_model.model.layers.0.linear_attn.in_proj_qkv.weight`, …); loading reads a
 /// checkpoint of either layout into them through [`Module::update`] (see
 /// [`crate::weights`]), then builds the forms the forward pass runs with from the same
-/// arrays.
+/// arrays, once: parameters changed afterwards (through [`Module::update`]) are not seen
+/// by the forward pass; load the changed weights instead.
 #[derive(Module)]
 pub struct Model {
     language_model: TextModel,
@@ -112,6 +113,7 @@ pub struct Model {
     plan: Plan,
 }
 
+/// A `(1 + w)`-style norm with a placeholder weight.
 fn rms_norm(dims: i32, eps: f32) -> Result<nn::RmsNorm> {
     Ok(nn::RmsNorm {
         weight: linear::placeholder_param(&[dims])?,
@@ -120,6 +122,7 @@ fn rms_norm(dims: i32, eps: f32) -> Result<nn::RmsNorm> {
 }
 
 impl DecoderLayer {
+    /// A layer of `kind` with placeholder parameters.
     fn new(c: &TextConfig, kind: LayerType) -> Result<DecoderLayer> {
         let (linear_attn, self_attn) = match kind {
             LayerType::LinearAttention => (Some(GatedDeltaNet::new(c)?), None),
@@ -134,6 +137,7 @@ impl DecoderLayer {
         })
     }
 
+    /// Builds the inference forms of the mixer and the MLP (`path` names the layer).
     fn prepare(&mut self, path: &str, c: &TextConfig, plan: &Plan) -> Result<()> {
         if let Some(m) = &mut self.linear_attn {
             m.prepare(&format!("{path}.linear_attn"), c, plan)?;
