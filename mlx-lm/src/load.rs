@@ -203,10 +203,11 @@ fn is_number(d: Dtype) -> bool {
 }
 
 /// Quantizes the layers of `model` that `weights` stores quantized (a `<path>.scales`
-/// tensor), with the config's per-layer entry where it has one and otherwise with the
-/// group size, bits and mode the stored shapes imply (as mlx-lm 0.32 does: a top-level
-/// default can be wrong for some layers). Layers the config lists as quantized must have
-/// their scales stored (checked by the update that follows).
+/// tensor), with the group size, bits and mode the stored shapes imply (as mlx-lm 0.32
+/// does: a top-level default can be wrong for some layers); a per-layer entry of the
+/// config must agree with them (an error naming the layer's weight otherwise). Layers the
+/// config lists as quantized must have their scales stored (checked by the update that
+/// follows).
 fn quantize_stored<M: Module + ?Sized>(
     model: &mut M,
     weights: &ParamMap,
