@@ -11,9 +11,11 @@ use mlx_rs::{ops, Array, Dtype};
 
 /// A bias-free checkpoint layer `[out, in]` whose parameters are placeholders until the
 /// checkpoint is loaded: lazy zeros, never evaluated (nothing is allocated; mlx-rs only
-/// checks, as for every array it makes, that one would fit in the memory free now).
+/// checks, as for every array it makes, that one would fit in the memory free now). They
+/// are bfloat16, as checkpoints mostly are; a parameter takes the dtype its stored tensor
+/// has.
 pub(crate) fn placeholder(out: i32, inp: i32) -> Result<MaybeQuantized<nn::Linear>> {
-    let w = ops::zeros(&[out, inp], Dtype::Float32)?;
+    let w = ops::zeros(&[out, inp], Dtype::Bfloat16)?;
     Ok(nn::Linear::from_weights(w, None)?.into())
 }
 
@@ -22,13 +24,13 @@ pub(crate) fn placeholder_embedding(
     vocab: i32,
     hidden: i32,
 ) -> Result<MaybeQuantized<nn::Embedding>> {
-    let w = ops::zeros(&[vocab, hidden], Dtype::Float32)?;
+    let w = ops::zeros(&[vocab, hidden], Dtype::Bfloat16)?;
     Ok(nn::Embedding::from_weights(w)?.into())
 }
 
 /// A placeholder parameter of `shape` (see [`placeholder`]).
 pub(crate) fn placeholder_param(shape: &[i32]) -> Result<Param> {
-    Ok(Param::new(ops::zeros(shape, Dtype::Float32)?))
+    Ok(Param::new(ops::zeros(shape, Dtype::Bfloat16)?))
 }
 
 /// A layer's arrays in the checkpoint's form: the weight `[out, in]` (packed when
