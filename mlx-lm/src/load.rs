@@ -6,7 +6,7 @@
 //!    [`Quantization`];
 //! 2. the model is built from it (its parameters are placeholders);
 //! 3. [`load_weights`]: every tensor of the [`Checkpoint`] into a
-//!    [`ParamMap`], the model's own `sanitize` step (drop or rename
+//!    [`ParamMap`](mlx_rs::nn::ParamMap), the model's own `sanitize` step (drop or rename
 //!    tensors), quantization of exactly the layers whose `.scales` are stored
 //!    ([`mlx_rs::nn::quantize`]), then [`Module::update`] in
 //!    [`UpdateMode::Strict`], and the parameters are evaluated.
@@ -178,10 +178,15 @@ pub fn apply_weights<M: Module + ?Sized>(
             )));
         }
         if w.dtype().is_float() != p.dtype().is_float() || !is_number(w.dtype()) {
+            // A float parameter takes any float dtype the checkpoint stores.
+            let expected = if p.dtype().is_float() {
+                "a floating-point dtype (bfloat16, float16 or float32)".to_string()
+            } else {
+                p.dtype().to_string()
+            };
             return Err(Error::Weights(format!(
-                "{k}: dtype {}, expected {}",
-                w.dtype(),
-                p.dtype()
+                "{k}: dtype {}, expected {expected}",
+                w.dtype()
             )));
         }
     }
@@ -198,10 +203,11 @@ fn is_number(d: Dtype) -> bool {
 }
 
 /// Quantizes the layers of `model` that `weights` stores quantized (a `<path>.scales`
-/// tensor), with the config's per-layer entry where it has one and otherwise with the
-/// group size, bits and mode the stored shapes imply (as mlx-lm 0.32 does: a top-level
-/// default can be wrong for some layers). Layers the config lists as quantized must have
-/// their scales stored (checked by the update that follows).
+/// tensor), with the group size, bits and mode the stored shapes imply (as mlx-lm 0.32
+/// does: a top-level default can be wrong for some layers); a per-layer entry of the
+/// config must agree with them (an error naming the layer's weight otherwise). Layers the
+/// config lists as quantized must have their scales stored (checked by the update that
+/// follows).
 fn quantize_stored<M: Module + ?Sized>(
     model: &mut M,
     weights: &ParamMap,
@@ -227,13 +233,10 @@ fn quantize_stored<M: Module + ?Sized>(
         }
     }
     for p in stored {
-        if q.per_layer.contains_key(p) {
-            if q.per_layer[p].is_none() {
-                return Err(Error::Weights(format!(
-                    "unexpected tensor {p}.scales: the config leaves {p} unquantized"
-                )));
-            }
-            continue;
+        if let Some(None) = q.per_layer.get(p) {
+            return Err(Error::Weights(format!(
+                "unexpected tensor {p}.scales: the config leaves {p} unquantized"
+            )));
         }
         // Not a layer of the model: reported as an unexpected tensor by the checks.
         let Some(in_dims) = dense
@@ -242,7 +245,21 @@ fn quantize_stored<M: Module + ?Sized>(
         else {
             continue;
         };
-        plan.insert(p.to_string(), infer_options(p, *in_dims, weights)?);
+        let found = infer_options(p, *in_dims, weights)?;
+        if let Some(Some(entry)) = q.per_layer.get(p) {
+            let (g, b) = found.resolved();
+            let (eg, eb) = entry.resolved();
+            if (g, b, found.mode) != (eg, eb, entry.mode) {
+                return Err(Error::Weights(format!(
+                    "{p}.weight: stored with group size {g} and {b} bits ({}), but the \
+                     config says group size {eg} and {eb} bits ({})",
+                    found.mode.name(),
+                    entry.mode.name()
+                )));
+            }
+            continue;
+        }
+        plan.insert(p.to_string(), found);
     }
     let mut groups: Vec<QuantizeOptions> = plan.values().copied().collect();
     groups.sort_by_key(|o| (o.group_size, o.bits, o.mode.name()));
@@ -266,11 +283,18 @@ fn infer_options(path: &str, in_dims: i32, weights: &ParamMap) -> Result<Quantiz
             "{wname}: a scalar quantized weight"
         )));
     };
-    if groups <= 0 || in_dims % groups != 0 || (packed as i64 * 32) % in_dims as i64 != 0 {
+    if groups <= 0 || in_dims % groups != 0 {
         return Err(Error::Weights(format!(
-            "{path}: weight {:?} and scales {:?} do not fit a quantized layer of {in_dims} inputs",
-            w.shape(),
+            "{path}.scales: shape {:?} does not fit a quantized layer of {in_dims} inputs \
+             (the groups must divide them)",
             scales.shape()
+        )));
+    }
+    if (packed as i64 * 32) % in_dims as i64 != 0 {
+        return Err(Error::Weights(format!(
+            "{wname}: shape {:?} does not fit a quantized layer of {in_dims} inputs \
+             (packed width)",
+            w.shape()
         )));
     }
     let (group_size, bits) = (
@@ -294,20 +318,28 @@ fn infer_options(path: &str, in_dims: i32, weights: &ParamMap) -> Result<Quantiz
         bits: Some(bits),
         mode,
     };
-    check_options(&o).map_err(|e| Error::Weights(format!("{path}: stored with {e}")))?;
+    check_options(&o).map_err(|e| {
+        Error::Weights(format!(
+            "{path}.scales: shape {:?} with {wname} {:?}: {e}",
+            scales.shape(),
+            w.shape()
+        ))
+    })?;
     Ok(o)
 }
 
-/// Casts each floating-point parameter whose stored tensor has another floating-point
-/// dtype to that dtype (the placeholders only, before they are replaced).
+/// Gives each floating-point parameter whose stored tensor has another floating-point
+/// dtype that dtype (the placeholders only, before they are replaced): it takes the stored
+/// tensor itself, which the update puts there anyway, rather than a cast of the
+/// placeholder (a new array, checked against the memory left with the whole checkpoint
+/// loaded).
 fn adopt_float_dtypes<M: Module + ?Sized>(model: &mut M, weights: &ParamMap) -> Result<()> {
     struct Adopt<'a>(&'a ParamMap);
     impl VisitorMut for Adopt<'_> {
         fn param(&mut self, path: &str, p: &mut Param) -> mlx_rs::Result<()> {
             if let Some(w) = self.0.get(path) {
                 if p.dtype().is_float() && w.dtype().is_float() && p.dtype() != w.dtype() {
-                    let cast = p.astype(w.dtype())?;
-                    p.set(cast);
+                    p.set(w.clone());
                 }
             }
             Ok(())

@@ -27,7 +27,7 @@ use clap::{Args, ValueEnum};
 use mlx_rs::{ops, random, Array, Device, Dtype};
 use qwen3_5::config::{Config, LayerType};
 use qwen3_5::model::chunked;
-use qwen3_5::weights::{Checkpoint, Weights};
+use qwen3_5::weights::Checkpoint;
 use qwen3_5::{
     Decode, GenerateOptions, Model, ModelOptions, SamplingParams, QWEN3_5_REAL_VOCAB_SIZE,
 };
@@ -595,10 +595,8 @@ fn random_model(
             }
         }
     }
-    let mut weights = Weights::from_checkpoint(Checkpoint::from_arrays(arrays), config)?;
-    let model = Model::from_weights(config.clone(), &mut weights, options)?;
-    weights.finish()?;
-    Ok(model)
+    let checkpoint = Checkpoint::from_arrays(arrays);
+    Ok(Model::from_checkpoint(config.clone(), checkpoint, options)?)
 }
 
 /// Pseudo-random prompt ids in `0..limit` (a 64-bit LCG; the peer draws the same).

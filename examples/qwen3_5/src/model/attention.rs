@@ -5,16 +5,115 @@
 use super::attn_kernel::{self, AttnHeads};
 use super::cpu_gemm::CpuProducts;
 use super::fused::{self, StepPath};
-use super::linear::{fixed, Linear, Projections};
+use super::linear::{fixed, placeholder, placeholder_param, Linear, Projections};
 use crate::cache::KvCache;
 use crate::config::TextConfig;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::options::Plan;
-use crate::weights::Weights;
+use mlx_rs::nn::{self, MaybeQuantized, Module};
 use mlx_rs::{fast, ops, Array, Dtype};
 
-/// One gated attention layer.
+/// One gated attention layer: the checkpoint's `self_attn.*` parameters and, once
+/// prepared (`Attention::prepare`, at load), the forms the forward pass runs with.
+#[derive(Module)]
 pub struct Attention {
+    /// Queries and gate, `[H · 2D, hidden]`.
+    q_proj: MaybeQuantized<nn::Linear>,
+    k_proj: MaybeQuantized<nn::Linear>,
+    v_proj: MaybeQuantized<nn::Linear>,
+    o_proj: MaybeQuantized<nn::Linear>,
+    /// `(1 + w)`-style weights, stored shifted (see `crate::weights::sanitize`).
+    q_norm: nn::RmsNorm,
+    k_norm: nn::RmsNorm,
+    #[module(skip)]
+    prepared: Option<Prepared>,
+}
+
+impl Attention {
+    /// The layer with placeholder parameters, shaped by `c`.
+    pub(crate) fn new(c: &TextConfig) -> Result<Attention> {
+        let (h, kv, d, hidden) = (
+            c.num_attention_heads,
+            c.num_key_value_heads,
+            c.head_dim,
+            c.hidden_size,
+        );
+        let norm = || -> Result<nn::RmsNorm> {
+            Ok(nn::RmsNorm {
+                weight: placeholder_param(&[d])?,
+                eps: c.rms_norm_eps,
+            })
+        };
+        Ok(Attention {
+            q_proj: placeholder(h * d * 2, hidden)?,
+            k_proj: placeholder(kv * d, hidden)?,
+            v_proj: placeholder(kv * d, hidden)?,
+            o_proj: placeholder(hidden, h * d)?,
+            q_norm: norm()?,
+            k_norm: norm()?,
+            prepared: None,
+        })
+    }
+
+    /// Builds the inference forms from the loaded parameters for the paths of `plan`
+    /// (q/k/v joined, each product in its device form) and points the parameters at
+    /// their arrays, so the weights are held once. `path` names the layer in errors.
+    pub(crate) fn prepare(&mut self, path: &str, c: &TextConfig, plan: &Plan) -> Result<()> {
+        let names = ["q_proj", "k_proj", "v_proj"].map(|n| format!("{path}.{n}"));
+        let mut layers = [&mut self.q_proj, &mut self.k_proj, &mut self.v_proj];
+        let parts = names
+            .iter()
+            .zip(layers.iter())
+            .map(|(n, l)| Linear::from_layer(n, l))
+            .collect::<Result<Vec<_>>>()?;
+        let qkv_proj = Projections::new(parts, plan.cpu)?;
+        let stored = qkv_proj.stored_parts()?;
+        if stored.len() != layers.len() {
+            return Err(Error::Weights(format!(
+                "{path}: {} projections",
+                stored.len()
+            )));
+        }
+        for ((s, n), l) in stored.into_iter().zip(&names).zip(layers.iter_mut()) {
+            s.store_into(n, l)?;
+        }
+        let o_name = format!("{path}.o_proj");
+        let o_proj = Linear::from_layer(&o_name, &self.o_proj)?.for_device(plan.cpu)?;
+        o_proj.stored()?.store_into(&o_name, &mut self.o_proj)?;
+        self.prepared = Some(Prepared {
+            qkv_proj,
+            o_proj,
+            q_norm: self.q_norm.weight.value().clone(),
+            k_norm: self.k_norm.weight.value().clone(),
+            heads: c.num_attention_heads,
+            kv_heads: c.num_key_value_heads,
+            head_dim: c.head_dim,
+            rope_dims: c.rope_dims(),
+            rope_theta: c.rope_theta,
+            inv_freq: inv_freq(c.rope_theta, c.rope_dims())?,
+            eps: c.rms_norm_eps,
+            step: plan.step,
+            cpu: plan.cpu,
+        });
+        Ok(())
+    }
+
+    /// The inference forms (an error before `Attention::prepare`).
+    pub(crate) fn prepared(&self) -> Result<&Prepared> {
+        self.prepared
+            .as_ref()
+            .ok_or_else(|| super::not_prepared("self_attn"))
+    }
+
+    /// Attends `x` (`[B, L, hidden]`) over the cached positions plus its own, causally,
+    /// with the reference ops.
+    pub fn forward(&self, x: &Array, cache: &mut KvCache) -> Result<Array> {
+        self.prepared()?.forward(x, cache)
+    }
+}
+
+/// A gated attention layer as the forward pass runs it, built by `Attention::prepare`.
+pub struct Prepared {
     /// `q_proj` (queries and gate), `k_proj`, `v_proj`: one matmul when they join.
     qkv_proj: Projections,
     o_proj: Linear,
@@ -34,42 +133,7 @@ pub struct Attention {
     cpu: Option<CpuProducts>,
 }
 
-impl Attention {
-    /// Takes `prefix.{q,k,v,o}_proj`, `prefix.{q,k}_norm` from the checkpoint, for the
-    /// paths of `plan`.
-    pub fn load(w: &mut Weights, prefix: &str, c: &TextConfig, plan: &Plan) -> Result<Attention> {
-        let (h, kv, d, hidden) = (
-            c.num_attention_heads,
-            c.num_key_value_heads,
-            c.head_dim,
-            c.hidden_size,
-        );
-        Ok(Attention {
-            qkv_proj: Projections::new(
-                vec![
-                    w.linear(&format!("{prefix}.q_proj"), h * d * 2, hidden)?,
-                    w.linear(&format!("{prefix}.k_proj"), kv * d, hidden)?,
-                    w.linear(&format!("{prefix}.v_proj"), kv * d, hidden)?,
-                ],
-                plan.cpu,
-            )?,
-            o_proj: w
-                .linear(&format!("{prefix}.o_proj"), hidden, h * d)?
-                .for_device(plan.cpu)?,
-            q_norm: w.shifted_norm(&format!("{prefix}.q_norm.weight"), d)?,
-            k_norm: w.shifted_norm(&format!("{prefix}.k_norm.weight"), d)?,
-            heads: h,
-            kv_heads: kv,
-            head_dim: d,
-            rope_dims: c.rope_dims(),
-            rope_theta: c.rope_theta,
-            inv_freq: inv_freq(c.rope_theta, c.rope_dims())?,
-            eps: c.rms_norm_eps,
-            step: plan.step,
-            cpu: plan.cpu,
-        })
-    }
-
+impl Prepared {
     /// Attends `x` (`[B, L, hidden]`) over the cached positions plus its own, causally,
     /// with the reference ops.
     pub fn forward(&self, x: &Array, cache: &mut KvCache) -> Result<Array> {

@@ -7,17 +7,135 @@
 
 use super::cpu_gemm::CpuProducts;
 use super::fused::{self, DeltaHeads, StepPath};
-use super::linear::{fixed, Linear, Projections};
+use super::linear::{fixed, placeholder, placeholder_param, Linear, Projections};
 use super::{scalar_like, silu};
 use crate::cache::RecurrentCache;
 use crate::config::TextConfig;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::options::Plan;
-use crate::weights::Weights;
+use mlx_rs::nn::{self, MaybeQuantized, Module, Param};
 use mlx_rs::{fast, ops, Array, Dtype};
 
-/// One Gated DeltaNet layer.
+/// One Gated DeltaNet layer: the checkpoint's `linear_attn.*` parameters and, once
+/// prepared (`GatedDeltaNet::prepare`, at load), the forms the forward pass runs with.
+#[derive(Module)]
 pub struct GatedDeltaNet {
+    in_proj_qkv: MaybeQuantized<nn::Linear>,
+    in_proj_z: MaybeQuantized<nn::Linear>,
+    in_proj_b: MaybeQuantized<nn::Linear>,
+    in_proj_a: MaybeQuantized<nn::Linear>,
+    /// Depthwise, MLX form `[C, K, 1]`.
+    conv1d: nn::Conv1d,
+    #[module(rename = "A_log")]
+    a_log: Param,
+    dt_bias: Param,
+    /// The gated output norm: a plain (not `1 + w`) weight, `[Dv]`.
+    norm: nn::RmsNorm,
+    out_proj: MaybeQuantized<nn::Linear>,
+    #[module(skip)]
+    prepared: Option<Prepared>,
+}
+
+impl GatedDeltaNet {
+    /// The layer with placeholder parameters, shaped by `c`.
+    pub(crate) fn new(c: &TextConfig) -> Result<GatedDeltaNet> {
+        let hidden = c.hidden_size;
+        let (hv, dv) = (c.linear_num_value_heads, c.linear_value_head_dim);
+        let conv_dim = c.linear_conv_dim();
+        Ok(GatedDeltaNet {
+            in_proj_qkv: placeholder(conv_dim, hidden)?,
+            in_proj_z: placeholder(hv * dv, hidden)?,
+            in_proj_b: placeholder(hv, hidden)?,
+            in_proj_a: placeholder(hv, hidden)?,
+            conv1d: nn::Conv1d {
+                weight: placeholder_param(&[conv_dim, c.linear_conv_kernel_dim, 1])?,
+                bias: None,
+                options: ops::ConvOptions {
+                    groups: conv_dim,
+                    ..Default::default()
+                },
+            },
+            a_log: placeholder_param(&[hv])?,
+            dt_bias: placeholder_param(&[hv])?,
+            norm: nn::RmsNorm {
+                weight: placeholder_param(&[dv])?,
+                eps: c.rms_norm_eps,
+            },
+            out_proj: placeholder(c.hidden_size, hv * dv)?,
+            prepared: None,
+        })
+    }
+
+    /// Builds the inference forms from the loaded parameters for the paths of `plan` (the
+    /// four input projections joined, each product in its device form) and points the
+    /// parameters at their arrays, so the weights are held once. `path` names the layer
+    /// in errors.
+    pub(crate) fn prepare(&mut self, path: &str, c: &TextConfig, plan: &Plan) -> Result<()> {
+        let names =
+            ["in_proj_qkv", "in_proj_z", "in_proj_b", "in_proj_a"].map(|n| format!("{path}.{n}"));
+        let mut layers = [
+            &mut self.in_proj_qkv,
+            &mut self.in_proj_z,
+            &mut self.in_proj_b,
+            &mut self.in_proj_a,
+        ];
+        let parts = names
+            .iter()
+            .zip(layers.iter())
+            .map(|(n, l)| Linear::from_layer(n, l))
+            .collect::<Result<Vec<_>>>()?;
+        let in_proj = Projections::new(parts, plan.cpu)?;
+        let stored = in_proj.stored_parts()?;
+        if stored.len() != layers.len() {
+            return Err(Error::Weights(format!(
+                "{path}: {} projections",
+                stored.len()
+            )));
+        }
+        for ((s, n), l) in stored.into_iter().zip(&names).zip(layers.iter_mut()) {
+            s.store_into(n, l)?;
+        }
+        let out_name = format!("{path}.out_proj");
+        let out_proj = Linear::from_layer(&out_name, &self.out_proj)?.for_device(plan.cpu)?;
+        out_proj
+            .stored()?
+            .store_into(&out_name, &mut self.out_proj)?;
+        self.prepared = Some(Prepared {
+            in_proj,
+            conv_weight: self.conv1d.weight.value().clone(),
+            a_log: self.a_log.value().clone(),
+            dt_bias: self.dt_bias.value().clone(),
+            norm: self.norm.weight.value().clone(),
+            out_proj,
+            hk: c.linear_num_key_heads,
+            hv: c.linear_num_value_heads,
+            dk: c.linear_key_head_dim,
+            dv: c.linear_value_head_dim,
+            kernel: c.linear_conv_kernel_dim,
+            eps: c.rms_norm_eps,
+            step: plan.step,
+            cpu: plan.cpu,
+        });
+        Ok(())
+    }
+
+    /// The inference forms (an error before `GatedDeltaNet::prepare`).
+    pub(crate) fn prepared(&self) -> Result<&Prepared> {
+        self.prepared
+            .as_ref()
+            .ok_or_else(|| super::not_prepared("linear_attn"))
+    }
+
+    /// Runs the layer over `x` (`[B, S, hidden]`) with the reference ops, continuing from
+    /// and updating `cache`.
+    pub fn forward(&self, x: &Array, cache: &mut RecurrentCache) -> Result<Array> {
+        self.prepared()?.forward(x, cache)
+    }
+}
+
+/// A Gated DeltaNet layer as the forward pass runs it, built by
+/// `GatedDeltaNet::prepare`.
+pub struct Prepared {
     /// `in_proj_{qkv,z,b,a}`, one matmul when their weights join.
     in_proj: Projections,
     /// Depthwise conv weight, MLX form `[C, K, 1]`.
@@ -39,51 +157,7 @@ pub struct GatedDeltaNet {
     cpu: Option<CpuProducts>,
 }
 
-impl GatedDeltaNet {
-    /// Takes `prefix.*` (`in_proj_{qkv,z,b,a}`, `conv1d`, `A_log`, `dt_bias`, `norm`,
-    /// `out_proj`) from the checkpoint, for the paths of `plan`.
-    pub fn load(
-        w: &mut Weights,
-        prefix: &str,
-        c: &TextConfig,
-        plan: &Plan,
-    ) -> Result<GatedDeltaNet> {
-        let hidden = c.hidden_size;
-        let (hk, hv) = (c.linear_num_key_heads, c.linear_num_value_heads);
-        let (dk, dv) = (c.linear_key_head_dim, c.linear_value_head_dim);
-        let conv_dim = c.linear_conv_dim();
-        Ok(GatedDeltaNet {
-            in_proj: Projections::new(
-                vec![
-                    w.linear(&format!("{prefix}.in_proj_qkv"), conv_dim, hidden)?,
-                    w.linear(&format!("{prefix}.in_proj_z"), hv * dv, hidden)?,
-                    w.linear(&format!("{prefix}.in_proj_b"), hv, hidden)?,
-                    w.linear(&format!("{prefix}.in_proj_a"), hv, hidden)?,
-                ],
-                plan.cpu,
-            )?,
-            conv_weight: w.conv_weight(
-                &format!("{prefix}.conv1d.weight"),
-                conv_dim,
-                c.linear_conv_kernel_dim,
-            )?,
-            a_log: w.float(&format!("{prefix}.A_log"), &[hv])?,
-            dt_bias: w.float(&format!("{prefix}.dt_bias"), &[hv])?,
-            norm: w.plain_norm(&format!("{prefix}.norm.weight"), dv)?,
-            out_proj: w
-                .linear(&format!("{prefix}.out_proj"), hidden, hv * dv)?
-                .for_device(plan.cpu)?,
-            hk,
-            hv,
-            dk,
-            dv,
-            kernel: c.linear_conv_kernel_dim,
-            eps: c.rms_norm_eps,
-            step: plan.step,
-            cpu: plan.cpu,
-        })
-    }
-
+impl Prepared {
     /// The four input projections of `x`: `qkv`, `z`, `b` (β logits), `a`.
     fn project(&self, x: &Array) -> Result<[Array; 4]> {
         fixed(self.in_proj.forward(x)?, "DeltaNet")
@@ -220,7 +294,7 @@ pub(crate) fn gated_rms_norm(x: &Array, z: &Array, weight: &Array, eps: f32) -> 
 // Single-token decode: the fused forms of model/fused/ (same values as `forward`).
 // ---------------------------------------------------------------------------------------
 
-impl GatedDeltaNet {
+impl Prepared {
     /// One token (`x` `[B, hidden]` or `[B, 1, hidden]`), fused: on a GPU the conv, norms,
     /// gates and delta step as one kernel; on the CPU the conv, norms and gates as one
     /// compiled graph and the step as compiled ops; the gated output norm compiled.
@@ -286,7 +360,7 @@ impl GatedDeltaNet {
     pub(crate) fn with_weights(
         &self,
         weights: &mut impl Iterator<Item = Array>,
-    ) -> Result<GatedDeltaNet> {
+    ) -> Result<Prepared> {
         let in_proj = self.in_proj.with_weights(weights)?;
         let mut next = || {
             weights.next().ok_or_else(|| {
@@ -294,7 +368,7 @@ impl GatedDeltaNet {
             })
         };
         let (conv_weight, a_log, dt_bias, norm) = (next()?, next()?, next()?, next()?);
-        Ok(GatedDeltaNet {
+        Ok(Prepared {
             in_proj,
             conv_weight,
             a_log,

@@ -63,17 +63,18 @@ impl DecoderLayer {
         cache: &mut LayerCache,
         eps: f32,
     ) -> Result<(Array, Array)> {
-        match (&self.mixer, cache) {
+        let mlp = self.mlp.prepared()?;
+        match (self.mixer()?, cache) {
             (Mixer::DeltaNet(m), LayerCache::Recurrent(c)) => {
                 let (conv_state, state) = m.decode_state(x, c)?;
                 let mut inputs = vec![h.clone(), x.clone(), conv_state, state];
                 inputs.extend(m.weights());
-                inputs.push(self.post_attention_layernorm.clone());
-                inputs.extend(self.mlp.weights());
+                inputs.push(self.post_norm().clone());
+                inputs.extend(mlp.weights());
                 inputs.push(next_norm.clone());
                 let mut hasher = DefaultHasher::new();
                 m.hash_structure(&mut hasher);
-                self.mlp.hash_structure(&mut hasher);
+                mlp.hash_structure(&mut hasher);
                 eps.to_bits().hash(&mut hasher);
                 let refs: Vec<&Array> = inputs.iter().collect();
                 let out = fused::compiled(
@@ -82,7 +83,7 @@ impl DecoderLayer {
                     false,
                     || {
                         let mixer = m.with_weights(&mut placeholder());
-                        let mlp = self.mlp.with_weights(&mut placeholder());
+                        let mlp = mlp.with_weights(&mut placeholder());
                         move |inp: &[Array]| {
                             let (mixer, mlp) = (skeleton(&mixer)?, skeleton(&mlp)?);
                             let mut it = inp.iter().cloned();
@@ -112,11 +113,11 @@ impl DecoderLayer {
             }
             (Mixer::Attention(m), LayerCache::Attention(c)) => {
                 let r = m.decode(x, c)?;
-                let mut inputs = vec![h.clone(), r, self.post_attention_layernorm.clone()];
-                inputs.extend(self.mlp.weights());
+                let mut inputs = vec![h.clone(), r, self.post_norm().clone()];
+                inputs.extend(mlp.weights());
                 inputs.push(next_norm.clone());
                 let mut hasher = DefaultHasher::new();
-                self.mlp.hash_structure(&mut hasher);
+                mlp.hash_structure(&mut hasher);
                 eps.to_bits().hash(&mut hasher);
                 let refs: Vec<&Array> = inputs.iter().collect();
                 let out = fused::compiled(
@@ -124,7 +125,7 @@ impl DecoderLayer {
                     hasher.finish(),
                     false,
                     || {
-                        let mlp = self.mlp.with_weights(&mut placeholder());
+                        let mlp = mlp.with_weights(&mut placeholder());
                         move |inp: &[Array]| {
                             let mlp = skeleton(&mlp)?;
                             let mut it = inp.iter().cloned();

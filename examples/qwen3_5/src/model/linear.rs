@@ -6,6 +6,9 @@ use crate::error::{Error, Result};
 use mlx_rs::{ops, Array, Dtype};
 use std::hash::{Hash, Hasher};
 
+mod stored;
+pub(crate) use stored::{placeholder, placeholder_embedding, placeholder_param};
+
 /// Quantized weights: packed `uint32` rows with one scale and bias per group.
 #[derive(Clone)]
 pub struct Quantized {
@@ -389,7 +392,6 @@ fn cpu_streams_matmul(x: &Array, wt: &Array, threads: usize) -> Result<Array> {
     }
     Ok(ops::concatenate_axis(&parts, -1)?)
 }
-
 
 /// A token embedding `[vocab, hidden]`, dense or quantized; it doubles as the output
 /// head when the embeddings are tied.

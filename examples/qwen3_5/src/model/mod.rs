@@ -11,15 +11,16 @@ pub mod layer_step;
 pub mod linear;
 pub mod mlp;
 
-use crate::cache::{Cache, RecurrentCache, KvCache, LayerCache};
-use crate::config::{Config, LayerType};
+use crate::cache::{Cache, KvCache, LayerCache, RecurrentCache};
+use crate::config::{Config, LayerType, TextConfig};
 use crate::error::{Error, Result};
 use crate::options::{ModelOptions, Plan};
-use crate::weights::{Layout, Weights};
+use crate::weights::{self, Checkpoint, Layout};
 use attention::Attention;
 use deltanet::GatedDeltaNet;
 use linear::{Embedding, Linear};
 use mlp::Mlp;
+use mlx_rs::nn::{self, MaybeQuantized, Module, ParamMap};
 use mlx_rs::{fast, ops, Array, Dtype};
 use std::path::Path;
 
@@ -28,6 +29,12 @@ fn cache_mismatch(i: usize) -> Error {
     Error::InvalidArgument(format!(
         "cache layer {i} does not match the model's layer type"
     ))
+}
+
+/// The error for a layer used before its inference forms were built (a model is only
+/// handed out prepared, so this does not happen through the public API).
+pub(crate) fn not_prepared(what: &str) -> Error {
+    Error::InvalidArgument(format!("{what}: used before the model was prepared"))
 }
 
 /// `x · sigmoid(x)`.
@@ -40,39 +47,125 @@ pub(crate) fn scalar_like(value: f32, like: &Array) -> Result<Array> {
     Ok(Array::scalar(value).astype(like.dtype())?)
 }
 
-/// The token mixer of a layer.
-pub enum Mixer {
+/// The token mixer of a layer, as the forward pass runs it.
+pub enum Mixer<'a> {
     /// Gated DeltaNet.
-    DeltaNet(GatedDeltaNet),
+    DeltaNet(&'a deltanet::Prepared),
     /// Gated attention.
-    Attention(Attention),
+    Attention(&'a attention::Prepared),
 }
 
-/// One decoder layer: `h = x + mixer(norm(x)); out = h + mlp(norm(h))`.
+/// One decoder layer (`language_model.model.layers.N`):
+/// `h = x + mixer(norm(x)); out = h + mlp(norm(h))`, the mixer a Gated DeltaNet
+/// (`linear_attn`) or gated attention (`self_attn`), as in mlx-lm.
+#[derive(Module)]
 pub struct DecoderLayer {
-    mixer: Mixer,
-    input_layernorm: Array,
-    post_attention_layernorm: Array,
+    linear_attn: Option<GatedDeltaNet>,
+    self_attn: Option<Attention>,
+    /// `(1 + w)`-style weight, stored shifted.
+    input_layernorm: nn::RmsNorm,
+    /// `(1 + w)`-style weight, stored shifted.
+    post_attention_layernorm: nn::RmsNorm,
     mlp: Mlp,
 }
 
-/// A loaded Qwen 3.5 text model.
-pub struct Model {
-    config: Config,
-    embed_tokens: Embedding,
+/// The decoder (`language_model.model`): embedding, layers, final norm.
+#[derive(Module)]
+pub struct TextDecoder {
+    embed_tokens: MaybeQuantized<nn::Embedding>,
     layers: Vec<DecoderLayer>,
-    norm: Array,
-    lm_head: Option<Linear>,
+    /// `(1 + w)`-style weight, stored shifted.
+    norm: nn::RmsNorm,
+    /// The table in its inference form (the output head's, when tied).
+    #[module(skip)]
+    embedding: Option<Embedding>,
+}
+
+/// The text model (`language_model`): the decoder and, when the embeddings are not tied,
+/// the output head.
+#[derive(Module)]
+pub struct TextModel {
+    model: TextDecoder,
+    lm_head: Option<MaybeQuantized<nn::Linear>>,
+    /// The untied head in its inference form.
+    #[module(skip)]
+    head: Option<Linear>,
+}
+
+/// A loaded Qwen 3.5 text model.
+///
+/// Its parameters ([`Module::parameters`]) are named as mlx-lm names them
+/// (`language_model.model.layers.0.linear_attn.in_proj_qkv.weight`, …); loading reads a
+/// checkpoint of either layout into them through [`Module::update`] (see
+/// [`crate::weights`]), then builds the forms the forward pass runs with from the same
+/// arrays, once: parameters changed afterwards (through [`Module::update`]) are not seen
+/// by the forward pass; load the changed weights instead.
+#[derive(Module)]
+pub struct Model {
+    language_model: TextModel,
+    #[module(skip)]
+    config: Config,
+    #[module(skip)]
     layout: Layout,
+    #[module(skip)]
     options: ModelOptions,
+    #[module(skip)]
     plan: Plan,
 }
 
+/// A `(1 + w)`-style norm with a placeholder weight.
+fn rms_norm(dims: i32, eps: f32) -> Result<nn::RmsNorm> {
+    Ok(nn::RmsNorm {
+        weight: linear::placeholder_param(&[dims])?,
+        eps,
+    })
+}
+
 impl DecoderLayer {
+    /// A layer of `kind` with placeholder parameters.
+    fn new(c: &TextConfig, kind: LayerType) -> Result<DecoderLayer> {
+        let (linear_attn, self_attn) = match kind {
+            LayerType::LinearAttention => (Some(GatedDeltaNet::new(c)?), None),
+            LayerType::FullAttention => (None, Some(Attention::new(c)?)),
+        };
+        Ok(DecoderLayer {
+            linear_attn,
+            self_attn,
+            input_layernorm: rms_norm(c.hidden_size, c.rms_norm_eps)?,
+            post_attention_layernorm: rms_norm(c.hidden_size, c.rms_norm_eps)?,
+            mlp: Mlp::new(c.hidden_size, c.intermediate_size)?,
+        })
+    }
+
+    /// Builds the inference forms of the mixer and the MLP (`path` names the layer).
+    fn prepare(&mut self, path: &str, c: &TextConfig, plan: &Plan) -> Result<()> {
+        if let Some(m) = &mut self.linear_attn {
+            m.prepare(&format!("{path}.linear_attn"), c, plan)?;
+        }
+        if let Some(m) = &mut self.self_attn {
+            m.prepare(&format!("{path}.self_attn"), c, plan)?;
+        }
+        self.mlp.prepare(&format!("{path}.mlp"), plan)
+    }
+
+    /// The mixer, prepared.
+    pub(crate) fn mixer(&self) -> Result<Mixer<'_>> {
+        match (&self.linear_attn, &self.self_attn) {
+            (Some(m), _) => Ok(Mixer::DeltaNet(m.prepared()?)),
+            (None, Some(m)) => Ok(Mixer::Attention(m.prepared()?)),
+            (None, None) => Err(not_prepared("layer without a mixer")),
+        }
+    }
+
+    /// The weight of the norm before the MLP.
+    pub(crate) fn post_norm(&self) -> &Array {
+        self.post_attention_layernorm.weight.value()
+    }
+
     /// The mixer (DeltaNet or attention) over `x`, the normed input of layer `i`, with
     /// its cache `lc`: the reference ops, or (`fused`) the fused one-token forms.
     fn mix(&self, x: &Array, lc: &mut LayerCache, i: usize, fused: bool) -> Result<Array> {
-        match (&self.mixer, lc) {
+        match (self.mixer()?, lc) {
             (Mixer::DeltaNet(m), LayerCache::Recurrent(c)) if fused => m.decode(x, c),
             (Mixer::DeltaNet(m), LayerCache::Recurrent(c)) => m.forward(x, c),
             (Mixer::Attention(m), LayerCache::Attention(c)) if fused => m.decode(x, c),
@@ -92,8 +185,14 @@ impl Model {
     /// [`Model::load`] with `options`, resolved for the device of the current default
     /// stream (which the model then runs on).
     ///
+    /// Loading is [`mlx_lm::load::load_weights`]: every tensor, [`weights::sanitize`]
+    /// (Hugging Face to MLX names and forms), quantization of the layers stored
+    /// quantized, a strict [`Module::update`]; then the inference forms are built
+    /// (`Model::prepare`).
+    ///
     /// # Errors
-    /// As [`Model::load`], and for invalid options (`cpu_threads` of 0).
+    /// A missing or invalid config field, and a missing, unexpected, mis-shaped or
+    /// wrongly typed tensor (named); invalid options (`cpu_threads` of 0).
     pub fn load_with(dir: impl AsRef<Path>, options: ModelOptions) -> Result<Model> {
         let dir = dir.as_ref();
         if !dir.is_dir() {
@@ -103,66 +202,129 @@ impl Model {
             ));
         }
         let config = Config::from_file(dir.join("config.json"))?;
-        let mut weights = Weights::open(dir, &config)?;
-        let model = Model::from_weights(config, &mut weights, options)?;
-        weights.finish()?;
-        Ok(model)
+        let mut model = Model::new(config, options)?;
+        let quantization = weights::quantization(&model.config);
+        let mut sanitizer = weights::Sanitizer::new(&model.config);
+        let loaded = mlx_lm::load::load_weights(&mut model, dir, quantization.as_ref(), |w| {
+            sanitizer.sanitize(w)
+        });
+        model.finish_load(loaded, sanitizer)
     }
 
-    /// Builds the model from an opened checkpoint, taking every tensor it needs, with
-    /// `options` resolved for the device of the current default stream.
-    pub fn from_weights(config: Config, w: &mut Weights, options: ModelOptions) -> Result<Model> {
+    /// Builds the model from the tensors of `checkpoint` (e.g. random weights held in
+    /// memory, [`Checkpoint::from_arrays`]), loaded as [`Model::load_with`] loads a folder.
+    /// The checkpoint is dropped once read, so its arrays are not held past the update.
+    pub fn from_checkpoint(
+        config: Config,
+        checkpoint: Checkpoint,
+        options: ModelOptions,
+    ) -> Result<Model> {
+        let tensors = checkpoint.load_all()?;
+        drop(checkpoint);
+        Model::from_tensors(config, tensors, options)
+    }
+
+    /// Builds the model from tensors by stored name (either layout), as
+    /// [`Model::load_with`] does from a folder's.
+    pub fn from_tensors(config: Config, tensors: ParamMap, options: ModelOptions) -> Result<Model> {
+        let mut model = Model::new(config, options)?;
+        let quantization = weights::quantization(&model.config);
+        let mut sanitizer = weights::Sanitizer::new(&model.config);
+        let loaded = sanitizer
+            .sanitize(tensors)
+            .and_then(|w| mlx_lm::load::apply_weights(&mut model, w, quantization.as_ref()));
+        model.finish_load(loaded, sanitizer)
+    }
+
+    /// The model for `config` with placeholder parameters (lazy zeros: nothing is
+    /// allocated until the checkpoint replaces them).
+    fn new(config: Config, options: ModelOptions) -> Result<Model> {
         let plan = Plan::resolve(&options)?;
         let c = &config.text;
-        let hidden = c.hidden_size;
-        let embed_tokens = w.embedding("embed_tokens", c.vocab_size, hidden)?;
-        // A tied table is also the output head: keep it in the head's fastest form.
-        let embed_tokens = if c.tie_word_embeddings {
-            embed_tokens.for_device(plan.cpu)?
-        } else {
-            embed_tokens
-        };
-        let mut layers = Vec::with_capacity(c.layer_types.len());
-        for (i, kind) in c.layer_types.iter().enumerate() {
-            let p = format!("layers.{i}");
-            let mixer = match kind {
-                LayerType::LinearAttention => Mixer::DeltaNet(GatedDeltaNet::load(
-                    w,
-                    &format!("{p}.linear_attn"),
-                    c,
-                    &plan,
-                )?),
-                LayerType::FullAttention => {
-                    Mixer::Attention(Attention::load(w, &format!("{p}.self_attn"), c, &plan)?)
-                }
-            };
-            layers.push(DecoderLayer {
-                mixer,
-                input_layernorm: w.shifted_norm(&format!("{p}.input_layernorm.weight"), hidden)?,
-                post_attention_layernorm: w
-                    .shifted_norm(&format!("{p}.post_attention_layernorm.weight"), hidden)?,
-                mlp: Mlp::load(w, &format!("{p}.mlp"), hidden, c.intermediate_size, &plan)?,
-            });
-        }
-        let norm = w.shifted_norm("norm.weight", hidden)?;
-        let lm_head = if c.tie_word_embeddings {
-            None
-        } else {
-            Some(
-                w.linear("lm_head", c.vocab_size, hidden)?
-                    .for_device(plan.cpu)?,
-            )
+        // A placeholder is checked against the memory free now, as every array mlx-rs
+        // makes: an error names the module.
+        let at = |path: String| move |e: Error| Error::Weights(format!("{path}: {e}"));
+        let p = "language_model.model";
+        let layers = c
+            .layer_types
+            .iter()
+            .enumerate()
+            .map(|(i, &kind)| DecoderLayer::new(c, kind).map_err(at(format!("{p}.layers.{i}"))))
+            .collect::<Result<Vec<_>>>()?;
+        let language_model = TextModel {
+            model: TextDecoder {
+                embed_tokens: linear::placeholder_embedding(c.vocab_size, c.hidden_size)
+                    .map_err(at(format!("{p}.embed_tokens")))?,
+                layers,
+                norm: rms_norm(c.hidden_size, c.rms_norm_eps)?,
+                embedding: None,
+            },
+            lm_head: if c.tie_word_embeddings {
+                None
+            } else {
+                Some(
+                    linear::placeholder(c.vocab_size, c.hidden_size)
+                        .map_err(at("language_model.lm_head".into()))?,
+                )
+            },
+            head: None,
         };
         Ok(Model {
-            layout: w.layout(),
+            language_model,
             config,
-            embed_tokens,
-            layers,
-            norm,
-            lm_head,
+            layout: Layout::Mlx,
             options,
             plan,
         })
+    }
+
+    /// After the update: the layout the sanitizer saw, errors in the checkpoint's own
+    /// names, and the inference forms.
+    fn finish_load(mut self, loaded: Result<()>, sanitizer: weights::Sanitizer) -> Result<Model> {
+        loaded.map_err(|e| sanitizer.explain(e))?;
+        self.layout = sanitizer.layout();
+        self.prepare()?;
+        Ok(self)
+    }
+
+    /// Builds the forms the forward pass runs with from the loaded parameters, once, for
+    /// the model's [`Plan`]: joined projections ([`linear::Projections`]), products in
+    /// their device form ([`Linear::for_device`]: float32 weights transposed for the CPU),
+    /// a tied table in the output head's form. Each parameter is then pointed at the
+    /// arrays of its inference form (views, no copies), so the weights are held once and
+    /// [`Module::parameters`] still gives the checkpoint's values.
+    fn prepare(&mut self) -> Result<()> {
+        let (c, plan) = (&self.config.text, &self.plan);
+        let lm = &mut self.language_model;
+        let dec = &mut lm.model;
+        let path = "language_model.model.embed_tokens";
+        let embedding = Embedding {
+            table: Linear::from_embedding(path, &dec.embed_tokens)?,
+        };
+        // A tied table is also the output head: keep it in the head's fastest form.
+        let embedding = if c.tie_word_embeddings {
+            embedding.for_device(plan.cpu)?
+        } else {
+            embedding
+        };
+        embedding
+            .table
+            .stored()?
+            .store_into_embedding(path, &mut dec.embed_tokens)?;
+        dec.embedding = Some(embedding);
+        for (i, layer) in dec.layers.iter_mut().enumerate() {
+            layer.prepare(&format!("language_model.model.layers.{i}"), c, plan)?;
+        }
+        if let Some(head) = &mut lm.lm_head {
+            let path = "language_model.lm_head";
+            let linear = Linear::from_layer(path, head)?.for_device(plan.cpu)?;
+            linear.stored()?.store_into(path, head)?;
+            lm.head = Some(linear);
+        }
+        // The views are evaluated now, so that the model holds only data (a lazy array
+        // would stay tied to this thread's stream).
+        self.eval_parameters()?;
+        Ok(())
     }
 
     /// The options the model was loaded with.
@@ -187,7 +349,24 @@ impl Model {
 
     /// The dtype of activations (that of the embedding table or its scales).
     pub fn dtype(&self) -> Dtype {
-        self.embed_tokens.dtype()
+        match &self.language_model.model.embedding {
+            Some(e) => e.dtype(),
+            None => Dtype::Float32,
+        }
+    }
+
+    /// The decoder layers.
+    fn layers(&self) -> &[DecoderLayer] {
+        &self.language_model.model.layers
+    }
+
+    /// The embedding table in its inference form.
+    fn embedding(&self) -> Result<&Embedding> {
+        self.language_model
+            .model
+            .embedding
+            .as_ref()
+            .ok_or_else(|| not_prepared("embed_tokens"))
     }
 
     /// A fresh, empty per-sequence cache.
@@ -214,19 +393,24 @@ impl Model {
 
     /// Final-normed hidden states `[B, T, hidden]` for `tokens`, updating `cache`.
     pub fn hidden_states(&self, tokens: &Array, cache: &mut Cache) -> Result<Array> {
-        mlx_lm::model::check_input(tokens, cache, self.layers.len())?;
+        mlx_lm::model::check_input(tokens, cache, self.layers().len())?;
         // The one place the fused decode is entered.
         if tokens.dim(1) == 1 && self.plan.fused() {
             return self.decode_fused(tokens, cache);
         }
         let eps = self.config.text.rms_norm_eps;
         let norm = |x: &Array, w: &Array| -> Result<Array> { Ok(fast::rms_norm(x, Some(w), eps)?) };
-        let mut h = self.embed_tokens.forward(tokens)?;
+        let mut h = self.embedding()?.forward(tokens)?;
         // `x` is always the normed `h`: the input of the next mixer, or the final output.
         let mut x = norm(&h, self.input_norm(0))?;
-        for (i, (layer, lc)) in self.layers.iter().zip(cache.layers.iter_mut()).enumerate() {
+        for (i, (layer, lc)) in self
+            .layers()
+            .iter()
+            .zip(cache.layers.iter_mut())
+            .enumerate()
+        {
             h = h.add(&layer.mix(&x, lc, i, false)?)?;
-            x = norm(&h, &layer.post_attention_layernorm)?;
+            x = norm(&h, layer.post_norm())?;
             h = h.add(&layer.mlp.forward(&x)?)?;
             x = norm(&h, self.input_norm(i + 1))?;
         }
@@ -235,9 +419,11 @@ impl Model {
 
     /// The input norm of layer `i`; the final norm after the last layer.
     fn input_norm(&self, i: usize) -> &Array {
-        self.layers
+        self.layers()
             .get(i)
-            .map_or(&self.norm, |l| &l.input_layernorm)
+            .map_or(self.language_model.model.norm.weight.value(), |l| {
+                l.input_layernorm.weight.value()
+            })
     }
 
     /// [`Model::hidden_states`] for one token per sequence, fused: activations without the
@@ -247,18 +433,23 @@ impl Model {
     /// ([`Plan::compile_layers`]). The same values as the reference ops.
     fn decode_fused(&self, tokens: &Array, cache: &mut Cache) -> Result<Array> {
         let eps = self.config.text.rms_norm_eps;
-        let h = self.embed_tokens.forward(tokens)?;
+        let h = self.embedding()?.forward(tokens)?;
         let mut h = h.reshape(&[h.dim(0), h.dim(2)])?;
         let mut x = fused::rms_norm(&h, self.input_norm(0), eps)?;
-        for (i, (layer, lc)) in self.layers.iter().zip(cache.layers.iter_mut()).enumerate() {
+        for (i, (layer, lc)) in self
+            .layers()
+            .iter()
+            .zip(cache.layers.iter_mut())
+            .enumerate()
+        {
             let next_norm = self.input_norm(i + 1);
             if self.plan.compile_layers {
                 (h, x) = layer.decode_compiled(&h, &x, next_norm, lc, eps)?;
                 continue;
             }
             let r = layer.mix(&x, lc, i, true)?;
-            let (h_mid, x_mid) = fused::add_rms_norm(&h, &r, &layer.post_attention_layernorm, eps)?;
-            let m = layer.mlp.decode(&x_mid)?;
+            let (h_mid, x_mid) = fused::add_rms_norm(&h, &r, layer.post_norm(), eps)?;
+            let m = layer.mlp.prepared()?.decode(&x_mid)?;
             (h, x) = fused::add_rms_norm(&h_mid, &m, next_norm, eps)?;
         }
         Ok(ops::expand_dims(&x, 1)?)
@@ -266,9 +457,9 @@ impl Model {
 
     /// Logits for final-normed hidden states (`[.., hidden]` → `[.., vocab]`).
     pub fn logits(&self, hidden: &Array) -> Result<Array> {
-        match &self.lm_head {
+        match &self.language_model.head {
             Some(head) => head.forward(hidden),
-            None => self.embed_tokens.as_linear(hidden),
+            None => self.embedding()?.as_linear(hidden),
         }
     }
 

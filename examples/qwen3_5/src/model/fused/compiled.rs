@@ -61,7 +61,6 @@ where
     Ok(f.call(args)?)
 }
 
-
 fn f32_key(x: f32) -> u64 {
     x.to_bits() as u64
 }

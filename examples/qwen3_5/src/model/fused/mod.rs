@@ -34,10 +34,10 @@
 pub mod compiled;
 pub mod kernels;
 
+pub(crate) use compiled::compiled;
 pub use compiled::{
     add_rms_norm, delta_decode_inputs, gated_rms_norm, rms_norm, sigmoid_gate, swiglu,
 };
-pub(crate) use compiled::compiled;
 pub use kernels::*;
 
 use crate::error::Result;
