@@ -1,11 +1,11 @@
 //! The SwiGLU MLP: `down(silu(gate(x)) · up(x))`.
 
-use super::fused;
 use super::linear::{fixed, Linear, Projections};
 use super::silu;
 use crate::error::Result;
 use crate::options::Plan;
 use crate::weights::Weights;
+use mlx_lm::kernels::compiled;
 use mlx_rs::Array;
 
 /// The feed-forward block of every decoder layer.
@@ -49,7 +49,7 @@ impl Mlp {
     /// compiled.
     pub(crate) fn decode(&self, x: &Array) -> Result<Array> {
         let [gate, up] = fixed(self.gate_up.forward(x)?, "MLP")?;
-        self.down_proj.forward(&fused::swiglu(&gate, &up)?)
+        self.down_proj.forward(&compiled::swiglu(&gate, &up)?)
     }
 
     /// The block's arrays in a fixed order: how a compiled step takes them as inputs.
