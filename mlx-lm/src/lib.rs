@@ -15,7 +15,10 @@
 //!   model through a per-model `sanitize` step, quantization from `config.json` and a
 //!   strict [`Module::update`](mlx_rs::nn::Module::update);
 //! - [`model`], [`cache`] and [`mod@generate`]: the [`LanguageModel`] trait, the KV and
-//!   recurrent caches, and streaming generation.
+//!   recurrent caches, and streaming generation;
+//! - [`kernels`]: the kernels of the Qwen 3.5 / Qwen3-Next family (the gated delta rule in
+//!   its sequential, chunked, compiled and CUDA/Metal forms behind one dispatch, the
+//!   attention decode kernel, the CPU GEMM).
 //!
 //! ```
 //! use mlx_lm::{Sampler, SamplingParams};
@@ -27,7 +30,7 @@
 //! # What comes next
 //!
 //! This crate grows out of the Qwen 3.5 example; `examples/qwen3` is a second model built
-//! on it. Next to move here from Qwen 3.5: the kernels shared by that family of models (the gated delta rule, the attention decode kernel, the CPU GEMM); and the
+//! on it. Next to move here from Qwen 3.5: the
 //! command line (`generate`, `chat`, `logits`, `bench`) as a library function that a model
 //! crate's `main.rs` calls.
 //!
@@ -44,6 +47,7 @@ pub mod checkpoint;
 pub mod error;
 pub mod generate;
 pub mod hub;
+pub mod kernels;
 pub mod load;
 pub mod model;
 pub mod sampling;

@@ -5,17 +5,18 @@
 //! reads the environment or a per-thread switch afterwards. The defaults depend on the
 //! device and come from the measurements in `benches/README.md`; the `qwen3_5` binary
 //! sets each field from a flag (`--decode`, `--compile-layers`, `--cpu-gemm`,
-//! `--cpu-threads`).
+//! `--cpu-threads`; the bench's hidden `--prefill-chunk` / `--sequential-prefill`).
 
 use crate::error::{Error, Result};
-use crate::model::cpu_gemm::CpuProducts;
-use crate::model::fused::StepPath;
+use mlx_lm::kernels::cpu_gemm::CpuProducts;
+pub use mlx_lm::kernels::gated_delta::Prefill;
+use mlx_lm::kernels::gated_delta::StepPath;
 use mlx_rs::{Device, DeviceType};
 
 /// How a single-token forward pass (a decode step) runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Decode {
-    /// The fused forms of `model/fused/`: on a GPU the whole-layer DeltaNet kernel (and
+    /// The fused forms of [`mlx_lm::kernels`]: on a GPU the whole-layer DeltaNet kernel (and
     /// on CUDA the attention decode kernels), on the CPU compiled graphs; `[B, hidden]`
     /// activations. The same values as [`Decode::Reference`] (bit-identical on the CPU).
     #[default]
@@ -39,7 +40,7 @@ pub struct ModelOptions {
     /// 412 / 348 / 346 tokens/s in three pairs); on the CPU the graph is not the bound,
     /// and on Metal it has not been measured.
     pub compile_layers: bool,
-    /// On the CPU, float32 products of at least [`crate::model::cpu_gemm::MIN_ROWS`] rows
+    /// On the CPU, float32 products of at least [`mlx_lm::kernels::cpu_gemm::MIN_ROWS`] rows
     /// (prefill) run in this crate's packed SIMD GEMM instead of MLX's BLAS. Default: on
     /// for the CPU except on macOS (the Linux wheels' reference BLAS runs at 4–6 GFLOP/s
     /// per core against ~95 for the GEMM on a 2-core EPYC: 2B float32 prefill 3.5× faster;
@@ -49,6 +50,10 @@ pub struct ModelOptions {
     /// streams MLX's product is split over when the GEMM is off). Default: the available
     /// cores, at most 8; must be at least 1.
     pub cpu_threads: usize,
+    /// How a forward pass over several tokens (a prompt) runs the gated delta rule.
+    /// Default: [`Prefill::Chunked`] with chunks of 64 tokens (the chunk size must be at
+    /// least 1); [`Prefill::Sequential`] is the reference form, one token at a time.
+    pub prefill: Prefill,
 }
 
 impl ModelOptions {
@@ -61,6 +66,7 @@ impl ModelOptions {
             compile_layers: gpu && !cfg!(target_os = "macos"),
             cpu_gemm: !gpu && !cfg!(target_os = "macos"),
             cpu_threads: cores.clamp(1, 8),
+            prefill: Prefill::default(),
         }
     }
 
@@ -102,13 +108,15 @@ pub struct Plan {
     pub compile_layers: bool,
     /// How CPU float32 products run; `None` when the model is on a GPU.
     pub cpu: Option<CpuProducts>,
+    /// The form of the gated delta rule over several tokens ([`ModelOptions::prefill`]).
+    pub prefill: Prefill,
 }
 
 impl Plan {
     /// Resolves `options` for a model loaded on the current default stream's device.
     ///
     /// # Errors
-    /// `cpu_threads` of 0.
+    /// `cpu_threads` of 0, a prefill chunk size below 1.
     pub fn resolve(options: &ModelOptions) -> Result<Plan> {
         if options.cpu_threads == 0 {
             return Err(Error::InvalidArgument(
@@ -128,6 +136,7 @@ impl Plan {
                 gemm: options.cpu_gemm,
                 threads: options.cpu_threads,
             }),
+            prefill: options.prefill.checked()?,
         })
     }
 

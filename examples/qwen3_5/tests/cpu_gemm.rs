@@ -1,4 +1,4 @@
-//! Float32 prefill on the CPU with the products outside MLX (`src/model/cpu_gemm.rs`:
+//! Float32 prefill on the CPU with the products outside MLX (`mlx_lm::kernels::cpu_gemm`:
 //! the linear layers, the chunked delta rule's matmuls, the attention products) against
 //! the same model with every product in MLX. The fixture model (mlx-lm's layout, checked
 //! against mlx-lm in tests/forward.rs) is converted to float32, and the prompt is long
@@ -7,8 +7,8 @@
 mod common;
 
 use common::{assert_logits_close_rtol, cpu, model_dir};
+use mlx_lm::kernels::cpu_gemm::products;
 use mlx_rs::{Array, Dtype};
-use qwen3_5::model::cpu_gemm::products;
 use qwen3_5::ModelOptions;
 
 /// The two sides sum the same float32 products in another order (packed GEMM against

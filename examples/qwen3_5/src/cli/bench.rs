@@ -26,10 +26,9 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, ValueEnum};
 use mlx_rs::{ops, random, Array, Device, Dtype};
 use qwen3_5::config::{Config, LayerType};
-use qwen3_5::model::chunked;
 use qwen3_5::weights::Checkpoint;
 use qwen3_5::{
-    Decode, GenerateOptions, Model, ModelOptions, SamplingParams, QWEN3_5_REAL_VOCAB_SIZE,
+    Decode, GenerateOptions, Model, ModelOptions, Prefill, SamplingParams, QWEN3_5_REAL_VOCAB_SIZE,
 };
 use serde_json::{json, Value};
 
@@ -81,7 +80,7 @@ pub struct BenchArgs {
     #[arg(long, hide = true)]
     pub sequential_prefill: bool,
     /// Chunk size of the chunked prefill.
-    #[arg(long, hide = true, value_name = "C", default_value_t = chunked::DEFAULT_CHUNK,
+    #[arg(long, hide = true, value_name = "C", default_value_t = mlx_lm::kernels::gated_delta::DEFAULT_CHUNK,
           value_parser = clap::value_parser!(i32).range(1..), allow_negative_numbers = true)]
     pub prefill_chunk: i32,
     /// The peer script (default: benches/qwen3_5_peer.py of this repository).
@@ -225,14 +224,14 @@ pub fn run(args: BenchArgs) -> Result<()> {
         check_writable(json)?;
     }
     let device = select_device(args.device)?;
-    let options = args.options.resolve(&device);
+    let mut options = args.options.resolve(&device);
+    options.prefill = if args.sequential_prefill {
+        Prefill::Sequential
+    } else {
+        Prefill::Chunked(args.prefill_chunk)
+    };
     if let Some(gb) = args.memory_limit {
         mlx_rs::memory::set_memory_limit((gb * 1e9) as usize)?;
-    }
-    if args.sequential_prefill {
-        chunked::set_prefill_chunk(None)?;
-    } else {
-        chunked::set_prefill_chunk(Some(args.prefill_chunk))?;
     }
     let dtype = args.dtype.dtype();
     let t = &config.text;
@@ -311,9 +310,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
             .as_ref()
             .map(|p| format!(" (mlx-lm side: MLX {}, {})", p.mlx_version, p.device))
             .unwrap_or_default(),
-        match chunked::prefill_chunk() {
-            Some(c) => format!("chunked ({c})"),
-            None => "sequential".into(),
+        match options.prefill {
+            Prefill::Chunked(c) => format!("chunked ({c})"),
+            Prefill::Sequential => "sequential".into(),
         }
     );
     println!("options: {}", options_json(&options));
@@ -350,9 +349,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
             "prompt": args.prompt,
             "gen": args.gen,
             "rounds": args.rounds,
-            "prefill": match chunked::prefill_chunk() {
-                Some(c) => json!({"chunked": c}),
-                None => json!("sequential"),
+            "prefill": match options.prefill {
+                Prefill::Chunked(c) => json!({"chunked": c}),
+                Prefill::Sequential => json!("sequential"),
             },
             "options": options_json(&options),
             "ours": ours.to_json(),

@@ -2,14 +2,15 @@
 //! output gated by `sigmoid(gate)` where the gate comes from the second half of each
 //! query head's projection.
 
-use super::attn_kernel::{self, AttnHeads};
-use super::cpu_gemm::CpuProducts;
-use super::fused::{self, StepPath};
 use super::linear::{fixed, placeholder, placeholder_param, Linear, Projections};
 use crate::cache::KvCache;
 use crate::config::TextConfig;
 use crate::error::{Error, Result};
 use crate::options::Plan;
+use mlx_lm::kernels::attention::{self as attn_kernel, AttnHeads};
+use mlx_lm::kernels::compiled;
+use mlx_lm::kernels::cpu_gemm::{self, CpuProducts};
+use mlx_lm::kernels::gated_delta::StepPath;
 use mlx_rs::nn::{self, MaybeQuantized, Module};
 use mlx_rs::{fast, ops, Array, Dtype};
 
@@ -185,7 +186,7 @@ impl Prepared {
 
         let norm = |x: &Array, w: &Array| -> Result<Array> {
             if fused {
-                fused::rms_norm(x, w, self.eps)
+                compiled::rms_norm(x, w, self.eps)
             } else {
                 Ok(fast::rms_norm(x, Some(w), self.eps)?)
             }
@@ -213,7 +214,7 @@ impl Prepared {
             .transpose_axes(&[0, 2, 1, 3])?
             .reshape(&out_shape(h * d))?;
         let gated = if fused {
-            fused::sigmoid_gate(&out, &gate)?
+            compiled::sigmoid_gate(&out, &gate)?
         } else {
             out.multiply(&ops::sigmoid(&gate)?)?
         };
@@ -258,12 +259,12 @@ impl Prepared {
 }
 
 /// Causal attention of many float32 queries on the CPU with the products done by
-/// [`super::cpu_gemm`]: `queries` `[B, H, L, D]` at positions `offset..offset + L`, `keys`
+/// [`cpu_gemm`]: `queries` `[B, H, L, D]` at positions `offset..offset + L`, `keys`
 /// and `values` `[B, KV, S, D]` (positions `0..S`, `S = offset + L`). The `H / KV` query
 /// heads of a key head are one batch of rows, so each product is one GEMM per key head.
 /// The softmax is MLX's (precise, fp32). `None` (take MLX's attention) for a model off
 /// the CPU or with the GEMM off (`cpu`), for other dtypes and for fewer than
-/// [`super::cpu_gemm::MIN_ROWS`] queries.
+/// [`cpu_gemm::MIN_ROWS`] queries.
 fn cpu_attention(
     queries: &Array,
     keys: &Array,
@@ -281,7 +282,7 @@ fn cpu_attention(
     let [_, kv, s, _] = keys.shape()[..] else {
         return Ok(None);
     };
-    if (l as usize) < super::cpu_gemm::MIN_ROWS
+    if (l as usize) < cpu_gemm::MIN_ROWS
         || queries.dtype() != Dtype::Float32
         || keys.dtype() != Dtype::Float32
         || kv == 0
@@ -294,7 +295,7 @@ fn cpu_attention(
     let q = queries
         .multiply(&Array::scalar(scale))?
         .reshape(&[b, kv, rep * l, d])?;
-    let Some(scores) = super::cpu_gemm::batched(&q, &keys.swapaxes(-1, -2)?, cpu.threads)? else {
+    let Some(scores) = cpu_gemm::batched(&q, &keys.swapaxes(-1, -2)?, cpu.threads)? else {
         return Ok(None);
     };
     // Query i (position offset + i) sees keys 0..=offset + i.
@@ -305,7 +306,7 @@ fn cpu_attention(
     let scores = scores.reshape(&[b, kv, rep, l, s])?;
     let scores = ops::r#where(&visible, &scores, &Array::scalar(f32::NEG_INFINITY))?;
     let probs = ops::softmax_axis(&scores, -1, true)?.reshape(&[b, kv, rep * l, s])?;
-    let Some(out) = super::cpu_gemm::batched(&probs, values, cpu.threads)? else {
+    let Some(out) = cpu_gemm::batched(&probs, values, cpu.threads)? else {
         return Ok(None);
     };
     Ok(Some(out.reshape(&[b, h, l, d])?))

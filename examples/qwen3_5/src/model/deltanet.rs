@@ -1,20 +1,19 @@
 //! Gated DeltaNet: causal depthwise conv + SiLU on the `[q|k|v]` stream, L2-normalised
 //! q/k, the gated delta rule recurrence with an fp32 state, and a gated RMSNorm output.
 //!
-//! The recurrence itself lives in [`recurrence`]: today the sequential reference form
-//! (one step per token, as mlx-lm's `gated_delta_ops`). Faster forms (chunked prefill,
-//! fused decode kernels) plug in there and are checked against it.
+//! The recurrence itself, in all its forms (sequential, chunked prefill, compiled and
+//! GPU-kernel decode), is [`mlx_lm::kernels::gated_delta`]'s.
 
-use super::cpu_gemm::CpuProducts;
-use super::fused::{self, DeltaHeads, StepPath};
 use super::linear::{fixed, placeholder, placeholder_param, Linear, Projections};
-use super::{scalar_like, silu};
+use super::silu;
 use crate::cache::RecurrentCache;
 use crate::config::TextConfig;
 use crate::error::{Error, Result};
 use crate::options::Plan;
+use mlx_lm::kernels::cpu_gemm::CpuProducts;
+use mlx_lm::kernels::gated_delta::{self, DeltaHeads, GatedDeltaOptions, Prefill, StepPath};
 use mlx_rs::nn::{self, MaybeQuantized, Module, Param};
-use mlx_rs::{fast, ops, Array, Dtype};
+use mlx_rs::{ops, Array, Dtype};
 
 /// One Gated DeltaNet layer: the checkpoint's `linear_attn.*` parameters and, once
 /// prepared (`GatedDeltaNet::prepare`, at load), the forms the forward pass runs with.
@@ -115,6 +114,7 @@ impl GatedDeltaNet {
             eps: c.rms_norm_eps,
             step: plan.step,
             cpu: plan.cpu,
+            prefill: plan.prefill,
         });
         Ok(())
     }
@@ -155,6 +155,8 @@ pub struct Prepared {
     step: StepPath,
     /// How float32 products run for a model on the CPU (prefill).
     cpu: Option<CpuProducts>,
+    /// The form of the delta rule over several tokens (fixed at load).
+    prefill: Prefill,
 }
 
 impl Prepared {
@@ -174,7 +176,7 @@ impl Prepared {
         state: &Array,
     ) -> Result<(Array, Array, Array)> {
         let (hk, hv, dk, dv) = (self.hk, self.hv, self.dk, self.dv);
-        fused::delta_decode(
+        gated_delta::gated_delta_decode(
             self.step,
             DeltaHeads { hk, hv, dk, dv },
             qkv,
@@ -229,69 +231,39 @@ impl Prepared {
         let q = parts[0].reshape(&[b, s, hk, dk])?;
         let k = parts[1].reshape(&[b, s, hk, dk])?;
         let v = parts[2].reshape(&[b, s, hv, dv])?;
-        let (q, k) = normalize_qk(&q, &k, dk)?;
+        let (q, k) = gated_delta::ops::normalize_qk(&q, &k, dk)?;
 
-        let beta = ops::sigmoid(&beta_logits)?;
         let state = match &cache.recurrent {
             Some(st) => st.clone(),
             None => ops::zeros(&[b, hv, dv, dk], Dtype::Float32)?,
         };
-        let (out, state) = if s > 1 {
-            // Prefill: the chunkwise-parallel form (see chunked.rs).
-            let log_g = log_decay(&self.a_log, &a, &self.dt_bias)?;
-            super::chunked::prefill(&q, &k, &v, &log_g, &beta, &state, self.cpu)?
-        } else {
-            let g = decay(&self.a_log, &a, &self.dt_bias)?;
-            recurrence::gated_delta(&q, &k, &v, &g, &beta, &state)?
+        // The reference ops for one token; the prefill form of the options for more.
+        let options = GatedDeltaOptions {
+            step: StepPath::Ops,
+            prefill: self.prefill,
+            cpu: self.cpu,
         };
+        let (out, state) = gated_delta::gated_delta_update(
+            &q,
+            &k,
+            &v,
+            &a,
+            &beta_logits,
+            &self.a_log,
+            &self.dt_bias,
+            &state,
+            &options,
+        )?;
         cache.recurrent = Some(state);
         cache.offset += s;
 
-        let out = gated_rms_norm(&out, &z, &self.norm, self.eps)?;
+        let out = gated_delta::ops::gated_rms_norm(&out, &z, &self.norm, self.eps)?;
         self.out_proj.forward(&out.reshape(&[b, s, hv * dv])?)
     }
 }
 
-/// L2-normalises q and k per head (eps 1e-6 on the sum of squares) and folds the
-/// `Dk^-1/2` read-out scale into q, through RMSNorm as mlx-lm's `normalize_qk` does.
-pub(crate) fn normalize_qk(q: &Array, k: &Array, dk: i32) -> Result<(Array, Array)> {
-    let inv_scale = (dk as f32).powf(-0.5);
-    let rms_eps = 1e-6 * inv_scale * inv_scale;
-    let q = fast::rms_norm(q, None, rms_eps)?;
-    let q = q.multiply(&scalar_like(inv_scale * inv_scale, &q)?)?;
-    let k = fast::rms_norm(k, None, rms_eps)?;
-    let k = k.multiply(&scalar_like(inv_scale, &k)?)?;
-    Ok((q, k))
-}
-
-/// `exp(−exp(A_log) · softplus(a + dt_bias))`, in fp32.
-pub(crate) fn decay(a_log: &Array, a: &Array, dt_bias: &Array) -> Result<Array> {
-    let x = a.add(dt_bias)?;
-    let softplus = ops::logaddexp(&x, &scalar_like(0.0, &x)?)?;
-    let rate = ops::exp(&a_log.astype(Dtype::Float32)?)?;
-    Ok(ops::exp(&rate.negative()?.multiply(&softplus)?)?)
-}
-
-/// `−exp(A_log) · softplus(a + dt_bias)` in fp32: the log of [`decay`], for the chunked
-/// prefill (which works with cumulative sums of it).
-fn log_decay(a_log: &Array, a: &Array, dt_bias: &Array) -> Result<Array> {
-    let x = a.add(dt_bias)?;
-    let softplus = ops::logaddexp(&x, &scalar_like(0.0, &x)?)?;
-    let rate = ops::exp(&a_log.astype(Dtype::Float32)?)?;
-    Ok(rate.negative()?.multiply(&softplus)?)
-}
-
-/// `rmsnorm(x) · w · silu(z)` per head, the SiLU gate product taken in fp32.
-pub(crate) fn gated_rms_norm(x: &Array, z: &Array, weight: &Array, eps: f32) -> Result<Array> {
-    let normed = fast::rms_norm(x, Some(weight), eps)?;
-    let gate = silu(&z.astype(Dtype::Float32)?)?;
-    Ok(gate
-        .multiply(&normed.astype(Dtype::Float32)?)?
-        .astype(x.dtype())?)
-}
-
 // ---------------------------------------------------------------------------------------
-// Single-token decode: the fused forms of model/fused/ (same values as `forward`).
+// Single-token decode: the fused forms of mlx_lm::kernels (same values as `forward`).
 // ---------------------------------------------------------------------------------------
 
 impl Prepared {
@@ -336,7 +308,7 @@ impl Prepared {
         let [qkv, z, beta_logits, a] = self.project(x)?;
         let z = z.reshape(&[lead, &[hv, dv]].concat())?;
         let (y, state, conv_state) = self.delta(&qkv, &a, &beta_logits, conv_state, state)?;
-        let out = fused::gated_rms_norm(&y, &z, &self.norm, self.eps)?;
+        let out = gated_delta::compiled::gated_rms_norm(&y, &z, &self.norm, self.eps)?;
         let out = self
             .out_proj
             .forward(&out.reshape(&[lead, &[hv * dv]].concat())?)?;
@@ -386,75 +358,5 @@ impl Prepared {
         self.eps.to_bits().hash(h);
         self.in_proj.hash_structure(h);
         self.out_proj.hash_structure(h);
-    }
-}
-
-/// The gated delta rule.
-pub mod recurrence {
-    use crate::error::Result;
-    use mlx_rs::{ops, Array};
-
-    /// Runs the recurrence over a block of tokens with the implementation of choice.
-    ///
-    /// Shapes: `q`, `k` `[B, T, Hk, Dk]`; `v` `[B, T, Hv, Dv]`; `g`, `beta` `[B, T, Hv]`;
-    /// `state` `[B, Hv, Dv, Dk]` (fp32). Returns `y` `[B, T, Hv, Dv]` (in q's dtype) and
-    /// the new state.
-    pub fn gated_delta(
-        q: &Array,
-        k: &Array,
-        v: &Array,
-        g: &Array,
-        beta: &Array,
-        state: &Array,
-    ) -> Result<(Array, Array)> {
-        gated_delta_sequential(q, k, v, g, beta, state)
-    }
-
-    /// The sequential reference form: one state update per token.
-    ///
-    /// Per value head (`hk = hv / (Hv/Hk)` picks its key head):
-    /// `S ← g·S; δ = β·(v − S·k); S ← S + δ ⊗ k; y = S·q`.
-    pub fn gated_delta_sequential(
-        q: &Array,
-        k: &Array,
-        v: &Array,
-        g: &Array,
-        beta: &Array,
-        state: &Array,
-    ) -> Result<(Array, Array)> {
-        let (b, t, hk, dk) = (q.try_dim(0)?, q.try_dim(1)?, q.try_dim(2)?, q.try_dim(3)?);
-        let (hv, dv) = (v.try_dim(2)?, v.try_dim(3)?);
-        let (q, k) = if hv > hk {
-            let r = hv / hk;
-            (ops::repeat_axis(q, r, 2)?, ops::repeat_axis(k, r, 2)?)
-        } else {
-            (q.clone(), k.clone())
-        };
-        let step = |a: &Array, i: i32, width: i32| -> Result<Array> {
-            Ok(
-                ops::slice(a, &[0, i, 0, 0], &[b, i + 1, hv, width], &[1, 1, 1, 1])?
-                    .reshape(&[b, hv, width])?,
-            )
-        };
-        let step3 = |a: &Array, i: i32| -> Result<Array> {
-            Ok(ops::slice(a, &[0, i, 0], &[b, i + 1, hv], &[1, 1, 1])?.reshape(&[b, hv])?)
-        };
-        let mut state = state.clone();
-        let mut ys = Vec::with_capacity(t as usize);
-        for i in 0..t {
-            let (qt, kt, vt) = (step(&q, i, dk)?, step(&k, i, dk)?, step(v, i, dv)?);
-            let gt = step3(g, i)?.reshape(&[b, hv, 1, 1])?;
-            let bt = step3(beta, i)?.reshape(&[b, hv, 1])?;
-            let k_row = kt.reshape(&[b, hv, 1, dk])?;
-            state = state.multiply(&gt)?;
-            let kv_mem = ops::sum_axis(&state.multiply(&k_row)?, -1, false)?;
-            let delta = vt.subtract(&kv_mem)?.multiply(&bt)?;
-            state = state.add(&k_row.multiply(&delta.reshape(&[b, hv, dv, 1])?)?)?;
-            let q_row = qt.reshape(&[b, hv, 1, dk])?;
-            let y = ops::sum_axis(&state.multiply(&q_row)?, -1, false)?;
-            ys.push(y.astype(q.dtype())?);
-        }
-        let y = ops::stack_axis(&ys, 1)?;
-        Ok((y, state))
     }
 }

@@ -20,10 +20,10 @@
 //! halves in each of three pairs (building 1.0–1.1 against 1.5 ms, handing over 2.0–2.5
 //! against 2.4–2.9 ms) and decode went 395 / 457 / 461 against 412 / 348 / 346 tok/s.
 
-use super::fused;
 use super::{DecoderLayer, Mixer};
 use crate::cache::LayerCache;
 use crate::error::{Error, Result};
+use mlx_lm::kernels::compiled::compiled;
 use mlx_rs::{fast, Array};
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
@@ -77,7 +77,7 @@ impl DecoderLayer {
                 mlp.hash_structure(&mut hasher);
                 eps.to_bits().hash(&mut hasher);
                 let refs: Vec<&Array> = inputs.iter().collect();
-                let out = fused::compiled(
+                let out = compiled(
                     "deltanet_layer_step",
                     hasher.finish(),
                     false,
@@ -120,7 +120,7 @@ impl DecoderLayer {
                 mlp.hash_structure(&mut hasher);
                 eps.to_bits().hash(&mut hasher);
                 let refs: Vec<&Array> = inputs.iter().collect();
-                let out = fused::compiled(
+                let out = compiled(
                     "mlp_block_step",
                     hasher.finish(),
                     false,

@@ -1,8 +1,8 @@
 //! Dense or MLX-quantized linear layers and embeddings.
 
-use super::cpu_gemm::CpuProducts;
 use crate::config::QuantParams;
 use crate::error::{Error, Result};
+use mlx_lm::kernels::cpu_gemm::{self, CpuProducts};
 use mlx_rs::{ops, Array, Dtype};
 use std::hash::{Hash, Hasher};
 
@@ -354,12 +354,12 @@ thread_local! {
 }
 
 /// `x · wt` for a float32 row-major `wt` on the CPU: products of many rows through
-/// [`super::cpu_gemm`] when `cpu.gemm` is on, else (and when it declines) through MLX,
+/// [`cpu_gemm`] when `cpu.gemm` is on, else (and when it declines) through MLX,
 /// spread over CPU streams ([`cpu_streams_matmul`]).
 fn cpu_matmul(x: &Array, wt: &Array, cpu: CpuProducts) -> Result<Array> {
     let rows = x.size() / x.dim(-1).max(1) as usize;
-    if rows >= super::cpu_gemm::MIN_ROWS && cpu.gemm {
-        if let Some(y) = super::cpu_gemm::matmul(x, wt, cpu.threads)? {
+    if rows >= cpu_gemm::MIN_ROWS && cpu.gemm {
+        if let Some(y) = cpu_gemm::matmul(x, wt, cpu.threads)? {
             return Ok(y);
         }
     }

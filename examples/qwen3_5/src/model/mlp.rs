@@ -1,10 +1,10 @@
 //! The SwiGLU MLP: `down(silu(gate(x)) · up(x))`.
 
-use super::fused;
 use super::linear::{fixed, placeholder, Linear, Projections};
 use super::silu;
 use crate::error::{Error, Result};
 use crate::options::Plan;
+use mlx_lm::kernels::compiled;
 use mlx_rs::nn::{self, MaybeQuantized, Module};
 use mlx_rs::Array;
 
@@ -88,7 +88,7 @@ impl Prepared {
     /// compiled.
     pub(crate) fn decode(&self, x: &Array) -> Result<Array> {
         let [gate, up] = fixed(self.gate_up.forward(x)?, "MLP")?;
-        self.down_proj.forward(&fused::swiglu(&gate, &up)?)
+        self.down_proj.forward(&compiled::swiglu(&gate, &up)?)
     }
 
     /// The block's arrays in a fixed order: how a compiled step takes them as inputs.

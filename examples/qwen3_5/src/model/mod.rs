@@ -2,11 +2,7 @@
 //! attention), final norm, tied or separate output head.
 
 pub mod attention;
-pub mod attn_kernel;
-pub mod chunked;
-pub mod cpu_gemm;
 pub mod deltanet;
-pub mod fused;
 pub mod layer_step;
 pub mod linear;
 pub mod mlp;
@@ -20,6 +16,7 @@ use attention::Attention;
 use deltanet::GatedDeltaNet;
 use linear::{Embedding, Linear};
 use mlp::Mlp;
+use mlx_lm::kernels::compiled;
 use mlx_rs::nn::{self, MaybeQuantized, Module, ParamMap};
 use mlx_rs::{fast, ops, Array, Dtype};
 use std::path::Path;
@@ -40,11 +37,6 @@ pub(crate) fn not_prepared(what: &str) -> Error {
 /// `x · sigmoid(x)`.
 pub(crate) fn silu(x: &Array) -> Result<Array> {
     Ok(x.multiply(&ops::sigmoid(x)?)?)
-}
-
-/// A scalar of `like`'s dtype (as a Python scalar would be in MLX: it does not promote).
-pub(crate) fn scalar_like(value: f32, like: &Array) -> Result<Array> {
-    Ok(Array::scalar(value).astype(like.dtype())?)
 }
 
 /// The token mixer of a layer, as the forward pass runs it.
@@ -435,7 +427,7 @@ impl Model {
         let eps = self.config.text.rms_norm_eps;
         let h = self.embedding()?.forward(tokens)?;
         let mut h = h.reshape(&[h.dim(0), h.dim(2)])?;
-        let mut x = fused::rms_norm(&h, self.input_norm(0), eps)?;
+        let mut x = compiled::rms_norm(&h, self.input_norm(0), eps)?;
         for (i, (layer, lc)) in self
             .layers()
             .iter()
@@ -448,9 +440,9 @@ impl Model {
                 continue;
             }
             let r = layer.mix(&x, lc, i, true)?;
-            let (h_mid, x_mid) = fused::add_rms_norm(&h, &r, layer.post_norm(), eps)?;
+            let (h_mid, x_mid) = compiled::add_rms_norm(&h, &r, layer.post_norm(), eps)?;
             let m = layer.mlp.prepared()?.decode(&x_mid)?;
-            (h, x) = fused::add_rms_norm(&h_mid, &m, next_norm, eps)?;
+            (h, x) = compiled::add_rms_norm(&h_mid, &m, next_norm, eps)?;
         }
         Ok(ops::expand_dims(&x, 1)?)
     }

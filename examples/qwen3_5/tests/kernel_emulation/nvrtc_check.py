@@ -24,7 +24,7 @@ import re
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-KERNELS = os.path.join(HERE, "..", "..", "src", "model", "kernels")
+KERNELS = os.path.join(HERE, "..", "..", "..", "..", "mlx-lm", "kernels")
 ROOT = os.environ.get(
     "MLX_CUDA_ROOT", os.path.expanduser("~/.cache/mlx-sys/mlx-cuda-13-0.32.2"))
 
@@ -39,7 +39,7 @@ DEFAULT_HEADER = """
 """
 CUDA_TYPES = {"float32": "float", "bfloat16": "__nv_bfloat16", "float16": "__half"}
 DECODE_ROWS = int(re.search(r"pub const DECODE_ROWS_PER_WARP: i32 = (\d+);", open(
-    os.path.join(HERE, "..", "..", "src", "model", "fused", "kernels.rs")).read()).group(1))
+    os.path.join(HERE, "..", "..", "..", "..", "mlx-lm", "src", "kernels", "gated_delta", "kernel.rs")).read()).group(1))
 INPUTS = ["q", "k", "v", "g", "beta", "state_in"]
 OUTPUTS = ["y", "state_out"]
 
@@ -79,14 +79,14 @@ def embedded_headers(libmlx):
 
 
 STEP = dict(
-    name="qwen3_5_gated_delta_step",
+    name="gated_delta_step",
     body=["cuda_prologue.inc", "gated_delta_step.inc"],
     inputs=[("q", "act"), ("k", "act"), ("v", "act"), ("g", "f32"), ("beta", "act"),
             ("state_in", "f32")],
     outputs=[("y", "act"), ("state_out", "f32")],
 )
 DECODE = dict(
-    name="qwen3_5_gated_delta_decode",
+    name="gated_delta_decode",
     body=["cuda_decode_prologue.inc", "gated_delta_decode.inc"],
     inputs=[("qkv", "act"), ("conv_in", "act"), ("conv_w", "act"), ("a", "act"), ("b", "act"),
             ("a_log", "f32"), ("dt_bias", "gate"), ("state_in", "f32")],
@@ -95,25 +95,25 @@ DECODE = dict(
 
 
 QK_PREP = dict(
-    name="qwen3_5_attn_qk_prep",
+    name="attn_qk_prep",
     body=["attn_qk_prep.cu.inc"],
     inputs=[("q_full", "act"), ("k", "act"), ("q_w", "act"), ("k_w", "act"),
             ("inv_freq", "f32"), ("meta", "i32"), ("eps", "f32")],
     outputs=[("q_out", "act"), ("k_out", "act")],
 )
 ATTN = dict(
-    name="qwen3_5_attn_decode",
+    name="attn_decode",
     body=["attn_decode.cu.inc"],
     inputs=[("q", "act"), ("keys", "act"), ("values", "act"), ("q_full", "act"),
             ("meta", "i32"), ("scale", "f32")],
     outputs=[("out", "act")],
 )
 ATTN_WARPS = int(re.search(r"pub const WARPS: i32 = (\d+);", open(
-    os.path.join(HERE, "..", "..", "src", "model", "attn_kernel.rs")).read()).group(1))
+    os.path.join(HERE, "..", "..", "..", "..", "mlx-lm", "src", "kernels", "attention.rs")).read()).group(1))
 
 
 def attn_source(kernel, act, consts):
-    """The source MLX's build_kernel writes for an attention kernel (attn_kernel.rs)."""
+    """The source MLX's build_kernel writes for an attention kernel (mlx-lm/src/kernels/attention.rs)."""
     types = {"act": CUDA_TYPES[act], "f32": "float", "i32": "int32_t"}
     body = "\n".join(read(f) for f in kernel["body"])
     src = DEFAULT_HEADER + read("cuda_header.cuh") + read("gdn_common.h")

@@ -1,32 +1,30 @@
-//! CUDA kernels for one decode token of gated attention.
+//! CUDA kernels for one decode token of gated attention (Qwen 3.5, Qwen3-Next: per-head
+//! q/k RMSNorm, partial RoPE, GQA, output × `sigmoid(gate)`).
 //!
-//! MLX's CUDA backend has no single-query attention kernel for the 2B's head dim (256), so
+//! MLX's CUDA backend has no single-query attention kernel for head dim 256, so
 //! one token's attention runs as MLX's fallback ops (about 30 graph nodes per layer:
 //! transposes, broadcasts for the grouped heads, two matmuls, a softmax), each a kernel
 //! and host work. Here it is two custom kernels and MLX's two cache writes:
 //!
-//! * [`qk_prep`] (`kernels/attn_qk_prep.cu.inc`): the q/k RMSNorms and the RoPE of every
+//! * [`qk_prep`] (`mlx-lm/kernels/attn_qk_prep.cu.inc`): the q/k RMSNorms and the RoPE of every
 //!   head, one block per head;
-//! * [`attend`] (`kernels/attn_decode.cu.inc`): softmax attention of each query head over
+//! * [`attend`] (`mlx-lm/kernels/attn_decode.cu.inc`): softmax attention of each query head over
 //!   the valid prefix of the cache buffers (online softmax per warp, merged through shared
 //!   memory), times the output gate.
 //!
-//! The plain ops of [`super::attention`] stay the reference, the prefill path and the
-//! path on the CPU and on Metal (where MLX's own attention kernel covers these shapes);
-//! `tests/fused.rs` compares the two on a GPU.
+//! A model's plain attention ops stay the reference, the prefill path and the path on the
+//! CPU and on Metal (where MLX's own attention kernel covers these shapes); mlx-lm's
+//! `tests/lm/attention_kernel.rs` compares the two on a CUDA GPU.
 
-use super::fused::cuda_header;
 use crate::error::{Error, Result};
-use mlx_rs::fast::{CudaKernel, KernelBuilder, KernelConfig, TemplateArg};
+use crate::kernels::gpu::{self, f32_constant, GpuBackend};
+use mlx_rs::fast::{KernelConfig, TemplateArg};
 use mlx_rs::{Array, Dtype};
-use std::cell::RefCell;
-use std::collections::HashMap;
-use std::rc::Rc;
 
 /// Body of the q/k norm + RoPE kernel.
-pub const QK_PREP_BODY: &str = include_str!("kernels/attn_qk_prep.cu.inc");
+pub const QK_PREP_BODY: &str = include_str!("../../kernels/attn_qk_prep.cu.inc");
 /// Body of the attention kernel.
-pub const DECODE_BODY: &str = include_str!("kernels/attn_decode.cu.inc");
+pub const DECODE_BODY: &str = include_str!("../../kernels/attn_decode.cu.inc");
 /// Warps per block of the attention kernel.
 pub const WARPS: i32 = 32;
 
@@ -53,32 +51,6 @@ pub fn fits(h: AttnHeads, dtype: Dtype) -> bool {
         && h.rope_dims % 2 == 0
         && (0..=h.head_dim).contains(&h.rope_dims)
         && matches!(dtype, Dtype::Float32 | Dtype::Float16 | Dtype::Bfloat16)
-}
-
-thread_local! {
-    static KERNELS: RefCell<HashMap<&'static str, Rc<CudaKernel>>> = RefCell::new(HashMap::new());
-}
-
-fn kernel(
-    name: &'static str,
-    body: &str,
-    inputs: &[&str],
-    outputs: &[&str],
-) -> Result<Rc<CudaKernel>> {
-    KERNELS.with(|c| {
-        if let Some(k) = c.borrow().get(name) {
-            return Ok(k.clone());
-        }
-        let k = Rc::new(
-            KernelBuilder::new(name, body)
-                .header(&cuda_header())
-                .input_names(inputs)
-                .output_names(outputs)
-                .build_cuda()?,
-        );
-        c.borrow_mut().insert(name, k.clone());
-        Ok(k)
-    })
 }
 
 fn bad(msg: String) -> Error {
@@ -130,11 +102,12 @@ pub fn qk_prep(
         )));
     }
     let act = q_full.dtype();
-    let kern = kernel(
-        "qwen3_5_attn_qk_prep",
-        QK_PREP_BODY,
+    let kern = gpu::kernel(
+        GpuBackend::Cuda,
+        "attn_qk_prep",
         &["q_full", "k", "q_w", "k_w", "inv_freq", "meta", "eps"],
         &["q_out", "k_out"],
+        |_| QK_PREP_BODY.to_string(),
     )?;
     let config = KernelConfig::new([d, 1, b * (heads + kv_heads)], [d, 1, 1])
         .output(&[b, heads, 1, d], act)
@@ -146,7 +119,7 @@ pub fn qk_prep(
         .template("H", TemplateArg::Int(heads))
         .template("KV", TemplateArg::Int(kv_heads))
         .template("RD", TemplateArg::Int(rope_dims));
-    let eps = super::fused::f32_constant(eps)?;
+    let eps = f32_constant(eps)?;
     let out = kern.apply(
         &[
             q_full,
@@ -159,11 +132,8 @@ pub fn qk_prep(
         ],
         &config,
     )?;
-    let mut out = out.into_iter();
-    match (out.next(), out.next()) {
-        (Some(q), Some(k)) => Ok((q, k)),
-        _ => Err(bad("expected two outputs".into())),
-    }
+    let [q, k] = gpu::outputs(out, "attention q/k kernel")?;
+    Ok((q, k))
 }
 
 /// Attention of one token: `q` `[B, H, 1, D]` over the first `n` positions of the cache
@@ -204,11 +174,12 @@ pub fn attend(
         )));
     }
     let act = q.dtype();
-    let kern = kernel(
-        "qwen3_5_attn_decode",
-        DECODE_BODY,
+    let kern = gpu::kernel(
+        GpuBackend::Cuda,
+        "attn_decode",
         &["q", "keys", "values", "q_full", "meta", "scale"],
         &["out"],
+        |_| DECODE_BODY.to_string(),
     )?;
     let config = KernelConfig::new([32, WARPS, b * heads], [32, WARPS, 1])
         .output(&[b, heads * d], act)
@@ -217,12 +188,11 @@ pub fn attend(
         .template("H", TemplateArg::Int(heads))
         .template("KV", TemplateArg::Int(kv_heads))
         .template("WARPS", TemplateArg::Int(WARPS));
-    let scale = super::fused::f32_constant((d as f32).powf(-0.5))?;
+    let scale = f32_constant((d as f32).powf(-0.5))?;
     let out = kern.apply(
         &[q, keys, values, q_full, &meta(n, cap, 0)?, &scale],
         &config,
     )?;
-    out.into_iter()
-        .next()
-        .ok_or_else(|| bad("expected one output".into()))
+    let [out] = gpu::outputs(out, "attention decode kernel")?;
+    Ok(out)
 }

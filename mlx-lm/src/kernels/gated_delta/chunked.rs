@@ -1,6 +1,6 @@
 //! The chunkwise-parallel (WY / UT-transform) form of the gated delta rule, for prefill.
 //!
-//! The sequential form ([`super::deltanet::recurrence::gated_delta_sequential`]) updates
+//! The sequential form ([`super::ops::gated_delta_sequential`]) updates
 //! the state once per token: `S ← g·S; S ← S + β (v − S k) kᵀ; y = S q`. Over a chunk of
 //! `C` tokens the same updates can be written with a handful of `C × C` and `C × D`
 //! matrix products (Yang et al., "Gated Delta Networks", 2024; the same algebra as
@@ -26,70 +26,9 @@
 //! stable as forward substitution, unlike the Neumann series, whose terms grow
 //! combinatorially when keys repeat (a repeated token), but in `log2 C` batched matmuls.
 
-use super::cpu_gemm::CpuProducts;
 use crate::error::{Error, Result};
+use crate::kernels::cpu_gemm::{self, CpuProducts};
 use mlx_rs::{ops, Array, Dtype};
-use std::sync::atomic::{AtomicI32, Ordering};
-
-/// The chunk size used for prefill unless changed with [`set_prefill_chunk`].
-pub const DEFAULT_CHUNK: i32 = 64;
-
-/// Chunk size of multi-token forward passes; 0 selects the sequential form.
-static PREFILL_CHUNK: AtomicI32 = AtomicI32::new(DEFAULT_CHUNK);
-
-/// Sets how multi-token forward passes (prefill) run the gated delta rule, for the
-/// whole process: `Some(c)` uses the chunked form with chunks of `c` tokens, `None` the
-/// sequential reference form. Single-token steps always use the step form.
-///
-/// # Errors
-/// `Some(c)` with `c < 1`.
-pub fn set_prefill_chunk(chunk: Option<i32>) -> Result<()> {
-    let value = match chunk {
-        Some(c) if c < 1 => {
-            return Err(Error::InvalidArgument(format!(
-                "the prefill chunk size must be at least 1, got {c}"
-            )))
-        }
-        Some(c) => c,
-        None => 0,
-    };
-    PREFILL_CHUNK.store(value, Ordering::Relaxed);
-    Ok(())
-}
-
-/// The current prefill setting: `Some(chunk size)`, or `None` for the sequential form.
-pub fn prefill_chunk() -> Option<i32> {
-    match PREFILL_CHUNK.load(Ordering::Relaxed) {
-        0 => None,
-        c => Some(c),
-    }
-}
-
-/// The gated delta rule over a block of tokens with the process-wide prefill setting
-/// ([`set_prefill_chunk`]): chunked, or sequential (with `g = exp(log_g)`).
-///
-/// Shapes and dtypes as [`gated_delta_chunked`]; `cpu` as there.
-pub fn prefill(
-    q: &Array,
-    k: &Array,
-    v: &Array,
-    log_g: &Array,
-    beta: &Array,
-    state: &Array,
-    cpu: Option<CpuProducts>,
-) -> Result<(Array, Array)> {
-    match prefill_chunk() {
-        Some(chunk) => gated_delta_chunked(q, k, v, log_g, beta, state, chunk, cpu),
-        None => super::deltanet::recurrence::gated_delta_sequential(
-            q,
-            k,
-            v,
-            &ops::exp(log_g)?,
-            beta,
-            state,
-        ),
-    }
-}
 
 /// The gated delta rule in chunks of `chunk` tokens.
 ///
@@ -217,10 +156,10 @@ pub fn gated_delta_chunked(
 }
 
 /// `a · b` (batched): for a model on the CPU with `cpu.gemm` on, float32 products go
-/// through [`super::cpu_gemm`] (MLX's Linux CPU BLAS is the slow reference one).
+/// through [`cpu_gemm`] (MLX's Linux CPU BLAS is the slow reference one).
 fn product(a: &Array, b: &Array, cpu: Option<CpuProducts>) -> Result<Array> {
     if let Some(cpu) = cpu.filter(|c| c.gemm) {
-        if let Some(y) = super::cpu_gemm::batched(a, b, cpu.threads)? {
+        if let Some(y) = cpu_gemm::batched(a, b, cpu.threads)? {
             return Ok(y);
         }
     }

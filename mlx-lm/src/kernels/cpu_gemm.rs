@@ -10,8 +10,9 @@
 //! the product reads each weight once, and breaking the graph would cost more than the
 //! GEMM saves.
 //!
-//! A model takes this path when loaded with `cpu_gemm` on ([`crate::ModelOptions`]: the
-//! default on the CPU except on macOS, where MLX multiplies through Accelerate).
+//! A model takes this path when its options say so ([`CpuProducts::gemm`]; Qwen 3.5's
+//! `ModelOptions::cpu_gemm` turns it on by default on the CPU except on macOS, where MLX
+//! multiplies through Accelerate).
 
 use crate::error::Result;
 use mlx_rs::{ops, Array, Dtype};
@@ -20,15 +21,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 /// Rows from which a CPU float32 product goes through [`matmul`] (prefill).
 pub const MIN_ROWS: usize = 32;
 
-/// How a model on the CPU does its float32 products, fixed at load from
-/// [`crate::ModelOptions`] (`cpu_gemm`, `cpu_threads`).
+/// How a model on the CPU does its float32 products, fixed at load from the model's
+/// options.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct CpuProducts {
     /// Products of at least [`MIN_ROWS`] rows go through [`matmul`] / [`batched`] (else
     /// through MLX).
     pub gemm: bool,
-    /// Threads a product is spread over: the GEMM's, or the CPU streams of
-    /// [`super::linear`] when MLX multiplies (at least 1).
+    /// Threads a product is spread over: the GEMM's, or the CPU streams a model splits
+    /// MLX's product over (at least 1).
     pub threads: usize,
 }
 

@@ -1,35 +1,27 @@
-//! The GPU kernels of the fused decode: their CUDA and Metal sources (one shared body each
-//! in `../kernels/*.inc`, a short prologue per backend), the builders (one built kernel
-//! per thread and backend), the shape checks they rely on, and the launches: the gated
-//! delta step over `T ≥ 1` tokens ([`gated_delta_kernel`]) and the whole-layer DeltaNet
-//! decode ([`delta_decode_kernel`]).
+//! The GPU kernels of the gated delta rule: their CUDA and Metal sources (one shared body
+//! each in `mlx-lm/kernels/*.inc`, a short prologue per backend), the shape checks they
+//! rely on, and the launches: the gated delta step over `T ≥ 1` tokens
+//! ([`gated_delta_kernel`]) and the whole-layer Gated DeltaNet decode
+//! ([`delta_decode_kernel`]).
 
-use super::{DeltaHeads, StepPath};
+use super::options::DeltaHeads;
 use crate::error::{Error, Result};
-use mlx_rs::fast::{CudaKernel, KernelBuilder, KernelConfig, MetalKernel, TemplateArg};
+use crate::kernels::gpu::{self, GpuBackend};
+use mlx_rs::fast::{KernelConfig, TemplateArg};
 use mlx_rs::{Array, Dtype};
-use std::cell::RefCell;
-use std::collections::HashMap;
-use std::rc::Rc;
 
 /// The body shared by the CUDA and Metal step kernels (see the file for the contract).
-pub const STEP_BODY: &str = include_str!("../kernels/gated_delta_step.inc");
+pub const STEP_BODY: &str = include_str!("../../../kernels/gated_delta_step.inc");
 /// The body shared by the CUDA and Metal whole-layer decode kernels.
-pub const DECODE_BODY: &str = include_str!("../kernels/gated_delta_decode.inc");
-/// Value helpers shared by both backends (rounding to a dtype, sigmoid, softplus, SiLU).
-pub const COMMON_HEADER: &str = include_str!("../kernels/gdn_common.h");
-/// CUDA helpers (math functions, the warp sum), placed before [`COMMON_HEADER`].
-pub const CUDA_HEADER: &str = include_str!("../kernels/cuda_header.cuh");
+pub const DECODE_BODY: &str = include_str!("../../../kernels/gated_delta_decode.inc");
 /// Start of the CUDA step kernel: lane, value row and head from the launch indices.
-pub const CUDA_PROLOGUE: &str = include_str!("../kernels/cuda_prologue.inc");
+pub const CUDA_PROLOGUE: &str = include_str!("../../../kernels/cuda_prologue.inc");
 /// Start of the CUDA decode kernel: lane, row group and head from the launch indices.
-pub const CUDA_DECODE_PROLOGUE: &str = include_str!("../kernels/cuda_decode_prologue.inc");
-/// Metal helpers (math functions, the SIMD-group sum), placed before [`COMMON_HEADER`].
-pub const METAL_HEADER: &str = include_str!("../kernels/metal_header.h");
+pub const CUDA_DECODE_PROLOGUE: &str = include_str!("../../../kernels/cuda_decode_prologue.inc");
 /// Start of the Metal step kernel: lane, value row and head from the thread position.
-pub const METAL_PROLOGUE: &str = include_str!("../kernels/metal_prologue.inc");
+pub const METAL_PROLOGUE: &str = include_str!("../../../kernels/metal_prologue.inc");
 /// Start of the Metal decode kernel: lane, row group and head from the thread position.
-pub const METAL_DECODE_PROLOGUE: &str = include_str!("../kernels/metal_decode_prologue.inc");
+pub const METAL_DECODE_PROLOGUE: &str = include_str!("../../../kernels/metal_decode_prologue.inc");
 
 /// Names of the step kernel's inputs, in the order [`gated_delta_kernel`] passes them.
 pub const STEP_INPUTS: [&str; 6] = ["q", "k", "v", "g", "beta", "state_in"];
@@ -45,6 +37,22 @@ pub const DECODE_OUTPUTS: [&str; 3] = ["y", "state_out", "conv_out"];
 pub const WARPS_PER_GROUP: i32 = 4;
 /// Value rows each warp of the decode kernel handles (it computes q and k once for them).
 pub const DECODE_ROWS_PER_WARP: i32 = 4;
+
+/// The step kernel body for `backend` (prologue + shared body).
+pub fn step_source(backend: GpuBackend) -> String {
+    match backend {
+        GpuBackend::Cuda => cuda_step_source(),
+        GpuBackend::Metal => metal_step_source(),
+    }
+}
+
+/// The decode kernel body for `backend` (prologue + shared body).
+pub fn decode_source(backend: GpuBackend) -> String {
+    match backend {
+        GpuBackend::Cuda => cuda_decode_source(),
+        GpuBackend::Metal => metal_decode_source(),
+    }
+}
 
 /// The CUDA step kernel body (prologue + shared body).
 pub fn cuda_step_source() -> String {
@@ -64,34 +72,6 @@ pub fn cuda_decode_source() -> String {
 /// The Metal decode kernel body.
 pub fn metal_decode_source() -> String {
     format!("{METAL_DECODE_PROLOGUE}\n{DECODE_BODY}")
-}
-
-/// The header of a kernel for CUDA.
-pub fn cuda_header() -> String {
-    format!("{CUDA_HEADER}\n{COMMON_HEADER}")
-}
-
-/// A one-element fp32 array holding `value`, made once per thread and value: the small
-/// constant inputs of the kernels (epsilons, scales), so that a decode step does not make
-/// (allocate and copy) one per launch.
-pub fn f32_constant(value: f32) -> Result<Array> {
-    thread_local! {
-        static CONSTANTS: std::cell::RefCell<std::collections::HashMap<u32, Array>> =
-            std::cell::RefCell::new(std::collections::HashMap::new());
-    }
-    CONSTANTS.with(|c| {
-        if let Some(a) = c.borrow().get(&value.to_bits()) {
-            return Ok(a.clone());
-        }
-        let a = Array::from_slice(&[value], &[1])?;
-        c.borrow_mut().insert(value.to_bits(), a.clone());
-        Ok(a)
-    })
-}
-
-/// The header of a kernel for Metal.
-pub fn metal_header() -> String {
-    format!("{METAL_HEADER}\n{COMMON_HEADER}")
 }
 
 /// Dimensions of a delta-rule call.
@@ -177,16 +157,14 @@ pub(super) fn kernel_fits(d: StepDims) -> bool {
     d.dk % 32 == 0 && d.b * d.hv <= 65_535 && d.dv <= 65_535 * WARPS_PER_GROUP
 }
 
-/// The gated delta rule over `T` tokens in one launch of the GPU kernel `path`
-/// ([`StepPath::CudaKernel`] or [`StepPath::MetalKernel`]): the sequential recurrence, one
-/// warp per value row, the state in registers across tokens.
+/// The gated delta rule over `T` tokens in one launch of the GPU kernel of `backend`: the
+/// sequential recurrence, one warp per value row, the state in registers across tokens.
 ///
-/// Shapes as [`crate::model::deltanet::recurrence::gated_delta`]: `q`, `k` `[B, T, Hk, Dk]`;
+/// Shapes as [`super::ops::gated_delta_sequential`]: `q`, `k` `[B, T, Hk, Dk]`;
 /// `v` `[B, T, Hv, Dv]`; `g`, `beta` `[B, T, Hv]`; `state` `[B, Hv, Dv, Dk]` fp32.
-/// Returns `y` `[B, T, Hv, Dv]` (q's dtype) and the new state. Errors for other paths,
-/// for shapes that do not fit, and (when applied or evaluated) where MLX lacks the backend.
+/// Returns `y` `[B, T, Hv, Dv]` (q's dtype) and the new state. Errors for shapes that do not fit, and (when applied or evaluated) where MLX lacks the backend.
 pub fn gated_delta_kernel(
-    path: StepPath,
+    backend: GpuBackend,
     q: &Array,
     k: &Array,
     v: &Array,
@@ -202,68 +180,7 @@ pub fn gated_delta_kernel(
             d.b * d.hv
         )));
     }
-    launch(path, d, q, k, v, g, beta, state)
-}
-
-/// A built kernel of either backend.
-#[derive(Clone)]
-enum GpuKernel {
-    Cuda(Rc<CudaKernel>),
-    Metal(Rc<MetalKernel>),
-}
-
-impl GpuKernel {
-    fn apply(&self, inputs: &[&Array], config: &KernelConfig) -> Result<Vec<Array>> {
-        Ok(match self {
-            GpuKernel::Cuda(k) => k.apply(inputs, config)?,
-            GpuKernel::Metal(k) => k.apply(inputs, config)?,
-        })
-    }
-}
-
-thread_local! {
-    static KERNELS: RefCell<HashMap<(&'static str, bool), GpuKernel>> = RefCell::new(HashMap::new());
-}
-
-/// The kernel `name` for `path` (built on first use on this thread).
-fn kernel(
-    path: StepPath,
-    name: &'static str,
-    inputs: &[&str],
-    outputs: &[&str],
-    cuda_source: fn() -> String,
-    metal_source: fn() -> String,
-) -> Result<GpuKernel> {
-    let cuda = match path {
-        StepPath::CudaKernel => true,
-        StepPath::MetalKernel => false,
-        other => {
-            return Err(Error::InvalidArgument(format!(
-                "{name}: {other:?} is not a kernel path"
-            )))
-        }
-    };
-    KERNELS.with(|c| {
-        if let Some(k) = c.borrow().get(&(name, cuda)) {
-            return Ok(k.clone());
-        }
-        let (source, header) = if cuda {
-            (cuda_source(), cuda_header())
-        } else {
-            (metal_source(), metal_header())
-        };
-        let builder = KernelBuilder::new(name, &source)
-            .header(&header)
-            .input_names(inputs)
-            .output_names(outputs);
-        let k = if cuda {
-            GpuKernel::Cuda(Rc::new(builder.build_cuda()?))
-        } else {
-            GpuKernel::Metal(Rc::new(builder.build_metal()?))
-        };
-        c.borrow_mut().insert((name, cuda), k.clone());
-        Ok(k)
-    })
+    launch(backend, d, q, k, v, g, beta, state)
 }
 
 /// The launch configuration of the step kernel (grid in threads).
@@ -289,7 +206,7 @@ fn launch_config(d: StepDims, x: [&Array; 5]) -> KernelConfig {
 
 #[allow(clippy::too_many_arguments)]
 pub(super) fn launch(
-    path: StepPath,
+    backend: GpuBackend,
     d: StepDims,
     q: &Array,
     k: &Array,
@@ -298,25 +215,19 @@ pub(super) fn launch(
     beta: &Array,
     state: &Array,
 ) -> Result<(Array, Array)> {
-    let kernel = kernel(
-        path,
-        "qwen3_5_gated_delta_step",
+    let kernel = gpu::kernel(
+        backend,
+        "gated_delta_step",
         &STEP_INPUTS,
         &STEP_OUTPUTS,
-        cuda_step_source,
-        metal_step_source,
+        step_source,
     )?;
     let out = kernel.apply(
         &[q, k, v, g, beta, state],
         &launch_config(d, [q, k, v, g, beta]),
     )?;
-    let mut out = out.into_iter();
-    match (out.next(), out.next()) {
-        (Some(y), Some(s)) => Ok((y, s)),
-        _ => Err(Error::InvalidArgument(
-            "gated delta kernel: expected two outputs".into(),
-        )),
-    }
+    let [y, state] = gpu::outputs(out, "gated delta kernel")?;
+    Ok((y, state))
 }
 
 /// The dtype of `a + dt_bias` under MLX's promotion (the same dtype, else fp32 for any
@@ -427,18 +338,18 @@ pub(super) fn check_decode(
     Ok((bsz, taps))
 }
 
-/// One token of a Gated DeltaNet layer in one launch of the GPU kernel `path`: from the
+/// One token of a Gated DeltaNet layer in one launch of the GPU kernel of `backend`: from the
 /// projections (`qkv` `[B, 1, C]`, `a`, `b` `[B, 1, Hv]`), the carried conv inputs
 /// (`conv_state` `[B, K − 1, C]`), the conv taps (`[C, K, 1]`), `a_log`, `dt_bias`
 /// (`[Hv]`) and the fp32 state, to `y` `[B, 1, Hv, Dv]` (before the gated norm), the new
-/// state and the new conv state. Computes what [`super::delta_decode_inputs`] followed by
-/// [`super::gated_delta_step`] computes (rounding to the activation dtype at the same points).
+/// state and the new conv state. Computes what [`super::compiled::delta_decode_inputs`]
+/// followed by [`super::gated_delta_step`] computes (rounding to the activation dtype at the same points).
 ///
 /// Needs `qkv`, `conv_state`, the taps, `a` and `b` in one float dtype, Dk a multiple
-/// of 32, K ≥ 2; errors otherwise (see [`super::delta_decode`], which falls back).
+/// of 32, K ≥ 2; errors otherwise (see [`super::gated_delta_decode`], which falls back).
 #[allow(clippy::too_many_arguments)]
 pub fn delta_decode_kernel(
-    path: StepPath,
+    backend: GpuBackend,
     heads: DeltaHeads,
     qkv: &Array,
     conv_state: &Array,
@@ -461,7 +372,7 @@ pub fn delta_decode_kernel(
         state,
     )?;
     launch_decode(
-        path,
+        backend,
         heads,
         checked,
         [qkv, conv_state, conv_weight, a, b, a_log, dt_bias, state],
@@ -471,7 +382,7 @@ pub fn delta_decode_kernel(
 /// [`delta_decode_kernel`] after [`check_decode`] accepted the inputs (`checked` is what
 /// it returned; `x` in the order of [`DECODE_INPUTS`]).
 pub(super) fn launch_decode(
-    path: StepPath,
+    backend: GpuBackend,
     heads: DeltaHeads,
     checked: (i32, i32),
     x: [&Array; 8],
@@ -503,13 +414,12 @@ pub(super) fn launch_decode(
         .template("Hv", TemplateArg::Int(hv))
         .template("K", TemplateArg::Int(taps))
         .template("ROWS", TemplateArg::Int(DECODE_ROWS_PER_WARP));
-    let kernel = kernel(
-        path,
-        "qwen3_5_gated_delta_decode",
+    let kernel = gpu::kernel(
+        backend,
+        "gated_delta_decode",
         &DECODE_INPUTS,
         &DECODE_OUTPUTS,
-        cuda_decode_source,
-        metal_decode_source,
+        decode_source,
     )?;
     // Fixed dtypes for these two (exact casts: GateT is dt_bias's own dtype or fp32), so
     // that the kernel's name (which holds InT and GateT) fixes its whole signature.
@@ -519,11 +429,6 @@ pub(super) fn launch_decode(
         &[qkv, conv_state, conv_weight, a, b, &a_log, &dt_bias, state],
         &config,
     )?;
-    let mut out = out.into_iter();
-    match (out.next(), out.next(), out.next()) {
-        (Some(y), Some(s), Some(conv)) => Ok((y, s, conv)),
-        _ => Err(Error::InvalidArgument(
-            "gated delta decode: expected three outputs".into(),
-        )),
-    }
+    let [y, state, conv] = gpu::outputs(out, "gated delta decode")?;
+    Ok((y, state, conv))
 }

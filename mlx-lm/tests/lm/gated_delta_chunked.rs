@@ -1,16 +1,16 @@
 //! The chunked gated delta rule (prefill) against the sequential reference form: lengths
 //! that are not multiples of the chunk, with and without a starting state, Hv = Hk and
 //! Hv > Hk, float32 and bfloat16 inputs, several chunk sizes, a repeated-key stress case;
-//! a plain host-side loop as an independent check of both forms; the whole model with
-//! chunked and sequential prefill; and bad inputs.
+//! a plain host-side loop as an independent check of both forms; the dispatch of
+//! `gated_delta_update` on its options; and bad inputs.
 
-mod common;
-
+use mlx_lm::kernels::cpu_gemm::CpuProducts;
+use mlx_lm::kernels::gated_delta::chunked::gated_delta_chunked;
+use mlx_lm::kernels::gated_delta::ops::{decay, gated_delta_sequential};
+use mlx_lm::kernels::gated_delta::{
+    gated_delta_update, GatedDeltaOptions, Prefill, StepPath, DEFAULT_CHUNK,
+};
 use mlx_rs::{ops, random, Array, Dtype};
-use qwen3_5::model::chunked::{self, gated_delta_chunked, DEFAULT_CHUNK};
-use qwen3_5::model::cpu_gemm::CpuProducts;
-use qwen3_5::model::deltanet::recurrence::gated_delta_sequential;
-use qwen3_5::ModelOptions;
 
 /// float32 inputs: |chunked − sequential| ≤ F32_TOL · max |sequential| (per output or
 /// state). Both forms compute in float32; they differ only in the order of the sums
@@ -24,7 +24,7 @@ const F32_TOL: f32 = 1e-4;
 /// plus F32_TOL of the scale. States stay float32 (F32_TOL).
 const BF16_RTOL: f32 = 1.0 / 128.0;
 
-/// Runs on the CPU, or on the GPU with `QWEN3_5_TEST_DEVICE=gpu` (a CUDA or Metal
+/// Runs on the CPU, or on the GPU with `MLX_LM_TEST_DEVICE=gpu` (a CUDA or Metal
 /// build; set `MLX_ENABLE_TF32=0` there, since CUDA's default TF32 matmuls round to 10
 /// mantissa bits, far coarser than the float32 tolerance here).
 fn cpu<T>(f: impl FnOnce() -> T) -> T {
@@ -32,21 +32,22 @@ fn cpu<T>(f: impl FnOnce() -> T) -> T {
 }
 
 fn test_device() -> mlx_rs::Device {
-    match std::env::var("QWEN3_5_TEST_DEVICE").as_deref() {
+    match std::env::var("MLX_LM_TEST_DEVICE").as_deref() {
         Ok("gpu") => mlx_rs::Device::gpu(),
         _ => mlx_rs::Device::cpu(),
     }
 }
 
-/// How the float32 products run: as a model on the test device would by default (the
-/// packed GEMM on the CPU except on macOS, MLX on a GPU).
+/// How the float32 products run: as a Qwen 3.5 model on the test device would by default
+/// (the packed GEMM on the CPU except on macOS, on up to 8 threads; MLX on a GPU).
 fn products() -> Option<CpuProducts> {
-    let device = test_device();
-    let o = ModelOptions::for_device(&device);
-    let on_cpu = device.kind().is_ok_and(|k| k == mlx_rs::DeviceType::Cpu);
+    let on_cpu = test_device()
+        .kind()
+        .is_ok_and(|k| k == mlx_rs::DeviceType::Cpu);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     on_cpu.then_some(CpuProducts {
-        gemm: o.cpu_gemm,
-        threads: o.cpu_threads,
+        gemm: !cfg!(target_os = "macos"),
+        threads: cores.clamp(1, 8),
     })
 }
 
@@ -362,28 +363,76 @@ fn both_forms_match_a_host_loop() {
 }
 
 #[test]
-fn prefill_setting_switches_forms() {
-    // The only test of this binary that touches the process-wide setting.
-    let x = cpu(|| inputs(1, 80, 2, 2, 16, 16, Dtype::Float32, true, 800));
+fn update_dispatches_on_its_options() {
     cpu(|| {
-        assert_eq!(chunked::prefill_chunk(), Some(DEFAULT_CHUNK));
-        let (y_chunked, _) =
-            chunked::prefill(&x.q, &x.k, &x.v, &x.log_g, &x.beta, &x.state, products()).unwrap();
-        chunked::set_prefill_chunk(None).unwrap();
-        let (y_seq, _) =
-            chunked::prefill(&x.q, &x.k, &x.v, &x.log_g, &x.beta, &x.state, products()).unwrap();
-        assert!(chunked::set_prefill_chunk(Some(0)).is_err());
-        assert_eq!(
-            chunked::prefill_chunk(),
-            None,
-            "a rejected value changes nothing"
-        );
-        chunked::set_prefill_chunk(Some(DEFAULT_CHUNK)).unwrap();
-        let g = ops::exp(&x.log_g).unwrap();
-        let (y_ref, _) = gated_delta_sequential(&x.q, &x.k, &x.v, &g, &x.beta, &x.state).unwrap();
-        // The sequential setting runs exactly the reference form.
+        let x = inputs(1, 80, 2, 2, 16, 16, Dtype::Float32, true, 800);
+        // Raw gate inputs: a (before softplus), b (before sigmoid), A_log, dt_bias.
+        let a = normal(&[1, 80, 2], 801);
+        let b = normal(&[1, 80, 2], 802);
+        let a_log = Array::from_slice(&[-1.0f32, 0.5], &[2]).unwrap();
+        let dt_bias = Array::from_slice(&[0.25f32, -0.5], &[2]).unwrap();
+        let g = decay(&a_log, &a, &dt_bias).unwrap();
+        let beta = ops::sigmoid(&b).unwrap();
+        let run = |q: &Array, k: &Array, v: &Array, a: &Array, b: &Array, o: GatedDeltaOptions| {
+            gated_delta_update(q, k, v, a, b, &a_log, &dt_bias, &x.state, &o)
+        };
+        let options = |step, prefill| GatedDeltaOptions {
+            step,
+            prefill,
+            cpu: products(),
+        };
+        let (y_ref, s_ref) = gated_delta_sequential(&x.q, &x.k, &x.v, &g, &beta, &x.state).unwrap();
+        // Sequential prefill runs exactly the reference form.
+        let (y_seq, s_seq) = run(
+            &x.q,
+            &x.k,
+            &x.v,
+            &a,
+            &b,
+            options(StepPath::Ops, Prefill::Sequential),
+        )
+        .unwrap();
         assert_eq!(f32s(&y_seq), f32s(&y_ref));
-        assert_near("prefill()", &y_chunked, &y_ref, F32_TOL, 0.0);
+        assert_eq!(f32s(&s_seq), f32s(&s_ref));
+        let chunked = options(StepPath::Ops, Prefill::Chunked(DEFAULT_CHUNK));
+        assert_eq!(GatedDeltaOptions::default().prefill, chunked.prefill);
+        let (y_ch, s_ch) = run(&x.q, &x.k, &x.v, &a, &b, chunked).unwrap();
+        assert_near("chunked update", &y_ch, &y_ref, F32_TOL, 0.0);
+        assert_near("chunked update: state", &s_ch, &s_ref, F32_TOL, 0.0);
+        assert!(run(
+            &x.q,
+            &x.k,
+            &x.v,
+            &a,
+            &b,
+            options(StepPath::Ops, Prefill::Chunked(0))
+        )
+        .is_err());
+        // One token: the reference ops exactly, and the compiled step within rounding.
+        let first = |t: &Array| {
+            let mut stop = t.shape().to_vec();
+            stop[1] = 1;
+            let start = vec![0; stop.len()];
+            ops::slice(t, &start, &stop, &vec![1; stop.len()]).unwrap()
+        };
+        let (q1, k1, v1, a1, b1) = (first(&x.q), first(&x.k), first(&x.v), first(&a), first(&b));
+        let (y1_ref, s1_ref) =
+            gated_delta_sequential(&q1, &k1, &v1, &first(&g), &first(&beta), &x.state).unwrap();
+        let (y1, s1) = run(&q1, &k1, &v1, &a1, &b1, chunked).unwrap();
+        assert_eq!(f32s(&y1), f32s(&y1_ref));
+        assert_eq!(f32s(&s1), f32s(&s1_ref));
+        let (y1c, s1c) = run(
+            &q1,
+            &k1,
+            &v1,
+            &a1,
+            &b1,
+            options(StepPath::Compiled, Prefill::Sequential),
+        )
+        .unwrap();
+        assert_eq!(y1c.shape(), y1_ref.shape());
+        assert_near("compiled step", &y1c, &y1_ref, F32_TOL, 0.0);
+        assert_near("compiled step: state", &s1c, &s1_ref, F32_TOL, 0.0);
     })
 }
 
@@ -394,7 +443,7 @@ fn bad_inputs_are_errors() {
         let run = |q: &Array, k: &Array, v: &Array, lg: &Array, b: &Array, s: &Array, c: i32| {
             gated_delta_chunked(q, k, v, lg, b, s, c, products())
         };
-        let msg = |r: qwen3_5::Result<(Array, Array)>| match r {
+        let msg = |r: mlx_lm::Result<(Array, Array)>| match r {
             Err(e) => e.to_string(),
             Ok(_) => panic!("accepted"),
         };
@@ -423,7 +472,7 @@ fn bad_inputs_are_errors() {
 }
 
 #[test]
-#[ignore = "timing only: cargo test --release --test chunked -- --ignored --nocapture"]
+#[ignore = "timing only: cargo test --release -p mlx-lm --test lm -- --ignored --nocapture timing_of_both_forms"]
 fn timing_of_both_forms() {
     cpu(|| {
         for &t in &[64, 512] {

@@ -1,14 +1,12 @@
-//! The CUDA attention decode kernels (`src/model/attn_kernel.rs`) against MLX's own ops on
+//! The CUDA attention decode kernels (`mlx_lm::kernels::attention`) against MLX's own ops on
 //! the same GPU: q/k norms + RoPE, and attention over the valid prefix of a cache buffer
 //! (one position, fewer positions than warps, more than one buffer step) with grouped
 //! heads and the output gate. They need a CUDA GPU, so they are ignored by default; on
-//! the GPU machine: `attn_kernel-<hash> --ignored`.
+//! the GPU machine: `lm-<hash> --ignored attention_kernel`.
 
-mod common;
-
-use common::{gpu, kernel_rtol};
+use crate::common::{gpu, kernel_rtol};
+use mlx_lm::kernels::attention::{attend, fits, qk_prep, AttnHeads};
 use mlx_rs::{fast, ops, random, Array, Dtype};
-use qwen3_5::model::attn_kernel::{attend, fits, qk_prep, AttnHeads};
 
 fn close(what: &str, got: &Array, want: &Array) {
     assert_eq!(got.shape(), want.shape(), "{what}: shape");
