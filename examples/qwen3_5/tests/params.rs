@@ -98,9 +98,13 @@ fn weights_are_held_once() {
         drop(want);
         let held = mlx_rs::memory::get_active_memory().unwrap() - before;
         let param_bytes: usize = params.values().map(Array::nbytes).sum();
-        // The RoPE frequencies of the attention layer are the only other arrays.
+        // The RoPE frequencies of the attention layer are the only other arrays. A CUDA
+        // build of MLX rounds each allocation up (464 KiB of parameters in 55 arrays took
+        // 513 KiB on an H200), so allow 1.5 KiB per array for that; holding any joined
+        // projection twice would add far more.
+        let rounding = 1536 * params.len();
         assert!(
-            held <= param_bytes + 1024,
+            held <= param_bytes + 1024 + rounding,
             "{held} bytes held for {param_bytes} bytes of parameters"
         );
     });
