@@ -10,7 +10,9 @@
 //! - [`sampling`]: greedy, temperature, top-k, top-p, min-p, repetition and presence
 //!   penalties, seeded draws, all lazy on the device, in mlx-lm's order;
 //! - [`hub`]: a local model folder or a Hugging Face model id, downloaded into the Hugging
-//!   Face cache with progress bars.
+//!   Face cache with progress bars;
+//! - `cli` (feature `cli`, on by default): the command line (`generate`, `chat`, `logits`,
+//!   `bench`) that a model crate's `main.rs` runs with `mlx_lm::cli::main::<Model>()`.
 //!
 //! ```
 //! use mlx_lm::{Sampler, SamplingParams};
@@ -25,10 +27,8 @@
 //! tokenizer metadata); the caches (attention KV, and the DeltaNet conv and recurrent
 //! state); checkpoint loading through `mlx_rs::nn::Module::update` (a `sanitize` step per
 //! model, quantization read from the config, strict keys); generation (a streaming
-//! iterator, pipelined decode, stop tokens, statistics); the kernels shared by that family
-//! of models (the gated delta rule, the attention decode kernel, the CPU GEMM); and the
-//! command line (`generate`, `chat`, `logits`, `bench`) as a library function that a model
-//! crate's `main.rs` calls.
+//! iterator, pipelined decode, stop tokens, statistics); and the kernels shared by that
+//! family of models (the gated delta rule, the attention decode kernel, the CPU GEMM).
 //!
 //! # Environment
 //!
@@ -39,6 +39,8 @@
 
 pub mod cache;
 pub mod chat;
+#[cfg(feature = "cli")]
+pub mod cli;
 pub mod error;
 pub mod generate;
 pub mod hub;

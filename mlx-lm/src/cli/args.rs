@@ -1,35 +1,82 @@
 //! Command-line arguments (clap derive) and the parsers that validate them.
+//!
+//! The argument types are generic over the model's own flags (`O`, [`ModelCli::Options`]),
+//! flattened into every command that runs the model. [`parse`] sets what depends on the
+//! model at run time: the command's name and description, the sampling defaults and the
+//! `bench` presets in `--help`.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
-/// Qwen 3.5 (text) on MLX: generate, chat, dump logits.
+use super::bench::BenchArgs;
+use super::device::DeviceArg;
+use super::ModelCli;
+
+/// Language models on MLX: generate, chat, dump logits, benchmark.
 #[derive(Debug, Parser)]
-#[command(
-    name = "qwen3_5",
-    version,
-    subcommand_required = true,
-    arg_required_else_help = false
-)]
-pub struct Cli {
+#[command(version, subcommand_required = true, arg_required_else_help = false)]
+pub struct Cli<O: Args> {
     /// What to do.
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Command<O>,
 }
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub enum Command<O: Args> {
     /// Answer one prompt, streaming the reply to stdout.
-    Generate(GenerateArgs),
+    Generate(GenerateArgs<O>),
     /// Chat interactively: one user turn per line of stdin (`/reset` clears, `/quit` ends).
-    Chat(ChatArgs),
+    Chat(ChatArgs<O>),
     /// Run the model on a list of token ids and save the logits [n_tokens, vocab] as .npy.
-    Logits(LogitsArgs),
+    Logits(LogitsArgs<O>),
     /// Measure prefill/decode speed and peak memory with random weights (optionally
     /// against mlx-lm).
-    Bench(super::bench::BenchArgs),
+    Bench(BenchArgs<O>),
+}
+
+/// Parses `args` (the program name first) into the command of model `M`.
+pub fn parse<M: ModelCli>(
+    args: impl IntoIterator<Item = OsString>,
+) -> Result<Command<M::Options>, clap::Error> {
+    let d = M::sampling_defaults();
+    let sampling = |c: clap::Command| {
+        c.mut_arg("temp", |a| a.default_value(d.temperature.to_string()))
+            .mut_arg("top_k", |a| a.default_value(d.top_k.to_string()))
+            .mut_arg("top_p", |a| a.default_value(d.top_p.to_string()))
+            .mut_arg("min_p", |a| a.default_value(d.min_p.to_string()))
+            .mut_arg("repetition_penalty", |a| {
+                a.default_value(d.repetition_penalty.to_string())
+            })
+            .mut_arg("presence_penalty", |a| {
+                a.default_value(d.presence_penalty.to_string())
+            })
+            .mut_arg("max_tokens", |a| a.default_value(d.max_tokens.to_string()))
+    };
+    let presets: Vec<&str> = M::bench_presets().iter().map(|(name, _)| *name).collect();
+    let bench = |c: clap::Command| {
+        if presets.is_empty() {
+            return c;
+        }
+        c.mut_arg("config", |a| {
+            a.value_name(format!("{}|PATH", presets.join("|")))
+                .help(format!(
+                    "Model shapes: {} or a config.json path",
+                    presets.join(", ")
+                ))
+        })
+    };
+    let command = Cli::<M::Options>::command()
+        .name(M::NAME)
+        .bin_name(M::NAME)
+        .about(M::ABOUT)
+        .mut_subcommand("generate", sampling)
+        .mut_subcommand("chat", sampling)
+        .mut_subcommand("bench", bench);
+    let matches = command.try_get_matches_from(args)?;
+    Ok(Cli::<M::Options>::from_arg_matches(&matches)?.command)
 }
 
 /// Where the model comes from and what runs it.
@@ -44,19 +91,10 @@ pub struct ModelArgs {
     pub device: Option<DeviceArg>,
 }
 
-/// `--device`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum DeviceArg {
-    /// The CPU.
-    Cpu,
-    /// The GPU (CUDA or Metal build of MLX).
-    Gpu,
-}
-
 /// Sampling and prompt options shared by `generate` and `chat`.
 ///
-/// Defaults follow the Qwen 3.5 model card for non-thinking chat (temperature 0.7, top-p
-/// 0.8, top-k 20, presence penalty 1.5); `--temp 0` decodes greedily.
+/// The defaults written here are mlx-lm's; [`parse`] replaces them with the model's
+/// ([`ModelCli::sampling_defaults`]). `--temp 0` decodes greedily.
 #[derive(Debug, Clone, Args)]
 pub struct SamplingArgs {
     /// System prompt.
@@ -66,18 +104,18 @@ pub struct SamplingArgs {
     #[arg(long, default_value_t = 512, value_parser = positive_u32, value_name = "N", allow_negative_numbers = true)]
     pub max_tokens: u32,
     /// Sampling temperature; 0 picks the most likely token.
-    #[arg(long, default_value_t = 0.7, value_parser = non_negative_f32, value_name = "T", allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 0.0, value_parser = non_negative_f32, value_name = "T", allow_negative_numbers = true)]
     pub temp: f32,
     /// Keep the K most likely tokens (0: all).
     #[arg(
         long,
-        default_value_t = 20,
+        default_value_t = 0,
         value_name = "K",
         allow_negative_numbers = true
     )]
     pub top_k: u32,
     /// Nucleus sampling: keep the most likely tokens up to this total probability, in (0, 1].
-    #[arg(long, default_value_t = 0.8, value_parser = unit_interval_open_low, value_name = "P", allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 1.0, value_parser = unit_interval_open_low, value_name = "P", allow_negative_numbers = true)]
     pub top_p: f32,
     /// Drop tokens less likely than P × the top token's probability, in [0, 1).
     #[arg(long, default_value_t = 0.0, value_parser = unit_interval_open_high, value_name = "P", allow_negative_numbers = true)]
@@ -87,7 +125,7 @@ pub struct SamplingArgs {
     #[arg(long, default_value_t = 1.0, value_parser = positive_f32, value_name = "R", allow_negative_numbers = true)]
     pub repetition_penalty: f32,
     /// Subtract R from the logits of tokens already seen; 0 is off.
-    #[arg(long, default_value_t = 1.5, value_parser = finite_f32, value_name = "R",
+    #[arg(long, default_value_t = 0.0, value_parser = finite_f32, value_name = "R",
           allow_negative_numbers = true)]
     pub presence_penalty: f32,
     /// Random seed for sampling.
@@ -98,12 +136,12 @@ pub struct SamplingArgs {
         allow_negative_numbers = true
     )]
     pub seed: u64,
-    /// Turn thinking off (`enable_thinking=false`; the reply starts after an empty
-    /// <think></think>). This is already the small Qwen 3.5 models' default.
+    /// Turn thinking off (`enable_thinking=false` for the chat template; with Qwen-style
+    /// templates the reply starts after an empty <think></think>).
     #[arg(long, conflicts_with = "think")]
     pub no_think: bool,
-    /// Turn thinking on (`enable_thinking=true`): the model reasons in <think>…</think>
-    /// before answering.
+    /// Turn thinking on (`enable_thinking=true` for the chat template): a thinking model
+    /// reasons in <think>…</think> before answering.
     #[arg(long)]
     pub think: bool,
 }
@@ -119,12 +157,15 @@ impl SamplingArgs {
     }
 }
 
-/// `qwen3_5 generate`.
+/// `generate`.
 #[derive(Debug, Args)]
-pub struct GenerateArgs {
+pub struct GenerateArgs<O: Args> {
     #[command(flatten)]
     /// The model.
     pub model: ModelArgs,
+    #[command(flatten)]
+    /// The model's own flags.
+    pub options: O,
     /// The user's prompt (`-` reads it from stdin).
     #[arg(long, allow_hyphen_values = true)]
     pub prompt: String,
@@ -139,23 +180,29 @@ pub struct GenerateArgs {
     pub dry_run: bool,
 }
 
-/// `qwen3_5 chat`.
+/// `chat`.
 #[derive(Debug, Args)]
-pub struct ChatArgs {
+pub struct ChatArgs<O: Args> {
     #[command(flatten)]
     /// The model.
     pub model: ModelArgs,
+    #[command(flatten)]
+    /// The model's own flags.
+    pub options: O,
     #[command(flatten)]
     /// Sampling.
     pub sampling: SamplingArgs,
 }
 
-/// `qwen3_5 logits`.
+/// `logits`.
 #[derive(Debug, Args)]
-pub struct LogitsArgs {
+pub struct LogitsArgs<O: Args> {
     #[command(flatten)]
     /// The model.
     pub model: ModelArgs,
+    #[command(flatten)]
+    /// The model's own flags.
+    pub options: O,
     /// Comma-separated token ids, e.g. 248045,846,198.
     #[arg(long, value_parser = parse_token_list, allow_hyphen_values = true, value_name = "IDS")]
     pub tokens: TokenList,
