@@ -31,8 +31,10 @@ pub fn set_mlx_environment() {
 /// Qwen 3.5 (text) for `mlx_lm::cli::main`.
 pub struct Qwen35;
 
-/// Qwen 3.5's own flags, taken by every command that runs the model. (Model options
-/// such as the decode path or the CPU GEMM belong here, passed on at load.)
+/// Qwen 3.5's own flags, taken by every command that runs the model (`generate`, `chat`,
+/// `logits`, `bench`) and applied in [`Qwen35::load`] and [`Qwen35::random`]. Options of
+/// the model chosen at load (the decode path, compiled layers, the CPU GEMM and its
+/// threads) belong here as fields, passed on to the loader.
 #[derive(Debug, clap::Args)]
 pub struct Options {
     /// Run prefill with the sequential gated delta rule instead of the chunked form.

@@ -43,7 +43,6 @@ use serde_json::Value;
 use crate::model::LanguageModel;
 
 pub use bench::random::{prompt_ids, RandomWeights};
-pub use device::DeviceArg;
 
 /// The error type of the command line's hooks: any error, with context.
 pub type Result<T> = anyhow::Result<T>;
@@ -54,6 +53,42 @@ pub type Result<T> = anyhow::Result<T>;
 /// have defaults. Tokenizer-dependent choices need no hook: the stop tokens are the
 /// tokenizer's end-of-turn and end-of-text tokens, and ids at or above the tokenizer's
 /// size (padding rows of the output layer) are never sampled.
+///
+/// ```ignore
+/// use mlx_lm::cli::{ModelCli, RandomWeights, Result};
+///
+/// struct Tiny;
+///
+/// /// Flags of this model only (every command that runs the model takes them).
+/// #[derive(Debug, clap::Args)]
+/// struct TinyOptions {
+///     /// Keep the KV cache in float32.
+///     #[arg(long)]
+///     f32_cache: bool,
+/// }
+///
+/// impl ModelCli for Tiny {
+///     type Model = tiny::Model;
+///     type Options = TinyOptions;
+///     const NAME: &'static str = "tiny";
+///     const ABOUT: &'static str = "Tiny on MLX: generate, chat, dump logits, benchmark.";
+///
+///     fn load(dir: &std::path::Path, options: &TinyOptions) -> Result<tiny::Model> {
+///         Ok(tiny::Model::load_with(dir, options.f32_cache)?)
+///     }
+///
+///     fn random(config: &serde_json::Value, weights: &RandomWeights, options: &TinyOptions)
+///         -> Result<tiny::Model> {
+///         let config = tiny::Config::from_json(config)?;
+///         let arrays = weights.generate(&config.tensor_shapes())?;
+///         Ok(tiny::Model::from_arrays(config, arrays, options.f32_cache)?)
+///     }
+/// }
+///
+/// fn main() -> std::process::ExitCode {
+///     mlx_lm::cli::main::<Tiny>()
+/// }
+/// ```
 pub trait ModelCli {
     /// The model the commands run.
     type Model: LanguageModel;

@@ -25,7 +25,7 @@ enum Phase {
     Build { done: usize, total: usize },
     /// Taking `tokens` prompt tokens into the model.
     Prefill { label: String, tokens: usize },
-    /// Generating: `done` tokens of `total`.
+    /// Generating: `done` tokens of `total`; the phase began with the first one.
     Decode {
         label: String,
         done: usize,
@@ -47,7 +47,7 @@ fn render(phase: &Phase, elapsed: Duration) -> Option<String> {
         Phase::Prefill { label, tokens } => format!("{label}prefill {tokens} tok · {s:.1} s"),
         Phase::Decode { label, done, total } => format!(
             "{label}decode {done}/{total} tok · {:.1} tok/s",
-            rate(*done)
+            rate(done.saturating_sub(1))
         ),
         Phase::Wait { label, what } => format!("{label}{what} · {s:.0} s"),
     })
@@ -147,7 +147,8 @@ impl Progress {
         });
     }
 
-    /// `done` tokens generated of `total`; the rate counts from the first such call.
+    /// `done` tokens generated of `total`; the rate counts the tokens after the first
+    /// call (the first token ends the prefill), as `bench` does.
     pub fn decode(&self, label: &str, done: usize, total: usize) {
         self.update(|p| match p {
             Phase::Decode { done: d, .. } => {
@@ -268,7 +269,7 @@ mod tests {
         };
         assert_eq!(
             render(&decode, s(2.0)).unwrap(),
-            "decode 12/64 tok · 6.0 tok/s"
+            "decode 12/64 tok · 5.5 tok/s"
         );
         assert_eq!(
             render(&decode, Duration::ZERO).unwrap(),

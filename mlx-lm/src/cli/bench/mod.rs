@@ -202,7 +202,7 @@ pub fn run<M: ModelCli>(args: BenchArgs<M::Options>) -> Result<()> {
     };
 
     let warm_up = args.gen.min(4) as usize;
-    generate(&model, &prompt, warm_up, &Progress::hidden(), "")?;
+    generate(&model, &prompt, warm_up, &progress, "warm-up: ")?;
     let mut ours_runs = Vec::new();
     let mut ours_tokens = Vec::new();
     let mut peer_runs = Vec::new();
