@@ -223,7 +223,8 @@ fn ignore_broken_pipe(result: io::Result<()>) -> Result<()> {
 /// Interactive chat, one user turn per line of stdin.
 ///
 /// The model's cache is kept from turn to turn, so a turn runs only its new tokens through
-/// the model: the end of the previous reply (`<|im_end|>\n`, as the template closes a turn)
+/// the model: the end of the previous reply (the end-of-turn token and a newline, as a
+/// ChatML template such as Qwen's closes a turn: `<|im_end|>\n`)
 /// and the new user turn, templated on its own with the generation prompt (the system
 /// prompt goes with the first turn). This is what mlx-lm's chat does. Earlier replies thus
 /// stay in context exactly as the model produced them (after the empty think block of
