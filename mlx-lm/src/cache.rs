@@ -11,7 +11,7 @@ use mlx_rs::{ops, Array};
 
 /// Keys and values of one attention layer, `[B, kv_heads, T, head_dim]`, kept in buffers
 /// that grow in steps of [`KvCache::STEP`] positions and are filled in place.
-#[derive(Clone, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct KvCache {
     keys: Option<Array>,
     values: Option<Array>,
@@ -150,7 +150,7 @@ fn dims4(a: &Array) -> Result<(i32, i32, i32, i32)> {
 /// State of one recurrent layer (Gated DeltaNet, Mamba): the last `K − 1` convolution
 /// inputs (`[B, K − 1, channels]`) and the recurrent state (`[B, …]`, for Gated DeltaNet
 /// the fp32 `[B, Hv, Dv, Dk]`). Its size does not grow with the sequence.
-#[derive(Clone, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct RecurrentCache {
     /// Convolution inputs carried to the next call (`None` before the first).
     pub conv: Option<Array>,
@@ -175,7 +175,7 @@ impl RecurrentCache {
 }
 
 /// The cache of one layer.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub enum LayerCache {
     /// An attention layer's keys and values.
     Attention(KvCache),
@@ -215,7 +215,7 @@ enum Saved {
 /// A model makes it ([`LanguageModel::new_cache`](crate::LanguageModel::new_cache));
 /// tokens go through [`LanguageModel::forward`](crate::LanguageModel::forward) with it in
 /// order.
-#[derive(Clone, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Cache {
     /// One entry per layer.
     pub layers: Vec<LayerCache>,

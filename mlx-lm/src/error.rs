@@ -14,7 +14,7 @@ use std::path::PathBuf;
 pub enum Error {
     /// MLX rejected an operation (or an array could not be built).
     #[error(transparent)]
-    Mlx(#[from] mlx_rs::Error),
+    Mlx(mlx_rs::Error),
     /// An argument that cannot be valid (bad sampling parameters, a token id out of the
     /// vocabulary, …).
     #[error("invalid argument: {0}")]
@@ -67,3 +67,22 @@ impl Error {
 
 /// `Result` with this crate's [`Error`].
 pub type Result<T> = std::result::Result<T, Error>;
+
+impl From<mlx_rs::Error> for Error {
+    /// An error of this crate that went through MLX (returned inside a closure that a
+    /// transform called) comes back as itself; any other MLX error becomes [`Error::Mlx`].
+    fn from(e: mlx_rs::Error) -> Self {
+        e.downcast_external().unwrap_or_else(Error::Mlx)
+    }
+}
+
+impl From<Error> for mlx_rs::Error {
+    /// Lets closures passed to MLX's transforms (which return `mlx_rs::Result`) use `?` on
+    /// this crate's results.
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Mlx(e) => e,
+            other => mlx_rs::Error::external(other),
+        }
+    }
+}

@@ -11,6 +11,14 @@
 //!   penalties, seeded draws, all lazy on the device, in mlx-lm's order;
 //! - [`hub`]: a local model folder or a Hugging Face model id, downloaded into the Hugging
 //!   Face cache with progress bars;
+//! - [`checkpoint`] and [`load`]: safetensors checkpoints (single, sharded), read into a
+//!   model through a per-model `sanitize` step, quantization from `config.json` and a
+//!   strict [`Module::update`](mlx_rs::nn::Module::update);
+//! - [`model`], [`cache`] and [`mod@generate`]: the [`LanguageModel`] trait, the KV and
+//!   recurrent caches, and streaming generation;
+//! - [`kernels`]: the kernels of the Qwen 3.5 / Qwen3-Next family (the gated delta rule in
+//!   its sequential, chunked, compiled and CUDA/Metal forms behind one dispatch, the
+//!   attention decode kernel, the CPU GEMM);
 //! - `cli` (feature `cli`, on by default): the command line (`generate`, `chat`, `logits`,
 //!   `bench`) that a model crate's `main.rs` runs with `mlx_lm::cli::main::<Model>()`.
 //!
@@ -23,12 +31,8 @@
 //!
 //! # What comes next
 //!
-//! This crate grows out of the Qwen 3.5 example. Next to move here from it: a `LanguageModel` trait (forward over a cache, a new cache, config and
-//! tokenizer metadata); the caches (attention KV, and the DeltaNet conv and recurrent
-//! state); checkpoint loading through `mlx_rs::nn::Module::update` (a `sanitize` step per
-//! model, quantization read from the config, strict keys); generation (a streaming
-//! iterator, pipelined decode, stop tokens, statistics); and the kernels shared by that
-//! family of models (the gated delta rule, the attention decode kernel, the CPU GEMM).
+//! This crate grows out of the Qwen 3.5 example; `examples/qwen3` is a second model built
+//! on it, and both binaries are `cli::main` with a small model-specific part.
 //!
 //! # Environment
 //!
@@ -39,17 +43,21 @@
 
 pub mod cache;
 pub mod chat;
+pub mod checkpoint;
 #[cfg(feature = "cli")]
 pub mod cli;
 pub mod error;
 pub mod generate;
 pub mod hub;
+pub mod kernels;
+pub mod load;
 pub mod model;
 pub mod sampling;
 mod submitter;
 pub mod tokenizer;
 
 pub use cache::Cache;
+pub use checkpoint::Checkpoint;
 pub use error::{Error, Result};
 pub use generate::{
     generate, generate_with_cache, FinishReason, GenerateOptions, Generation, GenerationStats,

@@ -164,7 +164,7 @@ impl Sampler {
                 logits.shape()
             )));
         }
-        let (b, v) = (logits.dim(0)?, logits.dim(1)?);
+        let (b, v) = (logits.dim(0), logits.dim(1));
         let mut logits = logits.astype(Dtype::Float32)?;
         if let Some(n) = valid_vocab {
             if n <= 0 {
@@ -193,7 +193,8 @@ impl Sampler {
         if p.min_p > 0.0 {
             logprobs = apply_min_p(&logprobs, p.min_p, p.min_tokens_to_keep)?;
         }
-        let width = logprobs.dim(-1)?;
+        // `logprobs` comes from the caller, rank unchecked.
+        let width = logprobs.try_dim(-1)?;
         if p.top_k > 0 && (p.top_k as i64) < width as i64 {
             logprobs = apply_top_k(&logprobs, p.top_k as i32)?;
         }
@@ -212,7 +213,7 @@ impl Sampler {
             let ids = ops::slice(history, &[n - take], &[n], &[1])?;
             Ok(ops::expand_dims(&ids.astype(Dtype::Int32)?, 0)?)
         };
-        let rows = logits.dim(0)?;
+        let rows = logits.dim(0);
         if p.repetition_penalty != 1.0 && p.repetition_context_size > 0 {
             let ids = broadcast_rows(&recent(p.repetition_context_size)?, rows)?;
             let sel = ops::take_along_axis(&logits, &ids, -1)?;
@@ -237,7 +238,7 @@ impl Sampler {
 
 /// `[1, n]` → `[rows, n]`.
 fn broadcast_rows(ids: &Array, rows: i32) -> Result<Array> {
-    let n = ids.dim(-1)?;
+    let n = ids.dim(-1);
     Ok(ops::broadcast_to(ids, &[rows, n])?)
 }
 
@@ -251,7 +252,7 @@ fn apply_top_p(logprobs: &Array, top_p: f32) -> Result<Array> {
     let sorted = ops::sort_axis(logprobs, -1)?;
     let probs = ops::exp(&sorted)?;
     let mass_above = ops::cumsum_axis(&probs, -1, true, false, None)?;
-    let rows = probs.dim(0)?;
+    let rows = probs.dim(0);
     let first = |a: &Array| -> Result<Array> { Ok(ops::slice(a, &[0, 0], &[rows, 1], &[1, 1])?) };
     let total = first(&mass_above)?.add(&first(&probs)?)?;
     let dropped = ops::greater_equal(&mass_above, &total.multiply(&Array::scalar(top_p))?)?;
@@ -269,11 +270,11 @@ fn apply_min_p(logprobs: &Array, min_p: f32, keep: usize) -> Result<Array> {
     let top = ops::max_axis(logprobs, -1, true)?;
     let threshold = top.add(&Array::scalar(min_p.ln()))?;
     let mut remove = ops::less(logprobs, &threshold)?;
-    let width = logprobs.dim(-1)?;
+    let width = logprobs.try_dim(-1)?;
     if keep > 1 {
         let keep = (keep as i32).min(width);
         let idx = ops::argpartition_axis(&logprobs.negative()?, keep - 1, -1)?;
-        let rows = logprobs.dim(0)?;
+        let rows = logprobs.dim(0);
         let top_idx = ops::slice(&idx, &[0, 0], &[rows, keep], &[1, 1])?;
         let falses = ops::zeros(&[rows, keep], Dtype::Bool)?;
         remove = ops::put_along_axis(&remove, &top_idx, &falses, -1)?;
@@ -283,7 +284,7 @@ fn apply_min_p(logprobs: &Array, min_p: f32, keep: usize) -> Result<Array> {
 
 /// Keeps the `k` most likely tokens (exactly `k`, ties broken by position).
 fn apply_top_k(logprobs: &Array, k: i32) -> Result<Array> {
-    let (rows, width) = (logprobs.dim(0)?, logprobs.dim(-1)?);
+    let (rows, width) = (logprobs.dim(0), logprobs.dim(-1));
     let idx = ops::argpartition_axis(&logprobs.negative()?, k - 1, -1)?;
     let drop = ops::slice(&idx, &[0, k], &[rows, width], &[1, 1])?;
     let infs = ops::broadcast_to(&neg_inf(), &[rows, width - k])?;

@@ -116,18 +116,64 @@ impl Array {
         unsafe { std::slice::from_raw_parts(sys::mlx_array_shape(self.raw), n) }
     }
 
-    /// Size of dimension `axis` (negative counts from the end).
+    /// Size of dimension `axis` (negative counts from the end), for an axis known to be
+    /// in range: panics otherwise, as slice indexing does.
+    ///
+    /// Use it where the shape was checked (or made) just before, as in model code. For an
+    /// axis that comes from user input, or an array whose rank was not checked, use
+    /// [`Array::try_dim`], which returns an error instead.
+    ///
+    /// ```
+    /// let a = mlx_rs::ops::zeros(&[2, 3, 4], mlx_rs::Dtype::Float32)?;
+    /// assert_eq!(a.dim(1), 3);
+    /// assert_eq!(a.dim(-1), 4);
+    /// # Ok::<(), mlx_rs::Error>(())
+    /// ```
+    ///
+    /// # Panics
+    /// If `axis` is not in `-ndim..ndim`.
     #[track_caller]
-    pub fn dim(&self, axis: i32) -> Result<i32> {
+    pub fn dim(&self, axis: i32) -> i32 {
+        match self.axis_index(axis) {
+            // SAFETY: `a` is a valid axis of this live array.
+            Some(a) => unsafe { sys::mlx_array_dim(self.raw, a) },
+            None => panic!(
+                "axis {axis} is out of range for an array of {} dimensions (shape {:?})",
+                self.ndim(),
+                self.shape()
+            ),
+        }
+    }
+
+    /// Size of dimension `axis` (negative counts from the end), or an
+    /// [`Error::InvalidArgument`] when `axis` is out of range.
+    ///
+    /// Use it for axes that come from user input or arrays whose rank was not checked;
+    /// where the axis is known to be in range, [`Array::dim`] reads better.
+    ///
+    /// ```
+    /// let a = mlx_rs::ops::zeros(&[2, 3], mlx_rs::Dtype::Float32)?;
+    /// assert_eq!(a.try_dim(-1)?, 3);
+    /// assert!(a.try_dim(2).is_err());
+    /// # Ok::<(), mlx_rs::Error>(())
+    /// ```
+    #[track_caller]
+    pub fn try_dim(&self, axis: i32) -> Result<i32> {
+        match self.axis_index(axis) {
+            // SAFETY: `a` is a valid axis of this live array.
+            Some(a) => Ok(unsafe { sys::mlx_array_dim(self.raw, a) }),
+            None => Err(Error::InvalidArgument(format!(
+                "axis {axis} is out of range for an array of {} dimensions",
+                self.ndim()
+            ))),
+        }
+    }
+
+    /// `axis` as an index into the shape (negative counts from the end), if in range.
+    fn axis_index(&self, axis: i32) -> Option<i32> {
         let n = self.ndim() as i32;
         let a = if axis < 0 { axis + n } else { axis };
-        if a < 0 || a >= n {
-            return Err(Error::InvalidArgument(format!(
-                "axis {axis} is out of range for an array of {n} dimensions"
-            )));
-        }
-        // SAFETY: `a` was checked to be a valid axis of this live array.
-        Ok(unsafe { sys::mlx_array_dim(self.raw, a) })
+        (0..n).contains(&a).then_some(a)
     }
 
     /// Number of dimensions.

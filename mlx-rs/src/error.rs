@@ -58,10 +58,84 @@ pub enum Error {
     /// its peers).
     #[error("timed out: {0}")]
     Timeout(String),
+    /// An error of another crate carried through this one: typically a model's own error
+    /// returned from a closure that a transform ([`compile`](crate::transforms::compile),
+    /// [`grad`](crate::transforms::grad), …) calls. Comes back unchanged out of the
+    /// transform; [`Error::downcast_external`] recovers it. See [`Error::external`].
+    #[error(transparent)]
+    External(Box<dyn std::error::Error + Send + Sync + 'static>),
 }
 
 /// `Result` with this crate's [`Error`].
 pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    /// Wraps an error of another crate as [`Error::External`].
+    ///
+    /// A crate with its own error type implements `From<its error> for mlx_rs::Error`
+    /// with this (and the way back with [`Error::downcast_external`]); then `?` works on
+    /// its own results inside closures passed to [`compile`](crate::transforms::compile)
+    /// and the other transforms, which return `mlx_rs::Result`:
+    ///
+    /// ```
+    /// use mlx_rs::{transforms::compile, Array};
+    ///
+    /// #[derive(Debug, thiserror::Error)]
+    /// enum ModelError {
+    ///     #[error(transparent)]
+    ///     Mlx(mlx_rs::Error),
+    ///     #[error("bad config: {0}")]
+    ///     Config(String),
+    /// }
+    /// impl From<mlx_rs::Error> for ModelError {
+    ///     fn from(e: mlx_rs::Error) -> Self {
+    ///         // an error of ours that went through MLX comes back as itself
+    ///         e.downcast_external().unwrap_or_else(ModelError::Mlx)
+    ///     }
+    /// }
+    /// impl From<ModelError> for mlx_rs::Error {
+    ///     fn from(e: ModelError) -> Self {
+    ///         match e {
+    ///             ModelError::Mlx(e) => e,
+    ///             other => mlx_rs::Error::external(other),
+    ///         }
+    ///     }
+    /// }
+    ///
+    /// fn block(x: &Array, width: i32) -> Result<Array, ModelError> {
+    ///     if width <= 0 {
+    ///         return Err(ModelError::Config(format!("width {width}")));
+    ///     }
+    ///     Ok(x.square()?)
+    /// }
+    ///
+    /// let x = Array::from_slice(&[3.0f32], &[1])?;
+    /// // model code inside the closure: `?` on the model's own Result, no conversion glue
+    /// let f = compile(|a: &[Array]| Ok(vec![block(&a[0], 4)?]), false)?;
+    /// assert_eq!(f.call(&[&x])?[0].to_vec::<f32>()?, vec![9.0]);
+    /// let bad = compile(|a: &[Array]| Ok(vec![block(&a[0], 0)?]), false)?;
+    /// let err: ModelError = bad.call(&[&x]).unwrap_err().into();
+    /// assert!(matches!(err, ModelError::Config(_)));
+    /// # Ok::<(), mlx_rs::Error>(())
+    /// ```
+    pub fn external(e: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>) -> Error {
+        Error::External(e.into())
+    }
+
+    /// The error of type `E` inside an [`Error::External`], or `self` unchanged when this
+    /// is another error (or an external error of another type).
+    pub fn downcast_external<E: std::error::Error + 'static>(
+        self,
+    ) -> std::result::Result<E, Error> {
+        match self {
+            Error::External(b) => match b.downcast::<E>() {
+                Ok(e) => Ok(*e),
+                Err(b) => Err(Error::External(b)),
+            },
+            other => Err(other),
+        }
+    }
+}
 
 thread_local! {
     static LAST_MESSAGE: RefCell<Option<String>> = const { RefCell::new(None) };

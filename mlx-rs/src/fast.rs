@@ -10,7 +10,7 @@ mod kernel;
 pub use kernel::{CudaKernel, KernelBuilder, KernelConfig, MetalKernel, TemplateArg};
 
 use crate::raw::stream_op;
-use crate::{Array, Result};
+use crate::{Array, Error, Result};
 use mlx_sys as sys;
 
 /// The handle of an optional array argument (a null handle means "absent" to mlx-c).
@@ -55,36 +55,88 @@ pub fn layer_norm(
     })
 }
 
-/// Rotary positional encoding of `x` (shape `[B, *, T, D]`), positions starting at
-/// `offset`.
+/// Options of [`rope`] and [`rope_dynamic`]. The default is Python's: the two halves
+/// rotated (not traditional), base `10000`, scale `1`, no explicit frequencies.
 ///
-/// - `dims`: how many leading features of `D` are rotated (the rest pass through).
-/// - `traditional`: rotate consecutive pairs of features (`true`) instead of the two
-///   halves (`false`, the usual choice).
-/// - `base`: the base of the frequencies (e.g. `10000.0`); exactly one of `base` and
-///   `freqs` must be given.
-/// - `scale`: multiplies the positions.
-/// - `freqs`: explicit frequencies (shape `[dims / 2]`) instead of `base`.
+/// ```
+/// use mlx_rs::fast::RopeOptions;
+/// // Qwen-style: a larger base, the rest default
+/// let o = RopeOptions { base: Some(1e7), ..Default::default() };
+/// assert_eq!((o.base, o.scale, o.traditional), (Some(1e7), 1.0, false));
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct RopeOptions<'a> {
+    /// Rotate consecutive pairs of features (`true`) instead of the two halves (`false`,
+    /// the usual choice).
+    pub traditional: bool,
+    /// The base of the frequencies `base^(−2i/dims)`; `None` means `10000` unless
+    /// [`freqs`](Self::freqs) is given. Giving both is an error.
+    pub base: Option<f32>,
+    /// Multiplies the positions (default `1`).
+    pub scale: f32,
+    /// Explicit frequencies (shape `[dims / 2]`) instead of a base.
+    pub freqs: Option<&'a Array>,
+}
+
+impl RopeOptions<'_> {
+    /// The base used when neither `base` nor `freqs` is given (Python's default).
+    pub const DEFAULT_BASE: f32 = 10000.0;
+
+    /// The base and frequencies mlx-c takes: exactly one of them.
+    fn base_or_freqs(&self) -> Result<(sys::mlx_optional_float, sys::mlx_array)> {
+        match (self.base, self.freqs) {
+            (Some(_), Some(_)) => Err(Error::InvalidArgument(
+                "rope: give either a base or explicit frequencies, not both".into(),
+            )),
+            (base, None) => Ok((
+                opt_float(Some(base.unwrap_or(Self::DEFAULT_BASE))),
+                opt(None),
+            )),
+            (None, freqs) => Ok((opt_float(None), opt(freqs))),
+        }
+    }
+}
+
+impl Default for RopeOptions<'_> {
+    fn default() -> Self {
+        RopeOptions {
+            traditional: false,
+            base: None,
+            scale: 1.0,
+            freqs: None,
+        }
+    }
+}
+
+/// Rotary positional encoding of `x` (shape `[B, *, T, D]`), positions along `T`
+/// starting at `offset`.
+///
+/// `dims` leading features of `D` are rotated (the rest pass through); `options` sets
+/// the layout, base (or explicit frequencies) and position scale: see [`RopeOptions`].
+/// Fails if both a base and frequencies are given.
+///
+/// ```
+/// use mlx_rs::{fast::{self, RopeOptions}, ops, Dtype};
+/// let x = ops::ones(&[1, 2, 3, 8], Dtype::Float32)?; // [batch, heads, positions, features]
+/// let y = fast::rope(&x, 8, 5, RopeOptions { base: Some(1e7), ..Default::default() })?;
+/// assert_eq!(y.shape(), x.shape());
+/// let plain = fast::rope(&x, 8, 0, RopeOptions::default())?; // base 10000, from 0
+/// assert_eq!(&plain.to_vec::<f32>()?[..8], &[1.0; 8]); // position 0 is not rotated
+/// # Ok::<(), mlx_rs::Error>(())
+/// ```
 #[track_caller]
-pub fn rope(
-    x: &Array,
-    dims: i32,
-    traditional: bool,
-    base: Option<f32>,
-    scale: f32,
-    offset: i32,
-    freqs: Option<&Array>,
-) -> Result<Array> {
+pub fn rope(x: &Array, dims: i32, offset: i32, options: RopeOptions<'_>) -> Result<Array> {
+    let (base, freqs) = options.base_or_freqs()?;
     stream_op(|res, s| unsafe {
         sys::mlx_fast_rope(
             res,
             x.as_raw(),
             dims,
-            traditional,
-            opt_float(base),
-            scale,
+            options.traditional,
+            base,
+            options.scale,
             offset,
-            opt(freqs),
+            freqs,
             s,
         )
     })
@@ -97,22 +149,20 @@ pub fn rope(
 pub fn rope_dynamic(
     x: &Array,
     dims: i32,
-    traditional: bool,
-    base: Option<f32>,
-    scale: f32,
     offset: &Array,
-    freqs: Option<&Array>,
+    options: RopeOptions<'_>,
 ) -> Result<Array> {
+    let (base, freqs) = options.base_or_freqs()?;
     stream_op(|res, s| unsafe {
         sys::mlx_fast_rope_dynamic(
             res,
             x.as_raw(),
             dims,
-            traditional,
-            opt_float(base),
-            scale,
+            options.traditional,
+            base,
+            options.scale,
             offset.as_raw(),
-            opt(freqs),
+            freqs,
             s,
         )
     })

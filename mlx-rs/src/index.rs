@@ -3,12 +3,14 @@
 //! updates ([`Array::index_put`], [`Array::set_index`]).
 //!
 //! ```
-//! use mlx_rs::{s, Array, Index};
+//! use mlx_rs::{s, Array};
 //! let a = Array::from_slice(&(0..12).collect::<Vec<i32>>(), &[3, 4])?;
 //! // a[1, ::-2]
 //! assert_eq!(a.index(&s![1, ..;-2])?.to_vec::<i32>()?, vec![7, 5]);
 //! // a[:, None, 1:3]
-//! assert_eq!(a.index(&s![.., Index::NewAxis, 1..3])?.shape(), &[3, 1, 2]);
+//! assert_eq!(a.index(&s![.., None, 1..3])?.shape(), &[3, 1, 2]);
+//! // a[..., -1]
+//! assert_eq!(a.index(&s![..., -1])?.to_vec::<i32>()?, vec![3, 7, 11]);
 //! // a[[2, 0]]
 //! let rows = Array::from_slice(&[2i32, 0], &[2])?;
 //! assert_eq!(a.index(&s![rows])?.shape(), &[2, 4]);
@@ -166,24 +168,46 @@ range_into_index!(
 );
 
 /// Builds an index list (`[Index; N]`) for [`Array::index`] and friends, converting each
-/// entry with `Index::from`; `range;step` adds a step, as in `ndarray`'s `s!`.
+/// entry with `Index::from`; `range;step` adds a step, as in `ndarray`'s `s!`, and
+/// Python's `...` and `None` are written as in Python.
 ///
 /// | Python | Rust |
 /// | --- | --- |
 /// | `a[1, :, ::-1]` | `a.index(&s![1, .., ..;-1])` |
-/// | `a[..., 2:8:3, None]` | `a.index(&s![Index::Ellipsis, 2..8;3, Index::NewAxis])` |
+/// | `a[:, -1, :]` (the last position) | `a.index(&s![.., -1, ..])` |
+/// | `a[..., 2:8:3, None]` | `a.index(&s![..., 2..8;3, None])` |
+/// | `a[:, None]` | `a.index(&s![.., None])` |
 /// | `a[idx, -1]` | `a.index(&s![&idx, -1])` |
+/// | `a[-4:]` (the last 4) | `a.index(&s![-4..])` |
+/// | `a[:, t - 1 : t]` | `a.index(&s![.., t - 1..t])` |
+///
+/// `...` and `None` stand for [`Index::Ellipsis`] and [`Index::NewAxis`] (either form
+/// works). Entries are expressions, so bounds may be computed (`t - 1..t`).
 ///
 /// ```
 /// use mlx_rs::{s, Array};
 /// let a = Array::from_slice(&[0i32, 1, 2, 3, 4, 5], &[6])?;
 /// assert_eq!(a.index(&s![1..;2])?.to_vec::<i32>()?, vec![1, 3, 5]);
 /// assert_eq!(a.index(&s![..;-3])?.to_vec::<i32>()?, vec![5, 2]);
+///
+/// // model code: the hidden state of the last position of `[B, T, D]`, kept as `[B, 1, D]`
+/// let h = Array::from_slice(&(0..24).map(|v| v as f32).collect::<Vec<_>>(), &[2, 3, 4])?;
+/// let t = h.dim(1);
+/// assert_eq!(h.index(&s![.., t - 1..t, ..])?.shape(), &[2, 1, 4]);
+/// assert_eq!(h.index(&s![.., -1, ..])?.shape(), &[2, 4]);
+/// // every other feature of every position, with a new axis in front of the features
+/// assert_eq!(h.index(&s![..., None, ..;2])?.shape(), &[2, 3, 1, 2]);
 /// # Ok::<(), mlx_rs::Error>(())
 /// ```
 #[macro_export]
 macro_rules! s {
     (@acc [$($out:expr),*]) => { [$($out),*] };
+    (@acc [$($out:expr),*] ... $(, $($rest:tt)*)?) => {
+        $crate::s!(@acc [$($out,)* $crate::Index::Ellipsis] $($($rest)*)?)
+    };
+    (@acc [$($out:expr),*] None $(, $($rest:tt)*)?) => {
+        $crate::s!(@acc [$($out,)* $crate::Index::NewAxis] $($($rest)*)?)
+    };
     (@acc [$($out:expr),*] $r:expr ; $step:expr , $($rest:tt)*) => {
         $crate::s!(@acc [$($out,)* $crate::Index::step($r, $step)] $($rest)*)
     };

@@ -127,7 +127,10 @@ fn as_slice_before_eval() {
 
 #[test]
 fn dim_out_of_range() {
-    expect_err(f32s(&[1.0, 2.0], &[2]).dim(3), &["axis 3 is out of range"]);
+    expect_err(
+        f32s(&[1.0, 2.0], &[2]).try_dim(3),
+        &["axis 3 is out of range"],
+    );
 }
 
 // ---- core: ops -------------------------------------------------------------------

@@ -44,8 +44,8 @@ fn shape_strides_and_sizes() {
     assert_eq!(a.ndim(), 3);
     assert_eq!(a.size(), 24);
     assert_eq!(a.itemsize(), 4);
-    assert_eq!(a.dim(-1).unwrap(), 4);
-    assert_eq!(a.dim(1).unwrap(), 3);
+    assert_eq!(a.dim(-1), 4);
+    assert_eq!(a.dim(1), 3);
     a.eval().unwrap();
     assert_eq!(a.strides(), &[12, 4, 1]);
     let s = Array::scalar(2.5f32);
@@ -98,7 +98,43 @@ fn construction_rejects_bad_shapes() {
     assert!(matches!(err, Error::Shape(_)), "{err}");
     let ok = Array::from_bytes(&1.5f32.to_le_bytes(), &[1], Dtype::Float32).unwrap();
     assert_eq!(ok.to_vec::<f32>().unwrap(), vec![1.5]);
-    assert!(Array::scalar(1i32).dim(0).is_err());
+    assert!(Array::scalar(1i32).try_dim(0).is_err());
+}
+
+#[test]
+fn dim_and_try_dim_count_negative_axes_from_the_end() {
+    let a = ops::zeros(&[2, 3, 4], Dtype::Float32).unwrap();
+    for (axis, size) in [(0, 2), (1, 3), (2, 4), (-1, 4), (-2, 3), (-3, 2)] {
+        assert_eq!(a.dim(axis), size, "dim({axis})");
+        assert_eq!(a.try_dim(axis).unwrap(), size, "try_dim({axis})");
+    }
+    for axis in [3, -4, i32::MAX, i32::MIN] {
+        let err = a.try_dim(axis).unwrap_err();
+        assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
+        assert!(
+            err.to_string()
+                .contains(&format!("axis {axis} is out of range")),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+#[should_panic(expected = "axis 3 is out of range for an array of 3 dimensions (shape [2, 3, 4])")]
+fn dim_panics_past_the_last_axis() {
+    ops::zeros(&[2, 3, 4], Dtype::Float32).unwrap().dim(3);
+}
+
+#[test]
+#[should_panic(expected = "axis -2 is out of range for an array of 1 dimensions")]
+fn dim_panics_before_the_first_axis() {
+    Array::from_slice(&[1.0f32, 2.0], &[2]).unwrap().dim(-2);
+}
+
+#[test]
+#[should_panic(expected = "axis 0 is out of range for an array of 0 dimensions")]
+fn dim_panics_on_a_scalar() {
+    Array::scalar(1i32).dim(0);
 }
 
 #[test]

@@ -3,7 +3,7 @@
 
 mod common;
 
-use mlx_rs::fast::{self, AttentionMask, AttentionOptions};
+use mlx_rs::fast::{self, AttentionMask, AttentionOptions, RopeOptions};
 use mlx_rs::ops;
 use mlx_rs::transforms::grad;
 use mlx_rs::{Array, Dtype, Error, Result};
@@ -58,33 +58,21 @@ fn fast_ops_match_python_mlx() {
                 let b = (case.inputs.len() > 2).then(|| input(2));
                 fast::layer_norm(&x, w.as_ref(), b.as_ref(), case.float("eps") as f32)
             }
-            "rope" => fast::rope(
-                &x,
-                case.int("dims"),
-                case.bool("traditional"),
-                Some(case.float("base") as f32),
-                case.float("scale") as f32,
-                case.int("offset"),
-                None,
-            ),
-            "rope_freqs" => fast::rope(
-                &x,
-                case.int("dims"),
-                case.bool("traditional"),
-                None,
-                case.float("scale") as f32,
-                case.int("offset"),
-                Some(&input(1)),
-            ),
-            "rope_dynamic" => fast::rope_dynamic(
-                &x,
-                case.int("dims"),
-                case.bool("traditional"),
-                Some(case.float("base") as f32),
-                case.float("scale") as f32,
-                &input(1),
-                None,
-            ),
+            "rope" | "rope_freqs" | "rope_dynamic" => {
+                let freqs = (case.op == "rope_freqs").then(|| input(1));
+                let options = RopeOptions {
+                    traditional: case.bool("traditional"),
+                    base: freqs.is_none().then(|| case.float("base") as f32),
+                    scale: case.float("scale") as f32,
+                    freqs: freqs.as_ref(),
+                };
+                let dims = case.int("dims");
+                if case.op == "rope_dynamic" {
+                    fast::rope_dynamic(&x, dims, &input(1), options)
+                } else {
+                    fast::rope(&x, dims, case.int("offset"), options)
+                }
+            }
             "sdpa" => {
                 let (k, v) = (input(1), input(2));
                 let mut next = 3;
@@ -196,16 +184,12 @@ fn rope_matches_its_definition() {
     let xv = f64s(&x);
     for traditional in [false, true] {
         for (dims, offset, scale) in [(8usize, 0i32, 1.0f32), (6, 3, 0.5)] {
-            let got = fast::rope(
-                &x,
-                dims as i32,
+            let options = RopeOptions {
                 traditional,
-                Some(10000.0),
                 scale,
-                offset,
-                None,
-            )
-            .unwrap();
+                ..Default::default()
+            };
+            let got = fast::rope(&x, dims as i32, offset, options).unwrap();
             let want = rope_reference(
                 &xv,
                 shape,
@@ -225,9 +209,143 @@ fn rope_matches_its_definition() {
     }
     // per-batch offsets through rope_dynamic
     let offsets = Array::from_slice(&[2i32, 9], &[2]).unwrap();
-    let got = fast::rope_dynamic(&x, 8, false, Some(10000.0), 1.0, &offsets, None).unwrap();
+    let got = fast::rope_dynamic(&x, 8, &offsets, RopeOptions::default()).unwrap();
     let want = rope_reference(&xv, shape, 8, false, 10000.0, 1.0, &[2.0, 9.0]);
     assert_close(&f64s(&got), &want, 1e-4, "rope_dynamic");
+}
+
+/// `mx.fast.rope` called through mlx-c with positional arguments, on the CPU: what
+/// `fast::rope` did before it took [`RopeOptions`].
+fn rope_positional(
+    x: &Array,
+    dims: i32,
+    traditional: bool,
+    base: Option<f32>,
+    scale: f32,
+    offset: i32,
+    freqs: Option<&Array>,
+) -> Array {
+    let base = mlx_sys::mlx_optional_float {
+        value: base.unwrap_or(0.0),
+        has_value: base.is_some(),
+    };
+    let freqs = freqs.map_or(
+        mlx_sys::mlx_array_ {
+            ctx: std::ptr::null_mut(),
+        },
+        |f| f.as_raw_handle(),
+    );
+    // SAFETY: live input handles; the output handle is owned by the returned Array.
+    unsafe {
+        let stream = mlx_sys::mlx_default_cpu_stream_new();
+        let mut res = mlx_sys::mlx_array_new();
+        let code = mlx_sys::mlx_fast_rope(
+            &mut res,
+            x.as_raw_handle(),
+            dims,
+            traditional,
+            base,
+            scale,
+            offset,
+            freqs,
+            stream,
+        );
+        mlx_sys::mlx_stream_free(stream);
+        assert_eq!(code, 0, "mlx_fast_rope failed");
+        Array::from_raw_handle(res)
+    }
+}
+
+#[test]
+fn rope_options_give_the_positional_results() {
+    let x = sample(&[2, 3, 5, 8], 21);
+    let freqs = Array::from_slice(&[1.0f32, 0.5, 0.25, 0.125], &[4]).unwrap();
+    let cpu = mlx_rs::Stream::cpu();
+    for traditional in [false, true] {
+        for (dims, offset, scale) in [(8, 0, 1.0f32), (6, 4, 0.5)] {
+            let cases = [
+                (
+                    RopeOptions {
+                        traditional,
+                        scale,
+                        ..Default::default()
+                    },
+                    Some(10000.0),
+                    None,
+                ),
+                (
+                    RopeOptions {
+                        traditional,
+                        scale,
+                        base: Some(1e6),
+                        freqs: None,
+                    },
+                    Some(1e6),
+                    None,
+                ),
+                (
+                    RopeOptions {
+                        traditional,
+                        scale,
+                        base: None,
+                        freqs: Some(&freqs),
+                    },
+                    None,
+                    Some(&freqs),
+                ),
+            ];
+            for (options, base, f) in cases {
+                let f = f.filter(|_| dims == 8); // freqs has dims / 2 entries
+                if base.is_none() && f.is_none() {
+                    continue;
+                }
+                let got = mlx_rs::with_stream(&cpu, || fast::rope(&x, dims, offset, options));
+                let want = rope_positional(&x, dims, traditional, base, scale, offset, f);
+                assert_eq!(
+                    f64s(&got.unwrap()),
+                    f64s(&want),
+                    "{options:?} dims={dims} offset={offset}"
+                );
+            }
+        }
+    }
+    // rope_dynamic with a scalar offset array is rope with that offset
+    let offset = Array::from(3i32);
+    let options = RopeOptions {
+        base: Some(5e5),
+        ..Default::default()
+    };
+    assert_eq!(
+        f64s(&fast::rope_dynamic(&x, 8, &offset, options).unwrap()),
+        f64s(&fast::rope(&x, 8, 3, options).unwrap())
+    );
+}
+
+#[test]
+fn rope_takes_a_base_or_frequencies_not_both() {
+    let x = sample(&[1, 1, 3, 8], 22);
+    let freqs = sample(&[4], 0);
+    let both = RopeOptions {
+        base: Some(1e4),
+        freqs: Some(&freqs),
+        ..Default::default()
+    };
+    for r in [
+        fast::rope(&x, 8, 0, both),
+        fast::rope_dynamic(&x, 8, &Array::from(0i32), both),
+    ] {
+        match r {
+            Err(Error::InvalidArgument(m)) => assert!(m.contains("not both"), "{m}"),
+            other => panic!("expected InvalidArgument, got {other:?}"),
+        }
+    }
+    // neither: the default base
+    let default = fast::rope(&x, 8, 2, RopeOptions::default()).unwrap();
+    let base = RopeOptions {
+        base: Some(RopeOptions::DEFAULT_BASE),
+        ..Default::default()
+    };
+    assert_eq!(f64s(&default), f64s(&fast::rope(&x, 8, 2, base).unwrap()));
 }
 
 /// softmax(scale · q kᵀ + mask) v on [B, N, T, D] data (same number of heads), f64.
@@ -397,16 +515,13 @@ fn bad_inputs_are_errors() {
         "layer_norm bias of the wrong size",
     );
     let x4 = sample(&[1, 1, 3, 8], 15);
+    let freqs = sample(&[3], 0);
+    let options = RopeOptions {
+        freqs: Some(&freqs),
+        ..Default::default()
+    };
     is_mlx(
-        fast::rope(&x4, 8, false, None, 1.0, 0, None),
-        "rope with neither base nor freqs",
-    );
-    is_mlx(
-        fast::rope(&x4, 8, false, Some(1e4), 1.0, 0, Some(&sample(&[4], 0))),
-        "rope with both base and freqs",
-    );
-    is_mlx(
-        fast::rope(&x4, 8, false, None, 1.0, 0, Some(&sample(&[3], 0))),
+        fast::rope(&x4, 8, 0, options),
         "rope freqs of the wrong size",
     );
     let k = sample(&[1, 1, 3, 4], 16);

@@ -110,6 +110,40 @@ fn macro_forms() {
     );
     assert_eq!(a.index(&s![..]).unwrap().shape(), &[4, 5]);
     assert_eq!(a.index(&[]).unwrap().shape(), &[4, 5]);
+    // Python's `...` and `None`, anywhere in the list, with or without a trailing comma.
+    let shape = |idx: &[Index]| a.index(idx).unwrap().shape().to_vec();
+    assert_eq!(shape(&s![None, ..., None]), vec![1, 4, 5, 1]);
+    assert_eq!(shape(&s![None, ..., None,]), vec![1, 4, 5, 1]);
+    assert_eq!(shape(&s![...]), vec![4, 5]);
+    assert_eq!(shape(&s![..., -1]), vec![4]);
+    assert_eq!(vals(&a.index(&s![..., -1]).unwrap()), vec![4, 9, 14, 19]);
+    assert_eq!(shape(&s![.., None, 1..3]), vec![4, 1, 2]);
+    assert_eq!(shape(&s![..., 1..;2, None]), vec![4, 2, 1]);
+}
+
+#[test]
+fn macro_forms_model_code_uses() {
+    // [B, T, D]
+    let h = iota(&[2, 3, 4]);
+    // h[:, -1, :]: the last position
+    let last = h.index(&s![.., -1, ..]).unwrap();
+    assert_eq!(last.shape(), &[2, 4]);
+    assert_eq!(vals(&last), vec![8, 9, 10, 11, 20, 21, 22, 23]);
+    // h[:, t-1:t, :] with computed bounds keeps the axis
+    let t = h.dim(1);
+    let kept = h.index(&s![.., t - 1..t, ..]).unwrap();
+    assert_eq!(kept.shape(), &[2, 1, 4]);
+    assert_eq!(vals(&kept), vals(&last));
+    // h[..., ::2] and h[..., 1::2]: even and odd features (steps through the ellipsis)
+    assert_eq!(vals(&h.index(&s![..., ..;2]).unwrap())[..4], [0, 2, 4, 6]);
+    assert_eq!(vals(&h.index(&s![..., 1..;2]).unwrap())[..4], [1, 3, 5, 7]);
+    // h[:, ::-1]: positions reversed
+    assert_eq!(vals(&h.index(&s![.., ..;-1]).unwrap())[..4], [8, 9, 10, 11]);
+    // h[:, :, None, :]: a new axis between positions and features
+    assert_eq!(
+        h.index(&s![.., .., None, ..]).unwrap().shape(),
+        &[2, 3, 1, 4]
+    );
 }
 
 /// Results are lazy views/gathers of the input: indexing does not change the original,

@@ -1,5 +1,5 @@
 """Oracle cases for creation, shape, indexing, sort, conv and quantized ops
-(mlx-rs/tests/ops_shape.rs) and for NumPy-style indexing (mlx-rs/tests/indexing.rs).
+(mlx-rs/tests/ops_shape/) and for NumPy-style indexing (mlx-rs/tests/indexing.rs).
 
 Writes mlx-rs/tests/fixtures/ops_shape.json and ops_shape_index.json. Where Python MLX
 has no binding for an op (gather, scatter, copy, number_of_elements, masked_scatter),

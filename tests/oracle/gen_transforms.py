@@ -1,4 +1,4 @@
-"""Oracle for mlx-rs/tests/transforms.rs: gradients, VJPs, JVPs and vmaps of small
+"""Oracle for mlx-rs/tests/transforms/: gradients, VJPs, JVPs and vmaps of small
 functions, computed by Python MLX. The Rust test defines the same functions (by `op`
 name) with mlx-rs and compares."""
 import mlx.core as mx

@@ -6,10 +6,11 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use mlx_lm::cli::{BenchNote, ModelCli, RandomWeights, Result, SamplingDefaults};
+use mlx_lm::kernels::gated_delta::DEFAULT_CHUNK;
+use mlx_lm::Checkpoint;
+use mlx_rs::Device;
 use qwen3_5::config::{Config, LayerType};
-use qwen3_5::model::chunked;
-use qwen3_5::weights::{Checkpoint, Weights};
-use qwen3_5::{Model, QWEN3_5_REAL_VOCAB_SIZE};
+use qwen3_5::{Decode, Model, ModelOptions, Prefill, QWEN3_5_REAL_VOCAB_SIZE};
 use serde_json::{json, Value};
 
 /// How many ops MLX's CUDA backend puts in one CUDA graph before handing it to the GPU
@@ -32,26 +33,119 @@ pub fn set_mlx_environment() {
 pub struct Qwen35;
 
 /// Qwen 3.5's own flags, taken by every command that runs the model (`generate`, `chat`,
-/// `logits`, `bench`) and applied in [`Qwen35::load`] and [`Qwen35::random`]. Options of
-/// the model chosen at load (the decode path, compiled layers, the CPU GEMM and its
-/// threads) belong here as fields, passed on to the loader.
-#[derive(Debug, clap::Args)]
+/// `logits`, `bench`): the [`ModelOptions`] it is loaded with. A flag left out takes the
+/// default of the device the model runs on ([`ModelOptions::for_device`]).
+#[derive(Debug, Clone, clap::Args)]
 pub struct Options {
+    /// Decode steps: fused (kernels / compiled graphs, the default) or reference (the
+    /// plain ops of the reference forward pass).
+    #[arg(long, value_enum, value_name = "fused|reference")]
+    pub decode: Option<DecodeArg>,
+    /// Each layer's decode step as one compiled function (default: on for a CUDA GPU, off
+    /// on the CPU and on macOS).
+    #[arg(long, value_enum, value_name = "on|off")]
+    pub compile_layers: Option<Switch>,
+    /// Float32 products of 32 rows or more on the CPU (prefill) in the packed GEMM instead
+    /// of MLX's BLAS (default: on for the CPU except on macOS).
+    #[arg(long, value_enum, value_name = "on|off")]
+    pub cpu_gemm: Option<Switch>,
+    /// Threads a CPU product is spread over (default: the cores, at most 8).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..),
+          allow_negative_numbers = true)]
+    pub cpu_threads: Option<u32>,
     /// Run prefill with the sequential gated delta rule instead of the chunked form.
     #[arg(long, hide = true)]
     pub sequential_prefill: bool,
     /// Chunk size of the chunked prefill.
-    #[arg(long, hide = true, value_name = "C", default_value_t = chunked::DEFAULT_CHUNK,
+    #[arg(long, hide = true, value_name = "C", default_value_t = DEFAULT_CHUNK,
           value_parser = clap::value_parser!(i32).range(1..), allow_negative_numbers = true)]
     pub prefill_chunk: i32,
 }
 
-impl Options {
-    /// Applies the process-wide settings (the prefill form).
-    fn apply(&self) -> Result<()> {
-        chunked::set_prefill_chunk((!self.sequential_prefill).then_some(self.prefill_chunk))?;
-        Ok(())
+impl Default for Options {
+    /// No flag given: the device's defaults.
+    fn default() -> Self {
+        Options {
+            decode: None,
+            compile_layers: None,
+            cpu_gemm: None,
+            cpu_threads: None,
+            sequential_prefill: false,
+            prefill_chunk: DEFAULT_CHUNK,
+        }
     }
+}
+
+/// `--decode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DecodeArg {
+    /// The fused forms.
+    Fused,
+    /// The plain ops of the reference forward pass.
+    Reference,
+}
+
+/// An on/off flag value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Switch {
+    /// On.
+    On,
+    /// Off.
+    Off,
+}
+
+impl Options {
+    /// The options for a model on `device`: its defaults, with the flags given.
+    pub fn resolve(&self, device: &Device) -> ModelOptions {
+        let mut o = ModelOptions::for_device(device);
+        if let Some(d) = self.decode {
+            o.decode = match d {
+                DecodeArg::Fused => Decode::Fused,
+                DecodeArg::Reference => Decode::Reference,
+            };
+        }
+        if let Some(s) = self.compile_layers {
+            o.compile_layers = s == Switch::On;
+        }
+        if let Some(s) = self.cpu_gemm {
+            o.cpu_gemm = s == Switch::On;
+        }
+        if let Some(n) = self.cpu_threads {
+            o.cpu_threads = n as usize;
+        }
+        o.prefill = if self.sequential_prefill {
+            Prefill::Sequential
+        } else {
+            Prefill::Chunked(self.prefill_chunk)
+        };
+        o
+    }
+
+    /// The options for the device the command line has selected (MLX's default device).
+    fn for_current_device(&self) -> ModelOptions {
+        self.resolve(&current_device())
+    }
+}
+
+/// The device of the current default stream (the CPU when MLX cannot say).
+fn current_device() -> Device {
+    mlx_rs::current_stream()
+        .and_then(|s| s.device())
+        .unwrap_or_else(|_| Device::cpu())
+}
+
+/// The options as the bench's JSON records them (`"options"`) and its text report shows
+/// them (`options: …`). The prefill form has its own entry (`"prefill"`).
+fn options_json(o: &ModelOptions) -> Value {
+    json!({
+        "decode": match o.decode {
+            Decode::Fused => "fused",
+            Decode::Reference => "reference",
+        },
+        "compile_layers": o.compile_layers,
+        "cpu_gemm": o.cpu_gemm,
+        "cpu_threads": o.cpu_threads,
+    })
 }
 
 impl ModelCli for Qwen35 {
@@ -61,18 +155,18 @@ impl ModelCli for Qwen35 {
     const ABOUT: &'static str = "Qwen 3.5 (text) on MLX: generate, chat, dump logits.";
 
     fn load(dir: &Path, options: &Options) -> Result<Model> {
-        options.apply()?;
-        Ok(qwen3_5::load(dir)?)
+        Ok(qwen3_5::load_with(dir, options.for_current_device())?)
     }
 
     fn random(config: &Value, weights: &RandomWeights, options: &Options) -> Result<Model> {
-        options.apply()?;
         let config = Config::from_json(config)?;
         let arrays = weights.generate(&tensor_shapes(&config))?;
-        let mut weights = Weights::from_checkpoint(Checkpoint::from_arrays(arrays), &config)?;
-        let model = Model::from_weights(config, &mut weights)?;
-        weights.finish()?;
-        Ok(model)
+        let checkpoint = Checkpoint::from_arrays(arrays);
+        Ok(Model::from_checkpoint(
+            config,
+            checkpoint,
+            options.for_current_device(),
+        )?)
     }
 
     fn bench_presets() -> Vec<(&'static str, Value)> {
@@ -94,10 +188,11 @@ impl ModelCli for Qwen35 {
         Some(QWEN3_5_REAL_VOCAB_SIZE as usize)
     }
 
-    fn bench_notes(_options: &Options, on_gpu: bool) -> Vec<BenchNote> {
-        let prefill = match chunked::prefill_chunk() {
-            Some(c) => (json!({"chunked": c}), format!("prefill: chunked ({c})")),
-            None => (json!("sequential"), "prefill: sequential".into()),
+    fn bench_notes(options: &Options, on_gpu: bool) -> Vec<BenchNote> {
+        let options = options.for_current_device();
+        let prefill = match options.prefill {
+            Prefill::Chunked(c) => (json!({"chunked": c}), format!("prefill: chunked ({c})")),
+            Prefill::Sequential => (json!("sequential"), "prefill: sequential".into()),
         };
         // The binary reads the environment it set up (`set_mlx_environment`).
         let ops = std::env::var("MLX_MAX_OPS_PER_BUFFER").ok();
@@ -106,6 +201,11 @@ impl ModelCli for Qwen35 {
                 key: "prefill",
                 value: prefill.0,
                 text: Some(prefill.1),
+            },
+            BenchNote {
+                key: "options",
+                value: options_json(&options),
+                text: Some(format!("options: {}", options_json(&options))),
             },
             BenchNote {
                 key: "mlx_max_ops_per_buffer",
@@ -211,6 +311,69 @@ fn tensor_shapes(config: &Config) -> BTreeMap<String, Vec<i32>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn options_flags_override_the_device_defaults() {
+        let cpu = Device::cpu();
+        let defaults = ModelOptions::for_device(&cpu);
+        assert_eq!(Options::default().resolve(&cpu), defaults);
+        let args = Options {
+            decode: Some(DecodeArg::Reference),
+            compile_layers: Some(Switch::On),
+            cpu_gemm: Some(Switch::Off),
+            cpu_threads: Some(3),
+            sequential_prefill: true,
+            prefill_chunk: DEFAULT_CHUNK,
+        };
+        let o = args.resolve(&cpu);
+        assert_eq!(o.decode, Decode::Reference);
+        assert!(o.compile_layers && !o.cpu_gemm);
+        assert_eq!(o.cpu_threads, 3);
+        assert_eq!(o.prefill, Prefill::Sequential);
+    }
+
+    #[test]
+    fn options_flags_parse() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            options: Options,
+        }
+        let parse = |args: &[&str]| Cli::try_parse_from([&["qwen3_5"], args].concat());
+        let o = parse(&[]).unwrap().options;
+        assert_eq!(
+            o.resolve(&Device::cpu()),
+            ModelOptions::for_device(&Device::cpu())
+        );
+        let o = parse(&[
+            "--decode",
+            "reference",
+            "--compile-layers",
+            "on",
+            "--cpu-gemm",
+            "off",
+            "--cpu-threads",
+            "2",
+            "--prefill-chunk",
+            "16",
+        ])
+        .unwrap()
+        .options
+        .resolve(&Device::cpu());
+        assert_eq!(o.decode, Decode::Reference);
+        assert!(o.compile_layers && !o.cpu_gemm);
+        assert_eq!((o.cpu_threads, o.prefill), (2, Prefill::Chunked(16)));
+        for bad in [
+            &["--cpu-threads", "0"][..],
+            &["--cpu-threads", "-1"],
+            &["--decode", "fast"],
+            &["--cpu-gemm", "yes"],
+            &["--prefill-chunk", "0"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn presets_parse() {

@@ -13,7 +13,7 @@ pub use mlx_lm::generate::{
 pub const QWEN3_5_REAL_VOCAB_SIZE: i32 = 248077;
 
 impl Model {
-    /// Starts generating after `prompt` from an empty cache ([`mlx_lm::generate`]).
+    /// Starts generating after `prompt` from an empty cache ([`mlx_lm::generate()`]).
     pub fn generate(&self, prompt: &[u32], options: GenerateOptions) -> Result<Generation<'_>> {
         mlx_lm::generate(self, prompt, options)
     }

@@ -47,6 +47,7 @@ pub mod config;
 pub mod error;
 pub mod generate;
 pub mod model;
+pub mod options;
 pub mod weights;
 
 pub use cache::Cache;
@@ -57,10 +58,17 @@ pub use generate::{
 };
 pub use mlx_lm::{Sampler, SamplingParams};
 pub use model::Model;
+pub use options::{Decode, ModelOptions, Prefill};
 
 /// Loads a model folder (`config.json` + safetensors, Hugging Face or MLX layout, dense
 /// or MLX-quantized). Strict: the error names a missing, unexpected or mis-shaped tensor,
 /// or a missing or invalid config field.
 pub fn load(dir: impl AsRef<std::path::Path>) -> Result<Model> {
     Model::load(dir)
+}
+
+/// [`load`] with `options` (see [`ModelOptions`]; [`load`] takes the defaults of the
+/// current device).
+pub fn load_with(dir: impl AsRef<std::path::Path>, options: ModelOptions) -> Result<Model> {
+    Model::load_with(dir, options)
 }

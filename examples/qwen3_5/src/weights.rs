@@ -1,258 +1,38 @@
-//! Loading checkpoints: single or sharded safetensors, both key layouts, quantized tensors; strict checks.
+//! Checkpoint layouts and the model's `sanitize` step: every tensor of a checkpoint, as
+//! stored, into the names and forms of the model's parameters (mlx-lm's
+//! `Model.sanitize` of `qwen3_5.py`).
 //!
 //! Two layouts exist:
-//! - **Hugging Face** (`Qwen/Qwen3.5-2B`): keys `model.language_model.*` (or `model.*` for a
-//!   text-only export), zero-centred norm weights (the model multiplies by `1 + w`), and
-//!   DeltaNet conv weights `[C, 1, K]`.
-//! - **MLX** (mlx-lm / mlx-community): keys `language_model.model.*`, norm weights already
-//!   shifted by one, conv weights `[C, K, 1]`, optionally affine-quantized
-//!   (`.weight` packed `uint32` + `.scales` + `.biases`).
+//! - **Hugging Face** (`Qwen/Qwen3.5-2B`): keys `model.language_model.*` (or `model.*` for
+//!   a text-only export) and `lm_head.weight`, zero-centred norm weights (the model
+//!   multiplies by `1 + w`), and DeltaNet conv weights `[C, 1, K]`.
+//! - **MLX** (mlx-lm / mlx-community): keys `language_model.model.*` and
+//!   `language_model.lm_head.weight`, norm weights already shifted by one, conv weights
+//!   `[C, K, 1]`, optionally affine-quantized (`.weight` packed `uint32` + `.scales` +
+//!   `.biases`).
 //!
-//! As in mlx-lm, the conv weight's shape decides whether the norms still need `+1`, so a
-//! checkpoint is never shifted twice. The DeltaNet output norm (`linear_attn.norm`) is a
-//! plain weight in both layouts and never shifted.
+//! [`sanitize`] turns either into the MLX one, which is how the model's parameters are
+//! named ([`crate::Model`]). As in mlx-lm, a conv weight whose last axis is not 1 marks
+//! a Hugging Face checkpoint, and only then are the `1 + w` norms shifted, so a checkpoint
+//! is never shifted twice; the DeltaNet output norm (`linear_attn.norm`) is a plain weight
+//! in both layouts and never shifted. Vision-tower (`model.visual.*`, `vision_tower.*`)
+//! and multi-token-prediction (`mtp.*`) tensors are dropped, and so is a stored
+//! `lm_head` next to tied embeddings (as transformers and mlx-lm ignore it).
 //!
-//! Loading is strict: a tensor the configuration needs and the files lack, a tensor the
-//! files hold and the model does not use, or a tensor of the wrong shape or dtype is an
-//! error naming the tensor. Vision-tower (`model.visual.*`, `vision_tower.*`) and
-//! multi-token-prediction (`mtp.*`) tensors are skipped; an `lm_head` next to tied
-//! embeddings is ignored, as transformers and mlx-lm do.
+//! What is left must match the model exactly: loading ([`mlx_lm::load`]) is strict, and
+//! its errors name the tensor as the model names it; [`Sanitizer::explain`] adds the name
+//! the checkpoint stores it under when that differs.
 
-use crate::config::{check_quant_params, Config, QuantParams};
+use crate::config::{Config, QuantParams};
 use crate::error::{Error, Result};
-use crate::model::linear::{Embedding, Linear, Quantized};
-use memmap2::Mmap;
-use mlx_rs::{Array, Dtype};
-use safetensors::tensor::{Dtype as StDtype, SafeTensors};
-use std::collections::{BTreeMap, BTreeSet};
-use std::fs::File;
-use std::path::{Path, PathBuf};
+use mlx_lm::load::Quantization;
+use mlx_rs::nn::ParamMap;
+use mlx_rs::ops::{self, QuantizationMode, QuantizeOptions};
+use mlx_rs::Array;
+use std::collections::BTreeMap;
 
-/// One tensor's place in a memory-mapped file.
-#[derive(Debug, Clone)]
-struct Entry {
-    file: usize,
-    dtype: Dtype,
-    shape: Vec<i32>,
-    start: usize,
-    end: usize,
-}
-
-/// The safetensors files of a checkpoint, memory-mapped, with every tensor's location.
-pub struct Checkpoint {
-    files: Vec<(PathBuf, Mmap)>,
-    tensors: BTreeMap<String, Entry>,
-    /// Tensors held in memory instead (see [`Checkpoint::from_arrays`]).
-    arrays: BTreeMap<String, Array>,
-}
-
-impl Checkpoint {
-    /// Opens `dir/model.safetensors.index.json` (sharded), else `dir/model.safetensors`,
-    /// else every `dir/model*.safetensors`.
-    pub fn open(dir: impl AsRef<Path>) -> Result<Checkpoint> {
-        let dir = dir.as_ref();
-        let index = dir.join("model.safetensors.index.json");
-        let (paths, weight_map) = if index.is_file() {
-            let text = std::fs::read_to_string(&index).map_err(|e| Error::io(&index, e))?;
-            let value: serde_json::Value =
-                serde_json::from_str(&text).map_err(|source| Error::Json {
-                    path: index.clone(),
-                    source,
-                })?;
-            let map = value
-                .get("weight_map")
-                .and_then(|m| m.as_object())
-                .ok_or_else(|| {
-                    Error::Weights(format!("{}: no \"weight_map\" object", index.display()))
-                })?;
-            let mut weight_map = BTreeMap::new();
-            let mut files = BTreeSet::new();
-            for (name, file) in map {
-                let file = file.as_str().ok_or_else(|| {
-                    Error::Weights(format!(
-                        "{}: weight_map[{name:?}] is not a file name",
-                        index.display()
-                    ))
-                })?;
-                if file.contains('/') || file.contains('\\') || file.starts_with('.') {
-                    return Err(Error::Weights(format!(
-                        "{}: weight_map[{name:?}] = {file:?} is not a file in the model folder",
-                        index.display()
-                    )));
-                }
-                files.insert(file.to_string());
-                weight_map.insert(name.clone(), file.to_string());
-            }
-            (
-                files.into_iter().map(|f| dir.join(f)).collect::<Vec<_>>(),
-                Some(weight_map),
-            )
-        } else if dir.join("model.safetensors").is_file() {
-            (vec![dir.join("model.safetensors")], None)
-        } else {
-            let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
-                .map_err(|e| Error::io(dir, e))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| {
-                    p.file_name()
-                        .and_then(|n| n.to_str())
-                        .is_some_and(|n| n.starts_with("model") && n.ends_with(".safetensors"))
-                })
-                .collect();
-            found.sort();
-            if found.is_empty() {
-                return Err(Error::Weights(format!(
-                    "{}: no model.safetensors, model.safetensors.index.json or model*.safetensors",
-                    dir.display()
-                )));
-            }
-            (found, None)
-        };
-
-        let mut files = Vec::new();
-        let mut tensors = BTreeMap::new();
-        for path in paths {
-            let file = File::open(&path).map_err(|e| Error::io(&path, e))?;
-            // SAFETY: the map is read-only; the checkpoint files are not expected to change
-            // while a model loads (as with every mmap-based loader).
-            let mmap = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(&path, e))?;
-            let (header_len, metadata) = SafeTensors::read_metadata(&mmap).map_err(|e| {
-                Error::Weights(format!("{}: not a safetensors file: {e}", path.display()))
-            })?;
-            let base = 8 + header_len;
-            let file_idx = files.len();
-            for (name, info) in metadata.tensors() {
-                let dtype = match info.dtype {
-                    StDtype::BF16 => Dtype::Bfloat16,
-                    StDtype::F16 => Dtype::Float16,
-                    StDtype::F32 => Dtype::Float32,
-                    StDtype::U32 => Dtype::Uint32,
-                    StDtype::U8 => Dtype::Uint8,
-                    StDtype::I32 => Dtype::Int32,
-                    StDtype::I16 => Dtype::Int16,
-                    StDtype::I8 => Dtype::Int8,
-                    StDtype::U16 => Dtype::Uint16,
-                    StDtype::U64 => Dtype::Uint64,
-                    StDtype::I64 => Dtype::Int64,
-                    StDtype::F64 => Dtype::Float64,
-                    StDtype::BOOL => Dtype::Bool,
-                    other => {
-                        return Err(Error::Weights(format!(
-                            "{name} (in {}): dtype {other:?} is not supported",
-                            path.display()
-                        )))
-                    }
-                };
-                let shape = info
-                    .shape
-                    .iter()
-                    .map(|&d| i32::try_from(d))
-                    .collect::<std::result::Result<Vec<_>, _>>()
-                    .map_err(|_| {
-                        Error::Weights(format!("{name}: shape {:?} is too large", info.shape))
-                    })?;
-                let entry = Entry {
-                    file: file_idx,
-                    dtype,
-                    shape,
-                    start: base + info.data_offsets.0,
-                    end: base + info.data_offsets.1,
-                };
-                if let Some(old) = tensors.insert(name.clone(), entry) {
-                    return Err(Error::Weights(format!(
-                        "{name}: stored twice ({} and {})",
-                        files
-                            .get(old.file)
-                            .map(|(p, _): &(PathBuf, Mmap)| p.display().to_string())
-                            .unwrap_or_else(|| path.display().to_string()),
-                        path.display()
-                    )));
-                }
-                if let Some(map) = &weight_map {
-                    let expected = map.get(&name).map(String::as_str);
-                    let actual = path.file_name().and_then(|n| n.to_str());
-                    if expected != actual {
-                        return Err(Error::Weights(format!(
-                            "{name}: found in {} but the index says {}",
-                            path.display(),
-                            expected.unwrap_or("nothing")
-                        )));
-                    }
-                }
-            }
-            files.push((path, mmap));
-        }
-        if let Some(map) = &weight_map {
-            if let Some((name, file)) = map.iter().find(|(n, _)| !tensors.contains_key(*n)) {
-                return Err(Error::Weights(format!(
-                    "{name}: the index places it in {file}, which does not hold it"
-                )));
-            }
-        }
-        Ok(Checkpoint {
-            files,
-            tensors,
-            arrays: BTreeMap::new(),
-        })
-    }
-
-    /// A checkpoint of arrays already in memory, by stored name (e.g. random weights for
-    /// a benchmark); it is read as the files would be, layout detection and checks
-    /// included.
-    pub fn from_arrays(arrays: BTreeMap<String, Array>) -> Checkpoint {
-        let tensors = arrays
-            .iter()
-            .map(|(name, a)| {
-                let entry = Entry {
-                    file: usize::MAX,
-                    dtype: a.dtype(),
-                    shape: a.shape().to_vec(),
-                    start: 0,
-                    end: 0,
-                };
-                (name.clone(), entry)
-            })
-            .collect();
-        Checkpoint {
-            files: Vec::new(),
-            tensors,
-            arrays,
-        }
-    }
-
-    /// Names of all stored tensors.
-    pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.tensors.keys().map(String::as_str)
-    }
-
-    /// Shape of a stored tensor.
-    pub fn shape(&self, name: &str) -> Option<&[i32]> {
-        self.tensors.get(name).map(|e| e.shape.as_slice())
-    }
-
-    /// Dtype of a stored tensor.
-    pub fn dtype(&self, name: &str) -> Option<Dtype> {
-        self.tensors.get(name).map(|e| e.dtype)
-    }
-
-    /// Copies a stored tensor into an MLX array (with `shape`, which must hold the same
-    /// number of elements as the stored one).
-    fn array_with_shape(&self, name: &str, shape: &[i32]) -> Result<Array> {
-        let e = self
-            .tensors
-            .get(name)
-            .ok_or_else(|| Error::Weights(format!("missing tensor {name}")))?;
-        if let Some(a) = self.arrays.get(name) {
-            return Ok(a.reshape(shape)?);
-        }
-        let bytes = self.files[e.file]
-            .1
-            .get(e.start..e.end)
-            .ok_or_else(|| Error::Weights(format!("{name}: data lies outside its file")))?;
-        Array::from_bytes(bytes, shape, e.dtype)
-            .map_err(|err| Error::Weights(format!("{name}: {err}")))
-    }
-}
+/// The checkpoint files (in mlx-lm, shared by every model crate).
+pub use mlx_lm::checkpoint::Checkpoint;
 
 /// How the checkpoint names and stores tensors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -263,7 +43,7 @@ pub enum Layout {
     Mlx,
 }
 
-/// Key prefixes of the text model's tensors.
+/// Key prefixes of the text model's tensors in a checkpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Naming {
     /// `model.language_model.*`, `lm_head.weight`.
@@ -275,347 +55,272 @@ enum Naming {
 }
 
 impl Naming {
-    fn full_name(self, canonical: &str) -> String {
-        let is_head = canonical.starts_with("lm_head.");
-        match (self, is_head) {
-            (Naming::HfMultimodal, false) => format!("model.language_model.{canonical}"),
-            (Naming::HfText, false) => format!("model.{canonical}"),
-            (Naming::Mlx, false) => format!("language_model.model.{canonical}"),
-            (Naming::Mlx, true) => format!("language_model.{canonical}"),
-            (_, true) => canonical.to_string(),
+    /// How the keys of a checkpoint are prefixed.
+    fn of<'a>(mut keys: impl Iterator<Item = &'a String>) -> Naming {
+        let mut naming = Naming::HfText;
+        for k in keys.by_ref() {
+            if k.starts_with("model.language_model.") {
+                return Naming::HfMultimodal;
+            }
+            if k.starts_with("language_model.") {
+                naming = Naming::Mlx;
+            }
+        }
+        naming
+    }
+
+    /// The name a tensor of the model (MLX name) has in a checkpoint of this naming.
+    fn stored(self, mlx: &str) -> String {
+        let Some(rest) = mlx.strip_prefix("language_model.") else {
+            return mlx.to_string();
+        };
+        match (self, rest.strip_prefix("model.")) {
+            (Naming::Mlx, _) => mlx.to_string(),
+            (Naming::HfMultimodal, Some(inner)) => format!("model.language_model.{inner}"),
+            (Naming::HfMultimodal, None) | (Naming::HfText, _) => rest.to_string(),
         }
     }
 }
 
-/// Tensors that belong to parts of the checkpoint a text model does not use.
-fn is_skipped(name: &str) -> bool {
-    name.starts_with("model.visual.")
+/// Tensors of parts of the checkpoint a text model does not use.
+fn is_dropped(name: &str) -> bool {
+    name.starts_with("model.visual")
         || name.starts_with("visual.")
-        || name.starts_with("vision_tower.")
+        || name.starts_with("vision_tower")
         || name.starts_with("model.vision_tower.")
         || name.contains("mtp.")
 }
 
-/// Splits a key into its naming and its name relative to the text model.
-fn canonical(name: &str) -> Option<(Naming, String)> {
+/// The MLX name of a stored tensor (mlx-lm's renaming).
+fn mlx_name(name: &str) -> String {
     if let Some(rest) = name.strip_prefix("model.language_model.") {
-        return Some((Naming::HfMultimodal, rest.to_string()));
-    }
-    if let Some(rest) = name.strip_prefix("language_model.model.") {
-        return Some((Naming::Mlx, rest.to_string()));
-    }
-    if let Some(rest) = name.strip_prefix("language_model.lm_head.") {
-        return Some((Naming::Mlx, format!("lm_head.{rest}")));
-    }
-    if name.starts_with("lm_head.") {
-        return None; // naming-neutral: resolved once the others are known
-    }
-    if let Some(rest) = name.strip_prefix("model.") {
-        return Some((Naming::HfText, rest.to_string()));
-    }
-    None
-}
-
-/// The tensors of a checkpoint, by name relative to the text model, handed out once each
-/// to the model builder, with checks of presence, shape and dtype.
-pub struct Weights {
-    ckpt: Checkpoint,
-    naming: Naming,
-    layout: Layout,
-    /// canonical name → stored name
-    names: BTreeMap<String, String>,
-    taken: BTreeSet<String>,
-    quantized: bool,
-    per_layer: BTreeMap<String, Option<QuantParams>>,
-}
-
-impl Weights {
-    /// Opens the checkpoint in `dir` and works out its naming and layout.
-    pub fn open(dir: impl AsRef<Path>, config: &Config) -> Result<Weights> {
-        Weights::from_checkpoint(Checkpoint::open(dir)?, config)
-    }
-
-    /// Reads an opened (or in-memory) checkpoint and works out its naming and layout.
-    pub fn from_checkpoint(ckpt: Checkpoint, config: &Config) -> Result<Weights> {
-        let mut naming = None;
-        let mut names = BTreeMap::new();
-        let mut head_names = Vec::new();
-        for name in ckpt.names() {
-            if is_skipped(name) {
-                continue;
-            }
-            if name.starts_with("lm_head.") {
-                head_names.push(name.to_string());
-                continue;
-            }
-            let (n, canon) = canonical(name)
-                .ok_or_else(|| Error::Weights(format!("unexpected tensor {name}")))?;
-            match naming {
-                None => naming = Some(n),
-                Some(first) if first != n => {
-                    return Err(Error::Weights(format!(
-                    "unexpected tensor {name}: its prefix does not match the other tensors ({})",
-                    first.full_name("…")
-                )))
-                }
-                Some(_) => {}
-            }
-            names.insert(canon, name.to_string());
-        }
-        let naming = naming.ok_or_else(|| {
-            Error::Weights("the checkpoint holds no text-model tensors".to_string())
-        })?;
-        for name in head_names {
-            if naming == Naming::Mlx {
-                return Err(Error::Weights(format!(
-                    "unexpected tensor {name}: MLX checkpoints name it language_model.{name}"
-                )));
-            }
-            names.insert(name.clone(), name);
-        }
-
-        let layout = detect_layout(&ckpt, &names, naming, config)?;
-        let quant = config.quantization.as_ref();
-        let mut w = Weights {
-            ckpt,
-            naming,
-            layout,
-            names,
-            taken: BTreeSet::new(),
-            quantized: quant.is_some(),
-            per_layer: quant.map(|q| q.per_layer.clone()).unwrap_or_default(),
-        };
-        if config.text.tie_word_embeddings {
-            // A tied model computes the head from the embedding; a stored copy is ignored.
-            w.taken.extend(
-                w.names
-                    .keys()
-                    .filter(|k| k.starts_with("lm_head."))
-                    .cloned()
-                    .collect::<Vec<_>>(),
-            );
-        }
-        Ok(w)
-    }
-
-    /// The detected layout.
-    pub fn layout(&self) -> Layout {
-        self.layout
-    }
-
-    /// The stored name for a canonical one (as it is or would be stored).
-    fn stored_name(&self, canonical: &str) -> String {
-        self.names
-            .get(canonical)
-            .cloned()
-            .unwrap_or_else(|| self.naming.full_name(canonical))
-    }
-
-    /// Whether the checkpoint has a tensor (canonical name).
-    pub fn contains(&self, canonical: &str) -> bool {
-        self.names.contains_key(canonical)
-    }
-
-    fn entry(&self, canonical: &str) -> Result<(String, Dtype, Vec<i32>)> {
-        let stored = self.names.get(canonical).ok_or_else(|| {
-            Error::Weights(format!("missing tensor {}", self.stored_name(canonical)))
-        })?;
-        let e = &self.ckpt.tensors[stored];
-        Ok((stored.clone(), e.dtype, e.shape.clone()))
-    }
-
-    /// Takes a float tensor of exactly `shape`.
-    pub fn float(&mut self, canonical: &str, shape: &[i32]) -> Result<Array> {
-        let (stored, dtype, found) = self.entry(canonical)?;
-        check_float(&stored, dtype)?;
-        if found != shape {
-            return Err(Error::Weights(format!(
-                "{stored}: shape {found:?}, expected {shape:?}"
-            )));
-        }
-        self.taken.insert(canonical.to_string());
-        self.ckpt.array_with_shape(&stored, shape)
-    }
-
-    /// Takes a `(1 + w)`-style RMSNorm weight `[dim]`, shifting zero-centred (Hugging
-    /// Face) weights by one (evaluated at once) so the model can multiply by it directly.
-    pub fn shifted_norm(&mut self, canonical: &str, dim: i32) -> Result<Array> {
-        let w = self.float(canonical, &[dim])?;
-        match self.layout {
-            Layout::Mlx => Ok(w),
-            Layout::HuggingFace => {
-                let one = Array::scalar(1.0f32).astype(w.dtype())?;
-                let shifted = w.add(&one)?;
-                // Evaluated now, so that the model holds only data: a lazy sum would stay
-                // tied to this thread's stream, and the model could not run on another
-                // thread ("There is no Stream(cpu, …) in current thread").
-                shifted.eval()?;
-                Ok(shifted)
-            }
-        }
-    }
-
-    /// Takes a plain (never shifted) norm weight `[dim]`.
-    pub fn plain_norm(&mut self, canonical: &str, dim: i32) -> Result<Array> {
-        self.float(canonical, &[dim])
-    }
-
-    /// Takes the depthwise conv weight and returns it in MLX's `[C, K, 1]` form.
-    pub fn conv_weight(&mut self, canonical: &str, channels: i32, kernel: i32) -> Result<Array> {
-        let (stored, dtype, found) = self.entry(canonical)?;
-        check_float(&stored, dtype)?;
-        let expected = match self.layout {
-            Layout::HuggingFace => vec![channels, 1, kernel],
-            Layout::Mlx => vec![channels, kernel, 1],
-        };
-        if found != expected {
-            return Err(Error::Weights(format!(
-                "{stored}: shape {found:?}, expected {expected:?}"
-            )));
-        }
-        self.taken.insert(canonical.to_string());
-        // [C, 1, K] and [C, K, 1] hold the same row-major data: only the shape changes.
-        self.ckpt.array_with_shape(&stored, &[channels, kernel, 1])
-    }
-
-    /// Takes a bias-free linear layer `prefix.weight` of logical shape `[out, in]`,
-    /// quantized when `prefix.scales` is stored.
-    pub fn linear(&mut self, prefix: &str, out: i32, inp: i32) -> Result<Linear> {
-        let scales = format!("{prefix}.scales");
-        if !self.contains(&scales) {
-            if let Some(Some(_)) = self.per_layer.get(prefix) {
-                return Err(Error::Weights(format!(
-                    "missing tensor {}: the config quantizes {prefix}",
-                    self.stored_name(&scales)
-                )));
-            }
-            return Linear::dense(self.float(&format!("{prefix}.weight"), &[out, inp])?);
-        }
-        let wname = format!("{prefix}.weight");
-        let bname = format!("{prefix}.biases");
-        let (w_stored, w_dtype, w_shape) = self.entry(&wname)?;
-        let (s_stored, s_dtype, s_shape) = self.entry(&scales)?;
-        let (b_stored, b_dtype, b_shape) = self.entry(&bname)?;
-        if !self.quantized {
-            return Err(Error::Weights(format!(
-                "{s_stored}: a quantized tensor, but config.json has no \"quantization\""
-            )));
-        }
-        if let Some(None) = self.per_layer.get(prefix) {
-            return Err(Error::Weights(format!(
-                "unexpected tensor {s_stored}: the config leaves {prefix} unquantized"
-            )));
-        }
-        if w_dtype != Dtype::Uint32 {
-            return Err(Error::Weights(format!(
-                "{w_stored}: dtype {w_dtype}, expected uint32 (packed quantized weights)"
-            )));
-        }
-        check_float(&s_stored, s_dtype)?;
-        check_float(&b_stored, b_dtype)?;
-        let bad_shape = |name: &str, found: &[i32], what: &str| {
-            Error::Weights(format!(
-                "{name}: shape {found:?} does not fit a quantized [{out}, {inp}] layer ({what})"
-            ))
-        };
-        if w_shape.len() != 2 || w_shape[0] != out || w_shape[1] <= 0 {
-            return Err(bad_shape(&w_stored, &w_shape, "rows"));
-        }
-        if s_shape.len() != 2 || s_shape[0] != out || s_shape[1] <= 0 || inp % s_shape[1] != 0 {
-            return Err(bad_shape(&s_stored, &s_shape, "groups"));
-        }
-        if b_shape != s_shape {
-            return Err(Error::Weights(format!(
-                "{b_stored}: shape {b_shape:?}, expected {s_shape:?} (as the scales)"
-            )));
-        }
-        let group_size = inp / s_shape[1];
-        if (w_shape[1] as i64 * 32) % inp as i64 != 0 {
-            return Err(bad_shape(&w_stored, &w_shape, "packed width"));
-        }
-        let bits = (w_shape[1] as i64 * 32 / inp as i64) as i32;
-        check_quant_params(group_size, bits)
-            .map_err(|m| Error::Weights(format!("{w_stored}: inferred quantization {m}")))?;
-        let params = QuantParams { group_size, bits };
-        if let Some(Some(cfg)) = self.per_layer.get(prefix) {
-            if *cfg != params {
-                return Err(Error::Weights(format!(
-                    "{w_stored}: stored with group_size {group_size} and {bits} bits, but the config says group_size {} and {} bits",
-                    cfg.group_size, cfg.bits
-                )));
-            }
-        }
-        for n in [&wname, &scales, &bname] {
-            self.taken.insert(n.clone());
-        }
-        Ok(Linear::Quantized(Quantized {
-            weight: self.ckpt.array_with_shape(&w_stored, &w_shape)?,
-            scales: self.ckpt.array_with_shape(&s_stored, &s_shape)?,
-            biases: self.ckpt.array_with_shape(&b_stored, &b_shape)?,
-            params,
-        }))
-    }
-
-    /// Takes an embedding table `[vocab, hidden]`, dense or quantized.
-    pub fn embedding(&mut self, prefix: &str, vocab: i32, hidden: i32) -> Result<Embedding> {
-        Ok(Embedding {
-            table: self.linear(prefix, vocab, hidden)?,
-        })
-    }
-
-    /// Fails on the first stored tensor that the model did not take.
-    pub fn finish(self) -> Result<()> {
-        if let Some((_, stored)) = self.names.iter().find(|(c, _)| !self.taken.contains(*c)) {
-            return Err(Error::Weights(format!("unexpected tensor {stored}")));
-        }
-        Ok(())
+        format!("language_model.model.{rest}")
+    } else if name.starts_with("language_model.") {
+        name.to_string()
+    } else {
+        format!("language_model.{name}")
     }
 }
 
-fn check_float(name: &str, dtype: Dtype) -> Result<()> {
-    match dtype {
-        Dtype::Bfloat16 | Dtype::Float16 | Dtype::Float32 => Ok(()),
-        other => Err(Error::Weights(format!(
-            "{name}: dtype {other}, expected bfloat16, float16 or float32"
-        ))),
-    }
-}
+/// The `(1 + w)` norms whose Hugging Face weights are zero-centred (mlx-lm's list).
+const SHIFTED_NORMS: [&str; 5] = [
+    ".input_layernorm.weight",
+    ".post_attention_layernorm.weight",
+    "model.norm.weight",
+    ".q_norm.weight",
+    ".k_norm.weight",
+];
 
-/// Hugging Face (unconverted) or MLX, from the DeltaNet conv weights as mlx-lm decides it:
-/// `[C, 1, K]` is unconverted, `[C, K, 1]` converted. When the shape cannot tell (no conv
-/// weight, or `K = 1`), the key prefix decides.
-fn detect_layout(
-    ckpt: &Checkpoint,
-    names: &BTreeMap<String, String>,
-    naming: Naming,
-    config: &Config,
-) -> Result<Layout> {
-    let k = config.text.linear_conv_kernel_dim;
-    let mut layout: Option<(Layout, &str)> = None;
-    for (canon, stored) in names {
-        if !canon.ends_with(".linear_attn.conv1d.weight") {
+/// Hugging Face (unconverted) or MLX, from the DeltaNet conv weights (MLX names), as
+/// mlx-lm decides it: `[C, 1, K]` (a last axis other than 1) is unconverted. When the
+/// shapes cannot tell (no conv weight, or a kernel of 1) the key prefixes decide. Conv
+/// weights of both forms are an error naming one of each.
+fn detect_layout(weights: &ParamMap, naming: Naming, kernel: i32) -> Result<Layout> {
+    let mut found: Option<(Layout, &str)> = None;
+    for (name, w) in weights {
+        if !name.contains("conv1d.weight") {
             continue;
         }
-        let shape = ckpt.shape(stored).unwrap_or(&[]);
-        let this = match shape {
-            [_, 1, kk] if *kk == k && k != 1 => Layout::HuggingFace,
-            [_, kk, 1] if *kk == k && k != 1 => Layout::Mlx,
-            _ => continue, // reported as a shape error when the layer is built
+        let this = match w.shape() {
+            _ if kernel == 1 => continue,
+            [_, 1, k] if *k == kernel => Layout::HuggingFace,
+            [_, k, 1] if *k == kernel => Layout::Mlx,
+            _ => continue, // a shape error of the update
         };
-        match layout {
-            None => layout = Some((this, stored)),
+        match found {
+            None => found = Some((this, name)),
             Some((first, first_name)) if first != this => {
                 return Err(Error::Weights(format!(
-                    "{stored}: shape {shape:?} is in a different layout than {first_name} ({:?})",
-                    ckpt.shape(first_name).unwrap_or(&[])
+                    "{name}: shape {:?} is in a different layout than {first_name} ({:?})",
+                    w.shape(),
+                    weights[first_name].shape()
                 )))
             }
             Some(_) => {}
         }
     }
-    Ok(match layout {
-        Some((l, _)) => l,
+    Ok(match found {
+        Some((layout, _)) => layout,
         None if naming == Naming::Mlx => Layout::Mlx,
         None => Layout::HuggingFace,
     })
+}
+
+/// Turns the tensors of a checkpoint of either layout into the model's parameters (MLX
+/// names and forms; see the [module docs](self)): drops vision, MTP and tied-head
+/// tensors, renames Hugging Face keys, moves conv weights `[C, 1, K]` to `[C, K, 1]` and
+/// shifts the `1 + w` norms of Hugging Face checkpoints by one.
+///
+/// # Errors
+/// Two stored tensors with one MLX name, and conv weights in both layouts.
+pub fn sanitize(weights: ParamMap, config: &Config) -> Result<ParamMap> {
+    Sanitizer::new(config).sanitize(weights)
+}
+
+/// [`sanitize`], remembering what it saw: the [`Layout`], and each tensor's stored name
+/// for error messages ([`Sanitizer::explain`]).
+#[derive(Debug, Clone)]
+pub struct Sanitizer {
+    tied: bool,
+    kernel: i32,
+    layout: Layout,
+    naming: Naming,
+    /// MLX name → stored name, where they differ.
+    stored: BTreeMap<String, String>,
+}
+
+impl Sanitizer {
+    /// A sanitizer for checkpoints of the model `config` describes.
+    pub fn new(config: &Config) -> Sanitizer {
+        Sanitizer {
+            tied: config.text.tie_word_embeddings,
+            kernel: config.text.linear_conv_kernel_dim,
+            layout: Layout::Mlx,
+            naming: Naming::Mlx,
+            stored: BTreeMap::new(),
+        }
+    }
+
+    /// The layout of the checkpoint last sanitized.
+    pub fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    /// See [`sanitize`].
+    pub fn sanitize(&mut self, weights: ParamMap) -> Result<ParamMap> {
+        self.naming = Naming::of(weights.keys());
+        let mut out = ParamMap::new();
+        for (name, w) in weights {
+            if is_dropped(&name) {
+                continue;
+            }
+            let key = mlx_name(&name);
+            if self.tied && key.starts_with("language_model.lm_head.") {
+                continue;
+            }
+            if key != name {
+                self.stored.insert(key.clone(), name.clone());
+            }
+            if out.insert(key.clone(), w).is_some() {
+                return Err(Error::Weights(format!(
+                    "{name}: stored twice (also as {})",
+                    self.stored_name(&key)
+                )));
+            }
+        }
+        self.layout = detect_layout(&out, self.naming, self.kernel)?;
+        for (key, w) in out.iter_mut() {
+            if key.contains("conv1d.weight") && w.shape().last().is_some_and(|&k| k != 1) {
+                *w = match w.shape() {
+                    // The same data: only the shape changes.
+                    &[c, 1, k] => w.reshape(&[c, k, 1])?,
+                    _ => ops::moveaxis(w, 2, 1)?,
+                };
+            }
+            let shifted = SHIFTED_NORMS.iter().any(|s| key.ends_with(s));
+            if self.layout == Layout::HuggingFace
+                && shifted
+                && w.ndim() == 1
+                && w.dtype().is_float()
+            {
+                *w = w.add(&Array::scalar(1.0f32).astype(w.dtype())?)?;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The name the checkpoint stores (or would store) the tensor `mlx` under.
+    fn stored_name(&self, mlx: &str) -> String {
+        match self.stored.get(mlx) {
+            Some(s) => s.clone(),
+            None => self.naming.stored(mlx),
+        }
+    }
+
+    /// `e` with the checkpoint's own name of the tensor it names, when the checkpoint
+    /// names it differently from the model (a Hugging Face checkpoint).
+    pub fn explain(&self, e: Error) -> Error {
+        let Error::Weights(msg) = e else {
+            return e;
+        };
+        let named = msg
+            .split_whitespace()
+            .map(|t| t.trim_end_matches([':', ',', ')', ';']))
+            .find(|t| t.starts_with("language_model."));
+        let Some(mlx) = named else {
+            return Error::Weights(msg);
+        };
+        let stored = self.stored_name(mlx);
+        if stored == mlx {
+            return Error::Weights(msg);
+        }
+        let note = if self.stored.contains_key(mlx) {
+            format!("stored as {stored}")
+        } else {
+            format!("{stored} in this checkpoint's naming")
+        };
+        Error::Weights(format!("{msg} ({note})"))
+    }
+}
+
+/// The config's quantization as [`mlx_lm::load`] takes it: per-layer entries by the
+/// model's module paths (`language_model.model.layers.0.mlp.down_proj`,
+/// `language_model.lm_head`).
+pub fn quantization(config: &Config) -> Option<Quantization> {
+    let q = config.quantization.as_ref()?;
+    let options = |p: QuantParams| QuantizeOptions {
+        group_size: Some(p.group_size),
+        bits: Some(p.bits),
+        mode: QuantizationMode::Affine,
+    };
+    let per_layer = q
+        .per_layer
+        .iter()
+        .map(|(path, entry)| {
+            let path = match path.as_str() {
+                "lm_head" => "language_model.lm_head".to_string(),
+                p => format!("language_model.model.{p}"),
+            };
+            (path, entry.map(options))
+        })
+        .collect();
+    Some(Quantization {
+        default: options(q.default),
+        per_layer,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_map_between_layouts() {
+        assert_eq!(
+            mlx_name("model.language_model.layers.0.mlp.up_proj.weight"),
+            "language_model.model.layers.0.mlp.up_proj.weight"
+        );
+        assert_eq!(
+            mlx_name("model.norm.weight"),
+            "language_model.model.norm.weight"
+        );
+        assert_eq!(mlx_name("lm_head.weight"), "language_model.lm_head.weight");
+        let mlx = "language_model.model.layers.3.self_attn.q_norm.weight";
+        assert_eq!(
+            Naming::HfMultimodal.stored(mlx),
+            "model.language_model.layers.3.self_attn.q_norm.weight"
+        );
+        assert_eq!(
+            Naming::HfText.stored(mlx),
+            "model.layers.3.self_attn.q_norm.weight"
+        );
+        assert_eq!(Naming::Mlx.stored(mlx), mlx);
+        assert_eq!(
+            Naming::HfMultimodal.stored("language_model.lm_head.weight"),
+            "lm_head.weight"
+        );
+        assert!(is_dropped("model.visual.blocks.0.attn.qkv.weight"));
+        assert!(is_dropped("mtp.layers.0.mlp.up_proj.weight"));
+        assert!(!is_dropped("model.language_model.norm.weight"));
+    }
 }

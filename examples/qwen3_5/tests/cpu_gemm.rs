@@ -1,4 +1,4 @@
-//! Float32 prefill on the CPU with the products outside MLX (`src/model/cpu_gemm.rs`:
+//! Float32 prefill on the CPU with the products outside MLX (`mlx_lm::kernels::cpu_gemm`:
 //! the linear layers, the chunked delta rule's matmuls, the attention products) against
 //! the same model with every product in MLX. The fixture model (mlx-lm's layout, checked
 //! against mlx-lm in tests/forward.rs) is converted to float32, and the prompt is long
@@ -7,8 +7,9 @@
 mod common;
 
 use common::{assert_logits_close_rtol, cpu, model_dir};
+use mlx_lm::kernels::cpu_gemm::products;
 use mlx_rs::{Array, Dtype};
-use qwen3_5::model::cpu_gemm::{products, with_cpu_gemm};
+use qwen3_5::ModelOptions;
 
 /// The two sides sum the same float32 products in another order (packed GEMM against
 /// the reference BLAS): agreement to a few float32 ulps of each row's largest logit.
@@ -46,27 +47,31 @@ fn float32_prefill_matches_mlx_products() {
     let prompt: Vec<u32> = (0..70u32).map(|i| (i * 37 + 11) % 250).collect();
     let run = |on: bool| -> Vec<f32> {
         cpu(|| {
-            let model = qwen3_5::load(&dir).unwrap();
+            let options = ModelOptions {
+                cpu_gemm: on,
+                ..ModelOptions::for_device(&mlx_rs::Device::cpu())
+            };
+            let model = qwen3_5::load_with(&dir, options).unwrap();
             assert_eq!(model.dtype(), Dtype::Float32);
-            with_cpu_gemm(on, || {
-                let mut cache = model.new_cache();
-                let first = Array::from_slice(&prompt[..33], &[1, 33]).unwrap();
-                let rest = Array::from_slice(&prompt[33..], &[1, 37]).unwrap();
-                let mut out = model.forward(&first, &mut cache).unwrap();
-                out = mlx_rs::ops::concatenate_axis(
-                    &[out, model.forward(&rest, &mut cache).unwrap()],
-                    1,
-                )
-                .unwrap();
-                out.astype(Dtype::Float32).unwrap().to_vec::<f32>().unwrap()
-            })
+            assert_eq!(model.plan().cpu.map(|c| c.gemm), Some(on));
+            let mut cache = model.new_cache();
+            let first = Array::from_slice(&prompt[..33], &[1, 33]).unwrap();
+            let rest = Array::from_slice(&prompt[33..], &[1, 37]).unwrap();
+            let mut out = model.forward(&first, &mut cache).unwrap();
+            out =
+                mlx_rs::ops::concatenate_axis(&[out, model.forward(&rest, &mut cache).unwrap()], 1)
+                    .unwrap();
+            out.astype(Dtype::Float32).unwrap().to_vec::<f32>().unwrap()
         })
     };
     let before = products();
     let with_gemm = run(true);
     let used = products() - before;
+    let before = products();
     let mlx_only = run(false);
     assert!(used > 0, "the float32 prefill did not take the CPU GEMM");
+    // The only test of this binary: nothing else counts products meanwhile.
+    assert_eq!(products(), before, "cpu_gemm off still took the CPU GEMM");
     let vocab = 256;
     assert_eq!(with_gemm.len(), 70 * vocab);
     assert_logits_close_rtol(

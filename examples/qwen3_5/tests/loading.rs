@@ -406,3 +406,34 @@ fn sharded_index_must_match_files() {
     let msg = load_err(Path::new("/nonexistent/qwen3_5-model"));
     assert!(msg.contains("/nonexistent/qwen3_5-model"), "{msg}");
 }
+
+/// Errors name a tensor of a Hugging Face checkpoint (here a text-only export, `model.*`)
+/// as the model does (MLX names) and as the checkpoint stores it.
+#[test]
+fn hf_tensors_are_named_as_stored() {
+    let dir = copy_to_temp("hf-bf16-tied", "hf-names");
+    edit_tensors(&dir, "model.safetensors", |t| {
+        t.remove("model.layers.3.self_attn.q_norm.weight").unwrap();
+    });
+    let msg = load_err(&dir);
+    assert!(
+        msg.contains("missing tensor language_model.model.layers.3.self_attn.q_norm.weight")
+            && msg.contains("(model.layers.3.self_attn.q_norm.weight in this checkpoint's naming)"),
+        "{msg}"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+
+    let dir = copy_to_temp("hf-bf16-tied", "hf-shape");
+    edit_tensors(&dir, "model.safetensors", |t| {
+        let name = "model.layers.3.self_attn.k_proj.weight";
+        let (d, s, b) = t[name].clone();
+        t.insert(name.into(), (d, vec![s[1], s[0]], b));
+    });
+    let msg = load_err(&dir);
+    assert!(
+        msg.contains("language_model.model.layers.3.self_attn.k_proj.weight: shape")
+            && msg.contains("(stored as model.layers.3.self_attn.k_proj.weight)"),
+        "{msg}"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}

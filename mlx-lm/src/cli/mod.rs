@@ -140,8 +140,9 @@ pub trait ModelCli {
         None
     }
 
-    /// Settings worth recording with a `bench` run (shown after the device line, and
-    /// added to the JSON report), e.g. a prefill algorithm chosen by an option.
+    /// Settings worth recording with a `bench` run (each shown on a line of its own after
+    /// the device line, and added to the JSON report under its key), e.g. the options the
+    /// model was built with. MLX's default device is already the one the run uses.
     fn bench_notes(options: &Self::Options, on_gpu: bool) -> Vec<BenchNote> {
         let _ = (options, on_gpu);
         Vec::new()
@@ -193,7 +194,7 @@ pub struct BenchNote {
     pub key: &'static str,
     /// Its value in the JSON report.
     pub value: Value,
-    /// How the text report shows it (after the device line), or `None` to leave it out
+    /// Its line in the text report (after the device line), or `None` to leave it out
     /// there.
     pub text: Option<String>,
 }

@@ -14,3 +14,19 @@ pub fn fixtures() -> PathBuf {
 pub fn cpu<T>(f: impl FnOnce() -> T) -> T {
     mlx_rs::with_device(&mlx_rs::Device::cpu(), f).unwrap()
 }
+
+/// Runs `f` with this thread's default GPU stream as the current stream.
+pub fn gpu<T>(f: impl FnOnce() -> T) -> T {
+    mlx_rs::with_device(&mlx_rs::Device::gpu(), f).unwrap()
+}
+
+/// Largest difference allowed between a custom kernel's output and MLX's ops, relative to
+/// the largest |expected| value: float32 within float rounding; bfloat16 within two ulps
+/// (2^-7 relative each), as a kernel may sum in another order than MLX.
+pub fn kernel_rtol(dtype: mlx_rs::Dtype) -> f32 {
+    if dtype == mlx_rs::Dtype::Bfloat16 {
+        2.0 / 128.0
+    } else {
+        1e-4
+    }
+}

@@ -1,14 +1,22 @@
 //! The integration tests of mlx-lm, in one test binary: each binary links MLX, and a
 //! workspace's test binaries add up to gigabytes of disk on CI.
 //!
+//! - `cache`: the KV and recurrent caches (growth, snapshot and restore, batches);
 //! - `tokenizer`: the real Qwen 3.5 vocabulary against its own encoder, and streaming
 //!   detokenization;
 //! - `chat`: chat templates against transformers' renderings;
-//! - `sampling`: the sampler against mlx-lm's filters, penalties and seeded draws.
+//! - `sampling`: the sampler against mlx-lm's filters, penalties and seeded draws;
+//! - `gated_delta`, `gated_delta_chunked`: the gated delta rule's decode forms (compiled
+//!   step, CUDA/Metal kernels) and chunked prefill against the sequential reference;
+//! - `attention_kernel`: the CUDA attention decode kernels against MLX's ops (GPU only).
 
+mod attention_kernel;
+mod cache;
 mod chat;
 mod close;
 mod common;
+mod gated_delta;
+mod gated_delta_chunked;
 mod sampling;
 mod tiny_tokenizer;
 mod tokenizer;

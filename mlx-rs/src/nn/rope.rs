@@ -58,30 +58,23 @@ impl Rope {
 
     /// Encodes positions `offset, offset + 1, …` along the second-to-last axis of `x`.
     pub fn forward_at(&self, x: &Array, offset: i32) -> Result<Array> {
-        fast::rope(
-            x,
-            self.dims,
-            self.traditional,
-            Some(self.base),
-            self.scale,
-            offset,
-            None,
-        )
+        fast::rope(x, self.dims, offset, self.options())
     }
 
     /// [`Rope::forward_at`] with the offset as an array: a scalar, or one offset per batch
     /// element (shape `[B]`). In compiled functions an `i32` offset is baked into the
     /// trace; an array offset is an input.
     pub fn forward_at_array(&self, x: &Array, offset: &Array) -> Result<Array> {
-        fast::rope_dynamic(
-            x,
-            self.dims,
-            self.traditional,
-            Some(self.base),
-            self.scale,
-            offset,
-            None,
-        )
+        fast::rope_dynamic(x, self.dims, offset, self.options())
+    }
+
+    fn options(&self) -> fast::RopeOptions<'static> {
+        fast::RopeOptions {
+            traditional: self.traditional,
+            base: Some(self.base),
+            scale: self.scale,
+            freqs: None,
+        }
     }
 }
 

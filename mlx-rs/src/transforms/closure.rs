@@ -109,7 +109,7 @@ fn relocate(e: Error, caller: &'static Location<'static>) -> Error {
 }
 
 /// Runs a closure body on behalf of MLX: turns panics and errors into a failure code.
-fn guarded(body: impl FnOnce() -> Result<()>) -> c_int {
+pub(super) fn guarded(body: impl FnOnce() -> Result<()>) -> c_int {
     match catch_unwind(AssertUnwindSafe(body)) {
         Ok(Ok(())) => 0,
         Ok(Err(e)) => {
@@ -130,7 +130,7 @@ fn guarded(body: impl FnOnce() -> Result<()>) -> c_int {
 /// A boxed Rust function owned by MLX. The mutex gives the trampoline `&mut F` (MLX may call
 /// a function kept in the graph from any thread); the owner token turns a call of the
 /// closure from inside itself into an error instead of a deadlock.
-struct Payload<F> {
+pub(super) struct Payload<F> {
     f: Mutex<F>,
     owner: AtomicUsize,
 }
@@ -145,7 +145,7 @@ fn thread_token() -> usize {
 }
 
 impl<F> Payload<F> {
-    fn new(f: F) -> Self {
+    pub(super) fn new(f: F) -> Self {
         Payload {
             f: Mutex::new(f),
             owner: AtomicUsize::new(0),
@@ -153,12 +153,12 @@ impl<F> Payload<F> {
     }
 
     /// Boxes the payload for mlx-c (freed by [`drop_payload::<F>`]).
-    fn into_raw(self) -> *mut c_void {
+    pub(super) fn into_raw(self) -> *mut c_void {
         Box::into_raw(Box::new(self)).cast()
     }
 
     /// Runs `call` with exclusive access to the function.
-    fn with<R>(&self, call: impl FnOnce(&mut F) -> Result<R>) -> Result<R> {
+    pub(super) fn with<R>(&self, call: impl FnOnce(&mut F) -> Result<R>) -> Result<R> {
         let me = thread_token();
         if self.owner.load(Ordering::Acquire) == me {
             return Err(Error::Closure(
@@ -182,7 +182,7 @@ impl<F> Payload<F> {
 }
 
 /// The destructor mlx-c calls when it drops its last copy of a payload.
-unsafe extern "C" fn drop_payload<F>(payload: *mut c_void) {
+pub(super) unsafe extern "C" fn drop_payload<F>(payload: *mut c_void) {
     // A panicking destructor must not unwind into C; what it did not free is leaked.
     let _ = catch_unwind(AssertUnwindSafe(|| {
         // SAFETY: `payload` came from `Payload::<F>::into_raw` and MLX frees it once.
@@ -193,7 +193,7 @@ unsafe extern "C" fn drop_payload<F>(payload: *mut c_void) {
 /// # Safety
 /// `payload` must come from `Payload::<F>::into_raw` and still be alive (MLX guarantees
 /// both while it holds the function).
-unsafe fn payload_ref<'p, F>(payload: *mut c_void) -> &'p Payload<F> {
+pub(super) unsafe fn payload_ref<'p, F>(payload: *mut c_void) -> &'p Payload<F> {
     // SAFETY: see the function's contract.
     unsafe { &*payload.cast::<Payload<F>>() }
 }
@@ -203,7 +203,7 @@ unsafe fn payload_ref<'p, F>(payload: *mut c_void) -> &'p Payload<F> {
 // ---------------------------------------------------------------------------------------
 
 /// Copies the arrays of a vector that MLX owns (the handles are shared, not the data).
-fn borrowed_arrays(vec: sys::mlx_vector_array) -> Result<Vec<Array>> {
+pub(super) fn borrowed_arrays(vec: sys::mlx_vector_array) -> Result<Vec<Array>> {
     // The vector belongs to the caller (MLX): read it without freeing it.
     ManuallyDrop::new(VectorArray(vec)).to_vec()
 }
@@ -212,7 +212,7 @@ fn borrowed_arrays(vec: sys::mlx_vector_array) -> Result<Vec<Array>> {
 ///
 /// # Safety
 /// `res` must point to a live `mlx_vector_array`.
-unsafe fn write_arrays(res: *mut sys::mlx_vector_array, arrays: &[Array]) -> Result<()> {
+pub(super) unsafe fn write_arrays(res: *mut sys::mlx_vector_array, arrays: &[Array]) -> Result<()> {
     let v = VectorArray::from_arrays(arrays);
     crate::raw::status(|| unsafe { sys::mlx_vector_array_set(res, v.0) })
 }
@@ -221,7 +221,7 @@ unsafe fn write_arrays(res: *mut sys::mlx_vector_array, arrays: &[Array]) -> Res
 ///
 /// # Safety
 /// `ptr` must point to `n` ints when `n > 0`.
-unsafe fn borrowed_ints<'p>(ptr: *const c_int, n: usize) -> &'p [i32] {
+pub(super) unsafe fn borrowed_ints<'p>(ptr: *const c_int, n: usize) -> &'p [i32] {
     if n == 0 || ptr.is_null() {
         &[]
     } else {
@@ -623,190 +623,5 @@ where
         let out = payload.with(|f| f(&args, &kw))?;
         // SAFETY: `res` is MLX's live out-vector.
         unsafe { write_arrays(res, &out) }
-    })
-}
-
-// ---------------------------------------------------------------------------------------
-// Custom transform closures (kept in the graph: Send + 'static)
-// ---------------------------------------------------------------------------------------
-
-/// A user-defined VJP: `(primals, cotangents, outputs) -> one cotangent per primal`.
-pub type VjpFn = Box<dyn FnMut(&[Array], &[Array], &[Array]) -> Result<Vec<Array>> + Send>;
-/// A user-defined JVP: `(primals, tangents, argnums) -> one tangent per output`. The
-/// tangents are those of the primals at positions `argnums`.
-pub type JvpFn = Box<dyn FnMut(&[Array], &[Array], &[i32]) -> Result<Vec<Array>> + Send>;
-/// A user-defined batching rule: `(inputs, axes) -> (outputs, output axes)`. `axes[i]` is
-/// the batched axis of input `i`, or `-1` if it is not batched.
-pub type VmapFn = Box<dyn FnMut(&[Array], &[i32]) -> Result<(Vec<Array>, Vec<i32>)> + Send>;
-
-/// An owned `mlx_closure_custom` (null when absent).
-pub(crate) struct RawCustomVjp(pub(crate) sys::mlx_closure_custom);
-/// An owned `mlx_closure_custom_jvp` (null when absent).
-pub(crate) struct RawCustomJvp(pub(crate) sys::mlx_closure_custom_jvp);
-/// An owned `mlx_closure_custom_vmap` (null when absent).
-pub(crate) struct RawCustomVmap(pub(crate) sys::mlx_closure_custom_vmap);
-
-impl RawCustomVjp {
-    pub(crate) fn new(f: Option<VjpFn>) -> Result<Self> {
-        let Some(f) = f else {
-            // SAFETY: an empty handle: "absent" to mlx-c; freeing it is a no-op.
-            return Ok(RawCustomVjp(unsafe { sys::mlx_closure_custom_new() }));
-        };
-        install_error_handler();
-        let payload = Payload::new(f).into_raw();
-        // SAFETY: MLX owns the payload; the function is Send + 'static, so MLX may keep it
-        // in the graph and call or drop it on any thread.
-        let raw = unsafe {
-            sys::mlx_closure_custom_new_func_payload(
-                Some(call_custom_vjp),
-                payload,
-                Some(drop_payload::<VjpFn>),
-            )
-        };
-        if raw.ctx.is_null() {
-            return Err(mlx_error(Location::caller()));
-        }
-        Ok(RawCustomVjp(raw))
-    }
-}
-
-impl Drop for RawCustomVjp {
-    fn drop(&mut self) {
-        if !self.0.ctx.is_null() {
-            // SAFETY: owned handle, freed once.
-            unsafe { sys::mlx_closure_custom_free(self.0) };
-        }
-    }
-}
-
-impl RawCustomJvp {
-    pub(crate) fn new(f: Option<JvpFn>) -> Result<Self> {
-        let Some(f) = f else {
-            // SAFETY: an empty handle: "absent" to mlx-c; freeing it is a no-op.
-            return Ok(RawCustomJvp(unsafe { sys::mlx_closure_custom_jvp_new() }));
-        };
-        install_error_handler();
-        let payload = Payload::new(f).into_raw();
-        // SAFETY: as for `RawCustomVjp::new`.
-        let raw = unsafe {
-            sys::mlx_closure_custom_jvp_new_func_payload(
-                Some(call_custom_jvp),
-                payload,
-                Some(drop_payload::<JvpFn>),
-            )
-        };
-        if raw.ctx.is_null() {
-            return Err(mlx_error(Location::caller()));
-        }
-        Ok(RawCustomJvp(raw))
-    }
-}
-
-impl Drop for RawCustomJvp {
-    fn drop(&mut self) {
-        if !self.0.ctx.is_null() {
-            // SAFETY: owned handle, freed once.
-            unsafe { sys::mlx_closure_custom_jvp_free(self.0) };
-        }
-    }
-}
-
-impl RawCustomVmap {
-    pub(crate) fn new(f: Option<VmapFn>) -> Result<Self> {
-        let Some(f) = f else {
-            // SAFETY: an empty handle: "absent" to mlx-c; freeing it is a no-op.
-            return Ok(RawCustomVmap(unsafe { sys::mlx_closure_custom_vmap_new() }));
-        };
-        install_error_handler();
-        let payload = Payload::new(f).into_raw();
-        // SAFETY: as for `RawCustomVjp::new`.
-        let raw = unsafe {
-            sys::mlx_closure_custom_vmap_new_func_payload(
-                Some(call_custom_vmap),
-                payload,
-                Some(drop_payload::<VmapFn>),
-            )
-        };
-        if raw.ctx.is_null() {
-            return Err(mlx_error(Location::caller()));
-        }
-        Ok(RawCustomVmap(raw))
-    }
-}
-
-impl Drop for RawCustomVmap {
-    fn drop(&mut self) {
-        if !self.0.ctx.is_null() {
-            // SAFETY: owned handle, freed once.
-            unsafe { sys::mlx_closure_custom_vmap_free(self.0) };
-        }
-    }
-}
-
-unsafe extern "C" fn call_custom_vjp(
-    res: *mut sys::mlx_vector_array,
-    primals: sys::mlx_vector_array,
-    cotangents: sys::mlx_vector_array,
-    outputs: sys::mlx_vector_array,
-    payload: *mut c_void,
-) -> c_int {
-    guarded(|| {
-        // SAFETY: MLX passes the payload it was given with this trampoline.
-        let payload = unsafe { payload_ref::<VjpFn>(payload) };
-        let (p, c, o) = (
-            borrowed_arrays(primals)?,
-            borrowed_arrays(cotangents)?,
-            borrowed_arrays(outputs)?,
-        );
-        let out = payload.with(|f| f(&p, &c, &o))?;
-        // SAFETY: `res` is MLX's live out-vector.
-        unsafe { write_arrays(res, &out) }
-    })
-}
-
-unsafe extern "C" fn call_custom_jvp(
-    res: *mut sys::mlx_vector_array,
-    primals: sys::mlx_vector_array,
-    tangents: sys::mlx_vector_array,
-    argnums: *const c_int,
-    argnums_num: usize,
-    payload: *mut c_void,
-) -> c_int {
-    guarded(|| {
-        // SAFETY: MLX passes the payload it was given with this trampoline.
-        let payload = unsafe { payload_ref::<JvpFn>(payload) };
-        let (p, t) = (borrowed_arrays(primals)?, borrowed_arrays(tangents)?);
-        // SAFETY: MLX passes `argnums_num` ints.
-        let argnums = unsafe { borrowed_ints(argnums, argnums_num) };
-        let out = payload.with(|f| f(&p, &t, argnums))?;
-        // SAFETY: `res` is MLX's live out-vector.
-        unsafe { write_arrays(res, &out) }
-    })
-}
-
-unsafe extern "C" fn call_custom_vmap(
-    res_arrays: *mut sys::mlx_vector_array,
-    res_axes: *mut sys::mlx_vector_int,
-    inputs: sys::mlx_vector_array,
-    axes: *const c_int,
-    axes_num: usize,
-    payload: *mut c_void,
-) -> c_int {
-    guarded(|| {
-        // SAFETY: MLX passes the payload it was given with this trampoline.
-        let payload = unsafe { payload_ref::<VmapFn>(payload) };
-        let x = borrowed_arrays(inputs)?;
-        // SAFETY: MLX passes `axes_num` ints.
-        let axes = unsafe { borrowed_ints(axes, axes_num) };
-        let (out, mut out_axes) = payload.with(|f| f(&x, axes))?;
-        // SAFETY: `res_arrays` is MLX's live out-vector.
-        unsafe { write_arrays(res_arrays, &out)? };
-        // SAFETY: a fresh vector copied into MLX's live out-vector, then freed.
-        crate::raw::status(|| unsafe {
-            let v = sys::mlx_vector_int_new_data(out_axes.as_mut_ptr(), out_axes.len());
-            let code = sys::mlx_vector_int_set(res_axes, v);
-            sys::mlx_vector_int_free(v);
-            code
-        })
     })
 }

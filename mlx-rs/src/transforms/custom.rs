@@ -5,9 +5,15 @@
 //! here must be `Send + 'static`: own what it uses (clone arrays into it, they are cheap
 //! to clone).
 
-use super::closure::{Closure, JvpFn, RawCustomJvp, RawCustomVjp, RawCustomVmap, VjpFn, VmapFn};
+use super::closure::{
+    borrowed_arrays, borrowed_ints, drop_payload, guarded, payload_ref, write_arrays, Closure,
+    Payload,
+};
+use crate::error::{install_error_handler, mlx_error};
 use crate::{Array, Result};
 use mlx_sys as sys;
+use std::ffi::{c_int, c_void};
+use std::panic::Location;
 
 type ForwardFn = Box<dyn FnMut(&[Array]) -> Result<Vec<Array>> + Send>;
 
@@ -136,4 +142,189 @@ impl std::fmt::Debug for CustomFunction {
             .field("vmap", &self.vmap.is_some())
             .finish()
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Custom transform closures (kept in the graph: Send + 'static)
+// ---------------------------------------------------------------------------------------
+
+/// A user-defined VJP: `(primals, cotangents, outputs) -> one cotangent per primal`.
+pub type VjpFn = Box<dyn FnMut(&[Array], &[Array], &[Array]) -> Result<Vec<Array>> + Send>;
+/// A user-defined JVP: `(primals, tangents, argnums) -> one tangent per output`. The
+/// tangents are those of the primals at positions `argnums`.
+pub type JvpFn = Box<dyn FnMut(&[Array], &[Array], &[i32]) -> Result<Vec<Array>> + Send>;
+/// A user-defined batching rule: `(inputs, axes) -> (outputs, output axes)`. `axes[i]` is
+/// the batched axis of input `i`, or `-1` if it is not batched.
+pub type VmapFn = Box<dyn FnMut(&[Array], &[i32]) -> Result<(Vec<Array>, Vec<i32>)> + Send>;
+
+/// An owned `mlx_closure_custom` (null when absent).
+pub(crate) struct RawCustomVjp(pub(crate) sys::mlx_closure_custom);
+/// An owned `mlx_closure_custom_jvp` (null when absent).
+pub(crate) struct RawCustomJvp(pub(crate) sys::mlx_closure_custom_jvp);
+/// An owned `mlx_closure_custom_vmap` (null when absent).
+pub(crate) struct RawCustomVmap(pub(crate) sys::mlx_closure_custom_vmap);
+
+impl RawCustomVjp {
+    pub(crate) fn new(f: Option<VjpFn>) -> Result<Self> {
+        let Some(f) = f else {
+            // SAFETY: an empty handle: "absent" to mlx-c; freeing it is a no-op.
+            return Ok(RawCustomVjp(unsafe { sys::mlx_closure_custom_new() }));
+        };
+        install_error_handler();
+        let payload = Payload::new(f).into_raw();
+        // SAFETY: MLX owns the payload; the function is Send + 'static, so MLX may keep it
+        // in the graph and call or drop it on any thread.
+        let raw = unsafe {
+            sys::mlx_closure_custom_new_func_payload(
+                Some(call_custom_vjp),
+                payload,
+                Some(drop_payload::<VjpFn>),
+            )
+        };
+        if raw.ctx.is_null() {
+            return Err(mlx_error(Location::caller()));
+        }
+        Ok(RawCustomVjp(raw))
+    }
+}
+
+impl Drop for RawCustomVjp {
+    fn drop(&mut self) {
+        if !self.0.ctx.is_null() {
+            // SAFETY: owned handle, freed once.
+            unsafe { sys::mlx_closure_custom_free(self.0) };
+        }
+    }
+}
+
+impl RawCustomJvp {
+    pub(crate) fn new(f: Option<JvpFn>) -> Result<Self> {
+        let Some(f) = f else {
+            // SAFETY: an empty handle: "absent" to mlx-c; freeing it is a no-op.
+            return Ok(RawCustomJvp(unsafe { sys::mlx_closure_custom_jvp_new() }));
+        };
+        install_error_handler();
+        let payload = Payload::new(f).into_raw();
+        // SAFETY: as for `RawCustomVjp::new`.
+        let raw = unsafe {
+            sys::mlx_closure_custom_jvp_new_func_payload(
+                Some(call_custom_jvp),
+                payload,
+                Some(drop_payload::<JvpFn>),
+            )
+        };
+        if raw.ctx.is_null() {
+            return Err(mlx_error(Location::caller()));
+        }
+        Ok(RawCustomJvp(raw))
+    }
+}
+
+impl Drop for RawCustomJvp {
+    fn drop(&mut self) {
+        if !self.0.ctx.is_null() {
+            // SAFETY: owned handle, freed once.
+            unsafe { sys::mlx_closure_custom_jvp_free(self.0) };
+        }
+    }
+}
+
+impl RawCustomVmap {
+    pub(crate) fn new(f: Option<VmapFn>) -> Result<Self> {
+        let Some(f) = f else {
+            // SAFETY: an empty handle: "absent" to mlx-c; freeing it is a no-op.
+            return Ok(RawCustomVmap(unsafe { sys::mlx_closure_custom_vmap_new() }));
+        };
+        install_error_handler();
+        let payload = Payload::new(f).into_raw();
+        // SAFETY: as for `RawCustomVjp::new`.
+        let raw = unsafe {
+            sys::mlx_closure_custom_vmap_new_func_payload(
+                Some(call_custom_vmap),
+                payload,
+                Some(drop_payload::<VmapFn>),
+            )
+        };
+        if raw.ctx.is_null() {
+            return Err(mlx_error(Location::caller()));
+        }
+        Ok(RawCustomVmap(raw))
+    }
+}
+
+impl Drop for RawCustomVmap {
+    fn drop(&mut self) {
+        if !self.0.ctx.is_null() {
+            // SAFETY: owned handle, freed once.
+            unsafe { sys::mlx_closure_custom_vmap_free(self.0) };
+        }
+    }
+}
+
+unsafe extern "C" fn call_custom_vjp(
+    res: *mut sys::mlx_vector_array,
+    primals: sys::mlx_vector_array,
+    cotangents: sys::mlx_vector_array,
+    outputs: sys::mlx_vector_array,
+    payload: *mut c_void,
+) -> c_int {
+    guarded(|| {
+        // SAFETY: MLX passes the payload it was given with this trampoline.
+        let payload = unsafe { payload_ref::<VjpFn>(payload) };
+        let (p, c, o) = (
+            borrowed_arrays(primals)?,
+            borrowed_arrays(cotangents)?,
+            borrowed_arrays(outputs)?,
+        );
+        let out = payload.with(|f| f(&p, &c, &o))?;
+        // SAFETY: `res` is MLX's live out-vector.
+        unsafe { write_arrays(res, &out) }
+    })
+}
+
+unsafe extern "C" fn call_custom_jvp(
+    res: *mut sys::mlx_vector_array,
+    primals: sys::mlx_vector_array,
+    tangents: sys::mlx_vector_array,
+    argnums: *const c_int,
+    argnums_num: usize,
+    payload: *mut c_void,
+) -> c_int {
+    guarded(|| {
+        // SAFETY: MLX passes the payload it was given with this trampoline.
+        let payload = unsafe { payload_ref::<JvpFn>(payload) };
+        let (p, t) = (borrowed_arrays(primals)?, borrowed_arrays(tangents)?);
+        // SAFETY: MLX passes `argnums_num` ints.
+        let argnums = unsafe { borrowed_ints(argnums, argnums_num) };
+        let out = payload.with(|f| f(&p, &t, argnums))?;
+        // SAFETY: `res` is MLX's live out-vector.
+        unsafe { write_arrays(res, &out) }
+    })
+}
+
+unsafe extern "C" fn call_custom_vmap(
+    res_arrays: *mut sys::mlx_vector_array,
+    res_axes: *mut sys::mlx_vector_int,
+    inputs: sys::mlx_vector_array,
+    axes: *const c_int,
+    axes_num: usize,
+    payload: *mut c_void,
+) -> c_int {
+    guarded(|| {
+        // SAFETY: MLX passes the payload it was given with this trampoline.
+        let payload = unsafe { payload_ref::<VmapFn>(payload) };
+        let x = borrowed_arrays(inputs)?;
+        // SAFETY: MLX passes `axes_num` ints.
+        let axes = unsafe { borrowed_ints(axes, axes_num) };
+        let (out, mut out_axes) = payload.with(|f| f(&x, axes))?;
+        // SAFETY: `res_arrays` is MLX's live out-vector.
+        unsafe { write_arrays(res_arrays, &out)? };
+        // SAFETY: a fresh vector copied into MLX's live out-vector, then freed.
+        crate::raw::status(|| unsafe {
+            let v = sys::mlx_vector_int_new_data(out_axes.as_mut_ptr(), out_axes.len());
+            let code = sys::mlx_vector_int_set(res_axes, v);
+            sys::mlx_vector_int_free(v);
+            code
+        })
+    })
 }

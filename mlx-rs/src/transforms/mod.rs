@@ -21,6 +21,15 @@
 //! A panic or an `Err` inside a function that MLX calls comes back out of the transform
 //! call (the panic resumes there; the error is returned unchanged): see [`closure`].
 //!
+//! # Errors of other crates inside transformed functions
+//!
+//! The functions return `mlx_rs::Result`. A crate with its own error type (a model's)
+//! implements `From<its error> for mlx_rs::Error`, wrapping it in
+//! [`Error::External`](crate::Error::External) with [`Error::external`](crate::Error::external);
+//! then `?` on its own results works inside the closure, and the error comes back out of
+//! the transform as itself ([`Error::downcast_external`](crate::Error::downcast_external)).
+//! The example at [`Error::external`](crate::Error::external) shows both directions.
+//!
 //! # Captured arrays are constants
 //!
 //! MLX traces a compiled function once per input signature (shapes and dtypes; only the
@@ -38,11 +47,12 @@ mod custom;
 mod grad;
 mod vmap;
 
-pub use closure::{Closure, IntoClosure, JvpFn, KwargsClosure, ValueAndGrad, VjpFn, VmapFn};
+pub use closure::{Closure, IntoClosure, KwargsClosure, ValueAndGrad};
 pub use compile::{
     compile, compile_clear_cache, compile_erase, compile_with_id, compile_with_state,
     disable_compile, enable_compile, set_compile_mode, CompileMode, CompiledWithState,
 };
 pub use custom::{checkpoint, custom_vjp, CustomFunction};
+pub use custom::{JvpFn, VjpFn, VmapFn};
 pub use grad::{grad, jvp, value_and_grad, vjp};
 pub use vmap::vmap;

@@ -2,17 +2,119 @@
 //! output gated by `sigmoid(gate)` where the gate comes from the second half of each
 //! query head's projection.
 
-use super::attn_kernel::{self, AttnHeads};
-use super::fused::{self, DecodeMode};
-use super::linear::{fixed, Linear, Projections};
+use super::linear::{fixed, placeholder, placeholder_param, Linear, Projections};
 use crate::cache::KvCache;
 use crate::config::TextConfig;
-use crate::error::Result;
-use crate::weights::Weights;
+use crate::error::{Error, Result};
+use crate::options::Plan;
+use mlx_lm::kernels::attention::{self as attn_kernel, AttnHeads};
+use mlx_lm::kernels::compiled;
+use mlx_lm::kernels::cpu_gemm::{self, CpuProducts};
+use mlx_lm::kernels::gated_delta::StepPath;
+use mlx_rs::nn::{self, MaybeQuantized, Module};
 use mlx_rs::{fast, ops, Array, Dtype};
 
-/// One gated attention layer.
+/// One gated attention layer: the checkpoint's `self_attn.*` parameters and, once
+/// prepared (`Attention::prepare`, at load), the forms the forward pass runs with.
+#[derive(Module)]
 pub struct Attention {
+    /// Queries and gate, `[H · 2D, hidden]`.
+    q_proj: MaybeQuantized<nn::Linear>,
+    k_proj: MaybeQuantized<nn::Linear>,
+    v_proj: MaybeQuantized<nn::Linear>,
+    o_proj: MaybeQuantized<nn::Linear>,
+    /// `(1 + w)`-style weights, stored shifted (see `crate::weights::sanitize`).
+    q_norm: nn::RmsNorm,
+    k_norm: nn::RmsNorm,
+    #[module(skip)]
+    prepared: Option<Prepared>,
+}
+
+impl Attention {
+    /// The layer with placeholder parameters, shaped by `c`.
+    pub(crate) fn new(c: &TextConfig) -> Result<Attention> {
+        let (h, kv, d, hidden) = (
+            c.num_attention_heads,
+            c.num_key_value_heads,
+            c.head_dim,
+            c.hidden_size,
+        );
+        let norm = || -> Result<nn::RmsNorm> {
+            Ok(nn::RmsNorm {
+                weight: placeholder_param(&[d])?,
+                eps: c.rms_norm_eps,
+            })
+        };
+        Ok(Attention {
+            q_proj: placeholder(h * d * 2, hidden)?,
+            k_proj: placeholder(kv * d, hidden)?,
+            v_proj: placeholder(kv * d, hidden)?,
+            o_proj: placeholder(hidden, h * d)?,
+            q_norm: norm()?,
+            k_norm: norm()?,
+            prepared: None,
+        })
+    }
+
+    /// Builds the inference forms from the loaded parameters for the paths of `plan`
+    /// (q/k/v joined, each product in its device form) and points the parameters at
+    /// their arrays, so the weights are held once. `path` names the layer in errors.
+    pub(crate) fn prepare(&mut self, path: &str, c: &TextConfig, plan: &Plan) -> Result<()> {
+        let names = ["q_proj", "k_proj", "v_proj"].map(|n| format!("{path}.{n}"));
+        let mut layers = [&mut self.q_proj, &mut self.k_proj, &mut self.v_proj];
+        let parts = names
+            .iter()
+            .zip(layers.iter())
+            .map(|(n, l)| Linear::from_layer(n, l))
+            .collect::<Result<Vec<_>>>()?;
+        let qkv_proj = Projections::new(parts, plan.cpu)?;
+        let stored = qkv_proj.stored_parts()?;
+        if stored.len() != layers.len() {
+            return Err(Error::Weights(format!(
+                "{path}: {} projections",
+                stored.len()
+            )));
+        }
+        for ((s, n), l) in stored.into_iter().zip(&names).zip(layers.iter_mut()) {
+            s.store_into(n, l)?;
+        }
+        let o_name = format!("{path}.o_proj");
+        let o_proj = Linear::from_layer(&o_name, &self.o_proj)?.for_device(plan.cpu)?;
+        o_proj.stored()?.store_into(&o_name, &mut self.o_proj)?;
+        self.prepared = Some(Prepared {
+            qkv_proj,
+            o_proj,
+            q_norm: self.q_norm.weight.value().clone(),
+            k_norm: self.k_norm.weight.value().clone(),
+            heads: c.num_attention_heads,
+            kv_heads: c.num_key_value_heads,
+            head_dim: c.head_dim,
+            rope_dims: c.rope_dims(),
+            rope_theta: c.rope_theta,
+            inv_freq: inv_freq(c.rope_theta, c.rope_dims())?,
+            eps: c.rms_norm_eps,
+            step: plan.step,
+            cpu: plan.cpu,
+        });
+        Ok(())
+    }
+
+    /// The inference forms (an error before `Attention::prepare`).
+    pub(crate) fn prepared(&self) -> Result<&Prepared> {
+        self.prepared
+            .as_ref()
+            .ok_or_else(|| super::not_prepared("self_attn"))
+    }
+
+    /// Attends `x` (`[B, L, hidden]`) over the cached positions plus its own, causally,
+    /// with the reference ops.
+    pub fn forward(&self, x: &Array, cache: &mut KvCache) -> Result<Array> {
+        self.prepared()?.forward(x, cache)
+    }
+}
+
+/// A gated attention layer as the forward pass runs it, built by `Attention::prepare`.
+pub struct Prepared {
     /// `q_proj` (queries and gate), `k_proj`, `v_proj`: one matmul when they join.
     qkv_proj: Projections,
     o_proj: Linear,
@@ -26,47 +128,32 @@ pub struct Attention {
     /// RoPE frequencies `θ^(-2i / rope_dims)`, fp32, for the CUDA decode kernels.
     inv_freq: Array,
     eps: f32,
+    /// The decode step's path (fixed at load): the attention kernels on CUDA.
+    step: StepPath,
+    /// How float32 products run for a model on the CPU (prefill).
+    cpu: Option<CpuProducts>,
 }
 
-impl Attention {
-    /// Takes `prefix.{q,k,v,o}_proj`, `prefix.{q,k}_norm` from the checkpoint.
-    pub fn load(w: &mut Weights, prefix: &str, c: &TextConfig) -> Result<Attention> {
-        let (h, kv, d, hidden) = (
-            c.num_attention_heads,
-            c.num_key_value_heads,
-            c.head_dim,
-            c.hidden_size,
-        );
-        Ok(Attention {
-            qkv_proj: Projections::new(vec![
-                w.linear(&format!("{prefix}.q_proj"), h * d * 2, hidden)?,
-                w.linear(&format!("{prefix}.k_proj"), kv * d, hidden)?,
-                w.linear(&format!("{prefix}.v_proj"), kv * d, hidden)?,
-            ])?,
-            o_proj: w
-                .linear(&format!("{prefix}.o_proj"), hidden, h * d)?
-                .for_current_device()?,
-            q_norm: w.shifted_norm(&format!("{prefix}.q_norm.weight"), d)?,
-            k_norm: w.shifted_norm(&format!("{prefix}.k_norm.weight"), d)?,
-            heads: h,
-            kv_heads: kv,
-            head_dim: d,
-            rope_dims: c.rope_dims(),
-            rope_theta: c.rope_theta,
-            inv_freq: inv_freq(c.rope_theta, c.rope_dims())?,
-            eps: c.rms_norm_eps,
-        })
+impl Prepared {
+    /// Attends `x` (`[B, L, hidden]`) over the cached positions plus its own, causally,
+    /// with the reference ops.
+    pub fn forward(&self, x: &Array, cache: &mut KvCache) -> Result<Array> {
+        self.attend(x, cache, false)
     }
 
-    /// Attends `x` (`[B, L, hidden]`) over the cached positions plus its own, causally.
-    ///
-    /// A single token may also come as `[B, hidden]` (decode without the length axis); the
-    /// output then has that form too.
-    pub fn forward(&self, x: &Array, cache: &mut KvCache) -> Result<Array> {
+    /// One token (`x` `[B, hidden]` or `[B, 1, hidden]`; the output has the same form),
+    /// fused: on CUDA the attention decode kernels (they took the 2B from 274 to 370
+    /// tokens/s on an H200), elsewhere MLX's attention with compiled norms and gate.
+    pub(crate) fn decode(&self, x: &Array, cache: &mut KvCache) -> Result<Array> {
+        self.attend(x, cache, true)
+    }
+
+    /// [`Attention::forward`] (`fused` false) or [`Attention::decode`] (`fused` true).
+    fn attend(&self, x: &Array, cache: &mut KvCache, fused: bool) -> Result<Array> {
         let (b, l) = if x.ndim() == 2 {
-            (x.dim(0)?, 1)
+            (x.dim(0), 1)
         } else {
-            (x.dim(0)?, x.dim(1)?)
+            (x.try_dim(0)?, x.try_dim(1)?)
         };
         // The shape of the gate and of the output: x's, with the projection width.
         let out_shape = |width: i32| -> Vec<i32> {
@@ -85,7 +172,7 @@ impl Attention {
             head_dim: d,
             rope_dims: self.rope_dims,
         };
-        if l == 1 && attn_kernel::usable(heads, q_full.dtype()) {
+        if fused && self.step == StepPath::CudaKernel && attn_kernel::fits(heads, q_full.dtype()) {
             let out = self.attend_kernels(heads, &q_full, &keys, &values, cache)?;
             return self.o_proj.forward(&out.reshape(&out_shape(h * d))?);
         }
@@ -97,11 +184,9 @@ impl Attention {
         let keys = keys.reshape(&[b, l, kv, d])?;
         let values = values.reshape(&[b, l, kv, d])?;
 
-        // A single token takes the compiled norms and gate (fused decode mode).
-        let fused_step = l == 1 && DecodeMode::current().is_fused();
         let norm = |x: &Array, w: &Array| -> Result<Array> {
-            if fused_step {
-                fused::rms_norm(x, w, self.eps)
+            if fused {
+                compiled::rms_norm(x, w, self.eps)
             } else {
                 Ok(fast::rms_norm(x, Some(w), self.eps)?)
             }
@@ -121,15 +206,15 @@ impl Attention {
         } else {
             fast::AttentionMask::None
         };
-        let out = match cpu_attention(&queries, &keys, &values, scale, offset)? {
+        let out = match cpu_attention(&queries, &keys, &values, scale, offset, self.cpu)? {
             Some(out) => out,
             None => fast::scaled_dot_product_attention(&queries, &keys, &values, scale, mask)?,
         };
         let out = out
             .transpose_axes(&[0, 2, 1, 3])?
             .reshape(&out_shape(h * d))?;
-        let gated = if fused_step {
-            fused::sigmoid_gate(&out, &gate)?
+        let gated = if fused {
+            compiled::sigmoid_gate(&out, &gate)?
         } else {
             out.multiply(&ops::sigmoid(&gate)?)?
         };
@@ -147,7 +232,7 @@ impl Attention {
         values: &Array,
         cache: &mut KvCache,
     ) -> Result<Array> {
-        let (b, h, kv, d) = (q_full.dim(0)?, self.heads, self.kv_heads, self.head_dim);
+        let (b, h, kv, d) = (q_full.dim(0), self.heads, self.kv_heads, self.head_dim);
         let q_full = q_full.reshape(&[b, h * 2 * d])?;
         let (q, k) = attn_kernel::qk_prep(
             heads,
@@ -164,88 +249,45 @@ impl Attention {
         attn_kernel::attend(heads, &q, &key_buf, &value_buf, &q_full, cache.offset())
     }
 
-    /// The mixer half of a decoder layer for one token with the CUDA matvec kernels
-    /// ([`super::matvec`]) around the attention kernels: `h + o_proj(attention(qkv_proj(
-    /// rmsnorm(h · norm))))` for the residual stream `h` `[B, hidden]`. `None` when the
-    /// weights or heads do not take the kernels; the cache is then untouched.
-    pub(crate) fn decode_dense(
-        &self,
-        h: &Array,
-        norm: &Array,
-        cache: &mut KvCache,
-        eps: f32,
-    ) -> Result<Option<Array>> {
-        use super::matvec::{fits, matvec, Epilogue, Prologue};
-        let heads = AttnHeads {
-            heads: self.heads,
-            kv_heads: self.kv_heads,
-            head_dim: self.head_dim,
-            rope_dims: self.rope_dims,
-        };
-        let (Some(w_in), Some(w_out)) = (self.qkv_proj.joined_dense(), self.o_proj.dense_weight())
-        else {
-            return Ok(None);
-        };
-        if h.ndim() != 2
-            || !attn_kernel::usable(heads, h.dtype())
-            || !fits(w_in, h.dtype())
-            || !fits(w_out, h.dtype())
-        {
-            return Ok(None);
-        }
-        let p = matvec(h, w_in, Prologue::Norm(norm), Epilogue::None, eps)?;
-        let [q_full, keys, values] = fixed(self.qkv_proj.split(&p)?, "attention")?;
-        let out = self.attend_kernels(heads, &q_full, &keys, &values, cache)?;
-        Ok(Some(matvec(
-            &out,
-            w_out,
-            Prologue::None,
-            Epilogue::Residual(h),
-            eps,
-        )?))
-    }
-
     fn rope(&self, x: &Array, offset: i32) -> Result<Array> {
-        Ok(fast::rope(
-            x,
-            self.rope_dims,
-            false,
-            Some(self.rope_theta),
-            1.0,
-            offset,
-            None,
-        )?)
+        let options = fast::RopeOptions {
+            base: Some(self.rope_theta),
+            ..Default::default()
+        };
+        Ok(fast::rope(x, self.rope_dims, offset, options)?)
     }
 }
 
 /// Causal attention of many float32 queries on the CPU with the products done by
-/// [`super::cpu_gemm`]: `queries` `[B, H, L, D]` at positions `offset..offset + L`, `keys`
+/// [`cpu_gemm`]: `queries` `[B, H, L, D]` at positions `offset..offset + L`, `keys`
 /// and `values` `[B, KV, S, D]` (positions `0..S`, `S = offset + L`). The `H / KV` query
 /// heads of a key head are one batch of rows, so each product is one GEMM per key head.
-/// The softmax is MLX's (precise, fp32). `None` (take MLX's attention) off the CPU, for
-/// other dtypes, fewer than [`super::cpu_gemm::MIN_ROWS`] queries or when the GEMM path
-/// is switched off.
+/// The softmax is MLX's (precise, fp32). `None` (take MLX's attention) for a model off
+/// the CPU or with the GEMM off (`cpu`), for other dtypes and for fewer than
+/// [`cpu_gemm::MIN_ROWS`] queries.
 fn cpu_attention(
     queries: &Array,
     keys: &Array,
     values: &Array,
     scale: f32,
     offset: i32,
+    cpu: Option<CpuProducts>,
 ) -> Result<Option<Array>> {
+    let Some(cpu) = cpu.filter(|c| c.gemm) else {
+        return Ok(None);
+    };
     let [b, h, l, d] = queries.shape()[..] else {
         return Ok(None);
     };
     let [_, kv, s, _] = keys.shape()[..] else {
         return Ok(None);
     };
-    if (l as usize) < super::cpu_gemm::MIN_ROWS
+    if (l as usize) < cpu_gemm::MIN_ROWS
         || queries.dtype() != Dtype::Float32
         || keys.dtype() != Dtype::Float32
         || kv == 0
         || h % kv != 0
         || s != offset + l
-        || !super::cpu_gemm::enabled()
-        || !super::linear::on_cpu()
     {
         return Ok(None);
     }
@@ -253,7 +295,7 @@ fn cpu_attention(
     let q = queries
         .multiply(&Array::scalar(scale))?
         .reshape(&[b, kv, rep * l, d])?;
-    let Some(scores) = super::cpu_gemm::batched(&q, &keys.swapaxes(-1, -2)?)? else {
+    let Some(scores) = cpu_gemm::batched(&q, &keys.swapaxes(-1, -2)?, cpu.threads)? else {
         return Ok(None);
     };
     // Query i (position offset + i) sees keys 0..=offset + i.
@@ -264,7 +306,7 @@ fn cpu_attention(
     let scores = scores.reshape(&[b, kv, rep, l, s])?;
     let scores = ops::r#where(&visible, &scores, &Array::scalar(f32::NEG_INFINITY))?;
     let probs = ops::softmax_axis(&scores, -1, true)?.reshape(&[b, kv, rep * l, s])?;
-    let Some(out) = super::cpu_gemm::batched(&probs, values)? else {
+    let Some(out) = cpu_gemm::batched(&probs, values, cpu.threads)? else {
         return Ok(None);
     };
     Ok(Some(out.reshape(&[b, h, l, d])?))

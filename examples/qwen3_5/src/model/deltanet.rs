@@ -1,21 +1,141 @@
 //! Gated DeltaNet: causal depthwise conv + SiLU on the `[q|k|v]` stream, L2-normalised
 //! q/k, the gated delta rule recurrence with an fp32 state, and a gated RMSNorm output.
 //!
-//! The recurrence itself lives in [`recurrence`]: today the sequential reference form
-//! (one step per token, as mlx-lm's `gated_delta_ops`). Faster forms (chunked prefill,
-//! fused decode kernels) plug in there and are checked against it.
+//! The recurrence itself, in all its forms (sequential, chunked prefill, compiled and
+//! GPU-kernel decode), is [`mlx_lm::kernels::gated_delta`]'s.
 
-use super::fused::{self, DecodeMode, DeltaHeads};
-use super::linear::{fixed, Linear, Projections};
-use super::{scalar_like, silu};
+use super::linear::{fixed, placeholder, placeholder_param, Linear, Projections};
+use super::silu;
 use crate::cache::RecurrentCache;
 use crate::config::TextConfig;
-use crate::error::Result;
-use crate::weights::Weights;
-use mlx_rs::{fast, ops, Array, Dtype};
+use crate::error::{Error, Result};
+use crate::options::Plan;
+use mlx_lm::kernels::cpu_gemm::CpuProducts;
+use mlx_lm::kernels::gated_delta::{self, DeltaHeads, GatedDeltaOptions, Prefill, StepPath};
+use mlx_rs::nn::{self, MaybeQuantized, Module, Param};
+use mlx_rs::{ops, Array, Dtype};
 
-/// One Gated DeltaNet layer.
+/// One Gated DeltaNet layer: the checkpoint's `linear_attn.*` parameters and, once
+/// prepared (`GatedDeltaNet::prepare`, at load), the forms the forward pass runs with.
+#[derive(Module)]
 pub struct GatedDeltaNet {
+    in_proj_qkv: MaybeQuantized<nn::Linear>,
+    in_proj_z: MaybeQuantized<nn::Linear>,
+    in_proj_b: MaybeQuantized<nn::Linear>,
+    in_proj_a: MaybeQuantized<nn::Linear>,
+    /// Depthwise, MLX form `[C, K, 1]`.
+    conv1d: nn::Conv1d,
+    #[module(rename = "A_log")]
+    a_log: Param,
+    dt_bias: Param,
+    /// The gated output norm: a plain (not `1 + w`) weight, `[Dv]`.
+    norm: nn::RmsNorm,
+    out_proj: MaybeQuantized<nn::Linear>,
+    #[module(skip)]
+    prepared: Option<Prepared>,
+}
+
+impl GatedDeltaNet {
+    /// The layer with placeholder parameters, shaped by `c`.
+    pub(crate) fn new(c: &TextConfig) -> Result<GatedDeltaNet> {
+        let hidden = c.hidden_size;
+        let (hv, dv) = (c.linear_num_value_heads, c.linear_value_head_dim);
+        let conv_dim = c.linear_conv_dim();
+        Ok(GatedDeltaNet {
+            in_proj_qkv: placeholder(conv_dim, hidden)?,
+            in_proj_z: placeholder(hv * dv, hidden)?,
+            in_proj_b: placeholder(hv, hidden)?,
+            in_proj_a: placeholder(hv, hidden)?,
+            conv1d: nn::Conv1d {
+                weight: placeholder_param(&[conv_dim, c.linear_conv_kernel_dim, 1])?,
+                bias: None,
+                options: ops::ConvOptions {
+                    groups: conv_dim,
+                    ..Default::default()
+                },
+            },
+            a_log: placeholder_param(&[hv])?,
+            dt_bias: placeholder_param(&[hv])?,
+            norm: nn::RmsNorm {
+                weight: placeholder_param(&[dv])?,
+                eps: c.rms_norm_eps,
+            },
+            out_proj: placeholder(c.hidden_size, hv * dv)?,
+            prepared: None,
+        })
+    }
+
+    /// Builds the inference forms from the loaded parameters for the paths of `plan` (the
+    /// four input projections joined, each product in its device form) and points the
+    /// parameters at their arrays, so the weights are held once. `path` names the layer
+    /// in errors.
+    pub(crate) fn prepare(&mut self, path: &str, c: &TextConfig, plan: &Plan) -> Result<()> {
+        let names =
+            ["in_proj_qkv", "in_proj_z", "in_proj_b", "in_proj_a"].map(|n| format!("{path}.{n}"));
+        let mut layers = [
+            &mut self.in_proj_qkv,
+            &mut self.in_proj_z,
+            &mut self.in_proj_b,
+            &mut self.in_proj_a,
+        ];
+        let parts = names
+            .iter()
+            .zip(layers.iter())
+            .map(|(n, l)| Linear::from_layer(n, l))
+            .collect::<Result<Vec<_>>>()?;
+        let in_proj = Projections::new(parts, plan.cpu)?;
+        let stored = in_proj.stored_parts()?;
+        if stored.len() != layers.len() {
+            return Err(Error::Weights(format!(
+                "{path}: {} projections",
+                stored.len()
+            )));
+        }
+        for ((s, n), l) in stored.into_iter().zip(&names).zip(layers.iter_mut()) {
+            s.store_into(n, l)?;
+        }
+        let out_name = format!("{path}.out_proj");
+        let out_proj = Linear::from_layer(&out_name, &self.out_proj)?.for_device(plan.cpu)?;
+        out_proj
+            .stored()?
+            .store_into(&out_name, &mut self.out_proj)?;
+        self.prepared = Some(Prepared {
+            in_proj,
+            conv_weight: self.conv1d.weight.value().clone(),
+            a_log: self.a_log.value().clone(),
+            dt_bias: self.dt_bias.value().clone(),
+            norm: self.norm.weight.value().clone(),
+            out_proj,
+            hk: c.linear_num_key_heads,
+            hv: c.linear_num_value_heads,
+            dk: c.linear_key_head_dim,
+            dv: c.linear_value_head_dim,
+            kernel: c.linear_conv_kernel_dim,
+            eps: c.rms_norm_eps,
+            step: plan.step,
+            cpu: plan.cpu,
+            prefill: plan.prefill,
+        });
+        Ok(())
+    }
+
+    /// The inference forms (an error before `GatedDeltaNet::prepare`).
+    pub(crate) fn prepared(&self) -> Result<&Prepared> {
+        self.prepared
+            .as_ref()
+            .ok_or_else(|| super::not_prepared("linear_attn"))
+    }
+
+    /// Runs the layer over `x` (`[B, S, hidden]`) with the reference ops, continuing from
+    /// and updating `cache`.
+    pub fn forward(&self, x: &Array, cache: &mut RecurrentCache) -> Result<Array> {
+        self.prepared()?.forward(x, cache)
+    }
+}
+
+/// A Gated DeltaNet layer as the forward pass runs it, built by
+/// `GatedDeltaNet::prepare`.
+pub struct Prepared {
     /// `in_proj_{qkv,z,b,a}`, one matmul when their weights join.
     in_proj: Projections,
     /// Depthwise conv weight, MLX form `[C, K, 1]`.
@@ -31,43 +151,15 @@ pub struct GatedDeltaNet {
     dv: i32,
     kernel: i32,
     eps: f32,
+    /// The path of a decode step's delta rule (fixed at load).
+    step: StepPath,
+    /// How float32 products run for a model on the CPU (prefill).
+    cpu: Option<CpuProducts>,
+    /// The form of the delta rule over several tokens (fixed at load).
+    prefill: Prefill,
 }
 
-impl GatedDeltaNet {
-    /// Takes `prefix.*` (`in_proj_{qkv,z,b,a}`, `conv1d`, `A_log`, `dt_bias`, `norm`,
-    /// `out_proj`) from the checkpoint.
-    pub fn load(w: &mut Weights, prefix: &str, c: &TextConfig) -> Result<GatedDeltaNet> {
-        let hidden = c.hidden_size;
-        let (hk, hv) = (c.linear_num_key_heads, c.linear_num_value_heads);
-        let (dk, dv) = (c.linear_key_head_dim, c.linear_value_head_dim);
-        let conv_dim = c.linear_conv_dim();
-        Ok(GatedDeltaNet {
-            in_proj: Projections::new(vec![
-                w.linear(&format!("{prefix}.in_proj_qkv"), conv_dim, hidden)?,
-                w.linear(&format!("{prefix}.in_proj_z"), hv * dv, hidden)?,
-                w.linear(&format!("{prefix}.in_proj_b"), hv, hidden)?,
-                w.linear(&format!("{prefix}.in_proj_a"), hv, hidden)?,
-            ])?,
-            conv_weight: w.conv_weight(
-                &format!("{prefix}.conv1d.weight"),
-                conv_dim,
-                c.linear_conv_kernel_dim,
-            )?,
-            a_log: w.float(&format!("{prefix}.A_log"), &[hv])?,
-            dt_bias: w.float(&format!("{prefix}.dt_bias"), &[hv])?,
-            norm: w.plain_norm(&format!("{prefix}.norm.weight"), dv)?,
-            out_proj: w
-                .linear(&format!("{prefix}.out_proj"), hidden, hv * dv)?
-                .for_current_device()?,
-            hk,
-            hv,
-            dk,
-            dv,
-            kernel: c.linear_conv_kernel_dim,
-            eps: c.rms_norm_eps,
-        })
-    }
-
+impl Prepared {
     /// The four input projections of `x`: `qkv`, `z`, `b` (β logits), `a`.
     fn project(&self, x: &Array) -> Result<[Array; 4]> {
         fixed(self.in_proj.forward(x)?, "DeltaNet")
@@ -84,7 +176,8 @@ impl GatedDeltaNet {
         state: &Array,
     ) -> Result<(Array, Array, Array)> {
         let (hk, hv, dk, dv) = (self.hk, self.hv, self.dk, self.dv);
-        fused::delta_decode(
+        gated_delta::gated_delta_decode(
+            self.step,
             DeltaHeads { hk, hv, dk, dv },
             qkv,
             conv_state,
@@ -97,14 +190,10 @@ impl GatedDeltaNet {
         )
     }
 
-    /// Runs the layer over `x` (`[B, S, hidden]`), continuing from and updating `cache`.
+    /// Runs the layer over `x` (`[B, S, hidden]`) with the reference ops, continuing from
+    /// and updating `cache`.
     pub fn forward(&self, x: &Array, cache: &mut RecurrentCache) -> Result<Array> {
-        // One token: `[B, 1, hidden]`, or `[B, hidden]` (decode without the length axis).
-        let single = x.ndim() == 2 || x.dim(1)? == 1;
-        if single && DecodeMode::current().is_fused() {
-            return self.forward_decode(x, cache);
-        }
-        let (b, s) = (x.dim(0)?, x.dim(1)?);
+        let (b, s) = (x.dim(0), x.dim(1));
         let (hk, hv, dk, dv) = (self.hk, self.hv, self.dk, self.dv);
         let key_dim = hk * dk;
         let conv_dim = 2 * key_dim + hv * dv;
@@ -142,76 +231,46 @@ impl GatedDeltaNet {
         let q = parts[0].reshape(&[b, s, hk, dk])?;
         let k = parts[1].reshape(&[b, s, hk, dk])?;
         let v = parts[2].reshape(&[b, s, hv, dv])?;
-        let (q, k) = normalize_qk(&q, &k, dk)?;
+        let (q, k) = gated_delta::ops::normalize_qk(&q, &k, dk)?;
 
-        let beta = ops::sigmoid(&beta_logits)?;
         let state = match &cache.recurrent {
             Some(st) => st.clone(),
             None => ops::zeros(&[b, hv, dv, dk], Dtype::Float32)?,
         };
-        let (out, state) = if s > 1 {
-            // Prefill: the chunkwise-parallel form (see chunked.rs).
-            let log_g = log_decay(&self.a_log, &a, &self.dt_bias)?;
-            super::chunked::prefill(&q, &k, &v, &log_g, &beta, &state)?
-        } else {
-            let g = decay(&self.a_log, &a, &self.dt_bias)?;
-            recurrence::gated_delta(&q, &k, &v, &g, &beta, &state)?
+        // The reference ops for one token; the prefill form of the options for more.
+        let options = GatedDeltaOptions {
+            step: StepPath::Ops,
+            prefill: self.prefill,
+            cpu: self.cpu,
         };
+        let (out, state) = gated_delta::gated_delta_update(
+            &q,
+            &k,
+            &v,
+            &a,
+            &beta_logits,
+            &self.a_log,
+            &self.dt_bias,
+            &state,
+            &options,
+        )?;
         cache.recurrent = Some(state);
         cache.offset += s;
 
-        let out = gated_rms_norm(&out, &z, &self.norm, self.eps)?;
+        let out = gated_delta::ops::gated_rms_norm(&out, &z, &self.norm, self.eps)?;
         self.out_proj.forward(&out.reshape(&[b, s, hv * dv])?)
     }
 }
 
-/// L2-normalises q and k per head (eps 1e-6 on the sum of squares) and folds the
-/// `Dk^-1/2` read-out scale into q, through RMSNorm as mlx-lm's `normalize_qk` does.
-pub(crate) fn normalize_qk(q: &Array, k: &Array, dk: i32) -> Result<(Array, Array)> {
-    let inv_scale = (dk as f32).powf(-0.5);
-    let rms_eps = 1e-6 * inv_scale * inv_scale;
-    let q = fast::rms_norm(q, None, rms_eps)?;
-    let q = q.multiply(&scalar_like(inv_scale * inv_scale, &q)?)?;
-    let k = fast::rms_norm(k, None, rms_eps)?;
-    let k = k.multiply(&scalar_like(inv_scale, &k)?)?;
-    Ok((q, k))
-}
-
-/// `exp(−exp(A_log) · softplus(a + dt_bias))`, in fp32.
-pub(crate) fn decay(a_log: &Array, a: &Array, dt_bias: &Array) -> Result<Array> {
-    let x = a.add(dt_bias)?;
-    let softplus = ops::logaddexp(&x, &scalar_like(0.0, &x)?)?;
-    let rate = ops::exp(&a_log.astype(Dtype::Float32)?)?;
-    Ok(ops::exp(&rate.negative()?.multiply(&softplus)?)?)
-}
-
-/// `−exp(A_log) · softplus(a + dt_bias)` in fp32: the log of [`decay`], for the chunked
-/// prefill (which works with cumulative sums of it).
-fn log_decay(a_log: &Array, a: &Array, dt_bias: &Array) -> Result<Array> {
-    let x = a.add(dt_bias)?;
-    let softplus = ops::logaddexp(&x, &scalar_like(0.0, &x)?)?;
-    let rate = ops::exp(&a_log.astype(Dtype::Float32)?)?;
-    Ok(rate.negative()?.multiply(&softplus)?)
-}
-
-/// `rmsnorm(x) · w · silu(z)` per head, the SiLU gate product taken in fp32.
-pub(crate) fn gated_rms_norm(x: &Array, z: &Array, weight: &Array, eps: f32) -> Result<Array> {
-    let normed = fast::rms_norm(x, Some(weight), eps)?;
-    let gate = silu(&z.astype(Dtype::Float32)?)?;
-    Ok(gate
-        .multiply(&normed.astype(Dtype::Float32)?)?
-        .astype(x.dtype())?)
-}
-
 // ---------------------------------------------------------------------------------------
-// Single-token decode: the fused forms of model/fused.rs (same values as `forward`).
+// Single-token decode: the fused forms of mlx_lm::kernels (same values as `forward`).
 // ---------------------------------------------------------------------------------------
 
-impl GatedDeltaNet {
-    /// One token (`x` `[B, 1, hidden]`): on a GPU the conv, norms, gates and delta step as
-    /// one kernel; on the CPU the conv, norms and gates as one compiled graph and the step
-    /// as compiled ops; the gated output norm compiled.
-    fn forward_decode(&self, x: &Array, cache: &mut RecurrentCache) -> Result<Array> {
+impl Prepared {
+    /// One token (`x` `[B, hidden]` or `[B, 1, hidden]`), fused: on a GPU the conv, norms,
+    /// gates and delta step as one kernel; on the CPU the conv, norms and gates as one
+    /// compiled graph and the step as compiled ops; the gated output norm compiled.
+    pub(crate) fn decode(&self, x: &Array, cache: &mut RecurrentCache) -> Result<Array> {
         let (conv_state, state) = self.decode_state(x, cache)?;
         let (out, conv_state, state) = self.decode_step(x, &conv_state, &state)?;
         cache.conv = Some(conv_state);
@@ -222,7 +281,7 @@ impl GatedDeltaNet {
 
     /// The carried conv inputs and recurrent state of `cache`, zeros for a fresh one.
     pub(crate) fn decode_state(&self, x: &Array, cache: &RecurrentCache) -> Result<(Array, Array)> {
-        let b = x.dim(0)?;
+        let b = x.dim(0);
         let (hk, hv, dk, dv) = (self.hk, self.hv, self.dk, self.dv);
         let conv_state = match &cache.conv {
             Some(c) => c.clone(),
@@ -249,49 +308,11 @@ impl GatedDeltaNet {
         let [qkv, z, beta_logits, a] = self.project(x)?;
         let z = z.reshape(&[lead, &[hv, dv]].concat())?;
         let (y, state, conv_state) = self.delta(&qkv, &a, &beta_logits, conv_state, state)?;
-        let out = fused::gated_rms_norm(&y, &z, &self.norm, self.eps)?;
+        let out = gated_delta::compiled::gated_rms_norm(&y, &z, &self.norm, self.eps)?;
         let out = self
             .out_proj
             .forward(&out.reshape(&[lead, &[hv * dv]].concat())?)?;
         Ok((out, conv_state, state))
-    }
-
-    /// The mixer half of a decoder layer for one token with the CUDA matvec kernels
-    /// ([`super::matvec`]): `h + out_proj(gated_norm(delta(in_proj(rmsnorm(h · norm)))))`
-    /// for the residual stream `h` `[B, hidden]` (`norm`: the layer's input norm weight,
-    /// `eps` its epsilon). `None` when the weights do not take the kernels (quantized,
-    /// not joined, other dtypes); the cache is then untouched.
-    pub(crate) fn decode_dense(
-        &self,
-        h: &Array,
-        norm: &Array,
-        cache: &mut RecurrentCache,
-        eps: f32,
-    ) -> Result<Option<Array>> {
-        use super::matvec::{fits, matvec, Epilogue, Prologue};
-        let (Some(w_in), Some(w_out)) = (self.in_proj.joined_dense(), self.out_proj.dense_weight())
-        else {
-            return Ok(None);
-        };
-        if h.ndim() != 2 || !fits(w_in, h.dtype()) || !fits(w_out, h.dtype()) {
-            return Ok(None);
-        }
-        let (hv, dv) = (self.hv, self.dv);
-        let p = matvec(h, w_in, Prologue::Norm(norm), Epilogue::None, eps)?;
-        let [qkv, z, beta_logits, a] = fixed(self.in_proj.split(&p)?, "DeltaNet")?;
-        let (conv_state, state) = self.decode_state(h, cache)?;
-        let (y, state, conv_state) = self.delta(&qkv, &a, &beta_logits, &conv_state, &state)?;
-        let y = y.reshape(&[h.dim(0)?, hv * dv])?;
-        let gated = Prologue::GatedNorm {
-            g: &self.norm,
-            z: &z,
-            head: dv,
-        };
-        let out = matvec(&y, w_out, gated, Epilogue::Residual(h), self.eps)?;
-        cache.conv = Some(conv_state);
-        cache.recurrent = Some(state);
-        cache.offset += 1;
-        Ok(Some(out))
     }
 
     /// The layer's arrays in a fixed order: how a compiled step takes them as inputs.
@@ -311,7 +332,7 @@ impl GatedDeltaNet {
     pub(crate) fn with_weights(
         &self,
         weights: &mut impl Iterator<Item = Array>,
-    ) -> Result<GatedDeltaNet> {
+    ) -> Result<Prepared> {
         let in_proj = self.in_proj.with_weights(weights)?;
         let mut next = || {
             weights.next().ok_or_else(|| {
@@ -319,7 +340,7 @@ impl GatedDeltaNet {
             })
         };
         let (conv_weight, a_log, dt_bias, norm) = (next()?, next()?, next()?, next()?);
-        Ok(GatedDeltaNet {
+        Ok(Prepared {
             in_proj,
             conv_weight,
             a_log,
@@ -333,79 +354,9 @@ impl GatedDeltaNet {
     /// Feeds what a compiled step depends on besides its inputs' shapes to `h`.
     pub(crate) fn hash_structure(&self, h: &mut impl std::hash::Hasher) {
         use std::hash::Hash;
-        (self.hk, self.hv, self.dk, self.dv, self.kernel).hash(h);
+        (self.hk, self.hv, self.dk, self.dv, self.kernel, self.step).hash(h);
         self.eps.to_bits().hash(h);
         self.in_proj.hash_structure(h);
         self.out_proj.hash_structure(h);
-    }
-}
-
-/// The gated delta rule.
-pub mod recurrence {
-    use crate::error::Result;
-    use mlx_rs::{ops, Array};
-
-    /// Runs the recurrence over a block of tokens with the implementation of choice.
-    ///
-    /// Shapes: `q`, `k` `[B, T, Hk, Dk]`; `v` `[B, T, Hv, Dv]`; `g`, `beta` `[B, T, Hv]`;
-    /// `state` `[B, Hv, Dv, Dk]` (fp32). Returns `y` `[B, T, Hv, Dv]` (in q's dtype) and
-    /// the new state.
-    pub fn gated_delta(
-        q: &Array,
-        k: &Array,
-        v: &Array,
-        g: &Array,
-        beta: &Array,
-        state: &Array,
-    ) -> Result<(Array, Array)> {
-        gated_delta_sequential(q, k, v, g, beta, state)
-    }
-
-    /// The sequential reference form: one state update per token.
-    ///
-    /// Per value head (`hk = hv / (Hv/Hk)` picks its key head):
-    /// `S ← g·S; δ = β·(v − S·k); S ← S + δ ⊗ k; y = S·q`.
-    pub fn gated_delta_sequential(
-        q: &Array,
-        k: &Array,
-        v: &Array,
-        g: &Array,
-        beta: &Array,
-        state: &Array,
-    ) -> Result<(Array, Array)> {
-        let (b, t, hk, dk) = (q.dim(0)?, q.dim(1)?, q.dim(2)?, q.dim(3)?);
-        let (hv, dv) = (v.dim(2)?, v.dim(3)?);
-        let (q, k) = if hv > hk {
-            let r = hv / hk;
-            (ops::repeat_axis(q, r, 2)?, ops::repeat_axis(k, r, 2)?)
-        } else {
-            (q.clone(), k.clone())
-        };
-        let step = |a: &Array, i: i32, width: i32| -> Result<Array> {
-            Ok(
-                ops::slice(a, &[0, i, 0, 0], &[b, i + 1, hv, width], &[1, 1, 1, 1])?
-                    .reshape(&[b, hv, width])?,
-            )
-        };
-        let step3 = |a: &Array, i: i32| -> Result<Array> {
-            Ok(ops::slice(a, &[0, i, 0], &[b, i + 1, hv], &[1, 1, 1])?.reshape(&[b, hv])?)
-        };
-        let mut state = state.clone();
-        let mut ys = Vec::with_capacity(t as usize);
-        for i in 0..t {
-            let (qt, kt, vt) = (step(&q, i, dk)?, step(&k, i, dk)?, step(v, i, dv)?);
-            let gt = step3(g, i)?.reshape(&[b, hv, 1, 1])?;
-            let bt = step3(beta, i)?.reshape(&[b, hv, 1])?;
-            let k_row = kt.reshape(&[b, hv, 1, dk])?;
-            state = state.multiply(&gt)?;
-            let kv_mem = ops::sum_axis(&state.multiply(&k_row)?, -1, false)?;
-            let delta = vt.subtract(&kv_mem)?.multiply(&bt)?;
-            state = state.add(&k_row.multiply(&delta.reshape(&[b, hv, dv, 1])?)?)?;
-            let q_row = qt.reshape(&[b, hv, 1, dk])?;
-            let y = ops::sum_axis(&state.multiply(&q_row)?, -1, false)?;
-            ys.push(y.astype(q.dtype())?);
-        }
-        let y = ops::stack_axis(&ys, 1)?;
-        Ok((y, state))
     }
 }

@@ -11,8 +11,8 @@
 //! one), and no cached function keeps a model's weights alive after the model is gone.
 //! The attention core (its KV cache grows every step) stays uncompiled.
 //!
-//! On by default on a CUDA GPU, off on the CPU and on macOS (not measured on Metal);
-//! `QWEN3_5_COMPILE_LAYERS=1`/`0` decides instead. Measured on an H200 (2B, bf16, prompt
+//! Taken when the model is loaded with `compile_layers` ([`crate::ModelOptions`]: on by
+//! default on a CUDA GPU, off on the CPU and on macOS, not measured on Metal). Measured on an H200 (2B, bf16, prompt
 //! 512, 256 decode steps, the two forms alternating in one session): alone, it cut the
 //! host's graph building from ~0.7 to ~0.5 ms per step, but decode speed moved by −20 %
 //! to +18 % from run to run, within that machine's noise. With the submit thread of
@@ -20,51 +20,13 @@
 //! halves in each of three pairs (building 1.0–1.1 against 1.5 ms, handing over 2.0–2.5
 //! against 2.4–2.9 ms) and decode went 395 / 457 / 461 against 412 / 348 / 346 tok/s.
 
-use super::fused::{self, lift};
 use super::{DecoderLayer, Mixer};
 use crate::cache::LayerCache;
 use crate::error::{Error, Result};
+use mlx_lm::kernels::compiled::compiled;
 use mlx_rs::{fast, Array};
-use std::cell::Cell;
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
-use std::sync::OnceLock;
-
-/// Whether decode steps take the compiled layer functions: [`with_layer_options`] on this
-/// thread, else `QWEN3_5_COMPILE_LAYERS` (`1`/`0`), else on when the ops run on a GPU
-/// other than Metal (see the module docs for the measurements).
-pub fn enabled() -> bool {
-    static ENV: OnceLock<Option<bool>> = OnceLock::new();
-    OVERRIDE.with(|o| o.get()).map_or_else(
-        || {
-            ENV.get_or_init(|| super::knobs::switch("QWEN3_5_COMPILE_LAYERS"))
-                .unwrap_or_else(super::knobs::gpu_not_metal)
-        },
-        |(compiled, _)| compiled,
-    )
-}
-
-/// Whether fused decode steps drop the length axis (`[B, hidden]` activations, so MLX
-/// multiplies plain matrices instead of wrapping each product in a flatten and an
-/// unflatten: 743 → 553 graph nodes per step for the 2B): [`with_layer_options`] on this
-/// thread, else on unless `QWEN3_5_DECODE_FLAT=0`.
-pub fn flat_enabled() -> bool {
-    static ON: OnceLock<bool> = OnceLock::new();
-    OVERRIDE.with(|o| o.get()).map_or_else(
-        || *ON.get_or_init(|| super::knobs::flag("QWEN3_5_DECODE_FLAT", true)),
-        |(_, flat)| flat,
-    )
-}
-
-thread_local! {
-    static OVERRIDE: Cell<Option<(bool, bool)>> = const { Cell::new(None) };
-}
-
-/// Runs `f` with compiled layer steps on or off and the flat (`[B, hidden]`) decode on or
-/// off on this thread, whatever the environment says (restored afterwards, also on panic).
-pub fn with_layer_options<R>(compiled: bool, flat: bool, f: impl FnOnce() -> R) -> R {
-    super::knobs::with_override(&OVERRIDE, (compiled, flat), f)
-}
 
 /// A placeholder for the weights of the structural copies that the compiled functions
 /// capture (they take the real weights as inputs).
@@ -90,7 +52,7 @@ fn too_few() -> mlx_rs::Error {
 }
 
 impl DecoderLayer {
-    /// One token through this layer: `h` the residual stream `[B, 1, hidden]`, `x` its
+    /// One token through this layer: `h` the residual stream `[B, hidden]`, `x` its
     /// norm; returns the new residual stream and its norm under `next_norm` (the next
     /// layer's input norm, or the final norm). Updates `cache`.
     pub(crate) fn decode_compiled(
@@ -101,39 +63,40 @@ impl DecoderLayer {
         cache: &mut LayerCache,
         eps: f32,
     ) -> Result<(Array, Array)> {
-        match (&self.mixer, cache) {
+        let mlp = self.mlp.prepared()?;
+        match (self.mixer()?, cache) {
             (Mixer::DeltaNet(m), LayerCache::Recurrent(c)) => {
                 let (conv_state, state) = m.decode_state(x, c)?;
                 let mut inputs = vec![h.clone(), x.clone(), conv_state, state];
                 inputs.extend(m.weights());
-                inputs.push(self.post_attention_layernorm.clone());
-                inputs.extend(self.mlp.weights());
+                inputs.push(self.post_norm().clone());
+                inputs.extend(mlp.weights());
                 inputs.push(next_norm.clone());
                 let mut hasher = DefaultHasher::new();
                 m.hash_structure(&mut hasher);
-                self.mlp.hash_structure(&mut hasher);
+                mlp.hash_structure(&mut hasher);
                 eps.to_bits().hash(&mut hasher);
                 let refs: Vec<&Array> = inputs.iter().collect();
-                let out = fused::compiled(
+                let out = compiled(
                     "deltanet_layer_step",
                     hasher.finish(),
                     false,
                     || {
                         let mixer = m.with_weights(&mut placeholder());
-                        let mlp = self.mlp.with_weights(&mut placeholder());
+                        let mlp = mlp.with_weights(&mut placeholder());
                         move |inp: &[Array]| {
                             let (mixer, mlp) = (skeleton(&mixer)?, skeleton(&mlp)?);
                             let mut it = inp.iter().cloned();
                             let mut next = || it.next().ok_or_else(too_few);
                             let (h, x, conv, state) = (next()?, next()?, next()?, next()?);
                             let mut rest = inp[4..].iter().cloned();
-                            let mixer = lift(mixer.with_weights(&mut rest))?;
+                            let mixer = mixer.with_weights(&mut rest)?;
                             let post = rest.next().ok_or_else(too_few)?;
-                            let mlp = lift(mlp.with_weights(&mut rest))?;
+                            let mlp = mlp.with_weights(&mut rest)?;
                             let next_norm = rest.next().ok_or_else(too_few)?;
-                            let (r, conv, state) = lift(mixer.decode_step(&x, &conv, &state))?;
+                            let (r, conv, state) = mixer.decode_step(&x, &conv, &state)?;
                             let (h, x) = add_norm(&h, &r, &post, eps)?;
-                            let m = lift(mlp.forward(&x))?;
+                            let m = mlp.decode(&x)?;
                             let (h, x) = add_norm(&h, &m, &next_norm, eps)?;
                             Ok(vec![h, x, conv, state])
                         }
@@ -149,30 +112,30 @@ impl DecoderLayer {
                 Ok((h, x))
             }
             (Mixer::Attention(m), LayerCache::Attention(c)) => {
-                let r = m.forward(x, c)?;
-                let mut inputs = vec![h.clone(), r, self.post_attention_layernorm.clone()];
-                inputs.extend(self.mlp.weights());
+                let r = m.decode(x, c)?;
+                let mut inputs = vec![h.clone(), r, self.post_norm().clone()];
+                inputs.extend(mlp.weights());
                 inputs.push(next_norm.clone());
                 let mut hasher = DefaultHasher::new();
-                self.mlp.hash_structure(&mut hasher);
+                mlp.hash_structure(&mut hasher);
                 eps.to_bits().hash(&mut hasher);
                 let refs: Vec<&Array> = inputs.iter().collect();
-                let out = fused::compiled(
+                let out = compiled(
                     "mlp_block_step",
                     hasher.finish(),
                     false,
                     || {
-                        let mlp = self.mlp.with_weights(&mut placeholder());
+                        let mlp = mlp.with_weights(&mut placeholder());
                         move |inp: &[Array]| {
                             let mlp = skeleton(&mlp)?;
                             let mut it = inp.iter().cloned();
                             let mut next = || it.next().ok_or_else(too_few);
                             let (h, r, post) = (next()?, next()?, next()?);
                             let mut rest = inp[3..].iter().cloned();
-                            let mlp = lift(mlp.with_weights(&mut rest))?;
+                            let mlp = mlp.with_weights(&mut rest)?;
                             let next_norm = rest.next().ok_or_else(too_few)?;
                             let (h, x) = add_norm(&h, &r, &post, eps)?;
-                            let m = lift(mlp.forward(&x))?;
+                            let m = mlp.decode(&x)?;
                             let (h, x) = add_norm(&h, &m, &next_norm, eps)?;
                             Ok(vec![h, x])
                         }

@@ -1,68 +1,94 @@
 //! The SwiGLU MLP: `down(silu(gate(x)) · up(x))`.
 
-use super::fused::{self, DecodeMode};
-use super::linear::{fixed, Linear, Projections};
+use super::linear::{fixed, placeholder, Linear, Projections};
 use super::silu;
-use crate::error::Result;
-use crate::weights::Weights;
+use crate::error::{Error, Result};
+use crate::options::Plan;
+use mlx_lm::kernels::compiled;
+use mlx_rs::nn::{self, MaybeQuantized, Module};
 use mlx_rs::Array;
 
-/// The feed-forward block of every decoder layer.
+/// The feed-forward block of every decoder layer: the checkpoint's `mlp.{gate,up,down}_proj`
+/// and, once prepared (`Mlp::prepare`, at load), the forms the forward pass runs with.
+#[derive(Module)]
 pub struct Mlp {
+    gate_proj: MaybeQuantized<nn::Linear>,
+    up_proj: MaybeQuantized<nn::Linear>,
+    down_proj: MaybeQuantized<nn::Linear>,
+    #[module(skip)]
+    prepared: Option<Prepared>,
+}
+
+impl Mlp {
+    /// The block with placeholder parameters, for `hidden` → `intermediate` → `hidden`.
+    pub(crate) fn new(hidden: i32, intermediate: i32) -> Result<Mlp> {
+        Ok(Mlp {
+            gate_proj: placeholder(intermediate, hidden)?,
+            up_proj: placeholder(intermediate, hidden)?,
+            down_proj: placeholder(hidden, intermediate)?,
+            prepared: None,
+        })
+    }
+
+    /// Builds the inference forms from the loaded parameters (gate and up joined, each in
+    /// its device form for `plan`) and points the parameters at their arrays, so the
+    /// weights are held once. `path` names the block in errors.
+    pub(crate) fn prepare(&mut self, path: &str, plan: &Plan) -> Result<()> {
+        let gate = format!("{path}.gate_proj");
+        let up = format!("{path}.up_proj");
+        let down = format!("{path}.down_proj");
+        let gate_up = Projections::new(
+            vec![
+                Linear::from_layer(&gate, &self.gate_proj)?,
+                Linear::from_layer(&up, &self.up_proj)?,
+            ],
+            plan.cpu,
+        )?;
+        let down_proj = Linear::from_layer(&down, &self.down_proj)?.for_device(plan.cpu)?;
+        let mut parts = gate_up.stored_parts()?.into_iter();
+        for (p, layer) in [(&gate, &mut self.gate_proj), (&up, &mut self.up_proj)] {
+            let part = parts
+                .next()
+                .ok_or_else(|| Error::Weights(format!("{p}: no part")))?;
+            part.store_into(p, layer)?;
+        }
+        down_proj.stored()?.store_into(&down, &mut self.down_proj)?;
+        self.prepared = Some(Prepared { gate_up, down_proj });
+        Ok(())
+    }
+
+    /// The inference forms (an error before `Mlp::prepare`).
+    pub(crate) fn prepared(&self) -> Result<&Prepared> {
+        self.prepared
+            .as_ref()
+            .ok_or_else(|| super::not_prepared("mlp"))
+    }
+
+    /// Applies the block to `x` (`[.., hidden]`) with the reference ops.
+    pub fn forward(&self, x: &Array) -> Result<Array> {
+        self.prepared()?.forward(x)
+    }
+}
+
+/// The block as the forward pass runs it, built by `Mlp::prepare`.
+pub struct Prepared {
     /// `gate_proj` and `up_proj`, one matmul when their weights join.
     gate_up: Projections,
     down_proj: Linear,
 }
 
-impl Mlp {
-    /// Takes `prefix.{gate,up,down}_proj` from the checkpoint.
-    pub fn load(w: &mut Weights, prefix: &str, hidden: i32, intermediate: i32) -> Result<Mlp> {
-        Ok(Mlp {
-            gate_up: Projections::new(vec![
-                w.linear(&format!("{prefix}.gate_proj"), intermediate, hidden)?,
-                w.linear(&format!("{prefix}.up_proj"), intermediate, hidden)?,
-            ])?,
-            down_proj: w
-                .linear(&format!("{prefix}.down_proj"), hidden, intermediate)?
-                .for_current_device()?,
-        })
-    }
-
-    /// Applies the block to `x` (`[.., hidden]`). A single token (`[.., 1, hidden]`) takes
-    /// the compiled SwiGLU in the fused decode mode.
+impl Prepared {
+    /// Applies the block to `x` (`[.., hidden]`) with the reference ops.
     pub fn forward(&self, x: &Array) -> Result<Array> {
-        // A single token: `[.., 1, hidden]`, or `[B, hidden]` (decode without the length axis).
-        let single = x.ndim() == 2 || (x.ndim() > 2 && x.dim(-2)? == 1);
         let [gate, up] = fixed(self.gate_up.forward(x)?, "MLP")?;
-        if single && DecodeMode::current().is_fused() {
-            return self.down_proj.forward(&fused::swiglu(&gate, &up)?);
-        }
         self.down_proj.forward(&silu(&gate)?.multiply(&up)?)
     }
 
-    /// The MLP half of a decoder layer for one token with the CUDA matvec kernels
-    /// ([`super::matvec`]): `h + down(swiglu(gate_up(rmsnorm(h · norm))))` for the residual
-    /// stream `h` `[B, hidden]`. `None` when the weights do not take the kernels.
-    pub(crate) fn decode_dense(&self, h: &Array, norm: &Array, eps: f32) -> Result<Option<Array>> {
-        use super::matvec::{fits, matvec, Epilogue, Prologue};
-        let (Some(w_gu), Some(w_down)) =
-            (self.gate_up.joined_dense(), self.down_proj.dense_weight())
-        else {
-            return Ok(None);
-        };
-        // SwiGLU reads gate rows, then as many up rows.
-        let halves = matches!(self.gate_up.splits(), [i] if 2 * i == w_gu.dim(0)?);
-        if !halves || h.ndim() != 2 || !fits(w_gu, h.dtype()) || !fits(w_down, h.dtype()) {
-            return Ok(None);
-        }
-        let act = matvec(h, w_gu, Prologue::Norm(norm), Epilogue::SwiGlu, eps)?;
-        Ok(Some(matvec(
-            &act,
-            w_down,
-            Prologue::None,
-            Epilogue::Residual(h),
-            eps,
-        )?))
+    /// The block for one token (`[B, hidden]` or `[B, 1, hidden]`), fused: the SwiGLU
+    /// compiled.
+    pub(crate) fn decode(&self, x: &Array) -> Result<Array> {
+        let [gate, up] = fixed(self.gate_up.forward(x)?, "MLP")?;
+        self.down_proj.forward(&compiled::swiglu(&gate, &up)?)
     }
 
     /// The block's arrays in a fixed order: how a compiled step takes them as inputs.
@@ -73,8 +99,11 @@ impl Mlp {
     }
 
     /// The same block with the next arrays of `weights` (order of [`Self::weights`]).
-    pub(crate) fn with_weights(&self, weights: &mut impl Iterator<Item = Array>) -> Result<Mlp> {
-        Ok(Mlp {
+    pub(crate) fn with_weights(
+        &self,
+        weights: &mut impl Iterator<Item = Array>,
+    ) -> Result<Prepared> {
+        Ok(Prepared {
             gate_up: self.gate_up.with_weights(weights)?,
             down_proj: self.down_proj.with_weights(weights)?,
         })

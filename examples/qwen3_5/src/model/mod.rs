@@ -2,26 +2,22 @@
 //! attention), final norm, tied or separate output head.
 
 pub mod attention;
-pub mod attn_kernel;
-pub mod chunked;
-pub mod cpu_gemm;
 pub mod deltanet;
-pub mod fused;
-pub mod knobs;
 pub mod layer_step;
 pub mod linear;
-pub mod matvec;
 pub mod mlp;
 
 use crate::cache::{Cache, KvCache, LayerCache, RecurrentCache};
-use crate::config::{Config, LayerType};
+use crate::config::{Config, LayerType, TextConfig};
 use crate::error::{Error, Result};
-use crate::weights::{Layout, Weights};
+use crate::options::{ModelOptions, Plan};
+use crate::weights::{self, Checkpoint, Layout};
 use attention::Attention;
 use deltanet::GatedDeltaNet;
-use fused::DecodeMode;
 use linear::{Embedding, Linear};
 use mlp::Mlp;
+use mlx_lm::kernels::compiled;
+use mlx_rs::nn::{self, MaybeQuantized, Module, ParamMap};
 use mlx_rs::{fast, ops, Array, Dtype};
 use std::path::Path;
 
@@ -32,48 +28,139 @@ fn cache_mismatch(i: usize) -> Error {
     ))
 }
 
+/// The error for a layer used before its inference forms were built (a model is only
+/// handed out prepared, so this does not happen through the public API).
+pub(crate) fn not_prepared(what: &str) -> Error {
+    Error::InvalidArgument(format!("{what}: used before the model was prepared"))
+}
+
 /// `x · sigmoid(x)`.
 pub(crate) fn silu(x: &Array) -> Result<Array> {
     Ok(x.multiply(&ops::sigmoid(x)?)?)
 }
 
-/// A scalar of `like`'s dtype (as a Python scalar would be in MLX: it does not promote).
-pub(crate) fn scalar_like(value: f32, like: &Array) -> Result<Array> {
-    Ok(Array::scalar(value).astype(like.dtype())?)
-}
-
-/// The token mixer of a layer.
-pub enum Mixer {
+/// The token mixer of a layer, as the forward pass runs it.
+pub enum Mixer<'a> {
     /// Gated DeltaNet.
-    DeltaNet(GatedDeltaNet),
+    DeltaNet(&'a deltanet::Prepared),
     /// Gated attention.
-    Attention(Attention),
+    Attention(&'a attention::Prepared),
 }
 
-/// One decoder layer: `h = x + mixer(norm(x)); out = h + mlp(norm(h))`.
+/// One decoder layer (`language_model.model.layers.N`):
+/// `h = x + mixer(norm(x)); out = h + mlp(norm(h))`, the mixer a Gated DeltaNet
+/// (`linear_attn`) or gated attention (`self_attn`), as in mlx-lm.
+#[derive(Module)]
 pub struct DecoderLayer {
-    mixer: Mixer,
-    input_layernorm: Array,
-    post_attention_layernorm: Array,
+    linear_attn: Option<GatedDeltaNet>,
+    self_attn: Option<Attention>,
+    /// `(1 + w)`-style weight, stored shifted.
+    input_layernorm: nn::RmsNorm,
+    /// `(1 + w)`-style weight, stored shifted.
+    post_attention_layernorm: nn::RmsNorm,
     mlp: Mlp,
 }
 
-/// A loaded Qwen 3.5 text model.
-pub struct Model {
-    config: Config,
-    embed_tokens: Embedding,
+/// The decoder (`language_model.model`): embedding, layers, final norm.
+#[derive(Module)]
+pub struct TextDecoder {
+    embed_tokens: MaybeQuantized<nn::Embedding>,
     layers: Vec<DecoderLayer>,
-    norm: Array,
-    lm_head: Option<Linear>,
+    /// `(1 + w)`-style weight, stored shifted.
+    norm: nn::RmsNorm,
+    /// The table in its inference form (the output head's, when tied).
+    #[module(skip)]
+    embedding: Option<Embedding>,
+}
+
+/// The text model (`language_model`): the decoder and, when the embeddings are not tied,
+/// the output head.
+#[derive(Module)]
+pub struct TextModel {
+    model: TextDecoder,
+    lm_head: Option<MaybeQuantized<nn::Linear>>,
+    /// The untied head in its inference form.
+    #[module(skip)]
+    head: Option<Linear>,
+}
+
+/// A loaded Qwen 3.5 text model.
+///
+/// Its parameters ([`Module::parameters`]) are named as mlx-lm names them
+/// (`language_model.model.layers.0.linear_attn.in_proj_qkv.weight`, …); loading reads a
+/// checkpoint of either layout into them through [`Module::update`] (see
+/// [`crate::weights`]), then builds the forms the forward pass runs with from the same
+/// arrays, once: parameters changed afterwards (through [`Module::update`]) are not seen
+/// by the forward pass; load the changed weights instead.
+#[derive(Module)]
+pub struct Model {
+    language_model: TextModel,
+    #[module(skip)]
+    config: Config,
+    #[module(skip)]
     layout: Layout,
+    #[module(skip)]
+    options: ModelOptions,
+    #[module(skip)]
+    plan: Plan,
+}
+
+/// A `(1 + w)`-style norm with a placeholder weight.
+fn rms_norm(dims: i32, eps: f32) -> Result<nn::RmsNorm> {
+    Ok(nn::RmsNorm {
+        weight: linear::placeholder_param(&[dims])?,
+        eps,
+    })
 }
 
 impl DecoderLayer {
+    /// A layer of `kind` with placeholder parameters.
+    fn new(c: &TextConfig, kind: LayerType) -> Result<DecoderLayer> {
+        let (linear_attn, self_attn) = match kind {
+            LayerType::LinearAttention => (Some(GatedDeltaNet::new(c)?), None),
+            LayerType::FullAttention => (None, Some(Attention::new(c)?)),
+        };
+        Ok(DecoderLayer {
+            linear_attn,
+            self_attn,
+            input_layernorm: rms_norm(c.hidden_size, c.rms_norm_eps)?,
+            post_attention_layernorm: rms_norm(c.hidden_size, c.rms_norm_eps)?,
+            mlp: Mlp::new(c.hidden_size, c.intermediate_size)?,
+        })
+    }
+
+    /// Builds the inference forms of the mixer and the MLP (`path` names the layer).
+    fn prepare(&mut self, path: &str, c: &TextConfig, plan: &Plan) -> Result<()> {
+        if let Some(m) = &mut self.linear_attn {
+            m.prepare(&format!("{path}.linear_attn"), c, plan)?;
+        }
+        if let Some(m) = &mut self.self_attn {
+            m.prepare(&format!("{path}.self_attn"), c, plan)?;
+        }
+        self.mlp.prepare(&format!("{path}.mlp"), plan)
+    }
+
+    /// The mixer, prepared.
+    pub(crate) fn mixer(&self) -> Result<Mixer<'_>> {
+        match (&self.linear_attn, &self.self_attn) {
+            (Some(m), _) => Ok(Mixer::DeltaNet(m.prepared()?)),
+            (None, Some(m)) => Ok(Mixer::Attention(m.prepared()?)),
+            (None, None) => Err(not_prepared("layer without a mixer")),
+        }
+    }
+
+    /// The weight of the norm before the MLP.
+    pub(crate) fn post_norm(&self) -> &Array {
+        self.post_attention_layernorm.weight.value()
+    }
+
     /// The mixer (DeltaNet or attention) over `x`, the normed input of layer `i`, with
-    /// its cache `lc`.
-    fn mix(&self, x: &Array, lc: &mut LayerCache, i: usize) -> Result<Array> {
-        match (&self.mixer, lc) {
+    /// its cache `lc`: the reference ops, or (`fused`) the fused one-token forms.
+    fn mix(&self, x: &Array, lc: &mut LayerCache, i: usize, fused: bool) -> Result<Array> {
+        match (self.mixer()?, lc) {
+            (Mixer::DeltaNet(m), LayerCache::Recurrent(c)) if fused => m.decode(x, c),
             (Mixer::DeltaNet(m), LayerCache::Recurrent(c)) => m.forward(x, c),
+            (Mixer::Attention(m), LayerCache::Attention(c)) if fused => m.decode(x, c),
             (Mixer::Attention(m), LayerCache::Attention(c)) => m.forward(x, c),
             _ => Err(cache_mismatch(i)),
         }
@@ -81,8 +168,24 @@ impl DecoderLayer {
 }
 
 impl Model {
-    /// Loads `config.json` and the safetensors checkpoint from a model folder.
+    /// Loads `config.json` and the safetensors checkpoint from a model folder, with the
+    /// default options of the current device ([`ModelOptions::default`]).
     pub fn load(dir: impl AsRef<Path>) -> Result<Model> {
+        Model::load_with(dir, ModelOptions::default())
+    }
+
+    /// [`Model::load`] with `options`, resolved for the device of the current default
+    /// stream (which the model then runs on).
+    ///
+    /// Loading is [`mlx_lm::load::load_weights`]: every tensor, [`weights::sanitize`]
+    /// (Hugging Face to MLX names and forms), quantization of the layers stored
+    /// quantized, a strict [`Module::update`]; then the inference forms are built
+    /// (`Model::prepare`).
+    ///
+    /// # Errors
+    /// A missing or invalid config field, and a missing, unexpected, mis-shaped or
+    /// wrongly typed tensor (named); invalid options (`cpu_threads` of 0).
+    pub fn load_with(dir: impl AsRef<Path>, options: ModelOptions) -> Result<Model> {
         let dir = dir.as_ref();
         if !dir.is_dir() {
             return Err(Error::io(
@@ -91,59 +194,139 @@ impl Model {
             ));
         }
         let config = Config::from_file(dir.join("config.json"))?;
-        let mut weights = Weights::open(dir, &config)?;
-        let model = Model::from_weights(config, &mut weights)?;
-        weights.finish()?;
-        Ok(model)
+        let mut model = Model::new(config, options)?;
+        let quantization = weights::quantization(&model.config);
+        let mut sanitizer = weights::Sanitizer::new(&model.config);
+        let loaded = mlx_lm::load::load_weights(&mut model, dir, quantization.as_ref(), |w| {
+            sanitizer.sanitize(w)
+        });
+        model.finish_load(loaded, sanitizer)
     }
 
-    /// Builds the model from an opened checkpoint, taking every tensor it needs.
-    pub fn from_weights(config: Config, w: &mut Weights) -> Result<Model> {
+    /// Builds the model from the tensors of `checkpoint` (e.g. random weights held in
+    /// memory, [`Checkpoint::from_arrays`]), loaded as [`Model::load_with`] loads a folder.
+    /// The checkpoint is dropped once read, so its arrays are not held past the update.
+    pub fn from_checkpoint(
+        config: Config,
+        checkpoint: Checkpoint,
+        options: ModelOptions,
+    ) -> Result<Model> {
+        let tensors = checkpoint.load_all()?;
+        drop(checkpoint);
+        Model::from_tensors(config, tensors, options)
+    }
+
+    /// Builds the model from tensors by stored name (either layout), as
+    /// [`Model::load_with`] does from a folder's.
+    pub fn from_tensors(config: Config, tensors: ParamMap, options: ModelOptions) -> Result<Model> {
+        let mut model = Model::new(config, options)?;
+        let quantization = weights::quantization(&model.config);
+        let mut sanitizer = weights::Sanitizer::new(&model.config);
+        let loaded = sanitizer
+            .sanitize(tensors)
+            .and_then(|w| mlx_lm::load::apply_weights(&mut model, w, quantization.as_ref()));
+        model.finish_load(loaded, sanitizer)
+    }
+
+    /// The model for `config` with placeholder parameters (lazy zeros: nothing is
+    /// allocated until the checkpoint replaces them).
+    fn new(config: Config, options: ModelOptions) -> Result<Model> {
+        let plan = Plan::resolve(&options)?;
         let c = &config.text;
-        let hidden = c.hidden_size;
-        let embed_tokens = w.embedding("embed_tokens", c.vocab_size, hidden)?;
-        // A tied table is also the output head: keep it in the head's fastest form.
-        let embed_tokens = if c.tie_word_embeddings {
-            embed_tokens.for_current_device()?
-        } else {
-            embed_tokens
-        };
-        let mut layers = Vec::with_capacity(c.layer_types.len());
-        for (i, kind) in c.layer_types.iter().enumerate() {
-            let p = format!("layers.{i}");
-            let mixer = match kind {
-                LayerType::LinearAttention => {
-                    Mixer::DeltaNet(GatedDeltaNet::load(w, &format!("{p}.linear_attn"), c)?)
-                }
-                LayerType::FullAttention => {
-                    Mixer::Attention(Attention::load(w, &format!("{p}.self_attn"), c)?)
-                }
-            };
-            layers.push(DecoderLayer {
-                mixer,
-                input_layernorm: w.shifted_norm(&format!("{p}.input_layernorm.weight"), hidden)?,
-                post_attention_layernorm: w
-                    .shifted_norm(&format!("{p}.post_attention_layernorm.weight"), hidden)?,
-                mlp: Mlp::load(w, &format!("{p}.mlp"), hidden, c.intermediate_size)?,
-            });
-        }
-        let norm = w.shifted_norm("norm.weight", hidden)?;
-        let lm_head = if c.tie_word_embeddings {
-            None
-        } else {
-            Some(
-                w.linear("lm_head", c.vocab_size, hidden)?
-                    .for_current_device()?,
-            )
+        // A placeholder is checked against the memory free now, as every array mlx-rs
+        // makes: an error names the module.
+        let at = |path: String| move |e: Error| Error::Weights(format!("{path}: {e}"));
+        let p = "language_model.model";
+        let layers = c
+            .layer_types
+            .iter()
+            .enumerate()
+            .map(|(i, &kind)| DecoderLayer::new(c, kind).map_err(at(format!("{p}.layers.{i}"))))
+            .collect::<Result<Vec<_>>>()?;
+        let language_model = TextModel {
+            model: TextDecoder {
+                embed_tokens: linear::placeholder_embedding(c.vocab_size, c.hidden_size)
+                    .map_err(at(format!("{p}.embed_tokens")))?,
+                layers,
+                norm: rms_norm(c.hidden_size, c.rms_norm_eps)?,
+                embedding: None,
+            },
+            lm_head: if c.tie_word_embeddings {
+                None
+            } else {
+                Some(
+                    linear::placeholder(c.vocab_size, c.hidden_size)
+                        .map_err(at("language_model.lm_head".into()))?,
+                )
+            },
+            head: None,
         };
         Ok(Model {
-            layout: w.layout(),
+            language_model,
             config,
-            embed_tokens,
-            layers,
-            norm,
-            lm_head,
+            layout: Layout::Mlx,
+            options,
+            plan,
         })
+    }
+
+    /// After the update: the layout the sanitizer saw, errors in the checkpoint's own
+    /// names, and the inference forms.
+    fn finish_load(mut self, loaded: Result<()>, sanitizer: weights::Sanitizer) -> Result<Model> {
+        loaded.map_err(|e| sanitizer.explain(e))?;
+        self.layout = sanitizer.layout();
+        self.prepare()?;
+        Ok(self)
+    }
+
+    /// Builds the forms the forward pass runs with from the loaded parameters, once, for
+    /// the model's [`Plan`]: joined projections ([`linear::Projections`]), products in
+    /// their device form ([`Linear::for_device`]: float32 weights transposed for the CPU),
+    /// a tied table in the output head's form. Each parameter is then pointed at the
+    /// arrays of its inference form (views, no copies), so the weights are held once and
+    /// [`Module::parameters`] still gives the checkpoint's values.
+    fn prepare(&mut self) -> Result<()> {
+        let (c, plan) = (&self.config.text, &self.plan);
+        let lm = &mut self.language_model;
+        let dec = &mut lm.model;
+        let path = "language_model.model.embed_tokens";
+        let embedding = Embedding {
+            table: Linear::from_embedding(path, &dec.embed_tokens)?,
+        };
+        // A tied table is also the output head: keep it in the head's fastest form.
+        let embedding = if c.tie_word_embeddings {
+            embedding.for_device(plan.cpu)?
+        } else {
+            embedding
+        };
+        embedding
+            .table
+            .stored()?
+            .store_into_embedding(path, &mut dec.embed_tokens)?;
+        dec.embedding = Some(embedding);
+        for (i, layer) in dec.layers.iter_mut().enumerate() {
+            layer.prepare(&format!("language_model.model.layers.{i}"), c, plan)?;
+        }
+        if let Some(head) = &mut lm.lm_head {
+            let path = "language_model.lm_head";
+            let linear = Linear::from_layer(path, head)?.for_device(plan.cpu)?;
+            linear.stored()?.store_into(path, head)?;
+            lm.head = Some(linear);
+        }
+        // The views are evaluated now, so that the model holds only data (a lazy array
+        // would stay tied to this thread's stream).
+        self.eval_parameters()?;
+        Ok(())
+    }
+
+    /// The options the model was loaded with.
+    pub fn options(&self) -> &ModelOptions {
+        &self.options
+    }
+
+    /// What the options resolved to on the device the model was loaded for.
+    pub fn plan(&self) -> &Plan {
+        &self.plan
     }
 
     /// The configuration.
@@ -158,7 +341,24 @@ impl Model {
 
     /// The dtype of activations (that of the embedding table or its scales).
     pub fn dtype(&self) -> Dtype {
-        self.embed_tokens.dtype()
+        match &self.language_model.model.embedding {
+            Some(e) => e.dtype(),
+            None => Dtype::Float32,
+        }
+    }
+
+    /// The decoder layers.
+    fn layers(&self) -> &[DecoderLayer] {
+        &self.language_model.model.layers
+    }
+
+    /// The embedding table in its inference form.
+    fn embedding(&self) -> Result<&Embedding> {
+        self.language_model
+            .model
+            .embedding
+            .as_ref()
+            .ok_or_else(|| not_prepared("embed_tokens"))
     }
 
     /// A fresh, empty per-sequence cache.
@@ -185,108 +385,73 @@ impl Model {
 
     /// Final-normed hidden states `[B, T, hidden]` for `tokens`, updating `cache`.
     pub fn hidden_states(&self, tokens: &Array, cache: &mut Cache) -> Result<Array> {
-        mlx_lm::model::check_input(tokens, cache, self.layers.len())?;
+        mlx_lm::model::check_input(tokens, cache, self.layers().len())?;
+        // The one place the fused decode is entered.
+        if tokens.dim(1) == 1 && self.plan.fused() {
+            return self.decode_fused(tokens, cache);
+        }
         let eps = self.config.text.rms_norm_eps;
-        // A single token takes the compiled norm (and residual add + norm) in the fused
-        // decode mode; otherwise the plain ops. Both compute the same values.
-        let fused_step = tokens.dim(1)? == 1 && DecodeMode::current().is_fused();
-        let norm = |x: &Array, w: &Array| -> Result<Array> {
-            if fused_step {
-                fused::rms_norm(x, w, eps)
-            } else {
-                Ok(fast::rms_norm(x, Some(w), eps)?)
-            }
-        };
-        let add_norm = |h: &Array, r: &Array, w: &Array| -> Result<(Array, Array)> {
-            if fused_step && attn_kernel::add_norm_usable(h) {
-                attn_kernel::add_rms_norm(h, r, w, eps)
-            } else if fused_step {
-                fused::add_rms_norm(h, r, w, eps)
-            } else {
-                let h = h.add(r)?;
-                let n = fast::rms_norm(&h, Some(w), eps)?;
-                Ok((h, n))
-            }
-        };
-        let compiled_layers = fused_step && layer_step::enabled();
-        let flat = fused_step && layer_step::flat_enabled();
-        let mut h = self.embed_tokens.forward(tokens)?;
-        if flat {
-            // Decode without the length axis: `[B, hidden]` activations multiply as plain
-            // matrices (MLX wraps a `[B, 1, K]` product in a flatten and an unflatten).
-            let (b, d) = (h.dim(0)?, h.dim(2)?);
-            h = h.reshape(&[b, d])?;
-        }
-        if flat && !compiled_layers && matvec::enabled() {
-            let h = self.layers_dense(h, cache, eps)?;
-            return Ok(ops::expand_dims(&norm(&h, &self.norm)?, 1)?);
-        }
-        let first_norm = self
-            .layers
-            .first()
-            .map_or(&self.norm, |l| &l.input_layernorm);
+        let norm = |x: &Array, w: &Array| -> Result<Array> { Ok(fast::rms_norm(x, Some(w), eps)?) };
+        let mut h = self.embedding()?.forward(tokens)?;
         // `x` is always the normed `h`: the input of the next mixer, or the final output.
-        let mut x = norm(&h, first_norm)?;
-        for (i, (layer, lc)) in self.layers.iter().zip(cache.layers.iter_mut()).enumerate() {
-            if compiled_layers {
-                let next_norm = self
-                    .layers
-                    .get(i + 1)
-                    .map_or(&self.norm, |l| &l.input_layernorm);
-                (h, x) = layer.decode_compiled(&h, &x, next_norm, lc, eps)?;
-                continue;
-            }
-            let r = layer.mix(&x, lc, i)?;
-            let (h_mid, x_mid) = add_norm(&h, &r, &layer.post_attention_layernorm)?;
-            let m = layer.mlp.forward(&x_mid)?;
-            let next_norm = self
-                .layers
-                .get(i + 1)
-                .map_or(&self.norm, |l| &l.input_layernorm);
-            (h, x) = add_norm(&h_mid, &m, next_norm)?;
-        }
-        if flat {
-            x = ops::expand_dims(&x, 1)?;
+        let mut x = norm(&h, self.input_norm(0))?;
+        for (i, (layer, lc)) in self
+            .layers()
+            .iter()
+            .zip(cache.layers.iter_mut())
+            .enumerate()
+        {
+            h = h.add(&layer.mix(&x, lc, i, false)?)?;
+            x = norm(&h, layer.post_norm())?;
+            h = h.add(&layer.mlp.forward(&x)?)?;
+            x = norm(&h, self.input_norm(i + 1))?;
         }
         Ok(x)
     }
 
-    /// The decoder layers for one token (`h` `[B, hidden]`, the embeddings) with the CUDA
-    /// matvec kernels ([`matvec`]); a half-layer whose weights do not take them (quantized)
-    /// runs MLX's ops. Returns the residual stream after the last layer.
-    fn layers_dense(&self, mut h: Array, cache: &mut Cache, eps: f32) -> Result<Array> {
-        for (i, (layer, lc)) in self.layers.iter().zip(cache.layers.iter_mut()).enumerate() {
-            let norm_in = &layer.input_layernorm;
-            let mixed = match (&layer.mixer, &mut *lc) {
-                (Mixer::DeltaNet(m), LayerCache::Recurrent(c)) => {
-                    m.decode_dense(&h, norm_in, c, eps)?
-                }
-                (Mixer::Attention(m), LayerCache::Attention(c)) => {
-                    m.decode_dense(&h, norm_in, c, eps)?
-                }
-                _ => return Err(cache_mismatch(i)),
-            };
-            let h_mid = match mixed {
-                Some(h_mid) => h_mid,
-                None => h.add(&layer.mix(&fused::rms_norm(&h, norm_in, eps)?, lc, i)?)?,
-            };
-            let post = &layer.post_attention_layernorm;
-            h = match layer.mlp.decode_dense(&h_mid, post, eps)? {
-                Some(h) => h,
-                None => {
-                    let x = fused::rms_norm(&h_mid, post, eps)?;
-                    h_mid.add(&layer.mlp.forward(&x)?)?
-                }
-            };
+    /// The input norm of layer `i`; the final norm after the last layer.
+    fn input_norm(&self, i: usize) -> &Array {
+        self.layers()
+            .get(i)
+            .map_or(self.language_model.model.norm.weight.value(), |l| {
+                l.input_layernorm.weight.value()
+            })
+    }
+
+    /// [`Model::hidden_states`] for one token per sequence, fused: activations without the
+    /// length axis (`[B, hidden]`, so MLX multiplies plain matrices instead of wrapping
+    /// each product in a flatten and an unflatten: 743 → 553 graph nodes per 2B step), the
+    /// compiled norms and the fused mixers, or each layer as one compiled function
+    /// ([`Plan::compile_layers`]). The same values as the reference ops.
+    fn decode_fused(&self, tokens: &Array, cache: &mut Cache) -> Result<Array> {
+        let eps = self.config.text.rms_norm_eps;
+        let h = self.embedding()?.forward(tokens)?;
+        let mut h = h.reshape(&[h.dim(0), h.dim(2)])?;
+        let mut x = compiled::rms_norm(&h, self.input_norm(0), eps)?;
+        for (i, (layer, lc)) in self
+            .layers()
+            .iter()
+            .zip(cache.layers.iter_mut())
+            .enumerate()
+        {
+            let next_norm = self.input_norm(i + 1);
+            if self.plan.compile_layers {
+                (h, x) = layer.decode_compiled(&h, &x, next_norm, lc, eps)?;
+                continue;
+            }
+            let r = layer.mix(&x, lc, i, true)?;
+            let (h_mid, x_mid) = compiled::add_rms_norm(&h, &r, layer.post_norm(), eps)?;
+            let m = layer.mlp.prepared()?.decode(&x_mid)?;
+            (h, x) = compiled::add_rms_norm(&h_mid, &m, next_norm, eps)?;
         }
-        Ok(h)
+        Ok(ops::expand_dims(&x, 1)?)
     }
 
     /// Logits for final-normed hidden states (`[.., hidden]` → `[.., vocab]`).
     pub fn logits(&self, hidden: &Array) -> Result<Array> {
-        match &self.lm_head {
+        match &self.language_model.head {
             Some(head) => head.forward(hidden),
-            None => self.embed_tokens.as_linear(hidden),
+            None => self.embedding()?.as_linear(hidden),
         }
     }
 

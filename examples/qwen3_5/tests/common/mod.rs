@@ -16,35 +16,6 @@ pub const LOGITS_ROW_RTOL: f32 = 1.0 / 128.0;
 /// Absolute floor of the logits tolerance.
 pub const LOGITS_ATOL: f32 = 1e-3;
 
-/// Largest difference allowed between a custom kernel's output and MLX's ops, relative to
-/// the largest |expected| value: float32 within float rounding; bfloat16 within two ulps
-/// (2^-7 relative each), as a kernel may sum in another order than MLX.
-pub fn kernel_rtol(dtype: mlx_rs::Dtype) -> f32 {
-    if dtype == mlx_rs::Dtype::Bfloat16 {
-        2.0 / 128.0
-    } else {
-        1e-4
-    }
-}
-
-/// Largest |got − want| of two arrays (compared as float32) relative to the largest
-/// |want| (the row scale of a kernel's output).
-pub fn max_rel_diff(got: &mlx_rs::Array, want: &mlx_rs::Array) -> f32 {
-    assert_eq!(got.shape(), want.shape(), "shapes");
-    let f32s = |a: &mlx_rs::Array| {
-        a.astype(mlx_rs::Dtype::Float32)
-            .unwrap()
-            .to_vec::<f32>()
-            .unwrap()
-    };
-    let (g, w) = (f32s(got), f32s(want));
-    let scale = w.iter().fold(0f32, |m, x| m.max(x.abs())).max(1e-6);
-    g.iter()
-        .zip(&w)
-        .fold(0f32, |m, (a, e)| m.max((a - e).abs()))
-        / scale
-}
-
 /// The folder of all tiny fixture models.
 pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/qwen")

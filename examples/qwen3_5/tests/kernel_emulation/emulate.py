@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Runs the Gated DeltaNet kernels (src/model/kernels/) on the CPU, without a GPU.
+"""Runs the Gated DeltaNet kernels (mlx-lm/kernels/) on the CPU, without a GPU.
 
 Both kernels — the gated delta step over T tokens ("step") and the whole single-token
 DeltaNet update from the projections ("decode") — are assembled for each backend the way
@@ -8,7 +8,7 @@ mlx/backend/cuda/custom_kernel.cpp; Metal: `write_signature` in mlx/fast.cpp): t
 header order, signature, template constants and body. Each is compiled with the host C++
 compiler against small shims (shim_*.h) in which every warp / SIMD group is 32 threads
 and cross-lane sums are barrier-synchronised exchanges, launched over the grid that
-fused.rs asks MLX for, and compared with a NumPy reference. Built with AddressSanitizer
+mlx-lm/src/kernels/gated_delta/kernel.rs asks MLX for, and compared with a NumPy reference. Built with AddressSanitizer
 (unless GDN_EMUL_NO_ASAN is set), so any read or write outside an input or output aborts
 the case; outputs start as NaN, so an element never written shows up.
 
@@ -17,7 +17,7 @@ dtype handling of the exact source text; not GPU-only matters (memory model, spe
 dialects of the real compilers — see nvrtc_check.py for CUDA).
 
 Usage: python3 emulate.py [--backend cuda|metal|both] [--kernel step|decode|both] [--keep DIR]
-Exit status 0 when every case matches. The launch constants are read from fused.rs.
+Exit status 0 when every case matches. The launch constants are read from mlx-lm/src/kernels/gated_delta/kernel.rs.
 """
 
 import argparse
@@ -30,12 +30,12 @@ import tempfile
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-KERNELS = os.path.join(HERE, "..", "..", "src", "model", "kernels")
-FUSED_RS = os.path.join(HERE, "..", "..", "src", "model", "fused.rs")
+KERNELS = os.path.join(HERE, "..", "..", "..", "..", "mlx-lm", "kernels")
+FUSED_RS = os.path.join(HERE, "..", "..", "..", "..", "mlx-lm", "src", "kernels", "gated_delta", "kernel.rs")
 
 
 def fused_const(name):
-    """A launch constant of fused.rs (so the emulated grid is the one the model asks for)."""
+    """A launch constant of gated_delta/kernel.rs (so the emulated grid is the one the model asks for)."""
     import re
     m = re.search(rf"pub const {name}: i32 = (\d+);", open(FUSED_RS).read())
     if not m:
@@ -106,7 +106,7 @@ def templates(kernel, act, gate, dims, types):
     B, T, Hk, Dk, Hv, Dv, K = dims
     t = [("InT", types[act])]
     if kernel is STEP:
-        # fused.rs names every input dtype (MLX caches kernels by name).
+        # gated_delta/kernel.rs names every input dtype (MLX caches kernels by name).
         roles = dict(kernel.inputs)
         t += [(n, ctype(roles[r], act, gate, types)) for n, r in
               (("KT", "k"), ("VT", "v"), ("GT", "g"), ("BetaT", "beta"))]

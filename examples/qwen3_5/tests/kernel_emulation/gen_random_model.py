@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Writes a random-weight Qwen 3.5 text checkpoint (MLX layout, bf16) for decode timing,
-e.g. the `decode_speed` test of tests/fused.rs on a machine without the real weights.
+e.g. the `decode_speed` test of tests/fused.rs (qwen3_5) on a machine without the real weights.
 
 Usage: python3 gen_random_model.py OUT_DIR [--shape 2b|mid|small]
   2b:    the real Qwen3.5-2B text shapes (24 layers, hidden 2048, 16/16 DeltaNet heads of

@@ -24,7 +24,7 @@ import re
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-KERNELS = os.path.join(HERE, "..", "..", "src", "model", "kernels")
+KERNELS = os.path.join(HERE, "..", "..", "..", "..", "mlx-lm", "kernels")
 ROOT = os.environ.get(
     "MLX_CUDA_ROOT", os.path.expanduser("~/.cache/mlx-sys/mlx-cuda-13-0.32.2"))
 
@@ -39,7 +39,7 @@ DEFAULT_HEADER = """
 """
 CUDA_TYPES = {"float32": "float", "bfloat16": "__nv_bfloat16", "float16": "__half"}
 DECODE_ROWS = int(re.search(r"pub const DECODE_ROWS_PER_WARP: i32 = (\d+);", open(
-    os.path.join(HERE, "..", "..", "src", "model", "fused.rs")).read()).group(1))
+    os.path.join(HERE, "..", "..", "..", "..", "mlx-lm", "src", "kernels", "gated_delta", "kernel.rs")).read()).group(1))
 INPUTS = ["q", "k", "v", "g", "beta", "state_in"]
 OUTPUTS = ["y", "state_out"]
 
@@ -79,14 +79,14 @@ def embedded_headers(libmlx):
 
 
 STEP = dict(
-    name="qwen3_5_gated_delta_step",
+    name="gated_delta_step",
     body=["cuda_prologue.inc", "gated_delta_step.inc"],
     inputs=[("q", "act"), ("k", "act"), ("v", "act"), ("g", "f32"), ("beta", "act"),
             ("state_in", "f32")],
     outputs=[("y", "act"), ("state_out", "f32")],
 )
 DECODE = dict(
-    name="qwen3_5_gated_delta_decode",
+    name="gated_delta_decode",
     body=["cuda_decode_prologue.inc", "gated_delta_decode.inc"],
     inputs=[("qkv", "act"), ("conv_in", "act"), ("conv_w", "act"), ("a", "act"), ("b", "act"),
             ("a_log", "f32"), ("dt_bias", "gate"), ("state_in", "f32")],
@@ -95,34 +95,25 @@ DECODE = dict(
 
 
 QK_PREP = dict(
-    name="qwen3_5_attn_qk_prep",
+    name="attn_qk_prep",
     body=["attn_qk_prep.cu.inc"],
     inputs=[("q_full", "act"), ("k", "act"), ("q_w", "act"), ("k_w", "act"),
             ("inv_freq", "f32"), ("meta", "i32"), ("eps", "f32")],
     outputs=[("q_out", "act"), ("k_out", "act")],
 )
 ATTN = dict(
-    name="qwen3_5_attn_decode",
+    name="attn_decode",
     body=["attn_decode.cu.inc"],
     inputs=[("q", "act"), ("keys", "act"), ("values", "act"), ("q_full", "act"),
             ("meta", "i32"), ("scale", "f32")],
     outputs=[("out", "act")],
 )
-ADD_NORM = dict(
-    name="qwen3_5_add_rms_norm",
-    body=["add_rms_norm.cu.inc"],
-    inputs=[("x", "act"), ("r", "act"), ("w", "act"), ("eps", "f32")],
-    outputs=[("h", "act"), ("n", "act")],
-)
-MATVEC = dict(name="qwen3_5_matvec", body=["matvec.cu.inc"])
-MATVEC_WARPS = int(re.search(r"pub const WARPS: i32 = (\d+);", open(
-    os.path.join(HERE, "..", "..", "src", "model", "matvec.rs")).read()).group(1))
 ATTN_WARPS = int(re.search(r"pub const WARPS: i32 = (\d+);", open(
-    os.path.join(HERE, "..", "..", "src", "model", "attn_kernel.rs")).read()).group(1))
+    os.path.join(HERE, "..", "..", "..", "..", "mlx-lm", "src", "kernels", "attention.rs")).read()).group(1))
 
 
 def attn_source(kernel, act, consts):
-    """The source MLX's build_kernel writes for an attention kernel (attn_kernel.rs)."""
+    """The source MLX's build_kernel writes for an attention kernel (mlx-lm/src/kernels/attention.rs)."""
     types = {"act": CUDA_TYPES[act], "f32": "float", "i32": "int32_t"}
     body = "\n".join(read(f) for f in kernel["body"])
     src = DEFAULT_HEADER + read("cuda_header.cuh") + read("gdn_common.h")
@@ -135,24 +126,6 @@ def attn_source(kernel, act, consts):
     src += f"  using KWT = {types['act']};\n"
     src += "".join(f"  constexpr int {k} = {v};\n" for k, v in consts.items())
     src += "\n" + body + "\n}\n\n} // namespace mlx::core::cu\n"
-    return src, "mlx::core::cu::" + name
-
-
-def matvec_source(act, consts):
-    """The source MLX's build_kernel writes for the matvec kernel (matvec.rs): inputs that
-    a prologue or epilogue does not use are the fp32 `eps` placeholder."""
-    t = CUDA_TYPES[act]
-    pro, epi = consts["PRO"], consts["EPI"]
-    roles = [("x", t), ("g", t if pro else "float"), ("z", t if pro == 2 else "float"),
-             ("w", t), ("r", t if epi == 1 else "float"), ("eps", "float")]
-    src = DEFAULT_HEADER + read("cuda_header.cuh") + read("gdn_common.h")
-    src += "namespace mlx::core::cu {\n\nnamespace cg = cooperative_groups;\n\n"
-    name = f"custom_kernel_qwen3_5_matvec_{t}_{pro}_{epi}".replace("__", "_")
-    src += f"__global__ void {name}(\n"
-    src += "".join(f"    const {ty}* {n},\n" for n, ty in roles)
-    src += f"    {t}* y) {{\n  using T = {t};\n  using GT = {t if pro else 'float'};\n"
-    src += "".join(f"  constexpr int {k} = {v};\n" for k, v in consts.items())
-    src += "\n" + read("matvec.cu.inc") + "\n}\n\n} // namespace mlx::core::cu\n"
     return src, "mlx::core::cu::" + name
 
 
@@ -225,20 +198,10 @@ def main():
     cases += [(QK_PREP, "bfloat16", None, dict(D=256, H=8, KV=2, RD=64)),
               (QK_PREP, "float32", None, dict(D=32, H=2, KV=1, RD=8)),
               (ATTN, "bfloat16", None, dict(D=256, H=8, KV=2, WARPS=ATTN_WARPS)),
-              (ATTN, "float16", None, dict(D=64, H=4, KV=4, WARPS=ATTN_WARPS)),
-              (ADD_NORM, "bfloat16", None, dict(D=2048, THREADS=1024)),
-              (ADD_NORM, "float32", None, dict(D=100, THREADS=128))]
-    # The matvec kernel: every prologue / epilogue pair the model uses, both dtypes.
-    for act in ("bfloat16", "float32"):
-        for pro, epi, k, n, dv in ((1, 0, 2048, 8224, 1), (2, 1, 2048, 2048, 128),
-                                   (1, 2, 2048, 6144, 1), (0, 1, 6144, 2048, 1)):
-            cases.append((MATVEC, act, None, dict(K=k, N=n, PRO=pro, EPI=epi, DV=dv,
-                                                  WARPS=MATVEC_WARPS)))
+              (ATTN, "float16", None, dict(D=64, H=4, KV=4, WARPS=ATTN_WARPS))]
     for kernel, act, gate, dims in cases:
         dtype_name = f"{kernel['name']} {act}/{gate}"
-        if kernel is MATVEC:
-            src, name = matvec_source(act, dims)
-        elif kernel in (QK_PREP, ATTN, ADD_NORM):
+        if kernel in (QK_PREP, ATTN):
             src, name = attn_source(kernel, act, dims)
         else:
             src, name = kernel_source(kernel, act, gate, dims)

@@ -265,17 +265,16 @@ pub fn run<M: ModelCli>(args: BenchArgs<M::Options>) -> Result<()> {
     let notes = M::bench_notes(&args.options, on_gpu);
     println!("{} bench: {what}", M::NAME);
     println!(
-        "device: {device_name}; MLX {}{}{}",
+        "device: {device_name}; MLX {}{}",
         mlx_rs::version(),
         peer_info
             .as_ref()
             .map(|p| format!(" (mlx-lm side: MLX {}, {})", p.mlx_version, p.device))
             .unwrap_or_default(),
-        notes
-            .iter()
-            .filter_map(|n| n.text.as_ref().map(|t| format!("; {t}")))
-            .collect::<String>(),
     );
+    for text in notes.iter().filter_map(|n| n.text.as_ref()) {
+        println!("{text}");
+    }
     print_table(&ours, peer.as_ref(), !on_gpu);
     if let Some(p) = &peer_info {
         let same = ours_tokens

@@ -1,0 +1,230 @@
+//! The Qwen3 forward pass, as mlx-lm's `models/qwen3.py`: pre-norm decoder layers of
+//! grouped-query attention (with RMSNorm on each query and key head, then RoPE) and a
+//! SwiGLU MLP. Field names are the checkpoint's keys
+//! (`model.layers.0.self_attn.q_proj.weight`, `lm_head.weight`).
+
+use crate::config::Config;
+use mlx_lm::cache::{Cache, KvCache, LayerCache};
+use mlx_lm::model::check_input;
+use mlx_lm::{Error, LanguageModel, Result};
+use mlx_rs::fast::{self, AttentionMask};
+use mlx_rs::nn::UnaryModule;
+use mlx_rs::nn::{self, Embedding, Linear, MaybeQuantized, Module, ParamMap, RmsNorm, Rope};
+use mlx_rs::{Array, Dtype};
+
+type QLinear = MaybeQuantized<Linear>;
+
+fn linear(input: i32, output: i32) -> Result<QLinear> {
+    Ok(Linear::new(input, output, false)?.into())
+}
+
+/// Self-attention with per-head RMSNorm on queries and keys.
+#[derive(Module)]
+struct Attention {
+    q_proj: QLinear,
+    k_proj: QLinear,
+    v_proj: QLinear,
+    o_proj: QLinear,
+    q_norm: RmsNorm,
+    k_norm: RmsNorm,
+    rope: Rope,
+    n_heads: i32,
+    n_kv_heads: i32,
+    scale: f32,
+}
+
+impl Attention {
+    fn new(c: &Config) -> Result<Attention> {
+        let (h, kv, d) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim);
+        Ok(Attention {
+            q_proj: linear(c.hidden_size, h * d)?,
+            k_proj: linear(c.hidden_size, kv * d)?,
+            v_proj: linear(c.hidden_size, kv * d)?,
+            o_proj: linear(h * d, c.hidden_size)?,
+            q_norm: RmsNorm::new(d, c.rms_norm_eps)?,
+            k_norm: RmsNorm::new(d, c.rms_norm_eps)?,
+            rope: Rope {
+                base: c.rope_base()?,
+                scale: c.rope_scale()?,
+                ..Rope::new(d)?
+            },
+            n_heads: h,
+            n_kv_heads: kv,
+            scale: (d as f64).powf(-0.5) as f32,
+        })
+    }
+
+    fn forward(&self, x: &Array, mask: AttentionMask, cache: &mut KvCache) -> Result<Array> {
+        let (b, l) = (x.shape()[0], x.shape()[1]);
+        // [B, L, H·D] → [B, H, L, D], each head normalized.
+        let heads = |y: Array, n: i32, norm: Option<&RmsNorm>| -> Result<Array> {
+            let y = y.reshape(&[b, l, n, -1])?;
+            let y = match norm {
+                Some(norm) => norm.forward(&y)?,
+                None => y,
+            };
+            Ok(y.transpose_axes(&[0, 2, 1, 3])?)
+        };
+        let q = heads(self.q_proj.forward(x)?, self.n_heads, Some(&self.q_norm))?;
+        let k = heads(self.k_proj.forward(x)?, self.n_kv_heads, Some(&self.k_norm))?;
+        let v = heads(self.v_proj.forward(x)?, self.n_kv_heads, None)?;
+
+        let q = self.rope.forward_at(&q, cache.offset())?;
+        let k = self.rope.forward_at(&k, cache.offset())?;
+        let (k, v) = cache.update_and_fetch(&k, &v)?;
+
+        let out = fast::scaled_dot_product_attention(&q, &k, &v, self.scale, mask)?;
+        let out = out.transpose_axes(&[0, 2, 1, 3])?.reshape(&[b, l, -1])?;
+        Ok(self.o_proj.forward(&out)?)
+    }
+}
+
+/// The feed-forward block: `down(silu(gate(x)) · up(x))`.
+#[derive(Module)]
+struct Mlp {
+    gate_proj: QLinear,
+    up_proj: QLinear,
+    down_proj: QLinear,
+}
+
+impl Mlp {
+    fn new(c: &Config) -> Result<Mlp> {
+        Ok(Mlp {
+            gate_proj: linear(c.hidden_size, c.intermediate_size)?,
+            up_proj: linear(c.hidden_size, c.intermediate_size)?,
+            down_proj: linear(c.intermediate_size, c.hidden_size)?,
+        })
+    }
+
+    fn forward(&self, x: &Array) -> Result<Array> {
+        let h = nn::swiglu(&self.gate_proj.forward(x)?, &self.up_proj.forward(x)?)?;
+        Ok(self.down_proj.forward(&h)?)
+    }
+}
+
+/// One pre-norm decoder layer.
+#[derive(Module)]
+struct DecoderLayer {
+    self_attn: Attention,
+    mlp: Mlp,
+    input_layernorm: RmsNorm,
+    post_attention_layernorm: RmsNorm,
+}
+
+impl DecoderLayer {
+    fn forward(&self, x: &Array, mask: AttentionMask, cache: &mut KvCache) -> Result<Array> {
+        let r = self
+            .self_attn
+            .forward(&self.input_layernorm.forward(x)?, mask, cache)?;
+        let h = x.add(&r)?;
+        let r = self
+            .mlp
+            .forward(&self.post_attention_layernorm.forward(&h)?)?;
+        Ok(h.add(&r)?)
+    }
+}
+
+/// The embedding, the decoder layers and the final norm (`model.*` in the checkpoint).
+#[derive(Module)]
+struct Backbone {
+    embed_tokens: MaybeQuantized<Embedding>,
+    layers: Vec<DecoderLayer>,
+    norm: RmsNorm,
+}
+
+/// A Qwen3 causal language model.
+#[derive(Module)]
+pub struct Model {
+    model: Backbone,
+    /// `None` when the head is the embedding table (`tie_word_embeddings`).
+    lm_head: Option<QLinear>,
+    #[module(skip)]
+    config: Config,
+}
+
+impl Model {
+    /// A model of `config`'s shape with placeholder (random, lazy) weights: load real ones
+    /// with [`crate::load`] or [`mlx_lm::load::load_weights`].
+    pub fn new(config: Config) -> Result<Model> {
+        config.check()?;
+        let c = &config;
+        let layers = (0..c.num_hidden_layers)
+            .map(|_| {
+                Ok(DecoderLayer {
+                    self_attn: Attention::new(c)?,
+                    mlp: Mlp::new(c)?,
+                    input_layernorm: RmsNorm::new(c.hidden_size, c.rms_norm_eps)?,
+                    post_attention_layernorm: RmsNorm::new(c.hidden_size, c.rms_norm_eps)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Model {
+            model: Backbone {
+                embed_tokens: Embedding::new(c.vocab_size, c.hidden_size)?.into(),
+                layers,
+                norm: RmsNorm::new(c.hidden_size, c.rms_norm_eps)?,
+            },
+            lm_head: match c.tie_word_embeddings {
+                true => None,
+                false => Some(linear(c.hidden_size, c.vocab_size)?),
+            },
+            config,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+}
+
+/// Drops what the checkpoint stores and the model does not use: a head next to tied
+/// embeddings, and the precomputed RoPE frequencies of old exports.
+pub fn sanitize(config: &Config, mut weights: ParamMap) -> Result<ParamMap> {
+    if config.tie_word_embeddings {
+        weights.remove("lm_head.weight");
+    }
+    weights.retain(|k, _| !k.contains("self_attn.rotary_emb.inv_freq"));
+    Ok(weights)
+}
+
+impl LanguageModel for Model {
+    fn forward(&self, tokens: &Array, cache: &mut Cache) -> Result<Array> {
+        check_input(tokens, cache, self.model.layers.len())?;
+        let mut h = self.model.embed_tokens.forward(tokens)?;
+        let mask = match tokens.shape()[1] {
+            1 => AttentionMask::None,
+            _ => AttentionMask::Causal,
+        };
+        for (layer, c) in self.model.layers.iter().zip(&mut cache.layers) {
+            let LayerCache::Attention(kv) = c else {
+                return Err(Error::InvalidArgument(
+                    "a Qwen3 cache holds attention layers only".into(),
+                ));
+            };
+            h = layer.forward(&h, mask, kv)?;
+        }
+        let h = self.model.norm.forward(&h)?;
+        Ok(match &self.lm_head {
+            Some(head) => head.forward(&h)?,
+            None => self.model.embed_tokens.as_linear(&h)?,
+        })
+    }
+
+    fn new_cache(&self) -> Cache {
+        let layers = self.model.layers.iter();
+        Cache::new(
+            layers
+                .map(|_| LayerCache::Attention(KvCache::default()))
+                .collect(),
+        )
+    }
+
+    fn vocab_size(&self) -> i32 {
+        self.config.vocab_size
+    }
+
+    fn dtype(&self) -> Dtype {
+        self.model.norm.weight.dtype()
+    }
+}

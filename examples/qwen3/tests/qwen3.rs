@@ -1,0 +1,407 @@
+//! Qwen3 against mlx-lm 0.32.2 (fixtures from `tests/oracle/gen_qwen3.py`): logits of the
+//! whole prompt, step-wise decode through the KV cache, greedy generation, 4-bit and
+//! mixed-precision checkpoints; and strict loading (bad inputs give errors that name the
+//! tensor or config field).
+
+use mlx_lm::{GenerateOptions, LanguageModel};
+use mlx_rs::{Array, Dtype};
+use safetensors::tensor::{Dtype as StDtype, SafeTensors, TensorView};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+#[path = "../../../mlx-lm/tests/lm/close.rs"]
+mod close;
+use close::assert_close;
+
+/// Every fixture folder.
+const VARIANTS: &[&str] = &["bf16-tied", "bf16-untied", "q4-tied", "q4-untied-mixed"];
+
+/// Tolerance of logits against mlx-lm, relative to the largest |logit| of each row (the
+/// scale the bf16 hidden state carries into every logit of the row). The model runs the
+/// same MLX ops in the same order as mlx-lm, and on the CPU the logits are bit-identical
+/// (see `logits_are_bit_identical_on_cpu`); the tolerance leaves one bf16 ulp of that
+/// scale (2⁻⁷) for other devices, where kernels may accumulate in another order, while a
+/// real mistake (a missing norm, RoPE on the wrong axis, a head mixed up) moves logits by a
+/// sizeable fraction of the scale.
+const LOGITS_ROW_RTOL: f32 = 1.0 / 128.0;
+/// Absolute floor of the logits tolerance.
+const LOGITS_ATOL: f32 = 1e-3;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+struct Expected {
+    prompt: Vec<u32>,
+    prefill: usize,
+    logits_full: Vec<f32>,
+    logits_stepwise: Vec<f32>,
+    greedy: Vec<u32>,
+}
+
+fn expected(variant: &str) -> Expected {
+    let path = fixtures().join(format!("{variant}.expected.json"));
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let floats = |v: &Value| -> Vec<f32> {
+        let data = v["data"].as_array().unwrap();
+        data.iter().map(|x| x.as_f64().unwrap() as f32).collect()
+    };
+    let ids = |v: &Value| -> Vec<u32> {
+        let ids = v.as_array().unwrap();
+        ids.iter().map(|x| x.as_u64().unwrap() as u32).collect()
+    };
+    Expected {
+        prompt: ids(&v["prompt"]),
+        prefill: v["prefill"].as_u64().unwrap() as usize,
+        logits_full: floats(&v["logits_full"]),
+        logits_stepwise: floats(&v["logits_stepwise"]),
+        greedy: ids(&v["greedy"]),
+    }
+}
+
+fn load(variant: &str) -> qwen3::Model {
+    qwen3::load(fixtures().join(variant)).unwrap_or_else(|e| panic!("{variant}: {e}"))
+}
+
+fn tokens(ids: &[u32]) -> Array {
+    let ids: Vec<i32> = ids.iter().map(|&t| t as i32).collect();
+    Array::from_slice(&ids, &[1, ids.len() as i32]).unwrap()
+}
+
+fn floats(a: &Array) -> Vec<f32> {
+    a.astype(Dtype::Float32).unwrap().to_vec::<f32>().unwrap()
+}
+
+/// Asserts that each row of `actual` is within `LOGITS_ATOL + LOGITS_ROW_RTOL · max
+/// |expected row|` of `expected`.
+fn assert_logits_close(what: &str, actual: &[f32], expected: &[f32], row: usize) {
+    assert_eq!(actual.len(), expected.len(), "{what}: length");
+    for (r, (a, e)) in actual.chunks(row).zip(expected.chunks(row)).enumerate() {
+        let scale = e.iter().fold(0f32, |m, x| m.max(x.abs()));
+        let tol = LOGITS_ATOL + LOGITS_ROW_RTOL * scale;
+        assert_close(
+            &format!("{what}, row {r} (tolerance {tol})"),
+            a,
+            e,
+            tol,
+            0.0,
+        );
+    }
+}
+
+/// Logits of the whole prompt in one forward call.
+fn full_logits(model: &qwen3::Model, prompt: &[u32]) -> Vec<f32> {
+    let mut cache = model.new_cache();
+    floats(&model.forward(&tokens(prompt), &mut cache).unwrap())
+}
+
+/// Logits of `prefill` tokens at once, then of one token at a time, through the cache.
+fn stepwise_logits(model: &qwen3::Model, prompt: &[u32], prefill: usize) -> Vec<f32> {
+    let mut cache = model.new_cache();
+    let mut out = floats(
+        &model
+            .forward(&tokens(&prompt[..prefill]), &mut cache)
+            .unwrap(),
+    );
+    for t in prefill..prompt.len() {
+        let logits = model
+            .forward(&tokens(&prompt[t..t + 1]), &mut cache)
+            .unwrap();
+        out.extend(floats(&logits));
+    }
+    assert_eq!(cache.offset(), prompt.len() as i32);
+    out
+}
+
+#[test]
+fn logits_match_mlx_lm() {
+    for variant in VARIANTS {
+        let model = load(variant);
+        let e = expected(variant);
+        let vocab = model.vocab_size() as usize;
+        let got = full_logits(&model, &e.prompt);
+        assert_logits_close(&format!("{variant}: full"), &got, &e.logits_full, vocab);
+    }
+}
+
+#[test]
+fn logits_are_bit_identical_on_cpu() {
+    if mlx_rs::Device::default_device().unwrap().kind().unwrap() != mlx_rs::DeviceType::Cpu {
+        return; // exactness is a CPU property; other devices get the tolerance above
+    }
+    for variant in VARIANTS {
+        let model = load(variant);
+        let e = expected(variant);
+        assert_eq!(
+            full_logits(&model, &e.prompt),
+            e.logits_full,
+            "{variant}: full"
+        );
+        let stepwise = stepwise_logits(&model, &e.prompt, e.prefill);
+        assert_eq!(stepwise, e.logits_stepwise, "{variant}: step-wise");
+    }
+}
+
+#[test]
+fn stepwise_decode_matches_full_prompt() {
+    for variant in VARIANTS {
+        let model = load(variant);
+        let e = expected(variant);
+        let vocab = model.vocab_size() as usize;
+        let steps = stepwise_logits(&model, &e.prompt, e.prefill);
+        let what = format!("{variant}: step-wise against mlx-lm");
+        assert_logits_close(&what, &steps, &e.logits_stepwise, vocab);
+        let what = format!("{variant}: step-wise against full prompt");
+        assert_logits_close(&what, &steps, &full_logits(&model, &e.prompt), vocab);
+    }
+}
+
+#[test]
+fn greedy_generation_matches_mlx_lm() {
+    for variant in VARIANTS {
+        let model = load(variant);
+        let e = expected(variant);
+        let options = GenerateOptions {
+            max_tokens: e.greedy.len(),
+            ..Default::default()
+        };
+        let ids: Vec<u32> = mlx_lm::generate(&model, &e.prompt, options)
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(ids, e.greedy, "{variant}");
+    }
+}
+
+#[test]
+fn quantized_layers_follow_the_checkpoint() {
+    use mlx_rs::nn::Module;
+    let p = load("q4-untied-mixed").parameters().unwrap();
+    // 4 bits / group 32: 64 inputs pack into 8 words and 2 groups.
+    assert_eq!(
+        p["model.layers.0.self_attn.q_proj.weight"].shape(),
+        &[64, 8]
+    );
+    assert_eq!(
+        p["model.layers.0.self_attn.q_proj.scales"].shape(),
+        &[64, 2]
+    );
+    // The per-layer entries: 8 bits / group 64.
+    assert_eq!(
+        p["model.layers.0.self_attn.o_proj.weight"].shape(),
+        &[64, 16]
+    );
+    assert_eq!(p["lm_head.scales"].shape(), &[256, 1]);
+    assert_eq!(p["model.embed_tokens.weight"].dtype(), Dtype::Uint32);
+    // Float parameters take the checkpoint's dtype.
+    assert_eq!(p["model.norm.weight"].dtype(), Dtype::Bfloat16);
+    assert!(!load("bf16-tied")
+        .parameters()
+        .unwrap()
+        .contains_key("lm_head.weight"));
+}
+
+// ---- strict loading -------------------------------------------------------------------
+
+/// A scratch copy of a fixture folder, removed when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(variant: &str, tag: &str) -> Scratch {
+        let dir =
+            std::env::temp_dir().join(format!("qwen3-test-{}-{variant}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        for entry in std::fs::read_dir(fixtures().join(variant)).unwrap() {
+            let p = entry.unwrap().path();
+            std::fs::copy(&p, dir.join(p.file_name().unwrap())).unwrap();
+        }
+        Scratch(dir)
+    }
+
+    fn edit_config(&self, edit: impl FnOnce(&mut serde_json::Map<String, Value>)) -> &Self {
+        let path = self.0.join("config.json");
+        let mut v: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        edit(v.as_object_mut().unwrap());
+        std::fs::write(&path, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+        self
+    }
+
+    /// Rewrites `model.safetensors` after `edit` changed its tensors.
+    fn edit_tensors(
+        &self,
+        edit: impl FnOnce(&mut BTreeMap<String, (StDtype, Vec<usize>, Vec<u8>)>),
+    ) -> &Self {
+        let path = self.0.join("model.safetensors");
+        let bytes = std::fs::read(&path).unwrap();
+        let st = SafeTensors::deserialize(&bytes).unwrap();
+        let mut tensors: BTreeMap<_, _> = st
+            .tensors()
+            .into_iter()
+            .map(|(n, t)| (n, (t.dtype(), t.shape().to_vec(), t.data().to_vec())))
+            .collect();
+        edit(&mut tensors);
+        let views: Vec<(String, TensorView)> = tensors
+            .iter()
+            .map(|(n, (d, s, b))| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap()))
+            .collect();
+        safetensors::serialize_to_file(views, None, &path).unwrap();
+        self
+    }
+
+    fn load_err(&self) -> String {
+        match qwen3::load(&self.0) {
+            Ok(_) => panic!("{} loaded", self.0.display()),
+            Err(e) => e.to_string(),
+        }
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn assert_contains(err: &str, part: &str) {
+    assert!(err.contains(part), "{err:?} does not say {part:?}");
+}
+
+#[test]
+fn missing_tensor_names_the_key() {
+    let s = Scratch::new("bf16-tied", "missing");
+    s.edit_tensors(|t| {
+        t.remove("model.layers.1.self_attn.k_norm.weight");
+    });
+    let err = s.load_err();
+    assert_contains(
+        &err,
+        "missing tensor model.layers.1.self_attn.k_norm.weight",
+    );
+}
+
+#[test]
+fn unexpected_tensor_names_the_key() {
+    let s = Scratch::new("bf16-tied", "unexpected");
+    s.edit_tensors(|t| {
+        let norm = t["model.norm.weight"].clone();
+        t.insert("model.layers.0.extra.weight".into(), norm);
+    });
+    assert_contains(
+        &s.load_err(),
+        "unexpected tensor model.layers.0.extra.weight",
+    );
+}
+
+#[test]
+fn rotary_frequencies_of_old_exports_are_dropped() {
+    let s = Scratch::new("bf16-tied", "inv-freq");
+    s.edit_tensors(|t| {
+        let freqs = (StDtype::F32, vec![8], vec![0u8; 32]);
+        t.insert("model.layers.0.self_attn.rotary_emb.inv_freq".into(), freqs);
+    });
+    qwen3::load(&s.0).unwrap();
+}
+
+#[test]
+fn wrong_shape_names_the_key() {
+    let s = Scratch::new("bf16-tied", "shape");
+    s.edit_tensors(|t| {
+        let (dtype, _, bytes) = t["model.layers.0.mlp.up_proj.weight"].clone();
+        t.insert(
+            "model.layers.0.mlp.up_proj.weight".into(),
+            (dtype, vec![64, 96], bytes),
+        );
+    });
+    assert_contains(
+        &s.load_err(),
+        "model.layers.0.mlp.up_proj.weight: shape [64, 96], expected [96, 64]",
+    );
+}
+
+#[test]
+fn missing_config_field_is_named() {
+    let s = Scratch::new("bf16-tied", "no-head-dim");
+    s.edit_config(|c| {
+        c.remove("head_dim");
+    });
+    let err = s.load_err();
+    assert_contains(&err, "config");
+    assert_contains(&err, "missing field `head_dim`");
+
+    s.edit_config(|c| {
+        c.insert("head_dim".into(), 16.into());
+        c.remove("rope_theta");
+    });
+    assert_contains(&s.load_err(), "missing field `rope_theta`");
+}
+
+#[test]
+fn unsupported_rope_scaling_is_a_config_error() {
+    let s = Scratch::new("bf16-tied", "yarn");
+    s.edit_config(|c| {
+        let yarn = serde_json::json!({"rope_type": "yarn", "type": "yarn", "factor": 4.0});
+        c.insert("rope_scaling".into(), yarn);
+    });
+    assert_contains(
+        &s.load_err(),
+        "rope_scaling: type \"yarn\" is not supported",
+    );
+}
+
+#[test]
+fn unknown_quantization_is_a_config_error() {
+    let s = Scratch::new("q4-tied", "mode");
+    s.edit_config(|c| {
+        c["quantization"]["mode"] = "int3".into();
+    });
+    assert_contains(
+        &s.load_err(),
+        "quantization.mode: \"int3\" is not a quantization mode",
+    );
+
+    s.edit_config(|c| {
+        c["quantization"]["mode"] = "affine".into();
+        c["quantization"]["bits"] = 7.into();
+    });
+    assert_contains(&s.load_err(), "7 bits are not supported by the affine mode");
+
+    let s = Scratch::new("bf16-tied", "fp8");
+    s.edit_config(|c| {
+        let fp8 = serde_json::json!({"quant_method": "fp8"});
+        c.insert("quantization_config".into(), fp8);
+    });
+    assert_contains(&s.load_err(), "quant_method \"fp8\") is not supported");
+}
+
+#[test]
+fn quantized_tensors_need_the_config_entry() {
+    let s = Scratch::new("q4-tied", "no-quant");
+    s.edit_config(|c| {
+        c.remove("quantization");
+        c.remove("quantization_config");
+    });
+    assert_contains(
+        &s.load_err(),
+        ".scales: a quantized tensor, but config.json has no \"quantization\"",
+    );
+
+    // A layer the config leaves dense, stored quantized.
+    let s = Scratch::new("q4-tied", "dense-layer");
+    s.edit_config(|c| {
+        c["quantization"]["model.layers.0.mlp.up_proj"] = false.into();
+    });
+    assert_contains(
+        &s.load_err(),
+        "unexpected tensor model.layers.0.mlp.up_proj.scales",
+    );
+}
+
+#[test]
+fn the_cache_must_fit_the_model() {
+    let model = load("bf16-tied");
+    let mut cache = mlx_lm::Cache::new(Vec::new());
+    let err = model.forward(&tokens(&[1, 2]), &mut cache).unwrap_err();
+    assert_contains(&err.to_string(), "the cache has 0 layers, the model 2");
+}

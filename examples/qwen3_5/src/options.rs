@@ -1,0 +1,147 @@
+//! The choices a model is loaded with ([`ModelOptions`]) and what they resolve to on the
+//! device it is loaded for ([`Plan`]).
+//!
+//! Every choice is made once, at load ([`crate::Model::load_with`]); nothing in the model
+//! reads the environment or a per-thread switch afterwards. The defaults depend on the
+//! device and come from the measurements in `benches/README.md`; the `qwen3_5` binary
+//! sets each field from a flag (`--decode`, `--compile-layers`, `--cpu-gemm`,
+//! `--cpu-threads`; the bench's hidden `--prefill-chunk` / `--sequential-prefill`).
+
+use crate::error::{Error, Result};
+use mlx_lm::kernels::cpu_gemm::CpuProducts;
+pub use mlx_lm::kernels::gated_delta::Prefill;
+use mlx_lm::kernels::gated_delta::StepPath;
+use mlx_rs::{Device, DeviceType};
+
+/// How a single-token forward pass (a decode step) runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Decode {
+    /// The fused forms of [`mlx_lm::kernels`]: on a GPU the whole-layer DeltaNet kernel (and
+    /// on CUDA the attention decode kernels), on the CPU compiled graphs; `[B, hidden]`
+    /// activations. The same values as [`Decode::Reference`] (bit-identical on the CPU).
+    #[default]
+    Fused,
+    /// The plain ops of the reference forward pass, as for a prompt: what the fused forms
+    /// are tested against.
+    Reference,
+}
+
+/// What a model is loaded with. Each field's default depends on the device
+/// ([`ModelOptions::for_device`]); [`Default`] gives those of the current default device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModelOptions {
+    /// How decode steps run (default [`Decode::Fused`]: 240 → 370 tokens/s on an H200
+    /// over the plain ops, together with the joined projections and the attention kernel).
+    pub decode: Decode,
+    /// Each decoder layer's decode step as one compiled function (a replayed MLX trace
+    /// instead of ~15 ops built per layer and step); fused decode only. Default: on for a
+    /// GPU other than Metal. On an H200 with the submit thread it cut the host's graph
+    /// building from 1.5 to 1.0–1.1 ms per step (decode 395 / 457 / 461 against
+    /// 412 / 348 / 346 tokens/s in three pairs); on the CPU the graph is not the bound,
+    /// and on Metal it has not been measured.
+    pub compile_layers: bool,
+    /// On the CPU, float32 products of at least [`mlx_lm::kernels::cpu_gemm::MIN_ROWS`] rows
+    /// (prefill) run in this crate's packed SIMD GEMM instead of MLX's BLAS. Default: on
+    /// for the CPU except on macOS (the Linux wheels' reference BLAS runs at 4–6 GFLOP/s
+    /// per core against ~95 for the GEMM on a 2-core EPYC: 2B float32 prefill 3.5× faster;
+    /// macOS multiplies through Accelerate). Off for a GPU (no CPU products there).
+    pub cpu_gemm: bool,
+    /// Threads a CPU product of many rows is spread over (the GEMM's threads, or the CPU
+    /// streams MLX's product is split over when the GEMM is off). Default: the available
+    /// cores, at most 8; must be at least 1.
+    pub cpu_threads: usize,
+    /// How a forward pass over several tokens (a prompt) runs the gated delta rule.
+    /// Default: [`Prefill::Chunked`] with chunks of 64 tokens (the chunk size must be at
+    /// least 1); [`Prefill::Sequential`] is the reference form, one token at a time.
+    pub prefill: Prefill,
+}
+
+impl ModelOptions {
+    /// The defaults for a model running on `device`.
+    pub fn for_device(device: &Device) -> ModelOptions {
+        let gpu = device.kind().is_ok_and(|k| k == DeviceType::Gpu);
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        ModelOptions {
+            decode: Decode::Fused,
+            compile_layers: gpu && !cfg!(target_os = "macos"),
+            cpu_gemm: !gpu && !cfg!(target_os = "macos"),
+            cpu_threads: cores.clamp(1, 8),
+            prefill: Prefill::default(),
+        }
+    }
+
+    /// The defaults for the device of the current default stream (where a model loaded
+    /// now runs; the CPU when MLX cannot say).
+    pub fn for_current_device() -> ModelOptions {
+        ModelOptions::for_device(&current_device())
+    }
+
+    /// `self` with the decode path set.
+    pub fn with_decode(self, decode: Decode) -> ModelOptions {
+        ModelOptions { decode, ..self }
+    }
+}
+
+impl Default for ModelOptions {
+    /// [`ModelOptions::for_current_device`].
+    fn default() -> Self {
+        ModelOptions::for_current_device()
+    }
+}
+
+/// The device of the current default stream (the CPU when MLX cannot say).
+fn current_device() -> Device {
+    mlx_rs::current_stream()
+        .and_then(|s| s.device())
+        .unwrap_or_else(|_| Device::cpu())
+}
+
+/// What a model's [`ModelOptions`] resolve to on the device it is loaded for: the paths
+/// its layers take, fixed at load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Plan {
+    /// The path of a decode step's delta rule: [`StepPath::Ops`] for
+    /// [`Decode::Reference`]; for [`Decode::Fused`] the GPU kernels of the platform
+    /// (CUDA, Metal) on a GPU, else compiled ops.
+    pub step: StepPath,
+    /// Compiled layer steps ([`ModelOptions::compile_layers`] with the fused decode).
+    pub compile_layers: bool,
+    /// How CPU float32 products run; `None` when the model is on a GPU.
+    pub cpu: Option<CpuProducts>,
+    /// The form of the gated delta rule over several tokens ([`ModelOptions::prefill`]).
+    pub prefill: Prefill,
+}
+
+impl Plan {
+    /// Resolves `options` for a model loaded on the current default stream's device.
+    ///
+    /// # Errors
+    /// `cpu_threads` of 0, a prefill chunk size below 1.
+    pub fn resolve(options: &ModelOptions) -> Result<Plan> {
+        if options.cpu_threads == 0 {
+            return Err(Error::InvalidArgument(
+                "cpu_threads must be at least 1".into(),
+            ));
+        }
+        let device = current_device();
+        let on_cpu = device.kind().map_or(true, |k| k == DeviceType::Cpu);
+        let step = match options.decode {
+            Decode::Reference => StepPath::Ops,
+            Decode::Fused => StepPath::fused_on(&device),
+        };
+        Ok(Plan {
+            step,
+            compile_layers: options.compile_layers && options.decode == Decode::Fused,
+            cpu: on_cpu.then_some(CpuProducts {
+                gemm: options.cpu_gemm,
+                threads: options.cpu_threads,
+            }),
+            prefill: options.prefill.checked()?,
+        })
+    }
+
+    /// Whether decode steps take the fused forms.
+    pub fn fused(&self) -> bool {
+        self.step != StepPath::Ops
+    }
+}

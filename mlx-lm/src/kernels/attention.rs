@@ -1,0 +1,198 @@
+//! CUDA kernels for one decode token of gated attention (Qwen 3.5, Qwen3-Next: per-head
+//! q/k RMSNorm, partial RoPE, GQA, output × `sigmoid(gate)`).
+//!
+//! MLX's CUDA backend has no single-query attention kernel for head dim 256, so
+//! one token's attention runs as MLX's fallback ops (about 30 graph nodes per layer:
+//! transposes, broadcasts for the grouped heads, two matmuls, a softmax), each a kernel
+//! and host work. Here it is two custom kernels and MLX's two cache writes:
+//!
+//! * [`qk_prep`] (`mlx-lm/kernels/attn_qk_prep.cu.inc`): the q/k RMSNorms and the RoPE of every
+//!   head, one block per head;
+//! * [`attend`] (`mlx-lm/kernels/attn_decode.cu.inc`): softmax attention of each query head over
+//!   the valid prefix of the cache buffers (online softmax per warp, merged through shared
+//!   memory), times the output gate.
+//!
+//! A model's plain attention ops stay the reference, the prefill path and the path on the
+//! CPU and on Metal (where MLX's own attention kernel covers these shapes); mlx-lm's
+//! `tests/lm/attention_kernel.rs` compares the two on a CUDA GPU.
+
+use crate::error::{Error, Result};
+use crate::kernels::gpu::{self, f32_constant, GpuBackend};
+use mlx_rs::fast::{KernelConfig, TemplateArg};
+use mlx_rs::{Array, Dtype};
+
+/// Body of the q/k norm + RoPE kernel.
+pub const QK_PREP_BODY: &str = include_str!("../../kernels/attn_qk_prep.cu.inc");
+/// Body of the attention kernel.
+pub const DECODE_BODY: &str = include_str!("../../kernels/attn_decode.cu.inc");
+/// Warps per block of the attention kernel.
+pub const WARPS: i32 = 32;
+
+/// Head layout of an attention layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttnHeads {
+    /// Query heads.
+    pub heads: i32,
+    /// Key/value heads (divides `heads`).
+    pub kv_heads: i32,
+    /// Head dim.
+    pub head_dim: i32,
+    /// Rotated dims (even, at most `head_dim`).
+    pub rope_dims: i32,
+}
+
+/// Whether the kernels take these shapes and dtype.
+pub fn fits(h: AttnHeads, dtype: Dtype) -> bool {
+    h.heads > 0
+        && h.kv_heads > 0
+        && h.heads % h.kv_heads == 0
+        && h.head_dim % 32 == 0
+        && (32..=1024).contains(&h.head_dim)
+        && h.rope_dims % 2 == 0
+        && (0..=h.head_dim).contains(&h.rope_dims)
+        && matches!(dtype, Dtype::Float32 | Dtype::Float16 | Dtype::Bfloat16)
+}
+
+fn bad(msg: String) -> Error {
+    Error::InvalidArgument(format!("attention decode kernel: {msg}"))
+}
+
+/// `[n, cap, position]` as the kernels' `meta` input.
+fn meta(n: i32, cap: i32, position: i32) -> Result<Array> {
+    Ok(Array::from_slice(&[n, cap, position], &[3])?)
+}
+
+/// The q/k RMSNorms and RoPE of one token: `q_full` `[B, H·2·D]` (q_proj output, query
+/// then gate values per head), `k` `[B, KV·D]`, norm weights `[D]`, `inv_freq`
+/// `[RD / 2]` fp32, at `position`. Returns q `[B, H, 1, D]` and k `[B, KV, 1, D]`.
+#[allow(clippy::too_many_arguments)]
+pub fn qk_prep(
+    h: AttnHeads,
+    q_full: &Array,
+    k: &Array,
+    q_norm: &Array,
+    k_norm: &Array,
+    inv_freq: &Array,
+    position: i32,
+    eps: f32,
+) -> Result<(Array, Array)> {
+    let AttnHeads {
+        heads,
+        kv_heads,
+        head_dim: d,
+        rope_dims,
+    } = h;
+    let b = q_full.try_dim(0)?;
+    if !fits(h, q_full.dtype())
+        || q_full.shape() != [b, heads * 2 * d]
+        || k.shape() != [b, kv_heads * d]
+        || k.dtype() != q_full.dtype()
+        || q_norm.shape() != [d]
+        || k_norm.shape() != [d]
+        || inv_freq.shape() != [rope_dims / 2]
+        || inv_freq.dtype() != Dtype::Float32
+    {
+        return Err(bad(format!(
+            "q_full {:?}, k {:?}, norms {:?} {:?}, inv_freq {:?} do not fit {h:?}",
+            q_full.shape(),
+            k.shape(),
+            q_norm.shape(),
+            k_norm.shape(),
+            inv_freq.shape()
+        )));
+    }
+    let act = q_full.dtype();
+    let kern = gpu::kernel(
+        GpuBackend::Cuda,
+        "attn_qk_prep",
+        &["q_full", "k", "q_w", "k_w", "inv_freq", "meta", "eps"],
+        &["q_out", "k_out"],
+        |_| QK_PREP_BODY.to_string(),
+    )?;
+    let config = KernelConfig::new([d, 1, b * (heads + kv_heads)], [d, 1, 1])
+        .output(&[b, heads, 1, d], act)
+        .output(&[b, kv_heads, 1, d], act)
+        .template("T", TemplateArg::Dtype(act))
+        .template("WT", TemplateArg::Dtype(q_norm.dtype()))
+        .template("KWT", TemplateArg::Dtype(k_norm.dtype()))
+        .template("D", TemplateArg::Int(d))
+        .template("H", TemplateArg::Int(heads))
+        .template("KV", TemplateArg::Int(kv_heads))
+        .template("RD", TemplateArg::Int(rope_dims));
+    let eps = f32_constant(eps)?;
+    let out = kern.apply(
+        &[
+            q_full,
+            k,
+            q_norm,
+            k_norm,
+            inv_freq,
+            &meta(0, 0, position)?,
+            &eps,
+        ],
+        &config,
+    )?;
+    let [q, k] = gpu::outputs(out, "attention q/k kernel")?;
+    Ok((q, k))
+}
+
+/// Attention of one token: `q` `[B, H, 1, D]` over the first `n` positions of the cache
+/// buffers `keys`, `values` (`[B, KV, cap, D]`), gated by the second half of each head's
+/// `q_full` values. Returns `[B, H·D]`.
+pub fn attend(
+    h: AttnHeads,
+    q: &Array,
+    keys: &Array,
+    values: &Array,
+    q_full: &Array,
+    n: i32,
+) -> Result<Array> {
+    let AttnHeads {
+        heads,
+        kv_heads,
+        head_dim: d,
+        ..
+    } = h;
+    let b = q.try_dim(0)?;
+    let cap = keys.try_dim(2)?;
+    if !fits(h, q.dtype())
+        || q.shape() != [b, heads, 1, d]
+        || keys.shape() != [b, kv_heads, cap, d]
+        || values.shape() != keys.shape()
+        || q_full.shape() != [b, heads * 2 * d]
+        || keys.dtype() != q.dtype()
+        || values.dtype() != q.dtype()
+        || q_full.dtype() != q.dtype()
+        || !(1..=cap).contains(&n)
+    {
+        return Err(bad(format!(
+            "q {:?}, cache {:?} / {:?} ({n} valid), q_full {:?} do not fit {h:?}",
+            q.shape(),
+            keys.shape(),
+            values.shape(),
+            q_full.shape()
+        )));
+    }
+    let act = q.dtype();
+    let kern = gpu::kernel(
+        GpuBackend::Cuda,
+        "attn_decode",
+        &["q", "keys", "values", "q_full", "meta", "scale"],
+        &["out"],
+        |_| DECODE_BODY.to_string(),
+    )?;
+    let config = KernelConfig::new([32, WARPS, b * heads], [32, WARPS, 1])
+        .output(&[b, heads * d], act)
+        .template("T", TemplateArg::Dtype(act))
+        .template("D", TemplateArg::Int(d))
+        .template("H", TemplateArg::Int(heads))
+        .template("KV", TemplateArg::Int(kv_heads))
+        .template("WARPS", TemplateArg::Int(WARPS));
+    let scale = f32_constant((d as f32).powf(-0.5))?;
+    let out = kern.apply(
+        &[q, keys, values, q_full, &meta(n, cap, 0)?, &scale],
+        &config,
+    )?;
+    let [out] = gpu::outputs(out, "attention decode kernel")?;
+    Ok(out)
+}

@@ -1,0 +1,434 @@
+//! The GPU kernels of the gated delta rule: their CUDA and Metal sources (one shared body
+//! each in `mlx-lm/kernels/*.inc`, a short prologue per backend), the shape checks they
+//! rely on, and the launches: the gated delta step over `T ≥ 1` tokens
+//! ([`gated_delta_kernel`]) and the whole-layer Gated DeltaNet decode
+//! ([`delta_decode_kernel`]).
+
+use super::options::DeltaHeads;
+use crate::error::{Error, Result};
+use crate::kernels::gpu::{self, GpuBackend};
+use mlx_rs::fast::{KernelConfig, TemplateArg};
+use mlx_rs::{Array, Dtype};
+
+/// The body shared by the CUDA and Metal step kernels (see the file for the contract).
+pub const STEP_BODY: &str = include_str!("../../../kernels/gated_delta_step.inc");
+/// The body shared by the CUDA and Metal whole-layer decode kernels.
+pub const DECODE_BODY: &str = include_str!("../../../kernels/gated_delta_decode.inc");
+/// Start of the CUDA step kernel: lane, value row and head from the launch indices.
+pub const CUDA_PROLOGUE: &str = include_str!("../../../kernels/cuda_prologue.inc");
+/// Start of the CUDA decode kernel: lane, row group and head from the launch indices.
+pub const CUDA_DECODE_PROLOGUE: &str = include_str!("../../../kernels/cuda_decode_prologue.inc");
+/// Start of the Metal step kernel: lane, value row and head from the thread position.
+pub const METAL_PROLOGUE: &str = include_str!("../../../kernels/metal_prologue.inc");
+/// Start of the Metal decode kernel: lane, row group and head from the thread position.
+pub const METAL_DECODE_PROLOGUE: &str = include_str!("../../../kernels/metal_decode_prologue.inc");
+
+/// Names of the step kernel's inputs, in the order [`gated_delta_kernel`] passes them.
+pub const STEP_INPUTS: [&str; 6] = ["q", "k", "v", "g", "beta", "state_in"];
+/// Names of the step kernel's outputs.
+pub const STEP_OUTPUTS: [&str; 2] = ["y", "state_out"];
+/// Names of the decode kernel's inputs, in the order [`delta_decode_kernel`] passes them.
+pub const DECODE_INPUTS: [&str; 8] = [
+    "qkv", "conv_in", "conv_w", "a", "b", "a_log", "dt_bias", "state_in",
+];
+/// Names of the decode kernel's outputs.
+pub const DECODE_OUTPUTS: [&str; 3] = ["y", "state_out", "conv_out"];
+/// Warps (SIMD groups) of 32 lanes per thread group (block), both kernels.
+pub const WARPS_PER_GROUP: i32 = 4;
+/// Value rows each warp of the decode kernel handles (it computes q and k once for them).
+pub const DECODE_ROWS_PER_WARP: i32 = 4;
+
+/// The step kernel body for `backend` (prologue + shared body).
+pub fn step_source(backend: GpuBackend) -> String {
+    match backend {
+        GpuBackend::Cuda => cuda_step_source(),
+        GpuBackend::Metal => metal_step_source(),
+    }
+}
+
+/// The decode kernel body for `backend` (prologue + shared body).
+pub fn decode_source(backend: GpuBackend) -> String {
+    match backend {
+        GpuBackend::Cuda => cuda_decode_source(),
+        GpuBackend::Metal => metal_decode_source(),
+    }
+}
+
+/// The CUDA step kernel body (prologue + shared body).
+pub fn cuda_step_source() -> String {
+    format!("{CUDA_PROLOGUE}\n{STEP_BODY}")
+}
+
+/// The Metal step kernel body (prologue + shared body).
+pub fn metal_step_source() -> String {
+    format!("{METAL_PROLOGUE}\n{STEP_BODY}")
+}
+
+/// The CUDA decode kernel body.
+pub fn cuda_decode_source() -> String {
+    format!("{CUDA_DECODE_PROLOGUE}\n{DECODE_BODY}")
+}
+
+/// The Metal decode kernel body.
+pub fn metal_decode_source() -> String {
+    format!("{METAL_DECODE_PROLOGUE}\n{DECODE_BODY}")
+}
+
+/// Dimensions of a delta-rule call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct StepDims {
+    pub(super) b: i32,
+    pub(super) t: i32,
+    pub(super) hk: i32,
+    pub(super) dk: i32,
+    pub(super) hv: i32,
+    pub(super) dv: i32,
+}
+
+pub(super) fn shape_error(msg: String) -> Error {
+    Error::InvalidArgument(format!("gated delta step: {msg}"))
+}
+
+/// Checks the shapes of a sequence call (`q`, `k` `[B, T, Hk, Dk]`, `v` `[B, T, Hv, Dv]`,
+/// `g`, `beta` `[B, T, Hv]`, `state` `[B, Hv, Dv, Dk]`): the kernel trusts them.
+pub(super) fn check_seq(
+    q: &Array,
+    k: &Array,
+    v: &Array,
+    g: &Array,
+    beta: &Array,
+    state: &Array,
+) -> Result<StepDims> {
+    let (&[b, t, hk, dk], &[vb, vt, hv, dv]) = (q.shape(), v.shape()) else {
+        return Err(shape_error(format!(
+            "q must be [B, T, Hk, Dk] and v [B, T, Hv, Dv], found {:?} and {:?}",
+            q.shape(),
+            v.shape()
+        )));
+    };
+    let d = StepDims {
+        b,
+        t,
+        hk,
+        dk,
+        hv,
+        dv,
+    };
+    if (vb, vt) != (b, t) || k.shape() != q.shape() {
+        return Err(shape_error(format!(
+            "q {:?}, k {:?} and v {:?} disagree",
+            q.shape(),
+            k.shape(),
+            v.shape()
+        )));
+    }
+    if [b, t, hk, dk, hv, dv].iter().any(|&x| x <= 0) || hv % hk != 0 {
+        return Err(shape_error(format!(
+            "empty dimension or Hv = {hv} not a multiple of Hk = {hk}"
+        )));
+    }
+    if g.shape() != [b, t, hv] || beta.shape() != [b, t, hv] {
+        return Err(shape_error(format!(
+            "g {:?} and beta {:?} must be [B, T, Hv] = {:?}",
+            g.shape(),
+            beta.shape(),
+            [b, t, hv]
+        )));
+    }
+    if state.shape() != [b, hv, dv, dk] {
+        return Err(shape_error(format!(
+            "state {:?} must be [B, Hv, Dv, Dk] = {:?}",
+            state.shape(),
+            [b, hv, dv, dk]
+        )));
+    }
+    if state.dtype() != Dtype::Float32 {
+        return Err(shape_error(format!(
+            "state must be float32, found {:?}",
+            state.dtype()
+        )));
+    }
+    Ok(d)
+}
+
+/// Whether the GPU kernels take these dimensions (Dk a multiple of 32, grid within the
+/// CUDA limits).
+pub(super) fn kernel_fits(d: StepDims) -> bool {
+    d.dk % 32 == 0 && d.b * d.hv <= 65_535 && d.dv <= 65_535 * WARPS_PER_GROUP
+}
+
+/// The gated delta rule over `T` tokens in one launch of the GPU kernel of `backend`: the
+/// sequential recurrence, one warp per value row, the state in registers across tokens.
+///
+/// Shapes as [`super::ops::gated_delta_sequential`]: `q`, `k` `[B, T, Hk, Dk]`;
+/// `v` `[B, T, Hv, Dv]`; `g`, `beta` `[B, T, Hv]`; `state` `[B, Hv, Dv, Dk]` fp32.
+/// Returns `y` `[B, T, Hv, Dv]` (q's dtype) and the new state. Errors for shapes that do not fit, and (when applied or evaluated) where MLX lacks the backend.
+pub fn gated_delta_kernel(
+    backend: GpuBackend,
+    q: &Array,
+    k: &Array,
+    v: &Array,
+    g: &Array,
+    beta: &Array,
+    state: &Array,
+) -> Result<(Array, Array)> {
+    let d = check_seq(q, k, v, g, beta, state)?;
+    if !kernel_fits(d) {
+        return Err(shape_error(format!(
+            "the kernel needs Dk a multiple of 32 (found {}) and B·Hv ≤ 65535 (found {})",
+            d.dk,
+            d.b * d.hv
+        )));
+    }
+    launch(backend, d, q, k, v, g, beta, state)
+}
+
+/// The launch configuration of the step kernel (grid in threads).
+///
+/// Every input dtype is a template argument, even where the body does not name it: MLX
+/// caches a custom kernel's compiled module by its name, which holds the template
+/// arguments but not the input dtypes that shape its signature.
+fn launch_config(d: StepDims, x: [&Array; 5]) -> KernelConfig {
+    let [q, k, v, g, beta] = x;
+    KernelConfig::new([32, d.dv, d.b * d.hv], [32, WARPS_PER_GROUP, 1])
+        .output(&[d.b, d.t, d.hv, d.dv], q.dtype())
+        .output(&[d.b, d.hv, d.dv, d.dk], Dtype::Float32)
+        .template("InT", TemplateArg::Dtype(q.dtype()))
+        .template("KT", TemplateArg::Dtype(k.dtype()))
+        .template("VT", TemplateArg::Dtype(v.dtype()))
+        .template("GT", TemplateArg::Dtype(g.dtype()))
+        .template("BetaT", TemplateArg::Dtype(beta.dtype()))
+        .template("Dk", TemplateArg::Int(d.dk))
+        .template("Dv", TemplateArg::Int(d.dv))
+        .template("Hk", TemplateArg::Int(d.hk))
+        .template("Hv", TemplateArg::Int(d.hv))
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(super) fn launch(
+    backend: GpuBackend,
+    d: StepDims,
+    q: &Array,
+    k: &Array,
+    v: &Array,
+    g: &Array,
+    beta: &Array,
+    state: &Array,
+) -> Result<(Array, Array)> {
+    let kernel = gpu::kernel(
+        backend,
+        "gated_delta_step",
+        &STEP_INPUTS,
+        &STEP_OUTPUTS,
+        step_source,
+    )?;
+    let out = kernel.apply(
+        &[q, k, v, g, beta, state],
+        &launch_config(d, [q, k, v, g, beta]),
+    )?;
+    let [y, state] = gpu::outputs(out, "gated delta kernel")?;
+    Ok((y, state))
+}
+
+/// The dtype of `a + dt_bias` under MLX's promotion (the same dtype, else fp32 for any
+/// mix of float types).
+fn gate_dtype(a: Dtype, dt_bias: Dtype) -> Dtype {
+    if a == dt_bias {
+        a
+    } else {
+        Dtype::Float32
+    }
+}
+
+/// Checks the inputs of [`delta_decode_kernel`]; returns `(B, K)`, or an error naming the
+/// mismatch (the kernel trusts every shape and dtype it is given).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn check_decode(
+    h: DeltaHeads,
+    qkv: &Array,
+    conv_state: &Array,
+    conv_weight: &Array,
+    a: &Array,
+    b: &Array,
+    a_log: &Array,
+    dt_bias: &Array,
+    state: &Array,
+) -> Result<(i32, i32)> {
+    let bad = |m: String| Error::InvalidArgument(format!("gated delta decode: {m}"));
+    if [h.hk, h.hv, h.dk, h.dv].iter().any(|&x| x <= 0) || h.hv % h.hk != 0 {
+        return Err(bad(format!("bad head layout {h:?}")));
+    }
+    let c = 2 * h.hk * h.dk + h.hv * h.dv;
+    // [B, 1, C] (a [B, 1, Hv]) or, with the length axis dropped, [B, C] (a [B, Hv]).
+    let (bsz, qc, lead) = match *qkv.shape() {
+        [bsz, 1, qc] => (bsz, qc, vec![bsz, 1]),
+        [bsz, qc] => (bsz, qc, vec![bsz]),
+        _ => {
+            return Err(bad(format!(
+                "qkv {:?} must be [B, 1, C] or [B, C]",
+                qkv.shape()
+            )))
+        }
+    };
+    let &[wc, taps, w1] = conv_weight.shape() else {
+        return Err(bad(format!(
+            "conv weight {:?} must be [C, K, 1]",
+            conv_weight.shape()
+        )));
+    };
+    if qc != c || wc != c || w1 != 1 || taps < 2 || bsz <= 0 {
+        return Err(bad(format!(
+            "qkv {:?} and conv weight {:?} must be [B, 1, {c}] and [{c}, K ≥ 2, 1]",
+            qkv.shape(),
+            conv_weight.shape()
+        )));
+    }
+    let gates = [lead.as_slice(), &[h.hv]].concat();
+    let checks: [(&str, &Array, Vec<i32>); 6] = [
+        ("conv state", conv_state, vec![bsz, taps - 1, c]),
+        ("a", a, gates.clone()),
+        ("b", b, gates),
+        ("A_log", a_log, vec![h.hv]),
+        ("dt_bias", dt_bias, vec![h.hv]),
+        ("state", state, vec![bsz, h.hv, h.dv, h.dk]),
+    ];
+    for (what, x, want) in &checks {
+        if x.shape() != want.as_slice() {
+            return Err(bad(format!("{what} {:?} must be {want:?}", x.shape())));
+        }
+    }
+    let act = qkv.dtype();
+    if !matches!(act, Dtype::Float32 | Dtype::Float16 | Dtype::Bfloat16) {
+        return Err(bad(format!(
+            "activations must be a float type, found {act:?}"
+        )));
+    }
+    for (what, x) in [
+        ("conv state", conv_state),
+        ("conv weight", conv_weight),
+        ("a", a),
+        ("b", b),
+    ] {
+        if x.dtype() != act {
+            return Err(bad(format!("{what} is {:?}, qkv {act:?}", x.dtype())));
+        }
+    }
+    if state.dtype() != Dtype::Float32
+        || !matches!(
+            dt_bias.dtype(),
+            Dtype::Float32 | Dtype::Float16 | Dtype::Bfloat16
+        )
+    {
+        return Err(bad("state must be float32 and dt_bias a float type".into()));
+    }
+    let d = StepDims {
+        b: bsz,
+        t: 1,
+        hk: h.hk,
+        dk: h.dk,
+        hv: h.hv,
+        dv: h.dv,
+    };
+    if !kernel_fits(d) {
+        return Err(bad(format!(
+            "the kernel needs Dk a multiple of 32 (found {})",
+            h.dk
+        )));
+    }
+    Ok((bsz, taps))
+}
+
+/// One token of a Gated DeltaNet layer in one launch of the GPU kernel of `backend`: from the
+/// projections (`qkv` `[B, 1, C]`, `a`, `b` `[B, 1, Hv]`), the carried conv inputs
+/// (`conv_state` `[B, K − 1, C]`), the conv taps (`[C, K, 1]`), `a_log`, `dt_bias`
+/// (`[Hv]`) and the fp32 state, to `y` `[B, 1, Hv, Dv]` (before the gated norm), the new
+/// state and the new conv state. Computes what [`super::compiled::delta_decode_inputs`]
+/// followed by [`super::gated_delta_step`] computes (rounding to the activation dtype at the same points).
+///
+/// Needs `qkv`, `conv_state`, the taps, `a` and `b` in one float dtype, Dk a multiple
+/// of 32, K ≥ 2; errors otherwise (see [`super::gated_delta_decode`], which falls back).
+#[allow(clippy::too_many_arguments)]
+pub fn delta_decode_kernel(
+    backend: GpuBackend,
+    heads: DeltaHeads,
+    qkv: &Array,
+    conv_state: &Array,
+    conv_weight: &Array,
+    a: &Array,
+    b: &Array,
+    a_log: &Array,
+    dt_bias: &Array,
+    state: &Array,
+) -> Result<(Array, Array, Array)> {
+    let checked = check_decode(
+        heads,
+        qkv,
+        conv_state,
+        conv_weight,
+        a,
+        b,
+        a_log,
+        dt_bias,
+        state,
+    )?;
+    launch_decode(
+        backend,
+        heads,
+        checked,
+        [qkv, conv_state, conv_weight, a, b, a_log, dt_bias, state],
+    )
+}
+
+/// [`delta_decode_kernel`] after [`check_decode`] accepted the inputs (`checked` is what
+/// it returned; `x` in the order of [`DECODE_INPUTS`]).
+pub(super) fn launch_decode(
+    backend: GpuBackend,
+    heads: DeltaHeads,
+    checked: (i32, i32),
+    x: [&Array; 8],
+) -> Result<(Array, Array, Array)> {
+    let [qkv, conv_state, conv_weight, a, b, a_log, dt_bias, state] = x;
+    let (bsz, taps) = checked;
+    let DeltaHeads { hk, hv, dk, dv } = heads;
+    let c = 2 * hk * dk + hv * dv;
+    let act = qkv.dtype();
+    let row_groups = (dv + DECODE_ROWS_PER_WARP - 1) / DECODE_ROWS_PER_WARP;
+    let gate = gate_dtype(a.dtype(), dt_bias.dtype());
+    let y_shape: &[i32] = if qkv.ndim() == 3 {
+        &[bsz, 1, hv, dv]
+    } else {
+        &[bsz, hv, dv]
+    };
+    let config = KernelConfig::new([32, row_groups, bsz * hv], [32, WARPS_PER_GROUP, 1])
+        .output(y_shape, act)
+        .output(&[bsz, hv, dv, dk], Dtype::Float32)
+        .output(&[bsz, taps - 1, c], act)
+        .template("InT", TemplateArg::Dtype(act))
+        .template(
+            "GateT",
+            TemplateArg::Dtype(gate_dtype(a.dtype(), dt_bias.dtype())),
+        )
+        .template("Dk", TemplateArg::Int(dk))
+        .template("Dv", TemplateArg::Int(dv))
+        .template("Hk", TemplateArg::Int(hk))
+        .template("Hv", TemplateArg::Int(hv))
+        .template("K", TemplateArg::Int(taps))
+        .template("ROWS", TemplateArg::Int(DECODE_ROWS_PER_WARP));
+    let kernel = gpu::kernel(
+        backend,
+        "gated_delta_decode",
+        &DECODE_INPUTS,
+        &DECODE_OUTPUTS,
+        decode_source,
+    )?;
+    // Fixed dtypes for these two (exact casts: GateT is dt_bias's own dtype or fp32), so
+    // that the kernel's name (which holds InT and GateT) fixes its whole signature.
+    let a_log = a_log.astype(Dtype::Float32)?;
+    let dt_bias = dt_bias.astype(gate)?;
+    let out = kernel.apply(
+        &[qkv, conv_state, conv_weight, a, b, &a_log, &dt_bias, state],
+        &config,
+    )?;
+    let [y, state, conv] = gpu::outputs(out, "gated delta decode")?;
+    Ok((y, state, conv))
+}

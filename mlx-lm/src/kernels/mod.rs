@@ -1,0 +1,30 @@
+//! The shared kernels of the Qwen 3.5 / Qwen3-Next family, apart from the models that
+//! call them.
+//!
+//! | module | what | device |
+//! | --- | --- | --- |
+//! | [`gated_delta`] | the gated delta rule of Gated DeltaNet layers: sequential ops, chunked prefill, compiled step, CUDA/Metal step and whole-layer decode kernels | all; kernels on a GPU |
+//! | [`attention`] | one decode token of gated attention: q/k norms + RoPE, then attention × gate | CUDA |
+//! | [`cpu_gemm`] | float32 products of many rows in a packed SIMD GEMM, handed back to MLX | CPU |
+//! | [`compiled`] | a per-thread cache of compiled functions, and the small fused pieces of a decode step (SwiGLU, output gate, RMSNorm, add + RMSNorm) | all |
+//! | [`gpu`] | what the GPU kernels share: backend, headers, built-kernel cache | GPU |
+//!
+//! # How dispatch picks
+//! A model makes its choices once, at load, and passes them as values: the
+//! [`gated_delta::StepPath`] of a decode step ([`gated_delta::StepPath::fused_on`] the
+//! model's device: the kernel of the GPU backend found at run time, else compiled ops; or
+//! plain ops for a reference run), the [`gated_delta::Prefill`] form, and the
+//! [`cpu_gemm::CpuProducts`] of a model on the CPU. [`gated_delta::gated_delta_update`]
+//! and [`gated_delta::gated_delta_decode`] dispatch on them; a kernel path falls back to
+//! compiled ops for shapes its kernel does not take. Nothing here reads the environment or
+//! a process-wide setting.
+//!
+//! The kernel sources live in `mlx-lm/kernels/` (one body per kernel shared by CUDA and
+//! Metal, a short prologue per backend); `examples/qwen3_5/tests/kernel_emulation/` runs
+//! them on the CPU with emulated warps and compiles the CUDA ones with NVRTC, without a GPU.
+
+pub mod attention;
+pub mod compiled;
+pub mod cpu_gemm;
+pub mod gated_delta;
+pub mod gpu;

@@ -1,0 +1,572 @@
+//! The gated delta rule's decode forms (`mlx_lm::kernels::gated_delta`) against the
+//! reference ops:
+//!
+//! * the gated delta step — compiled ops on the CPU (always), the CUDA kernel when a CUDA
+//!   GPU is present, the Metal kernel on macOS with a GPU (else a visible "skipped" line)
+//!   — equals the sequential reference step (f32 and bf16, Hv = Hk and Hv > Hk, B = 1
+//!   and 2, several steps in a row); so does the step kernel over T > 1 tokens;
+//! * the whole-layer decode kernel equals the compiled inputs + step (on a GPU);
+//! * the compiled element-wise chains (`mlx_lm::kernels::compiled`) equal their plain ops;
+//! * bad shapes are errors, not kernel reads out of bounds.
+//!
+//! Whole models with the fused decode are compared with the plain ops in qwen3_5's
+//! `tests/fused.rs`.
+
+use crate::common::{cpu, gpu};
+use mlx_lm::kernels::compiled;
+use mlx_lm::kernels::gated_delta::compiled::delta_decode_inputs;
+use mlx_lm::kernels::gated_delta::kernel::{delta_decode_kernel, gated_delta_kernel};
+use mlx_lm::kernels::gated_delta::ops::gated_delta_sequential;
+use mlx_lm::kernels::gated_delta::{gated_delta_step, DeltaHeads, StepPath};
+use mlx_lm::kernels::gpu::GpuBackend;
+use mlx_rs::{random, Array, Device, Dtype};
+
+/// Step outputs vs the reference, f32 inputs: relative to the largest |reference| value
+/// (the kernel and compiled forms may sum the Dk products in another order; fp32
+/// rounding of 128-term sums stays far below this).
+const STEP_F32_RTOL: f32 = 1e-5;
+/// Step outputs vs the reference, bf16 inputs: `y` is rounded to bf16, so one bf16 ulp of
+/// the output scale (2^-8) is allowed; the fp32 state keeps [`STEP_F32_RTOL`].
+const STEP_BF16_RTOL: f32 = 1.0 / 256.0;
+/// Whole-layer decode kernel vs the compiled CPU path, bf16: the kernel rounds q, k, v and
+/// the gates to bf16 at the same points as the ops, but its exp / rsqrt may differ in the
+/// last float bit and so land one bf16 ulp (2^-8 relative) apart on a few elements, which
+/// the state and y then carry: two ulps of the scale.
+const DECODE_BF16_RTOL: f32 = 1.0 / 64.0;
+/// The same in f32 (no intermediate rounding to a narrow type).
+const DECODE_F32_RTOL: f32 = 1e-4;
+
+fn to_f32(a: &Array) -> Vec<f32> {
+    a.astype(Dtype::Float32).unwrap().to_vec::<f32>().unwrap()
+}
+
+/// Asserts `got` is within `rtol · max |want|` of `want`, element-wise.
+fn assert_scaled_close(what: &str, got: &Array, want: &Array, rtol: f32) {
+    assert_eq!(got.shape(), want.shape(), "{what}: shape");
+    let (g, w) = (to_f32(got), to_f32(want));
+    let scale = w.iter().fold(0f32, |m, x| m.max(x.abs()));
+    assert!(scale > 0.0, "{what}: reference is all zeros");
+    let tol = rtol * scale;
+    for (i, (a, b)) in g.iter().zip(&w).enumerate() {
+        assert!(a.is_finite(), "{what}: non-finite at {i}");
+        assert!(
+            (a - b).abs() <= tol,
+            "{what}: element {i} is {a}, reference {b} (tolerance {tol})"
+        );
+    }
+}
+
+/// Random inputs of one step: q, k `[B, Hk, Dk]` (L2-normalised like the model's, q
+/// scaled), v `[B, Hv, Dv]`, g in (0, 1), beta in (0, 1), a random fp32 state.
+struct StepInputs {
+    q: Array,
+    k: Array,
+    v: Array,
+    g: Array,
+    beta: Array,
+    state: Array,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn step_inputs(seed: u64, b: i32, hk: i32, hv: i32, dk: i32, dv: i32, dtype: Dtype) -> StepInputs {
+    let keys: Vec<Array> = (0..6)
+        .map(|i| random::key(seed * 16 + i).unwrap())
+        .collect();
+    let unit = |k: &Array, shape: &[i32], scale: f32| -> Array {
+        let x = random::normal(shape, Dtype::Float32, 0.0, 1.0, Some(k)).unwrap();
+        let norm = x
+            .square()
+            .unwrap()
+            .sum_axis(-1, true)
+            .unwrap()
+            .sqrt()
+            .unwrap();
+        x.divide(&norm)
+            .unwrap()
+            .multiply(&Array::scalar(scale))
+            .unwrap()
+            .astype(dtype)
+            .unwrap()
+    };
+    let q = unit(&keys[0], &[b, hk, dk], (dk as f32).powf(-0.5));
+    let k = unit(&keys[1], &[b, hk, dk], 1.0);
+    let v = random::normal(&[b, hv, dv], Dtype::Float32, 0.0, 1.0, Some(&keys[2]))
+        .unwrap()
+        .astype(dtype)
+        .unwrap();
+    let g = random::uniform_range(0.5..0.99, &[b, hv], Some(&keys[3])).unwrap();
+    let beta = random::uniform_range(0.05..0.95, &[b, hv], Some(&keys[4]))
+        .unwrap()
+        .astype(dtype)
+        .unwrap();
+    let state = random::normal(&[b, hv, dv, dk], Dtype::Float32, 0.0, 0.5, Some(&keys[5])).unwrap();
+    StepInputs {
+        q,
+        k,
+        v,
+        g,
+        beta,
+        state,
+    }
+}
+
+/// The reference: one token of the sequential recurrence (uncompiled ops).
+fn reference_step(x: &StepInputs) -> (Array, Array) {
+    let t1 = |a: &Array| {
+        let mut s = a.shape().to_vec();
+        s.insert(1, 1);
+        a.reshape(&s).unwrap()
+    };
+    let (y, state) = gated_delta_sequential(
+        &t1(&x.q),
+        &t1(&x.k),
+        &t1(&x.v),
+        &t1(&x.g),
+        &t1(&x.beta),
+        &x.state,
+    )
+    .unwrap();
+    let s = y.shape().to_vec();
+    (y.reshape(&[s[0], s[2], s[3]]).unwrap(), state)
+}
+
+/// The (B, Hk, Hv, Dk, Dv) cases: Hv = Hk and Hv > Hk, B = 1 and 2, the real head dim 128
+/// and a smaller one, a Dv that is not a multiple of the rows per thread group.
+const CASES: &[(i32, i32, i32, i32, i32)] = &[
+    (1, 2, 2, 128, 128),
+    (2, 2, 2, 64, 32),
+    (1, 2, 4, 128, 64),
+    (2, 1, 3, 32, 20),
+    (2, 4, 8, 64, 36),
+];
+
+/// Runs `path` on every case and dtype for three steps in a row (the state carried) and
+/// compares with the reference.
+fn check_path(path: StepPath) {
+    for &(b, hk, hv, dk, dv) in CASES {
+        for dtype in [Dtype::Float32, Dtype::Bfloat16] {
+            let rtol_y = if dtype == Dtype::Float32 {
+                STEP_F32_RTOL
+            } else {
+                STEP_BF16_RTOL
+            };
+            let what = format!("{path:?} B={b} Hk={hk} Hv={hv} Dk={dk} Dv={dv} {dtype:?}");
+            let mut x = step_inputs(7 + b as u64 * 31 + hv as u64, b, hk, hv, dk, dv, dtype);
+            let mut state_ref = x.state.clone();
+            let mut state_got = x.state.clone();
+            for step in 0..3 {
+                x.state = state_ref.clone();
+                let (y_ref, s_ref) = cpu(|| reference_step(&x));
+                x.state = state_got.clone();
+                let (y, s) = gated_delta_step(path, &x.q, &x.k, &x.v, &x.g, &x.beta, &x.state)
+                    .unwrap_or_else(|e| panic!("{what}: {e}"));
+                mlx_rs::eval(&[&y, &s]).unwrap();
+                assert_eq!(y.dtype(), dtype, "{what}: y dtype");
+                assert_eq!(s.dtype(), Dtype::Float32, "{what}: state dtype");
+                assert_scaled_close(&format!("{what} step {step} y"), &y, &y_ref, rtol_y);
+                assert_scaled_close(
+                    &format!("{what} step {step} state"),
+                    &s,
+                    &s_ref,
+                    STEP_F32_RTOL,
+                );
+                state_ref = s_ref;
+                state_got = s;
+                // Next token: new q, k, v, gates.
+                let next = step_inputs(1000 + step as u64, b, hk, hv, dk, dv, dtype);
+                x = StepInputs {
+                    state: x.state,
+                    ..next
+                };
+            }
+        }
+    }
+}
+
+#[test]
+fn compiled_step_matches_reference_on_cpu() {
+    cpu(|| {
+        check_path(StepPath::Compiled);
+        check_path(StepPath::Ops);
+    })
+}
+
+/// The sequence form of a GPU kernel (`T` tokens in one launch) against the reference.
+fn check_sequence_kernel(path: StepPath) {
+    for &(b, hk, hv, dk, dv) in CASES {
+        for dtype in [Dtype::Float32, Dtype::Bfloat16] {
+            let t = 5;
+            let what =
+                format!("{path:?} sequence T={t} B={b} Hk={hk} Hv={hv} Dk={dk} Dv={dv} {dtype:?}");
+            let steps: Vec<StepInputs> = (0..t)
+                .map(|i| step_inputs(50 + i as u64, b, hk, hv, dk, dv, dtype))
+                .collect();
+            let stack = |f: &dyn Fn(&StepInputs) -> &Array| {
+                mlx_rs::ops::stack_axis(&steps.iter().map(f).collect::<Vec<_>>(), 1).unwrap()
+            };
+            let (q, k, v) = (stack(&|s| &s.q), stack(&|s| &s.k), stack(&|s| &s.v));
+            let (g, beta) = (stack(&|s| &s.g), stack(&|s| &s.beta));
+            let state = steps[0].state.clone();
+            let (y_ref, s_ref) =
+                cpu(|| gated_delta_sequential(&q, &k, &v, &g, &beta, &state).unwrap());
+            let (y, s) = gated_delta_kernel(path.backend().unwrap(), &q, &k, &v, &g, &beta, &state)
+                .unwrap_or_else(|e| panic!("{what}: {e}"));
+            let rtol_y = if dtype == Dtype::Float32 {
+                STEP_F32_RTOL
+            } else {
+                STEP_BF16_RTOL
+            };
+            assert_scaled_close(&format!("{what} y"), &y, &y_ref, rtol_y);
+            assert_scaled_close(&format!("{what} state"), &s, &s_ref, STEP_F32_RTOL);
+        }
+    }
+}
+
+#[test]
+fn cuda_kernel_matches_reference() {
+    if StepPath::gpu_kernel() != Some(StepPath::CudaKernel) {
+        println!(
+            "skipped: no CUDA GPU (MLX backend {}, GPU available: {})",
+            mlx_rs::backend(),
+            Device::gpu().is_available()
+        );
+        return;
+    }
+    assert_eq!(
+        StepPath::fused_on(&Device::gpu()),
+        StepPath::CudaKernel,
+        "a model on the GPU takes the kernel"
+    );
+    gpu(|| {
+        check_path(StepPath::CudaKernel);
+        check_sequence_kernel(StepPath::CudaKernel);
+    });
+    println!("CUDA kernel: all cases match the reference");
+}
+
+#[test]
+fn metal_kernel_matches_reference() {
+    if StepPath::gpu_kernel() != Some(StepPath::MetalKernel) {
+        println!("skipped: no Metal GPU (not macOS, or no GPU in the MLX loaded)");
+        return;
+    }
+    assert_eq!(
+        StepPath::fused_on(&Device::gpu()),
+        StepPath::MetalKernel,
+        "a model on the GPU takes the kernel"
+    );
+    gpu(|| {
+        check_path(StepPath::MetalKernel);
+        check_sequence_kernel(StepPath::MetalKernel);
+    });
+    println!("Metal kernel: all cases match the reference");
+}
+
+/// Random inputs of one whole-layer decode step.
+struct DecodeInputs {
+    qkv: Array,
+    conv_state: Array,
+    conv_weight: Array,
+    a: Array,
+    b: Array,
+    a_log: Array,
+    dt_bias: Array,
+    state: Array,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn decode_inputs(
+    seed: u64,
+    bsz: i32,
+    heads: DeltaHeads,
+    taps: i32,
+    dtype: Dtype,
+    gate: Dtype,
+) -> DecodeInputs {
+    let DeltaHeads { hk, hv, dk, dv } = heads;
+    let c = 2 * hk * dk + hv * dv;
+    let r = |i: u64, shape: &[i32], scale: f32, dt: Dtype| {
+        random::normal(
+            shape,
+            Dtype::Float32,
+            0.0,
+            scale,
+            Some(&random::key(seed * 16 + i).unwrap()),
+        )
+        .unwrap()
+        .astype(dt)
+        .unwrap()
+    };
+    DecodeInputs {
+        qkv: r(0, &[bsz, 1, c], 1.0, dtype),
+        conv_state: r(1, &[bsz, taps - 1, c], 1.0, dtype),
+        conv_weight: r(2, &[c, taps, 1], 0.5, dtype),
+        a: r(3, &[bsz, 1, hv], 1.0, dtype),
+        b: r(4, &[bsz, 1, hv], 1.0, dtype),
+        a_log: random::uniform_range(0.0..2.7, &[hv], Some(&random::key(seed * 16 + 5).unwrap()))
+            .unwrap(),
+        dt_bias: random::uniform_range(0.5..1.5, &[hv], Some(&random::key(seed * 16 + 6).unwrap()))
+            .unwrap()
+            .astype(gate)
+            .unwrap(),
+        state: r(7, &[bsz, hv, dv, dk], 0.5, Dtype::Float32),
+    }
+}
+
+/// The decode cases: (B, Hk, Hv, Dk, Dv, K).
+const DECODE_CASES: &[(i32, i32, i32, i32, i32, i32)] = &[
+    (1, 4, 4, 128, 128, 4),
+    (2, 2, 4, 64, 36, 4),
+    (1, 1, 3, 32, 9, 3),
+];
+
+/// The whole-layer decode kernel on `path` (GPU stream) against the compiled CPU path
+/// (decode inputs + step ops), several steps in a row.
+fn check_decode_kernel(path: StepPath) {
+    for &(bsz, hk, hv, dk, dv, taps) in DECODE_CASES {
+        for (dtype, gate) in [
+            (Dtype::Float32, Dtype::Float32),
+            (Dtype::Bfloat16, Dtype::Bfloat16),
+            (Dtype::Bfloat16, Dtype::Float32),
+        ] {
+            let heads = DeltaHeads { hk, hv, dk, dv };
+            let what = format!("{path:?} decode B={bsz} {heads:?} K={taps} {dtype:?}/{gate:?}");
+            let rtol = if dtype == Dtype::Float32 {
+                DECODE_F32_RTOL
+            } else {
+                DECODE_BF16_RTOL
+            };
+            let mut x = decode_inputs(bsz as u64 * 7 + hv as u64, bsz, heads, taps, dtype, gate);
+            for step in 0..3 {
+                let (y_ref, s_ref, c_ref) = cpu(|| {
+                    let [q, k, v, g, beta, conv] = delta_decode_inputs(
+                        heads,
+                        &x.qkv,
+                        &x.conv_state,
+                        &x.conv_weight,
+                        &x.a,
+                        &x.b,
+                        &x.a_log,
+                        &x.dt_bias,
+                    )
+                    .unwrap();
+                    let (y, s) =
+                        gated_delta_step(StepPath::Ops, &q, &k, &v, &g, &beta, &x.state).unwrap();
+                    (y.reshape(&[bsz, 1, hv, dv]).unwrap(), s, conv)
+                });
+                let (y, s, conv) = delta_decode_kernel(
+                    path.backend().unwrap(),
+                    heads,
+                    &x.qkv,
+                    &x.conv_state,
+                    &x.conv_weight,
+                    &x.a,
+                    &x.b,
+                    &x.a_log,
+                    &x.dt_bias,
+                    &x.state,
+                )
+                .unwrap_or_else(|e| panic!("{what}: {e}"));
+                assert_eq!(
+                    (y.dtype(), s.dtype(), conv.dtype()),
+                    (dtype, Dtype::Float32, dtype),
+                    "{what}: dtypes"
+                );
+                assert_scaled_close(&format!("{what} step {step} y"), &y, &y_ref, rtol);
+                assert_scaled_close(&format!("{what} step {step} state"), &s, &s_ref, rtol);
+                assert_eq!(
+                    to_f32(&conv),
+                    to_f32(&c_ref),
+                    "{what} step {step}: conv state"
+                );
+                let next = decode_inputs(500 + step, bsz, heads, taps, dtype, gate);
+                x = DecodeInputs {
+                    state: s_ref,
+                    conv_state: c_ref,
+                    conv_weight: x.conv_weight,
+                    ..next
+                };
+            }
+        }
+    }
+}
+
+#[test]
+fn cuda_decode_kernel_matches_compiled() {
+    if StepPath::gpu_kernel() != Some(StepPath::CudaKernel) {
+        println!(
+            "skipped: no CUDA GPU (MLX backend {}, GPU available: {})",
+            mlx_rs::backend(),
+            Device::gpu().is_available()
+        );
+        return;
+    }
+    gpu(|| check_decode_kernel(StepPath::CudaKernel));
+    println!("CUDA decode kernel: all cases match the compiled path");
+}
+
+#[test]
+fn metal_decode_kernel_matches_compiled() {
+    if StepPath::gpu_kernel() != Some(StepPath::MetalKernel) {
+        println!("skipped: no Metal GPU (not macOS, or no GPU in the MLX loaded)");
+        return;
+    }
+    gpu(|| check_decode_kernel(StepPath::MetalKernel));
+    println!("Metal decode kernel: all cases match the compiled path");
+}
+
+#[test]
+fn bad_decode_inputs_are_errors() {
+    cpu(|| {
+        let heads = DeltaHeads {
+            hk: 2,
+            hv: 4,
+            dk: 32,
+            dv: 16,
+        };
+        let x = decode_inputs(9, 1, heads, 4, Dtype::Bfloat16, Dtype::Bfloat16);
+        let call = |x: &DecodeInputs, heads: DeltaHeads| {
+            for backend in [GpuBackend::Cuda, GpuBackend::Metal] {
+                let r = delta_decode_kernel(
+                    backend,
+                    heads,
+                    &x.qkv,
+                    &x.conv_state,
+                    &x.conv_weight,
+                    &x.a,
+                    &x.b,
+                    &x.a_log,
+                    &x.dt_bias,
+                    &x.state,
+                );
+                assert!(r.is_err(), "{backend:?} accepted bad decode inputs");
+            }
+        };
+        let with = |f: &dyn Fn(&mut DecodeInputs)| {
+            let mut y = decode_inputs(9, 1, heads, 4, Dtype::Bfloat16, Dtype::Bfloat16);
+            f(&mut y);
+            y
+        };
+        call(
+            &x,
+            DeltaHeads {
+                hk: 2,
+                hv: 4,
+                dk: 16,
+                dv: 24,
+            },
+        ); // same C, other split: Dk 16
+        call(
+            &x,
+            DeltaHeads {
+                hk: 3,
+                hv: 4,
+                dk: 32,
+                dv: 16,
+            },
+        ); // Hv not a multiple of Hk
+        call(
+            &with(&|y| y.qkv = y.qkv.astype(Dtype::Float32).unwrap()),
+            heads,
+        ); // mixed dtypes
+        call(
+            &with(&|y| y.state = y.state.astype(Dtype::Bfloat16).unwrap()),
+            heads,
+        );
+        call(
+            &with(&|y| y.conv_state = y.conv_state.reshape(&[1, 1, -1]).unwrap()),
+            heads,
+        );
+        call(&with(&|y| y.a = y.a.reshape(&[1, 4]).unwrap()), heads);
+        call(
+            &with(&|y| y.conv_weight = y.conv_weight.reshape(&[-1, 2, 2]).unwrap()),
+            heads,
+        );
+    })
+}
+
+/// `dir`'s model loaded on the current device with its defaults and `decode`.
+#[test]
+fn bad_step_shapes_are_errors() {
+    cpu(|| {
+        let x = step_inputs(3, 1, 2, 4, 32, 16, Dtype::Float32);
+        let bad = |q: &Array, k: &Array, v: &Array, g: &Array, beta: &Array, s: &Array| {
+            for path in [
+                StepPath::Compiled,
+                StepPath::CudaKernel,
+                StepPath::MetalKernel,
+            ] {
+                let r = gated_delta_step(path, q, k, v, g, beta, s);
+                assert!(r.is_err(), "{path:?} accepted bad shapes");
+            }
+        };
+        let f16_state = x.state.astype(Dtype::Float16).unwrap();
+        bad(&x.q, &x.k, &x.v, &x.g, &x.beta, &f16_state);
+        let wrong_state = Array::from_slice(&[0f32; 4 * 16 * 32], &[1, 4, 32, 16]).unwrap();
+        bad(&x.q, &x.k, &x.v, &x.g, &x.beta, &wrong_state);
+        bad(
+            &x.q,
+            &x.q.reshape(&[1, 1, 64]).unwrap(),
+            &x.v,
+            &x.g,
+            &x.beta,
+            &x.state,
+        );
+        let g2 = Array::from_slice(&[0.5f32; 3], &[1, 3]).unwrap();
+        bad(&x.q, &x.k, &x.v, &g2, &x.beta, &x.state);
+        let v3 = Array::from_slice(&[0f32; 3 * 16], &[1, 3, 16]).unwrap();
+        let g3 = Array::from_slice(&[0.5f32; 3], &[1, 3]).unwrap();
+        let s3 = Array::from_slice(&[0f32; 3 * 16 * 32], &[1, 3, 16, 32]).unwrap();
+        bad(&x.q, &x.k, &v3, &g3, &g3, &s3); // Hv = 3 not a multiple of Hk = 2
+    })
+}
+
+#[test]
+fn compiled_chains_match_plain_ops() {
+    cpu(|| {
+        for dtype in [Dtype::Float32, Dtype::Bfloat16] {
+            let r = |seed: u64, shape: &[i32]| {
+                random::normal(
+                    shape,
+                    Dtype::Float32,
+                    0.0,
+                    1.0,
+                    Some(&random::key(seed).unwrap()),
+                )
+                .unwrap()
+                .astype(dtype)
+                .unwrap()
+            };
+            let (x, y, w) = (r(1, &[2, 1, 64]), r(2, &[2, 1, 64]), r(3, &[64]));
+            let exact = |what: &str, a: &Array, b: &Array| {
+                assert_eq!(a.dtype(), b.dtype(), "{what}: dtype");
+                assert_eq!(
+                    to_f32(a),
+                    to_f32(b),
+                    "{what} ({dtype:?}): compiled differs from ops"
+                );
+            };
+            let silu = |a: &Array| a.multiply(&mlx_rs::ops::sigmoid(a).unwrap()).unwrap();
+            exact(
+                "swiglu",
+                &compiled::swiglu(&x, &y).unwrap(),
+                &silu(&x).multiply(&y).unwrap(),
+            );
+            exact(
+                "sigmoid gate",
+                &compiled::sigmoid_gate(&x, &y).unwrap(),
+                &x.multiply(&mlx_rs::ops::sigmoid(&y).unwrap()).unwrap(),
+            );
+            let norm = |a: &Array| mlx_rs::fast::rms_norm(a, Some(&w), 1e-6).unwrap();
+            exact(
+                "rms_norm",
+                &compiled::rms_norm(&x, &w, 1e-6).unwrap(),
+                &norm(&x),
+            );
+            let (h, n) = compiled::add_rms_norm(&x, &y, &w, 1e-6).unwrap();
+            let h_ref = x.add(&y).unwrap();
+            exact("add_rms_norm h", &h, &h_ref);
+            exact("add_rms_norm norm", &n, &norm(&h_ref));
+        }
+    })
+}
