@@ -18,7 +18,9 @@
 //!   recurrent caches, and streaming generation;
 //! - [`kernels`]: the kernels of the Qwen 3.5 / Qwen3-Next family (the gated delta rule in
 //!   its sequential, chunked, compiled and CUDA/Metal forms behind one dispatch, the
-//!   attention decode kernel, the CPU GEMM).
+//!   attention decode kernel, the CPU GEMM);
+//! - `cli` (feature `cli`, on by default): the command line (`generate`, `chat`, `logits`,
+//!   `bench`) that a model crate's `main.rs` runs with `mlx_lm::cli::main::<Model>()`.
 //!
 //! ```
 //! use mlx_lm::{Sampler, SamplingParams};
@@ -30,9 +32,7 @@
 //! # What comes next
 //!
 //! This crate grows out of the Qwen 3.5 example; `examples/qwen3` is a second model built
-//! on it. Next to move here from Qwen 3.5: the
-//! command line (`generate`, `chat`, `logits`, `bench`) as a library function that a model
-//! crate's `main.rs` calls.
+//! on it, and both binaries are `cli::main` with a small model-specific part.
 //!
 //! # Environment
 //!
@@ -44,6 +44,8 @@
 pub mod cache;
 pub mod chat;
 pub mod checkpoint;
+#[cfg(feature = "cli")]
+pub mod cli;
 pub mod error;
 pub mod generate;
 pub mod hub;

@@ -6,7 +6,7 @@
 //!    [`Quantization`];
 //! 2. the model is built from it (its parameters are placeholders);
 //! 3. [`load_weights`]: every tensor of the [`Checkpoint`] into a
-//!    [`ParamMap`](mlx_rs::nn::ParamMap), the model's own `sanitize` step (drop or rename
+//!    [`ParamMap`], the model's own `sanitize` step (drop or rename
 //!    tensors), quantization of exactly the layers whose `.scales` are stored
 //!    ([`mlx_rs::nn::quantize`]), then [`Module::update`] in
 //!    [`UpdateMode::Strict`], and the parameters are evaluated.

@@ -405,3 +405,89 @@ fn the_cache_must_fit_the_model() {
     let err = model.forward(&tokens(&[1, 2]), &mut cache).unwrap_err();
     assert_contains(&err.to_string(), "the cache has 0 layers, the model 2");
 }
+
+// ---- the qwen3 binary (mlx_lm::cli) ---------------------------------------------------
+
+/// A scratch file path for one test, removed when dropped.
+struct TempPath(PathBuf);
+
+impl TempPath {
+    fn new(name: &str) -> TempPath {
+        TempPath(std::env::temp_dir().join(format!("qwen3-test-{}-{name}", std::process::id())))
+    }
+}
+
+impl Drop for TempPath {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Runs the `qwen3` binary; panics with its stderr unless it succeeds.
+fn qwen3_bin(args: &[&std::ffi::OsStr]) -> std::process::Output {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_qwen3"))
+        .args(args)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "qwen3 {args:?} failed: {stderr}");
+    out
+}
+
+/// `qwen3 logits` (the shared command line on `qwen3::load`) writes mlx-lm's logits of the
+/// prompt, and `qwen3 bench` builds the model of a config with random 4-bit weights and
+/// reports on it.
+#[test]
+fn binary_logits_match_mlx_lm_and_bench_runs() {
+    let variant = "bf16-untied";
+    let e = expected(variant);
+    let npy = TempPath::new("logits.npy");
+    let ids: Vec<String> = e.prompt.iter().map(u32::to_string).collect();
+    let dir = fixtures().join(variant);
+    let tokens = ids.join(",");
+    qwen3_bin(&[
+        "logits".as_ref(),
+        "--device".as_ref(),
+        "cpu".as_ref(),
+        "--model".as_ref(),
+        dir.as_os_str(),
+        "--tokens".as_ref(),
+        tokens.as_ref(),
+        "--out".as_ref(),
+        npy.0.as_os_str(),
+    ]);
+    // Float32 .npy: a header padded to 64 bytes, its length at bytes 8..10, then the data.
+    let bytes = std::fs::read(&npy.0).unwrap();
+    let start = 10 + u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    let logits: Vec<f32> = bytes[start..]
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect();
+    assert_eq!(logits.len(), e.logits_full.len());
+    let row = e.logits_full.len() / e.prompt.len();
+    assert_logits_close("qwen3 logits", &logits, &e.logits_full, row);
+
+    let json = TempPath::new("bench.json");
+    let config = dir.join("config.json");
+    let out = qwen3_bin(&[
+        "bench".as_ref(),
+        "--device".as_ref(),
+        "cpu".as_ref(),
+        "--config".as_ref(),
+        config.as_os_str(),
+        "--quantize".as_ref(),
+        "4".as_ref(),
+        "--prompt".as_ref(),
+        "8".as_ref(),
+        "--gen".as_ref(),
+        "4".as_ref(),
+        "--json".as_ref(),
+        json.0.as_os_str(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.starts_with("qwen3 bench: "), "{stdout}");
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&json.0).unwrap()).unwrap();
+    assert_eq!(report["quantize"], 4);
+    assert!(report["ours"]["decode_tps"].as_f64().unwrap() > 0.0);
+    assert!(report["peer"].is_null());
+}

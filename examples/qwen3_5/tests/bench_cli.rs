@@ -1,5 +1,6 @@
 //! `qwen3_5 bench`: bad flags give one line and exit code 2; a tiny random model runs
-//! (dense and quantized) and writes the JSON report; the mlx-lm peer (from the Python oracle
+//! (dense and quantized) and writes the JSON report, float32 by default on the CPU, with no
+//! progress line when stderr is not a terminal; the mlx-lm peer (from the Python oracle
 //! that the `oracle` crate provisions) runs on the same random weights and produces the same
 //! greedy tokens.
 
@@ -130,8 +131,6 @@ fn run_tiny_with_env(extra: &[&str], tag: &str, env: &[(String, String)]) -> (St
         config.to_str().unwrap(),
         "--device",
         "cpu",
-        "--dtype",
-        "float32",
         "--prompt",
         "70",
         "--gen",
@@ -141,7 +140,13 @@ fn run_tiny_with_env(extra: &[&str], tag: &str, env: &[(String, String)]) -> (St
     ];
     args.extend(extra);
     let out = bench_with_env(&args, env);
-    assert!(out.status.success(), "{tag}: {}", stderr(&out));
+    let err = stderr(&out);
+    assert!(out.status.success(), "{tag}: {err}");
+    // stderr is a pipe here: no progress line (drawn with \r and erased with ESC [K).
+    assert!(
+        !err.contains('\r') && !err.contains('\x1b'),
+        "{tag}: progress output on a pipe: {err:?}"
+    );
     let report: Value =
         serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
     let _ = std::fs::remove_file(json_path);
@@ -162,10 +167,12 @@ fn check_side(side: &Value, what: &str) {
 fn tiny_model_runs_and_reports() {
     for (extra, tag) in [
         (&[][..], "dense"),
-        (&["--quantize", "4"], "q4"),
+        (&["--quantize", "4", "--dtype", "float32"], "q4"),
         (&["--sequential-prefill", "--rounds", "2"], "sequential"),
     ] {
         let (stdout, report) = run_tiny(extra, tag);
+        // float32, asked for or as the CPU's default.
+        assert_eq!(report["dtype"], json!("float32"), "{tag}");
         assert!(stdout.contains("prefill tok/s"), "{tag}: {stdout}");
         assert!(report["device"].as_str().unwrap().starts_with("cpu"));
         check_side(&report["ours"], tag);
@@ -194,6 +201,7 @@ fn mlx_lm_peer_on_the_same_weights() {
     env.push(("TMPDIR".into(), tmp.to_str().unwrap().into()));
     let (stdout, report) =
         run_tiny_with_env(&["--compare", "mlx-lm", "--python", python], "peer", &env);
+    // The peer ran mlx-lm's model of the config's model_type, through the generic script.
     let _ = std::fs::remove_dir_all(&tmp);
     check_side(&report["ours"], "ours");
     check_side(&report["peer"], "peer");

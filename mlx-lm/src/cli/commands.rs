@@ -6,24 +6,26 @@ use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use mlx_lm::chat::{ChatOptions, ChatTemplate, Message};
-use mlx_lm::hub::{self, HubOptions};
-use mlx_lm::tokenizer::Tokenizer;
-use mlx_rs::{Device, Dtype};
+use mlx_rs::Dtype;
 
-use super::args::{
-    ChatArgs, Command, DeviceArg, GenerateArgs, LogitsArgs, ModelArgs, SamplingArgs,
-};
-use super::backend::{self, GenerateRequest, GenerationStats, Model, Session};
+use super::args::{ChatArgs, Command, GenerateArgs, LogitsArgs, ModelArgs, SamplingArgs};
+use super::device::{select_device, DeviceArg};
 use super::npy;
+use super::progress::Progress;
+use super::session::{GenerateRequest, GenerationStats, Model, Session};
+use super::ModelCli;
+use crate::chat::{ChatOptions, ChatTemplate, Message};
+use crate::hub::{self, HubOptions};
+use crate::model::LanguageModel;
+use crate::tokenizer::Tokenizer;
 
 /// Runs a parsed command.
-pub fn run(command: Command) -> Result<()> {
+pub fn run<M: ModelCli>(command: Command<M::Options>) -> Result<()> {
     match command {
-        Command::Generate(args) => generate(args),
-        Command::Chat(args) => chat(args),
-        Command::Logits(args) => logits(args),
-        Command::Bench(args) => super::bench::run(args),
+        Command::Generate(args) => generate::<M>(args),
+        Command::Chat(args) => chat::<M>(args),
+        Command::Logits(args) => logits::<M>(args),
+        Command::Bench(args) => super::bench::run::<M>(args),
     }
 }
 
@@ -53,27 +55,15 @@ fn load_assets(model: &ModelArgs, need_template: bool) -> Result<Assets> {
     })
 }
 
-/// Makes the device `arg` names (default: the GPU when MLX has one) the default one and
-/// returns it.
-fn select_device(arg: Option<DeviceArg>) -> Result<Device> {
-    let gpu = Device::gpu();
-    let device = match arg {
-        Some(DeviceArg::Cpu) => Device::cpu(),
-        Some(DeviceArg::Gpu) if gpu.is_available() => gpu,
-        Some(DeviceArg::Gpu) => {
-            bail!("--device gpu: this MLX build has no GPU backend; use --device cpu")
-        }
-        None if gpu.is_available() => gpu,
-        None => Device::cpu(),
-    };
-    Device::set_default(&device).context("cannot select the device")?;
-    Ok(device)
-}
-
-/// Selects the device of `args` and loads the model there with the options of `args`.
-fn load_model(dir: &Path, args: &ModelArgs) -> Result<Model> {
-    let device = select_device(args.device)?;
-    backend::load_model(dir, args.options.resolve(&device))
+/// Selects the device, then loads the model of `dir` with the model's options.
+fn load_model<M: ModelCli>(
+    dir: &Path,
+    device: Option<DeviceArg>,
+    options: &M::Options,
+) -> Result<Model<M::Model>> {
+    select_device(device)?;
+    let model = M::load(dir, options).with_context(|| format!("cannot load {}", dir.display()))?;
+    Ok(Model::new(model))
 }
 
 fn request(sampling: &SamplingArgs, tokenizer: &Tokenizer) -> GenerateRequest {
@@ -109,7 +99,7 @@ fn read_prompt(prompt: &str) -> Result<String> {
     Ok(text)
 }
 
-fn generate(args: GenerateArgs) -> Result<()> {
+fn generate<M: ModelCli>(args: GenerateArgs<M::Options>) -> Result<()> {
     let user = read_prompt(&args.prompt)?;
     let assets = load_assets(&args.model, !args.raw)?;
     let prompt_text = match &assets.template {
@@ -134,7 +124,7 @@ fn generate(args: GenerateArgs) -> Result<()> {
             .and_then(|_| writeln!(out, "\n[{} tokens] {}", ids.len(), ids_text.join(",")));
         return ignore_broken_pipe(written);
     }
-    let model = load_model(&assets.dir, &args.model)?;
+    let model = load_model::<M>(&assets.dir, args.model.device, &args.options)?;
     let request = request(&args.sampling, &assets.tokenizer);
     let mut session = model.new_session();
     let (reply, stats, _) = stream_reply(&model, &mut session, &assets.tokenizer, &ids, &request)?;
@@ -149,8 +139,8 @@ fn generate(args: GenerateArgs) -> Result<()> {
 /// flushed chunk by chunk (whole characters: the tokenizer's streaming decoder holds back
 /// a character cut across tokens). Returns the reply's text (stop token excluded), the
 /// statistics, and whether stdout was closed (the reply then ends early).
-fn stream_reply(
-    model: &Model,
+fn stream_reply<L: LanguageModel>(
+    model: &Model<L>,
     session: &mut Session,
     tokenizer: &Tokenizer,
     prompt: &[u32],
@@ -161,7 +151,11 @@ fn stream_reply(
     let mut failure: Option<anyhow::Error> = None;
     let mut out = io::stdout().lock();
     let mut closed = false;
+    // A long prompt shows its progress until the first token (on a terminal).
+    let progress = Progress::stderr();
+    progress.prefill("", prompt.len() + session.pending());
     let stats = model.continue_session(session, prompt, request, &mut |token| {
+        progress.clear();
         if request.stop_tokens.contains(&token) {
             return ControlFlow::Break(());
         }
@@ -185,6 +179,7 @@ fn stream_reply(
             }
         }
     })?;
+    progress.clear();
     if let Some(e) = failure {
         return Err(e);
     }
@@ -228,17 +223,18 @@ fn ignore_broken_pipe(result: io::Result<()>) -> Result<()> {
 /// Interactive chat, one user turn per line of stdin.
 ///
 /// The model's cache is kept from turn to turn, so a turn runs only its new tokens through
-/// the model: the end of the previous reply (`<|im_end|>\n`, as the template closes a turn)
+/// the model: the end of the previous reply (the end-of-turn token and a newline, as a
+/// ChatML template such as Qwen's closes a turn: `<|im_end|>\n`)
 /// and the new user turn, templated on its own with the generation prompt (the system
 /// prompt goes with the first turn). This is what mlx-lm's chat does. Earlier replies thus
 /// stay in context exactly as the model produced them (after the empty think block of
 /// non-thinking chat, which a re-render of the whole conversation would drop).
-fn chat(args: ChatArgs) -> Result<()> {
+fn chat<M: ModelCli>(args: ChatArgs<M::Options>) -> Result<()> {
     let assets = load_assets(&args.model, true)?;
     let Some(template) = &assets.template else {
         bail!("this model has no chat template");
     };
-    let model = load_model(&assets.dir, &args.model)?;
+    let model = load_model::<M>(&assets.dir, args.model.device, &args.options)?;
     let request = request(&args.sampling, &assets.tokenizer);
     let options = chat_options(&args.sampling);
     let im_end = assets.tokenizer.specials().im_end;
@@ -294,14 +290,14 @@ fn chat(args: ChatArgs) -> Result<()> {
     Ok(())
 }
 
-fn logits(args: LogitsArgs) -> Result<()> {
+fn logits<M: ModelCli>(args: LogitsArgs<M::Options>) -> Result<()> {
     let tokens = args.tokens.0;
     check_output_path(&args.out)?;
     // Created before the weights are loaded, so an unwritable --out fails at once; renamed
     // to --out only once the whole file is written.
     let partial = PartialFile::create(&args.out)?;
     let dir = resolve_dir(&args.model)?;
-    let model = load_model(&dir, &args.model)?;
+    let model = load_model::<M>(&dir, args.model.device, &args.options)?;
     let vocab = model.vocab_size();
     if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= vocab) {
         bail!("token id {bad} is outside the model's vocabulary (0..{vocab})");

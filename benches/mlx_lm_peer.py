@@ -1,13 +1,13 @@
-"""Python peer of `qwen3_5 bench`: mlx-lm 0.32.2's own Qwen 3.5 model and generation loop
-on random weights of the given shapes.
+"""Python peer of `bench` (`mlx_lm::cli`): mlx-lm 0.32.2's own model and generation loop
+on random weights of the given shapes, for any model_type mlx-lm knows.
 
-Builds `mlx_lm.models.qwen3_5.Model` from a config.json, fills it with the same
-deterministic random weights as the Rust side (tensor i of the sorted parameter names
-drawn with `mx.random.key(seed * 100000 + i)`: linear and embedding weights normal(0,
-0.02), conv weights normal(0, 0.5), norm weights and dt_bias ones, A_log = log(uniform(1,
-16)) kept in float32), casts to the dtype, optionally quantizes (affine, group 64, every
-Linear/Embedding whose input width is a multiple of 64, as mlx-lm's converter does),
-then runs `mlx_lm.generate.generate_step` (greedy) on a prompt of random ids: one
+Builds mlx-lm's model of the config's `model_type` (as `mlx_lm.utils.load_model` picks
+it) from a config.json, fills it with the same deterministic random weights as the Rust
+side (`mlx_lm::cli::RandomWeights`: tensor i of the sorted parameter names drawn with
+`mx.random.key(seed * 100000 + i)`: weights normal(0, 0.02), conv1d weights normal(0,
+0.5), norm weights and dt_bias ones, A_log = log(uniform(1, 16)) kept in float32), casts
+to the dtype, optionally quantizes (affine, group 64, every Linear/Embedding whose input
+width is a multiple of 64, as mlx-lm's converter does), then runs `mlx_lm.generate.generate_step` (greedy) on a prompt of random ids: one
 warm-up run, then timed runs. Prints one JSON object on stdout:
 
     {"mlx_version": "...", "mlx_lm_version": "...", "device": "...",
@@ -20,7 +20,7 @@ machine). Timing follows the Rust side: prefill = prompt tokens / time until the
 generated token is available; decode = (generated − 1) / time from the first to the last
 token.
 
-    python3 benches/qwen3_5_peer.py --config cfg.json --dtype float32 --prompt 512 --gen 64
+    python3 benches/mlx_lm_peer.py --config cfg.json --dtype float32 --prompt 512 --gen 64
 """
 import argparse
 import json
@@ -33,12 +33,10 @@ import mlx.nn as nn
 from mlx.utils import tree_flatten, tree_unflatten
 
 DTYPES = {"bfloat16": mx.bfloat16, "float16": mx.float16, "float32": mx.float32}
-REAL_VOCAB = 248077
 
 
-def prompt_ids(n, vocab, seed):
-    """The same pseudo-random ids as the Rust side (a 64-bit LCG)."""
-    limit = min(vocab, REAL_VOCAB)
+def prompt_ids(n, limit, seed):
+    """The same pseudo-random ids in range(limit) as the Rust side (a 64-bit LCG)."""
     x = (seed + 1) & 0xFFFFFFFFFFFFFFFF
     ids = []
     for _ in range(n):
@@ -58,9 +56,10 @@ def random_value(name, shape, index, seed, dtype):
 
 
 def build_model(config, dtype, quantize, seed):
-    from mlx_lm.models.qwen3_5 import Model, ModelArgs
+    from mlx_lm.utils import _get_classes
 
-    model = Model(ModelArgs.from_dict(config))
+    model_class, args_class = _get_classes(config)
+    model = model_class(args_class.from_dict(config))
     shapes = {k: v.shape for k, v in tree_flatten(model.parameters())}
     weights = []
     for i, name in enumerate(sorted(shapes)):
@@ -138,6 +137,11 @@ def main():
     p.add_argument("--device", choices=["cpu", "gpu"], default=None)
     p.add_argument("--memory-limit", type=float, help="GB")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--vocab-limit",
+        type=int,
+        help="prompt ids are drawn below this (default: the config's vocab_size)",
+    )
     p.add_argument("--runs", type=int, default=1, help="timed runs after the warm-up")
     p.add_argument("--prefill-step", type=int, default=2048)
     a = p.parse_args()
@@ -153,7 +157,8 @@ def main():
         config = json.load(f)
     text = config.get("text_config", config)
     model = build_model(config, DTYPES[a.dtype], a.quantize, a.seed)
-    prompt = prompt_ids(a.prompt, text["vocab_size"], a.seed)
+    vocab = text["vocab_size"]
+    prompt = prompt_ids(a.prompt, min(vocab, a.vocab_limit or vocab), a.seed)
 
     run_once(model, prompt, min(a.gen, 4), a.prefill_step)  # warm-up
     runs = []

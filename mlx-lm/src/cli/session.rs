@@ -1,14 +1,15 @@
-//! The model as the command line uses it: load, logits, streaming generation, and sessions
-//! that carry the model's cache from one chat turn to the next.
-//!
-//! Everything the subcommands need from the model goes through this module.
+//! The model as the command line uses it: logits, streaming generation, and sessions that
+//! carry the model's cache from one chat turn to the next.
 
 use std::ops::ControlFlow;
-use std::path::Path;
 
 use anyhow::{Context, Result};
 use mlx_rs::{Array, Dtype};
-use qwen3_5::{Cache, FinishReason, GenerateOptions, SamplingParams};
+
+use crate::cache::Cache;
+use crate::generate::{FinishReason, GenerateOptions};
+use crate::model::LanguageModel;
+use crate::sampling::SamplingParams;
 
 /// What to generate and how to sample it.
 #[derive(Debug, Clone, PartialEq)]
@@ -53,9 +54,9 @@ pub struct GenerationStats {
     pub stopped_by: Option<u32>,
 }
 
-/// A loaded model.
-pub struct Model {
-    inner: qwen3_5::Model,
+/// A loaded model, as the commands use it.
+pub struct Model<M> {
+    inner: M,
 }
 
 /// A sequence continued over several calls (a multi-turn chat): the model's cache and
@@ -77,25 +78,27 @@ impl Session {
         self.unfed.extend_from_slice(tokens);
     }
 
+    /// Tokens of the sequence waiting to go through the model with the next prompt.
+    pub fn pending(&self) -> usize {
+        self.unfed.len()
+    }
+
     /// Whether the sequence is empty.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 }
 
-/// Loads the model of a folder (config.json and safetensors) on the default device, with
-/// `options`.
-pub fn load_model(dir: &Path, options: qwen3_5::ModelOptions) -> Result<Model> {
-    let inner = qwen3_5::load_with(dir, options)
-        .with_context(|| format!("cannot load {}", dir.display()))?;
-    Ok(Model { inner })
-}
+impl<M: LanguageModel> Model<M> {
+    /// Wraps a loaded model.
+    pub fn new(inner: M) -> Self {
+        Model { inner }
+    }
 
-impl Model {
     /// Size of the output vocabulary (the logits' last dimension; padded beyond the
     /// tokenizer's ids).
     pub fn vocab_size(&self) -> usize {
-        self.inner.config().text.vocab_size as usize
+        self.inner.vocab_size() as usize
     }
 
     /// Logits for every position of `tokens`, float32, shape [tokens.len(), vocab_size].
@@ -135,7 +138,7 @@ impl Model {
         let cache = std::mem::replace(&mut session.cache, self.inner.new_cache());
         let start = cache.offset() as usize;
         let options = self.options(request)?;
-        let mut generation = self.inner.generate_with_cache(&input, cache, options)?;
+        let mut generation = crate::generate_with_cache(&self.inner, &input, cache, options)?;
         let mut sequence = input;
         for token in &mut generation {
             let token = token?;
@@ -155,7 +158,7 @@ impl Model {
             prompt_tps: s.prompt_tps(),
             generated_tokens: s.generated_tokens,
             generation_tps: s.generation_tps(),
-            peak_memory: qwen3_5::generate::peak_memory(),
+            peak_memory: crate::generate::peak_memory(),
             stopped_by,
         };
         let cache = generation.into_cache();

@@ -1,35 +1,82 @@
 //! Command-line arguments (clap derive) and the parsers that validate them.
+//!
+//! The argument types are generic over the model's own flags (`O`, [`ModelCli::Options`]),
+//! flattened into every command that runs the model. [`parse`] sets what depends on the
+//! model at run time: the command's name and description, the sampling defaults and the
+//! `bench` presets in `--help`.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
-/// Qwen 3.5 (text) on MLX: generate, chat, dump logits.
+use super::bench::BenchArgs;
+use super::device::DeviceArg;
+use super::ModelCli;
+
+/// Language models on MLX: generate, chat, dump logits, benchmark.
 #[derive(Debug, Parser)]
-#[command(
-    name = "qwen3_5",
-    version,
-    subcommand_required = true,
-    arg_required_else_help = false
-)]
-pub struct Cli {
+#[command(version, subcommand_required = true, arg_required_else_help = false)]
+pub struct Cli<O: Args> {
     /// What to do.
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Command<O>,
 }
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub enum Command<O: Args> {
     /// Answer one prompt, streaming the reply to stdout.
-    Generate(GenerateArgs),
+    Generate(GenerateArgs<O>),
     /// Chat interactively: one user turn per line of stdin (`/reset` clears, `/quit` ends).
-    Chat(ChatArgs),
+    Chat(ChatArgs<O>),
     /// Run the model on a list of token ids and save the logits [n_tokens, vocab] as .npy.
-    Logits(LogitsArgs),
+    Logits(LogitsArgs<O>),
     /// Measure prefill/decode speed and peak memory with random weights (optionally
     /// against mlx-lm).
-    Bench(super::bench::BenchArgs),
+    Bench(BenchArgs<O>),
+}
+
+/// Parses `args` (the program name first) into the command of model `M`.
+pub fn parse<M: ModelCli>(
+    args: impl IntoIterator<Item = OsString>,
+) -> Result<Command<M::Options>, clap::Error> {
+    let d = M::sampling_defaults();
+    let sampling = |c: clap::Command| {
+        c.mut_arg("temp", |a| a.default_value(d.temperature.to_string()))
+            .mut_arg("top_k", |a| a.default_value(d.top_k.to_string()))
+            .mut_arg("top_p", |a| a.default_value(d.top_p.to_string()))
+            .mut_arg("min_p", |a| a.default_value(d.min_p.to_string()))
+            .mut_arg("repetition_penalty", |a| {
+                a.default_value(d.repetition_penalty.to_string())
+            })
+            .mut_arg("presence_penalty", |a| {
+                a.default_value(d.presence_penalty.to_string())
+            })
+            .mut_arg("max_tokens", |a| a.default_value(d.max_tokens.to_string()))
+    };
+    let presets: Vec<&str> = M::bench_presets().iter().map(|(name, _)| *name).collect();
+    let bench = |c: clap::Command| {
+        if presets.is_empty() {
+            return c;
+        }
+        c.mut_arg("config", |a| {
+            a.value_name(format!("{}|PATH", presets.join("|")))
+                .help(format!(
+                    "Model shapes: {} or a config.json path",
+                    presets.join(", ")
+                ))
+        })
+    };
+    let command = Cli::<M::Options>::command()
+        .name(M::NAME)
+        .bin_name(M::NAME)
+        .about(M::ABOUT)
+        .mut_subcommand("generate", sampling)
+        .mut_subcommand("chat", sampling)
+        .mut_subcommand("bench", bench);
+    let matches = command.try_get_matches_from(args)?;
+    Ok(Cli::<M::Options>::from_arg_matches(&matches)?.command)
 }
 
 /// Where the model comes from and what runs it.
@@ -42,86 +89,12 @@ pub struct ModelArgs {
     /// Device to run on (default: the GPU when MLX has one, else the CPU).
     #[arg(long, value_enum)]
     pub device: Option<DeviceArg>,
-    #[command(flatten)]
-    /// How the model runs.
-    pub options: OptionsArgs,
-}
-
-/// The model's options ([`qwen3_5::ModelOptions`]); a flag left out takes the default of
-/// the device the model runs on.
-#[derive(Debug, Clone, Default, Args)]
-pub struct OptionsArgs {
-    /// Decode steps: fused (kernels / compiled graphs, the default) or reference (the
-    /// plain ops of the reference forward pass).
-    #[arg(long, value_enum, value_name = "fused|reference")]
-    pub decode: Option<DecodeArg>,
-    /// Each layer's decode step as one compiled function (default: on for a CUDA GPU, off
-    /// on the CPU and on macOS).
-    #[arg(long, value_enum, value_name = "on|off")]
-    pub compile_layers: Option<Switch>,
-    /// Float32 products of 32 rows or more on the CPU (prefill) in the packed GEMM instead
-    /// of MLX's BLAS (default: on for the CPU except on macOS).
-    #[arg(long, value_enum, value_name = "on|off")]
-    pub cpu_gemm: Option<Switch>,
-    /// Threads a CPU product is spread over (default: the cores, at most 8).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..), allow_negative_numbers = true)]
-    pub cpu_threads: Option<u32>,
-}
-
-impl OptionsArgs {
-    /// The options for a model on `device`: its defaults, with the flags given.
-    pub fn resolve(&self, device: &mlx_rs::Device) -> qwen3_5::ModelOptions {
-        let mut o = qwen3_5::ModelOptions::for_device(device);
-        if let Some(d) = self.decode {
-            o.decode = match d {
-                DecodeArg::Fused => qwen3_5::Decode::Fused,
-                DecodeArg::Reference => qwen3_5::Decode::Reference,
-            };
-        }
-        if let Some(s) = self.compile_layers {
-            o.compile_layers = s == Switch::On;
-        }
-        if let Some(s) = self.cpu_gemm {
-            o.cpu_gemm = s == Switch::On;
-        }
-        if let Some(n) = self.cpu_threads {
-            o.cpu_threads = n as usize;
-        }
-        o
-    }
-}
-
-/// `--decode`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum DecodeArg {
-    /// The fused forms.
-    Fused,
-    /// The plain ops of the reference forward pass.
-    Reference,
-}
-
-/// An on/off flag value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Switch {
-    /// On.
-    On,
-    /// Off.
-    Off,
-}
-
-/// `--device`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum DeviceArg {
-    /// The CPU.
-    Cpu,
-    /// The GPU (CUDA or Metal build of MLX).
-    Gpu,
 }
 
 /// Sampling and prompt options shared by `generate` and `chat`.
 ///
-/// Defaults follow the Qwen 3.5 model card for non-thinking chat (temperature 0.7, top-p
-/// 0.8, top-k 20, presence penalty 1.5); `--temp 0` decodes greedily.
+/// The defaults written here are mlx-lm's; [`parse`] replaces them with the model's
+/// ([`ModelCli::sampling_defaults`]). `--temp 0` decodes greedily.
 #[derive(Debug, Clone, Args)]
 pub struct SamplingArgs {
     /// System prompt.
@@ -131,18 +104,18 @@ pub struct SamplingArgs {
     #[arg(long, default_value_t = 512, value_parser = positive_u32, value_name = "N", allow_negative_numbers = true)]
     pub max_tokens: u32,
     /// Sampling temperature; 0 picks the most likely token.
-    #[arg(long, default_value_t = 0.7, value_parser = non_negative_f32, value_name = "T", allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 0.0, value_parser = non_negative_f32, value_name = "T", allow_negative_numbers = true)]
     pub temp: f32,
     /// Keep the K most likely tokens (0: all).
     #[arg(
         long,
-        default_value_t = 20,
+        default_value_t = 0,
         value_name = "K",
         allow_negative_numbers = true
     )]
     pub top_k: u32,
     /// Nucleus sampling: keep the most likely tokens up to this total probability, in (0, 1].
-    #[arg(long, default_value_t = 0.8, value_parser = unit_interval_open_low, value_name = "P", allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 1.0, value_parser = unit_interval_open_low, value_name = "P", allow_negative_numbers = true)]
     pub top_p: f32,
     /// Drop tokens less likely than P × the top token's probability, in [0, 1).
     #[arg(long, default_value_t = 0.0, value_parser = unit_interval_open_high, value_name = "P", allow_negative_numbers = true)]
@@ -152,7 +125,7 @@ pub struct SamplingArgs {
     #[arg(long, default_value_t = 1.0, value_parser = positive_f32, value_name = "R", allow_negative_numbers = true)]
     pub repetition_penalty: f32,
     /// Subtract R from the logits of tokens already seen; 0 is off.
-    #[arg(long, default_value_t = 1.5, value_parser = finite_f32, value_name = "R",
+    #[arg(long, default_value_t = 0.0, value_parser = finite_f32, value_name = "R",
           allow_negative_numbers = true)]
     pub presence_penalty: f32,
     /// Random seed for sampling.
@@ -163,12 +136,12 @@ pub struct SamplingArgs {
         allow_negative_numbers = true
     )]
     pub seed: u64,
-    /// Turn thinking off (`enable_thinking=false`; the reply starts after an empty
-    /// <think></think>). This is already the small Qwen 3.5 models' default.
+    /// Turn thinking off (`enable_thinking=false` for the chat template; with Qwen-style
+    /// templates the reply starts after an empty <think></think>).
     #[arg(long, conflicts_with = "think")]
     pub no_think: bool,
-    /// Turn thinking on (`enable_thinking=true`): the model reasons in <think>…</think>
-    /// before answering.
+    /// Turn thinking on (`enable_thinking=true` for the chat template): a thinking model
+    /// reasons in <think>…</think> before answering.
     #[arg(long)]
     pub think: bool,
 }
@@ -184,12 +157,15 @@ impl SamplingArgs {
     }
 }
 
-/// `qwen3_5 generate`.
+/// `generate`.
 #[derive(Debug, Args)]
-pub struct GenerateArgs {
+pub struct GenerateArgs<O: Args> {
     #[command(flatten)]
     /// The model.
     pub model: ModelArgs,
+    #[command(flatten)]
+    /// The model's own flags.
+    pub options: O,
     /// The user's prompt (`-` reads it from stdin).
     #[arg(long, allow_hyphen_values = true)]
     pub prompt: String,
@@ -204,23 +180,29 @@ pub struct GenerateArgs {
     pub dry_run: bool,
 }
 
-/// `qwen3_5 chat`.
+/// `chat`.
 #[derive(Debug, Args)]
-pub struct ChatArgs {
+pub struct ChatArgs<O: Args> {
     #[command(flatten)]
     /// The model.
     pub model: ModelArgs,
+    #[command(flatten)]
+    /// The model's own flags.
+    pub options: O,
     #[command(flatten)]
     /// Sampling.
     pub sampling: SamplingArgs,
 }
 
-/// `qwen3_5 logits`.
+/// `logits`.
 #[derive(Debug, Args)]
-pub struct LogitsArgs {
+pub struct LogitsArgs<O: Args> {
     #[command(flatten)]
     /// The model.
     pub model: ModelArgs,
+    #[command(flatten)]
+    /// The model's own flags.
+    pub options: O,
     /// Comma-separated token ids, e.g. 248045,846,198.
     #[arg(long, value_parser = parse_token_list, allow_hyphen_values = true, value_name = "IDS")]
     pub tokens: TokenList,
@@ -355,23 +337,6 @@ mod tests {
         assert!(parse_token_list("1,,2")
             .unwrap_err()
             .contains("token 2 is empty"));
-    }
-
-    #[test]
-    fn options_flags_override_the_device_defaults() {
-        let cpu = mlx_rs::Device::cpu();
-        let defaults = qwen3_5::ModelOptions::for_device(&cpu);
-        assert_eq!(OptionsArgs::default().resolve(&cpu), defaults);
-        let args = OptionsArgs {
-            decode: Some(DecodeArg::Reference),
-            compile_layers: Some(Switch::On),
-            cpu_gemm: Some(Switch::Off),
-            cpu_threads: Some(3),
-        };
-        let o = args.resolve(&cpu);
-        assert_eq!(o.decode, qwen3_5::Decode::Reference);
-        assert!(o.compile_layers && !o.cpu_gemm);
-        assert_eq!(o.cpu_threads, 3);
     }
 
     #[test]

@@ -1,0 +1,393 @@
+//! What the shared command line (`mlx_lm::cli`) needs to know about Qwen 3.5: how to load
+//! it, its own flags, its sampling defaults, and for `bench` its tensors and the shapes of
+//! the released models.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use mlx_lm::cli::{BenchNote, ModelCli, RandomWeights, Result, SamplingDefaults};
+use mlx_lm::kernels::gated_delta::DEFAULT_CHUNK;
+use mlx_lm::Checkpoint;
+use mlx_rs::Device;
+use qwen3_5::config::{Config, LayerType};
+use qwen3_5::{Decode, Model, ModelOptions, Prefill, QWEN3_5_REAL_VOCAB_SIZE};
+use serde_json::{json, Value};
+
+/// How many ops MLX's CUDA backend puts in one CUDA graph before handing it to the GPU
+/// (MLX's default is 20). A decode step of the 2B is ~550 ops; on an H200, alternating the
+/// two settings three times in one session, 100 decoded at 351/263/349 tokens/s against
+/// 288/244/221 at the default.
+const MAX_OPS_PER_BUFFER: &str = "100";
+
+/// Sets `MLX_MAX_OPS_PER_BUFFER` to [`MAX_OPS_PER_BUFFER`] unless the user has set it, so
+/// that every command (and the `bench` peer, which inherits the environment) runs with
+/// it; not on macOS, where Metal picks its own per device. Call it first thing in `main`,
+/// before MLX reads it and while no other thread exists.
+pub fn set_mlx_environment() {
+    if cfg!(not(target_os = "macos")) && std::env::var_os("MLX_MAX_OPS_PER_BUFFER").is_none() {
+        std::env::set_var("MLX_MAX_OPS_PER_BUFFER", MAX_OPS_PER_BUFFER);
+    }
+}
+
+/// Qwen 3.5 (text) for `mlx_lm::cli::main`.
+pub struct Qwen35;
+
+/// Qwen 3.5's own flags, taken by every command that runs the model (`generate`, `chat`,
+/// `logits`, `bench`): the [`ModelOptions`] it is loaded with. A flag left out takes the
+/// default of the device the model runs on ([`ModelOptions::for_device`]).
+#[derive(Debug, Clone, clap::Args)]
+pub struct Options {
+    /// Decode steps: fused (kernels / compiled graphs, the default) or reference (the
+    /// plain ops of the reference forward pass).
+    #[arg(long, value_enum, value_name = "fused|reference")]
+    pub decode: Option<DecodeArg>,
+    /// Each layer's decode step as one compiled function (default: on for a CUDA GPU, off
+    /// on the CPU and on macOS).
+    #[arg(long, value_enum, value_name = "on|off")]
+    pub compile_layers: Option<Switch>,
+    /// Float32 products of 32 rows or more on the CPU (prefill) in the packed GEMM instead
+    /// of MLX's BLAS (default: on for the CPU except on macOS).
+    #[arg(long, value_enum, value_name = "on|off")]
+    pub cpu_gemm: Option<Switch>,
+    /// Threads a CPU product is spread over (default: the cores, at most 8).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..),
+          allow_negative_numbers = true)]
+    pub cpu_threads: Option<u32>,
+    /// Run prefill with the sequential gated delta rule instead of the chunked form.
+    #[arg(long, hide = true)]
+    pub sequential_prefill: bool,
+    /// Chunk size of the chunked prefill.
+    #[arg(long, hide = true, value_name = "C", default_value_t = DEFAULT_CHUNK,
+          value_parser = clap::value_parser!(i32).range(1..), allow_negative_numbers = true)]
+    pub prefill_chunk: i32,
+}
+
+impl Default for Options {
+    /// No flag given: the device's defaults.
+    fn default() -> Self {
+        Options {
+            decode: None,
+            compile_layers: None,
+            cpu_gemm: None,
+            cpu_threads: None,
+            sequential_prefill: false,
+            prefill_chunk: DEFAULT_CHUNK,
+        }
+    }
+}
+
+/// `--decode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DecodeArg {
+    /// The fused forms.
+    Fused,
+    /// The plain ops of the reference forward pass.
+    Reference,
+}
+
+/// An on/off flag value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Switch {
+    /// On.
+    On,
+    /// Off.
+    Off,
+}
+
+impl Options {
+    /// The options for a model on `device`: its defaults, with the flags given.
+    pub fn resolve(&self, device: &Device) -> ModelOptions {
+        let mut o = ModelOptions::for_device(device);
+        if let Some(d) = self.decode {
+            o.decode = match d {
+                DecodeArg::Fused => Decode::Fused,
+                DecodeArg::Reference => Decode::Reference,
+            };
+        }
+        if let Some(s) = self.compile_layers {
+            o.compile_layers = s == Switch::On;
+        }
+        if let Some(s) = self.cpu_gemm {
+            o.cpu_gemm = s == Switch::On;
+        }
+        if let Some(n) = self.cpu_threads {
+            o.cpu_threads = n as usize;
+        }
+        o.prefill = if self.sequential_prefill {
+            Prefill::Sequential
+        } else {
+            Prefill::Chunked(self.prefill_chunk)
+        };
+        o
+    }
+
+    /// The options for the device the command line has selected (MLX's default device).
+    fn for_current_device(&self) -> ModelOptions {
+        self.resolve(&current_device())
+    }
+}
+
+/// The device of the current default stream (the CPU when MLX cannot say).
+fn current_device() -> Device {
+    mlx_rs::current_stream()
+        .and_then(|s| s.device())
+        .unwrap_or_else(|_| Device::cpu())
+}
+
+/// The options as the bench's JSON records them (`"options"`) and its text report shows
+/// them (`options: …`). The prefill form has its own entry (`"prefill"`).
+fn options_json(o: &ModelOptions) -> Value {
+    json!({
+        "decode": match o.decode {
+            Decode::Fused => "fused",
+            Decode::Reference => "reference",
+        },
+        "compile_layers": o.compile_layers,
+        "cpu_gemm": o.cpu_gemm,
+        "cpu_threads": o.cpu_threads,
+    })
+}
+
+impl ModelCli for Qwen35 {
+    type Model = Model;
+    type Options = Options;
+    const NAME: &'static str = "qwen3_5";
+    const ABOUT: &'static str = "Qwen 3.5 (text) on MLX: generate, chat, dump logits.";
+
+    fn load(dir: &Path, options: &Options) -> Result<Model> {
+        Ok(qwen3_5::load_with(dir, options.for_current_device())?)
+    }
+
+    fn random(config: &Value, weights: &RandomWeights, options: &Options) -> Result<Model> {
+        let config = Config::from_json(config)?;
+        let arrays = weights.generate(&tensor_shapes(&config))?;
+        let checkpoint = Checkpoint::from_arrays(arrays);
+        Ok(Model::from_checkpoint(
+            config,
+            checkpoint,
+            options.for_current_device(),
+        )?)
+    }
+
+    fn bench_presets() -> Vec<(&'static str, Value)> {
+        vec![("2b", preset(2048, 6144)), ("0.8b", preset(1024, 3584))]
+    }
+
+    /// The model card's for non-thinking chat.
+    fn sampling_defaults() -> SamplingDefaults {
+        SamplingDefaults {
+            temperature: 0.7,
+            top_k: 20,
+            top_p: 0.8,
+            presence_penalty: 1.5,
+            ..SamplingDefaults::default()
+        }
+    }
+
+    fn real_vocab_size(_config: &Value) -> Option<usize> {
+        Some(QWEN3_5_REAL_VOCAB_SIZE as usize)
+    }
+
+    fn bench_notes(options: &Options, on_gpu: bool) -> Vec<BenchNote> {
+        let options = options.for_current_device();
+        let prefill = match options.prefill {
+            Prefill::Chunked(c) => (json!({"chunked": c}), format!("prefill: chunked ({c})")),
+            Prefill::Sequential => (json!("sequential"), "prefill: sequential".into()),
+        };
+        // The binary reads the environment it set up (`set_mlx_environment`).
+        let ops = std::env::var("MLX_MAX_OPS_PER_BUFFER").ok();
+        vec![
+            BenchNote {
+                key: "prefill",
+                value: prefill.0,
+                text: Some(prefill.1),
+            },
+            BenchNote {
+                key: "options",
+                value: options_json(&options),
+                text: Some(format!("options: {}", options_json(&options))),
+            },
+            BenchNote {
+                key: "mlx_max_ops_per_buffer",
+                value: json!(ops),
+                text: ops
+                    .filter(|_| on_gpu)
+                    .map(|n| format!("MLX_MAX_OPS_PER_BUFFER={n} (the peer inherits it)")),
+            },
+        ]
+    }
+}
+
+/// The text shapes of Qwen 3.5 2B (`hidden` 2048) and 0.8B (1024): 24 layers, every
+/// fourth one attention, vocabulary 248320, tied embeddings.
+fn preset(hidden: i32, intermediate: i32) -> Value {
+    json!({
+        "model_type": "qwen3_5",
+        "tie_word_embeddings": true,
+        "text_config": {
+            "model_type": "qwen3_5_text",
+            "hidden_size": hidden,
+            "intermediate_size": intermediate,
+            "num_hidden_layers": 24,
+            "num_attention_heads": 8,
+            "num_key_value_heads": 2,
+            "head_dim": 256,
+            "linear_num_key_heads": 16,
+            "linear_num_value_heads": 16,
+            "linear_key_head_dim": 128,
+            "linear_value_head_dim": 128,
+            "linear_conv_kernel_dim": 4,
+            "vocab_size": 248320,
+            "rms_norm_eps": 1e-6,
+            "full_attention_interval": 4,
+            "tie_word_embeddings": true,
+            "attn_output_gate": true,
+            "max_position_embeddings": 262144,
+            "rope_parameters": {
+                "rope_type": "default",
+                "rope_theta": 10000000,
+                "partial_rotary_factor": 0.25,
+                "mrope_section": [11, 11, 10],
+                "mrope_interleaved": true
+            },
+            "eos_token_id": 248044
+        }
+    })
+}
+
+/// Every tensor of the model in the MLX layout (mlx-lm's parameter names and shapes).
+fn tensor_shapes(config: &Config) -> BTreeMap<String, Vec<i32>> {
+    let c = &config.text;
+    let (h, v) = (c.hidden_size, c.vocab_size);
+    let p = "language_model.model";
+    let mut m = BTreeMap::new();
+    m.insert(format!("{p}.embed_tokens.weight"), vec![v, h]);
+    m.insert(format!("{p}.norm.weight"), vec![h]);
+    if !c.tie_word_embeddings {
+        m.insert("language_model.lm_head.weight".into(), vec![v, h]);
+    }
+    for (i, kind) in c.layer_types.iter().enumerate() {
+        let l = format!("{p}.layers.{i}");
+        m.insert(format!("{l}.input_layernorm.weight"), vec![h]);
+        m.insert(format!("{l}.post_attention_layernorm.weight"), vec![h]);
+        let inter = c.intermediate_size;
+        m.insert(format!("{l}.mlp.gate_proj.weight"), vec![inter, h]);
+        m.insert(format!("{l}.mlp.up_proj.weight"), vec![inter, h]);
+        m.insert(format!("{l}.mlp.down_proj.weight"), vec![h, inter]);
+        match kind {
+            LayerType::LinearAttention => {
+                let a = format!("{l}.linear_attn");
+                let hv = c.linear_num_value_heads;
+                let vd = c.linear_value_dim();
+                let conv = c.linear_conv_dim();
+                m.insert(format!("{a}.in_proj_qkv.weight"), vec![conv, h]);
+                m.insert(format!("{a}.in_proj_z.weight"), vec![vd, h]);
+                m.insert(format!("{a}.in_proj_b.weight"), vec![hv, h]);
+                m.insert(format!("{a}.in_proj_a.weight"), vec![hv, h]);
+                m.insert(
+                    format!("{a}.conv1d.weight"),
+                    vec![conv, c.linear_conv_kernel_dim, 1],
+                );
+                m.insert(format!("{a}.A_log"), vec![hv]);
+                m.insert(format!("{a}.dt_bias"), vec![hv]);
+                m.insert(format!("{a}.norm.weight"), vec![c.linear_value_head_dim]);
+                m.insert(format!("{a}.out_proj.weight"), vec![h, vd]);
+            }
+            LayerType::FullAttention => {
+                let a = format!("{l}.self_attn");
+                let (nh, kv, d) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim);
+                m.insert(format!("{a}.q_proj.weight"), vec![2 * nh * d, h]);
+                m.insert(format!("{a}.k_proj.weight"), vec![kv * d, h]);
+                m.insert(format!("{a}.v_proj.weight"), vec![kv * d, h]);
+                m.insert(format!("{a}.o_proj.weight"), vec![h, nh * d]);
+                m.insert(format!("{a}.q_norm.weight"), vec![d]);
+                m.insert(format!("{a}.k_norm.weight"), vec![d]);
+            }
+        }
+    }
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_flags_override_the_device_defaults() {
+        let cpu = Device::cpu();
+        let defaults = ModelOptions::for_device(&cpu);
+        assert_eq!(Options::default().resolve(&cpu), defaults);
+        let args = Options {
+            decode: Some(DecodeArg::Reference),
+            compile_layers: Some(Switch::On),
+            cpu_gemm: Some(Switch::Off),
+            cpu_threads: Some(3),
+            sequential_prefill: true,
+            prefill_chunk: DEFAULT_CHUNK,
+        };
+        let o = args.resolve(&cpu);
+        assert_eq!(o.decode, Decode::Reference);
+        assert!(o.compile_layers && !o.cpu_gemm);
+        assert_eq!(o.cpu_threads, 3);
+        assert_eq!(o.prefill, Prefill::Sequential);
+    }
+
+    #[test]
+    fn options_flags_parse() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            options: Options,
+        }
+        let parse = |args: &[&str]| Cli::try_parse_from([&["qwen3_5"], args].concat());
+        let o = parse(&[]).unwrap().options;
+        assert_eq!(
+            o.resolve(&Device::cpu()),
+            ModelOptions::for_device(&Device::cpu())
+        );
+        let o = parse(&[
+            "--decode",
+            "reference",
+            "--compile-layers",
+            "on",
+            "--cpu-gemm",
+            "off",
+            "--cpu-threads",
+            "2",
+            "--prefill-chunk",
+            "16",
+        ])
+        .unwrap()
+        .options
+        .resolve(&Device::cpu());
+        assert_eq!(o.decode, Decode::Reference);
+        assert!(o.compile_layers && !o.cpu_gemm);
+        assert_eq!((o.cpu_threads, o.prefill), (2, Prefill::Chunked(16)));
+        for bad in [
+            &["--cpu-threads", "0"][..],
+            &["--cpu-threads", "-1"],
+            &["--decode", "fast"],
+            &["--cpu-gemm", "yes"],
+            &["--prefill-chunk", "0"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn presets_parse() {
+        for (name, config) in Qwen35::bench_presets() {
+            let c = Config::from_json(&config).unwrap();
+            assert_eq!(c.text.vocab_size, 248320, "{name}");
+            assert_eq!(c.text.num_hidden_layers, 24, "{name}");
+            let attention = c
+                .text
+                .layer_types
+                .iter()
+                .filter(|t| **t == LayerType::FullAttention)
+                .count();
+            assert_eq!(attention, 6, "{name}");
+        }
+    }
+}

@@ -1,0 +1,459 @@
+//! `bench`: prefill and decode speed and peak memory of a model with random weights of
+//! real (or any) shapes, optionally side by side with mlx-lm.
+//!
+//! The model crate lists its tensors and loads them ([`ModelCli::random`]); the values
+//! come from [`RandomWeights`] (see [`random`] for the scheme), which
+//! `benches/mlx_lm_peer.py` follows for mlx-lm's model of the config's `model_type`, so
+//! both sides compute the same function and their greedy tokens can be compared as a
+//! sanity check.
+//!
+//! Each side warms up once (same prompt, a few tokens), then: peak memory reset, prefill of
+//! the prompt (random ids) and greedy decode. Prefill tokens/s = prompt tokens / time until
+//! the first generated token is available; decode tokens/s = (generated − 1) / time from
+//! the first to the last token. With `--rounds R` the two sides run alternately R times and
+//! the medians are reported (peak memory: the largest).
+
+mod peer;
+pub mod random;
+mod report;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Args, ValueEnum};
+use mlx_rs::Dtype;
+use serde_json::{json, Value};
+
+use super::device::{describe_device, is_gpu, select_device, DeviceArg};
+use super::progress::Progress;
+use super::ModelCli;
+use crate::generate::GenerateOptions;
+use crate::model::LanguageModel;
+use crate::sampling::SamplingParams;
+use peer::{PeerRequest, PeerRun, TempFile};
+use random::{prompt_ids, RandomWeights};
+use report::{print_table, rate, Measured};
+
+/// `bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs<O: Args> {
+    /// Model shapes: a preset name or a config.json path.
+    #[arg(long, value_name = "NAME|PATH")]
+    pub config: String,
+    /// Dtype of weights and activations (default: float32 on the CPU, where MLX's
+    /// bfloat16 products are several times slower; bfloat16 on a GPU).
+    #[arg(long, value_enum)]
+    pub dtype: Option<BenchDtype>,
+    /// Prompt length in tokens (random ids).
+    #[arg(long, value_name = "N", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..), allow_negative_numbers = true)]
+    pub prompt: u32,
+    /// Tokens to generate (greedy).
+    #[arg(long, value_name = "M", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..), allow_negative_numbers = true)]
+    pub gen: u32,
+    /// Quantize linear and embedding weights to 4 or 8 bits (affine, group 64).
+    #[arg(long, value_name = "BITS", value_parser = parse_bits)]
+    pub quantize: Option<i32>,
+    /// Device to run on (default: the GPU when MLX has one, else the CPU).
+    #[arg(long, value_enum)]
+    pub device: Option<DeviceArg>,
+    /// Also run the same benchmark with another implementation.
+    #[arg(long, value_enum, value_name = "PEER")]
+    pub compare: Option<Peer>,
+    /// Python interpreter for --compare (with mlx and mlx-lm 0.32.2 installed).
+    #[arg(long, value_name = "PATH", default_value = "python3")]
+    pub python: String,
+    /// Write the results as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// MLX memory limit in GB (both sides).
+    #[arg(long, value_name = "GB", value_parser = parse_gb, allow_negative_numbers = true)]
+    pub memory_limit: Option<f64>,
+    /// Timed runs per side, alternating ours and the peer; medians are reported.
+    #[arg(long, value_name = "R", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..), allow_negative_numbers = true)]
+    pub rounds: u32,
+    /// Random seed of weights and prompt.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// The peer script (default: the built-in copy of benches/mlx_lm_peer.py).
+    #[arg(long, hide = true, value_name = "SCRIPT")]
+    pub peer_script: Option<PathBuf>,
+    #[command(flatten)]
+    /// The model's own flags.
+    pub options: O,
+}
+
+/// `--dtype`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BenchDtype {
+    /// bfloat16.
+    Bfloat16,
+    /// float16.
+    Float16,
+    /// float32.
+    Float32,
+}
+
+impl BenchDtype {
+    fn dtype(self) -> Dtype {
+        match self {
+            BenchDtype::Bfloat16 => Dtype::Bfloat16,
+            BenchDtype::Float16 => Dtype::Float16,
+            BenchDtype::Float32 => Dtype::Float32,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            BenchDtype::Bfloat16 => "bfloat16",
+            BenchDtype::Float16 => "float16",
+            BenchDtype::Float32 => "float32",
+        }
+    }
+}
+
+/// `--compare`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Peer {
+    /// mlx-lm 0.32.2 (Python), through benches/mlx_lm_peer.py.
+    #[value(name = "mlx-lm")]
+    MlxLm,
+}
+
+fn parse_bits(s: &str) -> std::result::Result<i32, String> {
+    match s.trim() {
+        "4" => Ok(4),
+        "8" => Ok(8),
+        _ => Err(format!("'{s}' is not 4 or 8")),
+    }
+}
+
+fn parse_gb(s: &str) -> std::result::Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!("'{s}' is not a positive number of GB")),
+    }
+}
+
+/// Runs `bench`.
+pub fn run<M: ModelCli>(args: BenchArgs<M::Options>) -> Result<()> {
+    let config_json = config_json::<M>(&args.config)?;
+    let mut ours_json = config_json.clone();
+    if let Some(bits) = args.quantize {
+        ours_json["quantization"] = json!({"group_size": 64, "bits": bits});
+    }
+    let peer_script = match args.compare {
+        Some(Peer::MlxLm) => {
+            let script = peer::peer_script(args.peer_script.as_deref())?;
+            let model_type = config_json["model_type"].as_str().unwrap_or_default();
+            peer::check_peer_python(&args.python, model_type)?;
+            Some(script)
+        }
+        None => None,
+    };
+    if let Some(json) = &args.json {
+        check_writable(json)?;
+    }
+    let device = select_device(args.device)?;
+    let on_gpu = is_gpu(&device);
+    if let Some(gb) = args.memory_limit {
+        mlx_rs::memory::set_memory_limit((gb * 1e9) as usize)?;
+    }
+    // MLX's bfloat16 products on an x86 CPU run ~5x slower than float32 ones.
+    let dtype = args.dtype.unwrap_or(if on_gpu {
+        BenchDtype::Bfloat16
+    } else {
+        BenchDtype::Float32
+    });
+    let text = config_json.get("text_config").unwrap_or(&config_json);
+    let field = |k: &str| text[k].as_i64().unwrap_or(0);
+    let vocab = field("vocab_size");
+    let what = format!(
+        "config {} (hidden {}, {} layers, vocab {vocab}), {}{}, prompt {}, gen {}",
+        args.config,
+        field("hidden_size"),
+        field("num_hidden_layers"),
+        dtype.name(),
+        args.quantize
+            .map(|b| format!(", {b}-bit"))
+            .unwrap_or_default(),
+        args.prompt,
+        args.gen
+    );
+    eprintln!("building the model with random weights: {what}");
+    let progress = Progress::stderr();
+    let built = Instant::now();
+    let weights = RandomWeights::new(dtype.dtype(), args.quantize, args.seed, &progress);
+    let model = M::random(&ours_json, &weights, &args.options)
+        .with_context(|| format!("--config {}", args.config))?;
+    progress.clear();
+    eprintln!("built in {:.1} s", built.elapsed().as_secs_f64());
+    let vocab = usize::try_from(vocab).unwrap_or(0).max(1);
+    let vocab_limit = M::real_vocab_size(&config_json).map_or(vocab, |n| n.min(vocab));
+    let prompt = prompt_ids(args.prompt as usize, vocab_limit, args.seed);
+
+    // The peer gets the config without our quantization block (it quantizes itself).
+    let peer_config = match &peer_script {
+        Some(_) => Some(TempFile::new(
+            "bench-config.json",
+            &serde_json::to_string(&config_json)?,
+        )?),
+        None => None,
+    };
+
+    let warm_up = args.gen.min(4) as usize;
+    generate(&model, &prompt, warm_up, &progress, "warm-up: ")?;
+    let mut ours_runs = Vec::new();
+    let mut ours_tokens = Vec::new();
+    let mut peer_runs = Vec::new();
+    let mut peer_info: Option<PeerRun> = None;
+    for round in 0..args.rounds {
+        let (m, tokens) = timed(&model, &prompt, args.gen as usize, &progress)?;
+        eprintln!(
+            "round {}: ours prefill {:.1} tok/s ({:.1}/cpu-s), decode {:.1} tok/s ({:.1}/cpu-s); \
+             host per step: {:.0} us building the graph, {:.0} us handing it to MLX",
+            round + 1,
+            m.prefill_tps,
+            m.prefill_tps_cpu,
+            m.decode_tps,
+            m.decode_tps_cpu,
+            m.host_us.map_or(f64::NAN, |h| h.0),
+            m.host_us.map_or(f64::NAN, |h| h.1),
+        );
+        ours_runs.push(m);
+        ours_tokens = tokens;
+        if let (Some(script), Some(cfg)) = (&peer_script, &peer_config) {
+            progress.waiting(
+                "mlx-lm: ",
+                &format!(
+                    "warm-up, prefill and decode ({} + {} tok)",
+                    args.prompt, args.gen
+                ),
+            );
+            let request = PeerRequest {
+                python: &args.python,
+                config: cfg.path(),
+                dtype: dtype.name(),
+                prompt: args.prompt,
+                gen: args.gen,
+                vocab_limit,
+                seed: args.seed,
+                quantize: args.quantize,
+                device: args.device.map(DeviceArg::name),
+                memory_limit: args.memory_limit,
+            };
+            let p = peer::run_peer(script.path(), &request);
+            progress.clear();
+            let p = p?;
+            eprintln!(
+                "round {}: mlx-lm prefill {:.1} tok/s ({:.1}/cpu-s), decode {:.1} tok/s ({:.1}/cpu-s)",
+                round + 1,
+                p.measured.prefill_tps,
+                p.measured.prefill_tps_cpu,
+                p.measured.decode_tps,
+                p.measured.decode_tps_cpu
+            );
+            peer_runs.push(p.measured.clone());
+            peer_info = Some(p);
+        }
+    }
+    drop(progress);
+    let ours = Measured::summarize(&ours_runs);
+    let peer = (!peer_runs.is_empty()).then(|| Measured::summarize(&peer_runs));
+
+    let device_name = describe_device(&device);
+    let notes = M::bench_notes(&args.options, on_gpu);
+    println!("{} bench: {what}", M::NAME);
+    println!(
+        "device: {device_name}; MLX {}{}",
+        mlx_rs::version(),
+        peer_info
+            .as_ref()
+            .map(|p| format!(" (mlx-lm side: MLX {}, {})", p.mlx_version, p.device))
+            .unwrap_or_default(),
+    );
+    for text in notes.iter().filter_map(|n| n.text.as_ref()) {
+        println!("{text}");
+    }
+    print_table(&ours, peer.as_ref(), !on_gpu);
+    if let Some(p) = &peer_info {
+        let same = ours_tokens
+            .iter()
+            .zip(&p.tokens)
+            .take_while(|(a, b)| a == b)
+            .count();
+        println!(
+            "greedy tokens: the first {same} of {} agree (same random weights on both sides)",
+            ours_tokens.len().min(p.tokens.len())
+        );
+    }
+
+    if let Some(path) = &args.json {
+        let mut doc = json!({
+            "device": device_name,
+            "mlx_version": mlx_rs::version(),
+            "config": args.config,
+            "dtype": dtype.name(),
+            "quantize": args.quantize,
+            "prompt": args.prompt,
+            "gen": args.gen,
+            "rounds": args.rounds,
+            "ours": ours.to_json(),
+            "peer": peer.as_ref().map(Measured::to_json),
+        });
+        for note in notes {
+            doc[note.key] = note.value;
+        }
+        std::fs::write(path, serde_json::to_string_pretty(&doc)? + "\n")
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// A preset of the model (see [`ModelCli::bench_presets`]) or a config.json file.
+fn config_json<M: ModelCli>(spec: &str) -> Result<Value> {
+    let presets = M::bench_presets();
+    if let Some((_, config)) = presets
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(spec))
+    {
+        return Ok(config.clone());
+    }
+    let path = Path::new(spec);
+    if !path.is_file() {
+        let names: Vec<&str> = presets.iter().map(|(name, _)| *name).collect();
+        if names.is_empty() {
+            bail!("--config {spec}: no such config.json file");
+        }
+        bail!(
+            "--config {spec}: neither {} nor a config.json file",
+            names.join(", ")
+        );
+    }
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))
+}
+
+/// Greedy generation of `max_tokens` after `prompt`, timed: returns the tokens, the
+/// wall-clock and process-CPU seconds until the first token was available and from
+/// then to the last one. Shows its progress (`label` first).
+fn generate(
+    model: &dyn LanguageModel,
+    prompt: &[u32],
+    max_tokens: usize,
+    progress: &Progress,
+    label: &str,
+) -> Result<(Vec<u32>, Timing)> {
+    let options = GenerateOptions {
+        max_tokens,
+        sampling: SamplingParams::greedy(),
+        // As mlx-lm's generate_step (prefill_step_size 2048).
+        prefill_step: 2048,
+        ..Default::default()
+    };
+    progress.prefill(label, prompt.len());
+    let (wall0, cpu0) = (Instant::now(), cpu_seconds());
+    let mut stream = crate::generate(model, prompt, options)?;
+    let mut tokens = Vec::with_capacity(max_tokens);
+    let mut first = None;
+    for token in &mut stream {
+        tokens.push(token?);
+        if first.is_none() {
+            first = Some((Instant::now(), cpu_seconds()));
+        }
+        progress.decode(label, tokens.len(), max_tokens);
+    }
+    let (wall2, cpu2) = (Instant::now(), cpu_seconds());
+    progress.clear();
+    let (wall1, cpu1) = first.ok_or_else(|| anyhow!("no token was generated"))?;
+    let steps = stream.stats().generated_tokens.max(1) as f64;
+    let host_us = (
+        stream.stats().build_time.as_secs_f64() * 1e6 / steps,
+        stream.stats().submit_time.as_secs_f64() * 1e6 / steps,
+    );
+    Ok((
+        tokens,
+        Timing {
+            prefill_wall: (wall1 - wall0).as_secs_f64(),
+            prefill_cpu: cpu1 - cpu0,
+            decode_wall: (wall2 - wall1).as_secs_f64(),
+            decode_cpu: cpu2 - cpu1,
+            host_us,
+        },
+    ))
+}
+
+/// Seconds of one generation.
+struct Timing {
+    prefill_wall: f64,
+    prefill_cpu: f64,
+    decode_wall: f64,
+    decode_cpu: f64,
+    /// Host microseconds per step: graph building, handing to MLX.
+    host_us: (f64, f64),
+}
+
+/// CPU time of this process's live threads in seconds (Linux: the sum of
+/// `/proc/self/task/*/schedstat`, nanoseconds on the CPU); NaN elsewhere.
+fn cpu_seconds() -> f64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return f64::NAN;
+    };
+    let mut ns = 0u64;
+    for task in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("schedstat")) else {
+            continue; // the thread ended meanwhile
+        };
+        match stat.split_whitespace().next().map(str::parse::<u64>) {
+            Some(Ok(n)) => ns += n,
+            _ => return f64::NAN,
+        }
+    }
+    ns as f64 * 1e-9
+}
+
+/// One timed run: peak memory reset first.
+fn timed(
+    model: &dyn LanguageModel,
+    prompt: &[u32],
+    gen: usize,
+    progress: &Progress,
+) -> Result<(Measured, Vec<u32>)> {
+    mlx_rs::memory::clear_cache()?;
+    mlx_rs::memory::reset_peak_memory()?;
+    let (tokens, t) = generate(model, prompt, gen, progress, "ours: ")?;
+    if tokens.len() != gen {
+        bail!("generated {} tokens instead of {gen}", tokens.len());
+    }
+    Ok((
+        Measured {
+            prefill_tps: rate(prompt.len(), t.prefill_wall),
+            decode_tps: rate(gen - 1, t.decode_wall),
+            peak_mem_bytes: mlx_rs::memory::get_peak_memory()? as u64,
+            prefill_tps_cpu: rate(prompt.len(), t.prefill_cpu),
+            decode_tps_cpu: rate(gen - 1, t.decode_cpu),
+            host_us: Some(t.host_us),
+        },
+        tokens,
+    ))
+}
+
+/// Fails early when the --json file cannot be written.
+fn check_writable(path: &Path) -> Result<()> {
+    if path.is_dir() {
+        bail!("--json {} is a folder; give a file name", path.display());
+    }
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if !parent.is_dir() {
+        bail!(
+            "--json {}: folder {} does not exist",
+            path.display(),
+            parent.display()
+        );
+    }
+    Ok(())
+}

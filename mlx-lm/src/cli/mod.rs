@@ -1,0 +1,258 @@
+//! The command line every model crate shares: `generate`, `chat`, `logits` and `bench`.
+//!
+//! A model crate's binary implements [`ModelCli`] for a marker type and calls [`main`]:
+//!
+//! ```ignore
+//! fn main() -> std::process::ExitCode {
+//!     mlx_lm::cli::main::<Qwen35>()
+//! }
+//! ```
+//!
+//! [`main`] parses the arguments with clap, runs the command, and turns every failure into
+//! one `error: …` line on stderr: exit status 2 for bad arguments, 1 for anything else. A
+//! panic also ends with one such line (`error: internal error: …`).
+//!
+//! - `generate`: applies the chat template, streams the reply to stdout, statistics to
+//!   stderr in mlx-lm's format;
+//! - `chat`: one user turn per line of stdin, the model's cache kept between turns;
+//! - `logits`: float32 logits `[n_tokens, vocab]` of a list of ids, as a NumPy `.npy`;
+//! - `bench`: prefill and decode speed and peak memory with random weights, optionally
+//!   side by side with mlx-lm (`benches/mlx_lm_peer.py`, which builds mlx-lm's model of
+//!   the config's `model_type` with the same weights).
+//!
+//! Long work shows its progress on stderr when stderr is a terminal ([`progress`]).
+//!
+//! This module reads no environment variables beyond the Hugging Face ones of
+//! [`crate::hub`]; a binary that sets up the process (e.g. an MLX variable) does so before
+//! calling [`main`].
+
+mod args;
+mod bench;
+mod commands;
+mod device;
+pub mod npy;
+pub mod progress;
+mod session;
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use clap::error::ErrorKind;
+use serde_json::Value;
+
+use crate::model::LanguageModel;
+
+pub use bench::random::{prompt_ids, RandomWeights};
+
+/// The error type of the command line's hooks: any error, with context.
+pub type Result<T> = anyhow::Result<T>;
+
+/// What a model crate tells the shared command line.
+///
+/// Only [`load`](ModelCli::load) and [`random`](ModelCli::random) are required; the rest
+/// have defaults. Tokenizer-dependent choices need no hook: the stop tokens are the
+/// tokenizer's end-of-turn and end-of-text tokens, and ids at or above the tokenizer's
+/// size (padding rows of the output layer) are never sampled.
+///
+/// ```ignore
+/// use mlx_lm::cli::{ModelCli, RandomWeights, Result};
+///
+/// struct Tiny;
+///
+/// /// Flags of this model only (every command that runs the model takes them).
+/// #[derive(Debug, clap::Args)]
+/// struct TinyOptions {
+///     /// Keep the KV cache in float32.
+///     #[arg(long)]
+///     f32_cache: bool,
+/// }
+///
+/// impl ModelCli for Tiny {
+///     type Model = tiny::Model;
+///     type Options = TinyOptions;
+///     const NAME: &'static str = "tiny";
+///     const ABOUT: &'static str = "Tiny on MLX: generate, chat, dump logits, benchmark.";
+///
+///     fn load(dir: &std::path::Path, options: &TinyOptions) -> Result<tiny::Model> {
+///         Ok(tiny::Model::load_with(dir, options.f32_cache)?)
+///     }
+///
+///     fn random(config: &serde_json::Value, weights: &RandomWeights, options: &TinyOptions)
+///         -> Result<tiny::Model> {
+///         let config = tiny::Config::from_json(config)?;
+///         let arrays = weights.generate(&config.tensor_shapes())?;
+///         Ok(tiny::Model::from_arrays(config, arrays, options.f32_cache)?)
+///     }
+/// }
+///
+/// fn main() -> std::process::ExitCode {
+///     mlx_lm::cli::main::<Tiny>()
+/// }
+/// ```
+pub trait ModelCli {
+    /// The model the commands run.
+    type Model: LanguageModel;
+
+    /// The model's own flags (`#[derive(clap::Args)]`), accepted by every command that
+    /// runs the model (`generate`, `chat`, `logits`, `bench`) and passed to
+    /// [`load`](ModelCli::load) and [`random`](ModelCli::random). [`NoOptions`] when the
+    /// model has none.
+    type Options: clap::Args + std::fmt::Debug;
+
+    /// The command's name, as in usage lines and `--help` (e.g. `qwen3_5`).
+    const NAME: &'static str;
+
+    /// One line for `--help`, e.g. `Qwen 3.5 (text) on MLX: generate, chat, dump logits.`
+    const ABOUT: &'static str;
+
+    /// Loads the model of a folder (`config.json` and weights) on MLX's default device,
+    /// which the command line has already chosen (`--device`).
+    fn load(dir: &Path, options: &Self::Options) -> Result<Self::Model>;
+
+    /// Builds the model of `config` (a `config.json` document) with random weights, for
+    /// `bench`. `config` has mlx-lm's `quantization` block (`{"group_size": 64, "bits":
+    /// b}`) when `bench --quantize` asks for it. An implementation lists its tensors in
+    /// the MLX layout (the parameter names of mlx-lm's model of the same `model_type`, so
+    /// that the mlx-lm peer draws the same values), gets their values from
+    /// [`RandomWeights::generate`], and loads them as it loads a checkpoint.
+    fn random(
+        config: &Value,
+        weights: &RandomWeights,
+        options: &Self::Options,
+    ) -> Result<Self::Model>;
+
+    /// Named configurations for `bench --config NAME` (e.g. `2b`: the real shapes of a
+    /// released model), matched without regard to case; any other value is read as a
+    /// `config.json` path.
+    fn bench_presets() -> Vec<(&'static str, Value)> {
+        Vec::new()
+    }
+
+    /// The sampling defaults of `generate` and `chat` (a model card's recommendation).
+    fn sampling_defaults() -> SamplingDefaults {
+        SamplingDefaults::default()
+    }
+
+    /// How many ids the model's tokenizer has when `config`'s `vocab_size` counts padding
+    /// rows beyond them: `bench` draws its random prompt below it (as the peer does).
+    fn real_vocab_size(config: &Value) -> Option<usize> {
+        let _ = config;
+        None
+    }
+
+    /// Settings worth recording with a `bench` run (each shown on a line of its own after
+    /// the device line, and added to the JSON report under its key), e.g. the options the
+    /// model was built with. MLX's default device is already the one the run uses.
+    fn bench_notes(options: &Self::Options, on_gpu: bool) -> Vec<BenchNote> {
+        let _ = (options, on_gpu);
+        Vec::new()
+    }
+}
+
+/// [`ModelCli::Options`] of a model without flags of its own.
+#[derive(Debug, Clone, Copy, Default, clap::Args)]
+pub struct NoOptions {}
+
+/// Defaults of the sampling flags of `generate` and `chat`; each flag overrides its own.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SamplingDefaults {
+    /// `--temp`: sampling temperature; 0 is greedy.
+    pub temperature: f32,
+    /// `--top-k`: keep the K most likely tokens; 0 is off.
+    pub top_k: u32,
+    /// `--top-p`: nucleus sampling, in (0, 1].
+    pub top_p: f32,
+    /// `--min-p`: drop tokens below P × the top probability, in [0, 1).
+    pub min_p: f32,
+    /// `--repetition-penalty`: 1 is off.
+    pub repetition_penalty: f32,
+    /// `--presence-penalty`: 0 is off.
+    pub presence_penalty: f32,
+    /// `--max-tokens`: most tokens per reply.
+    pub max_tokens: u32,
+}
+
+impl Default for SamplingDefaults {
+    /// mlx-lm's: greedy, no filter, no penalty; at most 512 tokens.
+    fn default() -> Self {
+        SamplingDefaults {
+            temperature: 0.0,
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.0,
+            repetition_penalty: 1.0,
+            presence_penalty: 0.0,
+            max_tokens: 512,
+        }
+    }
+}
+
+/// One setting recorded with a `bench` run (see [`ModelCli::bench_notes`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BenchNote {
+    /// Its key in the JSON report.
+    pub key: &'static str,
+    /// Its value in the JSON report.
+    pub value: Value,
+    /// Its line in the text report (after the device line), or `None` to leave it out
+    /// there.
+    pub text: Option<String>,
+}
+
+/// Runs the command line of model `M` on the process's arguments and returns the exit
+/// status: 0 on success, 2 for bad arguments, 1 for any other failure, each failure
+/// reported as one `error: …` line on stderr. Installs a panic hook that does the same
+/// for a panic.
+pub fn main<M: ModelCli>() -> ExitCode {
+    // A bug must still end with one readable line, not a backtrace dump.
+    std::panic::set_hook(Box::new(|info| {
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        eprintln!("error: internal error: {}", one_line(&message));
+    }));
+    let command = match args::parse::<M>(std::env::args_os()) {
+        Ok(command) => command,
+        Err(err) => {
+            return match err.kind() {
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+                    let _ = err.print();
+                    ExitCode::SUCCESS
+                }
+                _ => {
+                    eprintln!("error: {} (see --help)", usage_message(&err));
+                    ExitCode::from(2)
+                }
+            };
+        }
+    };
+    match commands::run::<M>(command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {}", one_line(&format!("{err:#}")));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Folds a multi-line message onto one line (error output is one line per failure).
+pub fn one_line(message: &str) -> String {
+    message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The one-line form of a clap error: its first paragraph (the message, without the usage
+/// and tips that follow), e.g. `invalid value 'x' for '--temp <T>': 'x' is not a number`.
+fn usage_message(err: &clap::Error) -> String {
+    let text = err.to_string();
+    let first = text.split("\n\n").next().unwrap_or_default();
+    let line = one_line(first);
+    line.strip_prefix("error: ").unwrap_or(&line).to_string()
+}
