@@ -29,10 +29,12 @@
 //! # Ok::<(), mlx_lm::Error>(())
 //! ```
 //!
-//! # What comes next
+//! # Models built on it
 //!
-//! This crate grows out of the Qwen 3.5 example; `examples/qwen3` is a second model built
-//! on it, and both binaries are `cli::main` with a small model-specific part.
+//! `examples/qwen3_5` (Qwen 3.5, hybrid Gated DeltaNet + attention, with its fast paths)
+//! and `examples/qwen3` (Qwen3, dense: the small one to copy for a new model). Both
+//! binaries are [`cli::main`](crate::cli::main) with a small model-specific part; see the
+//! workspace's `ARCHITECTURE.md` for where a new model goes.
 //!
 //! # Environment
 //!
