@@ -503,3 +503,26 @@ fn binary_logits_match_mlx_lm_and_bench_runs() {
     assert!(report["ours"]["decode_tps"].as_f64().unwrap() > 0.0);
     assert!(report["peer"].is_null());
 }
+
+/// Decode steps handed to MLX on a second thread (the GPU default) give the same ids; the
+/// thread evaluates on its own stream, so nothing the model holds may still be an
+/// unevaluated op of the loading thread's stream.
+#[test]
+fn greedy_generation_with_the_submit_thread() {
+    on_cpu(|| {
+        for variant in VARIANTS {
+            let model = load(variant);
+            let e = expected(variant);
+            let options = GenerateOptions {
+                max_tokens: e.greedy.len(),
+                submit_thread: Some(true),
+                ..Default::default()
+            };
+            let ids: Vec<u32> = mlx_lm::generate(&model, &e.prompt, options)
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            assert_eq!(ids, e.greedy, "{variant}");
+        }
+    })
+}

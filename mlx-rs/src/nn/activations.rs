@@ -22,8 +22,10 @@
 use super::module::UnaryModule;
 use crate::operators::weak_scalar;
 use crate::transforms::{compile, Closure};
+use crate::DeviceType;
 use crate::{Array, Error, Result};
 use std::cell::RefCell;
+use std::collections::HashMap;
 
 /// The compiled activations, by index in [`Kernel`].
 #[derive(Debug, Clone, Copy)]
@@ -92,26 +94,40 @@ fn gelu_approx_body(x: &Array) -> Result<Array> {
         .multiply(&inner.tanh()?.add_scalar(1.0)?)
 }
 
+/// A compiled activation of this thread: the kernel and the stream it was traced on
+/// (whether that stream is on the GPU, and its index).
+type CompiledKey = (usize, bool, i32);
+
 thread_local! {
-    /// This thread's compiled activations (compiled functions are not `Send`). Dropping
-    /// them at thread exit is safe in any order: a compiled function reaches MLX's
-    /// per-thread compile cache through a weak reference.
-    static COMPILED: RefCell<[Option<Closure<'static>>; KERNELS]> =
-        const { RefCell::new([const { None }; KERNELS]) };
+    /// This thread's compiled activations (compiled functions are not `Send`), one per
+    /// stream: MLX's trace records the stream of each op, and replaying it runs them there,
+    /// so a function traced on one stream must not serve another (on a stream another
+    /// thread evaluates, MLX would report that stream missing; a CPU trace would run on
+    /// the CPU under a GPU stream). Dropping them at thread exit is safe in any order: a
+    /// compiled function reaches MLX's per-thread compile cache through a weak reference.
+    static COMPILED: RefCell<HashMap<CompiledKey, Closure<'static>>> =
+        RefCell::new(HashMap::with_capacity(KERNELS));
 }
 
-/// Runs the compiled form of `kernel` on `args` (compiling it on this thread's first call).
+/// Runs the compiled form of `kernel` on `args` (compiling it on this thread's first call
+/// on the current stream).
 fn run(kernel: Kernel, args: &[&Array]) -> Result<Array> {
+    let s = crate::current_stream()?;
+    let key = (
+        kernel as usize,
+        s.device()?.kind()? == DeviceType::Gpu,
+        s.index()?,
+    );
     // `try_with` fails only while the thread is being torn down: compile uncached then.
     let cached = COMPILED
-        .try_with(|c| c.borrow()[kernel as usize].clone())
+        .try_with(|c| c.borrow().get(&key).cloned())
         .ok()
         .flatten();
     let f = match cached {
         Some(f) => f,
         None => {
             let f = compile(kernel.body(), true)?;
-            let _ = COMPILED.try_with(|c| c.borrow_mut()[kernel as usize] = Some(f.clone()));
+            let _ = COMPILED.try_with(|c| c.borrow_mut().insert(key, f.clone()));
             f
         }
     };
