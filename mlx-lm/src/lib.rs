@@ -33,7 +33,7 @@
 //!
 //! `examples/qwen3_5` (Qwen 3.5, hybrid Gated DeltaNet + attention, with its fast paths)
 //! and `examples/qwen3` (Qwen3, dense: the small one to copy for a new model). Both
-//! binaries are [`cli::main`](crate::cli::main) with a small model-specific part; see the
+//! binaries are [`cli::main`] with a small model-specific part; see the
 //! workspace's `ARCHITECTURE.md` for where a new model goes.
 //!
 //! # Environment
