@@ -13,22 +13,6 @@ use qwen3_5::config::{Config, LayerType};
 use qwen3_5::{Decode, Model, ModelOptions, Prefill, QWEN3_5_REAL_VOCAB_SIZE};
 use serde_json::{json, Value};
 
-/// How many ops MLX's CUDA backend puts in one CUDA graph before handing it to the GPU
-/// (MLX's default is 20). A decode step of the 2B is ~550 ops; on an H200, alternating the
-/// two settings three times in one session, 100 decoded at 351/263/349 tokens/s against
-/// 288/244/221 at the default.
-const MAX_OPS_PER_BUFFER: &str = "100";
-
-/// Sets `MLX_MAX_OPS_PER_BUFFER` to [`MAX_OPS_PER_BUFFER`] unless the user has set it, so
-/// that every command (and the `bench` peer, which inherits the environment) runs with
-/// it; not on macOS, where Metal picks its own per device. Call it first thing in `main`,
-/// before MLX reads it and while no other thread exists.
-pub fn set_mlx_environment() {
-    if cfg!(not(target_os = "macos")) && std::env::var_os("MLX_MAX_OPS_PER_BUFFER").is_none() {
-        std::env::set_var("MLX_MAX_OPS_PER_BUFFER", MAX_OPS_PER_BUFFER);
-    }
-}
-
 /// Qwen 3.5 (text) for `mlx_lm::cli::main`.
 pub struct Qwen35;
 
@@ -194,8 +178,7 @@ impl ModelCli for Qwen35 {
             Prefill::Chunked(c) => (json!({"chunked": c}), format!("prefill: chunked ({c})")),
             Prefill::Sequential => (json!("sequential"), "prefill: sequential".into()),
         };
-        // The binary reads the environment it set up (`set_mlx_environment`).
-        let ops = std::env::var("MLX_MAX_OPS_PER_BUFFER").ok();
+        let ops = crate::mlx_max_ops_per_buffer();
         vec![
             BenchNote {
                 key: "prefill",
