@@ -5,7 +5,7 @@
 use super::linear::{fixed, placeholder, placeholder_param, Linear, Projections};
 use crate::cache::KvCache;
 use crate::config::TextConfig;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::options::Plan;
 use mlx_lm::kernels::attention::{self as attn_kernel, AttnHeads};
 use mlx_lm::kernels::compiled;
@@ -62,25 +62,8 @@ impl Attention {
     pub(crate) fn prepare(&mut self, path: &str, c: &TextConfig, plan: &Plan) -> Result<()> {
         let names = ["q_proj", "k_proj", "v_proj"].map(|n| format!("{path}.{n}"));
         let mut layers = [&mut self.q_proj, &mut self.k_proj, &mut self.v_proj];
-        let parts = names
-            .iter()
-            .zip(layers.iter())
-            .map(|(n, l)| Linear::from_layer(n, l))
-            .collect::<Result<Vec<_>>>()?;
-        let qkv_proj = Projections::new(parts, plan.cpu)?;
-        let stored = qkv_proj.stored_parts()?;
-        if stored.len() != layers.len() {
-            return Err(Error::Weights(format!(
-                "{path}: {} projections",
-                stored.len()
-            )));
-        }
-        for ((s, n), l) in stored.into_iter().zip(&names).zip(layers.iter_mut()) {
-            s.store_into(n, l)?;
-        }
-        let o_name = format!("{path}.o_proj");
-        let o_proj = Linear::from_layer(&o_name, &self.o_proj)?.for_device(plan.cpu)?;
-        o_proj.stored()?.store_into(&o_name, &mut self.o_proj)?;
+        let qkv_proj = Projections::prepare_layers(&names, &mut layers, plan.cpu)?;
+        let o_proj = Linear::prepare_layer(&format!("{path}.o_proj"), &mut self.o_proj, plan.cpu)?;
         self.prepared = Some(Prepared {
             qkv_proj,
             o_proj,

@@ -8,7 +8,7 @@ use super::linear::{fixed, placeholder, placeholder_param, Linear, Projections};
 use super::silu;
 use crate::cache::RecurrentCache;
 use crate::config::TextConfig;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::options::Plan;
 use mlx_lm::kernels::cpu_gemm::CpuProducts;
 use mlx_lm::kernels::gated_delta::{self, DeltaHeads, GatedDeltaOptions, Prefill, StepPath};
@@ -78,27 +78,9 @@ impl GatedDeltaNet {
             &mut self.in_proj_b,
             &mut self.in_proj_a,
         ];
-        let parts = names
-            .iter()
-            .zip(layers.iter())
-            .map(|(n, l)| Linear::from_layer(n, l))
-            .collect::<Result<Vec<_>>>()?;
-        let in_proj = Projections::new(parts, plan.cpu)?;
-        let stored = in_proj.stored_parts()?;
-        if stored.len() != layers.len() {
-            return Err(Error::Weights(format!(
-                "{path}: {} projections",
-                stored.len()
-            )));
-        }
-        for ((s, n), l) in stored.into_iter().zip(&names).zip(layers.iter_mut()) {
-            s.store_into(n, l)?;
-        }
-        let out_name = format!("{path}.out_proj");
-        let out_proj = Linear::from_layer(&out_name, &self.out_proj)?.for_device(plan.cpu)?;
-        out_proj
-            .stored()?
-            .store_into(&out_name, &mut self.out_proj)?;
+        let in_proj = Projections::prepare_layers(&names, &mut layers, plan.cpu)?;
+        let out_proj =
+            Linear::prepare_layer(&format!("{path}.out_proj"), &mut self.out_proj, plan.cpu)?;
         self.prepared = Some(Prepared {
             in_proj,
             conv_weight: self.conv1d.weight.value().clone(),

@@ -2,7 +2,7 @@
 
 use super::linear::{fixed, placeholder, Linear, Projections};
 use super::silu;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::options::Plan;
 use mlx_lm::kernels::compiled;
 use mlx_rs::nn::{self, MaybeQuantized, Module};
@@ -34,25 +34,11 @@ impl Mlp {
     /// its device form for `plan`) and points the parameters at their arrays, so the
     /// weights are held once. `path` names the block in errors.
     pub(crate) fn prepare(&mut self, path: &str, plan: &Plan) -> Result<()> {
-        let gate = format!("{path}.gate_proj");
-        let up = format!("{path}.up_proj");
-        let down = format!("{path}.down_proj");
-        let gate_up = Projections::new(
-            vec![
-                Linear::from_layer(&gate, &self.gate_proj)?,
-                Linear::from_layer(&up, &self.up_proj)?,
-            ],
-            plan.cpu,
-        )?;
-        let down_proj = Linear::from_layer(&down, &self.down_proj)?.for_device(plan.cpu)?;
-        let mut parts = gate_up.stored_parts()?.into_iter();
-        for (p, layer) in [(&gate, &mut self.gate_proj), (&up, &mut self.up_proj)] {
-            let part = parts
-                .next()
-                .ok_or_else(|| Error::Weights(format!("{p}: no part")))?;
-            part.store_into(p, layer)?;
-        }
-        down_proj.stored()?.store_into(&down, &mut self.down_proj)?;
+        let names = ["gate_proj", "up_proj"].map(|n| format!("{path}.{n}"));
+        let mut layers = [&mut self.gate_proj, &mut self.up_proj];
+        let gate_up = Projections::prepare_layers(&names, &mut layers, plan.cpu)?;
+        let down_proj =
+            Linear::prepare_layer(&format!("{path}.down_proj"), &mut self.down_proj, plan.cpu)?;
         self.prepared = Some(Prepared { gate_up, down_proj });
         Ok(())
     }

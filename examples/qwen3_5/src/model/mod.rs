@@ -309,9 +309,7 @@ impl Model {
         }
         if let Some(head) = &mut lm.lm_head {
             let path = "language_model.lm_head";
-            let linear = Linear::from_layer(path, head)?.for_device(plan.cpu)?;
-            linear.stored()?.store_into(path, head)?;
-            lm.head = Some(linear);
+            lm.head = Some(Linear::prepare_layer(path, head, plan.cpu)?);
         }
         // The views are evaluated now, so that the model holds only data (a lazy array
         // would stay tied to this thread's stream).

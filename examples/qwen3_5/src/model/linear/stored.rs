@@ -5,6 +5,7 @@
 use super::{Linear, Projections, Quantized};
 use crate::config::QuantParams;
 use crate::error::{Error, Result};
+use mlx_lm::kernels::cpu_gemm::CpuProducts;
 use mlx_rs::nn::{self, MaybeQuantized, Param};
 use mlx_rs::ops::{QuantizationMode, QuantizeOptions};
 use mlx_rs::{ops, Array, Dtype};
@@ -142,9 +143,7 @@ impl Stored {
                 let Some(biases) = q.biases.as_mut() else {
                     return Err(form_changed(path));
                 };
-                biases.set(b);
-                q.weight.set(self.weight);
-                q.scales.set(s);
+                set_quantized([&mut q.weight, &mut q.scales, biases], [self.weight, s, b]);
             }
             _ => return Err(form_changed(path)),
         }
@@ -163,13 +162,18 @@ impl Stored {
                 let Some(biases) = q.biases.as_mut() else {
                     return Err(form_changed(path));
                 };
-                biases.set(b);
-                q.weight.set(self.weight);
-                q.scales.set(s);
+                set_quantized([&mut q.weight, &mut q.scales, biases], [self.weight, s, b]);
             }
             _ => return Err(form_changed(path)),
         }
         Ok(())
+    }
+}
+
+/// Points a quantized layer's weight, scales and biases at these arrays.
+fn set_quantized(params: [&mut Param; 3], arrays: [Array; 3]) {
+    for (p, a) in params.into_iter().zip(arrays) {
+        p.set(a);
     }
 }
 
@@ -193,5 +197,49 @@ impl Projections {
         bounds.extend(&self.splits);
         bounds.push(total);
         bounds.windows(2).map(|b| all.rows(b[0], b[1])).collect()
+    }
+}
+
+impl Linear {
+    /// The inference form of checkpoint layer `layer` (named `path`) in its device form,
+    /// with the layer's parameters pointed at its arrays (held once).
+    pub(crate) fn prepare_layer(
+        path: &str,
+        layer: &mut MaybeQuantized<nn::Linear>,
+        cpu: Option<CpuProducts>,
+    ) -> Result<Linear> {
+        let linear = Linear::from_layer(path, layer)?.for_device(cpu)?;
+        linear.stored()?.store_into(path, layer)?;
+        Ok(linear)
+    }
+}
+
+impl Projections {
+    /// The joined inference form of checkpoint layers (`paths[i]` names `layers[i]`), with
+    /// each layer's parameters pointed at its rows of the joined arrays (held once).
+    pub(crate) fn prepare_layers(
+        paths: &[String],
+        layers: &mut [&mut MaybeQuantized<nn::Linear>],
+        cpu: Option<CpuProducts>,
+    ) -> Result<Projections> {
+        let parts = paths
+            .iter()
+            .zip(layers.iter())
+            .map(|(p, l)| Linear::from_layer(p, l))
+            .collect::<Result<Vec<_>>>()?;
+        let joined = Projections::new(parts, cpu)?;
+        let stored = joined.stored_parts()?;
+        if stored.len() != layers.len() {
+            return Err(Error::Weights(format!(
+                "{}: {} projections for {} layers",
+                paths.join(", "),
+                stored.len(),
+                layers.len()
+            )));
+        }
+        for ((s, p), l) in stored.into_iter().zip(paths).zip(layers.iter_mut()) {
+            s.store_into(p, l)?;
+        }
+        Ok(joined)
     }
 }
