@@ -55,6 +55,8 @@ pub mod kernels;
 pub mod load;
 pub mod model;
 pub mod sampling;
+#[cfg(feature = "serve")]
+pub mod serve;
 mod submitter;
 pub mod tokenizer;
 

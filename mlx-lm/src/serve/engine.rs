@@ -1,0 +1,1 @@
+//! The engine: the model's own thread (written next).
