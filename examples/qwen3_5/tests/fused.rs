@@ -20,7 +20,7 @@ use common::{
     CROSS_DEVICE_ROW_RTOL, VARIANTS,
 };
 use mlx_lm::kernels::gated_delta::StepPath;
-use mlx_rs::{random, Array, Device, Dtype};
+use mlx_rs::{Array, Device, Dtype};
 use qwen3_5::{Decode, GenerateOptions, Model, ModelOptions, Prefill};
 
 fn to_f32(a: &Array) -> Vec<f32> {

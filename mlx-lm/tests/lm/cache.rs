@@ -178,11 +178,14 @@ fn positions(c: &Cache) -> Vec<i32> {
     }
 }
 
+/// `(batch, length)` of one cache to merge.
+type Part = (i32, i32);
+
 #[test]
 fn caches_of_different_lengths_merge_aligned_on_the_right() {
     cpu(|| {
         // (batch, length) of each cache → the merged padding, one entry per sequence.
-        let cases: &[(&[(i32, i32)], &[i32])] = &[
+        let cases: &[(&[Part], &[i32])] = &[
             (&[(1, 5), (1, 5)], &[]),
             (&[(1, 5), (1, 3)], &[0, 2]),
             (&[(1, 5), (2, 3), (1, 7)], &[2, 4, 4, 0]),

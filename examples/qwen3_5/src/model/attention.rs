@@ -247,7 +247,7 @@ impl Prepared {
             base: Some(self.rope_theta),
             ..Default::default()
         };
-        Ok(positions.rope(x, self.rope_dims, options)?)
+        positions.rope(x, self.rope_dims, options)
     }
 }
 

@@ -142,6 +142,7 @@ pub fn copy_to_temp(variant: &str, tag: &str) -> PathBuf {
 }
 
 mod random_model;
+#[allow(unused_imports)] // used by the tests that need a float32 model
 pub use random_model::random_model;
 
 #[path = "../../../../mlx-lm/tests/lm/tiny_tokenizer.rs"]
