@@ -4,7 +4,7 @@
 //! (`model.layers.0.self_attn.q_proj.weight`, `lm_head.weight`).
 
 use crate::config::Config;
-use mlx_lm::cache::{Cache, KvCache, LayerCache};
+use mlx_lm::cache::{Cache, KvCache, LayerCache, Positions};
 use mlx_lm::model::check_input;
 use mlx_lm::{Error, LanguageModel, Result};
 use mlx_rs::fast::{self, AttentionMask};
@@ -69,8 +69,16 @@ impl Attention {
         let k = heads(self.k_proj.forward(x)?, self.n_kv_heads, Some(&self.k_norm))?;
         let v = heads(self.v_proj.forward(x)?, self.n_kv_heads, None)?;
 
-        let q = self.rope.forward_at(&q, cache.offset())?;
-        let k = self.rope.forward_at(&k, cache.offset())?;
+        let (q, k) = match cache.positions()? {
+            Positions::Shared(offset) => (
+                self.rope.forward_at(&q, offset)?,
+                self.rope.forward_at(&k, offset)?,
+            ),
+            Positions::PerSequence(offsets) => (
+                self.rope.forward_at_array(&q, &offsets)?,
+                self.rope.forward_at_array(&k, &offsets)?,
+            ),
+        };
         let (k, v) = cache.update_and_fetch(&k, &v)?;
 
         let out = fast::scaled_dot_product_attention(&q, &k, &v, self.scale, mask)?;
@@ -192,16 +200,27 @@ impl LanguageModel for Model {
     fn forward(&self, tokens: &Array, cache: &mut Cache) -> Result<Array> {
         check_input(tokens, cache, self.model.layers.len())?;
         let mut h = self.model.embed_tokens.forward(tokens)?;
-        let mask = match tokens.shape()[1] {
-            1 => AttentionMask::None,
-            _ => AttentionMask::Causal,
-        };
-        for (layer, c) in self.model.layers.iter().zip(&mut cache.layers) {
+        let l = tokens.shape()[1];
+        let mut kvs = Vec::with_capacity(cache.layers.len());
+        for c in &mut cache.layers {
             let LayerCache::Attention(kv) = c else {
                 return Err(Error::InvalidArgument(
                     "a Qwen3 cache holds attention layers only".into(),
                 ));
             };
+            kvs.push(kv);
+        }
+        // Every layer has the same padding: one mask (`None` without padding) for all.
+        let padding_mask = match kvs.first() {
+            Some(kv) => kv.mask(l)?,
+            None => None,
+        };
+        let mask = match &padding_mask {
+            Some(m) => AttentionMask::Array(m),
+            None if l > 1 => AttentionMask::Causal,
+            None => AttentionMask::None,
+        };
+        for (layer, kv) in self.model.layers.iter().zip(kvs) {
             h = layer.forward(&h, mask, kv)?;
         }
         let h = self.model.norm.forward(&h)?;

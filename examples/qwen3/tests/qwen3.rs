@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 #[path = "../../../mlx-lm/tests/lm/close.rs"]
 mod close;
 use close::assert_close;
+#[path = "../../../mlx-lm/tests/lm/batching.rs"]
+mod batching;
 
 /// Every fixture folder.
 const VARIANTS: &[&str] = &["bf16-tied", "bf16-untied", "q4-tied", "q4-untied-mixed"];
@@ -416,6 +418,28 @@ fn the_cache_must_fit_the_model() {
     let mut cache = mlx_lm::Cache::new(Vec::new());
     let err = model.forward(&tokens(&[1, 2]), &mut cache).unwrap_err();
     assert_contains(&err.to_string(), "the cache has 0 layers, the model 2");
+}
+
+/// Float32 logits of a sequence decoded in a batch against decoded alone: the same values
+/// up to the order of float sums (attention over padded columns, batched products).
+const BATCH_ATOL: f32 = 1e-4;
+/// Relative part of the batched-against-alone tolerance.
+const BATCH_RTOL: f32 = 1e-4;
+
+#[test]
+fn sequences_of_different_lengths_decode_in_one_batch_as_alone() {
+    on_cpu(|| {
+        // The fixture's shape with random float32 weights.
+        let config = qwen3::Config::from_dir(fixtures().join("bf16-tied")).unwrap();
+        let model = qwen3::Model::new(config).unwrap();
+        assert_eq!(model.dtype(), Dtype::Float32);
+        let vocab = model.vocab_size() as u32;
+        for (what, requests, steps) in batching::schedules(vocab) {
+            batching::assert_batched_matches_alone(
+                what, &model, &requests, steps, BATCH_ATOL, BATCH_RTOL,
+            );
+        }
+    })
 }
 
 // ---- the qwen3 binary (mlx_lm::cli) ---------------------------------------------------

@@ -3,11 +3,13 @@
 //! fixture variant (both checkpoint layouts, tied and untied heads, Hv = Hk and Hv > Hk,
 //! bf16 and 4-bit quantized).
 
+#[path = "../../../mlx-lm/tests/lm/batching.rs"]
+mod batching;
 mod common;
 
-use common::{assert_logits_close, cpu, expected, model_dir, VARIANTS};
+use common::{assert_close, assert_logits_close, cpu, expected, model_dir, random_model, VARIANTS};
 use mlx_rs::{Array, Dtype};
-use qwen3_5::{GenerateOptions, SamplingParams};
+use qwen3_5::{Decode, GenerateOptions, ModelOptions, SamplingParams};
 
 fn ids(tokens: &[u32]) -> Array {
     Array::from_slice(tokens, &[1, tokens.len() as i32]).unwrap()
@@ -279,5 +281,47 @@ fn sampled_generation_is_reproducible_and_masked() {
         assert_ne!(a, run(4), "another seed, other tokens");
         // The padded rows of this model have the largest logits: masking keeps them out.
         assert!(a.iter().all(|&t| (t as i32) < exp.real_vocab_size), "{a:?}");
+    })
+}
+
+/// Float32 logits of a sequence decoded in a batch against decoded alone: the same values
+/// up to the order of float sums (attention over padded columns, batched products).
+const BATCH_ATOL: f32 = 1e-4;
+/// Relative part of the batched-against-alone tolerance.
+const BATCH_RTOL: f32 = 1e-4;
+
+/// Continuous batching: prompts of different lengths prefilled alone, merged into one
+/// batch (left padding in the attention layer, DeltaNet states side by side), joining
+/// and leaving, decode as they do alone, with the reference and the fused decode (plain
+/// and with compiled layer steps).
+#[test]
+fn sequences_of_different_lengths_decode_in_one_batch_as_alone() {
+    cpu(|| {
+        let dir = random_model("batching", Dtype::Float32);
+        let reference = ModelOptions::default().with_decode(Decode::Reference);
+        let fused = ModelOptions::default().with_decode(Decode::Fused);
+        let compiled = ModelOptions {
+            compile_layers: true,
+            ..fused
+        };
+        for (name, options) in [
+            ("reference", reference),
+            ("fused", fused),
+            ("compiled layers", compiled),
+        ] {
+            let model = qwen3_5::load_with(&dir, options).unwrap();
+            let vocab = model.config().text.vocab_size as u32;
+            for (what, requests, steps) in batching::schedules(vocab) {
+                batching::assert_batched_matches_alone(
+                    &format!("{name}: {what}"),
+                    &model,
+                    &requests,
+                    steps,
+                    BATCH_ATOL,
+                    BATCH_RTOL,
+                );
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     })
 }

@@ -1,8 +1,8 @@
 //! The caches: growth of the KV buffers, snapshot and restore, and taking a batch apart
 //! and putting it together.
 
-use crate::common::cpu;
-use mlx_lm::cache::{Cache, KvCache, LayerCache, RecurrentCache};
+use crate::common::{assert_close, cpu};
+use mlx_lm::cache::{Cache, KvCache, LayerCache, Positions, RecurrentCache};
 use mlx_rs::{ops, Array};
 
 /// `[b, h, l, d]` of consecutive values starting at `start`.
@@ -143,14 +143,252 @@ fn a_merged_batch_comes_apart_into_its_sequences() {
 }
 
 #[test]
-fn caches_of_different_lengths_or_kinds_do_not_merge() {
+fn caches_of_other_models_or_kinds_do_not_merge() {
     cpu(|| {
-        let err = Cache::merge(&[filled(1, 5, 0.0), filled(1, 6, 0.0)]).unwrap_err();
-        assert!(err.to_string().contains("different lengths"), "{err}");
         let mut swapped = filled(1, 5, 0.0);
         swapped.layers.reverse();
         let err = Cache::merge(&[filled(1, 5, 0.0), swapped]).unwrap_err();
         assert!(err.to_string().contains("cannot be merged"), "{err}");
+        let mut short = filled(1, 5, 0.0);
+        short.layers.pop();
+        let err = Cache::merge(&[filled(1, 5, 0.0), short]).unwrap_err();
+        assert!(err.to_string().contains("different layer counts"), "{err}");
+        let empty = Cache::new(vec![
+            LayerCache::Attention(KvCache::default()),
+            LayerCache::Recurrent(RecurrentCache::default()),
+        ]);
+        let err = Cache::merge(&[filled(1, 5, 0.0), empty]).unwrap_err();
+        assert!(err.to_string().contains("some caches are empty"), "{err}");
         assert!(Cache::merge(&[]).is_err());
     })
 }
+
+/// The attention layer of a two-layer cache made by `filled`.
+fn kv(c: &Cache) -> &KvCache {
+    match &c.layers[0] {
+        LayerCache::Attention(kv) => kv,
+        LayerCache::Recurrent(_) => panic!("layer 0 is attention"),
+    }
+}
+
+fn positions(c: &Cache) -> Vec<i32> {
+    match kv(c).positions().unwrap() {
+        Positions::Shared(p) => vec![p; c.batch_size().unwrap() as usize],
+        Positions::PerSequence(p) => p.to_vec::<i32>().unwrap(),
+    }
+}
+
+/// `(batch, length)` of one cache to merge.
+type Part = (i32, i32);
+
+#[test]
+fn caches_of_different_lengths_merge_aligned_on_the_right() {
+    cpu(|| {
+        // (batch, length) of each cache → the merged padding, one entry per sequence.
+        let cases: &[(&[Part], &[i32])] = &[
+            (&[(1, 5), (1, 5)], &[]),
+            (&[(1, 5), (1, 3)], &[0, 2]),
+            (&[(1, 5), (2, 3), (1, 7)], &[2, 4, 4, 0]),
+            (&[(1, 1), (1, 12)], &[11, 0]),
+        ];
+        for &(parts, want_padding) in cases {
+            let caches: Vec<Cache> = parts
+                .iter()
+                .enumerate()
+                .map(|(i, &(b, t))| filled(b, t, 1000.0 * i as f32))
+                .collect();
+            let merged = Cache::merge(&caches).unwrap();
+            let longest = parts.iter().map(|p| p.1).max().unwrap();
+            let batch: i32 = parts.iter().map(|p| p.0).sum();
+            let lengths: Vec<i32> = parts
+                .iter()
+                .flat_map(|&(b, t)| vec![t; b as usize])
+                .collect();
+            let what = format!("{parts:?}");
+            assert_eq!(kv(&merged).left_padding(), want_padding, "{what}");
+            assert_eq!(
+                kv(&merged).has_padding(),
+                !want_padding.is_empty(),
+                "{what}"
+            );
+            assert_eq!(merged.offset(), longest, "{what}: recurrent offset");
+            assert_eq!(kv(&merged).offset(), longest, "{what}");
+            assert_eq!(merged.batch_size(), Some(batch), "{what}");
+            assert_eq!(merged.lengths(), Some(lengths.clone()), "{what}");
+            assert_eq!(positions(&merged), lengths, "{what}: RoPE positions");
+            let (k, _) = kv(&merged).state().unwrap().unwrap();
+            assert_eq!(k.shape(), &[batch, 2, longest, 4], "{what}");
+            // Every sequence comes back out as it went in, without padding.
+            let mut row = 0;
+            for (cache, &(b, _)) in caches.iter().zip(parts) {
+                for j in 0..b {
+                    let out = merged.extract(row).unwrap();
+                    assert!(!kv(&out).has_padding(), "{what}: row {row}");
+                    assert_eq!(
+                        all_values(&out),
+                        all_values(&cache.extract(j).unwrap()),
+                        "{what}: row {row}"
+                    );
+                    row += 1;
+                }
+            }
+        }
+    })
+}
+
+#[test]
+fn padding_columns_hold_zeros() {
+    cpu(|| {
+        let merged = Cache::merge(&[filled(1, 2, 1.0), filled(1, 4, 1.0)]).unwrap();
+        let (k, v) = kv(&merged).state().unwrap().unwrap();
+        for a in [k, v] {
+            let row0 = values(&a)[..2 * 4 * 4].to_vec();
+            // Row 0, each of 2 heads: 2 padding columns of 4 zeros, then its 2 positions.
+            for head in 0..2 {
+                let cols = &row0[head * 16..head * 16 + 16];
+                assert!(cols[..8].iter().all(|&x| x == 0.0), "{cols:?}");
+                assert!(cols[8..].iter().all(|&x| x != 0.0), "{cols:?}");
+            }
+        }
+    })
+}
+
+#[test]
+fn the_mask_is_causal_and_hides_each_sequences_padding() {
+    cpu(|| {
+        let none = filled(2, 3, 0.0);
+        assert!(kv(&none).mask(1).unwrap().is_none(), "no padding, no mask");
+        assert!(matches!(
+            kv(&none).positions().unwrap(),
+            Positions::Shared(3)
+        ));
+        // Lengths 1 and 3: padding [2, 0], offset 3; two new queries see 5 columns.
+        let merged = Cache::merge(&[filled(1, 1, 0.0), filled(1, 3, 0.0)]).unwrap();
+        let mask = kv(&merged).mask(2).unwrap().unwrap();
+        assert_eq!(mask.shape(), &[2, 1, 2, 5]);
+        let got: Vec<bool> = mask.to_vec::<bool>().unwrap();
+        #[rustfmt::skip]
+        let want = [
+            false, false, true, true, false, // sequence 0, query at column 3
+            false, false, true, true, true,  // sequence 0, query at column 4
+            true, true, true, true, false,   // sequence 1
+            true, true, true, true, true,
+        ];
+        assert_eq!(got, want);
+    })
+}
+
+#[test]
+fn filter_keeps_padding_and_trims_columns_no_sequence_needs() {
+    cpu(|| {
+        // Lengths 5, 3, 7 → padding [2, 4, 0], offset 7.
+        let merged =
+            Cache::merge(&[filled(1, 5, 0.0), filled(1, 3, 100.0), filled(1, 7, 200.0)]).unwrap();
+        // (kept rows, padding, offset) after filter.
+        let cases: &[(&[i32], &[i32], i32)] = &[
+            (&[0, 1, 2], &[2, 4, 0], 7),
+            (&[0, 1], &[0, 2], 5),
+            (&[1, 0], &[2, 0], 5),
+            (&[2, 1], &[0, 4], 7),
+            (&[1], &[], 3),
+        ];
+        for &(rows, padding, offset) in cases {
+            let kept = merged.filter(rows).unwrap();
+            let what = format!("{rows:?}");
+            assert_eq!(kv(&kept).left_padding(), padding, "{what}");
+            assert_eq!(kept.offset(), offset, "{what}: recurrent offset");
+            assert_eq!(kv(&kept).offset(), offset, "{what}");
+            let (k, _) = kv(&kept).state().unwrap().unwrap();
+            assert_eq!(k.shape(), &[rows.len() as i32, 2, offset, 4], "{what}");
+            for (j, &r) in rows.iter().enumerate() {
+                let a = all_values(&kept.extract(j as i32).unwrap());
+                assert_eq!(a, all_values(&merged.extract(r).unwrap()), "{what}");
+            }
+        }
+    })
+}
+
+#[test]
+fn padded_caches_merge_again_and_their_padding_adds_up() {
+    cpu(|| {
+        let ab = Cache::merge(&[filled(1, 5, 0.0), filled(1, 3, 100.0)]).unwrap();
+        let cases: &[(&str, i32, &[i32], i32)] = &[
+            ("longer joins after", 9, &[4, 6, 0], 9),
+            ("shorter joins after", 2, &[0, 2, 3], 5),
+        ];
+        for &(what, len, padding, offset) in cases {
+            let c = filled(1, len, 200.0);
+            let all = Cache::merge(&[ab.clone(), c.clone()]).unwrap();
+            assert_eq!(kv(&all).left_padding(), padding, "{what}");
+            assert_eq!(all.offset(), offset, "{what}");
+            assert_eq!(all.lengths(), Some(vec![5, 3, len]), "{what}");
+            assert_eq!(
+                all_values(&all.extract(1).unwrap()),
+                all_values(&ab.extract(1).unwrap())
+            );
+            assert_eq!(all_values(&all.extract(2).unwrap()), all_values(&c));
+        }
+    })
+}
+
+#[test]
+fn snapshot_and_restore_keep_the_padding() {
+    cpu(|| {
+        let mut c = Cache::merge(&[filled(1, 5, 0.0), filled(1, 3, 100.0)]).unwrap();
+        let before = all_values(&c);
+        let snap = c.snapshot();
+        if let LayerCache::Attention(kv) = &mut c.layers[0] {
+            kv.update_and_fetch(&seq(9.0, &[2, 2, 1, 4]), &seq(9.0, &[2, 2, 1, 4]))
+                .unwrap();
+        }
+        if let LayerCache::Recurrent(r) = &mut c.layers[1] {
+            r.recurrent = Some(seq(-5.0, &[2, 2, 4, 4]));
+            r.offset += 1;
+        }
+        assert_eq!(c.lengths(), Some(vec![6, 4]));
+        c.restore(snap).unwrap();
+        assert_eq!(c.lengths(), Some(vec![5, 3]));
+        assert_eq!(kv(&c).left_padding(), &[0, 2]);
+        assert_eq!(all_values(&c), before);
+    })
+}
+
+#[test]
+fn rope_with_one_offset_per_sequence_rotates_each_row_at_its_own() {
+    cpu(|| {
+        let x = seq(0.0, &[3, 2, 4, 8])
+            .multiply(&Array::scalar(0.01f32))
+            .unwrap();
+        let offsets = [0, 5, 11];
+        let options = || mlx_rs::fast::RopeOptions {
+            base: Some(1e4),
+            ..Default::default()
+        };
+        for dims in [8, 4] {
+            let per = Positions::PerSequence(Array::from_slice(&offsets, &[3]).unwrap());
+            let got = per.rope(&x, dims, options()).unwrap();
+            for (i, &o) in offsets.iter().enumerate() {
+                let row = ops::slice(&x, &[i as i32, 0, 0, 0], &[i as i32 + 1, 2, 4, 8], &[1; 4])
+                    .unwrap();
+                let want = Positions::Shared(o).rope(&row, dims, options()).unwrap();
+                let got_row = ops::slice(
+                    &got,
+                    &[i as i32, 0, 0, 0],
+                    &[i as i32 + 1, 2, 4, 8],
+                    &[1; 4],
+                )
+                .unwrap();
+                assert_close(
+                    &format!("dims {dims}, row {i}"),
+                    &values(&got_row),
+                    &values(&want),
+                    ROPE_ATOL,
+                    0.0,
+                );
+            }
+        }
+    })
+}
+
+/// Float32 RoPE: the same rotation, computed from an array offset or a scalar one.
+const ROPE_ATOL: f32 = 1e-6;

@@ -3,7 +3,7 @@
 //! query head's projection.
 
 use super::linear::{fixed, placeholder, placeholder_param, Linear, Projections};
-use crate::cache::KvCache;
+use crate::cache::{KvCache, Positions};
 use crate::config::TextConfig;
 use crate::error::Result;
 use crate::options::Plan;
@@ -155,7 +155,13 @@ impl Prepared {
             head_dim: d,
             rope_dims: self.rope_dims,
         };
-        if fused && self.step == StepPath::CudaKernel && attn_kernel::fits(heads, q_full.dtype()) {
+        // The CUDA kernels read one start position for the whole batch: a padded batch
+        // (sequences of different lengths) takes MLX's attention with the padding mask.
+        if fused
+            && self.step == StepPath::CudaKernel
+            && !cache.has_padding()
+            && attn_kernel::fits(heads, q_full.dtype())
+        {
             let out = self.attend_kernels(heads, &q_full, &keys, &values, cache)?;
             return self.o_proj.forward(&out.reshape(&out_shape(h * d))?);
         }
@@ -178,18 +184,22 @@ impl Prepared {
         let keys = norm(&keys, &self.k_norm)?.transpose_axes(&[0, 2, 1, 3])?;
         let values = values.transpose_axes(&[0, 2, 1, 3])?;
 
+        // A scalar offset and no mask unless the batch holds padded sequences.
         let offset = cache.offset();
-        let queries = self.rope(&queries, offset)?;
-        let keys = self.rope(&keys, offset)?;
+        let positions = cache.positions()?;
+        let padding_mask = cache.mask(l)?;
+        let queries = self.rope(&queries, &positions)?;
+        let keys = self.rope(&keys, &positions)?;
         let (keys, values) = cache.update_and_fetch(&keys, &values)?;
 
         let scale = (d as f32).powf(-0.5);
-        let mask = if l > 1 {
-            fast::AttentionMask::Causal
-        } else {
-            fast::AttentionMask::None
+        let mask = match &padding_mask {
+            Some(m) => fast::AttentionMask::Array(m),
+            None if l > 1 => fast::AttentionMask::Causal,
+            None => fast::AttentionMask::None,
         };
-        let out = match cpu_attention(&queries, &keys, &values, scale, offset, self.cpu)? {
+        let cpu = self.cpu.filter(|_| padding_mask.is_none());
+        let out = match cpu_attention(&queries, &keys, &values, scale, offset, cpu)? {
             Some(out) => out,
             None => fast::scaled_dot_product_attention(&queries, &keys, &values, scale, mask)?,
         };
@@ -232,12 +242,12 @@ impl Prepared {
         attn_kernel::attend(heads, &q, &key_buf, &value_buf, &q_full, cache.offset())
     }
 
-    fn rope(&self, x: &Array, offset: i32) -> Result<Array> {
+    fn rope(&self, x: &Array, positions: &Positions) -> Result<Array> {
         let options = fast::RopeOptions {
             base: Some(self.rope_theta),
             ..Default::default()
         };
-        Ok(fast::rope(x, self.rope_dims, offset, options)?)
+        positions.rope(x, self.rope_dims, options)
     }
 }
 
@@ -246,7 +256,8 @@ impl Prepared {
 /// and `values` `[B, KV, S, D]` (positions `0..S`, `S = offset + L`). The `H / KV` query
 /// heads of a key head are one batch of rows, so each product is one GEMM per key head.
 /// The softmax is MLX's (precise, fp32). `None` (take MLX's attention) for a model off
-/// the CPU or with the GEMM off (`cpu`), for other dtypes and for fewer than
+/// the CPU or with the GEMM off (`cpu`; the caller passes `None` for a padded batch, whose
+/// mask this causal form does not apply), for other dtypes and for fewer than
 /// [`cpu_gemm::MIN_ROWS`] queries.
 fn cpu_attention(
     queries: &Array,

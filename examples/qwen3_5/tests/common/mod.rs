@@ -141,6 +141,10 @@ pub fn copy_to_temp(variant: &str, tag: &str) -> PathBuf {
     dst
 }
 
+mod random_model;
+#[allow(unused_imports)] // used by the tests that need a float32 model
+pub use random_model::random_model;
+
 #[path = "../../../../mlx-lm/tests/lm/tiny_tokenizer.rs"]
 mod tiny_tokenizer;
 #[allow(unused_imports)] // not every test binary writes a tokenizer

@@ -5,147 +5,18 @@
 //! Every array keeps the batch on axis 0, so that sequences can be taken apart and put
 //! together ([`Cache::extract`], [`Cache::filter`], [`Cache::merge`]), and a [`Cache`] can
 //! go back to where it stood ([`Cache::snapshot`], [`Cache::restore`]).
+//!
+//! Sequences of different lengths share a batch the way mlx-lm's `BatchKVCache` has them:
+//! aligned on the right, with per-sequence left padding in the attention layers
+//! ([`KvCache::left_padding`]) that [`KvCache::positions`] and [`KvCache::mask`] account
+//! for. Recurrent layers hold no positions and need no padding.
+
+mod kv;
+
+pub use kv::{KvCache, Positions};
 
 use crate::error::{Error, Result};
 use mlx_rs::{ops, Array};
-
-/// Keys and values of one attention layer, `[B, kv_heads, T, head_dim]`, kept in buffers
-/// that grow in steps of [`KvCache::STEP`] positions and are filled in place.
-#[derive(Clone, Debug, Default)]
-pub struct KvCache {
-    keys: Option<Array>,
-    values: Option<Array>,
-    offset: i32,
-}
-
-impl KvCache {
-    /// Positions added per buffer growth.
-    pub const STEP: i32 = 256;
-
-    /// Number of cached positions.
-    pub fn offset(&self) -> i32 {
-        self.offset
-    }
-
-    /// Appends `keys`/`values` (`[B, H, L, D]`) and returns the whole buffers
-    /// (`[B, H, capacity, D]`, the first [`KvCache::offset`] positions valid), for kernels
-    /// that read the valid prefix themselves instead of through a strided slice.
-    pub fn update_buffers(&mut self, keys: &Array, values: &Array) -> Result<(Array, Array)> {
-        let prev = self.offset;
-        let (b, h, l, dk) = dims4(keys)?;
-        let (vb, vh, vl, dv) = dims4(values)?;
-        if (vb, vh, vl) != (b, h, l) {
-            return Err(Error::InvalidArgument(format!(
-                "keys {:?} and values {:?} differ in batch, heads or length",
-                keys.shape(),
-                values.shape()
-            )));
-        }
-        if let Some(k) = &self.keys {
-            if k.shape()[..2] != [b, h] || k.shape()[3] != dk {
-                return Err(Error::InvalidArgument(format!(
-                    "keys {:?} do not fit a cache of {:?}",
-                    keys.shape(),
-                    k.shape()
-                )));
-            }
-        }
-        let capacity = self.keys.as_ref().map(|k| k.shape()[2]).unwrap_or(0);
-        if self.keys.is_none() || prev + l > capacity {
-            let n_steps = (Self::STEP + l - 1) / Self::STEP;
-            let new_k = ops::zeros(&[b, h, n_steps * Self::STEP, dk], keys.dtype())?;
-            let new_v = ops::zeros(&[b, h, n_steps * Self::STEP, dv], values.dtype())?;
-            match (self.keys.take(), self.values.take()) {
-                (Some(mut k), Some(mut v)) => {
-                    if prev % Self::STEP != 0 {
-                        k = ops::slice(&k, &[0, 0, 0, 0], &[b, h, prev, dk], &[1, 1, 1, 1])?;
-                        v = ops::slice(&v, &[0, 0, 0, 0], &[b, h, prev, dv], &[1, 1, 1, 1])?;
-                    }
-                    self.keys = Some(ops::concatenate_axis(&[k, new_k], 2)?);
-                    self.values = Some(ops::concatenate_axis(&[v, new_v], 2)?);
-                }
-                _ => {
-                    self.keys = Some(new_k);
-                    self.values = Some(new_v);
-                }
-            }
-        }
-        let end = prev + l;
-        let (Some(k_buf), Some(v_buf)) = (self.keys.take(), self.values.take()) else {
-            return Err(Error::InvalidArgument("KV cache: buffers lost".into()));
-        };
-        let k_buf = ops::slice_update(
-            &k_buf,
-            keys,
-            &[0, 0, prev, 0],
-            &[b, h, end, dk],
-            &[1, 1, 1, 1],
-        )?;
-        let v_buf = ops::slice_update(
-            &v_buf,
-            values,
-            &[0, 0, prev, 0],
-            &[b, h, end, dv],
-            &[1, 1, 1, 1],
-        )?;
-        self.offset = end;
-        self.keys = Some(k_buf.clone());
-        self.values = Some(v_buf.clone());
-        Ok((k_buf, v_buf))
-    }
-
-    /// Appends `keys`/`values` (`[B, H, L, D]`) and returns all cached keys and values
-    /// (`[B, H, offset, D]`).
-    pub fn update_and_fetch(&mut self, keys: &Array, values: &Array) -> Result<(Array, Array)> {
-        let (k_buf, v_buf) = self.update_buffers(keys, values)?;
-        Ok((self.valid(&k_buf)?, self.valid(&v_buf)?))
-    }
-
-    /// The cached keys and values (`[B, H, offset, D]`), `None` when empty.
-    pub fn state(&self) -> Result<Option<(Array, Array)>> {
-        match (&self.keys, &self.values) {
-            (Some(k), Some(v)) => Ok(Some((self.valid(k)?, self.valid(v)?))),
-            _ => Ok(None),
-        }
-    }
-
-    /// The first `offset` positions of a buffer.
-    fn valid(&self, buf: &Array) -> Result<Array> {
-        let shape = buf.shape();
-        if self.offset >= shape[2] {
-            return Ok(buf.clone());
-        }
-        Ok(ops::slice(
-            buf,
-            &[0, 0, 0, 0],
-            &[shape[0], shape[1], self.offset, shape[3]],
-            &[1, 1, 1, 1],
-        )?)
-    }
-
-    /// The arrays held (for evaluation).
-    fn arrays(&self) -> impl Iterator<Item = &Array> {
-        self.keys.iter().chain(self.values.iter())
-    }
-
-    /// This cache with `f` applied to its buffers (batch-axis operations).
-    fn map(&self, f: impl Fn(&Array) -> Result<Array>) -> Result<KvCache> {
-        Ok(KvCache {
-            keys: self.keys.as_ref().map(&f).transpose()?,
-            values: self.values.as_ref().map(&f).transpose()?,
-            offset: self.offset,
-        })
-    }
-}
-
-fn dims4(a: &Array) -> Result<(i32, i32, i32, i32)> {
-    match a.shape() {
-        &[b, h, l, d] => Ok((b, h, l, d)),
-        s => Err(Error::InvalidArgument(format!(
-            "expected a [B, H, L, D] array, found shape {s:?}"
-        ))),
-    }
-}
 
 /// State of one recurrent layer (Gated DeltaNet, Mamba): the last `K − 1` convolution
 /// inputs (`[B, K − 1, channels]`) and the recurrent state (`[B, …]`, for Gated DeltaNet
@@ -156,7 +27,8 @@ pub struct RecurrentCache {
     pub conv: Option<Array>,
     /// Recurrent state (`None` before the first call, meaning zeros).
     pub recurrent: Option<Array>,
-    /// Number of positions seen.
+    /// Number of positions seen (in a batch merged from sequences of different lengths,
+    /// the longest sequence's, as the attention layers count their columns).
     pub offset: i32,
 }
 
@@ -191,13 +63,6 @@ impl LayerCache {
             LayerCache::Recurrent(c) => c.offset,
         }
     }
-
-    fn map(&self, f: impl Fn(&Array) -> Result<Array>) -> Result<LayerCache> {
-        Ok(match self {
-            LayerCache::Attention(c) => LayerCache::Attention(c.map(f)?),
-            LayerCache::Recurrent(c) => LayerCache::Recurrent(c.map(f)?),
-        })
-    }
 }
 
 /// Where a [`Cache`] stood: see [`Cache::snapshot`].
@@ -205,8 +70,8 @@ pub struct Snapshot(Vec<Saved>);
 
 /// One layer of a [`Snapshot`].
 enum Saved {
-    /// An attention layer's length.
-    Length(i32),
+    /// An attention layer's length and padding.
+    Length(i32, Vec<i32>),
     /// A recurrent layer's state.
     State(RecurrentCache),
 }
@@ -227,9 +92,25 @@ impl Cache {
         Cache { layers }
     }
 
-    /// Number of positions processed so far.
+    /// Number of positions processed so far (in a batch of sequences of different
+    /// lengths, the longest one's: see [`Cache::lengths`]).
     pub fn offset(&self) -> i32 {
         self.layers.first().map_or(0, LayerCache::offset)
+    }
+
+    /// Number of positions each sequence of the batch has seen (the real ones, not the
+    /// padding), from the first attention layer; [`Cache::offset`] for every sequence
+    /// when the model has no attention layer. `None` before the first forward call.
+    pub fn lengths(&self) -> Option<Vec<i32>> {
+        let b = self.batch_size()?;
+        let attention = self.layers.iter().find_map(|l| match l {
+            LayerCache::Attention(c) => Some(c),
+            LayerCache::Recurrent(_) => None,
+        });
+        match attention {
+            Some(c) => c.lengths(),
+            None => Some(vec![self.offset(); b as usize]),
+        }
     }
 
     /// Every array the cache holds (to evaluate them together with the logits).
@@ -261,7 +142,7 @@ impl Cache {
             self.layers
                 .iter()
                 .map(|l| match l {
-                    LayerCache::Attention(c) => Saved::Length(c.offset),
+                    LayerCache::Attention(c) => Saved::Length(c.offset, c.left_padding.clone()),
                     LayerCache::Recurrent(c) => Saved::State(c.clone()),
                 })
                 .collect(),
@@ -284,7 +165,9 @@ impl Cache {
             .iter()
             .zip(&snapshot.0)
             .all(|(layer, saved)| match (layer, saved) {
-                (LayerCache::Attention(c), Saved::Length(n)) => *n <= c.offset,
+                (LayerCache::Attention(c), Saved::Length(n, pad)) => {
+                    *n <= c.offset && pad.iter().all(|p| p <= n)
+                }
                 (LayerCache::Recurrent(c), Saved::State(s)) => s.offset <= c.offset,
                 _ => false,
             });
@@ -296,7 +179,10 @@ impl Cache {
         }
         for (layer, saved) in self.layers.iter_mut().zip(snapshot.0) {
             match (layer, saved) {
-                (LayerCache::Attention(c), Saved::Length(n)) => c.offset = n,
+                (LayerCache::Attention(c), Saved::Length(n, pad)) => {
+                    c.offset = n;
+                    c.left_padding = pad;
+                }
                 (LayerCache::Recurrent(c), Saved::State(s)) => *c = s,
                 _ => unreachable!("checked above"),
             }
@@ -309,7 +195,10 @@ impl Cache {
         self.arrays().first().map(|a| a.shape()[0])
     }
 
-    /// The cache of the sequences at `indices` (in that order) of the batch.
+    /// The cache of the sequences at `indices` (in that order) of the batch, each with its
+    /// padding. Leading columns that are padding in every kept sequence are dropped, so a
+    /// batch that sequences join and leave does not grow for ever (and one sequence taken
+    /// out has no padding).
     pub fn filter(&self, indices: &[i32]) -> Result<Cache> {
         let n = self.batch_size().unwrap_or(0);
         if let Some(&bad) = indices.iter().find(|&&i| i < 0 || i >= n) {
@@ -318,7 +207,18 @@ impl Cache {
             )));
         }
         let idx = Array::from_slice(indices, &[indices.len() as i32])?;
-        self.map(|a| Ok(ops::take_axis(a, &idx, 0)?))
+        let take = |a: &Array| -> Result<Array> { Ok(ops::take_axis(a, &idx, 0)?) };
+        let layers = self
+            .layers
+            .iter()
+            .map(|l| {
+                Ok(match l {
+                    LayerCache::Attention(c) => LayerCache::Attention(c.filter(indices, &idx)?),
+                    LayerCache::Recurrent(c) => LayerCache::Recurrent(c.map(take)?),
+                })
+            })
+            .collect::<Result<_>>()?;
+        trimmed(layers)
     }
 
     /// The cache of sequence `index` of the batch (a batch of one).
@@ -326,9 +226,11 @@ impl Cache {
         self.filter(&[index])
     }
 
-    /// One batch from caches of the same model that have seen the same number of
-    /// positions (sequences of different lengths need padding and per-sequence offsets,
-    /// which these caches do not keep).
+    /// One batch from caches of the same model, in order (each a batch of one or more
+    /// sequences). Caches of different lengths are aligned on the right: the attention
+    /// layers of the shorter ones get columns of zeros in front, recorded as their
+    /// sequences' left padding (added to any padding they already carry); recurrent layers
+    /// join along the batch as they are.
     pub fn merge(caches: &[Cache]) -> Result<Cache> {
         let Some(first) = caches.first() else {
             return Err(Error::InvalidArgument("no caches to merge".into()));
@@ -340,21 +242,21 @@ impl Cache {
         }
         let mut layers = Vec::with_capacity(first.layers.len());
         for (i, layer0) in first.layers.iter().enumerate() {
-            let offset = layer0.offset();
+            let offset = caches
+                .iter()
+                .map(|c| c.layers[i].offset())
+                .max()
+                .unwrap_or(0);
             let mut a = Vec::new();
             let mut b = Vec::new();
+            let mut left_padding = Vec::new();
             for cache in caches {
-                let layer = &cache.layers[i];
-                if layer.offset() != offset {
-                    return Err(Error::InvalidArgument(format!(
-                        "layer {i}: caches of different lengths cannot be merged"
-                    )));
-                }
-                match (layer0, layer) {
+                match (layer0, &cache.layers[i]) {
                     (LayerCache::Attention(_), LayerCache::Attention(c)) => {
-                        if let Some((k, v)) = c.state()? {
+                        if let Some((k, v, pad)) = c.left_padded(offset - c.offset)? {
                             a.push(k);
                             b.push(v);
+                            left_padding.extend(pad);
                         }
                     }
                     (LayerCache::Recurrent(_), LayerCache::Recurrent(c)) => {
@@ -375,6 +277,7 @@ impl Cache {
                     keys: a,
                     values: b,
                     offset,
+                    left_padding,
                 }),
                 LayerCache::Recurrent(_) => LayerCache::Recurrent(RecurrentCache {
                     conv: a,
@@ -383,18 +286,34 @@ impl Cache {
                 }),
             });
         }
-        Ok(Cache { layers })
+        trimmed(layers)
     }
+}
 
-    fn map(&self, f: impl Fn(&Array) -> Result<Array>) -> Result<Cache> {
-        Ok(Cache {
-            layers: self
-                .layers
-                .iter()
-                .map(|l| l.map(&f))
-                .collect::<Result<_>>()?,
+/// A cache of `layers` without the leading attention columns that are padding in every
+/// sequence; the recurrent layers' offsets move back with them.
+fn trimmed(layers: Vec<LayerCache>) -> Result<Cache> {
+    let mut dropped = 0;
+    let mut layers = layers
+        .into_iter()
+        .map(|l| {
+            Ok(match l {
+                LayerCache::Attention(c) => {
+                    let before = c.offset;
+                    let c = c.trimmed()?;
+                    dropped = before - c.offset;
+                    LayerCache::Attention(c)
+                }
+                recurrent => recurrent,
+            })
         })
+        .collect::<Result<Vec<_>>>()?;
+    for l in &mut layers {
+        if let LayerCache::Recurrent(c) = l {
+            c.offset -= dropped;
+        }
     }
+    Ok(Cache { layers })
 }
 
 /// The parts of one layer's array from every cache, joined along the batch: `None` when

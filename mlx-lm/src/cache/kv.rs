@@ -1,0 +1,294 @@
+//! The keys and values of one attention layer, and the per-sequence left padding that
+//! lets sequences of different lengths share one batch.
+
+use crate::error::{Error, Result};
+use mlx_rs::{fast, ops, Array, Dtype};
+
+/// Keys and values of one attention layer, `[B, kv_heads, T, head_dim]`, kept in buffers
+/// that grow in steps of [`KvCache::STEP`] positions and are filled in place.
+///
+/// A batch of sequences of different lengths (made by [`Cache::merge`](super::Cache::merge))
+/// is aligned on the right: sequence `i` starts after `left_padding()[i]` columns of
+/// zeros that attention must not see. Models ask the cache for the positions of the new
+/// tokens ([`KvCache::positions`]) and for the mask that hides the padding
+/// ([`KvCache::mask`]); without padding these are a plain offset and `None`, and the
+/// model runs exactly as for one sequence.
+#[derive(Clone, Debug, Default)]
+pub struct KvCache {
+    pub(super) keys: Option<Array>,
+    pub(super) values: Option<Array>,
+    /// Columns written (padding included).
+    pub(super) offset: i32,
+    /// Leading padding columns per sequence; empty when there is none.
+    pub(super) left_padding: Vec<i32>,
+}
+
+/// Where the new tokens of a batch sit, for RoPE: see [`KvCache::positions`].
+#[derive(Clone, Debug)]
+pub enum Positions {
+    /// Every sequence continues at the same position (no padding).
+    Shared(i32),
+    /// The position of each sequence's next token, `[B]` int32 (a padded batch).
+    PerSequence(Array),
+}
+
+impl Positions {
+    /// Rotates `x` (`[B, H, L, D]`) with RoPE over its `dims` leading features, its `L`
+    /// tokens at these positions onwards: [`fast::rope`] for a shared offset,
+    /// [`fast::rope_dynamic`] with one offset per sequence otherwise.
+    pub fn rope(&self, x: &Array, dims: i32, options: fast::RopeOptions<'_>) -> Result<Array> {
+        Ok(match self {
+            Positions::Shared(offset) => fast::rope(x, dims, *offset, options)?,
+            Positions::PerSequence(offsets) => fast::rope_dynamic(x, dims, offsets, options)?,
+        })
+    }
+}
+
+impl KvCache {
+    /// Positions added per buffer growth.
+    pub const STEP: i32 = 256;
+
+    /// Number of cached columns: the positions of every sequence when there is no
+    /// padding, of the longest sequence in a padded batch (see [`KvCache::lengths`]).
+    pub fn offset(&self) -> i32 {
+        self.offset
+    }
+
+    /// Leading padding columns of each sequence; empty when the batch has no padding.
+    pub fn left_padding(&self) -> &[i32] {
+        &self.left_padding
+    }
+
+    /// Whether some sequence of the batch starts after padding columns.
+    pub fn has_padding(&self) -> bool {
+        self.left_padding.iter().any(|&p| p != 0)
+    }
+
+    /// Number of real (not padding) positions of each sequence, `None` before the first
+    /// update (when the batch size is not known yet).
+    pub fn lengths(&self) -> Option<Vec<i32>> {
+        let b = self.keys.as_ref()?.shape()[0];
+        Some(match self.has_padding() {
+            true => self.left_padding.iter().map(|p| self.offset - p).collect(),
+            false => vec![self.offset; b as usize],
+        })
+    }
+
+    /// The positions of the next tokens, for RoPE: [`Positions::Shared`] with
+    /// [`KvCache::offset`] when there is no padding, else [`Positions::PerSequence`] with
+    /// `offset - left_padding[i]` per sequence. Ask before [`KvCache::update_and_fetch`].
+    pub fn positions(&self) -> Result<Positions> {
+        if !self.has_padding() {
+            return Ok(Positions::Shared(self.offset));
+        }
+        let p: Vec<i32> = self.left_padding.iter().map(|p| self.offset - p).collect();
+        Ok(Positions::PerSequence(Array::from_slice(
+            &p,
+            &[p.len() as i32],
+        )?))
+    }
+
+    /// The attention mask for `l` new queries: `None` when there is no padding (attend
+    /// causally as for one sequence), else a boolean `[B, 1, l, offset + l]` (`true` =
+    /// attend) that is causal and hides each sequence's padding columns. Ask before
+    /// [`KvCache::update_and_fetch`]; the mask fits the keys it then returns.
+    pub fn mask(&self, l: i32) -> Result<Option<Array>> {
+        if !self.has_padding() {
+            return Ok(None);
+        }
+        let (b, t) = (self.left_padding.len() as i32, self.offset + l);
+        let q = ops::arange(self.offset as f64, t as f64, 1.0, Dtype::Int32)?.reshape(&[l, 1])?;
+        let k = ops::arange(0.0, t as f64, 1.0, Dtype::Int32)?.reshape(&[1, t])?;
+        let pad = Array::from_slice(&self.left_padding, &[b, 1, 1, 1])?;
+        let causal = k.less_equal(&q)?;
+        Ok(Some(causal.logical_and(&k.greater_equal(&pad)?)?))
+    }
+
+    /// Appends `keys`/`values` (`[B, H, L, D]`) and returns the whole buffers
+    /// (`[B, H, capacity, D]`, the first [`KvCache::offset`] positions valid), for kernels
+    /// that read the valid prefix themselves instead of through a strided slice.
+    pub fn update_buffers(&mut self, keys: &Array, values: &Array) -> Result<(Array, Array)> {
+        let prev = self.offset;
+        let (b, h, l, dk) = dims4(keys)?;
+        let (vb, vh, vl, dv) = dims4(values)?;
+        if (vb, vh, vl) != (b, h, l) {
+            return Err(Error::InvalidArgument(format!(
+                "keys {:?} and values {:?} differ in batch, heads or length",
+                keys.shape(),
+                values.shape()
+            )));
+        }
+        if let Some(k) = &self.keys {
+            if k.shape()[..2] != [b, h] || k.shape()[3] != dk {
+                return Err(Error::InvalidArgument(format!(
+                    "keys {:?} do not fit a cache of {:?}",
+                    keys.shape(),
+                    k.shape()
+                )));
+            }
+        }
+        let capacity = self.keys.as_ref().map(|k| k.shape()[2]).unwrap_or(0);
+        if self.keys.is_none() || prev + l > capacity {
+            let n_steps = (Self::STEP + l - 1) / Self::STEP;
+            let new_k = ops::zeros(&[b, h, n_steps * Self::STEP, dk], keys.dtype())?;
+            let new_v = ops::zeros(&[b, h, n_steps * Self::STEP, dv], values.dtype())?;
+            match (self.keys.take(), self.values.take()) {
+                (Some(mut k), Some(mut v)) => {
+                    if prev % Self::STEP != 0 {
+                        k = ops::slice(&k, &[0, 0, 0, 0], &[b, h, prev, dk], &[1, 1, 1, 1])?;
+                        v = ops::slice(&v, &[0, 0, 0, 0], &[b, h, prev, dv], &[1, 1, 1, 1])?;
+                    }
+                    self.keys = Some(ops::concatenate_axis(&[k, new_k], 2)?);
+                    self.values = Some(ops::concatenate_axis(&[v, new_v], 2)?);
+                }
+                _ => {
+                    self.keys = Some(new_k);
+                    self.values = Some(new_v);
+                }
+            }
+        }
+        let end = prev + l;
+        let (Some(k_buf), Some(v_buf)) = (self.keys.take(), self.values.take()) else {
+            return Err(Error::InvalidArgument("KV cache: buffers lost".into()));
+        };
+        let k_buf = ops::slice_update(
+            &k_buf,
+            keys,
+            &[0, 0, prev, 0],
+            &[b, h, end, dk],
+            &[1, 1, 1, 1],
+        )?;
+        let v_buf = ops::slice_update(
+            &v_buf,
+            values,
+            &[0, 0, prev, 0],
+            &[b, h, end, dv],
+            &[1, 1, 1, 1],
+        )?;
+        self.offset = end;
+        self.keys = Some(k_buf.clone());
+        self.values = Some(v_buf.clone());
+        Ok((k_buf, v_buf))
+    }
+
+    /// Appends `keys`/`values` (`[B, H, L, D]`) and returns all cached keys and values
+    /// (`[B, H, offset, D]`).
+    pub fn update_and_fetch(&mut self, keys: &Array, values: &Array) -> Result<(Array, Array)> {
+        let (k_buf, v_buf) = self.update_buffers(keys, values)?;
+        Ok((self.valid(&k_buf)?, self.valid(&v_buf)?))
+    }
+
+    /// The cached keys and values (`[B, H, offset, D]`), `None` when empty.
+    pub fn state(&self) -> Result<Option<(Array, Array)>> {
+        match (&self.keys, &self.values) {
+            (Some(k), Some(v)) => Ok(Some((self.valid(k)?, self.valid(v)?))),
+            _ => Ok(None),
+        }
+    }
+
+    /// The first `offset` positions of a buffer.
+    fn valid(&self, buf: &Array) -> Result<Array> {
+        let shape = buf.shape();
+        if self.offset >= shape[2] {
+            return Ok(buf.clone());
+        }
+        Ok(ops::slice(
+            buf,
+            &[0, 0, 0, 0],
+            &[shape[0], shape[1], self.offset, shape[3]],
+            &[1, 1, 1, 1],
+        )?)
+    }
+
+    /// The arrays held (for evaluation).
+    pub(super) fn arrays(&self) -> impl Iterator<Item = &Array> {
+        self.keys.iter().chain(self.values.iter())
+    }
+
+    /// The sequences at `indices` (checked by the caller, also given as the array `idx`)
+    /// of the batch, in that order, with their padding.
+    pub(super) fn filter(&self, indices: &[i32], idx: &Array) -> Result<KvCache> {
+        let take = |a: &Option<Array>| -> Result<Option<Array>> {
+            Ok(a.as_ref().map(|a| ops::take_axis(a, idx, 0)).transpose()?)
+        };
+        let left_padding = match self.has_padding() {
+            true => indices
+                .iter()
+                .map(|&i| self.left_padding[i as usize])
+                .collect(),
+            false => Vec::new(),
+        };
+        Ok(KvCache {
+            keys: take(&self.keys)?,
+            values: take(&self.values)?,
+            offset: self.offset,
+            left_padding,
+        })
+    }
+
+    /// This cache without the leading columns that are padding in every sequence (all of
+    /// them for a batch of one), so that a batch-of-one with padding is one without.
+    pub(super) fn trimmed(self) -> Result<KvCache> {
+        let drop = self.left_padding.iter().copied().min().unwrap_or(0);
+        if drop <= 0 {
+            return Ok(self.without_zero_padding());
+        }
+        let cut = |a: Option<Array>| -> Result<Option<Array>> {
+            a.map(|a| {
+                let s = a.shape();
+                Ok(ops::slice(
+                    &a,
+                    &[0, 0, drop, 0],
+                    &[s[0], s[1], self.offset, s[3]],
+                    &[1, 1, 1, 1],
+                )?)
+            })
+            .transpose()
+        };
+        Ok(KvCache {
+            keys: cut(self.keys.clone())?,
+            values: cut(self.values.clone())?,
+            offset: self.offset - drop,
+            left_padding: self.left_padding.iter().map(|p| p - drop).collect(),
+        }
+        .without_zero_padding())
+    }
+
+    /// Padding of all zeros recorded as none (the one-sequence fast paths).
+    fn without_zero_padding(mut self) -> KvCache {
+        if !self.has_padding() {
+            self.left_padding.clear();
+        }
+        self
+    }
+
+    /// The cached keys and values with `pad` columns of zeros in front, and the padding
+    /// of each sequence (for [`Cache::merge`](super::Cache::merge)); `None` when empty.
+    pub(super) fn left_padded(&self, pad: i32) -> Result<Option<(Array, Array, Vec<i32>)>> {
+        let Some((k, v)) = self.state()? else {
+            return Ok(None);
+        };
+        let b = k.shape()[0];
+        let padding: Vec<i32> = match self.left_padding.is_empty() {
+            true => vec![pad; b as usize],
+            false => self.left_padding.iter().map(|p| p + pad).collect(),
+        };
+        if pad == 0 {
+            return Ok(Some((k, v, padding)));
+        }
+        let front = |a: &Array| -> Result<Array> {
+            let zero = Array::scalar(0f32).astype(a.dtype())?;
+            Ok(ops::pad(a, &[2], &[pad], &[0], &zero, "constant")?)
+        };
+        Ok(Some((front(&k)?, front(&v)?, padding)))
+    }
+}
+
+fn dims4(a: &Array) -> Result<(i32, i32, i32, i32)> {
+    match a.shape() {
+        &[b, h, l, d] => Ok((b, h, l, d)),
+        s => Err(Error::InvalidArgument(format!(
+            "expected a [B, H, L, D] array, found shape {s:?}"
+        ))),
+    }
+}
