@@ -676,3 +676,4 @@ fn device_flag() {
 }
 
 mod bad_models;
+mod serve_engine;

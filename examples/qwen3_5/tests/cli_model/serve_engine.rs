@@ -1,0 +1,206 @@
+//! The serving engine (`mlx_lm::serve::engine`) on a tiny Qwen 3.5 in float32 on the CPU:
+//! continuous batching gives each request the tokens it gets alone, the prefix cache gives
+//! the tokens of a cold run, and a client that goes away frees its row.
+
+use std::time::{Duration, Instant};
+
+use mlx_lm::checkpoint::Checkpoint;
+use mlx_lm::serve::engine::{self, EngineOptions};
+use mlx_lm::serve::protocol::{EngineHandle, Event, Finish, Submission};
+use mlx_rs::{Device, Dtype};
+use qwen3_5::{Config, Decode, Model, ModelOptions, SamplingParams};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+
+use super::common;
+
+/// The fixture with every tensor in float32 (greedy decoding then has no ties that
+/// bf16 rounding could flip between a batched and a lone run).
+fn f32_model(decode: Decode) -> qwen3_5::Result<Model> {
+    let dir = common::model_dir("mlx-bf16-untied");
+    let config = Config::from_file(&dir)?;
+    let tensors = Checkpoint::open(&dir)?.load_all()?;
+    let tensors = tensors
+        .into_iter()
+        .map(|(k, v)| Ok((k, v.astype(Dtype::Float32)?)))
+        .collect::<qwen3_5::Result<_>>()?;
+    let options = ModelOptions {
+        decode,
+        ..ModelOptions::default()
+    };
+    Model::from_tensors(config, tensors, options)
+}
+
+/// Prompts of different lengths (ids below the fixtures' 250 real ones).
+fn prompts() -> Vec<Vec<u32>> {
+    [3usize, 9, 17, 1, 30]
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| {
+            (0..n)
+                .map(|j| ((i * 37 + j * 11 + 5) % 240) as u32)
+                .collect()
+        })
+        .collect()
+}
+
+/// What a lone greedy run gives (the reference).
+fn alone(model: &Model, prompt: &[u32], max_tokens: usize) -> Vec<u32> {
+    let options = qwen3_5::GenerateOptions {
+        max_tokens,
+        sampling: SamplingParams::greedy(),
+        stop_tokens: Vec::new(),
+        valid_vocab_size: Some(250),
+        ..Default::default()
+    };
+    mlx_lm::generate(model, prompt, options)
+        .unwrap()
+        .collect::<mlx_lm::Result<Vec<u32>>>()
+        .unwrap()
+}
+
+fn start(options: EngineOptions, decode: Decode) -> EngineHandle {
+    let (handle, _thread) = engine::spawn(
+        move || f32_model(decode),
+        EngineOptions {
+            device: Some(Device::cpu()),
+            valid_vocab: Some(250),
+            ..options
+        },
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !handle.ready() {
+        assert!(handle.stopped().is_none(), "{:?}", handle.stopped());
+        assert!(Instant::now() < deadline, "the engine did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    handle
+}
+
+fn submit(handle: &EngineHandle, prompt: &[u32], max_tokens: usize) -> UnboundedReceiver<Event> {
+    let (tx, rx) = unbounded_channel();
+    handle
+        .submit(Submission {
+            prompt: prompt.to_vec(),
+            max_tokens,
+            sampling: SamplingParams::greedy(),
+            logprobs: None,
+            events: tx,
+        })
+        .unwrap();
+    rx
+}
+
+/// The tokens of a finished request and its cached prompt tokens.
+fn collect(mut rx: UnboundedReceiver<Event>) -> (Vec<u32>, usize, Finish) {
+    let (mut tokens, mut cached) = (Vec::new(), usize::MAX);
+    loop {
+        match rx.blocking_recv().expect("the engine dropped a request") {
+            Event::Prefilled { cached_tokens, .. } => cached = cached_tokens,
+            Event::Token(t) => tokens.push(t.id),
+            Event::Finished(f) => return (tokens, cached, f),
+            Event::Failed(why) => panic!("request failed: {why}"),
+        }
+    }
+}
+
+#[test]
+fn batched_requests_get_the_tokens_they_get_alone() {
+    for decode in [Decode::Reference, Decode::Fused] {
+        let max_tokens = 12;
+        let reference = common::cpu(|| {
+            let model = f32_model(decode).unwrap();
+            prompts()
+                .iter()
+                .map(|p| alone(&model, p, max_tokens))
+                .collect::<Vec<_>>()
+        });
+        // Small prefill chunks and a batch of 3: requests join and leave while others
+        // decode, at different lengths.
+        let handle = start(
+            EngineOptions {
+                max_concurrency: 3,
+                prefill_chunk: 4,
+                prompt_cache_bytes: 0,
+                ..EngineOptions::default()
+            },
+            decode,
+        );
+        let receivers: Vec<_> = prompts()
+            .iter()
+            .enumerate()
+            .map(|(i, p)| submit(&handle, p, max_tokens - i % 3))
+            .collect();
+        for (i, rx) in receivers.into_iter().enumerate() {
+            let (tokens, cached, finish) = collect(rx);
+            let n = max_tokens - i % 3;
+            assert_eq!(tokens, reference[i][..n], "{decode:?}: request {i}");
+            assert_eq!(cached, 0);
+            assert_eq!(finish, Finish::Length);
+        }
+    }
+}
+
+#[test]
+fn a_prefix_cache_hit_gives_the_tokens_of_a_cold_run() {
+    let first: Vec<u32> = (0..20).map(|i| (i * 7 + 3) % 240).collect();
+    let handle = start(EngineOptions::default(), Decode::Fused);
+    let (reply, cached, _) = collect(submit(&handle, &first, 8));
+    assert_eq!(cached, 0);
+    // The next turn: the first prompt, the reply, and more.
+    let mut second = first.clone();
+    second.extend(&reply);
+    second.extend([11, 12, 13, 14, 15]);
+    let (warm, cached, _) = collect(submit(&handle, &second, 10));
+    assert_eq!(
+        cached,
+        first.len() + reply.len() - 1,
+        "the reply's state is reused"
+    );
+    // The same prompt again hits the state saved after its prefill.
+    let (again, cached_again, _) = collect(submit(&handle, &second, 10));
+    assert_eq!(cached_again, second.len() - 1);
+    let cold = start(
+        EngineOptions {
+            prompt_cache_bytes: 0,
+            ..EngineOptions::default()
+        },
+        Decode::Fused,
+    );
+    let (expected, cached, _) = collect(submit(&cold, &second, 10));
+    assert_eq!(cached, 0);
+    assert_eq!(warm, expected);
+    assert_eq!(again, expected);
+}
+
+#[test]
+fn a_client_that_goes_away_frees_its_row() {
+    let handle = start(
+        EngineOptions {
+            max_concurrency: 1,
+            ..EngineOptions::default()
+        },
+        Decode::Fused,
+    );
+    let mut rx = submit(&handle, &[1, 2, 3], 100_000);
+    // Wait for its first token, then hang up.
+    loop {
+        if let Some(Event::Token(_)) = rx.blocking_recv() {
+            break;
+        }
+    }
+    drop(rx);
+    // The only row is free again: the next request runs to its end.
+    let (tokens, _, finish) = collect(submit(&handle, &[4, 5, 6], 5));
+    assert_eq!((tokens.len(), finish), (5, Finish::Length));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while handle
+        .status()
+        .active
+        .load(std::sync::atomic::Ordering::SeqCst)
+        != 0
+    {
+        assert!(Instant::now() < deadline, "rows still active");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}

@@ -1,0 +1,156 @@
+//! `serve`: the OpenAI-compatible server ([`crate::serve`]) on a model folder.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+
+use super::args::ModelArgs;
+use super::device::select_device;
+use super::ModelCli;
+use crate::chat::ChatTemplate;
+use crate::hub::{self, HubOptions};
+use crate::serve::engine::{self, EngineOptions};
+use crate::serve::http::HttpOptions;
+use crate::tokenizer::Tokenizer;
+
+/// `serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs<O: Args> {
+    #[command(flatten)]
+    /// The model.
+    pub model: ModelArgs,
+    #[command(flatten)]
+    /// The model's own flags.
+    pub options: O,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1", value_name = "HOST")]
+    pub host: String,
+    /// Port to listen on (0 picks a free one; the address is printed on stderr).
+    #[arg(long, default_value_t = 8080, value_name = "PORT")]
+    pub port: u16,
+    /// Most requests decoded together (one batched step over all of them).
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1024), value_name = "N")]
+    pub max_concurrency: u32,
+    /// Most requests waiting for a free row; more are answered 429.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..), value_name = "N")]
+    pub queue_size: u32,
+    /// Bytes of model states kept for prompts that extend earlier ones (0 turns the prefix
+    /// cache off); suffixes K, M, G (powers of 1024) are accepted.
+    #[arg(long, default_value = "1G", value_parser = parse_bytes, value_name = "B")]
+    pub prompt_cache_bytes: u64,
+    /// Most prompt tokens of a newcomer run between two decode steps of the others.
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..), value_name = "N")]
+    pub prefill_step: u32,
+    /// Longest prompt plus reply, in tokens (default: the model's max_position_embeddings).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..), value_name = "N")]
+    pub max_context: Option<u32>,
+    /// Largest request body accepted (413 above it); suffixes K, M, G.
+    #[arg(long, default_value = "16M", value_parser = parse_bytes, value_name = "B")]
+    pub max_body_bytes: u64,
+    /// The model's name in `/v1/models` and in replies (default: the --model value).
+    #[arg(long, value_name = "NAME")]
+    pub model_id: Option<String>,
+}
+
+/// `4096`, `512K`, `16M`, `1G` (powers of 1024).
+fn parse_bytes(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (digits, scale) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let scale: u64 = match c.to_ascii_uppercase() {
+                'K' => 1 << 10,
+                'M' => 1 << 20,
+                'G' => 1 << 30,
+                _ => return Err(format!("unknown size suffix '{c}' (use K, M or G)")),
+            };
+            (&t[..i], scale)
+        }
+        _ => (t, 1),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("expected a size such as 4096, 512K, 16M or 1G, got '{s}'"))?;
+    n.checked_mul(scale)
+        .ok_or_else(|| format!("size '{s}' is too large"))
+}
+
+/// The context length of a model folder: `max_position_embeddings` at the top of
+/// `config.json` or in its `text_config`.
+fn config_context(dir: &Path) -> Option<u32> {
+    let text = std::fs::read_to_string(dir.join("config.json")).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let get = |o: &serde_json::Value| o.get("max_position_embeddings")?.as_u64();
+    get(&v)
+        .or_else(|| get(v.get("text_config")?))
+        .map(|n| n.min(u32::MAX as u64) as u32)
+}
+
+/// Runs `serve` until Ctrl-C.
+pub fn run<M: ModelCli>(args: ServeArgs<M::Options>) -> Result<()> {
+    let addr: SocketAddr = format!("{}:{}", args.host, args.port)
+        .parse()
+        .or_else(|_| {
+            use std::net::ToSocketAddrs;
+            (args.host.as_str(), args.port)
+                .to_socket_addrs()
+                .ok()
+                .and_then(|mut a| a.next())
+                .ok_or(())
+        })
+        .map_err(|()| anyhow::anyhow!("--host {}: not an address this machine can listen on", args.host))?;
+    let dir = hub::resolve(&args.model.model, &HubOptions::default())?.dir;
+    let tokenizer = Tokenizer::from_model_dir(&dir)?;
+    let template = match ChatTemplate::from_model_dir(&dir) {
+        Ok(t) => Some(t),
+        Err(crate::chat::ChatError::Missing(_)) => {
+            eprintln!(
+                "warning: {} has no chat template: /v1/chat/completions answers 400, \
+                 /v1/completions works",
+                dir.display()
+            );
+            None
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let max_context = match args.max_context.or_else(|| config_context(&dir)) {
+        Some(n) => n as usize,
+        None => bail!(
+            "{}: config.json has no max_position_embeddings; give --max-context",
+            dir.display()
+        ),
+    };
+    let device = select_device(args.model.device)?;
+    let options = EngineOptions {
+        device: Some(device),
+        max_concurrency: args.max_concurrency as usize,
+        queue_size: args.queue_size as usize,
+        prefill_chunk: args.prefill_step as usize,
+        prompt_cache_bytes: usize::try_from(args.prompt_cache_bytes).unwrap_or(usize::MAX),
+        stop_tokens: tokenizer.stop_tokens(),
+        valid_vocab: i32::try_from(tokenizer.vocab_size()).ok(),
+    };
+    let model_options = args.options;
+    let load_dir = dir.clone();
+    eprintln!("loading {} …", dir.display());
+    let (handle, engine_thread) = engine::spawn(
+        move || {
+            M::load(&load_dir, &model_options)
+                .map_err(|e| format!("cannot load {}: {e:#}", load_dir.display()))
+        },
+        options,
+    )?;
+    let http = HttpOptions {
+        model_id: args.model_id.unwrap_or_else(|| args.model.model.clone()),
+        max_body_bytes: usize::try_from(args.max_body_bytes).unwrap_or(usize::MAX),
+        max_context,
+        ..HttpOptions::default()
+    };
+    let served = crate::serve::run_http(addr, handle, tokenizer, template, http)
+        .context("the server stopped");
+    // The HTTP side is gone, and with it every handle: the engine finishes its step and
+    // exits. Wait for it, so that MLX is not torn down under a running step.
+    let _ = engine_thread.join();
+    served
+}
