@@ -172,7 +172,10 @@ impl CommonFields {
     pub fn validate(&self, defaults: &SamplingParams) -> Result<Generation, ApiError> {
         if let Some(n) = self.n {
             if n != 1 {
-                return Err(ApiError::invalid("n", format!("only n = 1 is supported, got {n}")));
+                return Err(ApiError::invalid(
+                    "n",
+                    format!("only n = 1 is supported, got {n}"),
+                ));
             }
         }
         let mut max_tokens = None;
@@ -375,16 +378,17 @@ impl ChatCompletionRequest {
 /// A message as the template reads it: role normalized, content a string, tool call
 /// arguments objects (Hugging Face's convention) rather than JSON strings.
 fn message_json(i: usize, m: &ChatMessage) -> Result<Value, ApiError> {
-    let role = match m.role.as_str() {
-        "system" | "developer" => "system",
-        r @ ("user" | "assistant" | "tool") => r,
-        other => {
-            return Err(ApiError::invalid(
+    let role =
+        match m.role.as_str() {
+            "system" | "developer" => "system",
+            r @ ("user" | "assistant" | "tool") => r,
+            other => return Err(ApiError::invalid(
                 format!("messages[{i}].role"),
-                format!("unknown role {other:?}: expected system, developer, user, assistant or tool"),
-            ))
-        }
-    };
+                format!(
+                    "unknown role {other:?}: expected system, developer, user, assistant or tool"
+                ),
+            )),
+        };
     let content = match &m.content {
         None => String::new(),
         Some(Content::Text(t)) => t.clone(),
@@ -481,7 +485,10 @@ impl CompletionRequest {
             Prompt::Texts(texts) => {
                 return Err(ApiError::invalid(
                     "prompt",
-                    format!("only one prompt per request is supported, got {}", texts.len()),
+                    format!(
+                        "only one prompt per request is supported, got {}",
+                        texts.len()
+                    ),
                 ))
             }
         };

@@ -27,8 +27,8 @@ use tokio::sync::mpsc;
 
 use super::api::{
     self, ApiError, ChatChoice, ChatCompletion, ChatCompletionRequest, CommonFields,
-    CompletionChoice, CompletionRequest, Delta, FunctionCall, Generation, ModelCard,
-    PromptInput, TextCompletion, ToolCall,
+    CompletionChoice, CompletionRequest, Delta, FunctionCall, Generation, ModelCard, PromptInput,
+    TextCompletion, ToolCall,
 };
 use super::protocol::{EngineHandle, Submission, SubmitError};
 use super::stream::{chat_logprobs, completion_logprobs, End, Pipeline, Run, Step};
@@ -114,7 +114,9 @@ impl IntoResponse for ApiError {
 pub(crate) async fn catch_panic(request: Request, next: Next) -> Response {
     match AssertUnwindSafe(next.run(request)).catch_unwind().await {
         Ok(response) => response,
-        Err(_) => ApiError::new(500, "internal error: the request handler panicked").into_response(),
+        Err(_) => {
+            ApiError::new(500, "internal error: the request handler panicked").into_response()
+        }
     }
 }
 
@@ -129,15 +131,24 @@ fn response_id(prefix: &str) -> String {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
-    format!("{prefix}-{nanos:08x}{:06x}", NEXT.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{prefix}-{nanos:08x}{:06x}",
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 async fn health(State(state): State<AppState>) -> Response {
     if state.engine.ready() {
         Json(json!({"status": "ok"})).into_response()
     } else {
-        let why = state.engine.stopped().unwrap_or_else(|| "the model is loading".into());
-        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "unavailable", "reason": why})))
+        let why = state
+            .engine
+            .stopped()
+            .unwrap_or_else(|| "the model is loading".into());
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "unavailable", "reason": why})),
+        )
             .into_response()
     }
 }
@@ -163,7 +174,10 @@ fn read_body(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result
             v.eq_ignore_ascii_case("application/json") || v.to_ascii_lowercase().ends_with("+json")
         });
     if !json_type {
-        return Err(ApiError::new(415, "expected a body with Content-Type: application/json"));
+        return Err(ApiError::new(
+            415,
+            "expected a body with Content-Type: application/json",
+        ));
     }
     let body = body.map_err(|r| ApiError::new(r.status().as_u16(), r.body_text()))?;
     api::parse_body(&body)
@@ -215,7 +229,9 @@ async fn chat_request(
         };
         let text = template
             .render_json(&prompt.messages, &options)
-            .map_err(|e| ApiError::invalid("messages", format!("cannot apply the chat template: {e}")))?;
+            .map_err(|e| {
+                ApiError::invalid("messages", format!("cannot apply the chat template: {e}"))
+            })?;
         let in_think = text.trim_end().ends_with("<think>");
         let ids = tokenizer
             .encode(&text)
@@ -336,7 +352,15 @@ async fn start(
     let tokenizer = state.tokenizer.clone();
     let stops = generation.stop.clone();
     if generation.stream {
-        Ok(stream_response(tokenizer, events, n, stops, parser, out, generation.include_usage))
+        Ok(stream_response(
+            tokenizer,
+            events,
+            n,
+            stops,
+            parser,
+            out,
+            generation.include_usage,
+        ))
     } else {
         let pipeline = Pipeline::new(&tokenizer, stops, parser);
         let run = Run::new(events, pipeline, n, out.logprobs);
@@ -406,7 +430,13 @@ impl Output {
         out
     }
 
-    fn chunk(&mut self, run: &Run<'_>, piece: Option<Piece>, finish: Option<&'static str>, flush: bool) -> Value {
+    fn chunk(
+        &mut self,
+        run: &Run<'_>,
+        piece: Option<Piece>,
+        finish: Option<&'static str>,
+        flush: bool,
+    ) -> Value {
         let tokens = if flush || finish.is_some() {
             std::mem::take(&mut self.pending)
         } else {
@@ -550,7 +580,11 @@ fn stream_response(
                 logprobs: None,
                 finish_reason: None,
             };
-            if tx.send(sse(&out.chat(vec![first], None, true))).await.is_err() {
+            if tx
+                .send(sse(&out.chat(vec![first], None, true)))
+                .await
+                .is_err()
+            {
                 return;
             }
         }
@@ -591,11 +625,58 @@ fn stream_response(
         let _ = tx.send(Bytes::from_static(b"data: [DONE]\n\n")).await;
     });
     let body = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|bytes| (Ok::<_, Infallible>(bytes), rx))
+        rx.recv()
+            .await
+            .map(|bytes| (Ok::<_, Infallible>(bytes), rx))
     });
     Response::builder()
         .header(header::CONTENT_TYPE, "text/event-stream")
         .header(header::CACHE_CONTROL, "no-cache")
         .body(Body::from_stream(body))
         .unwrap_or_else(|_| ApiError::new(500, "cannot build the response").into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    /// A handler that panics answers 500 in the error shape, and the server goes on.
+    #[test]
+    fn a_panicking_handler_answers_500() {
+        async fn boom() -> Response {
+            panic!("boom")
+        }
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let app = Router::new()
+            .route("/boom", get(boom))
+            .route("/fine", get(|| async { "fine" }))
+            .layer(middleware::from_fn(catch_panic));
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        runtime.spawn(async move { axum::serve(listener, app).await });
+        let fetch = |path: &str| {
+            let mut conn = std::net::TcpStream::connect(addr).unwrap();
+            write!(
+                conn,
+                "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            )
+            .unwrap();
+            let mut text = String::new();
+            conn.read_to_string(&mut text).unwrap();
+            text
+        };
+        for _ in 0..2 {
+            let text = fetch("/boom");
+            assert!(text.starts_with("HTTP/1.1 500"), "{text}");
+            assert!(text.contains(r#""type":"server_error""#), "{text}");
+            assert!(fetch("/fine").ends_with("fine"));
+        }
+    }
 }

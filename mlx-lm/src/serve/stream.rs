@@ -262,7 +262,12 @@ pub(crate) fn chat_logprobs(pipeline: &Pipeline<'_>, tokens: &[TokenEvent]) -> C
         content: tokens
             .iter()
             .map(|t| TokenLogprob {
-                top_logprobs: Some(t.top_logprobs.iter().map(|&(id, lp)| entry(id, lp)).collect()),
+                top_logprobs: Some(
+                    t.top_logprobs
+                        .iter()
+                        .map(|&(id, lp)| entry(id, lp))
+                        .collect(),
+                ),
                 ..entry(t.id, t.logprob.unwrap_or(f32::NAN))
             })
             .collect(),
@@ -324,7 +329,11 @@ mod tests {
             (&["\n\n"], &["one\n", "two\n", "\nthree"], "one\ntwo", true),
         ];
         for (stops, chunks, want, matched) in cases {
-            assert_eq!(run(stops, chunks), (want.to_string(), *matched), "{stops:?} {chunks:?}");
+            assert_eq!(
+                run(stops, chunks),
+                (want.to_string(), *matched),
+                "{stops:?} {chunks:?}"
+            );
         }
     }
 

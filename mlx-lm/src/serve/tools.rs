@@ -132,7 +132,11 @@ impl OutputParser {
                         self.trim_start = true;
                     }
                     None => {
-                        let keep = if end { 0 } else { partial_tag(&self.buf, THINK_CLOSE) };
+                        let keep = if end {
+                            0
+                        } else {
+                            partial_tag(&self.buf, THINK_CLOSE)
+                        };
                         let upto = self.buf.len() - keep;
                         emit(out, Piece::Reasoning, &self.buf[..upto]);
                         self.buf.drain(..upto);

@@ -398,6 +398,12 @@ fn frequency_penalty_subtracts_per_occurrence() {
         let sampler = Sampler::new(SamplingParams::default()).unwrap();
         let out = sampler.process_logits(&logits, Some(&history), None);
         let same = logits.to_vec::<f32>().unwrap();
-        common::assert_close("off", &out.unwrap().to_vec::<f32>().unwrap(), &same, 0.0, 0.0);
+        common::assert_close(
+            "off",
+            &out.unwrap().to_vec::<f32>().unwrap(),
+            &same,
+            0.0,
+            0.0,
+        );
     })
 }

@@ -60,7 +60,9 @@ fn models_and_health() {
     assert_eq!(body["data"][0]["id"], "tiny");
     assert_eq!(body["data"][0]["object"], "model");
     assert_eq!(get(&s, "/health"), (200, json!({"status": "ok"})));
-    s.status.ready.store(false, std::sync::atomic::Ordering::SeqCst);
+    s.status
+        .ready
+        .store(false, std::sync::atomic::Ordering::SeqCst);
     assert_eq!(get(&s, "/health").0, 503);
 }
 
@@ -82,12 +84,18 @@ fn chat_whole() {
     assert_eq!(r["object"], "chat.completion");
     assert!(r["id"].as_str().unwrap().starts_with("chatcmpl-"));
     let choice = &r["choices"][0];
-    assert_eq!(choice["message"], json!({"role": "assistant", "content": "Hi there."}));
+    assert_eq!(
+        choice["message"],
+        json!({"role": "assistant", "content": "Hi there."})
+    );
     assert_eq!(choice["finish_reason"], "stop");
     assert_eq!(choice["logprobs"], Value::Null);
     let seen = s.last_seen();
     let prompt = tokenizer().decode(&seen.prompt, false).unwrap();
-    assert!(prompt.starts_with("<|im_start|>user\nHello<|im_end|>\n<|im_start|>assistant\n"), "{prompt}");
+    assert!(
+        prompt.starts_with("<|im_start|>user\nHello<|im_end|>\n<|im_start|>assistant\n"),
+        "{prompt}"
+    );
     let n = seen.prompt.len();
     assert_eq!(
         r["usage"],
@@ -96,8 +104,18 @@ fn chat_whole() {
     );
     assert_eq!(seen.max_tokens, 100);
     let p = &seen.sampling;
-    assert_eq!((p.temperature, p.top_p, p.top_k, p.min_p), (0.5, 0.9, 20, 0.05));
-    assert_eq!((p.presence_penalty, p.frequency_penalty, p.repetition_penalty), (0.5, 0.25, 1.1));
+    assert_eq!(
+        (p.temperature, p.top_p, p.top_k, p.min_p),
+        (0.5, 0.9, 20, 0.05)
+    );
+    assert_eq!(
+        (
+            p.presence_penalty,
+            p.frequency_penalty,
+            p.repetition_penalty
+        ),
+        (0.5, 0.25, 1.1)
+    );
     assert_eq!((p.seed, seen.logprobs), (Some(7), None));
 }
 
@@ -108,7 +126,10 @@ fn chat_streamed_with_usage() {
         text: "Streaming é 中 works.".into(),
         cached: 2,
     });
-    let body = with(user("Hi"), json!({"stream": true, "stream_options": {"include_usage": true}}));
+    let body = with(
+        user("Hi"),
+        json!({"stream": true, "stream_options": {"include_usage": true}}),
+    );
     let events = post_stream(&s, "/v1/chat/completions", &body);
     let (content, reasoning, calls, finishes, usage) = join_chat(&events);
     assert_eq!(content, "Streaming é 中 works.");
@@ -118,7 +139,11 @@ fn chat_streamed_with_usage() {
     assert_eq!(usage["prompt_tokens_details"]["cached_tokens"], 2);
     assert_eq!(usage["prompt_tokens"], s.last_seen().prompt.len());
     // Without include_usage: no usage chunk.
-    let events = post_stream(&s, "/v1/chat/completions", &with(user("Hi"), json!({"stream": true})));
+    let events = post_stream(
+        &s,
+        "/v1/chat/completions",
+        &with(user("Hi"), json!({"stream": true})),
+    );
     assert!(join_chat(&events).4.is_none());
 }
 
@@ -128,7 +153,10 @@ fn stop_strings_split_across_tokens() {
     for stream in [false, true] {
         // The text goes on forever; the stop string cancels the request.
         s.set(Script::Endless("one two STOP three".into()));
-        let body = with(user("Count"), json!({"stop": ["NEVER", "STOP"], "stream": stream}));
+        let body = with(
+            user("Count"),
+            json!({"stop": ["NEVER", "STOP"], "stream": stream}),
+        );
         let (content, finish) = if stream {
             let (c, _, _, f, _) = join_chat(&post_stream(&s, "/v1/chat/completions", &body));
             (c, f[0].clone())
@@ -136,19 +164,34 @@ fn stop_strings_split_across_tokens() {
             let (status, r) = post(&s, "/v1/chat/completions", &body);
             assert_eq!(status, 200, "{r}");
             let c = &r["choices"][0];
-            (c["message"]["content"].as_str().unwrap().to_string(), c["finish_reason"].as_str().unwrap().to_string())
+            (
+                c["message"]["content"].as_str().unwrap().to_string(),
+                c["finish_reason"].as_str().unwrap().to_string(),
+            )
         };
-        assert_eq!((content.as_str(), finish.as_str()), ("one two ", "stop"), "stream {stream}");
+        assert_eq!(
+            (content.as_str(), finish.as_str()),
+            ("one two ", "stop"),
+            "stream {stream}"
+        );
         wait_closed(&s);
     }
     // A single stop string; the stop matched in the last held-back text.
     s.set(Script::Length("abc\n\nxyz".into()));
-    let (_, r) = post(&s, "/v1/chat/completions", &with(user("x"), json!({"stop": "\n\n"})));
+    let (_, r) = post(
+        &s,
+        "/v1/chat/completions",
+        &with(user("x"), json!({"stop": "\n\n"})),
+    );
     assert_eq!(r["choices"][0]["message"]["content"], "abc");
     assert_eq!(r["choices"][0]["finish_reason"], "stop");
     // Text that only looked like a stop string is returned.
     s.set(Script::Length("abST".into()));
-    let (_, r) = post(&s, "/v1/chat/completions", &with(user("x"), json!({"stop": "STOP"})));
+    let (_, r) = post(
+        &s,
+        "/v1/chat/completions",
+        &with(user("x"), json!({"stop": "STOP"})),
+    );
     assert_eq!(r["choices"][0]["message"]["content"], "abST");
     assert_eq!(r["choices"][0]["finish_reason"], "length");
 }
@@ -176,17 +219,34 @@ fn tool_calls_in_both_formats() {
     let tools: Value = serde_json::from_str(&format!("[{WEATHER_TOOL}]")).unwrap();
     for (text, content) in [(qwen, Some("I will check.\n\n")), (hermes, None)] {
         for stream in [false, true] {
-            s.set(Script::Text { text: text.into(), cached: 0 });
-            let body = with(user("Weather in Paris?"), json!({"tools": tools, "tool_choice": "auto", "stream": stream}));
+            s.set(Script::Text {
+                text: text.into(),
+                cached: 0,
+            });
+            let body = with(
+                user("Weather in Paris?"),
+                json!({"tools": tools, "tool_choice": "auto", "stream": stream}),
+            );
             let (got_content, calls, finish) = if stream {
-                let (c, _, calls, f, _) = join_chat(&post_stream(&s, "/v1/chat/completions", &body));
-                (if c.is_empty() { None } else { Some(c) }, calls, f[0].clone())
+                let (c, _, calls, f, _) =
+                    join_chat(&post_stream(&s, "/v1/chat/completions", &body));
+                (
+                    if c.is_empty() { None } else { Some(c) },
+                    calls,
+                    f[0].clone(),
+                )
             } else {
                 let (status, r) = post(&s, "/v1/chat/completions", &body);
                 assert_eq!(status, 200, "{r}");
                 let m = &r["choices"][0]["message"];
-                (m["content"].as_str().map(String::from), m["tool_calls"].as_array().unwrap().clone(),
-                 r["choices"][0]["finish_reason"].as_str().unwrap().to_string())
+                (
+                    m["content"].as_str().map(String::from),
+                    m["tool_calls"].as_array().unwrap().clone(),
+                    r["choices"][0]["finish_reason"]
+                        .as_str()
+                        .unwrap()
+                        .to_string(),
+                )
             };
             assert_eq!(got_content.as_deref(), content, "{text} stream {stream}");
             assert_eq!(finish, "tool_calls");
@@ -195,18 +255,25 @@ fn tool_calls_in_both_formats() {
             assert!(call["id"].as_str().unwrap().starts_with("call_"));
             assert_eq!(call["type"], "function");
             assert_eq!(call["function"]["name"], "get_weather");
-            let args: Value = serde_json::from_str(call["function"]["arguments"].as_str().unwrap()).unwrap();
+            let args: Value =
+                serde_json::from_str(call["function"]["arguments"].as_str().unwrap()).unwrap();
             assert_eq!(args, json!({"city": "Paris", "days": 3}));
             if stream {
                 assert_eq!(call["index"], 0);
             }
             // The tools reached the template.
             let prompt = tokenizer().decode(&s.last_seen().prompt, false).unwrap();
-            assert!(prompt.contains("get_weather") && prompt.contains("<tools>"), "{prompt}");
+            assert!(
+                prompt.contains("get_weather") && prompt.contains("<tools>"),
+                "{prompt}"
+            );
         }
     }
     // tool_choice none: no tools in the prompt, and tool-call text stays content.
-    s.set(Script::Text { text: hermes.into(), cached: 0 });
+    s.set(Script::Text {
+        text: hermes.into(),
+        cached: 0,
+    });
     let body = with(user("x"), json!({"tools": tools, "tool_choice": "none"}));
     let (_, r) = post(&s, "/v1/chat/completions", &body);
     assert_eq!(r["choices"][0]["message"]["content"], hermes);
@@ -229,8 +296,14 @@ fn a_tool_conversation_reaches_the_template() {
     let (status, r) = post(&s, "/v1/chat/completions", &body);
     assert_eq!(status, 200, "{r}");
     let prompt = tokenizer().decode(&s.last_seen().prompt, false).unwrap();
-    for want in ["<|im_start|>system\n", "Be brief.", "Weather in Paris?", "<function=get_weather>",
-                 "<parameter=city>\nParis\n</parameter>", "<tool_response>\nSunny\n</tool_response>"] {
+    for want in [
+        "<|im_start|>system\n",
+        "Be brief.",
+        "Weather in Paris?",
+        "<function=get_weather>",
+        "<parameter=city>\nParis\n</parameter>",
+        "<tool_response>\nSunny\n</tool_response>",
+    ] {
         assert!(prompt.contains(want), "{want:?} not in {prompt}");
     }
 }
@@ -240,7 +313,10 @@ fn reasoning_content() {
     let s = server(HttpOptions::default());
     let thinking = json!({"chat_template_kwargs": {"enable_thinking": true}});
     for stream in [false, true] {
-        s.set(Script::Text { text: "Let me think.\n</think>\n\nThe answer.".into(), cached: 0 });
+        s.set(Script::Text {
+            text: "Let me think.\n</think>\n\nThe answer.".into(),
+            cached: 0,
+        });
         let body = with(with(user("Q"), thinking.clone()), json!({"stream": stream}));
         let (content, reasoning) = if stream {
             let (c, r, _, _, _) = join_chat(&post_stream(&s, "/v1/chat/completions", &body));
@@ -248,23 +324,46 @@ fn reasoning_content() {
         } else {
             let (_, r) = post(&s, "/v1/chat/completions", &body);
             let m = &r["choices"][0]["message"];
-            (m["content"].as_str().unwrap().into(), m["reasoning_content"].as_str().unwrap().into())
+            (
+                m["content"].as_str().unwrap().into(),
+                m["reasoning_content"].as_str().unwrap().into(),
+            )
         };
-        assert_eq!((content.as_str(), reasoning.as_str()), ("The answer.", "Let me think.\n"));
+        assert_eq!(
+            (content.as_str(), reasoning.as_str()),
+            ("The answer.", "Let me think.\n")
+        );
         let prompt = tokenizer().decode(&s.last_seen().prompt, false).unwrap();
         assert!(prompt.ends_with("<think>\n"), "{prompt}");
     }
     // Thinking off: the prompt closes the block; a <think> the model opens itself still parses.
-    s.set(Script::Text { text: "<think>hm</think>Done".into(), cached: 0 });
-    let (_, r) = post(&s, "/v1/chat/completions", &with(user("Q"), json!({"chat_template_kwargs": {"enable_thinking": false}})));
-    assert_eq!(r["choices"][0]["message"], json!({"role": "assistant", "content": "Done", "reasoning_content": "hm"}));
+    s.set(Script::Text {
+        text: "<think>hm</think>Done".into(),
+        cached: 0,
+    });
+    let (_, r) = post(
+        &s,
+        "/v1/chat/completions",
+        &with(
+            user("Q"),
+            json!({"chat_template_kwargs": {"enable_thinking": false}}),
+        ),
+    );
+    assert_eq!(
+        r["choices"][0]["message"],
+        json!({"role": "assistant", "content": "Done", "reasoning_content": "hm"})
+    );
 }
 
 #[test]
 fn logprobs_shapes() {
     let s = server(HttpOptions::default());
     s.set(Script::Logprobs("ab".into()));
-    let (status, r) = post(&s, "/v1/chat/completions", &with(user("x"), json!({"logprobs": true, "top_logprobs": 2})));
+    let (status, r) = post(
+        &s,
+        "/v1/chat/completions",
+        &with(user("x"), json!({"logprobs": true, "top_logprobs": 2})),
+    );
     assert_eq!(status, 200, "{r}");
     assert_eq!(s.last_seen().logprobs, Some(2));
     let content = r["choices"][0]["logprobs"]["content"].as_array().unwrap();
@@ -277,14 +376,25 @@ fn logprobs_shapes() {
     );
     assert_eq!(r["choices"][0]["finish_reason"], "length");
     // Streamed: every token's entry arrives once.
-    let events = post_stream(&s, "/v1/chat/completions", &with(user("x"), json!({"logprobs": true, "stream": true})));
-    let tokens: Vec<Value> = events.iter()
+    let events = post_stream(
+        &s,
+        "/v1/chat/completions",
+        &with(user("x"), json!({"logprobs": true, "stream": true})),
+    );
+    let tokens: Vec<Value> = events
+        .iter()
         .filter_map(|e| e["choices"][0]["logprobs"]["content"].as_array().cloned())
-        .flatten().map(|t| t["token"].clone()).collect();
+        .flatten()
+        .map(|t| t["token"].clone())
+        .collect();
     assert_eq!(tokens, [json!("a"), json!("b")]);
     assert_eq!(s.last_seen().logprobs, Some(0));
     // Text completions: the legacy shape.
-    let (status, r) = post(&s, "/v1/completions", &json!({"prompt": "x", "logprobs": 2}));
+    let (status, r) = post(
+        &s,
+        "/v1/completions",
+        &json!({"prompt": "x", "logprobs": 2}),
+    );
     assert_eq!(status, 200, "{r}");
     assert_eq!(
         r["choices"][0]["logprobs"],
@@ -297,7 +407,11 @@ fn logprobs_shapes() {
 fn text_completions() {
     let s = server(HttpOptions::default());
     s.set(Script::Length("<tool_call>raw text".into()));
-    let (status, r) = post(&s, "/v1/completions", &json!({"model": "m", "prompt": "Once", "max_tokens": 5, "echo": false}));
+    let (status, r) = post(
+        &s,
+        "/v1/completions",
+        &json!({"model": "m", "prompt": "Once", "max_tokens": 5, "echo": false}),
+    );
     assert_eq!(status, 200, "{r}");
     assert_eq!(r["object"], "text_completion");
     assert_eq!(r["choices"][0]["text"], "<tool_call>raw text");
@@ -310,23 +424,44 @@ fn text_completions() {
     post(&s, "/v1/completions", &json!({"prompt": ["Once"]}));
     assert_eq!(s.last_seen().prompt, tokenizer().encode("Once").unwrap());
     // Streamed.
-    s.set(Script::Text { text: "upon a time".into(), cached: 1 });
-    let events = post_stream(&s, "/v1/completions", &json!({"prompt": "Once", "stream": true, "stream_options": {"include_usage": true}}));
-    let text: String = events.iter().filter_map(|e| e["choices"][0]["text"].as_str()).collect();
+    s.set(Script::Text {
+        text: "upon a time".into(),
+        cached: 1,
+    });
+    let events = post_stream(
+        &s,
+        "/v1/completions",
+        &json!({"prompt": "Once", "stream": true, "stream_options": {"include_usage": true}}),
+    );
+    let text: String = events
+        .iter()
+        .filter_map(|e| e["choices"][0]["text"].as_str())
+        .collect();
     assert_eq!(text, "upon a time");
     assert!(events.iter().all(|e| e["object"] == "text_completion"));
     let last = events.last().unwrap();
     assert_eq!(last["usage"]["prompt_tokens_details"]["cached_tokens"], 1);
-    assert_eq!(events[events.len() - 2]["choices"][0]["finish_reason"], "stop");
+    assert_eq!(
+        events[events.len() - 2]["choices"][0]["finish_reason"],
+        "stop"
+    );
 }
 
 #[test]
 fn max_tokens_defaults_to_what_the_context_leaves() {
-    let s = server(HttpOptions { max_context: 100, default_max_tokens: 50, ..Default::default() });
+    let s = server(HttpOptions {
+        max_context: 100,
+        default_max_tokens: 50,
+        ..Default::default()
+    });
     post(&s, "/v1/completions", &json!({"prompt": vec![1; 10]}));
     assert_eq!(s.last_seen().max_tokens, 50);
     post(&s, "/v1/completions", &json!({"prompt": vec![1; 80]}));
     assert_eq!(s.last_seen().max_tokens, 20);
-    post(&s, "/v1/completions", &json!({"prompt": vec![1; 80], "max_completion_tokens": 20}));
+    post(
+        &s,
+        "/v1/completions",
+        &json!({"prompt": vec![1; 80], "max_completion_tokens": 20}),
+    );
     assert_eq!(s.last_seen().max_tokens, 20);
 }

@@ -272,7 +272,9 @@ pub fn post_stream(server: &Server, path: &str, body: &Value) -> Vec<Value> {
             continue;
         }
         assert!(!done, "data after [DONE]: {line}");
-        let data = line.strip_prefix("data: ").unwrap_or_else(|| panic!("{line}"));
+        let data = line
+            .strip_prefix("data: ")
+            .unwrap_or_else(|| panic!("{line}"));
         if data == "[DONE]" {
             done = true;
         } else {
@@ -293,6 +295,9 @@ pub fn error_of(status: u16, body: &Value) -> &Value {
         "invalid_request_error"
     };
     assert_eq!(e["type"], kind, "{body}");
-    assert!(e.get("param").is_some() && e.get("code").is_some(), "{body}");
+    assert!(
+        e.get("param").is_some() && e.get("code").is_some(),
+        "{body}"
+    );
     e
 }
