@@ -378,17 +378,18 @@ impl ChatCompletionRequest {
 /// A message as the template reads it: role normalized, content a string, tool call
 /// arguments objects (Hugging Face's convention) rather than JSON strings.
 fn message_json(i: usize, m: &ChatMessage) -> Result<Value, ApiError> {
-    let role =
-        match m.role.as_str() {
-            "system" | "developer" => "system",
-            r @ ("user" | "assistant" | "tool") => r,
-            other => return Err(ApiError::invalid(
+    let role = match m.role.as_str() {
+        "system" | "developer" => "system",
+        r @ ("user" | "assistant" | "tool") => r,
+        other => {
+            return Err(ApiError::invalid(
                 format!("messages[{i}].role"),
                 format!(
                     "unknown role {other:?}: expected system, developer, user, assistant or tool"
                 ),
-            )),
-        };
+            ))
+        }
+    };
     let content = match &m.content {
         None => String::new(),
         Some(Content::Text(t)) => t.clone(),
