@@ -1,4 +1,5 @@
-//! Sampling: greedy, temperature, top-k, top-p, min-p, repetition and presence penalties, seeds.
+//! Sampling: greedy, temperature, top-k, top-p, min-p, repetition, presence and frequency
+//! penalties, seeds.
 //!
 //! Everything runs on the device and stays lazy, so the next token can be computed while
 //! the previous one is being read. The order follows mlx-lm's `generate_step`:
@@ -31,6 +32,11 @@ pub struct SamplingParams {
     pub presence_penalty: f32,
     /// How many recent tokens (prompt included) the presence penalty looks at.
     pub presence_context_size: usize,
+    /// Subtracted from the logit of every recently seen token once per occurrence (as
+    /// OpenAI's `frequency_penalty`); `0` disables.
+    pub frequency_penalty: f32,
+    /// How many recent tokens (prompt included) the frequency penalty looks at.
+    pub frequency_context_size: usize,
     /// Seed of the random draws; `None` draws the sampler's key from MLX's global generator
     /// (see `mlx_rs::random::seed`) when the sampler is made.
     pub seed: Option<u64>,
@@ -49,6 +55,8 @@ impl Default for SamplingParams {
             repetition_context_size: 20,
             presence_penalty: 0.0,
             presence_context_size: 20,
+            frequency_penalty: 0.0,
+            frequency_context_size: 20,
             seed: None,
         }
     }
@@ -85,6 +93,12 @@ impl SamplingParams {
             return bad(format!(
                 "presence_penalty must be finite, got {}",
                 self.presence_penalty
+            ));
+        }
+        if !self.frequency_penalty.is_finite() {
+            return bad(format!(
+                "frequency_penalty must be finite, got {}",
+                self.frequency_penalty
             ));
         }
         Ok(())
@@ -151,7 +165,7 @@ impl Sampler {
     }
 
     /// The logits sampling starts from: fp32, cut to the first `valid_vocab` ids, with
-    /// the repetition and presence penalties applied over `history`.
+    /// the repetition, presence and frequency penalties applied over `history`.
     pub fn process_logits(
         &self,
         logits: &Array,
@@ -231,6 +245,23 @@ impl Sampler {
             let sel = ops::take_along_axis(&logits, &ids, -1)?;
             let sel = sel.subtract(&Array::scalar(p.presence_penalty))?;
             logits = ops::put_along_axis(&logits, &ids, &sel, -1)?;
+        }
+        if p.frequency_penalty != 0.0 && p.frequency_context_size > 0 {
+            // mlx-lm's `logits.at[:, tokens].subtract(penalty)`: duplicates accumulate, so
+            // each token loses `penalty ×` its count in the window.
+            let ids = recent(p.frequency_context_size)?;
+            let count = ids.dim(-1);
+            let cols = ops::broadcast_to(&ids, &[rows, count])?;
+            let row_ids = ops::broadcast_to(
+                &ops::expand_dims(&ops::arange(0.0, rows as f64, 1.0, Dtype::Int32)?, 1)?,
+                &[rows, count],
+            )?;
+            let updates = ops::full(
+                &[rows, count, 1, 1],
+                &Array::scalar(-p.frequency_penalty),
+                Dtype::Float32,
+            )?;
+            logits = ops::scatter_add(&logits, &[row_ids, cols], &updates, &[0, 1])?;
         }
         Ok(logits)
     }

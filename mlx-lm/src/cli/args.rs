@@ -35,6 +35,10 @@ pub enum Command<O: Args> {
     /// Measure prefill/decode speed and peak memory with random weights (optionally
     /// against mlx-lm).
     Bench(BenchArgs<O>),
+    /// Serve the model over HTTP with OpenAI's API (chat and text completions), batching
+    /// concurrent requests.
+    #[cfg(feature = "serve")]
+    Serve(super::serve::ServeArgs<O>),
 }
 
 /// Parses `args` (the program name first) into the command of model `M`.

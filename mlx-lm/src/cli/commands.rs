@@ -26,6 +26,8 @@ pub fn run<M: ModelCli>(command: Command<M::Options>) -> Result<()> {
         Command::Chat(args) => chat::<M>(args),
         Command::Logits(args) => logits::<M>(args),
         Command::Bench(args) => super::bench::run::<M>(args),
+        #[cfg(feature = "serve")]
+        Command::Serve(args) => super::serve::run::<M>(args),
     }
 }
 

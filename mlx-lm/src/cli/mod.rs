@@ -32,6 +32,8 @@ mod commands;
 mod device;
 pub mod npy;
 pub mod progress;
+#[cfg(feature = "serve")]
+mod serve;
 mod session;
 
 use std::path::Path;
@@ -91,13 +93,13 @@ pub type Result<T> = anyhow::Result<T>;
 /// ```
 pub trait ModelCli {
     /// The model the commands run.
-    type Model: LanguageModel;
+    type Model: LanguageModel + 'static;
 
     /// The model's own flags (`#[derive(clap::Args)]`), accepted by every command that
     /// runs the model (`generate`, `chat`, `logits`, `bench`) and passed to
     /// [`load`](ModelCli::load) and [`random`](ModelCli::random). [`NoOptions`] when the
     /// model has none.
-    type Options: clap::Args + std::fmt::Debug;
+    type Options: clap::Args + std::fmt::Debug + Send + 'static;
 
     /// The command's name, as in usage lines and `--help` (e.g. `qwen3_5`).
     const NAME: &'static str;

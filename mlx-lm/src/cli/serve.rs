@@ -12,8 +12,10 @@ use super::ModelCli;
 use crate::chat::ChatTemplate;
 use crate::hub::{self, HubOptions};
 use crate::serve::engine::{self, EngineOptions};
-use crate::serve::http::HttpOptions;
+use crate::serve::http::{router, HttpOptions};
+use crate::serve::{ctrl_c, serve_http};
 use crate::tokenizer::Tokenizer;
+use std::sync::Arc;
 
 /// `serve`.
 #[derive(Debug, Args)]
@@ -99,7 +101,12 @@ pub fn run<M: ModelCli>(args: ServeArgs<M::Options>) -> Result<()> {
                 .and_then(|mut a| a.next())
                 .ok_or(())
         })
-        .map_err(|()| anyhow::anyhow!("--host {}: not an address this machine can listen on", args.host))?;
+        .map_err(|()| {
+            anyhow::anyhow!(
+                "--host {}: not an address this machine can listen on",
+                args.host
+            )
+        })?;
     let dir = hub::resolve(&args.model.model, &HubOptions::default())?.dir;
     let tokenizer = Tokenizer::from_model_dir(&dir)?;
     let template = match ChatTemplate::from_model_dir(&dir) {
@@ -145,12 +152,66 @@ pub fn run<M: ModelCli>(args: ServeArgs<M::Options>) -> Result<()> {
         model_id: args.model_id.unwrap_or_else(|| args.model.model.clone()),
         max_body_bytes: usize::try_from(args.max_body_bytes).unwrap_or(usize::MAX),
         max_context,
+        default_max_tokens: HttpOptions::default().default_max_tokens.min(max_context),
         ..HttpOptions::default()
     };
-    let served = crate::serve::run_http(addr, handle, tokenizer, template, http)
-        .context("the server stopped");
-    // The HTTP side is gone, and with it every handle: the engine finishes its step and
-    // exits. Wait for it, so that MLX is not torn down under a running step.
+    let app = router(
+        handle.clone(),
+        Arc::new(tokenizer),
+        template.map(Arc::new),
+        http,
+    );
+    let listener =
+        std::net::TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
+    listener.set_nonblocking(true)?;
+    let bound = listener.local_addr()?;
+    eprintln!("listening on http://{bound} (the model is loading; GET /health answers 200 once it is ready)");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let served = runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        let failed = Arc::new(std::sync::Mutex::new(None));
+        let watch = engine_stopped(handle, failed.clone());
+        let shutdown = async move {
+            tokio::select! {
+                _ = ctrl_c() => eprintln!("shutting down"),
+                _ = watch => {}
+            }
+        };
+        serve_http(listener, app, shutdown).await?;
+        let failed = failed.lock().map(|f| f.clone()).unwrap_or(None);
+        Ok::<_, anyhow::Error>(failed)
+    });
+    drop(runtime);
+    // Every handle is gone with the HTTP side: the engine finishes its step and exits.
+    // Wait for it, so that MLX is not torn down under a running step.
     let _ = engine_thread.join();
-    served
+    match served? {
+        Some(why) => bail!("{why}"),
+        None => Ok(()),
+    }
+}
+
+/// Completes when the engine stops on its own (the model failed to load), recording why
+/// in `failed`; reports once on stderr when the model is ready.
+async fn engine_stopped(
+    handle: crate::serve::protocol::EngineHandle,
+    failed: Arc<std::sync::Mutex<Option<String>>>,
+) {
+    let mut announced = false;
+    loop {
+        if let Some(why) = handle.stopped() {
+            if let Ok(mut f) = failed.lock() {
+                *f = Some(why);
+            }
+            return;
+        }
+        if !announced && handle.ready() {
+            eprintln!("ready");
+            announced = true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }

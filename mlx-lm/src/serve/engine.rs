@@ -176,6 +176,9 @@ impl Request {
         if p.presence_penalty != 0.0 {
             history = history.max(p.presence_context_size);
         }
+        if p.frequency_penalty != 0.0 {
+            history = history.max(p.frequency_context_size);
+        }
         Ok(Request {
             events: s.events,
             logprobs: s.logprobs,

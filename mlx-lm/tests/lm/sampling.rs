@@ -345,6 +345,13 @@ fn bad_parameters_are_rejected() {
             },
             "presence_penalty",
         ),
+        (
+            SamplingParams {
+                frequency_penalty: f32::NAN,
+                ..Default::default()
+            },
+            "frequency_penalty",
+        ),
     ];
     for (p, name) in cases {
         let err = Sampler::new(p).err().expect(name).to_string();
@@ -357,5 +364,46 @@ fn bad_parameters_are_rejected() {
         let row = Array::from_slice(&[1.0f32, 2.0], &[1, 2]).unwrap();
         assert!(s.sample(&row, None, Some(0)).is_err());
         let _ = Dtype::Float32;
+    })
+}
+
+/// mlx-lm's `make_frequency_penalty` (`logits.at[:, tokens].subtract(penalty)` over the last
+/// `context_size` tokens): each token loses `penalty ×` its count, worked out by hand.
+#[test]
+fn frequency_penalty_subtracts_per_occurrence() {
+    cpu(|| {
+        let logits = Array::from_slice(
+            &[1.0f32, 2.0, 3.0, 4.0, 5.0, -1.0, -2.0, -3.0, -4.0, -5.0],
+            &[2, 5],
+        )
+        .unwrap();
+        let history = Array::from_slice(&[1u32, 1, 3, 0, 1], &[5]).unwrap();
+        let run = |size: usize| {
+            let sampler = Sampler::new(SamplingParams {
+                frequency_penalty: 0.5,
+                frequency_context_size: size,
+                ..Default::default()
+            })
+            .unwrap();
+            let out = sampler.process_logits(&logits, Some(&history), None);
+            out.unwrap().to_vec::<f32>().unwrap()
+        };
+        // The last 4 tokens [1, 3, 0, 1]: token 1 twice, 0 and 3 once.
+        let want = [0.5, 1.0, 3.0, 3.5, 5.0, -1.5, -3.0, -3.0, -4.5, -5.0];
+        common::assert_close("context 4", &run(4), &want, 1e-6, 1e-6);
+        // The whole history: token 1 three times.
+        let want = [0.5, 0.5, 3.0, 3.5, 5.0, -1.5, -3.5, -3.0, -4.5, -5.0];
+        common::assert_close("context 20", &run(20), &want, 1e-6, 1e-6);
+        // The default leaves the logits alone.
+        let sampler = Sampler::new(SamplingParams::default()).unwrap();
+        let out = sampler.process_logits(&logits, Some(&history), None);
+        let same = logits.to_vec::<f32>().unwrap();
+        common::assert_close(
+            "off",
+            &out.unwrap().to_vec::<f32>().unwrap(),
+            &same,
+            0.0,
+            0.0,
+        );
     })
 }
