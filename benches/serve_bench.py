@@ -48,13 +48,18 @@ def prompt_text(i, words):
     return f"Request {i}: " + " ".join(out)
 
 
+# The model name sent in requests: mlx_lm.server loads the model a request names, so it
+# is the folder both servers serve.
+MODEL = ["default"]
+
+
 def stream_chat(port, messages, max_tokens, timeout=600):
     """One streamed chat completion. Returns (arrival times of the token chunks, the
     reply text, usage)."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     body = json.dumps(
         {
-            "model": "default",
+            "model": MODEL[0],
             "messages": messages,
             "max_tokens": max_tokens,
             "temperature": 0.0,
@@ -83,11 +88,12 @@ def stream_chat(port, messages, max_tokens, timeout=600):
             usage = chunk["usage"]
         for choice in chunk.get("choices", []):
             delta = choice.get("delta", {})
-            piece = (
-                delta.get("content")
-                or delta.get("reasoning_content")
-                or delta.get("reasoning")
-                or ""
+            # Text in whichever field the server puts it (content, reasoning_content,
+            # mlx-lm's reasoning, tool calls).
+            piece = "".join(
+                v if isinstance(v, str) else json.dumps(v)
+                for k, v in delta.items()
+                if k != "role" and v
             )
             if piece:
                 times.append(time.perf_counter() - started)
@@ -172,10 +178,17 @@ def wait_ready(port, proc, timeout):
         if proc.poll() is not None:
             raise RuntimeError(f"the server exited with status {proc.returncode}")
         try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", "/v1/models")
-            if conn.getresponse().status == 200:
-                return
+            # /health answers 200 once the model is loaded (503 before); a server
+            # without it (404) is ready when /v1/models answers.
+            for path in ("/health", "/v1/models"):
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+                conn.request("GET", path)
+                status = conn.getresponse().status
+                conn.close()
+                if status == 200:
+                    return
+                if status != 404:
+                    break
         except OSError:
             pass
         time.sleep(0.5)
@@ -192,7 +205,10 @@ def bench_server(name, command, port, args, log_dir):
         levels = []
         for i, c in enumerate(args.levels):
             row = run_level(port, c, args.requests, args.gen, args.prompt_words, 1000 * (i + 1))
-            print(f"  {name} c={c}: {row['aggregate_tps']:.0f} tok/s", file=sys.stderr)
+            print(
+                f"  {name} c={c}: {row['aggregate_tps']:.0f} tok/s, errors {row['errors']}",
+                file=sys.stderr,
+            )
             levels.append(row)
         chat = run_chat(port, args.turns, args.chat_gen, args.prompt_words)
         return {"command": command, "levels": levels, "chat": chat}
@@ -233,6 +249,7 @@ def main():
     p.add_argument("--peer", default=f"{sys.executable} -m mlx_lm.server")
     p.add_argument("--peer-args", default="", help="extra flags for mlx_lm.server")
     p.add_argument("--skip-peer", action="store_true")
+    p.add_argument("--skip-ours", action="store_true")
     p.add_argument("--levels", default="1,4,16,32")
     p.add_argument("--requests", type=int, default=2, help="requests per client thread")
     p.add_argument("--gen", type=int, default=128)
@@ -249,16 +266,18 @@ def main():
     p.add_argument("--dtype", default="bfloat16")
     args = p.parse_args()
     args.levels = [int(x) for x in args.levels.split(",")]
+    MODEL[0] = args.model
     if args.make_model:
         make_model(args.model, args.config, args.tokenizer_dir, args.dtype)
-    servers = [
+    servers = []
+    if not args.skip_ours:
+        servers.append(
         (
             "ours",
             args.ours.split()
             + ["--model", args.model, "--port", str(args.port)]
             + args.ours_args.split(),
-        )
-    ]
+        ))
     if not args.skip_peer:
         servers.append(
             (
@@ -269,8 +288,9 @@ def main():
             )
         )
     report = {"machine": platform.node(), "levels": args.levels, "gen": args.gen}
-    for i, (name, command) in enumerate(servers):
-        report[name] = bench_server(name, command, args.port + i, args, args.log_dir)
+    for name, command in servers:
+        port = int(command[command.index("--port") + 1])
+        report[name] = bench_server(name, command, port, args, args.log_dir)
     print(f"\nstreamed chat, {args.gen} tokens per request, {args.requests} requests per client")
     print(
         "| server | concurrency | aggregate tok/s | TTFT p50 / p99 (s) | ITL p50 / p99 (ms) | errors |"

@@ -163,6 +163,10 @@ struct Request {
     tokens: Vec<u32>,
     /// How many recent tokens the penalties look at (0: no penalties).
     history: usize,
+    /// Prompt lengths at which to save the state (ascending).
+    save_at: Vec<usize>,
+    /// Ended by a stop token or `max_tokens` (not by its client going away).
+    finished: bool,
 }
 
 impl Request {
@@ -187,6 +191,12 @@ impl Request {
             tokens: s.prompt,
             history,
             sampler,
+            finished: false,
+            save_at: {
+                let mut v = s.save_at;
+                v.sort_unstable();
+                v
+            },
         })
     }
 
@@ -370,15 +380,23 @@ impl<'m> Engine<'m> {
         };
         let head = p.request.prompt_len - 1;
         if p.done < head {
-            let end = head.min(p.done + self.options.prefill_chunk);
+            let mut end = head.min(p.done + self.options.prefill_chunk);
+            if let Some(&at) = p
+                .request
+                .save_at
+                .iter()
+                .find(|&&at| at > p.done && at < end)
+            {
+                end = at;
+            }
             let chunk = &p.request.tokens[p.done..end];
             let ids = Array::from_slice(chunk, &[1, chunk.len() as i32])?;
             self.model.prefill(&ids, &mut p.cache)?;
             mlx_rs::eval(&p.cache.arrays())?;
             p.done = end;
-            if p.done == head {
+            if p.done == head || p.request.save_at.contains(&end) {
                 self.prefix
-                    .insert(p.request.tokens[..head].to_vec(), p.cache.clone());
+                    .insert(p.request.tokens[..end].to_vec(), p.cache.clone());
             }
             return Ok(());
         }
@@ -450,7 +468,7 @@ impl<'m> Engine<'m> {
         }
         let cache = self.cache.take().ok_or_else(lost)?;
         for &i in &finished {
-            if self.options.prompt_cache_bytes > 0 && !self.rows[i].cancelled() {
+            if self.options.prompt_cache_bytes > 0 && self.rows[i].finished {
                 let one = cache.extract(i as i32)?;
                 save_finished(&mut self.prefix, &self.rows[i], one);
             }
@@ -548,6 +566,7 @@ fn deliver(request: &mut Request, event: TokenEvent, stop_tokens: &[u32]) -> boo
     };
     if let Some(f) = finish {
         request.send(Event::Finished(f));
+        request.finished = true;
         return true;
     }
     request.cancelled()

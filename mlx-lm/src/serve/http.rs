@@ -236,13 +236,28 @@ async fn chat_request(
         let ids = tokenizer
             .encode(&text)
             .map_err(|e| ApiError::new(500, format!("cannot tokenize the prompt: {e}")))?;
-        Ok::<_, ApiError>((ids, in_think))
+        // The conversation without the opening of the reply: the next turn's prompt
+        // starts with it, so the engine saves its state there (a hybrid model's state
+        // cannot be cut back from the end of this prompt).
+        let history = ChatOptions {
+            add_generation_prompt: false,
+            ..options
+        };
+        let save_at = template
+            .render_json(&prompt.messages, &history)
+            .ok()
+            .filter(|h| text.starts_with(h.as_str()))
+            .and_then(|h| tokenizer.encode(&h).ok())
+            .filter(|h| h.len() < ids.len() && ids.starts_with(h))
+            .map(|h| vec![h.len()])
+            .unwrap_or_default();
+        Ok::<_, ApiError>((ids, in_think, save_at))
     })
     .await
     .map_err(|e| ApiError::new(500, format!("prompt rendering failed: {e}")))?;
-    let (ids, in_think) = rendered?;
+    let (ids, in_think, save_at) = rendered?;
     let parser = ParserOptions { in_think, tools };
-    start(state, ids, "messages", generation, Some(parser)).await
+    start(state, ids, save_at, "messages", generation, Some(parser)).await
 }
 
 async fn completions(
@@ -289,7 +304,7 @@ async fn completion_request(
     if ids.is_empty() {
         return Err(ApiError::invalid("prompt", "the prompt must not be empty"));
     }
-    start(state, ids, "prompt", generation, None).await
+    start(state, ids, Vec::new(), "prompt", generation, None).await
 }
 
 /// Checks the lengths, submits, and answers (streamed or whole). `parser` is `None` for
@@ -297,6 +312,7 @@ async fn completion_request(
 async fn start(
     state: AppState,
     ids: Vec<u32>,
+    save_at: Vec<usize>,
     prompt_param: &str,
     generation: Generation,
     parser: Option<ParserOptions>,
@@ -329,6 +345,7 @@ async fn start(
         .engine
         .submit(Submission {
             prompt: ids,
+            save_at,
             max_tokens,
             sampling: generation.sampling.clone(),
             logprobs: generation.logprobs,

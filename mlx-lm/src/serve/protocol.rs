@@ -20,6 +20,10 @@ use crate::sampling::SamplingParams;
 pub struct Submission {
     /// The prompt's token ids (template applied).
     pub prompt: Vec<u32>,
+    /// Prompt lengths after which the engine saves the state in its prefix cache (besides
+    /// the end of the prompt): for a chat, the conversation before the reply's opening,
+    /// which the next turn's prompt starts with.
+    pub save_at: Vec<usize>,
     /// Most tokens to sample (at least 1).
     pub max_tokens: usize,
     /// How to sample (validated).

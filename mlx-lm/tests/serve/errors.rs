@@ -323,6 +323,7 @@ fn queue_full_is_429() {
     let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
     s.handle
         .submit(mlx_lm::serve::protocol::Submission {
+            save_at: Vec::new(),
             prompt: vec![1],
             max_tokens: 1,
             sampling: Default::default(),

@@ -78,10 +78,20 @@ fn start(options: EngineOptions, decode: Decode) -> EngineHandle {
 }
 
 fn submit(handle: &EngineHandle, prompt: &[u32], max_tokens: usize) -> UnboundedReceiver<Event> {
+    submit_saving(handle, prompt, max_tokens, Vec::new())
+}
+
+fn submit_saving(
+    handle: &EngineHandle,
+    prompt: &[u32],
+    max_tokens: usize,
+    save_at: Vec<usize>,
+) -> UnboundedReceiver<Event> {
     let (tx, rx) = unbounded_channel();
     handle
         .submit(Submission {
             prompt: prompt.to_vec(),
+            save_at,
             max_tokens,
             sampling: SamplingParams::greedy(),
             logprobs: None,
@@ -171,6 +181,20 @@ fn a_prefix_cache_hit_gives_the_tokens_of_a_cold_run() {
     assert_eq!(cached, 0);
     assert_eq!(warm, expected);
     assert_eq!(again, expected);
+
+    // A state saved inside a prompt (a chat's history before the reply's opening) serves
+    // a prompt that shares only that much.
+    let history: Vec<u32> = (0..13).map(|i| (i * 5 + 1) % 240).collect();
+    let mut turn = history.clone();
+    turn.extend([200, 201, 202]);
+    let (_, cached, _) = collect(submit_saving(&handle, &turn, 3, vec![history.len()]));
+    assert_eq!(cached, 0);
+    let mut next = history.clone();
+    next.extend([210, 211, 212, 213]);
+    let (warm, cached, _) = collect(submit(&handle, &next, 6));
+    assert_eq!(cached, history.len());
+    let (expected, _, _) = collect(submit(&cold, &next, 6));
+    assert_eq!(warm, expected);
 }
 
 #[test]
