@@ -4,6 +4,7 @@ use std::fs::File;
 use std::io::{self, BufRead, BufWriter, IsTerminal, Read, Write};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{bail, Context, Result};
 use mlx_rs::Dtype;
@@ -117,6 +118,11 @@ fn generate<M: ModelCli>(args: GenerateArgs<M::Options>) -> Result<()> {
     if ids.is_empty() {
         bail!("the prompt encodes to no tokens");
     }
+    check_context(
+        &assets.dir,
+        ids.len() as u64,
+        u64::from(args.sampling.max_tokens),
+    )?;
     if args.dry_run {
         let ids_text: Vec<String> = ids.iter().map(u32::to_string).collect();
         let mut out = io::stdout().lock();
@@ -132,6 +138,47 @@ fn generate<M: ModelCli>(args: GenerateArgs<M::Options>) -> Result<()> {
         ignore_broken_pipe(writeln!(io::stdout()))?;
     }
     report(&stats);
+    Ok(())
+}
+
+/// The context length of a `config.json` document: `max_position_embeddings` (in
+/// `text_config` for a multimodal config), when it has one.
+pub(super) fn context_length(config: &serde_json::Value) -> Option<u64> {
+    let text = config.get("text_config").unwrap_or(config);
+    text.get("max_position_embeddings")
+        .or_else(|| config.get("max_position_embeddings"))
+        .and_then(serde_json::Value::as_u64)
+        .filter(|&n| n > 0)
+}
+
+/// Refuses a prompt of `prompt` tokens followed by `max_tokens` generated ones when they
+/// do not fit the model's context (`max_position_embeddings` of `dir/config.json`); an
+/// unreadable config is left for the model's loading to report.
+fn check_context(dir: &Path, prompt: u64, max_tokens: u64) -> Result<()> {
+    let Some(config) = std::fs::read_to_string(dir.join("config.json"))
+        .ok()
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+    else {
+        return Ok(());
+    };
+    let Some(context) = context_length(&config) else {
+        return Ok(());
+    };
+    if prompt + max_tokens > context {
+        if prompt == 0 {
+            bail!(
+                "--max-tokens {max_tokens} is more than the model's context of {context} \
+                 tokens (max_position_embeddings in config.json)"
+            );
+        }
+        bail!(
+            "the prompt ({prompt} tokens) and --max-tokens {max_tokens} need {} positions, \
+             more than the model's context of {context} tokens (max_position_embeddings in \
+             config.json); lower --max-tokens to {} or less",
+            prompt + max_tokens,
+            context.saturating_sub(prompt)
+        );
+    }
     Ok(())
 }
 
@@ -180,6 +227,12 @@ fn stream_reply<L: LanguageModel>(
         }
     })?;
     progress.clear();
+    if stats.nonfinite_logits && !NONFINITE_WARNED.swap(true, Ordering::Relaxed) {
+        eprintln!(
+            "warning: the model's logits are not finite (NaN or infinite): its weights are \
+             likely corrupt, and what it generates means nothing"
+        );
+    }
     if let Some(e) = failure {
         return Err(e);
     }
@@ -190,6 +243,9 @@ fn stream_reply<L: LanguageModel>(
     }
     Ok((reply, stats, closed))
 }
+
+/// Whether the warning about non-finite logits was given (once per process).
+static NONFINITE_WARNED: AtomicBool = AtomicBool::new(false);
 
 /// Prints the statistics of a generation to stderr, in mlx-lm's format.
 fn report(stats: &GenerationStats) {
@@ -234,6 +290,7 @@ fn chat<M: ModelCli>(args: ChatArgs<M::Options>) -> Result<()> {
     let Some(template) = &assets.template else {
         bail!("this model has no chat template");
     };
+    check_context(&assets.dir, 0, u64::from(args.sampling.max_tokens))?;
     let model = load_model::<M>(&assets.dir, args.model.device, &args.options)?;
     let request = request(&args.sampling, &assets.tokenizer);
     let options = chat_options(&args.sampling);
@@ -312,6 +369,20 @@ fn logits<M: ModelCli>(args: LogitsArgs<M::Options>) -> Result<()> {
         );
     }
     let data = logits.to_vec::<f32>()?;
+    if !args.allow_nonfinite {
+        if let Some(first) = data.iter().position(|x| !x.is_finite()) {
+            let count = data.iter().filter(|x| !x.is_finite()).count();
+            bail!(
+                "{count} of the {} logits are not finite (NaN or infinite; the first at token \
+                 {} of {}, id {}): the weights are likely corrupt; pass --allow-nonfinite to \
+                 write them anyway",
+                data.len(),
+                first / vocab + 1,
+                tokens.len(),
+                first % vocab
+            );
+        }
+    }
     partial.write(|file| npy::write_f32(BufWriter::new(file), &shape, &data))?;
     eprintln!(
         "wrote {} ({} x {} float32)",
@@ -335,6 +406,25 @@ struct PartialFile {
 
 impl PartialFile {
     fn create(dest: &Path) -> Result<PartialFile> {
+        // A symbolic link is written through: the file it points to gets the data, and the
+        // link stays (renaming over the link would replace it with a file). A dangling link
+        // is refused, as `cp` does.
+        let resolved;
+        let dest = match std::fs::symlink_metadata(dest) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                resolved = std::fs::canonicalize(dest).map_err(|_| {
+                    let target = std::fs::read_link(dest).unwrap_or_default();
+                    anyhow::anyhow!(
+                        "--out {} is a symbolic link to {}, which does not exist; \
+                         not writing through a dangling link",
+                        dest.display(),
+                        target.display()
+                    )
+                })?;
+                resolved.as_path()
+            }
+            _ => dest,
+        };
         if let Ok(meta) = std::fs::metadata(dest) {
             if !meta.is_file() {
                 let file = std::fs::OpenOptions::new()

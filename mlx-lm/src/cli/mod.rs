@@ -232,10 +232,29 @@ pub fn main<M: ModelCli>() -> ExitCode {
     match commands::run::<M>(command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {}", one_line(&format!("{err:#}")));
+            eprintln!("error: {}", one_line(&error_chain(&err)));
             ExitCode::FAILURE
         }
     }
+}
+
+/// An error and its causes as `outer: inner: …`, as anyhow's `{:#}` prints them, but
+/// without a cause that the text so far already holds: many errors (`thiserror`'s
+/// `"{path}: {source}"` with a `source` field, an `io::Error` wrapping another) print their
+/// cause in their own message, and `{:#}` then repeated it (`…(os error 19): …(os error
+/// 19)`).
+pub fn error_chain(err: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in err.chain() {
+        let cause = cause.to_string();
+        if text.is_empty() {
+            text = cause;
+        } else if !text.contains(cause.trim()) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
 }
 
 /// Folds a multi-line message onto one line (error output is one line per failure).
