@@ -74,15 +74,24 @@ pub fn check_token_ids(tokens: &Array, vocab: i32) -> Result<()> {
             .map(|&t| t.into())
             .find(|&t| t < 0 || t >= i128::from(vocab))
     }
+    // A view that is not dense row-major (rare for ids) is not checked.
+    macro_rules! scan {
+        ($t:ty) => {
+            tokens
+                .as_slice::<$t>()
+                .ok()
+                .and_then(|t| first_bad(t, vocab))
+        };
+    }
     let bad = match tokens.dtype() {
-        Dtype::Uint32 => tokens.as_slice::<u32>().ok().and_then(|t| first_bad(t, vocab)),
-        Dtype::Int32 => tokens.as_slice::<i32>().ok().and_then(|t| first_bad(t, vocab)),
-        Dtype::Int64 => tokens.as_slice::<i64>().ok().and_then(|t| first_bad(t, vocab)),
-        Dtype::Uint64 => tokens.as_slice::<u64>().ok().and_then(|t| first_bad(t, vocab)),
-        Dtype::Int16 => tokens.as_slice::<i16>().ok().and_then(|t| first_bad(t, vocab)),
-        Dtype::Uint16 => tokens.as_slice::<u16>().ok().and_then(|t| first_bad(t, vocab)),
-        Dtype::Int8 => tokens.as_slice::<i8>().ok().and_then(|t| first_bad(t, vocab)),
-        Dtype::Uint8 => tokens.as_slice::<u8>().ok().and_then(|t| first_bad(t, vocab)),
+        Dtype::Uint32 => scan!(u32),
+        Dtype::Int32 => scan!(i32),
+        Dtype::Int64 => scan!(i64),
+        Dtype::Uint64 => scan!(u64),
+        Dtype::Int16 => scan!(i16),
+        Dtype::Uint16 => scan!(u16),
+        Dtype::Int8 => scan!(i8),
+        Dtype::Uint8 => scan!(u8),
         other => {
             return Err(Error::InvalidArgument(format!(
                 "token ids must be integers, found {other:?}"
