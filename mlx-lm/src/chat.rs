@@ -64,6 +64,12 @@ pub enum ChatError {
 /// instruction and per 64 bytes of text made or written. 16 million bounds a render to a
 /// second or so and about 1 GiB of text made along the way; the Qwen 3.5 template renders a
 /// 200-turn conversation with tools in a small fraction of it (see `docs/bad-input.md`).
+///
+/// One gap is minijinja's: it joins lists with `+` lazily and, past 32 levels, copies the
+/// chain into a new list without charging it, so a template that doubles a list 40 times
+/// still runs for hours and takes all memory. The command line therefore also watches the
+/// time and memory a render takes (`cli`); a server rendering untrusted templates should
+/// do the same.
 pub const DEFAULT_BUDGET: u64 = 16 << 20;
 
 /// Who speaks in a chat turn.

@@ -513,6 +513,28 @@ fn bad_input_fails_cleanly_everywhere() {
         );
         add(case, Some(run), Some(message));
     }
+    // Lists joined with `+` escape minijinja's fuel (a deep chain is materialized without
+    // being charged): the CLI watches its memory and time while it renders.
+    let dir = model("list-doubling-template");
+    std::fs::write(
+        dir.join("chat_template.jinja"),
+        "{% set ns = namespace(l=[0]) %}{% for i in range(40) %}\
+         {% set ns.l = ns.l + ns.l %}{% endfor %}{{ ns.l|length }}",
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let run = dry_run(&dir);
+    assert!(
+        run.line.contains("rendering took more than"),
+        "{}",
+        run.line
+    );
+    assert!(started.elapsed().as_secs() < 30, "{:?}", started.elapsed());
+    add(
+        "chat template doubling a list 40 times (not charged by minijinja's fuel)",
+        Some(run),
+        None,
+    );
     // The real template still renders a long conversation with tools within the budget.
     let long = {
         let t = mlx_lm::chat::ChatTemplate::new(

@@ -89,6 +89,64 @@ fn chat_options(sampling: &SamplingArgs) -> ChatOptions {
     }
 }
 
+/// Memory a template's rendering may add to the process (resident set) before the
+/// command gives up on it.
+const TEMPLATE_MEMORY: u64 = 2 << 30;
+
+/// Time a template's rendering may take (the budget's 16 million steps take a second or
+/// two; a real template renders a long conversation in milliseconds).
+const TEMPLATE_TIME: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Renders with the template's budget, watching the process's memory as well: the
+/// budget bounds loops and the text a template makes, but not every structure (minijinja
+/// 3.1 materializes a deep `list + list` chain without charging it: a template that
+/// doubles a list 40 times would take all memory, for hours). The render runs on a thread
+/// of its own; when the resident set grows by more than [`TEMPLATE_MEMORY`] or the render
+/// takes longer than [`TEMPLATE_TIME`], the command ends with one error line (a render
+/// cannot be stopped from outside). The memory watch needs `/proc/self/status` (Linux).
+fn render_guarded(
+    template: &ChatTemplate,
+    messages: &[Message],
+    options: &ChatOptions,
+) -> Result<String> {
+    let start = resident_bytes();
+    let started = std::time::Instant::now();
+    std::thread::scope(|scope| {
+        let render = scope.spawn(|| template.render(messages, options));
+        while !render.is_finished() {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+            let grown = match (start, resident_bytes()) {
+                (Some(start), Some(now)) => now.saturating_sub(start),
+                _ => 0,
+            };
+            let why = if grown > TEMPLATE_MEMORY {
+                format!("more than {} MiB of memory", TEMPLATE_MEMORY >> 20)
+            } else if started.elapsed() > TEMPLATE_TIME {
+                format!("more than {} s", TEMPLATE_TIME.as_secs())
+            } else {
+                continue;
+            };
+            eprintln!(
+                "error: chat template: rendering took {why}; the template loops too long or \
+                 builds too much data"
+            );
+            std::process::exit(1);
+        }
+        match render.join() {
+            Ok(result) => Ok(result?),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    })
+}
+
+/// The process's resident set (`VmRSS` of `/proc/self/status`), where the system has it.
+fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
 fn read_prompt(prompt: &str) -> Result<String> {
     if prompt != "-" {
         return Ok(prompt.to_string());
@@ -110,7 +168,7 @@ fn generate<M: ModelCli>(args: GenerateArgs<M::Options>) -> Result<()> {
                 messages.push(Message::system(system.clone()));
             }
             messages.push(Message::user(user));
-            template.render(&messages, &chat_options(&args.sampling))?
+            render_guarded(template, &messages, &chat_options(&args.sampling))?
         }
         None => user,
     };
@@ -327,7 +385,7 @@ fn chat<M: ModelCli>(args: ChatArgs<M::Options>) -> Result<()> {
             }
         }
         messages.push(Message::user(line));
-        let prompt = template.render(&messages, &options)?;
+        let prompt = render_guarded(template, &messages, &options)?;
         let ids = assets.tokenizer.encode(&prompt)?;
         let (_, stats, closed) =
             stream_reply(&model, &mut session, &assets.tokenizer, &ids, &request)?;
