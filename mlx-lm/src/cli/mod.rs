@@ -275,3 +275,39 @@ fn usage_message(err: &clap::Error) -> String {
     let line = one_line(first);
     line.strip_prefix("error: ").unwrap_or(&line).to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::error_chain;
+    use anyhow::Context;
+
+    /// Causes already in the message are not printed twice; others are appended.
+    #[test]
+    fn error_chains_do_not_repeat_their_causes() {
+        let io = || std::io::Error::from_raw_os_error(19);
+        let lib = crate::Error::io("/m/config.json", io());
+        let cases: Vec<(anyhow::Error, String)> = vec![
+            (
+                anyhow::Error::new(lib).context("cannot load /m"),
+                format!("cannot load /m: /m/config.json: {}", io()),
+            ),
+            (
+                anyhow::Error::new(io()).context("cannot write x"),
+                format!("cannot write x: {}", io()),
+            ),
+            (
+                Err::<(), _>(io())
+                    .context(format!("read failed: {}", io()))
+                    .unwrap_err(),
+                format!("read failed: {}", io()),
+            ),
+            (
+                anyhow::anyhow!("inner").context("middle").context("outer"),
+                "outer: middle: inner".into(),
+            ),
+        ];
+        for (err, want) in cases {
+            assert_eq!(error_chain(&err), want);
+        }
+    }
+}
