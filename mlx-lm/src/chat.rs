@@ -46,7 +46,31 @@ pub enum ChatError {
     /// error.
     #[error("chat template: {0}")]
     Render(String),
+    /// Rendering used up its budget ([`ChatTemplate::set_budget`]): the template loops too
+    /// long or builds too much text (a template from a model folder is untrusted input).
+    #[error(
+        "chat template: exceeded its budget of {steps} steps (about {mib} MiB of text); \
+         the template loops too long or builds too much text"
+    )]
+    Budget {
+        /// The budget, in minijinja fuel (one instruction, or 64 bytes of data made).
+        steps: u64,
+        /// The data it allows, in MiB.
+        mib: u64,
+    },
 }
+
+/// The default rendering budget of a [`ChatTemplate`], in minijinja fuel: one unit per
+/// instruction and per 64 bytes of text made or written. 16 million bounds a render to a
+/// second or so and about 1 GiB of text made along the way; the Qwen 3.5 template renders a
+/// 200-turn conversation with tools in a small fraction of it (see `docs/bad-input.md`).
+///
+/// One gap is minijinja's: it joins lists with `+` lazily and, past 32 levels, copies the
+/// chain into a new list without charging it, so a template that doubles a list 40 times
+/// still runs for hours and takes all memory. The command line therefore also watches the
+/// time and memory a render takes (`cli`); a server rendering untrusted templates should
+/// do the same.
+pub const DEFAULT_BUDGET: u64 = 16 << 20;
 
 /// Who speaks in a chat turn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -178,6 +202,8 @@ impl ChatTemplate {
             )
         });
         env.add_filter("tojson", tojson);
+        // A template is untrusted input: bound its loops and the text it makes.
+        env.set_fuel(Some(DEFAULT_BUDGET));
         env.add_template_owned(NAME, source.into())
             .map_err(|e| ChatError::Syntax(describe(&e)))?;
         Ok(ChatTemplate {
@@ -229,6 +255,18 @@ impl ChatTemplate {
         self.special_tokens.insert(name.into(), value.into());
     }
 
+    /// Sets the rendering budget, in minijinja fuel (one unit per instruction executed and
+    /// per 64 bytes of text made, output included): a render that needs more fails with
+    /// [`ChatError::Budget`]. The default is [`DEFAULT_BUDGET`]; 0 is taken as 1.
+    pub fn set_budget(&mut self, fuel: u64) {
+        self.env.set_fuel(Some(fuel.max(1)));
+    }
+
+    /// The rendering budget ([`ChatTemplate::set_budget`]).
+    pub fn budget(&self) -> u64 {
+        self.env.fuel().unwrap_or(DEFAULT_BUDGET)
+    }
+
     /// Renders a conversation to the prompt text.
     pub fn render(&self, messages: &[Message], options: &ChatOptions) -> Result<String, ChatError> {
         let messages =
@@ -270,7 +308,16 @@ impl ChatTemplate {
             .map_err(|e| ChatError::Render(describe(&e)))?;
         template
             .render(Value::from(minijinja::value::Serde(context)))
-            .map_err(|e| ChatError::Render(describe(&e)))
+            .map_err(|e| match e.kind() {
+                ErrorKind::OutOfFuel => {
+                    let steps = self.budget();
+                    ChatError::Budget {
+                        steps,
+                        mib: steps.saturating_mul(64) >> 20,
+                    }
+                }
+                _ => ChatError::Render(describe(&e)),
+            })
     }
 }
 

@@ -91,6 +91,10 @@ pub struct GenerationStats {
     pub submit_time: Duration,
     /// Why it ended (`None` while running).
     pub finish_reason: Option<FinishReason>,
+    /// The logits of the first sampled token held NaN or an infinity (corrupt weights,
+    /// an overflow): what was sampled means nothing. Only the first step is checked (one
+    /// reduction, evaluated with its token), which is where bad weights show.
+    pub nonfinite_logits: bool,
 }
 
 impl GenerationStats {
@@ -145,6 +149,9 @@ pub struct Generation<'m> {
     started: Instant,
     first_token_at: Option<Instant>,
     stats: GenerationStats,
+    /// Whether the first step's logits are all finite (`bool` scalar, evaluated with its
+    /// token); taken when that token is read.
+    first_finite: Option<Array>,
 }
 
 /// Starts generating after `prompt` from an empty cache.
@@ -199,6 +206,7 @@ pub fn generate_with_cache<'m>(
             prompt_tokens: prompt.len(),
             ..Default::default()
         },
+        first_finite: None,
     };
     if wants_history {
         g.history = Some(Array::from_slice(prompt, &[prompt.len() as i32])?);
@@ -252,6 +260,7 @@ impl Generation<'_> {
         let token = self.build(input)?;
         let mut to_eval = vec![&token];
         to_eval.extend(self.cache.arrays());
+        to_eval.extend(self.first_finite.as_ref());
         let started = Instant::now();
         mlx_rs::async_eval(&to_eval)?;
         self.stats.submit_time += started.elapsed();
@@ -274,6 +283,7 @@ impl Generation<'_> {
         let token = mlx_rs::with_stream(&stream, || self.build(&input.reshape(&[1, 1])?))?;
         let mut arrays = vec![token.clone()];
         arrays.extend(self.cache.arrays().into_iter().cloned());
+        arrays.extend(self.first_finite.clone());
         let submitter = self.submitter.as_ref().ok_or_else(lost_state)?;
         submitter.send(arrays)?;
         self.sent += 1;
@@ -314,6 +324,9 @@ impl Generation<'_> {
     fn build(&mut self, input: &Array) -> Result<Array> {
         let started = Instant::now();
         let logits = self.model.forward_last(input, &mut self.cache)?;
+        if self.stats.generated_tokens == 0 && self.first_finite.is_none() {
+            self.first_finite = Some(ops::all(&ops::isfinite(&logits)?, false)?);
+        }
         let token = self.sampler.sample(
             &logits,
             self.history.as_ref(),
@@ -374,6 +387,10 @@ impl Generation<'_> {
             }
             current.item::<u32>()?
         };
+        if let Some(finite) = self.first_finite.take() {
+            // Evaluated with the token just read.
+            self.stats.nonfinite_logits = !finite.item::<bool>()?;
+        }
         let now = Instant::now();
         match self.first_token_at {
             None => {

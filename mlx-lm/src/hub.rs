@@ -16,6 +16,14 @@ use hf_hub::{Cache, Repo, RepoType};
 /// Errors of finding or downloading a model.
 #[derive(Debug, thiserror::Error)]
 pub enum HubError {
+    /// A file of the model that exists but is not a regular file (a folder, a FIFO).
+    #[error("{path} is {kind}, not a regular file")]
+    NotAFile {
+        /// The file.
+        path: PathBuf,
+        /// What it is instead ("a directory", "a FIFO (named pipe)", …).
+        kind: &'static str,
+    },
     /// The path exists but is not a folder.
     #[error("{0} is not a folder")]
     NotAFolder(PathBuf),
@@ -146,7 +154,11 @@ pub fn local_dir(path: &Path) -> Result<PathBuf, HubError> {
     if !path.is_dir() {
         return Err(HubError::NotAFolder(path.to_path_buf()));
     }
-    if !path.join("config.json").is_file() {
+    let config = path.join("config.json");
+    if let Some(kind) = crate::load::not_a_regular_file(&config) {
+        return Err(HubError::NotAFile { path: config, kind });
+    }
+    if !config.is_file() {
         return Err(HubError::MissingFile {
             dir: path.to_path_buf(),
             file: "config.json",

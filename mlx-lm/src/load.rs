@@ -31,11 +31,50 @@ use std::path::Path;
 /// [`Error::Config`] that names the field (serde's message, with the file).
 pub fn read_config<T: DeserializeOwned>(dir: impl AsRef<Path>) -> Result<T> {
     let path = dir.as_ref().join("config.json");
-    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    let text = read_text_file(&path)?;
     serde_json::from_str(&text).map_err(|e| match e.classify() {
         serde_json::error::Category::Data => Error::Config(format!("{}: {e}", path.display())),
         _ => Error::Json { path, source: e },
     })
+}
+
+/// Reads a text file that must be a regular file: a folder or a FIFO (which would block
+/// the read for ever) in its place is an [`Error::Io`] saying what it is, not a missing
+/// file.
+pub fn read_text_file(path: &Path) -> Result<String> {
+    if let Some(kind) = not_a_regular_file(path) {
+        let kind = format!("is {kind}, not a regular file");
+        return Err(Error::io(path, std::io::Error::other(kind)));
+    }
+    std::fs::read_to_string(path).map_err(|e| Error::io(path, e))
+}
+
+/// What `path` is when it exists and is not a regular file (links followed): "a
+/// directory", "a FIFO (named pipe)", "a socket", "a device"; `None` for a regular or
+/// missing file.
+pub fn not_a_regular_file(path: &Path) -> Option<&'static str> {
+    let meta = std::fs::metadata(path).ok()?;
+    let kind = meta.file_type();
+    if kind.is_file() {
+        return None;
+    }
+    if kind.is_dir() {
+        return Some("a directory");
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if kind.is_fifo() {
+            return Some("a FIFO (named pipe)");
+        }
+        if kind.is_socket() {
+            return Some("a socket");
+        }
+        if kind.is_block_device() || kind.is_char_device() {
+            return Some("a device");
+        }
+    }
+    Some("not a file")
 }
 
 /// The `quantization` entry of an MLX `config.json`, as mlx-lm writes it:

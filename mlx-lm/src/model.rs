@@ -57,6 +57,55 @@ pub fn last_position(x: &Array) -> Result<Array> {
     }
 }
 
+/// Checks that every id of `tokens` is in `0..vocab`: an id outside it would be clamped
+/// by the embedding's gather and silently read another token's row.
+///
+/// The check is made on the host, and only where the ids already are there
+/// ([`Array::is_available`]: arrays made from a slice, as every prompt is): one pass over
+/// `batch × length` integers, no evaluation. Ids still being computed (the token a decode
+/// step samples, which the sampler draws inside the vocabulary) are not waited for: that
+/// would stop the next step from being built while the device works.
+pub fn check_token_ids(tokens: &Array, vocab: i32) -> Result<()> {
+    if !tokens.is_available() {
+        return Ok(());
+    }
+    fn first_bad<T: Copy + Into<i128>>(ids: &[T], vocab: i32) -> Option<i128> {
+        ids.iter()
+            .map(|&t| t.into())
+            .find(|&t| t < 0 || t >= i128::from(vocab))
+    }
+    // A view that is not dense row-major (rare for ids) is not checked.
+    macro_rules! scan {
+        ($t:ty) => {
+            tokens
+                .as_slice::<$t>()
+                .ok()
+                .and_then(|t| first_bad(t, vocab))
+        };
+    }
+    let bad = match tokens.dtype() {
+        Dtype::Uint32 => scan!(u32),
+        Dtype::Int32 => scan!(i32),
+        Dtype::Int64 => scan!(i64),
+        Dtype::Uint64 => scan!(u64),
+        Dtype::Int16 => scan!(i16),
+        Dtype::Uint16 => scan!(u16),
+        Dtype::Int8 => scan!(i8),
+        Dtype::Uint8 => scan!(u8),
+        other => {
+            return Err(Error::InvalidArgument(format!(
+                "token ids must be integers, found {other:?}"
+            )))
+        }
+    };
+    match bad {
+        Some(id) => Err(Error::InvalidArgument(format!(
+            "token id {id} is outside the vocabulary (0..{vocab})"
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Checks that `tokens` is `[batch, length]` with `length > 0`, as a model's `forward`
 /// needs, and that `cache` has `layers` layers.
 pub fn check_input(tokens: &Array, cache: &Cache, layers: usize) -> Result<()> {

@@ -12,7 +12,7 @@ use mlx_rs::{ops, random, Array, Dtype};
 /// How to pick the next token.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SamplingParams {
-    /// Softmax temperature; `0` means greedy (arg-max).
+    /// Softmax temperature; `0` (or anything below `1e-5`) means greedy (arg-max).
     pub temperature: f32,
     /// Keep only the `top_k` most likely tokens; `0` disables.
     pub top_k: usize,
@@ -145,7 +145,9 @@ impl Sampler {
         valid_vocab: Option<i32>,
     ) -> Result<Array> {
         let logits = self.process_logits(logits, history, valid_vocab)?;
-        let token = if self.params.temperature == 0.0 {
+        // Below 1e-5 the draw is the arg-max anyway, and below ~3e-39 `1 / temperature`
+        // overflows to infinity (NaN scores): such temperatures are greedy.
+        let token = if self.params.temperature < 1e-5 {
             ops::argmax_axis(&logits, -1, false)?
         } else {
             let logprobs = logits.subtract(&ops::logsumexp_axis(&logits, -1, true)?)?;

@@ -199,6 +199,7 @@ pub fn sanitize(config: &Config, mut weights: ParamMap) -> Result<ParamMap> {
 impl LanguageModel for Model {
     fn forward(&self, tokens: &Array, cache: &mut Cache) -> Result<Array> {
         check_input(tokens, cache, self.model.layers.len())?;
+        mlx_lm::model::check_token_ids(tokens, self.config.vocab_size)?;
         let mut h = self.model.embed_tokens.forward(tokens)?;
         let l = tokens.shape()[1];
         let mut kvs = Vec::with_capacity(cache.layers.len());

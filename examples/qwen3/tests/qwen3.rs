@@ -282,6 +282,48 @@ fn assert_contains(err: &str, part: &str) {
     assert!(err.contains(part), "{err:?} does not say {part:?}");
 }
 
+/// `forward` of ids outside the vocabulary is an error naming the id (the embedding's
+/// gather used to clamp them: another token's row, silently).
+#[test]
+fn forward_refuses_ids_outside_the_vocabulary() {
+    let model = load("bf16-tied");
+    let vocab = model.vocab_size();
+    let cases: [(&str, Array, String); 4] = [
+        (
+            "uint32 at the vocabulary size",
+            Array::from_slice(&[1u32, vocab as u32], &[1, 2]).unwrap(),
+            format!("token id {vocab} is outside"),
+        ),
+        (
+            "uint32 far beyond",
+            Array::from_slice(&[u32::MAX], &[1, 1]).unwrap(),
+            "token id 4294967295 is outside".into(),
+        ),
+        (
+            "negative int32",
+            Array::from_slice(&[3i32, -1], &[1, 2]).unwrap(),
+            "token id -1 is outside".into(),
+        ),
+        (
+            "int64 beyond, second row",
+            Array::from_slice(&[1i64, 2, 3, 1 << 40], &[2, 2]).unwrap(),
+            "token id 1099511627776 is outside".into(),
+        ),
+    ];
+    for (case, ids, want) in cases {
+        let err = model
+            .forward(&ids, &mut model.new_cache())
+            .map(|_| ())
+            .expect_err(case)
+            .to_string();
+        assert_contains(&err, &want);
+        assert_contains(&err, &format!("(0..{vocab})"));
+    }
+    // The last valid id still goes through.
+    let ids = Array::from_slice(&[0u32, vocab as u32 - 1], &[1, 2]).unwrap();
+    model.forward(&ids, &mut model.new_cache()).unwrap();
+}
+
 #[test]
 fn missing_tensor_names_the_key() {
     let s = Scratch::new("bf16-tied", "missing");

@@ -117,10 +117,11 @@ impl Config {
     /// Reads and validates `config.json` (the file, or the folder holding it).
     pub fn from_file(path: impl AsRef<Path>) -> Result<Config> {
         let mut path = path.as_ref().to_path_buf();
-        if path.is_dir() {
+        // A folder named config.json is the bad file itself, not the folder holding it.
+        if path.is_dir() && path.file_name() != Some("config.json".as_ref()) {
             path = path.join("config.json");
         }
-        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        let text = mlx_lm::load::read_text_file(&path)?;
         let value: Value = serde_json::from_str(&text).map_err(|source| Error::Json {
             path: path.clone(),
             source,

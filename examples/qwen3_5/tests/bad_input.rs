@@ -111,10 +111,61 @@ fn cli(args: &[&str]) -> Run {
         !line.contains("panicked") && !line.contains("internal error"),
         "{args:?}: {line:?}"
     );
+    assert_no_repeated_cause(line);
     Run {
         code,
         line: line.to_string(),
     }
+}
+
+/// A message must not repeat its cause (`…: EOF at line 2: EOF at line 2`, `(os error 19):
+/// …(os error 19)`): an error chain printed with a cause its message already holds.
+#[track_caller]
+fn assert_no_repeated_cause(line: &str) {
+    let parts: Vec<&str> = line.split(": ").collect();
+    for w in parts.windows(2) {
+        assert!(
+            w[0] != w[1] && !(w[1].len() > 8 && w[0].ends_with(w[1])),
+            "a cause is repeated: {line:?}"
+        );
+    }
+    if let Some(i) = line.find("(os error") {
+        let code = &line[i..line[i..].find(')').map_or(line.len(), |j| i + j + 1)];
+        assert_eq!(
+            line.matches(code).count(),
+            1,
+            "a cause is repeated: {line:?}"
+        );
+    }
+}
+
+/// Runs the binary, which must succeed; returns its stdout and, as the table's line, the
+/// stderr lines that contain `keep` (there must be one).
+#[track_caller]
+fn cli_ok(args: &[&str], stdin: &str, keep: &str) -> (Run, String) {
+    let hf_home = std::env::temp_dir().join(format!("qwen3_5-bad-hf-{}", std::process::id()));
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env("HF_HOME", &hf_home)
+        .env("HF_HUB_OFFLINE", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+    let kept: Vec<&str> = stderr.lines().filter(|l| l.contains(keep)).collect();
+    assert!(!kept.is_empty(), "{args:?}: no {keep:?} in {stderr}");
+    (
+        Run {
+            code: Some(0),
+            line: kept.join(" / "),
+        },
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
 }
 
 /// Runs a library call; it must return `Err`, not panic.
@@ -188,6 +239,28 @@ fn bad_input_fails_cleanly_everywhere() {
         "`config.json` missing",
         Some(logits(&dir, "1,2")),
         Some(lib("no config", || load(&dir))),
+    );
+
+    let dir = model("config-folder");
+    std::fs::remove_file(dir.join("config.json")).unwrap();
+    std::fs::create_dir(dir.join("config.json")).unwrap();
+    add(
+        "`config.json` is a folder",
+        Some(logits(&dir, "1,2")),
+        Some(lib("config folder", || load(&dir))),
+    );
+
+    let dir = model("config-fifo");
+    std::fs::remove_file(dir.join("config.json")).unwrap();
+    let made = Command::new("mkfifo")
+        .arg(dir.join("config.json"))
+        .status()
+        .unwrap();
+    assert!(made.success());
+    add(
+        "`config.json` is a FIFO (reading it would block for ever)",
+        Some(logits(&dir, "1,2")),
+        Some(lib("config fifo", || load(&dir))),
     );
 
     let dir = model("truncated-config");
@@ -397,6 +470,116 @@ fn bad_input_fails_cleanly_everywhere() {
     .unwrap();
     add("chat template raises", Some(dry_run(&dir)), None);
 
+    // An untrusted template must not hang or take all memory: each fails within its
+    // rendering budget (fuel: instructions and bytes made), in well under a few seconds.
+    let render = |dir: &Path| -> Result<String, String> {
+        let t = mlx_lm::chat::ChatTemplate::from_model_dir(dir).map_err(|e| e.to_string())?;
+        t.render(
+            &[mlx_lm::chat::Message::user("hi")],
+            &mlx_lm::chat::ChatOptions::default(),
+        )
+        .map_err(|e| e.to_string())
+    };
+    for (case, name, source) in [
+        (
+            "chat template with nested loops (10^15 steps: hung `--dry-run`)",
+            "loop-template",
+            "{% for a in range(100000) %}{% for b in range(100000) %}\
+             {% for c in range(100000) %}{% endfor %}{% endfor %}{% endfor %}",
+        ),
+        (
+            "chat template doubling a string 64 times (took 14 GB until the OOM killer)",
+            "doubling-template",
+            "{% set ns = namespace(s='x') %}{% for i in range(64) %}\
+             {% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s|length }}",
+        ),
+        (
+            "chat template repeating a string 2^40 times",
+            "repeat-template",
+            "{{ 'abcd' * 1099511627776 }}",
+        ),
+    ] {
+        let dir = model(name);
+        std::fs::write(dir.join("chat_template.jinja"), source).unwrap();
+        let started = std::time::Instant::now();
+        let run = dry_run(&dir);
+        let message = lib(name, || render(&dir));
+        assert!(run.line.contains("exceeded its budget"), "{}", run.line);
+        assert!(message.contains("exceeded its budget"), "{message}");
+        assert!(
+            started.elapsed().as_secs() < 30,
+            "{name}: {:?}",
+            started.elapsed()
+        );
+        add(case, Some(run), Some(message));
+    }
+    // Lists joined with `+` escape minijinja's fuel (a deep chain is materialized without
+    // being charged): the CLI watches its memory and time while it renders.
+    let dir = model("list-doubling-template");
+    std::fs::write(
+        dir.join("chat_template.jinja"),
+        "{% set ns = namespace(l=[0]) %}{% for i in range(40) %}\
+         {% set ns.l = ns.l + ns.l %}{% endfor %}{{ ns.l|length }}",
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let run = dry_run(&dir);
+    assert!(
+        run.line.contains("rendering took more than"),
+        "{}",
+        run.line
+    );
+    assert!(started.elapsed().as_secs() < 30, "{:?}", started.elapsed());
+    add(
+        "chat template doubling a list 40 times (not charged by minijinja's fuel)",
+        Some(run),
+        None,
+    );
+    // The real template still renders a long conversation with tools within the budget.
+    let long = {
+        let t = mlx_lm::chat::ChatTemplate::new(
+            std::fs::read_to_string(
+                Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("tests/fixtures/qwen3_5_chat_template.jinja"),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let mut messages = vec![serde_json::json!({"role": "system", "content": "Be brief."})];
+        for i in 0..200 {
+            messages.push(serde_json::json!({"role": "user", "content": format!("question {i}: {}", "words ".repeat(50))}));
+            if i % 10 == 0 {
+                messages.push(serde_json::json!({"role": "assistant", "content": "", "tool_calls": [
+                    {"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Paris", "day": i}}}
+                ]}));
+                messages.push(serde_json::json!({"role": "tool", "content": "{\"temp\": 21}"}));
+            }
+            messages.push(serde_json::json!({"role": "assistant", "content": format!("<think>\nthinking {i}\n</think>\n\nanswer {i}: {}", "more words ".repeat(50))}));
+        }
+        let tools = serde_json::json!([{"type": "function", "function": {
+            "name": "get_weather", "description": "The weather of a city on a day.",
+            "parameters": {"type": "object", "properties": {
+                "city": {"type": "string"}, "day": {"type": "integer"}}, "required": ["city"]}}}]);
+        let options = mlx_lm::chat::ChatOptions {
+            tools: Some(tools),
+            ..mlx_lm::chat::ChatOptions::default()
+        };
+        let text = t
+            .render_json(&serde_json::Value::Array(messages), &options)
+            .expect("the Qwen 3.5 template renders 200 turns with tools within its budget");
+        assert!(text.contains("answer 199") && text.contains("<tool_call>"));
+        format!(
+            "Ok: {} bytes (budget {} steps)",
+            text.len(),
+            mlx_lm::chat::DEFAULT_BUDGET
+        )
+    };
+    add(
+        "Qwen 3.5 template, 200 turns with tool calls (must still render)",
+        None,
+        Some(long),
+    );
+
     // ---- inputs ---------------------------------------------------------------------
     let dir = model("tokens");
     add(
@@ -408,6 +591,143 @@ fn bad_input_fails_cleanly_everywhere() {
                 .map(|_| ())
                 .map_err(|e| e.to_string())
         })),
+    );
+    add(
+        "`Model::forward` of ids outside the vocabulary (was clamped silently)",
+        None,
+        Some(lib("forward with an unknown id", || {
+            let m = load(&dir)?;
+            let ids = mlx_rs::Array::from_slice(&[1u32, 999_999], &[1, 2]).unwrap();
+            m.forward(&ids, &mut m.new_cache())
+                .map_err(|e| e.to_string())
+        })),
+    );
+    add(
+        "`Model::forward` of a negative id (`int32`)",
+        None,
+        Some(lib("forward with a negative id", || {
+            let m = load(&dir)?;
+            let ids = mlx_rs::Array::from_slice(&[-1i32], &[1, 1]).unwrap();
+            m.forward(&ids, &mut m.new_cache())
+                .map_err(|e| e.to_string())
+        })),
+    );
+    let config_path = dir.join("config.json");
+    for (case, args) in [
+        (
+            "`bench --prompt 4294967295` (allocated 21 GB first)",
+            vec![
+                "bench",
+                "--config",
+                s(&config_path),
+                "--prompt",
+                "4294967295",
+            ],
+        ),
+        (
+            "`bench --gen 4294967295` (ran for ever)",
+            vec!["bench", "--config", s(&config_path), "--gen", "4294967295"],
+        ),
+        (
+            "`generate --max-tokens 5000` (context 4096)",
+            vec![
+                "generate",
+                "--model",
+                s(&dir),
+                "--prompt",
+                "hi",
+                "--max-tokens",
+                "5000",
+            ],
+        ),
+        (
+            "`chat --max-tokens 5000` (context 4096)",
+            vec!["chat", "--model", s(&dir), "--max-tokens", "5000"],
+        ),
+    ] {
+        let run = cli(&args);
+        assert!(run.line.contains("context of 4096"), "{}", run.line);
+        add(case, Some(run), None);
+    }
+    // A temperature whose inverse overflows samples as greedy does.
+    let generate_at = |temp: &str| {
+        cli_ok(
+            &[
+                "generate",
+                "--model",
+                s(&dir),
+                "--prompt",
+                "hi",
+                "--raw",
+                "--max-tokens",
+                "8",
+                "--temp",
+                temp,
+            ],
+            "",
+            "Generation:",
+        )
+        .1
+    };
+    let greedy = generate_at("0");
+    for temp in ["1e-45", "1e-38", "1e-6"] {
+        assert_eq!(generate_at(temp), greedy, "--temp {temp}");
+    }
+    add(
+        "`--temp 1e-45` (1/temp overflowed: sampled from NaN); also 1e-38, 1e-6",
+        Some(Run {
+            code: Some(0),
+            line: "the same reply as with --temp 0 (below 1e-5, sampling is greedy)".into(),
+        }),
+        None,
+    );
+    let nan_dir = model("nan-weights");
+    edit_weights(&nan_dir, |a| {
+        let i = name_ending(a, "embed_tokens.weight");
+        a[i].1 = a[i].1.multiply(&mlx_rs::Array::scalar(f32::NAN)).unwrap();
+    });
+    add(
+        "weights with NaN: `logits`",
+        Some(logits(&nan_dir, "1,2")),
+        None,
+    );
+    let (run, _) = cli_ok(
+        &[
+            "logits",
+            "--model",
+            s(&nan_dir),
+            "--tokens",
+            "1,2",
+            "--out",
+            &out_ok,
+            "--allow-nonfinite",
+        ],
+        "",
+        "wrote",
+    );
+    add(
+        "weights with NaN: `logits --allow-nonfinite`",
+        Some(run),
+        None,
+    );
+    let (run, _) = cli_ok(
+        &[
+            "generate",
+            "--model",
+            s(&nan_dir),
+            "--prompt",
+            "hi",
+            "--raw",
+            "--max-tokens",
+            "3",
+        ],
+        "",
+        "warning",
+    );
+    add(
+        "weights with NaN: `generate` (exit 0 without a word)",
+        Some(run),
+        None,
     );
     add(
         "negative token id (`--tokens -1`)",
@@ -469,6 +789,52 @@ fn bad_input_fails_cleanly_everywhere() {
             "1",
             "--out",
             "/dev/full",
+        ])),
+        None,
+    );
+
+    let links = scratch("links");
+    let target = links.join("target.npy");
+    std::fs::write(&target, b"old").unwrap();
+    let link = links.join("link.npy");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let (mut run, _) = cli_ok(
+        &[
+            "logits",
+            "--model",
+            s(&dir),
+            "--tokens",
+            "1",
+            "--out",
+            s(&link),
+        ],
+        "",
+        "wrote",
+    );
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert!(std::fs::read(&target).unwrap().starts_with(b"\x93NUMPY"));
+    run.line
+        .push_str(" (the link stays a link; its target holds the logits)");
+    add(
+        "`--out` a symbolic link (was replaced by a file)",
+        Some(run),
+        None,
+    );
+    let dangling = links.join("dangling.npy");
+    std::os::unix::fs::symlink(links.join("nowhere/x.npy"), &dangling).unwrap();
+    add(
+        "`--out` a dangling symbolic link",
+        Some(cli(&[
+            "logits",
+            "--model",
+            s(&dir),
+            "--tokens",
+            "1",
+            "--out",
+            s(&dangling),
         ])),
         None,
     );

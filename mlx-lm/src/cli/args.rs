@@ -213,6 +213,10 @@ pub struct LogitsArgs<O: Args> {
     /// Where to write the float32 logits, shape [n_tokens, vocab] (.npy).
     #[arg(long, value_name = "FILE.npy")]
     pub out: PathBuf,
+    /// Write the logits even when some are NaN or infinite (by default that is an error:
+    /// the weights are likely corrupt).
+    #[arg(long)]
+    pub allow_nonfinite: bool,
 }
 
 /// A parsed `--tokens` list (a newtype so clap does not split it into many values).

@@ -4,6 +4,7 @@ use std::fs::File;
 use std::io::{self, BufRead, BufWriter, IsTerminal, Read, Write};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{bail, Context, Result};
 use mlx_rs::Dtype;
@@ -90,6 +91,64 @@ fn chat_options(sampling: &SamplingArgs) -> ChatOptions {
     }
 }
 
+/// Memory a template's rendering may add to the process (resident set) before the
+/// command gives up on it.
+const TEMPLATE_MEMORY: u64 = 2 << 30;
+
+/// Time a template's rendering may take (the budget's 16 million steps take a second or
+/// two; a real template renders a long conversation in milliseconds).
+const TEMPLATE_TIME: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Renders with the template's budget, watching the process's memory as well: the
+/// budget bounds loops and the text a template makes, but not every structure (minijinja
+/// 3.1 materializes a deep `list + list` chain without charging it: a template that
+/// doubles a list 40 times would take all memory, for hours). The render runs on a thread
+/// of its own; when the resident set grows by more than [`TEMPLATE_MEMORY`] or the render
+/// takes longer than [`TEMPLATE_TIME`], the command ends with one error line (a render
+/// cannot be stopped from outside). The memory watch needs `/proc/self/status` (Linux).
+fn render_guarded(
+    template: &ChatTemplate,
+    messages: &[Message],
+    options: &ChatOptions,
+) -> Result<String> {
+    let start = resident_bytes();
+    let started = std::time::Instant::now();
+    std::thread::scope(|scope| {
+        let render = scope.spawn(|| template.render(messages, options));
+        while !render.is_finished() {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+            let grown = match (start, resident_bytes()) {
+                (Some(start), Some(now)) => now.saturating_sub(start),
+                _ => 0,
+            };
+            let why = if grown > TEMPLATE_MEMORY {
+                format!("more than {} MiB of memory", TEMPLATE_MEMORY >> 20)
+            } else if started.elapsed() > TEMPLATE_TIME {
+                format!("more than {} s", TEMPLATE_TIME.as_secs())
+            } else {
+                continue;
+            };
+            eprintln!(
+                "error: chat template: rendering took {why}; the template loops too long or \
+                 builds too much data"
+            );
+            std::process::exit(1);
+        }
+        match render.join() {
+            Ok(result) => Ok(result?),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    })
+}
+
+/// The process's resident set (`VmRSS` of `/proc/self/status`), where the system has it.
+fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
 fn read_prompt(prompt: &str) -> Result<String> {
     if prompt != "-" {
         return Ok(prompt.to_string());
@@ -111,7 +170,7 @@ fn generate<M: ModelCli>(args: GenerateArgs<M::Options>) -> Result<()> {
                 messages.push(Message::system(system.clone()));
             }
             messages.push(Message::user(user));
-            template.render(&messages, &chat_options(&args.sampling))?
+            render_guarded(template, &messages, &chat_options(&args.sampling))?
         }
         None => user,
     };
@@ -119,6 +178,11 @@ fn generate<M: ModelCli>(args: GenerateArgs<M::Options>) -> Result<()> {
     if ids.is_empty() {
         bail!("the prompt encodes to no tokens");
     }
+    check_context(
+        &assets.dir,
+        ids.len() as u64,
+        u64::from(args.sampling.max_tokens),
+    )?;
     if args.dry_run {
         let ids_text: Vec<String> = ids.iter().map(u32::to_string).collect();
         let mut out = io::stdout().lock();
@@ -134,6 +198,47 @@ fn generate<M: ModelCli>(args: GenerateArgs<M::Options>) -> Result<()> {
         ignore_broken_pipe(writeln!(io::stdout()))?;
     }
     report(&stats);
+    Ok(())
+}
+
+/// The context length of a `config.json` document: `max_position_embeddings` (in
+/// `text_config` for a multimodal config), when it has one.
+pub(super) fn context_length(config: &serde_json::Value) -> Option<u64> {
+    let text = config.get("text_config").unwrap_or(config);
+    text.get("max_position_embeddings")
+        .or_else(|| config.get("max_position_embeddings"))
+        .and_then(serde_json::Value::as_u64)
+        .filter(|&n| n > 0)
+}
+
+/// Refuses a prompt of `prompt` tokens followed by `max_tokens` generated ones when they
+/// do not fit the model's context (`max_position_embeddings` of `dir/config.json`); an
+/// unreadable config is left for the model's loading to report.
+fn check_context(dir: &Path, prompt: u64, max_tokens: u64) -> Result<()> {
+    let Some(config) = std::fs::read_to_string(dir.join("config.json"))
+        .ok()
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+    else {
+        return Ok(());
+    };
+    let Some(context) = context_length(&config) else {
+        return Ok(());
+    };
+    if prompt + max_tokens > context {
+        if prompt == 0 {
+            bail!(
+                "--max-tokens {max_tokens} is more than the model's context of {context} \
+                 tokens (max_position_embeddings in config.json)"
+            );
+        }
+        bail!(
+            "the prompt ({prompt} tokens) and --max-tokens {max_tokens} need {} positions, \
+             more than the model's context of {context} tokens (max_position_embeddings in \
+             config.json); lower --max-tokens to {} or less",
+            prompt + max_tokens,
+            context.saturating_sub(prompt)
+        );
+    }
     Ok(())
 }
 
@@ -182,6 +287,12 @@ fn stream_reply<L: LanguageModel>(
         }
     })?;
     progress.clear();
+    if stats.nonfinite_logits && !NONFINITE_WARNED.swap(true, Ordering::Relaxed) {
+        eprintln!(
+            "warning: the model's logits are not finite (NaN or infinite): its weights are \
+             likely corrupt, and what it generates means nothing"
+        );
+    }
     if let Some(e) = failure {
         return Err(e);
     }
@@ -192,6 +303,9 @@ fn stream_reply<L: LanguageModel>(
     }
     Ok((reply, stats, closed))
 }
+
+/// Whether the warning about non-finite logits was given (once per process).
+static NONFINITE_WARNED: AtomicBool = AtomicBool::new(false);
 
 /// Prints the statistics of a generation to stderr, in mlx-lm's format.
 fn report(stats: &GenerationStats) {
@@ -236,6 +350,7 @@ fn chat<M: ModelCli>(args: ChatArgs<M::Options>) -> Result<()> {
     let Some(template) = &assets.template else {
         bail!("this model has no chat template");
     };
+    check_context(&assets.dir, 0, u64::from(args.sampling.max_tokens))?;
     let model = load_model::<M>(&assets.dir, args.model.device, &args.options)?;
     let request = request(&args.sampling, &assets.tokenizer);
     let options = chat_options(&args.sampling);
@@ -272,7 +387,7 @@ fn chat<M: ModelCli>(args: ChatArgs<M::Options>) -> Result<()> {
             }
         }
         messages.push(Message::user(line));
-        let prompt = template.render(&messages, &options)?;
+        let prompt = render_guarded(template, &messages, &options)?;
         let ids = assets.tokenizer.encode(&prompt)?;
         let (_, stats, closed) =
             stream_reply(&model, &mut session, &assets.tokenizer, &ids, &request)?;
@@ -314,6 +429,20 @@ fn logits<M: ModelCli>(args: LogitsArgs<M::Options>) -> Result<()> {
         );
     }
     let data = logits.to_vec::<f32>()?;
+    if !args.allow_nonfinite {
+        if let Some(first) = data.iter().position(|x| !x.is_finite()) {
+            let count = data.iter().filter(|x| !x.is_finite()).count();
+            bail!(
+                "{count} of the {} logits are not finite (NaN or infinite; the first at token \
+                 {} of {}, id {}): the weights are likely corrupt; pass --allow-nonfinite to \
+                 write them anyway",
+                data.len(),
+                first / vocab + 1,
+                tokens.len(),
+                first % vocab
+            );
+        }
+    }
     partial.write(|file| npy::write_f32(BufWriter::new(file), &shape, &data))?;
     eprintln!(
         "wrote {} ({} x {} float32)",
@@ -337,6 +466,25 @@ struct PartialFile {
 
 impl PartialFile {
     fn create(dest: &Path) -> Result<PartialFile> {
+        // A symbolic link is written through: the file it points to gets the data, and the
+        // link stays (renaming over the link would replace it with a file). A dangling link
+        // is refused, as `cp` does.
+        let resolved;
+        let dest = match std::fs::symlink_metadata(dest) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                resolved = std::fs::canonicalize(dest).map_err(|_| {
+                    let target = std::fs::read_link(dest).unwrap_or_default();
+                    anyhow::anyhow!(
+                        "--out {} is a symbolic link to {}, which does not exist; \
+                         not writing through a dangling link",
+                        dest.display(),
+                        target.display()
+                    )
+                })?;
+                resolved.as_path()
+            }
+            _ => dest,
+        };
         if let Ok(meta) = std::fs::metadata(dest) {
             if !meta.is_file() {
                 let file = std::fs::OpenOptions::new()

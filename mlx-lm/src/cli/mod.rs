@@ -234,10 +234,29 @@ pub fn main<M: ModelCli>() -> ExitCode {
     match commands::run::<M>(command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {}", one_line(&format!("{err:#}")));
+            eprintln!("error: {}", one_line(&error_chain(&err)));
             ExitCode::FAILURE
         }
     }
+}
+
+/// An error and its causes as `outer: inner: …`, as anyhow's `{:#}` prints them, but
+/// without a cause that the text so far already holds: many errors (`thiserror`'s
+/// `"{path}: {source}"` with a `source` field, an `io::Error` wrapping another) print their
+/// cause in their own message, and `{:#}` then repeated it (`…(os error 19): …(os error
+/// 19)`).
+pub fn error_chain(err: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in err.chain() {
+        let cause = cause.to_string();
+        if text.is_empty() {
+            text = cause;
+        } else if !text.contains(cause.trim()) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
 }
 
 /// Folds a multi-line message onto one line (error output is one line per failure).
@@ -257,4 +276,40 @@ fn usage_message(err: &clap::Error) -> String {
     let first = text.split("\n\n").next().unwrap_or_default();
     let line = one_line(first);
     line.strip_prefix("error: ").unwrap_or(&line).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_chain;
+    use anyhow::Context;
+
+    /// Causes already in the message are not printed twice; others are appended.
+    #[test]
+    fn error_chains_do_not_repeat_their_causes() {
+        let io = || std::io::Error::from_raw_os_error(19);
+        let lib = crate::Error::io("/m/config.json", io());
+        let cases: Vec<(anyhow::Error, String)> = vec![
+            (
+                anyhow::Error::new(lib).context("cannot load /m"),
+                format!("cannot load /m: /m/config.json: {}", io()),
+            ),
+            (
+                anyhow::Error::new(io()).context("cannot write x"),
+                format!("cannot write x: {}", io()),
+            ),
+            (
+                Err::<(), _>(io())
+                    .context(format!("read failed: {}", io()))
+                    .unwrap_err(),
+                format!("read failed: {}", io()),
+            ),
+            (
+                anyhow::anyhow!("inner").context("middle").context("outer"),
+                "outer: middle: inner".into(),
+            ),
+        ];
+        for (err, want) in cases {
+            assert_eq!(error_chain(&err), want);
+        }
+    }
 }

@@ -52,6 +52,8 @@ pub struct GenerationStats {
     pub peak_memory: usize,
     /// The stop token that ended the generation, if one did.
     pub stopped_by: Option<u32>,
+    /// The first step's logits held NaN or an infinity.
+    pub nonfinite_logits: bool,
 }
 
 /// A loaded model, as the commands use it.
@@ -160,6 +162,7 @@ impl<M: LanguageModel> Model<M> {
             generation_tps: s.generation_tps(),
             peak_memory: crate::generate::peak_memory(),
             stopped_by,
+            nonfinite_logits: s.nonfinite_logits,
         };
         let cache = generation.into_cache();
         // The cache holds a prefix of `sequence`; the rest waits for the next call.

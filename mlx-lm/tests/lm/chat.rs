@@ -68,6 +68,65 @@ fn qwen_template_renders_like_transformers() {
     }
 }
 
+/// A template is untrusted input: loops and text are bounded by the rendering budget, with
+/// [`ChatError::Budget`]; the real template with a long conversation stays well inside it.
+#[test]
+fn rendering_is_bounded_by_the_budget() {
+    let cases = [
+        (
+            "nested loops",
+            "{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}",
+        ),
+        (
+            "string doubling",
+            "{% set ns = namespace(s='x') %}{% for i in range(64) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s|length }}",
+        ),
+        ("string repetition", "{{ 'abcd' * 1099511627776 }}"),
+        (
+            "output in a loop",
+            "{% for i in range(100000) %}{{ 'y' * 100000 }}{% endfor %}",
+        ),
+    ];
+    for (case, source) in cases {
+        let started = std::time::Instant::now();
+        let err = ChatTemplate::new(source)
+            .unwrap()
+            .render(&[Message::user("hi")], &ChatOptions::default())
+            .expect_err(case);
+        assert!(matches!(err, ChatError::Budget { .. }), "{case}: {err}");
+        assert!(
+            err.to_string()
+                .contains("exceeded its budget of 16777216 steps"),
+            "{case}: {err}"
+        );
+        assert!(
+            started.elapsed().as_secs() < 20,
+            "{case}: {:?}",
+            started.elapsed()
+        );
+    }
+    // A smaller budget, set by the caller, is the one reported.
+    let mut t = ChatTemplate::new("{% for i in range(1000) %}{{ i }}{% endfor %}").unwrap();
+    t.set_budget(100);
+    assert_eq!(t.budget(), 100);
+    let err = t.render_context(&json!({})).unwrap_err();
+    assert!(err.to_string().contains("budget of 100 steps"), "{err}");
+    // The Qwen 3.5 template, 300 turns: fine.
+    let mut messages = Vec::new();
+    for i in 0..300 {
+        messages.push(Message::user(format!(
+            "question {i} {}",
+            "word ".repeat(100)
+        )));
+        messages.push(Message::assistant(format!(
+            "answer {i} {}",
+            "word ".repeat(100)
+        )));
+    }
+    let text = qwen().render(&messages, &ChatOptions::default()).unwrap();
+    assert!(text.contains("answer 299"));
+}
+
 #[test]
 fn qwen_template_errors_like_transformers() {
     let template = qwen();

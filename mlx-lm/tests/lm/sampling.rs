@@ -199,6 +199,39 @@ fn temperature_sampling_follows_the_softmax() {
     })
 }
 
+/// Temperatures below 1e-5 are greedy: at 1e-45 `1 / temp` overflows to infinity and the
+/// scores became NaN (the draw was then arbitrary), for every dtype of the logits.
+#[test]
+fn tiny_temperatures_are_greedy() {
+    cpu(|| {
+        let logits = [0.25f32, 3.0, -1.0, 2.9, 0.0];
+        for temp in [1e-45f32, 1e-38, 1e-30, 1e-6, 9.9e-6] {
+            for dtype in [Dtype::Float32, Dtype::Bfloat16, Dtype::Float16] {
+                let row = Array::from_slice(&logits, &[1, 5])
+                    .unwrap()
+                    .astype(dtype)
+                    .unwrap();
+                let rows = mlx_rs::ops::broadcast_to(&row, &[64, 5]).unwrap();
+                let mut s = Sampler::new(SamplingParams {
+                    temperature: temp,
+                    seed: Some(7),
+                    ..Default::default()
+                })
+                .unwrap();
+                let draws = s
+                    .sample(&rows, None, None)
+                    .unwrap()
+                    .to_vec::<u32>()
+                    .unwrap();
+                assert!(
+                    draws.iter().all(|&t| t == 1),
+                    "temperature {temp}, {dtype:?}: {draws:?}"
+                );
+            }
+        }
+    })
+}
+
 #[test]
 fn filters_restrict_the_draws() {
     cpu(|| {

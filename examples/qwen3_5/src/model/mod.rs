@@ -384,6 +384,7 @@ impl Model {
     /// Final-normed hidden states `[B, T, hidden]` for `tokens`, updating `cache`.
     pub fn hidden_states(&self, tokens: &Array, cache: &mut Cache) -> Result<Array> {
         mlx_lm::model::check_input(tokens, cache, self.layers().len())?;
+        mlx_lm::model::check_token_ids(tokens, self.config.text.vocab_size)?;
         // The one place the fused decode is entered.
         if tokens.dim(1) == 1 && self.plan.fused() {
             return self.decode_fused(tokens, cache);

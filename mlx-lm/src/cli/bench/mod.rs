@@ -165,6 +165,7 @@ pub fn run<M: ModelCli>(args: BenchArgs<M::Options>) -> Result<()> {
     } else {
         BenchDtype::Float32
     });
+    check_sizes(&config_json, args.prompt, args.gen)?;
     let text = config_json.get("text_config").unwrap_or(&config_json);
     let field = |k: &str| text[k].as_i64().unwrap_or(0);
     let vocab = field("vocab_size");
@@ -311,6 +312,25 @@ pub fn run<M: ModelCli>(args: BenchArgs<M::Options>) -> Result<()> {
 }
 
 /// A preset of the model (see [`ModelCli::bench_presets`]) or a config.json file.
+/// Refuses, before anything is built, a prompt and generation that cannot fit: more
+/// positions than the config's context (`max_position_embeddings`), or, without one, more
+/// than an MLX dimension can hold.
+fn check_sizes(config: &Value, prompt: u32, gen: u32) -> Result<()> {
+    let total = u64::from(prompt) + u64::from(gen);
+    match super::commands::context_length(config) {
+        Some(context) if total > context => bail!(
+            "--prompt {prompt} and --gen {gen} need {total} positions, more than the model's \
+             context of {context} tokens (max_position_embeddings in the config)"
+        ),
+        None if total > i32::MAX as u64 => bail!(
+            "--prompt {prompt} and --gen {gen} need {total} positions, more than an MLX \
+             dimension can hold ({})",
+            i32::MAX
+        ),
+        _ => Ok(()),
+    }
+}
+
 fn config_json<M: ModelCli>(spec: &str) -> Result<Value> {
     let presets = M::bench_presets();
     if let Some((_, config)) = presets
