@@ -167,10 +167,6 @@ struct Request {
     save_at: Vec<usize>,
     /// Ended by a stop token or `max_tokens` (not by its client going away).
     finished: bool,
-    /// Ended, one way or the other: waits to leave the batch.
-    done: bool,
-    /// How many of `tokens` the model's state has taken in.
-    fed: usize,
 }
 
 impl Request {
@@ -196,8 +192,6 @@ impl Request {
             history,
             sampler,
             finished: false,
-            done: false,
-            fed: 0,
             save_at: {
                 let mut v = s.save_at;
                 v.sort_unstable();
@@ -225,49 +219,6 @@ impl Request {
     }
 }
 
-/// A decode step started on the device and not yet read.
-struct Step {
-    /// One draw over the whole batch (greedy rows) or one per row.
-    draws: Vec<Draw>,
-}
-
-impl Step {
-    /// The sampled tokens as one `[B]` array (lazy).
-    fn tokens(&self) -> Result<Array> {
-        match self.draws.as_slice() {
-            [one] => Ok(one.token.reshape(&[-1])?),
-            many => {
-                let rows: Vec<Array> = many
-                    .iter()
-                    .map(|d| d.token.reshape(&[-1]))
-                    .collect::<mlx_rs::Result<_>>()?;
-                Ok(ops::concatenate_axis(&rows, 0)?)
-            }
-        }
-    }
-
-    /// The host values, one per row of a batch of `rows` (waits for the device).
-    fn read(&self, rows: usize) -> Result<Vec<TokenEvent>> {
-        match self.draws.as_slice() {
-            [one] if rows > 1 || one.logprob.is_none() => {
-                let ids = one.token.to_vec::<u32>()?;
-                if ids.len() != rows {
-                    return Err(lost());
-                }
-                Ok(ids
-                    .into_iter()
-                    .map(|id| TokenEvent {
-                        id,
-                        logprob: None,
-                        top_logprobs: Vec::new(),
-                    })
-                    .collect())
-            }
-            many => many.iter().map(Draw::read).collect(),
-        }
-    }
-}
-
 /// What sampling one row builds (lazy): the token and, when asked, log-probabilities.
 struct Draw {
     token: Array,
@@ -285,8 +236,6 @@ struct Engine<'m> {
     /// The batch: one row of `cache` per entry of `rows`, in order.
     rows: Vec<Request>,
     cache: Option<Cache>,
-    /// The decode step running on the device, not yet read.
-    in_flight: Option<Step>,
     /// Submissions taken from the channel that could not start yet (none normally: the
     /// channel is read only when there is room).
     waiting: VecDeque<Submission>,
@@ -309,7 +258,6 @@ impl<'m> Engine<'m> {
             prefill: None,
             rows: Vec::new(),
             cache: None,
-            in_flight: None,
             waiting: VecDeque::new(),
             closed: false,
         }
@@ -336,7 +284,6 @@ impl<'m> Engine<'m> {
                         r.send(Event::Failed(why.clone()));
                     }
                     self.cache = None;
-                    self.in_flight = None;
                 }
             }
             self.publish();
@@ -462,7 +409,6 @@ impl<'m> Engine<'m> {
         let mut arrays = draw.arrays();
         arrays.extend(p.cache.arrays());
         mlx_rs::eval(&arrays)?;
-        p.request.fed = p.request.prompt_len;
         let done = deliver(&mut p.request, draw.read()?, &self.options.stop_tokens);
         if done {
             if self.options.prompt_cache_bytes > 0 {
@@ -470,8 +416,6 @@ impl<'m> Engine<'m> {
             }
             return Ok(());
         }
-        // The batch changes: first read the step in flight.
-        self.drain()?;
         self.cache = Some(match self.cache.take() {
             Some(batch) => Cache::merge(&[batch, p.cache])?,
             None => p.cache,
@@ -480,79 +424,61 @@ impl<'m> Engine<'m> {
         Ok(())
     }
 
-    /// One decode step of the whole batch, one step ahead of the host: the step is built
-    /// from the tokens of the step still running on the device (lazy arrays, never read
-    /// back in between) and started, then that previous step's tokens are read and sent.
-    /// So the device computes a step while the host builds the next one and hands tokens
-    /// to the clients. A row that ends is removed after the step that ran past it has
-    /// been read ([`Engine::drain`]); rows with penalties (their next step needs the host's
-    /// history) run one step at a time.
+    /// One decode step of the whole batch.
     fn decode_step(&mut self) -> Result<()> {
         let Some(cache) = self.cache.as_mut() else {
             return Ok(());
         };
         let b = self.rows.len() as i32;
-        let previous = self.in_flight.take();
-        let inputs = match &previous {
-            Some(step) => step.tokens()?.reshape(&[b, 1])?,
-            None => {
-                let ids: Vec<u32> = self.rows.iter().map(Request::next_input).collect();
-                Array::from_slice(&ids, &[b, 1])?
-            }
-        };
-        let logits = self.model.forward_last(&inputs, cache)?;
+        let inputs: Vec<u32> = self.rows.iter().map(Request::next_input).collect();
+        let ids = Array::from_slice(&inputs, &[b, 1])?;
+        let logits = self.model.forward_last(&ids, cache)?;
         let draws = self.sample_batch(&logits)?;
         let mut arrays: Vec<&Array> = draws.iter().flat_map(Draw::arrays).collect();
-        arrays.extend(self.cache.as_ref().ok_or_else(lost)?.arrays());
-        mlx_rs::async_eval(&arrays)?;
-        for r in &mut self.rows {
-            r.fed += 1;
-        }
-        self.in_flight = Some(Step { draws });
-        let mut ended = false;
-        if let Some(step) = previous {
-            ended = self.read(&step)?;
-        }
-        if ended || self.rows.iter().any(|r| r.history > 0) {
-            self.drain()?;
-        }
-        Ok(())
-    }
-
-    /// Reads a finished step's tokens and sends them to the rows still running; `true`
-    /// when a row has ended (or its client has gone).
-    fn read(&mut self, step: &Step) -> Result<bool> {
-        let events = step.read(self.rows.len())?;
-        let mut ended = false;
-        for (request, event) in self.rows.iter_mut().zip(events) {
-            if !request.done {
-                request.done = deliver(request, event, &self.options.stop_tokens);
+        let cache = self.cache.as_ref().ok_or_else(lost)?;
+        arrays.extend(cache.arrays());
+        mlx_rs::eval(&arrays)?;
+        let mut keep = Vec::with_capacity(self.rows.len());
+        let mut finished = Vec::new();
+        let plain = draws.len() == 1 && self.rows.len() > 1;
+        let ids = if plain {
+            draws[0].token.to_vec::<u32>()?
+        } else {
+            Vec::new()
+        };
+        for i in 0..self.rows.len() {
+            let event = if plain {
+                let id = *ids.get(i).ok_or_else(lost)?;
+                TokenEvent {
+                    id,
+                    logprob: None,
+                    top_logprobs: Vec::new(),
+                }
+            } else {
+                draws.get(i).ok_or_else(lost)?.read()?
+            };
+            if deliver(&mut self.rows[i], event, &self.options.stop_tokens) {
+                finished.push(i);
+            } else {
+                keep.push(i as i32);
             }
-            ended |= request.done;
         }
-        Ok(ended)
-    }
-
-    /// Reads the step in flight, if any, then removes the rows that have ended: their
-    /// states go to the prefix cache (those that ended normally), the others' stay.
-    fn drain(&mut self) -> Result<()> {
-        if let Some(step) = self.in_flight.take() {
-            self.read(&step)?;
-        }
-        if !self.rows.iter().any(|r| r.done) {
+        if finished.is_empty() {
             return Ok(());
         }
         let cache = self.cache.take().ok_or_else(lost)?;
-        let mut keep = Vec::with_capacity(self.rows.len());
-        for (i, r) in self.rows.iter().enumerate() {
-            if !r.done {
-                keep.push(i as i32);
-            } else if r.finished && self.options.prompt_cache_bytes > 0 && r.fed >= 1 {
-                let key = r.tokens[..r.fed.min(r.tokens.len())].to_vec();
-                self.prefix.insert(key, cache.extract(i as i32)?);
+        for &i in &finished {
+            if self.options.prompt_cache_bytes > 0 && self.rows[i].finished {
+                let one = cache.extract(i as i32)?;
+                save_finished(&mut self.prefix, &self.rows[i], one);
             }
         }
-        self.rows.retain(|r| !r.done);
+        let mut i = 0;
+        self.rows.retain(|_| {
+            let kept = !finished.contains(&i);
+            i += 1;
+            kept
+        });
         self.cache = if keep.is_empty() {
             None
         } else {
@@ -590,29 +516,30 @@ impl<'m> Engine<'m> {
     }
 
     /// Removes requests whose client went away: the one in prefill and rows of the
-    /// batch (after the step in flight is read).
+    /// batch.
     fn drop_cancelled(&mut self) {
         if self.prefill.as_ref().is_some_and(|p| p.request.cancelled()) {
             self.prefill = None;
         }
-        let mut any = false;
-        for r in &mut self.rows {
-            if !r.done && r.cancelled() {
-                r.done = true;
-                any = true;
-            }
-        }
-        if !any {
+        if !self.rows.iter().any(Request::cancelled) {
             return;
         }
-        let outcome = catch_unwind(AssertUnwindSafe(|| self.drain()));
-        if let Some(why) = failure(outcome) {
-            for r in self.rows.drain(..) {
-                r.send(Event::Failed(why.clone()));
-            }
-            self.cache = None;
-            self.in_flight = None;
-        }
+        let keep: Vec<i32> = (0..self.rows.len() as i32)
+            .filter(|&i| !self.rows[i as usize].cancelled())
+            .collect();
+        self.rows.retain(|r| !r.cancelled());
+        self.cache = match (self.cache.take(), keep.is_empty()) {
+            (Some(cache), false) => match cache.filter(&keep) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    for r in self.rows.drain(..) {
+                        r.send(Event::Failed(e.to_string()));
+                    }
+                    None
+                }
+            },
+            _ => None,
+        };
     }
 }
 
