@@ -2,14 +2,12 @@
 //!
 //! Each turn of its loop does, in order:
 //! 1. drop the sequences whose client went away (their event channel is closed);
-//! 2. take waiting requests into prefill while the batch has room, each starting from
-//!    the longest saved state of the [prefix cache](super::prefix) that its prompt
-//!    extends;
-//! 3. run at most [`EngineOptions::prefill_chunk`] prompt tokens of newcomers, each
-//!    alone (a batch of one, no padding), all of a prompt but its last token; newcomers
-//!    whose prompt is in join the batch together ([`Cache::merge`]: caches of different
-//!    lengths are padded on the left, each sequence keeps its own positions), and the
-//!    next step feeds their last prompt token and samples their first token;
+//! 2. take one waiting request into prefill when the batch has room, starting from the
+//!    longest saved state of the [prefix cache](super::prefix) that its prompt extends;
+//! 3. run one chunk (at most [`EngineOptions::prefill_chunk`] tokens) of the request in
+//!    prefill, alone (a batch of one, no padding); after the last chunk its first token
+//!    is sampled and it joins the batch ([`Cache::merge`]: caches of different lengths
+//!    are padded on the left, each sequence keeps its own positions);
 //! 4. run one decode step of the whole batch: one forward over one token per sequence,
 //!    one sample per sequence with its own parameters, one evaluation; finished
 //!    sequences leave the batch ([`Cache::filter`]).
@@ -145,13 +143,6 @@ where
     "the engine has shut down".into()
 }
 
-/// What the queue gives.
-enum Next {
-    Submission(Submission),
-    Nothing,
-    Stop,
-}
-
 /// A request in prefill.
 struct Prefill {
     request: Request,
@@ -244,8 +235,6 @@ struct Engine<'m> {
     prefill: Option<Prefill>,
     /// The batch: one row of `cache` per entry of `rows`, in order.
     rows: Vec<Request>,
-    /// Prefilled requests that join the batch before its next step.
-    joining: Vec<(Request, Cache)>,
     cache: Option<Cache>,
     /// Submissions taken from the channel that could not start yet (none normally: the
     /// channel is read only when there is room).
@@ -268,7 +257,6 @@ impl<'m> Engine<'m> {
             status,
             prefill: None,
             rows: Vec::new(),
-            joining: Vec::new(),
             cache: None,
             waiting: VecDeque::new(),
             closed: false,
@@ -278,81 +266,44 @@ impl<'m> Engine<'m> {
     fn run(&mut self) {
         loop {
             self.drop_cancelled();
-            if !self.prefill_turn() {
+            if !self.admit() {
                 return;
             }
-            if !self.joining.is_empty() {
-                let outcome = catch_unwind(AssertUnwindSafe(|| self.join()));
+            if self.prefill.is_some() {
+                let outcome = catch_unwind(AssertUnwindSafe(|| self.prefill_chunk()));
                 if let Some(why) = failure(outcome) {
-                    self.fail_batch(&why);
+                    if let Some(p) = self.prefill.take() {
+                        p.request.send(Event::Failed(why));
+                    }
                 }
             }
             if !self.rows.is_empty() {
                 let outcome = catch_unwind(AssertUnwindSafe(|| self.decode_step()));
                 if let Some(why) = failure(outcome) {
-                    self.fail_batch(&why);
+                    for r in self.rows.drain(..) {
+                        r.send(Event::Failed(why.clone()));
+                    }
+                    self.cache = None;
                 }
             }
             self.publish();
         }
     }
 
-    /// Fails every request of the batch (and those about to join it) after a failed
-    /// step; the engine goes on with an empty batch.
-    fn fail_batch(&mut self, why: &str) {
-        let joining = self.joining.drain(..).map(|(r, _)| r);
-        for r in self.rows.drain(..).chain(joining) {
-            r.send(Event::Failed(why.to_string()));
-        }
-        self.cache = None;
-    }
-
     /// Updates the counters the HTTP side reads.
     fn publish(&self) {
-        let active = self.rows.len() + self.joining.len() + usize::from(self.prefill.is_some());
+        let active = self.rows.len() + usize::from(self.prefill.is_some());
         self.status.active.store(active, Ordering::SeqCst);
     }
 
-    /// Rows taken or about to be.
-    fn occupied(&self) -> usize {
-        self.rows.len() + self.joining.len() + usize::from(self.prefill.is_some())
-    }
-
-    /// The prefill work of one turn: at most [`EngineOptions::prefill_chunk`] prompt
-    /// tokens, over as many newcomers as fit (short prompts join together, and then
-    /// together with the batch). Blocks while there is no work at all. Returns `false`
-    /// when the engine should stop (no handle is left and no work remains).
-    fn prefill_turn(&mut self) -> bool {
-        let mut budget = self.options.prefill_chunk;
-        while budget > 0 {
-            if self.prefill.is_none() {
-                if self.occupied() >= self.options.max_concurrency {
-                    return true;
-                }
-                match self.next_submission() {
-                    Next::Stop => return false,
-                    Next::Nothing => return true,
-                    Next::Submission(s) => self.start(s),
-                }
-                continue;
-            }
-            let outcome = catch_unwind(AssertUnwindSafe(|| self.prefill_chunk(budget)));
-            match outcome {
-                Ok(Ok(used)) => budget = budget.saturating_sub(used.max(1)),
-                failed => {
-                    let why = failure(failed.map(|r| r.map(drop)));
-                    if let Some(p) = self.prefill.take() {
-                        p.request.send(Event::Failed(why.unwrap_or_default()));
-                    }
-                }
-            }
+    /// Takes the next request into prefill when there is room; blocks while there is no
+    /// work at all. Returns `false` when the engine should stop (no handle is left and no
+    /// work remains).
+    fn admit(&mut self) -> bool {
+        let idle = self.prefill.is_none() && self.rows.is_empty();
+        if self.prefill.is_some() || self.rows.len() >= self.options.max_concurrency {
+            return true;
         }
-        true
-    }
-
-    /// The next waiting submission: waits for one when there is no work at all.
-    fn next_submission(&mut self) -> Next {
-        let idle = self.occupied() == 0;
         let next = match self.waiting.pop_front() {
             Some(s) => Some(s),
             None if self.closed => None,
@@ -377,21 +328,19 @@ impl<'m> Engine<'m> {
                 }
             },
         };
-        match next {
-            Some(s) => {
-                self.status.waiting.fetch_sub(1, Ordering::SeqCst);
-                Next::Submission(s)
-            }
-            None if self.closed && idle => Next::Stop,
-            None => Next::Nothing,
+        let Some(submission) = next else {
+            return !(self.closed && idle);
+        };
+        self.status.waiting.fetch_sub(1, Ordering::SeqCst);
+        if submission.events.is_closed() {
+            return true;
         }
+        self.start(submission);
+        true
     }
 
     /// Starts the prefill of a submission from the longest saved prefix of its prompt.
     fn start(&mut self, submission: Submission) {
-        if submission.events.is_closed() {
-            return;
-        }
         if submission.prompt.is_empty() {
             let _ = submission
                 .events
@@ -421,23 +370,17 @@ impl<'m> Engine<'m> {
         });
     }
 
-    /// Runs up to `budget` more prompt tokens of the request in prefill; returns how many
-    /// ran. All of the prompt but its last token goes through here, alone (the state
-    /// there is saved in the prefix cache, and at the request's `save_at` lengths); the
-    /// request then waits to join the batch, whose next step takes its last prompt token
-    /// and samples its first token. A one-token prompt (nothing to prefill, and an empty
-    /// state cannot join a batch) samples its first token alone.
-    fn prefill_chunk(&mut self, budget: usize) -> Result<usize> {
+    /// Runs the next chunk of the request in prefill. All of the prompt but its last
+    /// token goes through in chunks (the state there is saved in the prefix cache); the
+    /// last token then runs alone and gives the first sampled token, and the request
+    /// joins the batch.
+    fn prefill_chunk(&mut self) -> Result<()> {
         let Some(p) = self.prefill.as_mut() else {
-            return Ok(0);
+            return Ok(());
         };
         let head = p.request.prompt_len - 1;
-        if head == 0 {
-            return self.first_token_alone().map(|()| 1);
-        }
-        let start = p.done;
         if p.done < head {
-            let mut end = head.min(p.done + budget);
+            let mut end = head.min(p.done + self.options.prefill_chunk);
             if let Some(&at) = p
                 .request
                 .save_at
@@ -455,21 +398,8 @@ impl<'m> Engine<'m> {
                 self.prefix
                     .insert(p.request.tokens[..end].to_vec(), p.cache.clone());
             }
+            return Ok(());
         }
-        if p.done == head {
-            if let Some(p) = self.prefill.take() {
-                self.joining.push((p.request, p.cache));
-            }
-        }
-        Ok(self
-            .prefill
-            .as_ref()
-            .map_or(head, |p| p.done)
-            .saturating_sub(start))
-    }
-
-    /// The first token of a one-token prompt, sampled alone; the request then joins.
-    fn first_token_alone(&mut self) -> Result<()> {
         let Some(mut p) = self.prefill.take() else {
             return Ok(());
         };
@@ -481,27 +411,16 @@ impl<'m> Engine<'m> {
         mlx_rs::eval(&arrays)?;
         let done = deliver(&mut p.request, draw.read()?, &self.options.stop_tokens);
         if done {
-            if self.options.prompt_cache_bytes > 0 && p.request.finished {
+            if self.options.prompt_cache_bytes > 0 {
                 save_finished(&mut self.prefix, &p.request, p.cache);
             }
             return Ok(());
         }
-        self.joining.push((p.request, p.cache));
-        Ok(())
-    }
-
-    /// Puts the prefilled requests into the batch: their caches and the batch's become
-    /// one (padded on the left to the longest).
-    fn join(&mut self) -> Result<()> {
-        let mut caches: Vec<Cache> = self.cache.take().into_iter().collect();
-        for (request, cache) in self.joining.drain(..) {
-            caches.push(cache);
-            self.rows.push(request);
-        }
-        self.cache = Some(match caches.len() {
-            1 => caches.pop().ok_or_else(lost)?,
-            _ => Cache::merge(&caches)?,
+        self.cache = Some(match self.cache.take() {
+            Some(batch) => Cache::merge(&[batch, p.cache])?,
+            None => p.cache,
         });
+        self.rows.push(p.request);
         Ok(())
     }
 
@@ -602,7 +521,6 @@ impl<'m> Engine<'m> {
         if self.prefill.as_ref().is_some_and(|p| p.request.cancelled()) {
             self.prefill = None;
         }
-        self.joining.retain(|(r, _)| !r.cancelled());
         if !self.rows.iter().any(Request::cancelled) {
             return;
         }
