@@ -58,8 +58,31 @@ fn alone(model: &Model, prompt: &[u32], max_tokens: usize) -> Vec<u32> {
         .unwrap()
 }
 
-fn start(options: EngineOptions, decode: Decode) -> EngineHandle {
-    let (handle, _thread) = engine::spawn(
+/// A running engine; dropping it closes its queue and waits for its thread (so that the
+/// process never exits under a running step).
+struct Running {
+    handle: Option<EngineHandle>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl std::ops::Deref for Running {
+    type Target = EngineHandle;
+    fn deref(&self) -> &EngineHandle {
+        self.handle.as_ref().unwrap()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        drop(self.handle.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn start(options: EngineOptions, decode: Decode) -> Running {
+    let (handle, thread) = engine::spawn(
         move || f32_model(decode),
         EngineOptions {
             device: Some(Device::cpu()),
@@ -74,7 +97,10 @@ fn start(options: EngineOptions, decode: Decode) -> EngineHandle {
         assert!(Instant::now() < deadline, "the engine did not start");
         std::thread::sleep(Duration::from_millis(20));
     }
-    handle
+    Running {
+        handle: Some(handle),
+        thread: Some(thread),
+    }
 }
 
 fn submit(handle: &EngineHandle, prompt: &[u32], max_tokens: usize) -> UnboundedReceiver<Event> {
@@ -162,6 +188,7 @@ fn a_prefix_cache_hit_gives_the_tokens_of_a_cold_run() {
     second.extend(&reply);
     second.extend([11, 12, 13, 14, 15]);
     let (warm, cached, _) = collect(submit(&handle, &second, 10));
+    // The state saved at the reply's end: every token but the last, never fed.
     assert_eq!(
         cached,
         first.len() + reply.len() - 1,
