@@ -163,6 +163,8 @@ struct Request {
     tokens: Vec<u32>,
     /// How many recent tokens the penalties look at (0: no penalties).
     history: usize,
+    /// A prompt length short of the whole at which the prefill also saves its state.
+    checkpoint: Option<usize>,
 }
 
 impl Request {
@@ -184,6 +186,7 @@ impl Request {
             logprobs: s.logprobs,
             max_tokens: s.max_tokens.max(1),
             prompt_len: s.prompt.len(),
+            checkpoint: s.checkpoint.filter(|&c| c > 0 && c < s.prompt.len()),
             tokens: s.prompt,
             history,
             sampler,
@@ -361,24 +364,28 @@ impl<'m> Engine<'m> {
     }
 
     /// Runs the next chunk of the request in prefill. All of the prompt but its last
-    /// token goes through in chunks (the state there is saved in the prefix cache); the
-    /// last token then runs alone and gives the first sampled token, and the request
-    /// joins the batch.
+    /// token goes through in chunks (the state there is saved in the prefix cache, and at
+    /// the request's checkpoint if it has one); the last token then runs alone and gives
+    /// the first sampled token, and the request joins the batch.
     fn prefill_chunk(&mut self) -> Result<()> {
         let Some(p) = self.prefill.as_mut() else {
             return Ok(());
         };
         let head = p.request.prompt_len - 1;
         if p.done < head {
-            let end = head.min(p.done + self.options.prefill_chunk);
+            let stop = match p.request.checkpoint {
+                Some(c) if c > p.done && c < head => c,
+                _ => head,
+            };
+            let end = stop.min(p.done + self.options.prefill_chunk);
             let chunk = &p.request.tokens[p.done..end];
             let ids = Array::from_slice(chunk, &[1, chunk.len() as i32])?;
             self.model.prefill(&ids, &mut p.cache)?;
             mlx_rs::eval(&p.cache.arrays())?;
             p.done = end;
-            if p.done == head {
+            if p.done == head || Some(p.done) == p.request.checkpoint {
                 self.prefix
-                    .insert(p.request.tokens[..head].to_vec(), p.cache.clone());
+                    .insert(p.request.tokens[..p.done].to_vec(), p.cache.clone());
             }
             return Ok(());
         }

@@ -236,13 +236,26 @@ async fn chat_request(
         let ids = tokenizer
             .encode(&text)
             .map_err(|e| ApiError::new(500, format!("cannot tokenize the prompt: {e}")))?;
-        Ok::<_, ApiError>((ids, in_think))
+        // The conversation without the generation prompt: the next turn starts with it.
+        let checkpoint = template
+            .render_json(
+                &prompt.messages,
+                &ChatOptions {
+                    add_generation_prompt: false,
+                    ..options
+                },
+            )
+            .ok()
+            .and_then(|t| tokenizer.encode(&t).ok())
+            .filter(|head| head.len() < ids.len() && ids.starts_with(head))
+            .map(|head| head.len());
+        Ok::<_, ApiError>((ids, in_think, checkpoint))
     })
     .await
     .map_err(|e| ApiError::new(500, format!("prompt rendering failed: {e}")))?;
-    let (ids, in_think) = rendered?;
+    let (ids, in_think, checkpoint) = rendered?;
     let parser = ParserOptions { in_think, tools };
-    start(state, ids, "messages", generation, Some(parser)).await
+    start(state, ids, checkpoint, "messages", generation, Some(parser)).await
 }
 
 async fn completions(
@@ -289,7 +302,7 @@ async fn completion_request(
     if ids.is_empty() {
         return Err(ApiError::invalid("prompt", "the prompt must not be empty"));
     }
-    start(state, ids, "prompt", generation, None).await
+    start(state, ids, None, "prompt", generation, None).await
 }
 
 /// Checks the lengths, submits, and answers (streamed or whole). `parser` is `None` for
@@ -297,6 +310,7 @@ async fn completion_request(
 async fn start(
     state: AppState,
     ids: Vec<u32>,
+    checkpoint: Option<usize>,
     prompt_param: &str,
     generation: Generation,
     parser: Option<ParserOptions>,
@@ -333,6 +347,7 @@ async fn start(
             sampling: generation.sampling.clone(),
             logprobs: generation.logprobs,
             events: tx,
+            checkpoint,
         })
         .map_err(|e| match e {
             SubmitError::QueueFull(_) => ApiError::new(429, e.to_string()).with_code("queue_full"),

@@ -29,6 +29,12 @@ pub struct Submission {
     pub logprobs: Option<usize>,
     /// Where the engine sends this request's events.
     pub events: UnboundedSender<Event>,
+    /// A prompt length, short of the whole, at which the prefill saves its state in the
+    /// prefix cache as well: for a chat, the conversation before the generation prompt,
+    /// which the next turn's prompt starts with even when the template renders the
+    /// earlier replies otherwise than they were prompted (Qwen 3.5 drops the empty
+    /// `<think>` block of earlier turns).
+    pub checkpoint: Option<usize>,
 }
 
 /// A sampled token.

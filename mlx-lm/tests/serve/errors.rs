@@ -328,6 +328,7 @@ fn queue_full_is_429() {
             sampling: Default::default(),
             logprobs: None,
             events: tx,
+            checkpoint: None,
         })
         .unwrap();
     for _ in 0..2 {

@@ -86,6 +86,7 @@ fn submit(handle: &EngineHandle, prompt: &[u32], max_tokens: usize) -> Unbounded
             sampling: SamplingParams::greedy(),
             logprobs: None,
             events: tx,
+            checkpoint: None,
         })
         .unwrap();
     rx

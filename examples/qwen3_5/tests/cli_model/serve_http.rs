@@ -520,7 +520,8 @@ fn a_client_that_hangs_up_frees_its_row() {
     // A streamed request for 500000 tokens (many minutes of decoding) whose client hangs up
     // after a few chunks: the only row is freed, so the next requests complete at once.
     let mut conn = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
-    conn.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
     let body = json!({"prompt": "Once upon a time", "stream": true, "temperature": 0,
                       "max_tokens": 500000})
     .to_string();
