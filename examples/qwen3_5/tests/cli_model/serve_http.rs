@@ -609,3 +609,45 @@ fn serve_rejects_bad_command_lines() {
     assert!(errors[0].contains("no model.safetensors"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+/// The official `openai` Python client (from the provisioned oracle) reads the same texts
+/// as raw HTTP, and raises `BadRequestError` (400) on a bad request.
+#[test]
+fn the_openai_python_client_reads_the_server() {
+    let model = model_with_tokenizer("mlx-bf16-untied", "serve-openai", SPECIALS);
+    let server = Server::start(&model, &["--model-id", "tiny-qwen"]);
+    let max_tokens = 16;
+    let chat = server.ok(
+        "/v1/chat/completions",
+        &json!({"messages": [{"role": "system", "content": "Be brief."},
+                             {"role": "user", "content": "Hello there"}],
+                "temperature": 0, "max_tokens": max_tokens}),
+    );
+    let completion = server.ok(
+        "/v1/completions",
+        &json!({"prompt": "The quick brown fox", "temperature": 0, "max_tokens": max_tokens}),
+    );
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/openai_client.py");
+    let out = oracle::python()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .arg(&script)
+        .args([&server.url("/v1"), "tiny-qwen", &max_tokens.to_string()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}\nserver: {}", server.log());
+    let got: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(got["chat"].as_str(), Some(text(&chat).as_str()), "{got}");
+    assert_eq!(got["chat_stream"], got["chat"], "{got}");
+    assert_eq!(got["chat_finish"], chat["choices"][0]["finish_reason"]);
+    assert_eq!(got["chat_stream_finish"], got["chat_finish"]);
+    let usage = json!([
+        chat["usage"]["prompt_tokens"],
+        chat["usage"]["completion_tokens"]
+    ]);
+    assert_eq!(got["chat_usage"], usage);
+    assert_eq!(got["chat_stream_usage"], usage);
+    assert_eq!(got["completion"].as_str(), Some(text(&completion).as_str()));
+    assert_eq!(got["models"], json!(["tiny-qwen"]));
+    assert_eq!(got["bad"], json!({"status": 400, "param": "n"}), "{got}");
+}
