@@ -459,6 +459,9 @@ impl<'m> Engine<'m> {
         for &i in &finished {
             if self.options.prompt_cache_bytes > 0 && !self.rows[i].cancelled() {
                 let one = cache.extract(i as i32)?;
+                // Evaluated now: left lazy, the row's gather would keep the whole batch's
+                // buffers alive while the prefix cache counts one row's bytes.
+                mlx_rs::eval(&one.arrays())?;
                 save_finished(&mut self.prefix, &self.rows[i], one);
             }
         }
