@@ -165,6 +165,9 @@ struct Request {
     history: usize,
     /// A prompt length short of the whole at which the prefill also saves its state.
     checkpoint: Option<usize>,
+    /// Whether it ended with a stop token or at `max_tokens` (its client may hang up as
+    /// soon as it has the last event: that does not make it cancelled).
+    completed: bool,
 }
 
 impl Request {
@@ -188,6 +191,7 @@ impl Request {
             prompt_len: s.prompt.len(),
             checkpoint: s.checkpoint.filter(|&c| c > 0 && c < s.prompt.len()),
             tokens: s.prompt,
+            completed: false,
             history,
             sampler,
         })
@@ -400,7 +404,7 @@ impl<'m> Engine<'m> {
         mlx_rs::eval(&arrays)?;
         let done = deliver(&mut p.request, draw.read()?, &self.options.stop_tokens);
         if done {
-            if self.options.prompt_cache_bytes > 0 {
+            if self.options.prompt_cache_bytes > 0 && p.request.completed {
                 save_finished(&mut self.prefix, &p.request, p.cache);
             }
             return Ok(());
@@ -457,7 +461,7 @@ impl<'m> Engine<'m> {
         }
         let cache = self.cache.take().ok_or_else(lost)?;
         for &i in &finished {
-            if self.options.prompt_cache_bytes > 0 && !self.rows[i].cancelled() {
+            if self.options.prompt_cache_bytes > 0 && self.rows[i].completed {
                 let one = cache.extract(i as i32)?;
                 // Evaluated now: left lazy, the row's gather would keep the whole batch's
                 // buffers alive while the prefix cache counts one row's bytes.
@@ -557,6 +561,7 @@ fn deliver(request: &mut Request, event: TokenEvent, stop_tokens: &[u32]) -> boo
         None
     };
     if let Some(f) = finish {
+        request.completed = true;
         request.send(Event::Finished(f));
         return true;
     }
