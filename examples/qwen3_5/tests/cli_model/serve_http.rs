@@ -342,7 +342,7 @@ fn concurrent_requests_get_their_lone_replies() {
     // Not all the same (the comparison below could not tell requests apart otherwise).
     assert!(alone.iter().any(|a| a != &alone[0]), "{alone:?}");
     for round in 0..2 {
-        let together: Vec<String> = std::thread::scope(|scope| {
+        let runs: Vec<(String, Instant, Instant)> = std::thread::scope(|scope| {
             let handles: Vec<_> = requests
                 .iter()
                 .enumerate()
@@ -351,12 +351,24 @@ fn concurrent_requests_get_their_lone_replies() {
                     scope.spawn(move || {
                         // Staggered, so that requests join while others decode.
                         std::thread::sleep(Duration::from_millis(15 * i as u64));
-                        streamed_text(&server.stream("/v1/chat/completions", r)).0
+                        let t0 = Instant::now();
+                        let text = streamed_text(&server.stream("/v1/chat/completions", r)).0;
+                        (text, t0, Instant::now())
                     })
                 })
                 .collect();
             handles.into_iter().map(|h| h.join().unwrap()).collect()
         });
+        // They did run at the same time: some request started before another ended.
+        let overlapping = runs
+            .iter()
+            .enumerate()
+            .any(|(i, a)| runs[i + 1..].iter().any(|b| a.1 < b.2 && b.1 < a.2));
+        assert!(
+            overlapping,
+            "round {round}: the requests ran one after another"
+        );
+        let together: Vec<String> = runs.into_iter().map(|r| r.0).collect();
         assert_eq!(together, alone, "round {round}");
     }
 }
