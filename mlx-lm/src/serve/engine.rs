@@ -411,7 +411,7 @@ impl<'m> Engine<'m> {
         mlx_rs::eval(&arrays)?;
         let done = deliver(&mut p.request, draw.read()?, &self.options.stop_tokens);
         if done {
-            if self.options.prompt_cache_bytes > 0 {
+            if self.options.prompt_cache_bytes > 0 && p.request.finished {
                 save_finished(&mut self.prefix, &p.request, p.cache);
             }
             return Ok(());
@@ -470,6 +470,9 @@ impl<'m> Engine<'m> {
         for &i in &finished {
             if self.options.prompt_cache_bytes > 0 && self.rows[i].finished {
                 let one = cache.extract(i as i32)?;
+                // Evaluated now: left lazy, the row's gather would keep the whole batch's
+                // buffers alive while the prefix cache counts one row's bytes.
+                mlx_rs::eval(&one.arrays())?;
                 save_finished(&mut self.prefix, &self.rows[i], one);
             }
         }

@@ -22,7 +22,9 @@ pub struct Submission {
     pub prompt: Vec<u32>,
     /// Prompt lengths after which the engine saves the state in its prefix cache (besides
     /// the end of the prompt): for a chat, the conversation before the reply's opening,
-    /// which the next turn's prompt starts with.
+    /// which the next turn's prompt starts with even when the template renders earlier
+    /// replies otherwise than they were prompted (Qwen 3.5 drops the empty `<think>`
+    /// block of earlier turns).
     pub save_at: Vec<usize>,
     /// Most tokens to sample (at least 1).
     pub max_tokens: usize,

@@ -677,3 +677,4 @@ fn device_flag() {
 
 mod bad_models;
 mod serve_engine;
+mod serve_http;
