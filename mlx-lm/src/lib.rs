@@ -19,8 +19,10 @@
 //! - [`kernels`]: the kernels of the Qwen 3.5 / Qwen3-Next family (the gated delta rule in
 //!   its sequential, chunked, compiled and CUDA/Metal forms behind one dispatch, the
 //!   attention decode kernel, the CPU GEMM);
+//! - `serve` (feature `serve`, on by default): an OpenAI-compatible HTTP server with
+//!   continuous batching and a prefix cache that works for hybrid models;
 //! - `cli` (feature `cli`, on by default): the command line (`generate`, `chat`, `logits`,
-//!   `bench`) that a model crate's `main.rs` runs with `mlx_lm::cli::main::<Model>()`.
+//!   `bench`, `serve`) that a model crate's `main.rs` runs with `mlx_lm::cli::main::<Model>()`.
 //!
 //! ```
 //! use mlx_lm::{Sampler, SamplingParams};

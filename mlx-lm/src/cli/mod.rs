@@ -1,4 +1,5 @@
-//! The command line every model crate shares: `generate`, `chat`, `logits` and `bench`.
+//! The command line every model crate shares: `generate`, `chat`, `logits`, `bench` and
+//! `serve`.
 //!
 //! A model crate's binary implements [`ModelCli`] for a marker type and calls [`main`]:
 //!
@@ -18,7 +19,9 @@
 //! - `logits`: float32 logits `[n_tokens, vocab]` of a list of ids, as a NumPy `.npy`;
 //! - `bench`: prefill and decode speed and peak memory with random weights, optionally
 //!   side by side with mlx-lm (`benches/mlx_lm_peer.py`, which builds mlx-lm's model of
-//!   the config's `model_type` with the same weights).
+//!   the config's `model_type` with the same weights);
+//! - `serve` (feature `serve`): the OpenAI-compatible server of `crate::serve` on the
+//!   model folder, until Ctrl-C.
 //!
 //! Long work shows its progress on stderr when stderr is a terminal ([`progress`]).
 //!
