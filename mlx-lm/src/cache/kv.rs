@@ -236,12 +236,16 @@ impl KvCache {
         let cut = |a: Option<Array>| -> Result<Option<Array>> {
             a.map(|a| {
                 let s = a.shape();
-                Ok(ops::slice(
+                let kept = ops::slice(
                     &a,
                     &[0, 0, drop, 0],
                     &[s[0], s[1], self.offset, s[3]],
                     &[1, 1, 1, 1],
-                )?)
+                )?;
+                // A copy, not a view: a view would keep the whole padded buffer alive
+                // (a state kept apart, as the prefix cache keeps one, would hold more
+                // memory than its size says).
+                Ok(ops::contiguous(&kept, false)?)
             })
             .transpose()
         };

@@ -294,6 +294,9 @@ impl<'m> Engine<'m> {
     fn publish(&self) {
         let active = self.rows.len() + usize::from(self.prefill.is_some());
         self.status.active.store(active, Ordering::SeqCst);
+        self.status
+            .prefix_bytes
+            .store(self.prefix.bytes(), Ordering::SeqCst);
     }
 
     /// Takes the next request into prefill when there is room; blocks while there is no

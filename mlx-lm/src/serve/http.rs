@@ -139,7 +139,18 @@ fn response_id(prefix: &str) -> String {
 
 async fn health(State(state): State<AppState>) -> Response {
     if state.engine.ready() {
-        Json(json!({"status": "ok"})).into_response()
+        let status = state.engine.status();
+        let load = |a: &std::sync::atomic::AtomicUsize| a.load(std::sync::atomic::Ordering::SeqCst);
+        Json(json!({
+            "status": "ok",
+            "requests": {"active": load(&status.active), "waiting": load(&status.waiting)},
+            "memory": {
+                "mlx_active_bytes": mlx_rs::memory::get_active_memory().unwrap_or(0),
+                "mlx_cache_bytes": mlx_rs::memory::get_cache_memory().unwrap_or(0),
+                "prefix_cache_bytes": load(&status.prefix_bytes),
+            },
+        }))
+        .into_response()
     } else {
         let why = state
             .engine

@@ -98,6 +98,8 @@ pub struct EngineStatus {
     pub waiting: AtomicUsize,
     /// Requests in the batch (prefilling or decoding).
     pub active: AtomicUsize,
+    /// Bytes of model states held by the prefix cache.
+    pub prefix_bytes: AtomicUsize,
     /// Why the engine stopped, once it has.
     pub stopped: std::sync::Mutex<Option<String>>,
 }

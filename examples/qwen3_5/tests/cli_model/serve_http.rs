@@ -751,7 +751,13 @@ fn memory_over_a_thousand_requests() {
     let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
     let server = Server::start(&model, &extra);
     let pid = server.child.id();
+    // MLX's own count of the memory its arrays hold, and the prefix cache's bytes.
+    let mlx = || -> String {
+        let (_, health) = server.get("/health").unwrap();
+        health["memory"].to_string()
+    };
     let start = rss_kib(pid);
+    let mlx_start = mlx();
     let run_batch = |from: usize, to: usize| {
         std::thread::scope(|scope| {
             for t in 0..4 {
@@ -780,5 +786,6 @@ fn memory_over_a_thousand_requests() {
          idle 2 s later {idle}; {:.1} s",
         t.elapsed().as_secs_f64()
     );
+    eprintln!("MLX memory: start {mlx_start}, idle at the end {}", mlx());
     assert_eq!(server.get("/health").unwrap().0, 200);
 }
