@@ -57,6 +57,7 @@ pub mod model;
 pub mod sampling;
 #[cfg(feature = "serve")]
 pub mod serve;
+pub mod shard;
 mod submitter;
 pub mod tokenizer;
 

@@ -592,3 +592,205 @@ fn greedy_generation_with_the_submit_thread() {
         }
     })
 }
+
+// ---- Tensor parallelism: 2 ring processes on this host, each one rank. ----
+
+/// The variable that makes `tensor_parallel_worker` run as one rank: `VARIANT:DTYPE,…`
+/// (the fixtures to shard, and the dtype to cast them to).
+const TP_WORKER: &str = "QWEN3_TEST_TP_CASES";
+/// The folder where the ranks write their logits.
+const TP_OUT: &str = "QWEN3_TEST_TP_OUT";
+/// A rank run is killed after this long.
+const TP_LIMIT: std::time::Duration = std::time::Duration::from_secs(120);
+/// Tolerance of sharded float32 logits against one process, relative to the row's
+/// largest |logit|: the sharded model adds the same products in another order (two
+/// partial sums, then their sum), a few float32 ulps.
+const TP_F32_ROW_RTOL: f32 = 1e-5;
+/// The same for bf16: each rank's partial output is rounded to bf16 before the sum (one
+/// rounding more than in one process, in each layer), and the bf16 logits carry that
+/// difference plus their own rounding: two bf16 ulps of the row's scale (2 ×
+/// `LOGITS_ROW_RTOL`; measured: 1.7 ulps on `bf16-untied`, deterministic on the CPU).
+const TP_BF16_ROW_RTOL: f32 = 2.0 * LOGITS_ROW_RTOL;
+
+/// `variant`, its parameters cast to `dtype`.
+fn load_as(variant: &str, dtype: &str) -> qwen3::Model {
+    use mlx_rs::nn::{KeyPath, Module, Param, VisitorMut};
+    struct ToF32;
+    impl VisitorMut for ToF32 {
+        fn param(&mut self, _: &str, p: &mut Param) -> mlx_rs::Result<()> {
+            let v = p.value().astype(Dtype::Float32)?;
+            p.set(v);
+            Ok(())
+        }
+    }
+    let mut model = load(variant);
+    if dtype == "float32" {
+        model.visit_mut(&mut KeyPath::new(), &mut ToF32).unwrap();
+    }
+    model
+}
+
+fn tp_file(dir: &Path, variant: &str, dtype: &str, kind: &str, rank: i32) -> PathBuf {
+    dir.join(format!("{variant}-{dtype}-{kind}-rank{rank}.f32"))
+}
+
+fn write_f32(path: &Path, v: &[f32]) {
+    let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+    std::fs::write(path, bytes).unwrap();
+}
+
+fn read_f32(path: &Path) -> Vec<f32> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let chunks = bytes.chunks_exact(4);
+    chunks
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect()
+}
+
+/// Not a test of its own: one rank of `tensor_parallel_logits_equal_one_process` (does
+/// nothing unless `TP_WORKER` is set). Writes the full-prompt and step-wise logits of
+/// each case, sharded across the ring group.
+#[test]
+fn tensor_parallel_worker() {
+    use mlx_rs::distributed::{Backend, Group, InitOptions};
+    let Ok(cases) = std::env::var(TP_WORKER) else {
+        return;
+    };
+    let out = PathBuf::from(std::env::var(TP_OUT).unwrap());
+    let init = || {
+        Group::init_with(&InitOptions {
+            backend: Backend::Ring,
+            strict: true,
+            timeout: Some(TP_LIMIT),
+        })
+        .unwrap()
+    };
+    on_cpu(|| {
+        for case in cases.split(',').filter(|c| !c.is_empty()) {
+            let (variant, dtype) = case.split_once(':').unwrap();
+            let e = expected(variant);
+            // MLX keeps the group: each init returns the same one.
+            let group = init();
+            let rank = group.rank();
+            let mut model = load_as(variant, dtype);
+            model.shard(group).unwrap();
+            let full = full_logits(&model, &e.prompt);
+            write_f32(&tp_file(&out, variant, dtype, "full", rank), &full);
+            let step = stepwise_logits(&model, &e.prompt, e.prefill);
+            write_f32(&tp_file(&out, variant, dtype, "step", rank), &step);
+        }
+        // Heads that do not split: 4 query heads and 2 key/value heads across 4 ranks.
+        let group = init();
+        if group.size() == 4 {
+            let err = load("bf16-untied").shard(group).unwrap_err().to_string();
+            assert!(err.contains("the key/value heads (2) across 4"), "{err}");
+        }
+    });
+    println!("TP RANK DONE");
+}
+
+/// Starts `n` ranks of this test binary (ring backend, local ports) with `env`; waits
+/// for them (killed after `TP_LIMIT`) and asserts that all succeeded.
+fn run_ranks(n: usize, env: &[(&str, &str)], dir: &Path) {
+    use std::process::{Command, Stdio};
+    let ports: Vec<u16> = {
+        let ls: Vec<_> = (0..n)
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+            .collect();
+        ls.iter().map(|l| l.local_addr().unwrap().port()).collect()
+    };
+    let hosts: Vec<String> = ports
+        .iter()
+        .map(|p| format!("[\"127.0.0.1:{p}\"]"))
+        .collect();
+    let hostfile = dir.join("hosts.json");
+    std::fs::write(&hostfile, format!("[{}]", hosts.join(", "))).unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let mut children: Vec<_> = (0..n)
+        .map(|r| {
+            Command::new(&exe)
+                .args(["--exact", "tensor_parallel_worker", "--nocapture"])
+                .args(["--test-threads=1"])
+                .env("MLX_RANK", r.to_string())
+                .env("MLX_HOSTFILE", &hostfile)
+                .envs(env.iter().copied())
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let start = std::time::Instant::now();
+    while children.iter_mut().any(|c| c.try_wait().unwrap().is_none()) {
+        if start.elapsed() > TP_LIMIT {
+            for c in &mut children {
+                let _ = c.kill();
+            }
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    for (r, c) in children.into_iter().enumerate() {
+        let out = c.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("TP RANK DONE"),
+            "rank {r} of {n} failed ({:?} after {:.1?})\n--- stdout\n{stdout}--- stderr\n{}",
+            out.status,
+            start.elapsed(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// Qwen3 sharded across 2 processes (ring backend, CPU) gives the logits of one process,
+/// for the whole prompt and step by step through the KV cache, in float32 and bf16; both
+/// ranks get the same logits bit for bit. And 4 ranks refuse 2 key/value heads.
+#[test]
+fn tensor_parallel_logits_equal_one_process() {
+    let cases = [
+        ("bf16-untied", "float32"),
+        ("bf16-tied", "float32"),
+        ("bf16-untied", "bf16"),
+    ];
+    let dir = std::env::temp_dir().join(format!("qwen3-tp-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let spec: Vec<String> = cases.iter().map(|(v, d)| format!("{v}:{d}")).collect();
+    let spec = spec.join(",");
+    let out = dir.to_str().unwrap();
+    run_ranks(2, &[(TP_WORKER, &spec), (TP_OUT, out)], &dir);
+    on_cpu(|| {
+        for (variant, dtype) in cases {
+            let e = expected(variant);
+            let model = load_as(variant, dtype);
+            let rtol = match dtype {
+                "float32" => TP_F32_ROW_RTOL,
+                _ => TP_BF16_ROW_RTOL,
+            };
+            let alone = [
+                ("full", full_logits(&model, &e.prompt)),
+                ("step", stepwise_logits(&model, &e.prompt, e.prefill)),
+            ];
+            for (kind, want) in alone {
+                let ranks: Vec<Vec<f32>> = (0..2)
+                    .map(|r| read_f32(&tp_file(&dir, variant, dtype, kind, r)))
+                    .collect();
+                assert_eq!(ranks[0], ranks[1], "{variant} {dtype} {kind}: ranks differ");
+                let what = format!("{variant} {dtype} {kind}, 2 ranks");
+                let row = model.config().vocab_size as usize;
+                let mut worst = 0f32;
+                for (r, (a, w)) in ranks[0].chunks(row).zip(want.chunks(row)).enumerate() {
+                    let scale = w.iter().fold(0f32, |m, x| m.max(x.abs()));
+                    let err = a.iter().zip(w).fold(0f32, |m, (a, w)| m.max((a - w).abs()));
+                    worst = worst.max(err / scale);
+                    assert_close(&format!("{what}, row {r}"), a, w, rtol * scale, 0.0);
+                }
+                println!("{what}: largest error {worst:e} of the row's scale (tolerance {rtol:e})");
+            }
+        }
+    });
+    // 4 ranks: the 2 key/value heads do not split (the worker asserts the error).
+    run_ranks(4, &[(TP_WORKER, ""), (TP_OUT, out)], &dir);
+    let _ = std::fs::remove_dir_all(&dir);
+}
