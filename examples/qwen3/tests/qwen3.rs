@@ -689,10 +689,15 @@ fn tensor_parallel_worker() {
     println!("TP RANK DONE");
 }
 
-/// Starts `n` ranks of this test binary (ring backend, local ports) with `env`; waits
-/// for them (killed after `TP_LIMIT`) and asserts that all succeeded.
-fn run_ranks(n: usize, env: &[(&str, &str)], dir: &Path) {
-    use std::process::{Command, Stdio};
+/// Starts `n` ranks of a ring group on local ports, each `command(rank)` with the rank's
+/// `MLX_RANK` and `MLX_HOSTFILE`; waits for them (killed after `TP_LIMIT`), asserts that
+/// all succeeded and returns their outputs.
+fn run_ranks(
+    n: usize,
+    dir: &Path,
+    command: impl Fn(usize) -> std::process::Command,
+) -> Vec<std::process::Output> {
+    use std::process::Stdio;
     let ports: Vec<u16> = {
         let ls: Vec<_> = (0..n)
             .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
@@ -705,15 +710,11 @@ fn run_ranks(n: usize, env: &[(&str, &str)], dir: &Path) {
         .collect();
     let hostfile = dir.join("hosts.json");
     std::fs::write(&hostfile, format!("[{}]", hosts.join(", "))).unwrap();
-    let exe = std::env::current_exe().unwrap();
     let mut children: Vec<_> = (0..n)
         .map(|r| {
-            Command::new(&exe)
-                .args(["--exact", "tensor_parallel_worker", "--nocapture"])
-                .args(["--test-threads=1"])
+            command(r)
                 .env("MLX_RANK", r.to_string())
                 .env("MLX_HOSTFILE", &hostfile)
-                .envs(env.iter().copied())
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
@@ -731,16 +732,36 @@ fn run_ranks(n: usize, env: &[(&str, &str)], dir: &Path) {
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    for (r, c) in children.into_iter().enumerate() {
-        let out = c.wait_with_output().unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
+    let outs: Vec<_> = children
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+    for (r, out) in outs.iter().enumerate() {
         assert!(
-            out.status.success() && stdout.contains("TP RANK DONE"),
-            "rank {r} of {n} failed ({:?} after {:.1?})\n--- stdout\n{stdout}--- stderr\n{}",
+            out.status.success(),
+            "rank {r} of {n} failed ({:?} after {:.1?})\n--- stdout\n{}--- stderr\n{}",
             out.status,
             start.elapsed(),
+            String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
+    }
+    outs
+}
+
+/// `n` ranks of this test binary's `tensor_parallel_worker` with `env`.
+fn run_workers(n: usize, env: &[(&str, &str)], dir: &Path) {
+    let exe = std::env::current_exe().unwrap();
+    let outs = run_ranks(n, dir, |_| {
+        let mut c = std::process::Command::new(&exe);
+        c.args(["--exact", "tensor_parallel_worker", "--nocapture"])
+            .args(["--test-threads=1"])
+            .envs(env.iter().copied());
+        c
+    });
+    for (r, out) in outs.iter().enumerate() {
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains("TP RANK DONE"), "rank {r}: {stdout}");
     }
 }
 
@@ -759,7 +780,7 @@ fn tensor_parallel_logits_equal_one_process() {
     let spec: Vec<String> = cases.iter().map(|(v, d)| format!("{v}:{d}")).collect();
     let spec = spec.join(",");
     let out = dir.to_str().unwrap();
-    run_ranks(2, &[(TP_WORKER, &spec), (TP_OUT, out)], &dir);
+    run_workers(2, &[(TP_WORKER, &spec), (TP_OUT, out)], &dir);
     on_cpu(|| {
         for (variant, dtype) in cases {
             let e = expected(variant);
@@ -791,6 +812,86 @@ fn tensor_parallel_logits_equal_one_process() {
         }
     });
     // 4 ranks: the 2 key/value heads do not split (the worker asserts the error).
-    run_ranks(4, &[(TP_WORKER, ""), (TP_OUT, out)], &dir);
+    run_workers(4, &[(TP_WORKER, ""), (TP_OUT, out)], &dir);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `qwen3 logits` and `qwen3 bench` as 2 ranks of a group (what `mlx-launch -n 2 -- qwen3
+/// …` starts): the model is sharded, rank 0 writes the logits (those of one process) and
+/// prints the bench report with each rank's figures and the group's; rank 1 prints
+/// nothing on stdout.
+#[test]
+fn binary_runs_sharded_under_a_launcher() {
+    let variant = "bf16-untied";
+    let e = expected(variant);
+    let dir = std::env::temp_dir().join(format!("qwen3-tp-bin-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let fixture = fixtures().join(variant);
+    let ids: Vec<String> = e.prompt.iter().map(u32::to_string).collect();
+    let tokens = ids.join(",");
+    let npy = dir.join("logits.npy");
+    let qwen3 = |args: &[&std::ffi::OsStr]| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_qwen3"));
+        c.args(args);
+        c
+    };
+    let args: [&std::ffi::OsStr; 9] = [
+        "logits".as_ref(),
+        "--device".as_ref(),
+        "cpu".as_ref(),
+        "--model".as_ref(),
+        fixture.as_os_str(),
+        "--tokens".as_ref(),
+        tokens.as_ref(),
+        "--out".as_ref(),
+        npy.as_os_str(),
+    ];
+    let outs = run_ranks(2, &dir, |_| qwen3(&args));
+    let stderr = |r: usize| String::from_utf8_lossy(&outs[r].stderr).into_owned();
+    assert!(stderr(0).contains("wrote"), "{}", stderr(0));
+    assert!(!stderr(1).contains("wrote"), "{}", stderr(1));
+    let bytes = std::fs::read(&npy).unwrap();
+    let start = 10 + u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    let logits: Vec<f32> = bytes[start..]
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect();
+    let want = on_cpu(|| full_logits(&load(variant), &e.prompt));
+    let row = want.len() / e.prompt.len();
+    for (r, (a, w)) in logits.chunks(row).zip(want.chunks(row)).enumerate() {
+        let scale = w.iter().fold(0f32, |m, x| m.max(x.abs()));
+        let tol = TP_BF16_ROW_RTOL * scale;
+        assert_close(&format!("qwen3 logits, 2 ranks, row {r}"), a, w, tol, 0.0);
+    }
+
+    let json = dir.join("bench.json");
+    let config = fixture.join("config.json");
+    let args: [&std::ffi::OsStr; 11] = [
+        "bench".as_ref(),
+        "--device".as_ref(),
+        "cpu".as_ref(),
+        "--config".as_ref(),
+        config.as_os_str(),
+        "--prompt".as_ref(),
+        "8".as_ref(),
+        "--gen".as_ref(),
+        "4".as_ref(),
+        "--json".as_ref(),
+        json.as_os_str(),
+    ];
+    let outs = run_ranks(2, &dir, |_| qwen3(&args));
+    let report = String::from_utf8_lossy(&outs[0].stdout);
+    for line in [
+        "tensor parallel over 2 processes",
+        "rank 0: prefill",
+        "rank 1: prefill",
+    ] {
+        assert!(report.contains(line), "no {line:?} in\n{report}");
+    }
+    assert!(report.contains("group (slowest rank"), "{report}");
+    assert!(outs[1].stdout.is_empty(), "rank 1 printed on stdout");
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(doc["ranks"].as_array().unwrap().len(), 2);
+    assert!(doc["group"]["decode_tps"].as_f64().unwrap() > 0.0);
     let _ = std::fs::remove_dir_all(&dir);
 }

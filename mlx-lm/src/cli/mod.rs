@@ -20,6 +20,11 @@
 //!   side by side with mlx-lm (`benches/mlx_lm_peer.py`, which builds mlx-lm's model of
 //!   the config's `model_type` with the same weights).
 //!
+//! Under a launcher (`mlx-launch -n 2 -- qwen3 generate …`), `generate`, `logits` and
+//! `bench` shard the model across the group's processes ([`ModelCli::shard`]): every
+//! rank runs the model on its share of the weights, rank 0 prints the reply and writes the
+//! files, and `bench` prints each rank's figures and the group's.
+//!
 //! Long work shows its progress on stderr when stderr is a terminal ([`progress`]).
 //!
 //! This module reads no environment variables beyond the Hugging Face ones of
@@ -40,6 +45,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use clap::error::ErrorKind;
+use mlx_rs::distributed::Group;
 use serde_json::Value;
 
 use crate::model::LanguageModel;
@@ -148,6 +154,21 @@ pub trait ModelCli {
     fn bench_notes(options: &Self::Options, on_gpu: bool) -> Vec<BenchNote> {
         let _ = (options, on_gpu);
         Vec::new()
+    }
+
+    /// Splits a loaded model across the processes of `group` (tensor parallelism, as
+    /// mlx-lm's `model.shard(group)`), called when `generate`, `logits` or `bench` run
+    /// under a launcher in a group of more than one process (`mlx-launch -n 2 -- qwen3
+    /// generate …`). Every rank then runs the same forward passes and gets the same
+    /// logits; rank 0 prints the reply and writes the files. The default refuses: the
+    /// model cannot be sharded.
+    fn shard(model: &mut Self::Model, group: Group) -> Result<()> {
+        let _ = model;
+        anyhow::bail!(
+            "{} cannot be sharded across processes (group of {})",
+            Self::NAME,
+            group.size()
+        )
     }
 }
 
