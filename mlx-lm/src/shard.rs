@@ -80,7 +80,20 @@ impl Part {
                     "cannot shard {what}: segment bounds {bounds:?} outside its {len} entries"
                 )));
             }
-            let n = self.divide(end - start, what)?;
+            if self.size <= 0 || (end - start) % self.size != 0 {
+                return Err(Error::InvalidArgument(format!(
+                    "cannot shard {what} across {} processes: {} entries of axis {axis} \
+                     (shape {:?}{}) do not split evenly",
+                    self.size,
+                    end - start,
+                    a.shape(),
+                    match bounds {
+                        [] => String::new(),
+                        b => format!(", segments at {b:?}"),
+                    }
+                )));
+            }
+            let n = (end - start) / self.size;
             let from = start + self.rank * n;
             let mut lo = vec![0; ndim as usize];
             let mut hi = a.shape().to_vec();
@@ -200,7 +213,12 @@ mod tests {
         let err = Part { rank: 0, size: 4 }
             .slice(&a, 0, "the rows")
             .unwrap_err();
-        assert!(err.to_string().contains("the rows (6) across 4"), "{err}");
+        let want = "the rows across 4 processes: 6 entries of axis 0 (shape [6, 2])";
+        assert!(err.to_string().contains(want), "{err}");
+        let err = Part { rank: 0, size: 4 }
+            .divide(6, "the heads")
+            .unwrap_err();
+        assert!(err.to_string().contains("the heads (6) across 4"), "{err}");
     }
 
     #[test]

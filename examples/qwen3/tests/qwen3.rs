@@ -15,6 +15,9 @@ mod close;
 use close::assert_close;
 #[path = "../../../mlx-lm/tests/lm/batching.rs"]
 mod batching;
+#[path = "../../../mlx-lm/tests/lm/ranks.rs"]
+mod ranks;
+use ranks::run_ranks;
 
 /// Every fixture folder.
 const VARIANTS: &[&str] = &["bf16-tied", "bf16-untied", "q4-tied", "q4-untied-mixed"];
@@ -689,70 +692,10 @@ fn tensor_parallel_worker() {
     println!("TP RANK DONE");
 }
 
-/// Starts `n` ranks of a ring group on local ports, each `command(rank)` with the rank's
-/// `MLX_RANK` and `MLX_HOSTFILE`; waits for them (killed after `TP_LIMIT`), asserts that
-/// all succeeded and returns their outputs.
-fn run_ranks(
-    n: usize,
-    dir: &Path,
-    command: impl Fn(usize) -> std::process::Command,
-) -> Vec<std::process::Output> {
-    use std::process::Stdio;
-    let ports: Vec<u16> = {
-        let ls: Vec<_> = (0..n)
-            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-            .collect();
-        ls.iter().map(|l| l.local_addr().unwrap().port()).collect()
-    };
-    let hosts: Vec<String> = ports
-        .iter()
-        .map(|p| format!("[\"127.0.0.1:{p}\"]"))
-        .collect();
-    let hostfile = dir.join("hosts.json");
-    std::fs::write(&hostfile, format!("[{}]", hosts.join(", "))).unwrap();
-    let mut children: Vec<_> = (0..n)
-        .map(|r| {
-            command(r)
-                .env("MLX_RANK", r.to_string())
-                .env("MLX_HOSTFILE", &hostfile)
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    let start = std::time::Instant::now();
-    while children.iter_mut().any(|c| c.try_wait().unwrap().is_none()) {
-        if start.elapsed() > TP_LIMIT {
-            for c in &mut children {
-                let _ = c.kill();
-            }
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    let outs: Vec<_> = children
-        .into_iter()
-        .map(|c| c.wait_with_output().unwrap())
-        .collect();
-    for (r, out) in outs.iter().enumerate() {
-        assert!(
-            out.status.success(),
-            "rank {r} of {n} failed ({:?} after {:.1?})\n--- stdout\n{}--- stderr\n{}",
-            out.status,
-            start.elapsed(),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    outs
-}
-
 /// `n` ranks of this test binary's `tensor_parallel_worker` with `env`.
 fn run_workers(n: usize, env: &[(&str, &str)], dir: &Path) {
     let exe = std::env::current_exe().unwrap();
-    let outs = run_ranks(n, dir, |_| {
+    let outs = run_ranks(n, dir, TP_LIMIT, |_| {
         let mut c = std::process::Command::new(&exe);
         c.args(["--exact", "tensor_parallel_worker", "--nocapture"])
             .args(["--test-threads=1"])
@@ -846,7 +789,7 @@ fn binary_runs_sharded_under_a_launcher() {
         "--out".as_ref(),
         npy.as_os_str(),
     ];
-    let outs = run_ranks(2, &dir, |_| qwen3(&args));
+    let outs = run_ranks(2, &dir, TP_LIMIT, |_| qwen3(&args));
     let stderr = |r: usize| String::from_utf8_lossy(&outs[r].stderr).into_owned();
     assert!(stderr(0).contains("wrote"), "{}", stderr(0));
     assert!(!stderr(1).contains("wrote"), "{}", stderr(1));
@@ -879,7 +822,7 @@ fn binary_runs_sharded_under_a_launcher() {
         "--json".as_ref(),
         json.as_os_str(),
     ];
-    let outs = run_ranks(2, &dir, |_| qwen3(&args));
+    let outs = run_ranks(2, &dir, TP_LIMIT, |_| qwen3(&args));
     let report = String::from_utf8_lossy(&outs[0].stdout);
     for line in [
         "tensor parallel over 2 processes",
