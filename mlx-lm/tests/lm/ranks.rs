@@ -1,20 +1,21 @@
 //! Runs the ranks of a ring group as local processes, for the tensor-parallel tests of the
 //! model crates (which include this file): what `mlx-launch -n N` does, without needing
 //! the launcher's binary in the model crate's tests.
+#![allow(dead_code)] // each test binary uses its part
 
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
 /// Starts `n` ranks of a ring group on local ports, each `command(rank)` with the rank's
-/// `MLX_RANK` and `MLX_HOSTFILE`; waits for them (killed after `limit`), asserts that
-/// all succeeded and returns their outputs.
-pub fn run_ranks(
+/// `MLX_RANK` and `MLX_HOSTFILE` (written in `dir`); waits for them (killed after
+/// `limit`) and returns their outputs and the time they took.
+pub fn spawn_ranks(
     n: usize,
     dir: &Path,
     limit: Duration,
     command: impl Fn(usize) -> Command,
-) -> Vec<Output> {
+) -> (Vec<Output>, Duration) {
     use std::process::Stdio;
     let ports: Vec<u16> = {
         let ls: Vec<_> = (0..n)
@@ -54,12 +55,23 @@ pub fn run_ranks(
         .into_iter()
         .map(|c| c.wait_with_output().unwrap())
         .collect();
+    (outs, start.elapsed())
+}
+
+/// [`spawn_ranks`], asserting that every rank succeeded.
+pub fn run_ranks(
+    n: usize,
+    dir: &Path,
+    limit: Duration,
+    command: impl Fn(usize) -> Command,
+) -> Vec<Output> {
+    let (outs, took) = spawn_ranks(n, dir, limit, command);
     for (r, out) in outs.iter().enumerate() {
         assert!(
             out.status.success(),
             "rank {r} of {n} failed ({:?} after {:.1?})\n--- stdout\n{}--- stderr\n{}",
             out.status,
-            start.elapsed(),
+            took,
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
