@@ -600,7 +600,7 @@ mod ranks;
 /// Under a launcher (2 ranks of a ring group, as `mlx-launch -n 2 -- qwen3_5 …` starts
 /// them) the model is sharded: `generate` prints the reply on rank 0 only (the reply of
 /// one process), `logits` is written by rank 0 only (the logits of one process, within
-/// the bf16 tolerance of the sharded forward), and `chat` refuses.
+/// the bf16 tolerance of the sharded forward), and `chat` and `serve` refuse.
 #[test]
 fn generate_and_logits_under_a_launcher() {
     let limit = std::time::Duration::from_secs(120);
@@ -683,6 +683,21 @@ fn generate_and_logits_under_a_launcher() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{stderr}");
         assert!(stderr.contains("does not run under a launcher"), "{stderr}");
+    }
+    let serve = [
+        "serve",
+        "--device",
+        "cpu",
+        "--model",
+        s(&dir),
+        "--port",
+        "0",
+    ];
+    let (outs, _) = ranks::spawn_ranks(2, &dir, limit, |_| bin(&serve));
+    for out in outs {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains("not under a launcher"), "{stderr}");
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
