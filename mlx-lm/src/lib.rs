@@ -16,6 +16,8 @@
 //!   strict [`Module::update`](mlx_rs::nn::Module::update);
 //! - [`model`], [`cache`] and [`mod@generate`]: the [`LanguageModel`] trait, the KV and
 //!   recurrent caches, and streaming generation;
+//! - [`shard`]: tensor parallelism, a layer's weights split across the ranks of an
+//!   [`mlx_rs::distributed::Group`] (mlx.nn's `shard_linear`), for a model's `shard`;
 //! - [`kernels`]: the kernels of the Qwen 3.5 / Qwen3-Next family (the gated delta rule in
 //!   its sequential, chunked, compiled and CUDA/Metal forms behind one dispatch, the
 //!   attention decode kernel, the CPU GEMM);
@@ -59,6 +61,7 @@ pub mod model;
 pub mod sampling;
 #[cfg(feature = "serve")]
 pub mod serve;
+pub mod shard;
 mod submitter;
 pub mod tokenizer;
 

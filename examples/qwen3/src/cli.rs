@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use mlx_lm::cli::{ModelCli, NoOptions, RandomWeights, Result, SamplingDefaults};
+use mlx_rs::distributed::Group;
 use qwen3::{Config, Model};
 use serde_json::{json, Value};
 
@@ -64,6 +65,11 @@ impl ModelCli for Qwen3Cli {
             min_p: 0.0,
             ..SamplingDefaults::default()
         }
+    }
+
+    /// Tensor parallelism: [`Model::shard`].
+    fn shard(model: &mut Model, group: Group) -> Result<()> {
+        Ok(model.shard(group)?)
     }
 
     /// Qwen3's tokenizer has 151669 ids; `vocab_size` (151936) pads the embedding.

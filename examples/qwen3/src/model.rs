@@ -6,7 +6,9 @@
 use crate::config::Config;
 use mlx_lm::cache::{Cache, KvCache, LayerCache, Positions};
 use mlx_lm::model::check_input;
+use mlx_lm::shard::{shard_linear, Part, Split};
 use mlx_lm::{Error, LanguageModel, Result};
+use mlx_rs::distributed::{self, Group};
 use mlx_rs::fast::{self, AttentionMask};
 use mlx_rs::nn::UnaryModule;
 use mlx_rs::nn::{self, Embedding, Linear, MaybeQuantized, Module, ParamMap, RmsNorm, Rope};
@@ -54,7 +56,13 @@ impl Attention {
         })
     }
 
-    fn forward(&self, x: &Array, mask: AttentionMask, cache: &mut KvCache) -> Result<Array> {
+    fn forward(
+        &self,
+        x: &Array,
+        mask: AttentionMask,
+        cache: &mut KvCache,
+        group: Option<&Group>,
+    ) -> Result<Array> {
         let (b, l) = (x.shape()[0], x.shape()[1]);
         // [B, L, H·D] → [B, H, L, D], each head normalized.
         let heads = |y: Array, n: i32, norm: Option<&RmsNorm>| -> Result<Array> {
@@ -83,8 +91,30 @@ impl Attention {
 
         let out = fast::scaled_dot_product_attention(&q, &k, &v, self.scale, mask)?;
         let out = out.transpose_axes(&[0, 2, 1, 3])?.reshape(&[b, l, -1])?;
-        Ok(self.o_proj.forward(&out)?)
+        all_sum(self.o_proj.forward(&out)?, group)
     }
+
+    /// Keeps this rank's heads: q, k, v by output rows, o by input columns.
+    fn shard(&mut self, part: Part, layer: usize) -> Result<()> {
+        let what = |name: &str| format!("layer {layer}'s {name}");
+        let n_heads = part.divide(self.n_heads, "the attention heads")?;
+        let n_kv_heads = part.divide(self.n_kv_heads, "the key/value heads")?;
+        shard_linear(&mut self.q_proj, Split::AllToSharded, part, &what("q_proj"))?;
+        shard_linear(&mut self.k_proj, Split::AllToSharded, part, &what("k_proj"))?;
+        shard_linear(&mut self.v_proj, Split::AllToSharded, part, &what("v_proj"))?;
+        shard_linear(&mut self.o_proj, Split::ShardedToAll, part, &what("o_proj"))?;
+        self.n_heads = n_heads;
+        self.n_kv_heads = n_kv_heads;
+        Ok(())
+    }
+}
+
+/// The sum of every rank's partial result (itself without a group).
+fn all_sum(x: Array, group: Option<&Group>) -> Result<Array> {
+    Ok(match group {
+        Some(g) => distributed::all_sum(&x, Some(g))?,
+        None => x,
+    })
 }
 
 /// The feed-forward block: `down(silu(gate(x)) · up(x))`.
@@ -104,9 +134,33 @@ impl Mlp {
         })
     }
 
-    fn forward(&self, x: &Array) -> Result<Array> {
+    fn forward(&self, x: &Array, group: Option<&Group>) -> Result<Array> {
         let h = nn::swiglu(&self.gate_proj.forward(x)?, &self.up_proj.forward(x)?)?;
-        Ok(self.down_proj.forward(&h)?)
+        all_sum(self.down_proj.forward(&h)?, group)
+    }
+
+    /// Keeps this rank's slice of the hidden units.
+    fn shard(&mut self, part: Part, layer: usize) -> Result<()> {
+        let what = |name: &str| format!("layer {layer}'s {name}");
+        shard_linear(
+            &mut self.gate_proj,
+            Split::AllToSharded,
+            part,
+            &what("gate_proj"),
+        )?;
+        shard_linear(
+            &mut self.up_proj,
+            Split::AllToSharded,
+            part,
+            &what("up_proj"),
+        )?;
+        shard_linear(
+            &mut self.down_proj,
+            Split::ShardedToAll,
+            part,
+            &what("down_proj"),
+        )?;
+        Ok(())
     }
 }
 
@@ -120,14 +174,20 @@ struct DecoderLayer {
 }
 
 impl DecoderLayer {
-    fn forward(&self, x: &Array, mask: AttentionMask, cache: &mut KvCache) -> Result<Array> {
+    fn forward(
+        &self,
+        x: &Array,
+        mask: AttentionMask,
+        cache: &mut KvCache,
+        group: Option<&Group>,
+    ) -> Result<Array> {
         let r = self
             .self_attn
-            .forward(&self.input_layernorm.forward(x)?, mask, cache)?;
+            .forward(&self.input_layernorm.forward(x)?, mask, cache, group)?;
         let h = x.add(&r)?;
         let r = self
             .mlp
-            .forward(&self.post_attention_layernorm.forward(&h)?)?;
+            .forward(&self.post_attention_layernorm.forward(&h)?, group)?;
         Ok(h.add(&r)?)
     }
 }
@@ -148,6 +208,9 @@ pub struct Model {
     lm_head: Option<QLinear>,
     #[module(skip)]
     config: Config,
+    /// The group whose ranks share the layers, once [`Model::shard`] split them.
+    #[module(skip)]
+    group: Option<Group>,
 }
 
 impl Model {
@@ -177,7 +240,47 @@ impl Model {
                 false => Some(linear(c.hidden_size, c.vocab_size)?),
             },
             config,
+            group: None,
         })
+    }
+
+    /// Splits the loaded model across the processes of `group` (tensor parallelism, as
+    /// mlx-lm's `Model.shard`): each rank keeps its share of the attention heads (query,
+    /// key and value projections by rows, the output projection by columns) and of the
+    /// MLP's hidden units (gate and up by rows, down by columns), and the forward pass
+    /// all-sums the two partial outputs of each layer. The embedding, norms and head stay
+    /// whole on every rank, so every rank computes the same logits.
+    ///
+    /// Every rank of the group must call it, then run the same forward passes in the same
+    /// order. A group of one process leaves the model as it is. Errors (and leaves the
+    /// model unusable) when the group's size does not divide the attention heads, the
+    /// key/value heads or the MLP's width, or, for a quantized layer split by columns,
+    /// when a rank's slice is not whole quantization groups.
+    pub fn shard(&mut self, group: Group) -> Result<()> {
+        if self.group.is_some() {
+            return Err(Error::InvalidArgument(
+                "the model is already sharded".into(),
+            ));
+        }
+        if group.size() <= 1 {
+            return Ok(());
+        }
+        let part = Part::of(&group);
+        let c = &self.config;
+        part.divide(c.num_attention_heads, "the attention heads")?;
+        part.divide(c.num_key_value_heads, "the key/value heads")?;
+        part.divide(c.intermediate_size, "the MLP's intermediate size")?;
+        for (i, layer) in self.model.layers.iter_mut().enumerate() {
+            layer.self_attn.shard(part, i)?;
+            layer.mlp.shard(part, i)?;
+        }
+        self.group = Some(group);
+        Ok(())
+    }
+
+    /// The group the model is sharded across ([`Model::shard`]), if any.
+    pub fn group(&self) -> Option<&Group> {
+        self.group.as_ref()
     }
 
     /// The configuration.
@@ -222,7 +325,7 @@ impl LanguageModel for Model {
             None => AttentionMask::None,
         };
         for (layer, kv) in self.model.layers.iter().zip(kvs) {
-            h = layer.forward(&h, mask, kv)?;
+            h = layer.forward(&h, mask, kv, self.group.as_ref())?;
         }
         let h = self.model.norm.forward(&h)?;
         Ok(match &self.lm_head {

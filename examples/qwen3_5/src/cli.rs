@@ -8,6 +8,7 @@ use std::path::Path;
 use mlx_lm::cli::{BenchNote, ModelCli, RandomWeights, Result, SamplingDefaults};
 use mlx_lm::kernels::gated_delta::DEFAULT_CHUNK;
 use mlx_lm::Checkpoint;
+use mlx_rs::distributed::Group;
 use mlx_rs::Device;
 use qwen3_5::config::{Config, LayerType};
 use qwen3_5::{Decode, Model, ModelOptions, Prefill, QWEN3_5_REAL_VOCAB_SIZE};
@@ -140,6 +141,11 @@ impl ModelCli for Qwen35 {
 
     fn load(dir: &Path, options: &Options) -> Result<Model> {
         Ok(qwen3_5::load_with(dir, options.for_current_device())?)
+    }
+
+    /// Tensor parallelism: [`Model::shard`].
+    fn shard(model: &mut Model, group: Group) -> Result<()> {
+        Ok(model.shard(group)?)
     }
 
     fn random(config: &Value, weights: &RandomWeights, options: &Options) -> Result<Model> {

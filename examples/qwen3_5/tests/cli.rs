@@ -593,3 +593,111 @@ fn logits_output_is_checked_before_loading() {
         "is a folder",
     );
 }
+
+#[path = "../../../mlx-lm/tests/lm/ranks.rs"]
+mod ranks;
+
+/// Under a launcher (2 ranks of a ring group, as `mlx-launch -n 2 -- qwen3_5 …` starts
+/// them) the model is sharded: `generate` prints the reply on rank 0 only (the reply of
+/// one process), `logits` is written by rank 0 only (the logits of one process, within
+/// the bf16 tolerance of the sharded forward), and `chat` and `serve` refuse.
+#[test]
+fn generate_and_logits_under_a_launcher() {
+    let limit = std::time::Duration::from_secs(120);
+    let dir = common::copy_to_temp("mlx-bf16-untied", "launcher");
+    common::write_tiny_tokenizer(&dir);
+    let template =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/qwen3_5_chat_template.jinja");
+    std::fs::copy(template, dir.join("chat_template.jinja")).unwrap();
+    let bin = |args: &[&str]| {
+        let mut c = Command::new(BIN);
+        c.args(args).env("HF_HUB_OFFLINE", "1");
+        c
+    };
+    let generate = [
+        "generate",
+        "--raw",
+        "--device",
+        "cpu",
+        "--model",
+        s(&dir),
+        "--prompt",
+        "hello",
+        "--temp",
+        "0",
+        "--max-tokens",
+        "6",
+    ];
+    let alone = bin(&generate).output().unwrap();
+    assert!(alone.status.success(), "{alone:?}");
+    let outs = ranks::run_ranks(2, &dir, limit, |_| bin(&generate));
+    assert_eq!(outs[0].stdout, alone.stdout, "rank 0's reply");
+    assert!(
+        outs[1].stdout.is_empty(),
+        "rank 1 printed {:?}",
+        outs[1].stdout
+    );
+    assert!(String::from_utf8_lossy(&outs[0].stderr).contains("Generation:"));
+
+    let npy = |name: &str| dir.join(name);
+    let logits = |out: &Path| {
+        vec![
+            "logits".to_string(),
+            "--device".into(),
+            "cpu".into(),
+            "--model".into(),
+            s(&dir).into(),
+            "--tokens".into(),
+            "1,2,3,4,5".into(),
+            "--out".into(),
+            s(out).into(),
+        ]
+    };
+    let one = logits(&npy("one.npy"));
+    let one: Vec<&str> = one.iter().map(String::as_str).collect();
+    assert!(bin(&one).output().unwrap().status.success());
+    let two = logits(&npy("two.npy"));
+    let two: Vec<&str> = two.iter().map(String::as_str).collect();
+    let outs = ranks::run_ranks(2, &dir, limit, |_| bin(&two));
+    assert!(!String::from_utf8_lossy(&outs[1].stderr).contains("wrote"));
+    let read = |p: PathBuf| -> Vec<f32> {
+        let bytes = std::fs::read(p).unwrap();
+        let start = 10 + u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+        let chunks = bytes[start..].chunks_exact(4);
+        chunks
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+            .collect()
+    };
+    // The bf16 tolerance of `tests/forward.rs`'s sharded logits: six bf16 ulps of the row's
+    // largest logit.
+    let (a, w) = (read(npy("two.npy")), read(npy("one.npy")));
+    assert_eq!(a.len(), w.len());
+    for (r, (a, w)) in a.chunks(256).zip(w.chunks(256)).enumerate() {
+        let scale = w.iter().fold(0f32, |m, x| m.max(x.abs()));
+        common::assert_close(&format!("row {r}"), a, w, 6.0 / 128.0 * scale, 0.0);
+    }
+
+    let chat = ["chat", "--device", "cpu", "--model", s(&dir)];
+    let (outs, _) = ranks::spawn_ranks(2, &dir, limit, |_| bin(&chat));
+    for out in outs {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains("does not run under a launcher"), "{stderr}");
+    }
+    let serve = [
+        "serve",
+        "--device",
+        "cpu",
+        "--model",
+        s(&dir),
+        "--port",
+        "0",
+    ];
+    let (outs, _) = ranks::spawn_ranks(2, &dir, limit, |_| bin(&serve));
+    for out in outs {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains("not under a launcher"), "{stderr}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

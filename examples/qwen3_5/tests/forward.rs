@@ -325,3 +325,196 @@ fn sequences_of_different_lengths_decode_in_one_batch_as_alone() {
         let _ = std::fs::remove_dir_all(&dir);
     })
 }
+
+// ---- Tensor parallelism: 2 ring processes on this host, each one rank. ----
+
+#[path = "../../../mlx-lm/tests/lm/ranks.rs"]
+mod ranks;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The variable that makes `tensor_parallel_worker` run as one rank: `VARIANT:DTYPE,…`
+/// (the fixtures to shard; DTYPE `float32` casts the float weights, `native` keeps them).
+const TP_WORKER: &str = "QWEN3_5_TEST_TP_CASES";
+/// The folder where the ranks write their logits.
+const TP_OUT: &str = "QWEN3_5_TEST_TP_OUT";
+/// A rank run is killed after this long.
+const TP_LIMIT: Duration = Duration::from_secs(120);
+/// Tolerance of sharded float32 logits against one process, relative to the row's
+/// largest |logit|: the same products added in another order (partial sums, then their
+/// sum), a few float32 ulps.
+const TP_F32_ROW_RTOL: f32 = 1e-5;
+/// The same for bf16: each rank's partial output of every mixer and MLP is rounded to
+/// bf16 before the sum (one rounding more than in one process), and the recurrence and
+/// four layers carry it: six bf16 ulps of the row's scale (measured 4.6 on
+/// `mlx-bf16-untied`). The float32 cases are the exact check; for bf16 the test also
+/// asserts that sharding moves the logits less than bf16 itself moves them from float32
+/// in one process (19.5 ulps on that fixture).
+const TP_BF16_ROW_RTOL: f32 = 6.0 / 128.0;
+
+/// The fixture `variant`; with `dtype` `float32` its float tensors cast to float32
+/// before loading.
+fn load_as(variant: &str, dtype: &str) -> qwen3_5::Model {
+    let dir = model_dir(variant);
+    if dtype == "native" {
+        return qwen3_5::load(&dir).unwrap();
+    }
+    let config = qwen3_5::Config::from_file(dir.join("config.json")).unwrap();
+    let tensors = mlx_lm::Checkpoint::open(&dir).unwrap().load_all().unwrap();
+    let tensors = tensors
+        .into_iter()
+        .map(|(k, v)| match v.dtype() {
+            Dtype::Bfloat16 => (k, v.astype(Dtype::Float32).unwrap()),
+            _ => (k, v),
+        })
+        .collect();
+    qwen3_5::Model::from_tensors(config, tensors, ModelOptions::default()).unwrap()
+}
+
+/// The whole-prompt and the step-wise logits of the fixture's prompt.
+fn tp_logits(model: &qwen3_5::Model, prompt: &[u32], prefill: usize) -> [Vec<f32>; 2] {
+    let mut cache = model.new_cache();
+    let full = to_f32(&model.forward(&ids(prompt), &mut cache).unwrap());
+    let mut cache = model.new_cache();
+    let mut step = to_f32(&model.forward(&ids(&prompt[..prefill]), &mut cache).unwrap());
+    for t in prefill..prompt.len() {
+        let logits = model.forward(&ids(&prompt[t..t + 1]), &mut cache).unwrap();
+        step.extend(to_f32(&logits));
+    }
+    [full, step]
+}
+
+fn tp_file(dir: &Path, variant: &str, dtype: &str, kind: &str, rank: i32) -> PathBuf {
+    dir.join(format!("{variant}-{dtype}-{kind}-rank{rank}.f32"))
+}
+
+/// Not a test of its own: one rank of `tensor_parallel_logits_equal_one_process` (does
+/// nothing unless `TP_WORKER` is set).
+#[test]
+fn tensor_parallel_worker() {
+    use mlx_rs::distributed::{Backend, Group, InitOptions};
+    let Ok(cases) = std::env::var(TP_WORKER) else {
+        return;
+    };
+    let out = PathBuf::from(std::env::var(TP_OUT).unwrap());
+    // MLX keeps the group: each init returns the same one.
+    let init = || {
+        Group::init_with(&InitOptions {
+            backend: Backend::Ring,
+            strict: true,
+            timeout: Some(TP_LIMIT),
+        })
+        .unwrap()
+    };
+    cpu(|| {
+        for case in cases.split(',').filter(|c| !c.is_empty()) {
+            let (variant, dtype) = case.split_once(':').unwrap();
+            let exp = expected(variant);
+            let group = init();
+            let rank = group.rank();
+            let mut model = load_as(variant, dtype);
+            model.shard(group).unwrap();
+            let logits = tp_logits(&model, &exp.prompt, exp.prefill);
+            for (kind, v) in ["full", "step"].iter().zip(logits) {
+                let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+                std::fs::write(tp_file(&out, variant, dtype, kind, rank), bytes).unwrap();
+            }
+        }
+        // 2 attention heads do not split across 4 ranks; the model is left as it was.
+        let group = init();
+        if group.size() == 4 {
+            let exp = expected("mlx-bf16-untied");
+            let mut model = load_as("mlx-bf16-untied", "native");
+            let err = model.shard(group).unwrap_err().to_string();
+            assert!(err.contains("the attention heads (2) across 4"), "{err}");
+            let [full, _] = tp_logits(&model, &exp.prompt, exp.prefill);
+            assert_logits_close("unsharded after the error", &full, &exp.logits_full.1, 256);
+        }
+    });
+    println!("TP RANK DONE");
+}
+
+/// Qwen 3.5 sharded across 2 processes (ring backend, CPU) gives the logits of one
+/// process, for the whole prompt and step by step through the caches (DeltaNet and
+/// attention), float32 and bf16; both ranks get the same logits bit for bit. The fixtures
+/// have one key/value head: each rank keeps it. (The 4-bit fixtures cannot split: their
+/// 32-wide inputs are one quantization group.) And 4 ranks refuse 2 attention heads.
+#[test]
+fn tensor_parallel_logits_equal_one_process() {
+    let cases = [
+        ("mlx-bf16-untied", "float32"),
+        ("hf-bf16-tied", "float32"),
+        ("mlx-bf16-untied", "native"),
+    ];
+    let dir = std::env::temp_dir().join(format!("qwen3_5-tp-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let spec: Vec<String> = cases.iter().map(|(v, d)| format!("{v}:{d}")).collect();
+    let spec = spec.join(",");
+    let exe = std::env::current_exe().unwrap();
+    let workers = |n: usize, spec: &str| {
+        let outs = ranks::run_ranks(n, &dir, TP_LIMIT, |_| {
+            let mut c = std::process::Command::new(&exe);
+            c.args(["--exact", "tensor_parallel_worker", "--nocapture"])
+                .args(["--test-threads=1"])
+                .env(TP_WORKER, spec)
+                .env(TP_OUT, &dir);
+            c
+        });
+        for (r, out) in outs.iter().enumerate() {
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(stdout.contains("TP RANK DONE"), "rank {r}: {stdout}");
+        }
+    };
+    workers(2, &spec);
+    cpu(|| {
+        for (variant, dtype) in cases {
+            let exp = expected(variant);
+            let model = load_as(variant, dtype);
+            let rtol = match dtype {
+                "float32" => TP_F32_ROW_RTOL,
+                _ => TP_BF16_ROW_RTOL,
+            };
+            let alone = tp_logits(&model, &exp.prompt, exp.prefill);
+            for (kind, want) in ["full", "step"].iter().zip(alone) {
+                let ranks: Vec<Vec<f32>> = (0..2)
+                    .map(|r| {
+                        let bytes = std::fs::read(tp_file(&dir, variant, dtype, kind, r)).unwrap();
+                        let chunks = bytes.chunks_exact(4);
+                        chunks
+                            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                            .collect()
+                    })
+                    .collect();
+                assert_eq!(ranks[0], ranks[1], "{variant} {dtype} {kind}: ranks differ");
+                let what = format!("{variant} {dtype} {kind}, 2 ranks");
+                let mut worst = 0f32;
+                for (r, (a, w)) in ranks[0].chunks(256).zip(want.chunks(256)).enumerate() {
+                    let scale = w.iter().fold(0f32, |m, x| m.max(x.abs()));
+                    let err = a.iter().zip(w).fold(0f32, |m, (a, w)| m.max((a - w).abs()));
+                    worst = worst.max(err / scale);
+                    assert_close(&format!("{what}, row {r}"), a, w, rtol * scale, 0.0);
+                }
+                println!("{what}: largest error {worst:e} of the row's scale (tolerance {rtol:e})");
+                if dtype == "native" {
+                    let [full32, step32] =
+                        tp_logits(&load_as(variant, "float32"), &exp.prompt, exp.prefill);
+                    let ref32 = if *kind == "full" { full32 } else { step32 };
+                    let mut bf16_noise = 0f32;
+                    for (a, w) in want.chunks(256).zip(ref32.chunks(256)) {
+                        let scale = w.iter().fold(0f32, |m, x| m.max(x.abs()));
+                        let err = a.iter().zip(w).fold(0f32, |m, (a, w)| m.max((a - w).abs()));
+                        bf16_noise = bf16_noise.max(err / scale);
+                    }
+                    assert!(
+                        worst < bf16_noise,
+                        "{what}: sharding moved the logits by {worst:e} of the scale, more \
+                         than bf16 moves them from float32 ({bf16_noise:e})"
+                    );
+                }
+            }
+        }
+    });
+    workers(4, "");
+    let _ = std::fs::remove_dir_all(&dir);
+}

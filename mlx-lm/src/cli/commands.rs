@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{bail, Context, Result};
+use mlx_rs::distributed::{Backend, Group};
 use mlx_rs::Dtype;
 
 use super::args::{ChatArgs, Command, GenerateArgs, LogitsArgs, ModelArgs, SamplingArgs};
@@ -58,14 +59,35 @@ fn load_assets(model: &ModelArgs, need_template: bool) -> Result<Assets> {
     })
 }
 
-/// Selects the device, then loads the model of `dir` with the model's options.
+/// The group of processes that a launcher (`mlx-launch`, Python's `mlx.launch`) started
+/// this one in: a group of this process alone without a launcher.
+pub(super) fn join_group() -> Result<Group> {
+    Group::init(Backend::Any, false).context("cannot join the launcher's group of processes")
+}
+
+/// Splits `model` across `group` ([`ModelCli::shard`]) when the group has more than one
+/// process; every rank then runs the same commands on its share of the weights.
+pub(super) fn shard_across<M: ModelCli>(model: &mut M::Model, group: Group) -> Result<()> {
+    let size = group.size();
+    if size > 1 {
+        M::shard(model, group)
+            .with_context(|| format!("cannot shard the model across {size} processes"))?;
+    }
+    Ok(())
+}
+
+/// Selects the device, loads the model of `dir` with the model's options, and shards it
+/// across `group` when that has more than one process.
 fn load_model<M: ModelCli>(
     dir: &Path,
     device: Option<DeviceArg>,
     options: &M::Options,
+    group: Group,
 ) -> Result<Model<M::Model>> {
     select_device(device)?;
-    let model = M::load(dir, options).with_context(|| format!("cannot load {}", dir.display()))?;
+    let mut model =
+        M::load(dir, options).with_context(|| format!("cannot load {}", dir.display()))?;
+    shard_across::<M>(&mut model, group)?;
     Ok(Model::new(model))
 }
 
@@ -190,10 +212,23 @@ fn generate<M: ModelCli>(args: GenerateArgs<M::Options>) -> Result<()> {
             .and_then(|_| writeln!(out, "\n[{} tokens] {}", ids.len(), ids_text.join(",")));
         return ignore_broken_pipe(written);
     }
-    let model = load_model::<M>(&assets.dir, args.model.device, &args.options)?;
+    // Under a launcher every rank generates (the same tokens); rank 0 prints.
+    let group = join_group()?;
+    let quiet = group.rank() != 0;
+    let model = load_model::<M>(&assets.dir, args.model.device, &args.options, group)?;
     let request = request(&args.sampling, &assets.tokenizer);
     let mut session = model.new_session();
-    let (reply, stats, _) = stream_reply(&model, &mut session, &assets.tokenizer, &ids, &request)?;
+    let (reply, stats, _) = stream_reply(
+        &model,
+        &mut session,
+        &assets.tokenizer,
+        &ids,
+        &request,
+        quiet,
+    )?;
+    if quiet {
+        return Ok(());
+    }
     if !reply.ends_with('\n') {
         ignore_broken_pipe(writeln!(io::stdout()))?;
     }
@@ -245,21 +280,29 @@ fn check_context(dir: &Path, prompt: u64, max_tokens: u64) -> Result<()> {
 /// Generates after `prompt`, continuing `session`, and prints the reply as it comes,
 /// flushed chunk by chunk (whole characters: the tokenizer's streaming decoder holds back
 /// a character cut across tokens). Returns the reply's text (stop token excluded), the
-/// statistics, and whether stdout was closed (the reply then ends early).
+/// statistics, and whether stdout was closed (the reply then ends early). `quiet`: print
+/// nothing (a rank other than 0 of a group).
 fn stream_reply<L: LanguageModel>(
     model: &Model<L>,
     session: &mut Session,
     tokenizer: &Tokenizer,
     prompt: &[u32],
     request: &GenerateRequest,
+    quiet: bool,
 ) -> Result<(String, GenerationStats, bool)> {
     let mut stream = tokenizer.stream(false);
     let mut reply = String::new();
     let mut failure: Option<anyhow::Error> = None;
-    let mut out = io::stdout().lock();
+    let mut out: Box<dyn Write> = match quiet {
+        true => Box::new(io::sink()),
+        false => Box::new(io::stdout().lock()),
+    };
     let mut closed = false;
     // A long prompt shows its progress until the first token (on a terminal).
-    let progress = Progress::stderr();
+    let progress = match quiet {
+        true => Progress::hidden(),
+        false => Progress::stderr(),
+    };
     progress.prefill("", prompt.len() + session.pending());
     let stats = model.continue_session(session, prompt, request, &mut |token| {
         progress.clear();
@@ -351,7 +394,11 @@ fn chat<M: ModelCli>(args: ChatArgs<M::Options>) -> Result<()> {
         bail!("this model has no chat template");
     };
     check_context(&assets.dir, 0, u64::from(args.sampling.max_tokens))?;
-    let model = load_model::<M>(&assets.dir, args.model.device, &args.options)?;
+    let group = join_group()?;
+    if group.size() > 1 {
+        bail!("chat reads its turns from stdin and does not run under a launcher; use generate");
+    }
+    let model = load_model::<M>(&assets.dir, args.model.device, &args.options, group)?;
     let request = request(&args.sampling, &assets.tokenizer);
     let options = chat_options(&args.sampling);
     let im_end = assets.tokenizer.specials().im_end;
@@ -389,8 +436,14 @@ fn chat<M: ModelCli>(args: ChatArgs<M::Options>) -> Result<()> {
         messages.push(Message::user(line));
         let prompt = render_guarded(template, &messages, &options)?;
         let ids = assets.tokenizer.encode(&prompt)?;
-        let (_, stats, closed) =
-            stream_reply(&model, &mut session, &assets.tokenizer, &ids, &request)?;
+        let (_, stats, closed) = stream_reply(
+            &model,
+            &mut session,
+            &assets.tokenizer,
+            &ids,
+            &request,
+            false,
+        )?;
         // Nobody reads the replies any more (e.g. `| head`): stop.
         if closed || is_broken_pipe(writeln!(io::stdout()).and_then(|_| io::stdout().flush()))? {
             break;
@@ -409,12 +462,20 @@ fn chat<M: ModelCli>(args: ChatArgs<M::Options>) -> Result<()> {
 
 fn logits<M: ModelCli>(args: LogitsArgs<M::Options>) -> Result<()> {
     let tokens = args.tokens.0;
-    check_output_path(&args.out)?;
+    // Under a launcher every rank computes the logits; rank 0 writes them.
+    let group = join_group()?;
+    let writes = group.rank() == 0;
+    if writes {
+        check_output_path(&args.out)?;
+    }
     // Created before the weights are loaded, so an unwritable --out fails at once; renamed
     // to --out only once the whole file is written.
-    let partial = PartialFile::create(&args.out)?;
+    let partial = match writes {
+        true => Some(PartialFile::create(&args.out)?),
+        false => None,
+    };
     let dir = resolve_dir(&args.model)?;
-    let model = load_model::<M>(&dir, args.model.device, &args.options)?;
+    let model = load_model::<M>(&dir, args.model.device, &args.options, group)?;
     let vocab = model.vocab_size();
     if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= vocab) {
         bail!("token id {bad} is outside the model's vocabulary (0..{vocab})");
@@ -443,6 +504,9 @@ fn logits<M: ModelCli>(args: LogitsArgs<M::Options>) -> Result<()> {
             );
         }
     }
+    let Some(partial) = partial else {
+        return Ok(());
+    };
     partial.write(|file| npy::write_f32(BufWriter::new(file), &shape, &data))?;
     eprintln!(
         "wrote {} ({} x {} float32)",

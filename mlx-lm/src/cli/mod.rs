@@ -23,6 +23,11 @@
 //! - `serve` (feature `serve`): the OpenAI-compatible server of `crate::serve` on the
 //!   model folder, until Ctrl-C.
 //!
+//! Under a launcher (`mlx-launch -n 2 -- qwen3 generate …`), `generate`, `logits` and
+//! `bench` shard the model across the group's processes ([`ModelCli::shard`]): every
+//! rank runs the model on its share of the weights, rank 0 prints the reply and writes the
+//! files, and `bench` prints each rank's figures and the group's.
+//!
 //! Long work shows its progress on stderr when stderr is a terminal ([`progress`]).
 //!
 //! This module reads no environment variables beyond the Hugging Face ones of
@@ -43,6 +48,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use clap::error::ErrorKind;
+use mlx_rs::distributed::Group;
 use serde_json::Value;
 
 use crate::model::LanguageModel;
@@ -151,6 +157,21 @@ pub trait ModelCli {
     fn bench_notes(options: &Self::Options, on_gpu: bool) -> Vec<BenchNote> {
         let _ = (options, on_gpu);
         Vec::new()
+    }
+
+    /// Splits a loaded model across the processes of `group` (tensor parallelism, as
+    /// mlx-lm's `model.shard(group)`), called when `generate`, `logits` or `bench` run
+    /// under a launcher in a group of more than one process (`mlx-launch -n 2 -- qwen3
+    /// generate …`). Every rank then runs the same forward passes and gets the same
+    /// logits; rank 0 prints the reply and writes the files. The default refuses: the
+    /// model cannot be sharded.
+    fn shard(model: &mut Self::Model, group: Group) -> Result<()> {
+        let _ = model;
+        anyhow::bail!(
+            "{} cannot be sharded across processes (group of {})",
+            Self::NAME,
+            group.size()
+        )
     }
 }
 

@@ -91,6 +91,10 @@ fn config_context(dir: &Path) -> Option<u32> {
 
 /// Runs `serve` until Ctrl-C.
 pub fn run<M: ModelCli>(args: ServeArgs<M::Options>) -> Result<()> {
+    let size = super::commands::join_group()?.size();
+    if size > 1 {
+        bail!("serve runs in one process and not under a launcher (a group of {size} processes)");
+    }
     let addr: SocketAddr = format!("{}:{}", args.host, args.port)
         .parse()
         .or_else(|_| {

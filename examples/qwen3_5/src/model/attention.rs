@@ -5,12 +5,13 @@
 use super::linear::{fixed, placeholder, placeholder_param, Linear, Projections};
 use crate::cache::{KvCache, Positions};
 use crate::config::TextConfig;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::options::Plan;
 use mlx_lm::kernels::attention::{self as attn_kernel, AttnHeads};
 use mlx_lm::kernels::compiled;
 use mlx_lm::kernels::cpu_gemm::{self, CpuProducts};
 use mlx_lm::kernels::gated_delta::StepPath;
+use mlx_lm::shard::{shard_linear, Part, Split};
 use mlx_rs::nn::{self, MaybeQuantized, Module};
 use mlx_rs::{fast, ops, Array, Dtype};
 
@@ -79,6 +80,48 @@ impl Attention {
             step: plan.step,
             cpu: plan.cpu,
         });
+        Ok(())
+    }
+
+    /// Keeps this rank's share of the heads (`c` is the whole model's configuration), as
+    /// mlx-lm's `shard`: queries (with their gates) and keys/values by rows, the output
+    /// projection by columns. With fewer key/value heads than ranks, each rank keeps the
+    /// one key/value head its query heads use (mlx-lm repeats the heads, then splits).
+    /// `path` names the layer in errors.
+    pub(crate) fn shard(&mut self, path: &str, c: &TextConfig, part: Part) -> Result<()> {
+        let what = |n: &str| format!("{path}.{n}");
+        part.divide(c.num_attention_heads, "the attention heads")?;
+        let kv = c.num_key_value_heads;
+        let kv_part = if kv >= part.size {
+            part.divide(kv, "the key/value heads")?;
+            part
+        } else if part.size % kv == 0 {
+            // Rank r's query heads use key/value head r / (size / kv).
+            Part {
+                rank: part.rank * kv / part.size,
+                size: kv,
+            }
+        } else {
+            return Err(Error::InvalidArgument(format!(
+                "cannot shard the key/value heads ({kv}) across {} processes: neither \
+                 divides the other",
+                part.size
+            )));
+        };
+        shard_linear(&mut self.q_proj, Split::AllToSharded, part, &what("q_proj"))?;
+        shard_linear(
+            &mut self.k_proj,
+            Split::AllToSharded,
+            kv_part,
+            &what("k_proj"),
+        )?;
+        shard_linear(
+            &mut self.v_proj,
+            Split::AllToSharded,
+            kv_part,
+            &what("v_proj"),
+        )?;
+        shard_linear(&mut self.o_proj, Split::ShardedToAll, part, &what("o_proj"))?;
         Ok(())
     }
 

@@ -12,6 +12,7 @@ use crate::error::Result;
 use crate::options::Plan;
 use mlx_lm::kernels::cpu_gemm::CpuProducts;
 use mlx_lm::kernels::gated_delta::{self, DeltaHeads, GatedDeltaOptions, Prefill, StepPath};
+use mlx_lm::shard::{shard_linear, shard_linear_segments, Part, Split};
 use mlx_rs::nn::{self, MaybeQuantized, Module, Param};
 use mlx_rs::{ops, Array, Dtype};
 
@@ -98,6 +99,38 @@ impl GatedDeltaNet {
             cpu: plan.cpu,
             prefill: plan.prefill,
         });
+        Ok(())
+    }
+
+    /// Keeps this rank's share of the key and value heads (`c` is the whole model's
+    /// configuration), as mlx-lm's `shard`: the `[q|k|v]` projection and the depthwise
+    /// conv by channels, each of q, k and v split on its own; `z`, `b`, `a`, `A_log` and
+    /// `dt_bias` by value heads; the output projection by columns. The norm is per head
+    /// and stays whole. `path` names the layer in errors.
+    pub(crate) fn shard(&mut self, path: &str, c: &TextConfig, part: Part) -> Result<()> {
+        let what = |n: &str| format!("{path}.{n}");
+        part.divide(c.linear_num_key_heads, "the DeltaNet key heads")?;
+        part.divide(c.linear_num_value_heads, "the DeltaNet value heads")?;
+        let kd = c.linear_num_key_heads * c.linear_key_head_dim;
+        let qkv = [kd, 2 * kd];
+        let all = Split::AllToSharded;
+        shard_linear_segments(&mut self.in_proj_qkv, all, &qkv, part, &what("in_proj_qkv"))?;
+        shard_linear(&mut self.in_proj_z, all, part, &what("in_proj_z"))?;
+        shard_linear(&mut self.in_proj_b, all, part, &what("in_proj_b"))?;
+        shard_linear(&mut self.in_proj_a, all, part, &what("in_proj_a"))?;
+        let conv = part.slice_segments(self.conv1d.weight.value(), 0, &qkv, &what("conv1d"))?;
+        self.conv1d.options.groups = conv.dim(0);
+        self.conv1d.weight.set(conv);
+        let a_log = part.slice(self.a_log.value(), 0, &what("A_log"))?;
+        self.a_log.set(a_log);
+        let dt_bias = part.slice(self.dt_bias.value(), 0, &what("dt_bias"))?;
+        self.dt_bias.set(dt_bias);
+        shard_linear(
+            &mut self.out_proj,
+            Split::ShardedToAll,
+            part,
+            &what("out_proj"),
+        )?;
         Ok(())
     }
 

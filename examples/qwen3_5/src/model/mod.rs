@@ -17,6 +17,8 @@ use deltanet::GatedDeltaNet;
 use linear::{Embedding, Linear};
 use mlp::Mlp;
 use mlx_lm::kernels::compiled;
+use mlx_lm::shard::Part;
+use mlx_rs::distributed::{self, Group};
 use mlx_rs::nn::{self, MaybeQuantized, Module, ParamMap};
 use mlx_rs::{fast, ops, Array, Dtype};
 use std::path::Path;
@@ -103,6 +105,9 @@ pub struct Model {
     options: ModelOptions,
     #[module(skip)]
     plan: Plan,
+    /// The group whose ranks share the layers, once [`Model::shard`] split them.
+    #[module(skip)]
+    group: Option<Group>,
 }
 
 /// A `(1 + w)`-style norm with a placeholder weight.
@@ -267,6 +272,7 @@ impl Model {
             layout: Layout::Mlx,
             options,
             plan,
+            group: None,
         })
     }
 
@@ -286,7 +292,8 @@ impl Model {
     /// arrays of its inference form (views, no copies), so the weights are held once and
     /// [`Module::parameters`] still gives the checkpoint's values.
     fn prepare(&mut self) -> Result<()> {
-        let (c, plan) = (&self.config.text, &self.plan);
+        let text = self.rank_text_config();
+        let (c, plan) = (&text, &self.plan);
         let lm = &mut self.language_model;
         let dec = &mut lm.model;
         let path = "language_model.model.embed_tokens";
@@ -315,6 +322,93 @@ impl Model {
         // would stay tied to this thread's stream).
         self.eval_parameters()?;
         Ok(())
+    }
+
+    /// The head counts and MLP width of this rank's share of the layers: the whole
+    /// model's unless sharded ([`Model::shard`]).
+    fn rank_text_config(&self) -> TextConfig {
+        let mut c = self.config.text.clone();
+        if let Some(n) = self.group.as_ref().map(Group::size) {
+            c.num_attention_heads /= n;
+            c.num_key_value_heads = (c.num_key_value_heads / n).max(1);
+            c.linear_num_key_heads /= n;
+            c.linear_num_value_heads /= n;
+            c.intermediate_size /= n;
+        }
+        c
+    }
+
+    /// Splits the loaded model across the processes of `group` (tensor parallelism, as
+    /// mlx-lm's `Model.shard`): each rank keeps its share of the attention heads (query,
+    /// gate, key and value projections by rows, the output projection by columns; with
+    /// fewer key/value heads than ranks, the key/value head its query heads use), of the
+    /// Gated DeltaNet heads (the `[q|k|v]` projection and the conv by channels, q, k and v
+    /// each split on its own; `z`, `b`, `a`, `A_log`, `dt_bias` by value heads; the output
+    /// projection by columns) and of the MLP's hidden units (gate and up by rows, down by
+    /// columns); the forward pass all-sums each mixer's and each MLP's partial outputs.
+    /// The embedding, the norms and the output head stay whole on every rank (mlx-lm
+    /// also splits an untied head by vocabulary), so every rank computes the same logits.
+    /// The joined projections and device forms are then built again from the slices.
+    ///
+    /// Every rank of the group must call it, then run the same forward passes in the same
+    /// order. A group of one process leaves the model as it is. The compiled layer steps
+    /// ([`Plan::compile_layers`]) are turned off: a layer's collective stays outside.
+    ///
+    /// # Errors
+    /// The group's size does not divide the attention heads, the DeltaNet key or value
+    /// heads or the MLP's width, or neither it nor the key/value heads divide the other
+    /// (the model is then unchanged); a quantized layer split by columns whose slices are
+    /// not whole quantization groups (the model is then unusable).
+    pub fn shard(&mut self, group: Group) -> Result<()> {
+        if self.group.is_some() {
+            return Err(Error::InvalidArgument(
+                "the model is already sharded".into(),
+            ));
+        }
+        if group.size() <= 1 {
+            return Ok(());
+        }
+        let part = Part::of(&group);
+        let c = self.config.text.clone();
+        part.divide(c.num_attention_heads, "the attention heads")?;
+        let kv = c.num_key_value_heads;
+        if kv % part.size != 0 && part.size % kv != 0 {
+            return Err(Error::InvalidArgument(format!(
+                "cannot shard the key/value heads ({kv}) across {} processes: neither \
+                 divides the other",
+                part.size
+            )));
+        }
+        part.divide(c.linear_num_key_heads, "the DeltaNet key heads")?;
+        part.divide(c.linear_num_value_heads, "the DeltaNet value heads")?;
+        part.divide(c.intermediate_size, "the MLP's intermediate size")?;
+        for (i, layer) in self.language_model.model.layers.iter_mut().enumerate() {
+            let path = format!("language_model.model.layers.{i}");
+            if let Some(m) = &mut layer.linear_attn {
+                m.shard(&format!("{path}.linear_attn"), &c, part)?;
+            }
+            if let Some(m) = &mut layer.self_attn {
+                m.shard(&format!("{path}.self_attn"), &c, part)?;
+            }
+            layer.mlp.shard(&format!("{path}.mlp"), part)?;
+        }
+        self.group = Some(group);
+        self.plan.compile_layers = false;
+        self.prepare()
+    }
+
+    /// The group the model is sharded across ([`Model::shard`]), if any.
+    pub fn group(&self) -> Option<&Group> {
+        self.group.as_ref()
+    }
+
+    /// The sum of every rank's partial output of a layer's mixer or MLP (the output
+    /// itself unless sharded).
+    fn reduce(&self, x: Array) -> Result<Array> {
+        Ok(match &self.group {
+            Some(g) => distributed::all_sum(&x, Some(g))?,
+            None => x,
+        })
     }
 
     /// The options the model was loaded with.
@@ -400,9 +494,9 @@ impl Model {
             .zip(cache.layers.iter_mut())
             .enumerate()
         {
-            h = h.add(&layer.mix(&x, lc, i, false)?)?;
+            h = h.add(&self.reduce(layer.mix(&x, lc, i, false)?)?)?;
             x = norm(&h, layer.post_norm())?;
-            h = h.add(&layer.mlp.forward(&x)?)?;
+            h = h.add(&self.reduce(layer.mlp.forward(&x)?)?)?;
             x = norm(&h, self.input_norm(i + 1))?;
         }
         Ok(x)
@@ -438,9 +532,9 @@ impl Model {
                 (h, x) = layer.decode_compiled(&h, &x, next_norm, lc, eps)?;
                 continue;
             }
-            let r = layer.mix(&x, lc, i, true)?;
+            let r = self.reduce(layer.mix(&x, lc, i, true)?)?;
             let (h_mid, x_mid) = compiled::add_rms_norm(&h, &r, layer.post_norm(), eps)?;
-            let m = layer.mlp.prepared()?.decode(&x_mid)?;
+            let m = self.reduce(layer.mlp.prepared()?.decode(&x_mid)?)?;
             (h, x) = compiled::add_rms_norm(&h_mid, &m, next_norm, eps)?;
         }
         Ok(ops::expand_dims(&x, 1)?)

@@ -12,6 +12,10 @@
 //! the first generated token is available; decode tokens/s = (generated − 1) / time from
 //! the first to the last token. With `--rounds R` the two sides run alternately R times and
 //! the medians are reported (peak memory: the largest).
+//!
+//! Under a launcher (a group of more than one process) the model is sharded across the
+//! ranks, which all run the same steps; rank 0 prints each rank's figures and the group's
+//! (its speed is the slowest rank's, its memory the sum), and writes the JSON.
 
 mod peer;
 pub mod random;
@@ -22,9 +26,11 @@ use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, ValueEnum};
-use mlx_rs::Dtype;
+use mlx_rs::distributed::{self as dist, Group};
+use mlx_rs::{Array, Dtype};
 use serde_json::{json, Value};
 
+use super::commands::{join_group, shard_across};
 use super::device::{describe_device, is_gpu, select_device, DeviceArg};
 use super::progress::Progress;
 use super::ModelCli;
@@ -142,6 +148,11 @@ pub fn run<M: ModelCli>(args: BenchArgs<M::Options>) -> Result<()> {
     if let Some(bits) = args.quantize {
         ours_json["quantization"] = json!({"group_size": 64, "bits": bits});
     }
+    let group = join_group()?;
+    let (rank, size) = (group.rank(), group.size());
+    if size > 1 && args.compare.is_some() {
+        bail!("--compare does not run under a launcher (a group of {size} processes)");
+    }
     let peer_script = match args.compare {
         Some(Peer::MlxLm) => {
             let script = peer::peer_script(args.peer_script.as_deref())?;
@@ -151,7 +162,7 @@ pub fn run<M: ModelCli>(args: BenchArgs<M::Options>) -> Result<()> {
         }
         None => None,
     };
-    if let Some(json) = &args.json {
+    if let (Some(json), 0) = (&args.json, rank) {
         check_writable(json)?;
     }
     let device = select_device(args.device)?;
@@ -185,8 +196,14 @@ pub fn run<M: ModelCli>(args: BenchArgs<M::Options>) -> Result<()> {
     let progress = Progress::stderr();
     let built = Instant::now();
     let weights = RandomWeights::new(dtype.dtype(), args.quantize, args.seed, &progress);
-    let model = M::random(&ours_json, &weights, &args.options)
+    let mut model = M::random(&ours_json, &weights, &args.options)
         .with_context(|| format!("--config {}", args.config))?;
+    // MLX keeps the group: a second init gives the same group, for the figures' gather.
+    let gather = match size > 1 {
+        true => Some(join_group()?),
+        false => None,
+    };
+    shard_across::<M>(&mut model, group)?;
     progress.clear();
     eprintln!("built in {:.1} s", built.elapsed().as_secs_f64());
     let vocab = usize::try_from(vocab).unwrap_or(0).max(1);
@@ -261,6 +278,13 @@ pub fn run<M: ModelCli>(args: BenchArgs<M::Options>) -> Result<()> {
     drop(progress);
     let ours = Measured::summarize(&ours_runs);
     let peer = (!peer_runs.is_empty()).then(|| Measured::summarize(&peer_runs));
+    let ranks = match &gather {
+        Some(g) => Some(gather_figures(&ours, g)?),
+        None => None,
+    };
+    if rank != 0 {
+        return Ok(());
+    }
 
     let device_name = describe_device(&device);
     let notes = M::bench_notes(&args.options, on_gpu);
@@ -277,6 +301,9 @@ pub fn run<M: ModelCli>(args: BenchArgs<M::Options>) -> Result<()> {
         println!("{text}");
     }
     print_table(&ours, peer.as_ref(), !on_gpu);
+    if let Some(ranks) = &ranks {
+        print_ranks(ranks);
+    }
     if let Some(p) = &peer_info {
         let same = ours_tokens
             .iter()
@@ -304,6 +331,10 @@ pub fn run<M: ModelCli>(args: BenchArgs<M::Options>) -> Result<()> {
         });
         for note in notes {
             doc[note.key] = note.value;
+        }
+        if let Some(ranks) = &ranks {
+            doc["ranks"] = ranks.iter().map(Measured::to_json).collect();
+            doc["group"] = group_figures(ranks).to_json();
         }
         std::fs::write(path, serde_json::to_string_pretty(&doc)? + "\n")
             .with_context(|| format!("cannot write {}", path.display()))?;
@@ -476,4 +507,67 @@ fn check_writable(path: &Path) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Every rank's figures (in rank order), gathered from the group.
+fn gather_figures(ours: &Measured, group: &Group) -> Result<Vec<Measured>> {
+    let mine = [
+        ours.prefill_tps,
+        ours.decode_tps,
+        ours.peak_mem_bytes as f64 / 1e6,
+        ours.prefill_tps_cpu,
+        ours.decode_tps_cpu,
+    ];
+    let mine: Vec<f32> = mine.iter().map(|&x| x as f32).collect();
+    let all = dist::all_gather(&Array::from_slice(&mine, &[1, 5])?, Some(group))?;
+    let all = all.to_vec::<f32>()?;
+    Ok(all
+        .chunks(5)
+        .map(|r| Measured {
+            prefill_tps: r[0] as f64,
+            decode_tps: r[1] as f64,
+            peak_mem_bytes: (r[2] as f64 * 1e6) as u64,
+            prefill_tps_cpu: r[3] as f64,
+            decode_tps_cpu: r[4] as f64,
+            host_us: None,
+        })
+        .collect())
+}
+
+/// The group's figures: its speed is the slowest rank's (all run the same steps in
+/// lockstep), its memory the sum, and its tokens per CPU-second count every rank's CPU.
+fn group_figures(ranks: &[Measured]) -> Measured {
+    let slowest = |f: fn(&Measured) -> f64| ranks.iter().map(f).fold(f64::INFINITY, f64::min);
+    let per_cpu = |f: fn(&Measured) -> f64| 1.0 / ranks.iter().map(|r| 1.0 / f(r)).sum::<f64>();
+    Measured {
+        prefill_tps: slowest(|r| r.prefill_tps),
+        decode_tps: slowest(|r| r.decode_tps),
+        peak_mem_bytes: ranks.iter().map(|r| r.peak_mem_bytes).sum(),
+        prefill_tps_cpu: per_cpu(|r| r.prefill_tps_cpu),
+        decode_tps_cpu: per_cpu(|r| r.decode_tps_cpu),
+        host_us: None,
+    }
+}
+
+/// One line per rank, then the group's.
+fn print_ranks(ranks: &[Measured]) {
+    let line = |who: String, m: &Measured| {
+        println!(
+            "{who}: prefill {:.1} tok/s ({:.1}/cpu-s), decode {:.1} tok/s ({:.1}/cpu-s), \
+             peak memory {:.3} GB",
+            m.prefill_tps,
+            m.prefill_tps_cpu,
+            m.decode_tps,
+            m.decode_tps_cpu,
+            m.peak_mem_bytes as f64 / 1e9
+        )
+    };
+    println!("tensor parallel over {} processes:", ranks.len());
+    for (r, m) in ranks.iter().enumerate() {
+        line(format!("  rank {r}"), m);
+    }
+    line(
+        "  group (slowest rank, summed memory and CPU)".into(),
+        &group_figures(ranks),
+    );
 }
