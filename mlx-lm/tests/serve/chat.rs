@@ -59,7 +59,12 @@ fn models_and_health() {
     assert_eq!(body["object"], "list");
     assert_eq!(body["data"][0]["id"], "tiny");
     assert_eq!(body["data"][0]["object"], "model");
-    assert_eq!(get(&s, "/health"), (200, json!({"status": "ok"})));
+    let (status, health) = get(&s, "/health");
+    assert_eq!((status, &health["status"]), (200, &json!("ok")));
+    assert_eq!(health["requests"], json!({"active": 0, "waiting": 0}));
+    for key in ["mlx_active_bytes", "mlx_cache_bytes", "prefix_cache_bytes"] {
+        assert!(health["memory"][key].is_u64(), "{key} in {health}");
+    }
     s.status
         .ready
         .store(false, std::sync::atomic::Ordering::SeqCst);
