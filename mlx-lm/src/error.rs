@@ -86,3 +86,12 @@ impl From<Error> for mlx_rs::Error {
         }
     }
 }
+
+/// The message a panic carried (`panic!("…")` payloads are `&str` or `String`).
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}

@@ -187,8 +187,7 @@ pub fn generate_with_cache<'m>(
     }
     let sampler = Sampler::new(options.sampling.clone())?;
     let p = sampler.params();
-    let wants_history = (p.repetition_penalty != 1.0 && p.repetition_context_size > 0)
-        || (p.presence_penalty != 0.0 && p.presence_context_size > 0);
+    let wants_history = p.history_len() > 0;
     let mut g = Generation {
         model,
         cache,

@@ -68,6 +68,22 @@ impl SamplingParams {
         Self::default()
     }
 
+    /// How many recent tokens the penalties look at: the longest context of the
+    /// penalties in use, 0 when none is (sampling then needs no history).
+    pub fn history_len(&self) -> usize {
+        let mut n = 0;
+        if self.repetition_penalty != 1.0 {
+            n = n.max(self.repetition_context_size);
+        }
+        if self.presence_penalty != 0.0 {
+            n = n.max(self.presence_context_size);
+        }
+        if self.frequency_penalty != 0.0 {
+            n = n.max(self.frequency_context_size);
+        }
+        n
+    }
+
     /// Checks every parameter's range.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::InvalidArgument(m));

@@ -134,6 +134,22 @@ pub fn shard_linear(
     shard_linear_segments(layer, split, &[], part, what)
 }
 
+/// Keeps this rank's share of a gated MLP's hidden units: `gate` and `up` split by their
+/// outputs, `down` by its inputs (the caller all-sums `down`'s output). `path` names the
+/// block in errors (`{path}.gate_proj` …).
+pub fn shard_mlp(
+    gate: &mut MaybeQuantized<Linear>,
+    up: &mut MaybeQuantized<Linear>,
+    down: &mut MaybeQuantized<Linear>,
+    part: Part,
+    path: &str,
+) -> Result<()> {
+    let what = |n: &str| format!("{path}.{n}");
+    shard_linear(gate, Split::AllToSharded, part, &what("gate_proj"))?;
+    shard_linear(up, Split::AllToSharded, part, &what("up_proj"))?;
+    shard_linear(down, Split::ShardedToAll, part, &what("down_proj"))
+}
+
 /// [`shard_linear`] of a joined projection: with [`Split::AllToSharded`], each rank keeps
 /// its share of each segment of the outputs (segments starting at 0 and at each of
 /// `bounds`), as Python's `segments` argument. Only [`Split::AllToSharded`] takes bounds.

@@ -6,7 +6,7 @@
 use crate::config::Config;
 use mlx_lm::cache::{Cache, KvCache, LayerCache, Positions};
 use mlx_lm::model::check_input;
-use mlx_lm::shard::{shard_linear, Part, Split};
+use mlx_lm::shard::{shard_linear, shard_mlp, Part, Split};
 use mlx_lm::{Error, LanguageModel, Result};
 use mlx_rs::distributed::{self, Group};
 use mlx_rs::fast::{self, AttentionMask};
@@ -141,26 +141,13 @@ impl Mlp {
 
     /// Keeps this rank's slice of the hidden units.
     fn shard(&mut self, part: Part, layer: usize) -> Result<()> {
-        let what = |name: &str| format!("layer {layer}'s {name}");
-        shard_linear(
+        shard_mlp(
             &mut self.gate_proj,
-            Split::AllToSharded,
-            part,
-            &what("gate_proj"),
-        )?;
-        shard_linear(
             &mut self.up_proj,
-            Split::AllToSharded,
-            part,
-            &what("up_proj"),
-        )?;
-        shard_linear(
             &mut self.down_proj,
-            Split::ShardedToAll,
             part,
-            &what("down_proj"),
-        )?;
-        Ok(())
+            &format!("layer {layer}'s mlp"),
+        )
     }
 }
 

@@ -655,19 +655,11 @@ fn read_f32(path: &Path) -> Vec<f32> {
 /// each case, sharded across the ring group.
 #[test]
 fn tensor_parallel_worker() {
-    use mlx_rs::distributed::{Backend, Group, InitOptions};
     let Ok(cases) = std::env::var(TP_WORKER) else {
         return;
     };
     let out = PathBuf::from(std::env::var(TP_OUT).unwrap());
-    let init = || {
-        Group::init_with(&InitOptions {
-            backend: Backend::Ring,
-            strict: true,
-            timeout: Some(TP_LIMIT),
-        })
-        .unwrap()
-    };
+    let init = || ranks::ring_group(TP_LIMIT);
     on_cpu(|| {
         for case in cases.split(',').filter(|c| !c.is_empty()) {
             let (variant, dtype) = case.split_once(':').unwrap();

@@ -393,20 +393,11 @@ fn tp_file(dir: &Path, variant: &str, dtype: &str, kind: &str, rank: i32) -> Pat
 /// nothing unless `TP_WORKER` is set).
 #[test]
 fn tensor_parallel_worker() {
-    use mlx_rs::distributed::{Backend, Group, InitOptions};
     let Ok(cases) = std::env::var(TP_WORKER) else {
         return;
     };
     let out = PathBuf::from(std::env::var(TP_OUT).unwrap());
-    // MLX keeps the group: each init returns the same one.
-    let init = || {
-        Group::init_with(&InitOptions {
-            backend: Backend::Ring,
-            strict: true,
-            timeout: Some(TP_LIMIT),
-        })
-        .unwrap()
-    };
+    let init = || ranks::ring_group(TP_LIMIT);
     cpu(|| {
         for case in cases.split(',').filter(|c| !c.is_empty()) {
             let (variant, dtype) = case.split_once(':').unwrap();

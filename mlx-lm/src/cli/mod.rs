@@ -232,12 +232,7 @@ pub struct BenchNote {
 pub fn main<M: ModelCli>() -> ExitCode {
     // A bug must still end with one readable line, not a backtrace dump.
     std::panic::set_hook(Box::new(|info| {
-        let message = info
-            .payload()
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| info.payload().downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "unknown panic".into());
+        let message = crate::error::panic_message(info.payload());
         eprintln!("error: internal error: {}", one_line(&message));
     }));
     let command = match args::parse::<M>(std::env::args_os()) {

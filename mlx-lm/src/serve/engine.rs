@@ -33,7 +33,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use super::prefix::PrefixCache;
 use super::protocol::{EngineHandle, EngineStatus, Event, Finish, Submission, TokenEvent};
 use crate::cache::Cache;
-use crate::error::{Error, Result};
+use crate::error::{panic_message, Error, Result};
 use crate::model::LanguageModel;
 use crate::sampling::Sampler;
 
@@ -136,7 +136,7 @@ where
     let model = match catch_unwind(AssertUnwindSafe(load)) {
         Ok(Ok(model)) => model,
         Ok(Err(e)) => return format!("loading the model failed: {e}"),
-        Err(p) => return format!("loading the model panicked: {}", panic_text(&p)),
+        Err(p) => return format!("loading the model panicked: {}", panic_message(p.as_ref())),
     };
     status.ready.store(true, Ordering::SeqCst);
     Engine::new(&model, options, rx, status).run();
@@ -172,17 +172,7 @@ struct Request {
 impl Request {
     fn new(s: Submission) -> Result<Request> {
         let sampler = Sampler::new(s.sampling)?;
-        let p = sampler.params();
-        let mut history = 0;
-        if p.repetition_penalty != 1.0 {
-            history = history.max(p.repetition_context_size);
-        }
-        if p.presence_penalty != 0.0 {
-            history = history.max(p.presence_context_size);
-        }
-        if p.frequency_penalty != 0.0 {
-            history = history.max(p.frequency_context_size);
-        }
+        let history = sampler.params().history_len();
         Ok(Request {
             events: s.events,
             logprobs: s.logprobs,
@@ -674,13 +664,6 @@ fn failure(outcome: std::thread::Result<Result<()>>) -> Option<String> {
     match outcome {
         Ok(Ok(())) => None,
         Ok(Err(e)) => Some(e.to_string()),
-        Err(p) => Some(format!("internal error: {}", panic_text(&p))),
+        Err(p) => Some(format!("internal error: {}", panic_message(p.as_ref()))),
     }
-}
-
-fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
-    p.downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| p.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".into())
 }

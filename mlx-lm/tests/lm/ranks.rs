@@ -78,3 +78,15 @@ pub fn run_ranks(
     }
     outs
 }
+
+/// This process's ring group, as a rank started by [`spawn_ranks`] (MLX keeps the group:
+/// each call returns the same one); waits at most `limit` for the other ranks.
+pub fn ring_group(limit: Duration) -> mlx_rs::distributed::Group {
+    use mlx_rs::distributed::{Backend, Group, InitOptions};
+    Group::init_with(&InitOptions {
+        backend: Backend::Ring,
+        strict: true,
+        timeout: Some(limit),
+    })
+    .unwrap()
+}

@@ -5,7 +5,7 @@ use super::silu;
 use crate::error::Result;
 use crate::options::Plan;
 use mlx_lm::kernels::compiled;
-use mlx_lm::shard::{shard_linear, Part, Split};
+use mlx_lm::shard::{shard_mlp, Part};
 use mlx_rs::nn::{self, MaybeQuantized, Module};
 use mlx_rs::Array;
 
@@ -47,26 +47,13 @@ impl Mlp {
     /// Keeps this rank's share of the hidden units (gate and up by rows, down by columns),
     /// before `Mlp::prepare`. `path` names the block in errors.
     pub(crate) fn shard(&mut self, path: &str, part: Part) -> Result<()> {
-        let what = |n: &str| format!("{path}.{n}");
-        shard_linear(
+        shard_mlp(
             &mut self.gate_proj,
-            Split::AllToSharded,
-            part,
-            &what("gate_proj"),
-        )?;
-        shard_linear(
             &mut self.up_proj,
-            Split::AllToSharded,
-            part,
-            &what("up_proj"),
-        )?;
-        shard_linear(
             &mut self.down_proj,
-            Split::ShardedToAll,
             part,
-            &what("down_proj"),
-        )?;
-        Ok(())
+            path,
+        )
     }
 
     /// The inference forms (an error before `Mlp::prepare`).
