@@ -31,7 +31,14 @@ pub fn spawn_ranks(
     std::fs::write(&hostfile, format!("[{}]", hosts.join(", "))).unwrap();
     let mut children: Vec<_> = (0..n)
         .map(|r| {
+            // A temporary folder per rank: MLX's CPU backend writes the kernels it compiles
+            // to a cache under the temporary folder, and two processes compiling the same
+            // kernel at once can load the other's half-written library (seen in CI:
+            // "undefined symbol" from `Compile::eval_cpu`).
+            let tmp = dir.join(format!("tmp-rank{r}"));
+            std::fs::create_dir_all(&tmp).unwrap();
             command(r)
+                .env("TMPDIR", &tmp)
                 .env("MLX_RANK", r.to_string())
                 .env("MLX_HOSTFILE", &hostfile)
                 .stdin(Stdio::null())
