@@ -220,7 +220,16 @@ impl Array {
     /// Computes the array (and what it depends on) now, blocking until done.
     #[track_caller]
     pub fn eval(&self) -> Result<()> {
-        raw::eval_status(|| unsafe { sys::mlx_array_eval(self.raw) })
+        raw::eval_status(|| {
+            crate::stream::dispatch_then(
+                || {
+                    crate::stream::schedule(&raw::VectorArray::from_arrays(std::slice::from_ref(
+                        self,
+                    )))
+                },
+                || unsafe { sys::mlx_array_eval(self.raw) },
+            )
+        })
     }
 
     /// Whether the values are computed and readable without waiting.
@@ -395,8 +404,16 @@ impl std::fmt::Display for Array {
         let mut s = MlxString::new();
         // SAFETY: writes into an owned string handle.
         // Printing evaluates: a deep graph needs the deep stack.
-        let code =
-            crate::graph_stack::run(|| unsafe { sys::mlx_array_tostring(&mut s.0, self.raw) });
+        let code = crate::graph_stack::run(|| {
+            crate::stream::dispatch_then(
+                || {
+                    crate::stream::schedule(&raw::VectorArray::from_arrays(std::slice::from_ref(
+                        self,
+                    )))
+                },
+                || unsafe { sys::mlx_array_tostring(&mut s.0, self.raw) },
+            )
+        });
         if code == 0 {
             f.write_str(&s.to_string_lossy())
         } else {
@@ -421,7 +438,12 @@ impl std::fmt::Debug for Array {
 #[track_caller]
 pub fn eval<A: AsRef<Array>>(arrays: &[A]) -> Result<()> {
     let v = raw::VectorArray::from_arrays(arrays);
-    raw::eval_status(|| unsafe { sys::mlx_eval(v.0) })
+    raw::eval_status(|| {
+        crate::stream::dispatch_then(
+            || crate::stream::schedule(&v),
+            || unsafe { sys::mlx_eval(v.0) },
+        )
+    })
 }
 
 /// Starts evaluating arrays in the background and returns at once; reading their values
@@ -429,7 +451,7 @@ pub fn eval<A: AsRef<Array>>(arrays: &[A]) -> Result<()> {
 #[track_caller]
 pub fn async_eval<A: AsRef<Array>>(arrays: &[A]) -> Result<()> {
     let v = raw::VectorArray::from_arrays(arrays);
-    raw::eval_status(|| unsafe { sys::mlx_async_eval(v.0) })
+    raw::eval_status(|| crate::stream::dispatch(|| unsafe { sys::mlx_async_eval(v.0) }))
 }
 
 macro_rules! from_scalar {

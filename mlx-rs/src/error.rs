@@ -156,9 +156,16 @@ unsafe extern "C" fn store_message(msg: *const c_char, _data: *mut c_void) {
     let _ = LAST_MESSAGE.try_with(|m| *m.borrow_mut() = Some(text));
 }
 
-/// Installs this crate's error handler in place of mlx-c's exiting one. Idempotent and
-/// cheap; every fallible entry point calls it.
+/// Installs this crate's error handler in place of mlx-c's exiting one, and gives the
+/// calling thread its pooled default CPU stream (see the `stream` module) before MLX makes
+/// one of its own. Idempotent and cheap; every fallible entry point calls it.
 pub fn install_error_handler() {
+    install_handler_only();
+    crate::stream::ensure_thread_cpu();
+}
+
+/// The error-handler half of [`install_error_handler`].
+pub(crate) fn install_handler_only() {
     INSTALL.call_once(|| {
         // SAFETY: `store_message` is a plain function that never unwinds; no user data.
         unsafe { mlx_sys::mlx_set_error_handler(Some(store_message), std::ptr::null_mut(), None) };
@@ -168,6 +175,14 @@ pub fn install_error_handler() {
 /// Takes the message MLX left for this thread (if any).
 pub(crate) fn take_message() -> Option<String> {
     LAST_MESSAGE.with(|m| m.borrow_mut().take())
+}
+
+/// As [`take_message`], also while the thread is exiting (then there is none).
+pub(crate) fn take_message_if_alive() -> Option<String> {
+    LAST_MESSAGE
+        .try_with(|m| m.borrow_mut().take())
+        .ok()
+        .flatten()
 }
 
 /// Turns an mlx-c return code into a `Result`.

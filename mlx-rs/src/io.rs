@@ -204,6 +204,7 @@ pub fn save(path: impl AsRef<Path>, a: &Array) -> Result<()> {
     let path = path.as_ref();
     let c = c_path(path)?;
     check_writable(path, "npy")?;
+    evaluated(&[a])?;
     crate::raw::eval_status(|| unsafe { sys::mlx_save(c.as_ptr(), a.as_raw()) })
         .map_err(|e| naming(&path.display().to_string(), e))
 }
@@ -212,9 +213,16 @@ pub fn save(path: impl AsRef<Path>, a: &Array) -> Result<()> {
 #[track_caller]
 pub fn save_writer(a: &Array) -> Result<Vec<u8>> {
     let writer = BytesWriter::new("in-memory .npy")?;
+    evaluated(&[a])?;
     crate::raw::eval_status(|| unsafe { sys::mlx_save_writer(writer.0, a.as_raw()) })
         .map_err(|e| naming(&writer.label(), e))?;
     writer.take_bytes()
+}
+
+/// Evaluates the arrays a writer is about to save, so that handing their graph to MLX
+/// goes through the stream module's dispatch (the writer then only reads them).
+pub(crate) fn evaluated(arrays: &[&Array]) -> Result<()> {
+    crate::array::eval(arrays)
 }
 
 /// Runs an mlx-c loader that fills an array map and a string map. Loading runs on the CPU
@@ -328,6 +336,8 @@ where
 {
     let path = path.as_ref();
     let c = c_path(path)?;
+    let arrays: Vec<(K, A)> = arrays.into_iter().collect();
+    evaluated(&arrays.iter().map(|(_, a)| a.as_ref()).collect::<Vec<_>>())?;
     let arrays = ArrayMap::from_iter(arrays)?;
     let metadata = StringMap::from_iter(metadata)?;
     check_writable(path, "safetensors")?;
@@ -350,6 +360,8 @@ where
     MK: AsRef<str>,
     MV: AsRef<str>,
 {
+    let arrays: Vec<(K, A)> = arrays.into_iter().collect();
+    evaluated(&arrays.iter().map(|(_, a)| a.as_ref()).collect::<Vec<_>>())?;
     let arrays = ArrayMap::from_iter(arrays)?;
     let metadata = StringMap::from_iter(metadata)?;
     let writer = BytesWriter::new("in-memory safetensors")?;

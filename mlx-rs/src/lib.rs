@@ -186,7 +186,8 @@
 //!
 //! [`Array`] is `Send` but not `Sync`; [`Stream`] is neither (MLX 0.32 streams belong to
 //! the thread that made them); [`ThreadLocalStream`] and [`Device`] are both. The compiler
-//! enforces it:
+//! enforces it. Streams and MLX's worker threads are pooled (see [`cpu_streams_made`]): a
+//! thread spawned per task costs no OS thread once the pool is warm.
 //!
 //! ```
 //! fn send<T: Send>(_: T) {}
@@ -239,6 +240,11 @@
 //!   `mlx_closure_custom_jvp_apply`, `mlx_closure_custom_vmap_set`,
 //!   `mlx_closure_custom_vmap_apply`: custom-rule closures are only built to be handed to MLX
 //!   ([`transforms::CustomFunction`]); Rust never copies or calls them itself.
+//! - `mlx_stream_thread_local_new`, `mlx_stream_thread_local_set`,
+//!   `mlx_stream_thread_local_free`, `mlx_stream_from_thread_local`,
+//!   `mlx_synchronize_thread_local`: MLX's thread-local streams make a new stream (and an
+//!   OS thread that never ends) on every thread that uses them; [`ThreadLocalStream`]
+//!   keeps its per-thread streams itself, leased from the stream pool.
 #![deny(missing_docs)]
 
 // `#[derive(Module)]` names `::mlx_rs`; this lets the crate's own layers use it too.
@@ -276,8 +282,8 @@ pub use error::{install_error_handler, Error, Result};
 pub use index::Index;
 pub use operators::Scalar;
 pub use stream::{
-    clear_streams, current_stream, streams, synchronize, with_device, with_stream, Stream,
-    ThreadLocalStream,
+    clear_streams, cpu_streams_made, current_stream, streams, synchronize, with_device,
+    with_stream, Stream, ThreadLocalStream,
 };
 
 /// Re-exported element types for `float16`, `bfloat16` and `complex64` arrays.

@@ -14,7 +14,7 @@
 //! The tests share process-wide meters, so they take turns (one lock).
 
 use mlx_rs::transforms::{self, Closure};
-use mlx_rs::{io, memory, ops, Array, Dtype, Error};
+use mlx_rs::{io, memory, ops, Array, Device, Dtype, Error, Stream};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
 use std::sync::Mutex;
@@ -368,45 +368,78 @@ fn os_threads() -> usize {
     std::fs::read_dir("/proc/self/task").map_or(0, |d| d.count())
 }
 
-/// MLX 0.32 keeps, for every thread that ever ran an op, that thread's streams and one
-/// worker thread per stream for the rest of the process (`clear_streams` releases GPU
-/// encoders only). Not a leak of mlx-rs, but a cost to know: spawning a new thread per
-/// task grows the process by one OS thread and a few KiB per task; use a fixed pool of
-/// threads instead. This test pins the cost so that a change shows up.
+/// MLX 0.32 starts an OS thread per CPU stream and never ends it, and gives every thread
+/// that runs an op its own default stream. mlx-rs leases streams from a pool instead
+/// (`mlx_rs::stream` module docs): threads spawned one per task, streams made one per
+/// call and `ThreadLocalStream`s used by short-lived threads must not grow the process.
 #[test]
-fn each_new_thread_costs_one_mlx_worker_thread() {
+fn short_lived_threads_and_streams_reuse_mlx_workers() {
     let _turn = turn();
+    let task = |i: usize| {
+        let y = f32s(&[i as f32, 1.0], &[2])
+            .square()
+            .unwrap()
+            .sum(false)
+            .unwrap();
+        y.item::<f32>().unwrap()
+    };
+    let tls = std::sync::Arc::new(mlx_rs::ThreadLocalStream::new(&Device::cpu()));
     let spawn_one = |i: usize| {
+        let tls = std::sync::Arc::clone(&tls);
         std::thread::spawn(move || {
-            let y = f32s(&[i as f32, 1.0], &[2])
-                .square()
-                .unwrap()
-                .sum(false)
-                .unwrap();
-            let v = y.item::<f32>().unwrap();
-            mlx_rs::clear_streams().unwrap();
+            let mut v = task(i);
+            let own = Stream::new(&Device::cpu());
+            v += own.scope(|| task(i));
+            v += tls.get().unwrap().scope(|| task(i));
             v
         })
-        .join()
-        .unwrap()
     };
-    spawn_one(0);
-    settle();
-    let (threads, heap) = (os_threads(), heap_in_use());
-    let n = 40;
-    for i in 0..n {
-        spawn_one(i);
+    for i in 0..4 {
+        spawn_one(i).join().unwrap();
     }
     settle();
-    let grown = os_threads() - threads;
-    let per_thread = (heap_in_use() as isize - heap as isize) / n as isize;
-    eprintln!("{n} short-lived threads: {grown} more OS threads, {per_thread} bytes of heap each");
-    assert!(
-        grown <= n,
-        "at most one MLX worker per thread that ran an op"
+    let (threads, streams, made, heap) = (
+        os_threads(),
+        mlx_rs::streams().unwrap().len(),
+        mlx_rs::cpu_streams_made(),
+        heap_in_use(),
     );
+    let n = 1000;
+    for i in 0..n {
+        let v = spawn_one(i).join().unwrap();
+        assert_eq!(v, 3.0 * (i as f32 * i as f32 + 1.0));
+    }
+    // Eight at a time: at most eight threads' streams are leased at once.
+    for round in 0..25 {
+        let group: Vec<_> = (0..8).map(|i| spawn_one(round * 8 + i)).collect();
+        for h in group {
+            h.join().unwrap();
+        }
+    }
+    // One long-lived thread making a stream per call.
+    for i in 0..2000 {
+        let s = Stream::new(&Device::cpu());
+        assert_eq!(s.scope(|| task(i)), i as f32 * i as f32 + 1.0);
+    }
+    settle();
+    let grown = os_threads().saturating_sub(threads);
+    let new_streams = mlx_rs::streams().unwrap().len() - streams;
+    let new_made = mlx_rs::cpu_streams_made() - made;
+    let per_thread = (heap_in_use() as isize - heap as isize) / (n + 200) as isize;
+    eprintln!(
+        "{} threads and 2000 streams: {grown} more OS threads, {new_streams} more MLX \
+         streams ({new_made} pooled), {per_thread} bytes of heap per thread",
+        n + 200
+    );
+    // Eight concurrent threads hold three streams each (default, own, thread-local).
     assert!(
-        per_thread < 64 << 10,
+        new_made <= 24,
+        "{new_made} CPU streams made for 1,200 threads"
+    );
+    assert!(new_streams <= 24, "{new_streams} MLX streams made");
+    assert!(grown <= 24, "{grown} more OS threads");
+    assert!(
+        per_thread < 4 << 10,
         "{per_thread} bytes of heap per thread"
     );
 }

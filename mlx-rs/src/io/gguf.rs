@@ -253,7 +253,9 @@ where
     let path = path.as_ref();
     let c = c_path(path)?;
     let h = Handle::new()?;
+    let mut written = Vec::new();
     for (name, a) in arrays {
+        written.push(a.as_ref().clone());
         let cn = c_string("an array name", name.as_ref())?;
         status(|| unsafe { sys::mlx_io_gguf_set_array(h.0, cn.as_ptr(), a.as_ref().as_raw()) })?;
     }
@@ -278,6 +280,7 @@ where
         }
     }
     check_writable(path, "gguf")?;
+    super::evaluated(&written.iter().collect::<Vec<_>>())?;
     crate::raw::eval_status(|| unsafe { sys::mlx_save_gguf(c.as_ptr(), h.0) })
         .map_err(|e| naming(&path.display().to_string(), e))
 }

@@ -13,13 +13,27 @@
 //! (each thread gets its own default streams). [`Array`](crate::Array) is `Send`: an
 //! array can be moved to another thread and used there; evaluate it on streams of that
 //! thread.
+//!
+//! Streams and MLX's worker threads are used again rather than made anew (see
+//! [`cpu_streams_made`]): a thread's default CPU stream goes back to a process-wide pool
+//! when the thread exits, and a stream made by [`Stream::new`] when its last clone is
+//! dropped. So a program that spawns a thread per task, or makes a stream per call,
+//! holds only as many streams as it uses at once.
 
-use crate::device::Device;
+mod pool;
+
+pub use pool::cpu_streams_made;
+pub(crate) use pool::{dispatch, dispatch_then, ensure_thread_cpu, schedule};
+
+use crate::device::{Device, DeviceType};
 use crate::raw::{status, MlxString};
 use crate::Result;
 use mlx_sys as sys;
 use std::cell::RefCell;
 use std::marker::PhantomData;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 
 /// A queue of work on one device. Not `Send`/`Sync`: see the `stream` module docs
 /// (streams belong to their thread).
@@ -31,6 +45,9 @@ pub struct Stream {
     raw: sys::mlx_stream,
     /// MLX's message when the stream could not be made (`raw` is then empty).
     failure: Option<String>,
+    /// The pool's lease when this stream came from [`Stream::new`]: the stream goes back
+    /// to the pool when the last clone is dropped.
+    lease: Option<Rc<pool::Lease>>,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -39,6 +56,7 @@ impl Stream {
         Stream {
             raw,
             failure: None,
+            lease: None,
             _not_send: PhantomData,
         }
     }
@@ -66,11 +84,23 @@ impl Stream {
         }
     }
 
-    /// A new stream on `device`, owned by this thread.
+    /// A new stream on `device`, owned by this thread: no other live stream is the same
+    /// queue. Streams are used again once dropped (see the module docs): a CPU stream goes
+    /// back to a process-wide pool (its queued work finishes first), a GPU stream to a
+    /// free list of this thread.
     pub fn new(device: &Device) -> Stream {
         crate::error::install_error_handler();
-        // SAFETY: creates a new handle, owned by the returned value.
-        Stream::made(unsafe { sys::mlx_stream_new_device(device.as_raw()) })
+        let cpu = matches!(device.kind(), Ok(DeviceType::Cpu));
+        let Some(lease) = pool::Lease::take(device, cpu) else {
+            return Stream::made(sys::mlx_stream {
+                ctx: std::ptr::null_mut(),
+            });
+        };
+        // SAFETY: a fresh handle, set to a copy of the leased one.
+        let mut s = Stream::from_raw(unsafe { sys::mlx_stream_new() });
+        unsafe { sys::mlx_stream_set(&mut s.raw, lease.raw()) };
+        s.lease = Some(Rc::new(lease));
+        s
     }
 
     /// This thread's default stream on `device`.
@@ -152,6 +182,7 @@ impl Clone for Stream {
         }
         // SAFETY: copies a live handle into an owned one.
         unsafe { sys::mlx_stream_set(&mut s.raw, self.raw) };
+        s.lease = self.lease.clone();
         s
     }
 }
@@ -303,58 +334,64 @@ pub fn streams() -> Result<Vec<Stream>> {
 /// stream is dropped too.
 pub fn clear_streams() -> Result<()> {
     forget_cached_default();
+    pool::forget_thread_gpu();
     status(|| unsafe { sys::mlx_clear_streams() })
 }
 
 /// A stream that is distinct on every thread that uses it: each thread that calls
-/// [`ThreadLocalStream::get`] gets (and keeps) its own stream on the device. Unlike
-/// [`Stream`], it is `Send` and `Sync`, so one value can be shared by worker threads.
+/// [`ThreadLocalStream::get`] gets (and keeps, while this handle or a clone lives) its own
+/// stream on the device. Unlike [`Stream`], it is `Send` and `Sync`, so one value can be
+/// shared by worker threads. A thread's streams go back to the pool when the thread exits.
+#[derive(Clone)]
 pub struct ThreadLocalStream {
-    raw: sys::mlx_stream_thread_local,
+    id: Arc<u64>,
+    device: Device,
 }
 
-// SAFETY: MLX resolves the handle to a per-thread stream on each use; the handle itself
-// is immutable shared state designed to be used from any number of threads.
-unsafe impl Send for ThreadLocalStream {}
-// SAFETY: as above.
-unsafe impl Sync for ThreadLocalStream {}
+/// Handles made so far (each gets the next number).
+static NEXT_THREAD_LOCAL: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    /// This thread's stream of each live `ThreadLocalStream` (by handle; the weak
+    /// reference tells when every clone of the handle is gone).
+    static THREAD_LOCALS: RefCell<Vec<(Weak<u64>, Stream)>> = const { RefCell::new(Vec::new()) };
+}
 
 impl ThreadLocalStream {
     /// A new per-thread stream on `device`.
     pub fn new(device: &Device) -> ThreadLocalStream {
         crate::error::install_error_handler();
-        // SAFETY: creates a new handle, owned by the returned value.
         ThreadLocalStream {
-            raw: unsafe { sys::mlx_stream_thread_local_new(device.as_raw()) },
+            id: Arc::new(NEXT_THREAD_LOCAL.fetch_add(1, Ordering::Relaxed)),
+            device: device.clone(),
         }
     }
 
     /// The calling thread's stream.
     pub fn get(&self) -> Result<Stream> {
-        let mut s = Stream::from_raw(unsafe { sys::mlx_stream_new() });
-        status(|| unsafe { sys::mlx_stream_from_thread_local(&mut s.raw, self.raw) })?;
+        let s = THREAD_LOCALS.with(|streams| {
+            let mut streams = streams.borrow_mut();
+            // Streams of handles that are gone go back to the pool.
+            streams.retain(|(handle, _)| handle.strong_count() > 0);
+            let found = streams
+                .iter()
+                .find(|(handle, _)| handle.upgrade().is_some_and(|h| Arc::ptr_eq(&h, &self.id)));
+            match found {
+                Some((_, s)) => s.clone(),
+                None => {
+                    let s = Stream::new(&self.device);
+                    streams.push((Arc::downgrade(&self.id), s.clone()));
+                    s
+                }
+            }
+        });
+        s.check()?;
         Ok(s)
     }
 
     /// Blocks until the calling thread's stream has finished its queued work.
     pub fn synchronize(&self) -> Result<()> {
-        crate::raw::eval_status(|| unsafe { sys::mlx_synchronize_thread_local(self.raw) })
-    }
-}
-
-impl Clone for ThreadLocalStream {
-    fn clone(&self) -> ThreadLocalStream {
-        let mut out = ThreadLocalStream::new(&Device::cpu());
-        // SAFETY: copies a live handle into an owned one.
-        unsafe { sys::mlx_stream_thread_local_set(&mut out.raw, self.raw) };
-        out
-    }
-}
-
-impl Drop for ThreadLocalStream {
-    fn drop(&mut self) {
-        // SAFETY: owned handle, freed once.
-        unsafe { sys::mlx_stream_thread_local_free(self.raw) };
+        self.get()?.synchronize()
     }
 }
 
