@@ -12,11 +12,13 @@ use std::ffi::c_int;
 /// or implicitly when values are read). `Clone` is cheap: it shares the same data and
 /// graph node (reference counted); `Drop` releases it.
 ///
-/// `Array` is `Send` (it may move to another thread) but not `Sync`: evaluation mutates
-/// the shared graph, so one array must not be used from two threads at once. Since MLX
-/// 0.32 streams belong to the thread that made them, so evaluate an array on the thread
-/// that built its graph before sending it: evaluating a graph built on another thread's
-/// streams returns an error ("There is no Stream(cpu, 0) in current thread").
+/// `Array` is `Send` (it may move to another thread) but not `Sync`: one array value is
+/// used from one thread at a time (clones may go to other threads). Graphs are handed to
+/// MLX one at a time, process-wide, so threads may evaluate graphs that share nodes. A
+/// graph built on another thread's CPU streams evaluates anywhere (CPU streams are pooled
+/// and registered for every thread); one built on another thread's GPU streams returns an
+/// error ("There is no Stream(gpu, 0) in current thread": MLX 0.32's GPU streams belong to
+/// the thread that made them), so evaluate GPU work before sending it.
 pub struct Array {
     raw: sys::mlx_array,
 }

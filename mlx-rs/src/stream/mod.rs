@@ -11,8 +11,8 @@
 //! the thread that created it, and evaluating on it from another thread fails. So
 //! [`Stream`] is neither `Send` nor `Sync`: make streams on the thread that uses them
 //! (each thread gets its own default streams). [`Array`](crate::Array) is `Send`: an
-//! array can be moved to another thread and used there; evaluate it on streams of that
-//! thread.
+//! array can be moved to another thread and used there; evaluate GPU work before sending
+//! it (CPU streams are shared through the pool below, so CPU graphs evaluate anywhere).
 //!
 //! Streams and MLX's worker threads are used again rather than made anew (see
 //! [`cpu_streams_made`]): a thread's default CPU stream goes back to a process-wide pool
