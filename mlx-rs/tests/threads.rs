@@ -1,7 +1,7 @@
 //! Arrays move between threads; each thread computes on its own streams; a thread-local
 //! stream handle is shared by workers. Runs under the default multi-threaded test runner.
 
-use mlx_rs::{Array, Device, Stream, ThreadLocalStream};
+use mlx_rs::{with_device, Array, Device, Stream, ThreadLocalStream};
 use std::sync::Arc;
 
 fn work(seed: f32, iterations: usize) -> f32 {
@@ -45,8 +45,13 @@ fn evaluated_arrays_move_between_threads() {
 
 #[test]
 fn an_unevaluated_graph_sent_to_another_thread_is_evaluated_there() {
-    let a = Array::from_slice(&[1i32, 2, 3], &[3]).unwrap();
-    let pending = a.add(&a).unwrap(); // scheduled on this thread's CPU stream
+    // On this thread's CPU stream (pooled: any thread may evaluate it; a GPU stream
+    // belongs to its thread).
+    let pending = with_device(&Device::cpu(), || {
+        let a = Array::from_slice(&[1i32, 2, 3], &[3]).unwrap();
+        a.add(&a).unwrap()
+    })
+    .unwrap();
     let got = std::thread::spawn(move || pending.to_vec::<i32>().unwrap())
         .join()
         .unwrap();
@@ -59,11 +64,16 @@ fn an_unevaluated_graph_sent_to_another_thread_is_evaluated_there() {
 #[test]
 fn threads_evaluate_a_shared_unevaluated_graph_at_once() {
     for round in 0..20 {
-        let base = Array::from_slice(&[1.0f32, 2.0, 3.0, 4.0], &[4]).unwrap();
-        let mut shared = base.clone();
-        for _ in 0..50 {
-            shared = shared.square().unwrap().sqrt().unwrap();
-        }
+        // Built on this thread's CPU stream; each thread adds a node on its default
+        // device (the GPU where there is one).
+        let shared = with_device(&Device::cpu(), || {
+            let mut shared = Array::from_slice(&[1.0f32, 2.0, 3.0, 4.0], &[4]).unwrap();
+            for _ in 0..50 {
+                shared = shared.square().unwrap().sqrt().unwrap();
+            }
+            shared
+        })
+        .unwrap();
         let go = Arc::new(std::sync::Barrier::new(8));
         let handles: Vec<_> = (0..8)
             .map(|t| {
