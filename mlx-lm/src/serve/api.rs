@@ -313,6 +313,20 @@ pub struct ChatPrompt {
     pub tools: Option<Value>,
     /// `chat_template_kwargs.enable_thinking`.
     pub enable_thinking: Option<bool>,
+    /// What `tool_choice` asks of the reply.
+    pub forcing: ToolForcing,
+}
+
+/// What `tool_choice` asks of the reply.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum ToolForcing {
+    /// `auto` (or absent, or `none`): the model decides.
+    #[default]
+    Auto,
+    /// `required`: the reply is a tool call (to any of the tools).
+    Required,
+    /// `{"type": "function", "function": {"name": …}}`: the reply calls this tool.
+    Named(String),
 }
 
 impl ChatCompletionRequest {
@@ -340,11 +354,34 @@ impl ChatCompletionRequest {
             Some(t) if !t.is_empty() => Some(Value::Array(t.clone())),
             _ => None,
         };
+        let mut forcing = ToolForcing::Auto;
         match &self.tool_choice {
             None | Some(Value::Null) => {}
             Some(Value::String(s)) if s == "none" => tools = None,
-            Some(Value::String(s)) if s == "auto" || s == "required" => {}
-            Some(v) if v.pointer("/function/name").is_some_and(Value::is_string) => {}
+            Some(Value::String(s)) if s == "auto" => {}
+            Some(Value::String(s)) if s == "required" => {
+                if tools.is_none() {
+                    return Err(ApiError::invalid(
+                        "tool_choice",
+                        "tool_choice \"required\" needs a non-empty tools list",
+                    ));
+                }
+                forcing = ToolForcing::Required;
+            }
+            Some(v) if v.pointer("/function/name").is_some_and(Value::is_string) => {
+                let name = v.pointer("/function/name").and_then(Value::as_str);
+                let name = name.unwrap_or_default().to_string();
+                let offered = self.tools.iter().flatten().any(|t| {
+                    t.pointer("/function/name").and_then(Value::as_str) == Some(name.as_str())
+                });
+                if !offered {
+                    return Err(ApiError::invalid(
+                        "tool_choice",
+                        format!("tool_choice names {name:?}, which is not in tools"),
+                    ));
+                }
+                forcing = ToolForcing::Named(name);
+            }
             Some(v) => {
                 return Err(ApiError::invalid(
                     "tool_choice",
@@ -370,6 +407,7 @@ impl ChatCompletionRequest {
             messages: Value::Array(messages),
             tools,
             enable_thinking,
+            forcing,
         };
         Ok((prompt, logprobs))
     }

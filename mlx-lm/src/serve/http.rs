@@ -28,11 +28,11 @@ use tokio::sync::mpsc;
 use super::api::{
     self, ApiError, ChatChoice, ChatCompletion, ChatCompletionRequest, CommonFields,
     CompletionChoice, CompletionRequest, Delta, FunctionCall, Generation, ModelCard, PromptInput,
-    TextCompletion, ToolCall,
+    TextCompletion, ToolCall, ToolForcing,
 };
 use super::protocol::{EngineHandle, Submission, SubmitError};
 use super::stream::{chat_logprobs, completion_logprobs, End, Pipeline, Run, Step};
-use super::tools::{ParserOptions, Piece};
+use super::tools::{forced_opening, ParserOptions, Piece};
 use crate::chat::{ChatOptions, ChatTemplate};
 use crate::sampling::SamplingParams;
 use crate::tokenizer::Tokenizer;
@@ -233,17 +233,31 @@ async fn chat_request(
     let tokenizer = state.tokenizer.clone();
     let tools = prompt.tools.is_some();
     let rendered = tokio::task::spawn_blocking(move || {
+        let forced = prompt.forcing != ToolForcing::Auto;
         let options = ChatOptions {
             add_generation_prompt: true,
-            enable_thinking: prompt.enable_thinking,
+            // A forced tool call is the whole reply: no thinking before it.
+            enable_thinking: if forced {
+                Some(false)
+            } else {
+                prompt.enable_thinking
+            },
             tools: prompt.tools,
         };
-        let text = template
+        let mut text = template
             .render_json(&prompt.messages, &options)
             .map_err(|e| {
                 ApiError::invalid("messages", format!("cannot apply the chat template: {e}"))
             })?;
-        let in_think = text.trim_end().ends_with("<think>");
+        // The tools' instructions in the prompt show the model's call format.
+        let xml = text.contains("<function=");
+        let primer = match &prompt.forcing {
+            ToolForcing::Auto => String::new(),
+            ToolForcing::Required => forced_opening(None, xml),
+            ToolForcing::Named(name) => forced_opening(Some(name), xml),
+        };
+        text.push_str(&primer);
+        let in_think = !forced && text.trim_end().ends_with("<think>");
         let ids = tokenizer
             .encode(&text)
             .map_err(|e| ApiError::new(500, format!("cannot tokenize the prompt: {e}")))?;
@@ -262,12 +276,16 @@ async fn chat_request(
             .filter(|h| h.len() < ids.len() && ids.starts_with(h))
             .map(|h| vec![h.len()])
             .unwrap_or_default();
-        Ok::<_, ApiError>((ids, in_think, save_at))
+        Ok::<_, ApiError>((ids, in_think, save_at, primer))
     })
     .await
     .map_err(|e| ApiError::new(500, format!("prompt rendering failed: {e}")))?;
-    let (ids, in_think, save_at) = rendered?;
-    let parser = ParserOptions { in_think, tools };
+    let (ids, in_think, save_at, primer) = rendered?;
+    let parser = ParserOptions {
+        in_think,
+        tools,
+        primer,
+    };
     start(state, ids, save_at, "messages", generation, Some(parser)).await
 }
 

@@ -42,12 +42,30 @@ pub enum Piece {
 }
 
 /// What the parser looks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ParserOptions {
     /// The prompt ended inside a `<think>` block: the output starts as reasoning.
     pub in_think: bool,
     /// Parse `<tool_call>` blocks (the request offered tools); else they are content.
     pub tools: bool,
+    /// Text the prompt ended with that belongs to the reply: the opening of a tool call
+    /// that `tool_choice` forced (see [`forced_opening`]). Parsed before the output.
+    pub primer: String,
+}
+
+/// The opening of a tool call that the server writes at the end of the prompt when
+/// `tool_choice` is `required` (`name` is `None`) or names a function, so that the reply
+/// is that call. `xml` picks Qwen 3.5's form (`<function=NAME>`), else the Hermes / Qwen 3
+/// JSON form.
+pub fn forced_opening(name: Option<&str>, xml: bool) -> String {
+    match (name, xml) {
+        (None, _) => format!("{CALL_OPEN}\n"),
+        (Some(n), true) => format!("{CALL_OPEN}\n<function={n}>\n"),
+        (Some(n), false) => format!(
+            "{CALL_OPEN}\n{{\"name\": {}, \"arguments\": ",
+            Value::String(n.to_string())
+        ),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,17 +94,24 @@ pub struct OutputParser {
 impl OutputParser {
     /// A parser for one response.
     pub fn new(options: ParserOptions) -> Self {
-        OutputParser {
-            options,
+        let primer = options.primer.clone();
+        let mut parser = OutputParser {
             state: if options.in_think {
                 State::Reasoning
             } else {
                 State::Start
             },
+            options,
             buf: String::new(),
             trim_start: false,
             calls: 0,
+        };
+        if !primer.is_empty() {
+            // An unfinished tool call's opening: it decides nothing yet.
+            let early = parser.push(&primer);
+            debug_assert!(early.is_empty(), "{early:?}");
         }
+        parser
     }
 
     /// How many tool calls were parsed so far.
@@ -315,9 +340,9 @@ mod tests {
     /// Every split of `text` into two pushes, and one push per character, give the same
     /// pieces as one push.
     fn parse_split(options: ParserOptions, text: &str) -> Vec<Piece> {
-        let whole = parse_whole(options, text);
+        let whole = parse_whole(options.clone(), text);
         for cut in (0..=text.len()).filter(|&i| text.is_char_boundary(i)) {
-            let mut p = OutputParser::new(options);
+            let mut p = OutputParser::new(options.clone());
             let mut out = p.push(&text[..cut]);
             out.extend(p.push(&text[cut..]));
             out.extend(p.finish());
@@ -334,14 +359,17 @@ mod tests {
     }
 
     const PLAIN: ParserOptions = ParserOptions {
+        primer: String::new(),
         in_think: false,
         tools: false,
     };
     const TOOLS: ParserOptions = ParserOptions {
+        primer: String::new(),
         in_think: false,
         tools: true,
     };
     const THINK_TOOLS: ParserOptions = ParserOptions {
+        primer: String::new(),
         in_think: true,
         tools: true,
     };
@@ -472,5 +500,43 @@ mod tests {
         assert_eq!(partial_tag("<tool_call>", CALL_OPEN), 0);
         assert_eq!(partial_tag("", CALL_OPEN), 0);
         assert_eq!(partial_tag("é<", THINK_CLOSE), 1);
+    }
+
+    /// A forced opening in either form, then the rest of the call as the model writes it.
+    #[test]
+    fn primed_with_a_forced_opening() {
+        let cases = [
+            (
+                forced_opening(Some("get_weather"), true),
+                "<parameter=city>\nParis\n</parameter>\n</function>\n</tool_call>",
+            ),
+            (
+                forced_opening(Some("get_weather"), false),
+                "{\"city\": \"Paris\"}}\n</tool_call>",
+            ),
+            (
+                forced_opening(None, true),
+                "<function=get_weather>\n<parameter=city>\nParis\n</parameter>\n</function>\n</tool_call>",
+            ),
+        ];
+        for (primer, rest) in cases {
+            let mut p = OutputParser::new(ParserOptions {
+                primer: primer.clone(),
+                ..TOOLS
+            });
+            let mut pieces = p.push(rest);
+            pieces.extend(p.finish());
+            assert_eq!(pieces.len(), 1, "{primer:?}: {pieces:?}");
+            let Piece::ToolCall(call) = &pieces[0] else {
+                panic!("{primer:?}: {pieces:?}");
+            };
+            assert_eq!(call.name, "get_weather");
+            let args: Value = serde_json::from_str(&call.arguments).unwrap();
+            assert_eq!(args, serde_json::json!({"city": "Paris"}));
+        }
+        assert_eq!(
+            forced_opening(Some("a\"b"), false),
+            "<tool_call>\n{\"name\": \"a\\\"b\", \"arguments\": "
+        );
     }
 }

@@ -287,6 +287,66 @@ fn tool_calls_in_both_formats() {
     assert!(!prompt.contains("get_weather"), "{prompt}");
 }
 
+/// `tool_choice: "required"` or a named function: the prompt ends with the opening of a
+/// call (in the template's own format, thinking off), and the reply parses as that call.
+#[test]
+fn tool_choice_required_or_named_forces_a_call() {
+    let s = server(HttpOptions::default());
+    let tools: Value = serde_json::from_str(&format!("[{WEATHER_TOOL}]")).unwrap();
+    let named = json!({"type": "function", "function": {"name": "get_weather"}});
+    let rest = "<parameter=city>\nParis\n</parameter>\n</function>\n</tool_call>";
+    let cases = [
+        (
+            json!("required"),
+            "<tool_call>\n",
+            format!("<function=get_weather>\n{rest}"),
+        ),
+        (
+            named,
+            "<tool_call>\n<function=get_weather>\n",
+            rest.to_string(),
+        ),
+    ];
+    for (choice, opening, reply) in cases {
+        for stream in [false, true] {
+            s.set(Script::Text {
+                text: reply.clone(),
+                cached: 0,
+            });
+            let body = with(
+                user("Weather in Paris?"),
+                json!({"tools": tools, "tool_choice": choice, "stream": stream,
+                       "chat_template_kwargs": {"enable_thinking": true}}),
+            );
+            let (content, calls, finish) = if stream {
+                let (c, _, calls, f, _) =
+                    join_chat(&post_stream(&s, "/v1/chat/completions", &body));
+                (c, calls, f[0].clone())
+            } else {
+                let (status, r) = post(&s, "/v1/chat/completions", &body);
+                assert_eq!(status, 200, "{r}");
+                let m = &r["choices"][0]["message"];
+                let finish = r["choices"][0]["finish_reason"].as_str().unwrap();
+                (
+                    m["content"].as_str().unwrap_or("").to_string(),
+                    m["tool_calls"].as_array().unwrap().clone(),
+                    finish.to_string(),
+                )
+            };
+            assert_eq!(content, "", "{choice} stream {stream}");
+            assert_eq!(finish, "tool_calls");
+            assert_eq!(calls.len(), 1);
+            assert_eq!(calls[0]["function"]["name"], "get_weather");
+            let args: Value =
+                serde_json::from_str(calls[0]["function"]["arguments"].as_str().unwrap()).unwrap();
+            assert_eq!(args, json!({"city": "Paris"}));
+            let prompt = tokenizer().decode(&s.last_seen().prompt, false).unwrap();
+            let want_end = format!("</think>\n\n{opening}");
+            assert!(prompt.ends_with(&want_end), "{choice}: {prompt:?}");
+        }
+    }
+}
+
 #[test]
 fn a_tool_conversation_reaches_the_template() {
     let s = server(HttpOptions::default());

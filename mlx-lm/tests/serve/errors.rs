@@ -183,6 +183,19 @@ fn bad_requests_name_the_parameter() {
         ),
         (
             "/v1/chat/completions",
+            chat(json!({"tool_choice": "required"})),
+            400,
+            Some("tool_choice"),
+        ),
+        (
+            "/v1/chat/completions",
+            chat(json!({"tools": [{"type": "function", "function": {"name": "a"}}],
+                        "tool_choice": {"type": "function", "function": {"name": "b"}}})),
+            400,
+            Some("tool_choice"),
+        ),
+        (
+            "/v1/chat/completions",
             chat(json!({"chat_template_kwargs": {"enable_thinking": "yes"}})),
             400,
             Some("chat_template_kwargs.enable_thinking"),
