@@ -89,6 +89,20 @@ fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
+/// The temporary folder of rank `rank`, under the usual one (`$TMPDIR` or `/tmp`). MLX
+/// compiles CPU kernels into a cache under the temporary folder, and a process that finds
+/// a kernel library another process is still writing loads a half-written file ("undefined
+/// symbol"); ranks on one machine start together and compile the same kernels, so each
+/// rank gets its own cache (kept between runs).
+fn rank_tmp_name(rank: usize) -> String {
+    format!("mlx-launch-rank{rank}")
+}
+
+/// Whether `--env` sets `TMPDIR` for this rank (then it is left as given).
+fn sets_tmpdir(r: &Rank) -> bool {
+    r.env.iter().any(|(k, _)| k == "TMPDIR")
+}
+
 /// The shell script that runs rank `r` on a remote host (over `ssh -tt`).
 fn remote_script(r: &Rank, opts: &Options) -> Result<String> {
     let mut script = String::from("stty -echo 2>/dev/null; ");
@@ -114,6 +128,12 @@ fn remote_script(r: &Rank, opts: &Options) -> Result<String> {
             shell_quote(content)
         );
     }
+    if !sets_tmpdir(r) {
+        script += &format!(
+            "export TMPDIR=\"${{TMPDIR:-/tmp}}/{}\"; mkdir -p \"$TMPDIR\"; ",
+            rank_tmp_name(r.rank)
+        );
+    }
     script += &format!("export MLX_RANK={}; exec", r.rank);
     for a in &opts.command {
         let a = a
@@ -135,6 +155,12 @@ fn spawn(r: &Rank, opts: &Options, local_files: &[(String, PathBuf)]) -> Result<
             cmd.env(k, path);
         }
         cmd.env("MLX_RANK", r.rank.to_string());
+        if !sets_tmpdir(r) {
+            let dir = std::env::temp_dir().join(rank_tmp_name(r.rank));
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot make {} for rank {}", dir.display(), r.rank))?;
+            cmd.env("TMPDIR", dir);
+        }
         if let Some(d) = &opts.cwd {
             cmd.current_dir(d);
         }

@@ -485,6 +485,28 @@ fn launcher_arguments_and_environment() {
                 .all(|h| h.len() == 1 && h[0].starts_with("127.0.0.1:")),
         "MLX_HOSTFILE holds one 127.0.0.1:port per rank",
     );
+    // Each local rank has its own temporary folder (MLX's CPU kernel cache lives there),
+    // unless --env sets TMPDIR.
+    let run = launch(&["-n", "2", "-p", "0"], &sh(r#"echo "tmp=$TMPDIR""#), &[]);
+    run.expect(run.code == Some(0), "TMPDIR run");
+    for r in 0..2 {
+        let want = std::env::temp_dir().join(format!("mlx-launch-rank{r}"));
+        run.expect(
+            run.stdout
+                .contains(&format!("[{r}] tmp={}", want.display()))
+                && want.is_dir(),
+            &format!("rank {r}'s own TMPDIR"),
+        );
+    }
+    let run = launch(
+        &["-n", "2", "-p", "0", "--env", "TMPDIR=/given"],
+        &sh(r#"echo "tmp=$TMPDIR""#),
+        &[],
+    );
+    run.expect(
+        run.stdout.contains("[0] tmp=/given") && run.stdout.contains("[1] tmp=/given"),
+        "--env TMPDIR kept",
+    );
     // NCCL's variables (nothing started on a GPU: the command only prints them).
     let run = launch(
         &["-n", "2", "--backend", "nccl", "--nccl-port", "23456"],
