@@ -189,8 +189,10 @@ fn bad_requests_name_the_parameter() {
         ),
         (
             "/v1/chat/completions",
-            chat(json!({"tools": [{"type": "function", "function": {"name": "a"}}],
-                        "tool_choice": {"type": "function", "function": {"name": "b"}}})),
+            chat(
+                json!({"tools": [{"type": "function", "function": {"name": "a"}}],
+                        "tool_choice": {"type": "function", "function": {"name": "b"}}}),
+            ),
             400,
             Some("tool_choice"),
         ),
