@@ -316,7 +316,7 @@ impl KvCache {
             let (start, stop) = at(dv);
             values = ops::slice_update(&values, v, &start, &stop, &[1, 1, 1, 1])?;
             match c.left_padding.is_empty() {
-                true => left_padding.extend(std::iter::repeat(pad).take(n as usize)),
+                true => left_padding.extend(std::iter::repeat_n(pad, n as usize)),
                 false => left_padding.extend(c.left_padding.iter().map(|p| p + pad)),
             }
             row += n;

@@ -88,7 +88,7 @@ fn meta(
     let mut v = Vec::with_capacity(3 + b as usize);
     v.extend([n, cap, position]);
     match left_padding.is_empty() {
-        true => v.extend(std::iter::repeat(0).take(b as usize)),
+        true => v.extend(std::iter::repeat_n(0, b as usize)),
         false => v.extend_from_slice(left_padding),
     }
     Ok(Array::from_slice(&v, &[3 + b])?)
