@@ -7,7 +7,10 @@
 mod batching;
 mod common;
 
-use common::{assert_close, assert_logits_close, cpu, expected, model_dir, random_model, VARIANTS};
+use common::{
+    assert_close, assert_logits_close, cpu, expected, gpu, model_dir, random_model, VARIANTS,
+};
+use mlx_lm::kernels::gated_delta::StepPath;
 use mlx_rs::{Array, Dtype};
 use qwen3_5::{Decode, GenerateOptions, ModelOptions, SamplingParams};
 
@@ -324,6 +327,40 @@ fn sequences_of_different_lengths_decode_in_one_batch_as_alone() {
         }
         let _ = std::fs::remove_dir_all(&dir);
     })
+}
+
+/// The same schedules on a CUDA GPU in float32 (run with `MLX_ENABLE_TF32=0`, so MLX's
+/// products are exact float32 there too): the fused decode with and without compiled layer
+/// steps, whose padded batches take the attention decode kernels (each row over its own
+/// columns, at its own position). On the GPU machine:
+/// `MLX_ENABLE_TF32=0 forward-<hash> --ignored in_one_batch_on_the_gpu`.
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn sequences_of_different_lengths_decode_in_one_batch_on_the_gpu() {
+    let dir = random_model("batching-gpu", Dtype::Float32);
+    gpu(|| {
+        for compile_layers in [false, true] {
+            let options = ModelOptions {
+                compile_layers,
+                ..ModelOptions::for_device(&mlx_rs::Device::gpu())
+            }
+            .with_decode(Decode::Fused);
+            let model = qwen3_5::load_with(&dir, options).unwrap();
+            assert_eq!(model.plan().step, StepPath::CudaKernel, "a CUDA GPU");
+            let vocab = model.config().text.vocab_size as u32;
+            for (what, requests, steps) in batching::schedules(vocab) {
+                batching::assert_batched_matches_alone(
+                    &format!("GPU, compiled layers {compile_layers}: {what}"),
+                    &model,
+                    &requests,
+                    steps,
+                    BATCH_ATOL,
+                    BATCH_RTOL,
+                );
+            }
+        }
+    });
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 // ---- Tensor parallelism: 2 ring processes on this host, each one rank. ----

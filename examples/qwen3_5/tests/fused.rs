@@ -468,3 +468,55 @@ fn fused_decode_on_kernel_shaped_model() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Timing, not a check: greedy decode steps of a batch as the serving engine holds one
+/// (prompts of 60–123 tokens prefilled alone, then merged: left padding in the attention
+/// layers), at batch 1, 4, 16 and 32, on the GPU with the default options. On the GPU
+/// machine: `QWEN3_5_BENCH_DIR=<model folder> fused-<hash> --ignored --nocapture
+/// padded_batch_decode_speed`.
+#[test]
+#[ignore = "timing, for the GPU machine"]
+fn padded_batch_decode_speed() {
+    let Ok(dir) = std::env::var("QWEN3_5_BENCH_DIR") else {
+        println!("skipped: set QWEN3_5_BENCH_DIR");
+        return;
+    };
+    mlx_rs::memory::set_memory_limit(24 << 30).unwrap();
+    gpu(|| {
+        let model = qwen3_5::load_with(&dir, ModelOptions::for_device(&Device::gpu())).unwrap();
+        println!("| batch | ms per step | tokens/s |");
+        println!("|---:|---:|---:|");
+        for b in [1usize, 4, 16, 32] {
+            let caches: Vec<qwen3_5::Cache> = (0..b)
+                .map(|i| {
+                    let len = 60 + (i * 37) % 64;
+                    let prompt: Vec<u32> =
+                        (0..len).map(|j| ((i * 31 + j * 7) % 5000) as u32).collect();
+                    let mut cache = model.new_cache();
+                    let ids = Array::from_slice(&prompt, &[1, len as i32]).unwrap();
+                    model.forward_last(&ids, &mut cache).unwrap();
+                    cache
+                })
+                .collect();
+            let mut cache = qwen3_5::Cache::merge(&caches).unwrap();
+            let mut ids = Array::from_slice(&vec![1u32; b], &[b as i32, 1]).unwrap();
+            let (warm, steps) = (4, 48);
+            let mut start = std::time::Instant::now();
+            for s in 0..warm + steps {
+                if s == warm {
+                    start = std::time::Instant::now();
+                }
+                let logits = model.forward_last(&ids, &mut cache).unwrap();
+                ids = mlx_rs::ops::argmax_axis(&logits, -1, true)
+                    .unwrap()
+                    .astype(Dtype::Uint32)
+                    .unwrap();
+                let mut arrays = cache.arrays();
+                arrays.push(&ids);
+                mlx_rs::eval(&arrays).unwrap();
+            }
+            let ms = start.elapsed().as_secs_f64() * 1e3 / steps as f64;
+            println!("| {b} | {ms:.2} | {:.0} |", b as f64 * 1e3 / ms);
+        }
+    })
+}

@@ -206,24 +206,37 @@ impl KvCache {
     }
 
     /// The sequences at `indices` (checked by the caller, also given as the array `idx`)
-    /// of the batch, in that order, with their padding.
+    /// of the batch, in that order, with their padding, less the leading columns that are
+    /// padding in all of them. One gather of the buffers' kept columns (their spare room
+    /// included, so the next update writes in place).
     pub(super) fn filter(&self, indices: &[i32], idx: &Array) -> Result<KvCache> {
-        let take = |a: &Option<Array>| -> Result<Option<Array>> {
-            Ok(a.as_ref().map(|a| ops::take_axis(a, idx, 0)).transpose()?)
-        };
-        let left_padding = match self.has_padding() {
+        let padding: Vec<i32> = match self.has_padding() {
             true => indices
                 .iter()
                 .map(|&i| self.left_padding[i as usize])
                 .collect(),
             false => Vec::new(),
         };
+        let drop = padding.iter().copied().min().unwrap_or(0);
+        let take = |a: &Option<Array>| -> Result<Option<Array>> {
+            a.as_ref()
+                .map(|a| {
+                    let s = a.shape();
+                    let kept = match drop {
+                        0 => a.clone(),
+                        _ => ops::slice(a, &[0, 0, drop, 0], s, &[1, 1, 1, 1])?,
+                    };
+                    Ok(ops::take_axis(&kept, idx, 0)?)
+                })
+                .transpose()
+        };
         Ok(KvCache {
             keys: take(&self.keys)?,
             values: take(&self.values)?,
-            offset: self.offset,
-            left_padding,
-        })
+            offset: self.offset - drop,
+            left_padding: padding.iter().map(|p| p - drop).collect(),
+        }
+        .without_zero_padding())
     }
 
     /// This cache without the leading columns that are padding in every sequence (all of
@@ -236,12 +249,7 @@ impl KvCache {
         let cut = |a: Option<Array>| -> Result<Option<Array>> {
             a.map(|a| {
                 let s = a.shape();
-                let kept = ops::slice(
-                    &a,
-                    &[0, 0, drop, 0],
-                    &[s[0], s[1], self.offset, s[3]],
-                    &[1, 1, 1, 1],
-                )?;
+                let kept = ops::slice(&a, &[0, 0, drop, 0], s, &[1, 1, 1, 1])?;
                 // A copy, not a view: a view would keep the whole padded buffer alive
                 // (a state kept apart, as the prefix cache keeps one, would hold more
                 // memory than its size says).
@@ -266,25 +274,59 @@ impl KvCache {
         self
     }
 
-    /// The cached keys and values with `pad` columns of zeros in front, and the padding
-    /// of each sequence (for [`Cache::merge`](super::Cache::merge)); `None` when empty.
-    pub(super) fn left_padded(&self, pad: i32) -> Result<Option<(Array, Array, Vec<i32>)>> {
-        let Some((k, v)) = self.state()? else {
+    /// `parts` (each a batch of one or more sequences) as one batch aligned on the right
+    /// at `offset` columns (at least each part's): a part shorter by `p` columns gets `p`
+    /// more padding. Each part is written once into buffers that keep room for the next
+    /// positions, so the next update writes in place. `None` when every part is empty, an
+    /// error when some are and others are not.
+    pub(super) fn merged(parts: &[&KvCache], offset: i32) -> Result<Option<KvCache>> {
+        let states = parts
+            .iter()
+            .map(|c| c.state())
+            .collect::<Result<Vec<_>>>()?;
+        if states.iter().all(Option::is_none) {
             return Ok(None);
-        };
-        let b = k.shape()[0];
-        let padding: Vec<i32> = match self.left_padding.is_empty() {
-            true => vec![pad; b as usize],
-            false => self.left_padding.iter().map(|p| p + pad).collect(),
-        };
-        if pad == 0 {
-            return Ok(Some((k, v, padding)));
         }
-        let front = |a: &Array| -> Result<Array> {
-            let zero = Array::scalar(0f32).astype(a.dtype())?;
-            Ok(ops::pad(a, &[2], &[pad], &[0], &zero, "constant")?)
-        };
-        Ok(Some((front(&k)?, front(&v)?, padding)))
+        let filled = states.iter().flatten().collect::<Vec<_>>();
+        if filled.len() != parts.len() {
+            return Err(Error::InvalidArgument(
+                "some caches are empty and others are not".into(),
+            ));
+        }
+        let (k0, v0) = filled[0];
+        let (h, dk, dv) = (k0.shape()[1], k0.shape()[3], v0.shape()[3]);
+        let b: i32 = filled.iter().map(|(k, _)| k.shape()[0]).sum();
+        let capacity = (offset / Self::STEP + 1) * Self::STEP;
+        let mut keys = ops::zeros(&[b, h, capacity, dk], k0.dtype())?;
+        let mut values = ops::zeros(&[b, h, capacity, dv], v0.dtype())?;
+        let mut left_padding = Vec::with_capacity(b as usize);
+        let mut row = 0;
+        for (c, (k, v)) in parts.iter().zip(filled) {
+            let (n, pad) = (k.shape()[0], offset - c.offset);
+            if k.shape()[1..] != [h, c.offset, dk] || v.shape()[1..] != [h, c.offset, dv] {
+                return Err(Error::InvalidArgument(format!(
+                    "caches of {:?} and {:?} cannot be merged",
+                    k0.shape(),
+                    k.shape()
+                )));
+            }
+            let at = |d: i32| ([row, 0, pad, 0], [row + n, h, offset, d]);
+            let (start, stop) = at(dk);
+            keys = ops::slice_update(&keys, k, &start, &stop, &[1, 1, 1, 1])?;
+            let (start, stop) = at(dv);
+            values = ops::slice_update(&values, v, &start, &stop, &[1, 1, 1, 1])?;
+            match c.left_padding.is_empty() {
+                true => left_padding.extend(std::iter::repeat_n(pad, n as usize)),
+                false => left_padding.extend(c.left_padding.iter().map(|p| p + pad)),
+            }
+            row += n;
+        }
+        Ok(Some(KvCache {
+            keys: Some(keys),
+            values: Some(values),
+            offset,
+            left_padding,
+        }))
     }
 }
 

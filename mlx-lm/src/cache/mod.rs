@@ -247,43 +247,42 @@ impl Cache {
                 .map(|c| c.layers[i].offset())
                 .max()
                 .unwrap_or(0);
-            let mut a = Vec::new();
-            let mut b = Vec::new();
-            let mut left_padding = Vec::new();
-            for cache in caches {
-                match (layer0, &cache.layers[i]) {
-                    (LayerCache::Attention(_), LayerCache::Attention(c)) => {
-                        if let Some((k, v, pad)) = c.left_padded(offset - c.offset)? {
-                            a.push(k);
-                            b.push(v);
-                            left_padding.extend(pad);
-                        }
-                    }
-                    (LayerCache::Recurrent(_), LayerCache::Recurrent(c)) => {
-                        a.extend(c.conv.clone());
-                        b.extend(c.recurrent.clone());
-                    }
-                    _ => {
-                        return Err(Error::InvalidArgument(format!(
-                            "layer {i}: an attention cache and a recurrent cache cannot be \
-                             merged"
-                        )))
-                    }
-                }
-            }
-            let (a, b) = (join(a, caches.len(), i)?, join(b, caches.len(), i)?);
+            let mismatch = || {
+                Error::InvalidArgument(format!(
+                    "layer {i}: an attention cache and a recurrent cache cannot be merged"
+                ))
+            };
             layers.push(match layer0 {
-                LayerCache::Attention(_) => LayerCache::Attention(KvCache {
-                    keys: a,
-                    values: b,
-                    offset,
-                    left_padding,
-                }),
-                LayerCache::Recurrent(_) => LayerCache::Recurrent(RecurrentCache {
-                    conv: a,
-                    recurrent: b,
-                    offset,
-                }),
+                LayerCache::Attention(_) => {
+                    let parts = caches
+                        .iter()
+                        .map(|c| match &c.layers[i] {
+                            LayerCache::Attention(kv) => Ok(kv),
+                            LayerCache::Recurrent(_) => Err(mismatch()),
+                        })
+                        .collect::<Result<Vec<_>>>()?;
+                    let merged = KvCache::merged(&parts, offset)
+                        .map_err(|e| Error::InvalidArgument(format!("layer {i}: {e}")))?;
+                    LayerCache::Attention(merged.unwrap_or(KvCache {
+                        offset,
+                        ..KvCache::default()
+                    }))
+                }
+                LayerCache::Recurrent(_) => {
+                    let (mut conv, mut recurrent) = (Vec::new(), Vec::new());
+                    for cache in caches {
+                        let LayerCache::Recurrent(c) = &cache.layers[i] else {
+                            return Err(mismatch());
+                        };
+                        conv.extend(c.conv.clone());
+                        recurrent.extend(c.recurrent.clone());
+                    }
+                    LayerCache::Recurrent(RecurrentCache {
+                        conv: join(conv, caches.len(), i)?,
+                        recurrent: join(recurrent, caches.len(), i)?,
+                        offset,
+                    })
+                }
             });
         }
         trimmed(layers)
@@ -291,26 +290,28 @@ impl Cache {
 }
 
 /// A cache of `layers` without the leading attention columns that are padding in every
-/// sequence; the recurrent layers' offsets move back with them.
+/// sequence; the recurrent layers' offsets follow the attention layers' (they count the
+/// same columns).
 fn trimmed(layers: Vec<LayerCache>) -> Result<Cache> {
-    let mut dropped = 0;
+    let mut offset = None;
     let mut layers = layers
         .into_iter()
         .map(|l| {
             Ok(match l {
                 LayerCache::Attention(c) => {
-                    let before = c.offset;
                     let c = c.trimmed()?;
-                    dropped = before - c.offset;
+                    offset = Some(c.offset);
                     LayerCache::Attention(c)
                 }
                 recurrent => recurrent,
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    for l in &mut layers {
-        if let LayerCache::Recurrent(c) = l {
-            c.offset -= dropped;
+    if let Some(offset) = offset {
+        for l in &mut layers {
+            if let LayerCache::Recurrent(c) = l {
+                c.offset = offset;
+            }
         }
     }
     Ok(Cache { layers })

@@ -9,8 +9,16 @@
 //! * [`qk_prep`] (`mlx-lm/kernels/attn_qk_prep.cu.inc`): the q/k RMSNorms and the RoPE of every
 //!   head, one block per head;
 //! * [`attend`] (`mlx-lm/kernels/attn_decode.cu.inc`): softmax attention of each query head over
-//!   the valid prefix of the cache buffers (online softmax per warp, merged through shared
+//!   the valid columns of the cache buffers (online softmax per warp, merged through shared
 //!   memory), times the output gate.
+//!
+//! Both take a batch whose sequences have different lengths as [`KvCache`] keeps it:
+//! aligned on the right, row `i` after `left_padding[i]` columns that it never reads, at
+//! its own RoPE position. A row's result is then bit-identical to the same sequence
+//! decoded alone (each warp meets the same keys in the same order), so a continuous batch
+//! stays on these kernels.
+//!
+//! [`KvCache`]: crate::cache::KvCache
 //!
 //! A model's plain attention ops stay the reference, the prefill path and the path on the
 //! CPU and on Metal (where MLX's own attention kernel covers these shapes); mlx-lm's
@@ -57,14 +65,39 @@ fn bad(msg: String) -> Error {
     Error::InvalidArgument(format!("attention decode kernel: {msg}"))
 }
 
-/// `[n, cap, position]` as the kernels' `meta` input.
-fn meta(n: i32, cap: i32, position: i32) -> Result<Array> {
-    Ok(Array::from_slice(&[n, cap, position], &[3])?)
+/// `[n, cap, position, left_padding[0], …]` as the kernels' `meta` input (`B` zeros for
+/// an empty `left_padding`), after checking the padding: `B` values (or none), each in
+/// `0..=limit`.
+fn meta(
+    n: i32,
+    cap: i32,
+    position: i32,
+    b: i32,
+    left_padding: &[i32],
+    limit: i32,
+) -> Result<Array> {
+    if !left_padding.is_empty() && left_padding.len() != b as usize {
+        return Err(bad(format!(
+            "{} left paddings for a batch of {b}",
+            left_padding.len()
+        )));
+    }
+    if let Some(p) = left_padding.iter().find(|&&p| !(0..=limit).contains(&p)) {
+        return Err(bad(format!("left padding {p} is outside 0..={limit}")));
+    }
+    let mut v = Vec::with_capacity(3 + b as usize);
+    v.extend([n, cap, position]);
+    match left_padding.is_empty() {
+        true => v.extend(std::iter::repeat_n(0, b as usize)),
+        false => v.extend_from_slice(left_padding),
+    }
+    Ok(Array::from_slice(&v, &[3 + b])?)
 }
 
 /// The q/k RMSNorms and RoPE of one token: `q_full` `[B, H·2·D]` (q_proj output, query
 /// then gate values per head), `k` `[B, KV·D]`, norm weights `[D]`, `inv_freq`
-/// `[RD / 2]` fp32, at `position`. Returns q `[B, H, 1, D]` and k `[B, KV, 1, D]`.
+/// `[RD / 2]` fp32, row `i` at `position − left_padding[i]` (`left_padding`: `B` values in
+/// `0..=position`, or empty for none). Returns q `[B, H, 1, D]` and k `[B, KV, 1, D]`.
 #[allow(clippy::too_many_arguments)]
 pub fn qk_prep(
     h: AttnHeads,
@@ -74,6 +107,7 @@ pub fn qk_prep(
     k_norm: &Array,
     inv_freq: &Array,
     position: i32,
+    left_padding: &[i32],
     eps: f32,
 ) -> Result<(Array, Array)> {
     let AttnHeads {
@@ -101,6 +135,7 @@ pub fn qk_prep(
             inv_freq.shape()
         )));
     }
+    let meta = meta(0, 0, position, b, left_padding, position)?;
     let act = q_full.dtype();
     let kern = gpu::kernel(
         GpuBackend::Cuda,
@@ -120,25 +155,15 @@ pub fn qk_prep(
         .template("KV", TemplateArg::Int(kv_heads))
         .template("RD", TemplateArg::Int(rope_dims));
     let eps = f32_constant(eps)?;
-    let out = kern.apply(
-        &[
-            q_full,
-            k,
-            q_norm,
-            k_norm,
-            inv_freq,
-            &meta(0, 0, position)?,
-            &eps,
-        ],
-        &config,
-    )?;
+    let out = kern.apply(&[q_full, k, q_norm, k_norm, inv_freq, &meta, &eps], &config)?;
     let [q, k] = gpu::outputs(out, "attention q/k kernel")?;
     Ok((q, k))
 }
 
-/// Attention of one token: `q` `[B, H, 1, D]` over the first `n` positions of the cache
-/// buffers `keys`, `values` (`[B, KV, cap, D]`), gated by the second half of each head's
-/// `q_full` values. Returns `[B, H·D]`.
+/// Attention of one token: `q` `[B, H, 1, D]` over the cache buffers `keys`, `values`
+/// (`[B, KV, cap, D]`), row `i` over positions `left_padding[i]..n` (`left_padding`: `B`
+/// values below `n`, or empty for none), gated by the second half of each head's `q_full`
+/// values. Returns `[B, H·D]`.
 pub fn attend(
     h: AttnHeads,
     q: &Array,
@@ -146,6 +171,7 @@ pub fn attend(
     values: &Array,
     q_full: &Array,
     n: i32,
+    left_padding: &[i32],
 ) -> Result<Array> {
     let AttnHeads {
         heads,
@@ -173,6 +199,7 @@ pub fn attend(
             q_full.shape()
         )));
     }
+    let meta = meta(n, cap, 0, b, left_padding, n - 1)?;
     let act = q.dtype();
     let kern = gpu::kernel(
         GpuBackend::Cuda,
@@ -189,10 +216,7 @@ pub fn attend(
         .template("KV", TemplateArg::Int(kv_heads))
         .template("WARPS", TemplateArg::Int(WARPS));
     let scale = f32_constant((d as f32).powf(-0.5))?;
-    let out = kern.apply(
-        &[q, keys, values, q_full, &meta(n, cap, 0)?, &scale],
-        &config,
-    )?;
+    let out = kern.apply(&[q, keys, values, q_full, &meta, &scale], &config)?;
     let [out] = gpu::outputs(out, "attention decode kernel")?;
     Ok(out)
 }

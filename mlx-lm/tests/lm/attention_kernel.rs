@@ -1,8 +1,9 @@
 //! The CUDA attention decode kernels (`mlx_lm::kernels::attention`) against MLX's own ops on
 //! the same GPU: q/k norms + RoPE, and attention over the valid prefix of a cache buffer
 //! (one position, fewer positions than warps, more than one buffer step) with grouped
-//! heads and the output gate. They need a CUDA GPU, so they are ignored by default; on
-//! the GPU machine: `lm-<hash> --ignored attention_kernel`.
+//! heads and the output gate; and a left-padded batch against each of its rows alone. They
+//! need a CUDA GPU, so they are ignored by default; on the GPU machine:
+//! `lm-<hash> --ignored attention_kernel`.
 
 use crate::common::{gpu, kernel_rtol};
 use mlx_lm::kernels::attention::{attend, fits, qk_prep, AttnHeads};
@@ -81,7 +82,8 @@ fn qk_prep_matches_norm_and_rope() {
                 let k = normal(&[1, kv * d], 2, dtype);
                 let qw = normal(&[d], 3, dtype);
                 let kw = normal(&[d], 4, dtype);
-                let (q, kr) = qk_prep(HEADS, &q_full, &k, &qw, &kw, &inv, position, 1e-6).unwrap();
+                let (q, kr) =
+                    qk_prep(HEADS, &q_full, &k, &qw, &kw, &inv, position, &[], 1e-6).unwrap();
                 let reference = |x: &Array, w: &Array, heads: i32| {
                     let x = fast::rms_norm(x, Some(w), 1e-6).unwrap();
                     let x = x.reshape(&[1, heads, 1, d]).unwrap();
@@ -116,7 +118,7 @@ fn attend_matches_sdpa_and_gate() {
                 let keys = normal(&[1, kv, cap, d], 20 + n as u64, dtype);
                 let values = normal(&[1, kv, cap, d], 30 + n as u64, dtype);
                 let q_full = normal(&[1, h * 2 * d], 40 + n as u64, dtype);
-                let got = attend(HEADS, &q, &keys, &values, &q_full, n).unwrap();
+                let got = attend(HEADS, &q, &keys, &values, &q_full, n, &[]).unwrap();
                 let valid = |a: &Array| {
                     ops::slice(a, &[0, 0, 0, 0], &[1, kv, n, d], &[1, 1, 1, 1]).unwrap()
                 };
@@ -139,4 +141,142 @@ fn attend_matches_sdpa_and_gate() {
             }
         }
     })
+}
+
+/// Row `r` of `a` (along axis 0), keeping the axis.
+fn row(a: &Array, r: i32) -> Array {
+    let mut start = vec![0; a.ndim()];
+    let mut stop = a.shape().to_vec();
+    start[0] = r;
+    stop[0] = r + 1;
+    ops::slice(a, &start, &stop, &vec![1; a.ndim()]).unwrap()
+}
+
+fn assert_bits_equal(what: &str, got: &Array, want: &Array) {
+    assert_eq!(got.shape(), want.shape(), "{what}: shape");
+    let f = |a: &Array| a.astype(Dtype::Float32).unwrap().to_vec::<f32>().unwrap();
+    let (g, w) = (f(got), f(want));
+    let diff = g
+        .iter()
+        .zip(&w)
+        .position(|(a, b)| a.to_bits() != b.to_bits());
+    assert!(diff.is_none(), "{what}: element {diff:?} differs");
+}
+
+/// RoPE frequencies of `HEADS` at theta 1e7.
+fn inv_freq() -> Array {
+    let rd = HEADS.rope_dims;
+    let inv: Vec<f32> = (0..rd / 2)
+        .map(|i| 1e7f64.powf(-2.0 * i as f64 / rd as f64) as f32)
+        .collect();
+    Array::from_slice(&inv, &[rd / 2]).unwrap()
+}
+
+/// A left-padded batch (rows at positions 9, 7 and 0 of a cache holding 9 columns): each
+/// row's q and k are bit-identical to the same row alone at its own position.
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn qk_prep_rotates_each_row_at_its_own_position() {
+    gpu(|| {
+        let (h, kv, d) = (HEADS.heads, HEADS.kv_heads, HEADS.head_dim);
+        let (position, padding) = (9, [0, 2, 9]);
+        let b = padding.len() as i32;
+        for dtype in [Dtype::Float32, Dtype::Bfloat16] {
+            let q_full = normal(&[b, h * 2 * d], 51, dtype);
+            let k = normal(&[b, kv * d], 52, dtype);
+            let (qw, kw) = (normal(&[d], 53, dtype), normal(&[d], 54, dtype));
+            let prep = |qf: &Array, k: &Array, pos: i32, pad: &[i32]| {
+                qk_prep(HEADS, qf, k, &qw, &kw, &inv_freq(), pos, pad, 1e-6).unwrap()
+            };
+            let (q, kr) = prep(&q_full, &k, position, &padding);
+            for (r, &pad) in padding.iter().enumerate() {
+                let r = r as i32;
+                let (q1, k1) = prep(&row(&q_full, r), &row(&k, r), position - pad, &[]);
+                let what = format!("{dtype:?}, row {r} (padding {pad})");
+                assert_bits_equal(&format!("q, {what}"), &row(&q, r), &q1);
+                assert_bits_equal(&format!("k, {what}"), &row(&kr, r), &k1);
+            }
+        }
+    })
+}
+
+/// A left-padded batch over 40 cache columns (paddings 0, 7 and 33, padding columns filled
+/// with large values that would dominate the softmax if read): each row's output is
+/// bit-identical to the row alone over its own columns moved to the front, and close to
+/// MLX's attention over them.
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn attend_skips_each_rows_padding() {
+    gpu(|| {
+        let (h, kv, d) = (HEADS.heads, HEADS.kv_heads, HEADS.head_dim);
+        let (n, cap, padding) = (40, 256, [0, 7, 33]);
+        let b = padding.len() as i32;
+        for dtype in [Dtype::Float32, Dtype::Bfloat16] {
+            let q = normal(&[b, h, 1, d], 61, dtype);
+            let q_full = normal(&[b, h * 2 * d], 62, dtype);
+            let column = ops::arange(0.0, cap as f64, 1.0, Dtype::Int32)
+                .unwrap()
+                .reshape(&[1, 1, cap, 1])
+                .unwrap();
+            let pad = Array::from_slice(&padding, &[b, 1, 1, 1]).unwrap();
+            let is_pad = column.less(&pad).unwrap();
+            let big = Array::scalar(300f32).astype(dtype).unwrap();
+            let cache = |seed: u64| {
+                let a = normal(&[b, kv, cap, d], seed, dtype);
+                ops::r#where(&is_pad, &big, &a).unwrap()
+            };
+            let (keys, values) = (cache(63), cache(64));
+            let got = attend(HEADS, &q, &keys, &values, &q_full, n, &padding).unwrap();
+            for (r, &p) in padding.iter().enumerate() {
+                let r = r as i32;
+                let own = |a: &Array| {
+                    let a = ops::slice(a, &[r, 0, p, 0], &[r + 1, kv, n, d], &[1, 1, 1, 1]);
+                    a.unwrap()
+                };
+                let front = |a: &Array| {
+                    let zero = Array::scalar(0f32).astype(dtype).unwrap();
+                    let width = [0, 0, 0, 0];
+                    let tail = [0, 0, cap - (n - p), 0];
+                    ops::pad(&own(a), &[0, 1, 2, 3], &width, &tail, &zero, "constant").unwrap()
+                };
+                let (qr, qfr) = (row(&q, r), row(&q_full, r));
+                let alone =
+                    attend(HEADS, &qr, &front(&keys), &front(&values), &qfr, n - p, &[]).unwrap();
+                let what = format!("{dtype:?}, row {r} (padding {p})");
+                assert_bits_equal(&what, &row(&got, r), &alone);
+                let scale = (d as f32).powf(-0.5);
+                let none = fast::AttentionMask::None;
+                let attn = fast::scaled_dot_product_attention(
+                    &qr,
+                    &own(&keys),
+                    &own(&values),
+                    scale,
+                    none,
+                )
+                .unwrap()
+                .reshape(&[1, h * d])
+                .unwrap();
+                let gate = ops::split(&qfr.reshape(&[1, h, 2 * d]).unwrap(), 2, -1).unwrap()[1]
+                    .reshape(&[1, h * d])
+                    .unwrap();
+                let want = attn.multiply(&ops::sigmoid(&gate).unwrap()).unwrap();
+                close(&what, &row(&got, r), &want);
+            }
+        }
+    })
+}
+
+/// Left padding the kernels cannot take: the wrong count, past the cache's length.
+#[test]
+fn bad_left_padding_is_an_error() {
+    let (h, kv, d) = (HEADS.heads, HEADS.kv_heads, HEADS.head_dim);
+    let zeros = |shape: &[i32]| ops::zeros(shape, Dtype::Float32).unwrap();
+    let (q, cache) = (zeros(&[2, h, 1, d]), zeros(&[2, kv, 256, d]));
+    let (q_full, k, w) = (zeros(&[2, h * 2 * d]), zeros(&[2, kv * d]), zeros(&[d]));
+    for padding in [&[1][..], &[0, 1, 2], &[0, 5], &[-1, 0]] {
+        let e = attend(HEADS, &q, &cache, &cache, &q_full, 5, padding).unwrap_err();
+        assert!(e.to_string().contains("padding"), "{padding:?}: {e}");
+        let e = qk_prep(HEADS, &q_full, &k, &w, &w, &inv_freq(), 4, padding, 1e-6).unwrap_err();
+        assert!(e.to_string().contains("padding"), "{padding:?}: {e}");
+    }
 }

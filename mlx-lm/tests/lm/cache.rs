@@ -392,3 +392,80 @@ fn rope_with_one_offset_per_sequence_rotates_each_row_at_its_own() {
 
 /// Float32 RoPE: the same rotation, computed from an array offset or a scalar one.
 const ROPE_ATOL: f32 = 1e-6;
+
+/// Timing, not a check: what a join ([`Cache::merge`] of a newcomer into a running batch)
+/// and a leave ([`Cache::filter`] of one row) cost at Qwen 3.5 2B's shapes (18 DeltaNet
+/// layers, 6 attention layers; the batch at 200 positions, the newcomer at 100), each
+/// with the next step's KV write (in place when the buffers have room, else a copy), next
+/// to one pass over every recurrent state (what a decode step's DeltaNet kernels read and
+/// write anyway). On the default device; on the GPU machine:
+/// `lm-<hash> --ignored --nocapture join_and_leave_cost`.
+#[test]
+#[ignore = "timing, for the GPU machine"]
+fn join_and_leave_cost() {
+    use mlx_rs::Dtype;
+    use std::time::Instant;
+    let zeros = |shape: &[i32], dtype| ops::zeros(shape, dtype).unwrap();
+    let layer = |b: i32, len: i32, i: usize| -> LayerCache {
+        if i % 4 == 3 {
+            let mut kv = KvCache::default();
+            let x = zeros(&[b, 2, len, 256], Dtype::Bfloat16);
+            kv.update_buffers(&x, &x).unwrap();
+            LayerCache::Attention(kv)
+        } else {
+            LayerCache::Recurrent(RecurrentCache {
+                conv: Some(zeros(&[b, 3, 6144], Dtype::Bfloat16)),
+                recurrent: Some(zeros(&[b, 16, 128, 128], Dtype::Float32)),
+                offset: len,
+            })
+        }
+    };
+    let cache = |b: i32, len: i32| {
+        let c = Cache::new((0..24).map(|i| layer(b, len, i)).collect());
+        mlx_rs::eval(&c.arrays()).unwrap();
+        c
+    };
+    // Every array of `c` after one more KV column in each attention layer.
+    let step = |mut c: Cache| -> Vec<Array> {
+        let x = zeros(&[c.batch_size().unwrap(), 2, 1, 256], Dtype::Bfloat16);
+        for l in &mut c.layers {
+            if let LayerCache::Attention(kv) = l {
+                kv.update_buffers(&x, &x).unwrap();
+            }
+        }
+        c.arrays().into_iter().cloned().collect()
+    };
+    // Median milliseconds of `f` (evaluated) over 9 runs after one warm-up.
+    let time = |f: &dyn Fn() -> Vec<Array>| -> f64 {
+        let mut ms: Vec<f64> = (0..10)
+            .map(|_| {
+                let t = Instant::now();
+                mlx_rs::eval(&f()).unwrap();
+                t.elapsed().as_secs_f64() * 1e3
+            })
+            .skip(1)
+            .collect();
+        ms.sort_by(f64::total_cmp);
+        ms[ms.len() / 2]
+    };
+    println!("| batch | join + next KV write ms | leave + next KV write ms | one pass over the states ms |");
+    println!("|---:|---:|---:|---:|");
+    for b in [4, 16, 32] {
+        let (batch, one) = (cache(b - 1, 200), cache(1, 100));
+        let join = time(&|| step(Cache::merge(&[batch.clone(), one.clone()]).unwrap()));
+        let merged = Cache::merge(&[batch.clone(), one.clone()]).unwrap();
+        mlx_rs::eval(&merged.arrays()).unwrap();
+        // A row of the longest length leaves (the newcomer keeps its padding).
+        let keep: Vec<i32> = (1..b).collect();
+        let leave = time(&|| step(merged.filter(&keep).unwrap()));
+        let pass = time(&|| {
+            let one = Array::scalar(1f32);
+            let states = merged.layers.iter().filter_map(|l| match l {
+                LayerCache::Recurrent(c) => c.recurrent.as_ref(),
+                LayerCache::Attention(_) => None,
+            });
+            states.map(|s| s.multiply(&one).unwrap()).collect()
+        });
+        println!("| {b} | {join:.2} | {leave:.2} | {pass:.2} |");
+    }
+}

@@ -198,13 +198,9 @@ impl Prepared {
             head_dim: d,
             rope_dims: self.rope_dims,
         };
-        // The CUDA kernels read one start position for the whole batch: a padded batch
-        // (sequences of different lengths) takes MLX's attention with the padding mask.
-        if fused
-            && self.step == StepPath::CudaKernel
-            && !cache.has_padding()
-            && attn_kernel::fits(heads, q_full.dtype())
-        {
+        // The CUDA kernels take a padded batch (sequences of different lengths) as it is:
+        // each row skips its padding and rotates at its own position.
+        if fused && self.step == StepPath::CudaKernel && attn_kernel::fits(heads, q_full.dtype()) {
             let out = self.attend_kernels(heads, &q_full, &keys, &values, cache)?;
             return self.o_proj.forward(&out.reshape(&out_shape(h * d))?);
         }
@@ -259,7 +255,8 @@ impl Prepared {
 
     /// One token's attention on a CUDA GPU from its projections (`q_full`, `keys`,
     /// `values`, `[B, ..]` or `[B, 1, ..]`): the norms + RoPE kernel, the cache writes, the
-    /// attention + gate kernel. Returns `[B, H·D]`.
+    /// attention + gate kernel, each row of a padded batch at its own position. Returns
+    /// `[B, H·D]`.
     fn attend_kernels(
         &self,
         heads: AttnHeads,
@@ -278,11 +275,21 @@ impl Prepared {
             &self.k_norm,
             &self.inv_freq,
             cache.offset(),
+            cache.left_padding(),
             self.eps,
         )?;
         let v = values.reshape(&[b, kv, 1, d])?;
         let (key_buf, value_buf) = cache.update_buffers(&k, &v)?;
-        attn_kernel::attend(heads, &q, &key_buf, &value_buf, &q_full, cache.offset())
+        let n = cache.offset();
+        attn_kernel::attend(
+            heads,
+            &q,
+            &key_buf,
+            &value_buf,
+            &q_full,
+            n,
+            cache.left_padding(),
+        )
     }
 
     fn rope(&self, x: &Array, positions: &Positions) -> Result<Array> {

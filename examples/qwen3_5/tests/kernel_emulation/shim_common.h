@@ -1,5 +1,6 @@
-// CPU emulation of the few GPU features the gated delta kernels use: lanes of a warp /
-// SIMD group run as 32 threads, a cross-lane sum is a barrier-synchronised exchange.
+// CPU emulation of the few GPU features the kernels use: lanes of a warp / SIMD group run
+// as 32 threads, a cross-lane sum is a barrier-synchronised exchange; a block of several
+// warps (the attention kernels) runs all its threads at once, with a block-wide barrier.
 #pragma once
 #include <array>
 #include <barrier>
@@ -7,6 +8,7 @@
 #include <cstdint>
 #include <cstring>
 #include <functional>
+#include <memory>
 #include <thread>
 #include <vector>
 
@@ -69,5 +71,32 @@ inline void run_warp(const std::function<void(int)>& lane_fn) {
     });
   }
   for (auto& t : threads) t.join();
+}
+
+// One block at a time: every thread of it at once, its warps (32 consecutive threads of
+// the linear thread index) and a barrier for __syncthreads.
+struct Block {
+  explicit Block(int threads) : bar(threads), warps(new Warp[threads / 32]) {}
+  std::barrier<> bar;
+  std::unique_ptr<Warp[]> warps;
+};
+inline thread_local Block* current_block = nullptr;
+
+inline void sync_block() { current_block->bar.arrive_and_wait(); }
+
+// Runs `thread_fn(t)` for t < threads (a multiple of 32) on one thread each, thread t in
+// warp t / 32 at lane t % 32.
+inline void run_block(int threads, const std::function<void(int)>& thread_fn) {
+  Block block(threads);
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t) {
+    pool.emplace_back([&, t] {
+      current_block = &block;
+      current_warp = &block.warps[t / 32];
+      current_lane = t % 32;
+      thread_fn(t);
+    });
+  }
+  for (auto& th : pool) th.join();
 }
 }  // namespace emul

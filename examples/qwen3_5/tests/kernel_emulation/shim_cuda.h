@@ -6,6 +6,9 @@
 #define __device__
 #define __forceinline__ inline
 #define __grid_constant__
+// Block-shared memory: one block runs at a time, so a function-static array is shared by
+// exactly its threads.
+#define __shared__ static
 
 struct dim3 {
   unsigned x = 1, y = 1, z = 1;
@@ -19,6 +22,8 @@ namespace cooperative_groups {}
 inline float expf(float x) { return std::exp(x); }
 inline float logf(float x) { return std::log(x); }
 inline float rsqrtf(float x) { return 1.0f / std::sqrt(x); }
+
+inline void __syncthreads() { emul::sync_block(); }
 
 inline float __shfl_xor_sync(unsigned mask, float v, int offset) {
   (void)mask;
