@@ -89,18 +89,35 @@ fn train(seed: u64, compiled: bool) -> (Vec<Vec<f32>>, Vec<f32>) {
     (params, history)
 }
 
+/// Relative difference allowed between a thread's training and the same training alone:
+/// float32 on the CPU gives the same bits; on a CUDA GPU, float32 matmuls run in TF32, whose
+/// results differ with the cuBLAS algorithm each thread's handle picks (seen on an H200:
+/// 2e-5 at the first step; with `MLX_ENABLE_TF32=0` the test passes at 1e-6). Cross-talk
+/// between threads (each trains on other data) moves results by far more.
+fn tolerance() -> f32 {
+    let gpu = Device::default_device()
+        .and_then(|d| d.kind())
+        .is_ok_and(|k| k == mlx_rs::DeviceType::Gpu);
+    if gpu {
+        1e-4
+    } else {
+        1e-6
+    }
+}
+
 fn assert_same(what: &str, got: &(Vec<Vec<f32>>, Vec<f32>), want: &(Vec<Vec<f32>>, Vec<f32>)) {
     assert_eq!(got.1.len(), want.1.len());
+    let tol = tolerance();
     for (step, (g, w)) in got.1.iter().zip(&want.1).enumerate() {
         assert!(
-            (g - w).abs() <= 1e-6 * w.abs().max(1.0),
+            (g - w).abs() <= tol * w.abs().max(1.0),
             "{what}: loss at step {step} is {g}, alone it is {w}"
         );
     }
     for (i, (g, w)) in got.0.iter().zip(&want.0).enumerate() {
         for (j, (a, b)) in g.iter().zip(w).enumerate() {
             assert!(
-                (a - b).abs() <= 1e-6 * b.abs().max(1.0),
+                (a - b).abs() <= tol * b.abs().max(1.0),
                 "{what}: parameter {i}[{j}] is {a}, alone it is {b}"
             );
         }
