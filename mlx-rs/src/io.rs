@@ -204,7 +204,7 @@ pub fn save(path: impl AsRef<Path>, a: &Array) -> Result<()> {
     let path = path.as_ref();
     let c = c_path(path)?;
     check_writable(path, "npy")?;
-    crate::raw::eval_status(|| unsafe { sys::mlx_save(c.as_ptr(), a.as_raw()) })
+    crate::raw::walk_status(|| unsafe { sys::mlx_save(c.as_ptr(), a.as_raw()) })
         .map_err(|e| naming(&path.display().to_string(), e))
 }
 
@@ -212,7 +212,7 @@ pub fn save(path: impl AsRef<Path>, a: &Array) -> Result<()> {
 #[track_caller]
 pub fn save_writer(a: &Array) -> Result<Vec<u8>> {
     let writer = BytesWriter::new("in-memory .npy")?;
-    crate::raw::eval_status(|| unsafe { sys::mlx_save_writer(writer.0, a.as_raw()) })
+    crate::raw::walk_status(|| unsafe { sys::mlx_save_writer(writer.0, a.as_raw()) })
         .map_err(|e| naming(&writer.label(), e))?;
     writer.take_bytes()
 }
@@ -331,7 +331,7 @@ where
     let arrays = ArrayMap::from_iter(arrays)?;
     let metadata = StringMap::from_iter(metadata)?;
     check_writable(path, "safetensors")?;
-    crate::raw::eval_status(|| unsafe {
+    crate::raw::walk_status(|| unsafe {
         sys::mlx_save_safetensors(c.as_ptr(), arrays.0, metadata.0)
     })
     .map_err(|e| naming(&path.display().to_string(), e))
@@ -353,7 +353,7 @@ where
     let arrays = ArrayMap::from_iter(arrays)?;
     let metadata = StringMap::from_iter(metadata)?;
     let writer = BytesWriter::new("in-memory safetensors")?;
-    crate::raw::eval_status(|| unsafe {
+    crate::raw::walk_status(|| unsafe {
         sys::mlx_save_safetensors_writer(writer.0, arrays.0, metadata.0)
     })
     .map_err(|e| naming(&writer.label(), e))?;

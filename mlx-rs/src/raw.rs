@@ -62,10 +62,24 @@ pub(crate) fn status(f: impl FnOnce() -> c_int) -> Result<()> {
     Ok(())
 }
 
-/// Runs an mlx-c call that evaluates arrays or walks their graph, on a deep stack (MLX
-/// recurses over the graph in several of these; see `graph_stack`).
+/// Runs an mlx-c call that evaluates arrays (`eval`, `async_eval`, waits, synchronisation)
+/// on the caller's stack: MLX's evaluation does not recurse over the graph (see
+/// `graph_stack`), and small evaluations are frequent (every decoding step), so they skip
+/// the deep stack's switch and check.
 #[track_caller]
 pub(crate) fn eval_status(f: impl FnOnce() -> c_int) -> Result<()> {
+    let location = Location::caller();
+    install_error_handler();
+    if f() != 0 {
+        return Err(mlx_error(location));
+    }
+    Ok(())
+}
+
+/// Runs an mlx-c call that walks the graph recursively inside MLX (graph export), or that
+/// is rare and may (saving), on a deep stack (see `graph_stack`).
+#[track_caller]
+pub(crate) fn walk_status(f: impl FnOnce() -> c_int) -> Result<()> {
     let location = Location::caller();
     install_error_handler();
     if crate::graph_stack::run(f) != 0 {
