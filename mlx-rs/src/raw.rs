@@ -99,9 +99,26 @@ impl VectorArray {
 
     /// Copies the handles of `arrays` (MLX shares the underlying data).
     pub(crate) fn from_arrays<A: AsRef<Array>>(arrays: &[A]) -> Self {
-        let raws: Vec<sys::mlx_array> = arrays.iter().map(|a| a.as_ref().as_raw()).collect();
-        // SAFETY: `raws` holds live handles for the duration of the call; mlx copies them.
-        VectorArray(unsafe { sys::mlx_vector_array_new_data(raws.as_ptr(), raws.len()) })
+        let new = |raws: &[sys::mlx_array]| {
+            // SAFETY: `raws` holds live handles for the duration of the call; mlx copies
+            // them.
+            VectorArray(unsafe { sys::mlx_vector_array_new_data(raws.as_ptr(), raws.len()) })
+        };
+        // Few arrays (every evaluation, most ops taking a list) need no heap buffer here.
+        const INLINE: usize = 8;
+        if arrays.len() <= INLINE {
+            let mut raws = [sys::mlx_array {
+                ctx: std::ptr::null_mut(),
+            }; INLINE];
+            for (raw, a) in raws.iter_mut().zip(arrays) {
+                *raw = a.as_ref().as_raw();
+            }
+            return new(&raws[..arrays.len()]);
+        }
+        new(&arrays
+            .iter()
+            .map(|a| a.as_ref().as_raw())
+            .collect::<Vec<_>>())
     }
 
     pub(crate) fn len(&self) -> usize {
