@@ -191,7 +191,7 @@ pub(crate) fn stream_op(
         if code != 0 {
             return Err(mlx_error(location));
         }
-        check_made(out.shape(), out.dtype())?;
+        check_array_made(&out)?;
         Ok(out)
     })?
 }
@@ -211,8 +211,8 @@ pub(crate) fn stream_pair_op(
         if code != 0 {
             return Err(mlx_error(location));
         }
-        check_made(a.shape(), a.dtype())?;
-        check_made(b.shape(), b.dtype())?;
+        check_array_made(&a)?;
+        check_array_made(&b)?;
         Ok((a, b))
     })?
 }
@@ -231,11 +231,30 @@ pub(crate) fn stream_vector_op(
         }
         let out = vec.to_vec()?;
         for a in &out {
-            check_made(a.shape(), a.dtype())?;
+            check_array_made(a)?;
         }
         Ok(out)
     })?
 }
+
+/// [`check_made`] for an array MLX just made. Most arrays an op makes are small: one pass
+/// over the shape settles those without asking MLX for the dtype (every op pays this).
+pub(crate) fn check_array_made(a: &Array) -> Result<()> {
+    let shape = a.shape();
+    let mut elements = 1u128;
+    let mut negative = false;
+    for &d in shape {
+        negative |= d < 0;
+        elements = elements.saturating_mul(d.unsigned_abs() as u128);
+    }
+    if !negative && elements.saturating_mul(MAX_ITEM_BYTES) < CHECKED_BYTES {
+        return Ok(());
+    }
+    check_made(shape, a.dtype())
+}
+
+/// The largest element size of any dtype (float64, int64, uint64, complex64).
+const MAX_ITEM_BYTES: u128 = 8;
 
 /// Refuses an array that MLX made with a negative dimension (the last line of defence:
 /// every shape argument is checked where it enters, but such an array would crash,
