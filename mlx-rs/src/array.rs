@@ -439,6 +439,10 @@ impl std::fmt::Debug for Array {
 /// Evaluates several arrays together (sharing their common work).
 #[track_caller]
 pub fn eval<A: AsRef<Array>>(arrays: &[A]) -> Result<()> {
+    // One array (the common case) needs no vector: MLX's array eval is the same call.
+    if let [a] = arrays {
+        return a.as_ref().eval();
+    }
     let v = raw::VectorArray::from_arrays(arrays);
     raw::eval_status(|| {
         crate::stream::dispatch_then(

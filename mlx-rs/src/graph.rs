@@ -88,7 +88,7 @@ fn render<A: AsRef<Array>>(
     let file = TempFile(file);
     let v = VectorArray::from_arrays(outputs);
     // MLX walks the graph recursively: run it on a deep stack.
-    crate::raw::eval_status(|| crate::stream::dispatch(|| write(file.0, namer.0, v.0)))?;
+    crate::raw::walk_status(|| crate::stream::dispatch(|| write(file.0, namer.0, v.0)))?;
     let mut text = Vec::new();
     let mut buf = [0u8; 8192];
     // SAFETY: `file` is open; `buf` has room for the bytes fread writes.

@@ -205,7 +205,7 @@ pub fn save(path: impl AsRef<Path>, a: &Array) -> Result<()> {
     let c = c_path(path)?;
     check_writable(path, "npy")?;
     evaluated(&[a])?;
-    crate::raw::eval_status(|| unsafe { sys::mlx_save(c.as_ptr(), a.as_raw()) })
+    crate::raw::walk_status(|| unsafe { sys::mlx_save(c.as_ptr(), a.as_raw()) })
         .map_err(|e| naming(&path.display().to_string(), e))
 }
 
@@ -214,7 +214,7 @@ pub fn save(path: impl AsRef<Path>, a: &Array) -> Result<()> {
 pub fn save_writer(a: &Array) -> Result<Vec<u8>> {
     let writer = BytesWriter::new("in-memory .npy")?;
     evaluated(&[a])?;
-    crate::raw::eval_status(|| unsafe { sys::mlx_save_writer(writer.0, a.as_raw()) })
+    crate::raw::walk_status(|| unsafe { sys::mlx_save_writer(writer.0, a.as_raw()) })
         .map_err(|e| naming(&writer.label(), e))?;
     writer.take_bytes()
 }
@@ -341,7 +341,7 @@ where
     let arrays = ArrayMap::from_iter(arrays)?;
     let metadata = StringMap::from_iter(metadata)?;
     check_writable(path, "safetensors")?;
-    crate::raw::eval_status(|| unsafe {
+    crate::raw::walk_status(|| unsafe {
         sys::mlx_save_safetensors(c.as_ptr(), arrays.0, metadata.0)
     })
     .map_err(|e| naming(&path.display().to_string(), e))
@@ -365,7 +365,7 @@ where
     let arrays = ArrayMap::from_iter(arrays)?;
     let metadata = StringMap::from_iter(metadata)?;
     let writer = BytesWriter::new("in-memory safetensors")?;
-    crate::raw::eval_status(|| unsafe {
+    crate::raw::walk_status(|| unsafe {
         sys::mlx_save_safetensors_writer(writer.0, arrays.0, metadata.0)
     })
     .map_err(|e| naming(&writer.label(), e))?;

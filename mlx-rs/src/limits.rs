@@ -6,15 +6,23 @@
 //! pointer. [`headroom`] is what is left under the tightest one; the memory guard
 //! (`raw::check_fits`) refuses arrays larger than it.
 //!
-//! Reading these costs system calls and small `/proc` and `/sys` reads, so the result is
-//! kept for [`FRESH`] and recomputed only for arrays that are not small next to it.
+//! Reading these costs system calls and small `/proc` and `/sys` reads (each read of a
+//! cgroup file took ~25 µs on a sandboxed 2-core machine; finding the cgroup limits takes
+//! about ten of them), so the result is kept for [`FRESH`] and recomputed only for arrays
+//! that are not small next to it; a recomputation reads only the usage of the cgroups
+//! that have a limit, and which cgroups have one (and how much) is looked up again every
+//! [`DISCOVER`]: a cgroup limit set or changed while the process runs counts from then on.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How long a computed headroom is reused for small arrays.
 const FRESH: Duration = Duration::from_millis(50);
+
+/// How long the cgroup memory limits found (the folders that have one, and its value) are
+/// reused by recomputations.
+const DISCOVER: Duration = Duration::from_secs(1);
 
 /// An array smaller than this fraction of the last known headroom is checked against it
 /// without recomputing.
@@ -25,8 +33,9 @@ const SMALL_FRACTION: u128 = 16;
 pub(crate) struct Headroom {
     /// Bytes that may still be allocated.
     pub(crate) bytes: u128,
-    /// The limit, for messages: e.g. `address-space limit (ulimit -v) 2.0 GiB`.
-    pub(crate) limit: String,
+    /// The limit, for messages: e.g. `address-space limit (ulimit -v) 2.0 GiB` (shared:
+    /// every checked array gets a copy).
+    pub(crate) limit: Arc<str>,
     /// The limit's size in bytes.
     pub(crate) limit_bytes: u128,
 }
@@ -34,6 +43,26 @@ pub(crate) struct Headroom {
 struct Cached {
     at: Instant,
     value: Option<Headroom>,
+    /// The cgroups with a memory limit, as found at `found_at`.
+    cgroups: Vec<CgroupLimit>,
+    found_at: Instant,
+}
+
+/// A cgroup folder with a finite memory limit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct CgroupLimit {
+    dir: PathBuf,
+    limit: u128,
+    /// The file with its current usage.
+    usage_file: &'static str,
+}
+
+impl CgroupLimit {
+    /// Bytes left under this limit now (`None` if its usage cannot be read).
+    fn free(&self) -> Option<u128> {
+        let usage = read_number(&self.dir.join(self.usage_file))?;
+        Some(self.limit.saturating_sub(usage))
+    }
 }
 
 static CACHE: Mutex<Option<Cached>> = Mutex::new(None);
@@ -51,10 +80,20 @@ pub(crate) fn headroom(need: u128) -> Option<Headroom> {
             return c.value.clone();
         }
     }
-    let value = compute();
+    let now = Instant::now();
+    let (cgroups, found_at) = match cache.take() {
+        Some(c) if now.duration_since(c.found_at) < DISCOVER => (c.cgroups, c.found_at),
+        _ => (
+            cgroup_limits(Path::new("/proc/self/cgroup"), Path::new("/sys/fs/cgroup")),
+            now,
+        ),
+    };
+    let value = compute(&cgroups);
     *cache = Some(Cached {
-        at: Instant::now(),
+        at: now,
         value: value.clone(),
+        cgroups,
+        found_at,
     });
     value
 }
@@ -67,44 +106,59 @@ pub(crate) fn address_space_room() -> Option<u128> {
     Some(limit.saturating_sub(size))
 }
 
-fn compute() -> Option<Headroom> {
+fn compute(cgroups: &[CgroupLimit]) -> Option<Headroom> {
     let mut best: Option<Headroom> = None;
     let mut consider = |bytes: u128, limit: String, limit_bytes: u128| {
         if best.as_ref().is_none_or(|b| bytes < b.bytes) {
             best = Some(Headroom {
                 bytes,
-                limit,
+                limit: limit.into(),
                 limit_bytes,
             });
         }
     };
-    let usage = statm();
-    if let (Some(limit), Some((size, _))) = (rlimit(libc::RLIMIT_AS as _), usage) {
+    let address_space = rlimit(libc::RLIMIT_AS as _);
+    let data = if cfg!(target_os = "linux") {
+        rlimit(libc::RLIMIT_DATA as _)
+    } else {
+        None
+    };
+    // The process's sizes are read only when a limit needs them.
+    let usage = if address_space.is_some() || data.is_some() {
+        statm()
+    } else {
+        None
+    };
+    if let (Some(limit), Some((size, _))) = (address_space, usage) {
         consider(
             limit.saturating_sub(size),
             "address-space limit (ulimit -v)".into(),
             limit,
         );
     }
-    if cfg!(target_os = "linux") {
-        if let (Some(limit), Some((_, data))) = (rlimit(libc::RLIMIT_DATA as _), usage) {
-            consider(
-                limit.saturating_sub(data),
-                "data-segment limit (ulimit -d)".into(),
-                limit,
-            );
-        }
-    }
-    if let Some((free, limit, path)) =
-        cgroup_room(Path::new("/proc/self/cgroup"), Path::new("/sys/fs/cgroup"))
-    {
+    if let (Some(limit), Some((_, data))) = (data, usage) {
         consider(
-            free,
-            format!("cgroup memory limit ({})", path.display()),
+            limit.saturating_sub(data),
+            "data-segment limit (ulimit -d)".into(),
             limit,
         );
     }
+    if let Some((free, c)) = tightest_cgroup(cgroups) {
+        consider(
+            free,
+            format!("cgroup memory limit ({})", c.dir.display()),
+            c.limit,
+        );
+    }
     best
+}
+
+/// The cgroup with the least room left, and that room.
+fn tightest_cgroup(cgroups: &[CgroupLimit]) -> Option<(u128, &CgroupLimit)> {
+    cgroups
+        .iter()
+        .filter_map(|c| Some((c.free()?, c)))
+        .min_by_key(|(free, _)| *free)
 }
 
 /// The soft limit of `resource`, if finite.
@@ -135,12 +189,25 @@ fn statm() -> Option<(u128, u128)> {
 /// The tightest cgroup memory limit over the process's cgroup and its ancestors:
 /// `(bytes free, limit, cgroup folder)`. `proc_cgroup` is `/proc/self/cgroup`, `root`
 /// the cgroup mount (`/sys/fs/cgroup`).
+#[cfg(test)]
 pub(crate) fn cgroup_room(proc_cgroup: &Path, root: &Path) -> Option<(u128, u128, PathBuf)> {
-    let text = std::fs::read_to_string(proc_cgroup).ok()?;
-    let mut best: Option<(u128, u128, PathBuf)> = None;
+    let limits = cgroup_limits(proc_cgroup, root);
+    tightest_cgroup(&limits).map(|(free, c)| (free, c.limit, c.dir.clone()))
+}
+
+/// The finite memory limits of the process's cgroup and its ancestors (see
+/// [`cgroup_room`] for the arguments).
+pub(crate) fn cgroup_limits(proc_cgroup: &Path, root: &Path) -> Vec<CgroupLimit> {
+    let Ok(text) = std::fs::read_to_string(proc_cgroup) else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
     for line in text.lines() {
         let mut parts = line.splitn(3, ':');
-        let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+        let (Some(_), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
         let (base, limit_file, usage_file) = if controllers.is_empty() {
             (root.to_path_buf(), "memory.max", "memory.current")
         } else if controllers.split(',').any(|c| c == "memory") {
@@ -153,23 +220,21 @@ pub(crate) fn cgroup_room(proc_cgroup: &Path, root: &Path) -> Option<(u128, u128
             continue;
         };
         for dir in cgroup_dirs(&base, path) {
-            let (Some(limit), Some(usage)) = (
-                read_number(&dir.join(limit_file)),
-                read_number(&dir.join(usage_file)),
-            ) else {
+            let Some(limit) = read_number(&dir.join(limit_file)) else {
                 continue;
             };
             // v1 writes "no limit" as a huge page-rounded number.
             if limit >= 1 << 62 {
                 continue;
             }
-            let free = limit.saturating_sub(usage);
-            if best.as_ref().is_none_or(|b| free < b.0) {
-                best = Some((free, limit, dir));
-            }
+            found.push(CgroupLimit {
+                dir,
+                limit,
+                usage_file,
+            });
         }
     }
-    best
+    found
 }
 
 /// The cgroup folder of `path` under `base` and its ancestors up to `base`. Inside a

@@ -62,10 +62,24 @@ pub(crate) fn status(f: impl FnOnce() -> c_int) -> Result<()> {
     Ok(())
 }
 
-/// Runs an mlx-c call that evaluates arrays or walks their graph, on a deep stack (MLX
-/// recurses over the graph in several of these; see `graph_stack`).
+/// Runs an mlx-c call that evaluates arrays (`eval`, `async_eval`, waits, synchronisation)
+/// on the caller's stack: MLX's evaluation does not recurse over the graph (see
+/// `graph_stack`), and small evaluations are frequent (every decoding step), so they skip
+/// the deep stack's switch and check.
 #[track_caller]
 pub(crate) fn eval_status(f: impl FnOnce() -> c_int) -> Result<()> {
+    let location = Location::caller();
+    install_error_handler();
+    if f() != 0 {
+        return Err(mlx_error(location));
+    }
+    Ok(())
+}
+
+/// Runs an mlx-c call that walks the graph recursively inside MLX (graph export), or that
+/// is rare and may (saving), on a deep stack (see `graph_stack`).
+#[track_caller]
+pub(crate) fn walk_status(f: impl FnOnce() -> c_int) -> Result<()> {
     let location = Location::caller();
     install_error_handler();
     if crate::graph_stack::run(f) != 0 {
@@ -85,9 +99,26 @@ impl VectorArray {
 
     /// Copies the handles of `arrays` (MLX shares the underlying data).
     pub(crate) fn from_arrays<A: AsRef<Array>>(arrays: &[A]) -> Self {
-        let raws: Vec<sys::mlx_array> = arrays.iter().map(|a| a.as_ref().as_raw()).collect();
-        // SAFETY: `raws` holds live handles for the duration of the call; mlx copies them.
-        VectorArray(unsafe { sys::mlx_vector_array_new_data(raws.as_ptr(), raws.len()) })
+        let new = |raws: &[sys::mlx_array]| {
+            // SAFETY: `raws` holds live handles for the duration of the call; mlx copies
+            // them.
+            VectorArray(unsafe { sys::mlx_vector_array_new_data(raws.as_ptr(), raws.len()) })
+        };
+        // Few arrays (every evaluation, most ops taking a list) need no heap buffer here.
+        const INLINE: usize = 8;
+        if arrays.len() <= INLINE {
+            let mut raws = [sys::mlx_array {
+                ctx: std::ptr::null_mut(),
+            }; INLINE];
+            for (raw, a) in raws.iter_mut().zip(arrays) {
+                *raw = a.as_ref().as_raw();
+            }
+            return new(&raws[..arrays.len()]);
+        }
+        new(&arrays
+            .iter()
+            .map(|a| a.as_ref().as_raw())
+            .collect::<Vec<_>>())
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -160,7 +191,7 @@ pub(crate) fn stream_op(
         if code != 0 {
             return Err(mlx_error(location));
         }
-        check_made(out.shape(), out.dtype())?;
+        check_array_made(&out)?;
         Ok(out)
     })?
 }
@@ -180,8 +211,8 @@ pub(crate) fn stream_pair_op(
         if code != 0 {
             return Err(mlx_error(location));
         }
-        check_made(a.shape(), a.dtype())?;
-        check_made(b.shape(), b.dtype())?;
+        check_array_made(&a)?;
+        check_array_made(&b)?;
         Ok((a, b))
     })?
 }
@@ -200,11 +231,30 @@ pub(crate) fn stream_vector_op(
         }
         let out = vec.to_vec()?;
         for a in &out {
-            check_made(a.shape(), a.dtype())?;
+            check_array_made(a)?;
         }
         Ok(out)
     })?
 }
+
+/// [`check_made`] for an array MLX just made. Most arrays an op makes are small: one pass
+/// over the shape settles those without asking MLX for the dtype (every op pays this).
+pub(crate) fn check_array_made(a: &Array) -> Result<()> {
+    let shape = a.shape();
+    let mut elements = 1u128;
+    let mut negative = false;
+    for &d in shape {
+        negative |= d < 0;
+        elements = elements.saturating_mul(d.unsigned_abs() as u128);
+    }
+    if !negative && elements.saturating_mul(MAX_ITEM_BYTES) < CHECKED_BYTES {
+        return Ok(());
+    }
+    check_made(shape, a.dtype())
+}
+
+/// The largest element size of any dtype (float64, int64, uint64, complex64).
+const MAX_ITEM_BYTES: u128 = 8;
 
 /// Refuses an array that MLX made with a negative dimension (the last line of defence:
 /// every shape argument is checked where it enters, but such an array would crash,

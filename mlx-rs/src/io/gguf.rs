@@ -281,6 +281,6 @@ where
     }
     check_writable(path, "gguf")?;
     super::evaluated(&written.iter().collect::<Vec<_>>())?;
-    crate::raw::eval_status(|| unsafe { sys::mlx_save_gguf(c.as_ptr(), h.0) })
+    crate::raw::walk_status(|| unsafe { sys::mlx_save_gguf(c.as_ptr(), h.0) })
         .map_err(|e| naming(&path.display().to_string(), e))
 }
