@@ -297,6 +297,21 @@ const BATCH_RTOL: f32 = 1e-4;
 /// batch (left padding in the attention layer, DeltaNet states side by side), joining
 /// and leaving, decode as they do alone, with the reference and the fused decode (plain
 /// and with compiled layer steps).
+/// Every batching schedule: each request's tokens batched equal the request alone.
+fn assert_schedules(name: &str, model: &qwen3_5::Model) {
+    let vocab = model.config().text.vocab_size as u32;
+    for (what, requests, steps) in batching::schedules(vocab) {
+        batching::assert_batched_matches_alone(
+            &format!("{name}: {what}"),
+            model,
+            &requests,
+            steps,
+            BATCH_ATOL,
+            BATCH_RTOL,
+        );
+    }
+}
+
 #[test]
 fn sequences_of_different_lengths_decode_in_one_batch_as_alone() {
     cpu(|| {
@@ -313,17 +328,7 @@ fn sequences_of_different_lengths_decode_in_one_batch_as_alone() {
             ("compiled layers", compiled),
         ] {
             let model = qwen3_5::load_with(&dir, options).unwrap();
-            let vocab = model.config().text.vocab_size as u32;
-            for (what, requests, steps) in batching::schedules(vocab) {
-                batching::assert_batched_matches_alone(
-                    &format!("{name}: {what}"),
-                    &model,
-                    &requests,
-                    steps,
-                    BATCH_ATOL,
-                    BATCH_RTOL,
-                );
-            }
+            assert_schedules(name, &model);
         }
         let _ = std::fs::remove_dir_all(&dir);
     })
@@ -347,17 +352,7 @@ fn sequences_of_different_lengths_decode_in_one_batch_on_the_gpu() {
             .with_decode(Decode::Fused);
             let model = qwen3_5::load_with(&dir, options).unwrap();
             assert_eq!(model.plan().step, StepPath::CudaKernel, "a CUDA GPU");
-            let vocab = model.config().text.vocab_size as u32;
-            for (what, requests, steps) in batching::schedules(vocab) {
-                batching::assert_batched_matches_alone(
-                    &format!("GPU, compiled layers {compile_layers}: {what}"),
-                    &model,
-                    &requests,
-                    steps,
-                    BATCH_ATOL,
-                    BATCH_RTOL,
-                );
-            }
+            assert_schedules(&format!("GPU, compiled layers {compile_layers}"), &model);
         }
     });
     let _ = std::fs::remove_dir_all(&dir);
