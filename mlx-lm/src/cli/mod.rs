@@ -21,7 +21,12 @@
 //!   side by side with mlx-lm (`benches/mlx_lm_peer.py`, which builds mlx-lm's model of
 //!   the config's `model_type` with the same weights);
 //! - `serve` (feature `serve`): the OpenAI-compatible server of `crate::serve` on the
-//!   model folder, until Ctrl-C.
+//!   model folder, until Ctrl-C;
+//! - `fuse`: a fine-tuned adapter merged into the weights, saved as a model folder that
+//!   mlx-lm and these commands load (mlx-lm's `mlx_lm.fuse`).
+//!
+//! `generate`, `chat`, `logits` and `serve` take `--adapter-path DIR`: an adapter in
+//! mlx-lm's format ([`crate::tuner::Adapter`]) applied to the model after loading.
 //!
 //! Under a launcher (`mlx-launch -n 2 -- qwen3 generate …`), `generate`, `logits` and
 //! `bench` shard the model across the group's processes ([`ModelCli::shard`]): every
@@ -38,6 +43,7 @@ mod args;
 mod bench;
 mod commands;
 mod device;
+mod fuse;
 pub mod npy;
 pub mod progress;
 #[cfg(feature = "serve")]
@@ -52,6 +58,7 @@ use mlx_rs::distributed::Group;
 use serde_json::Value;
 
 use crate::model::LanguageModel;
+use crate::tuner::Adaptable;
 
 pub use bench::random::{prompt_ids, RandomWeights};
 
@@ -101,8 +108,9 @@ pub type Result<T> = anyhow::Result<T>;
 /// }
 /// ```
 pub trait ModelCli {
-    /// The model the commands run.
-    type Model: LanguageModel + 'static;
+    /// The model the commands run; its linear layers take adapters (`--adapter-path`,
+    /// `fuse`; see [`crate::tuner`]).
+    type Model: LanguageModel + Adaptable + 'static;
 
     /// The model's own flags (`#[derive(clap::Args)]`), accepted by every command that
     /// runs the model (`generate`, `chat`, `logits`, `bench`) and passed to

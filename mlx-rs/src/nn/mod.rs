@@ -54,5 +54,5 @@ pub use module::{
 };
 pub use normalization::{LayerNorm, LayerNormOptions, RmsNorm};
 pub use param::{KeyPath, Param};
-pub use quantize::{quantize, MaybeQuantized, Quantizable};
+pub use quantize::{dequantize, quantize, MaybeQuantized, Quantizable};
 pub use rope::Rope;

@@ -1,0 +1,270 @@
+//! Adapters on Qwen3 against mlx-lm 0.32.2 (fixtures from `tests/oracle/gen_lora.py`):
+//! LoRA and DoRA adapters made by mlx-lm on a dense and a 4-bit base give mlx-lm's
+//! logits (whole prompt and step by step); an adapter for another model is refused with
+//! the first key that does not fit; adapters saved here load back; `qwen3 fuse` writes a
+//! folder that mlx-lm loads with the same logits as ours; `qwen3 logits --adapter-path`.
+
+#[path = "../../../../mlx-lm/tests/lm/adapter_cases.rs"]
+mod adapter_cases;
+
+use adapter_cases::{
+    assert_rows_close, batch, cases, float32_copy, floats, mlx_lm_logits, Case, TempDir,
+};
+use mlx_lm::tuner::{self, Adapter};
+use mlx_lm::LanguageModel;
+use std::path::{Path, PathBuf};
+
+fn lora_dir() -> PathBuf {
+    super::fixtures().join("lora")
+}
+
+/// The float32 base of `case` (a copy of its fixture folder) in `tmp`, and the model.
+fn base(case: &Case, tmp: &TempDir) -> (PathBuf, qwen3::Model) {
+    let dir = tmp.0.join(&case.base);
+    if !dir.exists() {
+        float32_copy(&super::fixtures().join(&case.base), &dir);
+    }
+    let model = qwen3::load(&dir).unwrap();
+    (dir, model)
+}
+
+fn adapted(case: &Case, tmp: &TempDir) -> qwen3::Model {
+    let (_, mut model) = base(case, tmp);
+    let adapter = Adapter::load(&case.adapter).unwrap();
+    tuner::apply_adapter(&mut model, &adapter).unwrap_or_else(|e| panic!("{}: {e}", case.name));
+    model
+}
+
+fn logits(model: &qwen3::Model, prompt: &[i32]) -> Vec<f32> {
+    let mut cache = model.new_cache();
+    floats(&model.forward(&batch(prompt), &mut cache).unwrap())
+}
+
+#[test]
+fn adapters_made_by_mlx_lm_give_its_logits() {
+    super::on_cpu(|| {
+        let tmp = TempDir::new("qwen3-apply");
+        for case in cases(&lora_dir()) {
+            let model = adapted(&case, &tmp);
+            let row = model.vocab_size() as usize;
+            let got = logits(&model, &case.prompt);
+            let worst = assert_rows_close(&case.name, &got, &case.logits, row);
+            eprintln!("{}: largest error {worst:e} of a row's scale", case.name);
+
+            // Step by step through the KV cache: the same.
+            let mut cache = model.new_cache();
+            let mut steps = floats(
+                &model
+                    .forward(&batch(&case.prompt[..3]), &mut cache)
+                    .unwrap(),
+            );
+            for t in 3..case.prompt.len() {
+                let step = model
+                    .forward(&batch(&case.prompt[t..t + 1]), &mut cache)
+                    .unwrap();
+                steps.extend(floats(&step));
+            }
+            assert_rows_close(
+                &format!("{}, step-wise", case.name),
+                &steps,
+                &case.logits,
+                row,
+            );
+
+            // The adapter's tensors are the model's adapter parameters, by mlx-lm's names.
+            let saved = tuner::adapter_weights(&model, tuner::FineTuneType::Lora).unwrap();
+            let names: Vec<&String> = saved.keys().collect();
+            assert_eq!(
+                names,
+                case.tensors.iter().collect::<Vec<_>>(),
+                "{}",
+                case.name
+            );
+        }
+    })
+}
+
+/// An adapter saved here is mlx-lm's format: read back (here and by mlx-lm) it gives the
+/// same logits.
+#[test]
+fn saved_adapters_load_here_and_in_mlx_lm() {
+    super::on_cpu(|| {
+        let tmp = TempDir::new("qwen3-save");
+        let all = cases(&lora_dir());
+        let case = all.iter().find(|c| c.name == "dora-q4").unwrap();
+        let model = adapted(case, &tmp);
+        let config = Adapter::load(&case.adapter).unwrap().config;
+        let saved = tmp.0.join("saved");
+        Adapter::from_model(&model, config)
+            .unwrap()
+            .save(&saved)
+            .unwrap();
+        let (base_dir, mut again) = base(case, &tmp);
+        tuner::apply_adapter(&mut again, &Adapter::load(&saved).unwrap()).unwrap();
+        let row = again.vocab_size() as usize;
+        assert_rows_close("reloaded", &logits(&again, &case.prompt), &case.logits, row);
+        let theirs = mlx_lm_logits(&base_dir, &case.prompt, Some(&saved));
+        assert_rows_close("mlx-lm on the saved adapter", &theirs, &case.logits, row);
+    })
+}
+
+fn apply_err(model: &mut qwen3::Model, adapter: &Adapter) -> String {
+    match tuner::apply_adapter(model, adapter) {
+        Ok(()) => panic!("the adapter was accepted"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn adapters_that_do_not_fit_are_refused_naming_the_key() {
+    super::on_cpu(|| {
+        let tmp = TempDir::new("qwen3-mismatch");
+        let all = cases(&lora_dir());
+        let case = all.iter().find(|c| c.name == "lora-dense").unwrap();
+
+        // An adapter made for Qwen 3.5: its first key (sorted) is named.
+        let other =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../qwen3_5/tests/fixtures/lora/lora-dense");
+        let adapter = Adapter::load(&other).unwrap();
+        let first = adapter.weights.keys().next().unwrap().clone();
+        let (_, mut model) = base(case, &tmp);
+        let err = apply_err(&mut model, &adapter);
+        assert!(err.contains(&first), "{err} should name {first}");
+        assert!(err.contains("not an adapter parameter"), "{err}");
+
+        // A tensor of another shape (a rank that does not match the configuration).
+        let mut adapter = Adapter::load(&case.adapter).unwrap();
+        let key = "model.layers.1.mlp.up_proj.lora_b".to_string();
+        let b = adapter.weights[&key].clone();
+        let wider = mlx_rs::ops::concatenate_axis(&[b.clone(), b], 0).unwrap();
+        adapter.weights.insert(key.clone(), wider);
+        let (_, mut model) = base(case, &tmp);
+        let err = apply_err(&mut model, &adapter);
+        assert!(err.contains(&key) && err.contains("shape"), "{err}");
+
+        // A base tensor smuggled into a LoRA adapter.
+        let mut adapter = Adapter::load(&case.adapter).unwrap();
+        let key = "model.norm.weight".to_string();
+        adapter.weights.insert(
+            key.clone(),
+            mlx_rs::ops::ones(&[64], mlx_rs::Dtype::Float32).unwrap(),
+        );
+        let (_, mut model) = base(case, &tmp);
+        assert!(apply_err(&mut model, &adapter).contains(&key));
+
+        // A missing folder names it.
+        let err = Adapter::load(tmp.0.join("nowhere"))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("nowhere"), "{err}");
+    })
+}
+
+/// `qwen3 fuse` writes a folder mlx-lm loads: its logits there equal ours, and (dense, or
+/// dequantized) the adapted model's.
+#[test]
+fn fused_checkpoints_load_in_mlx_lm() {
+    let tmp = TempDir::new("qwen3-fuse");
+    for case in cases(&lora_dir()) {
+        let quantized = case.base.starts_with("q4");
+        for dequantize in [false, true] {
+            if dequantize && !quantized {
+                continue;
+            }
+            let base_dir = tmp.0.join(&case.base);
+            if !base_dir.exists() {
+                float32_copy(&super::fixtures().join(&case.base), &base_dir);
+                std::fs::write(base_dir.join("tokenizer_config.json"), "{}").unwrap();
+            }
+            let out = tmp.0.join(format!("{}-{dequantize}", case.name));
+            let mut args: Vec<&std::ffi::OsStr> = vec![
+                "fuse".as_ref(),
+                "--device".as_ref(),
+                "cpu".as_ref(),
+                "--model".as_ref(),
+                base_dir.as_os_str(),
+                "--adapter-path".as_ref(),
+                case.adapter.as_os_str(),
+                "--save-path".as_ref(),
+                out.as_os_str(),
+            ];
+            if dequantize {
+                args.push("--dequantize".as_ref());
+            }
+            super::qwen3_bin(&args);
+            let what = format!("{} fused (dequantize: {dequantize})", case.name);
+            assert!(
+                out.join("tokenizer_config.json").is_file(),
+                "{what}: tokenizer files"
+            );
+            let config: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap())
+                    .unwrap();
+            assert_eq!(
+                config.get("quantization").is_some(),
+                quantized && !dequantize,
+                "{what}"
+            );
+
+            let ours = super::on_cpu(|| {
+                let model = qwen3::load(&out).unwrap();
+                logits(&model, &case.prompt)
+            });
+            let row = ours.len() / case.prompt.len();
+            let theirs = mlx_lm_logits(&out, &case.prompt, None);
+            assert_rows_close(&format!("{what}: ours vs mlx-lm"), &ours, &theirs, row);
+            if !quantized || dequantize {
+                assert_rows_close(&format!("{what} vs adapted"), &ours, &case.logits, row);
+            }
+        }
+    }
+}
+
+/// `qwen3 logits --adapter-path` runs the adapted model.
+#[test]
+fn binary_logits_take_an_adapter() {
+    let tmp = TempDir::new("qwen3-cli");
+    let all = cases(&lora_dir());
+    let case = all.iter().find(|c| c.name == "lora-q4").unwrap();
+    let base_dir = tmp.0.join(&case.base);
+    float32_copy(&super::fixtures().join(&case.base), &base_dir);
+    let npy = tmp.0.join("logits.npy");
+    let tokens: Vec<String> = case.prompt.iter().map(i32::to_string).collect();
+    let tokens = tokens.join(",");
+    super::qwen3_bin(&[
+        "logits".as_ref(),
+        "--device".as_ref(),
+        "cpu".as_ref(),
+        "--model".as_ref(),
+        base_dir.as_os_str(),
+        "--adapter-path".as_ref(),
+        case.adapter.as_os_str(),
+        "--tokens".as_ref(),
+        tokens.as_ref(),
+        "--out".as_ref(),
+        npy.as_os_str(),
+    ]);
+    let bytes = std::fs::read(&npy).unwrap();
+    let start = 10 + u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    let got: Vec<f32> = bytes[start..]
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect();
+    let row = got.len() / case.prompt.len();
+    assert_rows_close("qwen3 logits --adapter-path", &got, &case.logits, row);
+
+    // A folder that is not an adapter: one error line naming the file.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_qwen3"))
+        .args(["logits", "--device", "cpu", "--model"])
+        .arg(&base_dir)
+        .arg("--adapter-path")
+        .arg(&tmp.0)
+        .args(["--tokens", "1,2", "--out"])
+        .arg(&npy)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("adapter_config.json"), "{stderr}");
+}

@@ -1,0 +1,218 @@
+//! Adapters on Qwen 3.5 against mlx-lm 0.32.2 (fixtures from `tests/oracle/gen_lora.py`):
+//! LoRA and DoRA adapters made by mlx-lm (on the DeltaNet and attention projections and the
+//! MLP, dense and 4-bit bases, Hv = Hk and Hv > Hk) give mlx-lm's logits through every path
+//! of the forward pass (whole prompt, chunked and sequential prefill, the fused decode
+//! and the compiled layer steps); an adapter for another model is refused naming the first
+//! key that does not fit; `qwen3_5 fuse` writes folders that mlx-lm loads with our logits;
+//! `qwen3_5 logits --adapter-path`.
+
+#[path = "../../../../mlx-lm/tests/lm/adapter_cases.rs"]
+mod adapter_cases;
+
+use adapter_cases::{
+    assert_rows_close, batch, cases, float32_copy, floats, mlx_lm_logits, Case, TempDir,
+};
+use mlx_lm::tuner::{self, Adapter};
+use qwen3_5::{Decode, ModelOptions, Prefill};
+use std::path::{Path, PathBuf};
+
+fn lora_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lora")
+}
+
+/// The float32 copy of `case`'s base in `tmp`.
+fn base_dir(case: &Case, tmp: &TempDir) -> PathBuf {
+    let dir = tmp.0.join(&case.base);
+    if !dir.exists() {
+        float32_copy(&super::common::model_dir(&case.base), &dir);
+    }
+    dir
+}
+
+fn adapted(case: &Case, tmp: &TempDir, options: ModelOptions) -> qwen3_5::Model {
+    let mut model = qwen3_5::load_with(base_dir(case, tmp), options).unwrap();
+    let adapter = Adapter::load(&case.adapter).unwrap();
+    tuner::apply_adapter(&mut model, &adapter).unwrap_or_else(|e| panic!("{}: {e}", case.name));
+    model
+}
+
+/// The paths of the forward pass an adapted layer must take part in.
+fn option_sets() -> Vec<(&'static str, ModelOptions)> {
+    let defaults = ModelOptions::for_device(&mlx_rs::Device::cpu());
+    vec![
+        ("defaults (chunked prefill, fused decode)", defaults),
+        (
+            "reference decode, sequential prefill, no CPU GEMM",
+            ModelOptions {
+                decode: Decode::Reference,
+                prefill: Prefill::Sequential,
+                cpu_gemm: false,
+                ..defaults
+            },
+        ),
+        (
+            "compiled layer steps",
+            ModelOptions {
+                compile_layers: true,
+                ..defaults
+            },
+        ),
+    ]
+}
+
+#[test]
+fn adapters_made_by_mlx_lm_give_its_logits() {
+    super::common::cpu(|| {
+        let tmp = TempDir::new("qwen3_5-apply");
+        for case in cases(&lora_dir()) {
+            for (how, options) in option_sets() {
+                let what = format!("{} ({how})", case.name);
+                let model = adapted(&case, &tmp, options);
+                let row = model.config().text.vocab_size as usize;
+                let mut cache = model.new_cache();
+                let got = floats(&model.forward(&batch(&case.prompt), &mut cache).unwrap());
+                let worst = assert_rows_close(&what, &got, &case.logits, row);
+                eprintln!("{what}: largest error {worst:e} of a row's scale");
+
+                // Prefill, then one token at a time (the fused decode on these options).
+                let mut cache = model.new_cache();
+                let prompt = &case.prompt;
+                let mut steps = floats(&model.forward(&batch(&prompt[..3]), &mut cache).unwrap());
+                for t in 3..prompt.len() {
+                    let step = model
+                        .forward(&batch(&prompt[t..t + 1]), &mut cache)
+                        .unwrap();
+                    steps.extend(floats(&step));
+                }
+                assert_rows_close(&format!("{what}, step-wise"), &steps, &case.logits, row);
+            }
+            let model = adapted(
+                &case,
+                &tmp,
+                ModelOptions::for_device(&mlx_rs::Device::cpu()),
+            );
+            let saved = tuner::adapter_weights(&model, tuner::FineTuneType::Lora).unwrap();
+            let names: Vec<&String> = saved.keys().collect();
+            assert_eq!(
+                names,
+                case.tensors.iter().collect::<Vec<_>>(),
+                "{}",
+                case.name
+            );
+        }
+    })
+}
+
+#[test]
+fn adapters_for_another_model_are_refused_naming_the_key() {
+    super::common::cpu(|| {
+        let tmp = TempDir::new("qwen3_5-mismatch");
+        let all = cases(&lora_dir());
+        let case = all.iter().find(|c| c.name == "lora-dense").unwrap();
+        let other =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../qwen3/tests/fixtures/lora/lora-dense");
+        let adapter = Adapter::load(&other).unwrap();
+        let first = adapter.weights.keys().next().unwrap().clone();
+        let mut model = qwen3_5::load(base_dir(case, &tmp)).unwrap();
+        let err = tuner::apply_adapter(&mut model, &adapter)
+            .expect_err("a Qwen3 adapter on Qwen 3.5")
+            .to_string();
+        assert!(err.contains(&first), "{err} should name {first}");
+
+        // The Hv > Hk model's adapter on the Hv = Hk model: shapes differ.
+        let dora = all.iter().find(|c| c.name == "dora-dense").unwrap();
+        let mut model = qwen3_5::load(base_dir(case, &tmp)).unwrap();
+        let err = tuner::apply_adapter(&mut model, &Adapter::load(&dora.adapter).unwrap())
+            .expect_err("an adapter for other shapes")
+            .to_string();
+        assert!(
+            err.contains("shape") && err.contains("language_model.model.layers."),
+            "{err}"
+        );
+    })
+}
+
+/// `qwen3_5 fuse` writes a folder that mlx-lm loads: its logits there equal ours, and
+/// (dense, or dequantized) the adapted model's.
+#[test]
+fn fused_checkpoints_load_in_mlx_lm() {
+    let tmp = TempDir::new("qwen3_5-fuse");
+    for case in cases(&lora_dir()) {
+        let quantized = case.base.contains("q4");
+        for dequantize in [false, true] {
+            if dequantize && !quantized {
+                continue;
+            }
+            let base = base_dir(&case, &tmp);
+            let out = tmp.0.join(format!("{}-{dequantize}", case.name));
+            let mut args: Vec<&std::ffi::OsStr> = vec![
+                "fuse".as_ref(),
+                "--device".as_ref(),
+                "cpu".as_ref(),
+                "--model".as_ref(),
+                base.as_os_str(),
+                "--adapter-path".as_ref(),
+                case.adapter.as_os_str(),
+                "--save-path".as_ref(),
+                out.as_os_str(),
+            ];
+            if dequantize {
+                args.push("--dequantize".as_ref());
+            }
+            let run = std::process::Command::new(env!("CARGO_BIN_EXE_qwen3_5"))
+                .args(&args)
+                .output()
+                .unwrap();
+            let what = format!("{} fused (dequantize: {dequantize})", case.name);
+            assert!(
+                run.status.success(),
+                "{what}: {}",
+                String::from_utf8_lossy(&run.stderr)
+            );
+            let ours = super::common::cpu(|| {
+                let model = qwen3_5::load(&out).unwrap();
+                let mut cache = model.new_cache();
+                floats(&model.forward(&batch(&case.prompt), &mut cache).unwrap())
+            });
+            let row = ours.len() / case.prompt.len();
+            let theirs = mlx_lm_logits(&out, &case.prompt, None);
+            assert_rows_close(&format!("{what}: ours vs mlx-lm"), &ours, &theirs, row);
+            if !quantized || dequantize {
+                assert_rows_close(&format!("{what} vs adapted"), &ours, &case.logits, row);
+            }
+        }
+    }
+}
+
+/// `qwen3_5 logits --adapter-path` runs the adapted model.
+#[test]
+fn binary_logits_take_an_adapter() {
+    let tmp = TempDir::new("qwen3_5-cli");
+    let all = cases(&lora_dir());
+    let case = all.iter().find(|c| c.name == "dora-q4").unwrap();
+    let base = base_dir(case, &tmp);
+    let npy = tmp.0.join("logits.npy");
+    let tokens: Vec<String> = case.prompt.iter().map(i32::to_string).collect();
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_qwen3_5"))
+        .args(["logits", "--device", "cpu", "--model"])
+        .arg(&base)
+        .arg("--adapter-path")
+        .arg(&case.adapter)
+        .args(["--tokens", &tokens.join(","), "--out"])
+        .arg(&npy)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let bytes = std::fs::read(&npy).unwrap();
+    let start = 10 + u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    let got: Vec<f32> = bytes[start..]
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect();
+    let row = got.len() / case.prompt.len();
+    assert_rows_close("qwen3_5 logits --adapter-path", &got, &case.logits, row);
+}

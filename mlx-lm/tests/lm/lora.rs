@@ -1,0 +1,368 @@
+//! `mlx_lm::tuner`'s LoRA and DoRA layers against mlx-lm 0.32.2's `LoRALinear` and
+//! `DoRALinear` (fixture `lora_layers.json` from `tests/oracle/gen_lora.py`): the output,
+//! the fused weight (dequantized and re-quantized), and the gradients of a scalar loss with
+//! respect to the adapter's parameters, on a dense and a 4-bit base; and the adapter
+//! configuration file.
+
+use crate::close::assert_close;
+use mlx_lm::tuner::{
+    self, Adaptable, AdaptableLinear, AdapterConfig, DoraLinear, FineTuneType, LoraLinear,
+};
+use mlx_rs::nn::{self, MaybeQuantized, Module, Param, UnaryModule};
+use mlx_rs::ops::QuantizeOptions;
+use mlx_rs::{Array, Device, Dtype};
+use serde_json::Value;
+
+/// Outputs of the same float32 ops in the same order: only the order of summation inside
+/// MLX's products could differ (it does not on the CPU).
+const LAYER_ATOL: f32 = 1e-5;
+/// Relative part of the tolerance of outputs, fused weights and gradients.
+const LAYER_RTOL: f32 = 1e-5;
+
+fn fixture() -> Value {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/lora_layers.json"
+    );
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn array(v: &Value) -> Array {
+    let shape: Vec<i32> = v["shape"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_i64().unwrap() as i32)
+        .collect();
+    let data: Vec<f32> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect();
+    Array::from_slice(&data, &shape).unwrap()
+}
+
+fn floats(a: &Array) -> Vec<f32> {
+    a.astype(Dtype::Float32).unwrap().to_vec::<f32>().unwrap()
+}
+
+fn on_cpu<T>(f: impl FnOnce() -> T) -> T {
+    mlx_rs::with_device(&Device::cpu(), f).unwrap()
+}
+
+/// The base layer of a case: the float32 weight, quantized (4 bits, group 32) as Python's
+/// `QuantizedLinear.from_linear` does when the case says so.
+fn base(case: &Value) -> MaybeQuantized<nn::Linear> {
+    let linear = nn::Linear::from_weights(array(&case["weight"]), None).unwrap();
+    if case["quantized"].as_bool().unwrap() {
+        let opts = QuantizeOptions {
+            group_size: Some(32),
+            bits: Some(4),
+            ..Default::default()
+        };
+        MaybeQuantized::Quantized(nn::QuantizedLinear::from_linear(&linear, &opts).unwrap())
+    } else {
+        linear.into()
+    }
+}
+
+/// The case's layer, with the fixture's adapter parameters.
+fn layer(case: &Value) -> AdaptableLinear {
+    let scale = case["scale"].as_f64().unwrap() as f32;
+    let set = |p: &mut Param, name: &str| p.set(array(&case[name]));
+    if case["kind"] == "dora" {
+        let mut l = DoraLinear::from_base(base(case), 4, 0.0, scale).unwrap();
+        set(&mut l.lora_a, "lora_a");
+        set(&mut l.lora_b, "lora_b");
+        set(&mut l.m, "m");
+        AdaptableLinear::Dora(l)
+    } else {
+        let mut l = LoraLinear::from_base(base(case), 4, 0.0, scale).unwrap();
+        set(&mut l.lora_a, "lora_a");
+        set(&mut l.lora_b, "lora_b");
+        AdaptableLinear::Lora(l)
+    }
+}
+
+fn name(case: &Value) -> String {
+    let q = if case["quantized"].as_bool().unwrap() {
+        "4-bit"
+    } else {
+        "dense"
+    };
+    format!("{} on a {q} base", case["kind"].as_str().unwrap())
+}
+
+#[test]
+fn layers_compute_what_mlx_lm_computes() {
+    on_cpu(|| {
+        for case in fixture()["cases"].as_array().unwrap() {
+            let what = name(case);
+            let l = layer(case);
+            let x = array(&case["x"]);
+            let y = l.forward(&x).unwrap();
+            let want = array(&case["output"]);
+            assert_eq!(y.shape(), want.shape(), "{what}");
+            assert_close(&what, &floats(&y), &floats(&want), LAYER_ATOL, LAYER_RTOL);
+            // The update matters: the base alone is far from the output.
+            let base_only = floats(&l.base().forward(&x).unwrap());
+            let moved = base_only
+                .iter()
+                .zip(floats(&want))
+                .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+            assert!(
+                moved > 0.1,
+                "{what}: the adapter changes the output by {moved}"
+            );
+
+            // The prepared form (what Qwen 3.5's forward pass runs) gives the same.
+            let update = l.low_rank().unwrap().unwrap();
+            let y2 = update.apply(&x, &l.base().forward(&x).unwrap()).unwrap();
+            assert_close(
+                &format!("{what}, prepared form"),
+                &floats(&y2),
+                &floats(&want),
+                LAYER_ATOL,
+                LAYER_RTOL,
+            );
+        }
+    })
+}
+
+#[test]
+fn fused_layers_match_mlx_lm() {
+    on_cpu(|| {
+        for case in fixture()["cases"].as_array().unwrap() {
+            let what = name(case);
+            let l = layer(case);
+            let fuse = |dequantize: bool| match &l {
+                AdaptableLinear::Lora(l) => l.fuse(dequantize).unwrap(),
+                AdaptableLinear::Dora(l) => l.fuse(dequantize).unwrap(),
+                AdaptableLinear::Base(_) => unreachable!(),
+            };
+            let MaybeQuantized::Dense(dense) = fuse(true) else {
+                panic!("{what}: dequantized fuse gave a quantized layer")
+            };
+            assert_close(
+                &format!("{what}: fused weight"),
+                &floats(&dense.weight),
+                &floats(&array(&case["fused_weight"])),
+                LAYER_ATOL,
+                LAYER_RTOL,
+            );
+            // Without `dequantize`, a quantized base is quantized again, as mlx-lm does.
+            let kept = fuse(false);
+            let quantized = case["quantized"].as_bool().unwrap();
+            assert_eq!(
+                matches!(kept, MaybeQuantized::Quantized(_)),
+                quantized,
+                "{what}"
+            );
+            let x = array(&case["x"]);
+            assert_close(
+                &format!("{what}: fused layer's output"),
+                &floats(&kept.forward(&x).unwrap()),
+                &floats(&array(&case["fused_output"])),
+                LAYER_ATOL,
+                LAYER_RTOL,
+            );
+        }
+    })
+}
+
+#[test]
+fn gradients_match_mx_grad() {
+    on_cpu(|| {
+        for case in fixture()["cases"].as_array().unwrap() {
+            let what = name(case);
+            let mut l = layer(case);
+            let x = array(&case["x"]);
+            let cot = array(&case["cotangent"]);
+            let (_, grads) =
+                nn::value_and_grad(&mut l, |m| m.forward(&x)?.multiply(&cot)?.sum(false)).unwrap();
+            // Only the adapter trains: the base is frozen (quantized or not).
+            let mut names: Vec<&str> = grads.keys().map(String::as_str).collect();
+            names.sort();
+            let want: &[&str] = if case["kind"] == "dora" {
+                &["lora_a", "lora_b", "m"]
+            } else {
+                &["lora_a", "lora_b"]
+            };
+            assert_eq!(names, want, "{what}");
+            for n in want {
+                assert_close(
+                    &format!("{what}: d/d{n}"),
+                    &floats(&grads[*n]),
+                    &floats(&array(&case[format!("grad_{n}").as_str()])),
+                    LAYER_ATOL,
+                    1e-4,
+                );
+            }
+        }
+    })
+}
+
+/// Dropout applies in training mode only.
+#[test]
+fn dropout_only_in_training() {
+    on_cpu(|| {
+        let base: MaybeQuantized<nn::Linear> = nn::Linear::new(64, 8, false).unwrap().into();
+        let mut l = LoraLinear::from_base(base, 4, 0.5, 2.0).unwrap();
+        l.lora_b
+            .set(mlx_rs::ops::ones(&[4, 8], Dtype::Float32).unwrap());
+        let x = mlx_rs::ops::ones(&[16, 64], Dtype::Float32).unwrap();
+        l.eval().unwrap();
+        let a = floats(&l.forward(&x).unwrap());
+        let b = floats(&l.forward(&x).unwrap());
+        assert_eq!(a, b, "evaluation mode is deterministic");
+        l.train(true).unwrap();
+        let c = floats(&l.forward(&x).unwrap());
+        assert_ne!(a, c, "training mode drops inputs of the update");
+    })
+}
+
+#[derive(nn::Module)]
+struct Block {
+    attn: AdaptableLinear,
+    mlp: AdaptableLinear,
+}
+
+#[derive(nn::Module)]
+struct Tiny {
+    layers: Vec<Block>,
+    head: AdaptableLinear,
+}
+
+impl Adaptable for Tiny {
+    fn layers_path(&self) -> String {
+        "layers".into()
+    }
+    fn num_layers(&self) -> usize {
+        self.layers.len()
+    }
+}
+
+fn tiny() -> Tiny {
+    let lin = || AdaptableLinear::from(nn::Linear::new(8, 8, false).unwrap());
+    Tiny {
+        layers: (0..3)
+            .map(|_| Block {
+                attn: lin(),
+                mlp: lin(),
+            })
+            .collect(),
+        head: lin(),
+    }
+}
+
+/// `num_layers` counts from the last layer (0 or less: all), `keys` are paths inside a
+/// layer or whole paths, as in mlx-lm's `linear_to_lora_layers`.
+#[test]
+fn layers_to_adapt_are_chosen_as_mlx_lm_chooses_them() {
+    let adapted = |model: &Tiny| -> Vec<String> {
+        let mut v: Vec<String> = model
+            .parameters()
+            .unwrap()
+            .into_keys()
+            .filter(|k| k.ends_with(".lora_a"))
+            .map(|k| k.trim_end_matches(".lora_a").to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    let p = |keys: Option<&[&str]>| tuner::LoraParameters {
+        rank: 2,
+        keys: keys.map(|k| k.iter().map(|s| s.to_string()).collect()),
+        ..Default::default()
+    };
+    let mut m = tiny();
+    assert_eq!(
+        tuner::linear_to_lora_layers(&mut m, 2, &p(None), false).unwrap(),
+        4
+    );
+    assert_eq!(
+        adapted(&m),
+        [
+            "layers.1.attn",
+            "layers.1.mlp",
+            "layers.2.attn",
+            "layers.2.mlp"
+        ]
+    );
+    // Again on an adapted layer: an error naming it.
+    let err = tuner::linear_to_lora_layers(&mut m, 1, &p(None), false)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("layers.2.attn"), "{err}");
+
+    let mut m = tiny();
+    let keys: &[&str] = &["mlp", "head"];
+    tuner::linear_to_lora_layers(&mut m, -1, &p(Some(keys)), true).unwrap();
+    assert_eq!(
+        adapted(&m),
+        ["head", "layers.0.mlp", "layers.1.mlp", "layers.2.mlp"]
+    );
+    assert!(m.parameters().unwrap().contains_key("layers.0.mlp.m"));
+}
+
+/// `adapter_config.json` as mlx-lm writes it, read and written back.
+#[test]
+fn adapter_config_round_trips_and_bad_ones_are_named() {
+    let doc: Value = serde_json::json!({
+        "fine_tune_type": "dora",
+        "num_layers": 16,
+        "lora_parameters": {"rank": 8, "scale": 20.0, "dropout": 0.05, "keys": ["self_attn.q_proj"]},
+        "model": "Qwen/Qwen3-0.6B",
+        "iters": 600
+    });
+    let c = AdapterConfig::from_json(&doc, "adapter_config.json").unwrap();
+    assert_eq!(c.fine_tune_type, FineTuneType::Dora);
+    assert_eq!(c.num_layers, 16);
+    let p = c.lora_parameters.as_ref().unwrap();
+    assert_eq!((p.rank, p.scale, p.dropout), (8, 20.0, 0.05));
+    assert_eq!(
+        p.keys.as_deref(),
+        Some(&["self_attn.q_proj".to_string()][..])
+    );
+    assert_eq!(c.extra["iters"], 600);
+    let back = AdapterConfig::from_json(&c.to_json(), "again").unwrap();
+    assert_eq!(back, c);
+
+    // Without `fine_tune_type`: LoRA, as mlx-lm reads it.
+    let c = AdapterConfig::from_json(
+        &serde_json::json!({"num_layers": 2, "lora_parameters": {"rank": 4, "scale": 1.0, "dropout": 0.0}}),
+        "x",
+    )
+    .unwrap();
+    assert_eq!(c.fine_tune_type, FineTuneType::Lora);
+
+    let bad = |doc: Value, part: &str| {
+        let err = AdapterConfig::from_json(&doc, "cfg.json")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains(part), "{err} should mention {part}");
+    };
+    bad(serde_json::json!({"lora_parameters": {}}), "num_layers");
+    bad(serde_json::json!({"num_layers": 2}), "lora_parameters");
+    bad(
+        serde_json::json!({"num_layers": 2, "lora_parameters": {"rank": 4, "alpha": 16, "dropout": 0.0}}),
+        "alpha",
+    );
+    bad(
+        serde_json::json!({"num_layers": 2, "fine_tune_type": "prefix", "lora_parameters": {}}),
+        "prefix",
+    );
+    bad(
+        serde_json::json!({"num_layers": 2, "lora_parameters": {"rank": 0.5, "scale": 1.0, "dropout": 0.0}}),
+        "rank",
+    );
+    // Full fine-tuning needs no `lora_parameters`.
+    assert!(AdapterConfig::from_json(
+        &serde_json::json!({"num_layers": 2, "fine_tune_type": "full"}),
+        "x"
+    )
+    .is_ok());
+}
