@@ -11,7 +11,9 @@ Writes
   gen_qwen3.py / gen_qwen.py (cast to float32), with `lora_b` (and DoRA's `m`) set to
   random non-zero values; and <case>.expected.json: the logits of a prompt from the base
   model loaded by mlx-lm's loader with the adapter loaded by mlx-lm's `load_adapters` (what
-  `mlx_lm.load(path, adapter_path=...)` does, without the tokenizer the fixtures lack).
+  `mlx_lm.load(path, adapter_path=...)` does, without the tokenizer the fixtures lack);
+  for some cases <case>.grads.safetensors: mlx-lm's training loss on a small batch and its
+  gradients with respect to the adapter (`nn.value_and_grad`, i.e. `mx.grad`).
 
 The base models are the existing fixture folders, cast to float32 after loading (the Rust
 tests cast them the same way), so no new base weights are written.
@@ -31,6 +33,7 @@ from mlx.utils import tree_flatten, tree_unflatten
 import mlx_lm
 from mlx_lm.tuner.dora import DoRALinear
 from mlx_lm.tuner.lora import LoRALinear
+from mlx_lm.tuner.trainer import default_loss
 from mlx_lm.tuner.utils import linear_to_lora_layers, load_adapters
 from mlx_lm.utils import load_model, save_config
 
@@ -46,6 +49,19 @@ B_STD = 0.05
 # A case whose adapter moves no logit by more than this fraction of the row's largest
 # |logit| would not test much: the generator refuses it.
 MIN_CHANGE = 0.05
+
+# The batch of the gradient cases: two rows, the second padded, its first two targets
+# masked (as --mask-prompt masks a prompt), in mlx-lm's (offset, length) form.
+GRAD_BATCH = [[3, 17, 42, 99, 5, 200, 77, 11, 8], [9, 14, 120, 33, 61, 2, 0, 0, 0]]
+GRAD_LENGTHS = [[0, 9], [2, 6]]
+# The cases whose gradients are recorded: (family, case).
+GRAD_CASES = {
+    ("qwen3", "lora-dense"),
+    ("qwen3", "dora-q4"),
+    ("qwen3_5", "lora-dense"),
+    ("qwen3_5", "dora-dense"),
+    ("qwen3_5", "dora-q4"),
+}
 
 mx.set_default_device(mx.cpu)
 
@@ -157,7 +173,27 @@ def make_adapter(family, base, case, kind, num_layers, keys, scale, dropout, see
     }
     with open(LORA_OUT[family] / f"{case}.expected.json", "w") as f:
         json.dump(doc, f, separators=(",", ":"))
+    if (family, case) in GRAD_CASES:
+        save_gradients(folder, out, LORA_OUT[family] / f"{case}.grads.safetensors")
     print(f"{family}/{case}: {len(weights)} tensors, largest change {change:.3f} of a row's scale")
+
+
+def save_gradients(folder, adapter, path):
+    """mlx-lm's training loss (`default_loss`) on GRAD_BATCH and its gradient with respect
+    to the adapter's parameters (the base frozen, as its trainer has it), by `mx.grad`
+    through `nn.value_and_grad`; saved with the loss under the key `loss`."""
+    model = load_base(folder)
+    load_adapters(model, str(adapter))
+    model.freeze()
+    model.unfreeze(keys=["lora_a", "lora_b", "m"], strict=False)
+    model.train()
+    batch = mx.array(GRAD_BATCH)
+    lengths = mx.array(GRAD_LENGTHS)
+    (loss, ntoks), grads = nn.value_and_grad(model, default_loss)(model, batch, lengths)
+    grads = dict(tree_flatten(grads))
+    assert grads and all(k.rsplit(".", 1)[-1] in ("lora_a", "lora_b", "m") for k in grads)
+    grads["loss"] = loss
+    mx.save_safetensors(str(path), grads)
 
 
 def layer_cases():

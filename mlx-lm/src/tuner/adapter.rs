@@ -290,6 +290,24 @@ pub fn adapter_weights<M: Module + ?Sized>(
     })
 }
 
+/// Freezes every parameter of `model` except the adapters' updates (`lora_a`, `lora_b`,
+/// `m`): what mlx-lm trains (it freezes the model, then wraps the layers). Returns the
+/// number of parameters left trainable.
+pub fn freeze_all_but_adapters<M: Module + ?Sized>(model: &mut M) -> Result<usize> {
+    struct Freeze(usize);
+    impl VisitorMut for Freeze {
+        fn param(&mut self, path: &str, p: &mut Param) -> mlx_rs::Result<()> {
+            let adapter = is_adapter_parameter(path);
+            p.set_frozen(!adapter);
+            self.0 += usize::from(adapter);
+            Ok(())
+        }
+    }
+    let mut f = Freeze(0);
+    model.visit_mut(&mut KeyPath::new(), &mut f)?;
+    Ok(f.0)
+}
+
 /// Every [`AdaptableLinear`] of `model`, by dotted path, in walk order.
 fn slot_paths<M: Module + ?Sized>(model: &mut M) -> Result<Vec<(String, bool)>> {
     struct Paths(Vec<(String, bool)>);

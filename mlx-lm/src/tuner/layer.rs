@@ -67,7 +67,8 @@ impl AdaptableLinear {
 
     /// The adapter's update in the form a prepared forward pass runs ([`LowRank`]), or
     /// `None` for a plain layer. For DoRA the row factor is computed now from the current
-    /// parameters.
+    /// parameters (lazily, its norm not differentiated, as in training); the dropout comes
+    /// with its training flag.
     pub fn low_rank(&self) -> Result<Option<LowRank>> {
         Ok(match self {
             AdaptableLinear::Base(_) => None,
@@ -76,12 +77,14 @@ impl AdaptableLinear {
                 b: l.lora_b.value().clone(),
                 scale: l.scale,
                 row_scale: None,
+                dropout: l.dropout,
             }),
             AdaptableLinear::Dora(l) => Some(LowRank {
                 a: l.lora_a.value().clone(),
                 b: l.lora_b.value().clone(),
                 scale: l.scale,
                 row_scale: Some(l.row_scale()?),
+                dropout: l.dropout,
             }),
         })
     }
@@ -141,9 +144,9 @@ impl UnaryModule for AdaptableLinear {
 }
 
 /// An adapter's update of a bias-free linear layer in the form a prepared forward pass
-/// runs beside its own product of the base: `out = (base(x) + scale · (x A) B) · r`, with
-/// the DoRA row factor `r` (`m / ‖W + scale · Bᵀ Aᵀ‖_row`) computed once (for LoRA there
-/// is none). Inference only: no dropout.
+/// runs beside its own product of the base: `out = (base(x) + scale · (dropout(x) A) B)
+/// · r`, with the DoRA row factor `r` (`m / ‖W + scale · Bᵀ Aᵀ‖_row`, the norm not
+/// differentiated) computed when the form is built (for LoRA there is none).
 #[derive(Clone)]
 pub struct LowRank {
     /// `[in, rank]`.
@@ -154,13 +157,15 @@ pub struct LowRank {
     pub scale: f32,
     /// DoRA's factor per output row, `[out]`.
     pub row_scale: Option<Array>,
+    /// Dropout on the update's input (active in training mode only).
+    pub dropout: nn::Dropout,
 }
 
 impl LowRank {
     /// The adapted output for input `x` from the base layer's output `y` (`x Wᵀ`, no
     /// bias), in `x`'s dtype, as [`LoraLinear`] and [`DoraLinear`] compute it.
     pub fn apply(&self, x: &Array, y: &Array) -> Result<Array> {
-        let z = x.matmul(&self.a)?.matmul(&self.b)?;
+        let z = self.dropout.forward(x)?.matmul(&self.a)?.matmul(&self.b)?;
         let out = y.add(&z.multiply_scalar(self.scale)?.astype(x.dtype())?)?;
         Ok(match &self.row_scale {
             Some(r) => r.astype(x.dtype())?.multiply(&out)?,
@@ -190,6 +195,7 @@ impl LowRank {
                 Some(_) => Some(next()?),
                 None => None,
             },
+            dropout: self.dropout,
         })
     }
 
@@ -199,5 +205,6 @@ impl LowRank {
         use std::hash::Hash;
         self.scale.to_bits().hash(h);
         self.row_scale.is_some().hash(h);
+        (self.dropout.p().to_bits(), self.dropout.training.0).hash(h);
     }
 }

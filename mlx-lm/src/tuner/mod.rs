@@ -40,14 +40,16 @@ mod adapter;
 mod dora;
 mod layer;
 mod lora;
+mod train;
 
 pub use adapter::{
-    adapter_weights, apply_adapter, fuse, linear_to_lora_layers, Adapter, AdapterConfig,
-    FineTuneType, LoraParameters, CONFIG_FILE, WEIGHTS_FILE,
+    adapter_weights, apply_adapter, freeze_all_but_adapters, fuse, linear_to_lora_layers, Adapter,
+    AdapterConfig, FineTuneType, LoraParameters, CONFIG_FILE, WEIGHTS_FILE,
 };
 pub use dora::DoraLinear;
 pub use layer::{AdaptableLinear, LowRank};
 pub use lora::LoraLinear;
+pub use train::{default_loss, value_and_grad};
 
 use crate::error::{Error, Result};
 use mlx_rs::nn::Module;
@@ -67,6 +69,16 @@ pub trait Adaptable: Module {
     /// from its parameters (joined or transposed weights) rebuilds them here. The default
     /// does nothing.
     fn adapters_changed(&mut self) -> Result<()> {
+        Ok(())
+    }
+
+    /// Called inside a gradient transform ([`value_and_grad`]) after the adapters'
+    /// parameters were replaced by the transform's tracers, and again after they are
+    /// restored: a model whose forward pass runs prepared forms points their adapter
+    /// updates ([`AdaptableLinear::low_rank`]) at the current parameters here, lazily
+    /// (nothing may be evaluated). The default does nothing (a model whose forward pass
+    /// reads its parameters).
+    fn refresh_adapters(&mut self) -> Result<()> {
         Ok(())
     }
 }

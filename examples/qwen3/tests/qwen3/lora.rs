@@ -8,7 +8,9 @@
 mod adapter_cases;
 
 use adapter_cases::{
-    assert_rows_close, batch, cases, float32_copy, floats, mlx_lm_logits, Case, TempDir,
+    adapter_gradients, assert_gradients_close, assert_rows_close, batch, cases,
+    finite_difference_error, float32_copy, floats, mlx_lm_gradients, mlx_lm_logits, to_float64,
+    Case, TempDir,
 };
 use mlx_lm::tuner::{self, Adapter};
 use mlx_lm::LanguageModel;
@@ -268,3 +270,61 @@ fn binary_logits_take_an_adapter() {
     assert!(!out.status.success());
     assert!(stderr.contains("adapter_config.json"), "{stderr}");
 }
+
+/// The training loss and its gradients with respect to the adapters equal mlx-lm's
+/// (`nn.value_and_grad` on its model with the same weights and adapter).
+#[test]
+fn adapter_gradients_match_mx_grad() {
+    super::on_cpu(|| {
+        let tmp = TempDir::new("qwen3-grad");
+        let mut checked = 0;
+        for case in cases(&lora_dir()) {
+            let Some((loss, want)) = mlx_lm_gradients(&case) else {
+                continue;
+            };
+            let mut model = adapted(&case, &tmp);
+            let (got_loss, got) = adapter_gradients(&mut model);
+            let got_loss = got_loss.item::<f32>().unwrap();
+            assert!(
+                (got_loss - loss).abs() <= 1e-5 * loss.abs(),
+                "{}: loss {got_loss} vs {loss}",
+                case.name
+            );
+            let worst = assert_gradients_close(&case.name, &got, &want);
+            eprintln!(
+                "{}: {} gradients, largest error {worst:e}",
+                case.name,
+                got.len()
+            );
+            checked += 1;
+        }
+        assert!(checked >= 2);
+    })
+}
+
+/// The gradients agree with central differences of the loss, all in float64 on the CPU
+/// (LoRA's; DoRA's magnitudes `m`, whose gradient is the loss's true derivative).
+#[test]
+fn adapter_gradients_match_finite_differences_in_float64() {
+    super::on_cpu(|| {
+        let tmp = TempDir::new("qwen3-fd");
+        let dora_m: fn(&str) -> bool = |k| k.ends_with(".m");
+        for (name, keep) in [
+            ("lora-dense", (|_| true) as fn(&str) -> bool),
+            ("dora-dense", dora_m),
+        ] {
+            let all = cases(&lora_dir());
+            let case = all.iter().find(|c| c.name == name).unwrap();
+            let mut model = adapted(case, &tmp);
+            to_float64(&mut model);
+            let err = finite_difference_error(&mut model, 3, keep);
+            eprintln!("{name}: largest finite-difference error {err:e}");
+            assert!(err < FD_TOL, "{name}: {err}");
+        }
+    })
+}
+
+/// Directional central differences against the gradient, relative to the tensor's
+/// gradient norm (bounded by the step and MLX's float32-precision float64 ops, see
+/// `finite_difference_error`); a wrong or missing gradient term is off by its own size.
+const FD_TOL: f64 = 1e-2;

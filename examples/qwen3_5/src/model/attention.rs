@@ -136,6 +136,17 @@ impl Attention {
         Ok(())
     }
 
+    /// Points the adapted layers' updates at the current parameters (see
+    /// `Linear::refresh_update`).
+    pub(crate) fn refresh_adapters(&mut self) -> Result<()> {
+        if let Some(p) = &mut self.prepared {
+            p.qkv_proj
+                .refresh_updates(&[&self.q_proj, &self.k_proj, &self.v_proj])?;
+            p.o_proj.refresh_update(&self.o_proj)?;
+        }
+        Ok(())
+    }
+
     /// The inference forms (an error before `Attention::prepare`).
     pub(crate) fn prepared(&self) -> Result<&Prepared> {
         self.prepared

@@ -156,6 +156,21 @@ impl GatedDeltaNet {
         Ok(())
     }
 
+    /// Points the adapted layers' updates at the current parameters (see
+    /// `Linear::refresh_update`).
+    pub(crate) fn refresh_adapters(&mut self) -> Result<()> {
+        if let Some(p) = &mut self.prepared {
+            p.in_proj.refresh_updates(&[
+                &self.in_proj_qkv,
+                &self.in_proj_z,
+                &self.in_proj_b,
+                &self.in_proj_a,
+            ])?;
+            p.out_proj.refresh_update(&self.out_proj)?;
+        }
+        Ok(())
+    }
+
     /// The inference forms (an error before `GatedDeltaNet::prepare`).
     pub(crate) fn prepared(&self) -> Result<&Prepared> {
         self.prepared

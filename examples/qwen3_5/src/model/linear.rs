@@ -3,7 +3,7 @@
 use crate::config::QuantParams;
 use crate::error::{Error, Result};
 use mlx_lm::kernels::cpu_gemm::{self, CpuProducts};
-use mlx_lm::tuner::LowRank;
+use mlx_lm::tuner::{AdaptableLinear, LowRank};
 use mlx_rs::{ops, Array, Dtype};
 use std::hash::{Hash, Hasher};
 
@@ -358,6 +358,31 @@ impl Projections {
     /// The parts of a joined output (`[.., Σ out]` → one `[.., out_i]` per part).
     pub fn split(&self, joined: &Array) -> Result<Vec<Array>> {
         Ok(ops::split_sections(joined, &self.splits, -1)?)
+    }
+}
+
+impl Linear {
+    /// Points an adapted layer's update at the current parameters of `layer` (its
+    /// checkpoint form), lazily: what a gradient transform needs after swapping them.
+    pub(crate) fn refresh_update(&mut self, layer: &AdaptableLinear) -> Result<()> {
+        if let (Linear::Adapted { update, .. }, Some(fresh)) = (self, layer.low_rank()?) {
+            *update = fresh;
+        }
+        Ok(())
+    }
+}
+
+impl Projections {
+    /// [`Linear::refresh_update`] for each part (`layers` in the order of the parts); a
+    /// joined form has no adapted part.
+    pub(crate) fn refresh_updates(&mut self, layers: &[&AdaptableLinear]) -> Result<()> {
+        if self.joined.is_some() {
+            return Ok(());
+        }
+        for (part, layer) in self.parts.iter_mut().zip(layers) {
+            part.refresh_update(layer)?;
+        }
+        Ok(())
     }
 }
 

@@ -57,6 +57,17 @@ impl Mlp {
         )
     }
 
+    /// Points the adapted layers' updates at the current parameters (see
+    /// `Linear::refresh_update`).
+    pub(crate) fn refresh_adapters(&mut self) -> Result<()> {
+        if let Some(p) = &mut self.prepared {
+            p.gate_up
+                .refresh_updates(&[&self.gate_proj, &self.up_proj])?;
+            p.down_proj.refresh_update(&self.down_proj)?;
+        }
+        Ok(())
+    }
+
     /// The inference forms (an error before `Mlp::prepare`).
     pub(crate) fn prepared(&self) -> Result<&Prepared> {
         self.prepared

@@ -572,6 +572,23 @@ impl Adaptable for Model {
     fn adapters_changed(&mut self) -> Result<()> {
         self.prepare()
     }
+
+    fn refresh_adapters(&mut self) -> Result<()> {
+        for layer in &mut self.language_model.model.layers {
+            if let Some(m) = &mut layer.linear_attn {
+                m.refresh_adapters()?;
+            }
+            if let Some(m) = &mut layer.self_attn {
+                m.refresh_adapters()?;
+            }
+            layer.mlp.refresh_adapters()?;
+        }
+        let lm = &mut self.language_model;
+        if let (Some(head), Some(layer)) = (&mut lm.head, &lm.lm_head) {
+            head.refresh_update(layer)?;
+        }
+        Ok(())
+    }
 }
 
 impl mlx_lm::LanguageModel for Model {

@@ -4,14 +4,20 @@
 //! of the forward pass (whole prompt, chunked and sequential prefill, the fused decode
 //! and the compiled layer steps); an adapter for another model is refused naming the first
 //! key that does not fit; `qwen3_5 fuse` writes folders that mlx-lm loads with our logits;
-//! `qwen3_5 logits --adapter-path`.
+//! `qwen3_5 logits --adapter-path`; the training loss's gradients with respect to the
+//! adapters through the reference forward pass (sequential and chunked delta rule, the
+//! conv, gated attention) against `mx.grad` of mlx-lm's model and against central
+//! differences in float64.
 
 #[path = "../../../../mlx-lm/tests/lm/adapter_cases.rs"]
 mod adapter_cases;
 
 use adapter_cases::{
-    assert_rows_close, batch, cases, float32_copy, floats, mlx_lm_logits, Case, TempDir,
+    adapter_gradients, assert_gradients_close, assert_rows_close, batch, cases,
+    finite_difference_error, float32_copy, floats, mlx_lm_gradients, mlx_lm_logits, to_float64,
+    Case, TempDir,
 };
+use mlx_lm::tuner::Adaptable;
 use mlx_lm::tuner::{self, Adapter};
 use qwen3_5::{Decode, ModelOptions, Prefill};
 use std::path::{Path, PathBuf};
@@ -216,3 +222,112 @@ fn binary_logits_take_an_adapter() {
     let row = got.len() / case.prompt.len();
     assert_rows_close("qwen3_5 logits --adapter-path", &got, &case.logits, row);
 }
+
+/// The reference forward pass (no kernels, no CPU GEMM), with the delta rule of `prefill`:
+/// what training differentiates.
+fn training_options(prefill: Prefill) -> ModelOptions {
+    ModelOptions {
+        decode: Decode::Reference,
+        prefill,
+        cpu_gemm: false,
+        compile_layers: false,
+        ..ModelOptions::for_device(&mlx_rs::Device::cpu())
+    }
+}
+
+#[test]
+fn adapter_gradients_match_mx_grad() {
+    super::common::cpu(|| {
+        let tmp = TempDir::new("qwen3_5-grad");
+        let mut checked = 0;
+        for case in cases(&lora_dir()) {
+            let Some((loss, want)) = mlx_lm_gradients(&case) else {
+                continue;
+            };
+            let prefills = [
+                ("sequential", Prefill::Sequential),
+                ("chunked (4)", Prefill::Chunked(4)),
+            ];
+            for (how, prefill) in prefills {
+                let what = format!("{} ({how} delta rule)", case.name);
+                let mut model = adapted(&case, &tmp, training_options(prefill));
+                let (got_loss, got) = adapter_gradients(&mut model);
+                let got_loss = got_loss.item::<f32>().unwrap();
+                assert!(
+                    (got_loss - loss).abs() <= 1e-5 * loss.abs(),
+                    "{what}: loss {got_loss} vs {loss}"
+                );
+                let worst = assert_gradients_close(&what, &got, &want);
+                eprintln!("{what}: {} gradients, largest error {worst:e}", got.len());
+            }
+            checked += 1;
+        }
+        assert!(checked >= 3);
+    })
+}
+
+/// Central differences of the loss in float64 on the CPU (see `finite_difference_error`;
+/// LoRA's gradients, DoRA's magnitudes).
+#[test]
+fn adapter_gradients_match_finite_differences_in_float64() {
+    super::common::cpu(|| {
+        let tmp = TempDir::new("qwen3_5-fd");
+        let all = cases(&lora_dir());
+        let dora_m: fn(&str) -> bool = |k| k.ends_with(".m");
+        let case = all.iter().find(|c| c.name == "lora-dense").unwrap();
+        let checks = [
+            ("lora", Prefill::Sequential, (|_| true) as fn(&str) -> bool),
+            ("lora", Prefill::Chunked(4), |_| true),
+            ("dora", Prefill::Sequential, dora_m),
+        ];
+        for (name, prefill, keep) in checks {
+            let mut model = if name == "lora" {
+                adapted(case, &tmp, training_options(prefill))
+            } else {
+                // DoRA on the same base (MLX's CPU conv has no float64 for the Hv > Hk
+                // fixture's shapes): layers 2 and 3 wrapped here, `lora_b` and `m` moved
+                // off their starting values.
+                let mut model =
+                    qwen3_5::load_with(base_dir(case, &tmp), training_options(prefill)).unwrap();
+                let params = tuner::LoraParameters {
+                    rank: 4,
+                    scale: 2.0,
+                    ..Default::default()
+                };
+                tuner::linear_to_lora_layers(&mut model, 2, &params, true).unwrap();
+                perturb_adapters(&mut model);
+                model
+            };
+            to_float64(&mut model);
+            model.adapters_changed().unwrap();
+            let err = finite_difference_error(&mut model, 3, keep);
+            eprintln!("{name} ({prefill:?}): largest finite-difference error {err:e}");
+            assert!(err < FD_TOL, "{name} ({prefill:?}): {err}");
+        }
+    })
+}
+
+/// Sets every `lora_b` to small random values and scales every `m` by random factors
+/// near 1, so that no gradient vanishes by symmetry.
+fn perturb_adapters(model: &mut qwen3_5::Model) {
+    use mlx_rs::nn::{Module, ParamMap, UpdateMode};
+    use mlx_rs::random;
+    let mut new = ParamMap::new();
+    for (i, (name, p)) in model.parameters().unwrap().into_iter().enumerate() {
+        let key = random::key(1000 + i as u64).unwrap();
+        let noise = random::normal(p.shape(), p.dtype(), 0.0, 1.0, Some(&key)).unwrap();
+        if name.ends_with("lora_b") {
+            new.insert(name, noise.multiply_scalar(0.05).unwrap());
+        } else if name.ends_with(".m") {
+            let factor = noise.multiply_scalar(0.1).unwrap().add_scalar(1.0).unwrap();
+            new.insert(name, p.multiply(&factor).unwrap());
+        }
+    }
+    model.update(&new, UpdateMode::Partial).unwrap();
+    model.adapters_changed().unwrap();
+}
+
+/// Directional central differences against the gradient, relative to the tensor's
+/// gradient norm (bounded by the step and MLX's float32-precision float64 ops, see
+/// `finite_difference_error`); a wrong or missing term is off by its own size.
+const FD_TOL: f64 = 1e-2;
