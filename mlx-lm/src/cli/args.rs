@@ -41,6 +41,8 @@ pub enum Command<O: Args> {
     Serve(super::serve::ServeArgs<O>),
     /// Merge a fine-tuned adapter into the weights and save the model (mlx_lm.fuse).
     Fuse(super::fuse::FuseArgs<O>),
+    /// Fine-tune LoRA or DoRA adapters on jsonl data (mlx_lm.lora's flags).
+    Lora(super::lora::LoraArgs<O>),
 }
 
 /// Parses `args` (the program name first) into the command of model `M`.

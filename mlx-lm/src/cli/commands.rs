@@ -32,6 +32,7 @@ pub fn run<M: ModelCli>(command: Command<M::Options>) -> Result<()> {
         #[cfg(feature = "serve")]
         Command::Serve(args) => super::serve::run::<M>(args),
         Command::Fuse(args) => super::fuse::run::<M>(args),
+        Command::Lora(args) => super::lora::run::<M>(args),
     }
 }
 

@@ -23,7 +23,9 @@
 //! - `serve` (feature `serve`): the OpenAI-compatible server of `crate::serve` on the
 //!   model folder, until Ctrl-C;
 //! - `fuse`: a fine-tuned adapter merged into the weights, saved as a model folder that
-//!   mlx-lm and these commands load (mlx-lm's `mlx_lm.fuse`).
+//!   mlx-lm and these commands load (mlx-lm's `mlx_lm.fuse`);
+//! - `lora`: LoRA or DoRA fine-tuning on jsonl data (mlx-lm's `mlx_lm.lora`, its flag
+//!   names), the adapter written in mlx-lm's format.
 //!
 //! `generate`, `chat`, `logits` and `serve` take `--adapter-path DIR`: an adapter in
 //! mlx-lm's format ([`crate::tuner::Adapter`]) applied to the model after loading.
@@ -44,6 +46,7 @@ mod bench;
 mod commands;
 mod device;
 mod fuse;
+mod lora;
 pub mod npy;
 pub mod progress;
 #[cfg(feature = "serve")]
@@ -127,6 +130,12 @@ pub trait ModelCli {
     /// Loads the model of a folder (`config.json` and weights) on MLX's default device,
     /// which the command line has already chosen (`--device`).
     fn load(dir: &Path, options: &Self::Options) -> Result<Self::Model>;
+
+    /// Loads the model for training (`lora`): a forward pass that MLX can differentiate
+    /// (no products done outside MLX's graph). The default is [`load`](ModelCli::load).
+    fn load_for_training(dir: &Path, options: &Self::Options) -> Result<Self::Model> {
+        Self::load(dir, options)
+    }
 
     /// Builds the model of `config` (a `config.json` document) with random weights, for
     /// `bench`. `config` has mlx-lm's `quantization` block (`{"group_size": 64, "bits":

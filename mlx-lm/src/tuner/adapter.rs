@@ -244,6 +244,16 @@ impl Adapter {
     /// (keys sorted, indented) and the weights.
     pub fn save(&self, dir: impl AsRef<Path>) -> Result<()> {
         let dir = dir.as_ref();
+        self.save_config(dir)?;
+        let weights_path = dir.join(WEIGHTS_FILE);
+        mlx_rs::io::save_safetensors(&weights_path, self.weights.iter(), [("format", "mlx")])
+            .map_err(|e| Error::Weights(format!("{}: {e}", weights_path.display())))?;
+        Ok(())
+    }
+
+    /// Writes only `adapter_config.json` into `dir` (made if missing).
+    pub fn save_config(&self, dir: impl AsRef<Path>) -> Result<()> {
+        let dir = dir.as_ref();
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let config_path = dir.join(CONFIG_FILE);
         let text =
@@ -251,11 +261,7 @@ impl Adapter {
                 path: config_path.clone(),
                 source: e,
             })?;
-        std::fs::write(&config_path, text).map_err(|e| Error::io(&config_path, e))?;
-        let weights_path = dir.join(WEIGHTS_FILE);
-        mlx_rs::io::save_safetensors(&weights_path, self.weights.iter(), [("format", "mlx")])
-            .map_err(|e| Error::Weights(format!("{}: {e}", weights_path.display())))?;
-        Ok(())
+        std::fs::write(&config_path, text).map_err(|e| Error::io(&config_path, e))
     }
 
     /// The adapter of `model` as it is now ([`adapter_weights`]) with `config`.
@@ -436,9 +442,28 @@ pub fn apply_adapter<M: Adaptable + ?Sized>(model: &mut M, adapter: &Adapter) ->
         let dora = config.fine_tune_type == FineTuneType::Dora;
         linear_to_lora_layers(model, config.num_layers, params, dora)?;
     }
+    check_and_set(model, &adapter.weights, full)?;
+    model.eval()?;
+    model.adapters_changed()
+}
+
+/// Sets adapter weights (`lora_a`, `lora_b`, `m`) of a model whose layers are already
+/// wrapped, e.g. to resume training from a checkpoint file, with the checks of
+/// [`apply_adapter`]; the model is told ([`Adaptable::adapters_changed`]).
+pub fn load_adapter_weights<M: Adaptable + ?Sized>(
+    model: &mut M,
+    weights: &ParamMap,
+) -> Result<()> {
+    check_and_set(model, weights, false)?;
+    model.adapters_changed()
+}
+
+/// Checks that every tensor of `weights` is an adapter parameter of `model` (any
+/// parameter when `full`) of the same shape, then sets them as they are.
+fn check_and_set<M: Module + ?Sized>(model: &mut M, weights: &ParamMap, full: bool) -> Result<()> {
     let params = model.parameters()?;
     let mut errors = Vec::new();
-    for (name, w) in &adapter.weights {
+    for (name, w) in weights {
         match params.get(name) {
             Some(p) if full || is_adapter_parameter(name) => {
                 if p.shape() != w.shape() {
@@ -458,9 +483,7 @@ pub fn apply_adapter<M: Adaptable + ?Sized>(model: &mut M, adapter: &Adapter) ->
             errors.len()
         )));
     }
-    set_parameters(model, &adapter.weights)?;
-    model.eval()?;
-    model.adapters_changed()
+    set_parameters(model, weights)
 }
 
 /// Sets the parameters named in `arrays` to them as they are (shapes already checked).

@@ -8,7 +8,10 @@
 //! - [`AdaptableLinear`]: the field type of a model's linear layers (the base, or one of
 //!   the two above), which the functions below find and swap in place;
 //! - [`Adapter`] (`adapter_config.json` + `adapters.safetensors`), [`apply_adapter`]
-//!   (mlx-lm's `load_adapters`), [`linear_to_lora_layers`], [`fuse`], [`adapter_weights`].
+//!   (mlx-lm's `load_adapters`), [`linear_to_lora_layers`], [`fuse`], [`adapter_weights`];
+//! - training: [`value_and_grad`] (gradients with respect to the adapters, also through a
+//!   model's prepared forms), [`default_loss`], [`datasets`] (mlx-lm's jsonl formats) and
+//!   [`trainer`] (the loop: batches, validation, reports, checkpoints).
 //!
 //! A model opts in by using [`AdaptableLinear`] for its linear layers and implementing
 //! [`Adaptable`] (where its decoder layers are):
@@ -37,14 +40,17 @@
 //! ```
 
 mod adapter;
+pub mod datasets;
 mod dora;
 mod layer;
 mod lora;
 mod train;
+pub mod trainer;
 
 pub use adapter::{
-    adapter_weights, apply_adapter, freeze_all_but_adapters, fuse, linear_to_lora_layers, Adapter,
-    AdapterConfig, FineTuneType, LoraParameters, CONFIG_FILE, WEIGHTS_FILE,
+    adapter_weights, apply_adapter, freeze_all_but_adapters, fuse, linear_to_lora_layers,
+    load_adapter_weights, Adapter, AdapterConfig, FineTuneType, LoraParameters, CONFIG_FILE,
+    WEIGHTS_FILE,
 };
 pub use dora::DoraLinear;
 pub use layer::{AdaptableLinear, LowRank};

@@ -18,7 +18,9 @@ use super::Adaptable;
 /// swapped for the transform's tracers and back ([`Adaptable::refresh_adapters`]), so a
 /// model whose forward pass runs prepared forms (Qwen 3.5) differentiates through its
 /// adapters. Only the parameters that forms read are differentiated correctly: train the
-/// adapters (LoRA, DoRA), not the prepared base weights.
+/// adapters (LoRA, DoRA), not the prepared base weights. The forward pass must stay in
+/// MLX's graph: products computed outside it (Qwen 3.5's CPU GEMM) pass no gradient, so
+/// load such a model with its training options.
 ///
 /// # Errors
 /// No trainable parameter; the loss's errors.

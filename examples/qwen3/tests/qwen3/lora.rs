@@ -328,3 +328,234 @@ fn adapter_gradients_match_finite_differences_in_float64() {
 /// gradient norm (bounded by the step and MLX's float32-precision float64 ops, see
 /// `finite_difference_error`); a wrong or missing gradient term is off by its own size.
 const FD_TOL: f64 = 1e-2;
+
+// ---- training: `qwen3 lora` ------------------------------------------------------------
+
+/// A float32 base with the tiny character tokenizer (ids below the fixture's vocabulary)
+/// and a data folder of short sentences that a small adapter can learn.
+fn training_setup(tmp: &TempDir) -> (PathBuf, PathBuf) {
+    let base = tmp.0.join("base");
+    float32_copy(&super::fixtures().join("bf16-tied"), &base);
+    let tokenizer =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../qwen3_5/tests/fixtures/char-tokenizer");
+    for f in ["tokenizer.json", "tokenizer_config.json"] {
+        std::fs::copy(tokenizer.join(f), base.join(f)).unwrap();
+    }
+    let data = tmp.0.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let line = |i: usize| {
+        let animal = ["cat", "dog", "owl", "fox"][i % 4];
+        serde_json::json!({ "text": format!("the {animal} sat on the mat by the door.") })
+            .to_string()
+    };
+    let lines =
+        |range: std::ops::Range<usize>| -> String { range.map(|i| line(i) + "\n").collect() };
+    std::fs::write(data.join("train.jsonl"), lines(0..8)).unwrap();
+    std::fs::write(data.join("valid.jsonl"), lines(8..12)).unwrap();
+    std::fs::write(data.join("test.jsonl"), lines(12..16)).unwrap();
+    (base, data)
+}
+
+fn qwen3_lora(args: &[&std::ffi::OsStr]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_qwen3"))
+        .arg("lora")
+        .args(["--device", "cpu"])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// The `Val loss` values printed, in order.
+fn val_losses(stdout: &str) -> Vec<f32> {
+    stdout
+        .lines()
+        .filter_map(|l| l.split("Val loss ").nth(1))
+        .map(|rest| rest.split(',').next().unwrap().parse().unwrap())
+        .collect()
+}
+
+/// `qwen3 lora` trains an adapter on text data: the validation loss falls, reports and
+/// checkpoints are written as mlx-lm writes them, and mlx-lm loads the adapter with the
+/// same logits as ours.
+#[test]
+fn lora_trains_an_adapter_that_mlx_lm_loads() {
+    let tmp = TempDir::new("qwen3-train");
+    let (base, data) = training_setup(&tmp);
+    let out = tmp.0.join("adapter");
+    let run = qwen3_lora(&[
+        "--model".as_ref(),
+        base.as_os_str(),
+        "--train".as_ref(),
+        "--test".as_ref(),
+        "--data".as_ref(),
+        data.as_os_str(),
+        "--adapter-path".as_ref(),
+        out.as_os_str(),
+        "--iters".as_ref(),
+        "24".as_ref(),
+        "--batch-size".as_ref(),
+        "2".as_ref(),
+        "--num-layers".as_ref(),
+        "-1".as_ref(),
+        "--rank".as_ref(),
+        "4".as_ref(),
+        "--scale".as_ref(),
+        "2".as_ref(),
+        "--learning-rate".as_ref(),
+        "1e-2".as_ref(),
+        "--steps-per-report".as_ref(),
+        "8".as_ref(),
+        "--steps-per-eval".as_ref(),
+        "12".as_ref(),
+        "--save-every".as_ref(),
+        "12".as_ref(),
+    ]);
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stderr}\n{stdout}");
+    let vals = val_losses(&stdout);
+    assert_eq!(vals.len(), 3, "validation at steps 0, 12 and 24: {stdout}");
+    assert!(
+        vals[2] < 0.8 * vals[0],
+        "the validation loss falls: {vals:?}\n{stdout}"
+    );
+    assert!(stdout.contains("Iter 24: Train loss"), "{stdout}");
+    assert!(
+        stdout.contains("Tokens/sec") && stdout.contains("Peak mem"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("Test loss"), "{stdout}");
+    for f in [
+        "adapters.safetensors",
+        "adapter_config.json",
+        "0000012_adapters.safetensors",
+        "0000024_adapters.safetensors",
+    ] {
+        assert!(out.join(f).is_file(), "{f}");
+    }
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("adapter_config.json")).unwrap())
+            .unwrap();
+    assert_eq!(config["fine_tune_type"], "lora");
+    assert_eq!(config["num_layers"], -1);
+    assert_eq!(config["lora_parameters"]["rank"], 4);
+
+    // mlx-lm loads what we trained and computes the same logits.
+    let prompt = [10, 20, 30, 40, 50, 60];
+    let ours = super::on_cpu(|| {
+        let mut model = qwen3::load(&base).unwrap();
+        tuner::apply_adapter(&mut model, &Adapter::load(&out).unwrap()).unwrap();
+        logits(&model, &prompt)
+    });
+    let theirs = mlx_lm_logits(&base, &prompt, Some(&out));
+    let row = ours.len() / prompt.len();
+    assert_rows_close("a trained adapter in mlx-lm", &ours, &theirs, row);
+}
+
+/// Bad data: a malformed line (its number in the error), an empty training set, a line
+/// without the format's keys; sequences longer than --max-seq-length are truncated with a
+/// warning.
+#[test]
+fn lora_reports_bad_data_with_the_line() {
+    let tmp = TempDir::new("qwen3-train-bad");
+    let (base, data) = training_setup(&tmp);
+    let out = tmp.0.join("out");
+    let run_on = |data: &Path, extra: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_qwen3"))
+            .args(["lora", "--device", "cpu", "--train", "--model"])
+            .arg(&base)
+            .arg("--data")
+            .arg(data)
+            .arg("--adapter-path")
+            .arg(&out)
+            .args([
+                "--iters",
+                "1",
+                "--batch-size",
+                "2",
+                "--rank",
+                "2",
+                "--num-layers",
+                "-1",
+            ])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let err = |run: &std::process::Output| String::from_utf8_lossy(&run.stderr).to_string();
+
+    let bad = tmp.0.join("bad");
+    std::fs::create_dir_all(&bad).unwrap();
+    let good = std::fs::read_to_string(data.join("train.jsonl")).unwrap();
+    let mut lines: Vec<&str> = good.lines().collect();
+    lines.insert(2, "{\"text\": \"unterminated");
+    std::fs::write(bad.join("train.jsonl"), lines.join("\n")).unwrap();
+    let run = run_on(&bad, &[]);
+    assert!(!run.status.success());
+    assert!(err(&run).contains("train.jsonl:3"), "{}", err(&run));
+
+    std::fs::write(bad.join("train.jsonl"), "\n").unwrap();
+    let run = run_on(&bad, &[]);
+    assert!(!run.status.success());
+    assert!(err(&run).contains("empty"), "{}", err(&run));
+
+    std::fs::write(
+        bad.join("train.jsonl"),
+        "{\"text\": \"a\"}\n{\"prompt\": \"b\"}\n",
+    )
+    .unwrap();
+    let run = run_on(&bad, &[]);
+    assert!(
+        err(&run).contains("train.jsonl:2") && err(&run).contains("`text`"),
+        "{}",
+        err(&run)
+    );
+
+    let run = run_on(&data, &["--max-seq-length", "16"]);
+    assert!(run.status.success(), "{}", err(&run));
+    assert!(err(&run).contains("truncated to 16"), "{}", err(&run));
+}
+
+/// A loss that turns NaN stops training with a message naming the step, and the last
+/// checkpoint stays.
+#[test]
+fn lora_stops_on_a_nan_loss_and_keeps_the_last_checkpoint() {
+    let tmp = TempDir::new("qwen3-train-nan");
+    let (base, data) = training_setup(&tmp);
+    let out = tmp.0.join("adapter");
+    let run = qwen3_lora(&[
+        "--model".as_ref(),
+        base.as_os_str(),
+        "--train".as_ref(),
+        "--data".as_ref(),
+        data.as_os_str(),
+        "--adapter-path".as_ref(),
+        out.as_os_str(),
+        "--iters".as_ref(),
+        "6".as_ref(),
+        "--batch-size".as_ref(),
+        "2".as_ref(),
+        "--optimizer".as_ref(),
+        "sgd".as_ref(),
+        "--num-layers".as_ref(),
+        "2".as_ref(),
+        "--learning-rate".as_ref(),
+        "1e30".as_ref(),
+        "--save-every".as_ref(),
+        "1".as_ref(),
+    ]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("the training loss is") && stderr.contains("at step"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("is kept in"), "{stderr}");
+    assert!(out.join("0000001_adapters.safetensors").is_file());
+    // The kept adapter is finite.
+    let kept = mlx_rs::io::load_safetensors(out.join("adapters.safetensors")).unwrap();
+    for (k, v) in kept.arrays {
+        let v = floats(&v);
+        assert!(v.iter().all(|x| x.is_finite()), "{k}");
+    }
+}
