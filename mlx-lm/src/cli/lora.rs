@@ -152,7 +152,7 @@ pub fn run<M: ModelCli>(args: LoraArgs<M::Options>) -> Result<()> {
     let template = ChatTemplate::from_model_dir(&dir).ok();
     let data_options = DataOptions {
         mask_prompt: args.mask_prompt,
-        eos: Some(tokenizer.specials().end_of_text),
+        eos: Some(eos_token(&dir, &tokenizer)),
     };
     eprintln!("loading datasets from {}", args.data.display());
     let [train, valid, test] =
@@ -267,6 +267,21 @@ pub fn run<M: ModelCli>(args: LoraArgs<M::Options>) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The id of `tokenizer_config.json`'s `eos_token` (what mlx-lm appends to text
+/// examples), else the end-of-text token.
+fn eos_token(dir: &std::path::Path, tokenizer: &Tokenizer) -> u32 {
+    let config = std::fs::read_to_string(dir.join("tokenizer_config.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
+    let name = config.as_ref().and_then(|c| match &c["eos_token"] {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Object(o) => o.get("content")?.as_str().map(str::to_string),
+        _ => None,
+    });
+    name.and_then(|n| tokenizer.token_to_id(&n))
+        .unwrap_or(tokenizer.specials().end_of_text)
 }
 
 /// Prints a report line in mlx-lm's words.

@@ -366,3 +366,143 @@ fn adapter_config_round_trips_and_bad_ones_are_named() {
     )
     .is_ok());
 }
+
+/// Data lines become the tokens and prompt offsets mlx-lm's `ChatDataset`,
+/// `CompletionsDataset` and `TextDataset` make of them (run live, with transformers'
+/// tokenizer on the same tiny tokenizer and chat template), with and without
+/// `mask_prompt`; a malformed line is named by its number.
+#[test]
+fn datasets_tokenize_as_mlx_lm_does() {
+    use mlx_lm::tuner::datasets::{load_examples, DataOptions};
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/qwen3_5/tests/fixtures/char-tokenizer");
+    let tokenizer = mlx_lm::tokenizer::Tokenizer::from_model_dir(&dir).unwrap();
+    let template = mlx_lm::chat::ChatTemplate::from_model_dir(&dir).unwrap();
+    let eos = tokenizer.token_to_id("<|im_end|>").unwrap();
+    let tmp = std::env::temp_dir().join(format!("lm-datasets-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let files = [
+        (
+            "chat",
+            vec![
+                serde_json::json!({"messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi there"}, {"role": "assistant", "content": "hello!"}]}),
+                serde_json::json!({"messages": [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}]}),
+            ],
+        ),
+        (
+            "completions",
+            vec![serde_json::json!({"prompt": "sky?", "completion": "blue.", "extra": 1})],
+        ),
+        (
+            "text",
+            vec![serde_json::json!({"text": "plain text, no template"})],
+        ),
+    ];
+    const SCRIPT: &str = r#"
+import json, sys
+from transformers import AutoTokenizer
+from mlx_lm.tuner.datasets import create_dataset
+import types
+tok = AutoTokenizer.from_pretrained(sys.argv[1])
+out = {}
+for name in sys.argv[3:]:
+    rows = [json.loads(l) for l in open(f"{sys.argv[2]}/{name}.jsonl")]
+    for mask in (False, True):
+        if name == "text" and mask:
+            continue
+        ds = create_dataset(rows, tok, types.SimpleNamespace(mask_prompt=mask))
+        out[f"{name}-{str(mask).lower()}"] = [list(ds.process(ds[i])) for i in range(len(ds))]
+print(json.dumps(out))
+"#;
+    for (name, rows) in &files {
+        let text: String = rows.iter().map(|r| r.to_string() + "\n").collect();
+        std::fs::write(tmp.join(format!("{name}.jsonl")), text).unwrap();
+    }
+    let out = oracle::python()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .args(["-c", SCRIPT])
+        .arg(&dir)
+        .arg(&tmp)
+        .args(["chat", "completions", "text"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let want: Value = serde_json::from_slice(&out.stdout).unwrap();
+    for (name, _) in &files {
+        for mask in [false, true] {
+            if *name == "text" && mask {
+                continue;
+            }
+            let options = DataOptions {
+                mask_prompt: mask,
+                eos: Some(eos),
+            };
+            let got = load_examples(
+                &tmp.join(format!("{name}.jsonl")),
+                &tokenizer,
+                Some(&template),
+                &options,
+            )
+            .unwrap();
+            let want = want[format!("{name}-{mask}")].as_array().unwrap();
+            assert_eq!(got.len(), want.len(), "{name}");
+            for (g, w) in got.iter().zip(want) {
+                let ids: Vec<u32> = w[0]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|x| x.as_u64().unwrap() as u32)
+                    .collect();
+                assert_eq!(g.tokens, ids, "{name} (mask {mask}): tokens");
+                assert_eq!(
+                    g.offset as u64,
+                    w[1].as_u64().unwrap(),
+                    "{name} (mask {mask}): offset"
+                );
+                assert!(!mask || g.offset > 0, "{name}: a masked prompt");
+            }
+        }
+    }
+
+    // A malformed line, by number; text data refuses prompt masking.
+    std::fs::write(
+        tmp.join("bad.jsonl"),
+        "{\"text\": \"a\"}\n\n{\"text\": 3}\n",
+    )
+    .unwrap();
+    let err = load_examples(
+        &tmp.join("bad.jsonl"),
+        &tokenizer,
+        None,
+        &DataOptions::default(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("bad.jsonl:3") && err.contains("not a string"),
+        "{err}"
+    );
+    std::fs::write(tmp.join("bad.jsonl"), "[1, 2]\n").unwrap();
+    let err = load_examples(
+        &tmp.join("bad.jsonl"),
+        &tokenizer,
+        None,
+        &DataOptions::default(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("bad.jsonl:1") && err.contains("not a JSON object"),
+        "{err}"
+    );
+    let masked = DataOptions {
+        mask_prompt: true,
+        eos: None,
+    };
+    assert!(load_examples(&tmp.join("text.jsonl"), &tokenizer, None, &masked).is_err());
+    let _ = std::fs::remove_dir_all(&tmp);
+}

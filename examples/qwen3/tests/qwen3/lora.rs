@@ -559,3 +559,67 @@ fn lora_stops_on_a_nan_loss_and_keeps_the_last_checkpoint() {
         assert!(v.iter().all(|x| x.is_finite()), "{k}");
     }
 }
+
+/// `--test` alone evaluates the adapter at `--adapter-path`, and `--resume-adapter-file`
+/// starts from a checkpoint: the resumed run's first validation (before any update) and
+/// the test of the saved adapter give the loss the first run's test gave after training
+/// (the validation and test sets hold the same lines here).
+#[test]
+fn lora_tests_and_resumes_from_a_checkpoint() {
+    let tmp = TempDir::new("qwen3-train-resume");
+    let (base, data) = training_setup(&tmp);
+    assert_eq!(
+        std::fs::read_to_string(data.join("valid.jsonl")).unwrap(),
+        std::fs::read_to_string(data.join("test.jsonl")).unwrap()
+    );
+    let out = tmp.0.join("adapter");
+    let run = |extra: &[&str]| {
+        let run = std::process::Command::new(env!("CARGO_BIN_EXE_qwen3"))
+            .args(["lora", "--device", "cpu", "--model"])
+            .arg(&base)
+            .arg("--data")
+            .arg(&data)
+            .arg("--adapter-path")
+            .arg(&out)
+            .args(["--batch-size", "2", "--num-layers", "-1", "--rank", "4"])
+            .args(["--learning-rate", "1e-2", "--steps-per-eval", "8"])
+            .args(extra)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&run.stdout).to_string();
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        stdout
+    };
+    let test_loss = |stdout: &str| -> String {
+        let line = stdout.lines().find(|l| l.starts_with("Test loss")).unwrap();
+        line.split(',')
+            .next()
+            .unwrap()
+            .trim_start_matches("Test loss ")
+            .to_string()
+    };
+    let trained = run(&["--train", "--test", "--iters", "8"]);
+    let after = test_loss(&trained);
+    assert_eq!(
+        test_loss(&run(&["--test"])),
+        after,
+        "--test on the saved adapter"
+    );
+
+    let checkpoint = tmp.0.join("checkpoint.safetensors");
+    std::fs::copy(out.join("adapters.safetensors"), &checkpoint).unwrap();
+    let resumed = run(&[
+        "--train",
+        "--iters",
+        "1",
+        "--resume-adapter-file",
+        checkpoint.to_str().unwrap(),
+    ]);
+    let first_val = format!("{:.3}", val_losses(&resumed)[0]);
+    assert_eq!(first_val, after, "{resumed}");
+    assert!(val_losses(&trained)[0] > val_losses(&resumed)[0] + 1.0);
+}
