@@ -506,3 +506,50 @@ print(json.dumps(out))
     assert!(load_examples(&tmp.join("text.jsonl"), &tokenizer, None, &masked).is_err());
     let _ = std::fs::remove_dir_all(&tmp);
 }
+
+/// Batches as mlx-lm's `iterate_batches` makes them: examples sorted by length, a last
+/// partial batch dropped, rows padded to one plus a multiple of 32 (at most the longest
+/// allowed), longer sequences truncated with a warning, `(offset, length)` per row.
+#[test]
+fn batches_are_sorted_padded_and_truncated_as_mlx_lm_makes_them() {
+    use mlx_lm::tuner::datasets::Example;
+    use mlx_lm::tuner::trainer::batches;
+    let ex = |n: usize, offset: usize| Example {
+        tokens: (1..=n as u32).collect(),
+        offset,
+    };
+    let data = vec![ex(40, 0), ex(5, 2), ex(33, 0), ex(7, 3), ex(100, 0)];
+    let mut warnings = Vec::new();
+    let got = batches(&data, 2, 64, 7, &mut |w| warnings.push(w)).unwrap();
+    assert_eq!(
+        got.len(),
+        2,
+        "five examples, batches of two: the longest is dropped"
+    );
+    let mut shapes: Vec<(Vec<i32>, Vec<i32>)> = got
+        .iter()
+        .map(|b| (b.ids.shape().to_vec(), b.lengths.to_vec::<i32>().unwrap()))
+        .collect();
+    shapes.sort();
+    // Lengths 5 and 7 pad to 33; 33 and 40 to 65, cut to the limit of 64.
+    assert_eq!(shapes[0], (vec![2, 33], vec![2, 5, 3, 7]));
+    assert_eq!(shapes[1], (vec![2, 64], vec![0, 33, 0, 40]));
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let short = batches(&data, 2, 20, 7, &mut |w| warnings.push(w)).unwrap();
+    assert!(short.iter().all(|b| b.ids.dim(1) <= 20));
+    assert!(
+        warnings.iter().any(|w| w.contains("truncated to 20")),
+        "{warnings:?}"
+    );
+    let first = |b: &mlx_lm::tuner::trainer::Batch| b.ids.to_vec::<i32>().unwrap();
+    let again = batches(&data, 2, 64, 7, &mut |_| {}).unwrap();
+    assert_eq!(
+        first(&got[0]),
+        first(&again[0]),
+        "the same seed, the same order"
+    );
+    assert!(
+        batches(&data, 6, 64, 0, &mut |_| {}).is_err(),
+        "fewer examples than a batch"
+    );
+}

@@ -6,7 +6,8 @@
 //! - Layers: [`Linear`], [`QuantizedLinear`], [`Embedding`], [`QuantizedEmbedding`],
 //!   [`RmsNorm`], [`LayerNorm`], [`Rope`], [`Conv1d`], [`Conv2d`], [`Dropout`],
 //!   [`MultiHeadAttention`], and [`Sequential`] to chain them; swapping layers for their
-//!   quantized forms in place with [`quantize`] ([`MaybeQuantized`]).
+//!   quantized forms in place with [`quantize`] ([`MaybeQuantized`]) and back with
+//!   [`dequantize`].
 //! - Activations ([`silu`], [`gelu`], [`relu`], [`swiglu`], …, compiled as in Python) and
 //!   their layer forms ([`Relu`], [`Silu`], [`Gelu`], …).
 //! - Losses: [`cross_entropy`], [`binary_cross_entropy`], [`mse_loss`], [`l1_loss`],
