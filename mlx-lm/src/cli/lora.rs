@@ -13,7 +13,7 @@ use crate::hub::{self, HubOptions};
 use crate::tokenizer::Tokenizer;
 use crate::tuner::datasets::{load_local_dataset, DataOptions};
 use crate::tuner::trainer::{self, Event, TrainingArgs};
-use crate::tuner::{self, Adapter, AdapterConfig, FineTuneType, LoraParameters};
+use crate::tuner::{self, AdapterConfig, FineTuneType, LoraParameters};
 
 /// `--fine-tune-type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -22,6 +22,8 @@ pub enum FineTune {
     Lora,
     /// Weight-decomposed low-rank updates.
     Dora,
+    /// The last `--num-layers` layers' own weights (models whose forward pass reads them).
+    Full,
 }
 
 /// `--optimizer`.
@@ -192,35 +194,36 @@ pub fn run<M: ModelCli>(args: LoraArgs<M::Options>) -> Result<()> {
             dropout: args.dropout,
             keys: None,
         };
-        let dora = args.fine_tune_type == FineTune::Dora;
-        let wrapped = tuner::linear_to_lora_layers(&mut model, args.num_layers, &params, dora)?;
-        if let Some(file) = &args.resume_adapter_file {
-            let loaded = mlx_rs::io::load_safetensors(file)
-                .with_context(|| format!("cannot read {}", file.display()))?;
-            let adapter = Adapter {
-                config: AdapterConfig::default(),
-                weights: loaded.arrays.into_iter().collect(),
-            };
-            tuner::load_adapter_weights(&mut model, &adapter.weights)
-                .with_context(|| format!("cannot resume from {}", file.display()))?;
-            eprintln!("resuming from {}", file.display());
-        }
-        let trainable = tuner::freeze_all_but_adapters(&mut model)?;
-        let (total, adapters) = parameter_counts(&model)?;
+        let (fine_tune_type, trainable) = match args.fine_tune_type {
+            FineTune::Full => {
+                let n = tuner::unfreeze_last_layers(&mut model, args.num_layers)?;
+                resume::<M>(&mut model, args.resume_adapter_file.as_deref(), true)?;
+                (FineTuneType::Full, n)
+            }
+            kind => {
+                let dora = kind == FineTune::Dora;
+                tuner::linear_to_lora_layers(&mut model, args.num_layers, &params, dora)?;
+                resume::<M>(&mut model, args.resume_adapter_file.as_deref(), false)?;
+                let n = tuner::freeze_all_but_adapters(&mut model)?;
+                let kind = if dora {
+                    FineTuneType::Dora
+                } else {
+                    FineTuneType::Lora
+                };
+                (kind, n)
+            }
+        };
+        let (total, trained) = parameter_counts(&model)?;
         eprintln!(
-            "{wrapped} layers adapted; trainable parameters: {:.3}% ({:.3}M/{:.3}M) in {trainable} tensors",
-            100.0 * adapters as f64 / total as f64,
-            adapters as f64 / 1e6,
+            "trainable parameters: {:.3}% ({:.3}M/{:.3}M) in {trainable} tensors",
+            100.0 * trained as f64 / total as f64,
+            trained as f64 / 1e6,
             total as f64 / 1e6
         );
         let config = AdapterConfig {
-            fine_tune_type: if dora {
-                FineTuneType::Dora
-            } else {
-                FineTuneType::Lora
-            },
+            fine_tune_type,
             num_layers: args.num_layers,
-            lora_parameters: Some(params),
+            lora_parameters: (fine_tune_type != FineTuneType::Full).then_some(params),
             extra: run_record(&args),
         };
         let mut optimizer = make_optimizer(&args)?;
@@ -282,6 +285,25 @@ fn eos_token(dir: &std::path::Path, tokenizer: &Tokenizer) -> u32 {
     });
     name.and_then(|n| tokenizer.token_to_id(&n))
         .unwrap_or(tokenizer.specials().end_of_text)
+}
+
+/// Loads the weights of a checkpoint file (`--resume-adapter-file`) into the model being
+/// trained: adapter parameters, or (`full`) any parameter.
+fn resume<M: ModelCli>(
+    model: &mut M::Model,
+    file: Option<&std::path::Path>,
+    full: bool,
+) -> Result<()> {
+    let Some(file) = file else {
+        return Ok(());
+    };
+    let loaded = mlx_rs::io::load_safetensors(file)
+        .with_context(|| format!("cannot read {}", file.display()))?;
+    let weights = loaded.arrays.into_iter().collect();
+    tuner::load_adapter_weights(model, &weights, full)
+        .with_context(|| format!("cannot resume from {}", file.display()))?;
+    eprintln!("resuming from {}", file.display());
+    Ok(())
 }
 
 /// Prints a report line in mlx-lm's words.

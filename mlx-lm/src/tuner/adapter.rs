@@ -314,6 +314,36 @@ pub fn freeze_all_but_adapters<M: Module + ?Sized>(model: &mut M) -> Result<usiz
     Ok(f.0)
 }
 
+/// Freezes `model` except its last `num_layers` decoder layers (0 or less: all), for full
+/// fine-tuning as mlx-lm does it (quantized weights stay frozen). Returns the number of
+/// trainable parameters.
+///
+/// # Errors
+/// The model cannot be fully fine-tuned ([`Adaptable::supports_full_fine_tuning`]).
+pub fn unfreeze_last_layers<M: Adaptable + ?Sized>(
+    model: &mut M,
+    num_layers: i32,
+) -> Result<usize> {
+    if !model.supports_full_fine_tuning() {
+        return Err(Error::InvalidArgument(
+            "this model cannot be fully fine-tuned (its forward pass runs forms prepared \
+             from its weights at load); train LoRA or DoRA adapters instead"
+                .into(),
+        ));
+    }
+    let total = model.num_layers();
+    let first = match usize::try_from(num_layers) {
+        Ok(n) if n > 0 => total.saturating_sub(n),
+        _ => 0,
+    };
+    model.freeze()?;
+    let layers = model.layers_path();
+    for i in first..total {
+        model.unfreeze_prefix(&format!("{layers}.{i}"))?;
+    }
+    Ok(model.trainable_parameters()?.len())
+}
+
 /// Every [`AdaptableLinear`] of `model`, by dotted path, in walk order.
 fn slot_paths<M: Module + ?Sized>(model: &mut M) -> Result<Vec<(String, bool)>> {
     struct Paths(Vec<(String, bool)>);
@@ -447,14 +477,15 @@ pub fn apply_adapter<M: Adaptable + ?Sized>(model: &mut M, adapter: &Adapter) ->
     model.adapters_changed()
 }
 
-/// Sets adapter weights (`lora_a`, `lora_b`, `m`) of a model whose layers are already
-/// wrapped, e.g. to resume training from a checkpoint file, with the checks of
-/// [`apply_adapter`]; the model is told ([`Adaptable::adapters_changed`]).
+/// Sets adapter weights (`lora_a`, `lora_b`, `m`; with `full`, any parameter) of a model
+/// whose layers are already wrapped, e.g. to resume training from a checkpoint file, with
+/// the checks of [`apply_adapter`]; the model is told ([`Adaptable::adapters_changed`]).
 pub fn load_adapter_weights<M: Adaptable + ?Sized>(
     model: &mut M,
     weights: &ParamMap,
+    full: bool,
 ) -> Result<()> {
-    check_and_set(model, weights, false)?;
+    check_and_set(model, weights, full)?;
     model.adapters_changed()
 }
 

@@ -49,8 +49,8 @@ pub mod trainer;
 
 pub use adapter::{
     adapter_weights, apply_adapter, freeze_all_but_adapters, fuse, linear_to_lora_layers,
-    load_adapter_weights, Adapter, AdapterConfig, FineTuneType, LoraParameters, CONFIG_FILE,
-    WEIGHTS_FILE,
+    load_adapter_weights, unfreeze_last_layers, Adapter, AdapterConfig, FineTuneType,
+    LoraParameters, CONFIG_FILE, WEIGHTS_FILE,
 };
 pub use dora::DoraLinear;
 pub use layer::{AdaptableLinear, LowRank};
@@ -86,6 +86,13 @@ pub trait Adaptable: Module {
     /// reads its parameters).
     fn refresh_adapters(&mut self) -> Result<()> {
         Ok(())
+    }
+
+    /// Whether the forward pass reads the layers' own parameters, so that full
+    /// fine-tuning (training the weights themselves) works. The default says yes; a model
+    /// whose forward pass runs forms derived from its weights at load says no.
+    fn supports_full_fine_tuning(&self) -> bool {
+        true
     }
 }
 

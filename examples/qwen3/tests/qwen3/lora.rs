@@ -334,8 +334,13 @@ const FD_TOL: f64 = 1e-2;
 /// A float32 base with the tiny character tokenizer (ids below the fixture's vocabulary)
 /// and a data folder of short sentences that a small adapter can learn.
 fn training_setup(tmp: &TempDir) -> (PathBuf, PathBuf) {
+    training_setup_on(tmp, "bf16-tied")
+}
+
+/// [`training_setup`] on the fixture `variant`.
+fn training_setup_on(tmp: &TempDir, variant: &str) -> (PathBuf, PathBuf) {
     let base = tmp.0.join("base");
-    float32_copy(&super::fixtures().join("bf16-tied"), &base);
+    float32_copy(&super::fixtures().join(variant), &base);
     let tokenizer =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../qwen3_5/tests/fixtures/char-tokenizer");
     for f in ["tokenizer.json", "tokenizer_config.json"] {
@@ -622,4 +627,61 @@ fn lora_tests_and_resumes_from_a_checkpoint() {
     let first_val = format!("{:.3}", val_losses(&resumed)[0]);
     assert_eq!(first_val, after, "{resumed}");
     assert!(val_losses(&trained)[0] > val_losses(&resumed)[0] + 1.0);
+}
+
+/// QLoRA (DoRA on the 4-bit base) and full fine-tuning of the last layer train too, and
+/// mlx-lm loads what they wrote with our logits.
+#[test]
+fn qlora_and_full_fine_tuning_train_what_mlx_lm_loads() {
+    for (variant, kind) in [("q4-tied", "dora"), ("bf16-tied", "full")] {
+        let tmp = TempDir::new(&format!("qwen3-train-{kind}"));
+        let (base, data) = training_setup_on(&tmp, variant);
+        let out = tmp.0.join("adapter");
+        let run = std::process::Command::new(env!("CARGO_BIN_EXE_qwen3"))
+            .args(["lora", "--device", "cpu", "--train", "--model"])
+            .arg(&base)
+            .arg("--data")
+            .arg(&data)
+            .arg("--adapter-path")
+            .arg(&out)
+            .args(["--fine-tune-type", kind, "--num-layers", "1", "--rank", "4"])
+            .args([
+                "--iters",
+                "16",
+                "--batch-size",
+                "2",
+                "--learning-rate",
+                "1e-2",
+            ])
+            .args(["--steps-per-eval", "16", "--scale", "2"])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&run.stdout);
+        assert!(
+            run.status.success(),
+            "{kind}: {}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let vals = val_losses(&stdout);
+        assert!(vals[1] < 0.8 * vals[0], "{kind}: {vals:?}");
+        let adapter = Adapter::load(&out).unwrap();
+        if kind == "full" {
+            assert_eq!(adapter.config.fine_tune_type, tuner::FineTuneType::Full);
+            assert!(adapter
+                .weights
+                .keys()
+                .all(|k| k.starts_with("model.layers.1.")));
+            assert!(adapter
+                .weights
+                .contains_key("model.layers.1.mlp.up_proj.weight"));
+        }
+        let prompt = [10, 20, 30, 40, 50, 60];
+        let ours = super::on_cpu(|| {
+            let mut model = qwen3::load(&base).unwrap();
+            tuner::apply_adapter(&mut model, &adapter).unwrap();
+            logits(&model, &prompt)
+        });
+        let theirs = mlx_lm_logits(&base, &prompt, Some(&out));
+        assert_rows_close(kind, &ours, &theirs, ours.len() / prompt.len());
+    }
 }

@@ -573,6 +573,10 @@ impl Adaptable for Model {
         self.prepare()
     }
 
+    fn supports_full_fine_tuning(&self) -> bool {
+        false
+    }
+
     fn refresh_adapters(&mut self) -> Result<()> {
         for layer in &mut self.language_model.model.layers {
             if let Some(m) = &mut layer.linear_attn {

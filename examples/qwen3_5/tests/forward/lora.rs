@@ -434,3 +434,22 @@ fn lora_trains_an_adapter_that_mlx_lm_loads() {
         ours.len() / prompt.len(),
     );
 }
+
+/// Full fine-tuning is refused with a message: Qwen 3.5's forward pass runs forms
+/// prepared from its weights at load, which gradients with respect to the weights would
+/// not reach.
+#[test]
+fn full_fine_tuning_is_refused_with_a_message() {
+    super::common::cpu(|| {
+        let tmp = TempDir::new("qwen3_5-full");
+        let all = cases(&lora_dir());
+        let case = all.iter().find(|c| c.name == "lora-dense").unwrap();
+        let mut model =
+            qwen3_5::load_with(base_dir(case, &tmp), training_options(Prefill::Sequential))
+                .unwrap();
+        let err = tuner::unfreeze_last_layers(&mut model, 1)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cannot be fully fine-tuned"), "{err}");
+    })
+}
