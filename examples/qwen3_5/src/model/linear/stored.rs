@@ -73,10 +73,15 @@ impl Linear {
     pub fn from_layer(path: &str, layer: &AdaptableLinear) -> Result<Linear> {
         let base = Linear::from_base(path, layer.base())?;
         Ok(match layer.low_rank()? {
-            Some(update) => Linear::Adapted {
-                base: Box::new(base),
-                update,
-            },
+            Some(update) => {
+                // Evaluated here (DoRA's row factor is computed), so that the model holds
+                // only data: a lazy array would stay tied to this thread's stream.
+                mlx_rs::eval(&update.arrays())?;
+                Linear::Adapted {
+                    base: Box::new(base),
+                    update,
+                }
+            }
             None => base,
         })
     }
