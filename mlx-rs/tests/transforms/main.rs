@@ -430,7 +430,10 @@ fn gradient_of_a_pad_over_some_axes_is_the_inputs() {
         assert_eq!(p.shape(), &[2, 6, 4]);
         Ok(vec![p.square()?.sum(false)?])
     };
-    let (_, g) = value_and_grad(f, &[0]).unwrap().call(&[x.clone()]).unwrap();
+    let (_, g) = value_and_grad(f, &[0])
+        .unwrap()
+        .call(std::slice::from_ref(&x))
+        .unwrap();
     assert_eq!(g[0].shape(), &[2, 3, 4]);
     assert_eq!(f32s(&g[0]), f32s(&x.multiply_scalar(2.0).unwrap()));
     let zero = Array::scalar(0.0f32);
