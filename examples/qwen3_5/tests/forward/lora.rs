@@ -334,9 +334,19 @@ const FD_TOL: f64 = 1e-2;
 /// logits.
 #[test]
 fn lora_trains_an_adapter_that_mlx_lm_loads() {
-    let tmp = TempDir::new("qwen3_5-train");
+    train_and_check("mlx-bf16-tied", "dora");
+}
+
+/// QLoRA: LoRA on the 4-bit base, likewise.
+#[test]
+fn qlora_trains_an_adapter_that_mlx_lm_loads() {
+    train_and_check("mlx-q4-tied", "lora");
+}
+
+fn train_and_check(variant: &str, kind: &str) {
+    let tmp = TempDir::new(&format!("qwen3_5-train-{kind}"));
     let base = tmp.0.join("base");
-    float32_copy(&super::common::model_dir("mlx-bf16-tied"), &base);
+    float32_copy(&super::common::model_dir(variant), &base);
     let tokenizer = super::common::fixtures().join("../char-tokenizer");
     for f in ["tokenizer.json", "tokenizer_config.json"] {
         std::fs::copy(tokenizer.join(f), base.join(f)).unwrap();
