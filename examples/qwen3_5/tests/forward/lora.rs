@@ -387,7 +387,7 @@ fn train_and_check(variant: &str, kind: &str) {
         .arg(&out)
         .args([
             "--fine-tune-type",
-            "dora",
+            kind,
             "--mask-prompt",
             "--num-layers",
             "2",
@@ -438,7 +438,7 @@ fn train_and_check(variant: &str, kind: &str) {
     });
     let theirs = mlx_lm_logits(&base, &prompt, Some(&out));
     assert_rows_close(
-        "a trained DoRA adapter in mlx-lm",
+        &format!("a {kind} adapter trained on {variant}, in mlx-lm"),
         &ours,
         &theirs,
         ours.len() / prompt.len(),
