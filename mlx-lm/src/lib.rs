@@ -21,6 +21,8 @@
 //! - [`kernels`]: the kernels of the Qwen 3.5 / Qwen3-Next family (the gated delta rule in
 //!   its sequential, chunked, compiled and CUDA/Metal forms behind one dispatch, the
 //!   attention decode kernel, the CPU GEMM);
+//! - [`tuner`]: LoRA and DoRA layers and adapters in mlx-lm's format (load, apply, fuse,
+//!   save), as mlx-lm's `tuner`;
 //! - `serve` (feature `serve`, on by default): an OpenAI-compatible HTTP server with
 //!   continuous batching and a prefix cache that works for hybrid models;
 //! - `cli` (feature `cli`, on by default): the command line (`generate`, `chat`, `logits`,
@@ -64,6 +66,7 @@ pub mod serve;
 pub mod shard;
 mod submitter;
 pub mod tokenizer;
+pub mod tuner;
 
 pub use cache::Cache;
 pub use checkpoint::Checkpoint;

@@ -20,6 +20,8 @@ if [ -z "${PYTHONPATH:-}" ]; then
   fi
   export PYTHONPATH="$site" PYTHONNOUSERSITE=1
 fi
+# gen_lora.py makes its adapters on the models gen_qwen3.py and gen_qwen.py write: last.
 for g in gen_*.py; do
-  "$PYTHON" "$g"
+  [ "$g" = gen_lora.py ] || "$PYTHON" "$g"
 done
+"$PYTHON" gen_lora.py

@@ -7,6 +7,7 @@ use crate::config::Config;
 use mlx_lm::cache::{Cache, KvCache, LayerCache, Positions};
 use mlx_lm::model::check_input;
 use mlx_lm::shard::{shard_linear, shard_mlp, Part, Split};
+use mlx_lm::tuner::{Adaptable, AdaptableLinear};
 use mlx_lm::{Error, LanguageModel, Result};
 use mlx_rs::distributed::{self, Group};
 use mlx_rs::fast::{self, AttentionMask};
@@ -14,7 +15,8 @@ use mlx_rs::nn::UnaryModule;
 use mlx_rs::nn::{self, Embedding, Linear, MaybeQuantized, Module, ParamMap, RmsNorm, Rope};
 use mlx_rs::{Array, Dtype};
 
-type QLinear = MaybeQuantized<Linear>;
+/// A linear layer, dense or quantized, that an adapter can wrap (`mlx_lm::tuner`).
+type QLinear = AdaptableLinear;
 
 fn linear(input: i32, output: i32) -> Result<QLinear> {
     Ok(Linear::new(input, output, false)?.into())
@@ -99,10 +101,15 @@ impl Attention {
         let what = |name: &str| format!("layer {layer}'s {name}");
         let n_heads = part.divide(self.n_heads, "the attention heads")?;
         let n_kv_heads = part.divide(self.n_kv_heads, "the key/value heads")?;
-        shard_linear(&mut self.q_proj, Split::AllToSharded, part, &what("q_proj"))?;
-        shard_linear(&mut self.k_proj, Split::AllToSharded, part, &what("k_proj"))?;
-        shard_linear(&mut self.v_proj, Split::AllToSharded, part, &what("v_proj"))?;
-        shard_linear(&mut self.o_proj, Split::ShardedToAll, part, &what("o_proj"))?;
+        let layers = [
+            (&mut self.q_proj, Split::AllToSharded, "q_proj"),
+            (&mut self.k_proj, Split::AllToSharded, "k_proj"),
+            (&mut self.v_proj, Split::AllToSharded, "v_proj"),
+            (&mut self.o_proj, Split::ShardedToAll, "o_proj"),
+        ];
+        for (layer, split, name) in layers {
+            shard_linear(layer.unadapted_mut(&what(name))?, split, part, &what(name))?;
+        }
         self.n_heads = n_heads;
         self.n_kv_heads = n_kv_heads;
         Ok(())
@@ -141,12 +148,13 @@ impl Mlp {
 
     /// Keeps this rank's slice of the hidden units.
     fn shard(&mut self, part: Part, layer: usize) -> Result<()> {
+        let what = format!("layer {layer}'s mlp");
         shard_mlp(
-            &mut self.gate_proj,
-            &mut self.up_proj,
-            &mut self.down_proj,
+            self.gate_proj.unadapted_mut(&what)?,
+            self.up_proj.unadapted_mut(&what)?,
+            self.down_proj.unadapted_mut(&what)?,
             part,
-            &format!("layer {layer}'s mlp"),
+            &what,
         )
     }
 }
@@ -284,6 +292,17 @@ pub fn sanitize(config: &Config, mut weights: ParamMap) -> Result<ParamMap> {
     }
     weights.retain(|k, _| !k.contains("self_attn.rotary_emb.inv_freq"));
     Ok(weights)
+}
+
+/// Adapters (`mlx_lm::tuner`) wrap the linear layers of `model.layers`, as mlx-lm's.
+impl Adaptable for Model {
+    fn layers_path(&self) -> String {
+        "model.layers".into()
+    }
+
+    fn num_layers(&self) -> usize {
+        self.model.layers.len()
+    }
 }
 
 impl LanguageModel for Model {

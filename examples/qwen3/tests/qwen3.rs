@@ -1,7 +1,7 @@
 //! Qwen3 against mlx-lm 0.32.2 (fixtures from `tests/oracle/gen_qwen3.py`): logits of the
 //! whole prompt, step-wise decode through the KV cache, greedy generation, 4-bit and
-//! mixed-precision checkpoints; and strict loading (bad inputs give errors that name the
-//! tensor or config field).
+//! mixed-precision checkpoints; strict loading (bad inputs give errors that name the
+//! tensor or config field); and LoRA / DoRA adapters (`lora`).
 
 use mlx_lm::{GenerateOptions, LanguageModel};
 use mlx_rs::{Array, Dtype};
@@ -15,6 +15,8 @@ mod close;
 use close::assert_close;
 #[path = "../../../mlx-lm/tests/lm/batching.rs"]
 mod batching;
+#[path = "qwen3/lora.rs"]
+mod lora;
 #[path = "../../../mlx-lm/tests/lm/ranks.rs"]
 mod ranks;
 use ranks::run_ranks;

@@ -143,6 +143,12 @@ impl ModelCli for Qwen35 {
         Ok(qwen3_5::load_with(dir, options.for_current_device())?)
     }
 
+    /// [`ModelOptions::for_training`](qwen3_5::ModelOptions::for_training).
+    fn load_for_training(dir: &Path, options: &Options) -> Result<Model> {
+        let options = options.for_current_device().for_training();
+        Ok(qwen3_5::load_with(dir, options)?)
+    }
+
     /// Tensor parallelism: [`Model::shard`].
     fn shard(model: &mut Model, group: Group) -> Result<()> {
         Ok(model.shard(group)?)

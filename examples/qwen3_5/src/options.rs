@@ -80,6 +80,18 @@ impl ModelOptions {
     pub fn with_decode(self, decode: Decode) -> ModelOptions {
         ModelOptions { decode, ..self }
     }
+
+    /// `self` for training: every product in MLX's graph, so that gradients flow (the CPU
+    /// GEMM hands MLX finished results, which gradients cannot pass through), the
+    /// reference decode, no compiled layer steps.
+    pub fn for_training(self) -> ModelOptions {
+        ModelOptions {
+            decode: Decode::Reference,
+            compile_layers: false,
+            cpu_gemm: false,
+            ..self
+        }
+    }
 }
 
 impl Default for ModelOptions {

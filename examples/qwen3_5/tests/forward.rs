@@ -1,11 +1,13 @@
 //! The forward pass against mlx-lm 0.32.2 (tests/oracle/gen_qwen.py): whole-prompt
 //! logits, prefill followed by single-token steps, and greedy decoding, for every
 //! fixture variant (both checkpoint layouts, tied and untied heads, Hv = Hk and Hv > Hk,
-//! bf16 and 4-bit quantized).
+//! bf16 and 4-bit quantized); and LoRA / DoRA adapters made by mlx-lm (`lora`).
 
 #[path = "../../../mlx-lm/tests/lm/batching.rs"]
 mod batching;
 mod common;
+#[path = "forward/lora.rs"]
+mod lora;
 
 use common::{
     assert_close, assert_logits_close, cpu, expected, gpu, model_dir, random_model, VARIANTS,

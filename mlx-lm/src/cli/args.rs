@@ -39,6 +39,10 @@ pub enum Command<O: Args> {
     /// concurrent requests.
     #[cfg(feature = "serve")]
     Serve(super::serve::ServeArgs<O>),
+    /// Merge a fine-tuned adapter into the weights and save the model (mlx_lm.fuse).
+    Fuse(super::fuse::FuseArgs<O>),
+    /// Fine-tune LoRA or DoRA adapters on jsonl data (mlx_lm.lora's flags).
+    Lora(super::lora::LoraArgs<O>),
 }
 
 /// Parses `args` (the program name first) into the command of model `M`.
@@ -93,6 +97,10 @@ pub struct ModelArgs {
     /// Device to run on (default: the GPU when MLX has one, else the CPU).
     #[arg(long, value_enum)]
     pub device: Option<DeviceArg>,
+    /// A fine-tuned adapter to apply (a folder with adapter_config.json and
+    /// adapters.safetensors, as mlx_lm.lora writes it).
+    #[arg(long, value_name = "DIR")]
+    pub adapter_path: Option<PathBuf>,
 }
 
 /// Sampling and prompt options shared by `generate` and `chat`.

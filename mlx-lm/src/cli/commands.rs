@@ -11,7 +11,7 @@ use mlx_rs::distributed::{Backend, Group};
 use mlx_rs::Dtype;
 
 use super::args::{ChatArgs, Command, GenerateArgs, LogitsArgs, ModelArgs, SamplingArgs};
-use super::device::{select_device, DeviceArg};
+use super::device::select_device;
 use super::npy;
 use super::progress::Progress;
 use super::session::{GenerateRequest, GenerationStats, Model, Session};
@@ -20,6 +20,7 @@ use crate::chat::{ChatOptions, ChatTemplate, Message};
 use crate::hub::{self, HubOptions};
 use crate::model::LanguageModel;
 use crate::tokenizer::Tokenizer;
+use crate::tuner::{self, Adapter};
 
 /// Runs a parsed command.
 pub fn run<M: ModelCli>(command: Command<M::Options>) -> Result<()> {
@@ -30,6 +31,8 @@ pub fn run<M: ModelCli>(command: Command<M::Options>) -> Result<()> {
         Command::Bench(args) => super::bench::run::<M>(args),
         #[cfg(feature = "serve")]
         Command::Serve(args) => super::serve::run::<M>(args),
+        Command::Fuse(args) => super::fuse::run::<M>(args),
+        Command::Lora(args) => super::lora::run::<M>(args),
     }
 }
 
@@ -76,17 +79,33 @@ pub(super) fn shard_across<M: ModelCli>(model: &mut M::Model, group: Group) -> R
     Ok(())
 }
 
-/// Selects the device, loads the model of `dir` with the model's options, and shards it
-/// across `group` when that has more than one process.
+/// Loads the model of `dir` with the model's options on MLX's default device, and
+/// applies the adapter of `adapter` if given (`--adapter-path`).
+pub(super) fn load_adapted<M: ModelCli>(
+    dir: &Path,
+    options: &M::Options,
+    adapter: Option<&Path>,
+) -> Result<M::Model> {
+    let mut model =
+        M::load(dir, options).with_context(|| format!("cannot load {}", dir.display()))?;
+    if let Some(path) = adapter {
+        let context = || format!("cannot apply the adapter at {}", path.display());
+        let adapter = Adapter::load(path).with_context(context)?;
+        tuner::apply_adapter(&mut model, &adapter).with_context(context)?;
+    }
+    Ok(model)
+}
+
+/// Selects the device, loads the model of `dir` with the model's options and the
+/// adapter, if any, and shards it across `group` when that has more than one process.
 fn load_model<M: ModelCli>(
     dir: &Path,
-    device: Option<DeviceArg>,
+    model: &ModelArgs,
     options: &M::Options,
     group: Group,
 ) -> Result<Model<M::Model>> {
-    select_device(device)?;
-    let mut model =
-        M::load(dir, options).with_context(|| format!("cannot load {}", dir.display()))?;
+    select_device(model.device)?;
+    let mut model = load_adapted::<M>(dir, options, model.adapter_path.as_deref())?;
     shard_across::<M>(&mut model, group)?;
     Ok(Model::new(model))
 }
@@ -215,7 +234,7 @@ fn generate<M: ModelCli>(args: GenerateArgs<M::Options>) -> Result<()> {
     // Under a launcher every rank generates (the same tokens); rank 0 prints.
     let group = join_group()?;
     let quiet = group.rank() != 0;
-    let model = load_model::<M>(&assets.dir, args.model.device, &args.options, group)?;
+    let model = load_model::<M>(&assets.dir, &args.model, &args.options, group)?;
     let request = request(&args.sampling, &assets.tokenizer);
     let mut session = model.new_session();
     let (reply, stats, _) = stream_reply(
@@ -398,7 +417,7 @@ fn chat<M: ModelCli>(args: ChatArgs<M::Options>) -> Result<()> {
     if group.size() > 1 {
         bail!("chat reads its turns from stdin and does not run under a launcher; use generate");
     }
-    let model = load_model::<M>(&assets.dir, args.model.device, &args.options, group)?;
+    let model = load_model::<M>(&assets.dir, &args.model, &args.options, group)?;
     let request = request(&args.sampling, &assets.tokenizer);
     let options = chat_options(&args.sampling);
     let im_end = assets.tokenizer.specials().im_end;
@@ -475,7 +494,7 @@ fn logits<M: ModelCli>(args: LogitsArgs<M::Options>) -> Result<()> {
         false => None,
     };
     let dir = resolve_dir(&args.model)?;
-    let model = load_model::<M>(&dir, args.model.device, &args.options, group)?;
+    let model = load_model::<M>(&dir, &args.model, &args.options, group)?;
     let vocab = model.vocab_size();
     if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= vocab) {
         bail!("token id {bad} is outside the model's vocabulary (0..{vocab})");

@@ -21,7 +21,14 @@
 //!   side by side with mlx-lm (`benches/mlx_lm_peer.py`, which builds mlx-lm's model of
 //!   the config's `model_type` with the same weights);
 //! - `serve` (feature `serve`): the OpenAI-compatible server of `crate::serve` on the
-//!   model folder, until Ctrl-C.
+//!   model folder, until Ctrl-C;
+//! - `fuse`: a fine-tuned adapter merged into the weights, saved as a model folder that
+//!   mlx-lm and these commands load (mlx-lm's `mlx_lm.fuse`);
+//! - `lora`: LoRA or DoRA fine-tuning on jsonl data (mlx-lm's `mlx_lm.lora`, its flag
+//!   names), the adapter written in mlx-lm's format.
+//!
+//! `generate`, `chat`, `logits` and `serve` take `--adapter-path DIR`: an adapter in
+//! mlx-lm's format ([`crate::tuner::Adapter`]) applied to the model after loading.
 //!
 //! Under a launcher (`mlx-launch -n 2 -- qwen3 generate …`), `generate`, `logits` and
 //! `bench` shard the model across the group's processes ([`ModelCli::shard`]): every
@@ -38,6 +45,8 @@ mod args;
 mod bench;
 mod commands;
 mod device;
+mod fuse;
+mod lora;
 pub mod npy;
 pub mod progress;
 #[cfg(feature = "serve")]
@@ -52,6 +61,7 @@ use mlx_rs::distributed::Group;
 use serde_json::Value;
 
 use crate::model::LanguageModel;
+use crate::tuner::Adaptable;
 
 pub use bench::random::{prompt_ids, RandomWeights};
 
@@ -101,8 +111,9 @@ pub type Result<T> = anyhow::Result<T>;
 /// }
 /// ```
 pub trait ModelCli {
-    /// The model the commands run.
-    type Model: LanguageModel + 'static;
+    /// The model the commands run; its linear layers take adapters (`--adapter-path`,
+    /// `fuse`; see [`crate::tuner`]).
+    type Model: LanguageModel + Adaptable + 'static;
 
     /// The model's own flags (`#[derive(clap::Args)]`), accepted by every command that
     /// runs the model (`generate`, `chat`, `logits`, `bench`) and passed to
@@ -119,6 +130,12 @@ pub trait ModelCli {
     /// Loads the model of a folder (`config.json` and weights) on MLX's default device,
     /// which the command line has already chosen (`--device`).
     fn load(dir: &Path, options: &Self::Options) -> Result<Self::Model>;
+
+    /// Loads the model for training (`lora`): a forward pass that MLX can differentiate
+    /// (no products done outside MLX's graph). The default is [`load`](ModelCli::load).
+    fn load_for_training(dir: &Path, options: &Self::Options) -> Result<Self::Model> {
+        Self::load(dir, options)
+    }
 
     /// Builds the model of `config` (a `config.json` document) with random weights, for
     /// `bench`. `config` has mlx-lm's `quantization` block (`{"group_size": 64, "bits":

@@ -144,11 +144,12 @@ pub fn run<M: ModelCli>(args: ServeArgs<M::Options>) -> Result<()> {
     };
     let model_options = args.options;
     let load_dir = dir.clone();
+    let adapter = args.model.adapter_path.clone();
     eprintln!("loading {} …", dir.display());
     let (handle, engine_thread) = engine::spawn(
         move || {
-            M::load(&load_dir, &model_options)
-                .map_err(|e| format!("cannot load {}: {e:#}", load_dir.display()))
+            super::commands::load_adapted::<M>(&load_dir, &model_options, adapter.as_deref())
+                .map_err(|e| super::error_chain(&e))
         },
         options,
     )?;

@@ -8,7 +8,9 @@
 //! - `sampling`: the sampler against mlx-lm's filters, penalties and seeded draws;
 //! - `gated_delta`, `gated_delta_chunked`: the gated delta rule's decode forms (compiled
 //!   step, CUDA/Metal kernels) and chunked prefill against the sequential reference;
-//! - `attention_kernel`: the CUDA attention decode kernels against MLX's ops (GPU only).
+//! - `attention_kernel`: the CUDA attention decode kernels against MLX's ops (GPU only);
+//! - `lora`: the LoRA / DoRA layers (outputs, fused weights, gradients) against mlx-lm's,
+//!   and the choice of the layers an adapter wraps.
 
 mod attention_kernel;
 mod cache;
@@ -17,6 +19,7 @@ mod close;
 mod common;
 mod gated_delta;
 mod gated_delta_chunked;
+mod lora;
 mod sampling;
 mod tiny_tokenizer;
 mod tokenizer;

@@ -110,6 +110,9 @@ impl Quantizable for Embedding {
     fn to_quantized(&self, options: &QuantizeOptions) -> Result<QuantizedEmbedding> {
         QuantizedEmbedding::from_embedding(self, options)
     }
+    fn from_quantized(q: &QuantizedEmbedding) -> Result<Embedding> {
+        Embedding::from_weights(q.dequantized_weight()?)
+    }
 }
 
 impl MaybeQuantized<Embedding> {

@@ -108,6 +108,16 @@ impl Quantizable for Linear {
     fn to_quantized(&self, options: &QuantizeOptions) -> Result<QuantizedLinear> {
         QuantizedLinear::from_linear(self, options)
     }
+    fn from_quantized(q: &QuantizedLinear) -> Result<Linear> {
+        let mut linear = Linear::from_weights(
+            q.dequantized_weight()?,
+            q.bias.as_ref().map(|b| b.value().clone()),
+        )?;
+        if let (Some(b), Some(qb)) = (&mut linear.bias, &q.bias) {
+            b.set_frozen(qb.is_frozen());
+        }
+        Ok(linear)
+    }
 }
 
 /// A linear layer with a quantized weight (`mlx.nn.QuantizedLinear`): `weight` packed in

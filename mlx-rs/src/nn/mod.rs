@@ -6,7 +6,8 @@
 //! - Layers: [`Linear`], [`QuantizedLinear`], [`Embedding`], [`QuantizedEmbedding`],
 //!   [`RmsNorm`], [`LayerNorm`], [`Rope`], [`Conv1d`], [`Conv2d`], [`Dropout`],
 //!   [`MultiHeadAttention`], and [`Sequential`] to chain them; swapping layers for their
-//!   quantized forms in place with [`quantize`] ([`MaybeQuantized`]).
+//!   quantized forms in place with [`quantize`] ([`MaybeQuantized`]) and back with
+//!   [`dequantize`].
 //! - Activations ([`silu`], [`gelu`], [`relu`], [`swiglu`], …, compiled as in Python) and
 //!   their layer forms ([`Relu`], [`Silu`], [`Gelu`], …).
 //! - Losses: [`cross_entropy`], [`binary_cross_entropy`], [`mse_loss`], [`l1_loss`],
@@ -54,5 +55,5 @@ pub use module::{
 };
 pub use normalization::{LayerNorm, LayerNormOptions, RmsNorm};
 pub use param::{KeyPath, Param};
-pub use quantize::{quantize, MaybeQuantized, Quantizable};
+pub use quantize::{dequantize, quantize, MaybeQuantized, Quantizable};
 pub use rope::Rope;

@@ -37,6 +37,14 @@ pub trait VisitorMut {
     fn quantizable(&mut self, _path: &str, _layer: &mut dyn QuantizeSlot) -> Result<()> {
         Ok(())
     }
+    /// A layer that can be swapped for another form of itself by code that knows its type
+    /// (for instance a linear layer and its LoRA-adapted form in mlx-lm's tuner), before
+    /// its parameters are visited: downcast `slot` (`Any::downcast_mut`) to the types the
+    /// visitor handles. Python's `Module.update_modules` replaces modules by path; this is
+    /// how a walk reaches them without reflection.
+    fn slot(&mut self, _path: &str, _slot: &mut dyn std::any::Any) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// A place in a module tree that holds a layer or its quantized form; see
@@ -49,6 +57,13 @@ pub trait QuantizeSlot {
     fn can_quantize(&self, options: &QuantizeOptions) -> bool;
     /// Replaces the layer by its quantized form.
     fn quantize(&mut self, options: &QuantizeOptions) -> Result<()>;
+    /// Replaces a quantized layer by its dense form (see [`dequantize`](super::dequantize));
+    /// the default refuses.
+    fn dequantize(&mut self) -> Result<()> {
+        Err(Error::InvalidArgument(
+            "this layer cannot be dequantized".into(),
+        ))
+    }
 }
 
 /// What can sit in a field of a [`Module`]: parameters ([`Param`]), child modules,

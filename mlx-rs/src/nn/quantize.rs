@@ -18,6 +18,17 @@ pub trait Quantizable: Module {
     fn can_quantize(&self, options: &QuantizeOptions) -> bool;
     /// The quantized form of the layer.
     fn to_quantized(&self, options: &QuantizeOptions) -> Result<Self::Quantized>;
+    /// The dense layer a quantized one multiplies by (its weight dequantized), as mlx-lm's
+    /// `dequantize_model` makes it. The default refuses.
+    fn from_quantized(quantized: &Self::Quantized) -> Result<Self>
+    where
+        Self: Sized,
+    {
+        let _ = quantized;
+        Err(Error::InvalidArgument(
+            "this layer cannot be dequantized".into(),
+        ))
+    }
 }
 
 /// A field that holds a layer or its quantized form, so that [`quantize`] can swap it in
@@ -80,6 +91,12 @@ impl<M: Quantizable> QuantizeSlot for MaybeQuantized<M> {
     fn quantize(&mut self, options: &QuantizeOptions) -> Result<()> {
         if let MaybeQuantized::Dense(m) = self {
             *self = MaybeQuantized::Quantized(m.to_quantized(options)?);
+        }
+        Ok(())
+    }
+    fn dequantize(&mut self) -> Result<()> {
+        if let MaybeQuantized::Quantized(q) = self {
+            *self = MaybeQuantized::Dense(M::from_quantized(q)?);
         }
         Ok(())
     }
@@ -171,6 +188,40 @@ pub fn quantize<M: Module + ?Sized>(
     };
     model.visit_mut(&mut KeyPath::new(), &mut q)?;
     Ok(q.count)
+}
+
+/// Replaces, in place, every quantized [`MaybeQuantized`] layer of `model` by its dense
+/// form (the weight dequantized; a float bias kept) — mlx-lm's `dequantize_model`. Returns
+/// the number of layers dequantized; an error names the layer that could not be.
+///
+/// ```
+/// use mlx_rs::nn::{self, Linear, MaybeQuantized, Module, QuantizeSlot};
+/// use mlx_rs::ops::QuantizeOptions;
+/// #[derive(Module)]
+/// struct Net { up: MaybeQuantized<Linear> }
+/// let mut net = Net { up: Linear::new(64, 8, true)?.into() };
+/// nn::quantize(&mut net, &QuantizeOptions::default(), |_| true)?;
+/// assert_eq!(nn::dequantize(&mut net)?, 1);
+/// assert!(!net.up.is_quantized());
+/// assert_eq!(net.parameters()?["up.weight"].shape(), &[8, 64]);
+/// # Ok::<(), mlx_rs::Error>(())
+/// ```
+pub fn dequantize<M: Module + ?Sized>(model: &mut M) -> Result<usize> {
+    struct D(usize);
+    impl VisitorMut for D {
+        fn quantizable(&mut self, path: &str, layer: &mut dyn QuantizeSlot) -> Result<()> {
+            if layer.is_quantized() {
+                layer.dequantize().map_err(|e| {
+                    Error::InvalidArgument(format!("dequantize: layer `{path}`: {e}"))
+                })?;
+                self.0 += 1;
+            }
+            Ok(())
+        }
+    }
+    let mut d = D(0);
+    model.visit_mut(&mut KeyPath::new(), &mut d)?;
+    Ok(d.0)
 }
 
 /// The group sizes and bits each mode accepts (see [`QuantizationMode`](crate::ops::QuantizationMode)).

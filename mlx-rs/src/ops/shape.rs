@@ -228,6 +228,11 @@ pub fn repeat_axis(arr: &Array, repeats: i32, axis: i32) -> Result<Array> {
 ///
 /// `mode` is `"constant"` (fill with `pad_value`), `"edge"` (repeat the edge values),
 /// `"reflect"` (mirror without the edge) or `"symmetric"` (mirror with the edge).
+///
+/// Axes may be negative (counted from the end). MLX is always handed every axis (zero
+/// padding for the others): its gradient of a pad over some of the axes reads the pad
+/// sizes by axis number instead of by position (MLX 0.32.2's `Pad::vjp`), and gave the
+/// padded shape back as the gradient.
 #[track_caller]
 pub fn pad(
     a: &Array,
@@ -245,6 +250,23 @@ pub fn pad(
             high_pad_size.len()
         )));
     }
+    let ndim = a.ndim() as i32;
+    let mut low = vec![0; ndim as usize];
+    let mut high = vec![0; ndim as usize];
+    let mut seen = vec![false; ndim as usize];
+    for ((&axis, &lo), &hi) in axes.iter().zip(low_pad_size).zip(high_pad_size) {
+        let ax = if axis < 0 { axis + ndim } else { axis };
+        if !(0..ndim).contains(&ax) || seen[ax as usize] {
+            return Err(Error::InvalidArgument(format!(
+                "pad: axis {axis} is out of range or repeated for an array of {ndim} dimensions"
+            )));
+        }
+        seen[ax as usize] = true;
+        low[ax as usize] = lo;
+        high[ax as usize] = hi;
+    }
+    let axes: Vec<i32> = (0..ndim).collect();
+    let (low_pad_size, high_pad_size) = (&low[..], &high[..]);
     let mode = c_string(mode)?;
     stream_op(|res, s| unsafe {
         sys::mlx_pad(

@@ -414,4 +414,31 @@ fn vmap_rejects_bad_axes() {
     assert!(matches!(e, Error::Mlx { .. }), "{e}");
 }
 
+/// The gradient of a pad over some of the axes has the input's shape and passes the
+/// unpadded part through (MLX 0.32.2's `Pad::vjp` reads the pad sizes by axis number, so
+/// `ops::pad` hands MLX every axis).
+#[test]
+fn gradient_of_a_pad_over_some_axes_is_the_inputs() {
+    let _g = shared();
+    let x = ops::arange(0.0, 24.0, 1.0, Dtype::Float32)
+        .unwrap()
+        .reshape(&[2, 3, 4])
+        .unwrap();
+    let f = |a: &[Array]| -> Result<Vec<Array>> {
+        let zero = Array::scalar(0.0f32);
+        let p = ops::pad(&a[0], &[-2], &[1], &[2], &zero, "constant")?;
+        assert_eq!(p.shape(), &[2, 6, 4]);
+        Ok(vec![p.square()?.sum(false)?])
+    };
+    let (_, g) = value_and_grad(f, &[0])
+        .unwrap()
+        .call(std::slice::from_ref(&x))
+        .unwrap();
+    assert_eq!(g[0].shape(), &[2, 3, 4]);
+    assert_eq!(f32s(&g[0]), f32s(&x.multiply_scalar(2.0).unwrap()));
+    let zero = Array::scalar(0.0f32);
+    assert!(ops::pad(&x, &[3], &[1], &[1], &zero, "constant").is_err());
+    assert!(ops::pad(&x, &[1, -2], &[1, 1], &[1, 1], &zero, "constant").is_err());
+}
+
 mod compile_custom_failures;

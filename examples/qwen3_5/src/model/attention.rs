@@ -12,7 +12,8 @@ use mlx_lm::kernels::compiled;
 use mlx_lm::kernels::cpu_gemm::{self, CpuProducts};
 use mlx_lm::kernels::gated_delta::StepPath;
 use mlx_lm::shard::{shard_linear, Part, Split};
-use mlx_rs::nn::{self, MaybeQuantized, Module};
+use mlx_lm::tuner::AdaptableLinear;
+use mlx_rs::nn::{self, Module};
 use mlx_rs::{fast, ops, Array, Dtype};
 
 /// One gated attention layer: the checkpoint's `self_attn.*` parameters and, once
@@ -20,10 +21,10 @@ use mlx_rs::{fast, ops, Array, Dtype};
 #[derive(Module)]
 pub struct Attention {
     /// Queries and gate, `[H · 2D, hidden]`.
-    q_proj: MaybeQuantized<nn::Linear>,
-    k_proj: MaybeQuantized<nn::Linear>,
-    v_proj: MaybeQuantized<nn::Linear>,
-    o_proj: MaybeQuantized<nn::Linear>,
+    q_proj: AdaptableLinear,
+    k_proj: AdaptableLinear,
+    v_proj: AdaptableLinear,
+    o_proj: AdaptableLinear,
     /// `(1 + w)`-style weights, stored shifted (see `crate::weights::sanitize`).
     q_norm: nn::RmsNorm,
     k_norm: nn::RmsNorm,
@@ -108,20 +109,41 @@ impl Attention {
                 part.size
             )));
         };
-        shard_linear(&mut self.q_proj, Split::AllToSharded, part, &what("q_proj"))?;
         shard_linear(
-            &mut self.k_proj,
+            self.q_proj.unadapted_mut(&what("q_proj"))?,
+            Split::AllToSharded,
+            part,
+            &what("q_proj"),
+        )?;
+        shard_linear(
+            self.k_proj.unadapted_mut(&what("k_proj"))?,
             Split::AllToSharded,
             kv_part,
             &what("k_proj"),
         )?;
         shard_linear(
-            &mut self.v_proj,
+            self.v_proj.unadapted_mut(&what("v_proj"))?,
             Split::AllToSharded,
             kv_part,
             &what("v_proj"),
         )?;
-        shard_linear(&mut self.o_proj, Split::ShardedToAll, part, &what("o_proj"))?;
+        shard_linear(
+            self.o_proj.unadapted_mut(&what("o_proj"))?,
+            Split::ShardedToAll,
+            part,
+            &what("o_proj"),
+        )?;
+        Ok(())
+    }
+
+    /// Points the adapted layers' updates at the current parameters (see
+    /// `Linear::refresh_update`).
+    pub(crate) fn refresh_adapters(&mut self) -> Result<()> {
+        if let Some(p) = &mut self.prepared {
+            p.qkv_proj
+                .refresh_updates(&[&self.q_proj, &self.k_proj, &self.v_proj])?;
+            p.o_proj.refresh_update(&self.o_proj)?;
+        }
         Ok(())
     }
 

@@ -13,17 +13,18 @@ use crate::options::Plan;
 use mlx_lm::kernels::cpu_gemm::CpuProducts;
 use mlx_lm::kernels::gated_delta::{self, DeltaHeads, GatedDeltaOptions, Prefill, StepPath};
 use mlx_lm::shard::{shard_linear, shard_linear_segments, Part, Split};
-use mlx_rs::nn::{self, MaybeQuantized, Module, Param};
+use mlx_lm::tuner::AdaptableLinear;
+use mlx_rs::nn::{self, Module, Param};
 use mlx_rs::{ops, Array, Dtype};
 
 /// One Gated DeltaNet layer: the checkpoint's `linear_attn.*` parameters and, once
 /// prepared (`GatedDeltaNet::prepare`, at load), the forms the forward pass runs with.
 #[derive(Module)]
 pub struct GatedDeltaNet {
-    in_proj_qkv: MaybeQuantized<nn::Linear>,
-    in_proj_z: MaybeQuantized<nn::Linear>,
-    in_proj_b: MaybeQuantized<nn::Linear>,
-    in_proj_a: MaybeQuantized<nn::Linear>,
+    in_proj_qkv: AdaptableLinear,
+    in_proj_z: AdaptableLinear,
+    in_proj_b: AdaptableLinear,
+    in_proj_a: AdaptableLinear,
     /// Depthwise, MLX form `[C, K, 1]`.
     conv1d: nn::Conv1d,
     #[module(rename = "A_log")]
@@ -31,7 +32,7 @@ pub struct GatedDeltaNet {
     dt_bias: Param,
     /// The gated output norm: a plain (not `1 + w`) weight, `[Dv]`.
     norm: nn::RmsNorm,
-    out_proj: MaybeQuantized<nn::Linear>,
+    out_proj: AdaptableLinear,
     #[module(skip)]
     prepared: Option<Prepared>,
 }
@@ -114,10 +115,31 @@ impl GatedDeltaNet {
         let kd = c.linear_num_key_heads * c.linear_key_head_dim;
         let qkv = [kd, 2 * kd];
         let all = Split::AllToSharded;
-        shard_linear_segments(&mut self.in_proj_qkv, all, &qkv, part, &what("in_proj_qkv"))?;
-        shard_linear(&mut self.in_proj_z, all, part, &what("in_proj_z"))?;
-        shard_linear(&mut self.in_proj_b, all, part, &what("in_proj_b"))?;
-        shard_linear(&mut self.in_proj_a, all, part, &what("in_proj_a"))?;
+        shard_linear_segments(
+            self.in_proj_qkv.unadapted_mut(&what("in_proj_qkv"))?,
+            all,
+            &qkv,
+            part,
+            &what("in_proj_qkv"),
+        )?;
+        shard_linear(
+            self.in_proj_z.unadapted_mut(&what("in_proj_z"))?,
+            all,
+            part,
+            &what("in_proj_z"),
+        )?;
+        shard_linear(
+            self.in_proj_b.unadapted_mut(&what("in_proj_b"))?,
+            all,
+            part,
+            &what("in_proj_b"),
+        )?;
+        shard_linear(
+            self.in_proj_a.unadapted_mut(&what("in_proj_a"))?,
+            all,
+            part,
+            &what("in_proj_a"),
+        )?;
         let conv = part.slice_segments(self.conv1d.weight.value(), 0, &qkv, &what("conv1d"))?;
         self.conv1d.options.groups = conv.dim(0);
         self.conv1d.weight.set(conv);
@@ -126,11 +148,26 @@ impl GatedDeltaNet {
         let dt_bias = part.slice(self.dt_bias.value(), 0, &what("dt_bias"))?;
         self.dt_bias.set(dt_bias);
         shard_linear(
-            &mut self.out_proj,
+            self.out_proj.unadapted_mut(&what("out_proj"))?,
             Split::ShardedToAll,
             part,
             &what("out_proj"),
         )?;
+        Ok(())
+    }
+
+    /// Points the adapted layers' updates at the current parameters (see
+    /// `Linear::refresh_update`).
+    pub(crate) fn refresh_adapters(&mut self) -> Result<()> {
+        if let Some(p) = &mut self.prepared {
+            p.in_proj.refresh_updates(&[
+                &self.in_proj_qkv,
+                &self.in_proj_z,
+                &self.in_proj_b,
+                &self.in_proj_a,
+            ])?;
+            p.out_proj.refresh_update(&self.out_proj)?;
+        }
         Ok(())
     }
 

@@ -3,6 +3,7 @@
 use crate::config::QuantParams;
 use crate::error::{Error, Result};
 use mlx_lm::kernels::cpu_gemm::{self, CpuProducts};
+use mlx_lm::tuner::{AdaptableLinear, LowRank};
 use mlx_rs::{ops, Array, Dtype};
 use std::hash::{Hash, Hasher};
 
@@ -79,6 +80,14 @@ pub enum Linear {
     },
     /// MLX affine-quantized weight.
     Quantized(Quantized),
+    /// A layer with an adapter's low-rank update (`mlx_lm::tuner`), computed beside the
+    /// base's product.
+    Adapted {
+        /// The base layer.
+        base: Box<Linear>,
+        /// The update.
+        update: LowRank,
+    },
 }
 
 impl Linear {
@@ -88,6 +97,7 @@ impl Linear {
             Linear::DenseT { wt, cpu } if wt.dtype() == Dtype::Float32 => cpu_matmul(x, wt, *cpu),
             Linear::Dense { wt, .. } | Linear::DenseT { wt, .. } => Ok(ops::matmul(x, wt)?),
             Linear::Quantized(q) => q.matmul_t(x),
+            Linear::Adapted { base, update } => Ok(update.apply(x, &base.forward(x)?)?),
         }
     }
 
@@ -104,6 +114,11 @@ impl Linear {
         match self {
             Linear::Dense { wt, .. } | Linear::DenseT { wt, .. } => vec![wt.clone()],
             Linear::Quantized(q) => vec![q.weight.clone(), q.scales.clone(), q.biases.clone()],
+            Linear::Adapted { base, update } => {
+                let mut w = base.weights();
+                w.extend(update.arrays());
+                w
+            }
         }
     }
 
@@ -131,6 +146,10 @@ impl Linear {
                 biases: next()?,
                 params: q.params,
             }),
+            Linear::Adapted { base, update } => Linear::Adapted {
+                base: Box::new(base.with_weights(weights)?),
+                update: update.with_arrays(weights)?,
+            },
         })
     }
 
@@ -143,6 +162,11 @@ impl Linear {
                 1u8.hash(h);
                 (q.params.group_size, q.params.bits).hash(h);
             }
+            Linear::Adapted { base, update } => {
+                2u8.hash(h);
+                base.hash_structure(h);
+                update.hash_structure(h);
+            }
         }
     }
 
@@ -151,6 +175,7 @@ impl Linear {
         Ok(match self {
             Linear::Dense { wt, .. } | Linear::DenseT { wt, .. } => wt.dim(1),
             Linear::Quantized(q) => q.weight.dim(0),
+            Linear::Adapted { base, .. } => base.out_features()?,
         })
     }
 
@@ -170,17 +195,22 @@ impl Linear {
                 wt.eval()?;
                 Ok(Linear::DenseT { wt, cpu })
             }
+            (Linear::Adapted { base, update }, cpu) => Ok(Linear::Adapted {
+                base: Box::new(base.for_device(cpu)?),
+                update,
+            }),
             (other, _) => Ok(other),
         }
     }
 
     /// One layer computing `parts` side by side (their rows concatenated): one matmul
     /// instead of several for layers that read the same input. `None` when the parts
-    /// cannot share a weight (dense mixed with quantized, or different quantizations).
-    /// The joined weight is evaluated here, so the parts' memory can go.
+    /// cannot share a weight (dense mixed with quantized, or different quantizations, or
+    /// an adapted part). The joined weight is evaluated here, so the parts' memory can go.
     pub fn join(parts: &[Linear]) -> Result<Option<Linear>> {
         let joined = match parts {
             [] => return Ok(None),
+            [Linear::Adapted { .. }, ..] => return Ok(None),
             [Linear::Dense { .. }, ..] => {
                 let mut ws = Vec::with_capacity(parts.len());
                 for p in parts {
@@ -331,6 +361,31 @@ impl Projections {
     }
 }
 
+impl Linear {
+    /// Points an adapted layer's update at the current parameters of `layer` (its
+    /// checkpoint form), lazily: what a gradient transform needs after swapping them.
+    pub(crate) fn refresh_update(&mut self, layer: &AdaptableLinear) -> Result<()> {
+        if let (Linear::Adapted { update, .. }, Some(fresh)) = (self, layer.low_rank()?) {
+            *update = fresh;
+        }
+        Ok(())
+    }
+}
+
+impl Projections {
+    /// [`Linear::refresh_update`] for each part (`layers` in the order of the parts); a
+    /// joined form has no adapted part.
+    pub(crate) fn refresh_updates(&mut self, layers: &[&AdaptableLinear]) -> Result<()> {
+        if self.joined.is_some() {
+            return Ok(());
+        }
+        for (part, layer) in self.parts.iter_mut().zip(layers) {
+            part.refresh_update(layer)?;
+        }
+        Ok(())
+    }
+}
+
 /// The `N` outputs of [`Projections`] as an array (`what` names them in the error).
 pub fn fixed<const N: usize>(parts: Vec<Array>, what: &str) -> Result<[Array; N]> {
     parts.try_into().map_err(|p: Vec<Array>| {
@@ -409,6 +464,9 @@ impl Embedding {
             // Columns of the transposed table: `[hidden, ..ids]`, hidden moved last.
             Linear::DenseT { wt, .. } => Ok(ops::moveaxis(&ops::take_axis(wt, ids, 1)?, 0, -1)?),
             Linear::Quantized(q) => q.rows(ids),
+            Linear::Adapted { .. } => Err(Error::InvalidArgument(
+                "an embedding table cannot take an adapter".into(),
+            )),
         }
     }
 
@@ -428,9 +486,17 @@ impl Embedding {
 
     /// The dtype activations take when they start from this table.
     pub fn dtype(&self) -> Dtype {
-        match &self.table {
+        self.table.dtype()
+    }
+}
+
+impl Linear {
+    /// The dtype of the layer's float weights (or of its scales when quantized).
+    pub fn dtype(&self) -> Dtype {
+        match self {
             Linear::Dense { wt: w, .. } | Linear::DenseT { wt: w, .. } => w.dtype(),
             Linear::Quantized(q) => q.scales.dtype(),
+            Linear::Adapted { base, .. } => base.dtype(),
         }
     }
 }

@@ -6,16 +6,17 @@ use crate::error::Result;
 use crate::options::Plan;
 use mlx_lm::kernels::compiled;
 use mlx_lm::shard::{shard_mlp, Part};
-use mlx_rs::nn::{self, MaybeQuantized, Module};
+use mlx_lm::tuner::AdaptableLinear;
+use mlx_rs::nn::Module;
 use mlx_rs::Array;
 
 /// The feed-forward block of every decoder layer: the checkpoint's `mlp.{gate,up,down}_proj`
 /// and, once prepared (`Mlp::prepare`, at load), the forms the forward pass runs with.
 #[derive(Module)]
 pub struct Mlp {
-    gate_proj: MaybeQuantized<nn::Linear>,
-    up_proj: MaybeQuantized<nn::Linear>,
-    down_proj: MaybeQuantized<nn::Linear>,
+    gate_proj: AdaptableLinear,
+    up_proj: AdaptableLinear,
+    down_proj: AdaptableLinear,
     #[module(skip)]
     prepared: Option<Prepared>,
 }
@@ -48,12 +49,23 @@ impl Mlp {
     /// before `Mlp::prepare`. `path` names the block in errors.
     pub(crate) fn shard(&mut self, path: &str, part: Part) -> Result<()> {
         shard_mlp(
-            &mut self.gate_proj,
-            &mut self.up_proj,
-            &mut self.down_proj,
+            self.gate_proj.unadapted_mut(path)?,
+            self.up_proj.unadapted_mut(path)?,
+            self.down_proj.unadapted_mut(path)?,
             part,
             path,
         )
+    }
+
+    /// Points the adapted layers' updates at the current parameters (see
+    /// `Linear::refresh_update`).
+    pub(crate) fn refresh_adapters(&mut self) -> Result<()> {
+        if let Some(p) = &mut self.prepared {
+            p.gate_up
+                .refresh_updates(&[&self.gate_proj, &self.up_proj])?;
+            p.down_proj.refresh_update(&self.down_proj)?;
+        }
+        Ok(())
     }
 
     /// The inference forms (an error before `Mlp::prepare`).

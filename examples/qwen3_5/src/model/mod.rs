@@ -18,6 +18,7 @@ use linear::{Embedding, Linear};
 use mlp::Mlp;
 use mlx_lm::kernels::compiled;
 use mlx_lm::shard::Part;
+use mlx_lm::tuner::{Adaptable, AdaptableLinear};
 use mlx_rs::distributed::{self, Group};
 use mlx_rs::nn::{self, MaybeQuantized, Module, ParamMap};
 use mlx_rs::{fast, ops, Array, Dtype};
@@ -80,7 +81,7 @@ pub struct TextDecoder {
 #[derive(Module)]
 pub struct TextModel {
     model: TextDecoder,
-    lm_head: Option<MaybeQuantized<nn::Linear>>,
+    lm_head: Option<AdaptableLinear>,
     /// The untied head in its inference form.
     #[module(skip)]
     head: Option<Linear>,
@@ -553,6 +554,44 @@ impl Model {
     pub fn forward_last(&self, tokens: &Array, cache: &mut Cache) -> Result<Array> {
         let h = self.hidden_states(tokens, cache)?;
         self.logits(&mlx_lm::model::last_position(&h)?)
+    }
+}
+
+/// Adapters (`mlx_lm::tuner`) wrap the linear layers of `language_model.model.layers`,
+/// as mlx-lm's; the inference forms are built again when they change (an adapted layer
+/// runs its base's product and the update side by side, and is not joined with others).
+impl Adaptable for Model {
+    fn layers_path(&self) -> String {
+        "language_model.model.layers".into()
+    }
+
+    fn num_layers(&self) -> usize {
+        self.layers().len()
+    }
+
+    fn adapters_changed(&mut self) -> Result<()> {
+        self.prepare()
+    }
+
+    fn supports_full_fine_tuning(&self) -> bool {
+        false
+    }
+
+    fn refresh_adapters(&mut self) -> Result<()> {
+        for layer in &mut self.language_model.model.layers {
+            if let Some(m) = &mut layer.linear_attn {
+                m.refresh_adapters()?;
+            }
+            if let Some(m) = &mut layer.self_attn {
+                m.refresh_adapters()?;
+            }
+            layer.mlp.refresh_adapters()?;
+        }
+        let lm = &mut self.language_model;
+        if let (Some(head), Some(layer)) = (&mut lm.head, &lm.lm_head) {
+            head.refresh_update(layer)?;
+        }
+        Ok(())
     }
 }
 

@@ -6,6 +6,7 @@ use super::{Linear, Projections, Quantized};
 use crate::config::QuantParams;
 use crate::error::{Error, Result};
 use mlx_lm::kernels::cpu_gemm::CpuProducts;
+use mlx_lm::tuner::AdaptableLinear;
 use mlx_rs::nn::{self, MaybeQuantized, Param};
 use mlx_rs::ops::{QuantizationMode, QuantizeOptions};
 use mlx_rs::{ops, Array, Dtype};
@@ -15,7 +16,7 @@ use mlx_rs::{ops, Array, Dtype};
 /// checks, as for every array it makes, that one would fit in the memory free now). They
 /// are bfloat16, as checkpoints mostly are; a parameter takes the dtype its stored tensor
 /// has.
-pub(crate) fn placeholder(out: i32, inp: i32) -> Result<MaybeQuantized<nn::Linear>> {
+pub(crate) fn placeholder(out: i32, inp: i32) -> Result<AdaptableLinear> {
     let w = ops::zeros(&[out, inp], Dtype::Bfloat16)?;
     Ok(nn::Linear::from_weights(w, None)?.into())
 }
@@ -67,9 +68,26 @@ impl Quantized {
 }
 
 impl Linear {
-    /// The inference form of a checkpoint layer, holding its arrays (not copies); `path`
-    /// names it in errors.
-    pub fn from_layer(path: &str, layer: &MaybeQuantized<nn::Linear>) -> Result<Linear> {
+    /// The inference form of a checkpoint layer, holding its arrays (not copies), with
+    /// its adapter's update if it has one; `path` names it in errors.
+    pub fn from_layer(path: &str, layer: &AdaptableLinear) -> Result<Linear> {
+        let base = Linear::from_base(path, layer.base())?;
+        Ok(match layer.low_rank()? {
+            Some(update) => {
+                // Evaluated here (DoRA's row factor is computed), so that the model holds
+                // only data: a lazy array would stay tied to this thread's stream.
+                mlx_rs::eval(&update.arrays())?;
+                Linear::Adapted {
+                    base: Box::new(base),
+                    update,
+                }
+            }
+            None => base,
+        })
+    }
+
+    /// The inference form of a plain (dense or quantized) checkpoint layer.
+    fn from_base(path: &str, layer: &MaybeQuantized<nn::Linear>) -> Result<Linear> {
         match layer {
             MaybeQuantized::Dense(l) => Linear::dense(l.weight.value().clone()),
             MaybeQuantized::Quantized(q) => Ok(Linear::Quantized(Quantized::from_parts(
@@ -100,6 +118,7 @@ impl Linear {
     /// weight is transposed back without a copy).
     pub(crate) fn stored(&self) -> Result<Stored> {
         Ok(match self {
+            Linear::Adapted { base, .. } => base.stored()?,
             Linear::Dense { w, .. } => Stored {
                 weight: w.clone(),
                 quant: None,
@@ -132,12 +151,8 @@ impl Stored {
 
     /// Points the parameters of `layer` at these arrays (the inference form's, so the
     /// weights are held once); `path` names the layer in errors.
-    pub(crate) fn store_into(
-        self,
-        path: &str,
-        layer: &mut MaybeQuantized<nn::Linear>,
-    ) -> Result<()> {
-        match (layer, self.quant) {
+    pub(crate) fn store_into(self, path: &str, layer: &mut AdaptableLinear) -> Result<()> {
+        match (layer.base_mut(), self.quant) {
             (MaybeQuantized::Dense(l), None) => l.weight.set(self.weight),
             (MaybeQuantized::Quantized(q), Some((s, b))) => {
                 let Some(biases) = q.biases.as_mut() else {
@@ -205,7 +220,7 @@ impl Linear {
     /// with the layer's parameters pointed at its arrays (held once).
     pub(crate) fn prepare_layer(
         path: &str,
-        layer: &mut MaybeQuantized<nn::Linear>,
+        layer: &mut AdaptableLinear,
         cpu: Option<CpuProducts>,
     ) -> Result<Linear> {
         let linear = Linear::from_layer(path, layer)?.for_device(cpu)?;
@@ -219,7 +234,7 @@ impl Projections {
     /// each layer's parameters pointed at its rows of the joined arrays (held once).
     pub(crate) fn prepare_layers(
         paths: &[String],
-        layers: &mut [&mut MaybeQuantized<nn::Linear>],
+        layers: &mut [&mut AdaptableLinear],
         cpu: Option<CpuProducts>,
     ) -> Result<Projections> {
         let parts = paths

@@ -1,0 +1,465 @@
+//! Adapters on Qwen 3.5 against mlx-lm 0.32.2 (fixtures from `tests/oracle/gen_lora.py`):
+//! LoRA and DoRA adapters made by mlx-lm (on the DeltaNet and attention projections and the
+//! MLP, dense and 4-bit bases, Hv = Hk and Hv > Hk) give mlx-lm's logits through every path
+//! of the forward pass (whole prompt, chunked and sequential prefill, the fused decode
+//! and the compiled layer steps); an adapter for another model is refused naming the first
+//! key that does not fit; `qwen3_5 fuse` writes folders that mlx-lm loads with our logits;
+//! `qwen3_5 logits --adapter-path`; the training loss's gradients with respect to the
+//! adapters through the reference forward pass (sequential and chunked delta rule, the
+//! conv, gated attention) against `mx.grad` of mlx-lm's model and against central
+//! differences in float64.
+
+#[path = "../../../../mlx-lm/tests/lm/adapter_cases.rs"]
+mod adapter_cases;
+
+use adapter_cases::{
+    adapter_gradients, assert_gradients_close, assert_rows_close, batch, cases,
+    finite_difference_error, float32_copy, floats, mlx_lm_gradients, mlx_lm_logits, to_float64,
+    Case, TempDir,
+};
+use mlx_lm::tuner::Adaptable;
+use mlx_lm::tuner::{self, Adapter};
+use qwen3_5::{Decode, ModelOptions, Prefill};
+use std::path::{Path, PathBuf};
+
+fn lora_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lora")
+}
+
+/// The float32 copy of `case`'s base in `tmp`.
+fn base_dir(case: &Case, tmp: &TempDir) -> PathBuf {
+    let dir = tmp.0.join(&case.base);
+    if !dir.exists() {
+        float32_copy(&super::common::model_dir(&case.base), &dir);
+    }
+    dir
+}
+
+fn adapted(case: &Case, tmp: &TempDir, options: ModelOptions) -> qwen3_5::Model {
+    let mut model = qwen3_5::load_with(base_dir(case, tmp), options).unwrap();
+    let adapter = Adapter::load(&case.adapter).unwrap();
+    tuner::apply_adapter(&mut model, &adapter).unwrap_or_else(|e| panic!("{}: {e}", case.name));
+    model
+}
+
+/// The paths of the forward pass an adapted layer must take part in.
+fn option_sets() -> Vec<(&'static str, ModelOptions)> {
+    let defaults = ModelOptions::for_device(&mlx_rs::Device::cpu());
+    vec![
+        ("defaults (chunked prefill, fused decode)", defaults),
+        (
+            "reference decode, sequential prefill, no CPU GEMM",
+            ModelOptions {
+                decode: Decode::Reference,
+                prefill: Prefill::Sequential,
+                cpu_gemm: false,
+                ..defaults
+            },
+        ),
+        (
+            "compiled layer steps",
+            ModelOptions {
+                compile_layers: true,
+                ..defaults
+            },
+        ),
+    ]
+}
+
+#[test]
+fn adapters_made_by_mlx_lm_give_its_logits() {
+    super::common::cpu(|| {
+        let tmp = TempDir::new("qwen3_5-apply");
+        for case in cases(&lora_dir()) {
+            for (how, options) in option_sets() {
+                let what = format!("{} ({how})", case.name);
+                let model = adapted(&case, &tmp, options);
+                let row = model.config().text.vocab_size as usize;
+                let mut cache = model.new_cache();
+                let got = floats(&model.forward(&batch(&case.prompt), &mut cache).unwrap());
+                let worst = assert_rows_close(&what, &got, &case.logits, row);
+                eprintln!("{what}: largest error {worst:e} of a row's scale");
+
+                // Prefill, then one token at a time (the fused decode on these options).
+                let mut cache = model.new_cache();
+                let prompt = &case.prompt;
+                let mut steps = floats(&model.forward(&batch(&prompt[..3]), &mut cache).unwrap());
+                for t in 3..prompt.len() {
+                    let step = model
+                        .forward(&batch(&prompt[t..t + 1]), &mut cache)
+                        .unwrap();
+                    steps.extend(floats(&step));
+                }
+                assert_rows_close(&format!("{what}, step-wise"), &steps, &case.logits, row);
+            }
+            let model = adapted(
+                &case,
+                &tmp,
+                ModelOptions::for_device(&mlx_rs::Device::cpu()),
+            );
+            let saved = tuner::adapter_weights(&model, tuner::FineTuneType::Lora).unwrap();
+            let names: Vec<&String> = saved.keys().collect();
+            assert_eq!(
+                names,
+                case.tensors.iter().collect::<Vec<_>>(),
+                "{}",
+                case.name
+            );
+        }
+    })
+}
+
+#[test]
+fn adapters_for_another_model_are_refused_naming_the_key() {
+    super::common::cpu(|| {
+        let tmp = TempDir::new("qwen3_5-mismatch");
+        let all = cases(&lora_dir());
+        let case = all.iter().find(|c| c.name == "lora-dense").unwrap();
+        let other =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../qwen3/tests/fixtures/lora/lora-dense");
+        let adapter = Adapter::load(&other).unwrap();
+        let first = adapter.weights.keys().next().unwrap().clone();
+        let mut model = qwen3_5::load(base_dir(case, &tmp)).unwrap();
+        let err = tuner::apply_adapter(&mut model, &adapter)
+            .expect_err("a Qwen3 adapter on Qwen 3.5")
+            .to_string();
+        assert!(err.contains(&first), "{err} should name {first}");
+
+        // The Hv > Hk model's adapter on the Hv = Hk model: shapes differ.
+        let dora = all.iter().find(|c| c.name == "dora-dense").unwrap();
+        let mut model = qwen3_5::load(base_dir(case, &tmp)).unwrap();
+        let err = tuner::apply_adapter(&mut model, &Adapter::load(&dora.adapter).unwrap())
+            .expect_err("an adapter for other shapes")
+            .to_string();
+        assert!(
+            err.contains("shape") && err.contains("language_model.model.layers."),
+            "{err}"
+        );
+    })
+}
+
+/// `qwen3_5 fuse` writes a folder that mlx-lm loads: its logits there equal ours, and
+/// (dense, or dequantized) the adapted model's.
+#[test]
+fn fused_checkpoints_load_in_mlx_lm() {
+    let tmp = TempDir::new("qwen3_5-fuse");
+    for case in cases(&lora_dir()) {
+        let quantized = case.base.contains("q4");
+        for dequantize in [false, true] {
+            if dequantize && !quantized {
+                continue;
+            }
+            let base = base_dir(&case, &tmp);
+            let out = tmp.0.join(format!("{}-{dequantize}", case.name));
+            let mut args: Vec<&std::ffi::OsStr> = vec![
+                "fuse".as_ref(),
+                "--device".as_ref(),
+                "cpu".as_ref(),
+                "--model".as_ref(),
+                base.as_os_str(),
+                "--adapter-path".as_ref(),
+                case.adapter.as_os_str(),
+                "--save-path".as_ref(),
+                out.as_os_str(),
+            ];
+            if dequantize {
+                args.push("--dequantize".as_ref());
+            }
+            let run = std::process::Command::new(env!("CARGO_BIN_EXE_qwen3_5"))
+                .args(&args)
+                .output()
+                .unwrap();
+            let what = format!("{} fused (dequantize: {dequantize})", case.name);
+            assert!(
+                run.status.success(),
+                "{what}: {}",
+                String::from_utf8_lossy(&run.stderr)
+            );
+            let ours = super::common::cpu(|| {
+                let model = qwen3_5::load(&out).unwrap();
+                let mut cache = model.new_cache();
+                floats(&model.forward(&batch(&case.prompt), &mut cache).unwrap())
+            });
+            let row = ours.len() / case.prompt.len();
+            let theirs = mlx_lm_logits(&out, &case.prompt, None);
+            assert_rows_close(&format!("{what}: ours vs mlx-lm"), &ours, &theirs, row);
+            if !quantized || dequantize {
+                assert_rows_close(&format!("{what} vs adapted"), &ours, &case.logits, row);
+            }
+        }
+    }
+}
+
+/// `qwen3_5 logits --adapter-path` runs the adapted model.
+#[test]
+fn binary_logits_take_an_adapter() {
+    let tmp = TempDir::new("qwen3_5-cli");
+    let all = cases(&lora_dir());
+    let case = all.iter().find(|c| c.name == "dora-q4").unwrap();
+    let base = base_dir(case, &tmp);
+    let npy = tmp.0.join("logits.npy");
+    let tokens: Vec<String> = case.prompt.iter().map(i32::to_string).collect();
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_qwen3_5"))
+        .args(["logits", "--device", "cpu", "--model"])
+        .arg(&base)
+        .arg("--adapter-path")
+        .arg(&case.adapter)
+        .args(["--tokens", &tokens.join(","), "--out"])
+        .arg(&npy)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let bytes = std::fs::read(&npy).unwrap();
+    let start = 10 + u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    let got: Vec<f32> = bytes[start..]
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect();
+    let row = got.len() / case.prompt.len();
+    assert_rows_close("qwen3_5 logits --adapter-path", &got, &case.logits, row);
+}
+
+/// The reference forward pass (no kernels, no CPU GEMM), with the delta rule of `prefill`:
+/// what training differentiates.
+fn training_options(prefill: Prefill) -> ModelOptions {
+    ModelOptions {
+        prefill,
+        ..ModelOptions::for_device(&mlx_rs::Device::cpu()).for_training()
+    }
+}
+
+#[test]
+fn adapter_gradients_match_mx_grad() {
+    super::common::cpu(|| {
+        let tmp = TempDir::new("qwen3_5-grad");
+        let mut checked = 0;
+        for case in cases(&lora_dir()) {
+            let Some((loss, want)) = mlx_lm_gradients(&case) else {
+                continue;
+            };
+            let prefills = [
+                ("sequential", Prefill::Sequential),
+                ("chunked (3, the last chunk padded)", Prefill::Chunked(3)),
+            ];
+            for (how, prefill) in prefills {
+                let what = format!("{} ({how} delta rule)", case.name);
+                let mut model = adapted(&case, &tmp, training_options(prefill));
+                let (got_loss, got) = adapter_gradients(&mut model);
+                let got_loss = got_loss.item::<f32>().unwrap();
+                assert!(
+                    (got_loss - loss).abs() <= 1e-5 * loss.abs(),
+                    "{what}: loss {got_loss} vs {loss}"
+                );
+                let worst = assert_gradients_close(&what, &got, &want);
+                eprintln!("{what}: {} gradients, largest error {worst:e}", got.len());
+            }
+            checked += 1;
+        }
+        assert!(checked >= 3);
+    })
+}
+
+/// Central differences of the loss in float64 on the CPU (see `finite_difference_error`;
+/// LoRA's gradients, DoRA's magnitudes).
+#[test]
+fn adapter_gradients_match_finite_differences_in_float64() {
+    super::common::cpu(|| {
+        let tmp = TempDir::new("qwen3_5-fd");
+        let all = cases(&lora_dir());
+        let dora_m: fn(&str) -> bool = |k| k.ends_with(".m");
+        let case = all.iter().find(|c| c.name == "lora-dense").unwrap();
+        let checks = [
+            ("lora", Prefill::Sequential, (|_| true) as fn(&str) -> bool),
+            ("lora", Prefill::Chunked(3), |_| true),
+            ("dora", Prefill::Sequential, dora_m),
+        ];
+        for (name, prefill, keep) in checks {
+            let mut model = if name == "lora" {
+                adapted(case, &tmp, training_options(prefill))
+            } else {
+                // DoRA on the same base (MLX's CPU conv has no float64 for the Hv > Hk
+                // fixture's shapes): layers 2 and 3 wrapped here, `lora_b` and `m` moved
+                // off their starting values.
+                let mut model =
+                    qwen3_5::load_with(base_dir(case, &tmp), training_options(prefill)).unwrap();
+                let params = tuner::LoraParameters {
+                    rank: 4,
+                    scale: 2.0,
+                    ..Default::default()
+                };
+                tuner::linear_to_lora_layers(&mut model, 2, &params, true).unwrap();
+                perturb_adapters(&mut model);
+                model
+            };
+            to_float64(&mut model);
+            model.adapters_changed().unwrap();
+            let err = finite_difference_error(&mut model, 3, keep);
+            eprintln!("{name} ({prefill:?}): largest finite-difference error {err:e}");
+            assert!(err < FD_TOL, "{name} ({prefill:?}): {err}");
+        }
+    })
+}
+
+/// Sets every `lora_b` to small random values and scales every `m` by random factors
+/// near 1, so that no gradient vanishes by symmetry.
+fn perturb_adapters(model: &mut qwen3_5::Model) {
+    use mlx_rs::nn::{Module, ParamMap, UpdateMode};
+    use mlx_rs::random;
+    let mut new = ParamMap::new();
+    for (i, (name, p)) in model.parameters().unwrap().into_iter().enumerate() {
+        let key = random::key(1000 + i as u64).unwrap();
+        let noise = random::normal(p.shape(), p.dtype(), 0.0, 1.0, Some(&key)).unwrap();
+        if name.ends_with("lora_b") {
+            new.insert(name, noise.multiply_scalar(0.05).unwrap());
+        } else if name.ends_with(".m") {
+            let factor = noise.multiply_scalar(0.1).unwrap().add_scalar(1.0).unwrap();
+            new.insert(name, p.multiply(&factor).unwrap());
+        }
+    }
+    model.update(&new, UpdateMode::Partial).unwrap();
+    model.adapters_changed().unwrap();
+}
+
+/// Directional central differences against the gradient, relative to the tensor's
+/// gradient norm (bounded by the step and MLX's float32-precision float64 ops, see
+/// `finite_difference_error`); a wrong or missing term is off by its own size.
+const FD_TOL: f64 = 1e-2;
+
+/// `qwen3_5 lora` trains a DoRA adapter through the prepared forward pass on chat data
+/// (prompt masked): the validation loss falls, and mlx-lm loads the adapter with our
+/// logits.
+#[test]
+fn lora_trains_an_adapter_that_mlx_lm_loads() {
+    train_and_check("mlx-bf16-tied", "dora");
+}
+
+/// QLoRA: LoRA on the 4-bit base, likewise.
+#[test]
+fn qlora_trains_an_adapter_that_mlx_lm_loads() {
+    train_and_check("mlx-q4-tied", "lora");
+}
+
+fn train_and_check(variant: &str, kind: &str) {
+    let tmp = TempDir::new(&format!("qwen3_5-train-{kind}"));
+    let base = tmp.0.join("base");
+    float32_copy(&super::common::model_dir(variant), &base);
+    let tokenizer = super::common::fixtures().join("../char-tokenizer");
+    for f in ["tokenizer.json", "tokenizer_config.json"] {
+        std::fs::copy(tokenizer.join(f), base.join(f)).unwrap();
+    }
+    let data = tmp.0.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let line = |i: usize| {
+        let (q, a) = [
+            ("hi", "hello!"),
+            ("bye", "see you."),
+            ("sky?", "blue."),
+            ("sea?", "wet."),
+        ][i % 4];
+        serde_json::json!({"messages": [
+            {"role": "user", "content": q},
+            {"role": "assistant", "content": a},
+        ]})
+        .to_string()
+            + "\n"
+    };
+    std::fs::write(
+        data.join("train.jsonl"),
+        (0..8).map(line).collect::<String>(),
+    )
+    .unwrap();
+    std::fs::write(
+        data.join("valid.jsonl"),
+        (8..12).map(line).collect::<String>(),
+    )
+    .unwrap();
+    let out = tmp.0.join("adapter");
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_qwen3_5"))
+        .args(["lora", "--device", "cpu", "--train", "--model"])
+        .arg(&base)
+        .arg("--data")
+        .arg(&data)
+        .arg("--adapter-path")
+        .arg(&out)
+        .args([
+            "--fine-tune-type",
+            kind,
+            "--mask-prompt",
+            "--num-layers",
+            "2",
+        ])
+        .args([
+            "--iters",
+            "16",
+            "--batch-size",
+            "2",
+            "--rank",
+            "4",
+            "--scale",
+            "2",
+        ])
+        .args([
+            "--learning-rate",
+            "1e-2",
+            "--steps-per-report",
+            "8",
+            "--steps-per-eval",
+            "16",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{}\n{stdout}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let vals: Vec<f32> = stdout
+        .lines()
+        .filter_map(|l| l.split("Val loss ").nth(1))
+        .map(|rest| rest.split(',').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(vals.len(), 2, "{stdout}");
+    assert!(
+        vals[1] < 0.8 * vals[0],
+        "the validation loss falls: {vals:?}"
+    );
+
+    let prompt = [10, 20, 30, 40, 50, 60];
+    let ours = super::common::cpu(|| {
+        let mut model = qwen3_5::load(&base).unwrap();
+        tuner::apply_adapter(&mut model, &Adapter::load(&out).unwrap()).unwrap();
+        let mut cache = model.new_cache();
+        floats(&model.forward(&batch(&prompt), &mut cache).unwrap())
+    });
+    let theirs = mlx_lm_logits(&base, &prompt, Some(&out));
+    assert_rows_close(
+        &format!("a {kind} adapter trained on {variant}, in mlx-lm"),
+        &ours,
+        &theirs,
+        ours.len() / prompt.len(),
+    );
+}
+
+/// Full fine-tuning is refused with a message: Qwen 3.5's forward pass runs forms
+/// prepared from its weights at load, which gradients with respect to the weights would
+/// not reach.
+#[test]
+fn full_fine_tuning_is_refused_with_a_message() {
+    super::common::cpu(|| {
+        let tmp = TempDir::new("qwen3_5-full");
+        let all = cases(&lora_dir());
+        let case = all.iter().find(|c| c.name == "lora-dense").unwrap();
+        let mut model =
+            qwen3_5::load_with(base_dir(case, &tmp), training_options(Prefill::Sequential))
+                .unwrap();
+        let err = tuner::unfreeze_last_layers(&mut model, 1)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cannot be fully fine-tuned"), "{err}");
+    })
+}
