@@ -446,7 +446,8 @@ fn short_lived_threads_and_streams_reuse_mlx_workers() {
         "{new_made} CPU streams made for 1,200 threads"
     );
     assert!(new_streams <= 24, "{new_streams} MLX CPU streams made");
-    assert!(grown <= 24, "{grown} more OS threads");
+    // Those streams' workers, plus the test runner's own threads that come and go.
+    assert!(grown <= 40, "{grown} more OS threads");
     assert!(
         per_thread < 4 << 10,
         "{per_thread} bytes of heap per thread"
