@@ -55,7 +55,7 @@ pub use adapter::{
 pub use dora::DoraLinear;
 pub use layer::{AdaptableLinear, LowRank};
 pub use lora::LoraLinear;
-pub use train::{default_loss, value_and_grad};
+pub use train::{checkpoint_layer, default_loss, value_and_grad};
 
 use crate::error::{Error, Result};
 use mlx_rs::nn::Module;
@@ -93,6 +93,24 @@ pub trait Adaptable: Module {
     /// whose forward pass runs forms derived from its weights at load says no.
     fn supports_full_fine_tuning(&self) -> bool {
         true
+    }
+
+    /// Turns gradient checkpointing of the decoder layers on or off (mlx-lm's
+    /// `--grad-checkpoint`): with it on, a forward pass over an empty cache (a training
+    /// step) runs each layer through [`checkpoint_layer`], so the backward pass computes
+    /// each layer's activations again instead of keeping them all. That forward pass
+    /// leaves the cache empty (training never reads it); a cache that holds tokens runs
+    /// the layers as usual. The default refuses (a model that does not implement it).
+    ///
+    /// # Errors
+    /// The model cannot checkpoint its layers.
+    fn set_grad_checkpoint(&mut self, on: bool) -> Result<()> {
+        if on {
+            return Err(Error::InvalidArgument(
+                "this model does not support gradient checkpointing".into(),
+            ));
+        }
+        Ok(())
     }
 }
 

@@ -8,9 +8,9 @@
 mod adapter_cases;
 
 use adapter_cases::{
-    adapter_gradients, assert_gradients_close, assert_rows_close, batch, cases,
-    finite_difference_error, float32_copy, floats, mlx_lm_gradients, mlx_lm_logits, to_float64,
-    Case, TempDir,
+    adapter_gradients, assert_checkpointing_changes_nothing, assert_gradients_close,
+    assert_rows_close, batch, cases, finite_difference_error, float32_copy, floats, has_dropout,
+    mlx_lm_gradients, mlx_lm_logits, to_float64, Case, TempDir,
 };
 use mlx_lm::tuner::{self, Adapter};
 use mlx_lm::LanguageModel;
@@ -299,6 +299,26 @@ fn adapter_gradients_match_mx_grad() {
             checked += 1;
         }
         assert!(checked >= 2);
+    })
+}
+
+/// With gradient checkpointing (`--grad-checkpoint`: each layer recomputed in the
+/// backward pass) the loss and the adapters' gradients are those without it, for LoRA
+/// and DoRA on a dense and a 4-bit base.
+#[test]
+fn gradient_checkpointing_gives_the_same_loss_and_gradients() {
+    super::on_cpu(|| {
+        let tmp = TempDir::new("qwen3-ckpt");
+        let all: Vec<Case> = cases(&lora_dir())
+            .into_iter()
+            .filter(|c| !has_dropout(c))
+            .collect();
+        assert!(all.len() >= 2);
+        for case in &all {
+            let mut model = adapted(case, &tmp);
+            let worst = assert_checkpointing_changes_nothing(&case.name, &mut model);
+            eprintln!("{}: largest gradient change {worst:e}", case.name);
+        }
     })
 }
 

@@ -13,9 +13,9 @@
 mod adapter_cases;
 
 use adapter_cases::{
-    adapter_gradients, assert_gradients_close, assert_rows_close, batch, cases,
-    finite_difference_error, float32_copy, floats, mlx_lm_gradients, mlx_lm_logits, to_float64,
-    Case, TempDir,
+    adapter_gradients, assert_checkpointing_changes_nothing, assert_gradients_close,
+    assert_rows_close, batch, cases, finite_difference_error, float32_copy, floats, has_dropout,
+    mlx_lm_gradients, mlx_lm_logits, to_float64, Case, TempDir,
 };
 use mlx_lm::tuner::Adaptable;
 use mlx_lm::tuner::{self, Adapter};
@@ -260,6 +260,29 @@ fn adapter_gradients_match_mx_grad() {
             checked += 1;
         }
         assert!(checked >= 3);
+    })
+}
+
+/// With gradient checkpointing (`--grad-checkpoint`: each layer, DeltaNet or attention,
+/// recomputed in the backward pass from its own adapters) the loss and the adapters'
+/// gradients are those without it, for every case and both delta rules.
+#[test]
+fn gradient_checkpointing_gives_the_same_loss_and_gradients() {
+    super::common::cpu(|| {
+        let tmp = TempDir::new("qwen3_5-ckpt");
+        let all: Vec<Case> = cases(&lora_dir())
+            .into_iter()
+            .filter(|c| !has_dropout(c))
+            .collect();
+        assert!(all.len() >= 3);
+        for case in &all {
+            for prefill in [Prefill::Sequential, Prefill::Chunked(3)] {
+                let what = format!("{} ({prefill:?} delta rule)", case.name);
+                let mut model = adapted(case, &tmp, training_options(prefill));
+                let worst = assert_checkpointing_changes_nothing(&what, &mut model);
+                eprintln!("{what}: largest gradient change {worst:e}");
+            }
+        }
     })
 }
 
