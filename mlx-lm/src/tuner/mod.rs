@@ -48,9 +48,9 @@ mod train;
 pub mod trainer;
 
 pub use adapter::{
-    adapter_weights, apply_adapter, freeze_all_but_adapters, fuse, linear_to_lora_layers,
-    load_adapter_weights, unfreeze_last_layers, Adapter, AdapterConfig, FineTuneType,
-    LoraParameters, CONFIG_FILE, WEIGHTS_FILE,
+    adapter_weights, apply_adapter, freeze_all_but_adapters, fuse, is_adapter_parameter,
+    linear_to_lora_layers, load_adapter_weights, unfreeze_last_layers, Adapter, AdapterConfig,
+    FineTuneType, LoraParameters, CONFIG_FILE, WEIGHTS_FILE,
 };
 pub use dora::DoraLinear;
 pub use layer::{AdaptableLinear, LowRank};
@@ -81,16 +81,18 @@ pub trait Adaptable: Module {
     /// Called inside a gradient transform ([`value_and_grad`]) after the adapters'
     /// parameters were replaced by the transform's tracers, and again after they are
     /// restored: a model whose forward pass runs prepared forms points their adapter
-    /// updates ([`AdaptableLinear::low_rank`]) at the current parameters here, lazily
-    /// (nothing may be evaluated). The default does nothing (a model whose forward pass
-    /// reads its parameters).
+    /// updates ([`AdaptableLinear::low_rank`]) at the current parameters here (or, when
+    /// weights themselves are trainable, builds its forms from them again). The default
+    /// does nothing (a model whose forward pass reads its parameters).
     fn refresh_adapters(&mut self) -> Result<()> {
         Ok(())
     }
 
-    /// Whether the forward pass reads the layers' own parameters, so that full
-    /// fine-tuning (training the weights themselves) works. The default says yes; a model
-    /// whose forward pass runs forms derived from its weights at load says no.
+    /// Whether gradients with respect to the layers' own parameters reach the forward
+    /// pass, so that full fine-tuning (training the weights themselves) works: the
+    /// forward pass reads them, or forms built from them again in
+    /// [`Adaptable::refresh_adapters`] when they are trainable. The default says yes; a
+    /// model whose products run outside MLX's graph says no.
     fn supports_full_fine_tuning(&self) -> bool {
         true
     }

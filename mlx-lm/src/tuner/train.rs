@@ -17,8 +17,8 @@ use super::Adaptable;
 /// Unlike [`mlx_rs::nn::value_and_grad`], the model is told when its parameters are
 /// swapped for the transform's tracers and back ([`Adaptable::refresh_adapters`]), so a
 /// model whose forward pass runs prepared forms (Qwen 3.5) differentiates through its
-/// adapters. Only the parameters that forms read are differentiated correctly: train the
-/// adapters (LoRA, DoRA), not the prepared base weights. The forward pass must stay in
+/// adapters, or, when its weights are trainable, through forms it builds again from the
+/// traced weights. The forward pass must stay in
 /// MLX's graph: products computed outside it (Qwen 3.5's CPU GEMM) pass no gradient, so
 /// load such a model with its training options.
 ///

@@ -18,7 +18,7 @@ use linear::{Embedding, Linear};
 use mlp::Mlp;
 use mlx_lm::kernels::compiled;
 use mlx_lm::shard::Part;
-use mlx_lm::tuner::{checkpoint_layer, Adaptable, AdaptableLinear};
+use mlx_lm::tuner::{self, checkpoint_layer, Adaptable, AdaptableLinear};
 use mlx_rs::distributed::{self, Group};
 use mlx_rs::nn::{self, MaybeQuantized, Module, ParamMap};
 use mlx_rs::{fast, ops, Array, Dtype};
@@ -471,6 +471,12 @@ impl Model {
         }
     }
 
+    /// Whether a parameter other than an adapter's is trainable (full fine-tuning).
+    fn trains_weights(&self) -> Result<bool> {
+        let trainable = self.trainable_parameters()?;
+        Ok(trainable.keys().any(|k| !tuner::is_adapter_parameter(k)))
+    }
+
     /// The decoder layers.
     fn layers(&self) -> &[DecoderLayer] {
         &self.language_model.model.layers
@@ -520,9 +526,15 @@ impl Model {
         let mut h = self.embedding()?.forward(tokens)?;
         // A training step: each layer recomputed in the backward pass, the cache unused.
         if self.grad_checkpoint && self.group.is_none() && cache.is_empty() {
+            let full = self.trains_weights()?;
             for (i, layer) in self.layers().iter().enumerate() {
+                let (c, plan) = (self.config.text.clone(), self.plan);
                 let out = checkpoint_layer(layer, &[h], move |layer, x| {
-                    layer.refresh_adapters()?;
+                    // The layer's forms from its parameters, which are the function's inputs.
+                    match full {
+                        true => layer.prepare(&format!("layer {i}"), &c, &plan)?,
+                        false => layer.refresh_adapters()?,
+                    }
                     Ok(vec![layer.forward_fresh(&x[0], i, eps)?])
                 })?;
                 h = out.into_iter().next().ok_or_else(|| {
@@ -617,8 +629,11 @@ impl Adaptable for Model {
         self.prepare()
     }
 
+    /// Yes, unless float32 products run in the CPU GEMM outside MLX's graph (load with
+    /// [`ModelOptions::for_training`]): with weights trainable, [`Adaptable::refresh_adapters`]
+    /// builds the forms the forward pass runs with again from the current parameters.
     fn supports_full_fine_tuning(&self) -> bool {
-        false
+        !self.plan.cpu.is_some_and(|c| c.gemm)
     }
 
     fn set_grad_checkpoint(&mut self, on: bool) -> Result<()> {
@@ -626,7 +641,15 @@ impl Adaptable for Model {
         Ok(())
     }
 
+    /// Points the prepared forms' adapter updates at the current parameters; when a
+    /// parameter other than an adapter's is trainable (full fine-tuning), builds every
+    /// prepared form again from the current parameters instead (`Model::prepare`: inside
+    /// a gradient transform, from its tracers, so the gradients reach the weights; a copy
+    /// of the weights per call, the price of training the joined forms).
     fn refresh_adapters(&mut self) -> Result<()> {
+        if self.trains_weights()? {
+            return self.prepare();
+        }
         for layer in &mut self.language_model.model.layers {
             layer.refresh_adapters()?;
         }
