@@ -232,6 +232,15 @@ where
 {
     let n = mlx_lm::tuner::freeze_all_but_adapters(model).unwrap();
     assert!(n > 0, "no adapter parameter");
+    trainable_gradients(model)
+}
+
+/// The training loss of `model` on [`grad_batch`] and its gradients with respect to its
+/// trainable parameters (as they are), in training mode, through `tuner::value_and_grad`.
+pub fn trainable_gradients<M>(model: &mut M) -> (Array, mlx_rs::nn::ParamMap)
+where
+    M: mlx_lm::tuner::Adaptable + mlx_lm::LanguageModel,
+{
     model.train(true).unwrap();
     let (ids, lengths) = grad_batch();
     let (out, grads) = mlx_lm::tuner::value_and_grad(model, |m| {
@@ -259,16 +268,17 @@ pub fn has_dropout(case: &Case) -> bool {
         .is_some_and(|p| p.dropout > 0.0)
 }
 
-/// The training loss and adapter gradients of `model` ([`adapter_gradients`]) with
-/// gradient checkpointing on equal those with it off, within [`CHECKPOINT_RTOL`];
-/// returns the largest relative error of a gradient.
+/// The training loss and the gradients of `model`'s trainable parameters
+/// ([`trainable_gradients`]: freeze it first) with gradient checkpointing on equal those
+/// with it off, within [`CHECKPOINT_RTOL`]; returns the largest relative error of a
+/// gradient.
 pub fn assert_checkpointing_changes_nothing<M>(what: &str, model: &mut M) -> f32
 where
     M: mlx_lm::tuner::Adaptable + mlx_lm::LanguageModel,
 {
-    let (loss, plain) = adapter_gradients(model);
+    let (loss, plain) = trainable_gradients(model);
     model.set_grad_checkpoint(true).unwrap();
-    let (loss_c, checkpointed) = adapter_gradients(model);
+    let (loss_c, checkpointed) = trainable_gradients(model);
     model.set_grad_checkpoint(false).unwrap();
     let (a, b) = (loss.item::<f32>().unwrap(), loss_c.item::<f32>().unwrap());
     assert!(
