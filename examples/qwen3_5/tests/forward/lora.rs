@@ -360,16 +360,16 @@ const FD_TOL: f64 = 1e-2;
 /// logits.
 #[test]
 fn lora_trains_an_adapter_that_mlx_lm_loads() {
-    train_and_check("mlx-bf16-tied", "dora");
+    train_and_check("mlx-bf16-tied", "dora", &[]);
 }
 
 /// QLoRA: LoRA on the 4-bit base, likewise.
 #[test]
 fn qlora_trains_an_adapter_that_mlx_lm_loads() {
-    train_and_check("mlx-q4-tied", "lora");
+    train_and_check("mlx-q4-tied", "lora", &[]);
 }
 
-fn train_and_check(variant: &str, kind: &str) {
+fn train_and_check(variant: &str, kind: &str, extra: &[&str]) {
     let tmp = TempDir::new(&format!("qwen3_5-train-{kind}"));
     let base = tmp.0.join("base");
     float32_copy(&super::common::model_dir(variant), &base);
@@ -436,6 +436,7 @@ fn train_and_check(variant: &str, kind: &str) {
             "--steps-per-eval",
             "16",
         ])
+        .args(extra)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&run.stdout);
@@ -553,9 +554,10 @@ mx.save_safetensors(sys.argv[2], grads)
     assert_eq!(checked, 2);
 }
 
-/// `qwen3_5 lora --fine-tune-type full` trains the last layers' weights: the validation
-/// loss falls, and mlx-lm loads the saved weights with our logits.
+/// `qwen3_5 lora --fine-tune-type full --grad-checkpoint` trains the last layers'
+/// weights: the validation loss falls, and mlx-lm loads the saved weights with our
+/// logits.
 #[test]
 fn full_fine_tuning_trains_weights_that_mlx_lm_loads() {
-    train_and_check("mlx-bf16-tied", "full");
+    train_and_check("mlx-bf16-tied", "full", &["--grad-checkpoint"]);
 }
