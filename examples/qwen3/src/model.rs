@@ -7,7 +7,7 @@ use crate::config::Config;
 use mlx_lm::cache::{Cache, KvCache, LayerCache, Positions};
 use mlx_lm::model::check_input;
 use mlx_lm::shard::{shard_linear, shard_mlp, Part, Split};
-use mlx_lm::tuner::{Adaptable, AdaptableLinear};
+use mlx_lm::tuner::{checkpoint_layer, Adaptable, AdaptableLinear};
 use mlx_lm::{Error, LanguageModel, Result};
 use mlx_rs::distributed::{self, Group};
 use mlx_rs::fast::{self, AttentionMask};
@@ -23,7 +23,7 @@ fn linear(input: i32, output: i32) -> Result<QLinear> {
 }
 
 /// Self-attention with per-head RMSNorm on queries and keys.
-#[derive(Module)]
+#[derive(Clone, Module)]
 struct Attention {
     q_proj: QLinear,
     k_proj: QLinear,
@@ -125,7 +125,7 @@ fn all_sum(x: Array, group: Option<&Group>) -> Result<Array> {
 }
 
 /// The feed-forward block: `down(silu(gate(x)) · up(x))`.
-#[derive(Module)]
+#[derive(Clone, Module)]
 struct Mlp {
     gate_proj: QLinear,
     up_proj: QLinear,
@@ -160,7 +160,7 @@ impl Mlp {
 }
 
 /// One pre-norm decoder layer.
-#[derive(Module)]
+#[derive(Clone, Module)]
 struct DecoderLayer {
     self_attn: Attention,
     mlp: Mlp,
@@ -206,6 +206,10 @@ pub struct Model {
     /// The group whose ranks share the layers, once [`Model::shard`] split them.
     #[module(skip)]
     group: Option<Group>,
+    /// Whether a forward pass over an empty cache checkpoints each layer
+    /// ([`Adaptable::set_grad_checkpoint`]).
+    #[module(skip)]
+    grad_checkpoint: bool,
 }
 
 impl Model {
@@ -236,6 +240,7 @@ impl Model {
             },
             config,
             group: None,
+            grad_checkpoint: false,
         })
     }
 
@@ -282,6 +287,15 @@ impl Model {
     pub fn config(&self) -> &Config {
         &self.config
     }
+
+    /// Logits for the last layer's output: the final norm, then the head.
+    fn head(&self, h: &Array) -> Result<Array> {
+        let h = self.model.norm.forward(h)?;
+        Ok(match &self.lm_head {
+            Some(head) => head.forward(&h)?,
+            None => self.model.embed_tokens.as_linear(&h)?,
+        })
+    }
 }
 
 /// Drops what the checkpoint stores and the model does not use: a head next to tied
@@ -303,6 +317,11 @@ impl Adaptable for Model {
     fn num_layers(&self) -> usize {
         self.model.layers.len()
     }
+
+    fn set_grad_checkpoint(&mut self, on: bool) -> Result<()> {
+        self.grad_checkpoint = on;
+        Ok(())
+    }
 }
 
 impl LanguageModel for Model {
@@ -310,6 +329,27 @@ impl LanguageModel for Model {
         check_input(tokens, cache, self.model.layers.len())?;
         mlx_lm::model::check_token_ids(tokens, self.config.vocab_size)?;
         let mut h = self.model.embed_tokens.forward(tokens)?;
+        // A training step: each layer recomputed in the backward pass, the cache unused.
+        if self.grad_checkpoint && self.group.is_none() && cache.is_empty() {
+            for layer in &self.model.layers {
+                let out = checkpoint_layer(layer, &[h], |layer, x| {
+                    let mask = match x[0].dim(1) {
+                        1 => AttentionMask::None,
+                        _ => AttentionMask::Causal,
+                    };
+                    Ok(vec![layer.forward(
+                        &x[0],
+                        mask,
+                        &mut KvCache::default(),
+                        None,
+                    )?])
+                })?;
+                h = out.into_iter().next().ok_or_else(|| {
+                    Error::InvalidArgument("a checkpointed layer returned no output".into())
+                })?;
+            }
+            return self.head(&h);
+        }
         let l = tokens.shape()[1];
         let mut kvs = Vec::with_capacity(cache.layers.len());
         for c in &mut cache.layers {
@@ -333,11 +373,7 @@ impl LanguageModel for Model {
         for (layer, kv) in self.model.layers.iter().zip(kvs) {
             h = layer.forward(&h, mask, kv, self.group.as_ref())?;
         }
-        let h = self.model.norm.forward(&h)?;
-        Ok(match &self.lm_head {
-            Some(head) => head.forward(&h)?,
-            None => self.model.embed_tokens.as_linear(&h)?,
-        })
+        self.head(&h)
     }
 
     fn new_cache(&self) -> Cache {

@@ -98,6 +98,15 @@ impl Cache {
         self.layers.first().map_or(0, LayerCache::offset)
     }
 
+    /// Whether no layer has seen a position and none holds padding: a cache as
+    /// [`LanguageModel::new_cache`](crate::LanguageModel::new_cache) makes it.
+    pub fn is_empty(&self) -> bool {
+        self.layers.iter().all(|l| match l {
+            LayerCache::Attention(c) => c.offset() == 0 && c.left_padding().is_empty(),
+            LayerCache::Recurrent(c) => c.offset == 0 && c.conv.is_none() && c.recurrent.is_none(),
+        })
+    }
+
     /// Number of positions each sequence of the batch has seen (the real ones, not the
     /// padding), from the first attention layer; [`Cache::offset`] for every sequence
     /// when the model has no attention layer. `None` before the first forward call.

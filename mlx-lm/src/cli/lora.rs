@@ -112,6 +112,10 @@ pub struct LoraArgs<O: Args> {
     /// Steps whose gradients are summed before an update.
     #[arg(long, default_value_t = 1)]
     pub grad_accumulation_steps: usize,
+    /// Recompute each layer's activations in the backward pass instead of keeping them:
+    /// less memory per step, about one more forward pass of compute.
+    #[arg(long)]
+    pub grad_checkpoint: bool,
     /// Start from the adapter weights of this file (a checkpoint of an earlier run).
     #[arg(long, value_name = "FILE")]
     pub resume_adapter_file: Option<PathBuf>,
@@ -236,10 +240,18 @@ pub fn run<M: ModelCli>(args: LoraArgs<M::Options>) -> Result<()> {
             save_every: args.save_every,
             max_seq_length: args.max_seq_length,
             grad_accumulation_steps: args.grad_accumulation_steps,
+            grad_checkpoint: args.grad_checkpoint,
             seed: args.seed,
         };
         if valid.is_empty() {
             eprintln!("warning: no validation set: training without validation");
+        }
+        if args.grad_checkpoint && args.dropout > 0.0 {
+            eprintln!(
+                "warning: with --grad-checkpoint the backward pass draws other dropout masks \
+                 than the forward pass did (as in mlx_lm.lora); use --dropout 0 for exact \
+                 gradients"
+            );
         }
         trainer::train(
             &mut model,
@@ -360,6 +372,7 @@ fn run_record<O: Args>(args: &LoraArgs<O>) -> serde_json::Map<String, serde_json
         "learning_rate": args.learning_rate,
         "mask_prompt": args.mask_prompt,
         "max_seq_length": args.max_seq_length,
+        "grad_checkpoint": args.grad_checkpoint,
         "seed": args.seed,
         "adapter_path": args.adapter_path.display().to_string(),
     });

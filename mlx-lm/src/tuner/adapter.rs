@@ -274,7 +274,9 @@ impl Adapter {
 /// The last segment of a parameter name that marks it as part of a LoRA or DoRA update.
 const ADAPTER_LEAVES: [&str; 3] = ["lora_a", "lora_b", "m"];
 
-fn is_adapter_parameter(name: &str) -> bool {
+/// Whether the parameter `name` belongs to a LoRA or DoRA update (its last segment is
+/// `lora_a`, `lora_b` or `m`).
+pub fn is_adapter_parameter(name: &str) -> bool {
     let last = name.rsplit('.').next().unwrap_or(name);
     ADAPTER_LEAVES.contains(&last)
 }
@@ -326,8 +328,9 @@ pub fn unfreeze_last_layers<M: Adaptable + ?Sized>(
 ) -> Result<usize> {
     if !model.supports_full_fine_tuning() {
         return Err(Error::InvalidArgument(
-            "this model cannot be fully fine-tuned (its forward pass runs forms prepared \
-             from its weights at load); train LoRA or DoRA adapters instead"
+            "this model, as loaded, cannot be fully fine-tuned (its forward pass does not \
+             read its weights through MLX's graph: load it with its training options); \
+             train LoRA or DoRA adapters instead"
                 .into(),
         ));
     }

@@ -26,7 +26,7 @@ use super::lora::{bias, dense_weight, dims, init_a, rebuild, weight_delta};
 /// assert!(got.iter().zip(&base).all(|(a, b)| (a - b).abs() < 1e-5));
 /// # Ok::<(), mlx_lm::Error>(())
 /// ```
-#[derive(Module)]
+#[derive(Clone, Module)]
 pub struct DoraLinear {
     /// The base layer (its parameters frozen by [`DoraLinear::from_base`]).
     pub linear: MaybeQuantized<nn::Linear>,

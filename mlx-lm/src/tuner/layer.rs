@@ -16,6 +16,7 @@ use super::{DoraLinear, LoraLinear};
 /// Parameter names are mlx-lm's: the base's own (`q_proj.weight`) for a plain layer;
 /// `q_proj.linear.weight`, `q_proj.lora_a`, `q_proj.lora_b` (and `q_proj.m` for DoRA) for
 /// an adapted one.
+#[derive(Clone)]
 pub enum AdaptableLinear {
     /// The layer as loaded.
     Base(MaybeQuantized<nn::Linear>),

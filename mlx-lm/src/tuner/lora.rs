@@ -26,7 +26,7 @@ use super::check_rank;
 /// assert_eq!(lora.forward(&x)?.to_vec::<f32>()?, base.to_vec::<f32>()?);
 /// # Ok::<(), mlx_lm::Error>(())
 /// ```
-#[derive(Module)]
+#[derive(Clone, Module)]
 pub struct LoraLinear {
     /// The base layer (its parameters frozen by [`LoraLinear::from_base`]).
     pub linear: MaybeQuantized<nn::Linear>,

@@ -48,14 +48,14 @@ mod train;
 pub mod trainer;
 
 pub use adapter::{
-    adapter_weights, apply_adapter, freeze_all_but_adapters, fuse, linear_to_lora_layers,
-    load_adapter_weights, unfreeze_last_layers, Adapter, AdapterConfig, FineTuneType,
-    LoraParameters, CONFIG_FILE, WEIGHTS_FILE,
+    adapter_weights, apply_adapter, freeze_all_but_adapters, fuse, is_adapter_parameter,
+    linear_to_lora_layers, load_adapter_weights, unfreeze_last_layers, Adapter, AdapterConfig,
+    FineTuneType, LoraParameters, CONFIG_FILE, WEIGHTS_FILE,
 };
 pub use dora::DoraLinear;
 pub use layer::{AdaptableLinear, LowRank};
 pub use lora::LoraLinear;
-pub use train::{default_loss, value_and_grad};
+pub use train::{checkpoint_layer, default_loss, value_and_grad};
 
 use crate::error::{Error, Result};
 use mlx_rs::nn::Module;
@@ -81,18 +81,38 @@ pub trait Adaptable: Module {
     /// Called inside a gradient transform ([`value_and_grad`]) after the adapters'
     /// parameters were replaced by the transform's tracers, and again after they are
     /// restored: a model whose forward pass runs prepared forms points their adapter
-    /// updates ([`AdaptableLinear::low_rank`]) at the current parameters here, lazily
-    /// (nothing may be evaluated). The default does nothing (a model whose forward pass
-    /// reads its parameters).
+    /// updates ([`AdaptableLinear::low_rank`]) at the current parameters here (or, when
+    /// weights themselves are trainable, builds its forms from them again). The default
+    /// does nothing (a model whose forward pass reads its parameters).
     fn refresh_adapters(&mut self) -> Result<()> {
         Ok(())
     }
 
-    /// Whether the forward pass reads the layers' own parameters, so that full
-    /// fine-tuning (training the weights themselves) works. The default says yes; a model
-    /// whose forward pass runs forms derived from its weights at load says no.
+    /// Whether gradients with respect to the layers' own parameters reach the forward
+    /// pass, so that full fine-tuning (training the weights themselves) works: the
+    /// forward pass reads them, or forms built from them again in
+    /// [`Adaptable::refresh_adapters`] when they are trainable. The default says yes; a
+    /// model whose products run outside MLX's graph says no.
     fn supports_full_fine_tuning(&self) -> bool {
         true
+    }
+
+    /// Turns gradient checkpointing of the decoder layers on or off (mlx-lm's
+    /// `--grad-checkpoint`): with it on, a forward pass over an empty cache (a training
+    /// step) runs each layer through [`checkpoint_layer`], so the backward pass computes
+    /// each layer's activations again instead of keeping them all. That forward pass
+    /// leaves the cache empty (training never reads it); a cache that holds tokens runs
+    /// the layers as usual. The default refuses (a model that does not implement it).
+    ///
+    /// # Errors
+    /// The model cannot checkpoint its layers.
+    fn set_grad_checkpoint(&mut self, on: bool) -> Result<()> {
+        if on {
+            return Err(Error::InvalidArgument(
+                "this model does not support gradient checkpointing".into(),
+            ));
+        }
+        Ok(())
     }
 }
 

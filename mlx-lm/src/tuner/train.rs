@@ -17,8 +17,8 @@ use super::Adaptable;
 /// Unlike [`mlx_rs::nn::value_and_grad`], the model is told when its parameters are
 /// swapped for the transform's tracers and back ([`Adaptable::refresh_adapters`]), so a
 /// model whose forward pass runs prepared forms (Qwen 3.5) differentiates through its
-/// adapters. Only the parameters that forms read are differentiated correctly: train the
-/// adapters (LoRA, DoRA), not the prepared base weights. The forward pass must stay in
+/// adapters, or, when its weights are trainable, through forms it builds again from the
+/// traced weights. The forward pass must stay in
 /// MLX's graph: products computed outside it (Qwen 3.5's CPU GEMM) pass no gradient, so
 /// load such a model with its training options.
 ///
@@ -55,6 +55,42 @@ pub fn value_and_grad<M: Adaptable + ?Sized>(
         ));
     }
     Ok((outputs, names.into_iter().zip(grads).collect()))
+}
+
+/// Runs `forward(layer, inputs)` with gradient checkpointing, as mlx-lm's
+/// `grad_checkpoint` wraps a layer's `__call__`: the layer's intermediate values are not
+/// kept for the backward pass but computed again there, so a training step holds one
+/// layer's activations at a time instead of every layer's (less memory, one more forward
+/// pass of compute). Outputs and gradients are those of `forward` itself.
+///
+/// The layer's trainable parameters are inputs of the checkpointed function (arrays a
+/// function captures are constants to MLX's transforms, so captured trainable parameters
+/// would get no gradient): the function runs on a clone of `layer` whose trainable
+/// parameters are set to those inputs, then `forward` (which may first rebuild forms
+/// derived from them, as a prepared model's `refresh_adapters`). The clone lives in MLX's
+/// graph as long as the outputs do, hence `Clone + Send + 'static`; arrays are cheap to
+/// clone. `forward` must read nothing but the layer and `inputs` (and constants): a
+/// dropout mask drawn again in the backward pass would differ, so train with dropout 0.
+///
+/// # Errors
+/// The layer's or `forward`'s errors.
+pub fn checkpoint_layer<L, F>(layer: &L, inputs: &[Array], mut forward: F) -> Result<Vec<Array>>
+where
+    L: Module + Clone + Send + 'static,
+    F: FnMut(&mut L, &[Array]) -> Result<Vec<Array>> + Send + 'static,
+{
+    let (names, values): (Vec<String>, Vec<Array>) =
+        layer.trainable_parameters()?.into_iter().unzip();
+    let n = inputs.len();
+    let mut copy = layer.clone();
+    let f = move |args: &[Array]| -> mlx_rs::Result<Vec<Array>> {
+        let (inputs, params) = args.split_at(n.min(args.len()));
+        set_named(&mut copy, &names, params)?;
+        Ok(forward(&mut copy, inputs)?)
+    };
+    let mut args = inputs.to_vec();
+    args.extend(values);
+    Ok(transforms::checkpoint(f)?.call(&args)?)
 }
 
 /// Sets the parameters `names[i]` to `values[i]`, unchecked.

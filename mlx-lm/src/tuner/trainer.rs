@@ -16,7 +16,7 @@ use super::{adapter_weights, default_loss, value_and_grad, Adaptable, Adapter, A
 
 /// The loop's settings, with mlx-lm's defaults and flag names (`--batch-size`, `--iters`,
 /// `--val-batches`, `--steps-per-report`, `--steps-per-eval`, `--save-every`,
-/// `--max-seq-length`, `--grad-accumulation-steps`, `--seed`).
+/// `--max-seq-length`, `--grad-accumulation-steps`, `--grad-checkpoint`, `--seed`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrainingArgs {
     /// Examples per batch.
@@ -35,6 +35,9 @@ pub struct TrainingArgs {
     pub max_seq_length: usize,
     /// Steps whose gradients are summed before an update.
     pub grad_accumulation_steps: usize,
+    /// Whether each decoder layer is recomputed in the backward pass instead of keeping
+    /// its activations ([`Adaptable::set_grad_checkpoint`]): less memory, more compute.
+    pub grad_checkpoint: bool,
     /// Seed of the order of the batches.
     pub seed: u64,
 }
@@ -51,6 +54,7 @@ impl Default for TrainingArgs {
             save_every: 100,
             max_seq_length: 2048,
             grad_accumulation_steps: 1,
+            grad_checkpoint: false,
             seed: 0,
         }
     }
@@ -235,13 +239,41 @@ pub fn train<M: Adaptable + LanguageModel>(
             "iters, steps_per_report and steps_per_eval must be at least 1".into(),
         ));
     }
-    let accumulate = args.grad_accumulation_steps.max(1);
     std::fs::create_dir_all(adapter_dir).map_err(|e| Error::io(adapter_dir, e))?;
     Adapter {
         config: config.clone(),
         weights: ParamMap::new(),
     }
     .save_config(adapter_dir)?;
+    model.set_grad_checkpoint(args.grad_checkpoint)?;
+    let trained = train_steps(
+        model,
+        optimizer,
+        train,
+        valid,
+        args,
+        adapter_dir,
+        config,
+        on_event,
+    );
+    // Generation after training runs the layers as usual.
+    let off = model.set_grad_checkpoint(false);
+    trained.and(off)
+}
+
+/// The loop of [`train`], after the adapter's config was written.
+#[allow(clippy::too_many_arguments)]
+fn train_steps<M: Adaptable + LanguageModel>(
+    model: &mut M,
+    optimizer: &mut dyn Optimizer,
+    train: &[Example],
+    valid: &[Example],
+    args: &TrainingArgs,
+    adapter_dir: &Path,
+    config: &AdapterConfig,
+    on_event: &mut dyn FnMut(Event),
+) -> Result<()> {
+    let accumulate = args.grad_accumulation_steps.max(1);
     model.train(true)?;
 
     let mut epoch = 0;

@@ -232,6 +232,15 @@ where
 {
     let n = mlx_lm::tuner::freeze_all_but_adapters(model).unwrap();
     assert!(n > 0, "no adapter parameter");
+    trainable_gradients(model)
+}
+
+/// The training loss of `model` on [`grad_batch`] and its gradients with respect to its
+/// trainable parameters (as they are), in training mode, through `tuner::value_and_grad`.
+pub fn trainable_gradients<M>(model: &mut M) -> (Array, mlx_rs::nn::ParamMap)
+where
+    M: mlx_lm::tuner::Adaptable + mlx_lm::LanguageModel,
+{
     model.train(true).unwrap();
     let (ids, lengths) = grad_batch();
     let (out, grads) = mlx_lm::tuner::value_and_grad(model, |m| {
@@ -239,6 +248,60 @@ where
     })
     .unwrap();
     (out[0].clone(), grads)
+}
+
+/// Loss and gradients with gradient checkpointing against those without, relative to
+/// each tensor's largest |gradient| (the loss: relative to itself): the same float32 ops
+/// on the CPU, the layers only computed again in the backward pass, so they agree to a
+/// few ulps (a parameter whose gradient the checkpoint dropped would be off by its whole
+/// size).
+pub const CHECKPOINT_RTOL: f32 = 1e-5;
+
+/// Whether the adapter of `case` trains with dropout: a checkpointed layer draws its
+/// dropout mask again in the backward pass (as mlx-lm's `grad_checkpoint` does), so its
+/// gradients are not the forward pass's and such cases are left out of the comparison.
+pub fn has_dropout(case: &Case) -> bool {
+    let adapter = mlx_lm::tuner::Adapter::load(&case.adapter).unwrap();
+    adapter
+        .config
+        .lora_parameters
+        .is_some_and(|p| p.dropout > 0.0)
+}
+
+/// The training loss and the gradients of `model`'s trainable parameters
+/// ([`trainable_gradients`]: freeze it first) with gradient checkpointing on equal those
+/// with it off, within [`CHECKPOINT_RTOL`]; returns the largest relative error of a
+/// gradient.
+pub fn assert_checkpointing_changes_nothing<M>(what: &str, model: &mut M) -> f32
+where
+    M: mlx_lm::tuner::Adaptable + mlx_lm::LanguageModel,
+{
+    let (loss, plain) = trainable_gradients(model);
+    model.set_grad_checkpoint(true).unwrap();
+    let (loss_c, checkpointed) = trainable_gradients(model);
+    model.set_grad_checkpoint(false).unwrap();
+    let (a, b) = (loss.item::<f32>().unwrap(), loss_c.item::<f32>().unwrap());
+    assert!(
+        (a - b).abs() <= CHECKPOINT_RTOL * a.abs(),
+        "{what}: loss {b} checkpointed, {a} not"
+    );
+    let names: Vec<&String> = plain.keys().collect();
+    assert_eq!(names, checkpointed.keys().collect::<Vec<_>>(), "{what}");
+    let mut worst = 0f32;
+    for (name, p) in &plain {
+        let (g, p) = (floats(&checkpointed[name]), floats(p));
+        let scale = p.iter().fold(0f32, |m, x| m.max(x.abs()));
+        assert!(scale > 0.0, "{what}: d/d{name} is zero");
+        for (i, (x, y)) in g.iter().zip(&p).enumerate() {
+            let err = (x - y).abs() / scale;
+            assert!(
+                err <= CHECKPOINT_RTOL,
+                "{what}: d/d{name}[{i}] is {x} checkpointed, {y} not (largest {scale})"
+            );
+            worst = worst.max(err);
+        }
+    }
+    worst
 }
 
 /// Asserts each gradient is within `GRAD_RTOL` of the largest |value| of mlx-lm's for

@@ -2,15 +2,16 @@
 //! LoRA and DoRA adapters made by mlx-lm on a dense and a 4-bit base give mlx-lm's
 //! logits (whole prompt and step by step); an adapter for another model is refused with
 //! the first key that does not fit; adapters saved here load back; `qwen3 fuse` writes a
-//! folder that mlx-lm loads with the same logits as ours; `qwen3 logits --adapter-path`.
+//! folder that mlx-lm loads with the same logits as ours; `qwen3 logits --adapter-path`;
+//! the same loss and gradients with gradient checkpointing.
 
 #[path = "../../../../mlx-lm/tests/lm/adapter_cases.rs"]
 mod adapter_cases;
 
 use adapter_cases::{
-    adapter_gradients, assert_gradients_close, assert_rows_close, batch, cases,
-    finite_difference_error, float32_copy, floats, mlx_lm_gradients, mlx_lm_logits, to_float64,
-    Case, TempDir,
+    adapter_gradients, assert_checkpointing_changes_nothing, assert_gradients_close,
+    assert_rows_close, batch, cases, finite_difference_error, float32_copy, floats, has_dropout,
+    mlx_lm_gradients, mlx_lm_logits, to_float64, Case, TempDir,
 };
 use mlx_lm::tuner::{self, Adapter};
 use mlx_lm::LanguageModel;
@@ -299,6 +300,43 @@ fn adapter_gradients_match_mx_grad() {
             checked += 1;
         }
         assert!(checked >= 2);
+    })
+}
+
+/// With gradient checkpointing (`--grad-checkpoint`: each layer recomputed in the
+/// backward pass) the loss and the adapters' gradients are those without it, for LoRA
+/// and DoRA on a dense and a 4-bit base.
+#[test]
+fn gradient_checkpointing_gives_the_same_loss_and_gradients() {
+    super::on_cpu(|| {
+        let tmp = TempDir::new("qwen3-ckpt");
+        let all: Vec<Case> = cases(&lora_dir())
+            .into_iter()
+            .filter(|c| !has_dropout(c))
+            .collect();
+        assert!(all.len() >= 2);
+        for case in &all {
+            let mut model = adapted(case, &tmp);
+            tuner::freeze_all_but_adapters(&mut model).unwrap();
+            let worst = assert_checkpointing_changes_nothing(&case.name, &mut model);
+            eprintln!("{}: largest gradient change {worst:e}", case.name);
+        }
+    })
+}
+
+/// Full fine-tuning (the last layer's weights trainable) with gradient checkpointing: the
+/// same loss and gradients as without it.
+#[test]
+fn gradient_checkpointing_in_full_fine_tuning_gives_the_same_gradients() {
+    super::on_cpu(|| {
+        let tmp = TempDir::new("qwen3-ckpt-full");
+        let all = cases(&lora_dir());
+        let case = all.iter().find(|c| c.name == "lora-dense").unwrap();
+        let (_, mut model) = base(case, &tmp);
+        let n = tuner::unfreeze_last_layers(&mut model, 1).unwrap();
+        assert!(n > 0);
+        let worst = assert_checkpointing_changes_nothing("full", &mut model);
+        eprintln!("full: {n} gradients, largest change {worst:e}");
     })
 }
 

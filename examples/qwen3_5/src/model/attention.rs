@@ -18,7 +18,7 @@ use mlx_rs::{fast, ops, Array, Dtype};
 
 /// One gated attention layer: the checkpoint's `self_attn.*` parameters and, once
 /// prepared (`Attention::prepare`, at load), the forms the forward pass runs with.
-#[derive(Module)]
+#[derive(Clone, Module)]
 pub struct Attention {
     /// Queries and gate, `[H · 2D, hidden]`.
     q_proj: AdaptableLinear,
@@ -162,6 +162,7 @@ impl Attention {
 }
 
 /// A gated attention layer as the forward pass runs it, built by `Attention::prepare`.
+#[derive(Clone)]
 pub struct Prepared {
     /// `q_proj` (queries and gate), `k_proj`, `v_proj`: one matmul when they join.
     qkv_proj: Projections,

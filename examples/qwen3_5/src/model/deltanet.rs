@@ -19,7 +19,7 @@ use mlx_rs::{ops, Array, Dtype};
 
 /// One Gated DeltaNet layer: the checkpoint's `linear_attn.*` parameters and, once
 /// prepared (`GatedDeltaNet::prepare`, at load), the forms the forward pass runs with.
-#[derive(Module)]
+#[derive(Clone, Module)]
 pub struct GatedDeltaNet {
     in_proj_qkv: AdaptableLinear,
     in_proj_z: AdaptableLinear,
@@ -187,6 +187,7 @@ impl GatedDeltaNet {
 
 /// A Gated DeltaNet layer as the forward pass runs it, built by
 /// `GatedDeltaNet::prepare`.
+#[derive(Clone)]
 pub struct Prepared {
     /// `in_proj_{qkv,z,b,a}`, one matmul when their weights join.
     in_proj: Projections,

@@ -274,6 +274,7 @@ impl Linear {
 /// Several linear layers applied to the same input (a layer's q/k/v, its gate and up
 /// projections): one matmul whose output is split, when [`Linear::join`] can join them,
 /// else one matmul each. Both give the same values.
+#[derive(Clone)]
 pub struct Projections {
     joined: Option<Linear>,
     parts: Vec<Linear>,

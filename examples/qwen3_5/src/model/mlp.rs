@@ -12,7 +12,7 @@ use mlx_rs::Array;
 
 /// The feed-forward block of every decoder layer: the checkpoint's `mlp.{gate,up,down}_proj`
 /// and, once prepared (`Mlp::prepare`, at load), the forms the forward pass runs with.
-#[derive(Module)]
+#[derive(Clone, Module)]
 pub struct Mlp {
     gate_proj: AdaptableLinear,
     up_proj: AdaptableLinear,
@@ -82,6 +82,7 @@ impl Mlp {
 }
 
 /// The block as the forward pass runs it, built by `Mlp::prepare`.
+#[derive(Clone)]
 pub struct Prepared {
     /// `gate_proj` and `up_proj`, one matmul when their weights join.
     gate_up: Projections,

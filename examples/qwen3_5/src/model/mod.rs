@@ -18,7 +18,7 @@ use linear::{Embedding, Linear};
 use mlp::Mlp;
 use mlx_lm::kernels::compiled;
 use mlx_lm::shard::Part;
-use mlx_lm::tuner::{Adaptable, AdaptableLinear};
+use mlx_lm::tuner::{self, checkpoint_layer, Adaptable, AdaptableLinear};
 use mlx_rs::distributed::{self, Group};
 use mlx_rs::nn::{self, MaybeQuantized, Module, ParamMap};
 use mlx_rs::{fast, ops, Array, Dtype};
@@ -53,7 +53,7 @@ pub enum Mixer<'a> {
 /// One decoder layer (`language_model.model.layers.N`):
 /// `h = x + mixer(norm(x)); out = h + mlp(norm(h))`, the mixer a Gated DeltaNet
 /// (`linear_attn`) or gated attention (`self_attn`), as in mlx-lm.
-#[derive(Module)]
+#[derive(Clone, Module)]
 pub struct DecoderLayer {
     linear_attn: Option<GatedDeltaNet>,
     self_attn: Option<Attention>,
@@ -109,6 +109,10 @@ pub struct Model {
     /// The group whose ranks share the layers, once [`Model::shard`] split them.
     #[module(skip)]
     group: Option<Group>,
+    /// Whether a forward pass over an empty cache checkpoints each layer
+    /// ([`Adaptable::set_grad_checkpoint`]).
+    #[module(skip)]
+    grad_checkpoint: bool,
 }
 
 /// A `(1 + w)`-style norm with a placeholder weight.
@@ -158,6 +162,32 @@ impl DecoderLayer {
     /// The weight of the norm before the MLP.
     pub(crate) fn post_norm(&self) -> &Array {
         self.post_attention_layernorm.weight.value()
+    }
+
+    /// Points the adapted layers' updates at the current parameters.
+    fn refresh_adapters(&mut self) -> Result<()> {
+        if let Some(m) = &mut self.linear_attn {
+            m.refresh_adapters()?;
+        }
+        if let Some(m) = &mut self.self_attn {
+            m.refresh_adapters()?;
+        }
+        self.mlp.refresh_adapters()
+    }
+
+    /// The whole layer over the residual stream `h` of a fresh sequence (layer `i`), with
+    /// the reference ops and a cache of its own that is dropped: what a checkpointed
+    /// training step recomputes. The same values as [`Model::hidden_states`]' layer.
+    fn forward_fresh(&self, h: &Array, i: usize, eps: f32) -> Result<Array> {
+        let norm = |x: &Array, w: &Array| -> Result<Array> { Ok(fast::rms_norm(x, Some(w), eps)?) };
+        let mut lc = match &self.linear_attn {
+            Some(_) => LayerCache::Recurrent(RecurrentCache::default()),
+            None => LayerCache::Attention(KvCache::default()),
+        };
+        let x = norm(h, self.input_layernorm.weight.value())?;
+        let h = h.add(&self.mix(&x, &mut lc, i, false)?)?;
+        let x = norm(&h, self.post_norm())?;
+        Ok(h.add(&self.mlp.forward(&x)?)?)
     }
 
     /// The mixer (DeltaNet or attention) over `x`, the normed input of layer `i`, with
@@ -274,6 +304,7 @@ impl Model {
             options,
             plan,
             group: None,
+            grad_checkpoint: false,
         })
     }
 
@@ -440,6 +471,12 @@ impl Model {
         }
     }
 
+    /// Whether a parameter other than an adapter's is trainable (full fine-tuning).
+    fn trains_weights(&self) -> Result<bool> {
+        let trainable = self.trainable_parameters()?;
+        Ok(trainable.keys().any(|k| !tuner::is_adapter_parameter(k)))
+    }
+
     /// The decoder layers.
     fn layers(&self) -> &[DecoderLayer] {
         &self.language_model.model.layers
@@ -487,6 +524,25 @@ impl Model {
         let eps = self.config.text.rms_norm_eps;
         let norm = |x: &Array, w: &Array| -> Result<Array> { Ok(fast::rms_norm(x, Some(w), eps)?) };
         let mut h = self.embedding()?.forward(tokens)?;
+        // A training step: each layer recomputed in the backward pass, the cache unused.
+        if self.grad_checkpoint && self.group.is_none() && cache.is_empty() {
+            let full = self.trains_weights()?;
+            for (i, layer) in self.layers().iter().enumerate() {
+                let (c, plan) = (self.config.text.clone(), self.plan);
+                let out = checkpoint_layer(layer, &[h], move |layer, x| {
+                    // The layer's forms from its parameters, which are the function's inputs.
+                    match full {
+                        true => layer.prepare(&format!("layer {i}"), &c, &plan)?,
+                        false => layer.refresh_adapters()?,
+                    }
+                    Ok(vec![layer.forward_fresh(&x[0], i, eps)?])
+                })?;
+                h = out.into_iter().next().ok_or_else(|| {
+                    Error::InvalidArgument("a checkpointed layer returned no output".into())
+                })?;
+            }
+            return norm(&h, self.input_norm(self.layers().len()));
+        }
         // `x` is always the normed `h`: the input of the next mixer, or the final output.
         let mut x = norm(&h, self.input_norm(0))?;
         for (i, (layer, lc)) in self
@@ -573,19 +629,29 @@ impl Adaptable for Model {
         self.prepare()
     }
 
+    /// Yes, unless float32 products run in the CPU GEMM outside MLX's graph (load with
+    /// [`ModelOptions::for_training`]): with weights trainable, [`Adaptable::refresh_adapters`]
+    /// builds the forms the forward pass runs with again from the current parameters.
     fn supports_full_fine_tuning(&self) -> bool {
-        false
+        !self.plan.cpu.is_some_and(|c| c.gemm)
     }
 
+    fn set_grad_checkpoint(&mut self, on: bool) -> Result<()> {
+        self.grad_checkpoint = on;
+        Ok(())
+    }
+
+    /// Points the prepared forms' adapter updates at the current parameters; when a
+    /// parameter other than an adapter's is trainable (full fine-tuning), builds every
+    /// prepared form again from the current parameters instead (`Model::prepare`: inside
+    /// a gradient transform, from its tracers, so the gradients reach the weights; a copy
+    /// of the weights per call, the price of training the joined forms).
     fn refresh_adapters(&mut self) -> Result<()> {
+        if self.trains_weights()? {
+            return self.prepare();
+        }
         for layer in &mut self.language_model.model.layers {
-            if let Some(m) = &mut layer.linear_attn {
-                m.refresh_adapters()?;
-            }
-            if let Some(m) = &mut layer.self_attn {
-                m.refresh_adapters()?;
-            }
-            layer.mlp.refresh_adapters()?;
+            layer.refresh_adapters()?;
         }
         let lm = &mut self.language_model;
         if let (Some(head), Some(layer)) = (&mut lm.head, &lm.lm_head) {

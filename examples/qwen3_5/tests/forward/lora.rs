@@ -7,15 +7,17 @@
 //! `qwen3_5 logits --adapter-path`; the training loss's gradients with respect to the
 //! adapters through the reference forward pass (sequential and chunked delta rule, the
 //! conv, gated attention) against `mx.grad` of mlx-lm's model and against central
-//! differences in float64.
+//! differences in float64; the same loss and gradients with gradient checkpointing; full
+//! fine-tuning (gradients with respect to the weights against `mx.grad`, a trained
+//! checkpoint that mlx-lm loads with our logits).
 
 #[path = "../../../../mlx-lm/tests/lm/adapter_cases.rs"]
 mod adapter_cases;
 
 use adapter_cases::{
-    adapter_gradients, assert_gradients_close, assert_rows_close, batch, cases,
-    finite_difference_error, float32_copy, floats, mlx_lm_gradients, mlx_lm_logits, to_float64,
-    Case, TempDir,
+    adapter_gradients, assert_checkpointing_changes_nothing, assert_gradients_close,
+    assert_rows_close, batch, cases, finite_difference_error, float32_copy, floats, has_dropout,
+    mlx_lm_gradients, mlx_lm_logits, to_float64, Case, TempDir,
 };
 use mlx_lm::tuner::Adaptable;
 use mlx_lm::tuner::{self, Adapter};
@@ -263,6 +265,30 @@ fn adapter_gradients_match_mx_grad() {
     })
 }
 
+/// With gradient checkpointing (`--grad-checkpoint`: each layer, DeltaNet or attention,
+/// recomputed in the backward pass from its own adapters) the loss and the adapters'
+/// gradients are those without it, for every case and both delta rules.
+#[test]
+fn gradient_checkpointing_gives_the_same_loss_and_gradients() {
+    super::common::cpu(|| {
+        let tmp = TempDir::new("qwen3_5-ckpt");
+        let all: Vec<Case> = cases(&lora_dir())
+            .into_iter()
+            .filter(|c| !has_dropout(c))
+            .collect();
+        assert!(all.len() >= 3);
+        for case in &all {
+            for prefill in [Prefill::Sequential, Prefill::Chunked(3)] {
+                let what = format!("{} ({prefill:?} delta rule)", case.name);
+                let mut model = adapted(case, &tmp, training_options(prefill));
+                tuner::freeze_all_but_adapters(&mut model).unwrap();
+                let worst = assert_checkpointing_changes_nothing(&what, &mut model);
+                eprintln!("{what}: largest gradient change {worst:e}");
+            }
+        }
+    })
+}
+
 /// Central differences of the loss in float64 on the CPU (see `finite_difference_error`;
 /// LoRA's gradients, DoRA's magnitudes).
 #[test]
@@ -334,16 +360,16 @@ const FD_TOL: f64 = 1e-2;
 /// logits.
 #[test]
 fn lora_trains_an_adapter_that_mlx_lm_loads() {
-    train_and_check("mlx-bf16-tied", "dora");
+    train_and_check("mlx-bf16-tied", "dora", &[]);
 }
 
 /// QLoRA: LoRA on the 4-bit base, likewise.
 #[test]
 fn qlora_trains_an_adapter_that_mlx_lm_loads() {
-    train_and_check("mlx-q4-tied", "lora");
+    train_and_check("mlx-q4-tied", "lora", &[]);
 }
 
-fn train_and_check(variant: &str, kind: &str) {
+fn train_and_check(variant: &str, kind: &str, extra: &[&str]) {
     let tmp = TempDir::new(&format!("qwen3_5-train-{kind}"));
     let base = tmp.0.join("base");
     float32_copy(&super::common::model_dir(variant), &base);
@@ -410,6 +436,7 @@ fn train_and_check(variant: &str, kind: &str) {
             "--steps-per-eval",
             "16",
         ])
+        .args(extra)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&run.stdout);
@@ -445,21 +472,92 @@ fn train_and_check(variant: &str, kind: &str) {
     );
 }
 
-/// Full fine-tuning is refused with a message: Qwen 3.5's forward pass runs forms
-/// prepared from its weights at load, which gradients with respect to the weights would
-/// not reach.
+/// Full fine-tuning (the last two layers' own weights trainable, the prepared forms built
+/// again from the traced parameters): the training loss and its gradients with respect
+/// to every trainable weight equal those of `mx.grad` through mlx-lm's model on the same
+/// float32 weights (the dense bases, tied and untied head), for both delta rules, with
+/// and without gradient checkpointing.
 #[test]
-fn full_fine_tuning_is_refused_with_a_message() {
-    super::common::cpu(|| {
-        let tmp = TempDir::new("qwen3_5-full");
-        let all = cases(&lora_dir());
-        let case = all.iter().find(|c| c.name == "lora-dense").unwrap();
-        let mut model =
-            qwen3_5::load_with(base_dir(case, &tmp), training_options(Prefill::Sequential))
-                .unwrap();
-        let err = tuner::unfreeze_last_layers(&mut model, 1)
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("cannot be fully fine-tuned"), "{err}");
-    })
+fn full_fine_tuning_gradients_match_mx_grad() {
+    const SCRIPT: &str = r#"
+import sys
+import mlx.core as mx
+import mlx.nn as nn
+from pathlib import Path
+from mlx.utils import tree_flatten
+from mlx_lm.utils import load_model
+from mlx_lm.tuner.trainer import default_loss
+mx.set_default_device(mx.cpu)
+model, _ = load_model(Path(sys.argv[1]))
+model.set_dtype(mx.float32)
+model.freeze()
+for layer in model.layers[-2:]:
+    layer.unfreeze()
+model.train()
+batch = mx.array([[3, 17, 42, 99, 5, 200, 77, 11, 8], [9, 14, 120, 33, 61, 2, 0, 0, 0]])
+lengths = mx.array([[0, 9], [2, 6]])
+(loss, _), grads = nn.value_and_grad(model, default_loss)(model, batch, lengths)
+grads = dict(tree_flatten(grads))
+grads["loss"] = loss
+mx.save_safetensors(sys.argv[2], grads)
+"#;
+    let tmp = TempDir::new("qwen3_5-full-grad");
+    let all = cases(&lora_dir());
+    let mut checked = 0;
+    for name in ["lora-dense", "dora-dense"] {
+        let case = all.iter().find(|c| c.name == name).unwrap();
+        let dir = base_dir(case, &tmp);
+        let file = tmp.0.join(format!("{name}.full-grads.safetensors"));
+        let out = oracle::python()
+            .unwrap_or_else(|e| panic!("{e}"))
+            .args(["-c", SCRIPT])
+            .arg(&dir)
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "mlx-lm: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut want: mlx_rs::nn::ParamMap = mlx_rs::io::load_safetensors(&file)
+            .unwrap()
+            .arrays
+            .into_iter()
+            .collect();
+        let loss = want.remove("loss").unwrap().item::<f32>().unwrap();
+        super::common::cpu(|| {
+            for prefill in [Prefill::Sequential, Prefill::Chunked(3)] {
+                for checkpoint in [false, true] {
+                    let what = format!("{name} ({prefill:?}, checkpointed: {checkpoint})");
+                    let mut model = qwen3_5::load_with(&dir, training_options(prefill)).unwrap();
+                    tuner::unfreeze_last_layers(&mut model, 2).unwrap();
+                    model.set_grad_checkpoint(checkpoint).unwrap();
+                    mlx_rs::nn::Module::train(&mut model, true).unwrap();
+                    let (ids, lengths) = adapter_cases::grad_batch();
+                    let (got_loss, got) = tuner::value_and_grad(&mut model, |m| {
+                        tuner::default_loss(m, || m.new_cache(), &ids, &lengths)
+                    })
+                    .unwrap();
+                    let got_loss = got_loss[0].item::<f32>().unwrap();
+                    assert!(
+                        (got_loss - loss).abs() <= 1e-5 * loss.abs(),
+                        "{what}: loss {got_loss} vs {loss}"
+                    );
+                    let worst = assert_gradients_close(&what, &got, &want);
+                    eprintln!("{what}: {} gradients, largest error {worst:e}", got.len());
+                }
+            }
+        });
+        checked += 1;
+    }
+    assert_eq!(checked, 2);
+}
+
+/// `qwen3_5 lora --fine-tune-type full --grad-checkpoint` trains the last layers'
+/// weights: the validation loss falls, and mlx-lm loads the saved weights with our
+/// logits.
+#[test]
+fn full_fine_tuning_trains_weights_that_mlx_lm_loads() {
+    train_and_check("mlx-bf16-tied", "full", &["--grad-checkpoint"]);
 }
