@@ -676,5 +676,6 @@ fn device_flag() {
 }
 
 mod bad_models;
+mod serve_adapter;
 mod serve_engine;
 mod serve_http;

@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 use super::{ids_of, model_with_tokenizer, run, run_ok, s, BIN, SPECIALS};
 
 /// A running `qwen3_5 serve`, killed when dropped (so a failing test leaves no server).
-struct Server {
+pub(super) struct Server {
     child: Child,
     port: u16,
     stderr: Arc<Mutex<String>>,
@@ -34,7 +34,7 @@ impl Drop for Server {
 impl Server {
     /// Starts the server on `model` with `--port 0 --device cpu` and `extra`; returns once
     /// `/health` answers 200.
-    fn start(model: &Path, extra: &[&str]) -> Server {
+    pub(super) fn start(model: &Path, extra: &[&str]) -> Server {
         let mut child = Command::new(BIN)
             .args([
                 "serve",
@@ -120,7 +120,7 @@ impl Server {
 
     /// A successful non-streamed request.
     #[track_caller]
-    fn ok(&self, path: &str, body: &Value) -> Value {
+    pub(super) fn ok(&self, path: &str, body: &Value) -> Value {
         let (status, reply) = self.post(path, body);
         assert_eq!(status, 200, "{body}: {reply}");
         reply
@@ -171,7 +171,7 @@ fn answer(result: Result<ureq::Response, ureq::Error>) -> Result<(u16, Value), S
 }
 
 /// The text of a chat or text completion, streamed or not.
-fn text(reply: &Value) -> String {
+pub(super) fn text(reply: &Value) -> String {
     let choice = &reply["choices"][0];
     if let Some(t) = choice["text"].as_str() {
         return t.to_string();
@@ -200,7 +200,7 @@ fn streamed_text(chunks: &[Value]) -> (String, String) {
 
 /// `generate` on the same model, greedy, no presence penalty: (reply, prompt tokens,
 /// generated tokens).
-fn generate(model: &Path, extra: &[&str], max_tokens: usize) -> (String, usize, usize) {
+pub(super) fn generate(model: &Path, extra: &[&str], max_tokens: usize) -> (String, usize, usize) {
     let n = max_tokens.to_string();
     let mut args = vec![
         "generate",
@@ -232,7 +232,7 @@ fn generate(model: &Path, extra: &[&str], max_tokens: usize) -> (String, usize, 
 }
 
 #[track_caller]
-fn assert_same_reply(reply: &str, generated: &str) {
+pub(super) fn assert_same_reply(reply: &str, generated: &str) {
     // `generate` prints a newline after a reply unless it ends with one.
     assert!(
         reply == generated
@@ -788,21 +788,4 @@ fn memory_over_a_thousand_requests() {
     );
     eprintln!("MLX memory: start {mlx_start}, idle at the end {}", mlx());
     assert_eq!(server.get("/health").unwrap().0, 200);
-}
-
-/// `serve --adapter-path` serves the adapted model: its greedy reply is `generate
-/// --adapter-path`'s, and not the base model's.
-#[test]
-fn served_replies_take_an_adapter() {
-    let model = model_with_tokenizer("mlx-bf16-untied", "serve-adapter", SPECIALS);
-    let adapter = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lora/dora-dense");
-    let server = Server::start(&model, &["--adapter-path", s(&adapter)]);
-    let max_tokens = 16;
-    let prompt = "The quick brown fox";
-    let adapted = ["--adapter-path", s(&adapter), "--raw", "--prompt", prompt];
-    let (want, _, _) = generate(&model, &adapted, max_tokens);
-    let (plain, _, _) = generate(&model, &["--raw", "--prompt", prompt], max_tokens);
-    assert_ne!(want, plain, "the adapter changes the greedy reply");
-    let completion = json!({"prompt": prompt, "temperature": 0, "max_tokens": max_tokens});
-    assert_same_reply(&text(&server.ok("/v1/completions", &completion)), &want);
 }
