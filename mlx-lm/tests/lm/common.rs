@@ -30,3 +30,20 @@ pub fn kernel_rtol(dtype: mlx_rs::Dtype) -> f32 {
         1e-4
     }
 }
+
+/// A float32 array from a fixture's `{"shape": [...], "data": [...]}` JSON object.
+pub fn json_array(v: &serde_json::Value) -> mlx_rs::Array {
+    let shape: Vec<i32> = v["shape"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_i64().unwrap() as i32)
+        .collect();
+    let data: Vec<f32> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect();
+    mlx_rs::Array::from_slice(&data, &shape).unwrap()
+}

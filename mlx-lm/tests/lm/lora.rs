@@ -27,22 +27,6 @@ fn fixture() -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
-fn array(v: &Value) -> Array {
-    let shape: Vec<i32> = v["shape"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d.as_i64().unwrap() as i32)
-        .collect();
-    let data: Vec<f32> = v["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap() as f32)
-        .collect();
-    Array::from_slice(&data, &shape).unwrap()
-}
-
 fn floats(a: &Array) -> Vec<f32> {
     a.astype(Dtype::Float32).unwrap().to_vec::<f32>().unwrap()
 }
@@ -54,7 +38,8 @@ fn on_cpu<T>(f: impl FnOnce() -> T) -> T {
 /// The base layer of a case: the float32 weight, quantized (4 bits, group 32) as Python's
 /// `QuantizedLinear.from_linear` does when the case says so.
 fn base(case: &Value) -> MaybeQuantized<nn::Linear> {
-    let linear = nn::Linear::from_weights(array(&case["weight"]), None).unwrap();
+    let linear =
+        nn::Linear::from_weights(super::common::json_array(&case["weight"]), None).unwrap();
     if case["quantized"].as_bool().unwrap() {
         let opts = QuantizeOptions {
             group_size: Some(32),
@@ -70,7 +55,7 @@ fn base(case: &Value) -> MaybeQuantized<nn::Linear> {
 /// The case's layer, with the fixture's adapter parameters.
 fn layer(case: &Value) -> AdaptableLinear {
     let scale = case["scale"].as_f64().unwrap() as f32;
-    let set = |p: &mut Param, name: &str| p.set(array(&case[name]));
+    let set = |p: &mut Param, name: &str| p.set(super::common::json_array(&case[name]));
     if case["kind"] == "dora" {
         let mut l = DoraLinear::from_base(base(case), 4, 0.0, scale).unwrap();
         set(&mut l.lora_a, "lora_a");
@@ -100,9 +85,9 @@ fn layers_compute_what_mlx_lm_computes() {
         for case in fixture()["cases"].as_array().unwrap() {
             let what = name(case);
             let l = layer(case);
-            let x = array(&case["x"]);
+            let x = super::common::json_array(&case["x"]);
             let y = l.forward(&x).unwrap();
-            let want = array(&case["output"]);
+            let want = super::common::json_array(&case["output"]);
             assert_eq!(y.shape(), want.shape(), "{what}");
             assert_close(&what, &floats(&y), &floats(&want), LAYER_ATOL, LAYER_RTOL);
             // The update matters: the base alone is far from the output.
@@ -147,7 +132,7 @@ fn fused_layers_match_mlx_lm() {
             assert_close(
                 &format!("{what}: fused weight"),
                 &floats(&dense.weight),
-                &floats(&array(&case["fused_weight"])),
+                &floats(&super::common::json_array(&case["fused_weight"])),
                 LAYER_ATOL,
                 LAYER_RTOL,
             );
@@ -159,11 +144,11 @@ fn fused_layers_match_mlx_lm() {
                 quantized,
                 "{what}"
             );
-            let x = array(&case["x"]);
+            let x = super::common::json_array(&case["x"]);
             assert_close(
                 &format!("{what}: fused layer's output"),
                 &floats(&kept.forward(&x).unwrap()),
-                &floats(&array(&case["fused_output"])),
+                &floats(&super::common::json_array(&case["fused_output"])),
                 LAYER_ATOL,
                 LAYER_RTOL,
             );
@@ -177,8 +162,8 @@ fn gradients_match_mx_grad() {
         for case in fixture()["cases"].as_array().unwrap() {
             let what = name(case);
             let mut l = layer(case);
-            let x = array(&case["x"]);
-            let cot = array(&case["cotangent"]);
+            let x = super::common::json_array(&case["x"]);
+            let cot = super::common::json_array(&case["cotangent"]);
             let (_, grads) =
                 nn::value_and_grad(&mut l, |m| m.forward(&x)?.multiply(&cot)?.sum(false)).unwrap();
             // Only the adapter trains: the base is frozen (quantized or not).
@@ -194,7 +179,9 @@ fn gradients_match_mx_grad() {
                 assert_close(
                     &format!("{what}: d/d{n}"),
                     &floats(&grads[*n]),
-                    &floats(&array(&case[format!("grad_{n}").as_str()])),
+                    &floats(&super::common::json_array(
+                        &case[format!("grad_{n}").as_str()],
+                    )),
                     LAYER_ATOL,
                     1e-4,
                 );

@@ -12,22 +12,6 @@ fn fixture() -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
-fn logits_of(v: &Value) -> Array {
-    let shape: Vec<i32> = v["shape"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_i64().unwrap() as i32)
-        .collect();
-    let data: Vec<f32> = v["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap() as f32)
-        .collect();
-    Array::from_slice(&data, &shape).unwrap()
-}
-
 fn params_from(v: &Value) -> SamplingParams {
     let mut p = SamplingParams {
         temperature: 1.0,
@@ -72,7 +56,7 @@ fn logprobs(logits: &Array) -> Array {
 fn filters_keep_the_same_tokens_as_mlx_lm() {
     cpu(|| {
         let fx = fixture();
-        let lp = logprobs(&logits_of(&fx["logits"]));
+        let lp = logprobs(&super::common::json_array(&fx["logits"]));
         for case in fx["filters"].as_array().unwrap() {
             let sampler = Sampler::new(params_from(&case["params"])).unwrap();
             let out = sampler
@@ -96,7 +80,7 @@ fn filters_keep_the_same_tokens_as_mlx_lm() {
 fn penalties_match_mlx_lm() {
     cpu(|| {
         let fx = fixture();
-        let logits = logits_of(&fx["logits"]);
+        let logits = super::common::json_array(&fx["logits"]);
         let history: Vec<u32> = fx["history"]
             .as_array()
             .unwrap()
@@ -130,7 +114,7 @@ fn penalties_match_mlx_lm() {
 fn seeded_draws_match_mlx_lm() {
     cpu(|| {
         let fx = fixture();
-        let logits = logits_of(&fx["logits"]);
+        let logits = super::common::json_array(&fx["logits"]);
         let row = mlx_rs::ops::slice(&logits, &[0, 0], &[1, 64], &[1, 1]).unwrap();
         for (temp, top_k) in [(0.8f32, 20usize), (1.5, 0)] {
             let want: Vec<u32> = fx["draws"][format!("{temp}/{top_k}")]
