@@ -8,9 +8,12 @@
 //!
 //! * [`qk_prep`] (`mlx-lm/kernels/attn_qk_prep.cu.inc`): the q/k RMSNorms and the RoPE of every
 //!   head, one block per head;
-//! * [`attend`] (`mlx-lm/kernels/attn_decode.cu.inc`): softmax attention of each query head over
-//!   the valid columns of the cache buffers (online softmax per warp, merged through shared
-//!   memory), times the output gate.
+//! * [`attend`] (`mlx-lm/kernels/attn_decode.cu.inc`, `attn_decode_merge.cu.inc`): softmax
+//!   attention of each query head over the valid columns of the cache buffers, split over
+//!   the keys (flash-decoding: one block per key/value head and [`SPLIT`] positions, which
+//!   serves the query heads of the group together; then one merge per head), times the
+//!   output gate. The split keeps long contexts on the whole GPU: one block per head left
+//!   most of an H200 idle at 16k positions.
 //!
 //! Both take a batch whose sequences have different lengths as [`KvCache`] keeps it:
 //! aligned on the right, row `i` after `left_padding[i]` columns that it never reads, at
@@ -31,10 +34,28 @@ use mlx_rs::{Array, Dtype};
 
 /// Body of the q/k norm + RoPE kernel.
 pub const QK_PREP_BODY: &str = include_str!("../../kernels/attn_qk_prep.cu.inc");
-/// Body of the attention kernel.
+/// Body of the attention kernel's first part (the partial attention of each split).
 pub const DECODE_BODY: &str = include_str!("../../kernels/attn_decode.cu.inc");
-/// Warps per block of the attention kernel.
-pub const WARPS: i32 = 32;
+/// Body of the attention kernel's second part (the merge of the splits and the gate).
+pub const MERGE_BODY: &str = include_str!("../../kernels/attn_decode_merge.cu.inc");
+/// Cache positions per split of the attention kernel. A constant, not a function of the
+/// length: a row's splits are then the same alone or in a padded batch.
+pub const SPLIT: i32 = 128;
+/// Warps per block of the attention kernel's first part.
+const WARPS: i32 = 8;
+
+/// Query heads per block of the attention kernel's first part: the largest divisor of the
+/// group (query heads per key/value head) with at most 1,024 values per head dim, so a
+/// lane holds at most 32 query and 32 output values and the block's shared memory at most
+/// `WARPS × 1,024` floats (32 KiB).
+fn heads_per_block(h: AttnHeads) -> i32 {
+    let group = h.heads / h.kv_heads;
+    let most = (1024 / h.head_dim).max(1);
+    (1..=group.min(most))
+        .rev()
+        .find(|k| group % k == 0)
+        .unwrap_or(1)
+}
 
 /// Head layout of an attention layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -201,22 +222,42 @@ pub fn attend(
     }
     let meta = meta(n, cap, 0, b, left_padding, n - 1)?;
     let act = q.dtype();
-    let kern = gpu::kernel(
+    let splits = (n + SPLIT - 1) / SPLIT;
+    let part = gpu::kernel(
         GpuBackend::Cuda,
-        "attn_decode",
-        &["q", "keys", "values", "q_full", "meta", "scale"],
-        &["out"],
+        "attn_decode_split",
+        &["q", "keys", "values", "meta", "scale"],
+        &["part_o", "part_ml"],
         |_| DECODE_BODY.to_string(),
     )?;
-    let config = KernelConfig::new([32, WARPS, b * heads], [32, WARPS, 1])
-        .output(&[b, heads * d], act)
+    let gb = heads_per_block(h);
+    let config = KernelConfig::new([32 * splits, WARPS, b * heads / gb], [32, WARPS, 1])
+        .output(&[b, heads, splits, d], Dtype::Float32)
+        .output(&[b, heads, splits, 2], Dtype::Float32)
         .template("T", TemplateArg::Dtype(act))
         .template("D", TemplateArg::Int(d))
         .template("H", TemplateArg::Int(heads))
         .template("KV", TemplateArg::Int(kv_heads))
-        .template("WARPS", TemplateArg::Int(WARPS));
+        .template("GB", TemplateArg::Int(gb))
+        .template("WARPS", TemplateArg::Int(WARPS))
+        .template("L", TemplateArg::Int(SPLIT));
     let scale = f32_constant((d as f32).powf(-0.5))?;
-    let out = kern.apply(&[q, keys, values, q_full, &meta, &scale], &config)?;
-    let [out] = gpu::outputs(out, "attention decode kernel")?;
+    let out = part.apply(&[q, keys, values, &meta, &scale], &config)?;
+    let [part_o, part_ml] = gpu::outputs(out, "attention decode kernel")?;
+    let merge = gpu::kernel(
+        GpuBackend::Cuda,
+        "attn_decode_merge",
+        &["part_o", "part_ml", "q_full", "meta"],
+        &["out"],
+        |_| MERGE_BODY.to_string(),
+    )?;
+    let config = KernelConfig::new([d, 1, b * heads], [d, 1, 1])
+        .output(&[b, heads * d], act)
+        .template("T", TemplateArg::Dtype(act))
+        .template("D", TemplateArg::Int(d))
+        .template("H", TemplateArg::Int(heads))
+        .template("L", TemplateArg::Int(SPLIT));
+    let out = merge.apply(&[&part_o, &part_ml, q_full, &meta], &config)?;
+    let [out] = gpu::outputs(out, "attention merge kernel")?;
     Ok(out)
 }

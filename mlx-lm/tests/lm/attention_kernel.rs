@@ -110,15 +110,27 @@ fn qk_prep_matches_norm_and_rope() {
 #[test]
 #[ignore = "needs a CUDA GPU"]
 fn attend_matches_sdpa_and_gate() {
+    // Qwen 3.5's heads, and a group of 12 query heads per key/value head that one block
+    // takes in three parts.
+    let wide = AttnHeads {
+        heads: 12,
+        kv_heads: 1,
+        ..HEADS
+    };
     gpu(|| {
-        let (h, kv, d) = (HEADS.heads, HEADS.kv_heads, HEADS.head_dim);
-        for dtype in [Dtype::Float32, Dtype::Bfloat16] {
-            for (n, cap) in [(1, 256), (5, 256), (300, 512)] {
+        for (heads, dtype) in [
+            (HEADS, Dtype::Float32),
+            (HEADS, Dtype::Bfloat16),
+            (wide, Dtype::Bfloat16),
+        ] {
+            let (h, kv, d) = (heads.heads, heads.kv_heads, heads.head_dim);
+            // One position, fewer positions than warps, several splits, a long context.
+            for (n, cap) in [(1, 256), (5, 256), (300, 512), (5000, 5120)] {
                 let q = normal(&[1, h, 1, d], 10 + n as u64, dtype);
                 let keys = normal(&[1, kv, cap, d], 20 + n as u64, dtype);
                 let values = normal(&[1, kv, cap, d], 30 + n as u64, dtype);
                 let q_full = normal(&[1, h * 2 * d], 40 + n as u64, dtype);
-                let got = attend(HEADS, &q, &keys, &values, &q_full, n, &[]).unwrap();
+                let got = attend(heads, &q, &keys, &values, &q_full, n, &[]).unwrap();
                 let valid = |a: &Array| {
                     ops::slice(a, &[0, 0, 0, 0], &[1, kv, n, d], &[1, 1, 1, 1]).unwrap()
                 };
@@ -137,7 +149,8 @@ fn attend_matches_sdpa_and_gate() {
                     .reshape(&[1, h * d])
                     .unwrap();
                 let want = attn.multiply(&ops::sigmoid(&gate).unwrap()).unwrap();
-                close(&format!("{dtype:?}, {n} of {cap} positions"), &got, &want);
+                let what = format!("{dtype:?}, {h}/{kv} heads, {n} of {cap} positions");
+                close(&what, &got, &want);
             }
         }
     })
@@ -200,18 +213,21 @@ fn qk_prep_rotates_each_row_at_its_own_position() {
     })
 }
 
-/// A left-padded batch over 40 cache columns (paddings 0, 7 and 33, padding columns filled
-/// with large values that would dominate the softmax if read): each row's output is
-/// bit-identical to the row alone over its own columns moved to the front, and close to
-/// MLX's attention over them.
+/// A left-padded batch over 40 cache columns (paddings 0, 7 and 33), and over 300 (paddings
+/// 0, 7 and 133: rows of three and two splits), padding columns filled with large values
+/// that would dominate the softmax if read: each row's output is bit-identical to the row
+/// alone over its own columns moved to the front, and close to MLX's attention over them.
 #[test]
 #[ignore = "needs a CUDA GPU"]
 fn attend_skips_each_rows_padding() {
     gpu(|| {
         let (h, kv, d) = (HEADS.heads, HEADS.kv_heads, HEADS.head_dim);
-        let (n, cap, padding) = (40, 256, [0, 7, 33]);
-        let b = padding.len() as i32;
-        for dtype in [Dtype::Float32, Dtype::Bfloat16] {
+        let cases = [(40, 256, [0, 7, 33]), (300, 512, [0, 7, 133])];
+        for (dtype, (n, cap, padding)) in [Dtype::Float32, Dtype::Bfloat16]
+            .into_iter()
+            .flat_map(|d| cases.map(|c| (d, c)))
+        {
+            let b = padding.len() as i32;
             let q = normal(&[b, h, 1, d], 61, dtype);
             let q_full = normal(&[b, h * 2 * d], 62, dtype);
             let column = ops::arange(0.0, cap as f64, 1.0, Dtype::Int32)
