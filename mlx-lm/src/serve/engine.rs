@@ -5,9 +5,11 @@
 //! 2. take one waiting request into prefill when the batch has room, starting from the
 //!    longest saved state of the [prefix cache](super::prefix) that its prompt extends;
 //! 3. run one chunk (at most [`EngineOptions::prefill_chunk`] tokens) of the request in
-//!    prefill, alone (a batch of one, no padding); after the last chunk its first token
-//!    is sampled and it joins the batch ([`Cache::merge`]: caches of different lengths
-//!    are padded on the left, each sequence keeps its own positions);
+//!    prefill, alone (a batch of one, no padding); after the last chunk (all of the
+//!    prompt but its last token) it joins the batch ([`Cache::merge`]: caches of
+//!    different lengths are padded on the left, each sequence keeps its own positions),
+//!    and its last prompt token runs in the batch's next step, which samples its first
+//!    token;
 //! 4. run one decode step of the whole batch: one forward over one token per sequence,
 //!    one sample per sequence with its own parameters, one evaluation; finished
 //!    sequences leave the batch ([`Cache::filter`]).
@@ -26,12 +28,15 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc::{sync_channel, Receiver, TryRecvError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use mlx_rs::{ops, Array, Dtype};
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::prefix::PrefixCache;
-use super::protocol::{EngineHandle, EngineStatus, Event, Finish, Submission, TokenEvent};
+use super::protocol::{
+    EngineHandle, EngineStatus, EngineTiming, Event, Finish, Submission, TokenEvent,
+};
 use crate::cache::Cache;
 use crate::error::{panic_message, Error, Result};
 use crate::model::LanguageModel;
@@ -364,15 +369,17 @@ impl<'m> Engine<'m> {
     }
 
     /// Runs the next chunk of the request in prefill. All of the prompt but its last
-    /// token goes through in chunks (the state there is saved in the prefix cache); the
-    /// last token then runs alone and gives the first sampled token, and the request
-    /// joins the batch.
+    /// token goes through in chunks (the state there is saved in the prefix cache); then
+    /// the request joins the batch, and the next batched decode step runs its last prompt
+    /// token with the other rows' tokens and samples its first token. (A request with
+    /// nothing in its cache yet, a one-token prompt, runs that token alone first.)
     fn prefill_chunk(&mut self) -> Result<()> {
         let Some(p) = self.prefill.as_mut() else {
             return Ok(());
         };
         let head = p.request.prompt_len - 1;
         if p.done < head {
+            let started = Instant::now();
             let mut end = head.min(p.done + self.options.prefill_chunk);
             if let Some(&at) = p
                 .request
@@ -391,29 +398,36 @@ impl<'m> Engine<'m> {
                 self.prefix
                     .insert(p.request.tokens[..end].to_vec(), p.cache.clone());
             }
+            let t = &self.status.timing;
+            EngineTiming::add(&t.prefill_chunks, &t.prefill_ns, started.elapsed());
             return Ok(());
         }
         let Some(mut p) = self.prefill.take() else {
             return Ok(());
         };
-        let ids = Array::from_slice(&[p.request.next_input()], &[1, 1])?;
-        let logits = self.model.forward_last(&ids, &mut p.cache)?;
-        let draw = sample_one(&mut p.request, &logits, self.options.valid_vocab)?;
-        let mut arrays = draw.arrays();
-        arrays.extend(p.cache.arrays());
-        mlx_rs::eval(&arrays)?;
-        let done = deliver(&mut p.request, draw.read()?, &self.options.stop_tokens);
-        if done {
-            if self.options.prompt_cache_bytes > 0 && p.request.finished {
-                save_finished(&mut self.prefix, &p.request, p.cache);
+        let started = Instant::now();
+        if p.done == 0 {
+            let ids = Array::from_slice(&[p.request.next_input()], &[1, 1])?;
+            let logits = self.model.forward_last(&ids, &mut p.cache)?;
+            let draw = sample_one(&mut p.request, &logits, self.options.valid_vocab)?;
+            let mut arrays = draw.arrays();
+            arrays.extend(p.cache.arrays());
+            mlx_rs::eval(&arrays)?;
+            let done = deliver(&mut p.request, draw.read()?, &self.options.stop_tokens);
+            if done {
+                if self.options.prompt_cache_bytes > 0 && p.request.finished {
+                    save_finished(&mut self.prefix, &p.request, p.cache);
+                }
+                return Ok(());
             }
-            return Ok(());
         }
         self.cache = Some(match self.cache.take() {
             Some(batch) => Cache::merge(&[batch, p.cache])?,
             None => p.cache,
         });
         self.rows.push(p.request);
+        let t = &self.status.timing;
+        EngineTiming::add(&t.joins, &t.join_ns, started.elapsed());
         Ok(())
     }
 
@@ -422,6 +436,7 @@ impl<'m> Engine<'m> {
         let Some(cache) = self.cache.as_mut() else {
             return Ok(());
         };
+        let started = Instant::now();
         let b = self.rows.len() as i32;
         let inputs: Vec<u32> = self.rows.iter().map(Request::next_input).collect();
         let ids = Array::from_slice(&inputs, &[b, 1])?;
@@ -456,9 +471,13 @@ impl<'m> Engine<'m> {
                 keep.push(i as i32);
             }
         }
+        let t = &self.status.timing;
+        EngineTiming::add(&t.steps, &t.step_ns, started.elapsed());
+        t.step_rows.fetch_add(b as u64, Ordering::Relaxed);
         if finished.is_empty() {
             return Ok(());
         }
+        let started = Instant::now();
         let cache = self.cache.take().ok_or_else(lost)?;
         for &i in &finished {
             if self.options.prompt_cache_bytes > 0 && self.rows[i].finished {
@@ -480,6 +499,12 @@ impl<'m> Engine<'m> {
         } else {
             Some(cache.filter(&keep)?)
         };
+        let t = &self.status.timing;
+        for _ in &finished {
+            t.leaves.fetch_add(1, Ordering::Relaxed);
+        }
+        t.leave_ns
+            .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
         Ok(())
     }
 

@@ -149,6 +149,7 @@ async fn health(State(state): State<AppState>) -> Response {
                 "mlx_cache_bytes": mlx_rs::memory::get_cache_memory().unwrap_or(0),
                 "prefix_cache_bytes": load(&status.prefix_bytes),
             },
+            "engine": status.timing.to_json(),
         }))
         .into_response()
     } else {

@@ -7,7 +7,8 @@
 //! [`Event::Finished`] (or one [`Event::Failed`]). Dropping the receiver cancels the
 //! request: the engine sees the closed channel before its next step and frees the slot.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::Arc;
 
@@ -102,6 +103,59 @@ pub struct EngineStatus {
     pub prefix_bytes: AtomicUsize,
     /// Why the engine stopped, once it has.
     pub stopped: std::sync::Mutex<Option<String>>,
+    /// Where the engine thread's time went (since it started).
+    pub timing: EngineTiming,
+}
+
+/// Cumulative time of the engine thread's kinds of work and their counts: what `GET
+/// /health` reports under `"engine"`, so that a benchmark can tell the batched decode
+/// steps from the work around them (prefill, joins, leaves).
+#[derive(Debug, Default)]
+pub struct EngineTiming {
+    /// Prompt chunks run (newcomers' prefill).
+    pub prefill_chunks: AtomicU64,
+    /// Nanoseconds in them.
+    pub prefill_ns: AtomicU64,
+    /// Newcomers taken into the batch.
+    pub joins: AtomicU64,
+    /// Nanoseconds joining them (the merge of their state into the batch's).
+    pub join_ns: AtomicU64,
+    /// Batched decode steps.
+    pub steps: AtomicU64,
+    /// Rows over all decode steps (the mean batch is `step_rows / steps`).
+    pub step_rows: AtomicU64,
+    /// Nanoseconds in the decode steps (build, evaluation, delivery of the tokens).
+    pub step_ns: AtomicU64,
+    /// Requests that left the batch.
+    pub leaves: AtomicU64,
+    /// Nanoseconds removing them (saving their state in the prefix cache, the batch's
+    /// gather of the rows that stay).
+    pub leave_ns: AtomicU64,
+}
+
+impl EngineTiming {
+    /// Adds one piece of work: `count` += 1, `nanos` += `took`.
+    pub fn add(count: &AtomicU64, nanos: &AtomicU64, took: Duration) {
+        count.fetch_add(1, Ordering::Relaxed);
+        nanos.fetch_add(took.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    /// The figures as JSON: counts, and seconds with 3 decimals.
+    pub fn to_json(&self) -> serde_json::Value {
+        let n = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let s = |a: &AtomicU64| (a.load(Ordering::Relaxed) as f64 / 1e6).round() / 1e3;
+        serde_json::json!({
+            "prefill_chunks": n(&self.prefill_chunks),
+            "prefill_s": s(&self.prefill_ns),
+            "joins": n(&self.joins),
+            "join_s": s(&self.join_ns),
+            "steps": n(&self.steps),
+            "step_rows": n(&self.step_rows),
+            "step_s": s(&self.step_ns),
+            "leaves": n(&self.leaves),
+            "leave_s": s(&self.leave_ns),
+        })
+    }
 }
 
 /// The HTTP side's end of the engine: cheap to clone, usable from any thread.
