@@ -14,8 +14,6 @@
 //! - [`checkpoint`] and [`load`]: safetensors checkpoints (single, sharded), read into a
 //!   model through a per-model `sanitize` step, quantization from `config.json` and a
 //!   strict [`Module::update`](mlx_rs::nn::Module::update);
-//! - [`base`]: what the models' layers share (attention whose peak memory stays bounded
-//!   at long context), as mlx-lm's `models/base.py`;
 //! - [`model`], [`cache`] and [`mod@generate`]: the [`LanguageModel`] trait, the KV and
 //!   recurrent caches, and streaming generation;
 //! - [`shard`]: tensor parallelism, a layer's weights split across the ranks of an
@@ -51,7 +49,6 @@
 //! `hf-hub`) and `HOME` to expand a leading `~/` in a model path.
 #![deny(missing_docs)]
 
-pub mod base;
 pub mod cache;
 pub mod chat;
 pub mod checkpoint;

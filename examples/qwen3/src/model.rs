@@ -4,14 +4,13 @@
 //! (`model.layers.0.self_attn.q_proj.weight`, `lm_head.weight`).
 
 use crate::config::Config;
-use mlx_lm::base::scaled_dot_product_attention;
 use mlx_lm::cache::{Cache, KvCache, LayerCache, Positions};
 use mlx_lm::model::check_input;
 use mlx_lm::shard::{shard_linear, shard_mlp, Part, Split};
 use mlx_lm::tuner::{checkpoint_layer, Adaptable, AdaptableLinear};
 use mlx_lm::{Error, LanguageModel, Result};
 use mlx_rs::distributed::{self, Group};
-use mlx_rs::fast::AttentionMask;
+use mlx_rs::fast::{self, AttentionMask};
 use mlx_rs::nn::UnaryModule;
 use mlx_rs::nn::{self, Embedding, Linear, MaybeQuantized, Module, ParamMap, RmsNorm, Rope};
 use mlx_rs::{Array, Dtype};
@@ -92,7 +91,7 @@ impl Attention {
         };
         let (k, v) = cache.update_and_fetch(&k, &v)?;
 
-        let out = scaled_dot_product_attention(&q, &k, &v, self.scale, mask)?;
+        let out = fast::scaled_dot_product_attention(&q, &k, &v, self.scale, mask)?;
         let out = out.transpose_axes(&[0, 2, 1, 3])?.reshape(&[b, l, -1])?;
         all_sum(self.o_proj.forward(&out)?, group)
     }

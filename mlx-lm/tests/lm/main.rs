@@ -9,12 +9,10 @@
 //! - `gated_delta`, `gated_delta_chunked`: the gated delta rule's decode forms (compiled
 //!   step, CUDA/Metal kernels) and chunked prefill against the sequential reference;
 //! - `attention_kernel`: the CUDA attention decode kernels against MLX's ops (GPU only);
-//! - `base`: attention in blocks of query rows against MLX's attention of all rows;
 //! - `lora`: the LoRA / DoRA layers (outputs, fused weights, gradients) against mlx-lm's,
 //!   and the choice of the layers an adapter wraps.
 
 mod attention_kernel;
-mod base;
 mod cache;
 mod chat;
 mod close;

@@ -7,7 +7,6 @@ use crate::cache::{KvCache, Positions};
 use crate::config::TextConfig;
 use crate::error::{Error, Result};
 use crate::options::Plan;
-use mlx_lm::base::scaled_dot_product_attention;
 use mlx_lm::kernels::attention::{self as attn_kernel, AttnHeads};
 use mlx_lm::kernels::compiled;
 use mlx_lm::kernels::cpu_gemm::{self, CpuProducts};
@@ -264,7 +263,7 @@ impl Prepared {
         let cpu = self.cpu.filter(|_| padding_mask.is_none());
         let out = match cpu_attention(&queries, &keys, &values, scale, offset, cpu)? {
             Some(out) => out,
-            None => scaled_dot_product_attention(&queries, &keys, &values, scale, mask)?,
+            None => fast::scaled_dot_product_attention(&queries, &keys, &values, scale, mask)?,
         };
         let out = out
             .transpose_axes(&[0, 2, 1, 3])?
