@@ -195,18 +195,46 @@ def wait_ready(port, proc, timeout):
     raise RuntimeError("the server did not answer in time")
 
 
+def engine_timing(port):
+    """The engine's cumulative timing from /health (ours), or None (a server without it)."""
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        conn.request("GET", "/health")
+        resp = conn.getresponse()
+        body = json.loads(resp.read() or b"{}")
+        conn.close()
+        return body.get("engine")
+    except (OSError, ValueError):
+        return None
+
+
+def timing_delta(before, after):
+    """What the engine did during one level: the difference of two /health readings."""
+    if not before or not after:
+        return None
+    d = {k: round(after[k] - before[k], 3) for k in after if k in before}
+    steps = d.get("steps") or 0
+    d["mean_batch"] = round(d.get("step_rows", 0) / steps, 2) if steps else None
+    d["ms_per_step"] = round(1000 * d.get("step_s", 0) / steps, 2) if steps else None
+    return d
+
+
 def bench_server(name, command, port, args, log_dir):
     log = open(os.path.join(log_dir, f"{name}.log"), "w")
     proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         wait_ready(port, proc, args.start_timeout)
-        # Warm-up: compile kernels, fill allocator caches.
-        run_level(port, min(4, max(args.levels)), 1, 16, args.prompt_words, 900_000)
+        # Warm-up, untimed: compile kernels, fill allocator caches, and meet every batch
+        # size up to the highest level once (MLX builds some kernels per shape).
+        run_level(port, max(args.levels), 1, args.warmup_gen, args.prompt_words, 900_000)
         levels = []
         for i, c in enumerate(args.levels):
+            before = engine_timing(port)
             row = run_level(port, c, args.requests, args.gen, args.prompt_words, 1000 * (i + 1))
+            row["engine"] = timing_delta(before, engine_timing(port))
             print(
-                f"  {name} c={c}: {row['aggregate_tps']:.0f} tok/s, errors {row['errors']}",
+                f"  {name} c={c}: {row['aggregate_tps']:.0f} tok/s, errors {row['errors']}, "
+                f"engine {row['engine']}",
                 file=sys.stderr,
             )
             levels.append(row)
@@ -253,6 +281,8 @@ def main():
     p.add_argument("--levels", default="1,4,16,32")
     p.add_argument("--requests", type=int, default=2, help="requests per client thread")
     p.add_argument("--gen", type=int, default=128)
+    p.add_argument("--warmup-gen", type=int, default=64,
+                   help="tokens per request of the untimed warm-up at the highest level")
     p.add_argument("--prompt-words", type=int, default=60)
     p.add_argument("--turns", type=int, default=4)
     p.add_argument("--chat-gen", type=int, default=64)
@@ -302,6 +332,20 @@ def main():
                 f"| {name} | {r['concurrency']} | {r['aggregate_tps']:.0f} | "
                 f"{r['ttft_p50_s'] or 0:.3f} / {r['ttft_p99_s'] or 0:.3f} | "
                 f"{r['itl_p50_ms']:.1f} / {r['itl_p99_ms']:.1f} | {r['error_count']} |"
+            )
+    timed = [(n, r) for n, _ in servers for r in report[n]["levels"] if r.get("engine")]
+    if timed:
+        print("\nengine thread per level (GET /health): seconds in prefill chunks, joins, "
+              "decode steps (count, mean batch, ms per step), leaves")
+        print("| server | concurrency | wall (s) | prefill (s) | joins (s) | steps (s) | "
+              "steps | mean batch | ms / step | leaves (s) |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for n, r in timed:
+            e = r["engine"]
+            print(
+                f"| {n} | {r['concurrency']} | {r['wall_s']:.2f} | {e['prefill_s']:.2f} | "
+                f"{e['join_s']:.2f} | {e['step_s']:.2f} | {e['steps']:.0f} | "
+                f"{e['mean_batch']} | {e['ms_per_step']} | {e['leave_s']:.2f} |"
             )
     print("\nmulti-turn chat: TTFT per turn (s), cached / prompt tokens")
     for name, _ in servers:

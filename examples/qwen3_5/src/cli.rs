@@ -45,6 +45,11 @@ pub struct Options {
     #[arg(long, hide = true, value_name = "C", default_value_t = DEFAULT_CHUNK,
           value_parser = clap::value_parser!(i32).range(1..), allow_negative_numbers = true)]
     pub prefill_chunk: i32,
+    /// Prompts of at most N tokens run the gated delta rule as the GPU step kernel
+    /// (default: the device's; 0: never).
+    #[arg(long, hide = true, value_name = "N",
+          value_parser = clap::value_parser!(i32).range(0..), allow_negative_numbers = true)]
+    pub kernel_prefill_max: Option<i32>,
 }
 
 impl Default for Options {
@@ -57,6 +62,7 @@ impl Default for Options {
             cpu_threads: None,
             sequential_prefill: false,
             prefill_chunk: DEFAULT_CHUNK,
+            kernel_prefill_max: None,
         }
     }
 }
@@ -97,6 +103,9 @@ impl Options {
         }
         if let Some(n) = self.cpu_threads {
             o.cpu_threads = n as usize;
+        }
+        if let Some(n) = self.kernel_prefill_max {
+            o.kernel_prefill_max = n;
         }
         o.prefill = if self.sequential_prefill {
             Prefill::Sequential
@@ -319,12 +328,14 @@ mod tests {
             cpu_threads: Some(3),
             sequential_prefill: true,
             prefill_chunk: DEFAULT_CHUNK,
+            kernel_prefill_max: Some(32),
         };
         let o = args.resolve(&cpu);
         assert_eq!(o.decode, Decode::Reference);
         assert!(o.compile_layers && !o.cpu_gemm);
         assert_eq!(o.cpu_threads, 3);
         assert_eq!(o.prefill, Prefill::Sequential);
+        assert_eq!((defaults.kernel_prefill_max, o.kernel_prefill_max), (0, 32));
     }
 
     #[test]

@@ -10,7 +10,7 @@
 use crate::error::{Error, Result};
 use mlx_lm::kernels::cpu_gemm::CpuProducts;
 pub use mlx_lm::kernels::gated_delta::Prefill;
-use mlx_lm::kernels::gated_delta::StepPath;
+use mlx_lm::kernels::gated_delta::{ShortPrefill, StepPath};
 use mlx_rs::{Device, DeviceType};
 
 /// How a single-token forward pass (a decode step) runs.
@@ -54,7 +54,16 @@ pub struct ModelOptions {
     /// Default: [`Prefill::Chunked`] with chunks of 64 tokens (the chunk size must be at
     /// least 1); [`Prefill::Sequential`] is the reference form, one token at a time.
     pub prefill: Prefill,
+    /// Prompts (and prompt chunks) of at most this many tokens run the gated delta rule
+    /// as the GPU step kernel over their tokens, one launch per layer, instead of the
+    /// [`ModelOptions::prefill`] form, whose ~80 small ops per layer dominate a short
+    /// prompt (a chat turn, a served request). Fused decode on a GPU kernel path only; 0:
+    /// never. Default: [`KERNEL_PREFILL_MAX`] on CUDA, 0 elsewhere (unmeasured on Metal).
+    pub kernel_prefill_max: i32,
 }
+
+/// [`ModelOptions::kernel_prefill_max`] on CUDA.
+pub const KERNEL_PREFILL_MAX: i32 = 256;
 
 impl ModelOptions {
     /// The defaults for a model running on `device`.
@@ -67,6 +76,10 @@ impl ModelOptions {
             cpu_gemm: !gpu && !cfg!(target_os = "macos"),
             cpu_threads: cores.clamp(1, 8),
             prefill: Prefill::default(),
+            kernel_prefill_max: match StepPath::fused_on(device) {
+                StepPath::CudaKernel => KERNEL_PREFILL_MAX,
+                _ => 0,
+            },
         }
     }
 
@@ -122,6 +135,8 @@ pub struct Plan {
     pub cpu: Option<CpuProducts>,
     /// The form of the gated delta rule over several tokens ([`ModelOptions::prefill`]).
     pub prefill: Prefill,
+    /// Short prompts on the GPU step kernel ([`ModelOptions::kernel_prefill_max`]).
+    pub short_prefill: Option<ShortPrefill>,
 }
 
 impl Plan {
@@ -149,6 +164,13 @@ impl Plan {
                 threads: options.cpu_threads,
             }),
             prefill: options.prefill.checked()?,
+            short_prefill: step
+                .backend()
+                .filter(|_| options.kernel_prefill_max > 1)
+                .map(|backend| ShortPrefill {
+                    backend,
+                    max_tokens: options.kernel_prefill_max,
+                }),
         })
     }
 

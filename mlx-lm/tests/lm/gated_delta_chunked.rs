@@ -380,6 +380,7 @@ fn update_dispatches_on_its_options() {
             step,
             prefill,
             cpu: products(),
+            short_prefill: None,
         };
         let (y_ref, s_ref) = gated_delta_sequential(&x.q, &x.k, &x.v, &g, &beta, &x.state).unwrap();
         // Sequential prefill runs exactly the reference form.

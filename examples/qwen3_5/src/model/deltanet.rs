@@ -11,7 +11,9 @@ use crate::config::TextConfig;
 use crate::error::Result;
 use crate::options::Plan;
 use mlx_lm::kernels::cpu_gemm::CpuProducts;
-use mlx_lm::kernels::gated_delta::{self, DeltaHeads, GatedDeltaOptions, Prefill, StepPath};
+use mlx_lm::kernels::gated_delta::{
+    self, DeltaHeads, GatedDeltaOptions, Prefill, ShortPrefill, StepPath,
+};
 use mlx_lm::shard::{shard_linear, shard_linear_segments, Part, Split};
 use mlx_lm::tuner::AdaptableLinear;
 use mlx_rs::nn::{self, Module, Param};
@@ -99,6 +101,7 @@ impl GatedDeltaNet {
             step: plan.step,
             cpu: plan.cpu,
             prefill: plan.prefill,
+            short_prefill: plan.short_prefill,
         });
         Ok(())
     }
@@ -210,6 +213,8 @@ pub struct Prepared {
     cpu: Option<CpuProducts>,
     /// The form of the delta rule over several tokens (fixed at load).
     prefill: Prefill,
+    /// Short prompts on the GPU step kernel (fixed at load).
+    short_prefill: Option<ShortPrefill>,
 }
 
 impl Prepared {
@@ -295,6 +300,7 @@ impl Prepared {
             step: StepPath::Ops,
             prefill: self.prefill,
             cpu: self.cpu,
+            short_prefill: self.short_prefill,
         };
         let (out, state) = gated_delta::gated_delta_update(
             &q,

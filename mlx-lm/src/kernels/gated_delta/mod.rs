@@ -9,7 +9,9 @@
 //! * [`gated_delta_update`] (as mlx-lm's `gated_delta_update`): the rule over `T` tokens
 //!   from the normalised `q`, `k`, `v` and the raw gate inputs `a`, `b`. A multi-token
 //!   call (prefill) takes the form of [`GatedDeltaOptions::prefill`]: the chunkwise-parallel
-//!   form ([`chunked`], the default) or the sequential one ([`ops`]); a single token takes
+//!   form ([`chunked`], the default) or the sequential one ([`ops`]), unless it is short
+//!   enough for [`GatedDeltaOptions::short_prefill`] (the GPU step kernel over its tokens,
+//!   one launch); a single token takes
 //!   [`GatedDeltaOptions::step`]: the uncompiled ops, the compiled ops (CPU) or the step
 //!   kernel of the GPU backend.
 //! * [`gated_delta_decode`]: one token of a whole layer from its projections (the causal
@@ -37,7 +39,7 @@ pub mod kernel;
 pub mod ops;
 mod options;
 
-pub use options::{DeltaHeads, GatedDeltaOptions, Prefill, StepPath, DEFAULT_CHUNK};
+pub use options::{DeltaHeads, GatedDeltaOptions, Prefill, ShortPrefill, StepPath, DEFAULT_CHUNK};
 
 use crate::error::Result;
 use compiled::{delta_decode_inputs, step_ops};
@@ -68,7 +70,15 @@ pub fn gated_delta_update(
     options: &GatedDeltaOptions,
 ) -> Result<(Array, Array)> {
     let beta = mlx_rs::ops::sigmoid(b)?;
-    if q.try_dim(1)? > 1 {
+    let t = q.try_dim(1)?;
+    if let Some(short) = options.short_prefill.filter(|s| t > 1 && t <= s.max_tokens) {
+        let g = ops::decay(a_log, a, dt_bias)?;
+        let d = check_seq(q, k, v, &g, &beta, state)?;
+        if kernel_fits(d) {
+            return launch(short.backend, d, q, k, v, &g, &beta, state);
+        }
+    }
+    if t > 1 {
         let log_g = ops::log_decay(a_log, a, dt_bias)?;
         return match options.prefill.checked()? {
             Prefill::Chunked(chunk) => {

@@ -87,6 +87,18 @@ impl Prefill {
     }
 }
 
+/// Multi-token calls short enough to run the GPU step kernel over their tokens (one launch
+/// per call, the recurrence walked token by token) instead of the [`Prefill`] form: for a
+/// short prompt (a chat turn, a served request) the chunked form's ~80 small ops per layer
+/// cost more host and launch time than the walk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ShortPrefill {
+    /// The backend of the kernel.
+    pub backend: GpuBackend,
+    /// Calls of at most this many tokens take the kernel.
+    pub max_tokens: i32,
+}
+
 /// The choices of a call of [`super::gated_delta_update`], made once (at a model's load).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct GatedDeltaOptions {
@@ -97,6 +109,9 @@ pub struct GatedDeltaOptions {
     /// How the chunked form's float32 products run for a model on the CPU (`None`: in
     /// MLX, as on a GPU).
     pub cpu: Option<CpuProducts>,
+    /// Short multi-token calls on the GPU step kernel (`None`: every multi-token call
+    /// takes the [`Prefill`] form).
+    pub short_prefill: Option<ShortPrefill>,
 }
 
 impl Default for GatedDeltaOptions {
@@ -107,6 +122,7 @@ impl Default for GatedDeltaOptions {
             step: StepPath::Ops,
             prefill: Prefill::default(),
             cpu: None,
+            short_prefill: None,
         }
     }
 }
