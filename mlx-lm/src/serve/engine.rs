@@ -5,11 +5,9 @@
 //! 2. take one waiting request into prefill when the batch has room, starting from the
 //!    longest saved state of the [prefix cache](super::prefix) that its prompt extends;
 //! 3. run one chunk (at most [`EngineOptions::prefill_chunk`] tokens) of the request in
-//!    prefill, alone (a batch of one, no padding); after the last chunk (all of the
-//!    prompt but its last token) it joins the batch ([`Cache::merge`]: caches of
-//!    different lengths are padded on the left, each sequence keeps its own positions),
-//!    and its last prompt token runs in the batch's next step, which samples its first
-//!    token;
+//!    prefill, alone (a batch of one, no padding); after the last chunk its first token
+//!    is sampled and it joins the batch ([`Cache::merge`]: caches of different lengths
+//!    are padded on the left, each sequence keeps its own positions);
 //! 4. run one decode step of the whole batch: one forward over one token per sequence,
 //!    one sample per sequence with its own parameters, one evaluation; finished
 //!    sequences leave the batch ([`Cache::filter`]).
@@ -369,10 +367,9 @@ impl<'m> Engine<'m> {
     }
 
     /// Runs the next chunk of the request in prefill. All of the prompt but its last
-    /// token goes through in chunks (the state there is saved in the prefix cache); then
-    /// the request joins the batch, and the next batched decode step runs its last prompt
-    /// token with the other rows' tokens and samples its first token. (A request with
-    /// nothing in its cache yet, a one-token prompt, runs that token alone first.)
+    /// token goes through in chunks (the state there is saved in the prefix cache); the
+    /// last token then runs alone and gives the first sampled token, and the request
+    /// joins the batch.
     fn prefill_chunk(&mut self) -> Result<()> {
         let Some(p) = self.prefill.as_mut() else {
             return Ok(());
@@ -406,20 +403,18 @@ impl<'m> Engine<'m> {
             return Ok(());
         };
         let started = Instant::now();
-        if p.done == 0 {
-            let ids = Array::from_slice(&[p.request.next_input()], &[1, 1])?;
-            let logits = self.model.forward_last(&ids, &mut p.cache)?;
-            let draw = sample_one(&mut p.request, &logits, self.options.valid_vocab)?;
-            let mut arrays = draw.arrays();
-            arrays.extend(p.cache.arrays());
-            mlx_rs::eval(&arrays)?;
-            let done = deliver(&mut p.request, draw.read()?, &self.options.stop_tokens);
-            if done {
-                if self.options.prompt_cache_bytes > 0 && p.request.finished {
-                    save_finished(&mut self.prefix, &p.request, p.cache);
-                }
-                return Ok(());
+        let ids = Array::from_slice(&[p.request.next_input()], &[1, 1])?;
+        let logits = self.model.forward_last(&ids, &mut p.cache)?;
+        let draw = sample_one(&mut p.request, &logits, self.options.valid_vocab)?;
+        let mut arrays = draw.arrays();
+        arrays.extend(p.cache.arrays());
+        mlx_rs::eval(&arrays)?;
+        let done = deliver(&mut p.request, draw.read()?, &self.options.stop_tokens);
+        if done {
+            if self.options.prompt_cache_bytes > 0 && p.request.finished {
+                save_finished(&mut self.prefix, &p.request, p.cache);
             }
+            return Ok(());
         }
         self.cache = Some(match self.cache.take() {
             Some(batch) => Cache::merge(&[batch, p.cache])?,
@@ -500,9 +495,7 @@ impl<'m> Engine<'m> {
             Some(cache.filter(&keep)?)
         };
         let t = &self.status.timing;
-        for _ in &finished {
-            t.leaves.fetch_add(1, Ordering::Relaxed);
-        }
+        t.leaves.fetch_add(finished.len() as u64, Ordering::Relaxed);
         t.leave_ns
             .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
         Ok(())

@@ -118,7 +118,8 @@ pub struct EngineTiming {
     pub prefill_ns: AtomicU64,
     /// Newcomers taken into the batch.
     pub joins: AtomicU64,
-    /// Nanoseconds joining them (the merge of their state into the batch's).
+    /// Nanoseconds joining them (each one's last prompt token, run alone for its first
+    /// token, and the merge of its state into the batch's).
     pub join_ns: AtomicU64,
     /// Batched decode steps.
     pub steps: AtomicU64,
