@@ -76,13 +76,18 @@ pub fn parse<M: ModelCli>(
                 ))
         })
     };
+    let args = super::lora_config::expand(args.into_iter().collect())
+        .map_err(|e| clap::Error::raw(clap::error::ErrorKind::InvalidValue, e))?;
     let command = Cli::<M::Options>::command()
         .name(M::NAME)
         .bin_name(M::NAME)
         .about(M::ABOUT)
         .mut_subcommand("generate", sampling)
         .mut_subcommand("chat", sampling)
-        .mut_subcommand("bench", bench);
+        .mut_subcommand("bench", bench)
+        // A flag given again wins (a config file's flags come first, the command line's
+        // after them), as in mlx_lm.lora.
+        .mut_subcommand("lora", |c| c.args_override_self(true));
     let matches = command.try_get_matches_from(args)?;
     Ok(Cli::<M::Options>::from_arg_matches(&matches)?.command)
 }

@@ -49,6 +49,10 @@ pub enum ScheduleArg {
 /// `lora`.
 #[derive(Debug, Args)]
 pub struct LoraArgs<O: Args> {
+    /// A YAML file of options, as mlx_lm.lora's `-c` (keys are the flags' names with
+    /// underscores, `lora_parameters: {rank, scale, dropout}`); flags given here win.
+    #[arg(short = 'c', long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// The base model: a local folder or a Hugging Face model id.
     #[arg(long, value_name = "DIR|ID")]
     pub model: String,

@@ -47,6 +47,7 @@ mod commands;
 mod device;
 mod fuse;
 mod lora;
+mod lora_config;
 pub mod npy;
 pub mod progress;
 #[cfg(feature = "serve")]

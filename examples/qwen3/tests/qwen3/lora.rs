@@ -495,6 +495,58 @@ fn lora_trains_an_adapter_that_mlx_lm_loads() {
     assert_rows_close("a trained adapter in mlx-lm", &ours, &theirs, row);
 }
 
+/// `qwen3 lora -c FILE` reads an mlx_lm.lora YAML config (its keys, `lora_parameters`),
+/// a flag on the command line wins over the file, and a key the command does not have is
+/// an error that names it.
+#[test]
+fn lora_reads_an_mlx_lm_config_file() {
+    let tmp = TempDir::new("qwen3-config");
+    let (base, data) = training_setup(&tmp);
+    let out = tmp.0.join("adapter");
+    let config = tmp.0.join("lora_config.yaml");
+    let yaml = format!(
+        "# as mlx_lm.lora's examples/lora_config.yaml\nmodel: {}\ntrain: true\ndata: {}\n\
+         fine_tune_type: lora\nnum_layers: -1\nbatch_size: 2\niters: 50\n\
+         learning_rate: 1.0e-2\nsteps_per_report: 2\nsteps_per_eval: 100\n\
+         adapter_path: {}\nsave_every: 100\nmax_seq_length: 2048\nseed: 0\n\
+         resume_adapter_file: null\nlora_parameters:\n  rank: 4\n  scale: 2.0\n  dropout: 0.0\n",
+        base.display(),
+        data.display(),
+        out.display()
+    );
+    std::fs::write(&config, yaml).unwrap();
+    let run = qwen3_lora(&[
+        "-c".as_ref(),
+        config.as_os_str(),
+        "--iters".as_ref(),
+        "2".as_ref(),
+    ]);
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stderr}\n{stdout}");
+    assert!(stdout.contains("Iter 2: Train loss"), "{stdout}");
+    assert!(
+        !stdout.contains("Iter 4:"),
+        "--iters 2 wins over the file's 50: {stdout}"
+    );
+    let written: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("adapter_config.json")).unwrap())
+            .unwrap();
+    assert_eq!(written["lora_parameters"]["rank"], 4);
+    assert_eq!(written["lora_parameters"]["scale"], 2.0);
+    assert_eq!(written["num_layers"], -1);
+
+    std::fs::write(
+        &config,
+        format!("model: {}\nwandb: my-project\n", base.display()),
+    )
+    .unwrap();
+    let run = qwen3_lora(&["-c".as_ref(), config.as_os_str()]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("key 'wandb'"), "{stderr}");
+}
+
 /// Bad data: a malformed line (its number in the error), an empty training set, a line
 /// without the format's keys; sequences longer than --max-seq-length are truncated with a
 /// warning.
