@@ -2,13 +2,16 @@
 """Runs the CUDA attention decode kernels (mlx-lm/kernels/attn_*.cu.inc) on the CPU.
 
 The kernels of mlx-lm/src/kernels/attention.rs — the q/k norms + RoPE ("qk_prep") and the
-attention over the cache times the gate ("attend") — are assembled as MLX 0.32.2's CUDA
+attention over the cache times the gate ("attend": the partial attention of each split of
+the cache, "attend_split", then the merge of the splits and the gate, "attend_merge") —
+are assembled as MLX 0.32.2's CUDA
 backend assembles a custom kernel (as in emulate.py: header order, signature from the
 input dtypes, template constants, body), compiled with the host C++ compiler against
 shim_cuda.h, where each block runs all its threads at once (a warp is 32 of them, shared
 memory is shared by the block's threads, __syncthreads is a barrier), launched over the
-grid attention.rs asks for (the WARPS constant is read from there), under AddressSanitizer
-(unless GDN_EMUL_NO_ASAN is set), outputs pre-filled with NaN.
+grid attention.rs asks for (its WARPS and SPLIT constants are read from there), under
+AddressSanitizer (unless GDN_EMUL_NO_ASAN is set), outputs pre-filled with NaN (so the
+merge reading a split that no block wrote shows as NaN).
 
 Each case is a left-padded batch as mlx-lm's KvCache holds one: rows aligned on the right,
 row b after meta[3 + b] padding columns filled with NaN (read, they would poison the
@@ -34,20 +37,33 @@ import numpy as np
 from emulate import HERE, bf16_round, read, rnd
 
 ATTN_RS = os.path.join(HERE, "..", "..", "..", "..", "mlx-lm", "src", "kernels", "attention.rs")
-WARPS = int(re.search(r"pub const WARPS: i32 = (\d+);", open(ATTN_RS).read()).group(1))
+_ATTN_SRC = open(ATTN_RS).read()
+WARPS = int(re.search(r"const WARPS: i32 = (\d+);", _ATTN_SRC).group(1))
+SPLIT = int(re.search(r"pub const SPLIT: i32 = (\d+);", _ATTN_SRC).group(1))
 TYPES = {"float32": "float", "bfloat16": "__nv_bfloat16"}
 
-# name: (body, inputs [(name, role)], outputs, template names)
+# name: (body, inputs [(name, role)], outputs [(name, role)])
 KERNELS = {
     "qk_prep": ("attn_qk_prep.cu.inc",
                 [("q_full", "act"), ("k", "act"), ("q_w", "act"), ("k_w", "act"),
                  ("inv_freq", "f32"), ("meta", "i32"), ("eps", "f32")],
-                ["q_out", "k_out"]),
-    "attend": ("attn_decode.cu.inc",
-               [("q", "act"), ("keys", "act"), ("values", "act"), ("q_full", "act"),
-                ("meta", "i32"), ("scale", "f32")],
-               ["out"]),
+                [("q_out", "act"), ("k_out", "act")]),
+    "attend_split": ("attn_decode.cu.inc",
+                     [("q", "act"), ("keys", "act"), ("values", "act"), ("meta", "i32"),
+                      ("scale", "f32")],
+                     [("part_o", "f32"), ("part_ml", "f32")]),
+    "attend_merge": ("attn_decode_merge.cu.inc",
+                     [("part_o", "f32"), ("part_ml", "f32"), ("q_full", "act"),
+                      ("meta", "i32")],
+                     [("out", "act")]),
 }
+
+
+def heads_per_block(H, KV, D):
+    """attention.rs's heads_per_block: the largest divisor of H / KV with at most 1024 / D."""
+    group = H // KV
+    most = max(1024 // D, 1)
+    return next(k for k in range(min(group, most), 0, -1) if group % k == 0)
 
 
 def ctype(role, act):
@@ -63,7 +79,7 @@ def source(kernel, act, consts, arrays, out_shapes, grid, block):
     src += "namespace mlx::core::cu {\n\nnamespace cg = cooperative_groups;\n\n"
     src += "__global__ void attn_kernel(\n"
     src += "".join(f"    const {ctype(r, act)}* {n},\n" for n, r in inputs)
-    src += ",\n".join(f"    {TYPES[act]}* {n}" for n in outputs) + ") {\n"
+    src += ",\n".join(f"    {ctype(r, act)}* {n}" for n, r in outputs) + ") {\n"
     src += f"  using T = {TYPES[act]};\n"
     if kernel == "qk_prep":
         src += f"  using WT = {TYPES[act]};\n  using KWT = {TYPES[act]};\n"
@@ -89,21 +105,22 @@ int main(int, char** argv) {
 """
     for n, r in inputs:
         src += f'  auto {n} = load<{ctype(r, act)}>(dir, "{n}", {arrays[n].size});\n'
-    for n in outputs:
+    for n, r in outputs:
         size = int(np.prod(out_shapes[n]))
-        src += f"  std::vector<{TYPES[act]}> {n}({size}, {TYPES[act]}(NAN));\n"
+        src += f"  std::vector<{ctype(r, act)}> {n}({size}, {ctype(r, act)}(NAN));\n"
     bx, by, bz = block
-    assert grid[0] == bx and grid[1] == by and bz == 1
-    call = ", ".join([f"{n}.data()" for n, _ in inputs] + [f"{n}.data()" for n in outputs])
+    assert grid[0] % bx == 0 and grid[1] == by and bz == 1
+    call = ", ".join([f"{n}.data()" for n, _ in inputs] + [f"{n}.data()" for n, _ in outputs])
     src += f"""  for (unsigned z = 0; z < {grid[2]}; ++z)
-    emul::run_block({bx * by}, [&](int t) {{
-      threadIdx = dim3{{(unsigned)(t % {bx}), (unsigned)(t / {bx}), 0}};
-      blockIdx = dim3{{0, 0, z}};
-      blockDim = dim3{{{bx}, {by}, 1}};
-      mlx::core::cu::attn_kernel({call});
-    }});
+    for (unsigned x = 0; x < {grid[0] // bx}; ++x)
+      emul::run_block({bx * by}, [&](int t) {{
+        threadIdx = dim3{{(unsigned)(t % {bx}), (unsigned)(t / {bx}), 0}};
+        blockIdx = dim3{{x, 0, z}};
+        blockDim = dim3{{{bx}, {by}, 1}};
+        mlx::core::cu::attn_kernel({call});
+      }});
 """
-    src += "".join(f'  save(dir, "{n}", {n});\n' for n in outputs)
+    src += "".join(f'  save(dir, "{n}", {n});\n' for n, _ in outputs)
     return src + "  return 0;\n}\n"
 
 
@@ -205,13 +222,22 @@ def qk_prep_case(act, dims, position, padding, workdir, seed):
 # ---------------------------------------------------------------------------------------
 
 def attend_launch(act, dims, q, keys, values, q_full, n, padding, workdir, tag):
+    """The two launches of attention.rs's attend: the splits, then their merge."""
     B, H, KV, D, cap = dims
     meta = np.array([n, cap, 0, *padding], np.float32)
-    arrays = dict(q=q, keys=keys, values=values, q_full=q_full, meta=meta,
+    splits = (n + SPLIT - 1) // SPLIT
+    gb = heads_per_block(H, KV, D)
+    arrays = dict(q=q, keys=keys, values=values, meta=meta,
                   scale=np.array([D ** -0.5], np.float32))
-    consts = dict(D=D, H=H, KV=KV, WARPS=WARPS)
-    return run("attend", act, consts, arrays, dict(out=(B, H * D)), (32, WARPS, B * H),
-               (32, WARPS, 1), workdir, tag)
+    consts = dict(D=D, H=H, KV=KV, GB=gb, WARPS=WARPS, L=SPLIT)
+    parts = run("attend_split", act, consts, arrays,
+                dict(part_o=(B, H, splits, D), part_ml=(B, H, splits, 2)),
+                (32 * splits, WARPS, B * H // gb), (32, WARPS, 1), workdir, tag + "_split")
+    if isinstance(parts, str):
+        return parts
+    arrays = dict(part_o=parts["part_o"], part_ml=parts["part_ml"], q_full=q_full, meta=meta)
+    return run("attend_merge", act, dict(D=D, H=H, L=SPLIT), arrays, dict(out=(B, H * D)),
+               (D, 1, B * H), (D, 1, 1), workdir, tag + "_merge")
 
 
 def attend_reference(act, dims, q, keys, values, q_full, n, padding):
@@ -277,6 +303,8 @@ QK_CASES = [
 ATTEND_CASES = [
     ((1, 2, 1, 64, 64), 5, [0]),  # fewer positions than warps
     ((3, 4, 2, 32, 96), 77, [0, 40, 76]),  # padded rows: more than WARPS, fewer, just one
+    ((3, 4, 2, 32, 320), 300, [0, 7, 133]),  # rows of 3, 3 and 2 splits
+    ((1, 12, 1, 256, 160), 150, [0]),  # 12 query heads on one key head: 3 blocks of 4
 ]
 
 

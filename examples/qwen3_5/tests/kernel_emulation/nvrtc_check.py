@@ -102,14 +102,22 @@ QK_PREP = dict(
     outputs=[("q_out", "act"), ("k_out", "act")],
 )
 ATTN = dict(
-    name="attn_decode",
+    name="attn_decode_split",
     body=["attn_decode.cu.inc"],
-    inputs=[("q", "act"), ("keys", "act"), ("values", "act"), ("q_full", "act"),
-            ("meta", "i32"), ("scale", "f32")],
+    inputs=[("q", "act"), ("keys", "act"), ("values", "act"), ("meta", "i32"),
+            ("scale", "f32")],
+    outputs=[("part_o", "f32"), ("part_ml", "f32")],
+)
+ATTN_MERGE = dict(
+    name="attn_decode_merge",
+    body=["attn_decode_merge.cu.inc"],
+    inputs=[("part_o", "f32"), ("part_ml", "f32"), ("q_full", "act"), ("meta", "i32")],
     outputs=[("out", "act")],
 )
-ATTN_WARPS = int(re.search(r"pub const WARPS: i32 = (\d+);", open(
-    os.path.join(HERE, "..", "..", "..", "..", "mlx-lm", "src", "kernels", "attention.rs")).read()).group(1))
+_ATTN_RS = open(os.path.join(HERE, "..", "..", "..", "..", "mlx-lm", "src", "kernels",
+                             "attention.rs")).read()
+ATTN_WARPS = int(re.search(r"const WARPS: i32 = (\d+);", _ATTN_RS).group(1))
+ATTN_SPLIT = int(re.search(r"pub const SPLIT: i32 = (\d+);", _ATTN_RS).group(1))
 
 
 def attn_source(kernel, act, consts):
@@ -197,11 +205,14 @@ def main():
     # Attention kernels: (kernel, activation dtype, None, template constants)
     cases += [(QK_PREP, "bfloat16", None, dict(D=256, H=8, KV=2, RD=64)),
               (QK_PREP, "float32", None, dict(D=32, H=2, KV=1, RD=8)),
-              (ATTN, "bfloat16", None, dict(D=256, H=8, KV=2, WARPS=ATTN_WARPS)),
-              (ATTN, "float16", None, dict(D=64, H=4, KV=4, WARPS=ATTN_WARPS))]
+              (ATTN, "bfloat16", None,
+               dict(D=256, H=8, KV=2, GB=4, WARPS=ATTN_WARPS, L=ATTN_SPLIT)),
+              (ATTN, "float16", None, dict(D=64, H=4, KV=4, GB=1, WARPS=ATTN_WARPS, L=ATTN_SPLIT)),
+              (ATTN_MERGE, "bfloat16", None, dict(D=256, H=8, L=ATTN_SPLIT)),
+              (ATTN_MERGE, "float16", None, dict(D=64, H=4, L=ATTN_SPLIT))]
     for kernel, act, gate, dims in cases:
         dtype_name = f"{kernel['name']} {act}/{gate}"
-        if kernel in (QK_PREP, ATTN):
+        if kernel in (QK_PREP, ATTN, ATTN_MERGE):
             src, name = attn_source(kernel, act, dims)
         else:
             src, name = kernel_source(kernel, act, gate, dims)

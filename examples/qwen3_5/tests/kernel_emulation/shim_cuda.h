@@ -22,6 +22,13 @@ namespace cooperative_groups {}
 inline float expf(float x) { return std::exp(x); }
 inline float logf(float x) { return std::log(x); }
 inline float rsqrtf(float x) { return 1.0f / std::sqrt(x); }
+// CUDA's 16-byte vector type (the kernels' wide loads).
+struct alignas(16) uint4 {
+  unsigned x, y, z, w;
+};
+// CUDA's integer min / max.
+inline int min(int a, int b) { return a < b ? a : b; }
+inline int max(int a, int b) { return a > b ? a : b; }
 
 inline void __syncthreads() { emul::sync_block(); }
 
