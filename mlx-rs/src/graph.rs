@@ -2,8 +2,8 @@
 //!
 //! [`print_graph`] lists the graph behind `outputs` as text (its inputs, its outputs, then
 //! one line per primitive in the order MLX would run them, with shapes and dtypes), and
-//! [`to_dot`] writes it for Graphviz. Counting the lines of a decode step's listing is how
-//! the Qwen example found which ops to fuse.
+//! [`to_dot`] writes it for Graphviz; [`count_primitives`] counts its ops. Counting the
+//! lines of a decode step's listing is how the Qwen example found which ops to fuse.
 //!
 //! ```
 //! use mlx_rs::{graph, Array};
@@ -41,6 +41,18 @@ pub fn to_dot<A: AsRef<Array>>(outputs: &[A], names: &[(&Array, &str)]) -> Resul
     render(outputs, names, |f, namer, v| unsafe {
         sys::mlx_export_to_dot(f, namer, v)
     })
+}
+
+/// The number of primitives (ops) evaluating `outputs` would run: the lines of
+/// [`print_graph`]'s listing after its `Inputs:` and `Outputs:` lines. A compiled function
+/// counts as one. What a decode step costs the host grows with this number.
+pub fn count_primitives<A: AsRef<Array>>(outputs: &[A]) -> Result<usize> {
+    let text = print_graph(outputs, &[])?;
+    Ok(text
+        .lines()
+        .skip_while(|l| l.starts_with("Inputs:") || l.starts_with("Outputs:"))
+        .filter(|l| !l.trim().is_empty())
+        .count())
 }
 
 /// Owns a C `FILE` from `tmpfile` (closed on drop).

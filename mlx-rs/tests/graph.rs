@@ -41,6 +41,21 @@ fn listing_names_the_ops_in_order_with_shapes() {
 }
 
 #[test]
+fn primitives_are_counted_without_evaluating() {
+    let a = Array::from_slice(&[1.0f32, 2.0, 3.0], &[3]).unwrap();
+    assert_eq!(graph::count_primitives(&[&a]).unwrap(), 0);
+    let b = a.multiply(&a).unwrap();
+    let c = ops::sum(&b.add(&a).unwrap(), false).unwrap();
+    // Multiply, Add, Sum and the Squeeze of the reduced axis.
+    assert_eq!(graph::count_primitives(&[&c]).unwrap(), 4);
+    // Shared inputs count once; two outputs of one graph.
+    let d = ops::exp(&b).unwrap();
+    assert_eq!(graph::count_primitives(&[&c, &d]).unwrap(), 5);
+    assert_eq!(c.item::<f32>().unwrap(), 20.0);
+    assert_eq!(graph::count_primitives(&[&c]).unwrap(), 0);
+}
+
+#[test]
 fn dot_export_is_a_digraph_with_the_names() {
     let a = Array::from_slice(&[1.0f32, 2.0], &[2]).unwrap();
     let b = ops::exp(&a).unwrap();

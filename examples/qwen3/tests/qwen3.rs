@@ -574,6 +574,10 @@ fn binary_logits_match_mlx_lm_and_bench_runs() {
     let report: Value = serde_json::from_str(&std::fs::read_to_string(&json.0).unwrap()).unwrap();
     assert_eq!(report["quantize"], 4);
     assert!(report["ours"]["decode_tps"].as_f64().unwrap() > 0.0);
+    assert!(
+        report["decode_primitives"].as_u64().unwrap() > 10,
+        "{report}"
+    );
     assert!(report["peer"].is_null());
 }
 

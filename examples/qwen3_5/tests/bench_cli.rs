@@ -177,6 +177,17 @@ fn tiny_model_runs_and_reports() {
         assert!(report["device"].as_str().unwrap().starts_with("cpu"));
         check_side(&report["ours"], tag);
         assert!(report["peer"].is_null(), "{tag}: no peer was asked for");
+        let primitives = report["decode_primitives"].as_u64().unwrap_or(0);
+        assert!(
+            primitives > 10,
+            "{tag}: {primitives} primitives per decode step"
+        );
+        assert!(
+            stdout.contains(&format!(
+                "graph primitives per decode step (ours): {primitives}"
+            )),
+            "{tag}: {stdout}"
+        );
         let sequential = tag == "sequential";
         assert_eq!(
             report["prefill"] == json!("sequential"),

@@ -221,6 +221,7 @@ pub fn run<M: ModelCli>(args: BenchArgs<M::Options>) -> Result<()> {
 
     let warm_up = args.gen.min(4) as usize;
     generate(&model, &prompt, warm_up, &progress, "warm-up: ")?;
+    let primitives = decode_primitives(&model, &prompt)?;
     let mut ours_runs = Vec::new();
     let mut ours_tokens = Vec::new();
     let mut peer_runs = Vec::new();
@@ -301,6 +302,7 @@ pub fn run<M: ModelCli>(args: BenchArgs<M::Options>) -> Result<()> {
         println!("{text}");
     }
     print_table(&ours, peer.as_ref(), !on_gpu);
+    println!("graph primitives per decode step (ours): {primitives}");
     if let Some(ranks) = &ranks {
         print_ranks(ranks);
     }
@@ -328,6 +330,7 @@ pub fn run<M: ModelCli>(args: BenchArgs<M::Options>) -> Result<()> {
             "rounds": args.rounds,
             "ours": ours.to_json(),
             "peer": peer.as_ref().map(Measured::to_json),
+            "decode_primitives": primitives,
         });
         for note in notes {
             doc[note.key] = note.value;
@@ -433,6 +436,30 @@ fn generate(
             host_us,
         },
     ))
+}
+
+/// The primitives MLX runs for one greedy decode step of `model` (its forward pass over one
+/// token, the cache updates and the arg-max), counted on the graph of a step after the
+/// first tokens of `prompt` and never evaluated: what the host builds and hands to MLX
+/// per token (a compiled function counts as one).
+fn decode_primitives(model: &dyn LanguageModel, prompt: &[u32]) -> Result<usize> {
+    let head = &prompt[..prompt.len().clamp(1, 9) - 1];
+    let mut cache = model.new_cache();
+    if !head.is_empty() {
+        model.prefill(
+            &Array::from_slice(head, &[1, head.len() as i32])?,
+            &mut cache,
+        )?;
+        mlx_rs::eval(&cache.arrays())?;
+    }
+    let Some(&last) = prompt.get(head.len()) else {
+        bail!("the prompt is empty");
+    };
+    let logits = model.forward_last(&Array::from_slice(&[last], &[1, 1])?, &mut cache)?;
+    let token = mlx_rs::ops::argmax_axis(&logits, -1, false)?;
+    let mut outputs = vec![&token];
+    outputs.extend(cache.arrays());
+    Ok(mlx_rs::graph::count_primitives(&outputs)?)
 }
 
 /// Seconds of one generation.
