@@ -166,7 +166,7 @@ fn check_side(side: &Value, what: &str) {
 #[test]
 fn tiny_model_runs_and_reports() {
     for (extra, tag) in [
-        (&[][..], "dense"),
+        (&["--bandwidth", "50"][..], "dense"),
         (&["--quantize", "4", "--dtype", "float32"], "q4"),
         (&["--sequential-prefill", "--rounds", "2"], "sequential"),
     ] {
@@ -188,6 +188,19 @@ fn tiny_model_runs_and_reports() {
             )),
             "{tag}: {stdout}"
         );
+        // The decode limit: only where the bandwidth is given (this CPU is no known card).
+        let limit = &report["decode_limit"];
+        if tag == "dense" {
+            let bytes = limit["weight_bytes"].as_f64().unwrap();
+            let tps = limit["decode_limit_tps"].as_f64().unwrap();
+            assert!(
+                bytes > 0.0 && (tps - 50e9 / bytes).abs() < 1e-6 * tps,
+                "{limit}"
+            );
+            assert!(stdout.contains("decode limit: "), "{tag}: {stdout}");
+        } else {
+            assert!(limit.is_null(), "{tag}: {limit}");
+        }
         let sequential = tag == "sequential";
         assert_eq!(
             report["prefill"] == json!("sequential"),

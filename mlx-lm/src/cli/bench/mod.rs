@@ -17,6 +17,7 @@
 //! ranks, which all run the same steps; rank 0 prints each rank's figures and the group's
 //! (its speed is the slowest rank's, its memory the sum), and writes the JSON.
 
+mod limit;
 mod peer;
 pub mod random;
 mod report;
@@ -37,6 +38,7 @@ use super::ModelCli;
 use crate::generate::GenerateOptions;
 use crate::model::LanguageModel;
 use crate::sampling::SamplingParams;
+use limit::{known_bandwidth, DecodeLimit};
 use peer::{PeerRequest, PeerRun, TempFile};
 use random::{prompt_ids, RandomWeights};
 use report::{print_table, rate, Measured};
@@ -81,6 +83,10 @@ pub struct BenchArgs<O: Args> {
     /// Random seed of weights and prompt.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Memory bandwidth in GB/s for the decode limit line (default: the card's, for the
+    /// cards the bench knows by name; none elsewhere).
+    #[arg(long, value_name = "GB/S", value_parser = parse_gb, allow_negative_numbers = true)]
+    pub bandwidth: Option<f64>,
     /// The peer script (default: the built-in copy of benches/mlx_lm_peer.py).
     #[arg(long, hide = true, value_name = "SCRIPT")]
     pub peer_script: Option<PathBuf>,
@@ -222,6 +228,10 @@ pub fn run<M: ModelCli>(args: BenchArgs<M::Options>) -> Result<()> {
     let warm_up = args.gen.min(4) as usize;
     generate(&model, &prompt, warm_up, &progress, "warm-up: ")?;
     let primitives = decode_primitives(&model, &prompt)?;
+    let weight_bytes: u64 = mlx_rs::nn::Module::parameters(&model)?
+        .values()
+        .map(|a| a.nbytes() as u64)
+        .sum();
     let mut ours_runs = Vec::new();
     let mut ours_tokens = Vec::new();
     let mut peer_runs = Vec::new();
@@ -288,6 +298,13 @@ pub fn run<M: ModelCli>(args: BenchArgs<M::Options>) -> Result<()> {
     }
 
     let device_name = describe_device(&device);
+    let limit = args
+        .bandwidth
+        .or_else(|| known_bandwidth(&device_name))
+        .map(|bandwidth_gbps| DecodeLimit {
+            weight_bytes,
+            bandwidth_gbps,
+        });
     let notes = M::bench_notes(&args.options, on_gpu);
     println!("{} bench: {what}", M::NAME);
     println!(
@@ -303,6 +320,9 @@ pub fn run<M: ModelCli>(args: BenchArgs<M::Options>) -> Result<()> {
     }
     print_table(&ours, peer.as_ref(), !on_gpu);
     println!("graph primitives per decode step (ours): {primitives}");
+    if let Some(l) = &limit {
+        println!("{}", l.line(ours.decode_tps));
+    }
     if let Some(ranks) = &ranks {
         print_ranks(ranks);
     }
@@ -331,6 +351,7 @@ pub fn run<M: ModelCli>(args: BenchArgs<M::Options>) -> Result<()> {
             "ours": ours.to_json(),
             "peer": peer.as_ref().map(Measured::to_json),
             "decode_primitives": primitives,
+            "decode_limit": limit.map(DecodeLimit::to_json),
         });
         for note in notes {
             doc[note.key] = note.value;
