@@ -396,7 +396,7 @@ impl<'m> Engine<'m> {
                     .insert(p.request.tokens[..end].to_vec(), p.cache.clone());
             }
             let t = &self.status.timing;
-            EngineTiming::add(&t.prefill_chunks, &t.prefill_ns, started.elapsed());
+            EngineTiming::add(&t.prefill_chunks, 1, &t.prefill_ns, started.elapsed());
             return Ok(());
         }
         let Some(mut p) = self.prefill.take() else {
@@ -422,7 +422,7 @@ impl<'m> Engine<'m> {
         });
         self.rows.push(p.request);
         let t = &self.status.timing;
-        EngineTiming::add(&t.joins, &t.join_ns, started.elapsed());
+        EngineTiming::add(&t.joins, 1, &t.join_ns, started.elapsed());
         Ok(())
     }
 
@@ -467,7 +467,7 @@ impl<'m> Engine<'m> {
             }
         }
         let t = &self.status.timing;
-        EngineTiming::add(&t.steps, &t.step_ns, started.elapsed());
+        EngineTiming::add(&t.steps, 1, &t.step_ns, started.elapsed());
         t.step_rows.fetch_add(b as u64, Ordering::Relaxed);
         if finished.is_empty() {
             return Ok(());
@@ -495,9 +495,8 @@ impl<'m> Engine<'m> {
             Some(cache.filter(&keep)?)
         };
         let t = &self.status.timing;
-        t.leaves.fetch_add(finished.len() as u64, Ordering::Relaxed);
-        t.leave_ns
-            .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        let n = finished.len() as u64;
+        EngineTiming::add(&t.leaves, n, &t.leave_ns, started.elapsed());
         Ok(())
     }
 

@@ -135,9 +135,10 @@ pub struct EngineTiming {
 }
 
 impl EngineTiming {
-    /// Adds one piece of work: `count` += 1, `nanos` += `took`.
-    pub fn add(count: &AtomicU64, nanos: &AtomicU64, took: Duration) {
-        count.fetch_add(1, Ordering::Relaxed);
+    /// Adds `n` pieces of work that took `took` together: `count` += `n`, `nanos` +=
+    /// `took`.
+    pub fn add(count: &AtomicU64, n: u64, nanos: &AtomicU64, took: Duration) {
+        count.fetch_add(n, Ordering::Relaxed);
         nanos.fetch_add(took.as_nanos() as u64, Ordering::Relaxed);
     }
 

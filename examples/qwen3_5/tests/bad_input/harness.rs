@@ -70,22 +70,31 @@ pub(crate) struct Run {
     pub(crate) line: String,
 }
 
-/// Runs the binary with no reachable hub; checks the invariants every failure keeps.
-#[track_caller]
-pub(crate) fn cli(args: &[&str]) -> Run {
+/// Runs the binary offline (its own empty Hugging Face home; `endpoint`, when given, as the
+/// hub's address) with `stdin` as its input.
+fn run_binary(args: &[&str], stdin: &[u8], endpoint: Option<&str>) -> std::process::Output {
     let hf_home = std::env::temp_dir().join(format!("qwen3_5-bad-hf-{}", std::process::id()));
-    let mut child = Command::new(BIN)
-        .args(args)
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
         .env("HF_HOME", &hf_home)
-        .env("HF_ENDPOINT", "http://127.0.0.1:9")
-        .env("HF_HUB_OFFLINE", "1")
+        .env("HF_HUB_OFFLINE", "1");
+    if let Some(url) = endpoint {
+        cmd.env("HF_ENDPOINT", url);
+    }
+    let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let _ = child.stdin.take().unwrap().write_all(b"hello\n");
-    let out = child.wait_with_output().unwrap();
+    let _ = child.stdin.take().unwrap().write_all(stdin);
+    child.wait_with_output().unwrap()
+}
+
+/// Runs the binary with no reachable hub; checks the invariants every failure keeps.
+#[track_caller]
+pub(crate) fn cli(args: &[&str]) -> Run {
+    let out = run_binary(args, b"hello\n", Some("http://127.0.0.1:9"));
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     let code = out.status.code();
     assert!(
@@ -136,18 +145,7 @@ pub(crate) fn assert_no_repeated_cause(line: &str) {
 /// stderr lines that contain `keep` (there must be one).
 #[track_caller]
 pub(crate) fn cli_ok(args: &[&str], stdin: &str, keep: &str) -> (Run, String) {
-    let hf_home = std::env::temp_dir().join(format!("qwen3_5-bad-hf-{}", std::process::id()));
-    let mut child = Command::new(BIN)
-        .args(args)
-        .env("HF_HOME", &hf_home)
-        .env("HF_HUB_OFFLINE", "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
-    let out = child.wait_with_output().unwrap();
+    let out = run_binary(args, stdin.as_bytes(), None);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
     let kept: Vec<&str> = stderr.lines().filter(|l| l.contains(keep)).collect();

@@ -228,10 +228,6 @@ pub fn run<M: ModelCli>(args: BenchArgs<M::Options>) -> Result<()> {
     let warm_up = args.gen.min(4) as usize;
     generate(&model, &prompt, warm_up, &progress, "warm-up: ")?;
     let primitives = decode_primitives(&model, &prompt)?;
-    let weight_bytes: u64 = mlx_rs::nn::Module::parameters(&model)?
-        .values()
-        .map(|a| a.nbytes() as u64)
-        .sum();
     let mut ours_runs = Vec::new();
     let mut ours_tokens = Vec::new();
     let mut peer_runs = Vec::new();
@@ -298,13 +294,16 @@ pub fn run<M: ModelCli>(args: BenchArgs<M::Options>) -> Result<()> {
     }
 
     let device_name = describe_device(&device);
-    let limit = args
-        .bandwidth
-        .or_else(|| known_bandwidth(&device_name))
-        .map(|bandwidth_gbps| DecodeLimit {
-            weight_bytes,
+    let limit = match args.bandwidth.or_else(|| known_bandwidth(&device_name)) {
+        Some(bandwidth_gbps) => Some(DecodeLimit {
+            weight_bytes: mlx_rs::nn::Module::parameters(&model)?
+                .values()
+                .map(|a| a.nbytes() as u64)
+                .sum(),
             bandwidth_gbps,
-        });
+        }),
+        None => None,
+    };
     let notes = M::bench_notes(&args.options, on_gpu);
     println!("{} bench: {what}", M::NAME);
     println!(
@@ -464,18 +463,16 @@ fn generate(
 /// first tokens of `prompt` and never evaluated: what the host builds and hands to MLX
 /// per token (a compiled function counts as one).
 fn decode_primitives(model: &dyn LanguageModel, prompt: &[u32]) -> Result<usize> {
-    let head = &prompt[..prompt.len().clamp(1, 9) - 1];
-    let mut cache = model.new_cache();
-    if !head.is_empty() {
-        model.prefill(
-            &Array::from_slice(head, &[1, head.len() as i32])?,
-            &mut cache,
-        )?;
-        mlx_rs::eval(&cache.arrays())?;
-    }
-    let Some(&last) = prompt.get(head.len()) else {
+    // Up to 8 tokens of the prompt into the cache, the next one stepped.
+    let Some(n) = prompt.len().min(9).checked_sub(1) else {
         bail!("the prompt is empty");
     };
+    let (head, last) = (&prompt[..n], prompt[n]);
+    let mut cache = model.new_cache();
+    if !head.is_empty() {
+        model.prefill(&Array::from_slice(head, &[1, n as i32])?, &mut cache)?;
+        mlx_rs::eval(&cache.arrays())?;
+    }
     let logits = model.forward_last(&Array::from_slice(&[last], &[1, 1])?, &mut cache)?;
     let token = mlx_rs::ops::argmax_axis(&logits, -1, false)?;
     let mut outputs = vec![&token];
