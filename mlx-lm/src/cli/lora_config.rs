@@ -114,7 +114,7 @@ pub fn flags_of_yaml(text: &str) -> Result<Vec<String>, String> {
                 None => return Err(format!("{key}: expected true or false")),
             }
         } else if VALUE_KEYS.contains(&key) {
-            flags.extend([flag(key), scalar(key, v)?]);
+            flags.push(valued(key, v)?);
         } else if key == "lora_parameters" {
             lora_parameters(v, &mut flags)?;
         } else if key == "lr_schedule" {
@@ -142,7 +142,7 @@ fn lora_parameters(v: &Yaml, flags: &mut Vec<String>) -> Result<(), String> {
             continue;
         }
         if LORA_PARAMETER_KEYS.contains(&key) {
-            flags.extend([flag(key), scalar(key, v)?]);
+            flags.push(valued(key, v)?);
         } else if key == "keys" {
             return Err(
                 "lora_parameters.keys: choosing the adapted layers by name is not supported \
@@ -165,7 +165,7 @@ fn lr_schedule(v: &Yaml, flags: &mut Vec<String>) -> Result<(), String> {
     };
     let get = |k: &str| h.get(&Yaml::String(k.into())).filter(|v| !v.is_null());
     match get("name").and_then(Yaml::as_str) {
-        Some("cosine_decay") => flags.extend(["--lr-schedule".into(), "cosine".into()]),
+        Some("cosine_decay") => flags.push("--lr-schedule=cosine".into()),
         Some(other) => {
             return Err(format!(
                 "lr_schedule.name: '{other}' is not supported (cosine_decay is)"
@@ -174,7 +174,7 @@ fn lr_schedule(v: &Yaml, flags: &mut Vec<String>) -> Result<(), String> {
         None => return Err("lr_schedule: no name (cosine_decay)".into()),
     }
     if let Some(w) = get("warmup") {
-        flags.extend(["--warmup".into(), scalar("lr_schedule.warmup", w)?]);
+        flags.push(format!("--warmup={}", scalar("lr_schedule.warmup", w)?));
     }
     for ignored in ["arguments", "warmup_init"] {
         if get(ignored).is_some() {
@@ -190,6 +190,12 @@ fn lr_schedule(v: &Yaml, flags: &mut Vec<String>) -> Result<(), String> {
 /// `--key-name` of `key_name`.
 fn flag(key: &str) -> String {
     format!("--{}", key.replace('_', "-"))
+}
+
+/// `--key-name=VALUE`: one argument, so that clap reads a value such as `-5` as the
+/// flag's value (and checks it) rather than as another flag.
+fn valued(key: &str, v: &Yaml) -> Result<String, String> {
+    Ok(format!("{}={}", flag(key), scalar(key, v)?))
 }
 
 /// A scalar value as the text of a flag's value.
@@ -214,21 +220,14 @@ mod tests {
                     lr_schedule: {name: cosine_decay, warmup: 10, arguments: [1e-5, 100]}\n";
         let flags = flags_of_yaml(yaml).unwrap();
         let want = [
-            "--model",
-            "m",
+            "--model=m",
             "--train",
-            "--batch-size",
-            "2",
-            "--learning-rate",
-            "1e-5",
-            "--rank",
-            "16",
-            "--scale",
-            "10.0",
-            "--lr-schedule",
-            "cosine",
-            "--warmup",
-            "10",
+            "--batch-size=2",
+            "--learning-rate=1e-5",
+            "--rank=16",
+            "--scale=10.0",
+            "--lr-schedule=cosine",
+            "--warmup=10",
         ];
         assert_eq!(flags, want);
         assert!(flags_of_yaml("").unwrap().is_empty());

@@ -85,7 +85,7 @@ pub struct BenchArgs<O: Args> {
     pub seed: u64,
     /// Memory bandwidth in GB/s for the decode limit line (default: the card's, for the
     /// cards the bench knows by name; none elsewhere).
-    #[arg(long, value_name = "GB/S", value_parser = parse_gb, allow_negative_numbers = true)]
+    #[arg(long, value_name = "GB/S", value_parser = parse_gbps, allow_negative_numbers = true)]
     pub bandwidth: Option<f64>,
     /// The peer script (default: the built-in copy of benches/mlx_lm_peer.py).
     #[arg(long, hide = true, value_name = "SCRIPT")]
@@ -141,9 +141,18 @@ fn parse_bits(s: &str) -> std::result::Result<i32, String> {
 }
 
 fn parse_gb(s: &str) -> std::result::Result<f64, String> {
+    positive(s, "GB")
+}
+
+fn parse_gbps(s: &str) -> std::result::Result<f64, String> {
+    positive(s, "GB/s")
+}
+
+/// A finite number above 0, or a message naming its `unit`.
+fn positive(s: &str, unit: &str) -> std::result::Result<f64, String> {
     match s.trim().parse::<f64>() {
         Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
-        _ => Err(format!("'{s}' is not a positive number of GB")),
+        _ => Err(format!("'{s}' is not a positive number of {unit}")),
     }
 }
 
