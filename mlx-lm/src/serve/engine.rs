@@ -8,9 +8,18 @@
 //!    prefill, alone (a batch of one, no padding); after the last chunk its first token
 //!    is sampled and it joins the batch ([`Cache::merge`]: caches of different lengths
 //!    are padded on the left, each sequence keeps its own positions);
-//! 4. run one decode step of the whole batch: one forward over one token per sequence,
-//!    one sample per sequence with its own parameters, one evaluation; finished
-//!    sequences leave the batch ([`Cache::filter`]).
+//! 4. start one decode step of the whole batch: one forward over one token per sequence,
+//!    one sample per sequence with its own parameters, handed to MLX without waiting;
+//!    then read the tokens of the step before it (the device has run it meanwhile), send
+//!    them, and let finished sequences leave the batch ([`Cache::filter`]).
+//!
+//! A step's inputs are the previous step's sampled tokens as a lazy array, so building
+//! and encoding step `j + 1` on the host overlaps the device running step `j`, as
+//! mlx-lm's generation loop does. A sequence that finished at step `j` is found out only
+//! after step `j + 1` started, which runs its row once more for nothing (and its saved
+//! state then covers its last token too). Requests with repetition penalties need every
+//! earlier token on the host, so while one is in the batch the engine reads each step
+//! before starting the next.
 //!
 //! So a long prompt delays the others' next token by one chunk at a time, not by its
 //! whole prefill, and a request that finishes frees its row at once. Greedy output does
@@ -29,16 +38,13 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use mlx_rs::{ops, Array, Dtype};
-use tokio::sync::mpsc::UnboundedSender;
 
 use super::prefix::PrefixCache;
-use super::protocol::{
-    EngineHandle, EngineStatus, EngineTiming, Event, Finish, Submission, TokenEvent,
-};
+use super::protocol::{EngineHandle, EngineStatus, EngineTiming, Event, Submission};
+use super::request::{cut_vocab, deliver, lost, sample_one, save_finished, Draw, Request, Step};
 use crate::cache::Cache;
 use crate::error::{panic_message, Error, Result};
 use crate::model::LanguageModel;
-use crate::sampling::Sampler;
 
 /// How the engine batches and caches.
 #[derive(Debug, Clone)]
@@ -155,70 +161,6 @@ struct Prefill {
     done: usize,
 }
 
-/// A request's own state, in prefill or in the batch.
-struct Request {
-    events: UnboundedSender<Event>,
-    sampler: Sampler,
-    logprobs: Option<usize>,
-    max_tokens: usize,
-    prompt_len: usize,
-    /// The prompt, then every sampled token.
-    tokens: Vec<u32>,
-    /// How many recent tokens the penalties look at (0: no penalties).
-    history: usize,
-    /// Prompt lengths at which to save the state (ascending).
-    save_at: Vec<usize>,
-    /// Ended by a stop token or `max_tokens` (not by its client going away).
-    finished: bool,
-}
-
-impl Request {
-    fn new(s: Submission) -> Result<Request> {
-        let sampler = Sampler::new(s.sampling)?;
-        let history = sampler.params().history_len();
-        Ok(Request {
-            events: s.events,
-            logprobs: s.logprobs,
-            max_tokens: s.max_tokens.max(1),
-            prompt_len: s.prompt.len(),
-            tokens: s.prompt,
-            history,
-            sampler,
-            finished: false,
-            save_at: {
-                let mut v = s.save_at;
-                v.sort_unstable();
-                v
-            },
-        })
-    }
-
-    fn generated(&self) -> usize {
-        self.tokens.len() - self.prompt_len
-    }
-
-    fn cancelled(&self) -> bool {
-        self.events.is_closed()
-    }
-
-    /// Sends an event; a closed channel is noticed at the next step.
-    fn send(&self, event: Event) {
-        let _ = self.events.send(event);
-    }
-
-    /// The last token fed to the model next.
-    fn next_input(&self) -> u32 {
-        *self.tokens.last().expect("a request has a prompt")
-    }
-}
-
-/// What sampling one row builds (lazy): the token and, when asked, log-probabilities.
-struct Draw {
-    token: Array,
-    logprob: Option<Array>,
-    top: Option<(Array, Array)>,
-}
-
 struct Engine<'m> {
     model: &'m dyn LanguageModel,
     options: EngineOptions,
@@ -229,6 +171,11 @@ struct Engine<'m> {
     /// The batch: one row of `cache` per entry of `rows`, in order.
     rows: Vec<Request>,
     cache: Option<Cache>,
+    /// Each row's next input (`[rows]`, `uint32`): the token its last step sampled,
+    /// perhaps not computed yet.
+    next_ids: Option<Array>,
+    /// The step started last, whose tokens are not read yet.
+    unread: Option<Step>,
     /// Submissions taken from the channel that could not start yet (none normally: the
     /// channel is read only when there is room).
     waiting: VecDeque<Submission>,
@@ -251,6 +198,8 @@ impl<'m> Engine<'m> {
             prefill: None,
             rows: Vec::new(),
             cache: None,
+            next_ids: None,
+            unread: None,
             waiting: VecDeque::new(),
             closed: false,
         }
@@ -273,10 +222,7 @@ impl<'m> Engine<'m> {
             if !self.rows.is_empty() {
                 let outcome = catch_unwind(AssertUnwindSafe(|| self.decode_step()));
                 if let Some(why) = failure(outcome) {
-                    for r in self.rows.drain(..) {
-                        r.send(Event::Failed(why.clone()));
-                    }
-                    self.cache = None;
+                    self.fail_batch(&why);
                 }
             }
             self.publish();
@@ -409,95 +355,144 @@ impl<'m> Engine<'m> {
         let mut arrays = draw.arrays();
         arrays.extend(p.cache.arrays());
         mlx_rs::eval(&arrays)?;
-        let done = deliver(&mut p.request, draw.read()?, &self.options.stop_tokens);
+        p.request.fed = p.request.prompt_len;
+        let event = draw.read()?;
+        let first = Array::from_slice(&[event.id], &[1])?;
+        let done = deliver(&mut p.request, event, &self.options.stop_tokens);
         if done {
             if self.options.prompt_cache_bytes > 0 && p.request.finished {
                 save_finished(&mut self.prefix, &p.request, p.cache);
             }
             return Ok(());
         }
+        let next_ids = match &self.next_ids {
+            Some(ids) => ops::concatenate_axis(&[ids, &first], 0)?,
+            None => first,
+        };
         self.cache = Some(match self.cache.take() {
             Some(batch) => Cache::merge(&[batch, p.cache])?,
             None => p.cache,
         });
+        self.next_ids = Some(next_ids);
         self.rows.push(p.request);
         let t = &self.status.timing;
         EngineTiming::add(&t.joins, 1, &t.join_ns, started.elapsed());
         Ok(())
     }
 
-    /// One decode step of the whole batch.
+    /// Starts one decode step of the whole batch, then reads and sends the tokens of the
+    /// step before it (all of them first when a row has penalties).
     fn decode_step(&mut self) -> Result<()> {
-        let Some(cache) = self.cache.as_mut() else {
-            return Ok(());
-        };
         let started = Instant::now();
-        let b = self.rows.len() as i32;
-        let inputs: Vec<u32> = self.rows.iter().map(Request::next_input).collect();
-        let ids = Array::from_slice(&inputs, &[b, 1])?;
+        if self.rows.iter().any(|r| r.history > 0) {
+            self.settle()?;
+        }
+        if self.rows.is_empty() {
+            return Ok(());
+        }
+        let b = self.rows.len();
+        let ids = self.next_ids.as_ref().ok_or_else(lost)?;
+        let ids = ids.reshape(&[b as i32, 1])?;
+        let cache = self.cache.as_mut().ok_or_else(lost)?;
         let logits = self.model.forward_last(&ids, cache)?;
-        let draws = self.sample_batch(&logits)?;
-        let mut arrays: Vec<&Array> = draws.iter().flat_map(Draw::arrays).collect();
+        let step = Step {
+            draws: self.sample_batch(&logits)?,
+            rows: b,
+        };
+        let mut arrays: Vec<&Array> = step.draws.iter().flat_map(Draw::arrays).collect();
         let cache = self.cache.as_ref().ok_or_else(lost)?;
         arrays.extend(cache.arrays());
-        mlx_rs::eval(&arrays)?;
-        let mut keep = Vec::with_capacity(self.rows.len());
-        let mut finished = Vec::new();
-        let plain = draws.len() == 1 && self.rows.len() > 1;
-        let ids = if plain {
-            draws[0].token.to_vec::<u32>()?
-        } else {
-            Vec::new()
-        };
-        for i in 0..self.rows.len() {
-            let event = if plain {
-                let id = *ids.get(i).ok_or_else(lost)?;
-                TokenEvent {
-                    id,
-                    logprob: None,
-                    top_logprobs: Vec::new(),
-                }
-            } else {
-                draws.get(i).ok_or_else(lost)?.read()?
-            };
-            if deliver(&mut self.rows[i], event, &self.options.stop_tokens) {
-                finished.push(i);
-            } else {
-                keep.push(i as i32);
-            }
+        mlx_rs::async_eval(&arrays)?;
+        self.next_ids = Some(step.tokens()?);
+        for r in &mut self.rows {
+            r.fed += 1;
+        }
+        if let Some(previous) = self.unread.replace(step) {
+            self.finish_step(previous)?;
         }
         let t = &self.status.timing;
         EngineTiming::add(&t.steps, 1, &t.step_ns, started.elapsed());
         t.step_rows.fetch_add(b as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Reads and sends the step in flight, if any.
+    fn settle(&mut self) -> Result<()> {
+        match self.unread.take() {
+            Some(step) => self.finish_step(step),
+            None => Ok(()),
+        }
+    }
+
+    /// Sends the tokens of `step` (rows `0..step.rows` of the batch); the rows that are
+    /// finished leave.
+    fn finish_step(&mut self, step: Step) -> Result<()> {
+        let events = step.read()?;
+        let mut finished = Vec::new();
+        for (i, event) in events.into_iter().enumerate() {
+            let row = self.rows.get_mut(i).ok_or_else(lost)?;
+            if deliver(row, event, &self.options.stop_tokens) {
+                finished.push(i);
+            }
+        }
         if finished.is_empty() {
             return Ok(());
         }
         let started = Instant::now();
-        let cache = self.cache.take().ok_or_else(lost)?;
-        for &i in &finished {
-            if self.options.prompt_cache_bytes > 0 && self.rows[i].finished {
-                let one = cache.extract(i as i32)?;
-                // Evaluated now: left lazy, the row's gather would keep the whole batch's
-                // buffers alive while the prefix cache counts one row's bytes.
-                mlx_rs::eval(&one.arrays())?;
-                save_finished(&mut self.prefix, &self.rows[i], one);
+        if self.options.prompt_cache_bytes > 0 {
+            let cache = self.cache.as_ref().ok_or_else(lost)?;
+            for &i in &finished {
+                if self.rows[i].finished {
+                    let one = cache.extract(i as i32)?;
+                    // Evaluated now: left lazy, the row's gather would keep the whole
+                    // batch's buffers alive while the prefix cache counts one row's bytes.
+                    mlx_rs::eval(&one.arrays())?;
+                    save_finished(&mut self.prefix, &self.rows[i], one);
+                }
             }
         }
-        let mut i = 0;
-        self.rows.retain(|_| {
-            let kept = !finished.contains(&i);
-            i += 1;
-            kept
-        });
-        self.cache = if keep.is_empty() {
-            None
-        } else {
-            Some(cache.filter(&keep)?)
-        };
+        self.remove_rows(&finished)?;
         let t = &self.status.timing;
         let n = finished.len() as u64;
         EngineTiming::add(&t.leaves, n, &t.leave_ns, started.elapsed());
         Ok(())
+    }
+
+    /// Takes the rows `gone` (ascending indices) out of the batch: its requests, cache
+    /// rows, next inputs and the step in flight.
+    fn remove_rows(&mut self, gone: &[usize]) -> Result<()> {
+        let keep: Vec<i32> = (0..self.rows.len())
+            .filter(|i| !gone.contains(i))
+            .map(|i| i as i32)
+            .collect();
+        let mut i = 0;
+        self.rows.retain(|_| {
+            let kept = !gone.contains(&i);
+            i += 1;
+            kept
+        });
+        let (cache, ids, step) = (self.cache.take(), self.next_ids.take(), self.unread.take());
+        if keep.is_empty() {
+            return Ok(());
+        }
+        let idx = Array::from_slice(&keep, &[keep.len() as i32])?;
+        self.cache = Some(cache.ok_or_else(lost)?.filter(&keep)?);
+        self.next_ids = Some(ids.ok_or_else(lost)?.take_axis(&idx, 0)?);
+        self.unread = match step {
+            Some(step) => step.retain(&keep)?,
+            None => None,
+        };
+        Ok(())
+    }
+
+    /// Fails every request of the batch with `why` and empties it.
+    fn fail_batch(&mut self, why: &str) {
+        for r in self.rows.drain(..) {
+            r.send(Event::Failed(why.to_string()));
+        }
+        self.cache = None;
+        self.next_ids = None;
+        self.unread = None;
     }
 
     /// Samples every row of `logits` (`[B, vocab]`): one arg-max over the batch when every
@@ -534,146 +529,16 @@ impl<'m> Engine<'m> {
         if self.prefill.as_ref().is_some_and(|p| p.request.cancelled()) {
             self.prefill = None;
         }
-        if !self.rows.iter().any(Request::cancelled) {
+        let gone: Vec<usize> = (0..self.rows.len())
+            .filter(|&i| self.rows[i].cancelled())
+            .collect();
+        if gone.is_empty() {
             return;
         }
-        let keep: Vec<i32> = (0..self.rows.len() as i32)
-            .filter(|&i| !self.rows[i as usize].cancelled())
-            .collect();
-        self.rows.retain(|r| !r.cancelled());
-        self.cache = match (self.cache.take(), keep.is_empty()) {
-            (Some(cache), false) => match cache.filter(&keep) {
-                Ok(c) => Some(c),
-                Err(e) => {
-                    for r in self.rows.drain(..) {
-                        r.send(Event::Failed(e.to_string()));
-                    }
-                    None
-                }
-            },
-            _ => None,
-        };
-    }
-}
-
-/// Saves the state of a finished request (all its tokens but the last, which was never
-/// fed) in the prefix cache.
-fn save_finished(prefix: &mut PrefixCache, request: &Request, cache: Cache) {
-    if request.tokens.len() >= 2 {
-        prefix.insert(request.tokens[..request.tokens.len() - 1].to_vec(), cache);
-    }
-}
-
-/// Records a sampled token and sends it to the client; `true` when the request is
-/// finished (a stop token, `max_tokens`, or a client gone).
-fn deliver(request: &mut Request, event: TokenEvent, stop_tokens: &[u32]) -> bool {
-    let id = event.id;
-    request.tokens.push(id);
-    request.send(Event::Token(event));
-    let finish = if stop_tokens.contains(&id) {
-        Some(Finish::Stop)
-    } else if request.generated() >= request.max_tokens {
-        Some(Finish::Length)
-    } else {
-        None
-    };
-    if let Some(f) = finish {
-        request.send(Event::Finished(f));
-        request.finished = true;
-        return true;
-    }
-    request.cancelled()
-}
-
-impl Draw {
-    /// The host values of a one-row draw (evaluated).
-    fn read(&self) -> Result<TokenEvent> {
-        let id = *self.token.to_vec::<u32>()?.first().ok_or_else(lost)?;
-        let logprob = match &self.logprob {
-            Some(lp) => Some(*lp.to_vec::<f32>()?.first().ok_or_else(lost)?),
-            None => None,
-        };
-        let top_logprobs = match &self.top {
-            Some((idx, vals)) => {
-                let mut top: Vec<(u32, f32)> = idx
-                    .to_vec::<u32>()?
-                    .into_iter()
-                    .zip(vals.to_vec::<f32>()?)
-                    .collect();
-                top.sort_by(|a, b| b.1.total_cmp(&a.1));
-                top
-            }
-            None => Vec::new(),
-        };
-        Ok(TokenEvent {
-            id,
-            logprob,
-            top_logprobs,
-        })
-    }
-
-    fn arrays(&self) -> Vec<&Array> {
-        let mut v = vec![&self.token];
-        v.extend(self.logprob.iter());
-        if let Some((i, l)) = &self.top {
-            v.push(i);
-            v.push(l);
+        if let Err(e) = self.remove_rows(&gone) {
+            self.fail_batch(&e.to_string());
         }
-        v
     }
-}
-
-/// Samples one row (`[1, vocab]`) with the request's sampler and, when asked, its
-/// log-probabilities (after the penalties, before the filters).
-fn sample_one(request: &mut Request, logits: &Array, valid: Option<i32>) -> Result<Draw> {
-    let history = if request.history > 0 {
-        let start = request.tokens.len().saturating_sub(request.history);
-        let recent = &request.tokens[start..];
-        Some(Array::from_slice(recent, &[recent.len() as i32])?)
-    } else {
-        None
-    };
-    let token = request.sampler.sample(logits, history.as_ref(), valid)?;
-    let Some(k) = request.logprobs else {
-        return Ok(Draw {
-            token,
-            logprob: None,
-            top: None,
-        });
-    };
-    let processed = request
-        .sampler
-        .process_logits(logits, history.as_ref(), valid)?;
-    let logprobs = processed.subtract(&ops::logsumexp_axis(&processed, -1, true)?)?;
-    let chosen = ops::take_along_axis(&logprobs, &token.reshape(&[1, 1])?, -1)?;
-    let top = if k > 0 {
-        let v = logprobs.try_dim(-1)?;
-        let k = (k as i32).min(v);
-        let order = ops::argpartition_axis(&logprobs.multiply(&Array::scalar(-1f32))?, k - 1, -1)?;
-        let idx = ops::slice(&order, &[0, 0], &[1, k], &[1, 1])?;
-        let vals = ops::take_along_axis(&logprobs, &idx, -1)?;
-        Some((idx.astype(Dtype::Uint32)?, vals))
-    } else {
-        None
-    };
-    Ok(Draw {
-        token,
-        logprob: Some(chosen),
-        top,
-    })
-}
-
-/// `logits` without the columns at or above `valid` (padding rows of the output layer).
-fn cut_vocab(logits: &Array, valid: Option<i32>) -> Result<Array> {
-    let (b, v) = (logits.try_dim(0)?, logits.try_dim(-1)?);
-    match valid {
-        Some(n) if n > 0 && n < v => Ok(ops::slice(logits, &[0, 0], &[b, n], &[1, 1])?),
-        _ => Ok(logits.clone()),
-    }
-}
-
-fn lost() -> Error {
-    Error::InvalidArgument("engine: a step's result is missing".into())
 }
 
 /// The message of a failed or panicked step, `None` when it succeeded.

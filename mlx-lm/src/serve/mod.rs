@@ -30,6 +30,7 @@ pub mod engine;
 pub mod http;
 pub mod prefix;
 pub mod protocol;
+mod request;
 mod stream;
 pub mod tools;
 

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use mlx_lm::checkpoint::Checkpoint;
 use mlx_lm::serve::engine::{self, EngineOptions};
-use mlx_lm::serve::protocol::{EngineHandle, Event, Finish, Submission};
+use mlx_lm::serve::protocol::{EngineHandle, Event, Finish, Submission, TokenEvent};
 use mlx_rs::{Device, Dtype};
 use qwen3_5::{Config, Decode, Model, ModelOptions, SamplingParams};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
@@ -45,9 +45,19 @@ fn prompts() -> Vec<Vec<u32>> {
 
 /// What a lone greedy run gives (the reference).
 fn alone(model: &Model, prompt: &[u32], max_tokens: usize) -> Vec<u32> {
+    alone_with(model, prompt, max_tokens, SamplingParams::greedy())
+}
+
+/// What a lone run with these sampling parameters gives.
+fn alone_with(
+    model: &Model,
+    prompt: &[u32],
+    max_tokens: usize,
+    sampling: SamplingParams,
+) -> Vec<u32> {
     let options = qwen3_5::GenerateOptions {
         max_tokens,
-        sampling: SamplingParams::greedy(),
+        sampling,
         stop_tokens: Vec::new(),
         valid_vocab_size: Some(250),
         ..Default::default()
@@ -113,18 +123,49 @@ fn submit_saving(
     max_tokens: usize,
     save_at: Vec<usize>,
 ) -> UnboundedReceiver<Event> {
+    submit_with(
+        handle,
+        prompt,
+        max_tokens,
+        save_at,
+        SamplingParams::greedy(),
+        None,
+    )
+}
+
+fn submit_with(
+    handle: &EngineHandle,
+    prompt: &[u32],
+    max_tokens: usize,
+    save_at: Vec<usize>,
+    sampling: SamplingParams,
+    logprobs: Option<usize>,
+) -> UnboundedReceiver<Event> {
     let (tx, rx) = unbounded_channel();
     handle
         .submit(Submission {
             prompt: prompt.to_vec(),
             save_at,
             max_tokens,
-            sampling: SamplingParams::greedy(),
-            logprobs: None,
+            sampling,
+            logprobs,
             events: tx,
         })
         .unwrap();
     rx
+}
+
+/// Every token event of a finished request.
+fn collect_events(mut rx: UnboundedReceiver<Event>) -> Vec<TokenEvent> {
+    let mut events = Vec::new();
+    loop {
+        match rx.blocking_recv().expect("the engine dropped a request") {
+            Event::Prefilled { .. } => {}
+            Event::Token(t) => events.push(t),
+            Event::Finished(_) => return events,
+            Event::Failed(why) => panic!("request failed: {why}"),
+        }
+    }
 }
 
 /// The tokens of a finished request and its cached prompt tokens.
@@ -177,6 +218,85 @@ fn batched_requests_get_the_tokens_they_get_alone() {
     }
 }
 
+/// Requests whose samplers differ share one batch: a presence penalty (the engine then
+/// reads each step before starting the next, as the penalty looks at every token), a
+/// seeded draw at temperature 0.8, log-probabilities, and plain greedy. Each gets the
+/// tokens of `generate` alone with the same parameters, and the log-probabilities of a
+/// lone run through the engine.
+#[test]
+fn requests_with_different_samplers_share_a_batch() {
+    let max_tokens = 10;
+    let penalty = SamplingParams {
+        // Negative: the last two tokens are made likelier, so the reply follows them.
+        presence_penalty: -8.0,
+        presence_context_size: 2,
+        ..SamplingParams::greedy()
+    };
+    let seeded = SamplingParams {
+        temperature: 0.8,
+        seed: Some(7),
+        ..SamplingParams::greedy()
+    };
+    let kinds = [
+        (penalty, None),
+        (seeded, None),
+        (SamplingParams::greedy(), Some(3)),
+        (SamplingParams::greedy(), None),
+    ];
+    let prompts = prompts();
+    let reference = common::cpu(|| {
+        let model = f32_model(Decode::Fused).unwrap();
+        kinds
+            .iter()
+            .zip(&prompts)
+            .map(|((s, _), p)| alone_with(&model, p, max_tokens, s.clone()))
+            .collect::<Vec<_>>()
+    });
+    // The penalty changes this prompt's greedy reply (so a step started before reading
+    // the previous token, which the penalty would miss, shows).
+    let plain = common::cpu(|| {
+        let model = f32_model(Decode::Fused).unwrap();
+        alone(&model, &prompts[0], max_tokens)
+    });
+    assert_ne!(plain, reference[0], "the penalty changes nothing here");
+    let run = |concurrency: usize| {
+        let handle = start(
+            EngineOptions {
+                max_concurrency: concurrency,
+                prefill_chunk: 4,
+                prompt_cache_bytes: 0,
+                ..EngineOptions::default()
+            },
+            Decode::Fused,
+        );
+        let receivers: Vec<_> = kinds
+            .iter()
+            .zip(&prompts)
+            .map(|((s, lp), p)| submit_with(&handle, p, max_tokens, Vec::new(), s.clone(), *lp))
+            .collect();
+        receivers
+            .into_iter()
+            .map(collect_events)
+            .collect::<Vec<_>>()
+    };
+    let lone = run(1);
+    let batched = run(4);
+    for (i, (events, lone)) in batched.iter().zip(&lone).enumerate() {
+        let ids: Vec<u32> = events.iter().map(|e| e.id).collect();
+        assert_eq!(ids, reference[i], "request {i}");
+        for (e, l) in events.iter().zip(lone) {
+            assert_eq!(e.logprob.is_some(), i == 2, "request {i}");
+            if let (Some(a), Some(b)) = (e.logprob, l.logprob) {
+                assert!(
+                    (a - b).abs() < 1e-4,
+                    "request {i}: log-probability {a} vs {b}"
+                );
+            }
+            assert_eq!(e.top_logprobs.len(), if i == 2 { 3 } else { 0 });
+        }
+    }
+}
+
 #[test]
 fn a_prefix_cache_hit_gives_the_tokens_of_a_cold_run() {
     let first: Vec<u32> = (0..20).map(|i| (i * 7 + 3) % 240).collect();
@@ -188,10 +308,11 @@ fn a_prefix_cache_hit_gives_the_tokens_of_a_cold_run() {
     second.extend(&reply);
     second.extend([11, 12, 13, 14, 15]);
     let (warm, cached, _) = collect(submit(&handle, &second, 10));
-    // The state saved at the reply's end: every token but the last, never fed.
+    // The state saved at the reply's end: every token of the reply, the last one fed by
+    // the step that was already running when the reply's end was read.
     assert_eq!(
         cached,
-        first.len() + reply.len() - 1,
+        first.len() + reply.len(),
         "the reply's state is reused"
     );
     // The same prompt again hits the state saved after its prefill.
