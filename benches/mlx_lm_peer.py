@@ -95,6 +95,7 @@ def run_once(model, prompt, gen, prefill_step):
         tokens.append(int(token))
         if first is None:
             first, cpu_first = now, time.process_time()
+            prefill_peak = mx.get_peak_memory()
         last = now
     cpu_last = time.process_time()
 
@@ -106,6 +107,7 @@ def run_once(model, prompt, gen, prefill_step):
         "decode_tps": rate(len(tokens) - 1, last - first),
         "prefill_tps_cpu": rate(len(prompt), cpu_first - cpu_start),
         "decode_tps_cpu": rate(len(tokens) - 1, cpu_last - cpu_first),
+        "prefill_peak_mem_bytes": prefill_peak,
         "tokens": tokens,
     }
 
@@ -182,6 +184,7 @@ def main():
                 "prefill_tps": statistics.median(r["prefill_tps"] for r in runs),
                 "decode_tps": statistics.median(r["decode_tps"] for r in runs),
                 "peak_mem_bytes": peak,
+                "prefill_peak_mem_bytes": max(r["prefill_peak_mem_bytes"] for r in runs),
                 "prefill_tps_cpu": statistics.median(r["prefill_tps_cpu"] for r in runs),
                 "decode_tps_cpu": statistics.median(r["decode_tps_cpu"] for r in runs),
                 "tokens": runs[-1]["tokens"],

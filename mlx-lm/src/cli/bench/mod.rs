@@ -440,10 +440,12 @@ fn generate(
     let mut stream = crate::generate(model, prompt, options)?;
     let mut tokens = Vec::with_capacity(max_tokens);
     let mut first = None;
+    let mut prefill_peak = 0;
     for token in &mut stream {
         tokens.push(token?);
         if first.is_none() {
             first = Some((Instant::now(), cpu_seconds()));
+            prefill_peak = mlx_rs::memory::get_peak_memory()? as u64;
         }
         progress.decode(label, tokens.len(), max_tokens);
     }
@@ -463,6 +465,7 @@ fn generate(
             decode_wall: (wall2 - wall1).as_secs_f64(),
             decode_cpu: cpu2 - cpu1,
             host_us,
+            prefill_peak,
         },
     ))
 }
@@ -497,6 +500,8 @@ struct Timing {
     decode_cpu: f64,
     /// Host microseconds per step: graph building, handing to MLX.
     host_us: (f64, f64),
+    /// Peak memory when the first token was out.
+    prefill_peak: u64,
 }
 
 /// CPU time of this process's live threads in seconds (Linux: the sum of
@@ -536,6 +541,7 @@ fn timed(
             prefill_tps: rate(prompt.len(), t.prefill_wall),
             decode_tps: rate(gen - 1, t.decode_wall),
             peak_mem_bytes: mlx_rs::memory::get_peak_memory()? as u64,
+            prefill_peak_bytes: t.prefill_peak,
             prefill_tps_cpu: rate(prompt.len(), t.prefill_cpu),
             decode_tps_cpu: rate(gen - 1, t.decode_cpu),
             host_us: Some(t.host_us),
@@ -581,6 +587,7 @@ fn gather_figures(ours: &Measured, group: &Group) -> Result<Vec<Measured>> {
             prefill_tps: r[0] as f64,
             decode_tps: r[1] as f64,
             peak_mem_bytes: (r[2] as f64 * 1e6) as u64,
+            prefill_peak_bytes: 0,
             prefill_tps_cpu: r[3] as f64,
             decode_tps_cpu: r[4] as f64,
             host_us: None,
@@ -597,6 +604,7 @@ fn group_figures(ranks: &[Measured]) -> Measured {
         prefill_tps: slowest(|r| r.prefill_tps),
         decode_tps: slowest(|r| r.decode_tps),
         peak_mem_bytes: ranks.iter().map(|r| r.peak_mem_bytes).sum(),
+        prefill_peak_bytes: ranks.iter().map(|r| r.prefill_peak_bytes).sum(),
         prefill_tps_cpu: per_cpu(|r| r.prefill_tps_cpu),
         decode_tps_cpu: per_cpu(|r| r.decode_tps_cpu),
         host_us: None,

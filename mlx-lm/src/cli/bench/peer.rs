@@ -186,6 +186,7 @@ pub fn run_peer(script: &Path, r: &PeerRequest) -> Result<PeerRun> {
             prefill_tps: num("prefill_tps")?,
             decode_tps: num("decode_tps")?,
             peak_mem_bytes: num("peak_mem_bytes")? as u64,
+            prefill_peak_bytes: v["prefill_peak_mem_bytes"].as_u64().unwrap_or(0),
             prefill_tps_cpu: v["prefill_tps_cpu"].as_f64().unwrap_or(f64::NAN),
             decode_tps_cpu: v["decode_tps_cpu"].as_f64().unwrap_or(f64::NAN),
             host_us: None,

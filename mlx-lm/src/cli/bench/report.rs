@@ -11,6 +11,9 @@ pub struct Measured {
     pub decode_tps: f64,
     /// Peak MLX memory.
     pub peak_mem_bytes: u64,
+    /// Peak MLX memory until the first generated token (the prefill's share of
+    /// `peak_mem_bytes`); 0 when not measured.
+    pub prefill_peak_bytes: u64,
     /// Prompt tokens per second of process CPU time (all threads): on a shared machine
     /// a steadier measure than wall-clock time of how much work each side does.
     pub prefill_tps_cpu: f64,
@@ -28,6 +31,7 @@ impl Measured {
             "prefill_tps": self.prefill_tps,
             "decode_tps": self.decode_tps,
             "peak_mem_bytes": self.peak_mem_bytes,
+            "prefill_peak_mem_bytes": self.prefill_peak_bytes,
             "prefill_tps_cpu": self.prefill_tps_cpu,
             "decode_tps_cpu": self.decode_tps_cpu,
             "decode_build_us": self.host_us.map(|h| h.0),
@@ -42,6 +46,7 @@ impl Measured {
             prefill_tps: med(|r| r.prefill_tps),
             decode_tps: med(|r| r.decode_tps),
             peak_mem_bytes: runs.iter().map(|r| r.peak_mem_bytes).max().unwrap_or(0),
+            prefill_peak_bytes: runs.iter().map(|r| r.prefill_peak_bytes).max().unwrap_or(0),
             prefill_tps_cpu: med(|r| r.prefill_tps_cpu),
             decode_tps_cpu: med(|r| r.decode_tps_cpu),
             host_us: runs.iter().all(|r| r.host_us.is_some()).then(|| {
@@ -94,9 +99,12 @@ pub fn print_table(ours: &Measured, peer: Option<&Measured>, cpu: bool) {
         rows.push(("decode tok/cpu-s", |m| m.decode_tps_cpu, false));
     }
     rows.push(("peak memory", |m| m.peak_mem_bytes as f64, true));
+    if ours.prefill_peak_bytes > 0 {
+        rows.push(("peak in prefill", |m| m.prefill_peak_bytes as f64, true));
+    }
     let show = |m: &Measured, f: fn(&Measured) -> f64, mem: bool| {
         if mem {
-            gb(m.peak_mem_bytes)
+            gb(f(m) as u64)
         } else {
             tps(f(m))
         }
