@@ -140,6 +140,13 @@ pub struct Plan {
     pub prefill: Prefill,
     /// Short prompts on the GPU step kernel ([`ModelOptions::kernel_prefill_max`]).
     pub short_prefill: Option<ShortPrefill>,
+    /// A prefill hands each layer to MLX as it is built and waits for the layer before
+    /// (`Model`'s `prefill`): on CUDA. There MLX keeps every buffer an encoded kernel
+    /// reads until the GPU has run it, and a prefill whose GPU work outlasts the host's
+    /// building (the step kernel over a prompt) otherwise holds the activations of every
+    /// layer at once: an H200, the 2B in bf16, a 2,048-token prompt peaked at 9.54 GB
+    /// against 5.2 GB on the chunked form.
+    pub paced_prefill: bool,
 }
 
 impl Plan {
@@ -174,6 +181,7 @@ impl Plan {
                     backend,
                     max_tokens: options.kernel_prefill_max,
                 }),
+            paced_prefill: step == StepPath::CudaKernel,
         })
     }
 

@@ -63,6 +63,14 @@ impl LayerCache {
             LayerCache::Recurrent(c) => c.offset,
         }
     }
+
+    /// Every array this layer's cache holds.
+    pub fn arrays(&self) -> Box<dyn Iterator<Item = &Array> + '_> {
+        match self {
+            LayerCache::Attention(c) => Box::new(c.arrays()),
+            LayerCache::Recurrent(c) => Box::new(c.arrays()),
+        }
+    }
 }
 
 /// Where a [`Cache`] stood: see [`Cache::snapshot`].
@@ -124,15 +132,7 @@ impl Cache {
 
     /// Every array the cache holds (to evaluate them together with the logits).
     pub fn arrays(&self) -> Vec<&Array> {
-        self.layers
-            .iter()
-            .flat_map(|l| -> Box<dyn Iterator<Item = &Array>> {
-                match l {
-                    LayerCache::Attention(c) => Box::new(c.arrays()),
-                    LayerCache::Recurrent(c) => Box::new(c.arrays()),
-                }
-            })
-            .collect()
+        self.layers.iter().flat_map(LayerCache::arrays).collect()
     }
 
     /// Bytes held by the cache's arrays.

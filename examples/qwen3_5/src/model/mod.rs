@@ -515,6 +515,14 @@ impl Model {
 
     /// Final-normed hidden states `[B, T, hidden]` for `tokens`, updating `cache`.
     pub fn hidden_states(&self, tokens: &Array, cache: &mut Cache) -> Result<Array> {
+        self.run_layers(tokens, cache, false)
+    }
+
+    /// [`Model::hidden_states`]; with `pace` (a prefill, never inside a transform), each
+    /// layer is handed to MLX as soon as it is built and the host waits for the layer
+    /// before it, so that it runs at most one layer ahead of the device
+    /// ([`Plan::paced_prefill`]).
+    fn run_layers(&self, tokens: &Array, cache: &mut Cache, pace: bool) -> Result<Array> {
         mlx_lm::model::check_input(tokens, cache, self.layers().len())?;
         mlx_lm::model::check_token_ids(tokens, self.config.text.vocab_size)?;
         // The one place the fused decode is entered.
@@ -545,6 +553,8 @@ impl Model {
         }
         // `x` is always the normed `h`: the input of the next mixer, or the final output.
         let mut x = norm(&h, self.input_norm(0))?;
+        // With `pace`: the last layer handed to MLX and not waited for.
+        let mut started: Option<Array> = None;
         for (i, (layer, lc)) in self
             .layers()
             .iter()
@@ -555,6 +565,14 @@ impl Model {
             x = norm(&h, layer.post_norm())?;
             h = h.add(&self.reduce(layer.mlp.forward(&x)?)?)?;
             x = norm(&h, self.input_norm(i + 1))?;
+            if pace {
+                let mut arrays = vec![&h, &x];
+                arrays.extend(lc.arrays());
+                mlx_rs::async_eval(&arrays)?;
+                if let Some(previous) = started.replace(x.clone()) {
+                    previous.eval()?;
+                }
+            }
         }
         Ok(x)
     }
@@ -679,7 +697,8 @@ impl mlx_lm::LanguageModel for Model {
     }
 
     fn prefill(&self, tokens: &Array, cache: &mut Cache) -> Result<()> {
-        self.hidden_states(tokens, cache).map(drop)
+        let pace = self.plan.paced_prefill && tokens.ndim() == 2 && tokens.dim(1) > 1;
+        self.run_layers(tokens, cache, pace).map(drop)
     }
 
     fn forward_last(&self, tokens: &Array, cache: &mut Cache) -> Result<Array> {
