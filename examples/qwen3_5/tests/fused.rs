@@ -370,14 +370,15 @@ fn compiled_layer_steps_match_fused_ops_in_float32() {
 /// Short prompts through the GPU step kernel (`kernel_prefill_max`, on by default on CUDA)
 /// against the chunked prefill, in float32 on the GPU: the prompt's logits and every
 /// step's after it. The chunked form's float32 products take TF32 where MLX lets them
-/// (its default on CUDA): then the two differ by up to 6.7e-3 of the row's scale (H200,
-/// 2026-12-04), so the tolerance is 1e-2; with `MLX_ENABLE_TF32=0` it is 1e-3 (passed
-/// there too). A wrong index or state is of the logits' own size.
+/// (its default on CUDA): then the two differ by up to 6.7e-3 and 1.2e-2 of the row's
+/// scale (H200, two sessions on 2026-12-04), so the tolerance is 3e-2; with
+/// `MLX_ENABLE_TF32=0` it is 1e-3 (passed there in both). A wrong index or state is of
+/// the logits' own size.
 #[test]
 #[ignore = "needs a CUDA GPU"]
 fn short_prefill_kernel_matches_chunked_prefill_in_float32() {
     let tf32_off = std::env::var("MLX_ENABLE_TF32").is_ok_and(|v| v == "0");
-    let rtol = if tf32_off { 1e-3 } else { 1e-2 };
+    let rtol = if tf32_off { 1e-3 } else { 3e-2 };
     gpu_f32_decode_option("short-prefill", rtol, |on| ModelOptions {
         kernel_prefill_max: if on { 256 } else { 0 },
         ..ModelOptions::for_device(&Device::gpu())
