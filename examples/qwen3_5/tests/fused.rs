@@ -346,6 +346,45 @@ fn kernel_shaped_model_as(tag: &str, bf: Dtype) -> std::path::PathBuf {
     random_model(&format!("fused-{tag}"), bf)
 }
 
+/// The fused decode on the CPU in float32 takes the attention outside MLX
+/// (`mlx_lm::kernels::cpu_attention`, with the CPU GEMM on): its logits at every step of a
+/// prompt and 40 decode steps (the cache past one 256-position block of its buffer, so the
+/// buffers hold unused positions) against the reference decode's MLX attention.
+#[test]
+fn cpu_decode_attention_matches_mlx_in_float32() {
+    let dir = kernel_shaped_model_as("cpu-attention-f32", Dtype::Float32);
+    let prompt: Vec<u32> = (0..230).map(|i| (i * 7 + 3) % 120).collect();
+    let steps: Vec<u32> = (0..40).map(|i| (i * 13 + 5) % 120).collect();
+    let run = |decode: Decode| {
+        cpu(|| {
+            let options = ModelOptions {
+                decode,
+                cpu_gemm: true,
+                ..ModelOptions::for_device(&Device::cpu())
+            };
+            let model = qwen3_5::load_with(&dir, options).unwrap();
+            let before = mlx_lm::kernels::cpu_attention::calls();
+            let out = prompt_then_steps(&model, &prompt, &steps);
+            (out, mlx_lm::kernels::cpu_attention::calls() - before)
+        })
+    };
+    let (fused, taken) = run(Decode::Fused);
+    let (reference, none) = run(Decode::Reference);
+    assert!(
+        taken >= steps.len(),
+        "the fused decode took it {taken} times"
+    );
+    assert_eq!(none, 0, "the reference decode stays on MLX's attention");
+    assert_logits_close_rtol(
+        "fused CPU attention vs MLX's",
+        &fused,
+        &reference,
+        128,
+        1e-4,
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Largest |a − e| per row of `row` values.
 fn row_max_diffs(a: &[f32], e: &[f32], row: usize) -> Vec<f32> {
     a.chunks(row)

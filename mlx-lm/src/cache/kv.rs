@@ -186,8 +186,8 @@ impl KvCache {
         }
     }
 
-    /// The first `offset` positions of a buffer.
-    fn valid(&self, buf: &Array) -> Result<Array> {
+    /// The first [`KvCache::offset`] positions of a buffer from [`KvCache::update_buffers`].
+    pub fn valid(&self, buf: &Array) -> Result<Array> {
         let shape = buf.shape();
         if self.offset >= shape[2] {
             return Ok(buf.clone());

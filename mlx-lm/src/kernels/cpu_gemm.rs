@@ -114,7 +114,7 @@ pub fn batched(a: &Array, b: &Array, threads: usize) -> Result<Option<Array>> {
 }
 
 /// `x` (evaluated) with row-major data: itself when it already is, else a dense copy.
-fn dense(x: &Array) -> Result<Array> {
+pub(super) fn dense(x: &Array) -> Result<Array> {
     if x.is_row_contiguous() {
         return Ok(x.clone());
     }
@@ -127,7 +127,7 @@ fn dense(x: &Array) -> Result<Array> {
 /// of it would not fit under MLX's memory limit next to the live arrays, or the allocation
 /// fails (the caller then leaves the product to MLX, whose checks report it; an
 /// allocation failure here must not abort the process).
-fn output_buffer(len: usize) -> Option<Vec<f32>> {
+pub(super) fn output_buffer(len: usize) -> Option<Vec<f32>> {
     let bytes = len.checked_mul(std::mem::size_of::<f32>())?;
     if let (Ok(limit), Ok(active)) = (
         mlx_rs::memory::get_memory_limit(),

@@ -9,6 +9,7 @@ use crate::error::{Error, Result};
 use crate::options::Plan;
 use mlx_lm::kernels::attention::{self as attn_kernel, AttnHeads};
 use mlx_lm::kernels::compiled;
+use mlx_lm::kernels::cpu_attention;
 use mlx_lm::kernels::cpu_gemm::{self, CpuProducts};
 use mlx_lm::kernels::gated_delta::StepPath;
 use mlx_lm::shard::{shard_linear, Part, Split};
@@ -252,18 +253,35 @@ impl Prepared {
         let padding_mask = cache.mask(l)?;
         let queries = self.rope(&queries, &positions)?;
         let keys = self.rope(&keys, &positions)?;
-        let (keys, values) = cache.update_and_fetch(&keys, &values)?;
-
         let scale = (d as f32).powf(-0.5);
-        let mask = match &padding_mask {
-            Some(m) => fast::AttentionMask::Array(m),
-            None if l > 1 => fast::AttentionMask::Causal,
-            None => fast::AttentionMask::None,
+        let cpu = self.cpu.filter(|c| c.gemm && padding_mask.is_none());
+        // A fused decode step on the CPU: one pass over the cache buffers outside MLX.
+        let one = match cpu.filter(|_| fused && l == 1) {
+            Some(c) => {
+                let (k_buf, v_buf) = cache.update_buffers(&keys, &values)?;
+                let len = cache.offset();
+                match cpu_attention::attend_one(&queries, &k_buf, &v_buf, len, scale, c.threads)? {
+                    Some(out) => Ok(out),
+                    None => Err((cache.valid(&k_buf)?, cache.valid(&v_buf)?)),
+                }
+            }
+            None => Err(cache.update_and_fetch(&keys, &values)?),
         };
-        let cpu = self.cpu.filter(|_| padding_mask.is_none());
-        let out = match cpu_attention(&queries, &keys, &values, scale, offset, cpu)? {
-            Some(out) => out,
-            None => fast::scaled_dot_product_attention(&queries, &keys, &values, scale, mask)?,
+        let out = match one {
+            Ok(out) => out,
+            Err((keys, values)) => {
+                let mask = match &padding_mask {
+                    Some(m) => fast::AttentionMask::Array(m),
+                    None if l > 1 => fast::AttentionMask::Causal,
+                    None => fast::AttentionMask::None,
+                };
+                match cpu_attention(&queries, &keys, &values, scale, offset, cpu)? {
+                    Some(out) => out,
+                    None => {
+                        fast::scaled_dot_product_attention(&queries, &keys, &values, scale, mask)?
+                    }
+                }
+            }
         };
         let out = out
             .transpose_axes(&[0, 2, 1, 3])?
