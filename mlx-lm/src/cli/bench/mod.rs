@@ -473,7 +473,9 @@ fn generate(
 /// The primitives MLX runs for one greedy decode step of `model` (its forward pass over one
 /// token, the cache updates and the arg-max), counted on the graph of a step after the
 /// first tokens of `prompt` and never evaluated: what the host builds and hands to MLX
-/// per token (a compiled function counts as one).
+/// per token (a compiled function counts as one). A model that runs part of a step outside
+/// MLX evaluates what comes before that part while building the step, so only the rest is
+/// counted (Qwen 3.5 on the CPU with its CPU GEMM: the layers after the last attention).
 fn decode_primitives(model: &dyn LanguageModel, prompt: &[u32]) -> Result<usize> {
     // Up to 8 tokens of the prompt into the cache, the next one stepped.
     let Some(n) = prompt.len().min(9).checked_sub(1) else {
