@@ -255,33 +255,28 @@ impl Prepared {
         let keys = self.rope(&keys, &positions)?;
         let scale = (d as f32).powf(-0.5);
         let cpu = self.cpu.filter(|c| c.gemm && padding_mask.is_none());
-        // A fused decode step on the CPU: one pass over the cache buffers outside MLX.
-        let one = match cpu.filter(|_| fused && l == 1) {
+        // A fused decode step on the CPU attends outside MLX, over the cache's buffers.
+        let mut done = None;
+        let (keys, values) = match cpu.filter(|_| fused && l == 1) {
             Some(c) => {
                 let (k_buf, v_buf) = cache.update_buffers(&keys, &values)?;
                 let len = cache.offset();
-                match cpu_attention::attend_one(&queries, &k_buf, &v_buf, len, scale, c.threads)? {
-                    Some(out) => Ok(out),
-                    None => Err((cache.valid(&k_buf)?, cache.valid(&v_buf)?)),
-                }
+                done = cpu_attention::attend_one(&queries, &k_buf, &v_buf, len, scale, c.threads)?;
+                (cache.valid(&k_buf)?, cache.valid(&v_buf)?)
             }
-            None => Err(cache.update_and_fetch(&keys, &values)?),
+            None => cache.update_and_fetch(&keys, &values)?,
         };
-        let out = match one {
-            Ok(out) => out,
-            Err((keys, values)) => {
-                let mask = match &padding_mask {
-                    Some(m) => fast::AttentionMask::Array(m),
-                    None if l > 1 => fast::AttentionMask::Causal,
-                    None => fast::AttentionMask::None,
-                };
-                match cpu_attention(&queries, &keys, &values, scale, offset, cpu)? {
-                    Some(out) => out,
-                    None => {
-                        fast::scaled_dot_product_attention(&queries, &keys, &values, scale, mask)?
-                    }
-                }
-            }
+        let mask = match &padding_mask {
+            Some(m) => fast::AttentionMask::Array(m),
+            None if l > 1 => fast::AttentionMask::Causal,
+            None => fast::AttentionMask::None,
+        };
+        let out = match done {
+            Some(out) => out,
+            None => match cpu_attention(&queries, &keys, &values, scale, offset, cpu)? {
+                Some(out) => out,
+                None => fast::scaled_dot_product_attention(&queries, &keys, &values, scale, mask)?,
+            },
         };
         let out = out
             .transpose_axes(&[0, 2, 1, 3])?
