@@ -679,3 +679,4 @@ mod bad_models;
 mod serve_adapter;
 mod serve_engine;
 mod serve_http;
+mod serve_memory;

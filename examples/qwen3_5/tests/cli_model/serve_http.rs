@@ -19,8 +19,8 @@ use super::{ids_of, model_with_tokenizer, run, run_ok, s, BIN, SPECIALS};
 
 /// A running `qwen3_5 serve`, killed when dropped (so a failing test leaves no server).
 pub(super) struct Server {
-    child: Child,
-    port: u16,
+    pub(super) child: Child,
+    pub(super) port: u16,
     stderr: Arc<Mutex<String>>,
 }
 
@@ -99,7 +99,7 @@ impl Server {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
-    fn get(&self, path: &str) -> Result<(u16, Value), String> {
+    pub(super) fn get(&self, path: &str) -> Result<(u16, Value), String> {
         answer(agent().get(&self.url(path)).call())
     }
 
@@ -127,7 +127,7 @@ impl Server {
     }
 
     /// A streamed request: its chunks (the `data:` events before `[DONE]`).
-    fn stream(&self, path: &str, body: &Value) -> Vec<Value> {
+    pub(super) fn stream(&self, path: &str, body: &Value) -> Vec<Value> {
         let mut body = body.clone();
         body["stream"] = json!(true);
         let response = agent()
@@ -686,106 +686,4 @@ fn the_openai_python_client_reads_the_server() {
     assert_eq!(got["completion"].as_str(), Some(text(&completion).as_str()));
     assert_eq!(got["models"], json!(["tiny-qwen"]));
     assert_eq!(got["bad"], json!({"status": 400, "param": "n"}), "{got}");
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
-/// One of the mixed requests of the memory run: streamed, whole, or streamed and
-/// abandoned after the first chunk.
-fn mixed_request(server: &Server, i: usize) {
-    let prompt = format!("Request {i}: say something about the number {}", i * 7919);
-    let body = json!({"messages": [{"role": "user", "content": prompt}],
-                      "temperature": 0, "max_tokens": 8 + i % 17});
-    match i % 5 {
-        0 | 1 => {
-            server.ok("/v1/chat/completions", &body);
-        }
-        2 => {
-            server.stream("/v1/chat/completions", &body);
-        }
-        3 => {
-            let c = json!({"prompt": prompt, "temperature": 0.7, "seed": i,
-                           "max_tokens": 12, "stream": i % 2 == 0});
-            if i % 2 == 0 {
-                server.stream("/v1/completions", &c);
-            } else {
-                server.ok("/v1/completions", &c);
-            }
-        }
-        _ => {
-            let mut body = body.clone();
-            body["stream"] = json!(true);
-            body["max_tokens"] = json!(200);
-            let body = body.to_string();
-            let mut conn = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
-            conn.set_read_timeout(Some(Duration::from_secs(60)))
-                .unwrap();
-            write!(
-                conn,
-                "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n\
-                 Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-                body.len()
-            )
-            .unwrap();
-            let mut buf = [0u8; 4096];
-            let n = conn.read(&mut buf).unwrap();
-            assert!(n > 0);
-        }
-    }
-}
-
-/// Not a check but a measurement (run it with --ignored --nocapture): the server's RSS
-/// after a warm-up of 50 requests and after 1,000 more (mixed streamed, whole and
-/// abandoned, 4 clients at once).
-#[test]
-#[ignore]
-fn memory_over_a_thousand_requests() {
-    let model = model_with_tokenizer("mlx-bf16-untied", "serve-memory", SPECIALS);
-    let extra: Vec<String> = std::env::var("SERVE_MEMORY_ARGS")
-        .map(|a| a.split_whitespace().map(String::from).collect())
-        .unwrap_or_default();
-    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
-    let server = Server::start(&model, &extra);
-    let pid = server.child.id();
-    // MLX's own count of the memory its arrays hold, and the prefix cache's bytes.
-    let mlx = || -> String {
-        let (_, health) = server.get("/health").unwrap();
-        health["memory"].to_string()
-    };
-    let start = rss_kib(pid);
-    let mlx_start = mlx();
-    let run_batch = |from: usize, to: usize| {
-        std::thread::scope(|scope| {
-            for t in 0..4 {
-                let server = &server;
-                scope.spawn(move || {
-                    for i in (from + t..to).step_by(4) {
-                        mixed_request(server, i);
-                    }
-                });
-            }
-        });
-    };
-    let t = Instant::now();
-    run_batch(0, 50);
-    std::thread::sleep(Duration::from_secs(2));
-    let warm = rss_kib(pid);
-    let mut marks = Vec::new();
-    for k in 0..4 {
-        run_batch(50 + k * 250, 50 + (k + 1) * 250);
-        marks.push(rss_kib(pid));
-    }
-    std::thread::sleep(Duration::from_secs(2));
-    let idle = rss_kib(pid);
-    eprintln!(
-        "RSS KiB: start {start}, after 50 {warm}, every 250 after that {marks:?}, \
-         idle 2 s later {idle}; {:.1} s",
-        t.elapsed().as_secs_f64()
-    );
-    eprintln!("MLX memory: start {mlx_start}, idle at the end {}", mlx());
-    assert_eq!(server.get("/health").unwrap().0, 200);
 }
