@@ -28,8 +28,8 @@ fn memory(server: &Server) -> (u64, u64) {
 /// grown by about the prefix cache's bytes. A saved state that is a view of a larger
 /// buffer (the conv state after a prompt once was: a view of the whole chunk's conv
 /// input) holds more than it counts: on this fixture MLX then grew by 1.57× the count
-/// (3,574,840 against 2,273,280 bytes); now 1.12× (2,555,192; the rest is not saved
-/// states, is not broken down).
+/// (3,574,840 against 2,273,280 bytes); now 1.12× (2,555,192; what MLX holds besides the
+/// saved states is not broken down).
 #[test]
 fn saved_states_hold_what_the_prefix_cache_counts() {
     let model = model_with_tokenizer("mlx-bf16-untied", "serve-saved-bytes", SPECIALS);
