@@ -17,9 +17,9 @@
 //! and encoding step `j + 1` on the host overlaps the device running step `j`, as
 //! mlx-lm's generation loop does. A sequence that finished at step `j` is found out only
 //! after step `j + 1` started, which runs its row once more for nothing (and its saved
-//! state then covers its last token too). Requests with repetition penalties need every
-//! earlier token on the host, so while one is in the batch the engine reads each step
-//! before starting the next.
+//! state then covers its last token too). Requests with penalties (repetition, presence,
+//! frequency) need every earlier token on the host, so while one is in the batch the
+//! engine reads each step before starting the next.
 //!
 //! So a long prompt delays the others' next token by one chunk at a time, not by its
 //! whole prefill, and a request that finishes frees its row at once. Greedy output does
