@@ -2,7 +2,8 @@
 //!
 //! [`print_graph`] lists the graph behind `outputs` as text (its inputs, its outputs, then
 //! one line per primitive in the order MLX would run them, with shapes and dtypes), and
-//! [`to_dot`] writes it for Graphviz; [`count_primitives`] counts its ops. Counting the
+//! [`to_dot`] writes it for Graphviz; [`count_primitives`] counts its ops and
+//! [`count_primitives_by_kind`] counts them by kind. Counting the
 //! lines of a decode step's listing is how the Qwen example found which ops to fuse.
 //!
 //! ```
@@ -44,8 +45,9 @@ pub fn to_dot<A: AsRef<Array>>(outputs: &[A], names: &[(&Array, &str)]) -> Resul
 }
 
 /// The number of primitives (ops) evaluating `outputs` would run: the lines of
-/// [`print_graph`]'s listing after its `Inputs:` and `Outputs:` lines. A compiled function
-/// counts as one. What a decode step costs the host grows with this number.
+/// [`print_graph`]'s listing after its `Inputs:` and `Outputs:` lines. The element-wise
+/// chains a compiled function fused count as one (`Compiled`); its other ops count each.
+/// What a decode step costs the host grows with this number.
 pub fn count_primitives<A: AsRef<Array>>(outputs: &[A]) -> Result<usize> {
     let text = print_graph(outputs, &[])?;
     Ok(text
@@ -53,6 +55,32 @@ pub fn count_primitives<A: AsRef<Array>>(outputs: &[A]) -> Result<usize> {
         .skip_while(|l| l.starts_with("Inputs:") || l.starts_with("Outputs:"))
         .filter(|l| !l.trim().is_empty())
         .count())
+}
+
+/// The primitives evaluating `outputs` would run, counted by kind (MLX's primitive names,
+/// e.g. `Matmul`, `CustomKernel`; every fused element-wise chain of a compiled function,
+/// which MLX names after its ops, counts as `Compiled`), most frequent first (ties by
+/// name). Their sum is [`count_primitives`]; which kinds dominate says where a graph's
+/// host time goes.
+pub fn count_primitives_by_kind<A: AsRef<Array>>(outputs: &[A]) -> Result<Vec<(String, usize)>> {
+    let text = print_graph(outputs, &[])?;
+    let mut counts = std::collections::BTreeMap::<String, usize>::new();
+    for line in text
+        .lines()
+        .skip_while(|l| l.starts_with("Inputs:") || l.starts_with("Outputs:"))
+    {
+        if let Some(kind) = line.split_whitespace().next() {
+            let kind = if kind.starts_with("Compiled") {
+                "Compiled"
+            } else {
+                kind
+            };
+            *counts.entry(kind.to_string()).or_default() += 1;
+        }
+    }
+    let mut counts: Vec<(String, usize)> = counts.into_iter().collect();
+    counts.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    Ok(counts)
 }
 
 /// Owns a C `FILE` from `tmpfile` (closed on drop).

@@ -56,6 +56,38 @@ fn primitives_are_counted_without_evaluating() {
 }
 
 #[test]
+fn primitives_are_counted_by_kind() {
+    let a = Array::from_slice(&[1.0f32, 2.0, 3.0], &[3]).unwrap();
+    let b = a.multiply(&a).unwrap().multiply(&a).unwrap();
+    let c = ops::sum(&b.add(&a).unwrap(), false).unwrap();
+    let kinds = graph::count_primitives_by_kind(&[&c]).unwrap();
+    assert_eq!(kinds[0], ("Multiply".to_string(), 2));
+    let total: usize = kinds.iter().map(|(_, n)| n).sum();
+    assert_eq!(total, graph::count_primitives(&[&c]).unwrap());
+    assert!(kinds.iter().any(|(k, n)| k == "Add" && *n == 1));
+    assert!(kinds.iter().any(|(k, n)| k == "Sum" && *n == 1));
+    c.eval().unwrap();
+    assert!(graph::count_primitives_by_kind(&[&c]).unwrap().is_empty());
+}
+
+#[test]
+fn fused_chains_of_a_compiled_function_count_as_compiled() {
+    let f = mlx_rs::transforms::compile(
+        |x: &[Array]| {
+            let y = ops::matmul(&x[0], &x[0])?;
+            Ok(vec![ops::exp(&y.add(&x[0])?)?.multiply(&x[0])?])
+        },
+        false,
+    )
+    .unwrap();
+    let a = Array::from_slice(&[1.0f32, 2.0, 3.0, 4.0], &[2, 2]).unwrap();
+    let out = f.call(&[a]).unwrap();
+    let kinds = graph::count_primitives_by_kind(&out).unwrap();
+    assert!(kinds.contains(&("Matmul".to_string(), 1)), "{kinds:?}");
+    assert!(kinds.contains(&("Compiled".to_string(), 1)), "{kinds:?}");
+}
+
+#[test]
 fn dot_export_is_a_digraph_with_the_names() {
     let a = Array::from_slice(&[1.0f32, 2.0], &[2]).unwrap();
     let b = ops::exp(&a).unwrap();

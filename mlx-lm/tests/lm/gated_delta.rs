@@ -570,3 +570,55 @@ fn compiled_chains_match_plain_ops() {
         }
     })
 }
+
+/// The prefill's causal conv (shifted products summed in f32) against MLX's grouped conv:
+/// f32 within [`STEP_F32_RTOL`] of the output scale, bf16 within one bf16 ulp (both round
+/// an f32 sum once), the compiled form equal to the ops; bad shapes are errors.
+#[test]
+fn causal_conv_matches_mlx_grouped_conv() {
+    use mlx_lm::kernels::gated_delta::{compiled as gd_compiled, ops as gd_ops};
+    cpu(|| {
+        for (dtype, rtol) in [
+            (Dtype::Float32, STEP_F32_RTOL),
+            (Dtype::Bfloat16, 1.0 / 128.0),
+        ] {
+            for (b, s, c, taps) in [(1, 1, 48, 4), (2, 17, 48, 4), (1, 70, 96, 3)] {
+                let key = random::key(11 + s as u64).unwrap();
+                let x = random::normal(&[b, taps - 1 + s, c], Dtype::Float32, 0.0, 1.0, Some(&key))
+                    .unwrap()
+                    .astype(dtype)
+                    .unwrap();
+                let key = random::key(12).unwrap();
+                let w = random::normal(&[c, taps, 1], Dtype::Float32, 0.0, 1.0, Some(&key))
+                    .unwrap()
+                    .astype(dtype)
+                    .unwrap();
+                let opts = mlx_rs::ops::ConvOptions {
+                    groups: c,
+                    ..Default::default()
+                };
+                let want = mlx_rs::ops::conv1d(&x, &w, opts).unwrap();
+                let got = gd_ops::causal_conv(&x, &w).unwrap();
+                assert_eq!(got.dtype(), dtype);
+                let what = format!("causal conv {dtype:?} b {b} s {s} c {c} k {taps}");
+                assert_scaled_close(&what, &got, &want, rtol);
+                let fused = gd_compiled::causal_conv(&x, &w).unwrap();
+                assert_scaled_close(&format!("compiled {what}"), &fused, &got, 1e-6);
+            }
+        }
+        let x = mlx_rs::ops::zeros(&[1, 5, 8], Dtype::Float32).unwrap();
+        assert!(
+            gd_ops::causal_conv(&x, &mlx_rs::ops::zeros(&[8, 7, 1], Dtype::Float32).unwrap())
+                .is_err()
+        );
+        assert!(
+            gd_ops::causal_conv(&x, &mlx_rs::ops::zeros(&[6, 4, 1], Dtype::Float32).unwrap())
+                .is_err()
+        );
+        assert!(gd_compiled::causal_conv(
+            &x,
+            &mlx_rs::ops::zeros(&[8, 4, 2], Dtype::Float32).unwrap()
+        )
+        .is_err());
+    });
+}

@@ -236,7 +236,8 @@ pub fn run<M: ModelCli>(args: BenchArgs<M::Options>) -> Result<()> {
 
     let warm_up = args.gen.min(4) as usize;
     generate(&model, &prompt, warm_up, &progress, "warm-up: ")?;
-    let primitives = decode_primitives(&model, &prompt)?;
+    let primitive_kinds = decode_primitives(&model, &prompt)?;
+    let primitives: usize = primitive_kinds.iter().map(|(_, n)| n).sum();
     let mut ours_runs = Vec::new();
     let mut ours_tokens = Vec::new();
     let mut peer_runs = Vec::new();
@@ -327,7 +328,14 @@ pub fn run<M: ModelCli>(args: BenchArgs<M::Options>) -> Result<()> {
         println!("{text}");
     }
     print_table(&ours, peer.as_ref(), !on_gpu);
-    println!("graph primitives per decode step (ours): {primitives}");
+    let kinds: Vec<String> = primitive_kinds
+        .iter()
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect();
+    println!(
+        "graph primitives per decode step (ours): {primitives} ({})",
+        kinds.join(", ")
+    );
     if let Some(l) = &limit {
         println!("{}", l.line(ours.decode_tps));
     }
@@ -359,6 +367,10 @@ pub fn run<M: ModelCli>(args: BenchArgs<M::Options>) -> Result<()> {
             "ours": ours.to_json(),
             "peer": peer.as_ref().map(Measured::to_json),
             "decode_primitives": primitives,
+            "decode_primitive_kinds": primitive_kinds
+                .iter()
+                .map(|(k, n)| (k.clone(), json!(n)))
+                .collect::<serde_json::Map<String, serde_json::Value>>(),
             "decode_limit": limit.map(DecodeLimit::to_json),
         });
         for note in notes {
@@ -471,12 +483,14 @@ fn generate(
 }
 
 /// The primitives MLX runs for one greedy decode step of `model` (its forward pass over one
-/// token, the cache updates and the arg-max), counted on the graph of a step after the
-/// first tokens of `prompt` and never evaluated: what the host builds and hands to MLX
-/// per token (a compiled function counts as one). A model that runs part of a step outside
-/// MLX evaluates what comes before that part while building the step, so only the rest is
-/// counted (Qwen 3.5 on the CPU with its CPU GEMM: the layers after the last attention).
-fn decode_primitives(model: &dyn LanguageModel, prompt: &[u32]) -> Result<usize> {
+/// token, the cache updates and the arg-max), by kind, most frequent first (see
+/// [`mlx_rs::graph::count_primitives_by_kind`]). Counted on the graph of a step after the
+/// first tokens of `prompt`, never evaluated: what the host builds and hands to MLX per
+/// token (an element-wise chain that a compiled function fused counts as one). A model that
+/// runs part of a step outside MLX evaluates what comes before that part while building the
+/// step, so only the rest is counted (Qwen 3.5 on the CPU with its CPU GEMM: the layers
+/// after the last attention).
+fn decode_primitives(model: &dyn LanguageModel, prompt: &[u32]) -> Result<Vec<(String, usize)>> {
     // Up to 8 tokens of the prompt into the cache, the next one stepped.
     let Some(n) = prompt.len().min(9).checked_sub(1) else {
         bail!("the prompt is empty");
@@ -491,7 +505,7 @@ fn decode_primitives(model: &dyn LanguageModel, prompt: &[u32]) -> Result<usize>
     let token = mlx_rs::ops::argmax_axis(&logits, -1, false)?;
     let mut outputs = vec![&token];
     outputs.extend(cache.arrays());
-    Ok(mlx_rs::graph::count_primitives(&outputs)?)
+    Ok(mlx_rs::graph::count_primitives_by_kind(&outputs)?)
 }
 
 /// Seconds of one generation.

@@ -27,6 +27,25 @@ pub fn gated_rms_norm(o: &Array, z: &Array, w: &Array, eps: f32) -> Result<Array
     Ok(out[0].clone())
 }
 
+/// [`super::ops::causal_conv`], compiled (the products and the sum one fused kernel; the
+/// trace is redone for each new length, which costs the host a few microseconds).
+pub fn causal_conv(input: &Array, weight: &Array) -> Result<Array> {
+    let out = compiled(
+        "causal_conv",
+        0,
+        false,
+        || {
+            |x: &[Array]| {
+                super::ops::causal_conv(&x[0], &x[1])
+                    .map(|y| vec![y])
+                    .map_err(|e| mlx_rs::Error::Closure(e.to_string()))
+            }
+        },
+        &[input, weight],
+    )?;
+    Ok(out[0].clone())
+}
+
 /// The inputs of one decode step of the delta rule, from the layer's projections:
 /// the causal depthwise conv over the carried inputs and the new one (as an fp32
 /// multiply-sum over the taps, which is what MLX's conv computes), SiLU, the split into
