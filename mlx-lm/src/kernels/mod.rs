@@ -8,7 +8,6 @@
 //! | [`cpu_gemm`] | float32 products of many rows in a packed SIMD GEMM, handed back to MLX | CPU |
 //! | [`cpu_attention`] | one query per sequence over a float32 KV cache (decode), handed back to MLX | CPU |
 //! | [`compiled`] | a per-thread cache of compiled functions, and the small fused pieces of a decode step (SwiGLU, output gate, RMSNorm, add + RMSNorm) | all |
-//! | [`norm`] | the residual add + RMSNorm and the gated output norm of a decode step, one launch each | CUDA |
 //! | [`gpu`] | what the GPU kernels share: backend, headers, built-kernel cache | GPU |
 //!
 //! # How dispatch picks
@@ -31,4 +30,3 @@ pub mod cpu_attention;
 pub mod cpu_gemm;
 pub mod gated_delta;
 pub mod gpu;
-pub mod norm;

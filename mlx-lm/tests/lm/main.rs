@@ -9,7 +9,6 @@
 //! - `gated_delta`, `gated_delta_chunked`: the gated delta rule's decode forms (compiled
 //!   step, CUDA/Metal kernels) and chunked prefill against the sequential reference;
 //! - `attention_kernel`: the CUDA attention decode kernels against MLX's ops (GPU only);
-//! - `norm_kernel`: the CUDA norm kernels of a decode step against MLX's ops (GPU only);
 //! - `lora`: the LoRA / DoRA layers (outputs, fused weights, gradients) against mlx-lm's,
 //!   and the choice of the layers an adapter wraps.
 
@@ -21,7 +20,6 @@ mod common;
 mod gated_delta;
 mod gated_delta_chunked;
 mod lora;
-mod norm_kernel;
 mod sampling;
 mod tiny_tokenizer;
 mod tokenizer;

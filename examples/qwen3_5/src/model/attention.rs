@@ -185,11 +185,6 @@ pub struct Prepared {
 }
 
 impl Prepared {
-    /// The path of this layer's decode step (fixed at load).
-    pub(crate) fn step_path(&self) -> StepPath {
-        self.step
-    }
-
     /// Attends `x` (`[B, L, hidden]`) over the cached positions plus its own, causally,
     /// with the reference ops.
     pub fn forward(&self, x: &Array, cache: &mut KvCache) -> Result<Array> {

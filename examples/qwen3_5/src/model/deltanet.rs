@@ -14,7 +14,6 @@ use mlx_lm::kernels::cpu_gemm::CpuProducts;
 use mlx_lm::kernels::gated_delta::{
     self, DeltaHeads, GatedDeltaOptions, Prefill, ShortPrefill, StepPath,
 };
-use mlx_lm::kernels::norm;
 use mlx_lm::shard::{shard_linear, shard_linear_segments, Part, Split};
 use mlx_lm::tuner::AdaptableLinear;
 use mlx_rs::nn::{self, Module, Param};
@@ -362,16 +361,11 @@ impl Prepared {
         let [qkv, z, beta_logits, a] = self.project(x)?;
         let z = z.reshape(&[lead, &[hv, dv]].concat())?;
         let (y, state, conv_state) = self.delta(&qkv, &a, &beta_logits, conv_state, state)?;
-        let out = norm::gated_rms_norm_on(self.step, &y, &z, &self.norm, self.eps)?;
+        let out = gated_delta::compiled::gated_rms_norm(&y, &z, &self.norm, self.eps)?;
         let out = self
             .out_proj
             .forward(&out.reshape(&[lead, &[hv * dv]].concat())?)?;
         Ok((out, conv_state, state))
-    }
-
-    /// The path of this layer's decode step (fixed at load).
-    pub(crate) fn step_path(&self) -> StepPath {
-        self.step
     }
 
     /// The layer's arrays in a fixed order: how a compiled step takes them as inputs.

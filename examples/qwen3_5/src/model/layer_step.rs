@@ -24,9 +24,7 @@ use super::{DecoderLayer, Mixer};
 use crate::cache::LayerCache;
 use crate::error::{Error, Result};
 use mlx_lm::kernels::compiled::compiled;
-use mlx_lm::kernels::gated_delta::StepPath;
-use mlx_lm::kernels::norm;
-use mlx_rs::Array;
+use mlx_rs::{fast, Array};
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 
@@ -36,15 +34,11 @@ fn placeholder() -> impl Iterator<Item = Array> {
     std::iter::repeat_with(|| Array::scalar(0f32))
 }
 
-/// `(h + r, rmsnorm(h + r) · w)`: one kernel on the CUDA kernel path.
-fn add_norm(
-    path: StepPath,
-    h: &Array,
-    r: &Array,
-    w: &Array,
-    eps: f32,
-) -> mlx_rs::Result<(Array, Array)> {
-    norm::add_rms_norm_on(path, h, r, w, eps).map_err(|e| mlx_rs::Error::Closure(e.to_string()))
+/// `(h + r, rmsnorm(h + r) · w)`.
+fn add_norm(h: &Array, r: &Array, w: &Array, eps: f32) -> mlx_rs::Result<(Array, Array)> {
+    let h = h.add(r)?;
+    let n = fast::rms_norm(&h, Some(w), eps)?;
+    Ok((h, n))
 }
 
 /// The structural copy built for a compiled function, or why it could not be built.
@@ -78,7 +72,6 @@ impl DecoderLayer {
                 inputs.push(self.post_norm().clone());
                 inputs.extend(mlp.weights());
                 inputs.push(next_norm.clone());
-                let path = m.step_path();
                 let mut hasher = DefaultHasher::new();
                 m.hash_structure(&mut hasher);
                 mlp.hash_structure(&mut hasher);
@@ -102,9 +95,9 @@ impl DecoderLayer {
                             let mlp = mlp.with_weights(&mut rest)?;
                             let next_norm = rest.next().ok_or_else(too_few)?;
                             let (r, conv, state) = mixer.decode_step(&x, &conv, &state)?;
-                            let (h, x) = add_norm(path, &h, &r, &post, eps)?;
+                            let (h, x) = add_norm(&h, &r, &post, eps)?;
                             let m = mlp.decode(&x)?;
-                            let (h, x) = add_norm(path, &h, &m, &next_norm, eps)?;
+                            let (h, x) = add_norm(&h, &m, &next_norm, eps)?;
                             Ok(vec![h, x, conv, state])
                         }
                     },
@@ -120,14 +113,12 @@ impl DecoderLayer {
             }
             (Mixer::Attention(m), LayerCache::Attention(c)) => {
                 let r = m.decode(x, c)?;
-                let path = m.step_path();
                 let mut inputs = vec![h.clone(), r, self.post_norm().clone()];
                 inputs.extend(mlp.weights());
                 inputs.push(next_norm.clone());
                 let mut hasher = DefaultHasher::new();
                 mlp.hash_structure(&mut hasher);
                 eps.to_bits().hash(&mut hasher);
-                path.hash(&mut hasher);
                 let refs: Vec<&Array> = inputs.iter().collect();
                 let out = compiled(
                     "mlp_block_step",
@@ -143,9 +134,9 @@ impl DecoderLayer {
                             let mut rest = inp[3..].iter().cloned();
                             let mlp = mlp.with_weights(&mut rest)?;
                             let next_norm = rest.next().ok_or_else(too_few)?;
-                            let (h, x) = add_norm(path, &h, &r, &post, eps)?;
+                            let (h, x) = add_norm(&h, &r, &post, eps)?;
                             let m = mlp.decode(&x)?;
-                            let (h, x) = add_norm(path, &h, &m, &next_norm, eps)?;
+                            let (h, x) = add_norm(&h, &m, &next_norm, eps)?;
                             Ok(vec![h, x])
                         }
                     },

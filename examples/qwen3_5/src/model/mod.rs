@@ -16,7 +16,7 @@ use attention::Attention;
 use deltanet::GatedDeltaNet;
 use linear::{Embedding, Linear};
 use mlp::Mlp;
-use mlx_lm::kernels::{compiled, norm};
+use mlx_lm::kernels::compiled;
 use mlx_lm::shard::Part;
 use mlx_lm::tuner::{self, checkpoint_layer, Adaptable, AdaptableLinear};
 use mlx_rs::distributed::{self, Group};
@@ -608,10 +608,9 @@ impl Model {
                 continue;
             }
             let r = self.reduce(layer.mix(&x, lc, i, true)?)?;
-            let path = self.plan.step;
-            let (h_mid, x_mid) = norm::add_rms_norm_on(path, &h, &r, layer.post_norm(), eps)?;
+            let (h_mid, x_mid) = compiled::add_rms_norm(&h, &r, layer.post_norm(), eps)?;
             let m = self.reduce(layer.mlp.prepared()?.decode(&x_mid)?)?;
-            (h, x) = norm::add_rms_norm_on(path, &h_mid, &m, next_norm, eps)?;
+            (h, x) = compiled::add_rms_norm(&h_mid, &m, next_norm, eps)?;
         }
         Ok(ops::expand_dims(&x, 1)?)
     }

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Compiles the CUDA kernels (gated delta, attention, norms) with NVRTC the way MLX 0.32.2 does, without a GPU.
+"""Compiles the CUDA gated delta kernel with NVRTC the way MLX 0.32.2 does, without a GPU.
 
 MLX's CUDA backend JIT-compiles a custom kernel's source with NVRTC, against device
 headers it carries inside libmlx.so (mlx/backend/cuda/device/*.cuh). This script takes
@@ -114,18 +114,6 @@ ATTN_MERGE = dict(
     inputs=[("part_o", "f32"), ("part_ml", "f32"), ("q_full", "act"), ("meta", "i32")],
     outputs=[("out", "act")],
 )
-NORM_ADD = dict(
-    name="norm_add_rms",
-    body=["norm_add.cu.inc"],
-    inputs=[("h", "act"), ("r", "act"), ("w", "act"), ("eps", "f32")],
-    outputs=[("h_out", "act"), ("n_out", "act")],
-)
-NORM_GATED = dict(
-    name="norm_gated_rms",
-    body=["norm_gated.cu.inc"],
-    inputs=[("y", "act"), ("z", "act"), ("w", "act"), ("eps", "f32")],
-    outputs=[("out", "act")],
-)
 _ATTN_RS = open(os.path.join(HERE, "..", "..", "..", "..", "mlx-lm", "src", "kernels",
                              "attention.rs")).read()
 ATTN_WARPS = int(re.search(r"const WARPS: i32 = (\d+);", _ATTN_RS).group(1))
@@ -222,14 +210,9 @@ def main():
               (ATTN, "float16", None, dict(D=64, H=4, KV=4, GB=1, WARPS=ATTN_WARPS, L=ATTN_SPLIT)),
               (ATTN_MERGE, "bfloat16", None, dict(D=256, H=8, L=ATTN_SPLIT)),
               (ATTN_MERGE, "float16", None, dict(D=64, H=4, L=ATTN_SPLIT))]
-    # Norm kernels (mlx-lm/src/kernels/norm.rs): (kernel, dtype, None, template constants)
-    cases += [(NORM_ADD, "bfloat16", None, dict(D=2048, THREADS=256)),
-              (NORM_ADD, "float32", None, dict(D=100, THREADS=128)),
-              (NORM_GATED, "bfloat16", None, dict(D=128, THREADS=128)),
-              (NORM_GATED, "float16", None, dict(D=36, THREADS=64))]
     for kernel, act, gate, dims in cases:
         dtype_name = f"{kernel['name']} {act}/{gate}"
-        if kernel in (QK_PREP, ATTN, ATTN_MERGE, NORM_ADD, NORM_GATED):
+        if kernel in (QK_PREP, ATTN, ATTN_MERGE):
             src, name = attn_source(kernel, act, dims)
         else:
             src, name = kernel_source(kernel, act, gate, dims)
