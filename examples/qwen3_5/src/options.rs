@@ -71,6 +71,12 @@ pub struct ModelOptions {
 /// [`Plan::paced_prefill`] (without: 9.54 against 5.29 GB at 2,048 tokens).
 pub const KERNEL_PREFILL_MAX: i32 = 2048;
 
+/// A prefill of more tokens than this is paced ([`Plan::paced_prefill`]); a shorter one (a
+/// served request's chunk, a chat turn) goes to MLX whole. Pacing waits for the GPU once
+/// per layer, which a short prefill pays for without needing it: its activations are
+/// small.
+pub const PACE_ABOVE_TOKENS: i32 = 512;
+
 impl ModelOptions {
     /// The defaults for a model running on `device`.
     pub fn for_device(device: &Device) -> ModelOptions {
@@ -143,8 +149,8 @@ pub struct Plan {
     pub prefill: Prefill,
     /// Short prompts on the GPU step kernel ([`ModelOptions::kernel_prefill_max`]).
     pub short_prefill: Option<ShortPrefill>,
-    /// A prefill hands each layer to MLX as it is built and waits for the layer before
-    /// (`Model`'s `prefill`): on CUDA. There MLX keeps every buffer an encoded kernel
+    /// A prefill of more than [`PACE_ABOVE_TOKENS`] tokens hands each layer to MLX as it
+    /// is built and waits for the layer before (`Model`'s `prefill`): on CUDA. There MLX keeps every buffer an encoded kernel
     /// reads until the GPU has run it, and a prefill whose GPU work outlasts the host's
     /// building (the step kernel over a prompt) otherwise holds the activations of every
     /// layer at once: an H200, the 2B in bf16, a 2,048-token prompt peaked at 9.54 GB

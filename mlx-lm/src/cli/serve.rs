@@ -141,6 +141,7 @@ pub fn run<M: ModelCli>(args: ServeArgs<M::Options>) -> Result<()> {
         prompt_cache_bytes: usize::try_from(args.prompt_cache_bytes).unwrap_or(usize::MAX),
         stop_tokens: tokenizer.stop_tokens(),
         valid_vocab: i32::try_from(tokenizer.vocab_size()).ok(),
+        warm_up: true,
     };
     let model_options = args.options;
     let load_dir = dir.clone();
@@ -170,7 +171,9 @@ pub fn run<M: ModelCli>(args: ServeArgs<M::Options>) -> Result<()> {
         std::net::TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
     listener.set_nonblocking(true)?;
     let bound = listener.local_addr()?;
-    eprintln!("listening on http://{bound} (the model is loading; GET /health answers 200 once it is ready)");
+    eprintln!(
+        "listening on http://{bound} (the model is loading and warming up; GET /health answers 200 once it is ready)"
+    );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -66,6 +66,11 @@ pub struct EngineOptions {
     pub stop_tokens: Vec<u32>,
     /// Ids at or above this (padding rows of the output layer) are never sampled.
     pub valid_vocab: Option<i32>,
+    /// Run a short prompt and two decode steps after loading, before the engine reports
+    /// ready: a model's first tokens compile its GPU kernels (MLX's JIT and the custom
+    /// kernels; the 2B's first request on a fresh H200 process took 25–33 s), which the
+    /// first client would otherwise wait for.
+    pub warm_up: bool,
 }
 
 impl Default for EngineOptions {
@@ -78,6 +83,7 @@ impl Default for EngineOptions {
             prompt_cache_bytes: 1 << 30,
             stop_tokens: Vec::new(),
             valid_vocab: None,
+            warm_up: true,
         }
     }
 }
@@ -147,9 +153,40 @@ where
         Ok(Err(e)) => return format!("loading the model failed: {e}"),
         Err(p) => return format!("loading the model panicked: {}", panic_message(p.as_ref())),
     };
+    if options.warm_up {
+        match catch_unwind(AssertUnwindSafe(|| warm_up(&model))) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return format!("warming up the model failed: {e}"),
+            Err(p) => {
+                return format!(
+                    "warming up the model panicked: {}",
+                    panic_message(p.as_ref())
+                )
+            }
+        }
+    }
     status.ready.store(true, Ordering::SeqCst);
     Engine::new(&model, options, rx, status).run();
     "the engine has shut down".into()
+}
+
+/// Eight prompt tokens and two greedy decode steps through `model`, results dropped (see
+/// [`EngineOptions::warm_up`]).
+fn warm_up<M: LanguageModel>(model: &M) -> Result<()> {
+    let mut cache = model.new_cache();
+    let prompt: Vec<u32> = (0..8).collect();
+    model.prefill(&Array::from_slice(&prompt, &[1, 8])?, &mut cache)?;
+    let mut token = Array::from_slice(&[8u32], &[1, 1])?;
+    for _ in 0..2 {
+        let logits = model.forward_last(&token, &mut cache)?;
+        token = ops::argmax_axis(&logits, -1, false)?
+            .astype(Dtype::Uint32)?
+            .reshape(&[1, 1])?;
+        let mut arrays = vec![&token];
+        arrays.extend(cache.arrays());
+        mlx_rs::eval(&arrays)?;
+    }
+    Ok(())
 }
 
 /// A request in prefill.

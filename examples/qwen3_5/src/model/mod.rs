@@ -697,7 +697,9 @@ impl mlx_lm::LanguageModel for Model {
     }
 
     fn prefill(&self, tokens: &Array, cache: &mut Cache) -> Result<()> {
-        let pace = self.plan.paced_prefill && tokens.ndim() == 2 && tokens.dim(1) > 1;
+        let pace = self.plan.paced_prefill
+            && tokens.ndim() == 2
+            && tokens.dim(1) > crate::options::PACE_ABOVE_TOKENS;
         self.run_layers(tokens, cache, pace).map(drop)
     }
 

@@ -376,3 +376,65 @@ fn a_client_that_goes_away_frees_its_row() {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// A model whose forward pass always fails (a stand-in for a model that cannot run).
+struct Broken(Model);
+
+impl mlx_lm::LanguageModel for Broken {
+    fn forward(
+        &self,
+        _tokens: &mlx_rs::Array,
+        _cache: &mut mlx_lm::cache::Cache,
+    ) -> mlx_lm::Result<mlx_rs::Array> {
+        Err(mlx_lm::Error::InvalidArgument(
+            "this model cannot run".into(),
+        ))
+    }
+    fn new_cache(&self) -> mlx_lm::cache::Cache {
+        mlx_lm::LanguageModel::new_cache(&self.0)
+    }
+    fn vocab_size(&self) -> i32 {
+        mlx_lm::LanguageModel::vocab_size(&self.0)
+    }
+    fn dtype(&self) -> Dtype {
+        mlx_lm::LanguageModel::dtype(&self.0)
+    }
+}
+
+/// The warm-up runs the model before the engine reports ready: a model that cannot run
+/// stops the engine with the reason, and it never reports ready; without the warm-up the
+/// same engine reports ready (and fails the requests instead).
+#[test]
+fn a_model_that_fails_its_warm_up_stops_the_engine_with_the_reason() {
+    for warm_up in [true, false] {
+        let (handle, thread) = engine::spawn(
+            move || f32_model(Decode::Fused).map(Broken),
+            EngineOptions {
+                device: Some(Device::cpu()),
+                warm_up,
+                ..EngineOptions::default()
+            },
+        )
+        .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !handle.ready() && handle.stopped().is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "the engine neither started nor stopped"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if warm_up {
+            let why = handle.stopped().unwrap();
+            assert!(!handle.ready());
+            assert!(
+                why.contains("warming up the model failed") && why.contains("cannot run"),
+                "{why}"
+            );
+        } else {
+            assert!(handle.ready() && handle.stopped().is_none());
+        }
+        drop(handle);
+        thread.join().unwrap();
+    }
+}
