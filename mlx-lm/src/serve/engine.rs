@@ -5,9 +5,10 @@
 //! 2. take one waiting request into prefill when the batch has room, starting from the
 //!    longest saved state of the [prefix cache](super::prefix) that its prompt extends;
 //! 3. run one chunk (at most [`EngineOptions::prefill_chunk`] tokens) of the request in
-//!    prefill, alone (a batch of one, no padding); after the last chunk its first token
-//!    is sampled and it joins the batch ([`Cache::merge`]: caches of different lengths
-//!    are padded on the left, each sequence keeps its own positions);
+//!    prefill, alone (a batch of one, no padding); after the last chunk (all of the
+//!    prompt but its last token) it joins the batch ([`Cache::merge`]: caches of
+//!    different lengths are padded on the left, each sequence keeps its own positions)
+//!    with its last prompt token as its next input;
 //! 4. start one decode step of the whole batch: one forward over one token per sequence,
 //!    one sample per sequence with its own parameters, handed to MLX without waiting;
 //!    then read the tokens of the step before it (the device has run it meanwhile), send
@@ -350,9 +351,11 @@ impl<'m> Engine<'m> {
     }
 
     /// Runs the next chunk of the request in prefill. All of the prompt but its last
-    /// token goes through in chunks (the state there is saved in the prefix cache); the
-    /// last token then runs alone and gives the first sampled token, and the request
-    /// joins the batch.
+    /// token goes through in chunks (the state there is saved in the prefix cache); after
+    /// the last chunk the request joins the batch with its last prompt token as its next
+    /// input, so the batch's next step samples its first token. (Joining used to run that
+    /// token alone first: a forward pass and a wait for the device per newcomer, while
+    /// the batch waited.)
     fn prefill_chunk(&mut self) -> Result<()> {
         let Some(p) = self.prefill.as_mut() else {
             return Ok(());
@@ -380,12 +383,46 @@ impl<'m> Engine<'m> {
             }
             let t = &self.status.timing;
             EngineTiming::add(&t.prefill_chunks, 1, &t.prefill_ns, started.elapsed());
-            return Ok(());
+            if p.done < head {
+                return Ok(());
+            }
         }
         let Some(mut p) = self.prefill.take() else {
             return Ok(());
         };
         let started = Instant::now();
+        if p.done == 0 {
+            // A one-token prompt: its cache is still empty, so the token runs alone.
+            return self.join_alone(p, started);
+        }
+        // The last prompt token becomes the request's next input: the batch's next step
+        // feeds it and samples the first token, as for every other row.
+        p.request.fed = p.request.prompt_len - 1;
+        let next = Array::from_slice(&[p.request.next_input()], &[1])?;
+        self.join(p.request, p.cache, next)?;
+        let t = &self.status.timing;
+        EngineTiming::add(&t.joins, 1, &t.join_ns, started.elapsed());
+        Ok(())
+    }
+
+    /// Adds a request to the batch: its cache as a new row, `next` (`[1]`) its next input.
+    fn join(&mut self, request: Request, cache: Cache, next: Array) -> Result<()> {
+        let next_ids = match &self.next_ids {
+            Some(ids) => ops::concatenate_axis(&[ids, &next], 0)?,
+            None => next,
+        };
+        self.cache = Some(match self.cache.take() {
+            Some(batch) => Cache::merge(&[batch, cache])?,
+            None => cache,
+        });
+        self.next_ids = Some(next_ids);
+        self.rows.push(request);
+        Ok(())
+    }
+
+    /// Runs a one-token prompt alone (a batch can only take a row with a state), sends its
+    /// first token, and adds it to the batch unless that token finished it.
+    fn join_alone(&mut self, mut p: Prefill, started: Instant) -> Result<()> {
         let ids = Array::from_slice(&[p.request.next_input()], &[1, 1])?;
         let logits = self.model.forward_last(&ids, &mut p.cache)?;
         let draw = sample_one(&mut p.request, &logits, self.options.valid_vocab)?;
@@ -395,23 +432,13 @@ impl<'m> Engine<'m> {
         p.request.fed = p.request.prompt_len;
         let event = draw.read()?;
         let first = Array::from_slice(&[event.id], &[1])?;
-        let done = deliver(&mut p.request, event, &self.options.stop_tokens);
-        if done {
+        if deliver(&mut p.request, event, &self.options.stop_tokens) {
             if self.options.prompt_cache_bytes > 0 && p.request.finished {
                 save_finished(&mut self.prefix, &p.request, p.cache);
             }
             return Ok(());
         }
-        let next_ids = match &self.next_ids {
-            Some(ids) => ops::concatenate_axis(&[ids, &first], 0)?,
-            None => first,
-        };
-        self.cache = Some(match self.cache.take() {
-            Some(batch) => Cache::merge(&[batch, p.cache])?,
-            None => p.cache,
-        });
-        self.next_ids = Some(next_ids);
-        self.rows.push(p.request);
+        self.join(p.request, p.cache, first)?;
         let t = &self.status.timing;
         EngineTiming::add(&t.joins, 1, &t.join_ns, started.elapsed());
         Ok(())
