@@ -1,8 +1,9 @@
 //! Float32 prefill on the CPU with the products outside MLX (`mlx_lm::kernels::cpu_gemm`:
 //! the linear layers, the chunked delta rule's matmuls, the attention products) against
-//! the same model with every product in MLX. The fixture model (mlx-lm's layout, checked
-//! against mlx-lm in tests/forward.rs) is converted to float32, and the prompt is long
-//! enough (≥ 32 tokens) for every one of those paths.
+//! the same model with every product in MLX. The fixture models (mlx-lm's layout, checked
+//! against mlx-lm in tests/forward.rs; a dense one and a 4-bit one, whose weights are
+//! dequantized for the GEMM) are converted to float32, and the prompt is long enough
+//! (≥ 32 tokens) for every one of those paths.
 
 mod common;
 
@@ -41,7 +42,14 @@ fn float32_copy(variant: &str) -> std::path::PathBuf {
 
 #[test]
 fn float32_prefill_matches_mlx_products() {
-    let dir = float32_copy("mlx-bf16-tied");
+    // One after the other: the product counter is process-wide.
+    for variant in ["mlx-bf16-tied", "mlx-q4-tied"] {
+        check(variant);
+    }
+}
+
+fn check(variant: &str) {
+    let dir = float32_copy(variant);
     // 70 tokens in two pieces of 33 and 37 (each ≥ 32 rows, each leaving a chunk of the
     // delta rule part-empty); the second attends over the first one's cached positions.
     let prompt: Vec<u32> = (0..70u32).map(|i| (i * 37 + 11) % 250).collect();
@@ -69,13 +77,20 @@ fn float32_prefill_matches_mlx_products() {
     let used = products() - before;
     let before = products();
     let mlx_only = run(false);
-    assert!(used > 0, "the float32 prefill did not take the CPU GEMM");
+    assert!(
+        used > 0,
+        "{variant}: the float32 prefill did not take the CPU GEMM"
+    );
     // The only test of this binary: nothing else counts products meanwhile.
-    assert_eq!(products(), before, "cpu_gemm off still took the CPU GEMM");
+    assert_eq!(
+        products(),
+        before,
+        "{variant}: cpu_gemm off still took the CPU GEMM"
+    );
     let vocab = 256;
     assert_eq!(with_gemm.len(), 70 * vocab);
     assert_logits_close_rtol(
-        "CPU GEMM vs MLX products",
+        &format!("{variant}: CPU GEMM vs MLX products"),
         &with_gemm,
         &mlx_only,
         vocab,

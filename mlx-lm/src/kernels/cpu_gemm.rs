@@ -68,6 +68,50 @@ pub fn matmul(x: &Array, wt: &Array, threads: usize) -> Result<Option<Array>> {
     Ok(Some(flat.reshape(&shape)?))
 }
 
+/// `x · wᵀ` for float32 `x` `[.., k]` and a row-major float32 `w` `[n, k]` (a weight as
+/// stored, e.g. just dequantized): as [`matmul`], without a transposed copy of `w` (the
+/// GEMM reads it through strides). `None` when the arrays do not fit.
+pub fn matmul_nt(x: &Array, w: &Array, threads: usize) -> Result<Option<Array>> {
+    if x.ndim() == 0
+        || w.ndim() != 2
+        || x.dim(-1) != w.dim(1)
+        || x.dtype() != Dtype::Float32
+        || w.dtype() != Dtype::Float32
+    {
+        return Ok(None);
+    }
+    let (n, k) = (w.dim(0), w.dim(1));
+    let rows = x.size() as i32 / k.max(1);
+    if rows <= 0 || k <= 0 || n <= 0 {
+        return Ok(None);
+    }
+    // A traced input (compile, vmap) cannot be evaluated: leave the product to MLX.
+    if mlx_rs::eval(&[x, w]).is_err() {
+        return Ok(None);
+    }
+    let (a, b) = (dense(x)?, dense(w)?);
+    let (Ok(da), Ok(db)) = (a.as_slice::<f32>(), b.as_slice::<f32>()) else {
+        return Ok(None);
+    };
+    let (m, k, n) = (rows as usize, k as usize, n as usize);
+    let Some(mut c) = output_buffer(m * n) else {
+        return Ok(None);
+    };
+    let dims = Dims {
+        count: 1,
+        m,
+        k,
+        n,
+        b_stride: 0,
+        b_transposed: true,
+    };
+    sgemm_threads(da, db, &mut c, dims, threads);
+    PRODUCTS.fetch_add(1, Ordering::Relaxed);
+    let mut shape = x.shape().to_vec();
+    *shape.last_mut().expect("ndim > 0") = n as i32;
+    Ok(Some(Array::from_slice(&c, &shape)?))
+}
+
 /// The batched product `a · b` of float32 arrays (`[.., m, k]` · `[.., k, n]`, the same
 /// leading axes on both, or a 2-D `b` shared by every matrix of `a`), as [`matmul`] does
 /// it, on `threads` threads. `None` when the arrays do not fit (see [`matmul`]); the
@@ -105,6 +149,7 @@ pub fn batched(a: &Array, b: &Array, threads: usize) -> Result<Option<Array>> {
         k,
         n,
         b_stride: if b_shared { 0 } else { k * n },
+        b_transposed: false,
     };
     sgemm_threads(da, db, &mut c, dims, threads);
     PRODUCTS.fetch_add(1, Ordering::Relaxed);
@@ -157,6 +202,8 @@ struct Dims {
     n: usize,
     /// Elements between consecutive right-hand matrices (`k · n`, or 0 for a shared one).
     b_stride: usize,
+    /// The right-hand matrices are stored as their transposes (row-major `n×k`).
+    b_transposed: bool,
 }
 
 /// `c[i] = a[i] · b[i]` for `i < count` (row-major `m×k`, `k×n`, `m×n` matrices, packed
@@ -169,7 +216,10 @@ fn sgemm_threads(a: &[f32], b: &[f32], c: &mut [f32], d: Dims, threads: usize) {
         k,
         n,
         b_stride,
+        b_transposed,
     } = d;
+    // Element (p, j) of b[i]: at p·n + j, or at j·k + p when stored transposed.
+    let (rsb, csb) = if b_transposed { (1, k) } else { (n, 1) };
     assert!(a.len() == count * m * k && c.len() == count * m * n);
     assert!(count == 0 || b.len() >= (count - 1) * b_stride + k * n);
     if count == 0 || m == 0 || n == 0 {
@@ -193,7 +243,8 @@ fn sgemm_threads(a: &[f32], b: &[f32], c: &mut [f32], d: Dims, threads: usize) {
     let run = |share: &[(usize, usize, usize)]| {
         for &(i, lo, hi) in share {
             // SAFETY: the sizes were checked above: product i reads a[i] (m×k), columns
-            // lo..hi of b[i] (k×n, b_stride apart) and writes columns lo..hi of c[i],
+            // lo..hi of b[i] (k×n or its n×k transpose, b_stride apart) and writes
+            // columns lo..hi of c[i],
             // which no other unit touches; `c` outlives the scope.
             unsafe {
                 matrixmultiply::sgemm(
@@ -204,9 +255,9 @@ fn sgemm_threads(a: &[f32], b: &[f32], c: &mut [f32], d: Dims, threads: usize) {
                     a.as_ptr().add(i * m * k),
                     k as isize,
                     1,
-                    b.as_ptr().add(i * b_stride + lo),
-                    n as isize,
-                    1,
+                    b.as_ptr().add(i * b_stride + lo * csb),
+                    rsb as isize,
+                    csb as isize,
                     0.0,
                     c_ptr.at(i * m * n + lo),
                     n as isize,
@@ -281,6 +332,7 @@ mod tests {
                 k,
                 n,
                 b_stride: 0,
+                b_transposed: false,
             };
             sgemm_threads(&a, &b, &mut c, d, t);
             let want = naive(&a, &b, m, k, n);
@@ -314,6 +366,7 @@ mod tests {
                     k,
                     n,
                     b_stride,
+                    b_transposed: false,
                 },
                 threads,
             );
@@ -338,6 +391,29 @@ mod tests {
         assert!(output_buffer(1 << 40).is_none());
         assert!(output_buffer(usize::MAX).is_none());
         assert_eq!(output_buffer(16).map(|c| c.len()), Some(16));
+    }
+
+    #[test]
+    fn products_with_a_stored_weight_match_mlx() {
+        // x · wᵀ for w [n, k] as stored: widths that do and do not fill the blocks, 1 to 3
+        // threads, a 3-D input; against MLX's product.
+        for (shape, n, threads) in [(vec![40, 24], 33, 1), (vec![2, 37, 24], 70, 3)] {
+            let x = mlx_rs::random::normal(&shape, Dtype::Float32, 0.0, 1.0, None).unwrap();
+            let w = mlx_rs::random::normal(&[n, 24], Dtype::Float32, 0.0, 1.0, None).unwrap();
+            let got = matmul_nt(&x, &w, threads).unwrap().unwrap();
+            let want = ops::matmul(&x, &w.transpose().unwrap()).unwrap();
+            assert_eq!(got.shape(), want.shape());
+            let (g, e) = (got.to_vec::<f32>().unwrap(), want.to_vec::<f32>().unwrap());
+            for (i, (a, b)) in g.iter().zip(&e).enumerate() {
+                assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "[{i}]: {a} vs {b}");
+            }
+        }
+        let x = mlx_rs::random::normal(&[40, 24], Dtype::Float32, 0.0, 1.0, None).unwrap();
+        let w = mlx_rs::random::normal(&[8, 24], Dtype::Float32, 0.0, 1.0, None).unwrap();
+        let half = w.astype(Dtype::Bfloat16).unwrap();
+        assert!(matmul_nt(&x, &half, 2).unwrap().is_none());
+        let narrow = mlx_rs::random::normal(&[8, 20], Dtype::Float32, 0.0, 1.0, None).unwrap();
+        assert!(matmul_nt(&x, &narrow, 2).unwrap().is_none());
     }
 
     #[test]

@@ -10,6 +10,11 @@ use std::hash::{Hash, Hasher};
 mod stored;
 pub(crate) use stored::{placeholder, placeholder_embedding, placeholder_param};
 
+/// The largest weight that a CPU product dequantizes whole (its float32 copy lives for
+/// one product): larger ones (a big vocabulary's output head) stay in MLX's quantized
+/// matmul.
+const MAX_DEQUANTIZED_BYTES: usize = 512 << 20;
+
 /// Quantized weights: packed `uint32` rows with one scale and bias per group.
 #[derive(Clone)]
 pub struct Quantized {
@@ -21,11 +26,36 @@ pub struct Quantized {
     pub biases: Array,
     /// Group size and bit width.
     pub params: QuantParams,
+    /// How products of many rows run on the CPU: `Some` with the CPU GEMM on, where the
+    /// weight is dequantized for the product and multiplied by [`cpu_gemm::matmul_nt`]
+    /// (MLX's CPU quantized matmul runs a product of many rows one row at a time, on one
+    /// thread); `None`: MLX's quantized matmul.
+    pub cpu: Option<CpuProducts>,
 }
 
 impl Quantized {
     /// `x @ Wᵀ` with the packed weight.
     fn matmul_t(&self, x: &Array) -> Result<Array> {
+        if let Some(cpu) = self.cpu {
+            let rows = x.size() / x.dim(-1).max(1) as usize;
+            let dense_bytes = self.weight.dim(0) as usize * x.dim(-1).max(0) as usize * 4;
+            if rows >= cpu_gemm::MIN_ROWS
+                && dense_bytes <= MAX_DEQUANTIZED_BYTES
+                && x.dtype() == Dtype::Float32
+            {
+                let w = ops::dequantize(
+                    &self.weight,
+                    &self.scales,
+                    Some(&self.biases),
+                    None,
+                    None,
+                    self.options(),
+                )?;
+                if let Some(y) = cpu_gemm::matmul_nt(x, &w.astype(Dtype::Float32)?, cpu.threads)? {
+                    return Ok(y);
+                }
+            }
+        }
         Ok(ops::quantized_matmul(
             x,
             &self.weight,
@@ -145,6 +175,7 @@ impl Linear {
                 scales: next()?,
                 biases: next()?,
                 params: q.params,
+                cpu: q.cpu,
             }),
             Linear::Adapted { base, update } => Linear::Adapted {
                 base: Box::new(base.with_weights(weights)?),
@@ -187,7 +218,9 @@ impl Linear {
     /// for many (prefill) alike (measured on this project's 2-core EPYC: 1024×3584, one
     /// row 3.0 ms against 1.2 ms; 511 rows 1.52 s against 0.66 s of CPU). bfloat16 goes the
     /// other way, and GPUs take either, so everything else is kept as stored. The new
-    /// weight is evaluated here (the stored one is then no longer needed).
+    /// weight is evaluated here (the stored one is then no longer needed). A quantized
+    /// weight stays packed and takes the CPU GEMM for products of many rows
+    /// ([`Quantized::cpu`]) when `cpu.gemm` is on.
     pub fn for_device(self, cpu: Option<CpuProducts>) -> Result<Linear> {
         match (self, cpu) {
             (Linear::Dense { wt, .. }, Some(cpu)) if wt.dtype() == Dtype::Float32 => {
@@ -195,6 +228,10 @@ impl Linear {
                 wt.eval()?;
                 Ok(Linear::DenseT { wt, cpu })
             }
+            (Linear::Quantized(q), Some(cpu)) if cpu.gemm => Ok(Linear::Quantized(Quantized {
+                cpu: Some(cpu),
+                ..q
+            })),
             (Linear::Adapted { base, update }, cpu) => Ok(Linear::Adapted {
                 base: Box::new(base.for_device(cpu)?),
                 update,
@@ -262,6 +299,7 @@ impl Linear {
                     scales: cat(|q| &q.scales)?,
                     biases: cat(|q| &q.biases)?,
                     params: first.params,
+                    cpu: first.cpu,
                 };
                 mlx_rs::eval(&[&q.weight, &q.scales, &q.biases])?;
                 Linear::Quantized(q)
@@ -515,6 +553,47 @@ mod tests {
         threads: THREADS,
     };
 
+    #[test]
+    fn quantized_products_of_many_rows_take_the_cpu_gemm_with_the_same_values() {
+        let cpu = mlx_rs::Device::cpu();
+        mlx_rs::with_device(&cpu, || {
+            let w = normal(&[96, 64], 21);
+            let opts = ops::QuantizeOptions {
+                group_size: Some(32),
+                bits: Some(4),
+                mode: ops::QuantizationMode::Affine,
+            };
+            let q = ops::quantize(&w, None, opts).unwrap();
+            let quantized = Quantized {
+                weight: q.w,
+                scales: q.scales,
+                biases: q.biases.unwrap(),
+                params: QuantParams {
+                    group_size: 32,
+                    bits: 4,
+                },
+                cpu: None,
+            };
+            let mlx = Linear::Quantized(quantized);
+            let on_cpu = mlx.clone().for_device(Some(CPU)).unwrap();
+            assert!(matches!(&on_cpu, Linear::Quantized(q) if q.cpu == Some(CPU)));
+            // 40 rows, 2-D and 3-D: the GEMM (the counter is process-wide, so other tests
+            // may move it too), the values of MLX's quantized matmul.
+            for shape in [vec![40, 64], vec![2, 20, 64]] {
+                let x = normal(&shape, 22);
+                let before = cpu_gemm::products();
+                let got = on_cpu.forward(&x).unwrap();
+                assert!(cpu_gemm::products() > before, "{shape:?}");
+                close(&got, &mlx.forward(&x).unwrap(), &format!("4-bit {shape:?}"));
+            }
+            // 3 rows stay in MLX's quantized matmul: the very same values.
+            let x = normal(&[3, 64], 23);
+            let (got, want) = (on_cpu.forward(&x).unwrap(), mlx.forward(&x).unwrap());
+            assert_eq!(got.to_vec::<f32>().unwrap(), want.to_vec::<f32>().unwrap());
+        })
+        .unwrap();
+    }
+
     fn close(got: &Array, want: &Array, what: &str) {
         assert_eq!(got.shape(), want.shape(), "{what}");
         let (g, e) = (got.to_vec::<f32>().unwrap(), want.to_vec::<f32>().unwrap());
@@ -626,6 +705,7 @@ mod tests {
                         group_size: 32,
                         bits: 4,
                     },
+                    cpu: None,
                 })
             };
             let parts: Vec<Linear> = ws.iter().map(quant).collect();

@@ -63,6 +63,7 @@ impl Quantized {
             scales: scales.value().clone(),
             biases: biases.value().clone(),
             params: QuantParams { group_size, bits },
+            cpu: None,
         })
     }
 }
