@@ -406,17 +406,27 @@ impl<'m> Engine<'m> {
     }
 
     /// Adds a request to the batch: its cache as a new row, `next` (`[1]`) its next input.
+    /// If the batch cannot take it, that request fails and the batch goes on as it was.
     fn join(&mut self, request: Request, cache: Cache, next: Array) -> Result<()> {
-        let next_ids = match &self.next_ids {
-            Some(ids) => ops::concatenate_axis(&[ids, &next], 0)?,
-            None => next,
+        let joined = || -> Result<(Cache, Array)> {
+            let ids = match &self.next_ids {
+                Some(ids) => ops::concatenate_axis(&[ids, &next], 0)?,
+                None => next,
+            };
+            let cache = match &self.cache {
+                Some(batch) => Cache::merge(&[batch.clone(), cache])?,
+                None => cache,
+            };
+            Ok((cache, ids))
         };
-        self.cache = Some(match self.cache.take() {
-            Some(batch) => Cache::merge(&[batch, cache])?,
-            None => cache,
-        });
-        self.next_ids = Some(next_ids);
-        self.rows.push(request);
+        match joined() {
+            Ok((cache, ids)) => {
+                self.cache = Some(cache);
+                self.next_ids = Some(ids);
+                self.rows.push(request);
+            }
+            Err(e) => request.send(Event::Failed(e.to_string())),
+        }
         Ok(())
     }
 
