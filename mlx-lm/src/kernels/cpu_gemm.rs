@@ -85,31 +85,40 @@ pub fn matmul_nt(x: &Array, w: &Array, threads: usize) -> Result<Option<Array>> 
     if rows <= 0 || k <= 0 || n <= 0 {
         return Ok(None);
     }
-    // A traced input (compile, vmap) cannot be evaluated: leave the product to MLX.
-    if mlx_rs::eval(&[x, w]).is_err() {
-        return Ok(None);
-    }
-    let (a, b) = (dense(x)?, dense(w)?);
-    let (Ok(da), Ok(db)) = (a.as_slice::<f32>(), b.as_slice::<f32>()) else {
-        return Ok(None);
-    };
-    let (m, k, n) = (rows as usize, k as usize, n as usize);
-    let Some(mut c) = output_buffer(m * n) else {
-        return Ok(None);
-    };
     let dims = Dims {
         count: 1,
-        m,
-        k,
-        n,
+        m: rows as usize,
+        k: k as usize,
+        n: n as usize,
         b_stride: 0,
         b_transposed: true,
     };
-    sgemm_threads(da, db, &mut c, dims, threads);
-    PRODUCTS.fetch_add(1, Ordering::Relaxed);
     let mut shape = x.shape().to_vec();
-    *shape.last_mut().expect("ndim > 0") = n as i32;
-    Ok(Some(Array::from_slice(&c, &shape)?))
+    *shape.last_mut().expect("ndim > 0") = n;
+    multiply(x, w, dims, &shape, threads)
+}
+
+/// Evaluates `a` and `b`, multiplies them as `d` says on `threads` threads and returns the
+/// product as a new array of `shape`; `None` when an input cannot be evaluated here (a
+/// traced one, inside compile or vmap), is not float32 data, or the output would not fit.
+fn multiply(a: &Array, b: &Array, d: Dims, shape: &[i32], threads: usize) -> Result<Option<Array>> {
+    // A traced input (compile, vmap) cannot be evaluated: leave the product to MLX.
+    if mlx_rs::eval(&[a, b]).is_err() {
+        return Ok(None);
+    }
+    let (a, b) = (dense(a)?, dense(b)?);
+    let (Ok(da), Ok(db)) = (a.as_slice::<f32>(), b.as_slice::<f32>()) else {
+        return Ok(None);
+    };
+    if da.len() != d.count * d.m * d.k {
+        return Ok(None);
+    }
+    let Some(mut c) = output_buffer(d.count * d.m * d.n) else {
+        return Ok(None);
+    };
+    sgemm_threads(da, db, &mut c, d, threads);
+    PRODUCTS.fetch_add(1, Ordering::Relaxed);
+    Ok(Some(Array::from_slice(&c, shape)?))
 }
 
 /// The batched product `a · b` of float32 arrays (`[.., m, k]` · `[.., k, n]`, the same
@@ -130,19 +139,8 @@ pub fn batched(a: &Array, b: &Array, threads: usize) -> Result<Option<Array>> {
     if m <= 0 || k <= 0 || n <= 0 {
         return Ok(None);
     }
-    // A traced input (compile, vmap) cannot be evaluated: leave the product to MLX.
-    if mlx_rs::eval(&[a, b]).is_err() {
-        return Ok(None);
-    }
-    let (a, b) = (dense(a)?, dense(b)?);
-    let (Ok(da), Ok(db)) = (a.as_slice::<f32>(), b.as_slice::<f32>()) else {
-        return Ok(None);
-    };
     let (m, k, n) = (m as usize, k as usize, n as usize);
-    let count = da.len() / (m * k);
-    let Some(mut c) = output_buffer(count * m * n) else {
-        return Ok(None);
-    };
+    let count = batch.iter().map(|&x| x as usize).product::<usize>();
     let dims = Dims {
         count,
         m,
@@ -151,11 +149,9 @@ pub fn batched(a: &Array, b: &Array, threads: usize) -> Result<Option<Array>> {
         b_stride: if b_shared { 0 } else { k * n },
         b_transposed: false,
     };
-    sgemm_threads(da, db, &mut c, dims, threads);
-    PRODUCTS.fetch_add(1, Ordering::Relaxed);
     let mut shape = batch.to_vec();
     shape.extend([m as i32, n as i32]);
-    Ok(Some(Array::from_slice(&c, &shape)?))
+    multiply(a, b, dims, &shape, threads)
 }
 
 /// `x` (evaluated) with row-major data: itself when it already is, else a dense copy.

@@ -557,24 +557,7 @@ mod tests {
     fn quantized_products_of_many_rows_take_the_cpu_gemm_with_the_same_values() {
         let cpu = mlx_rs::Device::cpu();
         mlx_rs::with_device(&cpu, || {
-            let w = normal(&[96, 64], 21);
-            let opts = ops::QuantizeOptions {
-                group_size: Some(32),
-                bits: Some(4),
-                mode: ops::QuantizationMode::Affine,
-            };
-            let q = ops::quantize(&w, None, opts).unwrap();
-            let quantized = Quantized {
-                weight: q.w,
-                scales: q.scales,
-                biases: q.biases.unwrap(),
-                params: QuantParams {
-                    group_size: 32,
-                    bits: 4,
-                },
-                cpu: None,
-            };
-            let mlx = Linear::Quantized(quantized);
+            let mlx = quantized_4bit(&normal(&[96, 64], 21));
             let on_cpu = mlx.clone().for_device(Some(CPU)).unwrap();
             assert!(matches!(&on_cpu, Linear::Quantized(q) if q.cpu == Some(CPU)));
             // 40 rows, 2-D and 3-D: the GEMM (the counter is process-wide, so other tests
@@ -592,6 +575,26 @@ mod tests {
             assert_eq!(got.to_vec::<f32>().unwrap(), want.to_vec::<f32>().unwrap());
         })
         .unwrap();
+    }
+
+    /// `w` quantized to 4 bits in groups of 32, as MLX's quantized matmul takes it.
+    fn quantized_4bit(w: &Array) -> Linear {
+        let opts = ops::QuantizeOptions {
+            group_size: Some(32),
+            bits: Some(4),
+            mode: ops::QuantizationMode::Affine,
+        };
+        let q = ops::quantize(w, None, opts).unwrap();
+        Linear::Quantized(Quantized {
+            weight: q.w,
+            scales: q.scales,
+            biases: q.biases.unwrap(),
+            params: QuantParams {
+                group_size: 32,
+                bits: 4,
+            },
+            cpu: None,
+        })
     }
 
     fn close(got: &Array, want: &Array, what: &str) {
@@ -690,24 +693,7 @@ mod tests {
                 }
             }
             // Quantized parts of one quantization join; with a dense part they do not.
-            let quant = |w: &Array| {
-                let opts = ops::QuantizeOptions {
-                    group_size: Some(32),
-                    bits: Some(4),
-                    mode: ops::QuantizationMode::Affine,
-                };
-                let q = ops::quantize(w, None, opts).unwrap();
-                Linear::Quantized(Quantized {
-                    weight: q.w,
-                    scales: q.scales,
-                    biases: q.biases.unwrap(),
-                    params: QuantParams {
-                        group_size: 32,
-                        bits: 4,
-                    },
-                    cpu: None,
-                })
-            };
+            let quant = quantized_4bit;
             let parts: Vec<Linear> = ws.iter().map(quant).collect();
             let proj = Projections::new(parts.clone(), Some(CPU)).unwrap();
             assert!(proj.joined.is_some());
