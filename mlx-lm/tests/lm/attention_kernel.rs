@@ -5,9 +5,9 @@
 //! need a CUDA GPU, so they are ignored by default; on the GPU machine:
 //! `lm-<hash> --ignored attention_kernel`.
 
-use crate::common::{gpu, kernel_rtol};
+use crate::common::{gpu, kernel_rtol, normal};
 use mlx_lm::kernels::attention::{attend, fits, qk_prep, AttnHeads};
-use mlx_rs::{fast, ops, random, Array, Dtype};
+use mlx_rs::{fast, ops, Array, Dtype};
 
 fn close(what: &str, got: &Array, want: &Array) {
     assert_eq!(got.shape(), want.shape(), "{what}: shape");
@@ -26,14 +26,6 @@ fn close(what: &str, got: &Array, want: &Array) {
             tol * scale
         );
     }
-}
-
-fn normal(shape: &[i32], seed: u64, dtype: Dtype) -> Array {
-    let key = random::key(seed).unwrap();
-    random::normal(shape, Dtype::Float32, 0.0, 1.0, Some(&key))
-        .unwrap()
-        .astype(dtype)
-        .unwrap()
 }
 
 const HEADS: AttnHeads = AttnHeads {

@@ -10,6 +10,15 @@ pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
+/// Standard normal values of `shape` drawn with `seed`, in `dtype` (drawn in float32).
+pub fn normal(shape: &[i32], seed: u64, dtype: mlx_rs::Dtype) -> mlx_rs::Array {
+    let key = mlx_rs::random::key(seed).unwrap();
+    mlx_rs::random::normal(shape, mlx_rs::Dtype::Float32, 0.0, 1.0, Some(&key))
+        .unwrap()
+        .astype(dtype)
+        .unwrap()
+}
+
 /// Runs `f` with this thread's default CPU stream as the current stream.
 pub fn cpu<T>(f: impl FnOnce() -> T) -> T {
     mlx_rs::with_device(&mlx_rs::Device::cpu(), f).unwrap()

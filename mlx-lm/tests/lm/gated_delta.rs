@@ -12,7 +12,7 @@
 //! Whole models with the fused decode are compared with the plain ops in qwen3_5's
 //! `tests/fused.rs`.
 
-use crate::common::{cpu, gpu};
+use crate::common::{cpu, gpu, normal};
 use mlx_lm::kernels::compiled;
 use mlx_lm::kernels::gated_delta::compiled::delta_decode_inputs;
 use mlx_lm::kernels::gated_delta::kernel::{delta_decode_kernel, gated_delta_kernel};
@@ -525,18 +525,7 @@ fn bad_step_shapes_are_errors() {
 fn compiled_chains_match_plain_ops() {
     cpu(|| {
         for dtype in [Dtype::Float32, Dtype::Bfloat16] {
-            let r = |seed: u64, shape: &[i32]| {
-                random::normal(
-                    shape,
-                    Dtype::Float32,
-                    0.0,
-                    1.0,
-                    Some(&random::key(seed).unwrap()),
-                )
-                .unwrap()
-                .astype(dtype)
-                .unwrap()
-            };
+            let r = |seed: u64, shape: &[i32]| normal(shape, seed, dtype);
             let (x, y, w) = (r(1, &[2, 1, 64]), r(2, &[2, 1, 64]), r(3, &[64]));
             let exact = |what: &str, a: &Array, b: &Array| {
                 assert_eq!(a.dtype(), b.dtype(), "{what}: dtype");
@@ -583,16 +572,8 @@ fn causal_conv_matches_mlx_grouped_conv() {
             (Dtype::Bfloat16, 1.0 / 128.0),
         ] {
             for (b, s, c, taps) in [(1, 1, 48, 4), (2, 17, 48, 4), (1, 70, 96, 3)] {
-                let key = random::key(11 + s as u64).unwrap();
-                let x = random::normal(&[b, taps - 1 + s, c], Dtype::Float32, 0.0, 1.0, Some(&key))
-                    .unwrap()
-                    .astype(dtype)
-                    .unwrap();
-                let key = random::key(12).unwrap();
-                let w = random::normal(&[c, taps, 1], Dtype::Float32, 0.0, 1.0, Some(&key))
-                    .unwrap()
-                    .astype(dtype)
-                    .unwrap();
+                let x = normal(&[b, taps - 1 + s, c], 11 + s as u64, dtype);
+                let w = normal(&[c, taps, 1], 12, dtype);
                 let opts = mlx_rs::ops::ConvOptions {
                     groups: c,
                     ..Default::default()

@@ -4,13 +4,14 @@
 //! a plain host-side loop as an independent check of both forms; the dispatch of
 //! `gated_delta_update` on its options; and bad inputs.
 
+use crate::common::normal;
 use mlx_lm::kernels::cpu_gemm::CpuProducts;
 use mlx_lm::kernels::gated_delta::chunked::gated_delta_chunked;
 use mlx_lm::kernels::gated_delta::ops::{decay, gated_delta_sequential};
 use mlx_lm::kernels::gated_delta::{
     gated_delta_update, GatedDeltaOptions, Prefill, StepPath, DEFAULT_CHUNK,
 };
-use mlx_rs::{ops, random, Array, Dtype};
+use mlx_rs::{ops, Array, Dtype};
 
 /// float32 inputs: |chunked − sequential| ≤ F32_TOL · max |sequential| (per output or
 /// state). Both forms compute in float32; they differ only in the order of the sums
@@ -63,17 +64,6 @@ struct Inputs {
     state: Array,
 }
 
-fn normal(shape: &[i32], seed: u64) -> Array {
-    random::normal(
-        shape,
-        Dtype::Float32,
-        0.0,
-        1.0,
-        Some(&random::key(seed).unwrap()),
-    )
-    .unwrap()
-}
-
 fn l2_normalize(x: &Array) -> Array {
     let norm = ops::sqrt(&ops::sum_axis(&x.square().unwrap(), -1, true).unwrap()).unwrap();
     x.divide(&norm).unwrap()
@@ -91,22 +81,22 @@ fn inputs(
     with_state: bool,
     seed: u64,
 ) -> Inputs {
-    let q = l2_normalize(&normal(&[b, t, hk, dk], seed))
+    let q = l2_normalize(&normal(&[b, t, hk, dk], seed, Dtype::Float32))
         .multiply(&Array::scalar((dk as f32).powf(-0.5)))
         .unwrap();
-    let k = l2_normalize(&normal(&[b, t, hk, dk], seed + 1));
-    let v = normal(&[b, t, hv, dv], seed + 2);
+    let k = l2_normalize(&normal(&[b, t, hk, dk], seed + 1, Dtype::Float32));
+    let v = normal(&[b, t, hv, dv], seed + 2, Dtype::Float32);
     // Rates spread over heads: exp(-7) … exp(2).
     let rates: Vec<f32> = (0..hv)
         .map(|h| (-7.0 + 9.0 * h as f32 / (hv.max(2) - 1) as f32).exp())
         .collect();
     let rate = Array::from_slice(&rates, &[hv]).unwrap();
-    let x = normal(&[b, t, hv], seed + 3);
+    let x = normal(&[b, t, hv], seed + 3, Dtype::Float32);
     let softplus = ops::logaddexp(&x, &Array::scalar(0f32)).unwrap();
     let log_g = rate.multiply(&softplus).unwrap().negative().unwrap();
-    let beta = ops::sigmoid(&normal(&[b, t, hv], seed + 4)).unwrap();
+    let beta = ops::sigmoid(&normal(&[b, t, hv], seed + 4, Dtype::Float32)).unwrap();
     let state = if with_state {
-        normal(&[b, hv, dv, dk], seed + 5)
+        normal(&[b, hv, dv, dk], seed + 5, Dtype::Float32)
             .multiply(&Array::scalar(0.5f32))
             .unwrap()
     } else {
@@ -280,19 +270,19 @@ fn repeated_keys_stay_stable() {
     // stay accurate.
     cpu(|| {
         let (t, h, d) = (130, 2, 32);
-        let key = l2_normalize(&normal(&[1, 1, h, d], 500));
+        let key = l2_normalize(&normal(&[1, 1, h, d], 500, Dtype::Float32));
         let k = ops::broadcast_to(&key, &[1, t, h, d]).unwrap();
         let k = ops::contiguous(&k, false).unwrap();
-        let q = l2_normalize(&normal(&[1, t, h, d], 501))
+        let q = l2_normalize(&normal(&[1, t, h, d], 501, Dtype::Float32))
             .multiply(&Array::scalar((d as f32).powf(-0.5)))
             .unwrap();
         let x = Inputs {
             q,
             k,
-            v: normal(&[1, t, h, d], 502),
+            v: normal(&[1, t, h, d], 502, Dtype::Float32),
             log_g: ops::full(&[1, t, h], &Array::scalar(-1e-3f32), Dtype::Float32).unwrap(),
             beta: ops::full(&[1, t, h], &Array::scalar(0.999f32), Dtype::Float32).unwrap(),
-            state: normal(&[1, h, d, d], 503),
+            state: normal(&[1, h, d, d], 503, Dtype::Float32),
         };
         check("repeated key", &x, DEFAULT_CHUNK, 0.0);
     })
@@ -367,8 +357,8 @@ fn update_dispatches_on_its_options() {
     cpu(|| {
         let x = inputs(1, 80, 2, 2, 16, 16, Dtype::Float32, true, 800);
         // Raw gate inputs: a (before softplus), b (before sigmoid), A_log, dt_bias.
-        let a = normal(&[1, 80, 2], 801);
-        let b = normal(&[1, 80, 2], 802);
+        let a = normal(&[1, 80, 2], 801, Dtype::Float32);
+        let b = normal(&[1, 80, 2], 802, Dtype::Float32);
         let a_log = Array::from_slice(&[-1.0f32, 0.5], &[2]).unwrap();
         let dt_bias = Array::from_slice(&[0.25f32, -0.5], &[2]).unwrap();
         let g = decay(&a_log, &a, &dt_bias).unwrap();
