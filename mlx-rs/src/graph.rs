@@ -3,8 +3,8 @@
 //! [`print_graph`] lists the graph behind `outputs` as text (its inputs, its outputs, then
 //! one line per primitive in the order MLX would run them, with shapes and dtypes), and
 //! [`to_dot`] writes it for Graphviz; [`count_primitives`] counts its ops and
-//! [`count_primitives_by_kind`] counts them by kind. Counting the
-//! lines of a decode step's listing is how the Qwen example found which ops to fuse.
+//! [`count_primitives_by_kind`] counts them by kind. Counting the lines of a decode step's
+//! listing is how the Qwen example found which ops to fuse.
 //!
 //! ```
 //! use mlx_rs::{graph, Array};
@@ -49,12 +49,14 @@ pub fn to_dot<A: AsRef<Array>>(outputs: &[A], names: &[(&Array, &str)]) -> Resul
 /// chains a compiled function fused count as one (`Compiled`); its other ops count each.
 /// What a decode step costs the host grows with this number.
 pub fn count_primitives<A: AsRef<Array>>(outputs: &[A]) -> Result<usize> {
-    let text = print_graph(outputs, &[])?;
-    Ok(text
-        .lines()
+    Ok(primitive_lines(&print_graph(outputs, &[])?).count())
+}
+
+/// The lines of a [`print_graph`] listing that name a primitive (one per op).
+fn primitive_lines(text: &str) -> impl Iterator<Item = &str> {
+    text.lines()
         .skip_while(|l| l.starts_with("Inputs:") || l.starts_with("Outputs:"))
         .filter(|l| !l.trim().is_empty())
-        .count())
 }
 
 /// The primitives evaluating `outputs` would run, counted by kind (MLX's primitive names,
@@ -65,10 +67,7 @@ pub fn count_primitives<A: AsRef<Array>>(outputs: &[A]) -> Result<usize> {
 pub fn count_primitives_by_kind<A: AsRef<Array>>(outputs: &[A]) -> Result<Vec<(String, usize)>> {
     let text = print_graph(outputs, &[])?;
     let mut counts = std::collections::BTreeMap::<String, usize>::new();
-    for line in text
-        .lines()
-        .skip_while(|l| l.starts_with("Inputs:") || l.starts_with("Outputs:"))
-    {
+    for line in primitive_lines(&text) {
         if let Some(kind) = line.split_whitespace().next() {
             let kind = if kind.starts_with("Compiled") {
                 "Compiled"

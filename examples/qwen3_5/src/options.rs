@@ -79,8 +79,8 @@ pub const KERNEL_PREFILL_MAX: i32 = 2048;
 /// 1,216 / 1,836 tokens/s at 1 / 4 / 16 / 32 clients (requests of ~80 prompt tokens, in
 /// chunks below 256; the decode steps, whose code is the same, took 2.79 against 3.63 ms
 /// at 1 client in that call, so part of the gap is the machine's variance); but a
-/// 512-token prompt unpaced peaked at 4.64 against 3.95 GB and
-/// prefilled at 16.2k against 18.9k tokens/s, so prompts from 257 tokens on stay paced.
+/// 512-token prompt unpaced peaked at 4.64 against 3.95 GB and prefilled at 16.2k against
+/// 18.9k tokens/s, so prompts from 257 tokens on stay paced.
 pub const PACE_ABOVE_TOKENS: i32 = 256;
 
 impl ModelOptions {
@@ -156,11 +156,11 @@ pub struct Plan {
     /// Short prompts on the GPU step kernel ([`ModelOptions::kernel_prefill_max`]).
     pub short_prefill: Option<ShortPrefill>,
     /// A prefill of more than [`PACE_ABOVE_TOKENS`] tokens hands each layer to MLX as it
-    /// is built and waits for the layer before (`Model`'s `prefill`): on CUDA. There MLX keeps every buffer an encoded kernel
-    /// reads until the GPU has run it, and a prefill whose GPU work outlasts the host's
-    /// building (the step kernel over a prompt) otherwise holds the activations of every
-    /// layer at once: an H200, the 2B in bf16, a 2,048-token prompt peaked at 9.54 GB
-    /// against 5.2 GB on the chunked form.
+    /// is built and waits for the layer before (`Model`'s `prefill`): on CUDA. There MLX
+    /// keeps every buffer an encoded kernel reads until the GPU has run it, and a prefill
+    /// whose GPU work outlasts the host's building (the step kernel over a prompt)
+    /// otherwise holds the activations of every layer at once: an H200, the 2B in bf16, a
+    /// 2,048-token prompt peaked at 9.54 GB against 5.2 GB on the chunked form.
     pub paced_prefill: bool,
 }
 

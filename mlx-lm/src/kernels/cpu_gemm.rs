@@ -240,8 +240,7 @@ fn sgemm_threads(a: &[f32], b: &[f32], c: &mut [f32], d: Dims, threads: usize) {
         for &(i, lo, hi) in share {
             // SAFETY: the sizes were checked above: product i reads a[i] (m×k), columns
             // lo..hi of b[i] (k×n or its n×k transpose, b_stride apart) and writes
-            // columns lo..hi of c[i],
-            // which no other unit touches; `c` outlives the scope.
+            // columns lo..hi of c[i], which no other unit touches; `c` outlives the scope.
             unsafe {
                 matrixmultiply::sgemm(
                     m,

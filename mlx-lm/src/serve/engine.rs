@@ -45,6 +45,7 @@ use super::protocol::{EngineHandle, EngineStatus, EngineTiming, Event, Submissio
 use super::request::{cut_vocab, deliver, lost, sample_one, save_finished, Draw, Request, Step};
 use crate::cache::Cache;
 use crate::error::{panic_message, Error, Result};
+use crate::generate::GenerateOptions;
 use crate::model::LanguageModel;
 
 /// How the engine batches and caches.
@@ -171,21 +172,18 @@ where
     "the engine has shut down".into()
 }
 
-/// Eight prompt tokens and two greedy decode steps through `model`, results dropped (see
-/// [`EngineOptions::warm_up`]).
-fn warm_up<M: LanguageModel>(model: &M) -> Result<()> {
-    let mut cache = model.new_cache();
+/// Two greedy tokens after an eight-token prompt through `model`, dropped (see
+/// [`EngineOptions::warm_up`]): [`crate::generate`] without its submit thread, which the
+/// engine does not use either.
+fn warm_up(model: &dyn LanguageModel) -> Result<()> {
     let prompt: Vec<u32> = (0..8).collect();
-    model.prefill(&Array::from_slice(&prompt, &[1, 8])?, &mut cache)?;
-    let mut token = Array::from_slice(&[8u32], &[1, 1])?;
-    for _ in 0..2 {
-        let logits = model.forward_last(&token, &mut cache)?;
-        token = ops::argmax_axis(&logits, -1, false)?
-            .astype(Dtype::Uint32)?
-            .reshape(&[1, 1])?;
-        let mut arrays = vec![&token];
-        arrays.extend(cache.arrays());
-        mlx_rs::eval(&arrays)?;
+    let options = GenerateOptions {
+        max_tokens: 2,
+        submit_thread: Some(false),
+        ..GenerateOptions::default()
+    };
+    for token in crate::generate(model, &prompt, options)? {
+        token?;
     }
     Ok(())
 }
@@ -399,7 +397,7 @@ impl<'m> Engine<'m> {
         // feeds it and samples the first token, as for every other row.
         p.request.fed = p.request.prompt_len - 1;
         let next = Array::from_slice(&[p.request.next_input()], &[1])?;
-        self.join(p.request, p.cache, next)?;
+        self.join(p.request, p.cache, next);
         let t = &self.status.timing;
         EngineTiming::add(&t.joins, 1, &t.join_ns, started.elapsed());
         Ok(())
@@ -407,7 +405,7 @@ impl<'m> Engine<'m> {
 
     /// Adds a request to the batch: its cache as a new row, `next` (`[1]`) its next input.
     /// If the batch cannot take it, that request fails and the batch goes on as it was.
-    fn join(&mut self, request: Request, cache: Cache, next: Array) -> Result<()> {
+    fn join(&mut self, request: Request, cache: Cache, next: Array) {
         let joined = || -> Result<(Cache, Array)> {
             let ids = match &self.next_ids {
                 Some(ids) => ops::concatenate_axis(&[ids, &next], 0)?,
@@ -427,7 +425,6 @@ impl<'m> Engine<'m> {
             }
             Err(e) => request.send(Event::Failed(e.to_string())),
         }
-        Ok(())
     }
 
     /// Runs a one-token prompt alone (a batch can only take a row with a state), sends its
@@ -448,7 +445,7 @@ impl<'m> Engine<'m> {
             }
             return Ok(());
         }
-        self.join(p.request, p.cache, first)?;
+        self.join(p.request, p.cache, first);
         let t = &self.status.timing;
         EngineTiming::add(&t.joins, 1, &t.join_ns, started.elapsed());
         Ok(())

@@ -61,18 +61,16 @@ pub fn causal_conv(input: &Array, weight: &Array) -> Result<Array> {
         )));
     }
     let w = weight.reshape(&[c, taps])?.astype(Dtype::Float32)?;
-    let mut out: Option<Array> = None;
-    for j in 0..taps {
+    // Tap j times the inputs it meets: positions j .. j + S.
+    let term = |j: i32| -> Result<Array> {
         let x = ops::slice(input, &[0, j, 0], &[b, j + s, c], &[1, 1, 1])?;
         let wj = ops::slice(&w, &[0, j], &[c, j + 1], &[1, 1])?.reshape(&[c])?;
-        let term = x.astype(Dtype::Float32)?.multiply(&wj)?;
-        out = Some(match out {
-            Some(acc) => acc.add(&term)?,
-            None => term,
-        });
+        Ok(x.astype(Dtype::Float32)?.multiply(&wj)?)
+    };
+    let mut out = term(0)?;
+    for j in 1..taps {
+        out = out.add(&term(j)?)?;
     }
-    let out =
-        out.ok_or_else(|| crate::error::Error::InvalidArgument("causal conv: no taps".into()))?;
     Ok(out.astype(input.dtype())?)
 }
 
