@@ -21,5 +21,6 @@ mod gated_delta;
 mod gated_delta_chunked;
 mod lora;
 mod sampling;
+mod small_batch;
 mod tiny_tokenizer;
 mod tokenizer;
