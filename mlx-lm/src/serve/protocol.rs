@@ -114,7 +114,8 @@ pub struct EngineStatus {
 pub struct EngineTiming {
     /// Prompt chunks run (newcomers' prefill).
     pub prefill_chunks: AtomicU64,
-    /// Nanoseconds in them.
+    /// Nanoseconds the engine spent on them: building each chunk and waiting for the chunk
+    /// before it (a chunk runs on the device while the engine goes on).
     pub prefill_ns: AtomicU64,
     /// Newcomers taken into the batch.
     pub joins: AtomicU64,
