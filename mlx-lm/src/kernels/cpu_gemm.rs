@@ -276,14 +276,14 @@ fn sgemm_threads(a: &[f32], b: &[f32], c: &mut [f32], d: Dims, threads: usize) {
 
 /// A raw output pointer handed to the worker threads (each writes its own columns).
 #[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
+pub(super) struct SendPtr(pub(super) *mut f32);
 
 // SAFETY: the threads write disjoint columns of one buffer that outlives them.
 unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}
 
 impl SendPtr {
-    fn at(self, offset: usize) -> *mut f32 {
+    pub(super) fn at(self, offset: usize) -> *mut f32 {
         // SAFETY (for callers): offset < the buffer's length.
         unsafe { self.0.add(offset) }
     }

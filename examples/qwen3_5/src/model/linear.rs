@@ -4,6 +4,7 @@ use crate::config::QuantParams;
 use crate::error::{Error, Result};
 use crate::options::Products;
 use mlx_lm::kernels::cpu_gemm::{self, CpuProducts};
+use mlx_lm::kernels::cpu_quantized;
 use mlx_lm::kernels::small_batch;
 use mlx_lm::tuner::{AdaptableLinear, LowRank};
 use mlx_rs::{ops, Array, Dtype};
@@ -34,10 +35,10 @@ pub struct Quantized {
     pub biases: Array,
     /// Group size and bit width.
     pub params: QuantParams,
-    /// How products of many rows run on the CPU: `Some` with the CPU GEMM on, where the
-    /// weight is dequantized for the product and multiplied by [`cpu_gemm::matmul_nt`]
-    /// (MLX's CPU quantized matmul runs a product of many rows one row at a time, on one
-    /// thread); `None`: MLX's quantized matmul.
+    /// How products run on the CPU: `Some` with the CPU GEMM on, where a product of many
+    /// rows dequantizes the weight and multiplies by [`cpu_gemm::matmul_nt`], and one of a
+    /// few rows goes to [`cpu_quantized`] (MLX's CPU quantized matmul runs one row at a
+    /// time, on one thread); `None`: MLX's quantized matmul.
     pub cpu: Option<CpuProducts>,
 }
 
@@ -60,6 +61,13 @@ impl Quantized {
                     self.options(),
                 )?;
                 if let Some(y) = cpu_gemm::matmul_nt(x, &w.astype(Dtype::Float32)?, cpu.threads)? {
+                    return Ok(y);
+                }
+            }
+            if rows <= cpu_quantized::MAX_ROWS {
+                let (bits, group) = (self.params.bits, self.params.group_size);
+                let (w, s, b) = (&self.weight, &self.scales, &self.biases);
+                if let Some(y) = cpu_quantized::matmul(x, w, s, b, bits, group, cpu.threads)? {
                     return Ok(y);
                 }
             }
