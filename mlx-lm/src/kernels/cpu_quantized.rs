@@ -60,7 +60,10 @@ pub fn matmul(
     if rows == 0 || rows > MAX_ROWS {
         return Ok(None);
     }
-    let (s32, b32) = (scales.astype(Dtype::Float32)?, biases.astype(Dtype::Float32)?);
+    let (s32, b32) = (
+        scales.astype(Dtype::Float32)?,
+        biases.astype(Dtype::Float32)?,
+    );
     // A traced input (compile, vmap) cannot be evaluated: leave the product to MLX.
     if mlx_rs::eval(&[x, weight, &s32, &b32]).is_err() {
         return Ok(None);
@@ -108,31 +111,22 @@ impl Quantized<'_> {
     /// weight rows spread over `threads` threads.
     fn multiply(&self, x: &[f32], rows: usize, out: &mut [f32], threads: usize) {
         assert!(x.len() == rows * self.k && out.len() == rows * self.n);
-        let groups = self.k / self.group;
         // Σ x over each group of each row: the biases' share.
         let sums: Vec<f32> = x.chunks(self.group).map(|c| c.iter().sum()).collect();
         let threads = threads.clamp(1, self.n.div_ceil(64).max(1));
         let per = self.n.div_ceil(threads);
         let out_ptr = SendPtr(out.as_mut_ptr());
+        #[cfg(target_arch = "x86_64")]
+        let avx2 = std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma");
         let run = |lo: usize, hi: usize| {
-            let mut unpacked = vec![0f32; self.group];
-            let mut acc = vec![0f32; rows];
-            for j in lo..hi {
-                acc.iter_mut().for_each(|a| *a = 0.0);
-                for g in 0..groups {
-                    self.unpack(j, g, &mut unpacked);
-                    let (s, b) = (self.scales[j * groups + g], self.biases[j * groups + g]);
-                    for (m, a) in acc.iter_mut().enumerate() {
-                        let xg = &x[m * self.k + g * self.group..][..self.group];
-                        *a += s * dot(&unpacked, xg) + b * sums[m * groups + g];
-                    }
-                }
-                for (m, a) in acc.iter().enumerate() {
-                    // SAFETY: m < rows and j < n index `out` ([rows, n]); each thread writes
-                    // its own columns j, and `out` outlives the scope.
-                    unsafe { *out_ptr.at(m * self.n + j) = *a };
-                }
+            #[cfg(target_arch = "x86_64")]
+            if avx2 {
+                // SAFETY: the CPU has AVX2 and FMA (checked above).
+                unsafe { self.rows_avx2(x, &sums, rows, lo..hi, out_ptr) };
+                return;
             }
+            self.rows::<false>(x, &sums, rows, lo..hi, out_ptr);
         };
         std::thread::scope(|s| {
             for t in 1..threads {
@@ -145,8 +139,55 @@ impl Quantized<'_> {
         });
     }
 
+    /// [`Quantized::rows`] compiled for AVX2 and FMA.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn rows_avx2(
+        &self,
+        x: &[f32],
+        sums: &[f32],
+        rows: usize,
+        cols: std::ops::Range<usize>,
+        out: SendPtr,
+    ) {
+        self.rows::<true>(x, sums, rows, cols, out)
+    }
+
+    /// Columns `cols` of `out` (`[rows, n]`) for `x` (`[rows, k]`) with `sums` (Σ x over
+    /// each group of each row); `FMA`: fused multiply-adds.
+    #[inline(always)]
+    fn rows<const FMA: bool>(
+        &self,
+        x: &[f32],
+        sums: &[f32],
+        rows: usize,
+        cols: std::ops::Range<usize>,
+        out: SendPtr,
+    ) {
+        let groups = self.k / self.group;
+        let mut unpacked = vec![0f32; self.group];
+        let mut acc = vec![0f32; rows];
+        for j in cols {
+            acc.iter_mut().for_each(|a| *a = 0.0);
+            for g in 0..groups {
+                self.unpack(j, g, &mut unpacked);
+                let (s, b) = (self.scales[j * groups + g], self.biases[j * groups + g]);
+                for (m, a) in acc.iter_mut().enumerate() {
+                    let xg = &x[m * self.k + g * self.group..][..self.group];
+                    *a += s * dot::<FMA>(&unpacked, xg) + b * sums[m * groups + g];
+                }
+            }
+            for (m, a) in acc.iter().enumerate() {
+                // SAFETY: m < rows and j < n index `out` ([rows, n]); each thread writes
+                // its own columns j, and `out` outlives the scope.
+                unsafe { *out.at(m * self.n + j) = *a };
+            }
+        }
+    }
+
     /// The quantized values of group `g` of weight row `j` as floats (MLX packs the
     /// lowest bits of each word first).
+    #[inline(always)]
     fn unpack(&self, j: usize, g: usize, out: &mut [f32]) {
         let per_word = 32 / self.bits;
         let words = self.group / per_word;
@@ -161,8 +202,10 @@ impl Quantized<'_> {
     }
 }
 
-/// `a · b` (equal lengths), in eight running sums (vectorizable).
-fn dot(a: &[f32], b: &[f32]) -> f32 {
+/// `a · b` (equal lengths), in eight running sums (vectorizable); `FMA`: fused
+/// multiply-adds (only where the CPU has them: elsewhere `mul_add` is a library call).
+#[inline(always)]
+fn dot<const FMA: bool>(a: &[f32], b: &[f32]) -> f32 {
     let mut s = [0f32; 8];
     let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
     let tail: f32 = ac
@@ -173,7 +216,11 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
         .sum();
     for (x, y) in ac.zip(bc) {
         for i in 0..8 {
-            s[i] += x[i] * y[i];
+            s[i] = if FMA {
+                x[i].mul_add(y[i], s[i])
+            } else {
+                s[i] + x[i] * y[i]
+            };
         }
     }
     s.iter().sum::<f32>() + tail
@@ -238,7 +285,10 @@ mod tests {
         assert!(none(&x(2, Dtype::Bfloat16), 4), "bfloat16 rows");
         assert!(none(&x(32, Dtype::Float32), 4), "more than MAX_ROWS rows");
         assert!(none(&x(2, Dtype::Float32), 3), "3 bits");
-        assert!(none(&x(2, Dtype::Float32), 8), "bits that disagree with the packing");
+        assert!(
+            none(&x(2, Dtype::Float32), 8),
+            "bits that disagree with the packing"
+        );
         assert!(!none(&x(2, Dtype::Float32), 4));
     }
 }
