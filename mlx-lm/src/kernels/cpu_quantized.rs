@@ -13,9 +13,18 @@
 use super::cpu_gemm::{dense, output_buffer, SendPtr};
 use crate::error::Result;
 use mlx_rs::{Array, Dtype};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Most rows a product takes here (more: the dequantized weight and the GEMM).
 pub const MAX_ROWS: usize = 31;
+
+/// Products done here so far, in this process (to check that a path took them).
+static PRODUCTS: AtomicUsize = AtomicUsize::new(0);
+
+/// How many products [`matmul`] has done in this process.
+pub fn products() -> usize {
+    PRODUCTS.load(Ordering::Relaxed)
+}
 
 /// `x · wᵀ` for float32 `x` `[.., k]` and an affine-quantized `w` (`weight` `[n, k · bits
 /// / 32]` `uint32`, `scales` and `biases` `[n, k / group_size]`, any float dtype) with 4 or
@@ -90,6 +99,7 @@ pub fn matmul(
         group: group_size as usize,
     };
     q.multiply(xs, rows, &mut out, threads);
+    PRODUCTS.fetch_add(1, Ordering::Relaxed);
     let mut shape = x.shape().to_vec();
     *shape.last_mut().expect("ndim > 0") = n;
     Ok(Some(Array::from_slice(&out, &shape)?))
