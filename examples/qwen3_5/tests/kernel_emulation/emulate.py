@@ -220,24 +220,29 @@ def metal_source(kernel, act, gate, dims):
     return src, launch
 
 
+# What each emulated launch's main() uses: float32 files in and out, in the case's folder.
+CPP_IO = """template <class T> std::vector<T> load(const char* dir, const char* name, size_t n) {
+  std::vector<float> f(n);
+  std::string path = std::string(dir) + "/" + name + ".bin";
+  FILE* fp = std::fopen(path.c_str(), "rb");
+  if (!fp || std::fread(f.data(), 4, n, fp) != n) { std::perror(path.c_str()); std::exit(2); }
+  std::fclose(fp);
+  return std::vector<T>(f.begin(), f.end());
+}
+template <class T> void save(const char* dir, const char* name, const std::vector<T>& x) {
+  std::vector<float> f(x.begin(), x.end());
+  std::string path = std::string(dir) + "/" + name + ".bin";
+  FILE* fp = std::fopen(path.c_str(), "wb");
+  std::fwrite(f.data(), 4, f.size(), fp);
+  std::fclose(fp);
+}
+"""
+
+
 def driver(kernel, act, gate, backend, arrays, out_shapes, shapes_used):
     types = CUDA_TYPES if backend == "cuda" else METAL_TYPES
     lines = ["#include <cstdio>", "#include <cstdlib>", "#include <string>",
-             "template <class T> std::vector<T> load(const char* dir, const char* name, size_t n) {",
-             "  std::vector<float> f(n);",
-             '  std::string path = std::string(dir) + "/" + name + ".bin";',
-             '  FILE* fp = std::fopen(path.c_str(), "rb");',
-             "  if (!fp || std::fread(f.data(), 4, n, fp) != n) { std::perror(path.c_str()); std::exit(2); }",
-             "  std::fclose(fp);",
-             "  return std::vector<T>(f.begin(), f.end());",
-             "}",
-             "template <class T> void save(const char* dir, const char* name, const std::vector<T>& x) {",
-             "  std::vector<float> f(x.begin(), x.end());",
-             '  std::string path = std::string(dir) + "/" + name + ".bin";',
-             '  FILE* fp = std::fopen(path.c_str(), "wb");',
-             "  std::fwrite(f.data(), 4, f.size(), fp);",
-             "  std::fclose(fp);",
-             "}",
+             *CPP_IO.splitlines(),
              "int main(int, char** argv) {",
              "  const char* dir = argv[1];"]
     for name, role in kernel.inputs:

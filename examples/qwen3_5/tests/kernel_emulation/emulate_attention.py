@@ -34,7 +34,7 @@ import tempfile
 
 import numpy as np
 
-from emulate import HERE, bf16_round, read, rnd
+from emulate import CPP_IO, HERE, bf16_round, read, rnd
 
 ATTN_RS = os.path.join(HERE, "..", "..", "..", "..", "mlx-lm", "src", "kernels", "attention.rs")
 _ATTN_SRC = open(ATTN_RS).read()
@@ -85,22 +85,7 @@ def source(kernel, act, consts, arrays, out_shapes, grid, block):
         src += f"  using WT = {TYPES[act]};\n  using KWT = {TYPES[act]};\n"
     src += "".join(f"  constexpr int {k} = {v};\n" for k, v in consts.items())
     src += "\n" + read(body_file) + "\n}\n\n} // namespace mlx::core::cu\n\n"
-    src += """template <class T> std::vector<T> load(const char* dir, const char* name, size_t n) {
-  std::vector<float> f(n);
-  std::string path = std::string(dir) + "/" + name + ".bin";
-  FILE* fp = std::fopen(path.c_str(), "rb");
-  if (!fp || std::fread(f.data(), 4, n, fp) != n) { std::perror(path.c_str()); std::exit(2); }
-  std::fclose(fp);
-  return std::vector<T>(f.begin(), f.end());
-}
-template <class T> void save(const char* dir, const char* name, const std::vector<T>& x) {
-  std::vector<float> f(x.begin(), x.end());
-  std::string path = std::string(dir) + "/" + name + ".bin";
-  FILE* fp = std::fopen(path.c_str(), "wb");
-  std::fwrite(f.data(), 4, f.size(), fp);
-  std::fclose(fp);
-}
-int main(int, char** argv) {
+    src += CPP_IO + """int main(int, char** argv) {
   const char* dir = argv[1];
 """
     for n, r in inputs:

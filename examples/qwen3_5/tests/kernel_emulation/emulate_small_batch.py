@@ -32,7 +32,7 @@ import tempfile
 
 import numpy as np
 
-from emulate import HERE, bf16_round, read
+from emulate import CPP_IO, HERE, bf16_round, read
 
 RS = os.path.join(HERE, "..", "..", "..", "..", "mlx-lm", "src", "kernels", "small_batch.rs")
 _RS_SRC = open(RS).read()
@@ -66,15 +66,7 @@ def source(act):
     src += f"  using T = {t};\n  constexpr int R = {R};\n  constexpr int C = {C};\n"
     src += f"  constexpr int WARPS = {WARPS};\n\n"
     src += body + "\n}\n\n} // namespace mlx::core::cu\n\n"
-    src += """template <class T> std::vector<T> load(const char* dir, const char* name, size_t n) {
-  std::vector<float> f(n);
-  std::string path = std::string(dir) + "/" + name + ".bin";
-  FILE* fp = std::fopen(path.c_str(), "rb");
-  if (!fp || std::fread(f.data(), 4, n, fp) != n) { std::perror(path.c_str()); std::exit(2); }
-  std::fclose(fp);
-  return std::vector<T>(f.begin(), f.end());
-}
-int main(int argc, char** argv) {
+    src += CPP_IO + """int main(int argc, char** argv) {
   const char* dir = argv[1];
   const int M = std::atoi(argv[2]), N = std::atoi(argv[3]), K = std::atoi(argv[4]);
 """
@@ -92,11 +84,7 @@ int main(int argc, char** argv) {
         blockDim = dim3{{{32 * WARPS}, 1, 1}};
         mlx::core::cu::small_batch_gemm(x.data(), x_shape, w.data(), w_shape, out.data());
       }});
-  std::vector<float> f(out.begin(), out.end());
-  std::string path = std::string(dir) + "/out.bin";
-  FILE* fp = std::fopen(path.c_str(), "wb");
-  std::fwrite(f.data(), 4, f.size(), fp);
-  std::fclose(fp);
+  save(dir, "out", out);
   return 0;
 }}
 """
