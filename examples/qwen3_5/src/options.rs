@@ -43,7 +43,7 @@ pub struct ModelOptions {
     pub compile_layers: bool,
     /// On the CPU, float32 products of at least [`mlx_lm::kernels::cpu_gemm::MIN_ROWS`] rows
     /// (prefill, a batch's decode step) run in the packed SIMD GEMM instead of MLX's BLAS
-    /// (a served batch of 16 rows stepped in 45 instead of 223 ms), and a fused
+    /// (a served batch of ~11 rows stepped in 43–46 instead of 207–208 ms), and a fused
     /// decode step's attention in [`mlx_lm::kernels::cpu_attention`] (at a 4,096-position
     /// cache, float32 decode 8.3–8.7 → 10.0–10.2 tokens/s on a 2-core EPYC). Default: on
     /// for the CPU except on macOS (the Linux wheels' reference BLAS runs at 4–6 GFLOP/s

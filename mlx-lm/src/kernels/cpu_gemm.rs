@@ -4,8 +4,8 @@
 //! which runs at 4–6 GFLOP/s per core on this project's 2-core AMD EPYC. A packed,
 //! SIMD GEMM (the `matrixmultiply` crate: AVX2/FMA micro-kernels, detected at run time)
 //! runs the same products at ~95 GFLOP/s per core there. Prefill on the CPU is almost all
-//! such products, and so is a decode step of a batch (a served batch of 16 rows stepped
-//! in 223 ms through the reference BLAS against 45 ms here), so for inputs of at least
+//! such products, and so is a decode step of a batch (a served batch of ~11 rows stepped
+//! in 207–208 ms through the reference BLAS against 43–46 ms here), so for inputs of at least
 //! [`MIN_ROWS`] rows the layer evaluates its input, multiplies on one thread per core (by
 //! blocks of output columns) and hands the result back to MLX as a new array. Decode of
 //! one sequence (one row) stays in MLX's lazy graph: there the product reads each weight

@@ -1,5 +1,6 @@
-//! Products of a few float32 rows with an MLX affine-quantized weight on the CPU, done
-//! outside MLX: a decode step (one row) or a batch's decode step (a few rows).
+//! Products of a few float32 rows with an MLX affine-quantized weight (2, 4 or 8 bits) on
+//! the CPU, done outside MLX: a decode step (one row) or a batch's decode step (a few
+//! rows).
 //!
 //! MLX's CPU quantized matmul multiplies one row at a time on one thread, so a batch's
 //! step costs as many passes over the weight as it has rows (a served 4-bit model on this
@@ -27,8 +28,8 @@ pub fn products() -> usize {
 }
 
 /// `x · wᵀ` for float32 `x` `[.., k]` and an affine-quantized `w` (`weight` `[n, k · bits
-/// / 32]` `uint32`, `scales` and `biases` `[n, k / group_size]`, any float dtype) with 4 or
-/// 8 bits, on `threads` threads: evaluates the inputs and returns a new, evaluated
+/// / 32]` `uint32`, `scales` and `biases` `[n, k / group_size]`, any float dtype) with 2,
+/// 4 or 8 bits, on `threads` threads: evaluates the inputs and returns a new, evaluated
 /// `[.., n]` array. `None` when they do not fit (another dtype or bit width, more than
 /// [`MAX_ROWS`] rows, sizes that disagree, an input that cannot be evaluated here, e.g.
 /// inside a compiled function's trace): the caller then multiplies with MLX.
@@ -44,7 +45,7 @@ pub fn matmul(
     if x.ndim() == 0
         || x.dtype() != Dtype::Float32
         || weight.dtype() != Dtype::Uint32
-        || !matches!(bits, 4 | 8)
+        || !matches!(bits, 2 | 4 | 8)
         || group_size <= 0
         || weight.ndim() != 2
         || scales.ndim() != 2
@@ -248,6 +249,7 @@ mod tests {
             (4, 32, 3, 65, 96, 2),
             (8, 64, 5, 33, 192, 3),
             (4, 128, 31, 130, 256, 2),
+            (2, 64, 2, 17, 128, 2),
         ] {
             let w = mlx_rs::random::normal(&[n, k], Dtype::Float32, 0.0, 1.0, None).unwrap();
             let options = ops::QuantizeOptions {
