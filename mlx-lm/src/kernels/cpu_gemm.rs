@@ -204,6 +204,22 @@ struct Dims {
     b_transposed: bool,
 }
 
+/// `c = a · wᵀ` for row-major `a` (`m×k`) and `w` (`n×k`, a weight as stored) into `c`
+/// (`m×n`), on `threads` threads: [`matmul_nt`] on slices (a weight dequantized here).
+pub(super) fn sgemm_nt(a: &[f32], w: &[f32], c: &mut [f32], m: usize, k: usize, threads: usize) {
+    let n = c.len() / m.max(1);
+    let d = Dims {
+        count: 1,
+        m,
+        k,
+        n,
+        b_stride: 0,
+        b_transposed: true,
+    };
+    sgemm_threads(a, w, c, d, threads);
+    PRODUCTS.fetch_add(1, Ordering::Relaxed);
+}
+
 /// `c[i] = a[i] · b[i]` for `i < count` (row-major `m×k`, `k×n`, `m×n` matrices, packed
 /// one after the other), split into units of one product and one block of output
 /// columns, spread over `threads` threads (the calling thread takes the last share).

@@ -8,15 +8,17 @@
 //! Here each weight group is unpacked once into floats and multiplied with every row, on
 //! one thread per core (by blocks of output rows of the weight):
 //! `out[m, n] = Σ_g scale[n, g] · (q[n, g] · x[m, g]) + bias[n, g] · Σ x[m, g]`.
-//! The products of many rows (a prefill) stay with the dequantized weight and the packed
-//! GEMM ([`super::cpu_gemm`]).
+//! A product of more rows (a prefill) dequantizes the weight here, on every thread, and
+//! multiplies with the packed GEMM ([`super::cpu_gemm`]): MLX's CPU dequantize runs on one
+//! thread.
 
-use super::cpu_gemm::{dense, output_buffer, SendPtr};
+use super::cpu_gemm::{dense, output_buffer, sgemm_nt, SendPtr};
 use crate::error::Result;
 use mlx_rs::{Array, Dtype};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// Most rows a product takes here (more: the dequantized weight and the GEMM).
+/// Most rows a product multiplies group by group; more rows dequantize the weight for the
+/// GEMM.
 pub const MAX_ROWS: usize = 31;
 
 /// Products done here so far, in this process (to check that a path took them).
@@ -30,9 +32,12 @@ pub fn products() -> usize {
 /// `x · wᵀ` for float32 `x` `[.., k]` and an affine-quantized `w` (`weight` `[n, k · bits
 /// / 32]` `uint32`, `scales` and `biases` `[n, k / group_size]`, any float dtype) with 2,
 /// 4 or 8 bits, on `threads` threads: evaluates the inputs and returns a new, evaluated
-/// `[.., n]` array. `None` when they do not fit (another dtype or bit width, more than
-/// [`MAX_ROWS`] rows, sizes that disagree, an input that cannot be evaluated here, e.g.
-/// inside a compiled function's trace): the caller then multiplies with MLX.
+/// `[.., n]` array. Up to [`MAX_ROWS`] rows group by group; more rows through the weight
+/// dequantized whole (`n · k` floats) when `max_dequantized_bytes` allows it. `None` when
+/// they do not fit (another dtype or bit width, sizes that disagree, a dequantized weight
+/// over the limit or past MLX's memory limit, an input that cannot be evaluated here,
+/// e.g. inside a compiled function's trace): the caller then multiplies with MLX.
+#[allow(clippy::too_many_arguments)]
 pub fn matmul(
     x: &Array,
     weight: &Array,
@@ -41,6 +46,7 @@ pub fn matmul(
     bits: i32,
     group_size: i32,
     threads: usize,
+    max_dequantized_bytes: usize,
 ) -> Result<Option<Array>> {
     if x.ndim() == 0
         || x.dtype() != Dtype::Float32
@@ -67,7 +73,8 @@ pub fn matmul(
         return Ok(None);
     }
     let rows = x.size() / k as usize;
-    if rows == 0 || rows > MAX_ROWS {
+    let dequantize = rows > MAX_ROWS;
+    if rows == 0 || (dequantize && n as usize * k as usize * 4 > max_dequantized_bytes) {
         return Ok(None);
     }
     let (s32, b32) = (
@@ -99,7 +106,15 @@ pub fn matmul(
         bits: bits as usize,
         group: group_size as usize,
     };
-    q.multiply(xs, rows, &mut out, threads);
+    if dequantize {
+        let Some(mut w) = output_buffer(q.n * q.k) else {
+            return Ok(None);
+        };
+        q.dequantize(&mut w, threads);
+        sgemm_nt(xs, &w, &mut out, rows, q.k, threads);
+    } else {
+        q.multiply(xs, rows, &mut out, threads);
+    }
     PRODUCTS.fetch_add(1, Ordering::Relaxed);
     let mut shape = x.shape().to_vec();
     *shape.last_mut().expect("ndim > 0") = n;
@@ -147,6 +162,27 @@ impl Quantized<'_> {
                 }
             }
             run(0, per.min(self.n));
+        });
+    }
+
+    /// The whole weight as floats into `w` (`[n, k]`), rows spread over `threads` threads.
+    fn dequantize(&self, w: &mut [f32], threads: usize) {
+        let groups = self.k / self.group;
+        let threads = threads.clamp(1, self.n.max(1));
+        let per = self.n.div_ceil(threads);
+        std::thread::scope(|s| {
+            for (t, chunk) in w.chunks_mut(per * self.k).enumerate() {
+                s.spawn(move || {
+                    for (r, row) in chunk.chunks_exact_mut(self.k).enumerate() {
+                        let j = t * per + r;
+                        for (g, out) in row.chunks_exact_mut(self.group).enumerate() {
+                            self.unpack(j, g, out);
+                            let (s, b) = (self.scales[j * groups + g], self.biases[j * groups + g]);
+                            out.iter_mut().for_each(|v| *v = *v * s + b);
+                        }
+                    }
+                });
+            }
         });
     }
 
@@ -250,6 +286,8 @@ mod tests {
             (8, 64, 5, 33, 192, 3),
             (4, 128, 31, 130, 256, 2),
             (2, 64, 2, 17, 128, 2),
+            (4, 64, 40, 70, 192, 3),
+            (8, 32, 33, 9, 64, 2),
         ] {
             let w = mlx_rs::random::normal(&[n, k], Dtype::Float32, 0.0, 1.0, None).unwrap();
             let options = ops::QuantizeOptions {
@@ -261,7 +299,7 @@ mod tests {
             let (q, s) = (quantized.w, quantized.scales);
             let b = quantized.biases.expect("affine biases");
             let x = mlx_rs::random::normal(&[rows, k], Dtype::Float32, 0.0, 1.0, None).unwrap();
-            let got = matmul(&x, &q, &s, &b, bits, group, threads)
+            let got = matmul(&x, &q, &s, &b, bits, group, threads, usize::MAX)
                 .unwrap()
                 .expect("fits");
             let want = ops::quantized_matmul(&x, &q, &s, Some(&b), true, options).unwrap();
@@ -293,9 +331,16 @@ mod tests {
                 .astype(dtype)
                 .unwrap()
         };
-        let none = |x: &Array, bits| matmul(x, &q, &s, &b, bits, 64, 2).unwrap().is_none();
+        let none = |x: &Array, bits| matmul(x, &q, &s, &b, bits, 64, 2, 1024).unwrap().is_none();
         assert!(none(&x(2, Dtype::Bfloat16), 4), "bfloat16 rows");
-        assert!(none(&x(32, Dtype::Float32), 4), "more than MAX_ROWS rows");
+        assert!(
+            none(&x(32, Dtype::Float32), 4),
+            "a dequantized weight over the limit"
+        );
+        assert!(
+            !none(&x(31, Dtype::Float32), 4),
+            "group by group: no dequantized weight"
+        );
         assert!(none(&x(2, Dtype::Float32), 3), "3 bits");
         assert!(
             none(&x(2, Dtype::Float32), 8),

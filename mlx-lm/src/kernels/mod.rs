@@ -6,7 +6,7 @@
 //! | [`gated_delta`] | the gated delta rule of Gated DeltaNet layers: sequential ops, chunked prefill, compiled step, CUDA/Metal step and whole-layer decode kernels | all; kernels on a GPU |
 //! | [`attention`] | one decode token of gated attention: q/k norms + RoPE, then attention × gate | CUDA |
 //! | [`cpu_gemm`] | float32 products of many rows in a packed SIMD GEMM (a weight as stored or transposed), handed back to MLX | CPU |
-//! | [`cpu_quantized`] | float32 products of a few rows with a 4- or 8-bit affine-quantized weight (decode, a batch's decode step), handed back to MLX | CPU |
+//! | [`cpu_quantized`] | float32 products with a 2-, 4- or 8-bit affine-quantized weight: a few rows group by group (decode, a batch's decode step), more rows through the weight dequantized on every thread, handed back to MLX | CPU |
 //! | [`cpu_attention`] | one query per sequence over a float32 KV cache (decode), handed back to MLX | CPU |
 //! | [`compiled`] | a per-thread cache of compiled functions, and the small fused pieces of a decode step (SwiGLU, output gate, RMSNorm, add + RMSNorm) | all |
 //! | [`gpu`] | what the GPU kernels share: backend, headers, built-kernel cache | GPU |

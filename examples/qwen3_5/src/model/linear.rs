@@ -3,7 +3,7 @@
 use crate::config::QuantParams;
 use crate::error::{Error, Result};
 use crate::options::Products;
-use mlx_lm::kernels::cpu_gemm::{self, CpuProducts};
+use mlx_lm::kernels::cpu_gemm::CpuProducts;
 use mlx_lm::kernels::cpu_quantized;
 use mlx_lm::kernels::small_batch;
 use mlx_lm::tuner::{AdaptableLinear, LowRank};
@@ -20,10 +20,6 @@ pub(crate) use stored::{placeholder, placeholder_embedding, placeholder_param};
 /// matmul.
 const MAX_DEQUANTIZED_BYTES: usize = 512 << 20;
 
-/// Rows from which a quantized CPU product dequantizes its weight for the GEMM (measured
-/// for prefill; fewer rows, as a batch's decode step, stay in MLX's quantized matmul).
-const MIN_DEQUANTIZED_ROWS: usize = 32;
-
 /// Quantized weights: packed `uint32` rows with one scale and bias per group.
 #[derive(Clone)]
 pub struct Quantized {
@@ -35,10 +31,10 @@ pub struct Quantized {
     pub biases: Array,
     /// Group size and bit width.
     pub params: QuantParams,
-    /// How products run on the CPU: `Some` with the CPU GEMM on, where a product of many
-    /// rows dequantizes the weight and multiplies by [`cpu_gemm::matmul_nt`], and one of a
-    /// few rows goes to [`cpu_quantized`] (MLX's CPU quantized matmul runs one row at a
-    /// time, on one thread); `None`: MLX's quantized matmul.
+    /// How products run on the CPU: `Some` with the CPU GEMM on, where they go to
+    /// [`cpu_quantized`] (a few rows group by group, more rows through the weight
+    /// dequantized for the GEMM; MLX's CPU quantized matmul runs one row at a time, on one
+    /// thread); `None`: MLX's quantized matmul.
     pub cpu: Option<CpuProducts>,
 }
 
@@ -46,30 +42,11 @@ impl Quantized {
     /// `x @ Wᵀ` with the packed weight.
     fn matmul_t(&self, x: &Array) -> Result<Array> {
         if let Some(cpu) = self.cpu {
-            let rows = x.size() / x.dim(-1).max(1) as usize;
-            let dense_bytes = self.weight.dim(0) as usize * x.dim(-1).max(0) as usize * 4;
-            if rows >= MIN_DEQUANTIZED_ROWS
-                && dense_bytes <= MAX_DEQUANTIZED_BYTES
-                && x.dtype() == Dtype::Float32
-            {
-                let w = ops::dequantize(
-                    &self.weight,
-                    &self.scales,
-                    Some(&self.biases),
-                    None,
-                    None,
-                    self.options(),
-                )?;
-                if let Some(y) = cpu_gemm::matmul_nt(x, &w.astype(Dtype::Float32)?, cpu.threads)? {
-                    return Ok(y);
-                }
-            }
-            if rows <= cpu_quantized::MAX_ROWS {
-                let (bits, group) = (self.params.bits, self.params.group_size);
-                let (w, s, b) = (&self.weight, &self.scales, &self.biases);
-                if let Some(y) = cpu_quantized::matmul(x, w, s, b, bits, group, cpu.threads)? {
-                    return Ok(y);
-                }
+            let (bits, group) = (self.params.bits, self.params.group_size);
+            let (w, s, b) = (&self.weight, &self.scales, &self.biases);
+            let most = MAX_DEQUANTIZED_BYTES;
+            if let Some(y) = cpu_quantized::matmul(x, w, s, b, bits, group, cpu.threads, most)? {
+                return Ok(y);
             }
         }
         Ok(ops::quantized_matmul(
@@ -542,6 +519,7 @@ impl Linear {
 mod tests {
     use super::cpu::{cpu_streams_matmul, CPU_SPLIT_ROWS};
     use super::*;
+    use mlx_lm::kernels::cpu_gemm;
     use mlx_rs::random;
 
     /// More threads than this machine may have: the split must not depend on the count.
