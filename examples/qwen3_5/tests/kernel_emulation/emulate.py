@@ -220,6 +220,18 @@ def metal_source(kernel, act, gate, dims):
     return src, launch
 
 
+def compile_cpp(cpp, exe):
+    """Builds an emulated launch with the host compiler ($CXX, else g++) under
+    AddressSanitizer (unless GDN_EMUL_NO_ASAN is set), warnings as errors. The compiler's
+    error output, or None."""
+    sanitize = [] if os.environ.get("GDN_EMUL_NO_ASAN") else ["-fsanitize=address"]
+    cmd = [os.environ.get("CXX", "g++"), "-std=c++20", "-O1", "-pthread", *sanitize, "-Wall",
+           "-Wno-attributes", "-Wno-unused-variable", "-Wno-unused-local-typedefs",
+           "-Wno-unknown-pragmas", "-Werror", "-I", HERE, cpp, "-o", exe]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    return r.stderr if r.returncode != 0 else None
+
+
 # What each emulated launch's main() uses: float32 files in and out, in the case's folder.
 CPP_IO = """template <class T> std::vector<T> load(const char* dir, const char* name, size_t n) {
   std::vector<float> f(n);
@@ -285,13 +297,9 @@ def run_case(backend, kernel, act, gate, dims, workdir, seed):
     with open(cpp, "w") as f:
         f.write(src)
     exe = os.path.join(case_dir, "kernel")
-    cxx = os.environ.get("CXX", "g++")
-    sanitize = [] if os.environ.get("GDN_EMUL_NO_ASAN") else ["-fsanitize=address"]
-    cmd = [cxx, "-std=c++20", "-O1", "-pthread", *sanitize, "-Wall", "-Wno-attributes",
-           "-Wno-unused-variable", "-Wno-unused-local-typedefs", "-Wno-unknown-pragmas", "-Werror", "-I", HERE, cpp, "-o", exe]
-    r = subprocess.run(cmd, capture_output=True, text=True)
-    if r.returncode != 0:
-        print(r.stderr[-6000:])
+    err = compile_cpp(cpp, exe)
+    if err:
+        print(err[-6000:])
         return False, f"{tag}: does not compile ({cpp})"
     r = subprocess.run([exe, case_dir], capture_output=True, text=True)
     if r.returncode != 0:

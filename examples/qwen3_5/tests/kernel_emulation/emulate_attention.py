@@ -34,7 +34,7 @@ import tempfile
 
 import numpy as np
 
-from emulate import CPP_IO, HERE, bf16_round, read, rnd
+from emulate import CPP_IO, HERE, compile_cpp, bf16_round, read, rnd
 
 ATTN_RS = os.path.join(HERE, "..", "..", "..", "..", "mlx-lm", "src", "kernels", "attention.rs")
 _ATTN_SRC = open(ATTN_RS).read()
@@ -119,13 +119,9 @@ def run(kernel, act, consts, arrays, out_shapes, grid, block, workdir, tag):
     with open(cpp, "w") as f:
         f.write(source(kernel, act, consts, arrays, out_shapes, grid, block))
     exe = os.path.join(case_dir, "kernel")
-    sanitize = [] if os.environ.get("GDN_EMUL_NO_ASAN") else ["-fsanitize=address"]
-    cmd = [os.environ.get("CXX", "g++"), "-std=c++20", "-O1", "-pthread", *sanitize, "-Wall",
-           "-Wno-attributes", "-Wno-unused-variable", "-Wno-unused-local-typedefs",
-           "-Wno-unknown-pragmas", "-Werror", "-I", HERE, cpp, "-o", exe]
-    r = subprocess.run(cmd, capture_output=True, text=True)
-    if r.returncode != 0:
-        return f"does not compile ({cpp}):\n{r.stderr[-4000:]}"
+    err = compile_cpp(cpp, exe)
+    if err:
+        return f"does not compile ({cpp}):\n{err[-4000:]}"
     r = subprocess.run([exe, case_dir], capture_output=True, text=True)
     if r.returncode != 0:
         return f"run failed: {r.stderr[-3000:]}"

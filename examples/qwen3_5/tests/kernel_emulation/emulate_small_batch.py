@@ -32,7 +32,7 @@ import tempfile
 
 import numpy as np
 
-from emulate import CPP_IO, HERE, bf16_round, read
+from emulate import CPP_IO, HERE, compile_cpp, bf16_round, read
 
 RS = os.path.join(HERE, "..", "..", "..", "..", "mlx-lm", "src", "kernels", "small_batch.rs")
 _RS_SRC = open(RS).read()
@@ -97,13 +97,9 @@ def build(act, workdir):
     with open(cpp, "w") as f:
         f.write(source(act))
     exe = cpp[:-4]
-    sanitize = [] if os.environ.get("GDN_EMUL_NO_ASAN") else ["-fsanitize=address"]
-    cmd = [os.environ.get("CXX", "g++"), "-std=c++20", "-O1", "-pthread", *sanitize, "-Wall",
-           "-Wno-attributes", "-Wno-unused-variable", "-Wno-unused-local-typedefs",
-           "-Wno-unknown-pragmas", "-Werror", "-I", HERE, cpp, "-o", exe]
-    r = subprocess.run(cmd, capture_output=True, text=True)
-    if r.returncode != 0:
-        return None, f"does not compile ({cpp}):\n{r.stderr[-4000:]}"
+    err = compile_cpp(cpp, exe)
+    if err:
+        return None, f"does not compile ({cpp}):\n{err[-4000:]}"
     return exe, None
 
 
@@ -176,6 +172,7 @@ def main():
         exe, err = build(act, workdir)
         if err:
             failures.append(f"{act}: {err}")
+            cases += len(shapes)
             continue
         for i, (m, n, k) in enumerate(shapes):
             cases += 1
