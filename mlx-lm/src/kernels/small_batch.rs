@@ -80,7 +80,8 @@ pub fn matmul_nt(x: &Array, w: &Array) -> Result<Array> {
     let n = w.dim(0);
     let rows = (x.size() / k as usize) as i32;
     let mut out_shape = x.shape().to_vec();
-    *out_shape.last_mut().unwrap_or(&mut 0) = n;
+    out_shape.pop();
+    out_shape.push(n);
     let x2 = x.reshape(&[rows, k])?;
     let kern = gpu::kernel(
         GpuBackend::Cuda,

@@ -133,12 +133,18 @@ impl Linear {
 
     /// A dense layer of weight `w` (`[out, in]`).
     pub fn dense(w: Array) -> Result<Linear> {
+        Linear::dense_with(w, 0)
+    }
+
+    /// [`Linear::dense`] whose products of 2 to `small_batch_rows` rows take
+    /// [`small_batch`].
+    fn dense_with(w: Array, small_batch_rows: i32) -> Result<Linear> {
         let wt = ops::transpose(&w)?;
         wt.eval()?;
         Ok(Linear::Dense {
             w,
             wt,
-            small_batch_rows: 0,
+            small_batch_rows,
         })
     }
 
@@ -225,16 +231,15 @@ impl Linear {
 
     /// The weights in the form that multiplies fastest on the model's device (`p`: how its
     /// products run there): for a model on the CPU (`p.cpu` is `Some`) a float32 weight
-    /// becomes a
-    /// row-major `Wᵀ` ([`Linear::DenseT`]). MLX's CPU backend hands float32 matmuls to BLAS, and with the
+    /// becomes a row-major `Wᵀ` ([`Linear::DenseT`]). MLX's CPU backend hands float32 matmuls to BLAS, and with the
     /// reference BLAS of the Linux wheels `x·Wᵀ` through a transposed operand runs 2.3–2.5
     /// times slower than through a row-major `[in, out]` matrix, for one row (decode) and
     /// for many (prefill) alike (measured on this project's 2-core EPYC: 1024×3584, one
     /// row 3.0 ms against 1.2 ms; 511 rows 1.52 s against 0.66 s of CPU). bfloat16 goes the
     /// other way, and GPUs take either, so everything else is kept as stored. The new
     /// weight is evaluated here (the stored one is then no longer needed). A quantized
-    /// weight stays packed and takes the CPU GEMM for products of many rows
-    /// ([`Quantized::cpu`]) when `cpu.gemm` is on. On a GPU a dense weight takes
+    /// weight stays packed and multiplies in [`cpu_quantized`] ([`Quantized::cpu`]) when
+    /// `cpu.gemm` is on. On a GPU a dense weight takes
     /// `p.small_batch_rows`.
     pub fn for_device(self, p: Products) -> Result<Linear> {
         match (self, p.cpu) {
@@ -284,15 +289,7 @@ impl Linear {
                 }
                 let w = ops::concatenate_axis(&ws, 0)?;
                 w.eval()?;
-                let mut joined = Linear::dense(w)?;
-                if let Linear::Dense {
-                    small_batch_rows: rows,
-                    ..
-                } = &mut joined
-                {
-                    *rows = *small_batch_rows;
-                }
-                joined
+                Linear::dense_with(w, *small_batch_rows)?
             }
             [Linear::DenseT { cpu, .. }, ..] => {
                 let mut ws = Vec::with_capacity(parts.len());
