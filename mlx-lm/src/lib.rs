@@ -21,6 +21,8 @@
 //! - [`kernels`]: the kernels of the Qwen 3.5 / Qwen3-Next family (the gated delta rule in
 //!   its sequential, chunked, compiled and CUDA/Metal forms behind one dispatch, the
 //!   attention decode kernel, the CPU GEMM);
+//! - [`linear`]: a model's linear layers on its device (the CPU kernels' entry point for
+//!   `mlx_rs::nn` layers, and the storage of float32 weights for MLX's CPU backend);
 //! - [`tuner`]: LoRA and DoRA layers and adapters in mlx-lm's format (load, apply, fuse,
 //!   save), as mlx-lm's `tuner`;
 //! - `serve` (feature `serve`, on by default): an OpenAI-compatible HTTP server with
@@ -58,6 +60,7 @@ pub mod error;
 pub mod generate;
 pub mod hub;
 pub mod kernels;
+pub mod linear;
 pub mod load;
 pub mod model;
 pub mod sampling;

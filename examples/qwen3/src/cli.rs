@@ -5,32 +5,79 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use mlx_lm::cli::{ModelCli, NoOptions, RandomWeights, Result, SamplingDefaults};
+use mlx_lm::cli::{BenchNote, ModelCli, RandomWeights, Result, SamplingDefaults, Switch};
 use mlx_rs::distributed::Group;
-use qwen3::{Config, Model};
+use qwen3::{Config, Model, ModelOptions};
 use serde_json::{json, Value};
 
 /// Qwen3 (dense) for `mlx_lm::cli::main`.
 pub struct Qwen3Cli;
 
+/// Qwen3's own flags, taken by every command that runs the model: the [`ModelOptions`]
+/// it is loaded with. A flag left out takes the default of the device the model runs on.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Options {
+    /// On the CPU, float32 products of 2+ rows in the packed GEMM and quantized products
+    /// with float32 input in the CPU quantized kernels instead of MLX's (default: on for
+    /// the CPU except on macOS).
+    #[arg(long, value_enum, value_name = "on|off")]
+    pub cpu_gemm: Option<Switch>,
+    /// Threads a CPU product is spread over (default: the cores, at most 8).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..),
+          allow_negative_numbers = true)]
+    pub cpu_threads: Option<u32>,
+}
+
+impl Options {
+    /// The options for the device the command line has selected (MLX's default device):
+    /// its defaults, with the flags given.
+    pub fn resolve(&self) -> ModelOptions {
+        let mut o = ModelOptions::for_current_device();
+        if let Some(cpu) = &mut o.cpu {
+            if let Some(s) = self.cpu_gemm {
+                cpu.gemm = s == Switch::On;
+            }
+            if let Some(n) = self.cpu_threads {
+                cpu.threads = n as usize;
+            }
+        }
+        o
+    }
+}
+
 impl ModelCli for Qwen3Cli {
     type Model = Model;
-    type Options = NoOptions;
+    type Options = Options;
     const NAME: &'static str = "qwen3";
     const ABOUT: &'static str = "Qwen3 (dense) on MLX: generate, chat, dump logits, benchmark.";
 
-    fn load(dir: &Path, _options: &NoOptions) -> Result<Model> {
-        Ok(qwen3::load(dir)?)
+    fn load(dir: &Path, options: &Options) -> Result<Model> {
+        Ok(qwen3::load_with(dir, options.resolve())?)
     }
 
-    fn random(config: &Value, weights: &RandomWeights, _options: &NoOptions) -> Result<Model> {
+    fn random(config: &Value, weights: &RandomWeights, options: &Options) -> Result<Model> {
         let config: Config = serde_json::from_value(config.clone())?;
         config.check()?;
         let arrays = weights.generate(&tensor_shapes(&config))?;
         let mut model = Model::new(config.clone())?;
         let arrays = qwen3::model::sanitize(&config, arrays)?;
         mlx_lm::load::apply_weights(&mut model, arrays, config.quantization.as_ref())?;
+        model.set_options(options.resolve())?;
         Ok(model)
+    }
+
+    /// The CPU products the model runs with.
+    fn bench_notes(options: &Options, _on_gpu: bool) -> Vec<BenchNote> {
+        let cpu = options.resolve().cpu;
+        let value = match cpu {
+            Some(c) => json!({"cpu_gemm": c.gemm, "cpu_threads": c.threads}),
+            None => Value::Null,
+        };
+        vec![BenchNote {
+            key: "options",
+            text: cpu.map(|_| format!("options: {value}")),
+            value,
+        }]
     }
 
     /// Qwen3-0.6B's shapes (its `config.json`).

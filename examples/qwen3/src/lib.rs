@@ -16,16 +16,23 @@ pub mod config;
 pub mod model;
 
 pub use config::Config;
-pub use model::Model;
+pub use model::{Model, ModelOptions};
 
 /// Loads a model folder (`config.json` and safetensors; Hugging Face or mlx-lm layout,
 /// dense or MLX-quantized). Strict: the error names a missing, unexpected or mis-shaped
 /// tensor, or a missing or invalid config field.
+/// It runs with the defaults of the current device ([`ModelOptions::for_current_device`]).
 pub fn load(dir: impl AsRef<std::path::Path>) -> mlx_lm::Result<Model> {
+    load_with(dir, ModelOptions::for_current_device())
+}
+
+/// [`load`] with `options` ([`Model::set_options`]).
+pub fn load_with(dir: impl AsRef<std::path::Path>, options: ModelOptions) -> mlx_lm::Result<Model> {
     let dir = dir.as_ref();
     let config = Config::from_dir(dir)?;
     let mut model = Model::new(config.clone())?;
     let sanitize = |weights| model::sanitize(&config, weights);
     mlx_lm::load::load_weights(&mut model, dir, config.quantization.as_ref(), sanitize)?;
+    model.set_options(options)?;
     Ok(model)
 }

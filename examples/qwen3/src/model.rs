@@ -5,6 +5,8 @@
 
 use crate::config::Config;
 use mlx_lm::cache::{Cache, KvCache, LayerCache, Positions};
+use mlx_lm::kernels::cpu_gemm::CpuProducts;
+use mlx_lm::linear;
 use mlx_lm::model::check_input;
 use mlx_lm::shard::{shard_linear, shard_mlp, Part, Split};
 use mlx_lm::tuner::{checkpoint_layer, Adaptable, AdaptableLinear};
@@ -13,7 +15,7 @@ use mlx_rs::distributed::{self, Group};
 use mlx_rs::fast::{self, AttentionMask};
 use mlx_rs::nn::UnaryModule;
 use mlx_rs::nn::{self, Embedding, Linear, MaybeQuantized, Module, ParamMap, RmsNorm, Rope};
-use mlx_rs::{Array, Dtype};
+use mlx_rs::{Array, Device, Dtype};
 
 /// A linear layer, dense or quantized, that an adapter can wrap (`mlx_lm::tuner`).
 type QLinear = AdaptableLinear;
@@ -63,7 +65,7 @@ impl Attention {
         x: &Array,
         mask: AttentionMask,
         cache: &mut KvCache,
-        group: Option<&Group>,
+        on: &On,
     ) -> Result<Array> {
         let (b, l) = (x.shape()[0], x.shape()[1]);
         // [B, L, H·D] → [B, H, L, D], each head normalized.
@@ -75,9 +77,17 @@ impl Attention {
             };
             Ok(y.transpose_axes(&[0, 2, 1, 3])?)
         };
-        let q = heads(self.q_proj.forward(x)?, self.n_heads, Some(&self.q_norm))?;
-        let k = heads(self.k_proj.forward(x)?, self.n_kv_heads, Some(&self.k_norm))?;
-        let v = heads(self.v_proj.forward(x)?, self.n_kv_heads, None)?;
+        let q = heads(
+            on.linear(&self.q_proj, x)?,
+            self.n_heads,
+            Some(&self.q_norm),
+        )?;
+        let k = heads(
+            on.linear(&self.k_proj, x)?,
+            self.n_kv_heads,
+            Some(&self.k_norm),
+        )?;
+        let v = heads(on.linear(&self.v_proj, x)?, self.n_kv_heads, None)?;
 
         let (q, k) = match cache.positions()? {
             Positions::Shared(offset) => (
@@ -93,7 +103,7 @@ impl Attention {
 
         let out = fast::scaled_dot_product_attention(&q, &k, &v, self.scale, mask)?;
         let out = out.transpose_axes(&[0, 2, 1, 3])?.reshape(&[b, l, -1])?;
-        all_sum(self.o_proj.forward(&out)?, group)
+        on.all_sum(on.linear(&self.o_proj, &out)?)
     }
 
     /// Keeps this rank's heads: q, k, v by output rows, o by input columns.
@@ -116,12 +126,27 @@ impl Attention {
     }
 }
 
-/// The sum of every rank's partial result (itself without a group).
-fn all_sum(x: Array, group: Option<&Group>) -> Result<Array> {
-    Ok(match group {
-        Some(g) => distributed::all_sum(&x, Some(g))?,
-        None => x,
-    })
+/// Where a forward pass runs: the group the layers are split across (if any) and how
+/// the linear layers multiply on the CPU ([`mlx_lm::linear`]).
+#[derive(Clone, Copy)]
+struct On<'a> {
+    group: Option<&'a Group>,
+    cpu: Option<CpuProducts>,
+}
+
+impl On<'_> {
+    /// `layer(x)`, on the CPU kernels where they apply.
+    fn linear(&self, layer: &QLinear, x: &Array) -> Result<Array> {
+        linear::forward(layer, x, self.cpu)
+    }
+
+    /// The sum of every rank's partial result (itself without a group).
+    fn all_sum(&self, x: Array) -> Result<Array> {
+        Ok(match self.group {
+            Some(g) => distributed::all_sum(&x, Some(g))?,
+            None => x,
+        })
+    }
 }
 
 /// The feed-forward block: `down(silu(gate(x)) · up(x))`.
@@ -141,9 +166,12 @@ impl Mlp {
         })
     }
 
-    fn forward(&self, x: &Array, group: Option<&Group>) -> Result<Array> {
-        let h = nn::swiglu(&self.gate_proj.forward(x)?, &self.up_proj.forward(x)?)?;
-        all_sum(self.down_proj.forward(&h)?, group)
+    fn forward(&self, x: &Array, on: &On) -> Result<Array> {
+        let h = nn::swiglu(
+            &on.linear(&self.gate_proj, x)?,
+            &on.linear(&self.up_proj, x)?,
+        )?;
+        on.all_sum(on.linear(&self.down_proj, &h)?)
     }
 
     /// Keeps this rank's slice of the hidden units.
@@ -174,15 +202,15 @@ impl DecoderLayer {
         x: &Array,
         mask: AttentionMask,
         cache: &mut KvCache,
-        group: Option<&Group>,
+        on: &On,
     ) -> Result<Array> {
         let r = self
             .self_attn
-            .forward(&self.input_layernorm.forward(x)?, mask, cache, group)?;
+            .forward(&self.input_layernorm.forward(x)?, mask, cache, on)?;
         let h = x.add(&r)?;
         let r = self
             .mlp
-            .forward(&self.post_attention_layernorm.forward(&h)?, group)?;
+            .forward(&self.post_attention_layernorm.forward(&h)?, on)?;
         Ok(h.add(&r)?)
     }
 }
@@ -210,6 +238,37 @@ pub struct Model {
     /// ([`Adaptable::set_grad_checkpoint`]).
     #[module(skip)]
     grad_checkpoint: bool,
+    /// How the linear layers multiply on the CPU ([`Model::set_options`]).
+    #[module(skip)]
+    options: ModelOptions,
+}
+
+/// What a model runs with; the defaults depend on the device ([`ModelOptions::for_device`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ModelOptions {
+    /// For a model on the CPU, how its float32 products run (`mlx_lm::linear`: products of
+    /// 2+ rows in the CPU GEMM, affine-quantized ones with float32 input in the CPU
+    /// quantized kernels when `gemm` is on; float32 weights stored for MLX's CPU BLAS in
+    /// any case); `None` on a GPU, or to run every product in MLX on weights as loaded.
+    pub cpu: Option<CpuProducts>,
+}
+
+impl ModelOptions {
+    /// The defaults for a model on `device` ([`CpuProducts::for_device`]).
+    pub fn for_device(device: &Device) -> ModelOptions {
+        ModelOptions {
+            cpu: CpuProducts::for_device(device),
+        }
+    }
+
+    /// The defaults for the device of the current default stream (the CPU when MLX cannot
+    /// say).
+    pub fn for_current_device() -> ModelOptions {
+        let device = mlx_rs::current_stream()
+            .and_then(|s| s.device())
+            .unwrap_or_else(|_| Device::cpu());
+        ModelOptions::for_device(&device)
+    }
 }
 
 impl Model {
@@ -241,7 +300,36 @@ impl Model {
             config,
             group: None,
             grad_checkpoint: false,
+            options: ModelOptions::default(),
         })
+    }
+
+    /// Runs the model with `options`: for a model on the CPU (`options.cpu` is `Some`)
+    /// float32 weights are stored for the CPU from here on ([`linear::store_for_cpu`]:
+    /// same values, so the logits do not change in MLX's products), and the CPU kernels
+    /// take the products they can when `gemm` is on. Call it after the weights are
+    /// loaded ([`crate::load_with`] does); with `None` products stay in MLX.
+    pub fn set_options(&mut self, options: ModelOptions) -> Result<()> {
+        if let Some(cpu) = options.cpu {
+            if cpu.threads == 0 {
+                return Err(Error::InvalidArgument(
+                    "cpu threads must be at least 1".into(),
+                ));
+            }
+            linear::store_for_cpu(self)?;
+            // A tied table is also the output head: stored as the head's weight.
+            if let (None, MaybeQuantized::Dense(e)) = (&self.lm_head, &mut self.model.embed_tokens)
+            {
+                linear::store_transposed(&mut e.weight)?;
+            }
+        }
+        self.options = options;
+        Ok(())
+    }
+
+    /// The options the model runs with.
+    pub fn options(&self) -> ModelOptions {
+        self.options
     }
 
     /// Splits the loaded model across the processes of `group` (tensor parallelism, as
@@ -289,11 +377,11 @@ impl Model {
     }
 
     /// Logits for the last layer's output: the final norm, then the head.
-    fn head(&self, h: &Array) -> Result<Array> {
+    fn head(&self, h: &Array, on: &On) -> Result<Array> {
         let h = self.model.norm.forward(h)?;
         Ok(match &self.lm_head {
-            Some(head) => head.forward(&h)?,
-            None => self.model.embed_tokens.as_linear(&h)?,
+            Some(head) => on.linear(head, &h)?,
+            None => linear::embedding_as_linear(&self.model.embed_tokens, &h, on.cpu)?,
         })
     }
 }
@@ -322,6 +410,11 @@ impl Adaptable for Model {
         self.grad_checkpoint = on;
         Ok(())
     }
+
+    /// Fused adapters make new weights: stored for the CPU again.
+    fn adapters_changed(&mut self) -> Result<()> {
+        self.set_options(self.options)
+    }
 }
 
 impl LanguageModel for Model {
@@ -337,18 +430,28 @@ impl LanguageModel for Model {
                         1 => AttentionMask::None,
                         _ => AttentionMask::Causal,
                     };
+                    let on = On {
+                        group: None,
+                        cpu: None,
+                    };
                     Ok(vec![layer.forward(
                         &x[0],
                         mask,
                         &mut KvCache::default(),
-                        None,
+                        &on,
                     )?])
                 })?;
                 h = out.into_iter().next().ok_or_else(|| {
                     Error::InvalidArgument("a checkpointed layer returned no output".into())
                 })?;
             }
-            return self.head(&h);
+            return self.head(
+                &h,
+                &On {
+                    group: None,
+                    cpu: None,
+                },
+            );
         }
         let l = tokens.shape()[1];
         let mut kvs = Vec::with_capacity(cache.layers.len());
@@ -370,10 +473,14 @@ impl LanguageModel for Model {
             None if l > 1 => AttentionMask::Causal,
             None => AttentionMask::None,
         };
+        let on = On {
+            group: self.group.as_ref(),
+            cpu: self.options.cpu,
+        };
         for (layer, kv) in self.model.layers.iter().zip(kvs) {
-            h = layer.forward(&h, mask, kv, self.group.as_ref())?;
+            h = layer.forward(&h, mask, kv, &on)?;
         }
-        self.head(&h)
+        self.head(&h, &on)
     }
 
     fn new_cache(&self) -> Cache {

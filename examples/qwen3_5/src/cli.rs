@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use mlx_lm::cli::{BenchNote, ModelCli, RandomWeights, Result, SamplingDefaults};
+use mlx_lm::cli::{BenchNote, ModelCli, RandomWeights, Result, SamplingDefaults, Switch};
 use mlx_lm::kernels::gated_delta::DEFAULT_CHUNK;
 use mlx_lm::Checkpoint;
 use mlx_rs::distributed::Group;
@@ -80,15 +80,6 @@ pub enum DecodeArg {
     Fused,
     /// The plain ops of the reference forward pass.
     Reference,
-}
-
-/// An on/off flag value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Switch {
-    /// On.
-    On,
-    /// Off.
-    Off,
 }
 
 impl Options {

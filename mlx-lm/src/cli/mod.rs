@@ -193,6 +193,15 @@ pub trait ModelCli {
     }
 }
 
+/// An on/off value of a model's flag (`--cpu-gemm on|off`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Switch {
+    /// On.
+    On,
+    /// Off.
+    Off,
+}
+
 /// [`ModelCli::Options`] of a model without flags of its own.
 #[derive(Debug, Clone, Copy, Default, clap::Args)]
 pub struct NoOptions {}

@@ -81,8 +81,9 @@ pub fn matmul(
         scales.astype(Dtype::Float32)?,
         biases.astype(Dtype::Float32)?,
     );
-    // A traced input (compile, vmap) cannot be evaluated: leave the product to MLX.
-    if mlx_rs::eval(&[x, weight, &s32, &b32]).is_err() {
+    // Inside a gradient or vmap the result would carry no derivative (or batch axis), and a
+    // traced input (compile) cannot be evaluated: leave the product to MLX.
+    if mlx_rs::transforms::in_transform() || mlx_rs::eval(&[x, weight, &s32, &b32]).is_err() {
         return Ok(None);
     }
     let (x, weight, s32, b32) = (dense(x)?, dense(weight)?, dense(&s32)?, dense(&b32)?);

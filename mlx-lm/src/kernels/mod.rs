@@ -17,7 +17,8 @@
 //! [`gated_delta::StepPath`] of a decode step ([`gated_delta::StepPath::fused_on`] the
 //! model's device: the kernel of the GPU backend found at run time, else compiled ops; or
 //! plain ops for a reference run), the [`gated_delta::Prefill`] form, and the
-//! [`cpu_gemm::CpuProducts`] of a model on the CPU. [`gated_delta::gated_delta_update`]
+//! [`cpu_gemm::CpuProducts`] of a model on the CPU (a model on `mlx_rs::nn` layers passes
+//! it to [`crate::linear::forward`], which picks the CPU kernel for each product). [`gated_delta::gated_delta_update`]
 //! and [`gated_delta::gated_delta_decode`] dispatch on them; a kernel path falls back to
 //! compiled ops for shapes its kernel does not take. Nothing here reads the environment or
 //! a process-wide setting.

@@ -9,6 +9,8 @@
 //! - `gated_delta`, `gated_delta_chunked`: the gated delta rule's decode forms (compiled
 //!   step, CUDA/Metal kernels) and chunked prefill against the sequential reference;
 //! - `attention_kernel`: the CUDA attention decode kernels against MLX's ops (GPU only);
+//! - `linear`: a linear layer's products on the CPU kernels (`mlx_lm::linear`) against MLX's,
+//!   and gradients through them;
 //! - `lora`: the LoRA / DoRA layers (outputs, fused weights, gradients) against mlx-lm's,
 //!   and the choice of the layers an adapter wraps.
 
@@ -19,6 +21,7 @@ mod close;
 mod common;
 mod gated_delta;
 mod gated_delta_chunked;
+mod linear;
 mod lora;
 mod sampling;
 mod small_batch;

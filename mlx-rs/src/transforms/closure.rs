@@ -490,8 +490,15 @@ impl<'a> ValueAndGrad<'a> {
         let input = VectorArray::from_arrays(args);
         let mut values = VectorArray::empty();
         let mut grads = VectorArray::empty();
-        closure_status(|| unsafe {
-            sys::mlx_closure_value_and_grad_apply(&mut values.0, &mut grads.0, self.raw, input.0)
+        super::transforming(|| {
+            closure_status(|| unsafe {
+                sys::mlx_closure_value_and_grad_apply(
+                    &mut values.0,
+                    &mut grads.0,
+                    self.raw,
+                    input.0,
+                )
+            })
         })?;
         Ok((values.to_vec()?, grads.to_vec()?))
     }

@@ -56,3 +56,49 @@ pub use custom::{checkpoint, custom_vjp, CustomFunction};
 pub use custom::{JvpFn, VjpFn, VmapFn};
 pub use grad::{grad, jvp, value_and_grad, vjp};
 pub use vmap::vmap;
+
+use std::cell::Cell;
+
+thread_local! {
+    /// How many transforms this thread is inside ([`in_transform`]).
+    static DEPTH: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Whether this thread is inside a transform that mlx-rs started: [`vjp`], [`jvp`],
+/// [`value_and_grad`] (so [`grad`] and `nn::value_and_grad`) or [`vmap`] is running a
+/// function (MLX calls it on the calling thread).
+///
+/// The arrays such a function sees are traced: MLX differentiates or vectorizes the ops
+/// applied to them. A value computed from them anywhere else — read on the host,
+/// computed by other code, handed back to MLX as a new array — carries no derivative and
+/// no batch axis, so a function with such a fast path (a product done outside MLX) takes
+/// MLX's ops when this says yes. (A [`compile`]d function is traced with placeholder
+/// inputs that cannot be evaluated, which such a path finds out by itself.)
+///
+/// ```
+/// use mlx_rs::{transforms::{grad, in_transform}, Array};
+/// assert!(!in_transform());
+/// let f = |x: &[Array]| {
+///     assert!(in_transform());
+///     Ok(vec![x[0].square()?])
+/// };
+/// grad(f, &[0])?.call(&[Array::scalar(3.0f32)])?;
+/// assert!(!in_transform());
+/// # Ok::<(), mlx_rs::Error>(())
+/// ```
+pub fn in_transform() -> bool {
+    DEPTH.with(|d| d.get() > 0)
+}
+
+/// Runs `f` (a call into an MLX transform) with [`in_transform`] saying yes.
+pub(crate) fn transforming<R>(f: impl FnOnce() -> R) -> R {
+    struct Leave;
+    impl Drop for Leave {
+        fn drop(&mut self) {
+            let _ = DEPTH.try_with(|d| d.set(d.get() - 1));
+        }
+    }
+    DEPTH.with(|d| d.set(d.get() + 1));
+    let _leave = Leave;
+    f()
+}

@@ -44,15 +44,17 @@ fn vmap_call(
     let in_axes = resolve_in_axes(inputs, in_axes)?;
     let x = VectorArray::from_arrays(inputs);
     let (mut s_in, mut s_out) = (VectorArray::empty(), VectorArray::empty());
-    closure_status(|| unsafe {
-        sys::mlx_detail_vmap_trace(
-            &mut s_in.0,
-            &mut s_out.0,
-            f.as_raw(),
-            x.0,
-            in_axes.as_ptr(),
-            in_axes.len(),
-        )
+    super::transforming(|| {
+        closure_status(|| unsafe {
+            sys::mlx_detail_vmap_trace(
+                &mut s_in.0,
+                &mut s_out.0,
+                f.as_raw(),
+                x.0,
+                in_axes.as_ptr(),
+                in_axes.len(),
+            )
+        })
     })?;
     let out_axes = resolve_out_axes(&s_out.to_vec()?, out_axes)?;
     let mut res = VectorArray::empty();

@@ -110,8 +110,10 @@ fn mixed_request(server: &Server, i: usize) {
 }
 
 /// Not a check but a measurement (run it with --ignored --nocapture): the server's RSS
-/// after a warm-up of 50 requests and after 1,000 more (mixed streamed, whole and
-/// abandoned, 4 clients at once).
+/// after a warm-up of 50 requests and after every 250 of 1,000 more (mixed streamed, whole
+/// and abandoned, 4 clients at once). `SERVE_MEMORY_ARGS` adds server flags (e.g.
+/// `--prompt-cache-bytes 4000000`, so that the prefix cache fills), `SERVE_MEMORY_ROUNDS`
+/// sets the rounds of 250.
 #[test]
 #[ignore]
 fn memory_over_a_thousand_requests() {
@@ -145,8 +147,13 @@ fn memory_over_a_thousand_requests() {
     run_batch(0, 50);
     std::thread::sleep(Duration::from_secs(2));
     let warm = rss_kib(pid);
+    // Rounds of 250 requests (4 unless SERVE_MEMORY_ROUNDS says).
+    let rounds: usize = std::env::var("SERVE_MEMORY_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(4);
     let mut marks = Vec::new();
-    for k in 0..4 {
+    for k in 0..rounds {
         run_batch(50 + k * 250, 50 + (k + 1) * 250);
         marks.push(rss_kib(pid));
     }

@@ -1,0 +1,175 @@
+//! `mlx_lm::linear`: a linear layer's product on the CPU kernels against the layer's own
+//! forward in MLX (dense, quantized, with a bias, LoRA), the weight storage for the CPU,
+//! and gradients through it (the kernels step aside inside a transform).
+
+use crate::close::assert_close;
+use crate::common::{cpu, normal};
+use mlx_lm::kernels::cpu_gemm::{self, CpuProducts};
+use mlx_lm::kernels::cpu_quantized;
+use mlx_lm::linear;
+use mlx_lm::tuner::{AdaptableLinear, LoraLinear};
+use mlx_rs::nn::{self, MaybeQuantized, Module, Quantizable, UnaryModule};
+use mlx_rs::ops::QuantizeOptions;
+use mlx_rs::{Array, Dtype};
+
+/// The GEMM's sums run in another order than MLX's BLAS: float32 rounding only.
+const GEMM_ATOL: f32 = 1e-5;
+/// Relative part of the same tolerance.
+const GEMM_RTOL: f32 = 1e-5;
+
+const ON: Option<CpuProducts> = Some(CpuProducts {
+    gemm: true,
+    threads: 2,
+});
+
+/// The kernels' counters are the process's: the tests that read them take turns.
+static COUNTERS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn counted<T>(f: impl FnOnce() -> T) -> T {
+    let _turn = COUNTERS.lock().unwrap_or_else(|e| e.into_inner());
+    cpu(f)
+}
+
+fn floats(a: &Array) -> Vec<f32> {
+    a.to_vec::<f32>().unwrap()
+}
+
+fn dense(bias: bool) -> AdaptableLinear {
+    let w = normal(&[48, 64], 1, Dtype::Float32);
+    let b = bias.then(|| normal(&[48], 2, Dtype::Float32));
+    nn::Linear::from_weights(w, b).unwrap().into()
+}
+
+/// Checks `linear::forward` against the layer's forward for 1, 3 and 40 rows, and that
+/// the kernel took the products of `rows_taken` rows (counted by `count`).
+fn check(what: &str, layer: &AdaptableLinear, count: fn() -> usize, rows_taken: &[i32]) {
+    for rows in [1, 3, 40] {
+        let x = normal(&[rows, 64], 10 + rows as u64, Dtype::Float32);
+        let expected = floats(&layer.forward(&x).unwrap());
+        let before = count();
+        let y = linear::forward(layer, &x, ON).unwrap();
+        assert_eq!(y.shape(), &[rows, 48]);
+        let what = format!("{what}, {rows} rows");
+        assert_close(&what, &floats(&y), &expected, GEMM_ATOL, GEMM_RTOL);
+        let taken = count() > before;
+        assert_eq!(taken, rows_taken.contains(&rows), "{what}: kernel taken");
+        // Off: exactly the layer's forward.
+        let off = floats(&linear::forward(layer, &x, None).unwrap());
+        assert_eq!(off, expected, "{what}: without CPU products");
+    }
+}
+
+#[test]
+fn dense_products_of_many_rows_run_in_the_gemm() {
+    counted(|| {
+        for bias in [false, true] {
+            let layer = dense(bias);
+            check(
+                &format!("dense, bias {bias}"),
+                &layer,
+                cpu_gemm::products,
+                &[3, 40],
+            );
+        }
+    })
+}
+
+#[test]
+fn stored_for_the_cpu_the_weight_keeps_its_values_and_products() {
+    counted(|| {
+        let mut layer = dense(true);
+        let x = normal(&[5, 64], 3, Dtype::Float32);
+        let before = floats(&layer.forward(&x).unwrap());
+        let params = layer.parameters().unwrap();
+        assert_eq!(linear::store_for_cpu(&mut layer).unwrap(), 1);
+        // Stored once: a second call changes nothing.
+        assert_eq!(linear::store_for_cpu(&mut layer).unwrap(), 0);
+        let MaybeQuantized::Dense(l) = layer.base() else {
+            unreachable!()
+        };
+        let w = l.weight.value().clone();
+        assert_eq!(w.shape(), &[48, 64]);
+        assert!(w.is_col_contiguous() && !w.is_row_contiguous());
+        let after = layer.parameters().unwrap();
+        for (k, v) in &params {
+            assert_eq!(floats(v), floats(&after[k]), "{k}");
+        }
+        // MLX's product through the row-major transpose: the same values.
+        assert_close(
+            "stored, MLX",
+            &floats(&layer.forward(&x).unwrap()),
+            &before,
+            GEMM_ATOL,
+            GEMM_RTOL,
+        );
+        check(
+            "dense stored for the CPU",
+            &layer,
+            cpu_gemm::products,
+            &[3, 40],
+        );
+    })
+}
+
+#[test]
+fn quantized_products_run_in_the_cpu_kernels() {
+    counted(|| {
+        let base = nn::Linear::from_weights(normal(&[48, 64], 4, Dtype::Float32), None).unwrap();
+        for bits in [4, 8] {
+            let options = QuantizeOptions {
+                group_size: Some(32),
+                bits: Some(bits),
+                ..Default::default()
+            };
+            let q = base.to_quantized(&options).unwrap();
+            let layer = AdaptableLinear::Base(MaybeQuantized::Quantized(q));
+            let what = format!("{bits}-bit");
+            check(&what, &layer, cpu_quantized::products, &[1, 3, 40]);
+        }
+    })
+}
+
+#[test]
+fn lora_layers_add_their_update_to_the_cpu_product() {
+    counted(|| {
+        let AdaptableLinear::Base(base) = dense(false) else {
+            unreachable!()
+        };
+        let mut lora = LoraLinear::from_base(base, 4, 0.0, 2.0).unwrap();
+        lora.lora_b = nn::Param::new(normal(&[4, 48], 5, Dtype::Float32));
+        let layer = AdaptableLinear::Lora(lora);
+        check("LoRA", &layer, cpu_gemm::products, &[3, 40]);
+    })
+}
+
+/// Inside a gradient the kernels step aside (their results would carry no derivative):
+/// the gradients with CPU products on equal MLX's.
+#[test]
+fn gradients_pass_through_with_cpu_products_on() {
+    counted(|| {
+        let x = normal(&[6, 64], 6, Dtype::Float32);
+        let w = normal(&[48, 64], 7, Dtype::Float32);
+        let grads = |cpu: Option<CpuProducts>| {
+            let loss = move |a: &[Array]| {
+                let layer: AdaptableLinear =
+                    nn::Linear::from_weights(a[0].clone(), None).unwrap().into();
+                let y = linear::forward(&layer, &a[1], cpu).unwrap();
+                Ok(vec![mlx_rs::ops::sum(&y.square()?, false)?])
+            };
+            let vg = mlx_rs::transforms::value_and_grad(loss, &[0, 1]).unwrap();
+            let before = cpu_gemm::products();
+            let (_, g) = vg.call(&[&w, &x]).unwrap();
+            assert_eq!(
+                cpu_gemm::products(),
+                before,
+                "the GEMM ran inside the gradient"
+            );
+            (floats(&g[0]), floats(&g[1]))
+        };
+        let (gw, gx) = grads(None);
+        let (gw_on, gx_on) = grads(ON);
+        assert!(gx.iter().any(|&v| v != 0.0));
+        assert_eq!(gw_on, gw);
+        assert_eq!(gx_on, gx);
+    })
+}
