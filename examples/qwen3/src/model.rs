@@ -362,6 +362,10 @@ impl Model {
             layer.self_attn.shard(part, i)?;
             layer.mlp.shard(part, i)?;
         }
+        // A slice by rows of a weight stored for the CPU is strided: stored again.
+        if self.options.cpu.is_some() {
+            linear::store_for_cpu(self)?;
+        }
         self.group = Some(group);
         Ok(())
     }
