@@ -14,9 +14,11 @@
 
 pub mod config;
 pub mod model;
+pub mod options;
 
 pub use config::Config;
-pub use model::{Model, ModelOptions};
+pub use model::Model;
+pub use options::ModelOptions;
 
 /// Loads a model folder (`config.json` and safetensors; Hugging Face or mlx-lm layout,
 /// dense or MLX-quantized). Strict: the error names a missing, unexpected or mis-shaped

@@ -4,6 +4,7 @@
 //! (`model.layers.0.self_attn.q_proj.weight`, `lm_head.weight`).
 
 use crate::config::Config;
+use crate::options::ModelOptions;
 use mlx_lm::cache::{Cache, KvCache, LayerCache, Positions};
 use mlx_lm::kernels::cpu_gemm::CpuProducts;
 use mlx_lm::linear;
@@ -15,7 +16,7 @@ use mlx_rs::distributed::{self, Group};
 use mlx_rs::fast::{self, AttentionMask};
 use mlx_rs::nn::UnaryModule;
 use mlx_rs::nn::{self, Embedding, Linear, MaybeQuantized, Module, ParamMap, RmsNorm, Rope};
-use mlx_rs::{Array, Device, Dtype};
+use mlx_rs::{Array, Dtype};
 
 /// A linear layer, dense or quantized, that an adapter can wrap (`mlx_lm::tuner`).
 type QLinear = AdaptableLinear;
@@ -241,34 +242,6 @@ pub struct Model {
     /// How the linear layers multiply on the CPU ([`Model::set_options`]).
     #[module(skip)]
     options: ModelOptions,
-}
-
-/// What a model runs with; the defaults depend on the device ([`ModelOptions::for_device`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct ModelOptions {
-    /// For a model on the CPU, how its float32 products run (`mlx_lm::linear`: products of
-    /// 2+ rows in the CPU GEMM, affine-quantized ones with float32 input in the CPU
-    /// quantized kernels when `gemm` is on; float32 weights stored for MLX's CPU BLAS in
-    /// any case); `None` on a GPU, or to run every product in MLX on weights as loaded.
-    pub cpu: Option<CpuProducts>,
-}
-
-impl ModelOptions {
-    /// The defaults for a model on `device` ([`CpuProducts::for_device`]).
-    pub fn for_device(device: &Device) -> ModelOptions {
-        ModelOptions {
-            cpu: CpuProducts::for_device(device),
-        }
-    }
-
-    /// The defaults for the device of the current default stream (the CPU when MLX cannot
-    /// say).
-    pub fn for_current_device() -> ModelOptions {
-        let device = mlx_rs::current_stream()
-            .and_then(|s| s.device())
-            .unwrap_or_else(|_| Device::cpu());
-        ModelOptions::for_device(&device)
-    }
 }
 
 impl Model {

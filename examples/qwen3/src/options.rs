@@ -1,0 +1,32 @@
+//! What a Qwen3 model runs with: [`ModelOptions`], with per-device defaults.
+
+use mlx_lm::kernels::cpu_gemm::CpuProducts;
+use mlx_rs::Device;
+
+/// What a model runs with; the defaults depend on the device ([`ModelOptions::for_device`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ModelOptions {
+    /// For a model on the CPU, how its float32 products run (`mlx_lm::linear`: products of
+    /// 2+ rows in the CPU GEMM, affine-quantized ones with float32 input in the CPU
+    /// quantized kernels when `gemm` is on; float32 weights stored for MLX's CPU BLAS in
+    /// any case); `None` on a GPU, or to run every product in MLX on weights as loaded.
+    pub cpu: Option<CpuProducts>,
+}
+
+impl ModelOptions {
+    /// The defaults for a model on `device` ([`CpuProducts::for_device`]).
+    pub fn for_device(device: &Device) -> ModelOptions {
+        ModelOptions {
+            cpu: CpuProducts::for_device(device),
+        }
+    }
+
+    /// The defaults for the device of the current default stream (the CPU when MLX cannot
+    /// say).
+    pub fn for_current_device() -> ModelOptions {
+        let device = mlx_rs::current_stream()
+            .and_then(|s| s.device())
+            .unwrap_or_else(|_| Device::cpu());
+        ModelOptions::for_device(&device)
+    }
+}
