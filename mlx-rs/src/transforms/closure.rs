@@ -490,8 +490,8 @@ impl<'a> ValueAndGrad<'a> {
         let input = VectorArray::from_arrays(args);
         let mut values = VectorArray::empty();
         let mut grads = VectorArray::empty();
-        super::transforming(|| {
-            closure_status(|| unsafe {
+        closure_status(|| {
+            super::transforming(|| unsafe {
                 sys::mlx_closure_value_and_grad_apply(
                     &mut values.0,
                     &mut grads.0,

@@ -33,8 +33,10 @@ pub fn vjp<'a, A: AsRef<Array>, B: AsRef<Array>>(
         VectorArray::from_arrays(cotangents),
     );
     let (mut outs, mut vjps) = (VectorArray::empty(), VectorArray::empty());
-    super::transforming(|| {
-        closure_status(|| unsafe { sys::mlx_vjp(&mut outs.0, &mut vjps.0, f.as_raw(), p.0, c.0) })
+    closure_status(|| {
+        super::transforming(|| unsafe {
+            sys::mlx_vjp(&mut outs.0, &mut vjps.0, f.as_raw(), p.0, c.0)
+        })
     })?;
     Ok((outs.to_vec()?, vjps.to_vec()?))
 }
@@ -56,8 +58,10 @@ pub fn jvp<'a, A: AsRef<Array>, B: AsRef<Array>>(
         VectorArray::from_arrays(tangents),
     );
     let (mut outs, mut jvps) = (VectorArray::empty(), VectorArray::empty());
-    super::transforming(|| {
-        closure_status(|| unsafe { sys::mlx_jvp(&mut outs.0, &mut jvps.0, f.as_raw(), p.0, t.0) })
+    closure_status(|| {
+        super::transforming(|| unsafe {
+            sys::mlx_jvp(&mut outs.0, &mut jvps.0, f.as_raw(), p.0, t.0)
+        })
     })?;
     Ok((outs.to_vec()?, jvps.to_vec()?))
 }

@@ -44,8 +44,8 @@ fn vmap_call(
     let in_axes = resolve_in_axes(inputs, in_axes)?;
     let x = VectorArray::from_arrays(inputs);
     let (mut s_in, mut s_out) = (VectorArray::empty(), VectorArray::empty());
-    super::transforming(|| {
-        closure_status(|| unsafe {
+    closure_status(|| {
+        super::transforming(|| unsafe {
             sys::mlx_detail_vmap_trace(
                 &mut s_in.0,
                 &mut s_out.0,
