@@ -27,6 +27,73 @@ use serde::{Deserialize, Deserializer};
 use std::collections::BTreeMap;
 use std::path::Path;
 
+/// The dtype a model's floating-point parameters take at load, and so its activations
+/// (a model computes in its norms' and scales' dtype). A model's options carry it, with a
+/// per-device default ([`FloatDtype::for_device`]); [`FloatDtype::resolve`] turns it into
+/// the conversion for a checkpoint and [`cast_floats`] converts the tensors (after the
+/// model's `sanitize`, before the update).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FloatDtype {
+    /// As the checkpoint stores them (as mlx-lm loads).
+    #[default]
+    Stored,
+    /// Every floating-point tensor converted to this dtype.
+    Cast(Dtype),
+    /// Float32 for a quantized checkpoint (its scales, biases, norms and unquantized
+    /// layers; the packed weights stay packed: a few percent more memory), as stored
+    /// otherwise. The default on the CPU: there MLX's quantized products with bfloat16
+    /// activations are slow (Qwen3-0.6B's shapes at 4 bits on a 2-core EPYC: 0.3 tokens/s
+    /// prefill and decode, against 30–36 and 6.1 with float32 activations in
+    /// [`crate::kernels::cpu_quantized`]), while converting a dense bfloat16 checkpoint would
+    /// double its memory.
+    Float32IfQuantized,
+}
+
+impl FloatDtype {
+    /// The default for a model on `device`: [`FloatDtype::Float32IfQuantized`] on the CPU,
+    /// [`FloatDtype::Stored`] on a GPU.
+    pub fn for_device(device: &mlx_rs::Device) -> FloatDtype {
+        match device.kind() {
+            Ok(mlx_rs::DeviceType::Gpu) => FloatDtype::Stored,
+            _ => FloatDtype::Float32IfQuantized,
+        }
+    }
+
+    /// The dtype to convert a checkpoint's floating-point tensors to (`None`: keep them),
+    /// given whether the checkpoint is quantized.
+    pub fn resolve(self, quantized: bool) -> Option<Dtype> {
+        match self {
+            FloatDtype::Stored => None,
+            FloatDtype::Cast(d) => Some(d),
+            FloatDtype::Float32IfQuantized => quantized.then_some(Dtype::Float32),
+        }
+    }
+}
+
+/// `weights` with every floating-point tensor converted to `dtype` (lazily; the update
+/// evaluates them). Integer tensors (packed quantized weights) are kept.
+///
+/// # Errors
+/// `dtype` is not a floating-point dtype.
+pub fn cast_floats(weights: ParamMap, dtype: Dtype) -> Result<ParamMap> {
+    if !dtype.is_float() {
+        return Err(Error::InvalidArgument(format!(
+            "parameters can be converted to a floating-point dtype only, not {dtype}"
+        )));
+    }
+    weights
+        .into_iter()
+        .map(|(k, w)| {
+            let w = if w.dtype().is_float() && w.dtype() != dtype {
+                w.astype(dtype)?
+            } else {
+                w
+            };
+            Ok((k, w))
+        })
+        .collect()
+}
+
 /// Reads `dir/config.json` into `T`. A missing field or a value of the wrong type is an
 /// [`Error::Config`] that names the field (serde's message, with the file).
 pub fn read_config<T: DeserializeOwned>(dir: impl AsRef<Path>) -> Result<T> {

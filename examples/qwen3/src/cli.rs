@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use mlx_lm::cli::{BenchNote, ModelCli, RandomWeights, Result, SamplingDefaults, Switch};
+use mlx_lm::cli::{
+    BenchNote, FloatDtypeArg, ModelCli, RandomWeights, Result, SamplingDefaults, Switch,
+};
 use mlx_rs::distributed::Group;
 use qwen3::{Config, Model, ModelOptions};
 use serde_json::{json, Value};
@@ -26,6 +28,11 @@ pub struct Options {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..),
           allow_negative_numbers = true)]
     pub cpu_threads: Option<u32>,
+    /// The dtype of the floating-point parameters (and activations) at load (default:
+    /// float32 for a quantized model on the CPU, as stored otherwise; `bench` builds its
+    /// weights in its `--dtype` unless this is given).
+    #[arg(long, value_enum, value_name = "DTYPE")]
+    pub float_dtype: Option<FloatDtypeArg>,
 }
 
 impl Options {
@@ -40,6 +47,9 @@ impl Options {
             if let Some(n) = self.cpu_threads {
                 cpu.threads = n as usize;
             }
+        }
+        if let Some(d) = self.float_dtype {
+            o.float_dtype = d.option();
         }
         o
     }
@@ -60,7 +70,11 @@ impl ModelCli for Qwen3Cli {
         config.check()?;
         let arrays = weights.generate(&tensor_shapes(&config))?;
         let mut model = Model::new(config.clone())?;
-        let arrays = qwen3::model::sanitize(&config, arrays)?;
+        let mut arrays = qwen3::model::sanitize(&config, arrays)?;
+        // `bench --dtype` chose the weights' dtype; only an explicit flag changes it.
+        if let Some(dtype) = options.float_dtype.and_then(|d| d.option().resolve(true)) {
+            arrays = mlx_lm::load::cast_floats(arrays, dtype)?;
+        }
         mlx_lm::load::apply_weights(&mut model, arrays, config.quantization.as_ref())?;
         model.set_options(options.resolve())?;
         Ok(model)

@@ -28,12 +28,20 @@ pub fn load(dir: impl AsRef<std::path::Path>) -> mlx_lm::Result<Model> {
     load_with(dir, ModelOptions::for_current_device())
 }
 
-/// [`load`] with `options` ([`Model::set_options`]).
+/// [`load`] with `options`: the floating-point tensors converted as
+/// [`ModelOptions::float_dtype`] says, then [`Model::set_options`].
 pub fn load_with(dir: impl AsRef<std::path::Path>, options: ModelOptions) -> mlx_lm::Result<Model> {
     let dir = dir.as_ref();
     let config = Config::from_dir(dir)?;
     let mut model = Model::new(config.clone())?;
-    let sanitize = |weights| model::sanitize(&config, weights);
+    let cast = options.float_dtype.resolve(config.quantization.is_some());
+    let sanitize = |weights| {
+        let weights = model::sanitize(&config, weights)?;
+        match cast {
+            Some(dtype) => mlx_lm::load::cast_floats(weights, dtype),
+            None => Ok(weights),
+        }
+    };
     mlx_lm::load::load_weights(&mut model, dir, config.quantization.as_ref(), sanitize)?;
     model.set_options(options)?;
     Ok(model)

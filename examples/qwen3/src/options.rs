@@ -1,6 +1,7 @@
 //! What a Qwen3 model runs with: [`ModelOptions`], with per-device defaults.
 
 use mlx_lm::kernels::cpu_gemm::CpuProducts;
+use mlx_lm::load::FloatDtype;
 use mlx_rs::Device;
 
 /// What a model runs with; the defaults depend on the device ([`ModelOptions::for_device`]).
@@ -11,13 +12,20 @@ pub struct ModelOptions {
     /// quantized kernels when `gemm` is on; float32 weights stored for MLX's CPU BLAS in
     /// any case); `None` on a GPU, or to run every product in MLX on weights as loaded.
     pub cpu: Option<CpuProducts>,
+    /// The dtype the floating-point parameters (and so the activations) take at load
+    /// ([`FloatDtype`]; default: float32 for a quantized checkpoint on the CPU, where the
+    /// CPU kernels take float32 activations only, as stored otherwise). Used by
+    /// [`crate::load_with`]; a model built otherwise keeps what it was given.
+    pub float_dtype: FloatDtype,
 }
 
 impl ModelOptions {
-    /// The defaults for a model on `device` ([`CpuProducts::for_device`]).
+    /// The defaults for a model on `device` ([`CpuProducts::for_device`],
+    /// [`FloatDtype::for_device`]).
     pub fn for_device(device: &Device) -> ModelOptions {
         ModelOptions {
             cpu: CpuProducts::for_device(device),
+            float_dtype: FloatDtype::for_device(device),
         }
     }
 

@@ -5,6 +5,7 @@
 
 use mlx_lm::kernels::cpu_gemm::{self, CpuProducts};
 use mlx_lm::kernels::cpu_quantized;
+use mlx_lm::load::FloatDtype;
 use mlx_lm::{GenerateOptions, LanguageModel};
 use mlx_rs::nn::{Module, UpdateMode};
 use mlx_rs::{Array, Dtype};
@@ -79,8 +80,15 @@ fn expected(variant: &str) -> Expected {
     }
 }
 
+/// A fixture as mlx-lm loads it: float parameters in the stored dtype (the CPU default
+/// makes a quantized model's activations float32; `quantized_models_run_in_float32_on_the_cpu`
+/// checks that form).
 fn load(variant: &str) -> qwen3::Model {
-    qwen3::load(fixtures().join(variant)).unwrap_or_else(|e| panic!("{variant}: {e}"))
+    let options = qwen3::ModelOptions {
+        float_dtype: FloatDtype::Stored,
+        ..qwen3::ModelOptions::for_current_device()
+    };
+    qwen3::load_with(fixtures().join(variant), options).unwrap_or_else(|e| panic!("{variant}: {e}"))
 }
 
 fn tokens(ids: &[u32]) -> Array {
@@ -543,7 +551,10 @@ fn cpu_products_match_mlx_products() {
             ("bf16-untied", Some(4)),
         ] {
             let what = format!("{variant}, bits {bits:?}");
-            let options = qwen3::ModelOptions { cpu: Some(cpu) };
+            let options = qwen3::ModelOptions {
+                cpu: Some(cpu),
+                ..Default::default()
+            };
             let [reference, model] = random_pair(variant, bits, options);
             let (gemm, quantized) = (cpu_gemm::products(), cpu_quantized::products());
             let row = reference.vocab_size() as usize;
@@ -576,6 +587,50 @@ fn cpu_products_match_mlx_products() {
     })
 }
 
+/// With the CPU's defaults a quantized checkpoint runs with float32 activations (its
+/// scales, norms and unquantized layers converted at load) in the CPU kernels; a dense
+/// bf16 one stays bf16. The float32 form against the same conversion with every product
+/// in MLX: float32 rounding in another order only.
+#[test]
+fn quantized_models_run_in_float32_on_the_cpu() {
+    on_cpu(|| {
+        let defaults = qwen3::ModelOptions::for_device(&mlx_rs::Device::cpu());
+        assert_eq!(defaults.float_dtype, FloatDtype::Float32IfQuantized);
+        let dense = qwen3::load_with(fixtures().join("bf16-tied"), defaults).unwrap();
+        assert_eq!(dense.dtype(), Dtype::Bfloat16);
+        for variant in ["q4-tied", "q4-untied-mixed"] {
+            let dir = fixtures().join(variant);
+            let model = qwen3::load_with(&dir, defaults).unwrap();
+            assert_eq!(model.dtype(), Dtype::Float32, "{variant}");
+            let mlx = qwen3::ModelOptions {
+                cpu: None,
+                float_dtype: FloatDtype::Cast(Dtype::Float32),
+            };
+            let reference = qwen3::load_with(&dir, mlx).unwrap();
+            let e = expected(variant);
+            let before = cpu_quantized::products();
+            let actual = stepwise_logits(&model, &e.prompt, e.prefill);
+            assert!(
+                cpu_quantized::products() > before,
+                "{variant}: kernels unused"
+            );
+            let expected = stepwise_logits(&reference, &e.prompt, e.prefill);
+            let row = model.vocab_size() as usize;
+            for (r, (a, x)) in actual.chunks(row).zip(expected.chunks(row)).enumerate() {
+                let tol = CPU_PRODUCTS_ROW_RTOL * x.iter().fold(0f32, |m, v| m.max(v.abs()));
+                assert_close(&format!("{variant}: row {r}"), a, x, tol, 0.0);
+            }
+            // And the float32 model still says what mlx-lm's bf16 one says, roughly: the
+            // same greedy first token after the prompt.
+            let last = |l: &[f32]| {
+                let r = &l[l.len() - row..];
+                (0..row).max_by(|&i, &j| r[i].total_cmp(&r[j])).unwrap()
+            };
+            assert_eq!(last(&actual), last(&e.logits_stepwise), "{variant}: argmax");
+        }
+    })
+}
+
 /// Stored for the CPU (`--cpu-gemm off`: every product in MLX, on weights kept as the
 /// transpose of row-major matrices), the logits are MLX's on the weights as loaded.
 #[test]
@@ -587,7 +642,10 @@ fn weights_stored_for_the_cpu_give_the_same_logits() {
         };
         let prompt: Vec<u32> = (0..9).map(|i| (i * 53 + 11) % 200).collect();
         for variant in ["bf16-tied", "bf16-untied"] {
-            let options = qwen3::ModelOptions { cpu: Some(cpu) };
+            let options = qwen3::ModelOptions {
+                cpu: Some(cpu),
+                ..Default::default()
+            };
             let [reference, model] = random_pair(variant, None, options);
             let row = reference.vocab_size() as usize;
             let expected = stepwise_logits(&reference, &prompt, 4);

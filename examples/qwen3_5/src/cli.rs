@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use mlx_lm::cli::{BenchNote, ModelCli, RandomWeights, Result, SamplingDefaults, Switch};
+use mlx_lm::cli::{
+    BenchNote, FloatDtypeArg, ModelCli, RandomWeights, Result, SamplingDefaults, Switch,
+};
 use mlx_lm::kernels::gated_delta::DEFAULT_CHUNK;
 use mlx_lm::Checkpoint;
 use mlx_rs::distributed::Group;
@@ -38,6 +40,11 @@ pub struct Options {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..),
           allow_negative_numbers = true)]
     pub cpu_threads: Option<u32>,
+    /// The dtype of the floating-point parameters (and activations) at load (default:
+    /// float32 for a quantized model on the CPU, as stored otherwise; `bench` builds its
+    /// weights in its `--dtype` unless this is given).
+    #[arg(long, value_enum, value_name = "DTYPE")]
+    pub float_dtype: Option<FloatDtypeArg>,
     /// Run prefill with the sequential gated delta rule instead of the chunked form.
     #[arg(long, hide = true)]
     pub sequential_prefill: bool,
@@ -65,6 +72,7 @@ impl Default for Options {
             compile_layers: None,
             cpu_gemm: None,
             cpu_threads: None,
+            float_dtype: None,
             sequential_prefill: false,
             prefill_chunk: DEFAULT_CHUNK,
             kernel_prefill_max: None,
@@ -106,6 +114,9 @@ impl Options {
         }
         if let Some(n) = self.small_batch_rows {
             o.small_batch_rows = n;
+        }
+        if let Some(d) = self.float_dtype {
+            o.float_dtype = d.option();
         }
         o.prefill = if self.sequential_prefill {
             Prefill::Sequential
@@ -167,11 +178,12 @@ impl ModelCli for Qwen35 {
         let config = Config::from_json(config)?;
         let arrays = weights.generate(&tensor_shapes(&config))?;
         let checkpoint = Checkpoint::from_arrays(arrays);
-        Ok(Model::from_checkpoint(
-            config,
-            checkpoint,
-            options.for_current_device(),
-        )?)
+        // `bench --dtype` chose the weights' dtype; only an explicit flag changes it.
+        let mut o = options.for_current_device();
+        if options.float_dtype.is_none() {
+            o.float_dtype = mlx_lm::load::FloatDtype::Stored;
+        }
+        Ok(Model::from_checkpoint(config, checkpoint, o)?)
     }
 
     fn bench_presets() -> Vec<(&'static str, Value)> {
@@ -315,6 +327,7 @@ fn tensor_shapes(config: &Config) -> BTreeMap<String, Vec<i32>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mlx_lm::load::FloatDtype;
 
     #[test]
     fn options_flags_override_the_device_defaults() {
@@ -326,6 +339,7 @@ mod tests {
             compile_layers: Some(Switch::On),
             cpu_gemm: Some(Switch::Off),
             cpu_threads: Some(3),
+            float_dtype: Some(FloatDtypeArg::Bfloat16),
             sequential_prefill: true,
             prefill_chunk: DEFAULT_CHUNK,
             kernel_prefill_max: Some(32),
@@ -338,6 +352,8 @@ mod tests {
         assert_eq!(o.prefill, Prefill::Sequential);
         assert_eq!((defaults.kernel_prefill_max, o.kernel_prefill_max), (0, 32));
         assert_eq!((defaults.small_batch_rows, o.small_batch_rows), (0, 12));
+        assert_eq!(defaults.float_dtype, FloatDtype::Float32IfQuantized);
+        assert_eq!(o.float_dtype, FloatDtype::Cast(mlx_rs::Dtype::Bfloat16));
     }
 
     #[test]

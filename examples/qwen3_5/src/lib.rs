@@ -58,7 +58,7 @@ pub use generate::{
 };
 pub use mlx_lm::{Sampler, SamplingParams};
 pub use model::Model;
-pub use options::{Decode, ModelOptions, Prefill};
+pub use options::{Decode, FloatDtype, ModelOptions, Prefill};
 
 /// Loads a model folder (`config.json` + safetensors, Hugging Face or MLX layout, dense
 /// or MLX-quantized). Strict: the error names a missing, unexpected or mis-shaped tensor,

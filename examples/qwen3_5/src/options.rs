@@ -5,13 +5,14 @@
 //! reads the environment or a per-thread switch afterwards. The defaults depend on the
 //! device and come from the measurements in `benches/README.md`; the `qwen3_5` binary
 //! sets each field from a flag (`--decode`, `--compile-layers`, `--cpu-gemm`,
-//! `--cpu-threads`; the hidden `--prefill-chunk` / `--sequential-prefill` /
+//! `--cpu-threads`, `--float-dtype`; the hidden `--prefill-chunk` / `--sequential-prefill` /
 //! `--kernel-prefill-max` / `--small-batch-rows`).
 
 use crate::error::{Error, Result};
 use mlx_lm::kernels::cpu_gemm::CpuProducts;
 pub use mlx_lm::kernels::gated_delta::Prefill;
 use mlx_lm::kernels::gated_delta::{ShortPrefill, StepPath};
+pub use mlx_lm::load::FloatDtype;
 use mlx_rs::{Device, DeviceType};
 
 /// How a single-token forward pass (a decode step) runs.
@@ -69,6 +70,11 @@ pub struct ModelOptions {
     /// 0: never. Fused decode on the CUDA kernel path only. Default: 0, until an A/B on a
     /// GPU shows it wins (`benches/README.md`; the kernel has run only emulated on a CPU).
     pub small_batch_rows: i32,
+    /// The dtype the floating-point parameters (and so the activations) take at load
+    /// ([`FloatDtype`]). Default: float32 for a quantized checkpoint on the CPU (the CPU
+    /// kernels take float32 activations; MLX's CPU quantized products with bfloat16 ones
+    /// ran Qwen3-0.6B's shapes at 0.3 tokens/s), as stored otherwise.
+    pub float_dtype: FloatDtype,
 }
 
 /// [`ModelOptions::kernel_prefill_max`] on CUDA: the longest prompt chunk measured (an
@@ -106,6 +112,7 @@ impl ModelOptions {
                 _ => 0,
             },
             small_batch_rows: 0,
+            float_dtype: FloatDtype::for_device(device),
         }
     }
 

@@ -12,9 +12,10 @@ mod lora;
 use common::{
     assert_close, assert_logits_close, cpu, expected, gpu, model_dir, random_model, VARIANTS,
 };
+use mlx_lm::kernels::cpu_quantized;
 use mlx_lm::kernels::gated_delta::StepPath;
 use mlx_rs::{Array, Dtype};
-use qwen3_5::{Decode, GenerateOptions, ModelOptions, SamplingParams};
+use qwen3_5::{Decode, FloatDtype, GenerateOptions, ModelOptions, SamplingParams};
 
 fn ids(tokens: &[u32]) -> Array {
     Array::from_slice(tokens, &[1, tokens.len() as i32]).unwrap()
@@ -29,7 +30,7 @@ fn whole_prompt_logits_match_mlx_lm() {
     cpu(|| {
         for v in VARIANTS {
             let exp = expected(v);
-            let model = qwen3_5::load(model_dir(v)).unwrap();
+            let model = common::load_stored(model_dir(v));
             let mut cache = model.new_cache();
             let logits = model.forward(&ids(&exp.prompt), &mut cache).unwrap();
             let mut shape = vec![1];
@@ -41,12 +42,70 @@ fn whole_prompt_logits_match_mlx_lm() {
     })
 }
 
+/// Logits of `prefill` tokens at once, then of one token at a time.
+fn stepwise(model: &qwen3_5::Model, prompt: &[u32], prefill: usize) -> Vec<f32> {
+    let mut cache = model.new_cache();
+    let mut out = to_f32(&model.forward(&ids(&prompt[..prefill]), &mut cache).unwrap());
+    for t in prefill..prompt.len() {
+        out.extend(to_f32(
+            &model.forward(&ids(&prompt[t..t + 1]), &mut cache).unwrap(),
+        ));
+    }
+    out
+}
+
+/// The CPU kernels against MLX's products on the same float32 model: rounding in another
+/// order only, relative to each row's largest logit.
+const CPU_KERNELS_ROW_RTOL: f32 = 1e-4;
+
+/// With the CPU's defaults a quantized checkpoint runs with float32 activations (scales,
+/// norms and unquantized layers converted at load) in the CPU kernels, a bf16 one stays
+/// bf16. Against the same conversion with every product in MLX; and the last step's
+/// greedy token is still mlx-lm's (bf16).
+#[test]
+fn quantized_models_run_in_float32_on_the_cpu() {
+    cpu(|| {
+        let defaults = ModelOptions::default();
+        assert_eq!(defaults.float_dtype, FloatDtype::Float32IfQuantized);
+        let dense = qwen3_5::load_with(model_dir("mlx-bf16-untied"), defaults).unwrap();
+        assert_eq!(dense.dtype(), Dtype::Bfloat16);
+        for v in ["mlx-q4-tied", "mlx-q4-untied-mixed"] {
+            let exp = expected(v);
+            let model = qwen3_5::load_with(model_dir(v), defaults).unwrap();
+            assert_eq!(model.dtype(), Dtype::Float32, "{v}");
+            let mlx = ModelOptions {
+                cpu_gemm: false,
+                float_dtype: FloatDtype::Cast(Dtype::Float32),
+                ..defaults
+            };
+            let reference = qwen3_5::load_with(model_dir(v), mlx).unwrap();
+            let before = cpu_quantized::products();
+            let actual = stepwise(&model, &exp.prompt, exp.prefill);
+            assert!(cpu_quantized::products() > before, "{v}: kernels unused");
+            let want = stepwise(&reference, &exp.prompt, exp.prefill);
+            for (r, (a, w)) in actual.chunks(256).zip(want.chunks(256)).enumerate() {
+                let tol = CPU_KERNELS_ROW_RTOL * w.iter().fold(0f32, |m, x| m.max(x.abs()));
+                assert_close(&format!("{v}: row {r}"), a, w, tol, 0.0);
+            }
+            let argmax = |l: &[f32]| {
+                let r = &l[l.len() - 256..];
+                (0..256).max_by(|&i, &j| r[i].total_cmp(&r[j])).unwrap()
+            };
+            assert_eq!(
+                argmax(&actual),
+                argmax(&exp.logits_stepwise.1),
+                "{v}: argmax"
+            );
+        }
+    })
+}
+
 #[test]
 fn prefill_then_single_steps_match_mlx_lm() {
     cpu(|| {
         for v in VARIANTS {
             let exp = expected(v);
-            let model = qwen3_5::load(model_dir(v)).unwrap();
+            let model = common::load_stored(model_dir(v));
             let mut cache = model.new_cache();
             let mut out = to_f32(
                 &model
@@ -70,7 +129,7 @@ fn greedy_generation_matches_mlx_lm() {
     cpu(|| {
         for v in VARIANTS {
             let exp = expected(v);
-            let model = qwen3_5::load(model_dir(v)).unwrap();
+            let model = common::load_stored(model_dir(v));
             let opts = GenerateOptions {
                 max_tokens: exp.greedy.len(),
                 ..Default::default()
@@ -118,7 +177,7 @@ fn greedy_step_logits_match_mlx_lm() {
     cpu(|| {
         for v in ["mlx-bf16-untied", "mlx-q4-untied-mixed"] {
             let exp = expected(v);
-            let model = qwen3_5::load(model_dir(v)).unwrap();
+            let model = common::load_stored(model_dir(v));
             let mut cache = model.new_cache();
             let mut logits = model.forward_last(&ids(&exp.prompt), &mut cache).unwrap();
             let mut out = Vec::new();
@@ -141,8 +200,8 @@ fn both_layouts_give_identical_logits() {
             ("hf-bf16-tied", "mlx-bf16-tied"),
         ] {
             let prompt = expected(mlx).prompt;
-            let a = qwen3_5::load(model_dir(hf)).unwrap();
-            let b = qwen3_5::load(model_dir(mlx)).unwrap();
+            let a = common::load_stored(model_dir(hf));
+            let b = common::load_stored(model_dir(mlx));
             assert_eq!(a.layout(), qwen3_5::weights::Layout::HuggingFace);
             assert_eq!(b.layout(), qwen3_5::weights::Layout::Mlx);
             let la = to_f32(&a.forward(&ids(&prompt), &mut a.new_cache()).unwrap());
@@ -157,7 +216,7 @@ fn both_layouts_give_identical_logits() {
 #[test]
 fn chunked_prefill_matches_one_pass_across_cache_growth() {
     cpu(|| {
-        let model = qwen3_5::load(model_dir("mlx-bf16-untied")).unwrap();
+        let model = common::load_stored(model_dir("mlx-bf16-untied"));
         let tokens: Vec<u32> = (0..300u32).map(|i| (i * 37 + 11) % 250).collect();
         let whole = to_f32(
             &model
@@ -182,7 +241,7 @@ fn chunked_prefill_matches_one_pass_across_cache_growth() {
 fn generation_stops_and_reports() {
     cpu(|| {
         let exp = expected("mlx-bf16-untied");
-        let model = qwen3_5::load(model_dir("mlx-bf16-untied")).unwrap();
+        let model = common::load_stored(model_dir("mlx-bf16-untied"));
         // Stop on the 5th greedy token: 4 tokens come out, the stop token does not.
         let stop = exp.greedy[4];
         let first = exp.greedy.iter().position(|&t| t == stop).unwrap();
@@ -230,7 +289,7 @@ fn generation_stops_and_reports() {
 #[test]
 fn generation_rejects_bad_prompts() {
     cpu(|| {
-        let model = qwen3_5::load(model_dir("mlx-bf16-tied")).unwrap();
+        let model = common::load_stored(model_dir("mlx-bf16-tied"));
         let err = model
             .generate(&[], GenerateOptions::default())
             .err()
@@ -257,7 +316,7 @@ fn generation_rejects_bad_prompts() {
 fn sampled_generation_is_reproducible_and_masked() {
     cpu(|| {
         let exp = expected("mlx-bf16-tied");
-        let model = qwen3_5::load(model_dir("mlx-bf16-tied")).unwrap();
+        let model = common::load_stored(model_dir("mlx-bf16-tied"));
         let run = |seed| -> Vec<u32> {
             let opts = GenerateOptions {
                 max_tokens: 24,

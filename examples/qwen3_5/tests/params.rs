@@ -49,7 +49,7 @@ fn parameters_are_the_mlx_checkpoint() {
             "mlx-q4-tied",
             "mlx-q4-untied-mixed",
         ] {
-            let model = qwen3_5::load(model_dir(v)).unwrap();
+            let model = common::load_stored(model_dir(v));
             assert_same(&model.parameters().unwrap(), &stored(v), v);
         }
         // Hugging Face checkpoints of the same weights: renamed, conv weights moved, the
@@ -58,7 +58,7 @@ fn parameters_are_the_mlx_checkpoint() {
             ("hf-bf16-tied", "mlx-bf16-tied"),
             ("hf-bf16-untied", "mlx-bf16-untied"),
         ] {
-            let model = qwen3_5::load(model_dir(hf)).unwrap();
+            let model = common::load_stored(model_dir(hf));
             assert_same(&model.parameters().unwrap(), &stored(mlx), hf);
         }
     });

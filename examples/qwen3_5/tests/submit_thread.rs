@@ -55,7 +55,7 @@ fn greedy_tokens_match_mlx_lm_on_the_submit_thread() {
     cpu(|| {
         for v in VARIANTS {
             let exp = expected(v);
-            let model = qwen3_5::load(model_dir(v)).unwrap();
+            let model = common::load_stored(model_dir(v));
             for max_tokens in [1, 2, 3, exp.greedy.len()] {
                 let opts = GenerateOptions {
                     max_tokens,
@@ -84,7 +84,7 @@ fn a_stop_token_anywhere_leaves_the_cache_of_one_thread() {
     cpu(|| {
         let v = "mlx-bf16-untied";
         let exp = expected(v);
-        let model = qwen3_5::load(model_dir(v)).unwrap();
+        let model = common::load_stored(model_dir(v));
         let n = exp.greedy.len();
         for at in 0..n {
             let stop = exp.greedy[at];
@@ -130,7 +130,7 @@ fn sampled_tokens_and_multi_turn_match_one_thread() {
     cpu(|| {
         let v = "mlx-bf16-tied";
         let exp = expected(v);
-        let model = qwen3_5::load(model_dir(v)).unwrap();
+        let model = common::load_stored(model_dir(v));
         let opts = GenerateOptions {
             max_tokens: 20,
             sampling: SamplingParams {
@@ -181,7 +181,7 @@ fn dropping_a_generation_midway_joins_the_thread() {
     cpu(|| {
         let v = "mlx-bf16-tied";
         let exp = expected(v);
-        let model = qwen3_5::load(model_dir(v)).unwrap();
+        let model = common::load_stored(model_dir(v));
         for _ in 0..20 {
             let opts = GenerateOptions {
                 max_tokens: 50,
@@ -204,7 +204,7 @@ fn sampling_without_a_seed_runs_on_the_thread_under_the_global_seed() {
     cpu(|| {
         let v = "mlx-bf16-tied";
         let exp = expected(v);
-        let model = qwen3_5::load(model_dir(v)).unwrap();
+        let model = common::load_stored(model_dir(v));
         let opts = GenerateOptions {
             max_tokens: 16,
             sampling: SamplingParams {
@@ -231,7 +231,7 @@ fn on_the_gpu_the_default_thread_gives_the_tokens_and_cache_of_one_thread() {
         // for each, took longer than 150 s on an H200).
         for v in ["mlx-bf16-untied", "mlx-q4-tied"] {
             let exp = expected(v);
-            let model = qwen3_5::load(model_dir(v)).unwrap();
+            let model = common::load_stored(model_dir(v));
             let n = exp.greedy.len();
             let opts = GenerateOptions {
                 max_tokens: n,

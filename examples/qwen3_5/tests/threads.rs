@@ -42,7 +42,7 @@ fn concurrent_forward_passes_match_single_thread_results() {
         .map(|v| {
             let exp = expected(v);
             mlx_rs::with_device(&cpu, || {
-                let model = qwen3_5::load(model_dir(v)).unwrap();
+                let model = common::load_stored(model_dir(v));
                 stepwise_logits(&model, &exp.prompt, exp.prefill)
             })
             .unwrap()
@@ -66,7 +66,7 @@ fn concurrent_forward_passes_match_single_thread_results() {
                         .collect();
                     let models: Vec<_> = order
                         .iter()
-                        .map(|&i| qwen3_5::load(model_dir(VARIANTS[i])).unwrap())
+                        .map(|&i| common::load_stored(model_dir(VARIANTS[i])))
                         .collect();
                     barrier.wait();
                     for round in 0..ROUNDS {
@@ -97,7 +97,7 @@ fn a_freshly_loaded_model_moves_to_another_thread() {
     // can run on a thread that did not load it.
     for v in VARIANTS {
         let exp = expected(v);
-        let model = qwen3_5::load(model_dir(v)).unwrap();
+        let model = common::load_stored(model_dir(v));
         let (prompt, prefill) = (exp.prompt.clone(), exp.prefill);
         let there = std::thread::spawn(move || stepwise_logits(&model, &prompt, prefill))
             .join()

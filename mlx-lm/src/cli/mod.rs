@@ -202,6 +202,33 @@ pub enum Switch {
     Off,
 }
 
+/// A value of a model's `--float-dtype` flag: the dtype its floating-point parameters take
+/// at load ([`crate::load::FloatDtype`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FloatDtypeArg {
+    /// As the checkpoint stores them.
+    Stored,
+    /// Float32.
+    Float32,
+    /// Bfloat16.
+    Bfloat16,
+    /// Float16.
+    Float16,
+}
+
+impl FloatDtypeArg {
+    /// The load option it names.
+    pub fn option(self) -> crate::load::FloatDtype {
+        use crate::load::FloatDtype;
+        match self {
+            FloatDtypeArg::Stored => FloatDtype::Stored,
+            FloatDtypeArg::Float32 => FloatDtype::Cast(mlx_rs::Dtype::Float32),
+            FloatDtypeArg::Bfloat16 => FloatDtype::Cast(mlx_rs::Dtype::Bfloat16),
+            FloatDtypeArg::Float16 => FloatDtype::Cast(mlx_rs::Dtype::Float16),
+        }
+    }
+}
+
 /// [`ModelCli::Options`] of a model without flags of its own.
 #[derive(Debug, Clone, Copy, Default, clap::Args)]
 pub struct NoOptions {}

@@ -203,6 +203,14 @@ impl DecoderLayer {
     }
 }
 
+/// `weights` with its floating-point tensors converted to `dtype` (`None`: as they are).
+fn cast_floats(weights: ParamMap, dtype: Option<Dtype>) -> mlx_lm::Result<ParamMap> {
+    match dtype {
+        Some(d) => mlx_lm::load::cast_floats(weights, d),
+        None => Ok(weights),
+    }
+}
+
 impl Model {
     /// Loads `config.json` and the safetensors checkpoint from a model folder, with the
     /// default options of the current device ([`ModelOptions::default`]).
@@ -214,7 +222,8 @@ impl Model {
     /// stream (which the model then runs on).
     ///
     /// Loading is [`mlx_lm::load::load_weights`]: every tensor, [`weights::sanitize`]
-    /// (Hugging Face to MLX names and forms), quantization of the layers stored
+    /// (Hugging Face to MLX names and forms), the floating-point tensors converted as
+    /// [`ModelOptions::float_dtype`] says, quantization of the layers stored
     /// quantized, a strict [`Module::update`]; then the inference forms are built
     /// (`Model::prepare`).
     ///
@@ -233,8 +242,9 @@ impl Model {
         let mut model = Model::new(config, options)?;
         let quantization = weights::quantization(&model.config);
         let mut sanitizer = weights::Sanitizer::new(&model.config);
+        let cast = options.float_dtype.resolve(quantization.is_some());
         let loaded = mlx_lm::load::load_weights(&mut model, dir, quantization.as_ref(), |w| {
-            sanitizer.sanitize(w)
+            cast_floats(sanitizer.sanitize(w)?, cast)
         });
         model.finish_load(loaded, sanitizer)
     }
@@ -258,8 +268,10 @@ impl Model {
         let mut model = Model::new(config, options)?;
         let quantization = weights::quantization(&model.config);
         let mut sanitizer = weights::Sanitizer::new(&model.config);
+        let cast = options.float_dtype.resolve(quantization.is_some());
         let loaded = sanitizer
             .sanitize(tensors)
+            .and_then(|w| cast_floats(w, cast))
             .and_then(|w| mlx_lm::load::apply_weights(&mut model, w, quantization.as_ref()));
         model.finish_load(loaded, sanitizer)
     }

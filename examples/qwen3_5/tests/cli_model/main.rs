@@ -291,6 +291,9 @@ fn logits_match_mlx_lm_for_every_variant() {
                 s(&out),
                 "--device",
                 "cpu",
+                // As mlx-lm loads it (the CPU default runs a quantized model in float32).
+                "--float-dtype",
+                "stored",
             ],
             "",
         );
@@ -348,6 +351,9 @@ fn greedy_args<'a>(model: &'a str, prompt: &'a str, max_tokens: &'a str) -> Vec<
         "0",
         "--max-tokens",
         max_tokens,
+        // As mlx-lm loads it (the CPU default runs a quantized model in float32).
+        "--float-dtype",
+        "stored",
     ]
 }
 

@@ -26,6 +26,18 @@ pub fn model_dir(variant: &str) -> PathBuf {
     fixtures().join(variant)
 }
 
+/// A fixture as mlx-lm loads it (float parameters in the stored dtype; the CPU default
+/// runs a quantized model with float32 activations, which `forward.rs` checks on its own),
+/// with the current device's other defaults.
+#[allow(dead_code)]
+pub fn load_stored(dir: impl AsRef<std::path::Path>) -> qwen3_5::Model {
+    let options = qwen3_5::ModelOptions {
+        float_dtype: qwen3_5::FloatDtype::Stored,
+        ..qwen3_5::ModelOptions::default()
+    };
+    qwen3_5::load_with(dir, options).unwrap()
+}
+
 /// All model variants.
 pub const VARIANTS: &[&str] = &[
     "mlx-bf16-tied",
