@@ -716,6 +716,18 @@ fn bad_input_fails_cleanly_everywhere() {
             ],
         ),
         (
+            "`--float-dtype int8`",
+            vec![
+                "generate",
+                "--model",
+                s(&dir),
+                "--prompt",
+                "p",
+                "--float-dtype",
+                "int8",
+            ],
+        ),
+        (
             "`--tokens 1,,2`",
             vec![
                 "logits",
