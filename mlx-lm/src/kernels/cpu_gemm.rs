@@ -17,7 +17,6 @@
 
 use crate::error::Result;
 use mlx_rs::{ops, Array, Dtype};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Rows from which a CPU float32 product goes through [`matmul`] (a prefill, a batch's
 /// decode step).
@@ -58,12 +57,20 @@ impl CpuProducts {
     }
 }
 
-/// Products done here so far, in this process (to check that a path took them).
-static PRODUCTS: AtomicUsize = AtomicUsize::new(0);
+thread_local! {
+    /// Products asked for on this thread so far (to check that a path took them).
+    static PRODUCTS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
 
-/// How many products [`matmul`] and [`batched`] have done in this process.
+/// Counts one product asked for on this thread.
+fn count_product() {
+    PRODUCTS.with(|p| p.set(p.get() + 1));
+}
+
+/// How many products [`matmul`] and [`batched`] have done for calls made on this thread (the count is
+/// per thread, so tests running side by side do not see each other's).
 pub fn products() -> usize {
-    PRODUCTS.load(Ordering::Relaxed)
+    PRODUCTS.with(|p| p.get())
 }
 
 /// `x · wt` for float32 `x` `[.., k]` and a row-major float32 `wt` `[k, n]`: evaluates
@@ -149,7 +156,7 @@ fn multiply(a: &Array, b: &Array, d: Dims, shape: &[i32], threads: usize) -> Res
         return Ok(None);
     };
     sgemm_threads(da, db, &mut c, d, threads);
-    PRODUCTS.fetch_add(1, Ordering::Relaxed);
+    count_product();
     Ok(Some(Array::from_slice(&c, shape)?))
 }
 
@@ -248,7 +255,7 @@ pub(super) fn sgemm_nt(a: &[f32], w: &[f32], c: &mut [f32], m: usize, k: usize, 
         b_transposed: true,
     };
     sgemm_threads(a, w, c, d, threads);
-    PRODUCTS.fetch_add(1, Ordering::Relaxed);
+    count_product();
 }
 
 /// `c[i] = a[i] · b[i]` for `i < count` (row-major `m×k`, `k×n`, `m×n` matrices, packed

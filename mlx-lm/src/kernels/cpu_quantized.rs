@@ -15,18 +15,25 @@
 use super::cpu_gemm::{dense, output_buffer, sgemm_nt, SendPtr};
 use crate::error::Result;
 use mlx_rs::{Array, Dtype};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Most rows a product multiplies group by group; more rows dequantize the weight for the
 /// GEMM.
 pub const MAX_ROWS: usize = 31;
 
-/// Products done here so far, in this process (to check that a path took them).
-static PRODUCTS: AtomicUsize = AtomicUsize::new(0);
+thread_local! {
+    /// Products asked for on this thread so far (to check that a path took them).
+    static PRODUCTS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
 
-/// How many products [`matmul`] has done in this process.
+/// Counts one product asked for on this thread.
+fn count_product() {
+    PRODUCTS.with(|p| p.set(p.get() + 1));
+}
+
+/// How many products [`matmul`] has done for calls made on this thread (the count is
+/// per thread, so tests running side by side do not see each other's).
 pub fn products() -> usize {
-    PRODUCTS.load(Ordering::Relaxed)
+    PRODUCTS.with(|p| p.get())
 }
 
 /// `x · wᵀ` for float32 `x` `[.., k]` and an affine-quantized `w` (`weight` `[n, k · bits
@@ -116,7 +123,7 @@ pub fn matmul(
     } else {
         q.multiply(xs, rows, &mut out, threads);
     }
-    PRODUCTS.fetch_add(1, Ordering::Relaxed);
+    count_product();
     let mut shape = x.shape().to_vec();
     *shape.last_mut().expect("ndim > 0") = n;
     Ok(Some(Array::from_slice(&out, &shape)?))

@@ -22,14 +22,6 @@ const ON: Option<CpuProducts> = Some(CpuProducts {
     threads: 2,
 });
 
-/// The kernels' counters are the process's: the tests that read them take turns.
-static COUNTERS: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn counted<T>(f: impl FnOnce() -> T) -> T {
-    let _turn = COUNTERS.lock().unwrap_or_else(|e| e.into_inner());
-    cpu(f)
-}
-
 fn floats(a: &Array) -> Vec<f32> {
     a.to_vec::<f32>().unwrap()
 }
@@ -61,7 +53,7 @@ fn check(what: &str, layer: &AdaptableLinear, count: fn() -> usize, rows_taken: 
 
 #[test]
 fn dense_products_of_many_rows_run_in_the_gemm() {
-    counted(|| {
+    cpu(|| {
         for bias in [false, true] {
             let layer = dense(bias);
             check(
@@ -76,7 +68,7 @@ fn dense_products_of_many_rows_run_in_the_gemm() {
 
 #[test]
 fn stored_for_the_cpu_the_weight_keeps_its_values_and_products() {
-    counted(|| {
+    cpu(|| {
         let mut layer = dense(true);
         let x = normal(&[5, 64], 3, Dtype::Float32);
         let before = floats(&layer.forward(&x).unwrap());
@@ -113,7 +105,7 @@ fn stored_for_the_cpu_the_weight_keeps_its_values_and_products() {
 
 #[test]
 fn quantized_products_run_in_the_cpu_kernels() {
-    counted(|| {
+    cpu(|| {
         let base = nn::Linear::from_weights(normal(&[48, 64], 4, Dtype::Float32), None).unwrap();
         for bits in [4, 8] {
             let options = QuantizeOptions {
@@ -131,7 +123,7 @@ fn quantized_products_run_in_the_cpu_kernels() {
 
 #[test]
 fn lora_layers_add_their_update_to_the_cpu_product() {
-    counted(|| {
+    cpu(|| {
         let AdaptableLinear::Base(base) = dense(false) else {
             unreachable!()
         };
@@ -146,7 +138,7 @@ fn lora_layers_add_their_update_to_the_cpu_product() {
 /// the gradients with CPU products on equal MLX's.
 #[test]
 fn gradients_pass_through_with_cpu_products_on() {
-    counted(|| {
+    cpu(|| {
         let x = normal(&[6, 64], 6, Dtype::Float32);
         let w = normal(&[48, 64], 7, Dtype::Float32);
         let grads = |cpu: Option<CpuProducts>| {
