@@ -5,9 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use mlx_lm::cli::{
-    BenchNote, FloatDtypeArg, ModelCli, RandomWeights, Result, SamplingDefaults, Switch,
-};
+use mlx_lm::cli::{BenchNote, CpuFlags, ModelCli, RandomWeights, Result, SamplingDefaults};
 use mlx_rs::distributed::Group;
 use qwen3::{Config, Model, ModelOptions};
 use serde_json::{json, Value};
@@ -19,39 +17,20 @@ pub struct Qwen3Cli;
 /// it is loaded with. A flag left out takes the default of the device the model runs on.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct Options {
-    /// On the CPU, float32 products of 2+ rows in the packed GEMM and quantized products
-    /// with float32 input in the CPU quantized kernels instead of MLX's (default: on for
-    /// the CPU except on macOS).
-    #[arg(long, value_enum, value_name = "on|off")]
-    pub cpu_gemm: Option<Switch>,
-    /// Threads a CPU product is spread over (default: the cores, at most 8).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..),
-          allow_negative_numbers = true)]
-    pub cpu_threads: Option<u32>,
-    /// The dtype of the floating-point parameters (and activations) at load (default:
-    /// float32 for a quantized model on the CPU, as stored otherwise; `bench` builds its
-    /// weights in its `--dtype` unless this is given).
-    #[arg(long, value_enum, value_name = "DTYPE")]
-    pub float_dtype: Option<FloatDtypeArg>,
+    /// The CPU paths and the load dtype.
+    #[command(flatten)]
+    pub cpu: CpuFlags,
 }
 
 impl Options {
     /// The options for the device the command line has selected (MLX's default device):
     /// its defaults, with the flags given.
     pub fn resolve(&self) -> ModelOptions {
-        let mut o = ModelOptions::for_current_device();
-        if let Some(cpu) = &mut o.cpu {
-            if let Some(s) = self.cpu_gemm {
-                cpu.gemm = s == Switch::On;
-            }
-            if let Some(n) = self.cpu_threads {
-                cpu.threads = n as usize;
-            }
+        let o = ModelOptions::for_current_device();
+        ModelOptions {
+            cpu: self.cpu.products(o.cpu),
+            float_dtype: self.cpu.float_dtype(o.float_dtype),
         }
-        if let Some(d) = self.float_dtype {
-            o.float_dtype = d.option();
-        }
-        o
     }
 }
 
@@ -71,8 +50,7 @@ impl ModelCli for Qwen3Cli {
         let arrays = weights.generate(&tensor_shapes(&config))?;
         let mut model = Model::new(config.clone())?;
         let mut arrays = qwen3::model::sanitize(&config, arrays)?;
-        // `bench --dtype` chose the weights' dtype; only an explicit flag changes it.
-        if let Some(dtype) = options.float_dtype.and_then(|d| d.option().resolve(true)) {
+        if let Some(dtype) = options.cpu.bench_dtype() {
             arrays = mlx_lm::load::cast_floats(arrays, dtype)?;
         }
         mlx_lm::load::apply_weights(&mut model, arrays, config.quantization.as_ref())?;

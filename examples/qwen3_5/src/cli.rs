@@ -5,9 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use mlx_lm::cli::{
-    BenchNote, FloatDtypeArg, ModelCli, RandomWeights, Result, SamplingDefaults, Switch,
-};
+use mlx_lm::cli::{BenchNote, CpuFlags, ModelCli, RandomWeights, Result, SamplingDefaults, Switch};
 use mlx_lm::kernels::gated_delta::DEFAULT_CHUNK;
 use mlx_lm::Checkpoint;
 use mlx_rs::distributed::Group;
@@ -32,19 +30,9 @@ pub struct Options {
     /// on the CPU and on macOS).
     #[arg(long, value_enum, value_name = "on|off")]
     pub compile_layers: Option<Switch>,
-    /// Float32 products of 32 rows or more on the CPU (prefill) in the packed GEMM instead
-    /// of MLX's BLAS (default: on for the CPU except on macOS).
-    #[arg(long, value_enum, value_name = "on|off")]
-    pub cpu_gemm: Option<Switch>,
-    /// Threads a CPU product is spread over (default: the cores, at most 8).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..),
-          allow_negative_numbers = true)]
-    pub cpu_threads: Option<u32>,
-    /// The dtype of the floating-point parameters (and activations) at load (default:
-    /// float32 for a quantized model on the CPU, as stored otherwise; `bench` builds its
-    /// weights in its `--dtype` unless this is given).
-    #[arg(long, value_enum, value_name = "DTYPE")]
-    pub float_dtype: Option<FloatDtypeArg>,
+    /// The CPU paths and the load dtype.
+    #[command(flatten)]
+    pub cpu: CpuFlags,
     /// Run prefill with the sequential gated delta rule instead of the chunked form.
     #[arg(long, hide = true)]
     pub sequential_prefill: bool,
@@ -70,9 +58,7 @@ impl Default for Options {
         Options {
             decode: None,
             compile_layers: None,
-            cpu_gemm: None,
-            cpu_threads: None,
-            float_dtype: None,
+            cpu: CpuFlags::default(),
             sequential_prefill: false,
             prefill_chunk: DEFAULT_CHUNK,
             kernel_prefill_max: None,
@@ -103,10 +89,10 @@ impl Options {
         if let Some(s) = self.compile_layers {
             o.compile_layers = s == Switch::On;
         }
-        if let Some(s) = self.cpu_gemm {
+        if let Some(s) = self.cpu.cpu_gemm {
             o.cpu_gemm = s == Switch::On;
         }
-        if let Some(n) = self.cpu_threads {
+        if let Some(n) = self.cpu.cpu_threads {
             o.cpu_threads = n as usize;
         }
         if let Some(n) = self.kernel_prefill_max {
@@ -115,9 +101,7 @@ impl Options {
         if let Some(n) = self.small_batch_rows {
             o.small_batch_rows = n;
         }
-        if let Some(d) = self.float_dtype {
-            o.float_dtype = d.option();
-        }
+        o.float_dtype = self.cpu.float_dtype(o.float_dtype);
         o.prefill = if self.sequential_prefill {
             Prefill::Sequential
         } else {
@@ -180,9 +164,10 @@ impl ModelCli for Qwen35 {
         let checkpoint = Checkpoint::from_arrays(arrays);
         // `bench --dtype` chose the weights' dtype; only an explicit flag changes it.
         let mut o = options.for_current_device();
-        if options.float_dtype.is_none() {
-            o.float_dtype = mlx_lm::load::FloatDtype::Stored;
-        }
+        o.float_dtype = options.cpu.bench_dtype().map_or(
+            mlx_lm::load::FloatDtype::Stored,
+            mlx_lm::load::FloatDtype::Cast,
+        );
         Ok(Model::from_checkpoint(config, checkpoint, o)?)
     }
 
@@ -327,6 +312,7 @@ fn tensor_shapes(config: &Config) -> BTreeMap<String, Vec<i32>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mlx_lm::cli::FloatDtypeArg;
     use mlx_lm::load::FloatDtype;
 
     #[test]
@@ -337,9 +323,11 @@ mod tests {
         let args = Options {
             decode: Some(DecodeArg::Reference),
             compile_layers: Some(Switch::On),
-            cpu_gemm: Some(Switch::Off),
-            cpu_threads: Some(3),
-            float_dtype: Some(FloatDtypeArg::Bfloat16),
+            cpu: CpuFlags {
+                cpu_gemm: Some(Switch::Off),
+                cpu_threads: Some(3),
+                float_dtype: Some(FloatDtypeArg::Bfloat16),
+            },
             sequential_prefill: true,
             prefill_chunk: DEFAULT_CHUNK,
             kernel_prefill_max: Some(32),

@@ -42,18 +42,6 @@ fn whole_prompt_logits_match_mlx_lm() {
     })
 }
 
-/// Logits of `prefill` tokens at once, then of one token at a time.
-fn stepwise(model: &qwen3_5::Model, prompt: &[u32], prefill: usize) -> Vec<f32> {
-    let mut cache = model.new_cache();
-    let mut out = to_f32(&model.forward(&ids(&prompt[..prefill]), &mut cache).unwrap());
-    for t in prefill..prompt.len() {
-        out.extend(to_f32(
-            &model.forward(&ids(&prompt[t..t + 1]), &mut cache).unwrap(),
-        ));
-    }
-    out
-}
-
 /// The CPU kernels against MLX's products on the same float32 model: rounding in another
 /// order only, relative to each row's largest logit.
 const CPU_KERNELS_ROW_RTOL: f32 = 1e-4;
@@ -80,9 +68,9 @@ fn quantized_models_run_in_float32_on_the_cpu() {
             };
             let reference = qwen3_5::load_with(model_dir(v), mlx).unwrap();
             let before = cpu_quantized::products();
-            let actual = stepwise(&model, &exp.prompt, exp.prefill);
+            let actual = common::stepwise_logits(&model, &exp.prompt, exp.prefill);
             assert!(cpu_quantized::products() > before, "{v}: kernels unused");
-            let want = stepwise(&reference, &exp.prompt, exp.prefill);
+            let want = common::stepwise_logits(&reference, &exp.prompt, exp.prefill);
             for (r, (a, w)) in actual.chunks(256).zip(want.chunks(256)).enumerate() {
                 let tol = CPU_KERNELS_ROW_RTOL * w.iter().fold(0f32, |m, x| m.max(x.abs()));
                 assert_close(&format!("{v}: row {r}"), a, w, tol, 0.0);

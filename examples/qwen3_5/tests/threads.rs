@@ -6,32 +6,12 @@
 
 mod common;
 
-use common::{assert_logits_close, expected, model_dir, VARIANTS};
-use mlx_rs::{Array, Device, Dtype, Stream};
+use common::{assert_logits_close, expected, model_dir, stepwise_logits, VARIANTS};
+use mlx_rs::{Device, Stream};
 use std::sync::{Arc, Barrier};
 
 const THREADS: usize = 4;
 const ROUNDS: usize = 5;
-
-fn ids(tokens: &[u32]) -> Array {
-    Array::from_slice(tokens, &[1, tokens.len() as i32]).unwrap()
-}
-
-fn to_f32(a: &Array) -> Vec<f32> {
-    a.astype(Dtype::Float32).unwrap().to_vec::<f32>().unwrap()
-}
-
-/// Prefill, then one step per remaining prompt token: the stepwise logits, flattened.
-fn stepwise_logits(model: &qwen3_5::Model, prompt: &[u32], prefill: usize) -> Vec<f32> {
-    let mut cache = model.new_cache();
-    let mut out = to_f32(&model.forward(&ids(&prompt[..prefill]), &mut cache).unwrap());
-    for t in prefill..prompt.len() {
-        out.extend(to_f32(
-            &model.forward(&ids(&prompt[t..t + 1]), &mut cache).unwrap(),
-        ));
-    }
-    out
-}
 
 #[test]
 fn concurrent_forward_passes_match_single_thread_results() {

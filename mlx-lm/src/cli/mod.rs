@@ -229,6 +229,55 @@ impl FloatDtypeArg {
     }
 }
 
+/// The flags of a model's CPU paths and load dtype, the same in every model binary:
+/// `#[command(flatten)]` them into the model's [`ModelCli::Options`].
+#[derive(Debug, Clone, Copy, Default, clap::Args)]
+pub struct CpuFlags {
+    /// On the CPU, float32 products of 2+ rows in the packed GEMM and quantized products
+    /// with float32 input in the CPU quantized kernels instead of MLX's (default: on for
+    /// the CPU except on macOS).
+    #[arg(long, value_enum, value_name = "on|off")]
+    pub cpu_gemm: Option<Switch>,
+    /// Threads a CPU product is spread over (default: the cores, at most 8).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..),
+          allow_negative_numbers = true)]
+    pub cpu_threads: Option<u32>,
+    /// The dtype of the floating-point parameters (and activations) at load (default:
+    /// float32 for a quantized model on the CPU, as stored otherwise; `bench` builds its
+    /// weights in its `--dtype` unless this is given).
+    #[arg(long, value_enum, value_name = "DTYPE")]
+    pub float_dtype: Option<FloatDtypeArg>,
+}
+
+impl CpuFlags {
+    /// `cpu` (a model's default CPU products; `None` on a GPU) with the flags given.
+    pub fn products(
+        &self,
+        cpu: Option<crate::kernels::cpu_gemm::CpuProducts>,
+    ) -> Option<crate::kernels::cpu_gemm::CpuProducts> {
+        cpu.map(|mut c| {
+            if let Some(s) = self.cpu_gemm {
+                c.gemm = s == Switch::On;
+            }
+            if let Some(n) = self.cpu_threads {
+                c.threads = n as usize;
+            }
+            c
+        })
+    }
+
+    /// `default` with `--float-dtype` applied.
+    pub fn float_dtype(&self, default: crate::load::FloatDtype) -> crate::load::FloatDtype {
+        self.float_dtype.map_or(default, FloatDtypeArg::option)
+    }
+
+    /// The dtype `bench`'s random weights are converted to: only an explicit
+    /// `--float-dtype` converts them (`bench --dtype` chose theirs).
+    pub fn bench_dtype(&self) -> Option<mlx_rs::Dtype> {
+        self.float_dtype.and_then(|d| d.option().resolve(true))
+    }
+}
+
 /// [`ModelCli::Options`] of a model without flags of its own.
 #[derive(Debug, Clone, Copy, Default, clap::Args)]
 pub struct NoOptions {}

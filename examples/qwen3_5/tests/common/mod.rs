@@ -38,6 +38,31 @@ pub fn load_stored(dir: impl AsRef<std::path::Path>) -> qwen3_5::Model {
     qwen3_5::load_with(dir, options).unwrap()
 }
 
+/// Prefill, then one step per remaining prompt token: the stepwise logits, flattened,
+/// in float32.
+#[allow(dead_code)]
+pub fn stepwise_logits(model: &qwen3_5::Model, prompt: &[u32], prefill: usize) -> Vec<f32> {
+    let tokens = |t: &[u32]| mlx_rs::Array::from_slice(t, &[1, t.len() as i32]).unwrap();
+    let floats = |a: mlx_rs::Array| {
+        let a = a.astype(mlx_rs::Dtype::Float32).unwrap();
+        a.to_vec::<f32>().unwrap()
+    };
+    let mut cache = model.new_cache();
+    let mut out = floats(
+        model
+            .forward(&tokens(&prompt[..prefill]), &mut cache)
+            .unwrap(),
+    );
+    for t in prefill..prompt.len() {
+        out.extend(floats(
+            model
+                .forward(&tokens(&prompt[t..t + 1]), &mut cache)
+                .unwrap(),
+        ));
+    }
+    out
+}
+
 /// All model variants.
 pub const VARIANTS: &[&str] = &[
     "mlx-bf16-tied",
