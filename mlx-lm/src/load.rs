@@ -68,6 +68,15 @@ impl FloatDtype {
             FloatDtype::Float32IfQuantized => quantized.then_some(Dtype::Float32),
         }
     }
+
+    /// `weights` (a checkpoint's tensors, after the model's `sanitize`) converted as
+    /// [`FloatDtype::resolve`] says for a checkpoint that is `quantized` or not.
+    pub fn apply(self, weights: ParamMap, quantized: bool) -> Result<ParamMap> {
+        match self.resolve(quantized) {
+            Some(dtype) => cast_floats(weights, dtype),
+            None => Ok(weights),
+        }
+    }
 }
 
 /// `weights` with every floating-point tensor converted to `dtype` (lazily; the update

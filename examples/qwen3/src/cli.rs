@@ -49,10 +49,9 @@ impl ModelCli for Qwen3Cli {
         config.check()?;
         let arrays = weights.generate(&tensor_shapes(&config))?;
         let mut model = Model::new(config.clone())?;
-        let mut arrays = qwen3::model::sanitize(&config, arrays)?;
-        if let Some(dtype) = options.cpu.bench_dtype() {
-            arrays = mlx_lm::load::cast_floats(arrays, dtype)?;
-        }
+        let arrays = qwen3::model::sanitize(&config, arrays)?;
+        let quantized = config.quantization.is_some();
+        let arrays = options.cpu.bench_float_dtype().apply(arrays, quantized)?;
         mlx_lm::load::apply_weights(&mut model, arrays, config.quantization.as_ref())?;
         model.set_options(options.resolve())?;
         Ok(model)

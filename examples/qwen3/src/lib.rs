@@ -34,13 +34,10 @@ pub fn load_with(dir: impl AsRef<std::path::Path>, options: ModelOptions) -> mlx
     let dir = dir.as_ref();
     let config = Config::from_dir(dir)?;
     let mut model = Model::new(config.clone())?;
-    let cast = options.float_dtype.resolve(config.quantization.is_some());
+    let quantized = config.quantization.is_some();
     let sanitize = |weights| {
         let weights = model::sanitize(&config, weights)?;
-        match cast {
-            Some(dtype) => mlx_lm::load::cast_floats(weights, dtype),
-            None => Ok(weights),
-        }
+        options.float_dtype.apply(weights, quantized)
     };
     mlx_lm::load::load_weights(&mut model, dir, config.quantization.as_ref(), sanitize)?;
     model.set_options(options)?;

@@ -164,10 +164,7 @@ impl ModelCli for Qwen35 {
         let checkpoint = Checkpoint::from_arrays(arrays);
         // `bench --dtype` chose the weights' dtype; only an explicit flag changes it.
         let mut o = options.for_current_device();
-        o.float_dtype = options.cpu.bench_dtype().map_or(
-            mlx_lm::load::FloatDtype::Stored,
-            mlx_lm::load::FloatDtype::Cast,
-        );
+        o.float_dtype = options.cpu.bench_float_dtype();
         Ok(Model::from_checkpoint(config, checkpoint, o)?)
     }
 

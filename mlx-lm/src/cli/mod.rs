@@ -271,10 +271,11 @@ impl CpuFlags {
         self.float_dtype.map_or(default, FloatDtypeArg::option)
     }
 
-    /// The dtype `bench`'s random weights are converted to: only an explicit
-    /// `--float-dtype` converts them (`bench --dtype` chose theirs).
-    pub fn bench_dtype(&self) -> Option<mlx_rs::Dtype> {
-        self.float_dtype.and_then(|d| d.option().resolve(true))
+    /// How `bench`'s random weights are converted: only an explicit `--float-dtype`
+    /// converts them (`bench --dtype` chose theirs).
+    pub fn bench_float_dtype(&self) -> crate::load::FloatDtype {
+        self.float_dtype
+            .map_or(crate::load::FloatDtype::Stored, FloatDtypeArg::option)
     }
 }
 

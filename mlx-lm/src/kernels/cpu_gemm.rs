@@ -67,8 +67,9 @@ fn count_product() {
     PRODUCTS.with(|p| p.set(p.get() + 1));
 }
 
-/// How many products [`matmul`] and [`batched`] have done for calls made on this thread (the count is
-/// per thread, so tests running side by side do not see each other's).
+/// How many products this module has done ([`matmul`], [`matmul_t`], [`batched`], and
+/// the GEMM of [`super::cpu_quantized`]'s dequantized weights) for calls made on this
+/// thread: per thread, so tests running side by side do not see each other's.
 pub fn products() -> usize {
     PRODUCTS.with(|p| p.get())
 }
@@ -97,42 +98,35 @@ pub fn matmul(x: &Array, wt: &Array, threads: usize) -> Result<Option<Array>> {
 /// matrix (how [`crate::linear::store_for_cpu`] keeps it); the GEMM reads either in
 /// place. Returns a new, evaluated `[.., n]` array, or `None` as [`matmul`] does.
 pub fn matmul_t(x: &Array, w: &Array, threads: usize) -> Result<Option<Array>> {
-    if x.ndim() == 0 || w.ndim() != 2 || x.dim(-1) != w.dim(1) || w.dtype() != Dtype::Float32 {
+    let fits = x.ndim() > 0 && w.ndim() == 2 && x.dim(-1) == w.dim(1);
+    if !fits || x.dtype() != Dtype::Float32 || w.dtype() != Dtype::Float32 {
         return Ok(None);
     }
     let (n, k) = (w.dim(0), w.dim(1));
     let rows = x.size() as i32 / k.max(1);
-    let wt = w.transpose()?;
-    if mlx_rs::transforms::in_transform() || mlx_rs::eval(&[w, &wt]).is_err() {
+    // The weight's layout is known once it is evaluated (a loaded weight already is).
+    if rows <= 0 || n <= 0 || mlx_rs::transforms::in_transform() || w.eval().is_err() {
         return Ok(None);
     }
-    // `wt` row-major: the plain product; else `w` (row-major, or made so) read transposed.
-    let transposed = !wt.is_row_contiguous();
-    let b = if transposed { w } else { &wt };
-    let (m, k, n) = (rows.max(0) as usize, k as usize, n as usize);
+    // Stored transposed: the row-major `wᵀ`, a plain product; else `w` read transposed.
+    let wt = (w.is_col_contiguous() && !w.is_row_contiguous())
+        .then(|| w.transpose())
+        .transpose()?;
     let dims = Dims {
         count: 1,
-        m,
-        k,
-        n,
+        m: rows as usize,
+        k: k as usize,
+        n: n as usize,
         b_stride: 0,
-        b_transposed: transposed,
+        b_transposed: wt.is_none(),
     };
-    if m == 0 || x.dtype() != Dtype::Float32 {
-        return Ok(None);
-    }
-    let Some(flat) = multiply(
-        &x.reshape(&[rows, k as i32])?,
-        b,
-        dims,
-        &[rows, n as i32],
-        threads,
-    )?
-    else {
+    let b = wt.as_ref().unwrap_or(w);
+    let x2 = x.reshape(&[rows, k])?;
+    let Some(flat) = multiply(&x2, b, dims, &[rows, n], threads)? else {
         return Ok(None);
     };
     let mut shape = x.shape().to_vec();
-    *shape.last_mut().expect("ndim > 0") = n as i32;
+    *shape.last_mut().expect("ndim > 0") = n;
     Ok(Some(flat.reshape(&shape)?))
 }
 

@@ -30,8 +30,8 @@ fn count_product() {
     PRODUCTS.with(|p| p.set(p.get() + 1));
 }
 
-/// How many products [`matmul`] has done for calls made on this thread (the count is
-/// per thread, so tests running side by side do not see each other's).
+/// How many products [`matmul`] has done for calls made on this thread: per thread, so
+/// tests running side by side do not see each other's.
 pub fn products() -> usize {
     PRODUCTS.with(|p| p.get())
 }

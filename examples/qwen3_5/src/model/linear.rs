@@ -15,11 +15,6 @@ mod stored;
 use cpu::cpu_matmul;
 pub(crate) use stored::{placeholder, placeholder_embedding, placeholder_param};
 
-/// The largest weight that a CPU product dequantizes whole (its float32 copy lives for
-/// one product): larger ones (a big vocabulary's output head) stay in MLX's quantized
-/// matmul.
-const MAX_DEQUANTIZED_BYTES: usize = 512 << 20;
-
 /// Quantized weights: packed `uint32` rows with one scale and bias per group.
 #[derive(Clone)]
 pub struct Quantized {
@@ -44,7 +39,7 @@ impl Quantized {
         if let Some(cpu) = self.cpu {
             let (bits, group) = (self.params.bits, self.params.group_size);
             let (w, s, b) = (&self.weight, &self.scales, &self.biases);
-            let most = MAX_DEQUANTIZED_BYTES;
+            let most = mlx_lm::linear::MAX_DEQUANTIZED_BYTES;
             if let Some(y) = cpu_quantized::matmul(x, w, s, b, bits, group, cpu.threads, most)? {
                 return Ok(y);
             }

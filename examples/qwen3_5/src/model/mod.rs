@@ -203,14 +203,6 @@ impl DecoderLayer {
     }
 }
 
-/// `weights` with its floating-point tensors converted to `dtype` (`None`: as they are).
-fn cast_floats(weights: ParamMap, dtype: Option<Dtype>) -> mlx_lm::Result<ParamMap> {
-    match dtype {
-        Some(d) => mlx_lm::load::cast_floats(weights, d),
-        None => Ok(weights),
-    }
-}
-
 impl Model {
     /// Loads `config.json` and the safetensors checkpoint from a model folder, with the
     /// default options of the current device ([`ModelOptions::default`]).
@@ -242,9 +234,9 @@ impl Model {
         let mut model = Model::new(config, options)?;
         let quantization = weights::quantization(&model.config);
         let mut sanitizer = weights::Sanitizer::new(&model.config);
-        let cast = options.float_dtype.resolve(quantization.is_some());
+        let quantized = quantization.is_some();
         let loaded = mlx_lm::load::load_weights(&mut model, dir, quantization.as_ref(), |w| {
-            cast_floats(sanitizer.sanitize(w)?, cast)
+            options.float_dtype.apply(sanitizer.sanitize(w)?, quantized)
         });
         model.finish_load(loaded, sanitizer)
     }
@@ -268,10 +260,10 @@ impl Model {
         let mut model = Model::new(config, options)?;
         let quantization = weights::quantization(&model.config);
         let mut sanitizer = weights::Sanitizer::new(&model.config);
-        let cast = options.float_dtype.resolve(quantization.is_some());
+        let quantized = quantization.is_some();
         let loaded = sanitizer
             .sanitize(tensors)
-            .and_then(|w| cast_floats(w, cast))
+            .and_then(|w| options.float_dtype.apply(w, quantized))
             .and_then(|w| mlx_lm::load::apply_weights(&mut model, w, quantization.as_ref()));
         model.finish_load(loaded, sanitizer)
     }
