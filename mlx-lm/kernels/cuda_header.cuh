@@ -45,34 +45,3 @@ GDN_FN void gdn_load_row(const T* p, float (&out)[N]) {
     out[i] = static_cast<float>(p[i]);
   }
 }
-
-template <typename T>
-struct gdn_is_bf16 {
-  static constexpr bool value = false;
-};
-template <>
-struct gdn_is_bf16<__nv_bfloat16> {
-  static constexpr bool value = true;
-};
-
-// 16 / sizeof(T) consecutive values from p (16-byte aligned) as floats, from one 16-byte
-// load: bfloat16 and float32 by bit moves in registers (gdn_load_row goes through a local
-// array, which puts bfloat16 in local memory), other types through gdn_load_row.
-template <typename T>
-GDN_FN void gdn_load16(const T* p, float (&out)[16 / sizeof(T)]) {
-  if constexpr (sizeof(T) == 4 || gdn_is_bf16<T>::value) {
-    const uint4 u = *reinterpret_cast<const uint4*>(p);
-    const unsigned words[4] = {u.x, u.y, u.z, u.w};
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      if constexpr (sizeof(T) == 4) {
-        out[i] = __uint_as_float(words[i]);
-      } else {
-        out[2 * i] = __uint_as_float(words[i] << 16);
-        out[2 * i + 1] = __uint_as_float(words[i] & 0xffff0000u);
-      }
-    }
-  } else {
-    gdn_load_row<T, 16 / sizeof(T)>(p, out);
-  }
-}

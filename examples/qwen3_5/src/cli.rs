@@ -45,11 +45,6 @@ pub struct Options {
     #[arg(long, hide = true, value_name = "N",
           value_parser = clap::value_parser!(i32).range(0..), allow_negative_numbers = true)]
     pub kernel_prefill_max: Option<i32>,
-    /// On CUDA, dense products of 2 to N rows (a served batch's decode step) in the
-    /// small-batch kernel instead of cuBLASLt (default: 0, never; for A/B runs).
-    #[arg(long, hide = true, value_name = "N",
-          value_parser = clap::value_parser!(i32).range(0..), allow_negative_numbers = true)]
-    pub small_batch_rows: Option<i32>,
 }
 
 impl Default for Options {
@@ -62,7 +57,6 @@ impl Default for Options {
             sequential_prefill: false,
             prefill_chunk: DEFAULT_CHUNK,
             kernel_prefill_max: None,
-            small_batch_rows: None,
         }
     }
 }
@@ -97,9 +91,6 @@ impl Options {
         }
         if let Some(n) = self.kernel_prefill_max {
             o.kernel_prefill_max = n;
-        }
-        if let Some(n) = self.small_batch_rows {
-            o.small_batch_rows = n;
         }
         o.float_dtype = self.cpu.float_dtype(o.float_dtype);
         o.prefill = if self.sequential_prefill {
@@ -328,7 +319,6 @@ mod tests {
             sequential_prefill: true,
             prefill_chunk: DEFAULT_CHUNK,
             kernel_prefill_max: Some(32),
-            small_batch_rows: Some(12),
         };
         let o = args.resolve(&cpu);
         assert_eq!(o.decode, Decode::Reference);
@@ -336,7 +326,6 @@ mod tests {
         assert_eq!(o.cpu_threads, 3);
         assert_eq!(o.prefill, Prefill::Sequential);
         assert_eq!((defaults.kernel_prefill_max, o.kernel_prefill_max), (0, 32));
-        assert_eq!((defaults.small_batch_rows, o.small_batch_rows), (0, 12));
         assert_eq!(defaults.float_dtype, FloatDtype::Float32IfQuantized);
         assert_eq!(o.float_dtype, FloatDtype::Cast(mlx_rs::Dtype::Bfloat16));
     }
@@ -379,7 +368,6 @@ mod tests {
             &["--decode", "fast"],
             &["--cpu-gemm", "yes"],
             &["--prefill-chunk", "0"],
-            &["--small-batch-rows", "-2"],
         ] {
             assert!(parse(bad).is_err(), "{bad:?}");
         }

@@ -6,7 +6,7 @@
 //! device and come from the measurements in `benches/README.md`; the `qwen3_5` binary
 //! sets each field from a flag (`--decode`, `--compile-layers`, `--cpu-gemm`,
 //! `--cpu-threads`, `--float-dtype`; the hidden `--prefill-chunk` / `--sequential-prefill` /
-//! `--kernel-prefill-max` / `--small-batch-rows`).
+//! `--kernel-prefill-max`).
 
 use crate::error::{Error, Result};
 use mlx_lm::kernels::cpu_gemm::CpuProducts;
@@ -65,11 +65,6 @@ pub struct ModelOptions {
     /// prompt (a chat turn, a served request). Fused decode on a GPU kernel path only; 0:
     /// never. Default: [`KERNEL_PREFILL_MAX`] on CUDA, 0 elsewhere (unmeasured on Metal).
     pub kernel_prefill_max: i32,
-    /// On CUDA, dense weight products of 2 to this many rows (a decode step of a served
-    /// batch) run in [`mlx_lm::kernels::small_batch`] instead of MLX's matmul (cuBLASLt);
-    /// 0: never. Fused decode on the CUDA kernel path only. Default: 0, until an A/B on a
-    /// GPU shows it wins (`benches/README.md`; the kernel has run only emulated on a CPU).
-    pub small_batch_rows: i32,
     /// The dtype the floating-point parameters (and so the activations) take at load
     /// ([`FloatDtype`]). Default: float32 for a quantized checkpoint on the CPU (the CPU
     /// kernels take float32 activations; MLX's CPU quantized products with bfloat16 ones
@@ -111,7 +106,6 @@ impl ModelOptions {
                 StepPath::CudaKernel => KERNEL_PREFILL_MAX,
                 _ => 0,
             },
-            small_batch_rows: 0,
             float_dtype: FloatDtype::for_device(device),
         }
     }
@@ -154,26 +148,6 @@ fn current_device() -> Device {
         .unwrap_or_else(|_| Device::cpu())
 }
 
-/// How a model's linear layers multiply on its device, fixed at load ([`Plan::products`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Products {
-    /// On the CPU, how float32 products run; `None` on a GPU.
-    pub cpu: Option<CpuProducts>,
-    /// Dense products of 2 to this many rows through [`mlx_lm::kernels::small_batch`]
-    /// (CUDA); 0: never.
-    pub small_batch_rows: i32,
-}
-
-impl Products {
-    /// The products of a model on the CPU.
-    pub fn cpu(cpu: CpuProducts) -> Products {
-        Products {
-            cpu: Some(cpu),
-            small_batch_rows: 0,
-        }
-    }
-}
-
 /// What a model's [`ModelOptions`] resolve to on the device it is loaded for: the paths
 /// its layers take, fixed at load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -197,9 +171,6 @@ pub struct Plan {
     /// otherwise holds the activations of every layer at once: an H200, the 2B in bf16, a
     /// 2,048-token prompt peaked at 9.54 GB against 5.2 GB on the chunked form.
     pub paced_prefill: bool,
-    /// Dense products of 2 to this many rows through [`mlx_lm::kernels::small_batch`]
-    /// ([`ModelOptions::small_batch_rows`] on the CUDA kernel path, else 0: never).
-    pub small_batch_rows: i32,
 }
 
 impl Plan {
@@ -235,19 +206,7 @@ impl Plan {
                     max_tokens: options.kernel_prefill_max,
                 }),
             paced_prefill: step == StepPath::CudaKernel,
-            small_batch_rows: match step {
-                StepPath::CudaKernel => options.small_batch_rows.max(0),
-                _ => 0,
-            },
         })
-    }
-
-    /// How the layers' products run ([`Plan::cpu`], [`Plan::small_batch_rows`]).
-    pub fn products(&self) -> Products {
-        Products {
-            cpu: self.cpu,
-            small_batch_rows: self.small_batch_rows,
-        }
     }
 
     /// Whether decode steps take the fused forms.

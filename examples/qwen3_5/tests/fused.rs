@@ -5,9 +5,7 @@
 //! * a whole model loaded with the fused decode ([`Decode::Fused`]) gives the logits and
 //!   greedy tokens of the same model loaded with the plain ops ([`Decode::Reference`]),
 //!   for every fixture variant, with and without compiled layer steps;
-//! * on a GPU, a model of the kernels' shapes gives the same logits fused and plain;
-//! * the small-batch product kernel runs emulated on the CPU (and, on a CUDA GPU, a padded
-//!   batch gives the same logits with it as with MLX's matmul).
+//! * on a GPU, a model of the kernels' shapes gives the same logits fused and plain.
 //!
 //! The kernels themselves are tested in mlx-lm (`mlx-lm/tests/lm/gated_delta.rs`,
 //! `attention_kernel.rs`, `gated_delta_chunked.rs`).
@@ -63,12 +61,6 @@ fn options_resolve_to_the_cpu_paths() {
             !model.plan().compile_layers,
             "compiled layers are a fused form"
         );
-        let small = ModelOptions {
-            small_batch_rows: 16,
-            ..defaults
-        };
-        let model = qwen3_5::load_with(&dir, small).unwrap();
-        assert_eq!(model.plan().small_batch_rows, 0, "a CUDA kernel");
         let none = ModelOptions {
             cpu_threads: 0,
             ..defaults
@@ -539,98 +531,11 @@ fn fused_decode_on_kernel_shaped_model() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// The small-batch product kernel (`mlx_lm::kernels::small_batch`, `small_batch_rows`)
-/// against MLX's matmul in a decode step of three sequences of different lengths (a
-/// padded batch, as the serving engine holds one), in float32 on the GPU: the logits of
-/// every step. MLX's float32 products take TF32 on CUDA unless `MLX_ENABLE_TF32=0` (the
-/// kernel multiplies in float32), hence the tolerance of the short-prefill test.
-#[test]
-#[ignore = "needs a CUDA GPU"]
-fn small_batch_products_match_mlx_matmul_in_float32() {
-    let dir = kernel_shaped_model_as("small-batch-f32", Dtype::Float32);
-    let tf32_off = std::env::var("MLX_ENABLE_TF32").is_ok_and(|v| v == "0");
-    let rtol = if tf32_off { 1e-3 } else { 3e-2 };
-    let prompts: [&[u32]; 3] = [&[3, 9, 27, 81, 115], &[7, 49], &[5, 10, 15, 20, 25, 30, 35]];
-    let run = |rows: i32| {
-        gpu(|| {
-            let options = ModelOptions {
-                small_batch_rows: rows,
-                ..ModelOptions::for_device(&Device::gpu())
-            };
-            let model = qwen3_5::load_with(&dir, options).unwrap();
-            assert_eq!(model.plan().small_batch_rows, rows);
-            let caches: Vec<qwen3_5::Cache> = prompts
-                .iter()
-                .map(|p| {
-                    let mut cache = model.new_cache();
-                    let ids = Array::from_slice(p, &[1, p.len() as i32]).unwrap();
-                    model.forward_last(&ids, &mut cache).unwrap();
-                    cache
-                })
-                .collect();
-            let mut cache = qwen3_5::Cache::merge(&caches).unwrap();
-            let mut out = Vec::new();
-            for t in [7u32, 49, 95, 23, 1, 64] {
-                let ids = Array::from_slice(&[t, t + 1, t + 2], &[3, 1]).unwrap();
-                out.extend(to_f32(&model.forward_last(&ids, &mut cache).unwrap()));
-            }
-            out
-        })
-    };
-    let before = mlx_lm::kernels::small_batch::products();
-    let kernel = run(16);
-    let during = mlx_lm::kernels::small_batch::products();
-    let mlx = run(0);
-    assert!(during > before, "the kernel took no product");
-    assert_eq!(
-        mlx_lm::kernels::small_batch::products(),
-        during,
-        "MLX's run took the kernel"
-    );
-    println!(
-        "small batch: max |diff| per row: {:?}",
-        row_max_diffs(&kernel, &mlx, 128)
-    );
-    assert_logits_close_rtol(
-        "GPU fused, small-batch kernel vs MLX's matmul (float32, batch of 3)",
-        &kernel,
-        &mlx,
-        128,
-        rtol,
-    );
-    let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// The small-batch product kernel's text run on the CPU with emulated warps, under
-/// AddressSanitizer (`tests/kernel_emulation/emulate_small_batch.py`: against NumPy, and
-/// each row against itself in other batches), so that CI checks the kernel that only a
-/// GPU runs for real (`small_batch_products_match_mlx_matmul_in_float32`).
-#[test]
-fn small_batch_kernel_runs_emulated() {
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/kernel_emulation/emulate_small_batch.py"
-    );
-    let out = oracle::python()
-        .unwrap_or_else(|e| panic!("{e}"))
-        .arg(script)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(text.contains("12 of 12 cases match"), "{text}");
-}
-
 /// Timing, not a check: greedy decode steps of a batch as the serving engine holds one
 /// (prompts of 60–123 tokens prefilled alone, then merged: left padding in the attention
-/// layers), at batch 1, 2, 4, 8, 16 and 32, on the GPU with the default options and with
-/// the small-batch product kernel (`small_batch_rows` 32), the two loaded in turn per
-/// batch size. On the GPU machine: `QWEN3_5_BENCH_DIR=<model folder> fused-<hash>
-/// --ignored --nocapture padded_batch_decode_speed`.
+/// layers), at batch 1, 4, 16 and 32, on the GPU with the default options. On the GPU
+/// machine: `QWEN3_5_BENCH_DIR=<model folder> fused-<hash> --ignored --nocapture
+/// padded_batch_decode_speed`.
 #[test]
 #[ignore = "timing, for the GPU machine"]
 fn padded_batch_decode_speed() {
@@ -640,19 +545,10 @@ fn padded_batch_decode_speed() {
     };
     mlx_rs::memory::set_memory_limit(24 << 30).unwrap();
     gpu(|| {
-        let defaults = ModelOptions::for_device(&Device::gpu());
-        let mlx = qwen3_5::load_with(&dir, defaults).unwrap();
-        let kernel = ModelOptions {
-            small_batch_rows: 32,
-            ..defaults
-        };
-        let kernel = qwen3_5::load_with(&dir, kernel).unwrap();
-        println!("| batch | products | ms per step | tokens/s |");
-        println!("|---:|---|---:|---:|");
-        for (b, (name, model)) in [1usize, 2, 4, 8, 16, 32]
-            .into_iter()
-            .flat_map(|b| [(b, ("MLX", &mlx)), (b, ("kernel", &kernel))])
-        {
+        let model = qwen3_5::load_with(&dir, ModelOptions::for_device(&Device::gpu())).unwrap();
+        println!("| batch | ms per step | tokens/s |");
+        println!("|---:|---:|---:|");
+        for b in [1usize, 4, 16, 32] {
             let caches: Vec<qwen3_5::Cache> = (0..b)
                 .map(|i| {
                     let len = 60 + (i * 37) % 64;
@@ -682,7 +578,7 @@ fn padded_batch_decode_speed() {
                 mlx_rs::eval(&arrays).unwrap();
             }
             let ms = start.elapsed().as_secs_f64() * 1e3 / steps as f64;
-            println!("| {b} | {name} | {ms:.2} | {:.0} |", b as f64 * 1e3 / ms);
+            println!("| {b} | {ms:.2} | {:.0} |", b as f64 * 1e3 / ms);
         }
     })
 }

@@ -10,7 +10,6 @@
 //! | [`cpu_attention`] | one query per sequence over a float32 KV cache (decode), handed back to MLX | CPU |
 //! | [`compiled`] | a per-thread cache of compiled functions, and the small fused pieces of a decode step (SwiGLU, output gate, RMSNorm, add + RMSNorm) | all |
 //! | [`gpu`] | what the GPU kernels share: backend, headers, built-kernel cache | GPU |
-//! | [`small_batch`] | dense weight products of a few rows (a batch's decode step) in one kernel, instead of cuBLASLt | CUDA |
 //!
 //! # How dispatch picks
 //! A model makes its choices once, at load, and passes them as values: the
@@ -34,4 +33,3 @@ pub mod cpu_gemm;
 pub mod cpu_quantized;
 pub mod gated_delta;
 pub mod gpu;
-pub mod small_batch;

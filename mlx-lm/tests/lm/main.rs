@@ -24,6 +24,5 @@ mod gated_delta_chunked;
 mod linear;
 mod lora;
 mod sampling;
-mod small_batch;
 mod tiny_tokenizer;
 mod tokenizer;

@@ -2,10 +2,8 @@
 
 use crate::config::QuantParams;
 use crate::error::{Error, Result};
-use crate::options::Products;
 use mlx_lm::kernels::cpu_gemm::CpuProducts;
 use mlx_lm::kernels::cpu_quantized;
-use mlx_lm::kernels::small_batch;
 use mlx_lm::tuner::{AdaptableLinear, LowRank};
 use mlx_rs::{ops, Array, Dtype};
 use std::hash::{Hash, Hasher};
@@ -87,8 +85,6 @@ pub enum Linear {
         w: Array,
         /// `Wᵀ`, a view of `w` (evaluated, so a step's graph does not rebuild it).
         wt: Array,
-        /// Products of 2 to this many rows run in [`small_batch`] (CUDA); 0: never.
-        small_batch_rows: i32,
     },
     /// Float weight stored transposed and row-major, `[in, out]`: how float32 weights are
     /// kept for the CPU (see [`Linear::for_device`]).
@@ -115,11 +111,6 @@ impl Linear {
     pub fn forward(&self, x: &Array) -> Result<Array> {
         match self {
             Linear::DenseT { wt, cpu } if wt.dtype() == Dtype::Float32 => cpu_matmul(x, wt, *cpu),
-            Linear::Dense {
-                w,
-                small_batch_rows,
-                ..
-            } if small_batch::fits(x, w, *small_batch_rows) => small_batch::matmul_nt(x, w),
             Linear::Dense { wt, .. } | Linear::DenseT { wt, .. } => Ok(ops::matmul(x, wt)?),
             Linear::Quantized(q) => q.matmul_t(x),
             Linear::Adapted { base, update } => Ok(update.apply(x, &base.forward(x)?)?),
@@ -128,19 +119,9 @@ impl Linear {
 
     /// A dense layer of weight `w` (`[out, in]`).
     pub fn dense(w: Array) -> Result<Linear> {
-        Linear::dense_with(w, 0)
-    }
-
-    /// [`Linear::dense`] whose products of 2 to `small_batch_rows` rows take
-    /// [`small_batch`].
-    fn dense_with(w: Array, small_batch_rows: i32) -> Result<Linear> {
         let wt = ops::transpose(&w)?;
         wt.eval()?;
-        Ok(Linear::Dense {
-            w,
-            wt,
-            small_batch_rows,
-        })
+        Ok(Linear::Dense { w, wt })
     }
 
     /// The arrays a product reads, in a fixed order: how a compiled function takes a
@@ -167,16 +148,10 @@ impl Linear {
         };
         Ok(match self {
             // Same product (`x · Wᵀ`) whatever the layout of the array that comes in.
-            Linear::Dense {
-                small_batch_rows, ..
-            } => {
-                let wt = next()?;
-                Linear::Dense {
-                    w: ops::transpose(&wt)?,
-                    wt,
-                    small_batch_rows: *small_batch_rows,
-                }
-            }
+            Linear::Dense { .. } => Linear::DenseT {
+                wt: next()?,
+                cpu: CpuProducts::MLX,
+            },
             Linear::DenseT { cpu, .. } => Linear::DenseT {
                 wt: next()?,
                 cpu: *cpu,
@@ -199,10 +174,7 @@ impl Linear {
     /// shapes and dtypes (the kind, the quantization) to `h`.
     pub fn hash_structure(&self, h: &mut impl Hasher) {
         match self {
-            Linear::Dense {
-                small_batch_rows, ..
-            } => (0u8, *small_batch_rows).hash(h),
-            Linear::DenseT { .. } => (0u8, 0i32).hash(h),
+            Linear::Dense { .. } | Linear::DenseT { .. } => 0u8.hash(h),
             Linear::Quantized(q) => {
                 1u8.hash(h);
                 (q.params.group_size, q.params.bits).hash(h);
@@ -224,8 +196,8 @@ impl Linear {
         })
     }
 
-    /// The weights in the form that multiplies fastest on the model's device (`p`: how its
-    /// products run there): for a model on the CPU (`p.cpu` is `Some`) a float32 weight
+    /// The weights in the form that multiplies fastest on the model's device (`cpu`: how its
+    /// products run there): for a model on the CPU (`cpu` is `Some`) a float32 weight
     /// becomes a row-major `Wᵀ` ([`Linear::DenseT`]). MLX's CPU backend hands float32 matmuls to BLAS, and with the
     /// reference BLAS of the Linux wheels `x·Wᵀ` through a transposed operand runs 2.3–2.5
     /// times slower than through a row-major `[in, out]` matrix, for one row (decode) and
@@ -234,26 +206,20 @@ impl Linear {
     /// other way, and GPUs take either, so everything else is kept as stored. The new
     /// weight is evaluated here (the stored one is then no longer needed). A quantized
     /// weight stays packed and multiplies in [`cpu_quantized`] ([`Quantized::cpu`]) when
-    /// `cpu.gemm` is on. On a GPU a dense weight takes
-    /// `p.small_batch_rows`.
-    pub fn for_device(self, p: Products) -> Result<Linear> {
-        match (self, p.cpu) {
+    /// `cpu.gemm` is on.
+    pub fn for_device(self, cpu: Option<CpuProducts>) -> Result<Linear> {
+        match (self, cpu) {
             (Linear::Dense { wt, .. }, Some(cpu)) if wt.dtype() == Dtype::Float32 => {
                 let wt = ops::contiguous(&wt, false)?;
                 wt.eval()?;
                 Ok(Linear::DenseT { wt, cpu })
             }
-            (Linear::Dense { w, wt, .. }, None) => Ok(Linear::Dense {
-                w,
-                wt,
-                small_batch_rows: p.small_batch_rows,
-            }),
             (Linear::Quantized(q), Some(cpu)) if cpu.gemm => Ok(Linear::Quantized(Quantized {
                 cpu: Some(cpu),
                 ..q
             })),
-            (Linear::Adapted { base, update }, _) => Ok(Linear::Adapted {
-                base: Box::new(base.for_device(p)?),
+            (Linear::Adapted { base, update }, cpu) => Ok(Linear::Adapted {
+                base: Box::new(base.for_device(cpu)?),
                 update,
             }),
             (other, _) => Ok(other),
@@ -268,9 +234,7 @@ impl Linear {
         let joined = match parts {
             [] => return Ok(None),
             [Linear::Adapted { .. }, ..] => return Ok(None),
-            [Linear::Dense {
-                small_batch_rows, ..
-            }, ..] => {
+            [Linear::Dense { .. }, ..] => {
                 let mut ws = Vec::with_capacity(parts.len());
                 for p in parts {
                     match p {
@@ -284,7 +248,7 @@ impl Linear {
                 }
                 let w = ops::concatenate_axis(&ws, 0)?;
                 w.eval()?;
-                Linear::dense_with(w, *small_batch_rows)?
+                Linear::dense(w)?
             }
             [Linear::DenseT { cpu, .. }, ..] => {
                 let mut ws = Vec::with_capacity(parts.len());
@@ -346,10 +310,10 @@ impl Projections {
     /// Joins `parts` (see [`Linear::join`]), after putting each in its device form
     /// ([`Linear::for_device`]). Joined, the 2B decoded at 313 instead of 240 tokens/s on
     /// an H200 (`benches/README.md`).
-    pub fn new(parts: Vec<Linear>, products: Products) -> Result<Projections> {
+    pub fn new(parts: Vec<Linear>, cpu: Option<CpuProducts>) -> Result<Projections> {
         let parts = parts
             .into_iter()
-            .map(|p| p.for_device(products))
+            .map(|p| p.for_device(cpu))
             .collect::<Result<Vec<_>>>()?;
         let mut splits = Vec::with_capacity(parts.len().saturating_sub(1));
         let mut at = 0;
@@ -484,9 +448,9 @@ impl Embedding {
     /// The table in the form that multiplies fastest on the model's device, for a table
     /// that is also the output head (see [`Linear::for_device`]); lookups read either
     /// form.
-    pub fn for_device(self, products: Products) -> Result<Embedding> {
+    pub fn for_device(self, cpu: Option<CpuProducts>) -> Result<Embedding> {
         Ok(Embedding {
-            table: self.table.for_device(products)?,
+            table: self.table.for_device(cpu)?,
         })
     }
 
@@ -522,40 +486,12 @@ mod tests {
         threads: THREADS,
     };
 
-    /// A GPU model's dense layers keep the small-batch setting through joining and the
-    /// compiled functions' copies (`with_weights`; the hash tells the setting apart).
-    #[test]
-    fn dense_layers_keep_the_small_batch_rows() {
-        let rows = |l: &Linear| match l {
-            Linear::Dense {
-                small_batch_rows: r,
-                ..
-            } => *r,
-            _ => -1,
-        };
-        let gpu = Products {
-            cpu: None,
-            small_batch_rows: 12,
-        };
-        let part = Linear::dense(normal(&[8, 16], 1)).unwrap();
-        let joined = Projections::new(vec![part.clone(); 2], gpu).unwrap();
-        let j = joined.joined.as_ref().unwrap();
-        let copy = j.with_weights(&mut j.weights().into_iter()).unwrap();
-        assert_eq!((rows(j), rows(&copy), rows(&part)), (12, 12, 0));
-        let hash = |l: &Linear| {
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            l.hash_structure(&mut h);
-            h.finish()
-        };
-        assert_ne!(hash(j), hash(&part));
-    }
-
     #[test]
     fn quantized_products_take_the_cpu_paths_with_the_same_values() {
         let cpu = mlx_rs::Device::cpu();
         mlx_rs::with_device(&cpu, || {
             let mlx = quantized_4bit(&normal(&[96, 64], 21));
-            let on_cpu = mlx.clone().for_device(Products::cpu(CPU)).unwrap();
+            let on_cpu = mlx.clone().for_device(Some(CPU)).unwrap();
             assert!(matches!(&on_cpu, Linear::Quantized(q) if q.cpu == Some(CPU)));
             // 40 rows, 2-D and 3-D: the GEMM (the counter is process-wide, so other tests
             // may move it too), the values of MLX's quantized matmul.
@@ -625,7 +561,7 @@ mod tests {
             let w = normal(&[96, 64], 3);
             let lin = Linear::dense(w.clone())
                 .unwrap()
-                .for_device(Products::cpu(CPU))
+                .for_device(Some(CPU))
                 .unwrap();
             assert!(matches!(lin, Linear::DenseT { .. }));
             assert_eq!(lin.out_features().unwrap(), 96);
@@ -637,7 +573,7 @@ mod tests {
             // Other dtypes keep the stored form.
             let bf = Linear::dense(w.astype(Dtype::Bfloat16).unwrap()).unwrap();
             assert!(matches!(
-                bf.for_device(Products::cpu(CPU)).unwrap(),
+                bf.for_device(Some(CPU)).unwrap(),
                 Linear::Dense { .. }
             ));
         })
@@ -684,7 +620,7 @@ mod tests {
                     .iter()
                     .map(|w| Linear::dense(w.astype(dtype).unwrap()).unwrap())
                     .collect();
-                let proj = Projections::new(parts.clone(), Products::cpu(CPU)).unwrap();
+                let proj = Projections::new(parts.clone(), Some(CPU)).unwrap();
                 assert!(proj.joined.is_some());
                 let got = proj.forward(&x.astype(dtype).unwrap()).unwrap();
                 assert_eq!(got.len(), 3);
@@ -700,14 +636,14 @@ mod tests {
             // Quantized parts of one quantization join; with a dense part they do not.
             let quant = quantized_4bit;
             let parts: Vec<Linear> = ws.iter().map(quant).collect();
-            let proj = Projections::new(parts.clone(), Products::cpu(CPU)).unwrap();
+            let proj = Projections::new(parts.clone(), Some(CPU)).unwrap();
             assert!(proj.joined.is_some());
             for (g, p) in proj.forward(&x).unwrap().iter().zip(&parts) {
                 close(g, &p.forward(&x).unwrap(), "4-bit");
             }
             let mixed = vec![quant(&ws[0]), Linear::dense(ws[1].clone()).unwrap()];
             assert!(Linear::join(&mixed).unwrap().is_none());
-            let proj = Projections::new(mixed, Products::cpu(CPU)).unwrap();
+            let proj = Projections::new(mixed, Some(CPU)).unwrap();
             assert!(proj.joined.is_none());
             assert_eq!(proj.forward(&x).unwrap()[1].shape(), &[2, 5, 8]);
         })
@@ -722,7 +658,7 @@ mod tests {
             let emb = Embedding {
                 table: Linear::dense(table.clone()).unwrap(),
             }
-            .for_device(Products::cpu(CPU))
+            .for_device(Some(CPU))
             .unwrap();
             assert!(matches!(emb.table, Linear::DenseT { .. }));
             let ids = Array::from_slice(&[3u32, 0, 49, 3, 7, 12], &[2, 3]).unwrap();

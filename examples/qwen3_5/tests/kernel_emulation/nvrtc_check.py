@@ -114,16 +114,6 @@ ATTN_MERGE = dict(
     inputs=[("part_o", "f32"), ("part_ml", "f32"), ("q_full", "act"), ("meta", "i32")],
     outputs=[("out", "act")],
 )
-SMALL_BATCH = dict(
-    name="small_batch_gemm",
-    body=["small_batch_gemm.cu.inc"],
-    inputs=[("x", "act"), ("w", "act")],
-    outputs=[("out", "act")],
-)
-_SMALL_RS = open(os.path.join(HERE, "..", "..", "..", "..", "mlx-lm", "src", "kernels",
-                              "small_batch.rs")).read()
-SMALL_CONSTS = {k: int(re.search(rf"pub const {n}: i32 = (\d+);", _SMALL_RS).group(1))
-                for k, n in (("R", "ROWS_PER_BLOCK"), ("C", "COLS_PER_WARP"), ("WARPS", "WARPS"))}
 _ATTN_RS = open(os.path.join(HERE, "..", "..", "..", "..", "mlx-lm", "src", "kernels",
                              "attention.rs")).read()
 ATTN_WARPS = int(re.search(r"const WARPS: i32 = (\d+);", _ATTN_RS).group(1))
@@ -131,19 +121,14 @@ ATTN_SPLIT = int(re.search(r"pub const SPLIT: i32 = (\d+);", _ATTN_RS).group(1))
 
 
 def attn_source(kernel, act, consts):
-    """The source MLX's build_kernel writes for a kernel whose dtypes are all `act` (or
-    fp32 / int32): the attention kernels (mlx-lm/src/kernels/attention.rs) and the
-    small-batch product (small_batch.rs)."""
+    """The source MLX's build_kernel writes for an attention kernel (mlx-lm/src/kernels/attention.rs)."""
     types = {"act": CUDA_TYPES[act], "f32": "float", "i32": "int32_t"}
     body = "\n".join(read(f) for f in kernel["body"])
     src = DEFAULT_HEADER + read("cuda_header.cuh") + read("gdn_common.h")
     src += "namespace mlx::core::cu {\n\nnamespace cg = cooperative_groups;\n\n"
     name = f"custom_kernel_{kernel['name']}_{types['act']}".replace("__", "_")
     src += f"__global__ void {name}(\n"
-    for n, r in kernel["inputs"]:
-        src += f"    const {types[r]}* {n},\n"
-        if n + "_shape" in body:
-            src += f"    const __grid_constant__ Shape {n}_shape,\n"
+    src += "".join(f"    const {types[r]}* {n},\n" for n, r in kernel["inputs"])
     src += ",\n".join(f"    {types[r]}* {n}" for n, r in kernel["outputs"]) + ") {\n"
     src += f"  using T = {types['act']};\n  using WT = {types['act']};\n"
     src += f"  using KWT = {types['act']};\n"
@@ -225,10 +210,9 @@ def main():
               (ATTN, "float16", None, dict(D=64, H=4, KV=4, GB=1, WARPS=ATTN_WARPS, L=ATTN_SPLIT)),
               (ATTN_MERGE, "bfloat16", None, dict(D=256, H=8, L=ATTN_SPLIT)),
               (ATTN_MERGE, "float16", None, dict(D=64, H=4, L=ATTN_SPLIT))]
-    cases += [(SMALL_BATCH, act, None, SMALL_CONSTS) for act in ("bfloat16", "float16", "float32")]
     for kernel, act, gate, dims in cases:
         dtype_name = f"{kernel['name']} {act}/{gate}"
-        if kernel in (QK_PREP, ATTN, ATTN_MERGE, SMALL_BATCH):
+        if kernel in (QK_PREP, ATTN, ATTN_MERGE):
             src, name = attn_source(kernel, act, dims)
         else:
             src, name = kernel_source(kernel, act, gate, dims)

@@ -30,12 +30,6 @@ struct alignas(16) uint4 {
 inline int min(int a, int b) { return a < b ? a : b; }
 inline int max(int a, int b) { return a > b ? a : b; }
 
-inline float __uint_as_float(unsigned u) {
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
-
 inline void __syncthreads() { emul::sync_block(); }
 
 inline float __shfl_xor_sync(unsigned mask, float v, int offset) {
