@@ -261,8 +261,8 @@ fn bad_input_table() {
     // ---- memory ---------------------------------------------------------------------
     t.err(
         "array larger than memory",
-        "ops::zeros(&[1 << 17, 1 << 17], Float32)",
-        ops::zeros(&[1 << 17, 1 << 17], Dtype::Float32),
+        "ops::zeros(&[1 << 19, 1 << 19], Float32)",
+        ops::zeros(&[1 << 19, 1 << 19], Dtype::Float32),
     );
     t.err(
         "byte count beyond 64 bits",

@@ -99,7 +99,10 @@ fn tolerance() -> f32 {
         .and_then(|d| d.kind())
         .is_ok_and(|k| k == mlx_rs::DeviceType::Gpu);
     if gpu {
-        1e-4
+        // MLX multiplies float32 in TF32 on CUDA by default: a thread's model and the
+        // same one trained alone then differ by up to ~6e-4 of a parameter (H200; with
+        // MLX_ENABLE_TF32=0 they agree to 1e-4).
+        2e-3
     } else {
         1e-6
     }
