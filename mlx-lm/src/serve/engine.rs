@@ -5,8 +5,7 @@
 //! 2. take one waiting request into prefill when the batch has room, starting from the
 //!    longest saved state of the [prefix cache](super::prefix) that its prompt extends;
 //! 3. run one chunk (at most [`EngineOptions::prefill_chunk`] tokens) of the request in
-//!    prefill, alone (a batch of one, no padding), handed to MLX without waiting for it
-//!    (only for the chunk before it, so one is in flight); after the last chunk (all of the
+//!    prefill, alone (a batch of one, no padding); after the last chunk (all of the
 //!    prompt but its last token) it joins the batch ([`Cache::merge`]: caches of
 //!    different lengths are padded on the left, each sequence keeps its own positions)
 //!    with its last prompt token as its next input;
@@ -196,8 +195,6 @@ struct Prefill {
     cache: Cache,
     /// Prompt tokens already in `cache`.
     done: usize,
-    /// An array of the last chunk handed to MLX, not waited for yet.
-    in_flight: Option<Array>,
 }
 
 struct Engine<'m> {
@@ -348,7 +345,6 @@ impl<'m> Engine<'m> {
             request,
             cache,
             done,
-            in_flight: None,
         });
     }
 
@@ -377,16 +373,7 @@ impl<'m> Engine<'m> {
             let chunk = &p.request.tokens[p.done..end];
             let ids = Array::from_slice(chunk, &[1, chunk.len() as i32])?;
             self.model.prefill(&ids, &mut p.cache)?;
-            // Handed to MLX without waiting: the batch's next step is built and queued
-            // behind it meanwhile (waiting here left the device idle while the host built
-            // that step). At most one chunk is in flight: the one before is waited for, so
-            // a long prompt does not queue all its chunks' activations at once.
-            let arrays = p.cache.arrays();
-            mlx_rs::async_eval(&arrays)?;
-            let marker = arrays.first().map(|a| (*a).clone());
-            if let Some(previous) = std::mem::replace(&mut p.in_flight, marker) {
-                previous.eval()?;
-            }
+            mlx_rs::eval(&p.cache.arrays())?;
             p.done = end;
             if p.done == head || p.request.save_at.contains(&end) {
                 self.prefix
@@ -528,10 +515,9 @@ impl<'m> Engine<'m> {
             for &i in &finished {
                 if self.rows[i].finished {
                     let one = cache.extract(i as i32)?;
-                    // Handed to MLX now (not waited for: that would stall the step in
-                    // flight): left lazy, the row's gather would keep the whole batch's
-                    // buffers alive while the prefix cache counts one row's bytes.
-                    mlx_rs::async_eval(&one.arrays())?;
+                    // Evaluated now: left lazy, the row's gather would keep the whole
+                    // batch's buffers alive while the prefix cache counts one row's bytes.
+                    mlx_rs::eval(&one.arrays())?;
                     save_finished(&mut self.prefix, &self.rows[i], one);
                 }
             }
