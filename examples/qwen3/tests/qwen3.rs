@@ -591,6 +591,56 @@ fn cpu_products_match_mlx_products() {
 /// scales, norms and unquantized layers converted at load) in the CPU kernels; a dense
 /// bf16 one stays bf16. The float32 form against the same conversion with every product
 /// in MLX: float32 rounding in another order only.
+/// `prefill` fills the cache without the head's product for the prompt's positions, and
+/// `forward_last` computes the head for the last position only: the same cache and last
+/// logits as `forward`, with the GEMM taking one product per linear layer of the prompt
+/// and none for the head (on the CPU the products run eagerly, so an unused head was
+/// computed).
+#[test]
+fn prefill_and_forward_last_skip_the_head_for_the_prompt() {
+    on_cpu(|| {
+        let cpu = CpuProducts {
+            gemm: true,
+            threads: 2,
+        };
+        let options = qwen3::ModelOptions {
+            cpu: Some(cpu),
+            ..Default::default()
+        };
+        let [_, model] = random_pair("bf16-untied", None, options);
+        let prompt: Vec<u32> = (0..9).map(|i| (i * 37 + 5) % 200).collect();
+        let row = model.vocab_size() as usize;
+        let all = full_logits(&model, &prompt);
+        let layers = model.config().num_hidden_layers as usize;
+        let before = cpu_gemm::products();
+        let mut cache = model.new_cache();
+        model.prefill(&tokens(&prompt[..8]), &mut cache).unwrap();
+        // q, k, v, o, gate, up and down of every layer; no head.
+        assert_eq!(
+            cpu_gemm::products() - before,
+            7 * layers,
+            "prefill's products"
+        );
+        mlx_rs::eval(&cache.arrays()).unwrap();
+        let mut whole = model.new_cache();
+        let last = floats(&model.forward_last(&tokens(&prompt), &mut whole).unwrap());
+        assert_eq!(last.len(), row);
+        assert_close("forward_last", &last, &all[8 * row..], 1e-5, 1e-5);
+        let next = floats(
+            &model
+                .forward_last(&tokens(&prompt[8..]), &mut cache)
+                .unwrap(),
+        );
+        assert_close(
+            "prefill, then the last token",
+            &next,
+            &all[8 * row..],
+            1e-4,
+            1e-4,
+        );
+    })
+}
+
 #[test]
 fn quantized_models_run_in_float32_on_the_cpu() {
     on_cpu(|| {
