@@ -11,7 +11,8 @@
 //! | dense float32, 2+ rows (prefill, a batch's decode step) | [`cpu_gemm::matmul_t`] when `gemm` | MLX |
 //! | dense float32, one row (decode) | MLX | MLX |
 //! | affine-quantized (2, 4, 8 bits), float32 input | [`cpu_quantized::matmul`] when `gemm` | MLX |
-//! | anything else (bfloat16, other modes, DoRA) | MLX | MLX |
+//! | dense bfloat16, float32 input, any rows | [`cpu_bf16::matmul`] when `gemm` | MLX |
+//! | anything else (bfloat16 input, other modes, DoRA) | MLX | MLX |
 //!
 //! [`store_for_cpu`] keeps each dense float32 weight as the transpose of a row-major
 //! `[in, out]` matrix (same shape, values and parameter names): MLX's CPU backend then
@@ -23,14 +24,15 @@
 //! decline, so training through [`forward`] gets MLX's differentiable products.
 
 use crate::error::Result;
+use crate::kernels::cpu_bf16;
 use crate::kernels::cpu_gemm::{self, CpuProducts};
 use crate::kernels::cpu_quantized;
 use crate::tuner::AdaptableLinear;
 use mlx_rs::nn::{self, KeyPath, MaybeQuantized, Module, UnaryModule, VisitorMut};
 use mlx_rs::{ops, Array, Dtype};
 
-/// The largest weight that a quantized product of many rows dequantizes whole on the CPU
-/// (its float32 copy lives for one product); larger ones stay in MLX's quantized matmul.
+/// The largest weight that a quantized or bfloat16 product of many rows converts whole to
+/// float32 on the CPU (the copy lives for one product); larger ones stay in MLX.
 pub const MAX_DEQUANTIZED_BYTES: usize = 512 << 20;
 
 /// `layer(x)`, its base's product on the CPU kernels where `cpu` says so (see the module
@@ -83,8 +85,12 @@ fn base_forward(base: &MaybeQuantized<nn::Linear>, x: &Array, cpu: CpuProducts) 
     })
 }
 
-/// `x Wᵀ` for a dense float32 weight in the CPU GEMM, for 2+ rows; `None`: MLX's.
+/// `x Wᵀ` for a dense float32 weight in the CPU GEMM, for 2+ rows, and for a bfloat16
+/// weight with float32 input in [`cpu_bf16`], for any rows; `None`: MLX's.
 fn dense_product(x: &Array, w: &Array, cpu: CpuProducts) -> Result<Option<Array>> {
+    if w.dtype() == Dtype::Bfloat16 {
+        return cpu_bf16::matmul(x, w, cpu.threads, MAX_DEQUANTIZED_BYTES);
+    }
     if rows(x) < cpu_gemm::MIN_ROWS {
         return Ok(None);
     }

@@ -47,6 +47,14 @@ pub enum FloatDtype {
     /// [`crate::kernels::cpu_quantized`]), while converting a dense bfloat16 checkpoint would
     /// double its memory.
     Float32IfQuantized,
+    /// Float32 activations with bfloat16 weight matrices kept as stored: a quantized
+    /// checkpoint as [`FloatDtype::Float32IfQuantized`]; a dense one keeps its bfloat16
+    /// 2-D `*.weight` tensors (linear layers, embeddings) and gets every other
+    /// floating-point tensor (norms, biases, other matrices' dtypes) in float32, so that
+    /// its activations are float32 and its products go to
+    /// [`crate::kernels::cpu_bf16`] (Qwen3's default on the CPU: a dense bfloat16
+    /// checkpoint's memory stays as it is, where converting it would double it).
+    Float32Activations,
 }
 
 impl FloatDtype {
@@ -66,12 +74,29 @@ impl FloatDtype {
             FloatDtype::Stored => None,
             FloatDtype::Cast(d) => Some(d),
             FloatDtype::Float32IfQuantized => quantized.then_some(Dtype::Float32),
+            FloatDtype::Float32Activations => Some(Dtype::Float32),
         }
     }
 
     /// `weights` (a checkpoint's tensors, after the model's `sanitize`) converted as
     /// [`FloatDtype::resolve`] says for a checkpoint that is `quantized` or not.
     pub fn apply(self, weights: ParamMap, quantized: bool) -> Result<ParamMap> {
+        if self == FloatDtype::Float32Activations && !quantized {
+            return weights
+                .into_iter()
+                .map(|(k, w)| {
+                    let matrix = w.ndim() == 2 && k.ends_with(".weight");
+                    let keep =
+                        w.dtype() == Dtype::Float32 || (matrix && w.dtype() == Dtype::Bfloat16);
+                    let w = if w.dtype().is_float() && !keep {
+                        w.astype(Dtype::Float32)?
+                    } else {
+                        w
+                    };
+                    Ok((k, w))
+                })
+                .collect();
+        }
         match self.resolve(quantized) {
             Some(dtype) => cast_floats(weights, dtype),
             None => Ok(weights),

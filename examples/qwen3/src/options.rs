@@ -13,19 +13,25 @@ pub struct ModelOptions {
     /// any case); `None` on a GPU, or to run every product in MLX on weights as loaded.
     pub cpu: Option<CpuProducts>,
     /// The dtype the floating-point parameters (and so the activations) take at load
-    /// ([`FloatDtype`]; default: float32 for a quantized checkpoint on the CPU, where the
-    /// CPU kernels take float32 activations only, as stored otherwise). Used by
-    /// [`crate::load_with`]; a model built otherwise keeps what it was given.
+    /// ([`FloatDtype`]; default on the CPU: [`FloatDtype::Float32Activations`], float32
+    /// activations with a dense checkpoint's bfloat16 weight matrices kept as stored (the
+    /// CPU kernels take float32 activations only, and read bfloat16 weights); as stored
+    /// on a GPU). Used by [`crate::load_with`]; a model built otherwise keeps what it was
+    /// given.
     pub float_dtype: FloatDtype,
 }
 
 impl ModelOptions {
-    /// The defaults for a model on `device` ([`CpuProducts::for_device`],
-    /// [`FloatDtype::for_device`]).
+    /// The defaults for a model on `device` ([`CpuProducts::for_device`]; the float dtype
+    /// as above).
     pub fn for_device(device: &Device) -> ModelOptions {
+        let cpu = CpuProducts::for_device(device);
         ModelOptions {
-            cpu: CpuProducts::for_device(device),
-            float_dtype: FloatDtype::for_device(device),
+            cpu,
+            float_dtype: match cpu {
+                Some(_) => FloatDtype::Float32Activations,
+                None => FloatDtype::Stored,
+            },
         }
     }
 

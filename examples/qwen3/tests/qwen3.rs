@@ -3,6 +3,7 @@
 //! mixed-precision checkpoints; strict loading (bad inputs give errors that name the
 //! tensor or config field); and LoRA / DoRA adapters (`lora`).
 
+use mlx_lm::kernels::cpu_bf16;
 use mlx_lm::kernels::cpu_gemm::{self, CpuProducts};
 use mlx_lm::kernels::cpu_quantized;
 use mlx_lm::load::FloatDtype;
@@ -641,29 +642,40 @@ fn prefill_and_forward_last_skip_the_head_for_the_prompt() {
     })
 }
 
+/// On the CPU a checkpoint loads with float32 activations by default: a quantized one
+/// with its scales, norms and unquantized layers in float32 (products in
+/// `cpu_quantized`), a dense bfloat16 one with its weight matrices kept in bfloat16
+/// (products in `cpu_bf16`) and the rest in float32. The logits are MLX's on the same
+/// weights converted to float32.
 #[test]
-fn quantized_models_run_in_float32_on_the_cpu() {
+fn checkpoints_run_with_float32_activations_on_the_cpu() {
     on_cpu(|| {
         let defaults = qwen3::ModelOptions::for_device(&mlx_rs::Device::cpu());
-        assert_eq!(defaults.float_dtype, FloatDtype::Float32IfQuantized);
-        let dense = qwen3::load_with(fixtures().join("bf16-tied"), defaults).unwrap();
-        assert_eq!(dense.dtype(), Dtype::Bfloat16);
-        for variant in ["q4-tied", "q4-untied-mixed"] {
+        assert_eq!(defaults.float_dtype, FloatDtype::Float32Activations);
+        for variant in ["bf16-tied", "bf16-untied", "q4-tied", "q4-untied-mixed"] {
             let dir = fixtures().join(variant);
             let model = qwen3::load_with(&dir, defaults).unwrap();
             assert_eq!(model.dtype(), Dtype::Float32, "{variant}");
+            let params = model.parameters().unwrap();
+            if variant.starts_with("bf16") {
+                let w = &params["model.layers.0.mlp.gate_proj.weight"];
+                assert_eq!(w.dtype(), Dtype::Bfloat16, "{variant}: weights kept");
+                let e = &params["model.embed_tokens.weight"];
+                assert_eq!(e.dtype(), Dtype::Bfloat16, "{variant}: embeddings kept");
+            }
             let mlx = qwen3::ModelOptions {
                 cpu: None,
                 float_dtype: FloatDtype::Cast(Dtype::Float32),
             };
             let reference = qwen3::load_with(&dir, mlx).unwrap();
             let e = expected(variant);
-            let before = cpu_quantized::products();
+            let before = (cpu_quantized::products(), cpu_bf16::products());
             let actual = stepwise_logits(&model, &e.prompt, e.prefill);
-            assert!(
-                cpu_quantized::products() > before,
-                "{variant}: kernels unused"
-            );
+            let after = (cpu_quantized::products(), cpu_bf16::products());
+            match variant.starts_with("bf16") {
+                true => assert!(after.1 > before.1, "{variant}: bf16 kernel unused"),
+                false => assert!(after.0 > before.0, "{variant}: quantized kernel unused"),
+            }
             let expected = stepwise_logits(&reference, &e.prompt, e.prefill);
             let row = model.vocab_size() as usize;
             for (r, (a, x)) in actual.chunks(row).zip(expected.chunks(row)).enumerate() {
@@ -767,6 +779,9 @@ fn binary_logits_match_mlx_lm_and_bench_runs() {
         "logits".as_ref(),
         "--device".as_ref(),
         "cpu".as_ref(),
+        // As mlx-lm computes: bfloat16 activations (the CPU default is float32 ones).
+        "--float-dtype".as_ref(),
+        "stored".as_ref(),
         "--model".as_ref(),
         dir.as_os_str(),
         "--tokens".as_ref(),

@@ -214,6 +214,9 @@ pub enum FloatDtypeArg {
     Bfloat16,
     /// Float16.
     Float16,
+    /// Float32 activations, bfloat16 weight matrices kept (a dense bfloat16 checkpoint on
+    /// the CPU at its stored size).
+    Float32Activations,
 }
 
 impl FloatDtypeArg {
@@ -225,6 +228,7 @@ impl FloatDtypeArg {
             FloatDtypeArg::Float32 => FloatDtype::Cast(mlx_rs::Dtype::Float32),
             FloatDtypeArg::Bfloat16 => FloatDtype::Cast(mlx_rs::Dtype::Bfloat16),
             FloatDtypeArg::Float16 => FloatDtype::Cast(mlx_rs::Dtype::Float16),
+            FloatDtypeArg::Float32Activations => FloatDtype::Float32Activations,
         }
     }
 }

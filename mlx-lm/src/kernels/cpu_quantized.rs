@@ -260,7 +260,7 @@ impl Quantized<'_> {
 /// `a · b` (equal lengths), in eight running sums (vectorizable); `FMA`: fused
 /// multiply-adds (only where the CPU has them: elsewhere `mul_add` is a library call).
 #[inline(always)]
-fn dot<const FMA: bool>(a: &[f32], b: &[f32]) -> f32 {
+pub(super) fn dot<const FMA: bool>(a: &[f32], b: &[f32]) -> f32 {
     let mut s = [0f32; 8];
     let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
     let tail: f32 = ac

@@ -7,6 +7,7 @@
 //! | [`attention`] | one decode token of gated attention: q/k norms + RoPE, then attention × gate | CUDA |
 //! | [`cpu_gemm`] | float32 products of many rows in a packed SIMD GEMM (a weight as stored or transposed), handed back to MLX | CPU |
 //! | [`cpu_quantized`] | float32 products with a 2-, 4- or 8-bit affine-quantized weight: a few rows group by group (decode, a batch's decode step), more rows through the weight dequantized on every thread, handed back to MLX | CPU |
+//! | [`cpu_bf16`] | float32 products with a bfloat16 weight (a dense checkpoint as published): a few rows straight from the bfloat16 rows, more rows through the weight converted on every thread for the GEMM, handed back to MLX | CPU |
 //! | [`cpu_attention`] | one query per sequence over a float32 KV cache (decode), handed back to MLX | CPU |
 //! | [`compiled`] | a per-thread cache of compiled functions, and the small fused pieces of a decode step (SwiGLU, output gate, RMSNorm, add + RMSNorm) | all |
 //! | [`gpu`] | what the GPU kernels share: backend, headers, built-kernel cache | GPU |
@@ -29,6 +30,7 @@
 pub mod attention;
 pub mod compiled;
 pub mod cpu_attention;
+pub mod cpu_bf16;
 pub mod cpu_gemm;
 pub mod cpu_quantized;
 pub mod gated_delta;

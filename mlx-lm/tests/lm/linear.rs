@@ -165,3 +165,66 @@ fn gradients_pass_through_with_cpu_products_on() {
         assert_eq!(gx_on, gx);
     })
 }
+
+/// A dense bfloat16 layer with float32 input: every product (one row too) in `cpu_bf16`,
+/// against the layer's own forward (MLX promotes the product to float32, converting the
+/// weight).
+#[test]
+fn bfloat16_weights_with_float32_input_run_in_the_bf16_kernel() {
+    cpu(|| {
+        for bias in [false, true] {
+            let w = normal(&[48, 64], 1, Dtype::Float32)
+                .astype(Dtype::Bfloat16)
+                .unwrap();
+            let b = bias.then(|| normal(&[48], 2, Dtype::Float32));
+            let layer: AdaptableLinear = nn::Linear::from_weights(w, b).unwrap().into();
+            check(
+                &format!("bfloat16, bias {bias}"),
+                &layer,
+                mlx_lm::kernels::cpu_bf16::products,
+                &[1, 3, 40],
+            );
+        }
+    })
+}
+
+/// `FloatDtype::Float32Activations`: a dense checkpoint keeps its bfloat16 weight matrices
+/// and gets every other float tensor in float32; a quantized one gets all in float32.
+#[test]
+fn float32_activations_keep_bfloat16_matrices_only() {
+    use mlx_lm::load::FloatDtype;
+    cpu(|| {
+        let t = |shape: &[i32], dtype| normal(shape, 3, Dtype::Float32).astype(dtype).unwrap();
+        let weights = || {
+            let mut m = nn::ParamMap::new();
+            m.insert("l.weight".into(), t(&[8, 4], Dtype::Bfloat16));
+            m.insert("l.bias".into(), t(&[8], Dtype::Bfloat16));
+            m.insert("norm.weight".into(), t(&[4], Dtype::Bfloat16));
+            m.insert("h.weight".into(), t(&[8, 4], Dtype::Float16));
+            m.insert("conv.weight".into(), t(&[8, 4, 1], Dtype::Bfloat16));
+            m.insert("q.scales".into(), t(&[8, 4], Dtype::Bfloat16));
+            m.insert("q.weight".into(), t(&[8, 4], Dtype::Uint32));
+            m
+        };
+        let dense = FloatDtype::Float32Activations
+            .apply(weights(), false)
+            .unwrap();
+        let dtype = |m: &nn::ParamMap, k: &str| m[k].dtype();
+        assert_eq!(dtype(&dense, "l.weight"), Dtype::Bfloat16);
+        for k in [
+            "l.bias",
+            "norm.weight",
+            "h.weight",
+            "conv.weight",
+            "q.scales",
+        ] {
+            assert_eq!(dtype(&dense, k), Dtype::Float32, "{k}");
+        }
+        assert_eq!(dtype(&dense, "q.weight"), Dtype::Uint32);
+        let quantized = FloatDtype::Float32Activations
+            .apply(weights(), true)
+            .unwrap();
+        assert_eq!(dtype(&quantized, "l.weight"), Dtype::Float32);
+        assert_eq!(dtype(&quantized, "q.weight"), Dtype::Uint32);
+    })
+}
