@@ -29,9 +29,8 @@ use std::path::Path;
 
 /// The dtype a model's floating-point parameters take at load, and so its activations
 /// (a model computes in its norms' and scales' dtype). A model's options carry it, with a
-/// per-device default ([`FloatDtype::for_device`]); [`FloatDtype::resolve`] turns it into
-/// the conversion for a checkpoint and [`cast_floats`] converts the tensors (after the
-/// model's `sanitize`, before the update).
+/// per-device default ([`FloatDtype::for_device`]); [`FloatDtype::apply`] converts a
+/// checkpoint's tensors as it says (after the model's `sanitize`, before the update).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum FloatDtype {
     /// As the checkpoint stores them (as mlx-lm loads).
@@ -39,50 +38,38 @@ pub enum FloatDtype {
     Stored,
     /// Every floating-point tensor converted to this dtype.
     Cast(Dtype),
-    /// Float32 for a quantized checkpoint (its scales, biases, norms and unquantized
-    /// layers; the packed weights stay packed: a few percent more memory), as stored
-    /// otherwise. The default on the CPU: there MLX's quantized products with bfloat16
-    /// activations are slow (Qwen3-0.6B's shapes at 4 bits on a 2-core EPYC: 0.3 tokens/s
-    /// prefill and decode, against 30–36 and 6.1 with float32 activations in
-    /// [`crate::kernels::cpu_quantized`]), while converting a dense bfloat16 checkpoint would
-    /// double its memory.
-    Float32IfQuantized,
-    /// Float32 activations with bfloat16 weight matrices kept as stored: a quantized
-    /// checkpoint as [`FloatDtype::Float32IfQuantized`]; a dense one keeps its bfloat16
-    /// 2-D `*.weight` tensors (linear layers, embeddings) and gets every other
-    /// floating-point tensor (norms, biases, other matrices' dtypes) in float32, so that
-    /// its activations are float32 and its products go to
-    /// [`crate::kernels::cpu_bf16`] (Qwen3's default on the CPU: a dense bfloat16
-    /// checkpoint's memory stays as it is, where converting it would double it).
+    /// Float32 activations, weight matrices as compact as stored: a quantized checkpoint
+    /// gets its scales, biases, norms and unquantized layers in float32 (the packed
+    /// weights stay packed: a few percent more memory); a dense one keeps its bfloat16 2-D
+    /// `*.weight` tensors (linear layers, embeddings) and gets every other floating-point
+    /// tensor in float32 (a float16 matrix too: no kernel reads float16). The default on
+    /// the CPU, whose kernels take float32 activations ([`crate::kernels::cpu_quantized`],
+    /// [`crate::kernels::cpu_bf16`], [`crate::kernels::cpu_gemm`]) while MLX's CPU products
+    /// in bfloat16 are slow (Qwen3-0.6B's shapes on a 2-core EPYC: 4-bit with bfloat16
+    /// activations 0.3 tokens/s prefill and decode, against 30–36 and 6.1 in float32; dense
+    /// bfloat16 6.0 and 2.1, against 36–40 and 9.3–10.9 with the weights kept in bfloat16),
+    /// and converting a dense bfloat16 checkpoint whole would double its memory.
     Float32Activations,
 }
 
 impl FloatDtype {
-    /// The default for a model on `device`: [`FloatDtype::Float32IfQuantized`] on the CPU,
+    /// The default for a model on `device`: [`FloatDtype::Float32Activations`] on the CPU,
     /// [`FloatDtype::Stored`] on a GPU.
     pub fn for_device(device: &mlx_rs::Device) -> FloatDtype {
         match device.kind() {
             Ok(mlx_rs::DeviceType::Gpu) => FloatDtype::Stored,
-            _ => FloatDtype::Float32IfQuantized,
+            _ => FloatDtype::Float32Activations,
         }
     }
 
-    /// The dtype to convert a checkpoint's floating-point tensors to (`None`: keep them),
-    /// given whether the checkpoint is quantized.
-    pub fn resolve(self, quantized: bool) -> Option<Dtype> {
-        match self {
-            FloatDtype::Stored => None,
-            FloatDtype::Cast(d) => Some(d),
-            FloatDtype::Float32IfQuantized => quantized.then_some(Dtype::Float32),
-            FloatDtype::Float32Activations => Some(Dtype::Float32),
-        }
-    }
-
-    /// `weights` (a checkpoint's tensors, after the model's `sanitize`) converted as
-    /// [`FloatDtype::resolve`] says for a checkpoint that is `quantized` or not.
+    /// `weights` (a checkpoint's tensors, after the model's `sanitize`) converted as this
+    /// option says for a checkpoint that is `quantized` or not.
     pub fn apply(self, weights: ParamMap, quantized: bool) -> Result<ParamMap> {
-        if self == FloatDtype::Float32Activations && !quantized {
-            return weights
+        match self {
+            FloatDtype::Stored => Ok(weights),
+            FloatDtype::Cast(dtype) => cast_floats(weights, dtype),
+            FloatDtype::Float32Activations if quantized => cast_floats(weights, Dtype::Float32),
+            FloatDtype::Float32Activations => weights
                 .into_iter()
                 .map(|(k, w)| {
                     let matrix = w.ndim() == 2 && k.ends_with(".weight");
@@ -95,11 +82,7 @@ impl FloatDtype {
                     };
                     Ok((k, w))
                 })
-                .collect();
-        }
-        match self.resolve(quantized) {
-            Some(dtype) => cast_floats(weights, dtype),
-            None => Ok(weights),
+                .collect(),
         }
     }
 }

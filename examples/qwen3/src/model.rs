@@ -468,8 +468,8 @@ impl LanguageModel for Model {
     }
 
     /// The cache only: the head is not computed for the prompt's positions (on the CPU,
-    /// where products run eagerly outside MLX's graph, it was a quarter of Qwen3-0.6B's
-    /// prefill work).
+    /// where products run eagerly outside MLX's graph, it was computed: a quarter of
+    /// Qwen3-0.6B's multiply-adds, ~9 % of its prefill time on a 2-core EPYC).
     fn prefill(&self, tokens: &Array, cache: &mut Cache) -> Result<()> {
         self.run_layers(tokens, cache).map(drop)
     }

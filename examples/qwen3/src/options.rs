@@ -22,16 +22,12 @@ pub struct ModelOptions {
 }
 
 impl ModelOptions {
-    /// The defaults for a model on `device` ([`CpuProducts::for_device`]; the float dtype
-    /// as above).
+    /// The defaults for a model on `device` ([`CpuProducts::for_device`],
+    /// [`FloatDtype::for_device`]).
     pub fn for_device(device: &Device) -> ModelOptions {
-        let cpu = CpuProducts::for_device(device);
         ModelOptions {
-            cpu,
-            float_dtype: match cpu {
-                Some(_) => FloatDtype::Float32Activations,
-                None => FloatDtype::Stored,
-            },
+            cpu: CpuProducts::for_device(device),
+            float_dtype: FloatDtype::for_device(device),
         }
     }
 

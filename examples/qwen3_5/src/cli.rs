@@ -326,7 +326,7 @@ mod tests {
         assert_eq!(o.cpu_threads, 3);
         assert_eq!(o.prefill, Prefill::Sequential);
         assert_eq!((defaults.kernel_prefill_max, o.kernel_prefill_max), (0, 32));
-        assert_eq!(defaults.float_dtype, FloatDtype::Float32IfQuantized);
+        assert_eq!(defaults.float_dtype, FloatDtype::Float32Activations);
         assert_eq!(o.float_dtype, FloatDtype::Cast(mlx_rs::Dtype::Bfloat16));
     }
 

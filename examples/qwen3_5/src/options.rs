@@ -66,9 +66,9 @@ pub struct ModelOptions {
     /// never. Default: [`KERNEL_PREFILL_MAX`] on CUDA, 0 elsewhere (unmeasured on Metal).
     pub kernel_prefill_max: i32,
     /// The dtype the floating-point parameters (and so the activations) take at load
-    /// ([`FloatDtype`]). Default: float32 for a quantized checkpoint on the CPU (the CPU
-    /// kernels take float32 activations; MLX's CPU quantized products with bfloat16 ones
-    /// ran Qwen3-0.6B's shapes at 0.3 tokens/s), as stored otherwise.
+    /// ([`FloatDtype`]). Default: [`FloatDtype::Float32Activations`] on the CPU (the CPU
+    /// kernels take float32 activations and read bfloat16 or quantized weights as
+    /// stored), as stored on a GPU.
     pub float_dtype: FloatDtype,
 }
 

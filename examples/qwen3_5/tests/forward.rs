@@ -54,7 +54,7 @@ const CPU_KERNELS_ROW_RTOL: f32 = 1e-4;
 fn quantized_models_run_in_float32_on_the_cpu() {
     cpu(|| {
         let defaults = ModelOptions::default();
-        assert_eq!(defaults.float_dtype, FloatDtype::Float32IfQuantized);
+        assert_eq!(defaults.float_dtype, FloatDtype::Float32Activations);
         let dense = qwen3_5::load_with(model_dir("mlx-bf16-untied"), defaults).unwrap();
         assert_eq!(dense.dtype(), Dtype::Bfloat16);
         for v in ["mlx-q4-tied", "mlx-q4-untied-mixed"] {
@@ -439,7 +439,7 @@ const TP_BF16_ROW_RTOL: f32 = 6.0 / 128.0;
 fn load_as(variant: &str, dtype: &str) -> qwen3_5::Model {
     let dir = model_dir(variant);
     if dtype == "native" {
-        return qwen3_5::load(&dir).unwrap();
+        return common::load_stored(&dir);
     }
     let config = qwen3_5::Config::from_file(dir.join("config.json")).unwrap();
     let tensors = mlx_lm::Checkpoint::open(&dir).unwrap().load_all().unwrap();

@@ -15,15 +15,17 @@
 use super::cpu_gemm::{dense, output_buffer};
 use crate::error::Result;
 use mlx_rs::{Array, Dtype};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// Calls of [`attend_one`] that did the attention, in this process.
-static CALLS: AtomicUsize = AtomicUsize::new(0);
+thread_local! {
+    /// Calls of [`attend_one`] on this thread that did the attention.
+    static CALLS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
 
-/// How many attentions [`attend_one`] has done in this process (to check that a path took
-/// it).
+/// How many attentions [`attend_one`] has done for calls made on this thread (to check
+/// that a path took it): per thread, so tests running side by side do not see each
+/// other's.
 pub fn calls() -> usize {
-    CALLS.load(Ordering::Relaxed)
+    CALLS.with(|c| c.get())
 }
 
 /// `softmax(q · Kᵀ · scale) · V` for one query per head: `queries` `[B, H, 1, D]`,
@@ -106,7 +108,7 @@ pub fn attend_one(
             }
         }
     });
-    CALLS.fetch_add(1, Ordering::Relaxed);
+    CALLS.with(|c| c.set(c.get() + 1));
     Ok(Some(Array::from_slice(&out, &[b, h, 1, dv])?))
 }
 

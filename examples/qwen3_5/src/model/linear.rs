@@ -2,6 +2,7 @@
 
 use crate::config::QuantParams;
 use crate::error::{Error, Result};
+use mlx_lm::kernels::cpu_bf16;
 use mlx_lm::kernels::cpu_gemm::CpuProducts;
 use mlx_lm::kernels::cpu_quantized;
 use mlx_lm::tuner::{AdaptableLinear, LowRank};
@@ -85,6 +86,9 @@ pub enum Linear {
         w: Array,
         /// `Wᵀ`, a view of `w` (evaluated, so a step's graph does not rebuild it).
         wt: Array,
+        /// For a bfloat16 weight on the CPU with the CPU GEMM on: products with float32
+        /// input go to [`cpu_bf16`] (see [`Linear::for_device`]); `None`: MLX's.
+        cpu: Option<CpuProducts>,
     },
     /// Float weight stored transposed and row-major, `[in, out]`: how float32 weights are
     /// kept for the CPU (see [`Linear::for_device`]).
@@ -111,6 +115,15 @@ impl Linear {
     pub fn forward(&self, x: &Array) -> Result<Array> {
         match self {
             Linear::DenseT { wt, cpu } if wt.dtype() == Dtype::Float32 => cpu_matmul(x, wt, *cpu),
+            Linear::Dense {
+                w, cpu: Some(c), ..
+            } if x.dtype() == Dtype::Float32 => {
+                let most = mlx_lm::linear::MAX_DEQUANTIZED_BYTES;
+                match cpu_bf16::matmul(x, w, c.threads, most)? {
+                    Some(y) => Ok(y),
+                    None => Ok(ops::matmul(x, &w.transpose()?)?),
+                }
+            }
             Linear::Dense { wt, .. } | Linear::DenseT { wt, .. } => Ok(ops::matmul(x, wt)?),
             Linear::Quantized(q) => q.matmul_t(x),
             Linear::Adapted { base, update } => Ok(update.apply(x, &base.forward(x)?)?),
@@ -121,7 +134,7 @@ impl Linear {
     pub fn dense(w: Array) -> Result<Linear> {
         let wt = ops::transpose(&w)?;
         wt.eval()?;
-        Ok(Linear::Dense { w, wt })
+        Ok(Linear::Dense { w, wt, cpu: None })
     }
 
     /// The arrays a product reads, in a fixed order: how a compiled function takes a
@@ -206,13 +219,24 @@ impl Linear {
     /// other way, and GPUs take either, so everything else is kept as stored. The new
     /// weight is evaluated here (the stored one is then no longer needed). A quantized
     /// weight stays packed and multiplies in [`cpu_quantized`] ([`Quantized::cpu`]) when
-    /// `cpu.gemm` is on.
+    /// `cpu.gemm` is on, and a bfloat16 weight stays as stored and multiplies float32
+    /// input in [`cpu_bf16`] (a dense bfloat16 checkpoint loaded with float32 activations,
+    /// `FloatDtype::Float32Activations`).
     pub fn for_device(self, cpu: Option<CpuProducts>) -> Result<Linear> {
         match (self, cpu) {
             (Linear::Dense { wt, .. }, Some(cpu)) if wt.dtype() == Dtype::Float32 => {
                 let wt = ops::contiguous(&wt, false)?;
                 wt.eval()?;
                 Ok(Linear::DenseT { wt, cpu })
+            }
+            (Linear::Dense { w, wt, .. }, Some(cpu))
+                if w.dtype() == Dtype::Bfloat16 && cpu.gemm =>
+            {
+                Ok(Linear::Dense {
+                    w,
+                    wt,
+                    cpu: Some(cpu),
+                })
             }
             (Linear::Quantized(q), Some(cpu)) if cpu.gemm => Ok(Linear::Quantized(Quantized {
                 cpu: Some(cpu),
@@ -234,7 +258,8 @@ impl Linear {
         let joined = match parts {
             [] => return Ok(None),
             [Linear::Adapted { .. }, ..] => return Ok(None),
-            [Linear::Dense { .. }, ..] => {
+            [Linear::Dense { cpu, .. }, ..] => {
+                let cpu = *cpu;
                 let mut ws = Vec::with_capacity(parts.len());
                 for p in parts {
                     match p {
@@ -248,7 +273,9 @@ impl Linear {
                 }
                 let w = ops::concatenate_axis(&ws, 0)?;
                 w.eval()?;
-                Linear::dense(w)?
+                let wt = ops::transpose(&w)?;
+                wt.eval()?;
+                Linear::Dense { w, wt, cpu }
             }
             [Linear::DenseT { cpu, .. }, ..] => {
                 let mut ws = Vec::with_capacity(parts.len());
@@ -570,12 +597,22 @@ mod tests {
                 let want = ops::matmul(&x, &ops::transpose(&w).unwrap()).unwrap();
                 close(&lin.forward(&x).unwrap(), &want, &format!("{rows} rows"));
             }
-            // Other dtypes keep the stored form.
-            let bf = Linear::dense(w.astype(Dtype::Bfloat16).unwrap()).unwrap();
-            assert!(matches!(
-                bf.for_device(Some(CPU)).unwrap(),
-                Linear::Dense { .. }
-            ));
+            // bfloat16 keeps the stored form, its float32 products in `cpu_bf16`.
+            let wb = w.astype(Dtype::Bfloat16).unwrap();
+            let bf = Linear::dense(wb.clone())
+                .unwrap()
+                .for_device(Some(CPU))
+                .unwrap();
+            assert!(matches!(bf, Linear::Dense { cpu: Some(_), .. }));
+            let wb32 = ops::transpose(&wb.astype(Dtype::Float32).unwrap()).unwrap();
+            for rows in [1, 40] {
+                let x = normal(&[1, rows, 64], 7 + rows as u64);
+                let before = cpu_bf16::products();
+                let got = bf.forward(&x).unwrap();
+                assert!(cpu_bf16::products() > before, "{rows} rows: bf16 kernel");
+                let want = ops::matmul(&x, &wb32).unwrap();
+                close(&got, &want, &format!("bfloat16, {rows} rows"));
+            }
         })
         .unwrap();
     }

@@ -323,6 +323,9 @@ fn logits_of_one_token_and_of_a_prefix_agree() {
             "logits",
             "--model",
             s(&model),
+            // As mlx-lm computes: bfloat16 activations (the CPU default is float32 ones).
+            "--float-dtype",
+            "stored",
             "--tokens",
             &exp.prompt[0].to_string(),
             "--out",
