@@ -12,6 +12,7 @@ mod lora;
 use common::{
     assert_close, assert_logits_close, cpu, expected, gpu, model_dir, random_model, VARIANTS,
 };
+use mlx_lm::kernels::cpu_bf16;
 use mlx_lm::kernels::cpu_quantized;
 use mlx_lm::kernels::gated_delta::StepPath;
 use mlx_rs::{Array, Dtype};
@@ -46,30 +47,45 @@ fn whole_prompt_logits_match_mlx_lm() {
 /// order only, relative to each row's largest logit.
 const CPU_KERNELS_ROW_RTOL: f32 = 1e-4;
 
-/// With the CPU's defaults a quantized checkpoint runs with float32 activations (scales,
-/// norms and unquantized layers converted at load) in the CPU kernels, a bf16 one stays
-/// bf16. Against the same conversion with every product in MLX; and the last step's
-/// greedy token is still mlx-lm's (bf16).
+/// With the CPU's defaults a checkpoint runs with float32 activations: a quantized one
+/// with its scales, norms and unquantized layers converted at load (products in
+/// `cpu_quantized`), a dense bfloat16 one with its weight matrices kept in bfloat16
+/// (products in `cpu_bf16`) and the rest converted. Against the same weights in float32
+/// with every product in MLX; and the last step's greedy token is still mlx-lm's (bf16).
 #[test]
-fn quantized_models_run_in_float32_on_the_cpu() {
+fn checkpoints_run_with_float32_activations_on_the_cpu() {
     cpu(|| {
         let defaults = ModelOptions::default();
         assert_eq!(defaults.float_dtype, FloatDtype::Float32Activations);
-        let dense = qwen3_5::load_with(model_dir("mlx-bf16-untied"), defaults).unwrap();
-        assert_eq!(dense.dtype(), Dtype::Bfloat16);
-        for v in ["mlx-q4-tied", "mlx-q4-untied-mixed"] {
+        for v in [
+            "mlx-bf16-tied",
+            "mlx-bf16-untied",
+            "mlx-q4-tied",
+            "mlx-q4-untied-mixed",
+        ] {
             let exp = expected(v);
             let model = qwen3_5::load_with(model_dir(v), defaults).unwrap();
-            assert_eq!(model.dtype(), Dtype::Float32, "{v}");
+            let dense = v.starts_with("mlx-bf16");
+            // The embedding table (and so the weights) as compact as stored.
+            let table = if dense {
+                Dtype::Bfloat16
+            } else {
+                Dtype::Float32
+            };
+            assert_eq!(model.dtype(), table, "{v}");
             let mlx = ModelOptions {
                 cpu_gemm: false,
                 float_dtype: FloatDtype::Cast(Dtype::Float32),
                 ..defaults
             };
             let reference = qwen3_5::load_with(model_dir(v), mlx).unwrap();
-            let before = cpu_quantized::products();
+            let before = (cpu_quantized::products(), cpu_bf16::products());
             let actual = common::stepwise_logits(&model, &exp.prompt, exp.prefill);
-            assert!(cpu_quantized::products() > before, "{v}: kernels unused");
+            let after = (cpu_quantized::products(), cpu_bf16::products());
+            match dense {
+                true => assert!(after.1 > before.1, "{v}: bf16 kernel unused"),
+                false => assert!(after.0 > before.0, "{v}: quantized kernel unused"),
+            }
             let want = common::stepwise_logits(&reference, &exp.prompt, exp.prefill);
             for (r, (a, w)) in actual.chunks(256).zip(want.chunks(256)).enumerate() {
                 let tol = CPU_KERNELS_ROW_RTOL * w.iter().fold(0f32, |m, x| m.max(x.abs()));
