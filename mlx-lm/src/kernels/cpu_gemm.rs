@@ -322,6 +322,35 @@ fn sgemm_threads(a: &[f32], b: &[f32], c: &mut [f32], d: Dims, threads: usize) {
     });
 }
 
+/// Whether this CPU has AVX2 and FMA (x86-64, detected at run time; false elsewhere).
+pub(super) fn avx2_fma() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Runs `run(lo, hi)` for blocks of the rows `0..n` of a weight, one block per thread (at
+/// most `threads`, and blocks of 64 rows or more); the calling thread takes the first.
+pub(super) fn over_weight_rows(n: usize, threads: usize, run: impl Fn(usize, usize) + Sync) {
+    let threads = threads.clamp(1, n.div_ceil(64).max(1));
+    let per = n.div_ceil(threads);
+    let run = &run;
+    std::thread::scope(|s| {
+        for t in 1..threads {
+            let (lo, hi) = (t * per, ((t + 1) * per).min(n));
+            if lo < hi {
+                s.spawn(move || run(lo, hi));
+            }
+        }
+        run(0, per.min(n));
+    });
+}
+
 /// A raw output pointer handed to the worker threads (each writes its own columns).
 #[derive(Clone, Copy)]
 pub(super) struct SendPtr(pub(super) *mut f32);

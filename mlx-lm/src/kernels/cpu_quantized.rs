@@ -12,7 +12,7 @@
 //! multiplies with the packed GEMM ([`super::cpu_gemm`]): MLX's CPU dequantize runs on one
 //! thread.
 
-use super::cpu_gemm::{dense, output_buffer, sgemm_nt, SendPtr};
+use super::cpu_gemm::{avx2_fma, dense, output_buffer, over_weight_rows, sgemm_nt, SendPtr};
 use crate::error::Result;
 use mlx_rs::{Array, Dtype};
 
@@ -147,29 +147,17 @@ impl Quantized<'_> {
         assert!(x.len() == rows * self.k && out.len() == rows * self.n);
         // Σ x over each group of each row: the biases' share.
         let sums: Vec<f32> = x.chunks(self.group).map(|c| c.iter().sum()).collect();
-        let threads = threads.clamp(1, self.n.div_ceil(64).max(1));
-        let per = self.n.div_ceil(threads);
         let out_ptr = SendPtr(out.as_mut_ptr());
-        #[cfg(target_arch = "x86_64")]
-        let avx2 = std::arch::is_x86_feature_detected!("avx2")
-            && std::arch::is_x86_feature_detected!("fma");
-        let run = |lo: usize, hi: usize| {
+        let avx2 = avx2_fma();
+        over_weight_rows(self.n, threads, |lo, hi| {
             #[cfg(target_arch = "x86_64")]
             if avx2 {
                 // SAFETY: the CPU has AVX2 and FMA (checked above).
                 unsafe { self.rows_avx2(x, &sums, rows, lo..hi, out_ptr) };
                 return;
             }
+            let _ = avx2;
             self.rows::<false>(x, &sums, rows, lo..hi, out_ptr);
-        };
-        std::thread::scope(|s| {
-            for t in 1..threads {
-                let (lo, hi) = (t * per, ((t + 1) * per).min(self.n));
-                if lo < hi {
-                    s.spawn(move || run(lo, hi));
-                }
-            }
-            run(0, per.min(self.n));
         });
     }
 
