@@ -50,6 +50,13 @@ pub enum FloatDtype {
     /// bfloat16 6.0 and 2.1, against 36–40 and 9.3–10.9 with the weights kept in bfloat16),
     /// and converting a dense bfloat16 checkpoint whole would double its memory.
     Float32Activations,
+    /// Float32 for a quantized checkpoint (as [`FloatDtype::Float32Activations`]), as
+    /// stored otherwise: what [`FloatDtype::Float32Activations`] becomes where MLX does the
+    /// products ([`FloatDtype::for_products`]), e.g. for training, because there float32
+    /// activations with bfloat16 weights make MLX convert the weight at every product
+    /// (Qwen3-0.6B's shapes on the 2-core EPYC, `--cpu-gemm off`: prefill 2.5 against 6.0
+    /// tokens/s in bfloat16), while quantized products still want float32 ones.
+    Float32IfQuantized,
 }
 
 impl FloatDtype {
@@ -62,13 +69,26 @@ impl FloatDtype {
         }
     }
 
+    /// This option for a model whose products run in the CPU kernels (`cpu_kernels`) or in
+    /// MLX: [`FloatDtype::Float32Activations`] becomes [`FloatDtype::Float32IfQuantized`]
+    /// in MLX's case; other options stay.
+    pub fn for_products(self, cpu_kernels: bool) -> FloatDtype {
+        match self {
+            FloatDtype::Float32Activations if !cpu_kernels => FloatDtype::Float32IfQuantized,
+            other => other,
+        }
+    }
+
     /// `weights` (a checkpoint's tensors, after the model's `sanitize`) converted as this
     /// option says for a checkpoint that is `quantized` or not.
     pub fn apply(self, weights: ParamMap, quantized: bool) -> Result<ParamMap> {
         match self {
             FloatDtype::Stored => Ok(weights),
             FloatDtype::Cast(dtype) => cast_floats(weights, dtype),
-            FloatDtype::Float32Activations if quantized => cast_floats(weights, Dtype::Float32),
+            FloatDtype::Float32Activations | FloatDtype::Float32IfQuantized if quantized => {
+                cast_floats(weights, Dtype::Float32)
+            }
+            FloatDtype::Float32IfQuantized => Ok(weights),
             FloatDtype::Float32Activations => weights
                 .into_iter()
                 .map(|(k, w)| {

@@ -44,6 +44,12 @@ impl ModelCli for Qwen3Cli {
         Ok(qwen3::load_with(dir, options.resolve())?)
     }
 
+    /// [`ModelOptions::for_training`](qwen3::ModelOptions::for_training): MLX does the
+    /// products inside the gradient.
+    fn load_for_training(dir: &Path, options: &Options) -> Result<Model> {
+        Ok(qwen3::load_with(dir, options.resolve().for_training())?)
+    }
+
     fn random(config: &Value, weights: &RandomWeights, options: &Options) -> Result<Model> {
         let config: Config = serde_json::from_value(config.clone())?;
         config.check()?;

@@ -29,15 +29,19 @@ pub fn load(dir: impl AsRef<std::path::Path>) -> mlx_lm::Result<Model> {
 }
 
 /// [`load`] with `options`: the floating-point tensors converted as
-/// [`ModelOptions::float_dtype`] says, then [`Model::set_options`].
+/// [`ModelOptions::float_dtype`] says (for the products `options.cpu` runs:
+/// [`mlx_lm::load::FloatDtype::for_products`]), then [`Model::set_options`].
 pub fn load_with(dir: impl AsRef<std::path::Path>, options: ModelOptions) -> mlx_lm::Result<Model> {
     let dir = dir.as_ref();
     let config = Config::from_dir(dir)?;
     let mut model = Model::new(config.clone())?;
     let quantized = config.quantization.is_some();
+    let float_dtype = options
+        .float_dtype
+        .for_products(options.cpu.is_some_and(|c| c.gemm));
     let sanitize = |weights| {
         let weights = model::sanitize(&config, weights)?;
-        options.float_dtype.apply(weights, quantized)
+        float_dtype.apply(weights, quantized)
     };
     mlx_lm::load::load_weights(&mut model, dir, config.quantization.as_ref(), sanitize)?;
     model.set_options(options)?;

@@ -642,6 +642,29 @@ fn prefill_and_forward_last_skip_the_head_for_the_prompt() {
     })
 }
 
+/// With the CPU kernels off (every product in MLX) or for training, a dense bfloat16
+/// checkpoint stays bfloat16 (MLX's float32-by-bfloat16 products convert the weight at
+/// every call); a quantized one still gets float32 activations.
+#[test]
+fn without_the_cpu_kernels_a_dense_checkpoint_stays_bfloat16() {
+    on_cpu(|| {
+        let defaults = qwen3::ModelOptions::for_device(&mlx_rs::Device::cpu());
+        let off = qwen3::ModelOptions {
+            cpu: Some(CpuProducts {
+                gemm: false,
+                threads: 1,
+            }),
+            ..defaults
+        };
+        for options in [off, defaults.for_training()] {
+            let dense = qwen3::load_with(fixtures().join("bf16-tied"), options).unwrap();
+            assert_eq!(dense.dtype(), Dtype::Bfloat16, "{options:?}");
+            let quantized = qwen3::load_with(fixtures().join("q4-tied"), options).unwrap();
+            assert_eq!(quantized.dtype(), Dtype::Float32, "{options:?}");
+        }
+    })
+}
+
 /// On the CPU a checkpoint loads with float32 activations by default: a quantized one
 /// with its scales, norms and unquantized layers in float32 (products in
 /// `cpu_quantized`), a dense bfloat16 one with its weight matrices kept in bfloat16

@@ -190,6 +190,7 @@ fn bfloat16_weights_with_float32_input_run_in_the_bf16_kernel() {
 
 /// `FloatDtype::Float32Activations`: a dense checkpoint keeps its bfloat16 weight matrices
 /// and gets every other float tensor in float32; a quantized one gets all in float32.
+/// Where MLX does the products it becomes `Float32IfQuantized` (a dense one as stored).
 #[test]
 fn float32_activations_keep_bfloat16_matrices_only() {
     use mlx_lm::load::FloatDtype;
@@ -226,5 +227,15 @@ fn float32_activations_keep_bfloat16_matrices_only() {
             .unwrap();
         assert_eq!(dtype(&quantized, "l.weight"), Dtype::Float32);
         assert_eq!(dtype(&quantized, "q.weight"), Dtype::Uint32);
+        // Where MLX does the products: float32 for a quantized checkpoint only.
+        let mlx = FloatDtype::Float32Activations.for_products(false);
+        assert_eq!(mlx, FloatDtype::Float32IfQuantized);
+        assert_eq!(FloatDtype::Stored.for_products(false), FloatDtype::Stored);
+        let dense = mlx.apply(weights(), false).unwrap();
+        for k in ["l.weight", "l.bias", "norm.weight"] {
+            assert_eq!(dtype(&dense, k), Dtype::Bfloat16, "{k}");
+        }
+        let quantized = mlx.apply(weights(), true).unwrap();
+        assert_eq!(dtype(&quantized, "norm.weight"), Dtype::Float32);
     })
 }

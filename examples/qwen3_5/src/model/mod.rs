@@ -235,8 +235,9 @@ impl Model {
         let quantization = weights::quantization(&model.config);
         let mut sanitizer = weights::Sanitizer::new(&model.config);
         let quantized = quantization.is_some();
+        let float_dtype = model.float_dtype();
         let loaded = mlx_lm::load::load_weights(&mut model, dir, quantization.as_ref(), |w| {
-            options.float_dtype.apply(sanitizer.sanitize(w)?, quantized)
+            float_dtype.apply(sanitizer.sanitize(w)?, quantized)
         });
         model.finish_load(loaded, sanitizer)
     }
@@ -261,9 +262,10 @@ impl Model {
         let quantization = weights::quantization(&model.config);
         let mut sanitizer = weights::Sanitizer::new(&model.config);
         let quantized = quantization.is_some();
+        let float_dtype = model.float_dtype();
         let loaded = sanitizer
             .sanitize(tensors)
-            .and_then(|w| options.float_dtype.apply(w, quantized))
+            .and_then(|w| float_dtype.apply(w, quantized))
             .and_then(|w| mlx_lm::load::apply_weights(&mut model, w, quantization.as_ref()));
         model.finish_load(loaded, sanitizer)
     }
@@ -473,6 +475,14 @@ impl Model {
             Some(e) => e.dtype(),
             None => Dtype::Float32,
         }
+    }
+
+    /// How a checkpoint's floating-point tensors are converted at load: the options'
+    /// [`FloatDtype`](crate::FloatDtype) for where this model's products run (the CPU
+    /// kernels or MLX, [`mlx_lm::load::FloatDtype::for_products`]).
+    fn float_dtype(&self) -> crate::FloatDtype {
+        let kernels = self.plan.cpu.is_some_and(|c| c.gemm);
+        self.options.float_dtype.for_products(kernels)
     }
 
     /// Whether a parameter other than an adapter's is trainable (full fine-tuning).
