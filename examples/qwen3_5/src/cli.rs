@@ -153,9 +153,8 @@ impl ModelCli for Qwen35 {
         let config = Config::from_json(config)?;
         let arrays = weights.generate(&tensor_shapes(&config))?;
         let checkpoint = Checkpoint::from_arrays(arrays);
-        // `bench --dtype` chose the weights' dtype; only an explicit flag changes it.
-        let mut o = options.for_current_device();
-        o.float_dtype = options.cpu.bench_float_dtype();
+        // Converted as a checkpoint of `bench --dtype` would be at load.
+        let o = options.for_current_device();
         Ok(Model::from_checkpoint(config, checkpoint, o)?)
     }
 

@@ -274,13 +274,6 @@ impl CpuFlags {
     pub fn float_dtype(&self, default: crate::load::FloatDtype) -> crate::load::FloatDtype {
         self.float_dtype.map_or(default, FloatDtypeArg::option)
     }
-
-    /// How `bench`'s random weights are converted: only an explicit `--float-dtype`
-    /// converts them (`bench --dtype` chose theirs).
-    pub fn bench_float_dtype(&self) -> crate::load::FloatDtype {
-        self.float_dtype
-            .map_or(crate::load::FloatDtype::Stored, FloatDtypeArg::option)
-    }
 }
 
 /// [`ModelCli::Options`] of a model without flags of its own.

@@ -49,8 +49,9 @@ pub struct BenchArgs<O: Args> {
     /// Model shapes: a preset name or a config.json path.
     #[arg(long, value_name = "NAME|PATH")]
     pub config: String,
-    /// Dtype of weights and activations (default: float32 on the CPU, where MLX's
-    /// bfloat16 products are several times slower; bfloat16 on a GPU).
+    /// Dtype of the weights, as a checkpoint would store them (default: float32 on the CPU,
+    /// bfloat16 on a GPU); they are then converted as a loaded checkpoint would be
+    /// (`--float-dtype`; on the CPU by default float32 activations, bfloat16 matrices kept).
     #[arg(long, value_enum)]
     pub dtype: Option<BenchDtype>,
     /// Prompt length in tokens (random ids).
