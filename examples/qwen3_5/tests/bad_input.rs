@@ -661,72 +661,20 @@ fn bad_input_fails_cleanly_everywhere() {
     );
 
     // ---- flags ----------------------------------------------------------------------
+    // `generate --model DIR --prompt p` followed by `extra`.
+    let generate = |extra: &[&'static str]| -> Vec<&str> {
+        let mut args = vec!["generate", "--model", s(&dir), "--prompt", "p"];
+        args.extend_from_slice(extra);
+        args
+    };
     for (case, args) in [
-        (
-            "unknown flag",
-            vec!["generate", "--model", s(&dir), "--prompt", "p", "--bogus"],
-        ),
+        ("unknown flag", generate(&["--bogus"])),
         ("missing `--model`", vec!["generate", "--prompt", "p"]),
-        (
-            "`--temp -1`",
-            vec![
-                "generate",
-                "--model",
-                s(&dir),
-                "--prompt",
-                "p",
-                "--temp",
-                "-1",
-            ],
-        ),
-        (
-            "`--top-p 2`",
-            vec![
-                "generate",
-                "--model",
-                s(&dir),
-                "--prompt",
-                "p",
-                "--top-p",
-                "2",
-            ],
-        ),
-        (
-            "`--max-tokens 0`",
-            vec![
-                "generate",
-                "--model",
-                s(&dir),
-                "--prompt",
-                "p",
-                "--max-tokens",
-                "0",
-            ],
-        ),
-        (
-            "`--device tpu`",
-            vec![
-                "generate",
-                "--model",
-                s(&dir),
-                "--prompt",
-                "p",
-                "--device",
-                "tpu",
-            ],
-        ),
-        (
-            "`--float-dtype int8`",
-            vec![
-                "generate",
-                "--model",
-                s(&dir),
-                "--prompt",
-                "p",
-                "--float-dtype",
-                "int8",
-            ],
-        ),
+        ("`--temp -1`", generate(&["--temp", "-1"])),
+        ("`--top-p 2`", generate(&["--top-p", "2"])),
+        ("`--max-tokens 0`", generate(&["--max-tokens", "0"])),
+        ("`--device tpu`", generate(&["--device", "tpu"])),
+        ("`--float-dtype int8`", generate(&["--float-dtype", "int8"])),
         (
             "`--tokens 1,,2`",
             vec![
@@ -747,15 +695,7 @@ fn bad_input_fails_cleanly_everywhere() {
         if mlx_rs::Device::gpu().is_available() {
             None
         } else {
-            Some(cli(&[
-                "generate",
-                "--model",
-                s(&dir),
-                "--prompt",
-                "p",
-                "--device",
-                "gpu",
-            ]))
+            Some(cli(&generate(&["--device", "gpu"])))
         },
         None,
     );
