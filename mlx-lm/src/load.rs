@@ -89,20 +89,10 @@ impl FloatDtype {
                 cast_floats(weights, Dtype::Float32)
             }
             FloatDtype::Float32IfQuantized => Ok(weights),
-            FloatDtype::Float32Activations => weights
-                .into_iter()
-                .map(|(k, w)| {
-                    let matrix = w.ndim() == 2 && k.ends_with(".weight");
-                    let keep =
-                        w.dtype() == Dtype::Float32 || (matrix && w.dtype() == Dtype::Bfloat16);
-                    let w = if w.dtype().is_float() && !keep {
-                        w.astype(Dtype::Float32)?
-                    } else {
-                        w
-                    };
-                    Ok((k, w))
-                })
-                .collect(),
+            // A bfloat16 weight matrix stays: the CPU kernels read it as stored.
+            FloatDtype::Float32Activations => convert_floats(weights, Dtype::Float32, |k, w| {
+                w.dtype() == Dtype::Bfloat16 && w.ndim() == 2 && k.ends_with(".weight")
+            }),
         }
     }
 }
@@ -118,10 +108,20 @@ pub fn cast_floats(weights: ParamMap, dtype: Dtype) -> Result<ParamMap> {
             "parameters can be converted to a floating-point dtype only, not {dtype}"
         )));
     }
+    convert_floats(weights, dtype, |_, _| false)
+}
+
+/// `weights` with every floating-point tensor of another dtype converted to `dtype`,
+/// except those that `keep(name, tensor)` picks.
+fn convert_floats(
+    weights: ParamMap,
+    dtype: Dtype,
+    keep: impl Fn(&str, &mlx_rs::Array) -> bool,
+) -> Result<ParamMap> {
     weights
         .into_iter()
         .map(|(k, w)| {
-            let w = if w.dtype().is_float() && w.dtype() != dtype {
+            let w = if w.dtype().is_float() && w.dtype() != dtype && !keep(&k, &w) {
                 w.astype(dtype)?
             } else {
                 w

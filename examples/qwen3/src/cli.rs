@@ -59,8 +59,7 @@ impl ModelCli for Qwen3Cli {
         let quantized = config.quantization.is_some();
         // Converted as a checkpoint of `bench --dtype` would be at load.
         let o = options.resolve();
-        let float_dtype = o.float_dtype.for_products(o.cpu.is_some_and(|c| c.gemm));
-        let arrays = float_dtype.apply(arrays, quantized)?;
+        let arrays = o.load_float_dtype().apply(arrays, quantized)?;
         mlx_lm::load::apply_weights(&mut model, arrays, config.quantization.as_ref())?;
         model.set_options(o)?;
         Ok(model)

@@ -29,16 +29,13 @@ pub fn load(dir: impl AsRef<std::path::Path>) -> mlx_lm::Result<Model> {
 }
 
 /// [`load`] with `options`: the floating-point tensors converted as
-/// [`ModelOptions::float_dtype`] says (for the products `options.cpu` runs:
-/// [`mlx_lm::load::FloatDtype::for_products`]), then [`Model::set_options`].
+/// [`ModelOptions::load_float_dtype`] says, then [`Model::set_options`].
 pub fn load_with(dir: impl AsRef<std::path::Path>, options: ModelOptions) -> mlx_lm::Result<Model> {
     let dir = dir.as_ref();
     let config = Config::from_dir(dir)?;
     let mut model = Model::new(config.clone())?;
     let quantized = config.quantization.is_some();
-    let float_dtype = options
-        .float_dtype
-        .for_products(options.cpu.is_some_and(|c| c.gemm));
+    let float_dtype = options.load_float_dtype();
     let sanitize = |weights| {
         let weights = model::sanitize(&config, weights)?;
         float_dtype.apply(weights, quantized)

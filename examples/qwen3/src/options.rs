@@ -31,6 +31,13 @@ impl ModelOptions {
         }
     }
 
+    /// How a checkpoint's floating-point tensors are converted at load: `float_dtype` for
+    /// where the products run ([`FloatDtype::for_products`]: the CPU kernels or MLX).
+    pub fn load_float_dtype(&self) -> FloatDtype {
+        self.float_dtype
+            .for_products(self.cpu.is_some_and(|c| c.gemm))
+    }
+
     /// `self` for training: the float dtype for MLX's products
     /// ([`FloatDtype::for_products`]), since inside a gradient the CPU kernels step aside
     /// (a dense bfloat16 checkpoint then trains in bfloat16: MLX's bfloat16 products ran

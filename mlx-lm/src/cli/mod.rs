@@ -246,9 +246,8 @@ pub struct CpuFlags {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..),
           allow_negative_numbers = true)]
     pub cpu_threads: Option<u32>,
-    /// The dtype of the floating-point parameters (and activations) at load (default:
-    /// float32 for a quantized model on the CPU, as stored otherwise; `bench` builds its
-    /// weights in its `--dtype` unless this is given).
+    /// The dtype of the floating-point parameters (and activations) at load, `bench`'s
+    /// random weights too (default: float32-activations on the CPU, stored on a GPU).
     #[arg(long, value_enum, value_name = "DTYPE")]
     pub float_dtype: Option<FloatDtypeArg>,
 }

@@ -116,12 +116,14 @@ impl Linear {
         match self {
             Linear::DenseT { wt, cpu } if wt.dtype() == Dtype::Float32 => cpu_matmul(x, wt, *cpu),
             Linear::Dense {
-                w, cpu: Some(c), ..
+                w,
+                wt,
+                cpu: Some(c),
             } if x.dtype() == Dtype::Float32 => {
                 let most = mlx_lm::linear::MAX_DEQUANTIZED_BYTES;
                 match cpu_bf16::matmul(x, w, c.threads, most)? {
                     Some(y) => Ok(y),
-                    None => Ok(ops::matmul(x, &w.transpose()?)?),
+                    None => Ok(ops::matmul(x, wt)?),
                 }
             }
             Linear::Dense { wt, .. } | Linear::DenseT { wt, .. } => Ok(ops::matmul(x, wt)?),
@@ -132,9 +134,14 @@ impl Linear {
 
     /// A dense layer of weight `w` (`[out, in]`).
     pub fn dense(w: Array) -> Result<Linear> {
+        Linear::dense_with(w, None)
+    }
+
+    /// [`Linear::dense`] whose float32 products take `cpu` ([`Linear::Dense`]'s field).
+    fn dense_with(w: Array, cpu: Option<CpuProducts>) -> Result<Linear> {
         let wt = ops::transpose(&w)?;
         wt.eval()?;
-        Ok(Linear::Dense { w, wt, cpu: None })
+        Ok(Linear::Dense { w, wt, cpu })
     }
 
     /// The arrays a product reads, in a fixed order: how a compiled function takes a
@@ -259,7 +266,6 @@ impl Linear {
             [] => return Ok(None),
             [Linear::Adapted { .. }, ..] => return Ok(None),
             [Linear::Dense { cpu, .. }, ..] => {
-                let cpu = *cpu;
                 let mut ws = Vec::with_capacity(parts.len());
                 for p in parts {
                     match p {
@@ -273,9 +279,7 @@ impl Linear {
                 }
                 let w = ops::concatenate_axis(&ws, 0)?;
                 w.eval()?;
-                let wt = ops::transpose(&w)?;
-                wt.eval()?;
-                Linear::Dense { w, wt, cpu }
+                Linear::dense_with(w, *cpu)?
             }
             [Linear::DenseT { cpu, .. }, ..] => {
                 let mut ws = Vec::with_capacity(parts.len());
