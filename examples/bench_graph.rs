@@ -1,16 +1,19 @@
 //! The cost of building and evaluating graphs of many small ops: Rust (`mlx-rs`) against
-//! Python MLX, in the same run, on the same MLX library.
+//! MLX's own C++ API and Python MLX, in the same run, on the same MLX library.
 //!
 //! For each chain length N and shape it builds the chain
 //! `x -> x*a -> x+b -> x^2 -> sqrt(x) -> x*a …` (N element-wise ops), then evaluates it,
 //! timing the two phases separately (warm-up runs first, then timed runs).
-//! `benches/peer_graph.py` does the same with `mlx.core`, run as a subprocess. The two
-//! sides take turns in several rounds (Rust, Python, Rust, …) so that load from other
-//! processes falls on both; each reported median is over all rounds' samples.
+//! `benches/peer_graph.py` does the same with `mlx.core`, and `benches/peer_graph.cpp` with
+//! MLX's C++ API (compiled here with `--cxx`, against the headers and library that
+//! `mlx-sys` links), each run as a subprocess. The C++ side is the floor: what MLX itself
+//! costs, to which a binding adds its own. The sides take turns in several rounds (Rust,
+//! C++, Python, Rust, …) so that load from other processes falls on all; each reported
+//! median is over all rounds' samples.
 //!
 //! ```text
 //! cargo run --release --example bench_graph -- [--python PATH] [--peer SCRIPT]
-//!     [--rounds R] [--reps K] [--warmup W] [--lengths 10,100,1000]
+//!     [--cxx COMPILER|none] [--rounds R] [--reps K] [--warmup W] [--lengths 10,100,1000]
 //!     [--shapes 16,256x256] [--device cpu|gpu]
 //! ```
 
@@ -18,13 +21,16 @@ use mlx_rs::{Array, Device, DeviceType, Dtype};
 use std::process::Command;
 use std::time::Instant;
 
-const USAGE: &str = "usage: bench_graph [--python PATH] [--peer SCRIPT] [--rounds R] \
-    [--reps K] [--warmup W] [--lengths 10,100,1000] [--shapes 16,256x256] [--device cpu|gpu]\n\
-    K timed runs (after W warm-up runs) per workload, side and round.";
+const USAGE: &str = "usage: bench_graph [--python PATH] [--peer SCRIPT] \
+    [--cxx COMPILER|none] [--rounds R] [--reps K] [--warmup W] [--lengths 10,100,1000] \
+    [--shapes 16,256x256] [--device cpu|gpu]\n\
+    K timed runs (after W warm-up runs) per workload, side and round. --cxx (default c++) \
+    compiles benches/peer_graph.cpp for the C++ column; none leaves it out.";
 
 struct Options {
     python: String,
     peer: String,
+    cxx: Option<String>,
     rounds: usize,
     reps: usize,
     warmup: usize,
@@ -37,6 +43,7 @@ fn parse_args() -> Result<Options, String> {
     let mut o = Options {
         python: "python3".into(),
         peer: concat!(env!("CARGO_MANIFEST_DIR"), "/benches/peer_graph.py").into(),
+        cxx: Some("c++".into()),
         rounds: 3,
         reps: 11,
         warmup: 3,
@@ -51,6 +58,7 @@ fn parse_args() -> Result<Options, String> {
         match flag.as_str() {
             "--python" => o.python = value()?,
             "--peer" => o.peer = value()?,
+            "--cxx" => o.cxx = Some(value()?).filter(|c| c != "none"),
             "--rounds" => o.rounds = value()?.parse().map_err(bad)?,
             "--reps" => o.reps = value()?.parse().map_err(bad)?,
             "--warmup" => o.warmup = value()?.parse().map_err(bad)?,
@@ -171,8 +179,8 @@ struct Peer {
     rows: Vec<Row>,
 }
 
-/// One round of the Python side: runs the peer script and reads its JSON.
-fn python_round(o: &Options) -> Result<Peer, String> {
+/// The arguments both peers take: the workloads of this run.
+fn peer_args(o: &Options) -> Vec<String> {
     let list = |v: Vec<String>| v.join(",");
     let shapes = list(
         o.shapes
@@ -185,51 +193,82 @@ fn python_round(o: &Options) -> Result<Peer, String> {
             })
             .collect(),
     );
-    let mut cmd = Command::new(&o.python);
-    cmd.arg(&o.peer)
-        .args(["--reps", &o.reps.to_string()])
-        .args(["--warmup", &o.warmup.to_string()])
-        .args([
-            "--lengths",
-            &list(o.lengths.iter().map(|n| n.to_string()).collect()),
-        ])
-        .args(["--shapes", &shapes]);
+    let mut args = vec![
+        "--reps".into(),
+        o.reps.to_string(),
+        "--warmup".into(),
+        o.warmup.to_string(),
+        "--lengths".into(),
+        list(o.lengths.iter().map(|n| n.to_string()).collect()),
+        "--shapes".into(),
+        shapes,
+    ];
     if let Some(d) = &o.device {
-        cmd.args(["--device", d]);
+        args.extend(["--device".into(), d.clone()]);
     }
-    let out = cmd
+    args
+}
+
+/// Compiles `benches/peer_graph.cpp` with `cxx` against the MLX headers and library that
+/// `mlx-sys` links; returns the program's path.
+fn compile_cpp_peer(cxx: &str) -> Result<std::path::PathBuf, String> {
+    let source = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/peer_graph.cpp");
+    let dir = std::env::temp_dir().join(format!("bench_graph-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let exe = dir.join("peer_graph");
+    let out = Command::new(cxx)
+        .args(["-O2", "-std=c++20", "-I", mlx_sys::MLX_INCLUDE_DIR, source, "-o"])
+        .arg(&exe)
+        .args(["-L", mlx_sys::MLX_LIBDIR, "-lmlx"])
+        .arg(format!("-Wl,-rpath,{}", mlx_sys::MLX_LIBDIR))
         .output()
-        .map_err(|e| format!("cannot run {}: {e}", o.python))?;
+        .map_err(|e| format!("cannot run the C++ compiler {cxx} ({e}); pass --cxx none to leave the C++ column out"))?;
     if !out.status.success() {
         return Err(format!(
-            "{} {} failed ({}):\n{}",
-            o.python,
-            o.peer,
+            "{cxx} could not compile {source} ({}); pass --cxx none to leave the C++ \
+             column out:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(exe)
+}
+
+/// One round of a peer: runs `program` (the Python script or the C++ program) with this
+/// run's workloads and reads its JSON.
+fn peer_round(o: &Options, mut cmd: Command, what: &str) -> Result<Peer, String> {
+    let out = cmd
+        .args(peer_args(o))
+        .output()
+        .map_err(|e| format!("cannot run {what}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{what} failed ({}):\n{}",
             out.status,
             String::from_utf8_lossy(&out.stderr)
         ));
     }
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|e| {
         let text = String::from_utf8_lossy(&out.stdout);
-        format!("the peer's output is not JSON ({e}): {text}")
+        format!("the output of {what} is not JSON ({e}): {text}")
     })?;
     let samples = |r: &serde_json::Value, k: &str| -> Result<Vec<f64>, String> {
         r[k].as_array()
-            .ok_or(format!("peer result lacks {k}"))?
+            .ok_or(format!("{what}: a result lacks {k}"))?
             .iter()
-            .map(|x| x.as_f64().ok_or(format!("{k} holds a non-number")))
+            .map(|x| x.as_f64().ok_or(format!("{what}: {k} holds a non-number")))
             .collect()
     };
     let rows = v["results"]
         .as_array()
-        .ok_or("peer output lacks results")?
+        .ok_or(format!("the output of {what} lacks results"))?
         .iter()
         .map(|r| {
             Ok(Row {
-                n: r["n"].as_u64().ok_or("peer result lacks n")? as usize,
+                n: r["n"].as_u64().ok_or(format!("{what}: a result lacks n"))? as usize,
                 shape: r["shape"]
                     .as_array()
-                    .ok_or("peer result lacks shape")?
+                    .ok_or(format!("{what}: a result lacks shape"))?
                     .iter()
                     .map(|d| d.as_i64().unwrap_or(-1) as i32)
                     .collect(),
@@ -243,6 +282,28 @@ fn python_round(o: &Options) -> Result<Peer, String> {
         device: v["device"].as_str().unwrap_or("?").to_string(),
         rows,
     })
+}
+
+/// Adds a round's samples to those of the earlier rounds.
+fn absorb(acc: &mut Option<Peer>, round: Peer) {
+    match acc {
+        None => *acc = Some(round),
+        Some(p) => p
+            .rows
+            .iter_mut()
+            .zip(round.rows)
+            .for_each(|(acc, r)| acc.absorb(r)),
+    }
+}
+
+/// The peer's median of `phase` for the workload of `r`.
+fn peer_median(peer: &Peer, r: &Row, build: bool) -> Result<f64, String> {
+    let p = peer
+        .rows
+        .iter()
+        .find(|p| p.n == r.n && p.shape == r.shape)
+        .ok_or(format!("a peer has no result for N={} {:?}", r.n, r.shape))?;
+    Ok(median(if build { &p.build } else { &p.eval }))
 }
 
 fn cpu_model() -> String {
@@ -271,8 +332,9 @@ fn run() -> Result<(), String> {
             .map_err(|e| e.to_string())?
             .to_string(),
     };
+    let cpp = o.cxx.as_deref().map(compile_cpp_peer).transpose()?;
     let mut ours: Vec<Row> = Vec::new();
-    let mut peer: Option<Peer> = None;
+    let (mut python, mut cxx) = (None, None);
     for _ in 0..o.rounds {
         let round = rust_round(&o, device.as_ref())?;
         if ours.is_empty() {
@@ -282,17 +344,19 @@ fn run() -> Result<(), String> {
                 .zip(round)
                 .for_each(|(acc, r)| acc.absorb(r));
         }
-        let round = python_round(&o)?;
-        match &mut peer {
-            None => peer = Some(round),
-            Some(p) => p
-                .rows
-                .iter_mut()
-                .zip(round.rows)
-                .for_each(|(acc, r)| acc.absorb(r)),
+        if let Some(exe) = &cpp {
+            let round = peer_round(&o, Command::new(exe), "the C++ peer")?;
+            absorb(&mut cxx, round);
         }
+        let mut cmd = Command::new(&o.python);
+        cmd.arg(&o.peer);
+        let round = peer_round(&o, cmd, &format!("{} {}", o.python, o.peer))?;
+        absorb(&mut python, round);
     }
-    let peer = peer.ok_or("no rounds ran")?;
+    if let Some(exe) = &cpp {
+        let _ = std::fs::remove_dir_all(exe.parent().unwrap_or(exe));
+    }
+    let python = python.ok_or("no rounds ran")?;
 
     let threads = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!(
@@ -301,43 +365,59 @@ fn run() -> Result<(), String> {
         std::env::consts::ARCH
     );
     println!(
-        "MLX: Rust side {} ({} backend, {shown}); Python side {} ({})",
+        "MLX: Rust side {} ({} backend, {shown}); Python side {} ({}){}",
         mlx_rs::version(),
         mlx_rs::backend(),
-        peer.version,
-        peer.device
+        python.version,
+        python.device,
+        match &cxx {
+            Some(c) => format!("; C++ side {} ({})", c.version, c.device),
+            None => String::new(),
+        }
     );
     println!(
         "median of {} rounds × {} timed runs per side (each after {} warm-up runs); \
          µs per whole chain\n",
         o.rounds, o.reps, o.warmup
     );
-    println!("| workload | phase | ours µs | Python µs | ours/Python |");
-    println!("|---|---|---:|---:|---:|");
+    match &cxx {
+        Some(_) => {
+            println!(
+                "| workload | phase | ours µs | C++ µs | Python µs | ours/C++ | ours/Python |"
+            );
+            println!("|---|---|---:|---:|---:|---:|---:|");
+        }
+        None => {
+            println!("| workload | phase | ours µs | Python µs | ours/Python |");
+            println!("|---|---|---:|---:|---:|");
+        }
+    }
     for r in &ours {
-        let p = peer
-            .rows
-            .iter()
-            .find(|p| p.n == r.n && p.shape == r.shape)
-            .ok_or(format!(
-                "the peer has no result for N={} {:?}",
-                r.n, r.shape
-            ))?;
         let shape = r
             .shape
             .iter()
             .map(|d| d.to_string())
             .collect::<Vec<_>>()
             .join("×");
-        for (phase, a, b) in [
-            ("build", median(&r.build), median(&p.build)),
-            ("eval", median(&r.eval), median(&p.eval)),
-        ] {
-            println!(
-                "| {} ops on [{shape}] | {phase} | {a:.1} | {b:.1} | {:.2} |",
-                r.n,
-                a / b
-            );
+        for (phase, build) in [("build", true), ("eval", false)] {
+            let a = median(if build { &r.build } else { &r.eval });
+            let p = peer_median(&python, r, build)?;
+            match &cxx {
+                Some(c) => {
+                    let c = peer_median(c, r, build)?;
+                    println!(
+                        "| {} ops on [{shape}] | {phase} | {a:.1} | {c:.1} | {p:.1} | {:.2} | {:.2} |",
+                        r.n,
+                        a / c,
+                        a / p
+                    );
+                }
+                None => println!(
+                    "| {} ops on [{shape}] | {phase} | {a:.1} | {p:.1} | {:.2} |",
+                    r.n,
+                    a / p
+                ),
+            }
         }
     }
     Ok(())

@@ -12,8 +12,14 @@
 //! that are not small next to it; a recomputation reads only the usage of the cgroups
 //! that have a limit, and which cgroups have one (and how much) is looked up again every
 //! [`DISCOVER`]: a cgroup limit set or changed while the process runs counts from then on.
+//!
+//! Every op that makes an array of 4 KiB or more asks; so that this costs no lock and no
+//! clock read, [`fits_quickly`] first spends from a budget of a sixteenth of the headroom
+//! computed last, with atomics, for at most [`QUICK_USES`] arrays; only then is the
+//! cache consulted (and its age read).
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -38,6 +44,74 @@ pub(crate) struct Headroom {
     pub(crate) limit: Arc<str>,
     /// The limit's size in bytes.
     pub(crate) limit_bytes: u128,
+}
+
+/// How many arrays [`fits_quickly`] passes before the headroom is looked at again.
+const QUICK_USES: u32 = 256;
+
+/// The largest array [`fits_quickly`] passes: larger ones always look at the headroom (so
+/// all it passes between two looks stay under `QUICK_USES` × this, 256 MiB, even where
+/// no limit was known).
+const QUICK_MAX_BYTES: u128 = 1 << 20;
+
+/// The budget behind [`fits_quickly`].
+static QUICK: QuickBudget = QuickBudget::new();
+
+/// Bytes that may be passed without looking at the headroom, and how many arrays were.
+struct QuickBudget {
+    /// A [`SMALL_FRACTION`] of the headroom known last, less what was passed since
+    /// (`u64::MAX` when no limit applies; 0 before the first look).
+    bytes: AtomicU64,
+    /// Arrays passed since the headroom was looked at.
+    passed: AtomicU32,
+}
+
+impl QuickBudget {
+    const fn new() -> Self {
+        QuickBudget {
+            bytes: AtomicU64::new(0),
+            passed: AtomicU32::new(0),
+        }
+    }
+
+    /// Takes `need` from the budget, for at most [`QUICK_USES`] arrays in a row.
+    fn take(&self, need: u128) -> bool {
+        if need > QUICK_MAX_BYTES {
+            return false;
+        }
+        let need = need as u64;
+        self.passed.fetch_add(1, Ordering::Relaxed) < QUICK_USES
+            && self
+                .bytes
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+                    if b == u64::MAX {
+                        Some(b)
+                    } else {
+                        b.checked_sub(need)
+                    }
+                })
+                .is_ok()
+    }
+
+    /// Refills the budget from a headroom just looked at.
+    fn refill(&self, value: &Option<Headroom>) {
+        let bytes = match value {
+            Some(h) => u64::try_from(h.bytes / SMALL_FRACTION).unwrap_or(u64::MAX - 1),
+            None => u64::MAX,
+        };
+        self.bytes.store(bytes, Ordering::Relaxed);
+        self.passed.store(0, Ordering::Relaxed);
+    }
+}
+
+/// Whether `need` bytes surely fit under the process's limits, decided without a lock, a
+/// clock read or a system call: it takes `need` from the budget that the last call of
+/// [`headroom`] set, for at most [`QUICK_USES`] arrays in a row of at most
+/// [`QUICK_MAX_BYTES`] each, so all the arrays it passes together stay under a
+/// [`SMALL_FRACTION`] of the headroom then known. `false` means "ask [`headroom`]", not
+/// "does not fit".
+pub(crate) fn fits_quickly(need: u128) -> bool {
+    QUICK.take(need)
 }
 
 struct Cached {
@@ -77,6 +151,7 @@ pub(crate) fn headroom(need: u128) -> Option<Headroom> {
             None => true,
         };
         if small && c.at.elapsed() < FRESH {
+            QUICK.refill(&c.value);
             return c.value.clone();
         }
     }
@@ -89,6 +164,7 @@ pub(crate) fn headroom(need: u128) -> Option<Headroom> {
         ),
     };
     let value = compute(&cgroups);
+    QUICK.refill(&value);
     *cache = Some(Cached {
         at: now,
         value: value.clone(),
@@ -260,6 +336,35 @@ fn read_number(path: &Path) -> Option<u128> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quick_budget_passes_a_sixteenth_of_the_headroom_then_asks() {
+        let q = QuickBudget::new();
+        assert!(!q.take(1), "nothing passes before the first look");
+        let room = |bytes| {
+            Some(Headroom {
+                bytes,
+                limit: "test limit".into(),
+                limit_bytes: bytes,
+            })
+        };
+        q.refill(&room(16_000));
+        assert!(!q.take(1001));
+        assert!(q.take(600));
+        assert!(q.take(400));
+        assert!(!q.take(1), "1,000 bytes (a sixteenth of 16,000) are spent");
+        q.refill(&room(16 << 30));
+        for _ in 0..QUICK_USES {
+            assert!(q.take(4096));
+        }
+        assert!(!q.take(4096), "only QUICK_USES arrays in a row");
+        q.refill(&None);
+        assert!(
+            q.take(QUICK_MAX_BYTES),
+            "no limit: arrays up to QUICK_MAX_BYTES"
+        );
+        assert!(!q.take(QUICK_MAX_BYTES + 1), "larger ones always look");
+    }
 
     fn tree(files: &[(&str, &str)]) -> PathBuf {
         let dir = std::env::temp_dir().join(format!(

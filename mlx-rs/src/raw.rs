@@ -336,6 +336,9 @@ pub(crate) fn check_fits(shape: &[i32], dtype: Dtype, extra: u128) -> Result<()>
     let free = limit.saturating_sub(active as u128);
     // The operating system's limits on the process (ulimit -v/-d, cgroup): an allocation
     // past them fails just the same.
+    if need <= free && crate::limits::fits_quickly(need) {
+        return Ok(());
+    }
     let process = crate::limits::headroom(need).filter(|h| h.bytes < free);
     let free = process.as_ref().map_or(free, |h| h.bytes);
     if need <= free {

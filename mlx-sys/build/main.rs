@@ -89,6 +89,10 @@ fn run() -> Step<()> {
         "cargo:rustc-env=MLX_SYS_LIBDIR={}",
         mlx.runtime_lib_dir.display()
     );
+    println!(
+        "cargo:rustc-env=MLX_SYS_INCLUDE={}",
+        mlx.include_dir().display()
+    );
     println!("cargo:rustc-env=MLX_SYS_BACKEND={}", mlx.backend);
     println!("cargo:rustc-env=MLX_SYS_MLXC_SRC={}", mlx_c_src.display());
     Ok(())

@@ -48,6 +48,10 @@ pub const MLX_C_VERSION: &str = "0.7.0";
 /// The folder holding the `libmlx` this crate was linked against at build time.
 pub const MLX_LIBDIR: &str = env!("MLX_SYS_LIBDIR");
 
+/// The folder holding MLX's C++ headers (`mlx/mlx.h`) of that library, for C++ code
+/// built beside it (the C++ peer of the graph benchmark).
+pub const MLX_INCLUDE_DIR: &str = env!("MLX_SYS_INCLUDE");
+
 /// Which prebuilt MLX was linked: `cpu`, `cuda`, `metal`, or `custom` (`MLX_DIR`).
 pub const MLX_BACKEND: &str = env!("MLX_SYS_BACKEND");
 

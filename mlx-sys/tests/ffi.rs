@@ -128,3 +128,25 @@ fn the_default_device_is_known() {
         mlx_device_free(dev);
     }
 }
+
+#[test]
+fn the_headers_and_library_folders_hold_mlx() {
+    let header = std::path::Path::new(MLX_INCLUDE_DIR).join("mlx/mlx.h");
+    assert!(header.is_file(), "{} is missing", header.display());
+    // The headers are those of the linked library: version.h names the pinned version.
+    let version =
+        std::fs::read_to_string(std::path::Path::new(MLX_INCLUDE_DIR).join("mlx/version.h"))
+            .unwrap();
+    let minor = MLX_VERSION.split('.').nth(1).unwrap();
+    assert!(
+        version.contains(&format!("#define MLX_VERSION_MINOR {minor}")),
+        "version.h is not MLX {MLX_VERSION}'s"
+    );
+    let libs: Vec<_> = std::fs::read_dir(MLX_LIBDIR)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("libmlx."))
+        .collect();
+    assert!(!libs.is_empty(), "no libmlx in {MLX_LIBDIR}");
+}
