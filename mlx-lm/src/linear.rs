@@ -8,8 +8,7 @@
 //!
 //! | layer and input | `cpu: Some(..)` | `cpu: None` |
 //! | --- | --- | --- |
-//! | dense float32, 2+ rows (prefill, a batch's decode step) | [`cpu_gemm::matmul_t`] when `gemm` | MLX |
-//! | dense float32, one row (decode) | MLX | MLX |
+//! | dense float32, any rows (decode, a batch's step, prefill) | [`cpu_gemm::matmul_t`] when `gemm` (up to [`cpu_rows::MAX_ROWS`] rows in [`cpu_rows`]) | MLX |
 //! | affine-quantized (2, 4, 8 bits), float32 input | [`cpu_quantized::matmul`] when `gemm` | MLX |
 //! | dense bfloat16, float32 input, any rows | [`cpu_bf16::matmul`] when `gemm` | MLX |
 //! | anything else (bfloat16 input, other modes, DoRA) | MLX | MLX |
@@ -27,6 +26,8 @@ use crate::error::Result;
 use crate::kernels::cpu_bf16;
 use crate::kernels::cpu_gemm::{self, CpuProducts};
 use crate::kernels::cpu_quantized;
+#[cfg(doc)]
+use crate::kernels::cpu_rows;
 use crate::tuner::AdaptableLinear;
 use mlx_rs::nn::{self, KeyPath, MaybeQuantized, Module, UnaryModule, VisitorMut};
 use mlx_rs::{ops, Array, Dtype};
@@ -85,14 +86,11 @@ fn base_forward(base: &MaybeQuantized<nn::Linear>, x: &Array, cpu: CpuProducts) 
     })
 }
 
-/// `x Wᵀ` for a dense float32 weight in the CPU GEMM, for 2+ rows, and for a bfloat16
+/// `x Wᵀ` for a dense float32 weight in the CPU kernels ([`cpu_gemm::matmul_t`]), and for a bfloat16
 /// weight with float32 input in [`cpu_bf16`], for any rows; `None`: MLX's.
 fn dense_product(x: &Array, w: &Array, cpu: CpuProducts) -> Result<Option<Array>> {
     if w.dtype() == Dtype::Bfloat16 {
         return cpu_bf16::matmul(x, w, cpu.threads, MAX_DEQUANTIZED_BYTES);
-    }
-    if rows(x) < cpu_gemm::MIN_ROWS {
-        return Ok(None);
     }
     cpu_gemm::matmul_t(x, w, cpu.threads)
 }
@@ -121,11 +119,6 @@ fn quantized_product(
         cpu.threads,
         MAX_DEQUANTIZED_BYTES,
     )
-}
-
-/// Rows of `x` (`[.., in]`).
-fn rows(x: &Array) -> usize {
-    x.size() / x.dim(-1).max(1) as usize
 }
 
 /// Keeps a float32 matrix parameter (`[out, in]`) as the transpose of a row-major

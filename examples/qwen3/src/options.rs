@@ -7,8 +7,8 @@ use mlx_rs::Device;
 /// What a model runs with; the defaults depend on the device ([`ModelOptions::for_device`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ModelOptions {
-    /// For a model on the CPU, how its float32 products run (`mlx_lm::linear`: products of
-    /// 2+ rows in the CPU GEMM, affine-quantized ones with float32 input in the CPU
+    /// For a model on the CPU, how its float32 products run (`mlx_lm::linear`: dense
+    /// float32 ones in the CPU row kernel or GEMM, affine-quantized ones with float32 input in the CPU
     /// quantized kernels when `gemm` is on; float32 weights stored for MLX's CPU BLAS in
     /// any case); `None` on a GPU, or to run every product in MLX on weights as loaded.
     pub cpu: Option<CpuProducts>,

@@ -42,9 +42,11 @@ pub struct ModelOptions {
     /// 412 / 348 / 346 tokens/s in three pairs); on the CPU the graph is not the bound,
     /// and on Metal it has not been measured.
     pub compile_layers: bool,
-    /// On the CPU, float32 products of at least [`mlx_lm::kernels::cpu_gemm::MIN_ROWS`] rows
-    /// (prefill, a batch's decode step) run in the packed SIMD GEMM instead of MLX's BLAS
-    /// (a served batch of ~11 rows stepped in 43–46 instead of 207–208 ms), and a fused
+    /// On the CPU, float32 products run outside MLX's BLAS: up to
+    /// [`mlx_lm::kernels::cpu_rows::MAX_ROWS`] rows (decode, a small batch's step) in
+    /// [`mlx_lm::kernels::cpu_rows`] (mid-1024x8 float32 decode 10.3–11.2 → 19.6–22.2
+    /// tokens/s), more in the packed SIMD GEMM (a served batch of ~11 rows stepped in 43–46
+    /// instead of 207–208 ms), and a fused
     /// decode step's attention in [`mlx_lm::kernels::cpu_attention`] (at a 4,096-position
     /// cache, float32 decode 8.3–8.7 → 10.0–10.2 tokens/s on a 2-core EPYC). Default: on
     /// for the CPU except on macOS (the Linux wheels' reference BLAS runs at 4–6 GFLOP/s

@@ -178,11 +178,11 @@ fn tiny_model_runs_and_reports() {
         check_side(&report["ours"], tag);
         assert!(report["peer"].is_null(), "{tag}: no peer was asked for");
         let primitives = report["decode_primitives"].as_u64().unwrap_or(0);
-        // A 4-bit CPU step's products run outside MLX (`cpu_quantized`), each evaluating
-        // its input: the graph left at the end holds only what follows the last product.
-        let least = if tag == "q4" { 1 } else { 11 };
+        // A CPU step's products run outside MLX (`cpu_rows`, `cpu_quantized`), each
+        // evaluating its input: the graph left at the end holds only what follows the
+        // last product (the head's), at least the sampling.
         assert!(
-            primitives >= least,
+            primitives >= 1,
             "{tag}: {primitives} primitives per decode step"
         );
         assert!(

@@ -33,5 +33,6 @@ pub mod cpu_attention;
 pub mod cpu_bf16;
 pub mod cpu_gemm;
 pub mod cpu_quantized;
+pub mod cpu_rows;
 pub mod gated_delta;
 pub mod gpu;

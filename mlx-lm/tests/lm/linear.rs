@@ -5,7 +5,7 @@
 use crate::close::assert_close;
 use crate::common::{cpu, normal};
 use mlx_lm::kernels::cpu_gemm::{self, CpuProducts};
-use mlx_lm::kernels::cpu_quantized;
+use mlx_lm::kernels::{cpu_quantized, cpu_rows};
 use mlx_lm::linear;
 use mlx_lm::tuner::{AdaptableLinear, LoraLinear};
 use mlx_rs::nn::{self, MaybeQuantized, Module, Quantizable, UnaryModule};
@@ -52,16 +52,14 @@ fn check(what: &str, layer: &AdaptableLinear, count: fn() -> usize, rows_taken: 
 }
 
 #[test]
-fn dense_products_of_many_rows_run_in_the_gemm() {
+fn dense_products_run_in_the_cpu_kernels() {
     cpu(|| {
         for bias in [false, true] {
             let layer = dense(bias);
-            check(
-                &format!("dense, bias {bias}"),
-                &layer,
-                cpu_gemm::products,
-                &[3, 40],
-            );
+            let what = format!("dense, bias {bias}");
+            check(&what, &layer, cpu_gemm::products, &[1, 3, 40]);
+            // A few rows in the row kernel, many in the GEMM.
+            check(&what, &layer, cpu_rows::products, &[1, 3]);
         }
     })
 }
@@ -98,7 +96,13 @@ fn stored_for_the_cpu_the_weight_keeps_its_values_and_products() {
             "dense stored for the CPU",
             &layer,
             cpu_gemm::products,
-            &[3, 40],
+            &[1, 3, 40],
+        );
+        check(
+            "dense stored for the CPU",
+            &layer,
+            cpu_rows::products,
+            &[1, 3],
         );
     })
 }
@@ -130,7 +134,7 @@ fn lora_layers_add_their_update_to_the_cpu_product() {
         let mut lora = LoraLinear::from_base(base, 4, 0.0, 2.0).unwrap();
         lora.lora_b = nn::Param::new(normal(&[4, 48], 5, Dtype::Float32));
         let layer = AdaptableLinear::Lora(lora);
-        check("LoRA", &layer, cpu_gemm::products, &[3, 40]);
+        check("LoRA", &layer, cpu_gemm::products, &[1, 3, 40]);
     })
 }
 

@@ -20,12 +20,11 @@ thread_local! {
     static CPU_STREAMS: std::cell::RefCell<Vec<mlx_rs::Stream>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// `x · wt` for a float32 row-major `wt` on the CPU: products of many rows through
-/// [`cpu_gemm`] when `cpu.gemm` is on, else (and when it declines) through MLX,
-/// spread over CPU streams ([`cpu_streams_matmul`]).
+/// `x · wt` for a float32 row-major `wt` on the CPU: through [`cpu_gemm`] (any rows: a
+/// few in its row kernel, more in the GEMM) when `cpu.gemm` is on, else (and when it
+/// declines) through MLX, spread over CPU streams ([`cpu_streams_matmul`]).
 pub(super) fn cpu_matmul(x: &Array, wt: &Array, cpu: CpuProducts) -> Result<Array> {
-    let rows = x.size() / x.dim(-1).max(1) as usize;
-    if rows >= cpu_gemm::MIN_ROWS && cpu.gemm {
+    if cpu.gemm {
         if let Some(y) = cpu_gemm::matmul(x, wt, cpu.threads)? {
             return Ok(y);
         }
