@@ -134,6 +134,15 @@ pub fn matmul(
     Ok(Some(Array::from_slice(&out, &shape)?))
 }
 
+/// The input rows of a product (`[rows, k]`), also in [`Quantized::lane_order`] where that
+/// applies, with their sums over each group.
+struct Input<'a> {
+    x: &'a [f32],
+    lanes: Option<&'a [f32]>,
+    sums: &'a [f32],
+    rows: usize,
+}
+
 /// A quantized weight's data, row-major.
 struct Quantized<'a> {
     w: &'a [u32],
@@ -154,27 +163,22 @@ impl Quantized<'_> {
         let sums: Vec<f32> = x.chunks(self.group).map(|c| c.iter().sum()).collect();
         let out_ptr = SendPtr(out.as_mut_ptr());
         let avx2 = avx2_fma();
-        if let Some(xp) = self.lane_order(x, rows) {
-            over_weight_rows(self.n, threads, |lo, hi| {
-                #[cfg(target_arch = "x86_64")]
-                if avx2 {
-                    // SAFETY: the CPU has AVX2 and FMA (checked above).
-                    unsafe { self.lanes_avx2(&xp, &sums, rows, lo..hi, out_ptr) };
-                    return;
-                }
-                self.lanes::<false>(&xp, &sums, rows, lo..hi, out_ptr);
-            });
-            return;
-        }
+        let xp = self.lane_order(x, rows);
+        let input = Input {
+            x,
+            lanes: xp.as_deref(),
+            sums: &sums,
+            rows,
+        };
         over_weight_rows(self.n, threads, |lo, hi| {
             #[cfg(target_arch = "x86_64")]
             if avx2 {
                 // SAFETY: the CPU has AVX2 and FMA (checked above).
-                unsafe { self.rows_avx2(x, &sums, rows, lo..hi, out_ptr) };
+                unsafe { self.columns_avx2(&input, lo..hi, out_ptr) };
                 return;
             }
             let _ = avx2;
-            self.rows::<false>(x, &sums, rows, lo..hi, out_ptr);
+            self.columns::<false>(&input, lo..hi, out_ptr);
         });
     }
 
@@ -202,18 +206,21 @@ impl Quantized<'_> {
         Some(xp)
     }
 
-    /// [`Quantized::lanes`] compiled for AVX2 and FMA.
+    /// [`Quantized::columns`] compiled for AVX2 and FMA.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn lanes_avx2(
-        &self,
-        xp: &[f32],
-        sums: &[f32],
-        rows: usize,
-        cols: std::ops::Range<usize>,
-        out: SendPtr,
-    ) {
-        self.lanes::<true>(xp, sums, rows, cols, out)
+    unsafe fn columns_avx2(&self, input: &Input, cols: std::ops::Range<usize>, out: SendPtr) {
+        self.columns::<true>(input, cols, out)
+    }
+
+    /// Columns `cols` of `out` (`[rows, n]`): through [`Quantized::lanes`] when the input
+    /// is in lane order, else [`Quantized::rows`]; `FMA`: fused multiply-adds.
+    #[inline(always)]
+    fn columns<const FMA: bool>(&self, input: &Input, cols: std::ops::Range<usize>, out: SendPtr) {
+        match input.lanes {
+            Some(xp) => self.lanes::<FMA>(xp, input.sums, input.rows, cols, out),
+            None => self.rows::<FMA>(input.x, input.sums, input.rows, cols, out),
+        }
     }
 
     /// [`Quantized::rows`] for `xp` in [`Quantized::lane_order`]: eight packed words at a
@@ -303,20 +310,6 @@ impl Quantized<'_> {
                 });
             }
         });
-    }
-
-    /// [`Quantized::rows`] compiled for AVX2 and FMA.
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn rows_avx2(
-        &self,
-        x: &[f32],
-        sums: &[f32],
-        rows: usize,
-        cols: std::ops::Range<usize>,
-        out: SendPtr,
-    ) {
-        self.rows::<true>(x, sums, rows, cols, out)
     }
 
     /// Columns `cols` of `out` (`[rows, n]`) for `x` (`[rows, k]`) with `sums` (Σ x over
