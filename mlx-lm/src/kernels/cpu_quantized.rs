@@ -390,6 +390,25 @@ mod tests {
     use super::*;
     use mlx_rs::ops;
 
+    /// A random `[n, k]` weight quantized with `bits` and `group`: the options, packed
+    /// values, scales and biases.
+    fn random_quantized(
+        n: i32,
+        k: i32,
+        bits: i32,
+        group: i32,
+    ) -> (ops::QuantizeOptions, Array, Array, Array) {
+        let w = mlx_rs::random::normal(&[n, k], Dtype::Float32, 0.0, 1.0, None).unwrap();
+        let options = ops::QuantizeOptions {
+            group_size: Some(group),
+            bits: Some(bits),
+            mode: ops::QuantizationMode::Affine,
+        };
+        let q = ops::quantize(&w, None, options).unwrap();
+        let biases = q.biases.expect("affine biases");
+        (options, q.w, q.scales, biases)
+    }
+
     #[test]
     fn the_lane_order_path_matches_the_group_path() {
         // Both loops of both paths (the machine may take only the AVX2 ones in `matmul`):
@@ -397,17 +416,11 @@ mod tests {
         for (bits, group, rows, n, k) in
             [(4, 64, 1, 9, 128), (8, 32, 3, 5, 64), (2, 128, 2, 4, 256)]
         {
-            let w = mlx_rs::random::normal(&[n, k], Dtype::Float32, 0.0, 1.0, None).unwrap();
-            let options = ops::QuantizeOptions {
-                group_size: Some(group),
-                bits: Some(bits),
-                mode: ops::QuantizationMode::Affine,
-            };
-            let qz = ops::quantize(&w, None, options).unwrap();
+            let (_, qw, qs, qb) = random_quantized(n, k, bits, group);
             let (ws, ss, bs) = (
-                qz.w.to_vec::<u32>().unwrap(),
-                qz.scales.to_vec::<f32>().unwrap(),
-                qz.biases.unwrap().to_vec::<f32>().unwrap(),
+                qw.to_vec::<u32>().unwrap(),
+                qs.to_vec::<f32>().unwrap(),
+                qb.to_vec::<f32>().unwrap(),
             );
             let q = Quantized {
                 w: &ws,
@@ -447,15 +460,7 @@ mod tests {
             (4, 64, 40, 70, 192, 3),
             (8, 32, 33, 9, 64, 2),
         ] {
-            let w = mlx_rs::random::normal(&[n, k], Dtype::Float32, 0.0, 1.0, None).unwrap();
-            let options = ops::QuantizeOptions {
-                group_size: Some(group),
-                bits: Some(bits),
-                mode: ops::QuantizationMode::Affine,
-            };
-            let quantized = ops::quantize(&w, None, options).unwrap();
-            let (q, s) = (quantized.w, quantized.scales);
-            let b = quantized.biases.expect("affine biases");
+            let (options, q, s, b) = random_quantized(n, k, bits, group);
             let x = mlx_rs::random::normal(&[rows, k], Dtype::Float32, 0.0, 1.0, None).unwrap();
             let got = matmul(&x, &q, &s, &b, bits, group, threads, usize::MAX)
                 .unwrap()
@@ -474,15 +479,7 @@ mod tests {
 
     #[test]
     fn other_inputs_are_left_to_mlx() {
-        let w = mlx_rs::random::normal(&[8, 64], Dtype::Float32, 0.0, 1.0, None).unwrap();
-        let options = ops::QuantizeOptions {
-            group_size: Some(64),
-            bits: Some(4),
-            mode: ops::QuantizationMode::Affine,
-        };
-        let quantized = ops::quantize(&w, None, options).unwrap();
-        let (q, s) = (quantized.w, quantized.scales);
-        let b = quantized.biases.unwrap();
+        let (_, q, s, b) = random_quantized(8, 64, 4, 64);
         let x = |rows: i32, dtype| {
             mlx_rs::random::normal(&[rows, 64], Dtype::Float32, 0.0, 1.0, None)
                 .unwrap()

@@ -51,13 +51,7 @@ pub(super) fn multiply(
     let k = x.len() / rows;
     let n = out.len() / rows;
     assert!(x.len() == rows * k && out.len() == rows * n && b.len() == k * n);
-    let product = Product {
-        x,
-        wt: b,
-        rows,
-        k,
-        n,
-    };
+    let product = Product { x, b, rows, k, n };
     let out_ptr = SendPtr(out.as_mut_ptr());
     let avx2 = avx2_fma();
     PRODUCTS.with(|p| p.set(p.get() + 1));
@@ -76,7 +70,8 @@ pub(super) fn multiply(
 /// One product's operands (see [`multiply`]).
 struct Product<'a> {
     x: &'a [f32],
-    wt: &'a [f32],
+    /// `Wᵀ` (`[k, n]`), or `W` (`[n, k]`) for [`Product::dots`].
+    b: &'a [f32],
     rows: usize,
     k: usize,
     n: usize,
@@ -110,13 +105,13 @@ impl Product<'_> {
         }
     }
 
-    /// Columns `lo..hi` of every output row when `wt` holds `W` itself (`[n, k]`): each
+    /// Columns `lo..hi` of every output row when `b` holds `W` itself (`[n, k]`): each
     /// weight row is read once and dotted with every input row.
     #[inline(always)]
     fn dots<const FMA: bool>(&self, lo: usize, hi: usize, out: SendPtr) {
         let (k, n) = (self.k, self.n);
         for j in lo..hi {
-            let w = &self.wt[j * k..][..k];
+            let w = &self.b[j * k..][..k];
             for m in 0..self.rows {
                 // SAFETY: m < rows and j < n index `out` ([rows, n]); each thread writes its
                 // own columns, and `out` outlives the scope.
@@ -137,7 +132,7 @@ impl Product<'_> {
         let acc = unsafe { std::slice::from_raw_parts_mut(out.at(m * self.n + lo), width) };
         acc.fill(0.0);
         let x = &self.x[m * self.k..][..self.k];
-        let w = |i: usize| &self.wt[i * self.n + lo..][..width];
+        let w = |i: usize| &self.b[i * self.n + lo..][..width];
         let fma = |a: f32, w: f32, x: f32| if FMA { w.mul_add(x, a) } else { a + w * x };
         let mut i = 0;
         while i + 8 <= self.k {
@@ -187,7 +182,7 @@ impl Product<'_> {
         let fma = |a: f32, w: f32, x: f32| if FMA { w.mul_add(x, a) } else { a + w * x };
         let mut i = 0;
         while i + 8 <= k {
-            let w: [&[f32]; 8] = std::array::from_fn(|t| &self.wt[(i + t) * n + lo..][..width]);
+            let w: [&[f32]; 8] = std::array::from_fn(|t| &self.b[(i + t) * n + lo..][..width]);
             let xs: [[f32; 8]; R] = std::array::from_fn(|r| std::array::from_fn(|t| x[r][i + t]));
             for j in 0..width {
                 let wj: [f32; 8] = std::array::from_fn(|t| w[t][j]);
@@ -202,7 +197,7 @@ impl Product<'_> {
             i += 8;
         }
         for i in i..k {
-            let w = &self.wt[i * n + lo..][..width];
+            let w = &self.b[i * n + lo..][..width];
             for (a, x) in acc.iter_mut().zip(&x) {
                 let xi = x[i];
                 for (a, &w) in a.iter_mut().zip(w) {
@@ -245,7 +240,7 @@ mod tests {
                 let mut portable = vec![f32::NAN; rows * n];
                 let product = Product {
                     x: &x,
-                    wt: b,
+                    b,
                     rows,
                     k,
                     n,
