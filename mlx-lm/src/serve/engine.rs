@@ -5,10 +5,11 @@
 //! 2. take one waiting request into prefill when the batch has room, starting from the
 //!    longest saved state of the [prefix cache](super::prefix) that its prompt extends;
 //! 3. run one chunk (at most [`EngineOptions::prefill_chunk`] tokens) of the request in
-//!    prefill, alone (a batch of one, no padding); after the last chunk (all of the
-//!    prompt but its last token) it joins the batch ([`Cache::merge`]: caches of
-//!    different lengths are padded on the left, each sequence keeps its own positions)
-//!    with its last prompt token as its next input;
+//!    prefill, alone (a batch of one, no padding); once at most [`STEP_FED`] prompt
+//!    tokens are left (a chat prompt's opening of the reply, after the state saved for
+//!    the next turn; the last token for other prompts) it joins the batch
+//!    ([`Cache::merge`]: caches of different lengths are padded on the left, each
+//!    sequence keeps its own positions) with those tokens still to feed, one per step;
 //! 4. start one decode step of the whole batch: one forward over one token per sequence,
 //!    one sample per sequence with its own parameters, handed to MLX without waiting;
 //!    then read the tokens of the step before it (the device has run it meanwhile), send
@@ -47,6 +48,12 @@ use crate::cache::Cache;
 use crate::error::{panic_message, Error, Result};
 use crate::generate::GenerateOptions;
 use crate::model::LanguageModel;
+
+/// Most prompt tokens a request may still have to feed when it joins the batch: the
+/// batch's decode steps feed them one at a time, and the step that feeds the last samples
+/// the request's first token. A few more rows in a step cost far less than a prefill
+/// chunk of a few tokens, during which the batch waits.
+pub const STEP_FED: usize = 16;
 
 /// How the engine batches and caches.
 #[derive(Debug, Clone)]
@@ -348,18 +355,21 @@ impl<'m> Engine<'m> {
         });
     }
 
-    /// Runs the next chunk of the request in prefill. All of the prompt but its last
-    /// token goes through in chunks (the state there is saved in the prefix cache); after
-    /// the last chunk the request joins the batch with its last prompt token as its next
-    /// input, so the batch's next step samples its first token. (Joining used to run that
-    /// token alone first: a forward pass and a wait for the device per newcomer, while
-    /// the batch waited.)
+    /// Runs the next chunk of the request in prefill. The prompt goes through in chunks
+    /// (the state at a chunk's end is saved in the prefix cache where the request says
+    /// so) until at most [`STEP_FED`] tokens are left; then the request joins the batch
+    /// with them still to feed, one per decode step, the batch's steps sampling its first
+    /// token after the last. (A chat prompt ends with the opening of the reply, a few
+    /// tokens after the state saved for the next turn: a chunk of their own cost as much
+    /// as a decode step of the whole batch, while the batch waited. Joining used to run
+    /// the last prompt token alone too, before it became the row's first input.)
     fn prefill_chunk(&mut self) -> Result<()> {
         let Some(p) = self.prefill.as_mut() else {
             return Ok(());
         };
         let head = p.request.prompt_len - 1;
-        if p.done < head {
+        let fed_by_steps = |done: usize| done > 0 && head - done < STEP_FED;
+        if p.done < head && !fed_by_steps(p.done) {
             let started = Instant::now();
             let mut end = head.min(p.done + self.options.prefill_chunk);
             if let Some(&at) = p
@@ -381,7 +391,7 @@ impl<'m> Engine<'m> {
             }
             let t = &self.status.timing;
             EngineTiming::add(&t.prefill_chunks, 1, &t.prefill_ns, started.elapsed());
-            if p.done < head {
+            if p.done < head && !fed_by_steps(p.done) {
                 return Ok(());
             }
         }
@@ -393,9 +403,8 @@ impl<'m> Engine<'m> {
             // A one-token prompt: its cache is still empty, so the token runs alone.
             return self.join_alone(p, started);
         }
-        // The last prompt token becomes the request's next input: the batch's next step
-        // feeds it and samples the first token, as for every other row.
-        p.request.fed = p.request.prompt_len - 1;
+        // The first prompt token not in the state becomes the request's next input.
+        p.request.fed = p.done;
         let next = Array::from_slice(&[p.request.next_input()], &[1])?;
         self.join(p.request, p.cache, next);
         let t = &self.status.timing;
@@ -466,18 +475,24 @@ impl<'m> Engine<'m> {
         let ids = ids.reshape(&[b as i32, 1])?;
         let cache = self.cache.as_mut().ok_or_else(lost)?;
         let logits = self.model.forward_last(&ids, cache)?;
+        // Rows fed a prompt token that is not their last sample nothing of their own.
+        let mut in_prompt: Vec<bool> = self.rows.iter().map(|r| r.prompt_left() > 1).collect();
+        if !in_prompt.contains(&true) {
+            in_prompt.clear();
+        }
         let step = Step {
-            draws: self.sample_batch(&logits)?,
+            draws: self.sample_batch(&logits, &in_prompt)?,
             rows: b,
+            in_prompt,
         };
         let mut arrays: Vec<&Array> = step.draws.iter().flat_map(Draw::arrays).collect();
         let cache = self.cache.as_ref().ok_or_else(lost)?;
         arrays.extend(cache.arrays());
         mlx_rs::async_eval(&arrays)?;
-        self.next_ids = Some(step.tokens()?);
         for r in &mut self.rows {
             r.fed += 1;
         }
+        self.next_ids = Some(self.next_inputs(&step)?);
         if let Some(previous) = self.unread.replace(step) {
             self.finish_step(previous)?;
         }
@@ -485,6 +500,25 @@ impl<'m> Engine<'m> {
         EngineTiming::add(&t.steps, 1, &t.step_ns, started.elapsed());
         t.step_rows.fetch_add(b as u64, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// The rows' inputs of the step after `step` (just started): the tokens it samples,
+    /// or the next prompt token for rows still in their prompt.
+    fn next_inputs(&self, step: &Step) -> Result<Array> {
+        let sampled = step.tokens()?;
+        if step.in_prompt.is_empty() {
+            return Ok(sampled);
+        }
+        let b = self.rows.len() as i32;
+        let (mut keep, mut forced) = (Vec::with_capacity(b as usize), Vec::new());
+        for r in &self.rows {
+            let left = r.prompt_left() > 0;
+            keep.push(u32::from(!left));
+            forced.push(if left { r.next_input() } else { 0 });
+        }
+        let keep = Array::from_slice(&keep, &[b])?.astype(Dtype::Bool)?;
+        let forced = Array::from_slice(&forced, &[b])?;
+        Ok(ops::r#where(&keep, &sampled, &forced)?)
     }
 
     /// Reads and sends the step in flight, if any.
@@ -501,6 +535,9 @@ impl<'m> Engine<'m> {
         let events = step.read()?;
         let mut finished = Vec::new();
         for (i, event) in events.into_iter().enumerate() {
+            if step.in_prompt.get(i) == Some(&true) {
+                continue;
+            }
             let row = self.rows.get_mut(i).ok_or_else(lost)?;
             if deliver(row, event, &self.options.stop_tokens) {
                 finished.push(i);
@@ -568,10 +605,14 @@ impl<'m> Engine<'m> {
 
     /// Samples every row of `logits` (`[B, vocab]`): one arg-max over the batch when every
     /// row is greedy without penalties or log-probabilities (the usual case), else row by
-    /// row with each request's sampler.
-    fn sample_batch(&mut self, logits: &Array) -> Result<Vec<Draw>> {
-        let plain = self.rows.iter().all(|r| {
-            r.sampler.params().temperature == 0.0 && r.history == 0 && r.logprobs.is_none()
+    /// row with each request's sampler. Rows marked in `in_prompt` (empty: none) are
+    /// still in their prompt: what they draw is dropped, so it is an arg-max, which leaves
+    /// their sampler (its random state, its penalties) as it was.
+    fn sample_batch(&mut self, logits: &Array, in_prompt: &[bool]) -> Result<Vec<Draw>> {
+        let skipped = |i: usize| in_prompt.get(i) == Some(&true);
+        let plain = self.rows.iter().enumerate().all(|(i, r)| {
+            skipped(i)
+                || (r.sampler.params().temperature == 0.0 && r.history == 0 && r.logprobs.is_none())
         });
         if plain {
             let logits = cut_vocab(logits, self.options.valid_vocab)?;
@@ -588,6 +629,15 @@ impl<'m> Engine<'m> {
         for i in 0..b {
             let row = ops::slice(logits, &[i, 0], &[i + 1, v], &[1, 1])?;
             let valid = self.options.valid_vocab;
+            if skipped(i as usize) {
+                let token = ops::argmax_axis(&row, -1, false)?.astype(Dtype::Uint32)?;
+                draws.push(Draw {
+                    token,
+                    logprob: None,
+                    top: None,
+                });
+                continue;
+            }
             let request = &mut self.rows[i as usize];
             draws.push(sample_one(request, &row, valid)?);
         }

@@ -66,9 +66,19 @@ impl Request {
         let _ = self.events.send(event);
     }
 
-    /// The last token fed to the model next.
+    /// The token the model is fed next: the next prompt token while some are left (a
+    /// request joins the batch with its last few prompt tokens still to feed), else the
+    /// last one sampled.
     pub(super) fn next_input(&self) -> u32 {
-        *self.tokens.last().expect("a request has a prompt")
+        match self.tokens.get(self.fed) {
+            Some(&id) if self.fed < self.prompt_len => id,
+            _ => *self.tokens.last().expect("a request has a prompt"),
+        }
+    }
+
+    /// Prompt tokens not fed to the model yet.
+    pub(super) fn prompt_left(&self) -> usize {
+        self.prompt_len.saturating_sub(self.fed)
     }
 }
 
@@ -207,6 +217,9 @@ pub(super) struct Step {
     /// One draw per row, or one draw of every row's token (`[rows]`, greedy rows).
     pub(super) draws: Vec<Draw>,
     pub(super) rows: usize,
+    /// Per row, whether the step fed it a prompt token that is not its last (its draw is
+    /// then no reply token and is dropped); empty when no row was fed one.
+    pub(super) in_prompt: Vec<bool>,
 }
 
 impl Step {
@@ -261,9 +274,14 @@ impl Step {
                 top: None,
             }]
         };
+        let in_prompt = match self.in_prompt.is_empty() {
+            true => Vec::new(),
+            false => kept.iter().map(|&k| self.in_prompt[k as usize]).collect(),
+        };
         Ok(Some(Step {
             draws,
             rows: kept.len(),
+            in_prompt,
         }))
     }
 

@@ -2,10 +2,11 @@
 //! continuous batching gives each request the tokens it gets alone, the prefix cache gives
 //! the tokens of a cold run, and a client that goes away frees its row.
 
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use mlx_lm::checkpoint::Checkpoint;
-use mlx_lm::serve::engine::{self, EngineOptions};
+use mlx_lm::serve::engine::{self, EngineOptions, STEP_FED};
 use mlx_lm::serve::protocol::{EngineHandle, Event, Finish, Submission, TokenEvent};
 use mlx_rs::{Device, Dtype};
 use qwen3_5::{Config, Decode, Model, ModelOptions, SamplingParams};
@@ -303,10 +304,11 @@ fn a_prefix_cache_hit_gives_the_tokens_of_a_cold_run() {
     let handle = start(EngineOptions::default(), Decode::Fused);
     let (reply, cached, _) = collect(submit(&handle, &first, 8));
     assert_eq!(cached, 0);
-    // The next turn: the first prompt, the reply, and more.
+    // The next turn: the first prompt, the reply, and more (more than the batch's steps
+    // feed: the rest of the prompt runs as a prefill chunk, whose end state is saved).
     let mut second = first.clone();
     second.extend(&reply);
-    second.extend([11, 12, 13, 14, 15]);
+    second.extend((0..STEP_FED as u32 + 4).map(|i| 11 + i));
     let (warm, cached, _) = collect(submit(&handle, &second, 10));
     // The state saved at the reply's end: every token of the reply, the last one fed by
     // the step that was already running when the reply's end was read.
@@ -343,6 +345,18 @@ fn a_prefix_cache_hit_gives_the_tokens_of_a_cold_run() {
     assert_eq!(cached, history.len());
     let (expected, _, _) = collect(submit(&cold, &next, 6));
     assert_eq!(warm, expected);
+    // Those prompts ended within `STEP_FED` tokens of a saved state: the first ran one
+    // prefill chunk (its history), the second none (the batch's steps fed the rest).
+    let chunks = |h: &EngineHandle| h.status().timing.prefill_chunks.load(Ordering::SeqCst);
+    let before = chunks(&handle);
+    let mut third = history.clone();
+    third.extend([220, 221, 222]);
+    let (warm, cached, _) = collect(submit(&handle, &third, 4));
+    assert_eq!((cached, chunks(&handle)), (history.len(), before));
+    let cold_before = chunks(&cold);
+    let (expected, _, _) = collect(submit(&cold, &third, 4));
+    assert_eq!(chunks(&cold), cold_before + 1, "a cold run prefills once");
+    assert_eq!(warm, expected);
 }
 
 #[test]
@@ -366,12 +380,7 @@ fn a_client_that_goes_away_frees_its_row() {
     let (tokens, _, finish) = collect(submit(&handle, &[4, 5, 6], 5));
     assert_eq!((tokens.len(), finish), (5, Finish::Length));
     let deadline = Instant::now() + Duration::from_secs(30);
-    while handle
-        .status()
-        .active
-        .load(std::sync::atomic::Ordering::SeqCst)
-        != 0
-    {
+    while handle.status().active.load(Ordering::SeqCst) != 0 {
         assert!(Instant::now() < deadline, "rows still active");
         std::thread::sleep(Duration::from_millis(10));
     }
