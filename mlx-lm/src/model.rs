@@ -7,11 +7,13 @@ use mlx_rs::{ops, Array, Dtype};
 
 /// A causal language model over a [`Cache`].
 ///
-/// A model crate implements the first four methods; [`prefill`] and [`forward_last`] have
-/// defaults. The trait is object-safe: generation holds a `&dyn LanguageModel`.
+/// A model crate implements the first four methods; [`prefill`], [`forward_last`] and
+/// [`prefill_rows`] have defaults. The trait is object-safe: generation holds a
+/// `&dyn LanguageModel`.
 ///
 /// [`prefill`]: LanguageModel::prefill
 /// [`forward_last`]: LanguageModel::forward_last
+/// [`prefill_rows`]: LanguageModel::prefill_rows
 pub trait LanguageModel {
     /// Logits `[B, T, vocab]` for `tokens` (`[B, T]`, integer ids), continuing the
     /// sequences held in `cache` (which is updated). Works for a whole prompt and for
@@ -42,6 +44,66 @@ pub trait LanguageModel {
     fn forward_last(&self, tokens: &Array, cache: &mut Cache) -> Result<Array> {
         let logits = self.forward(tokens, cache)?;
         last_position(&logits)
+    }
+
+    /// Prefills several prompts, each from a fresh cache: one cache per prompt (a batch
+    /// of one), holding what [`LanguageModel::prefill`] of that prompt alone into
+    /// [`LanguageModel::new_cache`] leaves. The default does exactly that, one prompt
+    /// after the other; a model that can run them as one batch padded on the right
+    /// ([`PaddedRows`], [`Cache::split_rows`]) overrides it: the serving engine hands it
+    /// the prompts of requests that arrive together.
+    fn prefill_rows(&self, prompts: &[&[u32]]) -> Result<Vec<Cache>> {
+        prompts
+            .iter()
+            .map(|p| {
+                let mut cache = self.new_cache();
+                let ids = Array::from_slice(p, &[1, p.len() as i32])?;
+                self.prefill(&ids, &mut cache)?;
+                Ok(cache)
+            })
+            .collect()
+    }
+}
+
+/// Prompts of different lengths as one batch aligned on the left, padded on the right:
+/// what [`LanguageModel::prefill_rows`] runs in one forward pass. Causal attention keeps
+/// each row's real positions blind to the padding after them; a recurrent layer must
+/// leave its state as it stood at the row's end (see [`PaddedRows::valid`]), and the
+/// batch's cache is then cut into one cache per row ([`Cache::split_rows`]).
+#[derive(Debug, Clone)]
+pub struct PaddedRows {
+    /// Token ids `[rows, longest]` (`uint32`), padded with id 0.
+    pub tokens: Array,
+    /// Each row's number of real tokens.
+    pub lengths: Vec<i32>,
+}
+
+impl PaddedRows {
+    /// `prompts` (each at least one token) as a right-padded batch.
+    pub fn new(prompts: &[&[u32]]) -> Result<PaddedRows> {
+        let longest = prompts.iter().map(|p| p.len()).max().unwrap_or(0);
+        if prompts.is_empty() || prompts.iter().any(|p| p.is_empty()) {
+            return Err(Error::InvalidArgument(
+                "a padded batch needs at least one prompt, none of them empty".into(),
+            ));
+        }
+        let mut ids = Vec::with_capacity(prompts.len() * longest);
+        for p in prompts {
+            ids.extend_from_slice(p);
+            ids.resize(ids.len() + longest - p.len(), 0);
+        }
+        Ok(PaddedRows {
+            tokens: Array::from_slice(&ids, &[prompts.len() as i32, longest as i32])?,
+            lengths: prompts.iter().map(|p| p.len() as i32).collect(),
+        })
+    }
+
+    /// Which positions are real tokens: `[rows, longest]` booleans, `false` on padding.
+    pub fn valid(&self) -> Result<Array> {
+        let (n, t) = (self.lengths.len() as i32, self.tokens.try_dim(1)?);
+        let columns = ops::arange(0.0, t as f64, 1.0, Dtype::Int32)?.reshape(&[1, t])?;
+        let lengths = Array::from_slice(&self.lengths, &[n, 1])?;
+        Ok(columns.less(&lengths)?)
     }
 }
 

@@ -474,6 +474,15 @@ impl LanguageModel for Model {
         self.run_layers(tokens, cache).map(drop)
     }
 
+    /// The prompts as one batch padded on the right (causal attention keeps each row's
+    /// real positions blind to the padding after them), then one cache per prompt.
+    fn prefill_rows(&self, prompts: &[&[u32]]) -> Result<Vec<Cache>> {
+        let rows = mlx_lm::model::PaddedRows::new(prompts)?;
+        let mut cache = self.new_cache();
+        self.run_layers(&rows.tokens, &mut cache)?;
+        Ok(cache.split_rows(&rows.lengths)?)
+    }
+
     /// The head for the last position only.
     fn forward_last(&self, tokens: &Array, cache: &mut Cache) -> Result<Array> {
         let (h, on) = self.run_layers(tokens, cache)?;

@@ -239,6 +239,25 @@ impl KvCache {
         .without_zero_padding())
     }
 
+    /// Sequence `i` of a batch without padding, its first `len` positions only, in
+    /// buffers of its own (see [`Cache::split_rows`](super::Cache::split_rows)).
+    pub(super) fn row(&self, i: i32, len: i32) -> Result<KvCache> {
+        let mut row = KvCache::default();
+        if let (Some(k), Some(v)) = (&self.keys, &self.values) {
+            let part = |a: &Array| -> Result<Array> {
+                let s = a.shape();
+                Ok(ops::slice(
+                    a,
+                    &[i, 0, 0, 0],
+                    &[i + 1, s[1], len, s[3]],
+                    &[1, 1, 1, 1],
+                )?)
+            };
+            row.update_buffers(&part(k)?, &part(v)?)?;
+        }
+        Ok(row)
+    }
+
     /// This cache without the leading columns that are padding in every sequence (all of
     /// them for a batch of one), so that a batch-of-one with padding is one without.
     pub(super) fn trimmed(self) -> Result<KvCache> {

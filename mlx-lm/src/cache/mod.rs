@@ -230,6 +230,50 @@ impl Cache {
         trimmed(layers)
     }
 
+    /// One cache per sequence of a batch that ran aligned on the left and padded on the
+    /// right ([`PaddedRows`](crate::model::PaddedRows)): sequence `i` keeps the first
+    /// `lengths[i]` positions of the attention layers, and its recurrent layers' states
+    /// as they are (the model left them at the sequence's own end). Each part is a copy,
+    /// so a part kept apart (the prefix cache) does not hold the batch's buffers.
+    pub fn split_rows(&self, lengths: &[i32]) -> Result<Vec<Cache>> {
+        let n = self.batch_size().unwrap_or(0);
+        let offset = self.offset();
+        if n as usize != lengths.len() || lengths.iter().any(|&l| l < 1 || l > offset) {
+            return Err(Error::InvalidArgument(format!(
+                "lengths {lengths:?} do not fit a batch of {n} sequences of {offset} positions"
+            )));
+        }
+        if self.layers.iter().any(|l| match l {
+            LayerCache::Attention(c) => c.has_padding(),
+            LayerCache::Recurrent(_) => false,
+        }) {
+            return Err(Error::InvalidArgument(
+                "a batch with left padding cannot be split by lengths".into(),
+            ));
+        }
+        (0..n)
+            .zip(lengths)
+            .map(|(i, &len)| {
+                let idx = Array::from_slice(&[i], &[1])?;
+                let take = |a: &Array| -> Result<Array> { Ok(ops::take_axis(a, &idx, 0)?) };
+                let layers = self
+                    .layers
+                    .iter()
+                    .map(|l| {
+                        Ok(match l {
+                            LayerCache::Attention(c) => LayerCache::Attention(c.row(i, len)?),
+                            LayerCache::Recurrent(c) => LayerCache::Recurrent(RecurrentCache {
+                                offset: len,
+                                ..c.map(take)?
+                            }),
+                        })
+                    })
+                    .collect::<Result<_>>()?;
+                Ok(Cache { layers })
+            })
+            .collect()
+    }
+
     /// The cache of sequence `index` of the batch (a batch of one).
     pub fn extract(&self, index: i32) -> Result<Cache> {
         self.filter(&[index])

@@ -72,13 +72,34 @@ pub fn decode_alone<M: LanguageModel>(model: &M, prompt: &[u32], steps: usize) -
     out
 }
 
+/// The prompts through [`LanguageModel::prefill_rows`] (as one padded batch), all but
+/// each one's last token, which then runs in a step of its own: the caches and the first
+/// greedy tokens.
+fn prefill_together<M: LanguageModel>(model: &M, prompts: &[&[u32]]) -> Vec<(Cache, u32)> {
+    let heads: Vec<&[u32]> = prompts.iter().map(|p| &p[..p.len() - 1]).collect();
+    let caches = model.prefill_rows(&heads).unwrap();
+    assert_eq!(caches.len(), prompts.len());
+    caches
+        .into_iter()
+        .zip(prompts)
+        .map(|(mut cache, p)| {
+            assert_eq!(cache.lengths(), Some(vec![p.len() as i32 - 1]));
+            let ids = Array::from_slice(&p[p.len() - 1..], &[1, 1]).unwrap();
+            let logits = model.forward_last(&ids, &mut cache).unwrap();
+            (cache, argmax(&rows(&logits)[0]))
+        })
+        .collect()
+}
+
 /// Runs `requests` for `steps` decode steps the way a continuous-batching engine does:
 /// at each step the leaving sequences are filtered out, the joining ones prefilled alone
-/// and merged in, then every sequence in the batch decodes one token in one forward pass.
+/// (or, `together`, those of at least two tokens in one padded batch) and merged in, then
+/// every sequence in the batch decodes one token in one forward pass.
 pub fn decode_batched<M: LanguageModel>(
     model: &M,
     requests: &[Request],
     steps: usize,
+    together: bool,
 ) -> Vec<Decoded> {
     let mut out: Vec<Decoded> = requests.iter().map(|_| Decoded::default()).collect();
     let mut next = vec![0u32; requests.len()];
@@ -96,8 +117,26 @@ pub fn decode_batched<M: LanguageModel>(
                 false => Some(batch.unwrap().filter(&keep).unwrap()),
             };
         }
-        for (i, r) in requests.iter().enumerate().filter(|(_, r)| r.join == step) {
-            let (cache, token) = prefill(model, &r.prompt);
+        let joining: Vec<usize> = (0..requests.len())
+            .filter(|&i| requests[i].join == step)
+            .collect();
+        let mut prefilled: Vec<(Cache, u32)> = match together {
+            true => {
+                let prompts: Vec<&[u32]> = joining
+                    .iter()
+                    .map(|&i| requests[i].prompt.as_slice())
+                    .collect();
+                match prompts.iter().all(|p| p.len() >= 2) && !prompts.is_empty() {
+                    true => prefill_together(model, &prompts),
+                    false => prompts.iter().map(|p| prefill(model, p)).collect(),
+                }
+            }
+            false => joining
+                .iter()
+                .map(|&i| prefill(model, &requests[i].prompt))
+                .collect(),
+        };
+        for (&i, (cache, token)) in joining.iter().zip(prefilled.drain(..)) {
             next[i] = token;
             active.push(i);
             batch = Some(match batch.take() {
@@ -121,7 +160,8 @@ pub fn decode_batched<M: LanguageModel>(
 }
 
 /// Asserts that every request of the schedule, decoded in the batch, gets the tokens of
-/// decoding it alone and logits within `atol + rtol·|alone|`.
+/// decoding it alone and logits within `atol + rtol·|alone|`: with joiners prefilled
+/// alone, and with those that join at one step prefilled together.
 pub fn assert_batched_matches_alone<M: LanguageModel>(
     what: &str,
     model: &M,
@@ -130,8 +170,25 @@ pub fn assert_batched_matches_alone<M: LanguageModel>(
     atol: f32,
     rtol: f32,
 ) {
-    let batched = decode_batched(model, requests, steps);
-    for (i, (r, got)) in requests.iter().zip(&batched).enumerate() {
+    for together in [false, true] {
+        let batched = decode_batched(model, requests, steps, together);
+        let what = match together {
+            true => format!("{what} (joiners prefilled together)"),
+            false => what.to_string(),
+        };
+        assert_each_matches_alone(&what, model, requests, &batched, atol, rtol);
+    }
+}
+
+fn assert_each_matches_alone<M: LanguageModel>(
+    what: &str,
+    model: &M,
+    requests: &[Request],
+    batched: &[Decoded],
+    atol: f32,
+    rtol: f32,
+) {
+    for (i, (r, got)) in requests.iter().zip(batched).enumerate() {
         let alone = decode_alone(model, &r.prompt, got.fed.len());
         let what = format!("{what}: sequence {i} (prompt of {})", r.prompt.len());
         assert!(!got.fed.is_empty(), "{what}: never decoded");

@@ -19,6 +19,34 @@ use mlx_lm::tuner::AdaptableLinear;
 use mlx_rs::nn::{self, Module, Param};
 use mlx_rs::{ops, Array, Dtype};
 
+/// Where the real tokens of a batch padded on the right are, for the Gated DeltaNet
+/// layers (`Model`'s `prefill_rows`): the padding after a row's last token must leave its
+/// state as that token left it.
+pub(crate) struct RowEnds {
+    /// `[rows, longest, 1]`: true on real tokens.
+    valid: Array,
+    /// `[rows, K − 1, 1]` int32: where each row's last `K − 1` conv inputs sit in the
+    /// conv's input (the carried inputs first, then the tokens).
+    conv_last: Array,
+}
+
+impl RowEnds {
+    /// The ends of `rows` for a conv of `kernel` taps.
+    pub(crate) fn new(rows: &mlx_lm::model::PaddedRows, kernel: i32) -> Result<RowEnds> {
+        let keep = kernel - 1;
+        let n = rows.lengths.len() as i32;
+        let last: Vec<i32> = rows
+            .lengths
+            .iter()
+            .flat_map(|&len| (0..keep).map(move |j| len + j))
+            .collect();
+        Ok(RowEnds {
+            valid: ops::expand_dims(&rows.valid()?, -1)?,
+            conv_last: Array::from_slice(&last, &[n, keep, 1])?,
+        })
+    }
+}
+
 /// One Gated DeltaNet layer: the checkpoint's `linear_attn.*` parameters and, once
 /// prepared (`GatedDeltaNet::prepare`, at load), the forms the forward pass runs with.
 #[derive(Clone, Module)]
@@ -251,6 +279,20 @@ impl Prepared {
     /// Runs the layer over `x` (`[B, S, hidden]`) with the reference ops, continuing from
     /// and updating `cache`.
     pub fn forward(&self, x: &Array, cache: &mut RecurrentCache) -> Result<Array> {
+        self.forward_rows(x, cache, None)
+    }
+
+    /// [`Prepared::forward`]; with `rows`, `x` is a batch padded on the right from a fresh
+    /// cache, and each row's states are left at its last real token: on the padding the
+    /// decay is 1 and the write strength 0 (their logits pushed far below zero, so the
+    /// softplus and the sigmoid give 0), and the carried conv inputs are each row's own
+    /// last ones.
+    pub(crate) fn forward_rows(
+        &self,
+        x: &Array,
+        cache: &mut RecurrentCache,
+        rows: Option<&RowEnds>,
+    ) -> Result<Array> {
         let (b, s) = (x.dim(0), x.dim(1));
         let (hk, hv, dk, dv) = (self.hk, self.hv, self.dk, self.dv);
         let key_dim = hk * dk;
@@ -272,8 +314,23 @@ impl Prepared {
         // by a saved state (the prefix cache) keeps all of `conv_input` alive while the
         // state counts three rows (the server's memory test on the tiny fixture: MLX held
         // 182.5 MB against the prefix cache's 108.3; with the gather 112.1 against 108.3).
-        let last = ops::arange((total - keep) as f64, total as f64, 1.0, Dtype::Int32)?;
-        cache.conv = Some(ops::take_axis(&conv_input, &last, 1)?);
+        cache.conv = Some(match rows {
+            Some(r) => ops::take_along_axis(&conv_input, &r.conv_last, 1)?,
+            None => {
+                let last = ops::arange((total - keep) as f64, total as f64, 1.0, Dtype::Int32)?;
+                ops::take_axis(&conv_input, &last, 1)?
+            }
+        });
+        let (a, beta_logits) = match rows {
+            Some(r) => {
+                let off = Array::scalar(-1e4f32).astype(a.dtype())?;
+                (
+                    ops::r#where(&r.valid, &a, &off)?,
+                    ops::r#where(&r.valid, &beta_logits, &off)?,
+                )
+            }
+            None => (a, beta_logits),
+        };
         let conv_out = silu(&gated_delta::compiled::causal_conv(
             &conv_input,
             &self.conv_weight,

@@ -13,10 +13,11 @@ use crate::error::{Error, Result};
 use crate::options::{ModelOptions, Plan};
 use crate::weights::{self, Checkpoint, Layout};
 use attention::Attention;
-use deltanet::GatedDeltaNet;
+use deltanet::{GatedDeltaNet, RowEnds};
 use linear::{Embedding, Linear};
 use mlp::Mlp;
 use mlx_lm::kernels::compiled;
+use mlx_lm::model::PaddedRows;
 use mlx_lm::shard::Part;
 use mlx_lm::tuner::{self, checkpoint_layer, Adaptable, AdaptableLinear};
 use mlx_rs::distributed::{self, Group};
@@ -188,6 +189,23 @@ impl DecoderLayer {
         let h = h.add(&self.mix(&x, &mut lc, i, false)?)?;
         let x = norm(&h, self.post_norm())?;
         Ok(h.add(&self.mlp.forward(&x)?)?)
+    }
+
+    /// The reference mixer over `x` of a prefill; with `rows` (a batch padded on the
+    /// right from a fresh cache) the DeltaNet keeps each row's state at its end.
+    fn mix_rows(
+        &self,
+        x: &Array,
+        lc: &mut LayerCache,
+        i: usize,
+        rows: Option<&RowEnds>,
+    ) -> Result<Array> {
+        match (self.mixer()?, lc, rows) {
+            (Mixer::DeltaNet(m), LayerCache::Recurrent(c), Some(r)) => {
+                m.forward_rows(x, c, Some(r))
+            }
+            (_, lc, _) => self.mix(x, lc, i, false),
+        }
     }
 
     /// The mixer (DeltaNet or attention) over `x`, the normed input of layer `i`, with
@@ -529,14 +547,21 @@ impl Model {
 
     /// Final-normed hidden states `[B, T, hidden]` for `tokens`, updating `cache`.
     pub fn hidden_states(&self, tokens: &Array, cache: &mut Cache) -> Result<Array> {
-        self.run_layers(tokens, cache, false)
+        self.run_layers(tokens, cache, false, None)
     }
 
     /// [`Model::hidden_states`]; with `pace` (a prefill, never inside a transform), each
     /// layer is handed to MLX as soon as it is built and the host waits for the layer
     /// before it, so that it runs at most one layer ahead of the device
-    /// ([`Plan::paced_prefill`]).
-    fn run_layers(&self, tokens: &Array, cache: &mut Cache, pace: bool) -> Result<Array> {
+    /// ([`Plan::paced_prefill`]). With `rows`, `tokens` is a batch padded on the right
+    /// (see [`mlx_lm::LanguageModel::prefill_rows`]) and `cache` a fresh one.
+    fn run_layers(
+        &self,
+        tokens: &Array,
+        cache: &mut Cache,
+        pace: bool,
+        rows: Option<&RowEnds>,
+    ) -> Result<Array> {
         mlx_lm::model::check_input(tokens, cache, self.layers().len())?;
         mlx_lm::model::check_token_ids(tokens, self.config.text.vocab_size)?;
         // The one place the fused decode is entered.
@@ -547,7 +572,7 @@ impl Model {
         let norm = |x: &Array, w: &Array| -> Result<Array> { Ok(fast::rms_norm(x, Some(w), eps)?) };
         let mut h = self.embedding()?.forward(tokens)?;
         // A training step: each layer recomputed in the backward pass, the cache unused.
-        if self.grad_checkpoint && self.group.is_none() && cache.is_empty() {
+        if self.grad_checkpoint && self.group.is_none() && cache.is_empty() && rows.is_none() {
             let full = self.trains_weights()?;
             for (i, layer) in self.layers().iter().enumerate() {
                 let (c, plan) = (self.config.text.clone(), self.plan);
@@ -575,7 +600,7 @@ impl Model {
             .zip(cache.layers.iter_mut())
             .enumerate()
         {
-            h = h.add(&self.reduce(layer.mix(&x, lc, i, false)?)?)?;
+            h = h.add(&self.reduce(layer.mix_rows(&x, lc, i, rows)?)?)?;
             x = norm(&h, layer.post_norm())?;
             h = h.add(&self.reduce(layer.mlp.forward(&x)?)?)?;
             x = norm(&h, self.input_norm(i + 1))?;
@@ -714,7 +739,18 @@ impl mlx_lm::LanguageModel for Model {
         let pace = self.plan.paced_prefill
             && tokens.ndim() == 2
             && tokens.dim(1) > crate::options::PACE_ABOVE_TOKENS;
-        self.run_layers(tokens, cache, pace).map(drop)
+        self.run_layers(tokens, cache, pace, None).map(drop)
+    }
+
+    /// The prompts as one batch padded on the right, then one cache per prompt.
+    fn prefill_rows(&self, prompts: &[&[u32]]) -> Result<Vec<Cache>> {
+        let rows = PaddedRows::new(prompts)?;
+        let ends = RowEnds::new(&rows, self.config.text.linear_conv_kernel_dim)?;
+        let mut cache = self.new_cache();
+        let pace =
+            self.plan.paced_prefill && rows.tokens.dim(1) > crate::options::PACE_ABOVE_TOKENS;
+        self.run_layers(&rows.tokens, &mut cache, pace, Some(&ends))?;
+        Ok(cache.split_rows(&rows.lengths)?)
     }
 
     fn forward_last(&self, tokens: &Array, cache: &mut Cache) -> Result<Array> {
