@@ -480,7 +480,7 @@ impl LanguageModel for Model {
         let rows = mlx_lm::model::PaddedRows::new(prompts)?;
         let mut cache = self.new_cache();
         self.run_layers(&rows.tokens, &mut cache)?;
-        Ok(cache.split_rows(&rows.lengths)?)
+        cache.split_rows(&rows.lengths)
     }
 
     /// The head for the last position only.

@@ -750,7 +750,7 @@ impl mlx_lm::LanguageModel for Model {
         let pace =
             self.plan.paced_prefill && rows.tokens.dim(1) > crate::options::PACE_ABOVE_TOKENS;
         self.run_layers(&rows.tokens, &mut cache, pace, Some(&ends))?;
-        Ok(cache.split_rows(&rows.lengths)?)
+        cache.split_rows(&rows.lengths)
     }
 
     fn forward_last(&self, tokens: &Array, cache: &mut Cache) -> Result<Array> {
