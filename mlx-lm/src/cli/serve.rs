@@ -45,6 +45,10 @@ pub struct ServeArgs<O: Args> {
     /// Most prompt tokens of a newcomer run between two decode steps of the others.
     #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..), value_name = "N")]
     pub prefill_step: u32,
+    /// Most tokens (padding included) of the first chunks of requests that arrive
+    /// together, prefilled as one batch.
+    #[arg(long, default_value_t = 2048, value_parser = clap::value_parser!(u32).range(1..), value_name = "N")]
+    pub prefill_batch: u32,
     /// Longest prompt plus reply, in tokens (default: the model's max_position_embeddings).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..), value_name = "N")]
     pub max_context: Option<u32>,
@@ -138,6 +142,7 @@ pub fn run<M: ModelCli>(args: ServeArgs<M::Options>) -> Result<()> {
         max_concurrency: args.max_concurrency as usize,
         queue_size: args.queue_size as usize,
         prefill_chunk: args.prefill_step as usize,
+        prefill_batch_tokens: args.prefill_batch as usize,
         prompt_cache_bytes: usize::try_from(args.prompt_cache_bytes).unwrap_or(usize::MAX),
         stop_tokens: tokenizer.stop_tokens(),
         valid_vocab: i32::try_from(tokenizer.vocab_size()).ok(),

@@ -41,6 +41,10 @@ use std::time::Instant;
 
 use mlx_rs::{ops, Array, Dtype};
 
+mod prefill;
+
+use prefill::Prefill;
+
 use super::prefix::PrefixCache;
 use super::protocol::{EngineHandle, EngineStatus, EngineTiming, Event, Submission};
 use super::request::{cut_vocab, deliver, lost, sample_one, save_finished, Draw, Request, Step};
@@ -69,6 +73,9 @@ pub struct EngineOptions {
     pub queue_size: usize,
     /// Most prompt tokens run in one prefill chunk, between two decode steps of the batch.
     pub prefill_chunk: usize,
+    /// Most tokens (padding included) of one padded batch of first chunks: requests that
+    /// start from nothing at the same time are prefilled together up to this many.
+    pub prefill_batch_tokens: usize,
     /// Bytes of model states the prefix cache may hold (0 turns it off).
     pub prompt_cache_bytes: usize,
     /// Tokens that end a reply (the tokenizer's end-of-turn and end-of-text tokens).
@@ -89,6 +96,7 @@ impl Default for EngineOptions {
             max_concurrency: 32,
             queue_size: 256,
             prefill_chunk: 512,
+            prefill_batch_tokens: 2048,
             prompt_cache_bytes: 1 << 30,
             stop_tokens: Vec::new(),
             valid_vocab: None,
@@ -108,6 +116,9 @@ impl EngineOptions {
         }
         if self.prefill_chunk == 0 {
             return bad("prefill_chunk must be at least 1");
+        }
+        if self.prefill_batch_tokens == 0 {
+            return bad("prefill_batch_tokens must be at least 1");
         }
         Ok(())
     }
@@ -195,22 +206,14 @@ fn warm_up(model: &dyn LanguageModel) -> Result<()> {
     Ok(())
 }
 
-/// A request in prefill.
-struct Prefill {
-    request: Request,
-    /// The state so far (a batch of one).
-    cache: Cache,
-    /// Prompt tokens already in `cache`.
-    done: usize,
-}
-
 struct Engine<'m> {
     model: &'m dyn LanguageModel,
     options: EngineOptions,
     rx: Receiver<Submission>,
     status: Arc<EngineStatus>,
     prefix: PrefixCache,
-    prefill: Option<Prefill>,
+    /// Requests in prefill, in the order they came.
+    prefills: VecDeque<Prefill>,
     /// The batch: one row of `cache` per entry of `rows`, in order.
     rows: Vec<Request>,
     cache: Option<Cache>,
@@ -238,7 +241,7 @@ impl<'m> Engine<'m> {
             options,
             rx,
             status,
-            prefill: None,
+            prefills: VecDeque::new(),
             rows: Vec::new(),
             cache: None,
             next_ids: None,
@@ -254,13 +257,8 @@ impl<'m> Engine<'m> {
             if !self.admit() {
                 return;
             }
-            if self.prefill.is_some() {
-                let outcome = catch_unwind(AssertUnwindSafe(|| self.prefill_chunk()));
-                if let Some(why) = failure(outcome) {
-                    if let Some(p) = self.prefill.take() {
-                        p.request.send(Event::Failed(why));
-                    }
-                }
+            if !self.prefills.is_empty() {
+                self.prefill_work();
             }
             if !self.rows.is_empty() {
                 let outcome = catch_unwind(AssertUnwindSafe(|| self.decode_step()));
@@ -274,54 +272,54 @@ impl<'m> Engine<'m> {
 
     /// Updates the counters the HTTP side reads.
     fn publish(&self) {
-        let active = self.rows.len() + usize::from(self.prefill.is_some());
+        let active = self.rows.len() + self.prefills.len();
         self.status.active.store(active, Ordering::SeqCst);
         self.status
             .prefix_bytes
             .store(self.prefix.bytes(), Ordering::SeqCst);
     }
 
-    /// Takes the next request into prefill when there is room; blocks while there is no
-    /// work at all. Returns `false` when the engine should stop (no handle is left and no
-    /// work remains).
+    /// Takes waiting requests into prefill while the batch has room; blocks while there
+    /// is no work at all. Returns `false` when the engine should stop (no handle is left
+    /// and no work remains).
     fn admit(&mut self) -> bool {
-        let idle = self.prefill.is_none() && self.rows.is_empty();
-        if self.prefill.is_some() || self.rows.len() >= self.options.max_concurrency {
-            return true;
-        }
-        let next = match self.waiting.pop_front() {
-            Some(s) => Some(s),
-            None if self.closed => None,
-            None if idle => {
-                // Nothing to do: give memory back and wait.
-                let _ = mlx_rs::memory::clear_cache();
-                self.publish();
-                match self.rx.recv() {
+        loop {
+            let idle = self.prefills.is_empty() && self.rows.is_empty();
+            if self.rows.len() + self.prefills.len() >= self.options.max_concurrency {
+                return true;
+            }
+            let next = match self.waiting.pop_front() {
+                Some(s) => Some(s),
+                None if self.closed => None,
+                None if idle => {
+                    // Nothing to do: give memory back and wait.
+                    let _ = mlx_rs::memory::clear_cache();
+                    self.publish();
+                    match self.rx.recv() {
+                        Ok(s) => Some(s),
+                        Err(_) => {
+                            self.closed = true;
+                            None
+                        }
+                    }
+                }
+                None => match self.rx.try_recv() {
                     Ok(s) => Some(s),
-                    Err(_) => {
+                    Err(TryRecvError::Empty) => None,
+                    Err(TryRecvError::Disconnected) => {
                         self.closed = true;
                         None
                     }
-                }
+                },
+            };
+            let Some(submission) = next else {
+                return !(self.closed && idle);
+            };
+            self.status.waiting.fetch_sub(1, Ordering::SeqCst);
+            if !submission.events.is_closed() {
+                self.start(submission);
             }
-            None => match self.rx.try_recv() {
-                Ok(s) => Some(s),
-                Err(TryRecvError::Empty) => None,
-                Err(TryRecvError::Disconnected) => {
-                    self.closed = true;
-                    None
-                }
-            },
-        };
-        let Some(submission) = next else {
-            return !(self.closed && idle);
-        };
-        self.status.waiting.fetch_sub(1, Ordering::SeqCst);
-        if submission.events.is_closed() {
-            return true;
         }
-        self.start(submission);
-        true
     }
 
     /// Starts the prefill of a submission from the longest saved prefix of its prompt.
@@ -348,68 +346,11 @@ impl<'m> Engine<'m> {
             prompt_tokens: request.prompt_len,
             cached_tokens: done,
         });
-        self.prefill = Some(Prefill {
+        self.prefills.push_back(Prefill {
             request,
             cache,
             done,
         });
-    }
-
-    /// Runs the next chunk of the request in prefill. The prompt goes through in chunks
-    /// (the state at a chunk's end is saved in the prefix cache where the request says
-    /// so) until at most [`STEP_FED`] tokens are left; then the request joins the batch
-    /// with them still to feed, one per decode step, the batch's steps sampling its first
-    /// token after the last. (A chat prompt ends with the opening of the reply, a few
-    /// tokens after the state saved for the next turn: a chunk of their own cost as much
-    /// as a decode step of the whole batch, while the batch waited. Joining used to run
-    /// the last prompt token alone too, before it became the row's first input.)
-    fn prefill_chunk(&mut self) -> Result<()> {
-        let Some(p) = self.prefill.as_mut() else {
-            return Ok(());
-        };
-        let head = p.request.prompt_len - 1;
-        let fed_by_steps = |done: usize| done > 0 && head - done < STEP_FED;
-        if p.done < head && !fed_by_steps(p.done) {
-            let started = Instant::now();
-            let mut end = head.min(p.done + self.options.prefill_chunk);
-            if let Some(&at) = p
-                .request
-                .save_at
-                .iter()
-                .find(|&&at| at > p.done && at < end)
-            {
-                end = at;
-            }
-            let chunk = &p.request.tokens[p.done..end];
-            let ids = Array::from_slice(chunk, &[1, chunk.len() as i32])?;
-            self.model.prefill(&ids, &mut p.cache)?;
-            mlx_rs::eval(&p.cache.arrays())?;
-            p.done = end;
-            if p.done == head || p.request.save_at.contains(&end) {
-                self.prefix
-                    .insert(p.request.tokens[..end].to_vec(), p.cache.clone());
-            }
-            let t = &self.status.timing;
-            EngineTiming::add(&t.prefill_chunks, 1, &t.prefill_ns, started.elapsed());
-            if p.done < head && !fed_by_steps(p.done) {
-                return Ok(());
-            }
-        }
-        let Some(mut p) = self.prefill.take() else {
-            return Ok(());
-        };
-        let started = Instant::now();
-        if p.done == 0 {
-            // A one-token prompt: its cache is still empty, so the token runs alone.
-            return self.join_alone(p, started);
-        }
-        // The first prompt token not in the state becomes the request's next input.
-        p.request.fed = p.done;
-        let next = Array::from_slice(&[p.request.next_input()], &[1])?;
-        self.join(p.request, p.cache, next);
-        let t = &self.status.timing;
-        EngineTiming::add(&t.joins, 1, &t.join_ns, started.elapsed());
-        Ok(())
     }
 
     /// Adds a request to the batch: its cache as a new row, `next` (`[1]`) its next input.
@@ -434,30 +375,6 @@ impl<'m> Engine<'m> {
             }
             Err(e) => request.send(Event::Failed(e.to_string())),
         }
-    }
-
-    /// Runs a one-token prompt alone (a batch can only take a row with a state), sends its
-    /// first token, and adds it to the batch unless that token finished it.
-    fn join_alone(&mut self, mut p: Prefill, started: Instant) -> Result<()> {
-        let ids = Array::from_slice(&[p.request.next_input()], &[1, 1])?;
-        let logits = self.model.forward_last(&ids, &mut p.cache)?;
-        let draw = sample_one(&mut p.request, &logits, self.options.valid_vocab)?;
-        let mut arrays = draw.arrays();
-        arrays.extend(p.cache.arrays());
-        mlx_rs::eval(&arrays)?;
-        p.request.fed = p.request.prompt_len;
-        let event = draw.read()?;
-        let first = Array::from_slice(&[event.id], &[1])?;
-        if deliver(&mut p.request, event, &self.options.stop_tokens) {
-            if self.options.prompt_cache_bytes > 0 && p.request.finished {
-                save_finished(&mut self.prefix, &p.request, p.cache);
-            }
-            return Ok(());
-        }
-        self.join(p.request, p.cache, first);
-        let t = &self.status.timing;
-        EngineTiming::add(&t.joins, 1, &t.join_ns, started.elapsed());
-        Ok(())
     }
 
     /// Starts one decode step of the whole batch, then reads and sends the tokens of the
@@ -647,9 +564,7 @@ impl<'m> Engine<'m> {
     /// Removes requests whose client went away: the one in prefill and rows of the
     /// batch.
     fn drop_cancelled(&mut self) {
-        if self.prefill.as_ref().is_some_and(|p| p.request.cancelled()) {
-            self.prefill = None;
-        }
+        self.prefills.retain(|p| !p.request.cancelled());
         let gone: Vec<usize> = (0..self.rows.len())
             .filter(|&i| self.rows[i].cancelled())
             .collect();

@@ -219,6 +219,46 @@ fn batched_requests_get_the_tokens_they_get_alone() {
     }
 }
 
+/// Requests that start from nothing while the engine is busy are prefilled together, in
+/// one batch padded on the right (`LanguageModel::prefill_rows`), and each still gets the
+/// tokens it gets alone.
+#[test]
+fn requests_that_arrive_together_are_prefilled_together() {
+    let max_tokens = 8;
+    let prompts = prompts();
+    let reference = common::cpu(|| {
+        let model = f32_model(Decode::Fused).unwrap();
+        prompts[..3]
+            .iter()
+            .map(|p| alone(&model, p, max_tokens))
+            .collect::<Vec<_>>()
+    });
+    let handle = start(
+        EngineOptions {
+            prompt_cache_bytes: 0,
+            ..EngineOptions::default()
+        },
+        Decode::Fused,
+    );
+    // A request decoding keeps the engine busy, so that the next ones are all waiting
+    // when it next takes requests in.
+    let mut busy = submit(&handle, &prompts[4], 40);
+    while !matches!(busy.blocking_recv(), Some(Event::Token(_))) {}
+    let chunks = || handle.status().timing.prefill_chunks.load(Ordering::SeqCst);
+    let before = chunks();
+    let receivers: Vec<_> = prompts[..3]
+        .iter()
+        .map(|p| submit(&handle, p, max_tokens))
+        .collect();
+    for (i, rx) in receivers.into_iter().enumerate() {
+        assert_eq!(collect(rx).0, reference[i], "request {i}");
+    }
+    // One chunk each alone; fewer when (some of) them ran as one batch.
+    let used = chunks() - before;
+    assert!(used < 3, "three fresh prompts took {used} prefill chunks");
+    collect(busy);
+}
+
 /// Requests whose samplers differ share one batch: a presence penalty (the engine then
 /// reads each step before starting the next, as the penalty looks at every token), a
 /// seeded draw at temperature 0.8, log-probabilities, and plain greedy. Each gets the
