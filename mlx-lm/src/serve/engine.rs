@@ -2,14 +2,17 @@
 //!
 //! Each turn of its loop does, in order:
 //! 1. drop the sequences whose client went away (their event channel is closed);
-//! 2. take one waiting request into prefill when the batch has room, starting from the
-//!    longest saved state of the [prefix cache](super::prefix) that its prompt extends;
-//! 3. run one chunk (at most [`EngineOptions::prefill_chunk`] tokens) of the request in
-//!    prefill, alone (a batch of one, no padding); once at most [`STEP_FED`] prompt
-//!    tokens are left (a chat prompt's opening of the reply, after the state saved for
-//!    the next turn; the last token for other prompts) it joins the batch
-//!    ([`Cache::merge`]: caches of different lengths are padded on the left, each
-//!    sequence keeps its own positions) with those tokens still to feed, one per step;
+//! 2. take the waiting requests into prefill while the batch has room, each starting
+//!    from the longest saved state of the [prefix cache](super::prefix) that its prompt
+//!    extends;
+//! 3. run one unit of prefill (module `prefill`): the first chunk of every request that starts
+//!    from nothing, when there are several, as one batch padded on the right, else one
+//!    chunk (at most [`EngineOptions::prefill_chunk`] tokens) of the first request in
+//!    prefill, alone; a request with at most [`STEP_FED`] prompt tokens left (a chat
+//!    prompt's opening of the reply, after the state saved for the next turn; the last
+//!    token for other prompts) joins the batch ([`Cache::merge`]: caches of different
+//!    lengths are padded on the left, each sequence keeps its own positions) with those
+//!    tokens still to feed, one per step;
 //! 4. start one decode step of the whole batch: one forward over one token per sequence,
 //!    one sample per sequence with its own parameters, handed to MLX without waiting;
 //!    then read the tokens of the step before it (the device has run it meanwhile), send
@@ -28,7 +31,7 @@
 //! not depend on the rest of the batch: padded positions are masked out of attention and
 //! recurrent states are per sequence.
 //!
-//! A failure of one request's prefill fails that request; a failure (or a panic) of a
+//! A failure of a unit of prefill fails the requests in it; a failure (or a panic) of a
 //! batched step fails the requests in the batch and the engine goes on with an empty one.
 
 use std::collections::VecDeque;
