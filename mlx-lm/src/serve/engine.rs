@@ -8,9 +8,9 @@
 //! 3. run one unit of prefill (module `prefill`): the first chunk of every request that starts
 //!    from nothing, when there are several, as one batch padded on the right, else one
 //!    chunk (at most [`EngineOptions::prefill_chunk`] tokens) of the first request in
-//!    prefill, alone; a request with at most [`STEP_FED`] prompt tokens left (a chat
-//!    prompt's opening of the reply, after the state saved for the next turn; the last
-//!    token for other prompts) joins the batch ([`Cache::merge`]: caches of different
+//!    prefill, alone; a request with its last prompt token left (or, while others
+//!    decode, at most [`STEP_FED`]: a chat prompt's opening of the reply, after the state
+//!    saved for the next turn) joins the batch ([`Cache::merge`]: caches of different
 //!    lengths are padded on the left, each sequence keeps its own positions) with those
 //!    tokens still to feed, one per step;
 //! 4. start one decode step of the whole batch: one forward over one token per sequence,
@@ -56,10 +56,10 @@ use crate::error::{panic_message, Error, Result};
 use crate::generate::GenerateOptions;
 use crate::model::LanguageModel;
 
-/// Most prompt tokens a request may still have to feed when it joins the batch: the
-/// batch's decode steps feed them one at a time, and the step that feeds the last samples
-/// the request's first token. A few more rows in a step cost far less than a prefill
-/// chunk of a few tokens, during which the batch waits.
+/// Most prompt tokens a request may still have to feed when it joins a batch that has
+/// rows decoding: the batch's decode steps feed them one at a time, and the step that
+/// feeds the last samples the request's first token. A row more in a step costs far less
+/// than a prefill chunk of a few tokens, during which the batch waits.
 pub const STEP_FED: usize = 16;
 
 /// How the engine batches and caches.

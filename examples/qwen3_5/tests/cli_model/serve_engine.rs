@@ -385,14 +385,17 @@ fn a_prefix_cache_hit_gives_the_tokens_of_a_cold_run() {
     assert_eq!(cached, history.len());
     let (expected, _, _) = collect(submit(&cold, &next, 6));
     assert_eq!(warm, expected);
-    // Those prompts ended within `STEP_FED` tokens of a saved state: the first ran one
-    // prefill chunk (its history), the second none (the batch's steps fed the rest).
+    // A prompt within `STEP_FED` tokens of a saved state, while another request decodes:
+    // no prefill chunk, the batch's steps feed the rest. (Alone, a chunk runs them.)
     let chunks = |h: &EngineHandle| h.status().timing.prefill_chunks.load(Ordering::SeqCst);
+    let mut busy = submit(&handle, &(0..9).map(|i| 100 + i).collect::<Vec<u32>>(), 40);
+    while !matches!(busy.blocking_recv(), Some(Event::Token(_))) {}
     let before = chunks(&handle);
     let mut third = history.clone();
     third.extend([220, 221, 222]);
     let (warm, cached, _) = collect(submit(&handle, &third, 4));
     assert_eq!((cached, chunks(&handle)), (history.len(), before));
+    collect(busy);
     let cold_before = chunks(&cold);
     let (expected, _, _) = collect(submit(&cold, &third, 4));
     assert_eq!(chunks(&cold), cold_before + 1, "a cold run prefills once");

@@ -9,8 +9,9 @@
 //!   replies ended together) no longer wait for each other's prefill one by one;
 //! - else the next chunk of the first request in prefill, alone.
 //!
-//! Then every request whose prompt is in its state but for at most [`STEP_FED`] tokens
-//! joins the batch with those still to feed, one per decode step.
+//! Then every request whose prompt is in its state but for its last token joins the
+//! batch, and while the batch has rows, also one with at most [`STEP_FED`] prompt tokens
+//! left, which the decode steps feed, one per step.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Instant;
@@ -38,11 +39,13 @@ impl Prefill {
         self.request.prompt_len - 1
     }
 
-    /// Whether it can join the batch: its prompt is in its state but for at most
-    /// [`STEP_FED`] tokens (a prompt of one token joins through a forward of its own).
-    fn ready(&self) -> bool {
+    /// Whether it can join the batch: all of its prompt but the last token is in its
+    /// state (a prompt of one token joins through a forward of its own), or, when other
+    /// sequences are decoding (`busy`), all but at most [`STEP_FED`] tokens. (Alone, the
+    /// steps that feed them would each compute the output head for nothing.)
+    fn ready(&self, busy: bool) -> bool {
         let head = self.head();
-        self.done == head || (self.done > 0 && head - self.done < STEP_FED)
+        self.done == head || (busy && self.done > 0 && head - self.done < STEP_FED)
     }
 
     /// Whether it starts from nothing and needs a chunk (a prompt of two tokens or more).
@@ -88,7 +91,7 @@ impl Engine<'_> {
         }
         let mut i = 0;
         while i < self.prefills.len() {
-            if !self.prefills[i].ready() {
+            if !self.prefills[i].ready(!self.rows.is_empty()) {
                 i += 1;
                 continue;
             }
@@ -121,10 +124,11 @@ impl Engine<'_> {
             longest = wider;
         }
         if picked.len() < 2 {
+            let busy = !self.rows.is_empty();
             picked = self
                 .prefills
                 .iter()
-                .position(|p| !p.ready())
+                .position(|p| !p.ready(busy))
                 .into_iter()
                 .collect();
         }
