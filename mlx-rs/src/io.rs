@@ -34,7 +34,7 @@ pub use gguf::{load_gguf, save_gguf, Gguf, GgufValue};
 
 use crate::error::{install_error_handler, mlx_error};
 use crate::raw::stream_op;
-use crate::{Array, Error, Result};
+use crate::{Array, Dtype, Error, Result};
 use bytes::{BytesReader, BytesWriter};
 use maps::{ArrayMap, StringMap};
 use mlx_sys as sys;
@@ -205,6 +205,13 @@ pub fn save(path: impl AsRef<Path>, a: &Array) -> Result<()> {
     let c = c_path(path)?;
     check_writable(path, "npy")?;
     evaluated(&[a])?;
+    if a.dtype() == Dtype::Float64 {
+        let image = npy::float64_image(a).map_err(|e| naming(&path.display().to_string(), e))?;
+        return std::fs::write(path, image).map_err(|source| Error::Io {
+            path: PathBuf::from(path),
+            source,
+        });
+    }
     crate::raw::walk_status(|| unsafe { sys::mlx_save(c.as_ptr(), a.as_raw()) })
         .map_err(|e| naming(&path.display().to_string(), e))
 }
@@ -212,8 +219,11 @@ pub fn save(path: impl AsRef<Path>, a: &Array) -> Result<()> {
 /// Encodes `a` in `.npy` format in memory. Evaluates `a`.
 #[track_caller]
 pub fn save_writer(a: &Array) -> Result<Vec<u8>> {
-    let writer = BytesWriter::new("in-memory .npy")?;
     evaluated(&[a])?;
+    if a.dtype() == Dtype::Float64 {
+        return npy::float64_image(a).map_err(|e| naming("in-memory .npy", e));
+    }
+    let writer = BytesWriter::new("in-memory .npy")?;
     crate::raw::walk_status(|| unsafe { sys::mlx_save_writer(writer.0, a.as_raw()) })
         .map_err(|e| naming(&writer.label(), e))?;
     writer.take_bytes()

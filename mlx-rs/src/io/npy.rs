@@ -126,3 +126,36 @@ pub(super) fn check(source: &str, head: &[u8], total: u64, a: &Array) -> Result<
         ))),
     }
 }
+
+/// The `.npy` image of a float64 array, written here byte for byte as MLX's `save` writes
+/// it on a CPU. MLX's `save` first makes its array contiguous on the default device, and a
+/// GPU cannot hold float64 (MLX refuses the op), so on a GPU machine it could not save
+/// float64 at all; the data is made contiguous on the CPU here instead.
+pub(super) fn float64_image(a: &Array) -> Result<Vec<u8>> {
+    let data: Vec<f64> = crate::stream::on_cpu(|| {
+        let c = crate::ops::contiguous(a, false)?;
+        c.to_vec::<f64>()
+    })?;
+    // MLX marks an array Fortran-ordered when that order is also its own (at most one
+    // dimension above 1), as its flags say.
+    let fortran = a.shape().iter().filter(|&&d| d > 1).count() <= 1;
+    let order = if fortran { "True" } else { "False" };
+    let mut dict = format!("{{'descr': '<f8', 'fortran_order': {order}, 'shape': (");
+    for d in a.shape() {
+        dict.push_str(&format!("{d}, "));
+    }
+    dict.push_str(")}");
+    // MLX's padding, as it computes it: (magic, version, four bytes for the two-byte
+    // length, dict, newline) modulo 16 spaces.
+    let padding = (6 + 2 + 4 + dict.len() + 1) % 16;
+    dict.push_str(&" ".repeat(padding));
+    dict.push('\n');
+    let mut out = Vec::with_capacity(10 + dict.len() + data.len() * 8);
+    out.extend_from_slice(b"\x93NUMPY\x01\x00");
+    out.extend_from_slice(&(dict.len() as u16).to_le_bytes());
+    out.extend_from_slice(dict.as_bytes());
+    for x in data {
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    Ok(out)
+}
