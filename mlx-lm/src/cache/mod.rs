@@ -217,17 +217,7 @@ impl Cache {
         }
         let idx = Array::from_slice(indices, &[indices.len() as i32])?;
         let take = |a: &Array| -> Result<Array> { Ok(ops::take_axis(a, &idx, 0)?) };
-        let layers = self
-            .layers
-            .iter()
-            .map(|l| {
-                Ok(match l {
-                    LayerCache::Attention(c) => LayerCache::Attention(c.filter(indices, &idx)?),
-                    LayerCache::Recurrent(c) => LayerCache::Recurrent(c.map(take)?),
-                })
-            })
-            .collect::<Result<_>>()?;
-        trimmed(layers)
+        trimmed(self.map_layers(|c| c.filter(indices, &idx), |c| c.map(take))?)
     }
 
     /// One cache per sequence of a batch that ran aligned on the left and padded on the
@@ -256,20 +246,34 @@ impl Cache {
             .map(|(i, &len)| {
                 let idx = Array::from_slice(&[i], &[1])?;
                 let take = |a: &Array| -> Result<Array> { Ok(ops::take_axis(a, &idx, 0)?) };
-                let layers = self
-                    .layers
-                    .iter()
-                    .map(|l| {
-                        Ok(match l {
-                            LayerCache::Attention(c) => LayerCache::Attention(c.row(i, len)?),
-                            LayerCache::Recurrent(c) => LayerCache::Recurrent(RecurrentCache {
-                                offset: len,
-                                ..c.map(take)?
-                            }),
+                let layers = self.map_layers(
+                    |c| c.row(i, len),
+                    |c| {
+                        Ok(RecurrentCache {
+                            offset: len,
+                            ..c.map(take)?
                         })
-                    })
-                    .collect::<Result<_>>()?;
+                    },
+                )?;
                 Ok(Cache { layers })
+            })
+            .collect()
+    }
+
+    /// Each layer made anew: attention layers by `attention`, recurrent ones by
+    /// `recurrent`.
+    fn map_layers(
+        &self,
+        attention: impl Fn(&KvCache) -> Result<KvCache>,
+        recurrent: impl Fn(&RecurrentCache) -> Result<RecurrentCache>,
+    ) -> Result<Vec<LayerCache>> {
+        self.layers
+            .iter()
+            .map(|l| {
+                Ok(match l {
+                    LayerCache::Attention(c) => LayerCache::Attention(attention(c)?),
+                    LayerCache::Recurrent(c) => LayerCache::Recurrent(recurrent(c)?),
+                })
             })
             .collect()
     }
