@@ -259,6 +259,53 @@ fn requests_that_arrive_together_are_prefilled_together() {
     collect(busy);
 }
 
+/// A request that fails in a batched prefill (a token id the model does not have, sent
+/// to the engine directly) fails alone: the others of its batch run again one by one and
+/// get their lone tokens.
+#[test]
+fn a_bad_request_in_a_batched_prefill_fails_alone() {
+    let max_tokens = 6;
+    let prompts = prompts();
+    let reference = common::cpu(|| {
+        let model = f32_model(Decode::Fused).unwrap();
+        prompts[..3]
+            .iter()
+            .map(|p| alone(&model, p, max_tokens))
+            .collect::<Vec<_>>()
+    });
+    let handle = start(
+        EngineOptions {
+            prompt_cache_bytes: 0,
+            ..EngineOptions::default()
+        },
+        Decode::Fused,
+    );
+    let mut busy = submit(&handle, &prompts[4], 40);
+    while !matches!(busy.blocking_recv(), Some(Event::Token(_))) {}
+    let mut bad = prompts[1].clone();
+    bad[2] = 1_000_000;
+    let mut bad_rx = submit(&handle, &bad, max_tokens);
+    let receivers: Vec<_> = prompts[..3]
+        .iter()
+        .map(|p| submit(&handle, p, max_tokens))
+        .collect();
+    for (i, rx) in receivers.into_iter().enumerate() {
+        assert_eq!(collect(rx).0, reference[i], "request {i}");
+    }
+    let why = loop {
+        match bad_rx
+            .blocking_recv()
+            .expect("the engine dropped a request")
+        {
+            Event::Failed(why) => break why,
+            Event::Prefilled { .. } => {}
+            other => panic!("the bad request went on: {other:?}"),
+        }
+    };
+    assert!(why.contains("1000000"), "{why}");
+    collect(busy);
+}
+
 /// Requests whose samplers differ share one batch: a presence penalty (the engine then
 /// reads each step before starting the next, as the penalty looks at every token), a
 /// seeded draw at temperature 0.8, log-probabilities, and plain greedy. Each gets the

@@ -71,23 +71,23 @@ impl Prefill {
 
 impl Engine<'_> {
     /// Runs one unit of prefill work, then lets the requests that are ready join the
-    /// batch. A failure (or a panic) of the unit fails the requests in it.
+    /// batch. When a unit of several requests fails (or panics), each runs alone, so that
+    /// only a request that fails by itself fails.
     pub(super) fn prefill_work(&mut self) {
         let mut unit = self.next_unit();
-        if !unit.is_empty() {
-            let outcome = catch_unwind(AssertUnwindSafe(|| self.run_unit(&mut unit)));
-            match failure(outcome) {
-                Some(why) => {
-                    for p in unit {
-                        p.request.send(Event::Failed(why.clone()));
-                    }
-                }
-                None => {
-                    for p in unit.into_iter().rev() {
-                        self.prefills.push_front(p);
-                    }
-                }
+        let outcome = catch_unwind(AssertUnwindSafe(|| self.run_unit(&mut unit)));
+        if unit.len() > 1 && !matches!(outcome, Ok(Ok(()))) {
+            let mut alone = Vec::with_capacity(unit.len());
+            for p in unit {
+                let mut one = vec![p];
+                let outcome = catch_unwind(AssertUnwindSafe(|| self.run_unit(&mut one)));
+                alone.push((one, outcome));
             }
+            for (one, outcome) in alone.into_iter().rev() {
+                self.settle_unit(one, outcome);
+            }
+        } else {
+            self.settle_unit(unit, outcome);
         }
         let mut i = 0;
         while i < self.prefills.len() {
@@ -102,6 +102,23 @@ impl Engine<'_> {
             let outcome = catch_unwind(AssertUnwindSafe(|| self.join_prefilled(p)));
             if let Some(why) = failure(outcome.map(Ok)) {
                 let _ = events.send(Event::Failed(why));
+            }
+        }
+    }
+
+    /// Puts the requests of a unit back at the front of the queue, or fails them with
+    /// the unit's error.
+    fn settle_unit(&mut self, unit: Vec<Prefill>, outcome: std::thread::Result<Result<()>>) {
+        match failure(outcome) {
+            Some(why) => {
+                for p in unit {
+                    p.request.send(Event::Failed(why.clone()));
+                }
+            }
+            None => {
+                for p in unit.into_iter().rev() {
+                    self.prefills.push_front(p);
+                }
             }
         }
     }
@@ -145,6 +162,9 @@ impl Engine<'_> {
     /// Runs the next chunk of each request of `unit` (all fresh when there are several)
     /// and saves the states the requests ask for.
     fn run_unit(&mut self, unit: &mut [Prefill]) -> Result<()> {
+        if unit.is_empty() {
+            return Ok(());
+        }
         let started = Instant::now();
         let ends: Vec<usize> = unit.iter().map(|p| p.chunk_end(&self.options)).collect();
         if let [p] = unit {
@@ -157,7 +177,10 @@ impl Engine<'_> {
                 .zip(&ends)
                 .map(|(p, &end)| &p.request.tokens[..end])
                 .collect();
+            // The states are the requests' only once evaluated: after a failure each
+            // request runs alone from its own (untouched) state.
             let caches = self.model.prefill_rows(&prompts)?;
+            mlx_rs::eval(&caches.iter().flat_map(Cache::arrays).collect::<Vec<_>>())?;
             for (p, cache) in unit.iter_mut().zip(caches) {
                 p.cache = cache;
             }
