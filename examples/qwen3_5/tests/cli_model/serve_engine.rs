@@ -219,12 +219,11 @@ fn batched_requests_get_the_tokens_they_get_alone() {
     }
 }
 
-/// Requests that start from nothing while the engine is busy are prefilled together, in
-/// one batch padded on the right (`LanguageModel::prefill_rows`), and each still gets the
-/// tokens it gets alone.
-#[test]
-fn requests_that_arrive_together_are_prefilled_together() {
-    let max_tokens = 8;
+/// Three fresh prompts that reach an engine while it decodes another request (so that
+/// they are all waiting when it next takes requests in), and `extra` before them: each
+/// of the three gets its lone greedy tokens. Returns the engine's prefill chunks for them
+/// and `extra`'s events.
+fn submitted_while_busy(max_tokens: usize, extra: &[u32]) -> (u64, UnboundedReceiver<Event>) {
     let prompts = prompts();
     let reference = common::cpu(|| {
         let model = f32_model(Decode::Fused).unwrap();
@@ -240,12 +239,11 @@ fn requests_that_arrive_together_are_prefilled_together() {
         },
         Decode::Fused,
     );
-    // A request decoding keeps the engine busy, so that the next ones are all waiting
-    // when it next takes requests in.
     let mut busy = submit(&handle, &prompts[4], 40);
     while !matches!(busy.blocking_recv(), Some(Event::Token(_))) {}
     let chunks = || handle.status().timing.prefill_chunks.load(Ordering::SeqCst);
     let before = chunks();
+    let extra = submit(&handle, extra, max_tokens);
     let receivers: Vec<_> = prompts[..3]
         .iter()
         .map(|p| submit(&handle, p, max_tokens))
@@ -253,10 +251,20 @@ fn requests_that_arrive_together_are_prefilled_together() {
     for (i, rx) in receivers.into_iter().enumerate() {
         assert_eq!(collect(rx).0, reference[i], "request {i}");
     }
-    // One chunk each alone; fewer when (some of) them ran as one batch.
     let used = chunks() - before;
-    assert!(used < 3, "three fresh prompts took {used} prefill chunks");
     collect(busy);
+    (used, extra)
+}
+
+/// Requests that start from nothing while the engine is busy are prefilled together, in
+/// one batch padded on the right (`LanguageModel::prefill_rows`), and each still gets the
+/// tokens it gets alone.
+#[test]
+fn requests_that_arrive_together_are_prefilled_together() {
+    let (used, extra) = submitted_while_busy(8, &prompts()[2]);
+    // One chunk each alone; fewer when (some of) them ran as one batch.
+    assert!(used < 4, "four fresh prompts took {used} prefill chunks");
+    collect(extra);
 }
 
 /// A request that fails in a batched prefill (a token id the model does not have, sent
@@ -264,34 +272,9 @@ fn requests_that_arrive_together_are_prefilled_together() {
 /// get their lone tokens.
 #[test]
 fn a_bad_request_in_a_batched_prefill_fails_alone() {
-    let max_tokens = 6;
-    let prompts = prompts();
-    let reference = common::cpu(|| {
-        let model = f32_model(Decode::Fused).unwrap();
-        prompts[..3]
-            .iter()
-            .map(|p| alone(&model, p, max_tokens))
-            .collect::<Vec<_>>()
-    });
-    let handle = start(
-        EngineOptions {
-            prompt_cache_bytes: 0,
-            ..EngineOptions::default()
-        },
-        Decode::Fused,
-    );
-    let mut busy = submit(&handle, &prompts[4], 40);
-    while !matches!(busy.blocking_recv(), Some(Event::Token(_))) {}
-    let mut bad = prompts[1].clone();
+    let mut bad = prompts()[1].clone();
     bad[2] = 1_000_000;
-    let mut bad_rx = submit(&handle, &bad, max_tokens);
-    let receivers: Vec<_> = prompts[..3]
-        .iter()
-        .map(|p| submit(&handle, p, max_tokens))
-        .collect();
-    for (i, rx) in receivers.into_iter().enumerate() {
-        assert_eq!(collect(rx).0, reference[i], "request {i}");
-    }
+    let (_, mut bad_rx) = submitted_while_busy(6, &bad);
     let why = loop {
         match bad_rx
             .blocking_recv()
@@ -303,7 +286,6 @@ fn a_bad_request_in_a_batched_prefill_fails_alone() {
         }
     };
     assert!(why.contains("1000000"), "{why}");
-    collect(busy);
 }
 
 /// Requests whose samplers differ share one batch: a presence penalty (the engine then
