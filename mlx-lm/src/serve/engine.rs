@@ -469,14 +469,20 @@ impl<'m> Engine<'m> {
         let started = Instant::now();
         if self.options.prompt_cache_bytes > 0 {
             let cache = self.cache.as_ref().ok_or_else(lost)?;
-            for &i in &finished {
-                if self.rows[i].finished {
-                    let one = cache.extract(i as i32)?;
-                    // Evaluated now: left lazy, the row's gather would keep the whole
-                    // batch's buffers alive while the prefix cache counts one row's bytes.
-                    mlx_rs::eval(&one.arrays())?;
-                    save_finished(&mut self.prefix, &self.rows[i], one);
-                }
+            let done: Vec<usize> = finished
+                .iter()
+                .copied()
+                .filter(|&i| self.rows[i].finished)
+                .collect();
+            let states = done
+                .iter()
+                .map(|&i| cache.extract(i as i32))
+                .collect::<Result<Vec<_>>>()?;
+            // Evaluated now, all in one go: left lazy, a row's gather would keep the whole
+            // batch's buffers alive while the prefix cache counts one row's bytes.
+            mlx_rs::eval(&states.iter().flat_map(Cache::arrays).collect::<Vec<_>>())?;
+            for (i, one) in done.into_iter().zip(states) {
+                save_finished(&mut self.prefix, &self.rows[i], one);
             }
         }
         self.remove_rows(&finished)?;
