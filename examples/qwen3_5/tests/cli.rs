@@ -3,9 +3,8 @@
 
 mod common;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 const BIN: &str = env!("CARGO_BIN_EXE_qwen3_5");
 
@@ -17,24 +16,14 @@ fn run_with_stdin(args: &[&str], stdin: &str) -> Output {
 
 /// Runs the binary with the given Hugging Face home and no reachable hub.
 fn run_in(hf_home: &Path, args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(BIN)
+    let mut command = Command::new(BIN);
+    command
         .args(args)
         .env("HF_HOME", hf_home)
         // A closed local port: "no network" without depending on DNS or proxies here.
         .env("HF_ENDPOINT", "http://127.0.0.1:9")
-        .env_remove("HF_HUB_OFFLINE")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the qwen3_5 binary runs");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+        .env_remove("HF_HUB_OFFLINE");
+    common::output_with_stdin(&mut command, stdin)
 }
 
 fn run(args: &[&str]) -> Output {

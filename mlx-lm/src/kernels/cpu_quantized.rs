@@ -218,8 +218,8 @@ impl Quantized<'_> {
     #[inline(always)]
     fn columns<const FMA: bool>(&self, input: &Input, cols: std::ops::Range<usize>, out: SendPtr) {
         match input.lanes {
-            Some(xp) => self.lanes::<FMA>(xp, input.sums, input.rows, cols, out),
-            None => self.rows::<FMA>(input.x, input.sums, input.rows, cols, out),
+            Some(xp) => self.lanes::<FMA>(xp, input, cols, out),
+            None => self.rows::<FMA>(input, cols, out),
         }
     }
 
@@ -230,15 +230,14 @@ impl Quantized<'_> {
     fn lanes<const FMA: bool>(
         &self,
         xp: &[f32],
-        sums: &[f32],
-        rows: usize,
+        input: &Input,
         cols: std::ops::Range<usize>,
         out: SendPtr,
     ) {
         match self.bits {
-            2 => self.lanes_of::<FMA, 2>(xp, sums, rows, cols, out),
-            4 => self.lanes_of::<FMA, 4>(xp, sums, rows, cols, out),
-            _ => self.lanes_of::<FMA, 8>(xp, sums, rows, cols, out),
+            2 => self.lanes_of::<FMA, 2>(xp, input, cols, out),
+            4 => self.lanes_of::<FMA, 4>(xp, input, cols, out),
+            _ => self.lanes_of::<FMA, 8>(xp, input, cols, out),
         }
     }
 
@@ -247,11 +246,11 @@ impl Quantized<'_> {
     fn lanes_of<const FMA: bool, const BITS: usize>(
         &self,
         xp: &[f32],
-        sums: &[f32],
-        rows: usize,
+        input: &Input,
         cols: std::ops::Range<usize>,
         out: SendPtr,
     ) {
+        let (sums, rows) = (input.sums, input.rows);
         let per = 32 / BITS;
         let mask = (1u32 << BITS) - 1;
         let groups = self.k / self.group;
@@ -312,17 +311,11 @@ impl Quantized<'_> {
         });
     }
 
-    /// Columns `cols` of `out` (`[rows, n]`) for `x` (`[rows, k]`) with `sums` (Σ x over
-    /// each group of each row); `FMA`: fused multiply-adds.
+    /// Columns `cols` of `out` (`[rows, n]`) for the input's `x` (`[rows, k]`) with its
+    /// `sums` (Σ x over each group of each row); `FMA`: fused multiply-adds.
     #[inline(always)]
-    fn rows<const FMA: bool>(
-        &self,
-        x: &[f32],
-        sums: &[f32],
-        rows: usize,
-        cols: std::ops::Range<usize>,
-        out: SendPtr,
-    ) {
+    fn rows<const FMA: bool>(&self, input: &Input, cols: std::ops::Range<usize>, out: SendPtr) {
+        let (x, sums, rows) = (input.x, input.sums, input.rows);
         let groups = self.k / self.group;
         let mut unpacked = vec![0f32; self.group];
         let mut acc = vec![0f32; rows];
@@ -438,8 +431,14 @@ mod tests {
             let sums: Vec<f32> = x.chunks(q.group).map(|c| c.iter().sum()).collect();
             let xp = q.lane_order(&x, rows).expect("whole blocks of eight words");
             let (mut lanes, mut groups) = (vec![f32::NAN; rows * q.n], vec![f32::NAN; rows * q.n]);
-            q.lanes::<false>(&xp, &sums, rows, 0..q.n, SendPtr(lanes.as_mut_ptr()));
-            q.rows::<false>(&x, &sums, rows, 0..q.n, SendPtr(groups.as_mut_ptr()));
+            let input = Input {
+                x: &x,
+                lanes: None,
+                sums: &sums,
+                rows,
+            };
+            q.lanes::<false>(&xp, &input, 0..q.n, SendPtr(lanes.as_mut_ptr()));
+            q.rows::<false>(&input, 0..q.n, SendPtr(groups.as_mut_ptr()));
             for (i, (a, c)) in lanes.iter().zip(&groups).enumerate() {
                 assert!(
                     (a - c).abs() <= 1e-4 * (1.0 + c.abs()),

@@ -429,13 +429,17 @@ impl<'m> Engine<'m> {
         if step.in_prompt.is_empty() {
             return Ok(sampled);
         }
+        // A row fed a prompt token that was not its last has one more to feed.
+        let (keep, forced): (Vec<u32>, Vec<u32>) = self
+            .rows
+            .iter()
+            .zip(&step.in_prompt)
+            .map(|(r, &fed)| match fed {
+                true => (0, r.next_input()),
+                false => (1, 0),
+            })
+            .unzip();
         let b = self.rows.len() as i32;
-        let (mut keep, mut forced) = (Vec::with_capacity(b as usize), Vec::new());
-        for r in &self.rows {
-            let left = r.prompt_left() > 0;
-            keep.push(u32::from(!left));
-            forced.push(if left { r.next_input() } else { 0 });
-        }
         let keep = Array::from_slice(&keep, &[b])?.astype(Dtype::Bool)?;
         let forced = Array::from_slice(&forced, &[b])?;
         Ok(ops::r#where(&keep, &sampled, &forced)?)

@@ -130,12 +130,10 @@ pub(super) fn check(source: &str, head: &[u8], total: u64, a: &Array) -> Result<
 /// The `.npy` image of a float64 array, written here byte for byte as MLX's `save` writes
 /// it on a CPU. MLX's `save` first makes its array contiguous on the default device, and a
 /// GPU cannot hold float64 (MLX refuses the op), so on a GPU machine it could not save
-/// float64 at all; the data is made contiguous on the CPU here instead.
+/// float64 at all.
 pub(super) fn float64_image(a: &Array) -> Result<Vec<u8>> {
-    let data: Vec<f64> = crate::stream::on_cpu(|| {
-        let c = crate::ops::contiguous(a, false)?;
-        c.to_vec::<f64>()
-    })?;
+    // Made row-major on the CPU stream when it is not (`to_vec`).
+    let data: Vec<f64> = a.to_vec()?;
     // MLX marks an array Fortran-ordered when that order is also its own (at most one
     // dimension above 1), as its flags say.
     let fortran = a.shape().iter().filter(|&&d| d > 1).count() <= 1;

@@ -13,9 +13,8 @@
 #[path = "../common/mod.rs"]
 mod common;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use common::{assert_logits_close, copy_to_temp, expected, VARIANTS};
 use mlx_lm::chat::{ChatOptions, ChatTemplate, Message};
@@ -180,21 +179,9 @@ fn ids_of(text: &str, sp: Specials) -> Vec<u32> {
 
 fn run(args: &[&str], stdin: &str) -> Output {
     common::retry_jit_cache_race(|| {
-        let mut child = Command::new(BIN)
-            .args(args)
-            .env("HF_HUB_OFFLINE", "1")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the qwen3_5 binary runs");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
+        let mut command = Command::new(BIN);
+        command.args(args).env("HF_HUB_OFFLINE", "1");
+        common::output_with_stdin(&mut command, stdin)
     })
 }
 

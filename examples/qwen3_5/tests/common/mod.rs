@@ -222,3 +222,23 @@ pub fn retry_jit_cache_race(mut run: impl FnMut() -> std::process::Output) -> st
     }
     out
 }
+
+/// Runs `command` (its arguments and environment set) with `stdin` as its standard input,
+/// stdout and stderr captured, and waits for it.
+pub fn output_with_stdin(command: &mut std::process::Command, stdin: &str) -> std::process::Output {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}

@@ -171,6 +171,7 @@ impl Engine<'_> {
             let chunk = &p.request.tokens[p.done..ends[0]];
             let ids = Array::from_slice(chunk, &[1, chunk.len() as i32])?;
             self.model.prefill(&ids, &mut p.cache)?;
+            mlx_rs::eval(&p.cache.arrays())?;
         } else {
             let prompts: Vec<&[u32]> = unit
                 .iter()
@@ -185,8 +186,6 @@ impl Engine<'_> {
                 p.cache = cache;
             }
         }
-        let arrays: Vec<&Array> = unit.iter().flat_map(|p| p.cache.arrays()).collect();
-        mlx_rs::eval(&arrays)?;
         for (p, end) in unit.iter_mut().zip(ends) {
             p.done = end;
             if end == p.head() || p.request.save_at.contains(&end) {
