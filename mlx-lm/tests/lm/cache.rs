@@ -81,6 +81,50 @@ fn filled(b: i32, steps: i32, base: f32) -> Cache {
     Cache::new(vec![LayerCache::Attention(kv), LayerCache::Recurrent(rec)])
 }
 
+/// A batch run aligned on the left splits into one cache per sequence: each keeps its
+/// first `lengths[i]` attention positions and its recurrent row; lengths that do not fit,
+/// and a batch with left padding, are errors; so are empty prompts for a padded batch.
+#[test]
+fn a_right_padded_batch_splits_by_lengths() {
+    cpu(|| {
+        let batch = filled(2, 5, 0.0);
+        let parts = batch.split_rows(&[3, 5]).unwrap();
+        assert_eq!(parts.len(), 2);
+        let whole = all_values(&batch);
+        for (i, (part, len)) in parts.iter().zip([3usize, 5]).enumerate() {
+            assert_eq!(part.lengths(), Some(vec![len as i32]), "row {i}");
+            assert_eq!(part.offset(), len as i32);
+            let got = all_values(part);
+            // Keys and values: row i's first `len` positions of [b, 2, 5, 4].
+            for (g, w) in got[..2].iter().zip(&whole[..2]) {
+                let want: Vec<f32> = (0..2)
+                    .flat_map(|h| {
+                        let start = (i * 2 + h) * 5 * 4;
+                        w[start..start + len * 4].to_vec()
+                    })
+                    .collect();
+                assert_eq!(g, &want, "row {i}");
+            }
+            // The recurrent row as it is.
+            for (g, w) in got[2..].iter().zip(&whole[2..]) {
+                let per = w.len() / 2;
+                assert_eq!(g, &w[i * per..(i + 1) * per].to_vec(), "row {i}");
+            }
+        }
+        for bad in [&[3][..], &[0, 5], &[3, 6]] {
+            let err = batch.split_rows(bad).unwrap_err();
+            assert!(err.to_string().contains("do not fit"), "{bad:?}: {err}");
+        }
+        let merged = Cache::merge(&[filled(1, 3, 0.0), filled(1, 5, 1.0)]).unwrap();
+        let err = merged.split_rows(&[3, 5]).unwrap_err();
+        assert!(err.to_string().contains("left padding"), "{err}");
+        for prompts in [&[][..], &[&[1u32, 2][..], &[]]] {
+            let err = mlx_lm::model::PaddedRows::new(prompts).unwrap_err();
+            assert!(err.to_string().contains("none of them empty"), "{err}");
+        }
+    })
+}
+
 fn all_values(c: &Cache) -> Vec<Vec<f32>> {
     let mut out = Vec::new();
     for l in &c.layers {
