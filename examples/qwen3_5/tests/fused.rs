@@ -533,9 +533,12 @@ fn fused_decode_on_kernel_shaped_model() {
 
 /// Timing, not a check: greedy decode steps of a batch as the serving engine holds one
 /// (prompts of 60–123 tokens prefilled alone, then merged: left padding in the attention
-/// layers), at batch 1, 4, 16 and 32, on the GPU with the default options. On the GPU
-/// machine: `QWEN3_5_BENCH_DIR=<model folder> fused-<hash> --ignored --nocapture
-/// padded_batch_decode_speed`.
+/// layers), at batch 1 to 32, on the GPU, with MLX's `matmul` for every product and with
+/// the small-batch GEMM (`ModelOptions::small_batch_gemm`), both models loaded side by
+/// side. Each step is timed twice: evaluated before the next is built (`sync`), and as the
+/// serving engine runs them (`pipelined`: a step is handed to MLX, then the tokens of the
+/// one before it are read). On the GPU machine: `QWEN3_5_BENCH_DIR=<model folder>
+/// fused-<hash> --ignored --nocapture padded_batch_decode_speed`.
 #[test]
 #[ignore = "timing, for the GPU machine"]
 fn padded_batch_decode_speed() {
@@ -545,40 +548,118 @@ fn padded_batch_decode_speed() {
     };
     mlx_rs::memory::set_memory_limit(24 << 30).unwrap();
     gpu(|| {
+        let options = ModelOptions::for_device(&Device::gpu());
+        let load = |small_batch_gemm: bool| {
+            let o = ModelOptions {
+                small_batch_gemm,
+                ..options
+            };
+            qwen3_5::load_with(&dir, o).unwrap()
+        };
+        let models = [("matmul", load(false)), ("small-batch GEMM", load(true))];
+        println!("| batch | products | sync ms/step | pipelined ms/step | pipelined tokens/s |");
+        println!("|---:|---|---:|---:|---:|");
+        for b in [1usize, 2, 4, 8, 16, 32] {
+            for (name, model) in &models {
+                let sync = batch_steps(model, b, false);
+                let piped = batch_steps(model, b, true);
+                let tps = b as f64 * 1e3 / piped;
+                println!("| {b} | {name} | {sync:.2} | {piped:.2} | {tps:.0} |");
+            }
+        }
+    })
+}
+
+/// Milliseconds per greedy decode step of a padded batch of `b` rows (see
+/// [`padded_batch_decode_speed`]), each step evaluated before the next is built, or
+/// (`pipelined`) handed to MLX before the previous step's tokens are read.
+fn batch_steps(model: &qwen3_5::Model, b: usize, pipelined: bool) -> f64 {
+    let caches: Vec<qwen3_5::Cache> = (0..b)
+        .map(|i| {
+            let len = 60 + (i * 37) % 64;
+            let prompt: Vec<u32> = (0..len).map(|j| ((i * 31 + j * 7) % 5000) as u32).collect();
+            let mut cache = model.new_cache();
+            let ids = Array::from_slice(&prompt, &[1, len as i32]).unwrap();
+            model.forward_last(&ids, &mut cache).unwrap();
+            cache
+        })
+        .collect();
+    let mut cache = qwen3_5::Cache::merge(&caches).unwrap();
+    let mut ids = Array::from_slice(&vec![1u32; b], &[b as i32]).unwrap();
+    let mut unread: Option<Array> = None;
+    let (warm, steps) = (4, 48);
+    let mut start = std::time::Instant::now();
+    for s in 0..warm + steps {
+        if s == warm {
+            start = std::time::Instant::now();
+        }
+        let logits = model
+            .forward_last(&ids.reshape(&[b as i32, 1]).unwrap(), &mut cache)
+            .unwrap();
+        let next = mlx_rs::ops::argmax_axis(&logits, -1, false)
+            .unwrap()
+            .astype(Dtype::Uint32)
+            .unwrap();
+        let mut arrays = cache.arrays();
+        arrays.push(&next);
+        if pipelined {
+            mlx_rs::async_eval(&arrays).unwrap();
+            if let Some(previous) = unread.replace(next.clone()) {
+                previous.to_vec::<u32>().unwrap();
+            }
+        } else {
+            mlx_rs::eval(&arrays).unwrap();
+        }
+        ids = next;
+    }
+    if let Some(last) = unread {
+        last.to_vec::<u32>().unwrap();
+    }
+    start.elapsed().as_secs_f64() * 1e3 / steps as f64
+}
+
+/// Timing, not a check: a batch of fresh prompts prefilled together
+/// (`LanguageModel::prefill_rows`, as the serving engine runs requests that arrive
+/// together), each (rows, longest) shape twice in a row: the first time pays for what MLX
+/// builds per shape, the second shows the prefill itself. On the GPU machine:
+/// `QWEN3_5_BENCH_DIR=<model folder> fused-<hash> --ignored --nocapture batched_prefill_shapes`.
+#[test]
+#[ignore = "timing, for the GPU machine"]
+fn batched_prefill_shapes() {
+    use mlx_lm::model::LanguageModel;
+    let Ok(dir) = std::env::var("QWEN3_5_BENCH_DIR") else {
+        println!("skipped: set QWEN3_5_BENCH_DIR");
+        return;
+    };
+    mlx_rs::memory::set_memory_limit(24 << 30).unwrap();
+    gpu(|| {
         let model = qwen3_5::load_with(&dir, ModelOptions::for_device(&Device::gpu())).unwrap();
-        println!("| batch | ms per step | tokens/s |");
-        println!("|---:|---:|---:|");
-        for b in [1usize, 4, 16, 32] {
-            let caches: Vec<qwen3_5::Cache> = (0..b)
+        println!("| rows | longest | first ms | again ms |");
+        println!("|---:|---:|---:|---:|");
+        for (rows, longest) in [
+            (16, 90),
+            (16, 93),
+            (15, 93),
+            (8, 90),
+            (16, 128),
+            (32, 64),
+            (1, 90),
+        ] {
+            let prompts: Vec<Vec<u32>> = (0..rows)
                 .map(|i| {
-                    let len = 60 + (i * 37) % 64;
-                    let prompt: Vec<u32> =
-                        (0..len).map(|j| ((i * 31 + j * 7) % 5000) as u32).collect();
-                    let mut cache = model.new_cache();
-                    let ids = Array::from_slice(&prompt, &[1, len as i32]).unwrap();
-                    model.forward_last(&ids, &mut cache).unwrap();
-                    cache
+                    let len = longest - i % 5;
+                    (0..len).map(|j| ((i * 31 + j * 7) % 5000) as u32).collect()
                 })
                 .collect();
-            let mut cache = qwen3_5::Cache::merge(&caches).unwrap();
-            let mut ids = Array::from_slice(&vec![1u32; b], &[b as i32, 1]).unwrap();
-            let (warm, steps) = (4, 48);
-            let mut start = std::time::Instant::now();
-            for s in 0..warm + steps {
-                if s == warm {
-                    start = std::time::Instant::now();
-                }
-                let logits = model.forward_last(&ids, &mut cache).unwrap();
-                ids = mlx_rs::ops::argmax_axis(&logits, -1, true)
-                    .unwrap()
-                    .astype(Dtype::Uint32)
-                    .unwrap();
-                let mut arrays = cache.arrays();
-                arrays.push(&ids);
-                mlx_rs::eval(&arrays).unwrap();
-            }
-            let ms = start.elapsed().as_secs_f64() * 1e3 / steps as f64;
-            println!("| {b} | {ms:.2} | {:.0} |", b as f64 * 1e3 / ms);
+            let refs: Vec<&[u32]> = prompts.iter().map(Vec::as_slice).collect();
+            let time = || {
+                let start = std::time::Instant::now();
+                let caches = model.prefill_rows(&refs).unwrap();
+                mlx_rs::eval(&caches.iter().flat_map(|c| c.arrays()).collect::<Vec<_>>()).unwrap();
+                start.elapsed().as_secs_f64() * 1e3
+            };
+            let (first, again) = (time(), time());
+            println!("| {rows} | {longest} | {first:.1} | {again:.1} |");
         }
     })
 }

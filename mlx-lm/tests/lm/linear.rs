@@ -243,3 +243,42 @@ fn float32_activations_keep_bfloat16_matrices_only() {
         assert_eq!(dtype(&quantized, "norm.weight"), Dtype::Float32);
     })
 }
+
+/// `linear::mlx_product` with `small_batch` against `matmul`, for row counts below, in
+/// and above [`linear::SMALL_BATCH_ROWS`], a weight read through its transposed view
+/// (as a model keeps it) in each of `dtypes`, within `rtol` of the largest value.
+fn check_small_batch_products(dtypes: &[Dtype], rtol: impl Fn(Dtype) -> f32) {
+    let w = normal(&[96, 128], 3, Dtype::Float32);
+    for &dtype in dtypes {
+        let wt = w.astype(dtype).unwrap().transpose().unwrap();
+        for rows in [1, 2, 5, 16, 64, 65] {
+            let x = normal(&[rows, 128], 20 + rows as u64, dtype);
+            let want = mlx_rs::ops::matmul(&x, &wt).unwrap();
+            let got = linear::mlx_product(&x, &wt, true).unwrap();
+            assert_eq!(got.shape(), want.shape(), "{dtype:?}, {rows} rows: shape");
+            assert_eq!(got.dtype(), dtype, "{dtype:?}, {rows} rows: dtype");
+            let want = floats(&want.astype(Dtype::Float32).unwrap());
+            let top = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let got = floats(&got.astype(Dtype::Float32).unwrap());
+            let what = format!("{dtype:?}, {rows} rows");
+            assert_close(&what, &got, &want, rtol(dtype) * top, 0.0);
+        }
+    }
+}
+
+#[test]
+fn small_batch_products_equal_matmul_on_the_cpu() {
+    // MLX's CPU gather_mm multiplies each gathered pair with the same BLAS call (float32
+    // only: it refuses other dtypes, so models keep `small_batch` off on the CPU).
+    cpu(|| check_small_batch_products(&[Dtype::Float32], |_| 0.0));
+}
+
+/// On CUDA the small batch runs MLX's own GEMM kernel instead of cuBLASLt: float32
+/// within rounding, bfloat16 within an ulp or two of the outputs. On the GPU machine:
+/// `lm-<hash> --ignored small_batch_products`.
+#[test]
+#[ignore = "needs a GPU"]
+fn small_batch_products_equal_matmul_on_the_gpu() {
+    let dtypes = [Dtype::Float32, Dtype::Bfloat16];
+    crate::common::gpu(|| check_small_batch_products(&dtypes, crate::common::kernel_rtol));
+}

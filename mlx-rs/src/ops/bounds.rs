@@ -154,7 +154,42 @@ pub(crate) fn read_index(idx: &Array, size: i64, span: i64, op: &str) -> Result<
             "{op}: cannot index an axis of size 0 with a non-empty index array"
         )));
     }
+    if (0..=size).contains(&span) && known_in_range(idx, size - span) {
+        return Ok(idx.clone());
+    }
     Ok(bound(idx, &[size], &[span], false)?.index)
+}
+
+/// The most values of an index array that [`known_in_range`] reads on the host.
+const HOST_CHECK_MAX: usize = 64;
+
+/// Whether `idx` is a small integer array whose values are already computed (made from
+/// host data, or evaluated) and all lie in `[0, last]`: bounding leaves such an index as
+/// it is, so it needs no ops. Read on the host without waiting; `false` when that cannot
+/// be said (lazy values, a traced array, more than [`HOST_CHECK_MAX`] values). A constant
+/// index (a layer's fixed matrix in `gather_mm`) then adds nothing to each step's graph.
+fn known_in_range(idx: &Array, last: i64) -> bool {
+    fn all_in<T: crate::Element + TryInto<i64>>(idx: &Array, last: i64) -> bool {
+        idx.as_slice::<T>().is_ok_and(|values| {
+            values
+                .iter()
+                .all(|&v| v.try_into().is_ok_and(|v: i64| (0..=last).contains(&v)))
+        })
+    }
+    if idx.size() > HOST_CHECK_MAX || !idx.dtype().is_integer() || !idx.is_available() {
+        return false;
+    }
+    match idx.dtype() {
+        Dtype::Uint8 => all_in::<u8>(idx, last),
+        Dtype::Uint16 => all_in::<u16>(idx, last),
+        Dtype::Uint32 => all_in::<u32>(idx, last),
+        Dtype::Uint64 => all_in::<u64>(idx, last),
+        Dtype::Int8 => all_in::<i8>(idx, last),
+        Dtype::Int16 => all_in::<i16>(idx, last),
+        Dtype::Int32 => all_in::<i32>(idx, last),
+        Dtype::Int64 => all_in::<i64>(idx, last),
+        _ => false,
+    }
 }
 
 /// `mask` of `masked_scatter(a, mask, src)` limited to its first true entries (in
