@@ -285,3 +285,44 @@ fn mixed_index_dtypes() {
     let b = a.index_put(&s![&l, &u], &Array::from(-1i32)).unwrap();
     assert_eq!(vals(&b), vec![0, -1, 2, 3, 4, 5, 6, 7, 8, 9, 10, -1]);
 }
+
+/// `gather_mm` of plain matrices (the right one read through a transposed view) with an
+/// index on either side or both gives `matmul`'s values and shape; on CUDA MLX 0.32 would
+/// fail such a right operand unless it is passed as a batch of one, which mlx-rs does.
+#[test]
+fn gather_mm_of_matrices_matches_matmul() {
+    use mlx_rs::ops::{self, GatherIndices};
+    let a = Array::from_slice(
+        &(0..12).map(|v| v as f32 * 0.5).collect::<Vec<_>>(),
+        &[3, 4],
+    )
+    .unwrap();
+    let w = Array::from_slice(
+        &(0..20).map(|v| 1.0 - v as f32 * 0.25).collect::<Vec<_>>(),
+        &[5, 4],
+    )
+    .unwrap();
+    let wt = w.transpose().unwrap();
+    let want = ops::matmul(&a, &wt).unwrap();
+    let zero = Array::from_slice(&[0u32], &[]).unwrap();
+    for (lhs, rhs) in [
+        (Some(&zero), None),
+        (None, Some(&zero)),
+        (Some(&zero), Some(&zero)),
+    ] {
+        let indices = GatherIndices {
+            lhs,
+            rhs,
+            sorted: false,
+        };
+        let got = ops::gather_mm(&a, &wt, indices).unwrap();
+        assert_eq!(
+            got.shape(),
+            want.shape(),
+            "lhs {:?}, rhs {:?}",
+            lhs.is_some(),
+            rhs.is_some()
+        );
+        assert_eq!(got.to_vec::<f32>().unwrap(), want.to_vec::<f32>().unwrap());
+    }
+}

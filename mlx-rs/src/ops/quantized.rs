@@ -433,6 +433,23 @@ pub fn gather_qqmm(
 #[track_caller]
 pub fn gather_mm(a: &Array, b: &Array, indices: GatherIndices<'_>) -> Result<Array> {
     let [lhs, rhs] = indices.bounded("gather_mm", a, b)?;
+    // A matrix goes in as a batch of one, with the index MLX would give it (a scalar 0)
+    // when it has none: the same result and shape. MLX 0.32's CUDA `gather_mm` walks the
+    // batch axes of an operand that is not row-major with an unsigned `ndim - 3`, which
+    // for a matrix runs past its shape ("SmallVector out of range"), e.g. for a weight
+    // read through its transposed view. Without any index MLX multiplies plainly.
+    let gathered = lhs.is_some() || rhs.is_some();
+    let lift = |x: &Array, idx: Option<Array>| -> Result<(Array, Option<Array>)> {
+        if !gathered || x.ndim() != 2 {
+            return Ok((x.clone(), idx));
+        }
+        let idx = match idx {
+            Some(i) => i,
+            None => Array::from_slice(&[0u32], &[])?,
+        };
+        Ok((crate::ops::expand_dims(x, 0)?, Some(idx)))
+    };
+    let ((a, lhs), (b, rhs)) = (lift(a, lhs)?, lift(b, rhs)?);
     or_empty(stream_op(|res, s| unsafe {
         sys::mlx_gather_mm(
             res,
