@@ -49,34 +49,6 @@ pub fn forward(layer: &AdaptableLinear, x: &Array, cpu: Option<CpuProducts>) -> 
     }
 }
 
-/// Rows of a product (a batch's decode step, a short prompt) that [`mlx_product`] hands to
-/// MLX's gather GEMM when asked to.
-pub const SMALL_BATCH_ROWS: std::ops::RangeInclusive<i32> = 2..=64;
-
-/// `x · wt` in MLX, for a dense weight `wt` (`[in, out]`, any layout: the transposed view
-/// of a stored `[out, in]` weight is read in place).
-///
-/// With `small_batch`, a 2-D `x` of [`SMALL_BATCH_ROWS`] rows is multiplied by
-/// `gather_mm` with constant indices instead of `matmul`: the same product, but on CUDA
-/// MLX 0.32 takes `matmul`s of more than one row to cuBLASLt, building its descriptors,
-/// asking its heuristic and capturing its kernels into a child CUDA graph on every call,
-/// where `gather_mm` launches MLX's own GEMM kernel as a plain graph node. One row stays
-/// on `matmul` (MLX's GEMV kernel), and so do more rows than the range (cuBLASLt's
-/// kernels are then worth their setup).
-pub fn mlx_product(x: &Array, wt: &Array, small_batch: bool) -> Result<Array> {
-    let rows = if x.ndim() == 2 { x.dim(0) } else { 0 };
-    if !small_batch || wt.ndim() != 2 || !SMALL_BATCH_ROWS.contains(&rows) {
-        return Ok(ops::matmul(x, wt)?);
-    }
-    let first = Array::from_slice(&[0u32], &[])?;
-    let indices = ops::GatherIndices {
-        lhs: Some(&first),
-        rhs: Some(&first),
-        sorted: false,
-    };
-    Ok(ops::gather_mm(x, wt, indices)?)
-}
-
 /// `x Eᵀ` for an embedding table used as the output head (tied embeddings), on the CPU
 /// kernels where `cpu` says so, as [`forward`]; with `cpu: None` exactly
 /// `MaybeQuantized::<Embedding>::as_linear`.

@@ -30,10 +30,6 @@ pub struct Options {
     /// on the CPU and on macOS).
     #[arg(long, value_enum, value_name = "on|off")]
     pub compile_layers: Option<Switch>,
-    /// Products of 2 to 64 rows (a served batch's step, a short prompt) through MLX's
-    /// gather GEMM instead of cuBLASLt (default: on for CUDA, off elsewhere).
-    #[arg(long, value_enum, value_name = "on|off")]
-    pub small_batch_gemm: Option<Switch>,
     /// The CPU paths and the load dtype.
     #[command(flatten)]
     pub cpu: CpuFlags,
@@ -57,7 +53,6 @@ impl Default for Options {
         Options {
             decode: None,
             compile_layers: None,
-            small_batch_gemm: None,
             cpu: CpuFlags::default(),
             sequential_prefill: false,
             prefill_chunk: DEFAULT_CHUNK,
@@ -87,9 +82,6 @@ impl Options {
         }
         if let Some(s) = self.compile_layers {
             o.compile_layers = s == Switch::On;
-        }
-        if let Some(s) = self.small_batch_gemm {
-            o.small_batch_gemm = s == Switch::On;
         }
         if let Some(s) = self.cpu.cpu_gemm {
             o.cpu_gemm = s == Switch::On;
@@ -131,7 +123,6 @@ fn options_json(o: &ModelOptions) -> Value {
             Decode::Reference => "reference",
         },
         "compile_layers": o.compile_layers,
-        "small_batch_gemm": o.small_batch_gemm,
         "cpu_gemm": o.cpu_gemm,
         "cpu_threads": o.cpu_threads,
     })
@@ -319,7 +310,6 @@ mod tests {
         let args = Options {
             decode: Some(DecodeArg::Reference),
             compile_layers: Some(Switch::On),
-            small_batch_gemm: Some(Switch::On),
             cpu: CpuFlags {
                 cpu_gemm: Some(Switch::Off),
                 cpu_threads: Some(3),
@@ -332,7 +322,6 @@ mod tests {
         let o = args.resolve(&cpu);
         assert_eq!(o.decode, Decode::Reference);
         assert!(o.compile_layers && !o.cpu_gemm);
-        assert!(!defaults.small_batch_gemm && o.small_batch_gemm);
         assert_eq!(o.cpu_threads, 3);
         assert_eq!(o.prefill, Prefill::Sequential);
         assert_eq!((defaults.kernel_prefill_max, o.kernel_prefill_max), (0, 32));

@@ -21,11 +21,19 @@ pub(crate) fn mlx_max_ops_per_buffer() -> Option<String> {
 
 /// Sets `MLX_MAX_OPS_PER_BUFFER` to [`MAX_OPS_PER_BUFFER`] unless the user has set it, so
 /// that every command (and the `bench` peer, which inherits the environment) runs with
-/// it; not on macOS, where Metal picks its own per device. Runs first thing in `main`,
-/// before MLX reads it and while no other thread exists.
+/// it; not on macOS, where Metal picks its own per device. Also turns off MLX's CUDA graph
+/// cache thrashing check (see the body). Runs first thing in `main`, before MLX reads them
+/// and while no other thread exists.
 fn set_mlx_environment() {
     if cfg!(not(target_os = "macos")) && std::env::var_os("MLX_MAX_OPS_PER_BUFFER").is_none() {
         std::env::set_var("MLX_MAX_OPS_PER_BUFFER", MAX_OPS_PER_BUFFER);
+    }
+    // MLX 0.32's CUDA backend throws on every new CUDA graph once its graph cache has
+    // missed 800 times in the process's life ("Cache thrashing is happening"): a server or
+    // a long chat would then fail every step with a new graph. A miss costs time, not
+    // correctness, so the check is off unless the user sets it.
+    if std::env::var_os("MLX_ENABLE_CACHE_THRASHING_CHECK").is_none() {
+        std::env::set_var("MLX_ENABLE_CACHE_THRASHING_CHECK", "0");
     }
     let _ = OPS_PER_BUFFER.set(std::env::var("MLX_MAX_OPS_PER_BUFFER").ok());
 }

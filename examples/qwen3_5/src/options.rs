@@ -9,7 +9,6 @@
 //! `--kernel-prefill-max`).
 
 use crate::error::{Error, Result};
-use crate::model::linear::Products;
 use mlx_lm::kernels::cpu_gemm::CpuProducts;
 pub use mlx_lm::kernels::gated_delta::Prefill;
 use mlx_lm::kernels::gated_delta::{ShortPrefill, StepPath};
@@ -73,12 +72,6 @@ pub struct ModelOptions {
     /// kernels take float32 activations and read bfloat16 or quantized weights as
     /// stored), as stored on a GPU.
     pub float_dtype: FloatDtype,
-    /// Dense products of 2 to 64 rows (a batch's decode step, a short prompt) through
-    /// MLX's gather GEMM instead of its `matmul` ([`mlx_lm::linear::mlx_product`]): on
-    /// CUDA MLX 0.32 sends such a `matmul` to cuBLASLt with its whole setup on every call.
-    /// Default: on for CUDA; off elsewhere (MLX's CPU `gather_mm` takes float32 only, and
-    /// Metal's `matmul` is MLX's own kernel already).
-    pub small_batch_gemm: bool,
 }
 
 /// [`ModelOptions::kernel_prefill_max`] on CUDA: the longest prompt chunk measured (an
@@ -116,7 +109,6 @@ impl ModelOptions {
                 _ => 0,
             },
             float_dtype: FloatDtype::for_device(device),
-            small_batch_gemm: StepPath::fused_on(device) == StepPath::CudaKernel,
         }
     }
 
@@ -181,9 +173,6 @@ pub struct Plan {
     /// otherwise holds the activations of every layer at once: an H200, the 2B in bf16, a
     /// 2,048-token prompt peaked at 9.54 GB against 5.2 GB on the chunked form.
     pub paced_prefill: bool,
-    /// Dense products of a few rows through MLX's gather GEMM
-    /// ([`ModelOptions::small_batch_gemm`], on a GPU only).
-    pub small_batch: bool,
 }
 
 impl Plan {
@@ -219,16 +208,7 @@ impl Plan {
                     max_tokens: options.kernel_prefill_max,
                 }),
             paced_prefill: step == StepPath::CudaKernel,
-            small_batch: options.small_batch_gemm && !on_cpu,
         })
-    }
-
-    /// How the model's products run ([`Linear::for_device`](crate::model::Linear::for_device)).
-    pub fn products(&self) -> Products {
-        Products {
-            cpu: self.cpu,
-            small_batch: self.small_batch,
-        }
     }
 
     /// Whether decode steps take the fused forms.

@@ -533,12 +533,11 @@ fn fused_decode_on_kernel_shaped_model() {
 
 /// Timing, not a check: greedy decode steps of a batch as the serving engine holds one
 /// (prompts of 60–123 tokens prefilled alone, then merged: left padding in the attention
-/// layers), at batch 1 to 32, on the GPU, with MLX's `matmul` for every product and with
-/// the small-batch GEMM (`ModelOptions::small_batch_gemm`), both models loaded side by
-/// side. Each step is timed twice: evaluated before the next is built (`sync`), and as the
-/// serving engine runs them (`pipelined`: a step is handed to MLX, then the tokens of the
-/// one before it are read). On the GPU machine: `QWEN3_5_BENCH_DIR=<model folder>
-/// fused-<hash> --ignored --nocapture padded_batch_decode_speed`.
+/// layers), at batch 1 to 32, on the GPU with the default options. Each step is timed
+/// twice: evaluated before the next is built (`sync`), and as the serving engine runs
+/// them (`pipelined`: a step is handed to MLX, then the tokens of the one before it are
+/// read). On the GPU machine: `QWEN3_5_BENCH_DIR=<model folder> fused-<hash> --ignored
+/// --nocapture padded_batch_decode_speed`.
 #[test]
 #[ignore = "timing, for the GPU machine"]
 fn padded_batch_decode_speed() {
@@ -548,24 +547,14 @@ fn padded_batch_decode_speed() {
     };
     mlx_rs::memory::set_memory_limit(24 << 30).unwrap();
     gpu(|| {
-        let options = ModelOptions::for_device(&Device::gpu());
-        let load = |small_batch_gemm: bool| {
-            let o = ModelOptions {
-                small_batch_gemm,
-                ..options
-            };
-            qwen3_5::load_with(&dir, o).unwrap()
-        };
-        let models = [("matmul", load(false)), ("small-batch GEMM", load(true))];
-        println!("| batch | products | sync ms/step | pipelined ms/step | pipelined tokens/s |");
-        println!("|---:|---|---:|---:|---:|");
+        let model = qwen3_5::load_with(&dir, ModelOptions::for_device(&Device::gpu())).unwrap();
+        println!("| batch | sync ms/step | pipelined ms/step | pipelined tokens/s |");
+        println!("|---:|---:|---:|---:|");
         for b in [1usize, 2, 4, 8, 16, 32] {
-            for (name, model) in &models {
-                let sync = batch_steps(model, b, false);
-                let piped = batch_steps(model, b, true);
-                let tps = b as f64 * 1e3 / piped;
-                println!("| {b} | {name} | {sync:.2} | {piped:.2} | {tps:.0} |");
-            }
+            let sync = batch_steps(&model, b, false);
+            let piped = batch_steps(&model, b, true);
+            let tps = b as f64 * 1e3 / piped;
+            println!("| {b} | {sync:.2} | {piped:.2} | {tps:.0} |");
         }
     })
 }

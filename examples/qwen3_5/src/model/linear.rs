@@ -77,27 +77,6 @@ impl Quantized {
     }
 }
 
-/// How a model's products run on its device ([`crate::options::Plan::products`]): what
-/// [`Linear::for_device`] puts each layer in.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Products {
-    /// On the CPU, how float32 products run; `None` on a GPU.
-    pub cpu: Option<CpuProducts>,
-    /// Dense products of a few rows through MLX's gather GEMM
-    /// ([`mlx_lm::linear::mlx_product`]; [`crate::ModelOptions::small_batch_gemm`]).
-    pub small_batch: bool,
-}
-
-impl From<Option<CpuProducts>> for Products {
-    /// The CPU products `cpu`, MLX's `matmul` for every dense product.
-    fn from(cpu: Option<CpuProducts>) -> Products {
-        Products {
-            cpu,
-            small_batch: false,
-        }
-    }
-}
-
 /// A bias-free linear layer `y = x Wᵀ`, dense or quantized.
 #[derive(Clone)]
 pub enum Linear {
@@ -110,8 +89,6 @@ pub enum Linear {
         /// For a bfloat16 weight on the CPU with the CPU GEMM on: products with float32
         /// input go to [`cpu_bf16`] (see [`Linear::for_device`]); `None`: MLX's.
         cpu: Option<CpuProducts>,
-        /// Products of a few rows in MLX through its gather GEMM ([`Products::small_batch`]).
-        small_batch: bool,
     },
     /// Float weight stored transposed and row-major, `[in, out]`: how float32 weights are
     /// kept for the CPU (see [`Linear::for_device`]).
@@ -120,8 +97,6 @@ pub enum Linear {
         wt: Array,
         /// How float32 products with it run.
         cpu: CpuProducts,
-        /// Products of a few rows in MLX through its gather GEMM ([`Products::small_batch`]).
-        small_batch: bool,
     },
     /// MLX affine-quantized weight.
     Quantized(Quantized),
@@ -139,14 +114,11 @@ impl Linear {
     /// Applies the layer to the last axis of `x`.
     pub fn forward(&self, x: &Array) -> Result<Array> {
         match self {
-            Linear::DenseT { wt, cpu, .. } if wt.dtype() == Dtype::Float32 => {
-                cpu_matmul(x, wt, *cpu)
-            }
+            Linear::DenseT { wt, cpu } if wt.dtype() == Dtype::Float32 => cpu_matmul(x, wt, *cpu),
             Linear::Dense {
                 w,
                 wt,
                 cpu: Some(c),
-                ..
             } if x.dtype() == Dtype::Float32 => {
                 let most = mlx_lm::linear::MAX_DEQUANTIZED_BYTES;
                 match cpu_bf16::matmul(x, w, c.threads, most)? {
@@ -154,12 +126,7 @@ impl Linear {
                     None => Ok(ops::matmul(x, wt)?),
                 }
             }
-            Linear::Dense {
-                wt, small_batch, ..
-            }
-            | Linear::DenseT {
-                wt, small_batch, ..
-            } => Ok(mlx_lm::linear::mlx_product(x, wt, *small_batch)?),
+            Linear::Dense { wt, .. } | Linear::DenseT { wt, .. } => Ok(ops::matmul(x, wt)?),
             Linear::Quantized(q) => q.matmul_t(x),
             Linear::Adapted { base, update } => Ok(update.apply(x, &base.forward(x)?)?),
         }
@@ -174,12 +141,7 @@ impl Linear {
     fn dense_with(w: Array, cpu: Option<CpuProducts>) -> Result<Linear> {
         let wt = ops::transpose(&w)?;
         wt.eval()?;
-        Ok(Linear::Dense {
-            w,
-            wt,
-            cpu,
-            small_batch: false,
-        })
+        Ok(Linear::Dense { w, wt, cpu })
     }
 
     /// The arrays a product reads, in a fixed order: how a compiled function takes a
@@ -206,17 +168,13 @@ impl Linear {
         };
         Ok(match self {
             // Same product (`x · Wᵀ`) whatever the layout of the array that comes in.
-            Linear::Dense { small_batch, .. } => Linear::DenseT {
+            Linear::Dense { .. } => Linear::DenseT {
                 wt: next()?,
                 cpu: CpuProducts::MLX,
-                small_batch: *small_batch,
             },
-            Linear::DenseT {
-                cpu, small_batch, ..
-            } => Linear::DenseT {
+            Linear::DenseT { cpu, .. } => Linear::DenseT {
                 wt: next()?,
                 cpu: *cpu,
-                small_batch: *small_batch,
             },
             Linear::Quantized(q) => Linear::Quantized(Quantized {
                 weight: next()?,
@@ -271,18 +229,12 @@ impl Linear {
     /// `cpu.gemm` is on, and a bfloat16 weight stays as stored and multiplies float32
     /// input in [`cpu_bf16`] (a dense bfloat16 checkpoint loaded with float32 activations,
     /// `FloatDtype::Float32Activations`).
-    pub fn for_device(self, products: impl Into<Products>) -> Result<Linear> {
-        let products: Products = products.into();
-        let small_batch = products.small_batch;
-        match (self, products.cpu) {
+    pub fn for_device(self, cpu: Option<CpuProducts>) -> Result<Linear> {
+        match (self, cpu) {
             (Linear::Dense { wt, .. }, Some(cpu)) if wt.dtype() == Dtype::Float32 => {
                 let wt = ops::contiguous(&wt, false)?;
                 wt.eval()?;
-                Ok(Linear::DenseT {
-                    wt,
-                    cpu,
-                    small_batch,
-                })
+                Ok(Linear::DenseT { wt, cpu })
             }
             (Linear::Dense { w, wt, .. }, Some(cpu))
                 if w.dtype() == Dtype::Bfloat16 && cpu.gemm =>
@@ -291,21 +243,14 @@ impl Linear {
                     w,
                     wt,
                     cpu: Some(cpu),
-                    small_batch,
                 })
             }
-            (Linear::Dense { w, wt, cpu, .. }, _) => Ok(Linear::Dense {
-                w,
-                wt,
-                cpu,
-                small_batch,
-            }),
             (Linear::Quantized(q), Some(cpu)) if cpu.gemm => Ok(Linear::Quantized(Quantized {
                 cpu: Some(cpu),
                 ..q
             })),
-            (Linear::Adapted { base, update }, _) => Ok(Linear::Adapted {
-                base: Box::new(base.for_device(products)?),
+            (Linear::Adapted { base, update }, cpu) => Ok(Linear::Adapted {
+                base: Box::new(base.for_device(cpu)?),
                 update,
             }),
             (other, _) => Ok(other),
@@ -320,9 +265,7 @@ impl Linear {
         let joined = match parts {
             [] => return Ok(None),
             [Linear::Adapted { .. }, ..] => return Ok(None),
-            [Linear::Dense {
-                cpu, small_batch, ..
-            }, ..] => {
+            [Linear::Dense { cpu, .. }, ..] => {
                 let mut ws = Vec::with_capacity(parts.len());
                 for p in parts {
                     match p {
@@ -336,18 +279,9 @@ impl Linear {
                 }
                 let w = ops::concatenate_axis(&ws, 0)?;
                 w.eval()?;
-                let wt = ops::transpose(&w)?;
-                wt.eval()?;
-                Linear::Dense {
-                    w,
-                    wt,
-                    cpu: *cpu,
-                    small_batch: *small_batch,
-                }
+                Linear::dense_with(w, *cpu)?
             }
-            [Linear::DenseT {
-                cpu, small_batch, ..
-            }, ..] => {
+            [Linear::DenseT { cpu, .. }, ..] => {
                 let mut ws = Vec::with_capacity(parts.len());
                 for p in parts {
                     match p {
@@ -357,11 +291,7 @@ impl Linear {
                 }
                 let wt = ops::concatenate_axis(&ws, 1)?;
                 wt.eval()?;
-                Linear::DenseT {
-                    wt,
-                    cpu: *cpu,
-                    small_batch: *small_batch,
-                }
+                Linear::DenseT { wt, cpu: *cpu }
             }
             [Linear::Quantized(first), ..] => {
                 let mut qs = Vec::with_capacity(parts.len());
@@ -411,11 +341,10 @@ impl Projections {
     /// Joins `parts` (see [`Linear::join`]), after putting each in its device form
     /// ([`Linear::for_device`]). Joined, the 2B decoded at 313 instead of 240 tokens/s on
     /// an H200 (`benches/README.md`).
-    pub fn new(parts: Vec<Linear>, products: impl Into<Products>) -> Result<Projections> {
-        let products: Products = products.into();
+    pub fn new(parts: Vec<Linear>, cpu: Option<CpuProducts>) -> Result<Projections> {
         let parts = parts
             .into_iter()
-            .map(|p| p.for_device(products))
+            .map(|p| p.for_device(cpu))
             .collect::<Result<Vec<_>>>()?;
         let mut splits = Vec::with_capacity(parts.len().saturating_sub(1));
         let mut at = 0;
@@ -550,9 +479,9 @@ impl Embedding {
     /// The table in the form that multiplies fastest on the model's device, for a table
     /// that is also the output head (see [`Linear::for_device`]); lookups read either
     /// form.
-    pub fn for_device(self, products: impl Into<Products>) -> Result<Embedding> {
+    pub fn for_device(self, cpu: Option<CpuProducts>) -> Result<Embedding> {
         Ok(Embedding {
-            table: self.table.for_device(products)?,
+            table: self.table.for_device(cpu)?,
         })
     }
 

@@ -2,9 +2,10 @@
 //! parameters of a prepared layer are views of its inference form's arrays, so the weights
 //! are held once.
 
-use super::{Linear, Products, Projections, Quantized};
+use super::{Linear, Projections, Quantized};
 use crate::config::QuantParams;
 use crate::error::{Error, Result};
+use mlx_lm::kernels::cpu_gemm::CpuProducts;
 use mlx_lm::tuner::AdaptableLinear;
 use mlx_rs::nn::{self, MaybeQuantized, Param};
 use mlx_rs::ops::{QuantizationMode, QuantizeOptions};
@@ -221,9 +222,9 @@ impl Linear {
     pub(crate) fn prepare_layer(
         path: &str,
         layer: &mut AdaptableLinear,
-        products: Products,
+        cpu: Option<CpuProducts>,
     ) -> Result<Linear> {
-        let linear = Linear::from_layer(path, layer)?.for_device(products)?;
+        let linear = Linear::from_layer(path, layer)?.for_device(cpu)?;
         linear.stored()?.store_into(path, layer)?;
         Ok(linear)
     }
@@ -235,14 +236,14 @@ impl Projections {
     pub(crate) fn prepare_layers(
         paths: &[String],
         layers: &mut [&mut AdaptableLinear],
-        products: Products,
+        cpu: Option<CpuProducts>,
     ) -> Result<Projections> {
         let parts = paths
             .iter()
             .zip(layers.iter())
             .map(|(p, l)| Linear::from_layer(p, l))
             .collect::<Result<Vec<_>>>()?;
-        let joined = Projections::new(parts, products)?;
+        let joined = Projections::new(parts, cpu)?;
         let stored = joined.stored_parts()?;
         if stored.len() != layers.len() {
             return Err(Error::Weights(format!(
