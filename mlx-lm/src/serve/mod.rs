@@ -12,6 +12,12 @@
 //! - [`api`]: OpenAI's request and response types, and the checks of a request;
 //! - [`tools`]: the model's output split into reasoning, content and tool calls.
 //!
+//! On CUDA, a process that serves for long should start with
+//! `MLX_ENABLE_CACHE_THRASHING_CHECK=0` in its environment (the `qwen3_5` and `qwen3`
+//! binaries set it): MLX 0.32 counts the CUDA graphs its cache did not hold over the
+//! process's life and from the 801st on throws instead of running them, so every later
+//! step that needs a new graph would fail.
+//!
 //! ```no_run
 //! # fn main() -> std::io::Result<()> {
 //! # let (engine, tokenizer, template): (mlx_lm::serve::protocol::EngineHandle, std::sync::Arc<mlx_lm::tokenizer::Tokenizer>, Option<std::sync::Arc<mlx_lm::chat::ChatTemplate>>) = todo!();
