@@ -326,3 +326,36 @@ fn gather_mm_of_matrices_matches_matmul() {
         assert_eq!(got.to_vec::<f32>().unwrap(), want.to_vec::<f32>().unwrap());
     }
 }
+
+/// An index array whose values are already known (made from host data) and in range goes
+/// to MLX's gather as it is, with no bounding ops; a lazy index, or a known one with a
+/// value to bound, gets them (and the same values as before).
+#[test]
+fn known_in_range_indices_add_no_ops() {
+    use mlx_rs::ops;
+    // Whether the graph of `x` holds the op that bounds unsigned indices (`Minimum`).
+    let bounded = |x: &Array| {
+        mlx_rs::graph::count_primitives_by_kind(&[x])
+            .unwrap()
+            .iter()
+            .any(|(kind, _)| kind == "Minimum")
+    };
+    let a = Array::from_slice(&[10f32, 11., 12., 13.], &[4]).unwrap();
+    let known = Array::from_slice(&[3u32, 0, 2], &[3]).unwrap();
+    let taken = ops::take(&a, &known).unwrap();
+    assert!(!bounded(&taken), "a known in-range index is not bounded");
+    assert_eq!(taken.to_vec::<f32>().unwrap(), vec![13., 10., 12.]);
+
+    // The same values computed lazily.
+    let lazy = known
+        .add(&Array::from_slice(&[0u32], &[]).unwrap())
+        .unwrap();
+    let taken = ops::take(&a, &lazy).unwrap();
+    assert!(bounded(&taken), "a lazy index is bounded");
+    assert_eq!(taken.to_vec::<f32>().unwrap(), vec![13., 10., 12.]);
+
+    let past = Array::from_slice(&[7u32, 1], &[2]).unwrap();
+    let taken = ops::take(&a, &past).unwrap();
+    assert!(bounded(&taken), "a value past the end is bounded");
+    assert_eq!(taken.to_vec::<f32>().unwrap(), vec![13., 11.]);
+}
