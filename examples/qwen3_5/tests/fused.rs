@@ -531,6 +531,20 @@ fn fused_decode_on_kernel_shaped_model() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Runs `f` on the GPU with the model in `QWEN3_5_BENCH_DIR` (default options, MLX's
+/// memory limit at 24 GiB); prints that it skipped when the variable is not set.
+fn with_bench_model(f: impl FnOnce(&qwen3_5::Model)) {
+    let Ok(dir) = std::env::var("QWEN3_5_BENCH_DIR") else {
+        println!("skipped: set QWEN3_5_BENCH_DIR");
+        return;
+    };
+    mlx_rs::memory::set_memory_limit(24 << 30).unwrap();
+    gpu(|| {
+        let model = qwen3_5::load_with(&dir, ModelOptions::for_device(&Device::gpu())).unwrap();
+        f(&model)
+    })
+}
+
 /// Timing, not a check: greedy decode steps of a batch as the serving engine holds one
 /// (prompts of 60–123 tokens prefilled alone, then merged: left padding in the attention
 /// layers), at batch 1 to 32, on the GPU with the default options. Each step is timed
@@ -541,18 +555,12 @@ fn fused_decode_on_kernel_shaped_model() {
 #[test]
 #[ignore = "timing, for the GPU machine"]
 fn padded_batch_decode_speed() {
-    let Ok(dir) = std::env::var("QWEN3_5_BENCH_DIR") else {
-        println!("skipped: set QWEN3_5_BENCH_DIR");
-        return;
-    };
-    mlx_rs::memory::set_memory_limit(24 << 30).unwrap();
-    gpu(|| {
-        let model = qwen3_5::load_with(&dir, ModelOptions::for_device(&Device::gpu())).unwrap();
+    with_bench_model(|model| {
         println!("| batch | sync ms/step | pipelined ms/step | pipelined tokens/s |");
         println!("|---:|---:|---:|---:|");
         for b in [1usize, 2, 4, 8, 16, 32] {
-            let sync = batch_steps(&model, b, false);
-            let piped = batch_steps(&model, b, true);
+            let sync = batch_steps(model, b, false);
+            let piped = batch_steps(model, b, true);
             let tps = b as f64 * 1e3 / piped;
             println!("| {b} | {sync:.2} | {piped:.2} | {tps:.0} |");
         }
@@ -636,19 +644,13 @@ fn run_batch_steps(
 #[test]
 #[ignore = "diagnostic, for the GPU machine"]
 fn graph_cache_misses() {
-    let Ok(dir) = std::env::var("QWEN3_5_BENCH_DIR") else {
-        println!("skipped: set QWEN3_5_BENCH_DIR");
-        return;
-    };
     let rows: usize = std::env::var("QWEN3_5_BENCH_ROWS")
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(16);
-    mlx_rs::memory::set_memory_limit(24 << 30).unwrap();
-    gpu(|| {
-        let model = qwen3_5::load_with(&dir, ModelOptions::for_device(&Device::gpu())).unwrap();
+    with_bench_model(|model| {
         let steps = 300;
-        match run_batch_steps(&model, rows, true, 0, steps) {
+        match run_batch_steps(model, rows, true, 0, steps) {
             Ok(ms) => println!(
                 "{rows} rows: {steps} steps ({ms:.2} ms each) without MLX's thrashing error"
             ),
@@ -666,13 +668,7 @@ fn graph_cache_misses() {
 #[ignore = "timing, for the GPU machine"]
 fn batched_prefill_shapes() {
     use mlx_lm::model::LanguageModel;
-    let Ok(dir) = std::env::var("QWEN3_5_BENCH_DIR") else {
-        println!("skipped: set QWEN3_5_BENCH_DIR");
-        return;
-    };
-    mlx_rs::memory::set_memory_limit(24 << 30).unwrap();
-    gpu(|| {
-        let model = qwen3_5::load_with(&dir, ModelOptions::for_device(&Device::gpu())).unwrap();
+    with_bench_model(|model| {
         println!("| rows | longest | first ms | again ms |");
         println!("|---:|---:|---:|---:|");
         for (rows, longest) in [
