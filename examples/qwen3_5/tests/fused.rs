@@ -578,16 +578,9 @@ fn batch_steps(model: &qwen3_5::Model, b: usize, pipelined: bool) -> f64 {
     }
 }
 
-/// `warm` then `steps` greedy decode steps of a padded batch of `b` rows (prompts of
-/// 60–123 tokens prefilled alone, then merged): milliseconds per timed step, or the step
-/// whose evaluation failed and MLX's message.
-fn run_batch_steps(
-    model: &qwen3_5::Model,
-    b: usize,
-    pipelined: bool,
-    warm: usize,
-    steps: usize,
-) -> Result<f64, (usize, String)> {
+/// The cache of a padded batch of `b` rows: prompts of 60–123 tokens prefilled alone,
+/// then merged (left padding in the attention layers), as the serving engine holds one.
+fn padded_batch_cache(model: &qwen3_5::Model, b: usize) -> qwen3_5::Cache {
     let caches: Vec<qwen3_5::Cache> = (0..b)
         .map(|i| {
             let len = 60 + (i * 37) % 64;
@@ -598,7 +591,20 @@ fn run_batch_steps(
             cache
         })
         .collect();
-    let mut cache = qwen3_5::Cache::merge(&caches).unwrap();
+    qwen3_5::Cache::merge(&caches).unwrap()
+}
+
+/// `warm` then `steps` greedy decode steps of a padded batch of `b` rows (prompts of
+/// 60–123 tokens prefilled alone, then merged): milliseconds per timed step, or the step
+/// whose evaluation failed and MLX's message.
+fn run_batch_steps(
+    model: &qwen3_5::Model,
+    b: usize,
+    pipelined: bool,
+    warm: usize,
+    steps: usize,
+) -> Result<f64, (usize, String)> {
+    let mut cache = padded_batch_cache(model, b);
     let mut ids = Array::from_slice(&vec![1u32; b], &[b as i32]).unwrap();
     let mut unread: Option<Array> = None;
     let mut start = std::time::Instant::now();
@@ -632,29 +638,64 @@ fn run_batch_steps(
     Ok(start.elapsed().as_secs_f64() * 1e3 / steps as f64)
 }
 
-/// Diagnostic, not a check: how often a decode step of `QWEN3_5_BENCH_ROWS` rows (default
-/// 16) makes MLX's CUDA backend build a CUDA graph that is not in its cache (each such
-/// graph is instantiated anew, host time a cached one does not cost). With a small cache
-/// and MLX's thrashing check on, MLX throws at the cache's 2·size-th miss in the process,
-/// so the step it throws at (or none in 300) bounds the misses per step. One batch size
-/// per process (the count is the process's; the rows' prefills come first and miss too,
-/// so the size must leave them room). On the GPU machine:
-/// `MLX_CUDA_GRAPH_CACHE_SIZE=60 MLX_ENABLE_CACHE_THRASHING_CHECK=1 QWEN3_5_BENCH_ROWS=16
-/// QWEN3_5_BENCH_DIR=<model folder> fused-<hash> --ignored --nocapture graph_cache_misses`.
+/// Timing, not a check: where a padded batch's decode step spends its time, at 1, 2 and
+/// 16 rows (prompts as in [`padded_batch_decode_speed`]), each step waited for before the
+/// next: building the graph (the forward pass and the greedy pick), handing it to MLX
+/// (`async_eval`, which on CUDA encodes every kernel on the calling thread) and waiting
+/// for the GPU; then the primitives of one step by kind, where they differ from one row's.
+/// On the GPU machine: `QWEN3_5_BENCH_DIR=<model folder> fused-<hash> --ignored --nocapture
+/// batch_step_phases`.
 #[test]
 #[ignore = "diagnostic, for the GPU machine"]
-fn graph_cache_misses() {
-    let rows: usize = std::env::var("QWEN3_5_BENCH_ROWS")
-        .ok()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(16);
+fn batch_step_phases() {
     with_bench_model(|model| {
-        let steps = 300;
-        match run_batch_steps(model, rows, true, 0, steps) {
-            Ok(ms) => println!(
-                "{rows} rows: {steps} steps ({ms:.2} ms each) without MLX's thrashing error"
-            ),
-            Err((step, e)) => println!("{rows} rows: MLX's thrashing error at step {step}: {e}"),
+        println!("| rows | build ms | hand over ms | wait ms | primitives |");
+        println!("|---:|---:|---:|---:|---:|");
+        let mut kinds_of_one: Vec<(String, usize)> = Vec::new();
+        for b in [1usize, 2, 16, 1] {
+            let mut cache = padded_batch_cache(model, b);
+            let mut ids = Array::from_slice(&vec![1u32; b], &[b as i32]).unwrap();
+            let (warm, steps) = (4, 40);
+            let mut phases = [0f64; 3];
+            let mut kinds = Vec::new();
+            for s in 0..warm + steps {
+                let t0 = std::time::Instant::now();
+                let logits = model
+                    .forward_last(&ids.reshape(&[b as i32, 1]).unwrap(), &mut cache)
+                    .unwrap();
+                let next = mlx_rs::ops::argmax_axis(&logits, -1, false)
+                    .and_then(|t| t.astype(Dtype::Uint32))
+                    .unwrap();
+                let mut arrays = cache.arrays();
+                arrays.push(&next);
+                if s == 0 {
+                    kinds = mlx_rs::graph::count_primitives_by_kind(&arrays).unwrap();
+                }
+                let t1 = std::time::Instant::now();
+                mlx_rs::async_eval(&arrays).unwrap();
+                let t2 = std::time::Instant::now();
+                mlx_rs::eval(&[&next]).unwrap();
+                let t3 = std::time::Instant::now();
+                if s >= warm {
+                    for (p, d) in phases.iter_mut().zip([t1 - t0, t2 - t1, t3 - t2]) {
+                        *p += d.as_secs_f64() * 1e3 / steps as f64;
+                    }
+                }
+                ids = next;
+            }
+            let total: usize = kinds.iter().map(|(_, n)| n).sum();
+            let [build, hand, wait] = phases;
+            println!("| {b} | {build:.2} | {hand:.2} | {wait:.2} | {total} |");
+            if kinds_of_one.is_empty() {
+                kinds_of_one = kinds;
+            } else if b > 1 {
+                for (kind, n) in &kinds {
+                    let one = kinds_of_one.iter().find(|(k, _)| k == kind).map_or(0, |k| k.1);
+                    if *n != one {
+                        println!("  {b} rows: {kind} {n} (one row: {one})");
+                    }
+                }
+            }
         }
     })
 }
