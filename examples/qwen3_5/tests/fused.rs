@@ -690,7 +690,10 @@ fn batch_step_phases() {
                 kinds_of_one = kinds;
             } else if b > 1 {
                 for (kind, n) in &kinds {
-                    let one = kinds_of_one.iter().find(|(k, _)| k == kind).map_or(0, |k| k.1);
+                    let one = kinds_of_one
+                        .iter()
+                        .find(|(k, _)| k == kind)
+                        .map_or(0, |k| k.1);
                     if *n != one {
                         println!("  {b} rows: {kind} {n} (one row: {one})");
                     }
