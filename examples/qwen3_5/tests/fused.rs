@@ -578,6 +578,25 @@ fn batch_steps(model: &qwen3_5::Model, b: usize, pipelined: bool) -> f64 {
     }
 }
 
+/// Calls `shim_mark(label)` when the process has a diagnostic `LD_PRELOAD` library that
+/// defines it (one that counts the CUDA driver and cuBLASLt calls MLX makes, and prints them
+/// since the last mark); does nothing otherwise.
+fn shim_mark(label: &str) {
+    use std::ffi::{c_char, c_void, CString};
+    extern "C" {
+        fn dlsym(handle: *mut c_void, symbol: *const c_char) -> *mut c_void;
+    }
+    // SAFETY: dlsym with RTLD_DEFAULT (null) and a NUL-terminated name only looks a symbol up.
+    let f = unsafe { dlsym(std::ptr::null_mut(), c"shim_mark".as_ptr()) };
+    if f.is_null() {
+        return;
+    }
+    // SAFETY: a library that defines `shim_mark` defines it as `void shim_mark(const char*)`.
+    let f: extern "C" fn(*const c_char) = unsafe { std::mem::transmute(f) };
+    let label = CString::new(label).unwrap_or_default();
+    f(label.as_ptr());
+}
+
 /// The cache of a padded batch of `b` rows: prompts of 60–123 tokens prefilled alone,
 /// then merged (left padding in the attention layers), as the serving engine holds one.
 fn padded_batch_cache(model: &qwen3_5::Model, b: usize) -> qwen3_5::Cache {
@@ -668,8 +687,9 @@ fn batch_step_phases() {
                     .unwrap();
                 let mut arrays = cache.arrays();
                 arrays.push(&next);
-                if s == 0 {
+                if s == warm {
                     kinds = mlx_rs::graph::count_primitives_by_kind(&arrays).unwrap();
+                    shim_mark(&format!("{b} rows, prefills and {warm} warm-up steps"));
                 }
                 let t1 = std::time::Instant::now();
                 mlx_rs::async_eval(&arrays).unwrap();
@@ -683,6 +703,7 @@ fn batch_step_phases() {
                 }
                 ids = next;
             }
+            shim_mark(&format!("{b} rows, {steps} steps"));
             let total: usize = kinds.iter().map(|(_, n)| n).sum();
             let [build, hand, wait] = phases;
             println!("| {b} | {build:.2} | {hand:.2} | {wait:.2} | {total} |");
