@@ -579,8 +579,8 @@ fn batch_steps(model: &qwen3_5::Model, b: usize, pipelined: bool) -> f64 {
 }
 
 /// Calls `shim_mark(label)` when the process has a diagnostic `LD_PRELOAD` library that
-/// defines it (one that counts the CUDA driver and cuBLASLt calls MLX makes, and prints them
-/// since the last mark); does nothing otherwise.
+/// defines it (`benches/cuda_calls.c`: it counts the CUDA driver and cuBLASLt calls MLX
+/// makes, and prints them since the last mark); does nothing otherwise.
 fn shim_mark(label: &str) {
     use std::ffi::{c_char, c_void, CString};
     extern "C" {
