@@ -5,8 +5,9 @@ head (97 products, 3.81 GB at scale 1), then evaluates; the table gives ms per s
 evaluated step by step (sync) and pipelined (the next step handed over before the last is
 read). Ways (comma-separated): mm (x @ W.T: MLX's GEMV for one row, cuBLASLt for more on
 CUDA), gmm (MLX's gather_mm with a constant index), bgemv (a batch of one-row GEMVs),
-rows (one GEMV per row), q4 (4-bit quantized_matmul), f32. A small scale (0.125) leaves
-mostly the host's cost per product. Used on the GPU machine in session 19:
+rows (one GEMV per row), gmm_fresh (gather_mm with a new host-made index per product,
+as session 18's model path made it for its uncompiled products), q4 (4-bit
+quantized_matmul), f32. A small scale (0.125) leaves mostly the host's cost per product. Used on the GPU machine in session 19:
 
     python3 benches/small_products.py SCALE WAYS [ROWS]    # e.g. 1 mm,gmm,q4 1,2,4,16
 """
@@ -36,6 +37,9 @@ def step(M, how):
         elif how == "rows": y = mx.concatenate([x[i:i+1] @ w.T for i in range(M)], 0)
         elif how == "q4": y = mx.quantized_matmul(x, *w, transpose=True, group_size=64, bits=4)
         elif how == "gmm": y = mx.gather_mm(x[None], w.T[None], lhs_indices=I0, rhs_indices=I0)
+        elif how == "gmm_fresh":
+            i = mx.array([0], mx.uint32)
+            y = mx.gather_mm(x[None], w.T[None], lhs_indices=i, rhs_indices=i)
         elif how == "bgemv": y = mx.stack([x, x], 1)[:, :1, :] @ w.T
         elif how == "f32": y = (x.astype(mx.float32) @ w.T.astype(mx.float32))
         outs.append(y.sum())
