@@ -613,6 +613,22 @@ fn padded_batch_cache(model: &qwen3_5::Model, b: usize) -> qwen3_5::Cache {
     qwen3_5::Cache::merge(&caches).unwrap()
 }
 
+/// The greedy tokens of one decode step of a batch (`ids`: one token per row) as a lazy
+/// graph over `cache`, which the step updates; MLX's message when building it fails.
+fn greedy_step(
+    model: &qwen3_5::Model,
+    ids: &Array,
+    cache: &mut qwen3_5::Cache,
+) -> Result<Array, String> {
+    let b = ids.size() as i32;
+    let logits = model
+        .forward_last(&ids.reshape(&[b, 1]).map_err(|e| e.to_string())?, cache)
+        .map_err(|e| e.to_string())?;
+    mlx_rs::ops::argmax_axis(&logits, -1, false)
+        .and_then(|t| t.astype(Dtype::Uint32))
+        .map_err(|e| e.to_string())
+}
+
 /// `warm` then `steps` greedy decode steps of a padded batch of `b` rows (prompts of
 /// 60–123 tokens prefilled alone, then merged): milliseconds per timed step, or the step
 /// whose evaluation failed and MLX's message.
@@ -632,12 +648,7 @@ fn run_batch_steps(
             start = std::time::Instant::now();
         }
         let failed = |e: mlx_rs::Error| (s, e.to_string());
-        let logits = model
-            .forward_last(&ids.reshape(&[b as i32, 1]).unwrap(), &mut cache)
-            .map_err(|e| (s, e.to_string()))?;
-        let next = mlx_rs::ops::argmax_axis(&logits, -1, false)
-            .and_then(|t| t.astype(Dtype::Uint32))
-            .map_err(failed)?;
+        let next = greedy_step(model, &ids, &mut cache).map_err(|e| (s, e))?;
         let mut arrays = cache.arrays();
         arrays.push(&next);
         if pipelined {
@@ -678,18 +689,16 @@ fn batch_step_phases() {
             let mut phases = [0f64; 3];
             let mut kinds = Vec::new();
             for s in 0..warm + steps {
+                if s == warm {
+                    shim_mark(&format!("{b} rows, prefills and {warm} warm-up steps"));
+                }
                 let t0 = std::time::Instant::now();
-                let logits = model
-                    .forward_last(&ids.reshape(&[b as i32, 1]).unwrap(), &mut cache)
-                    .unwrap();
-                let next = mlx_rs::ops::argmax_axis(&logits, -1, false)
-                    .and_then(|t| t.astype(Dtype::Uint32))
-                    .unwrap();
+                let next = greedy_step(model, &ids, &mut cache).unwrap();
                 let mut arrays = cache.arrays();
                 arrays.push(&next);
-                if s == warm {
+                if s + 1 == warm {
+                    // The last warm-up step (its cache evaluated, its time not counted).
                     kinds = mlx_rs::graph::count_primitives_by_kind(&arrays).unwrap();
-                    shim_mark(&format!("{b} rows, prefills and {warm} warm-up steps"));
                 }
                 let t1 = std::time::Instant::now();
                 mlx_rs::async_eval(&arrays).unwrap();
