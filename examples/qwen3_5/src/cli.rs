@@ -45,6 +45,12 @@ pub struct Options {
     #[arg(long, hide = true, value_name = "N",
           value_parser = clap::value_parser!(i32).range(0..), allow_negative_numbers = true)]
     pub kernel_prefill_max: Option<i32>,
+    /// On CUDA, dense products of 2 to N rows (a served batch's decode step) in the
+    /// small-batch tensor-core kernel instead of cuBLASLt (default: 0, never; for A/B runs).
+    #[arg(long, hide = true, value_name = "N",
+          value_parser = clap::value_parser!(i32).range(0..=mlx_lm::kernels::small_batch::MAX_ROWS as i64),
+          allow_negative_numbers = true)]
+    pub small_batch_rows: Option<i32>,
 }
 
 impl Default for Options {
@@ -57,6 +63,7 @@ impl Default for Options {
             sequential_prefill: false,
             prefill_chunk: DEFAULT_CHUNK,
             kernel_prefill_max: None,
+            small_batch_rows: None,
         }
     }
 }
@@ -91,6 +98,9 @@ impl Options {
         }
         if let Some(n) = self.kernel_prefill_max {
             o.kernel_prefill_max = n;
+        }
+        if let Some(n) = self.small_batch_rows {
+            o.small_batch_rows = n;
         }
         o.float_dtype = self.cpu.float_dtype(o.float_dtype);
         o.prefill = if self.sequential_prefill {
@@ -318,6 +328,7 @@ mod tests {
             sequential_prefill: true,
             prefill_chunk: DEFAULT_CHUNK,
             kernel_prefill_max: Some(32),
+            small_batch_rows: Some(12),
         };
         let o = args.resolve(&cpu);
         assert_eq!(o.decode, Decode::Reference);
@@ -325,6 +336,7 @@ mod tests {
         assert_eq!(o.cpu_threads, 3);
         assert_eq!(o.prefill, Prefill::Sequential);
         assert_eq!((defaults.kernel_prefill_max, o.kernel_prefill_max), (0, 32));
+        assert_eq!((defaults.small_batch_rows, o.small_batch_rows), (0, 12));
         assert_eq!(defaults.float_dtype, FloatDtype::Float32Activations);
         assert_eq!(o.float_dtype, FloatDtype::Cast(mlx_rs::Dtype::Bfloat16));
     }
@@ -367,6 +379,8 @@ mod tests {
             &["--decode", "fast"],
             &["--cpu-gemm", "yes"],
             &["--prefill-chunk", "0"],
+            &["--small-batch-rows", "-2"],
+            &["--small-batch-rows", "33"],
         ] {
             assert!(parse(bad).is_err(), "{bad:?}");
         }

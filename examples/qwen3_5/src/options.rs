@@ -6,7 +6,7 @@
 //! device and come from the measurements in `benches/README.md`; the `qwen3_5` binary
 //! sets each field from a flag (`--decode`, `--compile-layers`, `--cpu-gemm`,
 //! `--cpu-threads`, `--float-dtype`; the hidden `--prefill-chunk` / `--sequential-prefill` /
-//! `--kernel-prefill-max`).
+//! `--kernel-prefill-max` / `--small-batch-rows`).
 
 use crate::error::{Error, Result};
 use mlx_lm::kernels::cpu_gemm::CpuProducts;
@@ -72,6 +72,13 @@ pub struct ModelOptions {
     /// kernels take float32 activations and read bfloat16 or quantized weights as
     /// stored), as stored on a GPU.
     pub float_dtype: FloatDtype,
+    /// On CUDA, dense bfloat16 / float16 weight products of 2 to this many rows (at most
+    /// [`MAX_ROWS`](mlx_lm::kernels::small_batch::MAX_ROWS): a decode step of a served batch) run in
+    /// [`small_batch`](mlx_lm::kernels::small_batch) (tensor cores, one launch each) instead of MLX's matmul, which
+    /// takes them to cuBLASLt with its per-call host work; 0: never. Fused decode on the
+    /// CUDA kernel path only. Default: 0 until an A/B on a GPU shows it wins
+    /// (`benches/README.md`; the kernel has run only emulated on a CPU so far).
+    pub small_batch_rows: i32,
 }
 
 /// [`ModelOptions::kernel_prefill_max`] on CUDA: the longest prompt chunk measured (an
@@ -109,6 +116,7 @@ impl ModelOptions {
                 _ => 0,
             },
             float_dtype: FloatDtype::for_device(device),
+            small_batch_rows: 0,
         }
     }
 
@@ -173,6 +181,28 @@ pub struct Plan {
     /// otherwise holds the activations of every layer at once: an H200, the 2B in bf16, a
     /// 2,048-token prompt peaked at 9.54 GB against 5.2 GB on the chunked form.
     pub paced_prefill: bool,
+    /// Dense products of 2 to this many rows in [`small_batch`](mlx_lm::kernels::small_batch)
+    /// ([`ModelOptions::small_batch_rows`] on the CUDA kernel path, else 0: never).
+    pub small_batch_rows: i32,
+}
+
+/// How a model's linear layers multiply on its device, fixed at load ([`Plan::products`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Products {
+    /// On the CPU, how float32 products run; `None` on a GPU.
+    pub cpu: Option<CpuProducts>,
+    /// Dense products of 2 to this many rows in [`small_batch`](mlx_lm::kernels::small_batch) (CUDA); 0: never.
+    pub small_batch_rows: i32,
+}
+
+impl Products {
+    /// The products of a model on the CPU.
+    pub fn cpu(cpu: CpuProducts) -> Products {
+        Products {
+            cpu: Some(cpu),
+            small_batch_rows: 0,
+        }
+    }
 }
 
 impl Plan {
@@ -208,7 +238,19 @@ impl Plan {
                     max_tokens: options.kernel_prefill_max,
                 }),
             paced_prefill: step == StepPath::CudaKernel,
+            small_batch_rows: match step {
+                StepPath::CudaKernel => options.small_batch_rows.max(0),
+                _ => 0,
+            },
         })
+    }
+
+    /// How the layers' products run ([`Plan::cpu`], [`Plan::small_batch_rows`]).
+    pub fn products(&self) -> Products {
+        Products {
+            cpu: self.cpu,
+            small_batch_rows: self.small_batch_rows,
+        }
     }
 
     /// Whether decode steps take the fused forms.

@@ -423,6 +423,58 @@ fn sequences_of_different_lengths_decode_in_one_batch_on_the_gpu() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Dense bfloat16 products of a batch's decode steps in the small-batch tensor-core kernel
+/// (`ModelOptions::small_batch_rows`) against MLX's matmul, on a CUDA GPU: a batch of 5
+/// prompts, then 6 greedy-fed steps, with and without compiled layer steps. The kernel must
+/// take the steps' products (its counter moves) and give the logits of MLX's products
+/// within a few bfloat16 ulps of each row's scale (each rounds its sums once, in its own
+/// order, and four layers carry the difference). On the GPU machine:
+/// `forward-<hash> --ignored small_batch_kernel`.
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn small_batch_kernel_decodes_a_batch_as_mlx_matmul_does() {
+    use mlx_lm::kernels::small_batch;
+    let dir = random_model("small-batch-gpu", Dtype::Bfloat16);
+    let (b, prompt_len, steps) = (5, 7, 6);
+    let run = |rows: i32, compile_layers: bool| {
+        gpu(|| {
+            let options = ModelOptions {
+                compile_layers,
+                small_batch_rows: rows,
+                ..ModelOptions::for_device(&mlx_rs::Device::gpu())
+            };
+            let model = qwen3_5::load_with(&dir, options).unwrap();
+            assert_eq!(model.plan().small_batch_rows, rows);
+            let prompt: Vec<u32> = (0..b * prompt_len).map(|i| (i * 37 % 128) as u32).collect();
+            let mut cache = model.new_cache();
+            let x = Array::from_slice(&prompt, &[b as i32, prompt_len as i32]).unwrap();
+            let mut out = to_f32(&model.forward_last(&x, &mut cache).unwrap());
+            let before = small_batch::products();
+            for s in 0..steps {
+                let next: Vec<u32> = (0..b).map(|i| ((s * 13 + i * 29) % 128) as u32).collect();
+                let x = Array::from_slice(&next, &[b as i32, 1]).unwrap();
+                out.extend(to_f32(&model.forward_last(&x, &mut cache).unwrap()));
+            }
+            (out, small_batch::products() - before)
+        })
+    };
+    for compile_layers in [false, true] {
+        let (with_kernel, taken) = run(32, compile_layers);
+        let (with_matmul, none) = run(0, compile_layers);
+        // Four layers' products a step at least (the joined projections, the MLP, the head).
+        assert!(taken >= steps * 4, "the kernel took {taken} products");
+        assert_eq!(none, 0, "products in the kernel with it off");
+        common::assert_logits_close_rtol(
+            &format!("small-batch kernel against MLX's matmul, compiled layers {compile_layers}"),
+            &with_kernel,
+            &with_matmul,
+            128,
+            8.0 / 128.0,
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 // ---- Tensor parallelism: 2 ring processes on this host, each one rank. ----
 
 #[path = "../../../mlx-lm/tests/lm/ranks.rs"]

@@ -531,18 +531,21 @@ fn fused_decode_on_kernel_shaped_model() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Runs `f` on the GPU with the model in `QWEN3_5_BENCH_DIR` (default options, MLX's
-/// memory limit at 24 GiB); prints that it skipped when the variable is not set.
+/// Runs `f` on the GPU with the model in `QWEN3_5_BENCH_DIR` (default options but
+/// `small_batch_rows` from `QWEN3_5_SMALL_BATCH_ROWS` if set, for A/B runs; MLX's memory
+/// limit at 24 GiB); prints that it skipped when the directory is not set.
 fn with_bench_model(f: impl FnOnce(&qwen3_5::Model)) {
     let Ok(dir) = std::env::var("QWEN3_5_BENCH_DIR") else {
         println!("skipped: set QWEN3_5_BENCH_DIR");
         return;
     };
+    let mut options = ModelOptions::for_device(&Device::gpu());
+    if let Ok(rows) = std::env::var("QWEN3_5_SMALL_BATCH_ROWS") {
+        options.small_batch_rows = rows.parse().expect("QWEN3_5_SMALL_BATCH_ROWS: a number");
+    }
+    println!("small-batch kernel up to {} rows", options.small_batch_rows);
     mlx_rs::memory::set_memory_limit(24 << 30).unwrap();
-    gpu(|| {
-        let model = qwen3_5::load_with(&dir, ModelOptions::for_device(&Device::gpu())).unwrap();
-        f(&model)
-    })
+    gpu(|| f(&qwen3_5::load_with(&dir, options).unwrap()))
 }
 
 /// Timing, not a check: greedy decode steps of a batch as the serving engine holds one

@@ -98,10 +98,7 @@ pub(crate) fn kernel(
     outputs: &[&str],
     source: impl FnOnce(GpuBackend) -> String,
 ) -> Result<GpuKernel> {
-    KERNELS.with(|c| {
-        if let Some(k) = c.borrow().get(&(name, backend)) {
-            return Ok(k.clone());
-        }
+    cached(name, backend, || {
         let header = match backend {
             GpuBackend::Cuda => cuda_header(),
             GpuBackend::Metal => metal_header(),
@@ -111,10 +108,46 @@ pub(crate) fn kernel(
             .header(&header)
             .input_names(inputs)
             .output_names(outputs);
-        let k = match backend {
+        Ok(match backend {
             GpuBackend::Cuda => GpuKernel::Cuda(Rc::new(builder.build_cuda()?)),
             GpuBackend::Metal => GpuKernel::Metal(Rc::new(builder.build_metal()?)),
-        };
+        })
+    })
+}
+
+/// The CUDA kernel `name` with its own `header` (not [`cuda_header`]) that reads its
+/// inputs in any layout (`*_strides`; MLX makes no row-contiguous copies), built on first
+/// use on this thread. MLX assembles and hashes a kernel's whole source at every launch,
+/// so a short header is host time saved on each.
+pub(crate) fn cuda_kernel_any_layout(
+    name: &'static str,
+    inputs: &[&str],
+    outputs: &[&str],
+    header: &str,
+    body: &str,
+) -> Result<GpuKernel> {
+    cached(name, GpuBackend::Cuda, || {
+        let k = KernelBuilder::new(name, body)
+            .header(header)
+            .input_names(inputs)
+            .output_names(outputs)
+            .ensure_row_contiguous(false)
+            .build_cuda()?;
+        Ok(GpuKernel::Cuda(Rc::new(k)))
+    })
+}
+
+/// The kernel cached under (`name`, `backend`) on this thread, or the one `build` makes.
+fn cached(
+    name: &'static str,
+    backend: GpuBackend,
+    build: impl FnOnce() -> Result<GpuKernel>,
+) -> Result<GpuKernel> {
+    KERNELS.with(|c| {
+        if let Some(k) = c.borrow().get(&(name, backend)) {
+            return Ok(k.clone());
+        }
+        let k = build()?;
         c.borrow_mut().insert((name, backend), k.clone());
         Ok(k)
     })

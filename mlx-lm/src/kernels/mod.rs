@@ -11,6 +11,7 @@
 //! | [`cpu_attention`] | one query per sequence over a float32 KV cache (decode), handed back to MLX | CPU |
 //! | [`compiled`] | a per-thread cache of compiled functions, and the small fused pieces of a decode step (SwiGLU, output gate, RMSNorm, add + RMSNorm) | all |
 //! | [`gpu`] | what the GPU kernels share: backend, headers, built-kernel cache | GPU |
+//! | [`small_batch`] | dense bfloat16 / float16 products of 2 to 32 rows (a served batch's decode step) on tensor cores, one launch each instead of cuBLASLt's per-call setup | CUDA |
 //!
 //! # How dispatch picks
 //! A model makes its choices once, at load, and passes them as values: the
@@ -36,3 +37,4 @@ pub mod cpu_quantized;
 pub mod cpu_rows;
 pub mod gated_delta;
 pub mod gpu;
+pub mod small_batch;

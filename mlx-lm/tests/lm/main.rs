@@ -24,5 +24,6 @@ mod gated_delta_chunked;
 mod linear;
 mod lora;
 mod sampling;
+mod small_batch;
 mod tiny_tokenizer;
 mod tokenizer;

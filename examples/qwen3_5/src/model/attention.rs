@@ -65,8 +65,9 @@ impl Attention {
     pub(crate) fn prepare(&mut self, path: &str, c: &TextConfig, plan: &Plan) -> Result<()> {
         let names = ["q_proj", "k_proj", "v_proj"].map(|n| format!("{path}.{n}"));
         let mut layers = [&mut self.q_proj, &mut self.k_proj, &mut self.v_proj];
-        let qkv_proj = Projections::prepare_layers(&names, &mut layers, plan.cpu)?;
-        let o_proj = Linear::prepare_layer(&format!("{path}.o_proj"), &mut self.o_proj, plan.cpu)?;
+        let qkv_proj = Projections::prepare_layers(&names, &mut layers, plan.products())?;
+        let o_proj =
+            Linear::prepare_layer(&format!("{path}.o_proj"), &mut self.o_proj, plan.products())?;
         self.prepared = Some(Prepared {
             qkv_proj,
             o_proj,

@@ -110,9 +110,12 @@ impl GatedDeltaNet {
             &mut self.in_proj_b,
             &mut self.in_proj_a,
         ];
-        let in_proj = Projections::prepare_layers(&names, &mut layers, plan.cpu)?;
-        let out_proj =
-            Linear::prepare_layer(&format!("{path}.out_proj"), &mut self.out_proj, plan.cpu)?;
+        let in_proj = Projections::prepare_layers(&names, &mut layers, plan.products())?;
+        let out_proj = Linear::prepare_layer(
+            &format!("{path}.out_proj"),
+            &mut self.out_proj,
+            plan.products(),
+        )?;
         self.prepared = Some(Prepared {
             in_proj,
             conv_weight: self.conv1d.weight.value().clone(),

@@ -2,9 +2,11 @@
 
 use crate::config::QuantParams;
 use crate::error::{Error, Result};
+use crate::options::Products;
 use mlx_lm::kernels::cpu_bf16;
 use mlx_lm::kernels::cpu_gemm::CpuProducts;
 use mlx_lm::kernels::cpu_quantized;
+use mlx_lm::kernels::small_batch;
 use mlx_lm::tuner::{AdaptableLinear, LowRank};
 use mlx_rs::{ops, Array, Dtype};
 use std::hash::{Hash, Hasher};
@@ -89,6 +91,8 @@ pub enum Linear {
         /// For a bfloat16 weight on the CPU with the CPU GEMM on: products with float32
         /// input go to [`cpu_bf16`] (see [`Linear::for_device`]); `None`: MLX's.
         cpu: Option<CpuProducts>,
+        /// Products of 2 to this many rows run in [`small_batch`] (CUDA); 0: never.
+        small_batch_rows: i32,
     },
     /// Float weight stored transposed and row-major, `[in, out]`: how float32 weights are
     /// kept for the CPU (see [`Linear::for_device`]).
@@ -97,6 +101,8 @@ pub enum Linear {
         wt: Array,
         /// How float32 products with it run.
         cpu: CpuProducts,
+        /// Products of 2 to this many rows run in [`small_batch`] (CUDA); 0: never.
+        small_batch_rows: i32,
     },
     /// MLX affine-quantized weight.
     Quantized(Quantized),
@@ -114,11 +120,14 @@ impl Linear {
     /// Applies the layer to the last axis of `x`.
     pub fn forward(&self, x: &Array) -> Result<Array> {
         match self {
-            Linear::DenseT { wt, cpu } if wt.dtype() == Dtype::Float32 => cpu_matmul(x, wt, *cpu),
+            Linear::DenseT { wt, cpu, .. } if wt.dtype() == Dtype::Float32 => {
+                cpu_matmul(x, wt, *cpu)
+            }
             Linear::Dense {
                 w,
                 wt,
                 cpu: Some(c),
+                ..
             } if x.dtype() == Dtype::Float32 => {
                 let most = mlx_lm::linear::MAX_DEQUANTIZED_BYTES;
                 match cpu_bf16::matmul(x, w, c.threads, most)? {
@@ -126,7 +135,22 @@ impl Linear {
                     None => Ok(ops::matmul(x, wt)?),
                 }
             }
-            Linear::Dense { wt, .. } | Linear::DenseT { wt, .. } => Ok(ops::matmul(x, wt)?),
+            Linear::Dense {
+                wt,
+                small_batch_rows,
+                ..
+            }
+            | Linear::DenseT {
+                wt,
+                small_batch_rows,
+                ..
+            } => {
+                if small_batch::fits(x, wt, *small_batch_rows) {
+                    Ok(small_batch::matmul(x, wt)?)
+                } else {
+                    Ok(ops::matmul(x, wt)?)
+                }
+            }
             Linear::Quantized(q) => q.matmul_t(x),
             Linear::Adapted { base, update } => Ok(update.apply(x, &base.forward(x)?)?),
         }
@@ -141,7 +165,12 @@ impl Linear {
     fn dense_with(w: Array, cpu: Option<CpuProducts>) -> Result<Linear> {
         let wt = ops::transpose(&w)?;
         wt.eval()?;
-        Ok(Linear::Dense { w, wt, cpu })
+        Ok(Linear::Dense {
+            w,
+            wt,
+            cpu,
+            small_batch_rows: 0,
+        })
     }
 
     /// The arrays a product reads, in a fixed order: how a compiled function takes a
@@ -168,13 +197,21 @@ impl Linear {
         };
         Ok(match self {
             // Same product (`x · Wᵀ`) whatever the layout of the array that comes in.
-            Linear::Dense { .. } => Linear::DenseT {
+            Linear::Dense {
+                small_batch_rows, ..
+            } => Linear::DenseT {
                 wt: next()?,
                 cpu: CpuProducts::MLX,
+                small_batch_rows: *small_batch_rows,
             },
-            Linear::DenseT { cpu, .. } => Linear::DenseT {
+            Linear::DenseT {
+                cpu,
+                small_batch_rows,
+                ..
+            } => Linear::DenseT {
                 wt: next()?,
                 cpu: *cpu,
+                small_batch_rows: *small_batch_rows,
             },
             Linear::Quantized(q) => Linear::Quantized(Quantized {
                 weight: next()?,
@@ -194,7 +231,12 @@ impl Linear {
     /// shapes and dtypes (the kind, the quantization) to `h`.
     pub fn hash_structure(&self, h: &mut impl Hasher) {
         match self {
-            Linear::Dense { .. } | Linear::DenseT { .. } => 0u8.hash(h),
+            Linear::Dense {
+                small_batch_rows, ..
+            }
+            | Linear::DenseT {
+                small_batch_rows, ..
+            } => (0u8, *small_batch_rows).hash(h),
             Linear::Quantized(q) => {
                 1u8.hash(h);
                 (q.params.group_size, q.params.bits).hash(h);
@@ -228,13 +270,18 @@ impl Linear {
     /// weight stays packed and multiplies in [`cpu_quantized`] ([`Quantized::cpu`]) when
     /// `cpu.gemm` is on, and a bfloat16 weight stays as stored and multiplies float32
     /// input in [`cpu_bf16`] (a dense bfloat16 checkpoint loaded with float32 activations,
-    /// `FloatDtype::Float32Activations`).
-    pub fn for_device(self, cpu: Option<CpuProducts>) -> Result<Linear> {
-        match (self, cpu) {
+    /// `FloatDtype::Float32Activations`). On a GPU a dense weight takes
+    /// `products.small_batch_rows` ([`Products::small_batch_rows`]).
+    pub fn for_device(self, products: Products) -> Result<Linear> {
+        match (self, products.cpu) {
             (Linear::Dense { wt, .. }, Some(cpu)) if wt.dtype() == Dtype::Float32 => {
                 let wt = ops::contiguous(&wt, false)?;
                 wt.eval()?;
-                Ok(Linear::DenseT { wt, cpu })
+                Ok(Linear::DenseT {
+                    wt,
+                    cpu,
+                    small_batch_rows: 0,
+                })
             }
             (Linear::Dense { w, wt, .. }, Some(cpu))
                 if w.dtype() == Dtype::Bfloat16 && cpu.gemm =>
@@ -243,14 +290,21 @@ impl Linear {
                     w,
                     wt,
                     cpu: Some(cpu),
+                    small_batch_rows: 0,
                 })
             }
+            (Linear::Dense { w, wt, cpu, .. }, None) => Ok(Linear::Dense {
+                w,
+                wt,
+                cpu,
+                small_batch_rows: products.small_batch_rows,
+            }),
             (Linear::Quantized(q), Some(cpu)) if cpu.gemm => Ok(Linear::Quantized(Quantized {
                 cpu: Some(cpu),
                 ..q
             })),
-            (Linear::Adapted { base, update }, cpu) => Ok(Linear::Adapted {
-                base: Box::new(base.for_device(cpu)?),
+            (Linear::Adapted { base, update }, _) => Ok(Linear::Adapted {
+                base: Box::new(base.for_device(products)?),
                 update,
             }),
             (other, _) => Ok(other),
@@ -265,7 +319,11 @@ impl Linear {
         let joined = match parts {
             [] => return Ok(None),
             [Linear::Adapted { .. }, ..] => return Ok(None),
-            [Linear::Dense { cpu, .. }, ..] => {
+            [Linear::Dense {
+                cpu,
+                small_batch_rows,
+                ..
+            }, ..] => {
                 let mut ws = Vec::with_capacity(parts.len());
                 for p in parts {
                     match p {
@@ -279,9 +337,21 @@ impl Linear {
                 }
                 let w = ops::concatenate_axis(&ws, 0)?;
                 w.eval()?;
-                Linear::dense_with(w, *cpu)?
+                let mut joined = Linear::dense_with(w, *cpu)?;
+                if let Linear::Dense {
+                    small_batch_rows: rows,
+                    ..
+                } = &mut joined
+                {
+                    *rows = *small_batch_rows;
+                }
+                joined
             }
-            [Linear::DenseT { cpu, .. }, ..] => {
+            [Linear::DenseT {
+                cpu,
+                small_batch_rows,
+                ..
+            }, ..] => {
                 let mut ws = Vec::with_capacity(parts.len());
                 for p in parts {
                     match p {
@@ -291,7 +361,11 @@ impl Linear {
                 }
                 let wt = ops::concatenate_axis(&ws, 1)?;
                 wt.eval()?;
-                Linear::DenseT { wt, cpu: *cpu }
+                Linear::DenseT {
+                    wt,
+                    cpu: *cpu,
+                    small_batch_rows: *small_batch_rows,
+                }
             }
             [Linear::Quantized(first), ..] => {
                 let mut qs = Vec::with_capacity(parts.len());
@@ -341,10 +415,10 @@ impl Projections {
     /// Joins `parts` (see [`Linear::join`]), after putting each in its device form
     /// ([`Linear::for_device`]). Joined, the 2B decoded at 313 instead of 240 tokens/s on
     /// an H200 (`benches/README.md`).
-    pub fn new(parts: Vec<Linear>, cpu: Option<CpuProducts>) -> Result<Projections> {
+    pub fn new(parts: Vec<Linear>, products: Products) -> Result<Projections> {
         let parts = parts
             .into_iter()
-            .map(|p| p.for_device(cpu))
+            .map(|p| p.for_device(products))
             .collect::<Result<Vec<_>>>()?;
         let mut splits = Vec::with_capacity(parts.len().saturating_sub(1));
         let mut at = 0;
@@ -479,9 +553,9 @@ impl Embedding {
     /// The table in the form that multiplies fastest on the model's device, for a table
     /// that is also the output head (see [`Linear::for_device`]); lookups read either
     /// form.
-    pub fn for_device(self, cpu: Option<CpuProducts>) -> Result<Embedding> {
+    pub fn for_device(self, products: Products) -> Result<Embedding> {
         Ok(Embedding {
-            table: self.table.for_device(cpu)?,
+            table: self.table.for_device(products)?,
         })
     }
 
@@ -503,212 +577,4 @@ impl Linear {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::cpu::{cpu_streams_matmul, CPU_SPLIT_ROWS};
-    use super::*;
-    use mlx_lm::kernels::cpu_gemm;
-    use mlx_rs::random;
-
-    /// More threads than this machine may have: the split must not depend on the count.
-    const THREADS: usize = 3;
-    /// Products on the CPU, through MLX's own and the packed GEMM.
-    const CPU: CpuProducts = CpuProducts {
-        gemm: true,
-        threads: THREADS,
-    };
-
-    #[test]
-    fn quantized_products_take_the_cpu_paths_with_the_same_values() {
-        let cpu = mlx_rs::Device::cpu();
-        mlx_rs::with_device(&cpu, || {
-            let mlx = quantized_4bit(&normal(&[96, 64], 21));
-            let on_cpu = mlx.clone().for_device(Some(CPU)).unwrap();
-            assert!(matches!(&on_cpu, Linear::Quantized(q) if q.cpu == Some(CPU)));
-            // 40 rows, 2-D and 3-D: the GEMM (the counter is process-wide, so other tests
-            // may move it too), the values of MLX's quantized matmul.
-            for shape in [vec![40, 64], vec![2, 20, 64]] {
-                let x = normal(&shape, 22);
-                let before = cpu_gemm::products();
-                let got = on_cpu.forward(&x).unwrap();
-                assert!(cpu_gemm::products() > before, "{shape:?}");
-                close(&got, &mlx.forward(&x).unwrap(), &format!("4-bit {shape:?}"));
-            }
-            // 1 and 3 rows: the few-row product (`cpu_quantized`), MLX's values.
-            for rows in [1, 3] {
-                let x = normal(&[rows, 64], 23);
-                let before = cpu_quantized::products();
-                let got = on_cpu.forward(&x).unwrap();
-                assert!(cpu_quantized::products() > before, "{rows} rows");
-                close(
-                    &got,
-                    &mlx.forward(&x).unwrap(),
-                    &format!("4-bit, {rows} rows"),
-                );
-            }
-        })
-        .unwrap();
-    }
-
-    /// `w` quantized to 4 bits in groups of 32, as MLX's quantized matmul takes it.
-    fn quantized_4bit(w: &Array) -> Linear {
-        let opts = ops::QuantizeOptions {
-            group_size: Some(32),
-            bits: Some(4),
-            mode: ops::QuantizationMode::Affine,
-        };
-        let q = ops::quantize(w, None, opts).unwrap();
-        Linear::Quantized(Quantized {
-            weight: q.w,
-            scales: q.scales,
-            biases: q.biases.unwrap(),
-            params: QuantParams {
-                group_size: 32,
-                bits: 4,
-            },
-            cpu: None,
-        })
-    }
-
-    fn close(got: &Array, want: &Array, what: &str) {
-        assert_eq!(got.shape(), want.shape(), "{what}");
-        let (g, e) = (got.to_vec::<f32>().unwrap(), want.to_vec::<f32>().unwrap());
-        for (a, b) in g.iter().zip(&e) {
-            assert!(
-                (a - b).abs() <= 1e-4 * (1.0 + b.abs()),
-                "{what}: {a} vs {b}"
-            );
-        }
-    }
-
-    fn normal(shape: &[i32], seed: u64) -> Array {
-        let key = random::key(seed).unwrap();
-        random::normal(shape, Dtype::Float32, 0.0, 1.0, Some(&key)).unwrap()
-    }
-
-    #[test]
-    fn cpu_float32_weights_are_stored_transposed_and_give_the_same_product() {
-        let cpu = mlx_rs::Device::cpu();
-        mlx_rs::with_device(&cpu, || {
-            let w = normal(&[96, 64], 3);
-            let lin = Linear::dense(w.clone())
-                .unwrap()
-                .for_device(Some(CPU))
-                .unwrap();
-            assert!(matches!(lin, Linear::DenseT { .. }));
-            assert_eq!(lin.out_features().unwrap(), 96);
-            for rows in [1, 31, 100] {
-                let x = normal(&[1, rows, 64], rows as u64);
-                let want = ops::matmul(&x, &ops::transpose(&w).unwrap()).unwrap();
-                close(&lin.forward(&x).unwrap(), &want, &format!("{rows} rows"));
-            }
-            // bfloat16 keeps the stored form, its float32 products in `cpu_bf16`.
-            let wb = w.astype(Dtype::Bfloat16).unwrap();
-            let bf = Linear::dense(wb.clone())
-                .unwrap()
-                .for_device(Some(CPU))
-                .unwrap();
-            assert!(matches!(bf, Linear::Dense { cpu: Some(_), .. }));
-            let wb32 = ops::transpose(&wb.astype(Dtype::Float32).unwrap()).unwrap();
-            for rows in [1, 40] {
-                let x = normal(&[1, rows, 64], 7 + rows as u64);
-                let before = cpu_bf16::products();
-                let got = bf.forward(&x).unwrap();
-                assert!(cpu_bf16::products() > before, "{rows} rows: bf16 kernel");
-                let want = ops::matmul(&x, &wb32).unwrap();
-                close(&got, &want, &format!("bfloat16, {rows} rows"));
-            }
-        })
-        .unwrap();
-    }
-
-    #[test]
-    fn products_spread_over_cpu_streams_are_exact() {
-        let cpu = mlx_rs::Device::cpu();
-        mlx_rs::with_device(&cpu, || {
-            // An odd number of columns, so the streams' parts differ in width.
-            let wt = normal(&[64, 97], 11);
-            for rows in [1, CPU_SPLIT_ROWS as i32, 100] {
-                // A lazy input from the current stream.
-                let x = normal(&[2, rows, 64], 12)
-                    .multiply(&Array::scalar(0.5f32))
-                    .unwrap();
-                let got = cpu_streams_matmul(&x, &wt, THREADS).unwrap();
-                let want = ops::matmul(&x, &wt).unwrap();
-                assert_eq!(got.shape(), &[2, rows, 97]);
-                assert_eq!(
-                    got.to_vec::<f32>().unwrap(),
-                    want.to_vec::<f32>().unwrap(),
-                    "{rows} rows over {THREADS} streams"
-                );
-            }
-        })
-        .unwrap();
-    }
-
-    #[test]
-    fn joined_projections_split_into_the_separate_products() {
-        let cpu = mlx_rs::Device::cpu();
-        mlx_rs::with_device(&cpu, || {
-            let ws = [
-                normal(&[40, 64], 1),
-                normal(&[8, 64], 2),
-                normal(&[3, 64], 4),
-            ];
-            let x = normal(&[2, 5, 64], 9);
-            // Dense (bfloat16 stays [out, in]) and transposed float32 forms.
-            for dtype in [Dtype::Float32, Dtype::Bfloat16] {
-                let parts: Vec<Linear> = ws
-                    .iter()
-                    .map(|w| Linear::dense(w.astype(dtype).unwrap()).unwrap())
-                    .collect();
-                let proj = Projections::new(parts.clone(), Some(CPU)).unwrap();
-                assert!(proj.joined.is_some());
-                let got = proj.forward(&x.astype(dtype).unwrap()).unwrap();
-                assert_eq!(got.len(), 3);
-                for (g, p) in got.iter().zip(&parts) {
-                    let want = p.forward(&x.astype(dtype).unwrap()).unwrap();
-                    let (g, want) = (
-                        g.astype(Dtype::Float32).unwrap(),
-                        want.astype(Dtype::Float32).unwrap(),
-                    );
-                    close(&g, &want, &format!("{dtype:?}"));
-                }
-            }
-            // Quantized parts of one quantization join; with a dense part they do not.
-            let quant = quantized_4bit;
-            let parts: Vec<Linear> = ws.iter().map(quant).collect();
-            let proj = Projections::new(parts.clone(), Some(CPU)).unwrap();
-            assert!(proj.joined.is_some());
-            for (g, p) in proj.forward(&x).unwrap().iter().zip(&parts) {
-                close(g, &p.forward(&x).unwrap(), "4-bit");
-            }
-            let mixed = vec![quant(&ws[0]), Linear::dense(ws[1].clone()).unwrap()];
-            assert!(Linear::join(&mixed).unwrap().is_none());
-            let proj = Projections::new(mixed, Some(CPU)).unwrap();
-            assert!(proj.joined.is_none());
-            assert_eq!(proj.forward(&x).unwrap()[1].shape(), &[2, 5, 8]);
-        })
-        .unwrap();
-    }
-
-    #[test]
-    fn a_transposed_table_looks_up_the_same_rows() {
-        let cpu = mlx_rs::Device::cpu();
-        mlx_rs::with_device(&cpu, || {
-            let table = normal(&[50, 16], 5);
-            let emb = Embedding {
-                table: Linear::dense(table.clone()).unwrap(),
-            }
-            .for_device(Some(CPU))
-            .unwrap();
-            assert!(matches!(emb.table, Linear::DenseT { .. }));
-            let ids = Array::from_slice(&[3u32, 0, 49, 3, 7, 12], &[2, 3]).unwrap();
-            let want = ops::take_axis(&table, &ids, 0).unwrap();
-            close(&emb.forward(&ids).unwrap(), &want, "rows");
-            let x = normal(&[1, 2, 16], 6);
-            let want = ops::matmul(&x, &ops::transpose(&table).unwrap()).unwrap();
-            close(&emb.as_linear(&x).unwrap(), &want, "head");
-        })
-        .unwrap();
-    }
-}
+mod tests;

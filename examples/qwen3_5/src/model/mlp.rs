@@ -38,9 +38,12 @@ impl Mlp {
     pub(crate) fn prepare(&mut self, path: &str, plan: &Plan) -> Result<()> {
         let names = ["gate_proj", "up_proj"].map(|n| format!("{path}.{n}"));
         let mut layers = [&mut self.gate_proj, &mut self.up_proj];
-        let gate_up = Projections::prepare_layers(&names, &mut layers, plan.cpu)?;
-        let down_proj =
-            Linear::prepare_layer(&format!("{path}.down_proj"), &mut self.down_proj, plan.cpu)?;
+        let gate_up = Projections::prepare_layers(&names, &mut layers, plan.products())?;
+        let down_proj = Linear::prepare_layer(
+            &format!("{path}.down_proj"),
+            &mut self.down_proj,
+            plan.products(),
+        )?;
         self.prepared = Some(Prepared { gate_up, down_proj });
         Ok(())
     }

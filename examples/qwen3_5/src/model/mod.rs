@@ -358,7 +358,7 @@ impl Model {
         };
         // A tied table is also the output head: keep it in the head's fastest form.
         let embedding = if c.tie_word_embeddings {
-            embedding.for_device(plan.cpu)?
+            embedding.for_device(plan.products())?
         } else {
             embedding
         };
@@ -372,7 +372,7 @@ impl Model {
         }
         if let Some(head) = &mut lm.lm_head {
             let path = "language_model.lm_head";
-            lm.head = Some(Linear::prepare_layer(path, head, plan.cpu)?);
+            lm.head = Some(Linear::prepare_layer(path, head, plan.products())?);
         }
         // The views are evaluated now, so that the model holds only data (a lazy array
         // would stay tied to this thread's stream).

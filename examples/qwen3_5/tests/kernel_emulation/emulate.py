@@ -222,9 +222,11 @@ def metal_source(kernel, act, gate, dims):
 
 def compile_cpp(cpp, exe):
     """Builds an emulated launch with the host compiler ($CXX, else g++) under
-    AddressSanitizer (unless GDN_EMUL_NO_ASAN is set), warnings as errors. The compiler's
+    AddressSanitizer and UBSan's alignment check (a wide load from an address the GPU
+    would fault on stops the run; unless GDN_EMUL_NO_ASAN is set), warnings as errors. The compiler's
     error output, or None."""
-    sanitize = [] if os.environ.get("GDN_EMUL_NO_ASAN") else ["-fsanitize=address"]
+    sanitize = [] if os.environ.get("GDN_EMUL_NO_ASAN") else [
+        "-fsanitize=address,alignment", "-fno-sanitize-recover=alignment"]
     cmd = [os.environ.get("CXX", "g++"), "-std=c++20", "-O1", "-pthread", *sanitize, "-Wall",
            "-Wno-attributes", "-Wno-unused-variable", "-Wno-unused-local-typedefs",
            "-Wno-unknown-pragmas", "-Werror", "-I", HERE, cpp, "-o", exe]

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Compiles the CUDA gated delta kernel with NVRTC the way MLX 0.32.2 does, without a GPU.
+"""Compiles the CUDA kernels of mlx-lm with NVRTC the way MLX 0.32.2 does, without a GPU.
 
 MLX's CUDA backend JIT-compiles a custom kernel's source with NVRTC, against device
 headers it carries inside libmlx.so (mlx/backend/cuda/device/*.cuh). This script takes
@@ -120,6 +120,29 @@ ATTN_WARPS = int(re.search(r"const WARPS: i32 = (\d+);", _ATTN_RS).group(1))
 ATTN_SPLIT = int(re.search(r"pub const SPLIT: i32 = (\d+);", _ATTN_RS).group(1))
 
 
+_SB_RS = open(os.path.join(HERE, "..", "..", "..", "..", "mlx-lm", "src", "kernels",
+                           "small_batch.rs")).read()
+SB_WARPS = int(re.search(r"pub const WARPS: i32 = (\d+);", _SB_RS).group(1))
+SMALL_BATCH = dict(name="small_batch_mma")
+
+
+def small_batch_source(act, nt):
+    """The source MLX's build_kernel writes for the small-batch product
+    (mlx-lm/src/kernels/small_batch.rs: its own header, inputs read with their strides)."""
+    t = CUDA_TYPES[act]
+    src = DEFAULT_HEADER + read("small_batch_mma.cuh")
+    src += "namespace mlx::core::cu {\n\nnamespace cg = cooperative_groups;\n\n"
+    name = f"custom_kernel_small_batch_mma_{t}_{nt}_{SB_WARPS}".replace("__", "_")
+    src += f"__global__ void {name}(\n"
+    src += f"    const {t}* x,\n    const __grid_constant__ Shape x_shape,\n"
+    src += "    const __grid_constant__ Strides x_strides,\n    const __grid_constant__ int x_ndim,\n"
+    src += f"    const {t}* wt,\n    const __grid_constant__ Shape wt_shape,\n"
+    src += f"    const __grid_constant__ Strides wt_strides,\n    {t}* out) {{\n"
+    src += f"  using T = {t};\n  constexpr int NT = {nt};\n  constexpr int WARPS = {SB_WARPS};\n\n"
+    src += read("small_batch_gemm.cu.inc") + "\n}\n\n} // namespace mlx::core::cu\n"
+    return src, "mlx::core::cu::" + name
+
+
 def attn_source(kernel, act, consts):
     """The source MLX's build_kernel writes for an attention kernel (mlx-lm/src/kernels/attention.rs)."""
     types = {"act": CUDA_TYPES[act], "f32": "float", "i32": "int32_t"}
@@ -210,9 +233,14 @@ def main():
               (ATTN, "float16", None, dict(D=64, H=4, KV=4, GB=1, WARPS=ATTN_WARPS, L=ATTN_SPLIT)),
               (ATTN_MERGE, "bfloat16", None, dict(D=256, H=8, L=ATTN_SPLIT)),
               (ATTN_MERGE, "float16", None, dict(D=64, H=4, L=ATTN_SPLIT))]
+    # The small-batch product: (kernel, activation dtype, None, row tiles)
+    cases += [(SMALL_BATCH, "bfloat16", None, 1), (SMALL_BATCH, "bfloat16", None, 4),
+              (SMALL_BATCH, "float16", None, 2)]
     for kernel, act, gate, dims in cases:
         dtype_name = f"{kernel['name']} {act}/{gate}"
-        if kernel in (QK_PREP, ATTN, ATTN_MERGE):
+        if kernel is SMALL_BATCH:
+            src, name = small_batch_source(act, dims)
+        elif kernel in (QK_PREP, ATTN, ATTN_MERGE):
             src, name = attn_source(kernel, act, dims)
         else:
             src, name = kernel_source(kernel, act, gate, dims)

@@ -36,6 +36,9 @@ namespace emul {
 struct Warp {
   std::barrier<> bar{32};
   float slots[32];
+  // The register fragments of a tensor-core multiply (shim_mma.h), one row per lane.
+  unsigned mma_a[32][4];
+  unsigned mma_b[32][2];
 };
 inline thread_local Warp* current_warp = nullptr;
 inline thread_local int current_lane = 0;

@@ -16,7 +16,9 @@ struct dim3 {
 inline thread_local dim3 threadIdx, blockIdx, blockDim, gridDim;
 
 using __nv_bfloat16 = bf16_emul;
+using __half = _Float16;
 using Shape = std::array<int32_t, 8>;
+using Strides = std::array<int64_t, 8>;
 namespace cooperative_groups {}
 
 inline float expf(float x) { return std::exp(x); }

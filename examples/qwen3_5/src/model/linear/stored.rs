@@ -5,7 +5,7 @@
 use super::{Linear, Projections, Quantized};
 use crate::config::QuantParams;
 use crate::error::{Error, Result};
-use mlx_lm::kernels::cpu_gemm::CpuProducts;
+use crate::options::Products;
 use mlx_lm::tuner::AdaptableLinear;
 use mlx_rs::nn::{self, MaybeQuantized, Param};
 use mlx_rs::ops::{QuantizationMode, QuantizeOptions};
@@ -222,9 +222,9 @@ impl Linear {
     pub(crate) fn prepare_layer(
         path: &str,
         layer: &mut AdaptableLinear,
-        cpu: Option<CpuProducts>,
+        products: Products,
     ) -> Result<Linear> {
-        let linear = Linear::from_layer(path, layer)?.for_device(cpu)?;
+        let linear = Linear::from_layer(path, layer)?.for_device(products)?;
         linear.stored()?.store_into(path, layer)?;
         Ok(linear)
     }
@@ -236,14 +236,14 @@ impl Projections {
     pub(crate) fn prepare_layers(
         paths: &[String],
         layers: &mut [&mut AdaptableLinear],
-        cpu: Option<CpuProducts>,
+        products: Products,
     ) -> Result<Projections> {
         let parts = paths
             .iter()
             .zip(layers.iter())
             .map(|(p, l)| Linear::from_layer(p, l))
             .collect::<Result<Vec<_>>>()?;
-        let joined = Projections::new(parts, cpu)?;
+        let joined = Projections::new(parts, products)?;
         let stored = joined.stored_parts()?;
         if stored.len() != layers.len() {
             return Err(Error::Weights(format!(
