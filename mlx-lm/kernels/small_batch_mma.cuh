@@ -5,34 +5,18 @@
 // picked by overloading on a null pointer of it. On the CPU,
 // examples/qwen3_5/tests/kernel_emulation/shim_mma.h stands in for this file.
 
-__device__ __forceinline__ void sb_mma(
-    float (&d)[4],
-    unsigned a0,
-    unsigned a1,
-    unsigned a2,
-    unsigned a3,
-    unsigned b0,
-    unsigned b1,
-    const __nv_bfloat16*) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
-      "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-}
+#define SB_MMA(TYPE, PTX_TYPE)                                                   \
+  __device__ __forceinline__ void sb_mma(                                        \
+      float (&d)[4], unsigned a0, unsigned a1, unsigned a2, unsigned a3,         \
+      unsigned b0, unsigned b1, const TYPE*) {                                   \
+    asm volatile(                                                                \
+        "mma.sync.aligned.m16n8k16.row.col.f32." PTX_TYPE "." PTX_TYPE ".f32 "   \
+        "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"      \
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])                         \
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));                 \
+  }
 
-__device__ __forceinline__ void sb_mma(
-    float (&d)[4],
-    unsigned a0,
-    unsigned a1,
-    unsigned a2,
-    unsigned a3,
-    unsigned b0,
-    unsigned b1,
-    const __half*) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
-      "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-}
+SB_MMA(__nv_bfloat16, "bf16")
+SB_MMA(__half, "f16")
+
+#undef SB_MMA
