@@ -38,6 +38,21 @@ pub const MAX_ROWS: i32 = 32;
 /// Products built here so far, in this process (to check that a path took them).
 static PRODUCTS: AtomicUsize = AtomicUsize::new(0);
 
+/// Compiles the kernel for `dtype` (bfloat16 or float16) now, by running one small product:
+/// MLX compiles a custom kernel with NVRTC at its first launch in a process (about 2 s on
+/// an H100, measured as a first-token stall of a served batch), so a model that will use it
+/// calls this at load instead of stalling its first batched step. One kernel serves every
+/// batch size (its row tiles past the batch are skipped).
+///
+/// # Errors
+/// Another dtype; MLX's errors (no CUDA GPU).
+pub fn compile(dtype: Dtype) -> Result<()> {
+    let x = mlx_rs::ops::zeros(&[2, 32], dtype)?;
+    let wt = mlx_rs::ops::zeros(&[32, 16], dtype)?;
+    matmul(&x, &wt)?.eval()?;
+    Ok(())
+}
+
 /// How many products [`matmul`] has built in this process.
 pub fn products() -> usize {
     PRODUCTS.load(Ordering::Relaxed)
@@ -82,8 +97,7 @@ pub fn matmul(x: &Array, wt: &Array) -> Result<Array> {
             wt.dtype()
         )));
     }
-    let (k, n) = (wt.dim(0), wt.dim(1));
-    let rows = (x.size() / k as usize) as i32;
+    let n = wt.dim(1);
     let mut out_shape = x.shape().to_vec();
     if let Some(last) = out_shape.last_mut() {
         *last = n;
@@ -93,7 +107,7 @@ pub fn matmul(x: &Array, wt: &Array) -> Result<Array> {
     let config = KernelConfig::new([32 * WARPS * (n / 16), 1, 1], [32 * WARPS, 1, 1])
         .output(&out_shape, x.dtype())
         .template("T", TemplateArg::Dtype(x.dtype()))
-        .template("NT", TemplateArg::Int((rows + 7) / 8))
+        .template("NT", TemplateArg::Int(MAX_ROWS / 8))
         .template("WARPS", TemplateArg::Int(WARPS));
     let out = kern.apply(&[x, wt], &config)?;
     let [out] = gpu::outputs(out, "small-batch product kernel")?;

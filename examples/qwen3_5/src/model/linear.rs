@@ -249,6 +249,16 @@ impl Linear {
         }
     }
 
+    /// The dtype of a dense weight (an adapted layer's base's); `None` when quantized.
+    pub fn dense_dtype(&self) -> Option<Dtype> {
+        match self {
+            Linear::Dense { w, .. } => Some(w.dtype()),
+            Linear::DenseT { wt, .. } => Some(wt.dtype()),
+            Linear::Quantized(_) => None,
+            Linear::Adapted { base, .. } => base.dense_dtype(),
+        }
+    }
+
     /// Output features.
     pub fn out_features(&self) -> Result<i32> {
         Ok(match self {

@@ -377,6 +377,18 @@ impl Model {
         // The views are evaluated now, so that the model holds only data (a lazy array
         // would stay tied to this thread's stream).
         self.eval_parameters()?;
+        // The small-batch kernel compiled now rather than at the first batched step.
+        let lm = &self.language_model;
+        let head = lm
+            .head
+            .as_ref()
+            .or(lm.model.embedding.as_ref().map(|e| &e.table));
+        if let Some(dtype) = head.and_then(Linear::dense_dtype) {
+            let half = matches!(dtype, Dtype::Bfloat16 | Dtype::Float16);
+            if self.plan.small_batch_rows >= 2 && half {
+                mlx_lm::kernels::small_batch::compile(dtype)?;
+            }
+        }
         Ok(())
     }
 

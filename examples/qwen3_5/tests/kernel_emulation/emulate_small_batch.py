@@ -12,7 +12,8 @@ barrier), under AddressSanitizer (unless GDN_EMUL_NO_ASAN is set), each input in
 of exactly its own extent, the output pre-filled with NaN, launched over the grid
 small_batch.rs asks for (its WARPS constant is read from there).
 
-Checked, for bfloat16 and float16, rows 2 to 32 (1 to 4 tiles of 8, partly filled), K of
+Checked, for bfloat16 and float16, rows 2 to 32 (1 to 4 tiles of 8, partly filled; the
+kernel as compiled for 32 rows, as small_batch.rs launches it), K of
 1 to 16 chunks of 32 (fewer and more than the warps), N of one and three blocks:
   * against NumPy (float64 products of the 16-bit inputs, rounded once);
   * the layouts the kernel meets: the weight as the transposed view of a stored [N, K]
@@ -38,7 +39,11 @@ import numpy as np
 from emulate import HERE, bf16_round, compile_cpp, read
 
 SMALL_BATCH_RS = os.path.join(HERE, "..", "..", "..", "..", "mlx-lm", "src", "kernels", "small_batch.rs")
-WARPS = int(re.search(r"pub const WARPS: i32 = (\d+);", open(SMALL_BATCH_RS).read()).group(1))
+_RS = open(SMALL_BATCH_RS).read()
+WARPS = int(re.search(r"pub const WARPS: i32 = (\d+);", _RS).group(1))
+# The kernel is compiled for the most rows it takes (MAX_ROWS / 8 tiles) and skips the
+# tiles past each batch's rows.
+NT = int(re.search(r"pub const MAX_ROWS: i32 = (\d+);", _RS).group(1)) // 8
 TYPES = {"bfloat16": "__nv_bfloat16", "float16": "__half"}
 
 
@@ -190,16 +195,15 @@ def main():
     os.makedirs(workdir, exist_ok=True)
     exes = {}
     for dtype in TYPES:
-        for nt in range(1, 5):
-            cpp = os.path.join(workdir, f"sb_{dtype}_{nt}.cpp")
-            with open(cpp, "w") as f:
-                f.write(source(dtype, nt))
-            exe = cpp[:-4]
-            err = compile_cpp(cpp, exe)
-            if err:
-                print(f"FAIL compile {dtype} NT={nt}:\n{err[-3000:]}")
-                return 1
-            exes[(dtype, nt)] = exe
+        cpp = os.path.join(workdir, f"sb_{dtype}.cpp")
+        with open(cpp, "w") as f:
+            f.write(source(dtype, NT))
+        exe = cpp[:-4]
+        err = compile_cpp(cpp, exe)
+        if err:
+            print(f"FAIL compile {dtype}:\n{err[-3000:]}")
+            return 1
+        exes[dtype] = exe
     all_ok = True
     count = 0
     rng = np.random.default_rng(7)
@@ -220,8 +224,7 @@ def main():
                 for xk, wk in pairs:
                     count += 1
                     tag = f"{dtype}-k{k}-n{n}-r{rows}-{xk}-{wk}"
-                    nt = -(-rows // 8)
-                    got, err = run_case(exes[(dtype, nt)], workdir, tag, x_all[:rows], w, xk, wk)
+                    got, err = run_case(exes[dtype], workdir, tag, x_all[:rows], w, xk, wk)
                     if err:
                         print(f"FAIL {tag}: {err}")
                         all_ok = False

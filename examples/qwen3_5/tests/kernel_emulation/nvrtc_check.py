@@ -123,6 +123,7 @@ ATTN_SPLIT = int(re.search(r"pub const SPLIT: i32 = (\d+);", _ATTN_RS).group(1))
 _SB_RS = open(os.path.join(HERE, "..", "..", "..", "..", "mlx-lm", "src", "kernels",
                            "small_batch.rs")).read()
 SB_WARPS = int(re.search(r"pub const WARPS: i32 = (\d+);", _SB_RS).group(1))
+SB_TILES = int(re.search(r"pub const MAX_ROWS: i32 = (\d+);", _SB_RS).group(1)) // 8
 SMALL_BATCH = dict(name="small_batch_mma")
 
 
@@ -234,8 +235,7 @@ def main():
               (ATTN_MERGE, "bfloat16", None, dict(D=256, H=8, L=ATTN_SPLIT)),
               (ATTN_MERGE, "float16", None, dict(D=64, H=4, L=ATTN_SPLIT))]
     # The small-batch product: (kernel, activation dtype, None, row tiles)
-    cases += [(SMALL_BATCH, "bfloat16", None, 1), (SMALL_BATCH, "bfloat16", None, 4),
-              (SMALL_BATCH, "float16", None, 2)]
+    cases += [(SMALL_BATCH, "bfloat16", None, SB_TILES), (SMALL_BATCH, "float16", None, SB_TILES)]
     for kernel, act, gate, dims in cases:
         dtype_name = f"{kernel['name']} {act}/{gate}"
         if kernel is SMALL_BATCH:
