@@ -69,7 +69,9 @@ pub fn fits(x: &Array, wt: &Array, max_rows: i32) -> bool {
     let (Some(&k), &[wk, n]) = (x.shape().last(), wt.shape()) else {
         return false;
     };
-    if k <= 0 || wk != k || n <= 0 || k % 32 != 0 || n % 16 != 0 || x.ndim() < 2 {
+    // The launch counts its threads, 32 · WARPS per 16 columns, in an i32.
+    let most_n = i32::MAX / (32 * WARPS) * 16;
+    if k <= 0 || wk != k || n <= 0 || n > most_n || k % 32 != 0 || n % 16 != 0 || x.ndim() < 2 {
         return false;
     }
     (2..=most).contains(&(x.size() / k as usize))
