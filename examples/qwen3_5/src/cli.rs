@@ -46,7 +46,8 @@ pub struct Options {
           value_parser = clap::value_parser!(i32).range(0..), allow_negative_numbers = true)]
     pub kernel_prefill_max: Option<i32>,
     /// On CUDA, dense products of 2 to N rows (a served batch's decode step) in the
-    /// small-batch tensor-core kernel instead of cuBLASLt (default: 0, never; for A/B runs).
+    /// small-batch tensor-core kernel instead of cuBLASLt (default: the device's, 16 on
+    /// CUDA; 0: never).
     #[arg(long, hide = true, value_name = "N",
           value_parser = clap::value_parser!(i32).range(0..=mlx_lm::kernels::small_batch::MAX_ROWS as i64),
           allow_negative_numbers = true)]

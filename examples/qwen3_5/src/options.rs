@@ -73,11 +73,11 @@ pub struct ModelOptions {
     /// stored), as stored on a GPU.
     pub float_dtype: FloatDtype,
     /// On CUDA, dense bfloat16 / float16 weight products of 2 to this many rows (at most
-    /// [`MAX_ROWS`](mlx_lm::kernels::small_batch::MAX_ROWS): a decode step of a served batch) run in
-    /// [`small_batch`](mlx_lm::kernels::small_batch) (tensor cores, one launch each) instead of MLX's matmul, which
-    /// takes them to cuBLASLt with its per-call host work; 0: never. Fused decode on the
-    /// CUDA kernel path only. Default: 0 until an A/B on a GPU shows it wins
-    /// (`benches/README.md`; the kernel has run only emulated on a CPU so far).
+    /// [`MAX_ROWS`](mlx_lm::kernels::small_batch::MAX_ROWS): a decode step of a served
+    /// batch) run in [`small_batch`](mlx_lm::kernels::small_batch) (tensor cores, one launch
+    /// each) instead of MLX's matmul, which takes them to cuBLASLt with its per-call host
+    /// work; the kernel is compiled at load. 0: never. Fused decode on the CUDA kernel path
+    /// only. Default: [`SMALL_BATCH_ROWS`] on CUDA, 0 elsewhere.
     pub small_batch_rows: i32,
 }
 
@@ -87,6 +87,14 @@ pub struct ModelOptions {
 /// 855–962 → 1,608–1,705 tokens/s). Its peak memory is that of the chunked form only with
 /// [`Plan::paced_prefill`] (without: 9.54 against 5.29 GB at 2,048 tokens).
 pub const KERNEL_PREFILL_MAX: i32 = 2048;
+
+/// [`ModelOptions::small_batch_rows`] on CUDA. Measured on an H100 (the 2B in bf16,
+/// 2026-12-05, `benches/README.md`, session 20): served aggregate at 4 / 16 clients 741–802
+/// / 2,565–2,689 tokens/s with the kernel against 503–747 / 1,641–2,478 with MLX's matmul
+/// (16 against one client: 9.7–10.4× against 7.0–10.2×); at 32 rows it won two served runs
+/// of three but lost a quarter when steps were waited for one by one, so a batch of more
+/// than 16 rows stays on MLX's matmul.
+pub const SMALL_BATCH_ROWS: i32 = 16;
 
 /// A prefill of more tokens than this is paced ([`Plan::paced_prefill`]); a shorter one (a
 /// served request's chunk, a chat turn) goes to MLX whole: pacing waits for the GPU once
@@ -116,7 +124,10 @@ impl ModelOptions {
                 _ => 0,
             },
             float_dtype: FloatDtype::for_device(device),
-            small_batch_rows: 0,
+            small_batch_rows: match StepPath::fused_on(device) {
+                StepPath::CudaKernel => SMALL_BATCH_ROWS,
+                _ => 0,
+            },
         }
     }
 
