@@ -45,7 +45,9 @@ static PRODUCTS: AtomicUsize = AtomicUsize::new(0);
 /// batch size (its row tiles past the batch are skipped).
 ///
 /// # Errors
-/// Another dtype; MLX's errors (no CUDA GPU).
+/// Another dtype; MLX's errors (no CUDA GPU, or one without bfloat16 / float16 tensor-core
+/// multiplies: before sm_80 NVRTC refuses the bfloat16 `mma`), after which a caller keeps
+/// MLX's matmul.
 pub fn compile(dtype: Dtype) -> Result<()> {
     let x = mlx_rs::ops::zeros(&[2, 32], dtype)?;
     let wt = mlx_rs::ops::zeros(&[32, 16], dtype)?;

@@ -16,7 +16,7 @@ use attention::Attention;
 use deltanet::{GatedDeltaNet, RowEnds};
 use linear::{Embedding, Linear};
 use mlp::Mlp;
-use mlx_lm::kernels::compiled;
+use mlx_lm::kernels::{compiled, small_batch};
 use mlx_lm::model::PaddedRows;
 use mlx_lm::shard::Part;
 use mlx_lm::tuner::{self, checkpoint_layer, Adaptable, AdaptableLinear};
@@ -349,13 +349,23 @@ impl Model {
     /// [`Module::parameters`] still gives the checkpoint's values.
     fn prepare(&mut self) -> Result<()> {
         let text = self.rank_text_config();
+        let path = "language_model.model.embed_tokens";
+        let embedding = Embedding {
+            table: Linear::from_embedding(path, &self.language_model.model.embed_tokens)?,
+        };
+        // The small-batch kernel is compiled now rather than at the first batched step;
+        // where it cannot be (a dtype it does not take, a GPU without bf16 tensor cores)
+        // the model keeps MLX's matmul.
+        if self.plan.small_batch_rows >= 2 {
+            let dtype = embedding.table.dense_dtype();
+            let compiled = dtype.is_some_and(|d| small_batch::compile(d).is_ok());
+            if !compiled {
+                self.plan.small_batch_rows = 0;
+            }
+        }
         let (c, plan) = (&text, &self.plan);
         let lm = &mut self.language_model;
         let dec = &mut lm.model;
-        let path = "language_model.model.embed_tokens";
-        let embedding = Embedding {
-            table: Linear::from_embedding(path, &dec.embed_tokens)?,
-        };
         // A tied table is also the output head: keep it in the head's fastest form.
         let embedding = if c.tie_word_embeddings {
             embedding.for_device(plan.products())?
@@ -377,18 +387,6 @@ impl Model {
         // The views are evaluated now, so that the model holds only data (a lazy array
         // would stay tied to this thread's stream).
         self.eval_parameters()?;
-        // The small-batch kernel compiled now rather than at the first batched step.
-        let lm = &self.language_model;
-        let head = lm
-            .head
-            .as_ref()
-            .or(lm.model.embedding.as_ref().map(|e| &e.table));
-        if let Some(dtype) = head.and_then(Linear::dense_dtype) {
-            let half = matches!(dtype, Dtype::Bfloat16 | Dtype::Float16);
-            if self.plan.small_batch_rows >= 2 && half {
-                mlx_lm::kernels::small_batch::compile(dtype)?;
-            }
-        }
         Ok(())
     }
 
