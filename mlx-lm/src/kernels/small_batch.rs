@@ -95,8 +95,8 @@ pub fn fits(x: &Array, wt: &Array, max_rows: i32) -> bool {
 /// Shapes or dtypes the kernel does not take (see [`fits`] with [`MAX_ROWS`]); MLX's errors
 /// (no CUDA GPU).
 pub fn matmul(x: &Array, wt: &Array) -> Result<Array> {
-    if !fits(x, wt, MAX_ROWS) {
-        return Err(Error::InvalidArgument(format!(
+    try_matmul(x, wt, MAX_ROWS)?.ok_or_else(|| {
+        Error::InvalidArgument(format!(
             "small-batch product: x {:?} ({:?}) and wt {:?} ({:?}) do not fit (x [.., K] of 2 \
              to {MAX_ROWS} rows, wt [K, N] of the same dtype, bfloat16 or float16, K a multiple \
              of 32, N of 16)",
@@ -104,7 +104,19 @@ pub fn matmul(x: &Array, wt: &Array) -> Result<Array> {
             x.dtype(),
             wt.shape(),
             wt.dtype()
-        )));
+        ))
+    })
+}
+
+/// [`matmul`] where the kernel takes the product with at most `max_rows` rows ([`fits`]),
+/// `None` otherwise (the caller multiplies some other way): one check for a product on a
+/// model's hot path.
+///
+/// # Errors
+/// MLX's errors (no CUDA GPU).
+pub fn try_matmul(x: &Array, wt: &Array, max_rows: i32) -> Result<Option<Array>> {
+    if !fits(x, wt, max_rows) {
+        return Ok(None);
     }
     let n = wt.dim(1);
     let mut out_shape = x.shape().to_vec();
@@ -121,5 +133,5 @@ pub fn matmul(x: &Array, wt: &Array) -> Result<Array> {
     let out = kern.apply(&[x, wt], &config)?;
     let [out] = gpu::outputs(out, "small-batch product kernel")?;
     PRODUCTS.fetch_add(1, Ordering::Relaxed);
-    Ok(out)
+    Ok(Some(out))
 }

@@ -144,13 +144,10 @@ impl Linear {
                 wt,
                 small_batch_rows,
                 ..
-            } => {
-                if small_batch::fits(x, wt, *small_batch_rows) {
-                    Ok(small_batch::matmul(x, wt)?)
-                } else {
-                    Ok(ops::matmul(x, wt)?)
-                }
-            }
+            } => match small_batch::try_matmul(x, wt, *small_batch_rows)? {
+                Some(y) => Ok(y),
+                None => Ok(ops::matmul(x, wt)?),
+            },
             Linear::Quantized(q) => q.matmul_t(x),
             Linear::Adapted { base, update } => Ok(update.apply(x, &base.forward(x)?)?),
         }
@@ -158,18 +155,19 @@ impl Linear {
 
     /// A dense layer of weight `w` (`[out, in]`).
     pub fn dense(w: Array) -> Result<Linear> {
-        Linear::dense_with(w, None)
+        Linear::dense_with(w, None, 0)
     }
 
-    /// [`Linear::dense`] whose float32 products take `cpu` ([`Linear::Dense`]'s field).
-    fn dense_with(w: Array, cpu: Option<CpuProducts>) -> Result<Linear> {
+    /// [`Linear::dense`] whose float32 products take `cpu` and whose products of a few rows
+    /// take `small_batch_rows` ([`Linear::Dense`]'s fields).
+    fn dense_with(w: Array, cpu: Option<CpuProducts>, small_batch_rows: i32) -> Result<Linear> {
         let wt = ops::transpose(&w)?;
         wt.eval()?;
         Ok(Linear::Dense {
             w,
             wt,
             cpu,
-            small_batch_rows: 0,
+            small_batch_rows,
         })
     }
 
@@ -347,15 +345,7 @@ impl Linear {
                 }
                 let w = ops::concatenate_axis(&ws, 0)?;
                 w.eval()?;
-                let mut joined = Linear::dense_with(w, *cpu)?;
-                if let Linear::Dense {
-                    small_batch_rows: rows,
-                    ..
-                } = &mut joined
-                {
-                    *rows = *small_batch_rows;
-                }
-                joined
+                Linear::dense_with(w, *cpu, *small_batch_rows)?
             }
             [Linear::DenseT {
                 cpu,
