@@ -2,12 +2,12 @@
 # Packs what a run on the lent GPU machine needs into two folders of at most ~50 MB each
 # (a call may carry 64 MiB with the working tree): .gpu/a and .gpu/b, ignored by git.
 #
-#   bash benches/gpu/pack.sh [TEST_BINARY ...]     e.g. lm forward fused
+#   bash benches/gpu/pack.sh [TEST_BINARY ...]     e.g. lm forward fused rs:io
 #
 # It downloads (once) the MLX CUDA wheel, split in two halves, and the Python wheels of MLX
 # and mlx-lm for the machine's Python 3.12; builds the release `qwen3_5` binary and the
 # named test binaries of the workspace (the mlx-lm `lm` tests, qwen3_5's `forward`,
-# `fused`, ...); strips and compresses them; and writes the real Qwen 3.5 tokenizer
+# `fused`, ..., mlx-rs's as `rs:NAME`); strips and compresses them; and writes the real Qwen 3.5 tokenizer
 # (tests/oracle/gen_tokenizer.py, through the tests' Python oracle) for served runs. Then,
 # from the device tool: a first call carrying [".gpu/a"] runs `bash .gpu/a/stash.sh`, and
 # within 30 s a second carrying [".gpu/b"] starts with `source benches/gpu/device_setup.sh`
@@ -35,6 +35,7 @@ binaries=(target/release/qwen3_5)
 for t in "$@"; do
   case "$t" in
     lm) pkg=mlx-lm ;;
+    rs:*) pkg=mlx-rs t=${t#rs:} ;;
     *) pkg=qwen3_5 ;;
   esac
   exe=$(cargo test --release -p "$pkg" --test "$t" --no-run --message-format=json 2>/dev/null |

@@ -194,6 +194,16 @@ def kernel_source(kernel, act, gate, dims):
     return src, "mlx::core::cu::" + name
 
 
+def ptxas_usage(log):
+    """Registers, stack and spills of the kernel from ptxas's verbose lines."""
+    regs = re.search(r"Used (\d+) registers", log)
+    frame = re.search(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads", log)
+    if not regs or not frame:
+        return "no ptxas report"
+    return (f"{regs.group(1)} registers, stack {frame.group(1)} bytes, "
+            f"spills {frame.group(2)} / {frame.group(3)} bytes")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--arch", default="sm_90")
@@ -256,6 +266,8 @@ def main():
         arch = args.arch
         opts = [b"--device-as-default-execution-space", f"--gpu-architecture={arch}".encode()]
         opts += [f"--include-path={p}".encode() for p in include_paths]
+        # Not one of MLX's options: ptxas reports registers and spills (the code is the same).
+        opts += [b"--ptxas-options=--verbose"]
         copts = (ctypes.c_char_p * len(opts))(*opts)
         rc = nvrtc.nvrtcCompileProgram(prog, len(opts), copts)
         size = ctypes.c_size_t()
@@ -263,12 +275,14 @@ def main():
         log = ctypes.create_string_buffer(size.value)
         nvrtc.nvrtcGetProgramLog(prog, log)
         text = log.value.decode(errors="replace").strip()
+        usage = ptxas_usage(text)
+        text = "\n".join(l for l in text.splitlines() if not l.startswith("ptxas")).strip()
         status = "ok  " if rc == 0 else "FAIL"
         print(f"{status} {dtype_name} {dims} ({arch})" + (f"\n{text}" if text else ""))
         if rc == 0:
             code = ctypes.c_size_t()
             nvrtc.nvrtcGetCUBINSize(prog, ctypes.byref(code))
-            print(f"     cubin {code.value} bytes")
+            print(f"     cubin {code.value} bytes, {usage}")
         ok &= rc == 0
         nvrtc.nvrtcDestroyProgram(ctypes.byref(prog))
     print("compiles" if ok else "COMPILE ERRORS")
