@@ -415,9 +415,9 @@ def decode_case(rng, act, gate, dims):
 STEP_CASES = [
     (1, 1, 2, 128, 2, 8, 4),  # the real Dk, decode
     (2, 1, 1, 32, 3, 6, 4),  # Hv > Hk, Dv not a multiple of the rows per group, B = 2
-    (1, 3, 2, 64, 4, 5, 4),  # several tokens in one launch, fewer than in flight
-    (1, 8, 1, 32, 2, 3, 4),  # exactly one group of tokens in flight
-    (2, 19, 2, 64, 4, 5, 4),  # groups in flight and a partial one, B = 2
+    (1, 3, 2, 64, 4, 5, 4),  # several tokens in one launch
+    (1, 8, 1, 32, 2, 3, 4),  # eight tokens
+    (2, 19, 2, 64, 4, 5, 4),  # a longer run of tokens, B = 2
 ]
 DECODE_CASES = [
     (1, 1, 2, 128, 2, 8, 4),  # the real Dk and conv
