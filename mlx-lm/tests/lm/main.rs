@@ -9,6 +9,8 @@
 //! - `gated_delta`, `gated_delta_chunked`: the gated delta rule's decode forms (compiled
 //!   step, CUDA/Metal kernels) and chunked prefill against the sequential reference;
 //! - `attention_kernel`: the CUDA attention decode kernels against MLX's ops (GPU only);
+//! - `step_variants`: variants of the CUDA gated delta step kernel timed side by side (a
+//!   GPU diagnostic, ignored);
 //! - `linear`: a linear layer's products on the CPU kernels (`mlx_lm::linear`) against MLX's,
 //!   and gradients through them;
 //! - `lora`: the LoRA / DoRA layers (outputs, fused weights, gradients) against mlx-lm's,
@@ -25,5 +27,6 @@ mod linear;
 mod lora;
 mod sampling;
 mod small_batch;
+mod step_variants;
 mod tiny_tokenizer;
 mod tokenizer;

@@ -17,6 +17,7 @@ dtype handling of the exact source text; not GPU-only matters (memory model, spe
 dialects of the real compilers — see nvrtc_check.py for CUDA).
 
 Usage: python3 emulate.py [--backend cuda|metal|both] [--kernel step|decode|both] [--keep DIR]
+       python3 emulate.py --step-source FILE   (a step kernel variant, CUDA only)
 Exit status 0 when every case matches. The launch constants are read from mlx-lm/src/kernels/gated_delta/kernel.rs.
 """
 
@@ -91,6 +92,22 @@ STEP = Kernel(
     [("y", "act"), ("state_out", "f32")],
     rows_per_warp=1,
 )
+class SourceKernel(Kernel):
+    """The step kernel's inputs and outputs with a whole CUDA source read from a file."""
+
+    def __init__(self, path):
+        with open(path) as f:
+            self.text = f.read()
+        first = self.text.splitlines()[0] if self.text else ""
+        if not first.startswith("// ROWS_PER_WARP="):
+            raise SystemExit(f"{path}: the first line must be // ROWS_PER_WARP=R")
+        super().__init__("step", {}, STEP.inputs, STEP.outputs,
+                         rows_per_warp=int(first.split("=")[1]))
+
+    def body(self, backend):
+        return self.text
+
+
 DECODE = Kernel(
     "decode",
     {"cuda": ["cuda_decode_prologue.inc", "gated_delta_decode.inc"],
@@ -431,7 +448,16 @@ def main():
     ap.add_argument("--backend", default="both", choices=["cuda", "metal", "both"])
     ap.add_argument("--kernel", default="both", choices=["step", "decode", "both"])
     ap.add_argument("--keep", help="folder for the generated sources and binaries")
+    ap.add_argument("--step-source", metavar="FILE",
+                    help="a whole CUDA step kernel (prologue and body, first line "
+                         "'// ROWS_PER_WARP=R') instead of the shipped one, e.g. a variant "
+                         "written by benches/gpu/step_variants.py; implies --backend cuda "
+                         "--kernel step")
     args = ap.parse_args()
+    if args.step_source:
+        global STEP
+        STEP = SourceKernel(args.step_source)
+        args.backend, args.kernel = "cuda", "step"
     backends = ["cuda", "metal"] if args.backend == "both" else [args.backend]
     kernels = {"step": [STEP], "decode": [DECODE], "both": [STEP, DECODE]}[args.kernel]
     workdir = args.keep or tempfile.mkdtemp(prefix="gdn-emul-")
