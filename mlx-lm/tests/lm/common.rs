@@ -19,6 +19,24 @@ pub fn normal(shape: &[i32], seed: u64, dtype: mlx_rs::Dtype) -> mlx_rs::Array {
         .unwrap()
 }
 
+/// `x` with each last-axis row scaled to length `scale` (as the model L2-normalises q and
+/// k), cast to `dtype`.
+pub fn unit_rows(x: &mlx_rs::Array, scale: f32, dtype: mlx_rs::Dtype) -> mlx_rs::Array {
+    let norm = x
+        .square()
+        .unwrap()
+        .sum_axis(-1, true)
+        .unwrap()
+        .sqrt()
+        .unwrap();
+    x.divide(&norm)
+        .unwrap()
+        .multiply(&mlx_rs::Array::scalar(scale))
+        .unwrap()
+        .astype(dtype)
+        .unwrap()
+}
+
 /// Runs `f` with this thread's default CPU stream as the current stream.
 pub fn cpu<T>(f: impl FnOnce() -> T) -> T {
     mlx_rs::with_device(&mlx_rs::Device::cpu(), f).unwrap()

@@ -12,7 +12,7 @@
 //! Whole models with the fused decode are compared with the plain ops in qwen3_5's
 //! `tests/fused.rs`.
 
-use crate::common::{cpu, gpu, normal};
+use crate::common::{cpu, gpu, normal, unit_rows};
 use mlx_lm::kernels::compiled;
 use mlx_lm::kernels::gated_delta::compiled::delta_decode_inputs;
 use mlx_lm::kernels::gated_delta::kernel::{delta_decode_kernel, gated_delta_kernel};
@@ -74,19 +74,7 @@ fn step_inputs(seed: u64, b: i32, hk: i32, hv: i32, dk: i32, dv: i32, dtype: Dty
         .collect();
     let unit = |k: &Array, shape: &[i32], scale: f32| -> Array {
         let x = random::normal(shape, Dtype::Float32, 0.0, 1.0, Some(k)).unwrap();
-        let norm = x
-            .square()
-            .unwrap()
-            .sum_axis(-1, true)
-            .unwrap()
-            .sqrt()
-            .unwrap();
-        x.divide(&norm)
-            .unwrap()
-            .multiply(&Array::scalar(scale))
-            .unwrap()
-            .astype(dtype)
-            .unwrap()
+        unit_rows(&x, scale, dtype)
     };
     let q = unit(&keys[0], &[b, hk, dk], (dk as f32).powf(-0.5));
     let k = unit(&keys[1], &[b, hk, dk], 1.0);

@@ -8,7 +8,7 @@
 //! (`z_diag_*`, wrong on purpose) must match it within [`Y_RTOL`] and [`STATE_RTOL`]. On
 //! the GPU machine:
 //! `STEP_VARIANTS=DIR lm-<hash> --ignored --nocapture step_kernel_variants`.
-use crate::common::{gpu, normal};
+use crate::common::{gpu, normal, unit_rows};
 use mlx_rs::fast::{KernelBuilder, KernelConfig, TemplateArg};
 use mlx_rs::{random, Array, Dtype};
 
@@ -47,20 +47,7 @@ fn step_kernel_variants() {
     gpu(|| {
         for t in [2048, 512] {
             let unit = |seed: u64, scale: f32| {
-                let x = normal(&[b, t, h, d], seed, Dtype::Float32);
-                let nrm = x
-                    .square()
-                    .unwrap()
-                    .sum_axis(-1, true)
-                    .unwrap()
-                    .sqrt()
-                    .unwrap();
-                x.divide(&nrm)
-                    .unwrap()
-                    .multiply(&Array::scalar(scale))
-                    .unwrap()
-                    .astype(dtype)
-                    .unwrap()
+                unit_rows(&normal(&[b, t, h, d], seed, Dtype::Float32), scale, dtype)
             };
             let q = unit(1, 0.0884);
             let k = unit(2, 1.0);
