@@ -5,7 +5,7 @@
 //! need a CUDA GPU, so they are ignored by default; on the GPU machine:
 //! `lm-<hash> --ignored attention_kernel`.
 
-use crate::common::{gpu, kernel_rtol, normal};
+use crate::common::{gpu, kernel_rtol, normal, run_kernel_emulator};
 use mlx_lm::kernels::attention::{attend, fits, qk_prep, AttnHeads};
 use mlx_rs::{fast, ops, Array, Dtype};
 
@@ -287,4 +287,17 @@ fn bad_left_padding_is_an_error() {
         let e = qk_prep(HEADS, &q_full, &k, &w, &w, &inv_freq(), 4, padding, 1e-6).unwrap_err();
         assert!(e.to_string().contains("padding"), "{padding:?}: {e}");
     }
+}
+
+/// The attention decode kernels' text (query/key preparation, the split-K attention and
+/// its merge) run on the CPU a block at a time with emulated warps and shared memory, under
+/// AddressSanitizer, against NumPy, on left-padded batches and each row bit for bit against
+/// itself alone (`examples/qwen3_5/tests/kernel_emulation/emulate_attention.py`), so that
+/// CI checks what the GPU tests above check on a GPU.
+#[test]
+fn attention_kernels_run_emulated() {
+    let text = run_kernel_emulator("emulate_attention.py");
+    let cases = text.lines().filter(|l| l.starts_with("ok ")).count();
+    assert!(text.contains("all cases match"), "{text}");
+    assert_eq!(cases, 12, "cases run: {text}");
 }

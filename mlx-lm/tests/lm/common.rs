@@ -74,3 +74,26 @@ pub fn json_array(v: &serde_json::Value) -> mlx_rs::Array {
         .collect();
     mlx_rs::Array::from_slice(&data, &shape).unwrap()
 }
+
+/// Runs one of the CPU emulators of the GPU kernels
+/// (`examples/qwen3_5/tests/kernel_emulation/SCRIPT`: the kernel's exact text compiled
+/// against shims of a warp, under AddressSanitizer, against NumPy) with the tests' oracle
+/// Python; asserts that it succeeded and returns what it printed.
+pub fn run_kernel_emulator(script: &str) -> String {
+    let path = format!(
+        "{}/../examples/qwen3_5/tests/kernel_emulation/{script}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let out = oracle::python()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .arg(&path)
+        .output()
+        .unwrap_or_else(|e| panic!("{path}: {e}"));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{script}: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}

@@ -12,7 +12,7 @@
 //! Whole models with the fused decode are compared with the plain ops in qwen3_5's
 //! `tests/fused.rs`.
 
-use crate::common::{cpu, gpu, normal, unit_rows};
+use crate::common::{cpu, gpu, normal, run_kernel_emulator, unit_rows};
 use mlx_lm::kernels::compiled;
 use mlx_lm::kernels::gated_delta::compiled::delta_decode_inputs;
 use mlx_lm::kernels::gated_delta::kernel::{delta_decode_kernel, gated_delta_kernel};
@@ -594,4 +594,18 @@ fn causal_conv_matches_mlx_grouped_conv() {
         )
         .is_err());
     });
+}
+
+/// The step and whole-layer decode kernels' text, CUDA and Metal, run on the CPU with
+/// emulated warps under AddressSanitizer against NumPy
+/// (`examples/qwen3_5/tests/kernel_emulation/emulate.py`: f32 and bf16, Hv = Hk and
+/// Hv > Hk, B 1 and 2, partial row groups, runs of up to 19 tokens), so that CI checks the
+/// kernels a GPU runs for real in [`cuda_kernel_matches_reference`] and
+/// [`cuda_decode_kernel_matches_compiled`].
+#[test]
+fn gated_delta_kernels_run_emulated() {
+    let text = run_kernel_emulator("emulate.py");
+    let cases = text.lines().filter(|l| l.starts_with("ok ")).count();
+    assert!(text.contains("all cases match"), "{text}");
+    assert_eq!(cases, 38, "cases run: {text}");
 }

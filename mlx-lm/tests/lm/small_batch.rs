@@ -4,7 +4,7 @@
 //! on the GPU machine: `lm-<hash> --ignored small_batch`). The kernel's text also runs
 //! emulated on the CPU: `examples/qwen3_5/tests/kernel_emulation/emulate_small_batch.py`.
 
-use crate::common::{gpu, normal};
+use crate::common::{gpu, normal, run_kernel_emulator};
 use mlx_lm::kernels::small_batch::{fits, matmul, products, MAX_ROWS};
 use mlx_rs::{ops, Array, Dtype};
 
@@ -153,20 +153,6 @@ fn small_batch_matches_mlx_matmul() {
 /// ([`small_batch_matches_mlx_matmul`]).
 #[test]
 fn small_batch_kernel_runs_emulated() {
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../examples/qwen3_5/tests/kernel_emulation/emulate_small_batch.py"
-    );
-    let out = oracle::python()
-        .unwrap_or_else(|e| panic!("{e}"))
-        .arg(script)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = run_kernel_emulator("emulate_small_batch.py");
     assert!(text.contains("94 cases: all match"), "{text}");
 }
