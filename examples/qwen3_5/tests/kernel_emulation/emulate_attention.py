@@ -30,6 +30,7 @@ import os
 import re
 import subprocess
 import sys
+import shutil
 import tempfile
 
 import numpy as np
@@ -305,6 +306,8 @@ def main():
             print(("ok   " if ok else "FAIL ") + msg, flush=True)
             all_ok &= bool(ok)
     print("all cases match" if all_ok else "MISMATCH")
+    if not args.keep:
+        shutil.rmtree(workdir, ignore_errors=True)  # sources and binaries; --keep keeps them
     return 0 if all_ok else 1
 
 

@@ -32,6 +32,7 @@ import os
 import re
 import subprocess
 import sys
+import shutil
 import tempfile
 
 import numpy as np
@@ -251,6 +252,8 @@ def main():
                     else:
                         print(f"ok   {tag}", flush=True)
     print(f"{count} cases: " + ("all match" if all_ok else "MISMATCH"))
+    if not args.keep:
+        shutil.rmtree(workdir, ignore_errors=True)  # sources and binaries; --keep keeps them
     return 0 if all_ok else 1
 
 
