@@ -612,6 +612,33 @@ fn last_line(text: &str) -> String {
         .to_string()
 }
 
+/// Whether a child's failure is MLX's CPU JIT cache race: MLX compiles a CPU kernel with
+/// `g++ -o` straight into `$TMPDIR/mlx/<version>/cpu/` and loads any file it finds there
+/// (`mlx/backend/cpu/compiled.cpp`: an existence check, no lock, no atomic rename), so a
+/// process that needs a kernel another process is still writing fails with "file too
+/// short". Only processes started together on a cold cache meet it (the tests' children:
+/// Python oracles and our binaries started side by side).
+pub fn jit_cache_race(out: &std::process::Output) -> bool {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    !out.status.success()
+        && stderr.contains("Could not load C++ shared library")
+        && stderr.contains("file too short")
+}
+
+/// Runs `run` (which starts a child and waits for it) again, a few times, while it fails
+/// only because of [`jit_cache_race`]; any other outcome is returned as it is.
+pub fn retry_jit_cache_race(mut run: impl FnMut() -> std::process::Output) -> std::process::Output {
+    let mut out = run();
+    for _ in 0..3 {
+        if !jit_cache_race(&out) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_secs(2));
+        out = run();
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

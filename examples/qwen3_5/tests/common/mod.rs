@@ -197,31 +197,10 @@ pub fn gpu<T>(f: impl FnOnce() -> T) -> T {
     mlx_rs::with_device(&mlx_rs::Device::gpu(), f).unwrap()
 }
 
-/// Whether a child's failure is MLX's CPU JIT cache race: MLX compiles a CPU kernel with
-/// `g++ -o` straight into `$TMPDIR/mlx/<version>/cpu/` and loads any file it finds there
-/// (`mlx/backend/cpu/compiled.cpp`: an existence check, no lock, no atomic rename), so a
-/// process that needs a kernel another process is still writing fails with "file too
-/// short". Only processes started together on a cold cache meet it (the tests' children).
-pub fn jit_cache_race(out: &std::process::Output) -> bool {
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    !out.status.success()
-        && stderr.contains("Could not load C++ shared library")
-        && stderr.contains("file too short")
-}
-
-/// Runs `run` (which starts a child and waits for it) again, a few times, while it fails
-/// only because of [`jit_cache_race`]; any other outcome is returned as it is.
-pub fn retry_jit_cache_race(mut run: impl FnMut() -> std::process::Output) -> std::process::Output {
-    let mut out = run();
-    for _ in 0..3 {
-        if !jit_cache_race(&out) {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_secs(2));
-        out = run();
-    }
-    out
-}
+/// MLX's CPU JIT cache race between processes and its retry (in the `oracle` crate, which
+/// every test binary with Python or CLI children shares).
+#[allow(unused_imports)] // not every test binary starts children
+pub use oracle::{jit_cache_race, retry_jit_cache_race};
 
 /// Runs `command` (its arguments and environment set) with `stdin` as its standard input,
 /// stdout and stderr captured, and waits for it.

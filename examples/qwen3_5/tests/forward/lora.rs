@@ -518,13 +518,15 @@ mx.save_safetensors(sys.argv[2], grads)
         let case = all.iter().find(|c| c.name == name).unwrap();
         let dir = base_dir(case, &tmp);
         let file = tmp.0.join(format!("{name}.full-grads.safetensors"));
-        let out = oracle::python()
-            .unwrap_or_else(|e| panic!("{e}"))
-            .args(["-c", SCRIPT])
-            .arg(&dir)
-            .arg(&file)
-            .output()
-            .unwrap();
+        let out = oracle::retry_jit_cache_race(|| {
+            oracle::python()
+                .unwrap_or_else(|e| panic!("{e}"))
+                .args(["-c", SCRIPT])
+                .arg(&dir)
+                .arg(&file)
+                .output()
+                .unwrap()
+        });
         assert!(
             out.status.success(),
             "mlx-lm: {}",
