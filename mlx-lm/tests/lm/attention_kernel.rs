@@ -5,7 +5,7 @@
 //! need a CUDA GPU, so they are ignored by default; on the GPU machine:
 //! `lm-<hash> --ignored attention_kernel`.
 
-use crate::common::{gpu, kernel_rtol, normal, run_kernel_emulator};
+use crate::common::{assert_kernel_emulator_cases, gpu, kernel_rtol, normal};
 use mlx_lm::kernels::attention::{attend, fits, qk_prep, AttnHeads};
 use mlx_rs::{fast, ops, Array, Dtype};
 
@@ -296,8 +296,5 @@ fn bad_left_padding_is_an_error() {
 /// CI checks what the GPU tests above check on a GPU.
 #[test]
 fn attention_kernels_run_emulated() {
-    let text = run_kernel_emulator("emulate_attention.py");
-    let cases = text.lines().filter(|l| l.starts_with("ok ")).count();
-    assert!(text.contains("all cases match"), "{text}");
-    assert_eq!(cases, 12, "cases run: {text}");
+    assert_kernel_emulator_cases("emulate_attention.py", 12);
 }

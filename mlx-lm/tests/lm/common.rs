@@ -97,3 +97,12 @@ pub fn run_kernel_emulator(script: &str) -> String {
     );
     text
 }
+
+/// [`run_kernel_emulator`] for the emulators that print one `ok …` line per case and "all
+/// cases match": asserts both, and that `cases` cases ran.
+pub fn assert_kernel_emulator_cases(script: &str, cases: usize) {
+    let text = run_kernel_emulator(script);
+    let ran = text.lines().filter(|l| l.starts_with("ok ")).count();
+    assert!(text.contains("all cases match"), "{text}");
+    assert_eq!(ran, cases, "cases run: {text}");
+}

@@ -12,7 +12,7 @@
 //! Whole models with the fused decode are compared with the plain ops in qwen3_5's
 //! `tests/fused.rs`.
 
-use crate::common::{cpu, gpu, normal, run_kernel_emulator, unit_rows};
+use crate::common::{assert_kernel_emulator_cases, cpu, gpu, normal, unit_rows};
 use mlx_lm::kernels::compiled;
 use mlx_lm::kernels::gated_delta::compiled::delta_decode_inputs;
 use mlx_lm::kernels::gated_delta::kernel::{delta_decode_kernel, gated_delta_kernel};
@@ -604,8 +604,5 @@ fn causal_conv_matches_mlx_grouped_conv() {
 /// [`cuda_decode_kernel_matches_compiled`].
 #[test]
 fn gated_delta_kernels_run_emulated() {
-    let text = run_kernel_emulator("emulate.py");
-    let cases = text.lines().filter(|l| l.starts_with("ok ")).count();
-    assert!(text.contains("all cases match"), "{text}");
-    assert_eq!(cases, 38, "cases run: {text}");
+    assert_kernel_emulator_cases("emulate.py", 38);
 }
