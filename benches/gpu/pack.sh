@@ -7,9 +7,10 @@
 # It downloads (once) the MLX CUDA wheel, split in two halves, and the Python wheels of MLX
 # and mlx-lm for the machine's Python 3.12; builds the release `qwen3_5` binary and the
 # named test binaries of the workspace (the mlx-lm `lm` tests, qwen3_5's `forward`,
-# `fused`, ..., mlx-rs's as `rs:NAME`); strips and compresses them; and writes the real Qwen 3.5 tokenizer
-# (tests/oracle/gen_tokenizer.py, through the tests' Python oracle) for served runs. Then,
-# from the device tool: a first call carrying [".gpu/a"] runs `bash .gpu/a/stash.sh`, and
+# `fused`, ..., mlx-rs's as `rs:NAME`); strips and compresses them; and writes the real
+# Qwen 3.5 tokenizer (tests/oracle/gen_tokenizer.py, through the tests' Python oracle) for
+# served runs. Then, from the device tool: a first call carrying [".gpu/a"] runs
+# `bash .gpu/a/stash.sh`, and
 # within 30 s a second carrying [".gpu/b"] starts with `source benches/gpu/device_setup.sh`
 # (which joins the halves, installs the wheels under /tmp/site, unpacks the binaries into
 # /tmp/bin and the tokenizer into /tmp/tok) and runs what it measures.

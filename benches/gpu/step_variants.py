@@ -20,7 +20,8 @@ first file (the shipped kernel) in sort order:
 
 Usage: python3 benches/gpu/step_variants.py OUT_DIR [--nvrtc]
 (--nvrtc: also compile each source for sm_90 with NVRTC as MLX does, through
-examples/qwen3_5/tests/kernel_emulation/nvrtc_check.py, and print registers and spills)
+examples/qwen3_5/tests/kernel_emulation/nvrtc_check.py --step-source, and print registers
+and spills)
 Then on the GPU machine: STEP_VARIANTS=OUT_DIR lm-<hash> --ignored --nocapture step_kernel_variants
 """
 
@@ -129,26 +130,16 @@ def replaced(text, old, new):
 
 
 def nvrtc(out, names):
-    """Compiles each source as nvrtc_check.py compiles the shipped step kernel."""
-    import contextlib
-    import io
-    sys.path.insert(0, os.path.join(HERE, "..", "..", "examples", "qwen3_5", "tests",
-                                    "kernel_emulation"))
-    import nvrtc_check
-    original = nvrtc_check.read
+    """Compiles each source as MLX compiles the shipped step kernel (nvrtc_check.py)."""
+    import subprocess
+    check = os.path.join(HERE, "..", "..", "examples", "qwen3_5", "tests", "kernel_emulation",
+                         "nvrtc_check.py")
     ok = True
     for name in names:
-        with open(os.path.join(out, name)) as f:
-            text = f.read()
-        parts = {"cuda_prologue.inc": "", "gated_delta_step.inc": text}
-        nvrtc_check.read = lambda n, parts=parts: parts[n] if n in parts else original(n)
-        sys.argv = [sys.argv[0]]
-        log = io.StringIO()
-        with contextlib.redirect_stdout(log):
-            rc = nvrtc_check.main()
-        ok &= rc == 0
-        # The first two cases are the step kernel's float32 and bfloat16 at the 2B's shapes.
-        print(f"{name}:\n" + "\n".join(log.getvalue().splitlines()[:4]))
+        run = subprocess.run([sys.executable, check, "--step-source", os.path.join(out, name)],
+                             capture_output=True, text=True)
+        print(f"{name}:\n{run.stdout.strip()}{run.stderr.strip()}")
+        ok &= run.returncode == 0
     return ok
 
 

@@ -36,7 +36,7 @@ const DECODE_BF16_RTOL: f32 = 1.0 / 64.0;
 /// The same in f32 (no intermediate rounding to a narrow type).
 const DECODE_F32_RTOL: f32 = 1e-4;
 
-fn to_f32(a: &Array) -> Vec<f32> {
+pub(crate) fn to_f32(a: &Array) -> Vec<f32> {
     a.astype(Dtype::Float32).unwrap().to_vec::<f32>().unwrap()
 }
 

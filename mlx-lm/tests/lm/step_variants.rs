@@ -9,12 +9,9 @@
 //! the GPU machine:
 //! `STEP_VARIANTS=DIR lm-<hash> --ignored --nocapture step_kernel_variants`.
 use crate::common::{gpu, normal, unit_rows};
+use crate::gated_delta::to_f32;
 use mlx_rs::fast::{KernelBuilder, KernelConfig, TemplateArg};
 use mlx_rs::{random, Array, Dtype};
-
-fn f32v(a: &Array) -> Vec<f32> {
-    a.astype(Dtype::Float32).unwrap().to_vec::<f32>().unwrap()
-}
 
 /// `y` (bf16) against the shipped kernel: a variant sums in another order, so a value may
 /// round to the neighbouring bf16 (2^-8 relative), which the state then carries: two ulps.
@@ -98,7 +95,7 @@ fn step_kernel_variants() {
                     out
                 };
                 let out = run();
-                let got = (f32v(&out[0]), f32v(&out[1]));
+                let got = (to_f32(&out[0]), to_f32(&out[1]));
                 let err = match &base {
                     None => {
                         base = Some(got);

@@ -24,9 +24,9 @@ Exit status 0 when every case matches. The launch constants are read from mlx-lm
 import argparse
 import math
 import os
+import shutil
 import subprocess
 import sys
-import shutil
 import tempfile
 
 import numpy as np
@@ -93,6 +93,8 @@ STEP = Kernel(
     [("y", "act"), ("state_out", "f32")],
     rows_per_warp=1,
 )
+
+
 class SourceKernel(Kernel):
     """The step kernel's inputs and outputs with a whole CUDA source read from a file."""
 

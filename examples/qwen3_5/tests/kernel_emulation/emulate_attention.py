@@ -28,9 +28,9 @@ Exit status 0 when every case matches.
 import argparse
 import os
 import re
+import shutil
 import subprocess
 import sys
-import shutil
 import tempfile
 
 import numpy as np

@@ -13,7 +13,7 @@ Needs the `mlx-cuda-13` wheel unpacked (mlx-sys keeps it in
 ~/.cache/mlx-sys/mlx-cuda-13-0.32.2; or set MLX_CUDA_ROOT to a folder holding mlx/ and
 nvidia/).
 
-Usage: python3 nvrtc_check.py [--arch sm_90] [--print-source]
+Usage: python3 nvrtc_check.py [--arch sm_90] [--print-source] [--step-source FILE]
 """
 
 import argparse
@@ -147,7 +147,7 @@ def small_batch_source(act, nt):
 def attn_source(kernel, act, consts):
     """The source MLX's build_kernel writes for an attention kernel (mlx-lm/src/kernels/attention.rs)."""
     types = {"act": CUDA_TYPES[act], "f32": "float", "i32": "int32_t"}
-    body = "\n".join(read(f) for f in kernel["body"])
+    body = kernel.get("source") or "\n".join(read(f) for f in kernel["body"])
     src = DEFAULT_HEADER + read("cuda_header.cuh") + read("gdn_common.h")
     src += "namespace mlx::core::cu {\n\nnamespace cg = cooperative_groups;\n\n"
     name = f"custom_kernel_{kernel['name']}_{types['act']}".replace("__", "_")
@@ -165,7 +165,7 @@ def kernel_source(kernel, act, gate, dims):
     """The source MLX's build_kernel writes for one of our kernels."""
     B, T, Hk, Dk, Hv, Dv, K = dims
     types = {"act": CUDA_TYPES[act], "gate": CUDA_TYPES[gate], "f32": "float"}
-    body = "\n".join(read(f) for f in kernel["body"])
+    body = kernel.get("source") or "\n".join(read(f) for f in kernel["body"])
     src = DEFAULT_HEADER + read("cuda_header.cuh") + read("gdn_common.h")
     src += "namespace mlx::core::cu {\n\nnamespace cg = cooperative_groups;\n\n"
     name = f"custom_kernel_{kernel['name']}_{types['act']}_{Dk}_{Dv}_{Hk}_{Hv}".replace("__", "_")
@@ -208,7 +208,13 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--arch", default="sm_90")
     ap.add_argument("--print-source", action="store_true")
+    ap.add_argument("--step-source", metavar="FILE",
+                    help="compile only the step kernel, its whole source (prologue and "
+                         "body) read from FILE, e.g. a variant of benches/gpu/step_variants.py")
     args = ap.parse_args()
+    if args.step_source:
+        with open(args.step_source) as f:
+            STEP["source"] = f.read()
 
     libmlx = os.path.join(ROOT, "mlx", "lib", "libmlx.so")
     nvrtc_path = glob.glob(os.path.join(ROOT, "nvidia", "cu*", "lib", "libnvrtc.so*"))
@@ -246,6 +252,8 @@ def main():
               (ATTN_MERGE, "float16", None, dict(D=64, H=4, L=ATTN_SPLIT))]
     # The small-batch product: (kernel, activation dtype, None, row tiles)
     cases += [(SMALL_BATCH, "bfloat16", None, SB_TILES), (SMALL_BATCH, "float16", None, SB_TILES)]
+    if args.step_source:
+        cases = [c for c in cases if c[0] is STEP]
     for kernel, act, gate, dims in cases:
         dtype_name = f"{kernel['name']} {act}/{gate}"
         if kernel is SMALL_BATCH:
