@@ -148,7 +148,10 @@ def main():
     if len(args) != 1:
         raise SystemExit(__doc__)
     out = args[0]
-    os.makedirs(out, exist_ok=True)
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as e:
+        raise SystemExit(f"{out}: {e.strerror}")
     shipped = "// ROWS_PER_WARP=1\n" + read("cuda_prologue.inc") + read("gated_delta_step.inc")
     files = {"a_shipped.cu": shipped}
     for rows in (1, 2, 4, 8):

@@ -99,8 +99,11 @@ class SourceKernel(Kernel):
     """The step kernel's inputs and outputs with a whole CUDA source read from a file."""
 
     def __init__(self, path):
-        with open(path) as f:
-            self.text = f.read()
+        try:
+            with open(path) as f:
+                self.text = f.read()
+        except OSError as e:
+            raise SystemExit(f"{path}: {e.strerror}")
         first = self.text.splitlines()[0] if self.text else ""
         if not first.startswith("// ROWS_PER_WARP="):
             raise SystemExit(f"{path}: the first line must be // ROWS_PER_WARP=R")

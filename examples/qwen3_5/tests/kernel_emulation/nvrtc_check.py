@@ -213,8 +213,11 @@ def main():
                          "body) read from FILE, e.g. a variant of benches/gpu/step_variants.py")
     args = ap.parse_args()
     if args.step_source:
-        with open(args.step_source) as f:
-            STEP["source"] = f.read()
+        try:
+            with open(args.step_source) as f:
+                STEP["source"] = f.read()
+        except OSError as e:
+            raise SystemExit(f"{args.step_source}: {e.strerror}")
 
     libmlx = os.path.join(ROOT, "mlx", "lib", "libmlx.so")
     nvrtc_path = glob.glob(os.path.join(ROOT, "nvidia", "cu*", "lib", "libnvrtc.so*"))
