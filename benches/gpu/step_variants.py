@@ -122,6 +122,124 @@ if (active) {{
 """
 
 
+SMEM_STAGE_LOAD = """      const int t = {t0} + c;
+      gdn_load_row<KT, NP>(k_ + t * qk_stride, kr[j]);
+      gdn_load_row<InT, NP>(q_ + t * qk_stride, qr[j]);
+      gb[j][0] = static_cast<float>(g_[t * Hv]);
+      gb[j][1] = static_cast<float>(beta_[t * Hv]);
+      gb[j][2] = (lane < W && dv0 + lane < Dv) ? static_cast<float>(v_[t * v_stride + lane]) : 0.0f;
+"""
+
+
+def smem_variant(warps, chunk, pipelined=False):
+    """One value row per warp as shipped, but a block's W warps (W consecutive rows of one
+    head) stage C tokens at a time in shared memory: each token's key and query rows are
+    loaded, converted and summed (k . q) once per block instead of once per row, the
+    per-token scalars (g, beta, k . q) and the block's v values sit beside them, and the
+    block's y values leave in one coalesced store per token after the round. A lane keeps
+    Dk / 32 contiguous state elements (vector loads of the state). `pipelined`: the next
+    round's global loads are issued into registers before the current round's tokens are
+    walked."""
+    first = "" if not pipelined else (
+        "#pragma unroll\nfor (int j = 0; j < J; ++j) {\n  const int c = w + W * j;\n"
+        "  if (c < C && c < T) {\n" + SMEM_STAGE_LOAD.format(t0="0") + "  }\n}\n")
+    here = "" if pipelined else SMEM_STAGE_LOAD.format(t0="t0")
+    ahead = "" if not pipelined else (
+        "#pragma unroll\n  for (int j = 0; j < J; ++j) {\n    const int c = w + W * j;\n"
+        "    if (c < C && t0 + C + c < T) {\n" + SMEM_STAGE_LOAD.format(t0="t0 + C") + "    }\n  }\n")
+    return f"""// ROWS_PER_WARP=1
+// WARPS_PER_BLOCK={warps}
+constexpr int W = {warps};
+constexpr int C = {chunk};
+constexpr int NP = Dk / 32;
+constexpr int J = (C + W - 1) / W;
+const int lane = threadIdx.x;
+const int w = threadIdx.y;
+const int dv0 = blockIdx.y * W;
+const bool active = dv0 + w < Dv;
+const int dv_idx = active ? dv0 + w : Dv - 1;
+const int n = blockIdx.z;
+const int T = q_shape[1];
+const int b_idx = n / Hv;
+const int hv_idx = n - b_idx * Hv;
+const int hk_idx = hv_idx / (Hv / Hk);
+const int qk_stride = Hk * Dk;
+const int v_stride = Hv * Dv;
+auto q_ = q + (b_idx * T * Hk + hk_idx) * Dk + lane * NP;
+auto k_ = k + (b_idx * T * Hk + hk_idx) * Dk + lane * NP;
+auto v_ = v + (b_idx * T * Hv + hv_idx) * Dv + dv0;
+auto y_ = y + (b_idx * T * Hv + hv_idx) * Dv + dv0;
+auto g_ = g + b_idx * T * Hv + hv_idx;
+auto beta_ = beta + b_idx * T * Hv + hv_idx;
+const int row = (n * Dv + dv_idx) * Dk + lane * NP;
+__shared__ float k_s[C][Dk];
+__shared__ float q_s[C][Dk];
+__shared__ float tok_s[C][4];
+__shared__ float v_s[C][W];
+__shared__ float y_s[C][W];
+float s[NP];
+gdn_load_row<float, NP>(state_in + row, s);
+// This warp's staged tokens of a round: c = w + W j.
+float kr[J][NP], qr[J][NP], gb[J][3];
+{first}for (int t0 = 0; t0 < T; t0 += C) {{
+  const int len = min(C, T - t0);
+#pragma unroll
+  for (int j = 0; j < J; ++j) {{
+    const int c = w + W * j;
+    if (c < len) {{
+{here}      float kq = 0.0f;
+#pragma unroll
+      for (int i = 0; i < NP; ++i) {{
+        k_s[c][lane * NP + i] = kr[j][i];
+        q_s[c][lane * NP + i] = qr[j][i];
+        kq += kr[j][i] * qr[j][i];
+      }}
+      kq = gdn_lane_sum(kq);
+      if (lane == 0) {{
+        tok_s[c][0] = gb[j][0];
+        tok_s[c][1] = gb[j][1];
+        tok_s[c][2] = kq;
+      }}
+      if (lane < W) v_s[c][lane] = gb[j][2];
+    }}
+  }}
+  __syncthreads();
+  {ahead}for (int c = 0; c < len; ++c) {{
+    float kk[NP], qq[NP];
+#pragma unroll
+    for (int i = 0; i < NP; ++i) {{
+      kk[i] = k_s[c][lane * NP + i];
+      qq[i] = q_s[c][lane * NP + i];
+    }}
+    const float decay = tok_s[c][0], strength = tok_s[c][1], kq = tok_s[c][2];
+    const float vv = v_s[c][w];
+    float kv_mem = 0.0f, sq = 0.0f;
+#pragma unroll
+    for (int i = 0; i < NP; ++i) {{
+      s[i] = s[i] * decay;
+      kv_mem += s[i] * kk[i];
+      sq += s[i] * qq[i];
+    }}
+    kv_mem = gdn_lane_sum(kv_mem);
+    sq = gdn_lane_sum(sq);
+    const float delta = (vv - kv_mem) * strength;
+#pragma unroll
+    for (int i = 0; i < NP; ++i) s[i] = s[i] + kk[i] * delta;
+    if (lane == 0) y_s[c][w] = sq + delta * kq;
+  }}
+  __syncthreads();
+  for (int e = w * 32 + lane; e < len * W; e += W * 32) {{
+    const int c = e / W, r = e - c * W;
+    if (dv0 + r < Dv) y_[(t0 + c) * v_stride + r] = static_cast<InT>(y_s[c][r]);
+  }}
+}}
+if (active) {{
+#pragma unroll
+  for (int i = 0; i < NP; ++i) state_out[row + i] = s[i];
+}}
+"""
+
+
 def replaced(text, old, new):
     out = text.replace(old, new)
     if out == text:
@@ -157,6 +275,10 @@ def main():
     for rows in (1, 2, 4, 8):
         files[f"rows{rows}.cu"] = rows_variant(rows)
     files["rows4_acc1.cu"] = rows_variant(4, acc=1)
+    for warps, chunk in ((4, 16), (4, 32), (8, 16), (8, 32), (16, 16)):
+        files[f"smem_w{warps}_c{chunk}.cu"] = smem_variant(warps, chunk)
+    files["smem_w8_c16_pipelined.cu"] = smem_variant(8, 16, pipelined=True)
+    files["smem_w4_c32_pipelined.cu"] = smem_variant(4, 32, pipelined=True)
     no_sums = shipped
     for name in ("kv_mem", "sq", "kq"):
         no_sums = replaced(no_sums, f"{name} = gdn_lane_sum({name});", "")

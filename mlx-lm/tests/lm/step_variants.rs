@@ -68,6 +68,13 @@ fn step_kernel_variants() {
                     .and_then(|l| l.strip_prefix("// ROWS_PER_WARP="))
                     .and_then(|r| r.trim().parse().ok())
                     .unwrap_or_else(|| panic!("{}: no // ROWS_PER_WARP=R line", f.display()));
+                // An optional second line names the warps of a block (else 4, the model's).
+                let warps: i32 = src
+                    .lines()
+                    .nth(1)
+                    .and_then(|l| l.strip_prefix("// WARPS_PER_BLOCK="))
+                    .and_then(|w| w.trim().parse().ok())
+                    .unwrap_or(4);
                 let name = format!("step_variant_{}", f.file_stem().unwrap().to_string_lossy());
                 let kernel = KernelBuilder::new(&name, &src)
                     .header(&mlx_lm::kernels::gpu::cuda_header())
@@ -75,7 +82,7 @@ fn step_kernel_variants() {
                     .output_names(&["y", "state_out"])
                     .build_cuda()
                     .unwrap();
-                let config = KernelConfig::new([32, (d + rows - 1) / rows, b * h], [32, 4, 1])
+                let config = KernelConfig::new([32, (d + rows - 1) / rows, b * h], [32, warps, 1])
                     .output(&[b, t, h, d], dtype)
                     .output(&[b, h, d, d], Dtype::Float32)
                     .template("InT", TemplateArg::Dtype(dtype))

@@ -74,12 +74,14 @@ def rnd(x, dtype_name):
 # ---------------------------------------------------------------------------------------
 
 class Kernel:
-    def __init__(self, name, body_files, inputs, outputs, rows_per_warp):
+    def __init__(self, name, body_files, inputs, outputs, rows_per_warp,
+                 warps_per_block=WARPS_PER_GROUP):
         self.name = name
         self.body_files = body_files  # {backend: [prologue, body]}
         self.inputs = inputs  # [(name, role)]: role "act" (InT), "gate" (GateT) or "f32"
         self.outputs = outputs
         self.rows_per_warp = rows_per_warp
+        self.warps_per_block = warps_per_block
 
     def body(self, backend):
         return "\n".join(read(f) for f in self.body_files[backend])
@@ -104,11 +106,16 @@ class SourceKernel(Kernel):
                 self.text = f.read()
         except OSError as e:
             raise SystemExit(f"{path}: {e.strerror}")
-        first = self.text.splitlines()[0] if self.text else ""
+        lines = self.text.splitlines()
+        first = lines[0] if lines else ""
         if not first.startswith("// ROWS_PER_WARP="):
             raise SystemExit(f"{path}: the first line must be // ROWS_PER_WARP=R")
+        # An optional second line `// WARPS_PER_BLOCK=W` (else the model's block).
+        warps = WARPS_PER_GROUP
+        if len(lines) > 1 and lines[1].startswith("// WARPS_PER_BLOCK="):
+            warps = int(lines[1].split("=")[1])
         super().__init__("step", {}, STEP.inputs, STEP.outputs,
-                         rows_per_warp=int(first.split("=")[1]))
+                         rows_per_warp=int(first.split("=")[1]), warps_per_block=warps)
 
     def body(self, backend):
         return self.text
@@ -171,17 +178,17 @@ def cuda_source(kernel, act, gate, dims):
     src += "\n" + body + "\n}\n\n} // namespace mlx::core::cu\n"
     B, T, Hk, Dk, Hv, Dv, K = dims
     gy = grid_y(kernel, Dv)
-    w = WARPS_PER_GROUP
+    w = kernel.warps_per_block
+    # A whole block at a time (its warps meet at __syncthreads and share __shared__).
     launch = f"""
   for (int bz = 0; bz < {B * Hv}; ++bz)
     for (int by = 0; by < {-(-gy // w)}; ++by)
-      for (int ty = 0; ty < {w}; ++ty)
-        emul::run_warp([&](int lane) {{
-          threadIdx = dim3{{(unsigned)lane, (unsigned)ty, 0}};
-          blockIdx = dim3{{0, (unsigned)by, (unsigned)bz}};
-          blockDim = dim3{{32, {w}, 1}};
-          mlx::core::cu::gdn_kernel({", ".join(call)});
-        }});
+      emul::run_block({32 * w}, [&](int tid) {{
+        threadIdx = dim3{{(unsigned)(tid % 32), (unsigned)(tid / 32), 0}};
+        blockIdx = dim3{{0, (unsigned)by, (unsigned)bz}};
+        blockDim = dim3{{32, {w}, 1}};
+        mlx::core::cu::gdn_kernel({", ".join(call)});
+      }});
 """
     return src, launch
 
@@ -441,6 +448,7 @@ STEP_CASES = [
     (1, 3, 2, 64, 4, 5, 4),  # several tokens in one launch
     (1, 8, 1, 32, 2, 3, 4),  # eight tokens
     (2, 19, 2, 64, 4, 5, 4),  # a longer run of tokens, B = 2
+    (1, 70, 1, 32, 2, 9, 4),  # more tokens than a round of shared-memory staging (up to 32)
 ]
 DECODE_CASES = [
     (1, 1, 2, 128, 2, 8, 4),  # the real Dk and conv
