@@ -45,3 +45,9 @@ GDN_FN void gdn_load_row(const T* p, float (&out)[N]) {
     out[i] = static_cast<float>(p[i]);
   }
 }
+
+// Block-shared storage and the block-wide barrier (the step kernel's staging).
+#define GDN_SHARED __shared__
+GDN_FN void gdn_barrier() {
+  __syncthreads();
+}

@@ -16,3 +16,9 @@ GDN_FN float gdn_rsqrt(float x) {
 GDN_FN float gdn_lane_sum(float x) {
   return metal::simd_sum(x);
 }
+
+// Thread-group storage and the thread-group barrier (the step kernel's staging).
+#define GDN_SHARED threadgroup
+GDN_FN void gdn_barrier() {
+  metal::threadgroup_barrier(metal::mem_flags::mem_threadgroup);
+}

@@ -1,7 +1,8 @@
 //! Variants of the CUDA gated delta step kernel timed side by side (a GPU diagnostic,
 //! ignored by default): the prefill's step kernel is half a 2,048-token prompt's time on an
-//! H100, and the variants of `benches/gpu/step_variants.py` (rows per warp, diagnostics
-//! that drop a part of the work) say where that time goes. Each source in the folder
+//! H100 before its shared-memory staging (session 22), and the variants of
+//! `benches/gpu/step_variants.py` (warps per block, tokens per round, diagnostics that
+//! drop a part of the work) say where the time goes. Each source in the folder
 //! `$STEP_VARIANTS` runs at one 2B DeltaNet layer's shapes (B 1, 16 heads of 128, bf16) at
 //! T 2,048 and 512; the first in sort order (the shipped kernel) is the reference the
 //! others' largest error is printed against, and every variant but the diagnostics
@@ -10,6 +11,7 @@
 //! `STEP_VARIANTS=DIR lm-<hash> --ignored --nocapture step_kernel_variants`.
 use crate::common::{gpu, normal, unit_rows};
 use crate::gated_delta::to_f32;
+use mlx_lm::kernels::gated_delta::kernel::STEP_WARPS;
 use mlx_rs::fast::{KernelBuilder, KernelConfig, TemplateArg};
 use mlx_rs::{random, Array, Dtype};
 
@@ -68,13 +70,13 @@ fn step_kernel_variants() {
                     .and_then(|l| l.strip_prefix("// ROWS_PER_WARP="))
                     .and_then(|r| r.trim().parse().ok())
                     .unwrap_or_else(|| panic!("{}: no // ROWS_PER_WARP=R line", f.display()));
-                // An optional second line names the warps of a block (else 4, the model's).
+                // An optional second line names the warps of a block (else the model's).
                 let warps: i32 = src
                     .lines()
                     .nth(1)
                     .and_then(|l| l.strip_prefix("// WARPS_PER_BLOCK="))
                     .and_then(|w| w.trim().parse().ok())
-                    .unwrap_or(4);
+                    .unwrap_or(STEP_WARPS);
                 let name = format!("step_variant_{}", f.file_stem().unwrap().to_string_lossy());
                 let kernel = KernelBuilder::new(&name, &src)
                     .header(&mlx_lm::kernels::gpu::cuda_header())
@@ -93,7 +95,8 @@ fn step_kernel_variants() {
                     .template("Dk", TemplateArg::Int(d))
                     .template("Dv", TemplateArg::Int(d))
                     .template("Hk", TemplateArg::Int(h))
-                    .template("Hv", TemplateArg::Int(h));
+                    .template("Hv", TemplateArg::Int(h))
+                    .template("W", TemplateArg::Int(warps));
                 let run = || {
                     let out = kernel
                         .apply(&[&q, &k, &v, &g, &beta, &state], &config)

@@ -46,6 +46,7 @@ def fused_const(name):
 
 
 WARPS_PER_GROUP = fused_const("WARPS_PER_GROUP")
+STEP_WARPS = fused_const("STEP_WARPS")
 DECODE_ROWS = fused_const("DECODE_ROWS_PER_WARP")
 
 CUDA_TYPES = {"float32": "float", "bfloat16": "__nv_bfloat16"}
@@ -94,6 +95,7 @@ STEP = Kernel(
     [("q", "act"), ("k", "act"), ("v", "act"), ("g", "f32"), ("beta", "act"), ("state_in", "f32")],
     [("y", "act"), ("state_out", "f32")],
     rows_per_warp=1,
+    warps_per_block=STEP_WARPS,
 )
 
 
@@ -111,7 +113,7 @@ class SourceKernel(Kernel):
         if not first.startswith("// ROWS_PER_WARP="):
             raise SystemExit(f"{path}: the first line must be // ROWS_PER_WARP=R")
         # An optional second line `// WARPS_PER_BLOCK=W` (else the model's block).
-        warps = WARPS_PER_GROUP
+        warps = STEP_WARPS
         if len(lines) > 1 and lines[1].startswith("// WARPS_PER_BLOCK="):
             warps = int(lines[1].split("=")[1])
         super().__init__("step", {}, STEP.inputs, STEP.outputs,
@@ -135,7 +137,7 @@ DECODE = Kernel(
 def templates(kernel, act, gate, dims, types):
     B, T, Hk, Dk, Hv, Dv, K = dims
     t = [("InT", types[act])]
-    if kernel is STEP:
+    if kernel.name == "step":
         # gated_delta/kernel.rs names every input dtype (MLX caches kernels by name).
         roles = dict(kernel.inputs)
         t += [(n, ctype(roles[r], act, gate, types)) for n, r in
@@ -143,6 +145,8 @@ def templates(kernel, act, gate, dims, types):
     if kernel is DECODE:
         t.append(("GateT", types[gate]))
     t += [("Dk", Dk), ("Dv", Dv), ("Hk", Hk), ("Hv", Hv)]
+    if kernel.name == "step":
+        t.append(("W", kernel.warps_per_block))
     if kernel is DECODE:
         t += [("K", K), ("ROWS", DECODE_ROWS)]
     return t
@@ -196,7 +200,7 @@ def cuda_source(kernel, act, gate, dims):
 METAL_ATTRS = {
     "thread_position_in_grid": ("uint3", "uint3{(unsigned)lane, (unsigned)gy, (unsigned)z}"),
     "thread_position_in_threadgroup":
-        ("uint3", f"uint3{{(unsigned)lane, (unsigned)(gy % {WARPS_PER_GROUP}), 0}}"),
+        ("uint3", "uint3{(unsigned)lane, (unsigned)(gy % W_EMUL), 0}"),
     "thread_index_in_simdgroup": ("uint", "(unsigned)lane"),
 }
 # Attributes MLX would add if named in the source, which the emulator does not model.
@@ -234,12 +238,26 @@ def metal_source(kernel, act, gate, dims):
     for a in ["thread_index_in_simdgroup", "thread_position_in_grid", "thread_position_in_threadgroup"]:
         if a in body:
             params.append(f"  {METAL_ATTRS[a][0]} {a} [[{a}]]")
-            call.append(METAL_ATTRS[a][1])
+            call.append(METAL_ATTRS[a][1].replace("W_EMUL", str(kernel.warps_per_block)))
     src += ",\n".join(params) + ") {\n" + body + "\n}\n"
     tdef = "<" + ", ".join(str(v) for _, v in targs) + ">"
     src += (f'template [[host_name("gdn_kernel")]] [[kernel]] decltype(gdn_kernel{tdef}) '
             f"gdn_kernel{tdef};\n")
     B, T, Hk, Dk, Hv, Dv, K = dims
+    w = kernel.warps_per_block
+    if kernel.name == "step":
+        # Whole thread groups at a time (the grid gated_delta/kernel.rs asks for is whole
+        # groups; a group meets at threadgroup_barrier and shares threadgroup memory).
+        launch = f"""
+  for (int z = 0; z < {B * Hv}; ++z)
+    for (int by = 0; by < {-(-grid_y(kernel, Dv) // w)}; ++by)
+      emul::run_block({32 * w}, [&](int tid) {{
+        const int lane = tid % 32;
+        const int gy = by * {w} + tid / 32;
+        gdn_kernel{tdef}({", ".join(call)});
+      }});
+"""
+        return src, launch
     launch = f"""
   for (int z = 0; z < {B * Hv}; ++z)
     for (int gy = 0; gy < {grid_y(kernel, Dv)}; ++gy)
@@ -448,7 +466,7 @@ STEP_CASES = [
     (1, 3, 2, 64, 4, 5, 4),  # several tokens in one launch
     (1, 8, 1, 32, 2, 3, 4),  # eight tokens
     (2, 19, 2, 64, 4, 5, 4),  # a longer run of tokens, B = 2
-    (1, 70, 1, 32, 2, 9, 4),  # more tokens than a round of shared-memory staging (up to 32)
+    (1, 70, 1, 64, 2, 9, 4),  # three rounds of the shared-memory staging (32 tokens at Dk 64)
 ]
 DECODE_CASES = [
     (1, 1, 2, 128, 2, 8, 4),  # the real Dk and conv

@@ -38,8 +38,10 @@ DEFAULT_HEADER = """
 
 """
 CUDA_TYPES = {"float32": "float", "bfloat16": "__nv_bfloat16", "float16": "__half"}
-DECODE_ROWS = int(re.search(r"pub const DECODE_ROWS_PER_WARP: i32 = (\d+);", open(
-    os.path.join(HERE, "..", "..", "..", "..", "mlx-lm", "src", "kernels", "gated_delta", "kernel.rs")).read()).group(1))
+_GDN_RS = open(os.path.join(HERE, "..", "..", "..", "..", "mlx-lm", "src", "kernels", "gated_delta",
+                           "kernel.rs")).read()
+DECODE_ROWS = int(re.search(r"pub const DECODE_ROWS_PER_WARP: i32 = (\d+);", _GDN_RS).group(1))
+STEP_WARPS = int(re.search(r"pub const STEP_WARPS: i32 = (\d+);", _GDN_RS).group(1))
 INPUTS = ["q", "k", "v", "g", "beta", "state_in"]
 OUTPUTS = ["y", "state_out"]
 
@@ -190,6 +192,10 @@ def kernel_source(kernel, act, gate, dims):
     src += f"  constexpr int Hk = {Hk};\n  constexpr int Hv = {Hv};\n"
     if kernel is DECODE:
         src += f"  constexpr int K = {K};\n  constexpr int ROWS = {DECODE_ROWS};\n"
+    if kernel is STEP:
+        # The warps of a block: a variant's `// WARPS_PER_BLOCK=W` line, else the model's.
+        m = re.search(r"^// WARPS_PER_BLOCK=(\d+)$", body, re.M)
+        src += f"  constexpr int W = {m.group(1) if m else STEP_WARPS};\n"
     src += "\n" + body + "\n}\n\n} // namespace mlx::core::cu\n"
     return src, "mlx::core::cu::" + name
 

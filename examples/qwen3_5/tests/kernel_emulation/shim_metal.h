@@ -20,3 +20,11 @@ inline float log(float x) { return std::log(x); }
 inline float rsqrt(float x) { return 1.0f / std::sqrt(x); }
 }  // namespace precise
 }  // namespace metal
+
+// Thread-group memory: one thread group runs at a time, so a function-static array is
+// shared by exactly its threads; the barrier is the block's.
+#define threadgroup static
+namespace metal {
+enum class mem_flags { mem_none, mem_device, mem_threadgroup };
+inline void threadgroup_barrier(mem_flags) { emul::sync_block(); }
+}  // namespace metal
