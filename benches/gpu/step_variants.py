@@ -68,7 +68,7 @@ def main():
         raise SystemExit(f"{out}: {e.strerror}")
     warps = int(re.search(r"pub const STEP_WARPS: i32 = (\d+);", read(KERNEL_RS)).group(1))
     body = read("cuda_prologue.inc") + read("gated_delta_step.inc")
-    chunk_line = "constexpr int C = Dk <= 2048 ? 2048 / Dk : 1;"
+    chunk_line = "constexpr int C = 2048 / Dk;"
 
     def source(w, chunk=None, text=body):
         if chunk is not None:

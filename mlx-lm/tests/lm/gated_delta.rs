@@ -15,7 +15,7 @@
 use crate::common::{assert_kernel_emulator_cases, cpu, gpu, normal, unit_rows};
 use mlx_lm::kernels::compiled;
 use mlx_lm::kernels::gated_delta::compiled::delta_decode_inputs;
-use mlx_lm::kernels::gated_delta::kernel::{delta_decode_kernel, gated_delta_kernel};
+use mlx_lm::kernels::gated_delta::kernel::{delta_decode_kernel, gated_delta_kernel, MAX_DK};
 use mlx_lm::kernels::gated_delta::ops::gated_delta_sequential;
 use mlx_lm::kernels::gated_delta::{gated_delta_step, DeltaHeads, StepPath};
 use mlx_lm::kernels::gpu::GpuBackend;
@@ -510,6 +510,55 @@ fn bad_step_shapes_are_errors() {
         let g3 = Array::from_slice(&[0.5f32; 3], &[1, 3]).unwrap();
         let s3 = Array::from_slice(&[0f32; 3 * 16 * 32], &[1, 3, 16, 32]).unwrap();
         bad(&x.q, &x.k, &v3, &g3, &g3, &s3); // Hv = 3 not a multiple of Hk = 2
+
+        // A key head above MAX_DK: the kernel refuses it with its reason, and a kernel
+        // path's step takes the compiled ops instead.
+        let dk = MAX_DK + 32;
+        let big = step_inputs(5, 1, 1, 1, dk, 2, Dtype::Float32);
+        let seq = |a: &Array| {
+            let s = a.shape();
+            a.reshape(&[&s[..1], &[1], &s[1..]].concat()).unwrap()
+        };
+        for backend in [GpuBackend::Cuda, GpuBackend::Metal] {
+            let err = gated_delta_kernel(
+                backend,
+                &seq(&big.q),
+                &seq(&big.k),
+                &seq(&big.v),
+                &seq(&big.g),
+                &seq(&big.beta),
+                &big.state,
+            )
+            .err()
+            .unwrap_or_else(|| panic!("{backend:?} took Dk {dk}"));
+            assert!(
+                err.to_string()
+                    .contains(&format!("up to {MAX_DK} (found {dk})")),
+                "{err}"
+            );
+        }
+        let want = gated_delta_step(
+            StepPath::Compiled,
+            &big.q,
+            &big.k,
+            &big.v,
+            &big.g,
+            &big.beta,
+            &big.state,
+        )
+        .unwrap();
+        let got = gated_delta_step(
+            StepPath::CudaKernel,
+            &big.q,
+            &big.k,
+            &big.v,
+            &big.g,
+            &big.beta,
+            &big.state,
+        )
+        .unwrap();
+        assert_eq!(to_f32(&got.0), to_f32(&want.0));
+        assert_eq!(to_f32(&got.1), to_f32(&want.1));
     })
 }
 

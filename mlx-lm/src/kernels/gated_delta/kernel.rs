@@ -157,10 +157,14 @@ pub(super) fn check_seq(
     Ok(d)
 }
 
-/// Whether the GPU kernels take these dimensions (Dk a multiple of 32, grid within the
-/// CUDA limits).
+/// The largest key head the kernels take: the step kernel stages at least one token's
+/// fp32 keys and queries in shared memory, which must stay within Metal's 32 KB.
+pub const MAX_DK: i32 = 2048;
+
+/// Whether the GPU kernels take these dimensions (Dk a multiple of 32 up to [`MAX_DK`],
+/// grid within the CUDA limits).
 pub(super) fn kernel_fits(d: StepDims) -> bool {
-    d.dk % 32 == 0 && d.b * d.hv <= 65_535 && d.dv <= 65_535 * WARPS_PER_GROUP
+    d.dk % 32 == 0 && d.dk <= MAX_DK && d.b * d.hv <= 65_535 && d.dv <= 65_535 * WARPS_PER_GROUP
 }
 
 /// The gated delta rule over `T` tokens in one launch of the GPU kernel of `backend`: the
@@ -182,7 +186,7 @@ pub fn gated_delta_kernel(
     let d = check_seq(q, k, v, g, beta, state)?;
     if !kernel_fits(d) {
         return Err(shape_error(format!(
-            "the kernel needs Dk a multiple of 32 (found {}) and B·Hv ≤ 65535 (found {})",
+            "the kernel needs Dk a multiple of 32 up to {MAX_DK} (found {}) and B·Hv ≤ 65535 (found {})",
             d.dk,
             d.b * d.hv
         )));
@@ -341,7 +345,7 @@ pub(super) fn check_decode(
     };
     if !kernel_fits(d) {
         return Err(bad(format!(
-            "the kernel needs Dk a multiple of 32 (found {})",
+            "the kernel needs Dk a multiple of 32 up to {MAX_DK} (found {})",
             h.dk
         )));
     }

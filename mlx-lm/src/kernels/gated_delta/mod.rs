@@ -112,7 +112,8 @@ pub fn gated_delta_update(
 }
 
 /// One single-token gated delta step on `path`. A kernel path falls back to compiled ops
-/// for dimensions the kernel does not take (Dk not a multiple of 32).
+/// for dimensions the kernel does not take (Dk not a multiple of 32, or above
+/// [`kernel::MAX_DK`]).
 ///
 /// Shapes: `q`, `k` `[B, Hk, Dk]`; `v` `[B, Hv, Dv]`; `g` (decay), `beta` `[B, Hv]`;
 /// `state` `[B, Hv, Dv, Dk]` fp32. Value head `j` reads key head `j / (Hv / Hk)`.
