@@ -11,6 +11,7 @@ the first file (the shipped kernel) in sort order:
 
   a_shipped.cu        the kernel as the model launches it
   w{W}_c{C}.cu        the same body with W warps per block and C tokens per round
+  align16.cu          the shared arrays 16-byte aligned (vector loads in the walk)
   z_diag_*.cu         diagnostics, wrong on purpose (their error column is not zero): no
                       lane sums in the walk, no global loads after the first round; what
                       each saves says where the time goes
@@ -78,6 +79,10 @@ def main():
     files = {"a_shipped.cu": source(warps)}
     for w, chunk in ((4, 16), (4, 32), (8, 8), (8, 32), (16, 16)):
         files[f"w{w}_c{chunk}.cu"] = source(w, chunk)
+    # Shared arrays 16-byte aligned: the walk's key, query and (g, beta, k . q) reads become
+    # three 16-byte loads instead of eleven 4-byte ones (NVRTC's PTX, sm_90).
+    files["align16.cu"] = source(warps, text=body.replace(
+        "GDN_SHARED float", "__shared__ __align__(16) float"))
     no_sums = body
     for name in ("kv_mem", "sq"):
         no_sums = replaced(no_sums, f"{name} = gdn_lane_sum({name});", "")

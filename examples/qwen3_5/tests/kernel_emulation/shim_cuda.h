@@ -9,6 +9,8 @@
 // Block-shared memory: one block runs at a time, so a function-static array is shared by
 // exactly its threads.
 #define __shared__ static
+// CUDA's alignment specifier (as its headers define it).
+#define __align__(n) __attribute__((aligned(n)))
 
 struct dim3 {
   unsigned x = 1, y = 1, z = 1;
