@@ -38,8 +38,9 @@ pub const DECODE_OUTPUTS: [&str; 3] = ["y", "state_out", "conv_out"];
 /// Warps (SIMD groups) of 32 lanes per thread group (block) of the decode kernel.
 pub const WARPS_PER_GROUP: i32 = 4;
 /// Warps (SIMD groups) per block of the step kernel: the value rows that share each
-/// round's keys and queries in shared memory (8 against 4 and 16: 825 against 916 and
-/// 904 µs per 2B layer launch at 2,048 tokens on an H100, session 22).
+/// round's keys and queries in shared memory (at 2,048 tokens, one 2B layer's launch on
+/// an H100 took 825 µs with 8 warps and 32 tokens per round against 916 with 4; 904 with
+/// 16 warps and 16 tokens; session 22).
 pub const STEP_WARPS: i32 = 8;
 /// Value rows each warp of the decode kernel handles (it computes q and k once for them).
 pub const DECODE_ROWS_PER_WARP: i32 = 4;
