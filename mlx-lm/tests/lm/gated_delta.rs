@@ -537,26 +537,10 @@ fn bad_step_shapes_are_errors() {
                 "{err}"
             );
         }
-        let want = gated_delta_step(
-            StepPath::Compiled,
-            &big.q,
-            &big.k,
-            &big.v,
-            &big.g,
-            &big.beta,
-            &big.state,
-        )
-        .unwrap();
-        let got = gated_delta_step(
-            StepPath::CudaKernel,
-            &big.q,
-            &big.k,
-            &big.v,
-            &big.g,
-            &big.beta,
-            &big.state,
-        )
-        .unwrap();
+        let step = |path| {
+            gated_delta_step(path, &big.q, &big.k, &big.v, &big.g, &big.beta, &big.state).unwrap()
+        };
+        let (want, got) = (step(StepPath::Compiled), step(StepPath::CudaKernel));
         assert_eq!(to_f32(&got.0), to_f32(&want.0));
         assert_eq!(to_f32(&got.1), to_f32(&want.1));
     })
