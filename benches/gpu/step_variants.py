@@ -12,6 +12,7 @@ the first file (the shipped kernel) in sort order:
   a_shipped.cu        the kernel as the model launches it
   w{W}_c{C}.cu        the same body with W warps per block and C tokens per round
   align16.cu          the shared arrays 16-byte aligned (vector loads in the walk)
+  pair_sums*.cu       the walk's two lane sums in one butterfly (6 shuffles, not 10)
   z_diag_*.cu         diagnostics, wrong on purpose (their error column is not zero): no
                       lane sums in the walk, no global loads after the first round; what
                       each saves says where the time goes
@@ -82,6 +83,26 @@ def main():
     # Shared arrays 16-byte aligned: the walk's key, query and (g, beta, k . q) reads become
     # three 16-byte loads instead of eleven 4-byte ones (NVRTC's PTX, sm_90).
     files["align16.cu"] = source(warps, text=body.replace(
+        "GDN_SHARED float", "__shared__ __align__(16) float"))
+    # The walk's two lane sums in one butterfly: a first exchange over 16 lanes swaps
+    # halves so that lanes 0-15 carry S k and lanes 16-31 S q, four more steps finish
+    # both, and one broadcast hands S k to every lane: 6 shuffles a token instead of 10.
+    pair = replaced(body, """    kv_mem = gdn_lane_sum(kv_mem);
+    sq = gdn_lane_sum(sq);
+""", """    {
+      const bool hi = (lane & 16) != 0;
+      float x = hi ? sq : kv_mem;
+      x += __shfl_xor_sync(0xffffffffu, hi ? kv_mem : sq, 16);
+      for (int off = 8; off > 0; off >>= 1) {
+        x += __shfl_xor_sync(0xffffffffu, x, off);
+      }
+      kv_mem = __shfl_sync(0xffffffffu, x, 0);
+      sq = x;  // S q on lanes 16-31
+    }
+""")
+    pair = replaced(pair, "    if (lane == 0) {\n      y_s[c][w]", "    if (lane == 16) {\n      y_s[c][w]")
+    files["pair_sums.cu"] = source(warps, text=pair)
+    files["pair_sums_align16.cu"] = source(warps, text=pair.replace(
         "GDN_SHARED float", "__shared__ __align__(16) float"))
     no_sums = body
     for name in ("kv_mem", "sq"):

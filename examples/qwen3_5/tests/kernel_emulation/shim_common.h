@@ -52,6 +52,16 @@ inline float exchange_xor(float v, int offset) {
   return other;
 }
 
+// Every lane gets lane `src`'s value.
+inline float exchange_from(float v, int src) {
+  Warp* w = current_warp;
+  w->slots[current_lane] = v;
+  w->bar.arrive_and_wait();
+  float other = w->slots[src];
+  w->bar.arrive_and_wait();
+  return other;
+}
+
 inline float lane_sum(float v) {
   Warp* w = current_warp;
   w->slots[current_lane] = v;

@@ -40,3 +40,8 @@ inline float __shfl_xor_sync(unsigned mask, float v, int offset) {
   (void)mask;
   return emul::exchange_xor(v, offset);
 }
+
+inline float __shfl_sync(unsigned mask, float v, int src) {
+  (void)mask;
+  return emul::exchange_from(v, src);
+}
