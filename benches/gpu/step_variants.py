@@ -5,8 +5,7 @@ The prefill of a prompt of up to `kernel_prefill_max` tokens runs each DeltaNet 
 gated delta rule as one launch of the step kernel (mlx-lm/kernels/gated_delta_step.inc):
 blocks of W warps (W value rows of one head, one row per warp) stage C tokens at a time
 in shared memory. This script writes, into OUT_DIR, whole kernel sources (prologue +
-body; first line `// ROWS_PER_WARP=1`, second `// WARPS_PER_BLOCK=W`, the block the test
-launches) that the GPU test times side by side on one 2B layer's shapes and compares with
+body; first line `// WARPS_PER_BLOCK=W`, the block the test launches) that the GPU test times side by side on one 2B layer's shapes and compares with
 the first file (the shipped kernel) in sort order:
 
   a_shipped.cu        the kernel as the model launches it
@@ -75,7 +74,7 @@ def main():
     def source(w, chunk=None, text=body):
         if chunk is not None:
             text = replaced(text, chunk_line, f"constexpr int C = {chunk};")
-        return f"// ROWS_PER_WARP=1\n// WARPS_PER_BLOCK={w}\n" + text
+        return f"// WARPS_PER_BLOCK={w}\n" + text
 
     files = {"a_shipped.cu": source(warps)}
     for w, chunk in ((4, 16), (4, 32), (8, 8), (8, 32), (16, 16)):

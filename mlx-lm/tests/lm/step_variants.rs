@@ -64,16 +64,10 @@ fn step_kernel_variants() {
             let mut wrong = Vec::new();
             for f in &files {
                 let src = std::fs::read_to_string(f).unwrap();
-                let rows: i32 = src
-                    .lines()
-                    .next()
-                    .and_then(|l| l.strip_prefix("// ROWS_PER_WARP="))
-                    .and_then(|r| r.trim().parse().ok())
-                    .unwrap_or_else(|| panic!("{}: no // ROWS_PER_WARP=R line", f.display()));
-                // An optional second line names the warps of a block (else the model's).
+                // The first line names the warps of a block (else the model's).
                 let warps: i32 = src
                     .lines()
-                    .nth(1)
+                    .next()
                     .and_then(|l| l.strip_prefix("// WARPS_PER_BLOCK="))
                     .and_then(|w| w.trim().parse().ok())
                     .unwrap_or(STEP_WARPS);
@@ -84,7 +78,7 @@ fn step_kernel_variants() {
                     .output_names(&["y", "state_out"])
                     .build_cuda()
                     .unwrap();
-                let config = KernelConfig::new([32, (d + rows - 1) / rows, b * h], [32, warps, 1])
+                let config = KernelConfig::new([32, d, b * h], [32, warps, 1])
                     .output(&[b, t, h, d], dtype)
                     .output(&[b, h, d, d], Dtype::Float32)
                     .template("InT", TemplateArg::Dtype(dtype))

@@ -24,6 +24,7 @@ Exit status 0 when every case matches. The launch constants are read from mlx-lm
 import argparse
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -38,7 +39,6 @@ FUSED_RS = os.path.join(HERE, "..", "..", "..", "..", "mlx-lm", "src", "kernels"
 
 def fused_const(name):
     """A launch constant of gated_delta/kernel.rs (so the emulated grid is the one the model asks for)."""
-    import re
     m = re.search(rf"pub const {name}: i32 = (\d+);", open(FUSED_RS).read())
     if not m:
         raise SystemExit(f"{name} not found in {FUSED_RS}")
@@ -108,16 +108,10 @@ class SourceKernel(Kernel):
                 self.text = f.read()
         except OSError as e:
             raise SystemExit(f"{path}: {e.strerror}")
-        lines = self.text.splitlines()
-        first = lines[0] if lines else ""
-        if not first.startswith("// ROWS_PER_WARP="):
-            raise SystemExit(f"{path}: the first line must be // ROWS_PER_WARP=R")
-        # An optional second line `// WARPS_PER_BLOCK=W` (else the model's block).
-        warps = STEP_WARPS
-        if len(lines) > 1 and lines[1].startswith("// WARPS_PER_BLOCK="):
-            warps = int(lines[1].split("=")[1])
-        super().__init__("step", {}, STEP.inputs, STEP.outputs,
-                         rows_per_warp=int(first.split("=")[1]), warps_per_block=warps)
+        # An optional first line `// WARPS_PER_BLOCK=W` (else the model's block).
+        m = re.match(r"// WARPS_PER_BLOCK=(\d+)\n", self.text)
+        super().__init__("step", {}, STEP.inputs, STEP.outputs, rows_per_warp=1,
+                         warps_per_block=int(m.group(1)) if m else STEP_WARPS)
 
     def body(self, backend):
         return self.text
@@ -197,12 +191,15 @@ def cuda_source(kernel, act, gate, dims):
     return src, launch
 
 
-METAL_ATTRS = {
-    "thread_position_in_grid": ("uint3", "uint3{(unsigned)lane, (unsigned)gy, (unsigned)z}"),
-    "thread_position_in_threadgroup":
-        ("uint3", "uint3{(unsigned)lane, (unsigned)(gy % W_EMUL), 0}"),
-    "thread_index_in_simdgroup": ("uint", "(unsigned)lane"),
-}
+def metal_attrs(warps):
+    """The Metal position attributes MLX adds when the source names them: (type, value
+    from the emulated `lane`, `gy`, `z`) for thread groups of `warps` SIMD groups."""
+    return {
+        "thread_position_in_grid": ("uint3", "uint3{(unsigned)lane, (unsigned)gy, (unsigned)z}"),
+        "thread_position_in_threadgroup":
+            ("uint3", f"uint3{{(unsigned)lane, (unsigned)(gy % {warps}), 0}}"),
+        "thread_index_in_simdgroup": ("uint", "(unsigned)lane"),
+    }
 # Attributes MLX would add if named in the source, which the emulator does not model.
 UNMODELLED = ["threadgroup_position_in_grid", "threads_per_threadgroup", "simdgroup_index_in_threadgroup",
               "threads_per_grid", "grid_size", "thread_index_in_threadgroup", "threads_per_simdgroup"]
@@ -235,10 +232,11 @@ def metal_source(kernel, act, gate, dims):
         if a in body:
             raise SystemExit(f"the emulator does not model {a}")
     # MLX lists attributes in this order (fast.cpp metal_attributes).
+    attrs = metal_attrs(kernel.warps_per_block)
     for a in ["thread_index_in_simdgroup", "thread_position_in_grid", "thread_position_in_threadgroup"]:
         if a in body:
-            params.append(f"  {METAL_ATTRS[a][0]} {a} [[{a}]]")
-            call.append(METAL_ATTRS[a][1].replace("W_EMUL", str(kernel.warps_per_block)))
+            params.append(f"  {attrs[a][0]} {a} [[{a}]]")
+            call.append(attrs[a][1])
     src += ",\n".join(params) + ") {\n" + body + "\n}\n"
     tdef = "<" + ", ".join(str(v) for _, v in targs) + ">"
     src += (f'template [[host_name("gdn_kernel")]] [[kernel]] decltype(gdn_kernel{tdef}) '
@@ -482,7 +480,7 @@ def main():
     ap.add_argument("--keep", help="folder for the generated sources and binaries")
     ap.add_argument("--step-source", metavar="FILE",
                     help="a whole CUDA step kernel (prologue and body, first line "
-                         "'// ROWS_PER_WARP=R') instead of the shipped one, e.g. a variant "
+                         "'// WARPS_PER_BLOCK=W') instead of the shipped one, e.g. a variant "
                          "written by benches/gpu/step_variants.py; implies --backend cuda "
                          "--kernel step")
     args = ap.parse_args()

@@ -149,7 +149,7 @@ def small_batch_source(act, nt):
 def attn_source(kernel, act, consts):
     """The source MLX's build_kernel writes for an attention kernel (mlx-lm/src/kernels/attention.rs)."""
     types = {"act": CUDA_TYPES[act], "f32": "float", "i32": "int32_t"}
-    body = kernel.get("source") or "\n".join(read(f) for f in kernel["body"])
+    body = "\n".join(read(f) for f in kernel["body"])
     src = DEFAULT_HEADER + read("cuda_header.cuh") + read("gdn_common.h")
     src += "namespace mlx::core::cu {\n\nnamespace cg = cooperative_groups;\n\n"
     name = f"custom_kernel_{kernel['name']}_{types['act']}".replace("__", "_")
