@@ -12,6 +12,11 @@ GDN_FN float gdn_rsqrt(float x) {
   return metal::precise::rsqrt(x);
 }
 
+// The float whose bits are `bits` (a float passed as an int template constant).
+GDN_FN float gdn_float_from_bits(int bits) {
+  return as_type<float>(bits);
+}
+
 // Sum over the 32 lanes of a SIMD group (every lane gets the total).
 GDN_FN float gdn_lane_sum(float x) {
   return metal::simd_sum(x);

@@ -5,7 +5,8 @@
 //!   GPU is present, the Metal kernel on macOS with a GPU (else a visible "skipped" line)
 //!   — equals the sequential reference step (f32 and bf16, Hv = Hk and Hv > Hk, B = 1
 //!   and 2, several steps in a row); so does the step kernel over T > 1 tokens;
-//! * the whole-layer decode kernel equals the compiled inputs + step (on a GPU);
+//! * the whole-layer decode kernel equals the CPU path of a decode step (the compiled
+//!   inputs, the step and the gated norm; on a GPU), and that path equals its pieces;
 //! * the compiled element-wise chains (`mlx_lm::kernels::compiled`) equal their plain ops;
 //! * bad shapes are errors, not kernel reads out of bounds.
 //!
@@ -15,9 +16,13 @@
 use crate::common::{assert_kernel_emulator_cases, cpu, gpu, normal, unit_rows};
 use mlx_lm::kernels::compiled;
 use mlx_lm::kernels::gated_delta::compiled::delta_decode_inputs;
-use mlx_lm::kernels::gated_delta::kernel::{delta_decode_kernel, gated_delta_kernel, MAX_DK};
-use mlx_lm::kernels::gated_delta::ops::gated_delta_sequential;
-use mlx_lm::kernels::gated_delta::{gated_delta_step, DeltaHeads, StepPath};
+use mlx_lm::kernels::gated_delta::kernel::{
+    delta_decode_kernel, gated_delta_kernel, MAX_DECODE_DV, MAX_DK,
+};
+use mlx_lm::kernels::gated_delta::ops::{gated_delta_sequential, gated_rms_norm};
+use mlx_lm::kernels::gated_delta::{
+    gated_delta_decode, gated_delta_step, DecodeLayer, DeltaHeads, StepPath,
+};
 use mlx_lm::kernels::gpu::GpuBackend;
 use mlx_rs::{random, Array, Device, Dtype};
 
@@ -28,10 +33,11 @@ const STEP_F32_RTOL: f32 = 1e-5;
 /// Step outputs vs the reference, bf16 inputs: `y` is rounded to bf16, so one bf16 ulp of
 /// the output scale (2^-8) is allowed; the fp32 state keeps [`STEP_F32_RTOL`].
 const STEP_BF16_RTOL: f32 = 1.0 / 256.0;
-/// Whole-layer decode kernel vs the compiled CPU path, bf16: the kernel rounds q, k, v and
-/// the gates to bf16 at the same points as the ops, but its exp / rsqrt may differ in the
-/// last float bit and so land one bf16 ulp (2^-8 relative) apart on a few elements, which
-/// the state and y then carry: two ulps of the scale.
+/// Whole-layer decode kernel vs the compiled CPU path, bf16: the kernel rounds q, k, v,
+/// the gates and the norm's steps to bf16 at the same points as the ops, but its exp /
+/// rsqrt and the order of its fp32 sums may differ in the last float bit and so land one
+/// bf16 ulp (2^-8 relative) apart on a few elements, which the state and the output then
+/// carry: two ulps of the scale.
 const DECODE_BF16_RTOL: f32 = 1.0 / 64.0;
 /// The same in f32 (no intermediate rounding to a narrow type).
 const DECODE_F32_RTOL: f32 = 1e-4;
@@ -256,14 +262,31 @@ fn metal_kernel_matches_reference() {
 
 /// Random inputs of one whole-layer decode step.
 struct DecodeInputs {
-    qkv: Array,
+    proj: Array,
     conv_state: Array,
     conv_weight: Array,
-    a: Array,
-    b: Array,
     a_log: Array,
     dt_bias: Array,
+    norm_weight: Array,
     state: Array,
+}
+
+/// The norm's eps in the decode cases (the model's).
+const NORM_EPS: f32 = 1e-6;
+
+impl DecodeInputs {
+    fn layer(&self) -> DecodeLayer<'_> {
+        DecodeLayer {
+            proj: &self.proj,
+            conv_state: &self.conv_state,
+            conv_weight: &self.conv_weight,
+            a_log: &self.a_log,
+            dt_bias: &self.dt_bias,
+            norm_weight: &self.norm_weight,
+            norm_eps: NORM_EPS,
+            state: &self.state,
+        }
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -277,6 +300,7 @@ fn decode_inputs(
 ) -> DecodeInputs {
     let DeltaHeads { hk, hv, dk, dv } = heads;
     let c = 2 * hk * dk + hv * dv;
+    let p = c + hv * dv + 2 * hv;
     let r = |i: u64, shape: &[i32], scale: f32, dt: Dtype| {
         random::normal(
             shape,
@@ -289,18 +313,16 @@ fn decode_inputs(
         .astype(dt)
         .unwrap()
     };
+    let uniform = |i: u64, lo: f32, hi: f32, n: i32| {
+        random::uniform_range(lo..hi, &[n], Some(&random::key(seed * 16 + i).unwrap())).unwrap()
+    };
     DecodeInputs {
-        qkv: r(0, &[bsz, 1, c], 1.0, dtype),
+        proj: r(0, &[bsz, 1, p], 1.0, dtype),
         conv_state: r(1, &[bsz, taps - 1, c], 1.0, dtype),
         conv_weight: r(2, &[c, taps, 1], 0.5, dtype),
-        a: r(3, &[bsz, 1, hv], 1.0, dtype),
-        b: r(4, &[bsz, 1, hv], 1.0, dtype),
-        a_log: random::uniform_range(0.0..2.7, &[hv], Some(&random::key(seed * 16 + 5).unwrap()))
-            .unwrap(),
-        dt_bias: random::uniform_range(0.5..1.5, &[hv], Some(&random::key(seed * 16 + 6).unwrap()))
-            .unwrap()
-            .astype(gate)
-            .unwrap(),
+        a_log: uniform(5, 0.0, 2.7, hv),
+        dt_bias: uniform(6, 0.5, 1.5, hv).astype(gate).unwrap(),
+        norm_weight: uniform(8, 0.5, 1.5, dv).astype(dtype).unwrap(),
         state: r(7, &[bsz, hv, dv, dk], 0.5, Dtype::Float32),
     }
 }
@@ -310,10 +332,12 @@ const DECODE_CASES: &[(i32, i32, i32, i32, i32, i32)] = &[
     (1, 4, 4, 128, 128, 4),
     (2, 2, 4, 64, 36, 4),
     (1, 1, 3, 32, 9, 3),
+    (1, 1, 2, 32, MAX_DECODE_DV, 4),
 ];
 
-/// The whole-layer decode kernel on `path` (GPU stream) against the compiled CPU path
-/// (decode inputs + step ops), several steps in a row.
+/// The whole-layer decode kernel on `path` (GPU stream) against the CPU path (the
+/// projections split, the decode inputs, the step ops and the gated norm), several steps
+/// in a row.
 fn check_decode_kernel(path: StepPath) {
     for &(bsz, hk, hv, dk, dv, taps) in DECODE_CASES {
         for (dtype, gate) in [
@@ -330,41 +354,17 @@ fn check_decode_kernel(path: StepPath) {
             };
             let mut x = decode_inputs(bsz as u64 * 7 + hv as u64, bsz, heads, taps, dtype, gate);
             for step in 0..3 {
-                let (y_ref, s_ref, c_ref) = cpu(|| {
-                    let [q, k, v, g, beta, conv] = delta_decode_inputs(
-                        heads,
-                        &x.qkv,
-                        &x.conv_state,
-                        &x.conv_weight,
-                        &x.a,
-                        &x.b,
-                        &x.a_log,
-                        &x.dt_bias,
-                    )
-                    .unwrap();
-                    let (y, s) =
-                        gated_delta_step(StepPath::Ops, &q, &k, &v, &g, &beta, &x.state).unwrap();
-                    (y.reshape(&[bsz, 1, hv, dv]).unwrap(), s, conv)
-                });
-                let (y, s, conv) = delta_decode_kernel(
-                    path.backend().unwrap(),
-                    heads,
-                    &x.qkv,
-                    &x.conv_state,
-                    &x.conv_weight,
-                    &x.a,
-                    &x.b,
-                    &x.a_log,
-                    &x.dt_bias,
-                    &x.state,
-                )
-                .unwrap_or_else(|e| panic!("{what}: {e}"));
+                let (out_ref, s_ref, c_ref) =
+                    cpu(|| gated_delta_decode(StepPath::Ops, heads, &x.layer()).unwrap());
+                let (out, s, conv) = delta_decode_kernel(path.backend().unwrap(), heads, &x.layer())
+                    .unwrap_or_else(|e| panic!("{what}: {e}"));
                 assert_eq!(
-                    (y.dtype(), s.dtype(), conv.dtype()),
+                    (out.dtype(), s.dtype(), conv.dtype()),
                     (dtype, Dtype::Float32, dtype),
                     "{what}: dtypes"
                 );
-                assert_scaled_close(&format!("{what} step {step} y"), &y, &y_ref, rtol);
+                assert_eq!(out.shape(), [bsz, 1, hv * dv], "{what}: output shape");
+                assert_scaled_close(&format!("{what} step {step} out"), &out, &out_ref, rtol);
                 assert_scaled_close(&format!("{what} step {step} state"), &s, &s_ref, rtol);
                 assert_eq!(
                     to_f32(&conv),
@@ -376,6 +376,7 @@ fn check_decode_kernel(path: StepPath) {
                     state: s_ref,
                     conv_state: c_ref,
                     conv_weight: x.conv_weight,
+                    norm_weight: x.norm_weight,
                     ..next
                 };
             }
@@ -407,6 +408,58 @@ fn metal_decode_kernel_matches_compiled() {
     println!("Metal decode kernel: all cases match the compiled path");
 }
 
+/// The CPU path of a whole-layer decode step (what a kernel path falls back to) equals
+/// the pieces it is made of: the projections split, the compiled decode inputs, the
+/// reference step and the plain gated norm, for `[B, 1, P]` and `[B, P]` projections.
+#[test]
+fn decode_fallback_is_its_pieces() {
+    cpu(|| {
+        let heads = DeltaHeads {
+            hk: 1,
+            hv: 2,
+            dk: 32,
+            dv: 8,
+        };
+        let x = decode_inputs(11, 2, heads, 4, Dtype::Bfloat16, Dtype::Bfloat16);
+        let (out, s, conv) = gated_delta_decode(StepPath::Compiled, heads, &x.layer()).unwrap();
+        let c = 2 * 32 + 2 * 8;
+        let p = mlx_rs::ops::split_sections(&x.proj, &[c, c + 16, c + 18], -1).unwrap();
+        let (qkv, z, b, a) = (&p[0], &p[1], &p[2], &p[3]);
+        let [q, k, v, g, beta, conv_ref] = delta_decode_inputs(
+            heads,
+            qkv,
+            &x.conv_state,
+            &x.conv_weight,
+            a,
+            b,
+            &x.a_log,
+            &x.dt_bias,
+        )
+        .unwrap();
+        let (y, s_ref) = gated_delta_step(StepPath::Ops, &q, &k, &v, &g, &beta, &x.state).unwrap();
+        let out_ref = gated_rms_norm(
+            &y.reshape(&[2, 1, 2, 8]).unwrap(),
+            &z.reshape(&[2, 1, 2, 8]).unwrap(),
+            &x.norm_weight,
+            NORM_EPS,
+        )
+        .unwrap()
+        .reshape(&[2, 1, 16])
+        .unwrap();
+        assert_eq!(to_f32(&out), to_f32(&out_ref), "output");
+        assert_eq!(to_f32(&s), to_f32(&s_ref), "state");
+        assert_eq!(to_f32(&conv), to_f32(&conv_ref), "conv state");
+        // Without the length axis: the same values, [B, Hv·Dv].
+        let flat = DecodeInputs {
+            proj: x.proj.reshape(&[2, -1]).unwrap(),
+            ..decode_inputs(11, 2, heads, 4, Dtype::Bfloat16, Dtype::Bfloat16)
+        };
+        let (out2, _, _) = gated_delta_decode(StepPath::Compiled, heads, &flat.layer()).unwrap();
+        assert_eq!(out2.shape(), [2, 16]);
+        assert_eq!(to_f32(&out2), to_f32(&out_ref), "output without the length axis");
+    })
+}
+
 #[test]
 fn bad_decode_inputs_are_errors() {
     cpu(|| {
@@ -417,21 +470,14 @@ fn bad_decode_inputs_are_errors() {
             dv: 16,
         };
         let x = decode_inputs(9, 1, heads, 4, Dtype::Bfloat16, Dtype::Bfloat16);
-        let call = |x: &DecodeInputs, heads: DeltaHeads| {
+        let call = |x: &DecodeInputs, heads: DeltaHeads, why: &str| {
             for backend in [GpuBackend::Cuda, GpuBackend::Metal] {
-                let r = delta_decode_kernel(
-                    backend,
-                    heads,
-                    &x.qkv,
-                    &x.conv_state,
-                    &x.conv_weight,
-                    &x.a,
-                    &x.b,
-                    &x.a_log,
-                    &x.dt_bias,
-                    &x.state,
+                let r = delta_decode_kernel(backend, heads, &x.layer());
+                let err = r.err().unwrap_or_else(|| panic!("{backend:?} accepted {why}"));
+                assert!(
+                    err.to_string().contains("gated delta decode: "),
+                    "{why}: {err}"
                 );
-                assert!(r.is_err(), "{backend:?} accepted bad decode inputs");
             }
         };
         let with = |f: &dyn Fn(&mut DecodeInputs)| {
@@ -439,41 +485,56 @@ fn bad_decode_inputs_are_errors() {
             f(&mut y);
             y
         };
+        let other = |hk, hv, dk, dv| DeltaHeads { hk, hv, dk, dv };
+        call(&x, other(2, 4, 16, 24), "the same C, another split: Dk 16");
+        call(&x, other(3, 4, 32, 16), "Hv not a multiple of Hk");
         call(
-            &x,
-            DeltaHeads {
-                hk: 2,
-                hv: 4,
-                dk: 16,
-                dv: 24,
-            },
-        ); // same C, other split: Dk 16
-        call(
-            &x,
-            DeltaHeads {
-                hk: 3,
-                hv: 4,
-                dk: 32,
-                dv: 16,
-            },
-        ); // Hv not a multiple of Hk
-        call(
-            &with(&|y| y.qkv = y.qkv.astype(Dtype::Float32).unwrap()),
+            &with(&|y| y.proj = y.proj.astype(Dtype::Float32).unwrap()),
             heads,
-        ); // mixed dtypes
+            "mixed dtypes",
+        );
+        call(
+            &with(&|y| y.norm_weight = y.norm_weight.astype(Dtype::Float32).unwrap()),
+            heads,
+            "an fp32 norm weight with bf16 activations",
+        );
         call(
             &with(&|y| y.state = y.state.astype(Dtype::Bfloat16).unwrap()),
             heads,
+            "a bf16 state",
         );
         call(
             &with(&|y| y.conv_state = y.conv_state.reshape(&[1, 1, -1]).unwrap()),
             heads,
+            "a conv state of the wrong shape",
         );
-        call(&with(&|y| y.a = y.a.reshape(&[1, 4]).unwrap()), heads);
+        call(
+            &with(&|y| y.proj = y.proj.reshape(&[1, 2, -1]).unwrap()),
+            heads,
+            "two tokens",
+        );
+        call(
+            &with(&|y| y.norm_weight = y.norm_weight.reshape(&[2, 8]).unwrap()),
+            heads,
+            "a norm weight of the wrong shape",
+        );
         call(
             &with(&|y| y.conv_weight = y.conv_weight.reshape(&[-1, 2, 2]).unwrap()),
             heads,
+            "conv taps of the wrong shape",
         );
+        // A value head above MAX_DECODE_DV is refused with the reason (a kernel path's
+        // decode then takes the split projections and the step kernel).
+        let big = other(1, 1, 32, MAX_DECODE_DV + 1);
+        let xb = decode_inputs(3, 1, big, 4, Dtype::Float32, Dtype::Float32);
+        let err = delta_decode_kernel(GpuBackend::Cuda, big, &xb.layer()).unwrap_err();
+        assert!(
+            err.to_string().contains(&format!("Dv up to {MAX_DECODE_DV}")),
+            "{err}"
+        );
+        let mut bad_eps = xb.layer();
+        bad_eps.norm_eps = f32::NAN;
+        assert!(delta_decode_kernel(GpuBackend::Cuda, big, &bad_eps).is_err());
     })
 }
 
@@ -638,5 +699,5 @@ fn causal_conv_matches_mlx_grouped_conv() {
 /// [`cuda_decode_kernel_matches_compiled`].
 #[test]
 fn gated_delta_kernels_run_emulated() {
-    assert_kernel_emulator_cases("emulate.py", 42);
+    assert_kernel_emulator_cases("emulate.py", 48);
 }

@@ -254,13 +254,12 @@ impl Prepared {
         fixed(self.in_proj.forward(x)?, "DeltaNet")
     }
 
-    /// The delta rule for one token from its projections and the carried states: the
-    /// output `y` (before the gated norm), the new recurrent state, the new conv state.
-    fn delta(
+    /// One token from its joined projections and the carried states: the gated output
+    /// norm (the out projection's input, `[.., Hv·Dv]`), the new recurrent state, the new
+    /// conv state.
+    fn delta_normed(
         &self,
-        qkv: &Array,
-        a: &Array,
-        beta_logits: &Array,
+        proj: &Array,
         conv_state: &Array,
         state: &Array,
     ) -> Result<(Array, Array, Array)> {
@@ -268,14 +267,16 @@ impl Prepared {
         gated_delta::gated_delta_decode(
             self.step,
             DeltaHeads { hk, hv, dk, dv },
-            qkv,
-            conv_state,
-            &self.conv_weight,
-            a,
-            beta_logits,
-            &self.a_log,
-            &self.dt_bias,
-            state,
+            &gated_delta::DecodeLayer {
+                proj,
+                conv_state,
+                conv_weight: &self.conv_weight,
+                a_log: &self.a_log,
+                dt_bias: &self.dt_bias,
+                norm_weight: &self.norm,
+                norm_eps: self.eps,
+                state,
+            },
         )
     }
 
@@ -416,16 +417,9 @@ impl Prepared {
         conv_state: &Array,
         state: &Array,
     ) -> Result<(Array, Array, Array)> {
-        let (hv, dv) = (self.hv, self.dv);
-        let lead = &x.shape()[..x.ndim().saturating_sub(1)];
-        let [qkv, z, beta_logits, a] = self.project(x)?;
-        let z = z.reshape(&[lead, &[hv, dv]].concat())?;
-        let (y, state, conv_state) = self.delta(&qkv, &a, &beta_logits, conv_state, state)?;
-        let out = gated_delta::compiled::gated_rms_norm(&y, &z, &self.norm, self.eps)?;
-        let out = self
-            .out_proj
-            .forward(&out.reshape(&[lead, &[hv * dv]].concat())?)?;
-        Ok((out, conv_state, state))
+        let proj = self.in_proj.forward_joined(x)?;
+        let (out, state, conv_state) = self.delta_normed(&proj, conv_state, state)?;
+        Ok((self.out_proj.forward(&out)?, conv_state, state))
     }
 
     /// The layer's arrays in a fixed order: how a compiled step takes them as inputs.

@@ -485,6 +485,22 @@ impl Projections {
         }
     }
 
+    /// The parts' outputs side by side (`[.., Σ out]`): the joined product, or (parts that
+    /// did not join) each part's product, concatenated.
+    pub fn forward_joined(&self, x: &Array) -> Result<Array> {
+        match &self.joined {
+            Some(j) => j.forward(x),
+            None => {
+                let parts = self
+                    .parts
+                    .iter()
+                    .map(|p| p.forward(x))
+                    .collect::<Result<Vec<_>>>()?;
+                Ok(ops::concatenate_axis(&parts, -1)?)
+            }
+        }
+    }
+
     /// The parts of a joined output (`[.., Σ out]` → one `[.., out_i]` per part).
     pub fn split(&self, joined: &Array) -> Result<Vec<Array>> {
         Ok(ops::split_sections(joined, &self.splits, -1)?)

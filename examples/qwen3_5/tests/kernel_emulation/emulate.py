@@ -45,9 +45,17 @@ def fused_const(name):
     return int(m.group(1))
 
 
-WARPS_PER_GROUP = fused_const("WARPS_PER_GROUP")
 STEP_WARPS = fused_const("STEP_WARPS")
-DECODE_ROWS = fused_const("DECODE_ROWS_PER_WARP")
+DECODE_MIN_ROWS = fused_const("DECODE_MIN_ROWS")
+DECODE_MAX_WARPS = fused_const("DECODE_MAX_WARPS")
+NORM_EPS = 1e-6  # the gated norm's eps in the decode cases
+
+
+def decode_rows(Dv):
+    """(rows per warp, warps per block) of the decode kernel, as gated_delta/kernel.rs's
+    decode_launch chooses them."""
+    rows = max(DECODE_MIN_ROWS, -(-Dv // DECODE_MAX_WARPS))
+    return rows, -(-Dv // rows)
 
 CUDA_TYPES = {"float32": "float", "bfloat16": "__nv_bfloat16"}
 METAL_TYPES = {"float32": "float", "bfloat16": "bfloat16_t"}
@@ -75,13 +83,11 @@ def rnd(x, dtype_name):
 # ---------------------------------------------------------------------------------------
 
 class Kernel:
-    def __init__(self, name, body_files, inputs, outputs, rows_per_warp,
-                 warps_per_block=WARPS_PER_GROUP):
+    def __init__(self, name, body_files, inputs, outputs, warps_per_block=None):
         self.name = name
         self.body_files = body_files  # {backend: [prologue, body]}
         self.inputs = inputs  # [(name, role)]: role "act" (InT), "gate" (GateT) or "f32"
         self.outputs = outputs
-        self.rows_per_warp = rows_per_warp
         self.warps_per_block = warps_per_block
 
     def body(self, backend):
@@ -94,7 +100,6 @@ STEP = Kernel(
      "metal": ["metal_prologue.inc", "gated_delta_step.inc"]},
     [("q", "act"), ("k", "act"), ("v", "act"), ("g", "f32"), ("beta", "act"), ("state_in", "f32")],
     [("y", "act"), ("state_out", "f32")],
-    rows_per_warp=1,
     warps_per_block=STEP_WARPS,
 )
 
@@ -110,7 +115,7 @@ class SourceKernel(Kernel):
             raise SystemExit(f"{path}: {e.strerror}")
         # An optional first line `// WARPS_PER_BLOCK=W` (else the model's block).
         m = re.match(r"// WARPS_PER_BLOCK=(\d+)\n", self.text)
-        super().__init__("step", {}, STEP.inputs, STEP.outputs, rows_per_warp=1,
+        super().__init__("step", {}, STEP.inputs, STEP.outputs,
                          warps_per_block=int(m.group(1)) if m else STEP_WARPS)
 
     def body(self, backend):
@@ -121,10 +126,9 @@ DECODE = Kernel(
     "decode",
     {"cuda": ["cuda_decode_prologue.inc", "gated_delta_decode.inc"],
      "metal": ["metal_decode_prologue.inc", "gated_delta_decode.inc"]},
-    [("qkv", "act"), ("conv_in", "act"), ("conv_w", "act"), ("a", "act"), ("b", "act"),
-     ("a_log", "f32"), ("dt_bias", "gate"), ("state_in", "f32")],
-    [("y", "act"), ("state_out", "f32"), ("conv_out", "act")],
-    rows_per_warp=DECODE_ROWS,
+    [("proj", "act"), ("conv_in", "act"), ("conv_w", "act"), ("a_log", "f32"),
+     ("dt_bias", "gate"), ("norm_w", "act"), ("state_in", "f32")],
+    [("out", "act"), ("state_out", "f32"), ("conv_out", "act")],
 )
 
 
@@ -142,16 +146,14 @@ def templates(kernel, act, gate, dims, types):
     if kernel.name == "step":
         t.append(("W", kernel.warps_per_block))
     if kernel is DECODE:
-        t += [("K", K), ("ROWS", DECODE_ROWS)]
+        rows, warps = decode_rows(Dv)
+        eps_bits = int(np.array(NORM_EPS, np.float32).view(np.int32))
+        t += [("K", K), ("ROWS", rows), ("W", warps), ("EPS_BITS", eps_bits)]
     return t
 
 
 def ctype(role, act, gate, types):
     return {"act": types[act], "gate": types[gate], "f32": "float"}[role]
-
-
-def grid_y(kernel, Dv):
-    return -(-Dv // kernel.rows_per_warp)
 
 
 def cuda_source(kernel, act, gate, dims):
@@ -175,8 +177,11 @@ def cuda_source(kernel, act, gate, dims):
                 else f"  using {name} = {value};\n")
     src += "\n" + body + "\n}\n\n} // namespace mlx::core::cu\n"
     B, T, Hk, Dk, Hv, Dv, K = dims
-    gy = grid_y(kernel, Dv)
-    w = kernel.warps_per_block
+    if kernel is DECODE:
+        # One block per value head, its warps the head's row groups.
+        w = gy = decode_rows(Dv)[1]
+    else:
+        gy, w = Dv, kernel.warps_per_block
     # A whole block at a time (its warps meet at __syncthreads and share __shared__).
     launch = f"""
   for (int bz = 0; bz < {B * Hv}; ++bz)
@@ -232,7 +237,9 @@ def metal_source(kernel, act, gate, dims):
         if a in body:
             raise SystemExit(f"the emulator does not model {a}")
     # MLX lists attributes in this order (fast.cpp metal_attributes).
-    attrs = metal_attrs(kernel.warps_per_block)
+    B, T, Hk, Dk, Hv, Dv, K = dims
+    w = decode_rows(Dv)[1] if kernel is DECODE else kernel.warps_per_block
+    attrs = metal_attrs(w)
     for a in ["thread_index_in_simdgroup", "thread_position_in_grid", "thread_position_in_threadgroup"]:
         if a in body:
             params.append(f"  {attrs[a][0]} {a} [[{a}]]")
@@ -241,25 +248,15 @@ def metal_source(kernel, act, gate, dims):
     tdef = "<" + ", ".join(str(v) for _, v in targs) + ">"
     src += (f'template [[host_name("gdn_kernel")]] [[kernel]] decltype(gdn_kernel{tdef}) '
             f"gdn_kernel{tdef};\n")
-    B, T, Hk, Dk, Hv, Dv, K = dims
-    w = kernel.warps_per_block
-    if kernel.name == "step":
-        # Whole thread groups at a time (the grid gated_delta/kernel.rs asks for is whole
-        # groups; a group meets at threadgroup_barrier and shares threadgroup memory).
-        launch = f"""
+    # Whole thread groups at a time (the grid gated_delta/kernel.rs asks for is whole
+    # groups; a group meets at threadgroup_barrier and shares threadgroup memory).
+    groups = 1 if kernel is DECODE else -(-Dv // w)
+    launch = f"""
   for (int z = 0; z < {B * Hv}; ++z)
-    for (int by = 0; by < {-(-grid_y(kernel, Dv) // w)}; ++by)
+    for (int by = 0; by < {groups}; ++by)
       emul::run_block({32 * w}, [&](int tid) {{
         const int lane = tid % 32;
         const int gy = by * {w} + tid / 32;
-        gdn_kernel{tdef}({", ".join(call)});
-      }});
-"""
-        return src, launch
-    launch = f"""
-  for (int z = 0; z < {B * Hv}; ++z)
-    for (int gy = 0; gy < {grid_y(kernel, Dv)}; ++gy)
-      emul::run_warp([&](int lane) {{
         gdn_kernel{tdef}({", ".join(call)});
       }});
 """
@@ -448,13 +445,23 @@ def decode_case(rng, act, gate, dims):
     softplus = rnd(np.maximum(a_dt, 0) + np.log1p(np.exp(-np.abs(a_dt))), gate)
     g = np.exp(-np.exp(a_log) * softplus).astype(np.float32)
     y, s = recurrence(q[:, None], k[:, None], v[:, None], g[:, None], beta[:, None], state)
-    arrays = dict(qkv=qkv, conv_in=conv_in, conv_w=conv_w, a=a, b=b, a_log=a_log,
-                  dt_bias=dt_bias, state_in=state)
-    expected = dict(y=rnd(y[:, 0], act), state_out=s, conv_out=full[:, 1:, :])
+    # The gated norm per value head: rmsnorm(y) * w (each rounded as MLX's rms_norm), then
+    # silu(z) in fp32.
+    z = rnd(rng.standard_normal((B, Hv * Dv)), act)
+    norm_w = rnd(rng.uniform(0.5, 1.5, Dv), act)
+    y = rnd(y[:, 0], act).astype(np.float64)
+    inv_rms = 1.0 / np.sqrt((y * y).mean(-1, keepdims=True) + NORM_EPS)
+    normed = rnd(norm_w * rnd(y * inv_rms, act), act)
+    zz = z.reshape(B, Hv, Dv)
+    out = rnd(zz * sigmoid(zz) * normed, act).reshape(B, Hv * Dv)
+    proj = np.concatenate([qkv, z, b, a], axis=1)
+    arrays = dict(proj=proj, conv_in=conv_in, conv_w=conv_w, a_log=a_log, dt_bias=dt_bias,
+                  norm_w=norm_w, state_in=state)
+    expected = dict(out=out, state_out=s, conv_out=full[:, 1:, :])
     # bf16: q, k, v may land one bf16 ulp apart where an exp or rsqrt differs in its last
     # float bit, which the state carries at that scale.
     tol = 1e-5 if act == "float32" else 1 / 64
-    return arrays, expected, dict(y=tol, state_out=tol, conv_out=0.0)
+    return arrays, expected, dict(out=tol, state_out=tol, conv_out=0.0)
 
 
 # (B, T, Hk, Dk, Hv, Dv, K)
@@ -470,6 +477,7 @@ DECODE_CASES = [
     (1, 1, 2, 128, 2, 8, 4),  # the real Dk and conv
     (2, 1, 1, 32, 3, 6, 4),  # Hv > Hk, Dv not a multiple of ROWS, B = 2
     (1, 1, 2, 64, 4, 9, 3),  # Hv > Hk, 3 taps, a partial row group
+    (1, 1, 1, 128, 2, 128, 4),  # the real Dv: a whole block of warps per head
 ]
 
 

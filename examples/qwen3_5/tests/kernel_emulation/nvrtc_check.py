@@ -40,7 +40,8 @@ DEFAULT_HEADER = """
 CUDA_TYPES = {"float32": "float", "bfloat16": "__nv_bfloat16", "float16": "__half"}
 _GDN_RS = open(os.path.join(HERE, "..", "..", "..", "..", "mlx-lm", "src", "kernels", "gated_delta",
                            "kernel.rs")).read()
-DECODE_ROWS = int(re.search(r"pub const DECODE_ROWS_PER_WARP: i32 = (\d+);", _GDN_RS).group(1))
+DECODE_MIN_ROWS = int(re.search(r"pub const DECODE_MIN_ROWS: i32 = (\d+);", _GDN_RS).group(1))
+DECODE_MAX_WARPS = int(re.search(r"pub const DECODE_MAX_WARPS: i32 = (\d+);", _GDN_RS).group(1))
 STEP_WARPS = int(re.search(r"pub const STEP_WARPS: i32 = (\d+);", _GDN_RS).group(1))
 INPUTS = ["q", "k", "v", "g", "beta", "state_in"]
 OUTPUTS = ["y", "state_out"]
@@ -90,9 +91,9 @@ STEP = dict(
 DECODE = dict(
     name="gated_delta_decode",
     body=["cuda_decode_prologue.inc", "gated_delta_decode.inc"],
-    inputs=[("qkv", "act"), ("conv_in", "act"), ("conv_w", "act"), ("a", "act"), ("b", "act"),
-            ("a_log", "f32"), ("dt_bias", "gate"), ("state_in", "f32")],
-    outputs=[("y", "act"), ("state_out", "f32"), ("conv_out", "act")],
+    inputs=[("proj", "act"), ("conv_in", "act"), ("conv_w", "act"), ("a_log", "f32"),
+            ("dt_bias", "gate"), ("norm_w", "act"), ("state_in", "f32")],
+    outputs=[("out", "act"), ("state_out", "f32"), ("conv_out", "act")],
 )
 
 
@@ -191,7 +192,10 @@ def kernel_source(kernel, act, gate, dims):
     src += f"  constexpr int Dk = {Dk};\n  constexpr int Dv = {Dv};\n"
     src += f"  constexpr int Hk = {Hk};\n  constexpr int Hv = {Hv};\n"
     if kernel is DECODE:
-        src += f"  constexpr int K = {K};\n  constexpr int ROWS = {DECODE_ROWS};\n"
+        # gated_delta/kernel.rs's decode_rows; the model's eps (1e-6).
+        rows = max(DECODE_MIN_ROWS, -(-Dv // DECODE_MAX_WARPS))
+        src += f"  constexpr int K = {K};\n  constexpr int ROWS = {rows};\n"
+        src += f"  constexpr int W = {-(-Dv // rows)};\n  constexpr int EPS_BITS = 897988541;\n"
     if kernel is STEP:
         # The warps of a block: a variant's `// WARPS_PER_BLOCK=W` line, else the model's.
         m = re.search(r"^// WARPS_PER_BLOCK=(\d+)$", body, re.M)

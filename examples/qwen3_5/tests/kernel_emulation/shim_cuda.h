@@ -34,6 +34,13 @@ struct alignas(16) uint4 {
 inline int min(int a, int b) { return a < b ? a : b; }
 inline int max(int a, int b) { return a > b ? a : b; }
 
+// Reinterprets an int's bits as a float.
+inline float __int_as_float(int bits) {
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
 inline void __syncthreads() { emul::sync_block(); }
 
 inline float __shfl_xor_sync(unsigned mask, float v, int offset) {

@@ -12,6 +12,15 @@ struct uint3 {
 };
 using bfloat16_t = bf16_emul;
 
+// Metal's bit reinterpretation between types of one size.
+template <typename To, typename From>
+inline To as_type(From v) {
+  static_assert(sizeof(To) == sizeof(From), "as_type needs types of one size");
+  To t;
+  std::memcpy(&t, &v, sizeof(To));
+  return t;
+}
+
 namespace metal {
 inline float simd_sum(float v) { return emul::lane_sum(v); }
 namespace precise {

@@ -30,20 +30,16 @@ pub const STEP_INPUTS: [&str; 6] = ["q", "k", "v", "g", "beta", "state_in"];
 /// Names of the step kernel's outputs.
 pub const STEP_OUTPUTS: [&str; 2] = ["y", "state_out"];
 /// Names of the decode kernel's inputs, in the order [`delta_decode_kernel`] passes them.
-pub const DECODE_INPUTS: [&str; 8] = [
-    "qkv", "conv_in", "conv_w", "a", "b", "a_log", "dt_bias", "state_in",
+pub const DECODE_INPUTS: [&str; 7] = [
+    "proj", "conv_in", "conv_w", "a_log", "dt_bias", "norm_w", "state_in",
 ];
 /// Names of the decode kernel's outputs.
-pub const DECODE_OUTPUTS: [&str; 3] = ["y", "state_out", "conv_out"];
-/// Warps (SIMD groups) of 32 lanes per thread group (block) of the decode kernel.
-pub const WARPS_PER_GROUP: i32 = 4;
+pub const DECODE_OUTPUTS: [&str; 3] = ["out", "state_out", "conv_out"];
 /// Warps (SIMD groups) per block of the step kernel: the value rows that share each
 /// round's keys and queries in shared memory (at 2,048 tokens, one 2B layer's launch on
 /// an H100 took 825 µs with 8 warps and 32 tokens per round against 916 with 4; 904 with
 /// 16 warps and 16 tokens; session 22).
 pub const STEP_WARPS: i32 = 8;
-/// Value rows each warp of the decode kernel handles (it computes q and k once for them).
-pub const DECODE_ROWS_PER_WARP: i32 = 4;
 
 /// The step kernel body for `backend` (prologue + shared body).
 pub fn step_source(backend: GpuBackend) -> String {
@@ -162,10 +158,10 @@ pub(super) fn check_seq(
 /// fp32 keys and queries in shared memory, which must stay within Metal's 32 KB.
 pub const MAX_DK: i32 = 2048;
 
-/// Whether the GPU kernels take these dimensions (Dk a multiple of 32 up to [`MAX_DK`],
+/// Whether the step kernel takes these dimensions (Dk a multiple of 32 up to [`MAX_DK`],
 /// grid within the CUDA limits).
 pub(super) fn kernel_fits(d: StepDims) -> bool {
-    d.dk % 32 == 0 && d.dk <= MAX_DK && d.b * d.hv <= 65_535 && d.dv <= 65_535 * WARPS_PER_GROUP
+    d.dk % 32 == 0 && d.dk <= MAX_DK && d.b * d.hv <= 65_535 && d.dv <= 65_535 * STEP_WARPS
 }
 
 /// The gated delta rule over `T` tokens in one launch of the GPU kernel of `backend`: the
@@ -255,180 +251,205 @@ fn gate_dtype(a: Dtype, dt_bias: Dtype) -> Dtype {
     }
 }
 
-/// Checks the inputs of [`delta_decode_kernel`]; returns `(B, K)`, or an error naming the
-/// mismatch (the kernel trusts every shape and dtype it is given).
-#[allow(clippy::too_many_arguments)]
-pub(super) fn check_decode(
-    h: DeltaHeads,
-    qkv: &Array,
-    conv_state: &Array,
-    conv_weight: &Array,
-    a: &Array,
-    b: &Array,
-    a_log: &Array,
-    dt_bias: &Array,
-    state: &Array,
-) -> Result<(i32, i32)> {
+/// The arrays of one whole-layer decode step of a Gated DeltaNet layer: what
+/// [`delta_decode_kernel`] and [`super::gated_delta_decode`] take.
+#[derive(Clone, Copy)]
+pub struct DecodeLayer<'a> {
+    /// The token's joined input projections `[B, 1, P]` or `[B, P]`: `[qkv | z | b | a]`
+    /// with `qkv` the `C = 2·Hk·Dk + Hv·Dv` conv inputs, `z` the `Hv·Dv` gate of the output
+    /// norm, `b` and `a` the `Hv` write-strength and decay inputs (`P = C + Hv·Dv + 2·Hv`).
+    pub proj: &'a Array,
+    /// The carried conv inputs `[B, K − 1, C]`.
+    pub conv_state: &'a Array,
+    /// The depthwise conv taps `[C, K, 1]`.
+    pub conv_weight: &'a Array,
+    /// `A_log` `[Hv]`.
+    pub a_log: &'a Array,
+    /// `dt_bias` `[Hv]`.
+    pub dt_bias: &'a Array,
+    /// The gated output norm's weight `[Dv]`.
+    pub norm_weight: &'a Array,
+    /// The gated output norm's epsilon.
+    pub norm_eps: f32,
+    /// The recurrent state `[B, Hv, Dv, Dk]`, fp32.
+    pub state: &'a Array,
+}
+
+/// The fewest value rows a warp of the decode kernel takes (it computes q and k once for
+/// them).
+pub const DECODE_MIN_ROWS: i32 = 4;
+/// The most warps (SIMD groups) in a block (thread group) of the decode kernel; a block is
+/// one value head, so a head of Dv rows gives each warp `max(DECODE_MIN_ROWS, ⌈Dv / 16⌉)`.
+pub const DECODE_MAX_WARPS: i32 = 16;
+/// The largest value head the decode kernel takes: each warp's rows are held one per lane
+/// for the gated norm, so at most 32 rows for each of [`DECODE_MAX_WARPS`] warps.
+pub const MAX_DECODE_DV: i32 = 32 * DECODE_MAX_WARPS;
+
+/// Rows per warp and warps per block of the decode kernel for a value head of `dv` rows.
+fn decode_rows(dv: i32) -> (i32, i32) {
+    let rows = DECODE_MIN_ROWS.max((dv + DECODE_MAX_WARPS - 1) / DECODE_MAX_WARPS);
+    (rows, (dv + rows - 1) / rows)
+}
+
+/// What [`check_decode`] found: batch, conv taps, whether the length axis is there.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct DecodeDims {
+    bsz: i32,
+    taps: i32,
+    with_len: bool,
+}
+
+/// Checks the inputs of [`delta_decode_kernel`], or returns an error naming the mismatch
+/// (the kernel trusts every shape and dtype it is given).
+pub(super) fn check_decode(h: DeltaHeads, x: &DecodeLayer) -> Result<DecodeDims> {
     let bad = |m: String| Error::InvalidArgument(format!("gated delta decode: {m}"));
     if [h.hk, h.hv, h.dk, h.dv].iter().any(|&x| x <= 0) || h.hv % h.hk != 0 {
         return Err(bad(format!("bad head layout {h:?}")));
     }
     let c = 2 * h.hk * h.dk + h.hv * h.dv;
-    // [B, 1, C] (a [B, 1, Hv]) or, with the length axis dropped, [B, C] (a [B, Hv]).
-    let (bsz, qc, lead) = match *qkv.shape() {
-        [bsz, 1, qc] => (bsz, qc, vec![bsz, 1]),
-        [bsz, qc] => (bsz, qc, vec![bsz]),
+    let p = c + h.hv * h.dv + 2 * h.hv;
+    // [B, 1, P] or, with the length axis dropped, [B, P].
+    let (bsz, pc, with_len) = match *x.proj.shape() {
+        [bsz, 1, pc] => (bsz, pc, true),
+        [bsz, pc] => (bsz, pc, false),
         _ => {
             return Err(bad(format!(
-                "qkv {:?} must be [B, 1, C] or [B, C]",
-                qkv.shape()
+                "the projections {:?} must be [B, 1, P] or [B, P]",
+                x.proj.shape()
             )))
         }
     };
-    let &[wc, taps, w1] = conv_weight.shape() else {
+    let &[wc, taps, w1] = x.conv_weight.shape() else {
         return Err(bad(format!(
             "conv weight {:?} must be [C, K, 1]",
-            conv_weight.shape()
+            x.conv_weight.shape()
         )));
     };
-    if qc != c || wc != c || w1 != 1 || taps < 2 || bsz <= 0 {
+    if pc != p || wc != c || w1 != 1 || taps < 2 || bsz <= 0 {
         return Err(bad(format!(
-            "qkv {:?} and conv weight {:?} must be [B, 1, {c}] and [{c}, K ≥ 2, 1]",
-            qkv.shape(),
-            conv_weight.shape()
+            "the projections {:?} and conv weight {:?} must be [B, 1, {p}] and [{c}, K ≥ 2, 1]",
+            x.proj.shape(),
+            x.conv_weight.shape()
         )));
     }
-    let gates = [lead.as_slice(), &[h.hv]].concat();
-    let checks: [(&str, &Array, Vec<i32>); 6] = [
-        ("conv state", conv_state, vec![bsz, taps - 1, c]),
-        ("a", a, gates.clone()),
-        ("b", b, gates),
-        ("A_log", a_log, vec![h.hv]),
-        ("dt_bias", dt_bias, vec![h.hv]),
-        ("state", state, vec![bsz, h.hv, h.dv, h.dk]),
+    let checks: [(&str, &Array, Vec<i32>); 5] = [
+        ("conv state", x.conv_state, vec![bsz, taps - 1, c]),
+        ("A_log", x.a_log, vec![h.hv]),
+        ("dt_bias", x.dt_bias, vec![h.hv]),
+        ("norm weight", x.norm_weight, vec![h.dv]),
+        ("state", x.state, vec![bsz, h.hv, h.dv, h.dk]),
     ];
-    for (what, x, want) in &checks {
-        if x.shape() != want.as_slice() {
-            return Err(bad(format!("{what} {:?} must be {want:?}", x.shape())));
+    for (what, a, want) in &checks {
+        if a.shape() != want.as_slice() {
+            return Err(bad(format!("{what} {:?} must be {want:?}", a.shape())));
         }
     }
-    let act = qkv.dtype();
+    let act = x.proj.dtype();
     if !matches!(act, Dtype::Float32 | Dtype::Float16 | Dtype::Bfloat16) {
         return Err(bad(format!(
             "activations must be a float type, found {act:?}"
         )));
     }
-    for (what, x) in [
-        ("conv state", conv_state),
-        ("conv weight", conv_weight),
-        ("a", a),
-        ("b", b),
+    for (what, a) in [
+        ("conv state", x.conv_state),
+        ("conv weight", x.conv_weight),
+        ("norm weight", x.norm_weight),
     ] {
-        if x.dtype() != act {
-            return Err(bad(format!("{what} is {:?}, qkv {act:?}", x.dtype())));
+        if a.dtype() != act {
+            return Err(bad(format!(
+                "{what} is {:?}, the projections {act:?}",
+                a.dtype()
+            )));
         }
     }
-    if state.dtype() != Dtype::Float32
+    if x.state.dtype() != Dtype::Float32
         || !matches!(
-            dt_bias.dtype(),
+            x.dt_bias.dtype(),
             Dtype::Float32 | Dtype::Float16 | Dtype::Bfloat16
         )
     {
         return Err(bad("state must be float32 and dt_bias a float type".into()));
     }
-    let d = StepDims {
-        b: bsz,
-        t: 1,
-        hk: h.hk,
-        dk: h.dk,
-        hv: h.hv,
-        dv: h.dv,
-    };
-    if !kernel_fits(d) {
+    if !(x.norm_eps.is_finite() && x.norm_eps >= 0.0) {
         return Err(bad(format!(
-            "the kernel needs Dk a multiple of 32 up to {MAX_DK} (found {})",
-            h.dk
+            "the norm's eps must be finite and ≥ 0, found {}",
+            x.norm_eps
         )));
     }
-    Ok((bsz, taps))
+    if h.dk % 32 != 0 || h.dk > MAX_DK || h.dv > MAX_DECODE_DV || bsz * h.hv > 65_535 {
+        return Err(bad(format!(
+            "the kernel needs Dk a multiple of 32 up to {MAX_DK}, Dv up to {MAX_DECODE_DV} and \
+             B·Hv ≤ 65535 (found Dk {}, Dv {}, B·Hv {})",
+            h.dk,
+            h.dv,
+            bsz * h.hv
+        )));
+    }
+    Ok(DecodeDims {
+        bsz,
+        taps,
+        with_len,
+    })
 }
 
-/// One token of a Gated DeltaNet layer in one launch of the GPU kernel of `backend`: from the
-/// projections (`qkv` `[B, 1, C]`, `a`, `b` `[B, 1, Hv]`), the carried conv inputs
-/// (`conv_state` `[B, K − 1, C]`), the conv taps (`[C, K, 1]`), `a_log`, `dt_bias`
-/// (`[Hv]`) and the fp32 state, to `y` `[B, 1, Hv, Dv]` (before the gated norm), the new
-/// state and the new conv state. Computes what [`super::compiled::delta_decode_inputs`]
-/// followed by [`super::gated_delta_step`] computes (rounding to the activation dtype at the same points).
+/// One token of a Gated DeltaNet layer in one launch of the GPU kernel of `backend`: from
+/// the joined projections, the carried conv inputs and the fp32 state to the gated output
+/// norm `rmsnorm(y) · w · silu(z)` per value head (`[B, 1, Hv·Dv]`, or `[B, Hv·Dv]` for
+/// `[B, P]` projections: the out projection's input), the new state and the new conv state.
+/// Computes what [`super::compiled::delta_decode_inputs`], [`super::gated_delta_step`] and
+/// [`super::ops::gated_rms_norm`] compute, rounding to the activation dtype at the same
+/// points; the norm's fp32 sum of squares is taken in another order than MLX's.
 ///
-/// Needs `qkv`, `conv_state`, the taps, `a` and `b` in one float dtype, Dk a multiple
-/// of 32, K ≥ 2; errors otherwise (see [`super::gated_delta_decode`], which falls back).
-#[allow(clippy::too_many_arguments)]
+/// Needs the projections, conv state, taps and norm weight in one float dtype, Dk a
+/// multiple of 32 up to [`MAX_DK`], Dv up to [`MAX_DECODE_DV`], K ≥ 2; errors otherwise
+/// (see [`super::gated_delta_decode`], which falls back).
 pub fn delta_decode_kernel(
     backend: GpuBackend,
     heads: DeltaHeads,
-    qkv: &Array,
-    conv_state: &Array,
-    conv_weight: &Array,
-    a: &Array,
-    b: &Array,
-    a_log: &Array,
-    dt_bias: &Array,
-    state: &Array,
+    x: &DecodeLayer,
 ) -> Result<(Array, Array, Array)> {
-    let checked = check_decode(
-        heads,
-        qkv,
-        conv_state,
-        conv_weight,
-        a,
-        b,
-        a_log,
-        dt_bias,
-        state,
-    )?;
-    launch_decode(
-        backend,
-        heads,
-        checked,
-        [qkv, conv_state, conv_weight, a, b, a_log, dt_bias, state],
-    )
+    let dims = check_decode(heads, x)?;
+    launch_decode(backend, heads, dims, x)
 }
 
-/// [`delta_decode_kernel`] after [`check_decode`] accepted the inputs (`checked` is what
-/// it returned; `x` in the order of [`DECODE_INPUTS`]).
+/// [`delta_decode_kernel`] after [`check_decode`] accepted the inputs (`dims` is what it
+/// returned).
 pub(super) fn launch_decode(
     backend: GpuBackend,
     heads: DeltaHeads,
-    checked: (i32, i32),
-    x: [&Array; 8],
+    dims: DecodeDims,
+    x: &DecodeLayer,
 ) -> Result<(Array, Array, Array)> {
-    let [qkv, conv_state, conv_weight, a, b, a_log, dt_bias, state] = x;
-    let (bsz, taps) = checked;
+    let DecodeDims {
+        bsz,
+        taps,
+        with_len,
+    } = dims;
     let DeltaHeads { hk, hv, dk, dv } = heads;
     let c = 2 * hk * dk + hv * dv;
-    let act = qkv.dtype();
-    let row_groups = (dv + DECODE_ROWS_PER_WARP - 1) / DECODE_ROWS_PER_WARP;
-    let gate = gate_dtype(a.dtype(), dt_bias.dtype());
-    let y_shape: &[i32] = if qkv.ndim() == 3 {
-        &[bsz, 1, hv, dv]
+    let act = x.proj.dtype();
+    let (rows, warps) = decode_rows(dv);
+    let gate = gate_dtype(act, x.dt_bias.dtype());
+    let out_shape: &[i32] = if with_len {
+        &[bsz, 1, hv * dv]
     } else {
-        &[bsz, hv, dv]
+        &[bsz, hv * dv]
     };
-    let config = KernelConfig::new([32, row_groups, bsz * hv], [32, WARPS_PER_GROUP, 1])
-        .output(y_shape, act)
+    let config = KernelConfig::new([32, warps, bsz * hv], [32, warps, 1])
+        .output(out_shape, act)
         .output(&[bsz, hv, dv, dk], Dtype::Float32)
         .output(&[bsz, taps - 1, c], act)
         .template("InT", TemplateArg::Dtype(act))
-        .template(
-            "GateT",
-            TemplateArg::Dtype(gate_dtype(a.dtype(), dt_bias.dtype())),
-        )
+        .template("GateT", TemplateArg::Dtype(gate))
         .template("Dk", TemplateArg::Int(dk))
         .template("Dv", TemplateArg::Int(dv))
         .template("Hk", TemplateArg::Int(hk))
         .template("Hv", TemplateArg::Int(hv))
         .template("K", TemplateArg::Int(taps))
-        .template("ROWS", TemplateArg::Int(DECODE_ROWS_PER_WARP));
+        .template("ROWS", TemplateArg::Int(rows))
+        .template("W", TemplateArg::Int(warps))
+        // The bits of a finite float ≥ 0 fit an i32 unchanged.
+        .template("EPS_BITS", TemplateArg::Int(x.norm_eps.to_bits() as i32));
     let kernel = gpu::kernel(
         backend,
         "gated_delta_decode",
@@ -438,10 +459,18 @@ pub(super) fn launch_decode(
     )?;
     // Fixed dtypes for these two (exact casts: GateT is dt_bias's own dtype or fp32), so
     // that the kernel's name (which holds InT and GateT) fixes its whole signature.
-    let a_log = a_log.astype(Dtype::Float32)?;
-    let dt_bias = dt_bias.astype(gate)?;
+    let a_log = x.a_log.astype(Dtype::Float32)?;
+    let dt_bias = x.dt_bias.astype(gate)?;
     let out = kernel.apply(
-        &[qkv, conv_state, conv_weight, a, b, &a_log, &dt_bias, state],
+        &[
+            x.proj,
+            x.conv_state,
+            x.conv_weight,
+            &a_log,
+            &dt_bias,
+            x.norm_weight,
+            x.state,
+        ],
         &config,
     )?;
     let [y, state, conv] = gpu::outputs(out, "gated delta decode")?;

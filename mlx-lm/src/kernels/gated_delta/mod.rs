@@ -14,10 +14,10 @@
 //!   one launch); a single token takes
 //!   [`GatedDeltaOptions::step`]: the uncompiled ops, the compiled ops (CPU) or the step
 //!   kernel of the GPU backend.
-//! * [`gated_delta_decode`]: one token of a whole layer from its projections (the causal
-//!   conv over the carried inputs, SiLU, the q/k norms and the gates, then the rule): on a
-//!   kernel path one launch of the whole-layer kernel when the inputs fit it, else the
-//!   compiled inputs and [`gated_delta_step`].
+//! * [`gated_delta_decode`]: one token of a whole layer from its joined projections (the
+//!   causal conv over the carried inputs, SiLU, the q/k norms and the gates, the rule, then
+//!   the gated output norm): on a kernel path one launch of the whole-layer kernel when the
+//!   inputs fit it, else the compiled inputs, [`gated_delta_step`] and the compiled norm.
 //!
 //! # Forms
 //! * [`ops`]: the sequential reference (plain MLX ops), and the element-wise pieces
@@ -26,7 +26,8 @@
 //!   (any backend; on the CPU optionally through [`crate::kernels::cpu_gemm`]).
 //! * [`kernel`]: the CUDA and Metal kernels (sources in `mlx-lm/kernels/`): the step
 //!   over `T ≥ 1` tokens (one warp / SIMD group per value row, the state in registers)
-//!   and the whole-layer decode (one warp per 4 value rows of a head).
+//!   and the whole-layer decode (one block per value head, each warp 4 or more of its
+//!   rows).
 //! * [`compiled`]: compiled graphs of the step and of the decode inputs (the CPU path).
 //!
 //! On the CPU the compiled decode is bit-identical to the ops; the kernels round to the
@@ -39,6 +40,7 @@ pub mod kernel;
 pub mod ops;
 mod options;
 
+pub use kernel::DecodeLayer;
 pub use options::{DeltaHeads, GatedDeltaOptions, Prefill, ShortPrefill, StepPath, DEFAULT_CHUNK};
 
 use crate::error::Result;
@@ -176,58 +178,58 @@ pub fn gated_delta_step(
     }
 }
 
-/// One token of a Gated DeltaNet layer on `path`, from its projections to the rule's
-/// output: on a kernel path the whole-layer kernel ([`kernel::delta_decode_kernel`]) when
-/// the inputs fit it, else the compiled inputs ([`delta_decode_inputs`]) and the step
-/// ([`gated_delta_step`], itself a kernel on a kernel path).
+/// One token of a Gated DeltaNet layer on `path`, from its joined projections to the
+/// gated output norm (the out projection's input): on a kernel path the whole-layer kernel
+/// ([`kernel::delta_decode_kernel`], one launch) when the inputs fit it, else the
+/// projections split, the compiled inputs ([`delta_decode_inputs`]), the step
+/// ([`gated_delta_step`], itself a kernel on a kernel path) and the compiled gated norm
+/// ([`compiled::gated_rms_norm`]).
 ///
-/// Shapes: `qkv` `[B, 1, C]` (`C = 2·Hk·Dk + Hv·Dv`, the `[q|k|v]` projections before the
-/// conv), `a`, `b` `[B, 1, Hv]`, or all three without the length axis; `conv_state`
-/// `[B, K − 1, C]` (the carried conv inputs); `conv_weight` `[C, K, 1]`; `a_log`, `dt_bias`
-/// `[Hv]`; `state` `[B, Hv, Dv, Dk]` fp32. Returns `y` `[B, 1, Hv, Dv]` (`[B, Hv, Dv]` for a
-/// `[B, C]` `qkv`, before the gated output norm), the new state and the new conv state.
-#[allow(clippy::too_many_arguments)]
+/// Shapes as [`DecodeLayer`] says; returns the normed output `[B, 1, Hv·Dv]` (`[B, Hv·Dv]`
+/// for `[B, P]` projections), the new state and the new conv state.
 pub fn gated_delta_decode(
     path: StepPath,
     heads: DeltaHeads,
-    qkv: &Array,
-    conv_state: &Array,
-    conv_weight: &Array,
-    a: &Array,
-    b: &Array,
-    a_log: &Array,
-    dt_bias: &Array,
-    state: &Array,
+    x: &DecodeLayer,
 ) -> Result<(Array, Array, Array)> {
     if let Some(backend) = path.backend() {
-        if let Ok(checked) = check_decode(
-            heads,
-            qkv,
-            conv_state,
-            conv_weight,
-            a,
-            b,
-            a_log,
-            dt_bias,
-            state,
-        ) {
-            let x = [qkv, conv_state, conv_weight, a, b, a_log, dt_bias, state];
-            return launch_decode(backend, heads, checked, x);
+        if let Ok(dims) = check_decode(heads, x) {
+            return launch_decode(backend, heads, dims, x);
         }
     }
-    let bsz = qkv.try_dim(0)?;
+    let DeltaHeads { hk, hv, dk, dv } = heads;
+    let c = 2 * hk * dk + hv * dv;
+    let parts = mlx_rs::ops::split_sections(x.proj, &[c, c + hv * dv, c + hv * dv + hv], -1)?;
+    let [qkv, z, b, a]: [Array; 4] = parts.try_into().map_err(|p: Vec<Array>| {
+        shape_error(format!("the projections split into {} parts", p.len()))
+    })?;
     // The compiled inputs take the [B, 1, ..] forms.
-    let (qkv3, a3, b3);
-    let (qkv, a, b, y_shape): (&Array, &Array, &Array, &[i32]) = if qkv.ndim() == 2 {
-        qkv3 = mlx_rs::ops::expand_dims(qkv, 1)?;
-        a3 = mlx_rs::ops::expand_dims(a, 1)?;
-        b3 = mlx_rs::ops::expand_dims(b, 1)?;
-        (&qkv3, &a3, &b3, &[bsz, heads.hv, heads.dv])
-    } else {
-        (qkv, a, b, &[bsz, 1, heads.hv, heads.dv])
+    let lead = x.proj.shape()[..x.proj.ndim().saturating_sub(1)].to_vec();
+    let one = |a: Array| -> Result<Array> {
+        Ok(if a.ndim() == 2 {
+            mlx_rs::ops::expand_dims(&a, 1)?
+        } else {
+            a
+        })
     };
-    let [q, k, v, g, beta, conv] =
-        delta_decode_inputs(heads, qkv, conv_state, conv_weight, a, b, a_log, dt_bias)?;
-    let (y, state) = gated_delta_step(path, &q, &k, &v, &g, &beta, state)?;
-    Ok((y.reshape(y_shape)?, state, conv))
+    let (qkv, a, b) = (one(qkv)?, one(a)?, one(b)?);
+    let [q, k, v, g, beta, conv] = delta_decode_inputs(
+        heads,
+        &qkv,
+        x.conv_state,
+        x.conv_weight,
+        &a,
+        &b,
+        x.a_log,
+        x.dt_bias,
+    )?;
+    let (y, state) = gated_delta_step(path, &q, &k, &v, &g, &beta, x.state)?;
+    let heads_shape = [lead.as_slice(), &[hv, dv]].concat();
+    let out = compiled::gated_rms_norm(
+        &y.reshape(&heads_shape)?,
+        &z.reshape(&heads_shape)?,
+        x.norm_weight,
+        x.norm_eps,
+    )?;
+    Ok((out.reshape(&[lead.as_slice(), &[hv * dv]].concat())?, state, conv))
 }
