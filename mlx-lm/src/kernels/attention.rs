@@ -7,14 +7,13 @@
 //! and host work. Here it is two custom kernels and MLX's two cache writes:
 //!
 //! * [`qk_prep`] (`mlx-lm/kernels/attn_qk_prep.cu.inc`): the q/k RMSNorms and the RoPE of every
-//!   head, one block per head, and the values copied out, all read from the layer's joined
-//!   q/k/v projection (no split or reshape of it in the graph);
+//!   head, one block per head;
 //! * [`attend`] (`mlx-lm/kernels/attn_decode.cu.inc`, `attn_decode_merge.cu.inc`): softmax
 //!   attention of each query head over the valid columns of the cache buffers, split over
 //!   the keys (flash-decoding: one block per key/value head and [`SPLIT`] positions, which
 //!   serves the query heads of the group together; then one merge per head), times the
-//!   output gate (read from the joined projection too). The split keeps long contexts on
-//!   the whole GPU: one block per head left most of an H200 idle at 16k positions.
+//!   output gate. The split keeps long contexts on the whole GPU: one block per head left
+//!   most of an H200 idle at 16k positions.
 //!
 //! Both take a batch whose sequences have different lengths as [`KvCache`] keeps it:
 //! aligned on the right, row `i` after `left_padding[i]` columns that it never reads, at
@@ -116,84 +115,58 @@ fn meta(
     Ok(Array::from_slice(&v, &[3 + b])?)
 }
 
-/// The row width of the joined q/k/v projection, `P = H·2·D + 2·KV·D`: per query head D
-/// query then D gate values, then the keys, then the values.
-pub fn proj_width(h: AttnHeads) -> i32 {
-    h.heads * 2 * h.head_dim + 2 * h.kv_heads * h.head_dim
-}
-
-/// Checks that `proj` is the joined projection of a batch of `b` rows for `h`: `[b, P]`
-/// or `[b, 1, P]` (the same row-contiguous data), `P` = [`proj_width`].
-fn check_proj(h: AttnHeads, proj: &Array, b: i32) -> Result<()> {
-    let p = proj_width(h);
-    match *proj.shape() {
-        [pb, pw] | [pb, 1, pw] if pb == b && pw == p => Ok(()),
-        _ => Err(bad(format!(
-            "the joined projection {:?} must be [{b}, {p}] or [{b}, 1, {p}] for {h:?} \
-             (P = H·2·D + 2·KV·D)",
-            proj.shape()
-        ))),
-    }
-}
-
-/// The q/k RMSNorms and RoPE of one token, and its values as the cache takes them:
-/// `proj` `[B, P]` or `[B, 1, P]` is the joined q/k/v projection (`P` = [`proj_width`]:
-/// per query head D query then D gate values, then `KV·D` keys, then `KV·D` values), norm
-/// weights `[D]`, `inv_freq` `[RD / 2]` fp32, row `i` at `position − left_padding[i]`
-/// (`left_padding`: `B` values in `0..=position`, or empty for none). Returns q
-/// `[B, H, 1, D]`, k `[B, KV, 1, D]` and v `[B, KV, 1, D]` (the values unchanged).
+/// The q/k RMSNorms and RoPE of one token: `q_full` `[B, H·2·D]` (q_proj output, query
+/// then gate values per head), `k` `[B, KV·D]`, norm weights `[D]`, `inv_freq`
+/// `[RD / 2]` fp32, row `i` at `position − left_padding[i]` (`left_padding`: `B` values in
+/// `0..=position`, or empty for none). Returns q `[B, H, 1, D]` and k `[B, KV, 1, D]`.
 #[allow(clippy::too_many_arguments)]
 pub fn qk_prep(
     h: AttnHeads,
-    proj: &Array,
+    q_full: &Array,
+    k: &Array,
     q_norm: &Array,
     k_norm: &Array,
     inv_freq: &Array,
     position: i32,
     left_padding: &[i32],
     eps: f32,
-) -> Result<(Array, Array, Array)> {
+) -> Result<(Array, Array)> {
     let AttnHeads {
         heads,
         kv_heads,
         head_dim: d,
         rope_dims,
     } = h;
-    let b = proj.try_dim(0)?;
-    if !fits(h, proj.dtype()) {
+    let b = q_full.try_dim(0)?;
+    if !fits(h, q_full.dtype())
+        || q_full.shape() != [b, heads * 2 * d]
+        || k.shape() != [b, kv_heads * d]
+        || k.dtype() != q_full.dtype()
+        || q_norm.shape() != [d]
+        || k_norm.shape() != [d]
+        || inv_freq.shape() != [rope_dims / 2]
+        || inv_freq.dtype() != Dtype::Float32
+    {
         return Err(bad(format!(
-            "{h:?} with {:?} projections is not a layout the kernels take",
-            proj.dtype()
-        )));
-    }
-    check_proj(h, proj, b)?;
-    if q_norm.shape() != [d] || k_norm.shape() != [d] {
-        return Err(bad(format!(
-            "norm weights {:?} {:?} must be [{d}]",
+            "q_full {:?}, k {:?}, norms {:?} {:?}, inv_freq {:?} do not fit {h:?}",
+            q_full.shape(),
+            k.shape(),
             q_norm.shape(),
-            k_norm.shape()
-        )));
-    }
-    if inv_freq.shape() != [rope_dims / 2] || inv_freq.dtype() != Dtype::Float32 {
-        return Err(bad(format!(
-            "inv_freq {:?} ({:?}) must be [{}] float32",
-            inv_freq.shape(),
-            inv_freq.dtype(),
-            rope_dims / 2
+            k_norm.shape(),
+            inv_freq.shape()
         )));
     }
     let meta = meta(0, 0, position, b, left_padding, position)?;
-    let act = proj.dtype();
+    let act = q_full.dtype();
     let kern = gpu::kernel(
         GpuBackend::Cuda,
         "attn_qk_prep",
-        &["proj", "q_w", "k_w", "inv_freq", "meta", "eps"],
-        &["q_out", "k_out", "v_out"],
+        &["q_full", "k", "q_w", "k_w", "inv_freq", "meta", "eps"],
+        &["q_out", "k_out"],
         |_| QK_PREP_BODY.to_string(),
     )?;
     let config = KernelConfig::new([d, 1, b * (heads + kv_heads)], [d, 1, 1])
         .output(&[b, heads, 1, d], act)
-        .output(&[b, kv_heads, 1, d], act)
         .output(&[b, kv_heads, 1, d], act)
         .template("T", TemplateArg::Dtype(act))
         .template("WT", TemplateArg::Dtype(q_norm.dtype()))
@@ -203,23 +176,21 @@ pub fn qk_prep(
         .template("KV", TemplateArg::Int(kv_heads))
         .template("RD", TemplateArg::Int(rope_dims));
     let eps = f32_constant(eps)?;
-    let out = kern.apply(&[proj, q_norm, k_norm, inv_freq, &meta, &eps], &config)?;
-    let [q, k, v] = gpu::outputs(out, "attention q/k kernel")?;
-    Ok((q, k, v))
+    let out = kern.apply(&[q_full, k, q_norm, k_norm, inv_freq, &meta, &eps], &config)?;
+    let [q, k] = gpu::outputs(out, "attention q/k kernel")?;
+    Ok((q, k))
 }
 
 /// Attention of one token: `q` `[B, H, 1, D]` over the cache buffers `keys`, `values`
 /// (`[B, KV, cap, D]`), row `i` over positions `left_padding[i]..n` (`left_padding`: `B`
-/// values below `n`, or empty for none), gated by the second half of each query head's
-/// values in `proj`, the joined q/k/v projection (`[B, P]` or `[B, 1, P]`, as
-/// [`qk_prep`] takes it). Returns `[B, H·D]`: the output projection's input for a
-/// `[B, hidden]` token.
+/// values below `n`, or empty for none), gated by the second half of each head's `q_full`
+/// values. Returns `[B, H·D]`.
 pub fn attend(
     h: AttnHeads,
     q: &Array,
     keys: &Array,
     values: &Array,
-    proj: &Array,
+    q_full: &Array,
     n: i32,
     left_padding: &[i32],
 ) -> Result<Array> {
@@ -235,26 +206,18 @@ pub fn attend(
         || q.shape() != [b, heads, 1, d]
         || keys.shape() != [b, kv_heads, cap, d]
         || values.shape() != keys.shape()
+        || q_full.shape() != [b, heads * 2 * d]
         || keys.dtype() != q.dtype()
         || values.dtype() != q.dtype()
+        || q_full.dtype() != q.dtype()
         || !(1..=cap).contains(&n)
     {
         return Err(bad(format!(
-            "q {:?} ({:?}), cache {:?} / {:?} ({:?} / {:?}, {n} valid) do not fit {h:?}",
+            "q {:?}, cache {:?} / {:?} ({n} valid), q_full {:?} do not fit {h:?}",
             q.shape(),
-            q.dtype(),
             keys.shape(),
             values.shape(),
-            keys.dtype(),
-            values.dtype()
-        )));
-    }
-    check_proj(h, proj, b)?;
-    if proj.dtype() != q.dtype() {
-        return Err(bad(format!(
-            "the joined projection is {:?}, q {:?}",
-            proj.dtype(),
-            q.dtype()
+            q_full.shape()
         )));
     }
     let meta = meta(n, cap, 0, b, left_padding, n - 1)?;
@@ -284,7 +247,7 @@ pub fn attend(
     let merge = gpu::kernel(
         GpuBackend::Cuda,
         "attn_decode_merge",
-        &["part_o", "part_ml", "proj", "meta"],
+        &["part_o", "part_ml", "q_full", "meta"],
         &["out"],
         |_| MERGE_BODY.to_string(),
     )?;
@@ -293,9 +256,8 @@ pub fn attend(
         .template("T", TemplateArg::Dtype(act))
         .template("D", TemplateArg::Int(d))
         .template("H", TemplateArg::Int(heads))
-        .template("KV", TemplateArg::Int(kv_heads))
         .template("L", TemplateArg::Int(SPLIT));
-    let out = merge.apply(&[&part_o, &part_ml, proj, &meta], &config)?;
+    let out = merge.apply(&[&part_o, &part_ml, q_full, &meta], &config)?;
     let [out] = gpu::outputs(out, "attention merge kernel")?;
     Ok(out)
 }

@@ -1,14 +1,12 @@
 //! The CUDA attention decode kernels (`mlx_lm::kernels::attention`) against MLX's own ops on
-//! the same GPU: q/k norms + RoPE and the values copied out of the joined q/k/v projection,
-//! and attention over the valid prefix of a cache buffer (one position, fewer positions
-//! than warps, more than one buffer step) with grouped heads and the output gate read from
-//! that projection; and a left-padded batch against each of its rows alone. They need a
-//! CUDA GPU, so they are ignored by default; on the GPU machine:
-//! `lm-<hash> --ignored attention_kernel`. The shape checks (bad inputs never reach a
-//! kernel) run everywhere.
+//! the same GPU: q/k norms + RoPE, and attention over the valid prefix of a cache buffer
+//! (one position, fewer positions than warps, more than one buffer step) with grouped
+//! heads and the output gate; and a left-padded batch against each of its rows alone. They
+//! need a CUDA GPU, so they are ignored by default; on the GPU machine:
+//! `lm-<hash> --ignored attention_kernel`.
 
 use crate::common::{assert_kernel_emulator_cases, gpu, kernel_rtol, normal};
-use mlx_lm::kernels::attention::{attend, fits, proj_width, qk_prep, AttnHeads};
+use mlx_lm::kernels::attention::{attend, fits, qk_prep, AttnHeads};
 use mlx_rs::{fast, ops, Array, Dtype};
 
 fn close(what: &str, got: &Array, want: &Array) {
@@ -36,12 +34,6 @@ const HEADS: AttnHeads = AttnHeads {
     head_dim: 256,
     rope_dims: 64,
 };
-
-/// The joined projection `[q_full | k | v]` of `B` rows (`[B, H·2·D]`, `[B, KV·D]`,
-/// `[B, KV·D]`): what `qk_prep` and `attend` read.
-fn joined(q_full: &Array, k: &Array, v: &Array) -> Array {
-    ops::concatenate_axis(&[q_full.clone(), k.clone(), v.clone()], -1).unwrap()
-}
 
 #[test]
 fn shapes_the_kernels_refuse() {
@@ -80,13 +72,10 @@ fn qk_prep_matches_norm_and_rope() {
             for position in [0, 5, 700] {
                 let q_full = normal(&[1, h * 2 * d], 1, dtype);
                 let k = normal(&[1, kv * d], 2, dtype);
-                let v = normal(&[1, kv * d], 5, dtype);
                 let qw = normal(&[d], 3, dtype);
                 let kw = normal(&[d], 4, dtype);
-                let proj = joined(&q_full, &k, &v);
-                let prep =
-                    |p: &Array| qk_prep(HEADS, p, &qw, &kw, &inv, position, &[], 1e-6).unwrap();
-                let (q, kr, vr) = prep(&proj);
+                let (q, kr) =
+                    qk_prep(HEADS, &q_full, &k, &qw, &kw, &inv, position, &[], 1e-6).unwrap();
                 let reference = |x: &Array, w: &Array, heads: i32| {
                     let x = fast::rms_norm(x, Some(w), 1e-6).unwrap();
                     let x = x.reshape(&[1, heads, 1, d]).unwrap();
@@ -105,13 +94,6 @@ fn qk_prep_matches_norm_and_rope() {
                     &kr,
                     &reference(&k.reshape(&[1, kv, d]).unwrap(), &kw, kv),
                 );
-                let v_want = v.reshape(&[1, kv, 1, d]).unwrap();
-                assert_bits_equal(&format!("v, {what}"), &vr, &v_want);
-                // `[B, 1, P]` (a token with its length axis) reads the same data.
-                let (q3, k3, v3) = prep(&proj.reshape(&[1, 1, proj_width(HEADS)]).unwrap());
-                assert_bits_equal(&format!("q of [B, 1, P], {what}"), &q3, &q);
-                assert_bits_equal(&format!("k of [B, 1, P], {what}"), &k3, &kr);
-                assert_bits_equal(&format!("v of [B, 1, P], {what}"), &v3, &vr);
             }
         }
     })
@@ -140,12 +122,7 @@ fn attend_matches_sdpa_and_gate() {
                 let keys = normal(&[1, kv, cap, d], 20 + n as u64, dtype);
                 let values = normal(&[1, kv, cap, d], 30 + n as u64, dtype);
                 let q_full = normal(&[1, h * 2 * d], 40 + n as u64, dtype);
-                let (k1, v1) = (
-                    normal(&[1, kv * d], 50, dtype),
-                    normal(&[1, kv * d], 51, dtype),
-                );
-                let proj = joined(&q_full, &k1, &v1);
-                let got = attend(heads, &q, &keys, &values, &proj, n, &[]).unwrap();
+                let got = attend(heads, &q, &keys, &values, &q_full, n, &[]).unwrap();
                 let valid = |a: &Array| {
                     ops::slice(a, &[0, 0, 0, 0], &[1, kv, n, d], &[1, 1, 1, 1]).unwrap()
                 };
@@ -206,30 +183,23 @@ fn inv_freq() -> Array {
 #[ignore = "needs a CUDA GPU"]
 fn qk_prep_rotates_each_row_at_its_own_position() {
     gpu(|| {
-        let (kv, d) = (HEADS.kv_heads, HEADS.head_dim);
+        let (h, kv, d) = (HEADS.heads, HEADS.kv_heads, HEADS.head_dim);
         let (position, padding) = (9, [0, 2, 9]);
         let b = padding.len() as i32;
         for dtype in [Dtype::Float32, Dtype::Bfloat16] {
-            let proj = normal(&[b, proj_width(HEADS)], 51, dtype);
+            let q_full = normal(&[b, h * 2 * d], 51, dtype);
+            let k = normal(&[b, kv * d], 52, dtype);
             let (qw, kw) = (normal(&[d], 53, dtype), normal(&[d], 54, dtype));
-            let prep = |p: &Array, pos: i32, pad: &[i32]| {
-                qk_prep(HEADS, p, &qw, &kw, &inv_freq(), pos, pad, 1e-6).unwrap()
+            let prep = |qf: &Array, k: &Array, pos: i32, pad: &[i32]| {
+                qk_prep(HEADS, qf, k, &qw, &kw, &inv_freq(), pos, pad, 1e-6).unwrap()
             };
-            let (q, kr, vr) = prep(&proj, position, &padding);
-            // The values: the last KV·D of each row, unchanged.
-            let v_start = proj_width(HEADS) - kv * d;
-            let v_want = ops::slice(&proj, &[0, v_start], &[b, v_start + kv * d], &[1, 1])
-                .unwrap()
-                .reshape(&[b, kv, 1, d])
-                .unwrap();
-            assert_bits_equal(&format!("v, {dtype:?}"), &vr, &v_want);
+            let (q, kr) = prep(&q_full, &k, position, &padding);
             for (r, &pad) in padding.iter().enumerate() {
                 let r = r as i32;
-                let (q1, k1, v1) = prep(&row(&proj, r), position - pad, &[]);
+                let (q1, k1) = prep(&row(&q_full, r), &row(&k, r), position - pad, &[]);
                 let what = format!("{dtype:?}, row {r} (padding {pad})");
                 assert_bits_equal(&format!("q, {what}"), &row(&q, r), &q1);
                 assert_bits_equal(&format!("k, {what}"), &row(&kr, r), &k1);
-                assert_bits_equal(&format!("v, {what}"), &row(&vr, r), &v1);
             }
         }
     })
@@ -251,7 +221,7 @@ fn attend_skips_each_rows_padding() {
         {
             let b = padding.len() as i32;
             let q = normal(&[b, h, 1, d], 61, dtype);
-            let proj = normal(&[b, proj_width(HEADS)], 62, dtype);
+            let q_full = normal(&[b, h * 2 * d], 62, dtype);
             let column = ops::arange(0.0, cap as f64, 1.0, Dtype::Int32)
                 .unwrap()
                 .reshape(&[1, 1, cap, 1])
@@ -264,7 +234,7 @@ fn attend_skips_each_rows_padding() {
                 ops::r#where(&is_pad, &big, &a).unwrap()
             };
             let (keys, values) = (cache(63), cache(64));
-            let got = attend(HEADS, &q, &keys, &values, &proj, n, &padding).unwrap();
+            let got = attend(HEADS, &q, &keys, &values, &q_full, n, &padding).unwrap();
             for (r, &p) in padding.iter().enumerate() {
                 let r = r as i32;
                 let own = |a: &Array| {
@@ -277,9 +247,9 @@ fn attend_skips_each_rows_padding() {
                     let tail = [0, 0, cap - (n - p), 0];
                     ops::pad(&own(a), &[0, 1, 2, 3], &width, &tail, &zero, "constant").unwrap()
                 };
-                let (qr, pr) = (row(&q, r), row(&proj, r));
+                let (qr, qfr) = (row(&q, r), row(&q_full, r));
                 let alone =
-                    attend(HEADS, &qr, &front(&keys), &front(&values), &pr, n - p, &[]).unwrap();
+                    attend(HEADS, &qr, &front(&keys), &front(&values), &qfr, n - p, &[]).unwrap();
                 let what = format!("{dtype:?}, row {r} (padding {p})");
                 assert_bits_equal(&what, &row(&got, r), &alone);
                 let scale = (d as f32).powf(-0.5);
@@ -294,7 +264,6 @@ fn attend_skips_each_rows_padding() {
                 .unwrap()
                 .reshape(&[1, h * d])
                 .unwrap();
-                let qfr = ops::slice(&pr, &[0, 0], &[1, h * 2 * d], &[1, 1]).unwrap();
                 let gate = ops::split(&qfr.reshape(&[1, h, 2 * d]).unwrap(), 2, -1).unwrap()[1]
                     .reshape(&[1, h * d])
                     .unwrap();
@@ -311,53 +280,13 @@ fn bad_left_padding_is_an_error() {
     let (h, kv, d) = (HEADS.heads, HEADS.kv_heads, HEADS.head_dim);
     let zeros = |shape: &[i32]| ops::zeros(shape, Dtype::Float32).unwrap();
     let (q, cache) = (zeros(&[2, h, 1, d]), zeros(&[2, kv, 256, d]));
-    let (proj, w) = (zeros(&[2, proj_width(HEADS)]), zeros(&[d]));
+    let (q_full, k, w) = (zeros(&[2, h * 2 * d]), zeros(&[2, kv * d]), zeros(&[d]));
     for padding in [&[1][..], &[0, 1, 2], &[0, 5], &[-1, 0]] {
-        let e = attend(HEADS, &q, &cache, &cache, &proj, 5, padding).unwrap_err();
+        let e = attend(HEADS, &q, &cache, &cache, &q_full, 5, padding).unwrap_err();
         assert!(e.to_string().contains("padding"), "{padding:?}: {e}");
-        let e = qk_prep(HEADS, &proj, &w, &w, &inv_freq(), 4, padding, 1e-6).unwrap_err();
+        let e = qk_prep(HEADS, &q_full, &k, &w, &w, &inv_freq(), 4, padding, 1e-6).unwrap_err();
         assert!(e.to_string().contains("padding"), "{padding:?}: {e}");
     }
-}
-
-/// Joined projections the kernels cannot take, each an error naming the projection before
-/// any kernel is built: a row one value short or one too long, the q_proj width alone (no
-/// keys or values), two tokens, a 1-D array; and for `attend`, a batch or a dtype other
-/// than q's.
-#[test]
-fn bad_joined_projection_is_an_error() {
-    let (h, kv, d) = (HEADS.heads, HEADS.kv_heads, HEADS.head_dim);
-    let p = proj_width(HEADS);
-    assert_eq!(p, h * 2 * d + 2 * kv * d);
-    let zeros = |shape: &[i32]| ops::zeros(shape, Dtype::Float32).unwrap();
-    let (q, cache, w) = (zeros(&[2, h, 1, d]), zeros(&[2, kv, 256, d]), zeros(&[d]));
-    let shapes: [&[i32]; 6] = [
-        &[2, p - 1],
-        &[2, p + 1],
-        &[2, h * 2 * d],
-        &[2, 2, p],
-        &[2, 1, p - 1],
-        &[2 * p],
-    ];
-    for shape in shapes {
-        let proj = zeros(shape);
-        let e = qk_prep(HEADS, &proj, &w, &w, &inv_freq(), 4, &[], 1e-6).unwrap_err();
-        assert!(
-            e.to_string().contains("joined projection"),
-            "{shape:?}: {e}"
-        );
-        let e = attend(HEADS, &q, &cache, &cache, &proj, 5, &[]).unwrap_err();
-        assert!(
-            e.to_string().contains("joined projection"),
-            "{shape:?}: {e}"
-        );
-    }
-    // A batch of 3 against q's 2 (qk_prep takes its batch from the projection).
-    let e = attend(HEADS, &q, &cache, &cache, &zeros(&[3, p]), 5, &[]).unwrap_err();
-    assert!(e.to_string().contains("joined projection"), "batch 3: {e}");
-    let proj = ops::zeros(&[2, p], Dtype::Bfloat16).unwrap();
-    let e = attend(HEADS, &q, &cache, &cache, &proj, 5, &[]).unwrap_err();
-    assert!(e.to_string().contains("joined projection"), "bf16: {e}");
 }
 
 /// The attention decode kernels' text (query/key preparation, the split-K attention and

@@ -216,31 +216,19 @@ impl Prepared {
         };
         let (h, kv, d) = (self.heads, self.kv_heads, self.head_dim);
 
+        let [q_full, keys, values] = fixed(self.qkv_proj.forward(x)?, "attention")?;
         let heads = AttnHeads {
             heads: h,
             kv_heads: kv,
             head_dim: d,
             rope_dims: self.rope_dims,
         };
-        let parts = if fused && self.step == StepPath::CudaKernel {
-            // The kernels read q, gate, k and v out of the joined projection: no split.
-            let proj = self.qkv_proj.forward_joined(x)?;
-            // The CUDA kernels take a padded batch (sequences of different lengths) as it
-            // is: each row skips its padding and rotates at its own position.
-            if attn_kernel::fits(heads, proj.dtype()) {
-                let out = self.attend_kernels(heads, &proj, cache)?;
-                // `[B, H·D]`: o_proj's input as it is for a `[B, hidden]` token.
-                let out = match x.ndim() {
-                    2 => out,
-                    _ => out.reshape(&out_shape(h * d))?,
-                };
-                return self.o_proj.forward(&out);
-            }
-            self.qkv_proj.split(&proj)?
-        } else {
-            self.qkv_proj.forward(x)?
-        };
-        let [q_full, keys, values] = fixed(parts, "attention")?;
+        // The CUDA kernels take a padded batch (sequences of different lengths) as it is:
+        // each row skips its padding and rotates at its own position.
+        if fused && self.step == StepPath::CudaKernel && attn_kernel::fits(heads, q_full.dtype()) {
+            let out = self.attend_kernels(heads, &q_full, &keys, &values, cache)?;
+            return self.o_proj.forward(&out.reshape(&out_shape(h * d))?);
+        }
         let q_full = q_full.reshape(&[b, l, h, 2 * d])?;
         let halves = ops::split(&q_full, 2, -1)?;
         let (queries, gate) = (&halves[0], &halves[1]);
@@ -302,14 +290,24 @@ impl Prepared {
         self.o_proj.forward(&gated)
     }
 
-    /// One token's attention on a CUDA GPU from its joined q/k/v projection (`proj`
-    /// `[B, P]` or `[B, 1, P]`, read in place): the norms + RoPE kernel (which also copies
-    /// the values out), the cache writes, the attention + gate kernel, each row of a padded
-    /// batch at its own position. Returns `[B, H·D]`.
-    fn attend_kernels(&self, heads: AttnHeads, proj: &Array, cache: &mut KvCache) -> Result<Array> {
-        let (q, k, v) = attn_kernel::qk_prep(
+    /// One token's attention on a CUDA GPU from its projections (`q_full`, `keys`,
+    /// `values`, `[B, ..]` or `[B, 1, ..]`): the norms + RoPE kernel, the cache writes, the
+    /// attention + gate kernel, each row of a padded batch at its own position. Returns
+    /// `[B, H·D]`.
+    fn attend_kernels(
+        &self,
+        heads: AttnHeads,
+        q_full: &Array,
+        keys: &Array,
+        values: &Array,
+        cache: &mut KvCache,
+    ) -> Result<Array> {
+        let (b, h, kv, d) = (q_full.dim(0), self.heads, self.kv_heads, self.head_dim);
+        let q_full = q_full.reshape(&[b, h * 2 * d])?;
+        let (q, k) = attn_kernel::qk_prep(
             heads,
-            proj,
+            &q_full,
+            &keys.reshape(&[b, kv * d])?,
             &self.q_norm,
             &self.k_norm,
             &self.inv_freq,
@@ -317,6 +315,7 @@ impl Prepared {
             cache.left_padding(),
             self.eps,
         )?;
+        let v = values.reshape(&[b, kv, 1, d])?;
         let (key_buf, value_buf) = cache.update_buffers(&k, &v)?;
         let n = cache.offset();
         attn_kernel::attend(
@@ -324,7 +323,7 @@ impl Prepared {
             &q,
             &key_buf,
             &value_buf,
-            proj,
+            &q_full,
             n,
             cache.left_padding(),
         )

@@ -1,25 +1,22 @@
 #!/usr/bin/env python3
 """Runs the CUDA attention decode kernels (mlx-lm/kernels/attn_*.cu.inc) on the CPU.
 
-The kernels of mlx-lm/src/kernels/attention.rs — the q/k norms + RoPE and the values'
-copy ("qk_prep") and the attention over the cache times the gate ("attend": the partial
-attention of each split of the cache, "attend_split", then the merge of the splits and the
-gate, "attend_merge"), both reading the layer's joined q/k/v projection `proj`
-([q_full | k | v] per row, each part drawn on its own scale so that a part read from
-another's place shows) — are assembled as MLX 0.32.2's CUDA backend assembles a custom
-kernel (as in emulate.py: header order, signature from the input dtypes, template
-constants, body), compiled with the host C++ compiler against shim_cuda.h, where each
-block runs all its threads at once (a warp is 32 of them, shared memory is shared by the
-block's threads, __syncthreads is a barrier), launched over the grid attention.rs asks for
-(its WARPS and SPLIT constants are read from there), under AddressSanitizer (unless
-GDN_EMUL_NO_ASAN is set), outputs pre-filled with NaN (so the merge reading a split that
-no block wrote shows as NaN).
+The kernels of mlx-lm/src/kernels/attention.rs — the q/k norms + RoPE ("qk_prep") and the
+attention over the cache times the gate ("attend": the partial attention of each split of
+the cache, "attend_split", then the merge of the splits and the gate, "attend_merge") —
+are assembled as MLX 0.32.2's CUDA
+backend assembles a custom kernel (as in emulate.py: header order, signature from the
+input dtypes, template constants, body), compiled with the host C++ compiler against
+shim_cuda.h, where each block runs all its threads at once (a warp is 32 of them, shared
+memory is shared by the block's threads, __syncthreads is a barrier), launched over the
+grid attention.rs asks for (its WARPS and SPLIT constants are read from there), under
+AddressSanitizer (unless GDN_EMUL_NO_ASAN is set), outputs pre-filled with NaN (so the
+merge reading a split that no block wrote shows as NaN).
 
 Each case is a left-padded batch as mlx-lm's KvCache holds one: rows aligned on the right,
 row b after meta[3 + b] padding columns filled with NaN (read, they would poison the
 output), and NaN past the valid columns too. Checked:
-  * against a NumPy reference of each row over its own columns at its own position (the
-    values qk_prep copies out of `proj`, bit for bit);
+  * against a NumPy reference of each row over its own columns at its own position;
   * bit for bit against the same row run alone: a batch of one, no padding, its columns
     moved to the front, at its own position (what a sequence decoded alone computes), so a
     sequence's tokens do not depend on the batch it decodes in.
@@ -49,30 +46,18 @@ TYPES = {"float32": "float", "bfloat16": "__nv_bfloat16"}
 # name: (body, inputs [(name, role)], outputs [(name, role)])
 KERNELS = {
     "qk_prep": ("attn_qk_prep.cu.inc",
-                [("proj", "act"), ("q_w", "act"), ("k_w", "act"), ("inv_freq", "f32"),
-                 ("meta", "i32"), ("eps", "f32")],
-                [("q_out", "act"), ("k_out", "act"), ("v_out", "act")]),
+                [("q_full", "act"), ("k", "act"), ("q_w", "act"), ("k_w", "act"),
+                 ("inv_freq", "f32"), ("meta", "i32"), ("eps", "f32")],
+                [("q_out", "act"), ("k_out", "act")]),
     "attend_split": ("attn_decode.cu.inc",
                      [("q", "act"), ("keys", "act"), ("values", "act"), ("meta", "i32"),
                       ("scale", "f32")],
                      [("part_o", "f32"), ("part_ml", "f32")]),
     "attend_merge": ("attn_decode_merge.cu.inc",
-                     [("part_o", "f32"), ("part_ml", "f32"), ("proj", "act"),
+                     [("part_o", "f32"), ("part_ml", "f32"), ("q_full", "act"),
                       ("meta", "i32")],
                      [("out", "act")]),
 }
-
-
-def proj_width(H, KV, D):
-    """attention.rs's proj_width: the joined projection's row, [q_full | k | v]."""
-    return H * 2 * D + 2 * KV * D
-
-
-def split_proj(proj, H, KV, D):
-    """The joined projection [B, P] as q_full [B, H * 2 * D], k and v [B, KV * D]."""
-    q_end, k_end = H * 2 * D, H * 2 * D + KV * D
-    assert proj.shape[1] == proj_width(H, KV, D)
-    return proj[:, :q_end], proj[:, q_end:k_end], proj[:, k_end:]
 
 
 def heads_per_block(H, KV, D):
@@ -153,21 +138,19 @@ def f32(x):
 # qk_prep: per-head RMSNorm, RoPE of the first RD dims at each row's position
 # ---------------------------------------------------------------------------------------
 
-def qk_prep_launch(act, dims, proj, q_w, k_w, inv_freq, position, padding, workdir, tag):
+def qk_prep_launch(act, dims, q_full, k, q_w, k_w, inv_freq, position, padding, workdir, tag):
     B, H, KV, D, RD = dims
-    assert proj.shape == (B, proj_width(H, KV, D))
     meta = np.array([0, 0, position, *padding], np.float32)
-    arrays = dict(proj=proj, q_w=q_w, k_w=k_w, inv_freq=inv_freq, meta=meta,
+    arrays = dict(q_full=q_full, k=k, q_w=q_w, k_w=k_w, inv_freq=inv_freq, meta=meta,
                   eps=np.array([1e-6], np.float32))
     consts = dict(D=D, H=H, KV=KV, RD=RD)
-    shapes = dict(q_out=(B, H, 1, D), k_out=(B, KV, 1, D), v_out=(B, KV, 1, D))
+    shapes = dict(q_out=(B, H, 1, D), k_out=(B, KV, 1, D))
     return run("qk_prep", act, consts, arrays, shapes, (D, 1, B * (H + KV)), (D, 1, 1),
                workdir, tag)
 
 
-def qk_prep_reference(act, dims, proj, q_w, k_w, inv_freq, positions):
+def qk_prep_reference(act, dims, q_full, k, q_w, k_w, inv_freq, positions):
     B, H, KV, D, RD = dims
-    q_full, k, v = split_proj(proj, H, KV, D)
     q = q_full.reshape(B, H, 2 * D)[:, :, :D]
     k = k.reshape(B, KV, D)
 
@@ -183,39 +166,34 @@ def qk_prep_reference(act, dims, proj, q_w, k_w, inv_freq, positions):
         out[..., half:RD] = a * s + b * c
         return rnd(out, act)[:, :, None, :]
 
-    return dict(q_out=one(q, q_w), k_out=one(k, k_w), v_out=v.reshape(B, KV, 1, D))
+    return dict(q_out=one(q, q_w), k_out=one(k, k_w))
 
 
 def qk_prep_case(act, dims, position, padding, workdir, seed):
     B, H, KV, D, RD = dims
     rng = np.random.default_rng(seed)
-    # Each part of the row on its own scale, so that reading one part for another shows.
     q_full = rnd(rng.standard_normal((B, H * 2 * D)), act)
-    k = rnd(3 * rng.standard_normal((B, KV * D)), act)
-    v = rnd(5 + rng.standard_normal((B, KV * D)), act)
-    proj = np.concatenate([q_full, k, v], axis=1)
+    k = rnd(rng.standard_normal((B, KV * D)), act)
     q_w, k_w = rnd(1 + 0.3 * rng.standard_normal(D), act), rnd(1 + 0.3 * rng.standard_normal(D), act)
     inv_freq = f32(1e4 ** (-2.0 * np.arange(RD // 2) / RD))
     tag = f"qk_prep_{act}_{'x'.join(map(str, dims))}_p{position}_{'-'.join(map(str, padding))}"
-    got = qk_prep_launch(act, dims, proj, q_w, k_w, inv_freq, position, padding, workdir, tag)
+    got = qk_prep_launch(act, dims, q_full, k, q_w, k_w, inv_freq, position, padding, workdir, tag)
     if isinstance(got, str):
         return False, f"{tag}: {got}"
     positions = [position - p for p in padding]
-    want = qk_prep_reference(act, dims, proj, q_w, k_w, inv_freq, positions)
-    # The values are copied: bit for bit.
-    same_v = bool(np.array_equal(got["v_out"], want["v_out"]))
-    msgs, ok = [f"v_out {'bit-equal' if same_v else 'DIFFERS'}"], same_v
+    want = qk_prep_reference(act, dims, q_full, k, q_w, k_w, inv_freq, positions)
+    msgs, ok = [], True
     for name in ("q_out", "k_out"):
         err = np.max(np.abs(got[name] - want[name])) / np.max(np.abs(want[name]))
         tol = 1e-5 if act == "float32" else 1 / 128
         ok &= bool(np.all(np.isfinite(got[name]))) and err <= tol
         msgs.append(f"{name} err/scale {err:.1e}")
     for b, p in enumerate(padding):
-        alone = qk_prep_launch(act, (1, H, KV, D, RD), proj[b:b + 1], q_w, k_w, inv_freq,
-                               position - p, [0], workdir, f"{tag}_row{b}")
+        alone = qk_prep_launch(act, (1, H, KV, D, RD), q_full[b:b + 1], k[b:b + 1], q_w, k_w,
+                               inv_freq, position - p, [0], workdir, f"{tag}_row{b}")
         if isinstance(alone, str):
             return False, f"{tag} row {b} alone: {alone}"
-        same = all(np.array_equal(got[n][b:b + 1], alone[n]) for n in ("q_out", "k_out", "v_out"))
+        same = all(np.array_equal(got[n][b:b + 1], alone[n]) for n in ("q_out", "k_out"))
         ok &= same
         msgs.append(f"row {b} {'bit-equal' if same else 'DIFFERS'} alone")
     return ok, f"{tag}: " + ", ".join(msgs)
@@ -225,7 +203,7 @@ def qk_prep_case(act, dims, position, padding, workdir, seed):
 # attend: softmax attention over each row's own columns, times sigmoid(gate)
 # ---------------------------------------------------------------------------------------
 
-def attend_launch(act, dims, q, keys, values, proj, n, padding, workdir, tag):
+def attend_launch(act, dims, q, keys, values, q_full, n, padding, workdir, tag):
     """The two launches of attention.rs's attend: the splits, then their merge."""
     B, H, KV, D, cap = dims
     meta = np.array([n, cap, 0, *padding], np.float32)
@@ -239,13 +217,12 @@ def attend_launch(act, dims, q, keys, values, proj, n, padding, workdir, tag):
                 (32 * splits, WARPS, B * H // gb), (32, WARPS, 1), workdir, tag + "_split")
     if isinstance(parts, str):
         return parts
-    assert proj.shape == (B, proj_width(H, KV, D))
-    arrays = dict(part_o=parts["part_o"], part_ml=parts["part_ml"], proj=proj, meta=meta)
-    return run("attend_merge", act, dict(D=D, H=H, KV=KV, L=SPLIT), arrays, dict(out=(B, H * D)),
+    arrays = dict(part_o=parts["part_o"], part_ml=parts["part_ml"], q_full=q_full, meta=meta)
+    return run("attend_merge", act, dict(D=D, H=H, L=SPLIT), arrays, dict(out=(B, H * D)),
                (D, 1, B * H), (D, 1, 1), workdir, tag + "_merge")
 
 
-def attend_reference(act, dims, q, keys, values, proj, n, padding):
+def attend_reference(act, dims, q, keys, values, q_full, n, padding):
     B, H, KV, D, cap = dims
     out = np.zeros((B, H, D))
     for b in range(B):
@@ -256,7 +233,7 @@ def attend_reference(act, dims, q, keys, values, proj, n, padding):
             s = kk @ (q[b, h, 0].astype(np.float64) * D ** -0.5)
             p = np.exp(s - s.max())
             out[b, h] = p @ vv / p.sum()
-    gate = split_proj(proj, H, KV, D)[0].reshape(B, H, 2 * D)[:, :, D:]
+    gate = q_full.reshape(B, H, 2 * D)[:, :, D:]
     sig = rnd(1.0 / (1.0 + np.exp(-gate.astype(np.float64))), act)
     return rnd(rnd(out, act) * sig, act).reshape(B, H * D)
 
@@ -265,11 +242,7 @@ def attend_case(act, dims, n, padding, workdir, seed):
     B, H, KV, D, cap = dims
     rng = np.random.default_rng(seed)
     q = rnd(rng.standard_normal((B, H, 1, D)), act)
-    # The gate's neighbours (queries, keys, values) on other scales, so that a gate read
-    # from the wrong place shows.
-    q_full = rnd(rng.standard_normal((B, H, 2, D)) * np.array([4.0, 1.0])[:, None], act)
-    proj = np.concatenate([q_full.reshape(B, H * 2 * D),
-                           rnd(3 + rng.standard_normal((B, 2 * KV * D)), act)], axis=1)
+    q_full = rnd(rng.standard_normal((B, H * 2 * D)), act)
     col = np.arange(cap)[None, None, :, None]
     pad = np.array(padding)[:, None, None, None]
     outside = (col < pad) | (col >= n)
@@ -279,11 +252,11 @@ def attend_case(act, dims, n, padding, workdir, seed):
 
     keys, values = cache(), cache()
     tag = f"attend_{act}_{'x'.join(map(str, dims))}_n{n}_{'-'.join(map(str, padding))}"
-    got = attend_launch(act, dims, q, keys, values, proj, n, padding, workdir, tag)
+    got = attend_launch(act, dims, q, keys, values, q_full, n, padding, workdir, tag)
     if isinstance(got, str):
         return False, f"{tag}: {got}"
     got = got["out"]
-    want = attend_reference(act, dims, q, keys, values, proj, n, padding)
+    want = attend_reference(act, dims, q, keys, values, q_full, n, padding)
     finite = bool(np.all(np.isfinite(got)))
     err = np.max(np.abs(got - want)) / np.max(np.abs(want)) if finite else np.inf
     tol = 1e-5 if act == "float32" else 1 / 64
@@ -294,7 +267,7 @@ def attend_case(act, dims, n, padding, workdir, seed):
         front = lambda a: np.where(np.arange(cap)[None, :, None] < length,
                                    np.roll(np.nan_to_num(a[b], nan=0.0), -p, axis=1), np.nan)[None]
         alone = attend_launch(act, (1, H, KV, D, cap), q[b:b + 1], front(keys), front(values),
-                              proj[b:b + 1], length, [0], workdir, f"{tag}_row{b}")
+                              q_full[b:b + 1], length, [0], workdir, f"{tag}_row{b}")
         if isinstance(alone, str):
             return False, f"{tag} row {b} alone: {alone}"
         same = np.array_equal(got[b:b + 1], alone["out"])

@@ -100,9 +100,9 @@ DECODE = dict(
 QK_PREP = dict(
     name="attn_qk_prep",
     body=["attn_qk_prep.cu.inc"],
-    inputs=[("proj", "act"), ("q_w", "act"), ("k_w", "act"), ("inv_freq", "f32"),
-            ("meta", "i32"), ("eps", "f32")],
-    outputs=[("q_out", "act"), ("k_out", "act"), ("v_out", "act")],
+    inputs=[("q_full", "act"), ("k", "act"), ("q_w", "act"), ("k_w", "act"),
+            ("inv_freq", "f32"), ("meta", "i32"), ("eps", "f32")],
+    outputs=[("q_out", "act"), ("k_out", "act")],
 )
 ATTN = dict(
     name="attn_decode_split",
@@ -114,7 +114,7 @@ ATTN = dict(
 ATTN_MERGE = dict(
     name="attn_decode_merge",
     body=["attn_decode_merge.cu.inc"],
-    inputs=[("part_o", "f32"), ("part_ml", "f32"), ("proj", "act"), ("meta", "i32")],
+    inputs=[("part_o", "f32"), ("part_ml", "f32"), ("q_full", "act"), ("meta", "i32")],
     outputs=[("out", "act")],
 )
 _ATTN_RS = open(os.path.join(HERE, "..", "..", "..", "..", "mlx-lm", "src", "kernels",
@@ -261,8 +261,8 @@ def main():
               (ATTN, "bfloat16", None,
                dict(D=256, H=8, KV=2, GB=4, WARPS=ATTN_WARPS, L=ATTN_SPLIT)),
               (ATTN, "float16", None, dict(D=64, H=4, KV=4, GB=1, WARPS=ATTN_WARPS, L=ATTN_SPLIT)),
-              (ATTN_MERGE, "bfloat16", None, dict(D=256, H=8, KV=2, L=ATTN_SPLIT)),
-              (ATTN_MERGE, "float16", None, dict(D=64, H=4, KV=4, L=ATTN_SPLIT))]
+              (ATTN_MERGE, "bfloat16", None, dict(D=256, H=8, L=ATTN_SPLIT)),
+              (ATTN_MERGE, "float16", None, dict(D=64, H=4, L=ATTN_SPLIT))]
     # The small-batch product: (kernel, activation dtype, None, row tiles)
     cases += [(SMALL_BATCH, "bfloat16", None, SB_TILES), (SMALL_BATCH, "float16", None, SB_TILES)]
     if args.step_source:
