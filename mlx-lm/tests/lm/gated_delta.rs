@@ -356,8 +356,9 @@ fn check_decode_kernel(path: StepPath) {
             for step in 0..3 {
                 let (out_ref, s_ref, c_ref) =
                     cpu(|| gated_delta_decode(StepPath::Ops, heads, &x.layer()).unwrap());
-                let (out, s, conv) = delta_decode_kernel(path.backend().unwrap(), heads, &x.layer())
-                    .unwrap_or_else(|e| panic!("{what}: {e}"));
+                let (out, s, conv) =
+                    delta_decode_kernel(path.backend().unwrap(), heads, &x.layer())
+                        .unwrap_or_else(|e| panic!("{what}: {e}"));
                 assert_eq!(
                     (out.dtype(), s.dtype(), conv.dtype()),
                     (dtype, Dtype::Float32, dtype),
@@ -456,7 +457,11 @@ fn decode_fallback_is_its_pieces() {
         };
         let (out2, _, _) = gated_delta_decode(StepPath::Compiled, heads, &flat.layer()).unwrap();
         assert_eq!(out2.shape(), [2, 16]);
-        assert_eq!(to_f32(&out2), to_f32(&out_ref), "output without the length axis");
+        assert_eq!(
+            to_f32(&out2),
+            to_f32(&out_ref),
+            "output without the length axis"
+        );
     })
 }
 
@@ -473,7 +478,9 @@ fn bad_decode_inputs_are_errors() {
         let call = |x: &DecodeInputs, heads: DeltaHeads, why: &str| {
             for backend in [GpuBackend::Cuda, GpuBackend::Metal] {
                 let r = delta_decode_kernel(backend, heads, &x.layer());
-                let err = r.err().unwrap_or_else(|| panic!("{backend:?} accepted {why}"));
+                let err = r
+                    .err()
+                    .unwrap_or_else(|| panic!("{backend:?} accepted {why}"));
                 assert!(
                     err.to_string().contains("gated delta decode: "),
                     "{why}: {err}"
@@ -529,7 +536,8 @@ fn bad_decode_inputs_are_errors() {
         let xb = decode_inputs(3, 1, big, 4, Dtype::Float32, Dtype::Float32);
         let err = delta_decode_kernel(GpuBackend::Cuda, big, &xb.layer()).unwrap_err();
         assert!(
-            err.to_string().contains(&format!("Dv up to {MAX_DECODE_DV}")),
+            err.to_string()
+                .contains(&format!("Dv up to {MAX_DECODE_DV}")),
             "{err}"
         );
         let mut bad_eps = xb.layer();

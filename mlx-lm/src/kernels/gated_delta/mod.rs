@@ -231,5 +231,9 @@ pub fn gated_delta_decode(
         x.norm_weight,
         x.norm_eps,
     )?;
-    Ok((out.reshape(&[lead.as_slice(), &[hv * dv]].concat())?, state, conv))
+    Ok((
+        out.reshape(&[lead.as_slice(), &[hv * dv]].concat())?,
+        state,
+        conv,
+    ))
 }
