@@ -224,11 +224,7 @@ impl Array {
     pub fn eval(&self) -> Result<()> {
         raw::eval_status(|| {
             crate::stream::dispatch_then(
-                || {
-                    crate::stream::schedule(&raw::VectorArray::from_arrays(std::slice::from_ref(
-                        self,
-                    )))
-                },
+                &raw::VectorArray::from_arrays(std::slice::from_ref(self)),
                 || unsafe { sys::mlx_array_eval(self.raw) },
             )
         })
@@ -408,11 +404,7 @@ impl std::fmt::Display for Array {
         // Printing evaluates: a deep graph needs the deep stack.
         let code = crate::graph_stack::run(|| {
             crate::stream::dispatch_then(
-                || {
-                    crate::stream::schedule(&raw::VectorArray::from_arrays(std::slice::from_ref(
-                        self,
-                    )))
-                },
+                &raw::VectorArray::from_arrays(std::slice::from_ref(self)),
                 || unsafe { sys::mlx_array_tostring(&mut s.0, self.raw) },
             )
         });
@@ -444,12 +436,7 @@ pub fn eval<A: AsRef<Array>>(arrays: &[A]) -> Result<()> {
         return a.as_ref().eval();
     }
     let v = raw::VectorArray::from_arrays(arrays);
-    raw::eval_status(|| {
-        crate::stream::dispatch_then(
-            || crate::stream::schedule(&v),
-            || unsafe { sys::mlx_eval(v.0) },
-        )
-    })
+    raw::eval_status(|| crate::stream::dispatch_then(&v, || unsafe { sys::mlx_eval(v.0) }))
 }
 
 /// Starts evaluating arrays in the background and returns at once; reading their values

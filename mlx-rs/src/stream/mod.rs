@@ -23,7 +23,7 @@
 mod pool;
 
 pub use pool::cpu_streams_made;
-pub(crate) use pool::{dispatch, dispatch_then, ensure_thread_cpu, schedule};
+pub(crate) use pool::{dispatch, dispatch_then, ensure_thread_cpu};
 
 use crate::device::{Device, DeviceType};
 use crate::raw::{status, MlxString};
@@ -135,7 +135,7 @@ impl Stream {
     /// Makes this stream the default one for its device on this thread.
     pub fn set_as_default(&self) -> Result<()> {
         self.check()?;
-        status(|| unsafe { sys::mlx_set_default_stream(self.raw) })?;
+        status(|| dispatch(|| unsafe { sys::mlx_set_default_stream(self.raw) }))?;
         forget_cached_default();
         Ok(())
     }
@@ -159,7 +159,8 @@ impl Stream {
     /// Blocks until all work queued on this stream has finished.
     pub fn synchronize(&self) -> Result<()> {
         self.check()?;
-        crate::raw::eval_status(|| unsafe { sys::mlx_synchronize(self.raw) })
+        // Under the dispatch lock: it queues a task through the stream's encoder.
+        crate::raw::eval_status(|| dispatch(|| unsafe { sys::mlx_synchronize(self.raw) }))
     }
 
     /// Runs `f` with this stream as the current stream of the thread.
@@ -406,11 +407,13 @@ impl Stream {
     pub unsafe fn new_thread_unsafe(device: &Device) -> Stream {
         crate::error::install_error_handler();
         // SAFETY: creates a new handle, owned by the returned value.
-        Stream::made(unsafe { sys::mlx_stream_new_thread_unsafe(device.as_raw()) })
+        Stream::made(dispatch(|| unsafe {
+            sys::mlx_stream_new_thread_unsafe(device.as_raw())
+        }))
     }
 }
 
 /// Blocks until all work queued on this thread's default stream has finished.
 pub fn synchronize() -> Result<()> {
-    crate::raw::eval_status(|| unsafe { sys::mlx_synchronize_default() })
+    crate::raw::eval_status(|| dispatch(|| unsafe { sys::mlx_synchronize_default() }))
 }

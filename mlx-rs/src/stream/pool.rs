@@ -15,10 +15,15 @@
 //! - **GPU** streams made by [`Stream::new`] go back to a free list of the thread that
 //!   made them (GPU streams belong to their thread) and are used again by that thread.
 //!
-//! Streams shared between threads are safe because every evaluation hands its graph to
-//! MLX under one process-wide lock ([`dispatch`]): MLX's command encoders are only ever
-//! touched by one thread at a time, whichever streams the graph's nodes name. Waiting for
-//! the results happens outside the lock.
+//! Streams shared between threads are safe because every MLX call that reaches its
+//! command encoders or its table of streams runs under one process-wide lock
+//! ([`dispatch`]): handing a graph to MLX, making a stream, setting a thread's default
+//! stream, synchronizing a stream. MLX keeps these in process-wide maps it does not lock
+//! for streams made with its "thread-unsafe" constructor. With streams made and set
+//! outside the lock while other threads handed graphs over, `tests/threads.rs` read
+//! another thread's values, or a value with an op missing, in 2–4 % of its runs (24 of
+//! 600 with only those two calls outside, 0 of 2,000 with every one inside). Waiting for
+//! results happens outside the lock (see [`dispatch_then`]).
 //!
 //! [`Stream::new`]: super::Stream::new
 
@@ -119,14 +124,15 @@ impl Lease {
                 generation,
             });
         }
-        // SAFETY: creates a new handle, owned by the lease.
-        let raw = unsafe {
+        // SAFETY: creates a new handle, owned by the lease. MLX registers the stream's
+        // encoder in its process-wide map: under the lock.
+        let raw = dispatch(|| unsafe {
             if cpu {
                 sys::mlx_stream_new_thread_unsafe(device.as_raw())
             } else {
                 sys::mlx_stream_new_device(device.as_raw())
             }
-        };
+        });
         if raw.ctx.is_null() {
             return None;
         }
@@ -155,8 +161,9 @@ impl Drop for Lease {
                 // work or its error: wait for the work (`synchronize` reports a failed
                 // task's error and clears it). This touches only MLX's process-wide
                 // scheduler, so it is sound at thread exit too.
-                // SAFETY: a live handle; an error is reported through the handler.
-                unsafe { sys::mlx_synchronize(raw) };
+                // SAFETY: a live handle; an error is reported through the handler. It
+                // queues a task through the stream's encoder: under the lock.
+                dispatch(|| unsafe { sys::mlx_synchronize(raw) });
                 let _ = crate::error::take_message_if_alive();
                 IDLE_CPU
                     .lock()
@@ -191,7 +198,7 @@ pub(crate) fn ensure_thread_cpu() {
             return; // MLX keeps making its own default stream, as before
         };
         // SAFETY: a live handle; MLX copies it into the thread's default slot.
-        if unsafe { sys::mlx_set_default_stream(lease.raw) } != 0 {
+        if dispatch(|| unsafe { sys::mlx_set_default_stream(lease.raw) }) != 0 {
             let _ = crate::error::take_message_if_alive();
             return;
         }
@@ -211,36 +218,75 @@ pub fn cpu_streams_made() -> usize {
     MADE_CPU.load(Ordering::Relaxed)
 }
 
-/// Evaluates through `eval` (an mlx-c call that evaluates, waits for or reads arrays),
-/// handing the graph to MLX under the dispatch lock. When other threads use MLX too, only
-/// the hand-over holds the lock: `schedule` schedules the arrays first (an
-/// `mlx_async_eval` of them), and `eval` then runs outside the lock, where it only waits.
-/// Inside a graph transformation MLX refuses `async_eval` (tracers); then `eval` runs
-/// under the lock.
-pub(crate) fn dispatch_then(
-    schedule: impl FnOnce() -> c_int,
-    eval: impl FnOnce() -> c_int,
-) -> c_int {
-    let turn = DISPATCH.lock().unwrap_or_else(|e| e.into_inner());
+/// Evaluates `arrays` through `eval` (an mlx-c call that evaluates, waits for or reads
+/// them) under the dispatch lock. When other threads use MLX too, the lock is not held
+/// while waiting: the arrays are scheduled (`mlx_async_eval`) under it, each is then
+/// evaluated on its own outside it (for a scheduled array MLX only waits for its event,
+/// or reports its task's error, touching no encoder), and `eval`, which then finds them
+/// computed, runs under it again. Inside a graph transformation MLX refuses `async_eval`
+/// (tracers); then `eval` runs under the lock throughout.
+pub(crate) fn dispatch_then(arrays: &VectorArray, eval: impl FnOnce() -> c_int) -> c_int {
+    let turn = lock();
     if LIVE_THREADS.load(Ordering::Relaxed) <= 1 {
         return eval(); // alone: waiting under the lock holds no one up
     }
-    if schedule() != 0 {
+    // SAFETY: a live vector of live arrays.
+    if unsafe { sys::mlx_async_eval(arrays.0) } != 0 {
         let _ = crate::error::take_message_if_alive();
         return eval();
     }
     drop(turn);
+    for i in 0..arrays.len() {
+        let mut a = sys::mlx_array {
+            ctx: std::ptr::null_mut(),
+        };
+        // SAFETY: a live vector; `a` is a new handle to its element, freed here.
+        let code = unsafe {
+            let code = match sys::mlx_vector_array_get(&mut a, arrays.0, i) {
+                0 => sys::mlx_array_eval(a),
+                failed => failed,
+            };
+            sys::mlx_array_free(a);
+            code
+        };
+        if code != 0 {
+            return code; // the task's error, reported through the handler
+        }
+    }
+    let _turn = lock();
     eval()
 }
 
-/// Schedules `arrays` (`mlx_async_eval`): the `schedule` half of [`dispatch_then`].
-pub(crate) fn schedule(arrays: &VectorArray) -> c_int {
-    // SAFETY: a live vector of live arrays.
-    unsafe { sys::mlx_async_eval(arrays.0) }
+thread_local! {
+    /// Whether this thread holds the dispatch lock (so that an MLX call made while it does
+    /// runs without taking it again).
+    static HOLDING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-/// Runs `f`, which hands a graph to MLX or walks one, under the dispatch lock.
+/// The dispatch lock, held until the guard drops; a no-op guard where this thread holds
+/// it already.
+struct Turn(Option<std::sync::MutexGuard<'static, ()>>);
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        if self.0.take().is_some() {
+            let _ = HOLDING.try_with(|h| h.set(false));
+        }
+    }
+}
+
+fn lock() -> Turn {
+    if HOLDING.try_with(|h| h.get()).unwrap_or(false) {
+        return Turn(None);
+    }
+    let guard = DISPATCH.lock().unwrap_or_else(|e| e.into_inner());
+    let _ = HOLDING.try_with(|h| h.set(true));
+    Turn(Some(guard))
+}
+
+/// Runs `f`, an MLX call that reaches its command encoders (hands a graph over, walks
+/// one, makes or synchronizes a stream), under the dispatch lock.
 pub(crate) fn dispatch<R>(f: impl FnOnce() -> R) -> R {
-    let _turn = DISPATCH.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = lock();
     f()
 }
