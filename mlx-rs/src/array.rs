@@ -223,10 +223,9 @@ impl Array {
     #[track_caller]
     pub fn eval(&self) -> Result<()> {
         raw::eval_status(|| {
-            crate::stream::dispatch_then(
-                &raw::VectorArray::from_arrays(std::slice::from_ref(self)),
-                || unsafe { sys::mlx_array_eval(self.raw) },
-            )
+            crate::stream::dispatch_then(std::slice::from_ref(self), || unsafe {
+                sys::mlx_array_eval(self.raw)
+            })
         })
     }
 
@@ -403,10 +402,9 @@ impl std::fmt::Display for Array {
         // SAFETY: writes into an owned string handle.
         // Printing evaluates: a deep graph needs the deep stack.
         let code = crate::graph_stack::run(|| {
-            crate::stream::dispatch_then(
-                &raw::VectorArray::from_arrays(std::slice::from_ref(self)),
-                || unsafe { sys::mlx_array_tostring(&mut s.0, self.raw) },
-            )
+            crate::stream::dispatch_then(std::slice::from_ref(self), || unsafe {
+                sys::mlx_array_tostring(&mut s.0, self.raw)
+            })
         });
         if code == 0 {
             f.write_str(&s.to_string_lossy())
@@ -436,7 +434,7 @@ pub fn eval<A: AsRef<Array>>(arrays: &[A]) -> Result<()> {
         return a.as_ref().eval();
     }
     let v = raw::VectorArray::from_arrays(arrays);
-    raw::eval_status(|| crate::stream::dispatch_then(&v, || unsafe { sys::mlx_eval(v.0) }))
+    raw::eval_status(|| crate::stream::dispatch_then(arrays, || unsafe { sys::mlx_eval(v.0) }))
 }
 
 /// Starts evaluating arrays in the background and returns at once; reading their values

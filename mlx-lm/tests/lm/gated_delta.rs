@@ -327,6 +327,11 @@ fn decode_inputs(
     }
 }
 
+/// A head layout: Hk key heads of Dk, Hv value heads of Dv.
+fn head_layout(hk: i32, hv: i32, dk: i32, dv: i32) -> DeltaHeads {
+    DeltaHeads { hk, hv, dk, dv }
+}
+
 /// The decode cases: (B, Hk, Hv, Dk, Dv, K).
 const DECODE_CASES: &[(i32, i32, i32, i32, i32, i32)] = &[
     (1, 4, 4, 128, 128, 4),
@@ -415,12 +420,7 @@ fn metal_decode_kernel_matches_compiled() {
 #[test]
 fn decode_fallback_is_its_pieces() {
     cpu(|| {
-        let heads = DeltaHeads {
-            hk: 1,
-            hv: 2,
-            dk: 32,
-            dv: 8,
-        };
+        let heads = head_layout(1, 2, 32, 8);
         let x = decode_inputs(11, 2, heads, 4, Dtype::Bfloat16, Dtype::Bfloat16);
         let (out, s, conv) = gated_delta_decode(StepPath::Compiled, heads, &x.layer()).unwrap();
         let c = 2 * 32 + 2 * 8;
@@ -468,12 +468,7 @@ fn decode_fallback_is_its_pieces() {
 #[test]
 fn bad_decode_inputs_are_errors() {
     cpu(|| {
-        let heads = DeltaHeads {
-            hk: 2,
-            hv: 4,
-            dk: 32,
-            dv: 16,
-        };
+        let heads = head_layout(2, 4, 32, 16);
         let x = decode_inputs(9, 1, heads, 4, Dtype::Bfloat16, Dtype::Bfloat16);
         let call = |x: &DecodeInputs, heads: DeltaHeads, why: &str| {
             for backend in [GpuBackend::Cuda, GpuBackend::Metal] {
@@ -492,9 +487,12 @@ fn bad_decode_inputs_are_errors() {
             f(&mut y);
             y
         };
-        let other = |hk, hv, dk, dv| DeltaHeads { hk, hv, dk, dv };
-        call(&x, other(2, 4, 16, 24), "the same C, another split: Dk 16");
-        call(&x, other(3, 4, 32, 16), "Hv not a multiple of Hk");
+        call(
+            &x,
+            head_layout(2, 4, 16, 24),
+            "the same C, another split: Dk 16",
+        );
+        call(&x, head_layout(3, 4, 32, 16), "Hv not a multiple of Hk");
         call(
             &with(&|y| y.proj = y.proj.astype(Dtype::Float32).unwrap()),
             heads,
@@ -532,7 +530,7 @@ fn bad_decode_inputs_are_errors() {
         );
         // A value head above MAX_DECODE_DV is refused with the reason (a kernel path's
         // decode then takes the split projections and the step kernel).
-        let big = other(1, 1, 32, MAX_DECODE_DV + 1);
+        let big = head_layout(1, 1, 32, MAX_DECODE_DV + 1);
         let xb = decode_inputs(3, 1, big, 4, Dtype::Float32, Dtype::Float32);
         let err = delta_decode_kernel(GpuBackend::Cuda, big, &xb.layer()).unwrap_err();
         assert!(

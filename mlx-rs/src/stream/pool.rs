@@ -225,32 +225,25 @@ pub fn cpu_streams_made() -> usize {
 /// or reports its task's error, touching no encoder), and `eval`, which then finds them
 /// computed, runs under it again. Inside a graph transformation MLX refuses `async_eval`
 /// (tracers); then `eval` runs under the lock throughout.
-pub(crate) fn dispatch_then(arrays: &VectorArray, eval: impl FnOnce() -> c_int) -> c_int {
+pub(crate) fn dispatch_then<A: AsRef<crate::Array>>(
+    arrays: &[A],
+    eval: impl FnOnce() -> c_int,
+) -> c_int {
     let turn = lock();
     if LIVE_THREADS.load(Ordering::Relaxed) <= 1 {
         return eval(); // alone: waiting under the lock holds no one up
     }
     // SAFETY: a live vector of live arrays.
-    if unsafe { sys::mlx_async_eval(arrays.0) } != 0 {
+    if unsafe { sys::mlx_async_eval(VectorArray::from_arrays(arrays).0) } != 0 {
         let _ = crate::error::take_message_if_alive();
         return eval();
     }
     drop(turn);
-    for i in 0..arrays.len() {
-        let mut a = sys::mlx_array {
-            ctx: std::ptr::null_mut(),
-        };
-        // SAFETY: a live vector; `a` is a new handle to its element, freed here.
-        let code = unsafe {
-            let code = match sys::mlx_vector_array_get(&mut a, arrays.0, i) {
-                0 => sys::mlx_array_eval(a),
-                failed => failed,
-            };
-            sys::mlx_array_free(a);
-            code
-        };
+    for a in arrays {
+        // SAFETY: a live array; the task's error is reported through the handler.
+        let code = unsafe { sys::mlx_array_eval(a.as_ref().as_raw()) };
         if code != 0 {
-            return code; // the task's error, reported through the handler
+            return code;
         }
     }
     let _turn = lock();
