@@ -23,6 +23,7 @@
 use super::{DecoderLayer, Mixer};
 use crate::cache::LayerCache;
 use crate::error::{Error, Result};
+use mlx_lm::kernels::add_norm;
 use mlx_lm::kernels::compiled::compiled;
 use mlx_rs::{fast, Array};
 use std::collections::hash_map::DefaultHasher;
@@ -34,8 +35,19 @@ fn placeholder() -> impl Iterator<Item = Array> {
     std::iter::repeat_with(|| Array::scalar(0f32))
 }
 
-/// `(h + r, rmsnorm(h + r) · w)`.
-fn add_norm(h: &Array, r: &Array, w: &Array, eps: f32) -> mlx_rs::Result<(Array, Array)> {
+/// `(h + r, rmsnorm(h + r) · w)`: MLX's add and RMSNorm, or with `kernel` the CUDA
+/// kernel that does both in one launch ([`add_norm::add_rms_norm`]).
+fn add_norm(
+    h: &Array,
+    r: &Array,
+    w: &Array,
+    eps: f32,
+    kernel: bool,
+) -> mlx_rs::Result<(Array, Array)> {
+    if kernel {
+        return add_norm::add_rms_norm(h, r, w, eps)
+            .map_err(|e| mlx_rs::Error::Closure(format!("compiled layer step: {e}")));
+    }
     let h = h.add(r)?;
     let n = fast::rms_norm(&h, Some(w), eps)?;
     Ok((h, n))
@@ -54,7 +66,8 @@ fn too_few() -> mlx_rs::Error {
 impl DecoderLayer {
     /// One token through this layer: `h` the residual stream `[B, hidden]`, `x` its
     /// norm; returns the new residual stream and its norm under `next_norm` (the next
-    /// layer's input norm, or the final norm). Updates `cache`.
+    /// layer's input norm, or the final norm). Updates `cache`. With `add_norm_kernel`
+    /// each residual add and the norm after it are one CUDA launch.
     pub(crate) fn decode_compiled(
         &self,
         h: &Array,
@@ -62,7 +75,9 @@ impl DecoderLayer {
         next_norm: &Array,
         cache: &mut LayerCache,
         eps: f32,
+        add_norm_kernel: bool,
     ) -> Result<(Array, Array)> {
+        let k = add_norm_kernel;
         let mlp = self.mlp.prepared()?;
         match (self.mixer()?, cache) {
             (Mixer::DeltaNet(m), LayerCache::Recurrent(c)) => {
@@ -75,7 +90,7 @@ impl DecoderLayer {
                 let mut hasher = DefaultHasher::new();
                 m.hash_structure(&mut hasher);
                 mlp.hash_structure(&mut hasher);
-                eps.to_bits().hash(&mut hasher);
+                (eps.to_bits(), k).hash(&mut hasher);
                 let refs: Vec<&Array> = inputs.iter().collect();
                 let out = compiled(
                     "deltanet_layer_step",
@@ -95,9 +110,9 @@ impl DecoderLayer {
                             let mlp = mlp.with_weights(&mut rest)?;
                             let next_norm = rest.next().ok_or_else(too_few)?;
                             let (r, conv, state) = mixer.decode_step(&x, &conv, &state)?;
-                            let (h, x) = add_norm(&h, &r, &post, eps)?;
+                            let (h, x) = add_norm(&h, &r, &post, eps, k)?;
                             let m = mlp.decode(&x)?;
-                            let (h, x) = add_norm(&h, &m, &next_norm, eps)?;
+                            let (h, x) = add_norm(&h, &m, &next_norm, eps, k)?;
                             Ok(vec![h, x, conv, state])
                         }
                     },
@@ -118,7 +133,7 @@ impl DecoderLayer {
                 inputs.push(next_norm.clone());
                 let mut hasher = DefaultHasher::new();
                 mlp.hash_structure(&mut hasher);
-                eps.to_bits().hash(&mut hasher);
+                (eps.to_bits(), k).hash(&mut hasher);
                 let refs: Vec<&Array> = inputs.iter().collect();
                 let out = compiled(
                     "mlp_block_step",
@@ -134,9 +149,9 @@ impl DecoderLayer {
                             let mut rest = inp[3..].iter().cloned();
                             let mlp = mlp.with_weights(&mut rest)?;
                             let next_norm = rest.next().ok_or_else(too_few)?;
-                            let (h, x) = add_norm(&h, &r, &post, eps)?;
+                            let (h, x) = add_norm(&h, &r, &post, eps, k)?;
                             let m = mlp.decode(&x)?;
-                            let (h, x) = add_norm(&h, &m, &next_norm, eps)?;
+                            let (h, x) = add_norm(&h, &m, &next_norm, eps, k)?;
                             Ok(vec![h, x])
                         }
                     },

@@ -117,6 +117,12 @@ ATTN_MERGE = dict(
     inputs=[("part_o", "f32"), ("part_ml", "f32"), ("q_full", "act"), ("meta", "i32")],
     outputs=[("out", "act")],
 )
+ADD_NORM = dict(
+    name="add_rms_norm",
+    body=["add_rms_norm.cu.inc"],
+    inputs=[("x", "act"), ("r", "act"), ("w", "act")],
+    outputs=[("h", "act"), ("n", "act")],
+)
 _ATTN_RS = open(os.path.join(HERE, "..", "..", "..", "..", "mlx-lm", "src", "kernels",
                              "attention.rs")).read()
 ATTN_WARPS = int(re.search(r"const WARPS: i32 = (\d+);", _ATTN_RS).group(1))
@@ -263,6 +269,9 @@ def main():
               (ATTN, "float16", None, dict(D=64, H=4, KV=4, GB=1, WARPS=ATTN_WARPS, L=ATTN_SPLIT)),
               (ATTN_MERGE, "bfloat16", None, dict(D=256, H=8, L=ATTN_SPLIT)),
               (ATTN_MERGE, "float16", None, dict(D=64, H=4, L=ATTN_SPLIT))]
+    # The add + RMSNorm kernel (add_norm.rs: 8 values a thread, the model's eps 1e-6).
+    cases += [(ADD_NORM, "bfloat16", None, dict(D=2048, THREADS=256, EPS_BITS=897988541)),
+              (ADD_NORM, "float32", None, dict(D=1000, THREADS=128, EPS_BITS=897988541))]
     # The small-batch product: (kernel, activation dtype, None, row tiles)
     cases += [(SMALL_BATCH, "bfloat16", None, SB_TILES), (SMALL_BATCH, "float16", None, SB_TILES)]
     if args.step_source:
@@ -271,7 +280,7 @@ def main():
         dtype_name = f"{kernel['name']} {act}/{gate}"
         if kernel is SMALL_BATCH:
             src, name = small_batch_source(act, dims)
-        elif kernel in (QK_PREP, ATTN, ATTN_MERGE):
+        elif kernel in (QK_PREP, ATTN, ATTN_MERGE, ADD_NORM):
             src, name = attn_source(kernel, act, dims)
         else:
             src, name = kernel_source(kernel, act, gate, dims)

@@ -1,0 +1,102 @@
+//! The add + RMSNorm kernel (`mlx_lm::kernels::add_norm`): bad inputs are errors (here), and
+//! on a CUDA GPU its two outputs against MLX's add and `fast::rms_norm` (ignored by default;
+//! on the GPU machine: `lm-<hash> --ignored add_norm`).
+
+use crate::common::{gpu, kernel_rtol, normal};
+use mlx_lm::kernels::add_norm::add_rms_norm;
+use mlx_lm::kernels::gpu::GpuBackend;
+use mlx_rs::{fast, Array, Dtype};
+
+fn to_f32(a: &Array) -> Vec<f32> {
+    a.astype(Dtype::Float32).unwrap().to_vec::<f32>().unwrap()
+}
+
+#[test]
+fn bad_add_norm_inputs_are_errors() {
+    let bf = Dtype::Bfloat16;
+    let x = normal(&[2, 64], 1, bf);
+    let w = normal(&[64], 2, bf);
+    let cases: [(&str, Array, Array, Array, f32); 6] = [
+        (
+            "r of another shape",
+            x.clone(),
+            normal(&[2, 32], 3, bf),
+            w.clone(),
+            1e-6,
+        ),
+        (
+            "a weight of another length",
+            x.clone(),
+            x.clone(),
+            normal(&[32], 4, bf),
+            1e-6,
+        ),
+        (
+            "rows of three axes",
+            x.reshape(&[2, 1, 64]).unwrap(),
+            x.reshape(&[2, 1, 64]).unwrap(),
+            w.clone(),
+            1e-6,
+        ),
+        (
+            "mixed dtypes",
+            x.clone(),
+            x.astype(Dtype::Float32).unwrap(),
+            w.clone(),
+            1e-6,
+        ),
+        (
+            "integer rows",
+            x.astype(Dtype::Int32).unwrap(),
+            x.astype(Dtype::Int32).unwrap(),
+            w.astype(Dtype::Int32).unwrap(),
+            1e-6,
+        ),
+        ("a NaN eps", x.clone(), x.clone(), w.clone(), f32::NAN),
+    ];
+    for (why, x, r, w, eps) in cases {
+        let err = add_rms_norm(&x, &r, &w, eps)
+            .err()
+            .unwrap_or_else(|| panic!("accepted {why}"));
+        assert!(
+            err.to_string().contains("add + RMSNorm kernel: "),
+            "{why}: {err}"
+        );
+    }
+}
+
+/// On a CUDA GPU: h equals MLX's add bit for bit; n is within [`kernel_rtol`] of MLX's
+/// `fast::rms_norm` (the sum of squares in another order), for the 2B's width, an odd
+/// width and several rows, float32 and bfloat16.
+#[test]
+#[ignore = "needs a CUDA GPU: lm --ignored add_norm"]
+fn add_norm_kernel_matches_mlx() {
+    if GpuBackend::available() != Some(GpuBackend::Cuda) {
+        println!("skipped: no CUDA GPU");
+        return;
+    }
+    gpu(|| {
+        for dtype in [Dtype::Float32, Dtype::Bfloat16] {
+            for (b, d) in [(1, 2048), (3, 1000), (16, 4096), (2, 40)] {
+                let x = normal(&[b, d], 5, dtype);
+                let r = normal(&[b, d], 6, dtype);
+                let w = normal(&[d], 7, dtype);
+                let (h, n) = add_rms_norm(&x, &r, &w, 1e-6).unwrap();
+                let h_ref = x.add(&r).unwrap();
+                let n_ref = fast::rms_norm(&h_ref, Some(&w), 1e-6).unwrap();
+                assert_eq!((h.dtype(), n.dtype()), (dtype, dtype));
+                assert_eq!(to_f32(&h), to_f32(&h_ref), "{dtype:?} [{b}, {d}]: h");
+                let (got, want) = (to_f32(&n), to_f32(&n_ref));
+                let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+                let tol = kernel_rtol(dtype) * scale;
+                for (i, (g, e)) in got.iter().zip(&want).enumerate() {
+                    assert!(
+                        (g - e).abs() <= tol,
+                        "{dtype:?} [{b}, {d}]: n[{i}] {g} vs {e}"
+                    );
+                }
+            }
+        }
+    });
+    println!("add + RMSNorm kernel: all cases match MLX's ops");
+}
