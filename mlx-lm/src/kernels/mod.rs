@@ -4,7 +4,7 @@
 //! | module | what | device |
 //! | --- | --- | --- |
 //! | [`gated_delta`] | the gated delta rule of Gated DeltaNet layers: sequential ops, chunked prefill, compiled step, CUDA/Metal step and whole-layer decode kernels | all; kernels on a GPU |
-//! | [`add_norm`] | a decode step's residual add and the next RMSNorm in one launch | CUDA |
+//! | [`glue`] | a decode step's residual add and next RMSNorm, and its SwiGLU from the joined projection, one launch each | CUDA |
 //! | [`attention`] | one decode token of gated attention: q/k norms + RoPE, then attention × gate | CUDA |
 //! | [`cpu_gemm`] | float32 products of many rows in a packed SIMD GEMM (a weight as stored or transposed), handed back to MLX | CPU |
 //! | [`cpu_quantized`] | float32 products with a 2-, 4- or 8-bit affine-quantized weight: a few rows group by group (decode, a batch's decode step), more rows through the weight dequantized on every thread, handed back to MLX | CPU |
@@ -29,7 +29,6 @@
 //! Metal, a short prologue per backend); `examples/qwen3_5/tests/kernel_emulation/` runs
 //! them on the CPU with emulated warps and compiles the CUDA ones with NVRTC, without a GPU.
 
-pub mod add_norm;
 pub mod attention;
 pub mod compiled;
 pub mod cpu_attention;
@@ -38,5 +37,6 @@ pub mod cpu_gemm;
 pub mod cpu_quantized;
 pub mod cpu_rows;
 pub mod gated_delta;
+pub mod glue;
 pub mod gpu;
 pub mod small_batch;

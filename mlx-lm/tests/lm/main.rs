@@ -8,7 +8,7 @@
 //! - `sampling`: the sampler against mlx-lm's filters, penalties and seeded draws;
 //! - `gated_delta`, `gated_delta_chunked`: the gated delta rule's decode forms (compiled
 //!   step, CUDA/Metal kernels) and chunked prefill against the sequential reference;
-//! - `add_norm`: the add + RMSNorm kernel against MLX's ops (GPU only);
+//! - `glue`: the add + RMSNorm and SwiGLU kernels against MLX's ops (GPU only);
 //! - `attention_kernel`: the CUDA attention decode kernels against MLX's ops (GPU only);
 //! - `step_variants`: variants of the CUDA gated delta step kernel timed side by side (a
 //!   GPU diagnostic, ignored);
@@ -17,7 +17,6 @@
 //! - `lora`: the LoRA / DoRA layers (outputs, fused weights, gradients) against mlx-lm's,
 //!   and the choice of the layers an adapter wraps.
 
-mod add_norm;
 mod attention_kernel;
 mod cache;
 mod chat;
@@ -25,6 +24,7 @@ mod close;
 mod common;
 mod gated_delta;
 mod gated_delta_chunked;
+mod glue;
 mod linear;
 mod lora;
 mod sampling;

@@ -23,8 +23,8 @@
 use super::{DecoderLayer, Mixer};
 use crate::cache::LayerCache;
 use crate::error::{Error, Result};
-use mlx_lm::kernels::add_norm;
 use mlx_lm::kernels::compiled::compiled;
+use mlx_lm::kernels::glue;
 use mlx_rs::{fast, Array};
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
@@ -36,7 +36,7 @@ fn placeholder() -> impl Iterator<Item = Array> {
 }
 
 /// `(h + r, rmsnorm(h + r) · w)`: MLX's add and RMSNorm, or with `kernel` the CUDA
-/// kernel that does both in one launch ([`add_norm::add_rms_norm`]).
+/// kernel that does both in one launch ([`glue::add_rms_norm`]).
 fn add_norm(
     h: &Array,
     r: &Array,
@@ -45,7 +45,7 @@ fn add_norm(
     kernel: bool,
 ) -> mlx_rs::Result<(Array, Array)> {
     if kernel {
-        return add_norm::add_rms_norm(h, r, w, eps)
+        return glue::add_rms_norm(h, r, w, eps)
             .map_err(|e| mlx_rs::Error::Closure(format!("compiled layer step: {e}")));
     }
     let h = h.add(r)?;
@@ -66,8 +66,9 @@ fn too_few() -> mlx_rs::Error {
 impl DecoderLayer {
     /// One token through this layer: `h` the residual stream `[B, hidden]`, `x` its
     /// norm; returns the new residual stream and its norm under `next_norm` (the next
-    /// layer's input norm, or the final norm). Updates `cache`. With `add_norm_kernel`
-    /// each residual add and the norm after it are one CUDA launch.
+    /// layer's input norm, or the final norm). Updates `cache`. With `glue_kernels` each
+    /// residual add and the norm after it, and the MLP's SwiGLU, are one CUDA launch each
+    /// ([`glue`]).
     pub(crate) fn decode_compiled(
         &self,
         h: &Array,
@@ -75,9 +76,9 @@ impl DecoderLayer {
         next_norm: &Array,
         cache: &mut LayerCache,
         eps: f32,
-        add_norm_kernel: bool,
+        glue_kernels: bool,
     ) -> Result<(Array, Array)> {
-        let k = add_norm_kernel;
+        let k = glue_kernels;
         let mlp = self.mlp.prepared()?;
         match (self.mixer()?, cache) {
             (Mixer::DeltaNet(m), LayerCache::Recurrent(c)) => {
@@ -111,7 +112,7 @@ impl DecoderLayer {
                             let next_norm = rest.next().ok_or_else(too_few)?;
                             let (r, conv, state) = mixer.decode_step(&x, &conv, &state)?;
                             let (h, x) = add_norm(&h, &r, &post, eps, k)?;
-                            let m = mlp.decode(&x)?;
+                            let m = mlp.decode_glued(&x, k)?;
                             let (h, x) = add_norm(&h, &m, &next_norm, eps, k)?;
                             Ok(vec![h, x, conv, state])
                         }
@@ -150,7 +151,7 @@ impl DecoderLayer {
                             let mlp = mlp.with_weights(&mut rest)?;
                             let next_norm = rest.next().ok_or_else(too_few)?;
                             let (h, x) = add_norm(&h, &r, &post, eps, k)?;
-                            let m = mlp.decode(&x)?;
+                            let m = mlp.decode_glued(&x, k)?;
                             let (h, x) = add_norm(&h, &m, &next_norm, eps, k)?;
                             Ok(vec![h, x])
                         }

@@ -4,7 +4,7 @@ use super::linear::{fixed, placeholder, Linear, Projections};
 use super::silu;
 use crate::error::Result;
 use crate::options::Plan;
-use mlx_lm::kernels::compiled;
+use mlx_lm::kernels::{compiled, glue};
 use mlx_lm::shard::{shard_mlp, Part};
 use mlx_lm::tuner::AdaptableLinear;
 use mlx_rs::nn::Module;
@@ -104,6 +104,16 @@ impl Prepared {
     pub(crate) fn decode(&self, x: &Array) -> Result<Array> {
         let [gate, up] = fixed(self.gate_up.forward(x)?, "MLP")?;
         self.down_proj.forward(&compiled::swiglu(&gate, &up)?)
+    }
+
+    /// [`Prepared::decode`]; with `kernel`, for `[B, hidden]` rows, SwiGLU straight from
+    /// the joined gate / up projection in one CUDA launch ([`glue::swiglu`]).
+    pub(crate) fn decode_glued(&self, x: &Array, kernel: bool) -> Result<Array> {
+        if !kernel || x.ndim() != 2 {
+            return self.decode(x);
+        }
+        let gu = self.gate_up.forward_joined(x)?;
+        self.down_proj.forward(&glue::swiglu(&gu)?)
     }
 
     /// The block's arrays in a fixed order: how a compiled step takes them as inputs.

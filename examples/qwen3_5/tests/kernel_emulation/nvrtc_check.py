@@ -123,6 +123,12 @@ ADD_NORM = dict(
     inputs=[("x", "act"), ("r", "act"), ("w", "act")],
     outputs=[("h", "act"), ("n", "act")],
 )
+SWIGLU = dict(
+    name="swiglu_joined",
+    body=["swiglu_joined.cu.inc"],
+    inputs=[("gu", "act")],
+    outputs=[("out", "act")],
+)
 _ATTN_RS = open(os.path.join(HERE, "..", "..", "..", "..", "mlx-lm", "src", "kernels",
                              "attention.rs")).read()
 ATTN_WARPS = int(re.search(r"const WARPS: i32 = (\d+);", _ATTN_RS).group(1))
@@ -272,6 +278,7 @@ def main():
     # The add + RMSNorm kernel (add_norm.rs: 8 values a thread, the model's eps 1e-6).
     cases += [(ADD_NORM, "bfloat16", None, dict(D=2048, THREADS=256, EPS_BITS=897988541)),
               (ADD_NORM, "float32", None, dict(D=1000, THREADS=128, EPS_BITS=897988541))]
+    cases += [(SWIGLU, "bfloat16", None, dict(I=6144)), (SWIGLU, "float32", None, dict(I=333))]
     # The small-batch product: (kernel, activation dtype, None, row tiles)
     cases += [(SMALL_BATCH, "bfloat16", None, SB_TILES), (SMALL_BATCH, "float16", None, SB_TILES)]
     if args.step_source:
@@ -280,7 +287,7 @@ def main():
         dtype_name = f"{kernel['name']} {act}/{gate}"
         if kernel is SMALL_BATCH:
             src, name = small_batch_source(act, dims)
-        elif kernel in (QK_PREP, ATTN, ATTN_MERGE, ADD_NORM):
+        elif kernel in (QK_PREP, ATTN, ATTN_MERGE, ADD_NORM, SWIGLU):
             src, name = attn_source(kernel, act, dims)
         else:
             src, name = kernel_source(kernel, act, gate, dims)

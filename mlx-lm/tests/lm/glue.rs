@@ -1,11 +1,11 @@
-//! The add + RMSNorm kernel (`mlx_lm::kernels::add_norm`): bad inputs are errors (here), and
-//! on a CUDA GPU its two outputs against MLX's add and `fast::rms_norm` (ignored by default;
-//! on the GPU machine: `lm-<hash> --ignored add_norm`).
+//! The glue kernels (`mlx_lm::kernels::glue`): bad inputs are errors (here), and on a CUDA
+//! GPU their outputs against MLX's ops (ignored by default; on the GPU machine:
+//! `lm-<hash> --ignored glue`).
 
 use crate::common::{gpu, kernel_rtol, normal};
-use mlx_lm::kernels::add_norm::add_rms_norm;
+use mlx_lm::kernels::glue::{add_rms_norm, swiglu};
 use mlx_lm::kernels::gpu::GpuBackend;
-use mlx_rs::{fast, Array, Dtype};
+use mlx_rs::{fast, ops, Array, Dtype};
 
 fn to_f32(a: &Array) -> Vec<f32> {
     a.astype(Dtype::Float32).unwrap().to_vec::<f32>().unwrap()
@@ -69,7 +69,7 @@ fn bad_add_norm_inputs_are_errors() {
 /// `fast::rms_norm` (the sum of squares in another order), for the 2B's width, an odd
 /// width and several rows, float32 and bfloat16.
 #[test]
-#[ignore = "needs a CUDA GPU: lm --ignored add_norm"]
+#[ignore = "needs a CUDA GPU: lm --ignored glue"]
 fn add_norm_kernel_matches_mlx() {
     if GpuBackend::available() != Some(GpuBackend::Cuda) {
         println!("skipped: no CUDA GPU");
@@ -99,4 +99,60 @@ fn add_norm_kernel_matches_mlx() {
         }
     });
     println!("add + RMSNorm kernel: all cases match MLX's ops");
+}
+
+#[test]
+fn bad_swiglu_inputs_are_errors() {
+    let bf = Dtype::Bfloat16;
+    for (why, gu) in [
+        ("an odd width", normal(&[2, 63], 1, bf)),
+        ("three axes", normal(&[2, 1, 64], 1, bf)),
+        (
+            "integers",
+            normal(&[2, 64], 1, bf).astype(Dtype::Int32).unwrap(),
+        ),
+        ("no rows", normal(&[0, 64], 1, bf)),
+    ] {
+        let err = swiglu(&gu)
+            .err()
+            .unwrap_or_else(|| panic!("accepted {why}"));
+        assert!(err.to_string().contains("SwiGLU kernel: "), "{why}: {err}");
+    }
+}
+
+/// On a CUDA GPU: the SwiGLU kernel equals MLX's `silu(g) · u` on the split halves within
+/// [`kernel_rtol`] (the same roundings; the sigmoid's `exp` may differ in its last bit),
+/// float32 and bfloat16, for the 2B's inner width and an odd one.
+#[test]
+#[ignore = "needs a CUDA GPU: lm --ignored glue"]
+fn swiglu_kernel_matches_mlx() {
+    if GpuBackend::available() != Some(GpuBackend::Cuda) {
+        println!("skipped: no CUDA GPU");
+        return;
+    }
+    gpu(|| {
+        for dtype in [Dtype::Float32, Dtype::Bfloat16] {
+            for (b, i) in [(1, 6144), (5, 333)] {
+                let gu = normal(&[b, 2 * i], 9, dtype);
+                let parts = ops::split_sections(&gu, &[i], -1).unwrap();
+                let (g, u) = (&parts[0], &parts[1]);
+                let want = g
+                    .multiply(&ops::sigmoid(g).unwrap())
+                    .unwrap()
+                    .multiply(u)
+                    .unwrap();
+                let got = swiglu(&gu).unwrap();
+                assert_eq!(got.shape(), [b, i]);
+                let (got, want) = (to_f32(&got), to_f32(&want));
+                let tol = kernel_rtol(dtype) * want.iter().fold(0f32, |m, v| m.max(v.abs()));
+                for (j, (g, e)) in got.iter().zip(&want).enumerate() {
+                    assert!(
+                        (g - e).abs() <= tol,
+                        "{dtype:?} [{b}, {i}]: {j}: {g} vs {e}"
+                    );
+                }
+            }
+        }
+    });
+    println!("SwiGLU kernel: all cases match MLX's ops");
 }

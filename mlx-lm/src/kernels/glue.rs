@@ -1,7 +1,9 @@
-//! The residual add and the next RMSNorm of a decode step in one CUDA launch
-//! (`mlx-lm/kernels/add_rms_norm.cu.inc`): one graph node where MLX's ops make two (an
-//! add and an RMSNorm, 48 pairs in a 2B decode step), the same values (the sum of squares
-//! in another order).
+//! The glue between a decode step's products in single CUDA launches, each one graph node
+//! where MLX's ops make two, with the same values:
+//! * [`add_rms_norm`] (`mlx-lm/kernels/add_rms_norm.cu.inc`): a residual add and the next
+//!   RMSNorm (48 pairs in a 2B decode step; the sum of squares in another order);
+//! * [`swiglu`] (`mlx-lm/kernels/swiglu_joined.cu.inc`): SwiGLU straight from the MLP's
+//!   joined gate / up projection (no Split; 24 in a 2B step).
 
 use crate::error::{Error, Result};
 use crate::kernels::gpu::{self, GpuBackend};
@@ -73,4 +75,44 @@ pub fn add_rms_norm(x: &Array, r: &Array, w: &Array, eps: f32) -> Result<(Array,
         .template("EPS_BITS", TemplateArg::Int(eps.to_bits() as i32));
     let [h, n] = gpu::outputs(kernel.apply(&[x, r, w], &config)?, "add + RMSNorm kernel")?;
     Ok((h, n))
+}
+
+/// The SwiGLU kernel's body.
+pub const SWIGLU_BODY: &str = include_str!("../../kernels/swiglu_joined.cu.inc");
+/// Threads of a block of the SwiGLU kernel.
+pub const SWIGLU_THREADS: i32 = 256;
+
+/// `silu(g) · u` for a joined gate / up projection `gu` `[B, 2·I]` (the gate's `I` values
+/// first) of a float dtype, as MLX's ops on that dtype compute it, in one CUDA launch:
+/// `[B, I]`.
+///
+/// # Errors
+/// A `gu` that is not `[B, 2·I]` with `I ≥ 1`, a dtype that is not a float type; and (when
+/// evaluated) where MLX lacks CUDA.
+pub fn swiglu(gu: &Array) -> Result<Array> {
+    let bad = |m: String| Error::InvalidArgument(format!("SwiGLU kernel: {m}"));
+    let &[b, w] = gu.shape() else {
+        return Err(bad(format!("gu {:?} must be [B, 2·I]", gu.shape())));
+    };
+    if b <= 0 || b > 65_535 || w < 2 || w % 2 != 0 {
+        return Err(bad(format!(
+            "gu {:?} must be [B, 2·I] with I ≥ 1 and 0 < B ≤ 65535",
+            gu.shape()
+        )));
+    }
+    let act = gu.dtype();
+    if !matches!(act, Dtype::Float32 | Dtype::Float16 | Dtype::Bfloat16) {
+        return Err(bad(format!("gu must be a float type, found {act:?}")));
+    }
+    let inner = w / 2;
+    let kernel = gpu::kernel(GpuBackend::Cuda, "swiglu_joined", &["gu"], &["out"], |_| {
+        SWIGLU_BODY.to_string()
+    })?;
+    let grid_x = (inner + SWIGLU_THREADS - 1) / SWIGLU_THREADS * SWIGLU_THREADS;
+    let config = KernelConfig::new([grid_x, 1, b], [SWIGLU_THREADS, 1, 1])
+        .output(&[b, inner], act)
+        .template("T", TemplateArg::Dtype(act))
+        .template("I", TemplateArg::Int(inner));
+    let [out] = gpu::outputs(kernel.apply(&[gu], &config)?, "SwiGLU kernel")?;
+    Ok(out)
 }
