@@ -653,9 +653,9 @@ impl Model {
         {
             let next_norm = self.input_norm(i + 1);
             if self.plan.compile_layers {
-                let add_norm_kernel =
+                let glue_kernels =
                     self.plan.step == mlx_lm::kernels::gated_delta::StepPath::CudaKernel;
-                (h, x) = layer.decode_compiled(&h, &x, next_norm, lc, eps, add_norm_kernel)?;
+                (h, x) = layer.decode_compiled(&h, &x, next_norm, lc, eps, glue_kernels)?;
                 continue;
             }
             let r = self.reduce(layer.mix(&x, lc, i, true)?)?;
