@@ -22,6 +22,13 @@ fi
 root=$PWD
 target=${CARGO_TARGET_DIR:-$root/target}
 export CARGO_INCREMENTAL=0
+# The builds below write the same target/release/qwen3_5: keep the checkout's own to put
+# back at the end.
+saved=
+if [ -f "$target/release/qwen3_5" ]; then
+  saved=$(mktemp "${TMPDIR:-/tmp}/pack-ab-bin-XXXXXX")
+  cp -p "$target/release/qwen3_5" "$saved"
+fi
 for pair in "$@"; do
   name=${pair%%=*}
   rev=${pair#*=}
@@ -46,8 +53,9 @@ for pair in "$@"; do
   xz -T2 -6 -c ".gpu/qwen3_5_$name" > ".gpu/$half/qwen3_5_$name.xz"
   rm ".gpu/qwen3_5_$name"
 done
-# The checkout's own binary again (the last build above replaced it in the shared target).
-cargo build -q --release -p qwen3_5 --bin qwen3_5
+if [ -n "$saved" ]; then
+  mv "$saved" "$target/release/qwen3_5"
+fi
 status=0
 for half in a b; do
   size=$(du -sb ".gpu/$half" | cut -f1)

@@ -5,28 +5,9 @@
 //! need a CUDA GPU, so they are ignored by default; on the GPU machine:
 //! `lm-<hash> --ignored attention_kernel`.
 
-use crate::common::{assert_kernel_emulator_cases, gpu, kernel_rtol, normal};
+use crate::common::{assert_kernel_close as close, assert_kernel_emulator_cases, gpu, normal};
 use mlx_lm::kernels::attention::{attend, fits, qk_prep, AttnHeads};
 use mlx_rs::{fast, ops, Array, Dtype};
-
-fn close(what: &str, got: &Array, want: &Array) {
-    assert_eq!(got.shape(), want.shape(), "{what}: shape");
-    let tol = kernel_rtol(want.dtype());
-    let g = got.astype(Dtype::Float32).unwrap().to_vec::<f32>().unwrap();
-    let w = want
-        .astype(Dtype::Float32)
-        .unwrap()
-        .to_vec::<f32>()
-        .unwrap();
-    let scale = w.iter().fold(0f32, |m, x| m.max(x.abs())).max(1e-6);
-    for (i, (a, e)) in g.iter().zip(&w).enumerate() {
-        assert!(
-            (a - e).abs() <= tol * scale,
-            "{what}: element {i} is {a}, expected {e} (tolerance {})",
-            tol * scale
-        );
-    }
-}
 
 const HEADS: AttnHeads = AttnHeads {
     heads: 8,

@@ -47,6 +47,28 @@ pub fn gpu<T>(f: impl FnOnce() -> T) -> T {
     mlx_rs::with_device(&mlx_rs::Device::gpu(), f).unwrap()
 }
 
+/// `got` against `want` (MLX's ops) within [`kernel_rtol`] of `want`'s largest |value|,
+/// same shape; `what` names the case in failures.
+pub fn assert_kernel_close(what: &str, got: &mlx_rs::Array, want: &mlx_rs::Array) {
+    assert_eq!(got.shape(), want.shape(), "{what}: shape");
+    let tol = kernel_rtol(want.dtype());
+    let values = |a: &mlx_rs::Array| {
+        a.astype(mlx_rs::Dtype::Float32)
+            .unwrap()
+            .to_vec::<f32>()
+            .unwrap()
+    };
+    let (g, w) = (values(got), values(want));
+    let scale = w.iter().fold(0f32, |m, x| m.max(x.abs())).max(1e-6);
+    for (i, (a, e)) in g.iter().zip(&w).enumerate() {
+        assert!(
+            (a - e).abs() <= tol * scale,
+            "{what}: element {i} is {a}, expected {e} (tolerance {})",
+            tol * scale
+        );
+    }
+}
+
 /// Largest difference allowed between a custom kernel's output and MLX's ops, relative to
 /// the largest |expected| value: float32 within float rounding; bfloat16 within two ulps
 /// (2^-7 relative each), as a kernel may sum in another order than MLX.

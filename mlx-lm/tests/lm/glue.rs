@@ -2,7 +2,7 @@
 //! GPU their outputs against MLX's ops (ignored by default; on the GPU machine:
 //! `lm-<hash> --ignored glue`).
 
-use crate::common::{gpu, kernel_rtol, normal};
+use crate::common::{assert_kernel_close, gpu, normal};
 use mlx_lm::kernels::glue::{add_rms_norm, swiglu};
 use mlx_lm::kernels::gpu::GpuBackend;
 use mlx_rs::{fast, ops, Array, Dtype};
@@ -65,7 +65,7 @@ fn bad_add_norm_inputs_are_errors() {
     }
 }
 
-/// On a CUDA GPU: h equals MLX's add bit for bit; n is within [`kernel_rtol`] of MLX's
+/// On a CUDA GPU: h equals MLX's add bit for bit; n is within `kernel_rtol` of MLX's
 /// `fast::rms_norm` (the sum of squares in another order), for the 2B's width, an odd
 /// width and several rows, float32 and bfloat16.
 #[test]
@@ -86,15 +86,7 @@ fn add_norm_kernel_matches_mlx() {
                 let n_ref = fast::rms_norm(&h_ref, Some(&w), 1e-6).unwrap();
                 assert_eq!((h.dtype(), n.dtype()), (dtype, dtype));
                 assert_eq!(to_f32(&h), to_f32(&h_ref), "{dtype:?} [{b}, {d}]: h");
-                let (got, want) = (to_f32(&n), to_f32(&n_ref));
-                let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
-                let tol = kernel_rtol(dtype) * scale;
-                for (i, (g, e)) in got.iter().zip(&want).enumerate() {
-                    assert!(
-                        (g - e).abs() <= tol,
-                        "{dtype:?} [{b}, {d}]: n[{i}] {g} vs {e}"
-                    );
-                }
+                assert_kernel_close(&format!("{dtype:?} [{b}, {d}]: n"), &n, &n_ref);
             }
         }
     });
@@ -121,7 +113,7 @@ fn bad_swiglu_inputs_are_errors() {
 }
 
 /// On a CUDA GPU: the SwiGLU kernel equals MLX's `silu(g) · u` on the split halves within
-/// [`kernel_rtol`] (the same roundings; the sigmoid's `exp` may differ in its last bit),
+/// `kernel_rtol` (the same roundings; the sigmoid's `exp` may differ in its last bit),
 /// float32 and bfloat16, for the 2B's inner width and an odd one.
 #[test]
 #[ignore = "needs a CUDA GPU: lm --ignored glue"]
@@ -143,14 +135,7 @@ fn swiglu_kernel_matches_mlx() {
                     .unwrap();
                 let got = swiglu(&gu).unwrap();
                 assert_eq!(got.shape(), [b, i]);
-                let (got, want) = (to_f32(&got), to_f32(&want));
-                let tol = kernel_rtol(dtype) * want.iter().fold(0f32, |m, v| m.max(v.abs()));
-                for (j, (g, e)) in got.iter().zip(&want).enumerate() {
-                    assert!(
-                        (g - e).abs() <= tol,
-                        "{dtype:?} [{b}, {i}]: {j}: {g} vs {e}"
-                    );
-                }
+                assert_kernel_close(&format!("{dtype:?} [{b}, {i}]"), &got, &want);
             }
         }
     });
