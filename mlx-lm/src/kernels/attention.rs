@@ -11,9 +11,9 @@
 //! * [`attend`] (`mlx-lm/kernels/attn_decode.cu.inc`, `attn_decode_merge.cu.inc`): softmax
 //!   attention of each query head over the valid columns of the cache buffers, split over
 //!   the keys (flash-decoding: one block per key/value head and [`SPLIT`] positions, which
-//!   serves the query heads of the group together; then one merge per head), times the
-//!   output gate. The split keeps long contexts on the whole GPU: one block per head left
-//!   most of an H200 idle at 16k positions.
+//!   serves the query heads of the group together; then one merge per head, its splits
+//!   shared by up to 1,024 threads), times the output gate. The split keeps long contexts
+//!   on the whole GPU: one block per head left most of an H200 idle at 16k positions.
 //!
 //! Both take a batch whose sequences have different lengths as [`KvCache`] keeps it:
 //! aligned on the right, row `i` after `left_padding[i]` columns that it never reads, at
@@ -43,6 +43,16 @@ pub const MERGE_BODY: &str = include_str!("../../kernels/attn_decode_merge.cu.in
 pub const SPLIT: i32 = 128;
 /// Warps per block of the attention kernel's first part.
 const WARPS: i32 = 8;
+/// Threads per block of the attention kernel's second part (the merge), at most.
+pub const MERGE_THREADS: i32 = 1024;
+/// Rows of a merge block at most: each row of `D` threads sums its share of the splits.
+pub const MERGE_MAX_ROWS: i32 = 8;
+
+/// Rows of threads of a merge block for head dim `d`: as many as [`MERGE_THREADS`] allows,
+/// 1 to [`MERGE_MAX_ROWS`].
+fn merge_rows(d: i32) -> i32 {
+    (MERGE_THREADS / d.max(1)).clamp(1, MERGE_MAX_ROWS)
+}
 
 /// Query heads per block of the attention kernel's first part: the largest divisor of the
 /// group (query heads per key/value head) with at most 1,024 values per head dim, so a
@@ -251,12 +261,14 @@ pub fn attend(
         &["out"],
         |_| MERGE_BODY.to_string(),
     )?;
-    let config = KernelConfig::new([d, 1, b * heads], [d, 1, 1])
+    let r = merge_rows(d);
+    let config = KernelConfig::new([d, r, b * heads], [d, r, 1])
         .output(&[b, heads * d], act)
         .template("T", TemplateArg::Dtype(act))
         .template("D", TemplateArg::Int(d))
         .template("H", TemplateArg::Int(heads))
-        .template("L", TemplateArg::Int(SPLIT));
+        .template("L", TemplateArg::Int(SPLIT))
+        .template("R", TemplateArg::Int(r));
     let out = merge.apply(&[&part_o, &part_ml, q_full, &meta], &config)?;
     let [out] = gpu::outputs(out, "attention merge kernel")?;
     Ok(out)

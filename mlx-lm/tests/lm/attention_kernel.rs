@@ -97,8 +97,16 @@ fn attend_matches_sdpa_and_gate() {
             (wide, Dtype::Bfloat16),
         ] {
             let (h, kv, d) = (heads.heads, heads.kv_heads, heads.head_dim);
-            // One position, fewer positions than warps, several splits, a long context.
-            for (n, cap) in [(1, 256), (5, 256), (300, 512), (5000, 5120)] {
+            // One position, fewer positions than warps, several splits, a long context, and
+            // one of 1,094 splits (more than a merge block's threads and than the weights it
+            // stages at a time).
+            for (n, cap) in [
+                (1, 256),
+                (5, 256),
+                (300, 512),
+                (5000, 5120),
+                (140_000, 140_032),
+            ] {
                 let q = normal(&[1, h, 1, d], 10 + n as u64, dtype);
                 let keys = normal(&[1, kv, cap, d], 20 + n as u64, dtype);
                 let values = normal(&[1, kv, cap, d], 30 + n as u64, dtype);
@@ -273,9 +281,10 @@ fn bad_left_padding_is_an_error() {
 /// The attention decode kernels' text (query/key preparation, the split-K attention and
 /// its merge) run on the CPU a block at a time with emulated warps and shared memory, under
 /// AddressSanitizer, against NumPy, on left-padded batches and each row bit for bit against
-/// itself alone (`examples/qwen3_5/tests/kernel_emulation/emulate_attention.py`), so that
-/// CI checks what the GPU tests above check on a GPU.
+/// itself alone (`examples/qwen3_5/tests/kernel_emulation/emulate_attention.py`), and the
+/// merge alone over 2,100 splits (a 268k-position context), so that CI checks what the GPU
+/// tests above check on a GPU.
 #[test]
 fn attention_kernels_run_emulated() {
-    assert_kernel_emulator_cases("emulate_attention.py", 12);
+    assert_kernel_emulator_cases("emulate_attention.py", 14);
 }

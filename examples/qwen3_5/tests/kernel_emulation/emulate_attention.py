@@ -20,6 +20,9 @@ output), and NaN past the valid columns too. Checked:
   * bit for bit against the same row run alone: a batch of one, no padding, its columns
     moved to the front, at its own position (what a sequence decoded alone computes), so a
     sequence's tokens do not depend on the batch it decodes in.
+The merge also runs alone on random split results of 2,100 splits (long contexts: more
+splits than its block has threads, three stagings of its weights), checked the same two
+ways.
 
 Usage: python3 emulate_attention.py [--keep DIR]
 Exit status 0 when every case matches.
@@ -41,6 +44,8 @@ ATTN_RS = os.path.join(HERE, "..", "..", "..", "..", "mlx-lm", "src", "kernels",
 _ATTN_SRC = open(ATTN_RS).read()
 WARPS = int(re.search(r"const WARPS: i32 = (\d+);", _ATTN_SRC).group(1))
 SPLIT = int(re.search(r"pub const SPLIT: i32 = (\d+);", _ATTN_SRC).group(1))
+MERGE_THREADS = int(re.search(r"pub const MERGE_THREADS: i32 = (\d+);", _ATTN_SRC).group(1))
+MERGE_MAX_ROWS = int(re.search(r"pub const MERGE_MAX_ROWS: i32 = (\d+);", _ATTN_SRC).group(1))
 TYPES = {"float32": "float", "bfloat16": "__nv_bfloat16"}
 
 # name: (body, inputs [(name, role)], outputs [(name, role)])
@@ -218,8 +223,9 @@ def attend_launch(act, dims, q, keys, values, q_full, n, padding, workdir, tag):
     if isinstance(parts, str):
         return parts
     arrays = dict(part_o=parts["part_o"], part_ml=parts["part_ml"], q_full=q_full, meta=meta)
-    return run("attend_merge", act, dict(D=D, H=H, L=SPLIT), arrays, dict(out=(B, H * D)),
-               (D, 1, B * H), (D, 1, 1), workdir, tag + "_merge")
+    r = min(max(MERGE_THREADS // D, 1), MERGE_MAX_ROWS)  # attention.rs's merge_rows
+    return run("attend_merge", act, dict(D=D, H=H, L=SPLIT, R=r), arrays, dict(out=(B, H * D)),
+               (D, r, B * H), (D, r, 1), workdir, tag + "_merge")
 
 
 def attend_reference(act, dims, q, keys, values, q_full, n, padding):
@@ -276,6 +282,66 @@ def attend_case(act, dims, n, padding, workdir, seed):
     return ok, f"{tag}: " + ", ".join(msgs)
 
 
+def merge_launch(act, dims, part_o, part_ml, q_full, n, padding, workdir, tag):
+    """attention.rs's merge launch alone, on given split results."""
+    B, H, D = dims
+    meta = np.array([n, 0, 0, *padding], np.float32)
+    r = min(max(MERGE_THREADS // D, 1), MERGE_MAX_ROWS)
+    arrays = dict(part_o=part_o, part_ml=part_ml, q_full=q_full, meta=meta)
+    return run("attend_merge", act, dict(D=D, H=H, L=SPLIT, R=r), arrays, dict(out=(B, H * D)),
+               (D, r, B * H), (D, r, 1), workdir, tag)
+
+
+def merge_case(act, dims, n, padding, workdir, seed):
+    """The merge over many splits (more than a block's threads and than the weights it
+    stages at a time) from random split results: against NumPy, and each row bit for bit
+    against the same splits merged alone."""
+    B, H, D = dims
+    rng = np.random.default_rng(seed)
+    splits = (n + SPLIT - 1) // SPLIT
+    own = [(n - p + SPLIT - 1) // SPLIT for p in padding]
+    part_o = np.full((B, H, splits, D), np.nan, np.float32)
+    part_ml = np.full((B, H, splits, 2), np.nan, np.float32)
+    for b in range(B):
+        part_o[b, :, :own[b]] = rng.standard_normal((H, own[b], D))
+        part_ml[b, :, :own[b], 0] = 4 * rng.standard_normal((H, own[b]))
+        part_ml[b, :, :own[b], 1] = rng.uniform(1, SPLIT, (H, own[b]))
+    q_full = rnd(rng.standard_normal((B, H * 2 * D)), act)
+    tag = f"merge_{act}_{'x'.join(map(str, dims))}_n{n}_{'-'.join(map(str, padding))}"
+    got = merge_launch(act, dims, part_o, part_ml, q_full, n, padding, workdir, tag)
+    if isinstance(got, str):
+        return False, f"{tag}: {got}"
+    got = got["out"]
+    want = np.zeros((B, H, D))
+    for b in range(B):
+        m = part_ml[b, :, :own[b], 0].astype(np.float64)
+        f = np.exp(m - m.max(-1, keepdims=True))
+        total = (part_ml[b, :, :own[b], 1] * f).sum(-1)
+        want[b] = np.einsum("hs,hsd->hd", f, part_o[b, :, :own[b]]) / total[:, None]
+    gate = q_full.reshape(B, H, 2 * D)[:, :, D:]
+    sig = rnd(1.0 / (1.0 + np.exp(-gate.astype(np.float64))), act)
+    want = rnd(rnd(want, act) * sig, act).reshape(B, H * D)
+    finite = bool(np.all(np.isfinite(got)))
+    err = np.max(np.abs(got - want)) / np.max(np.abs(want)) if finite else np.inf
+    ok = finite and err <= (1e-5 if act == "float32" else 1 / 64)
+    msgs = [f"{max(own)} splits, out err/scale {err:.1e}"]
+    for b, p in enumerate(padding):
+        length = n - p
+        alone_o = part_o[b:b + 1, :, :own[b]]
+        alone_ml = part_ml[b:b + 1, :, :own[b]]
+        alone = merge_launch(act, (1, H, D), alone_o, alone_ml, q_full[b:b + 1], length, [0],
+                             workdir, f"{tag}_row{b}")
+        if isinstance(alone, str):
+            return False, f"{tag} row {b} alone: {alone}"
+        same = np.array_equal(got[b:b + 1], alone["out"])
+        ok &= bool(same)
+        msgs.append(f"row {b} {'bit-equal' if same else 'DIFFERS'} alone")
+    return ok, f"{tag}: " + ", ".join(msgs)
+
+
+# merge alone: (B, H, D), valid columns n, left padding per row: 2,100 splits (three
+# stagings of 1,024 weights, more than the 256 threads of a D-32 block), a row of 1,400
+MERGE_CASES = [((2, 2, 32), 2100 * SPLIT, [0, 700 * SPLIT + 5])]
 # qk_prep: (B, H, KV, D, RD), position (the cache's column count), left padding per row
 QK_CASES = [
     ((1, 2, 1, 64, 16), 5, [0]),  # one sequence, no padding
@@ -303,6 +369,10 @@ def main():
             all_ok &= bool(ok)
         for i, (dims, n, padding) in enumerate(ATTEND_CASES):
             ok, msg = attend_case(act, dims, n, padding, workdir, seed=10 + i)
+            print(("ok   " if ok else "FAIL ") + msg, flush=True)
+            all_ok &= bool(ok)
+        for i, (dims, n, padding) in enumerate(MERGE_CASES):
+            ok, msg = merge_case(act, dims, n, padding, workdir, seed=20 + i)
             print(("ok   " if ok else "FAIL ") + msg, flush=True)
             all_ok &= bool(ok)
     print("all cases match" if all_ok else "MISMATCH")

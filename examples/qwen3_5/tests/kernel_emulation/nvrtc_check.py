@@ -273,8 +273,8 @@ def main():
               (ATTN, "bfloat16", None,
                dict(D=256, H=8, KV=2, GB=4, WARPS=ATTN_WARPS, L=ATTN_SPLIT)),
               (ATTN, "float16", None, dict(D=64, H=4, KV=4, GB=1, WARPS=ATTN_WARPS, L=ATTN_SPLIT)),
-              (ATTN_MERGE, "bfloat16", None, dict(D=256, H=8, L=ATTN_SPLIT)),
-              (ATTN_MERGE, "float16", None, dict(D=64, H=4, L=ATTN_SPLIT))]
+              (ATTN_MERGE, "bfloat16", None, dict(D=256, H=8, L=ATTN_SPLIT, R=4)),
+              (ATTN_MERGE, "float16", None, dict(D=64, H=4, L=ATTN_SPLIT, R=8))]
     # The add + RMSNorm kernel (add_norm.rs: 8 values a thread, the model's eps 1e-6).
     cases += [(ADD_NORM, "bfloat16", None, dict(D=2048, THREADS=256, EPS_BITS=897988541)),
               (ADD_NORM, "float32", None, dict(D=1000, THREADS=128, EPS_BITS=897988541))]
