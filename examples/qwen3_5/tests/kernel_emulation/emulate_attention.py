@@ -268,12 +268,22 @@ def attend_case(act, dims, n, padding, workdir, seed):
     tol = 1e-5 if act == "float32" else 1 / 64
     ok = finite and err <= tol
     msgs = [f"out err/scale {err:.1e}" + ("" if finite else " (NaN: padding or tail read?)")]
-    for b, p in enumerate(padding):
+
+    def row_alone(b, p):
         length = n - p
         front = lambda a: np.where(np.arange(cap)[None, :, None] < length,
                                    np.roll(np.nan_to_num(a[b], nan=0.0), -p, axis=1), np.nan)[None]
-        alone = attend_launch(act, (1, H, KV, D, cap), q[b:b + 1], front(keys), front(values),
-                              q_full[b:b + 1], length, [0], workdir, f"{tag}_row{b}")
+        return attend_launch(act, (1, H, KV, D, cap), q[b:b + 1], front(keys), front(values),
+                             q_full[b:b + 1], length, [0], workdir, f"{tag}_row{b}")
+
+    return alone_checks(tag, ok, msgs, got, padding, row_alone)
+
+
+def alone_checks(tag, ok, msgs, got, padding, row_alone):
+    """Each row of `got` bit for bit against `row_alone(b, padding[b])` (the same row run
+    alone); the case's (ok, message)."""
+    for b, p in enumerate(padding):
+        alone = row_alone(b, p)
         if isinstance(alone, str):
             return False, f"{tag} row {b} alone: {alone}"
         same = np.array_equal(got[b:b + 1], alone["out"])
@@ -325,18 +335,13 @@ def merge_case(act, dims, n, padding, workdir, seed):
     err = np.max(np.abs(got - want)) / np.max(np.abs(want)) if finite else np.inf
     ok = finite and err <= (1e-5 if act == "float32" else 1 / 64)
     msgs = [f"{max(own)} splits, out err/scale {err:.1e}"]
-    for b, p in enumerate(padding):
-        length = n - p
-        alone_o = part_o[b:b + 1, :, :own[b]]
-        alone_ml = part_ml[b:b + 1, :, :own[b]]
-        alone = merge_launch(act, (1, H, D), alone_o, alone_ml, q_full[b:b + 1], length, [0],
-                             workdir, f"{tag}_row{b}")
-        if isinstance(alone, str):
-            return False, f"{tag} row {b} alone: {alone}"
-        same = np.array_equal(got[b:b + 1], alone["out"])
-        ok &= bool(same)
-        msgs.append(f"row {b} {'bit-equal' if same else 'DIFFERS'} alone")
-    return ok, f"{tag}: " + ", ".join(msgs)
+
+    def row_alone(b, p):
+        return merge_launch(act, (1, H, D), part_o[b:b + 1, :, :own[b]],
+                            part_ml[b:b + 1, :, :own[b]], q_full[b:b + 1], n - p, [0], workdir,
+                            f"{tag}_row{b}")
+
+    return alone_checks(tag, ok, msgs, got, padding, row_alone)
 
 
 # merge alone: (B, H, D), valid columns n, left padding per row: 2,100 splits (three
