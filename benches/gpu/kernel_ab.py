@@ -1,0 +1,84 @@
+"""GPU time per launch of the kernels an A/B changed, from Nsight Compute CSVs.
+
+Reads what `ncu --csv --metrics gpu__time_duration.sum` printed for each build (see
+kernel_ab.sh: one CSV per binary, named after it) and prints one row per kernel and grid
+with each build's launches, mean and fastest µs per launch side by side, so that two
+builds of a kernel compare on the GPU's own clock, without the host's noise.
+
+    python3 benches/gpu/kernel_ab.py OUT/qwen3_5_main.csv OUT/qwen3_5.csv [--json OUT.json]
+"""
+
+import argparse
+import csv
+import json
+import os
+import re
+import sys
+from collections import defaultdict
+
+# ncu prints the unit it chose for the value: "ns" in 2025 releases, "nsecond" in older.
+UNITS = {"ns": 1e-3, "nsecond": 1e-3, "us": 1.0, "usecond": 1.0, "ms": 1e3, "msecond": 1e3}
+
+
+def short(name):
+    """A kernel's name without its arguments, its `void`, its template arguments where
+    long; a custom kernel's (MLX's `custom_kernel_NAME_TEMPLATEARGS_HASH`) as its NAME, so
+    that two builds' rows meet where a change added a template argument."""
+    name = re.sub(r"^void\s+", "", name.split("(")[0])
+    m = re.match(r"(custom_kernel_[a-z0-9_]+?)_(bfloat16|float16|float32|half|float|int|uint|bool)", name)
+    if m:
+        return m.group(1)
+    return name.split("<")[0] if len(name) > 90 else name
+
+
+def launches(path):
+    """{(kernel, grid): [µs, ...]} of one ncu CSV (lines before its header skipped)."""
+    with open(path, newline="") as f:
+        lines = [line for line in f if re.match(r'"(ID|\d+)",', line)]
+    if not lines or not lines[0].startswith('"ID"'):
+        sys.exit(f"{path}: no ncu CSV header (a line starting with \"ID\") found")
+    out = defaultdict(list)
+    for r in csv.DictReader(lines):
+        if r.get("Metric Name") != "gpu__time_duration.sum":
+            continue
+        unit = r.get("Metric Unit", "")
+        if unit not in UNITS:
+            sys.exit(f"{path}: unknown time unit {unit!r} (kernel {r.get('Kernel Name')})")
+        us = float(r["Metric Value"].replace(",", "")) * UNITS[unit]
+        out[(short(r["Kernel Name"]), r.get("Grid Size", ""))].append(us)
+    if not out:
+        sys.exit(f"{path}: no gpu__time_duration.sum rows (did the kernel filter match?)")
+    return out
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("csv", nargs="+", help="one ncu CSV per build, named after it")
+    p.add_argument("--json")
+    a = p.parse_args()
+    builds = [(os.path.basename(path).rsplit(".", 1)[0], launches(path)) for path in a.csv]
+    keys = sorted({k for _, b in builds for k in b})
+    head = "".join(f"{name[:26]:>28}" for name, _ in builds)
+    print(f"{'kernel and grid':<64}{head}")
+    print(f"{'':<64}" + "".join(f"{'n · mean / min us':>28}" for _ in builds))
+    table = []
+    for kernel, grid in keys:
+        cells, row = [], {"kernel": kernel, "grid": grid}
+        for name, b in builds:
+            v = b.get((kernel, grid), [])
+            if v:
+                mean, low = sum(v) / len(v), min(v)
+                cells.append(f"{len(v):>6} · {mean:7.2f} / {low:7.2f}")
+                row[name] = {"launches": len(v), "mean_us": mean, "min_us": low}
+            else:
+                cells.append(f"{'-':>24}")
+        label = f"{kernel[:50]} {grid}"
+        print(f"{label:<64}" + "".join(f"{c:>28}" for c in cells))
+        table.append(row)
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(table, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

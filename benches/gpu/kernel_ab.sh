@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# A kernel-level A/B on the lent CUDA machine: runs `bench` of each build under Nsight
+# Compute, profiling only the kernels whose names match REGEX (COUNT launches after the
+# first SKIP matching ones; every other kernel runs unprofiled, so a whole bench takes
+# about a minute), then prints benches/gpu/kernel_ab.py's table: each kernel's mean and
+# fastest GPU time per launch, the builds side by side. Where the host's noise hides a
+# kernel's gain in `ab.sh`'s tokens per second, this measures the kernel itself.
+#
+#   source benches/gpu/device_setup.sh
+#   bash benches/gpu/kernel_ab.sh OUT_DIR REGEX SKIP COUNT "BIN_A BIN_B ..." BENCH_ARGS...
+#   e.g. bash benches/gpu/kernel_ab.sh $OUT "gated_delta_decode|attn_decode" 90 120 \
+#          "/tmp/bin/qwen3_5_main /tmp/bin/qwen3_5" --config 2b --dtype bfloat16 \
+#          --device gpu --memory-limit 40 --prompt 16384 --gen 16
+#
+# (Session 25: this took 94 s for two builds at 16k; profiling every kernel of a run
+# instead timed out after 420 s.) Leaves OUT_DIR/NAME.csv per build and kernels.json.
+set -u
+if [ $# -lt 6 ]; then
+  sed -n '2,16p' "$0"
+  exit 2
+fi
+out=$1 regex=$2 skip=$3 count=$4 bins=$5
+shift 5
+mkdir -p "$out" || exit 2
+ncu=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
+[ -x "$ncu" ] || { echo "no ncu on this machine"; exit 2; }
+csvs=()
+for b in $bins; do
+  [ -x "$b" ] || { echo "not an executable: $b"; exit 2; }
+done
+for b in $bins; do
+  name=$(basename "$b")
+  timeout 300 "$ncu" --graph-profiling node --cache-control none --clock-control none \
+    -k "regex:$regex" --launch-skip "$skip" --launch-count "$count" \
+    --metrics gpu__time_duration.sum --csv "$b" bench "$@" > "$out/$name.csv" 2> "$out/$name.err" ||
+    { echo "$name: ncu exited with $?:"; tail -3 "$out/$name.err"; }
+  csvs+=("$out/$name.csv")
+done
+python3 "$(dirname "$0")/kernel_ab.py" "${csvs[@]}" --json "$out/kernels.json"
