@@ -6,6 +6,15 @@ with each build's launches, mean and fastest µs per launch side by side, so tha
 builds of a kernel compare on the GPU's own clock, without the host's noise.
 
     python3 benches/gpu/kernel_ab.py OUT/qwen3_5_main.csv OUT/qwen3_5.csv [--json OUT.json]
+        [--steps N | --step-kernel REGEX]
+
+With `--steps N` (the profiled launches cover N whole decode steps: the count passed to
+ncu is N times the matching launches of a step) each cell is per step instead: launches,
+µs a step, and its share of the matched kernels' step, with a total row; the kernels
+are sorted by the first build's time a step, so the table says where a step's GPU time
+goes. `--step-kernel REGEX` counts each build's steps as its launches of the kernels
+whose names match (one a step: the greedy argmax), for a profile of a whole decode
+(kernel_ab.sh --decode).
 """
 
 import argparse
@@ -55,9 +64,24 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("csv", nargs="+", help="one ncu CSV per build, named after it")
     p.add_argument("--json")
+    p.add_argument("--steps", type=int, help="whole decode steps the launches cover")
+    p.add_argument("--step-kernel", help="regex of a kernel launched once a step")
     a = p.parse_args()
     builds = [(os.path.basename(path).rsplit(".", 1)[0], launches(path)) for path in a.csv]
     keys = sorted({k for _, b in builds for k in b})
+    if a.step_kernel:
+        pattern = re.compile(a.step_kernel)
+        steps = {name: sum(len(v) for (k, _), v in b.items() if pattern.search(k))
+                 for name, b in builds}
+        for name, n in steps.items():
+            if n == 0:
+                sys.exit(f"{name}: no launch matches /{a.step_kernel}/: pass --steps N")
+        print("steps: " + ", ".join(f"{name} {n}" for name, n in steps.items()))
+        per_step(builds, keys, steps, a.json)
+        return
+    if a.steps:
+        per_step(builds, keys, {name: a.steps for name, _ in builds}, a.json)
+        return
     head = "".join(f"{name[:26]:>28}" for name, _ in builds)
     print(f"{'kernel and grid':<64}{head}")
     print(f"{'':<64}" + "".join(f"{'n · mean / min us':>28}" for _ in builds))
@@ -78,6 +102,34 @@ def main():
     if a.json:
         with open(a.json, "w") as f:
             json.dump(table, f, indent=1)
+
+
+def per_step(builds, keys, steps, json_path):
+    """The table per decode step (`steps`: each build's count): launches, µs and share of
+    each kernel, and the total."""
+    totals = {name: sum(sum(v) for v in b.values()) / steps[name] for name, b in builds}
+    first = builds[0][1]
+    keys = sorted(keys, key=lambda k: -sum(first.get(k, [0.0])))
+    head = "".join(f"{name[:30]:>32}" for name, _ in builds)
+    print(f"{'kernel and grid':<64}{head}")
+    print(f"{'':<64}" + "".join(f"{'per step · us · share':>32}" for _ in builds))
+    table = []
+    for kernel, grid in keys:
+        cells, row = [], {"kernel": kernel, "grid": grid}
+        for name, b in builds:
+            v = b.get((kernel, grid), [])
+            n = steps[name]
+            us = sum(v) / n
+            share = 100 * us / totals[name] if totals[name] else 0.0
+            cells.append(f"{len(v) / n:6.1f} · {us:8.1f} · {share:5.1f}%" if v else f"{'-':>28}")
+            row[name] = {"per_step": len(v) / n, "us_per_step": us}
+        print(f"{(kernel[:50] + ' ' + grid):<64}" + "".join(f"{c:>32}" for c in cells))
+        table.append(row)
+    print(f"{'total of the matched kernels':<64}"
+          + "".join(f"{'':>8}{totals[name]:8.1f} us a step{'':>6}" for name, _ in builds))
+    if json_path:
+        with open(json_path, "w") as f:
+            json.dump({"steps": steps, "totals_us": totals, "kernels": table}, f, indent=1)
 
 
 if __name__ == "__main__":

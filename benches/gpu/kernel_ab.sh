@@ -12,15 +12,34 @@
 #          "/tmp/bin/qwen3_5_main /tmp/bin/qwen3_5" --config 2b --dtype bfloat16 \
 #          --device gpu --memory-limit 40 --prompt 16384 --gen 16
 #
-# (Session 25: this took 94 s for two builds at 16k; profiling every kernel of a run
-# instead timed out after 420 s.) Leaves OUT_DIR/NAME.csv per build and kernels.json.
+# With --decode instead of REGEX SKIP COUNT, every kernel of the first timed decode is
+# profiled (`bench --cuda-profile-decode` starts and stops the collection around it), and
+# the table is per decode step, counted by the greedy argmax: where a step's GPU time goes.
+# Keep --gen small (8: each profiled launch costs ncu milliseconds).
+#
+#   bash benches/gpu/kernel_ab.sh $OUT --decode "/tmp/bin/qwen3_5" --config 2b \
+#          --dtype bfloat16 --device gpu --memory-limit 40 --prompt 2048 --gen 8
+#
+# (Session 25: two builds at 16k, named kernels, took 94 s; profiling every kernel of a
+# whole run instead timed out after 420 s.) Leaves OUT_DIR/NAME.csv per build and
+# kernels.json.
 set -u
-if [ $# -lt 6 ]; then
-  sed -n '2,16p' "$0"
+if [ $# -ge 3 ] && [ "$2" = --decode ]; then
+  out=$1 bins=$3
+  shift 3
+  select=(--profile-from-start off)
+  extra=(--cuda-profile-decode)
+  steps=(--step-kernel arg_reduce)
+elif [ $# -ge 6 ]; then
+  out=$1 regex=$2 skip=$3 count=$4 bins=$5
+  shift 5
+  select=(-k "regex:$regex" --launch-skip "$skip" --launch-count "$count")
+  extra=()
+  steps=()
+else
+  sed -n '2,25p' "$0"
   exit 2
 fi
-out=$1 regex=$2 skip=$3 count=$4 bins=$5
-shift 5
 mkdir -p "$out" || exit 2
 ncu=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
 [ -x "$ncu" ] || { echo "no ncu on this machine"; exit 2; }
@@ -31,9 +50,9 @@ done
 for b in $bins; do
   name=$(basename "$b")
   timeout 300 "$ncu" --graph-profiling node --cache-control none --clock-control none \
-    -k "regex:$regex" --launch-skip "$skip" --launch-count "$count" \
-    --metrics gpu__time_duration.sum --csv "$b" bench "$@" > "$out/$name.csv" 2> "$out/$name.err" ||
+    "${select[@]}" --metrics gpu__time_duration.sum --csv "$b" bench "$@" "${extra[@]}" \
+    > "$out/$name.csv" 2> "$out/$name.err" ||
     { echo "$name: ncu exited with $?:"; tail -3 "$out/$name.err"; }
   csvs+=("$out/$name.csv")
 done
-python3 "$(dirname "$0")/kernel_ab.py" "${csvs[@]}" --json "$out/kernels.json"
+python3 "$(dirname "$0")/kernel_ab.py" "${csvs[@]}" "${steps[@]}" --json "$out/kernels.json"

@@ -107,6 +107,11 @@ fn bad_inputs_fail_before_the_run() {
             ],
             "cannot run /nonexistent/py",
         ),
+        // MLX's CPU build loads no CUDA driver to profile with.
+        (
+            vec!["--config", "2b", "--cuda-profile-decode"],
+            "MLX has not loaded the CUDA driver",
+        ),
     ] {
         let out = bench(&args);
         let err = stderr(&out);

@@ -19,6 +19,7 @@
 
 mod limit;
 mod peer;
+mod profiler;
 pub mod random;
 mod report;
 
@@ -91,6 +92,10 @@ pub struct BenchArgs<O: Args> {
     /// The peer script (default: the built-in copy of benches/mlx_lm_peer.py).
     #[arg(long, hide = true, value_name = "SCRIPT")]
     pub peer_script: Option<PathBuf>,
+    /// Brackets the first timed decode with the CUDA driver's cuProfilerStart / Stop, for
+    /// `ncu --profile-from-start off` (benches/gpu/kernel_ab.sh --decode).
+    #[arg(long, hide = true)]
+    pub cuda_profile_decode: bool,
     #[command(flatten)]
     /// The model's own flags.
     pub options: O,
@@ -183,6 +188,10 @@ pub fn run<M: ModelCli>(args: BenchArgs<M::Options>) -> Result<()> {
     }
     let device = select_device(args.device)?;
     let on_gpu = is_gpu(&device);
+    let profiler = match args.cuda_profile_decode {
+        true => Some(profiler::CudaProfiler::open()?),
+        false => None,
+    };
     if let Some(gb) = args.memory_limit {
         mlx_rs::memory::set_memory_limit((gb * 1e9) as usize)?;
     }
@@ -236,7 +245,7 @@ pub fn run<M: ModelCli>(args: BenchArgs<M::Options>) -> Result<()> {
     };
 
     let warm_up = args.gen.min(4) as usize;
-    generate(&model, &prompt, warm_up, &progress, "warm-up: ")?;
+    generate(&model, &prompt, warm_up, &progress, "warm-up: ", None)?;
     let primitive_kinds = decode_primitives(&model, &prompt)?;
     let primitives: usize = primitive_kinds.iter().map(|(_, n)| n).sum();
     let mut ours_runs = Vec::new();
@@ -244,7 +253,8 @@ pub fn run<M: ModelCli>(args: BenchArgs<M::Options>) -> Result<()> {
     let mut peer_runs = Vec::new();
     let mut peer_info: Option<PeerRun> = None;
     for round in 0..args.rounds {
-        let (m, tokens) = timed(&model, &prompt, args.gen as usize, &progress)?;
+        let profile = profiler.as_ref().filter(|_| round == 0);
+        let (m, tokens) = timed(&model, &prompt, args.gen as usize, &progress, profile)?;
         eprintln!(
             "round {}: ours prefill {:.1} tok/s ({:.1}/cpu-s), decode {:.1} tok/s ({:.1}/cpu-s); \
              host per step: {:.0} us building the graph, {:.0} us handing it to MLX",
@@ -433,13 +443,15 @@ fn config_json<M: ModelCli>(spec: &str) -> Result<Value> {
 
 /// Greedy generation of `max_tokens` after `prompt`, timed: returns the tokens, the
 /// wall-clock and process-CPU seconds until the first token was available and from
-/// then to the last one. Shows its progress (`label` first).
+/// then to the last one. Shows its progress (`label` first). With `profiler`, the decode
+/// (from the first token on) runs between its start and stop.
 fn generate(
     model: &dyn LanguageModel,
     prompt: &[u32],
     max_tokens: usize,
     progress: &Progress,
     label: &str,
+    profiler: Option<&profiler::CudaProfiler>,
 ) -> Result<(Vec<u32>, Timing)> {
     let options = GenerateOptions {
         max_tokens,
@@ -459,10 +471,16 @@ fn generate(
         if first.is_none() {
             first = Some((Instant::now(), cpu_seconds()));
             prefill_peak = mlx_rs::memory::get_peak_memory()? as u64;
+            if let Some(p) = profiler {
+                p.start()?;
+            }
         }
         progress.decode(label, tokens.len(), max_tokens);
     }
     let (wall2, cpu2) = (Instant::now(), cpu_seconds());
+    if let Some(p) = profiler {
+        p.stop()?;
+    }
     progress.clear();
     let (wall1, cpu1) = first.ok_or_else(|| anyhow!("no token was generated"))?;
     let steps = stream.stats().generated_tokens.max(1) as f64;
@@ -546,10 +564,11 @@ fn timed(
     prompt: &[u32],
     gen: usize,
     progress: &Progress,
+    profiler: Option<&profiler::CudaProfiler>,
 ) -> Result<(Measured, Vec<u32>)> {
     mlx_rs::memory::clear_cache()?;
     mlx_rs::memory::reset_peak_memory()?;
-    let (tokens, t) = generate(model, prompt, gen, progress, "ours: ")?;
+    let (tokens, t) = generate(model, prompt, gen, progress, "ours: ", profiler)?;
     if tokens.len() != gen {
         bail!("generated {} tokens instead of {gen}", tokens.len());
     }
