@@ -82,26 +82,35 @@ def main():
     if a.steps:
         per_step(builds, keys, {name: a.steps for name, _ in builds}, a.json)
         return
-    head = "".join(f"{name[:26]:>28}" for name, _ in builds)
-    print(f"{'kernel and grid':<64}{head}")
-    print(f"{'':<64}" + "".join(f"{'n · mean / min us':>28}" for _ in builds))
+
+    def cell(name, v):
+        mean, low = sum(v) / len(v), min(v)
+        return (f"{len(v):>6} · {mean:7.2f} / {low:7.2f}",
+                {"launches": len(v), "mean_us": mean, "min_us": low})
+
+    table = print_table(builds, keys, "n · mean / min us", cell, 28)
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(table, f, indent=1)
+
+
+def print_table(builds, keys, subtitle, cell, width):
+    """One row per kernel and grid, a column per build: `cell(build, µs of its launches)`
+    gives the text and the JSON of a build's cell. Returns the rows as JSON."""
+    print(f"{'kernel and grid':<64}" + "".join(f"{name[:width - 2]:>{width}}" for name, _ in builds))
+    print(f"{'':<64}" + "".join(f"{subtitle:>{width}}" for _ in builds))
     table = []
     for kernel, grid in keys:
         cells, row = [], {"kernel": kernel, "grid": grid}
         for name, b in builds:
             v = b.get((kernel, grid), [])
-            if v:
-                mean, low = sum(v) / len(v), min(v)
-                cells.append(f"{len(v):>6} · {mean:7.2f} / {low:7.2f}")
-                row[name] = {"launches": len(v), "mean_us": mean, "min_us": low}
-            else:
-                cells.append(f"{'-':>24}")
-        label = f"{kernel[:50]} {grid}"
-        print(f"{label:<64}" + "".join(f"{c:>28}" for c in cells))
+            text, data = cell(name, v) if v else ("-", None)
+            if data is not None:
+                row[name] = data
+            cells.append(text)
+        print(f"{(kernel[:50] + ' ' + grid):<64}" + "".join(f"{c:>{width}}" for c in cells))
         table.append(row)
-    if a.json:
-        with open(a.json, "w") as f:
-            json.dump(table, f, indent=1)
+    return table
 
 
 def per_step(builds, keys, steps, json_path):
@@ -110,21 +119,15 @@ def per_step(builds, keys, steps, json_path):
     totals = {name: sum(sum(v) for v in b.values()) / steps[name] for name, b in builds}
     first = builds[0][1]
     keys = sorted(keys, key=lambda k: -sum(first.get(k, [0.0])))
-    head = "".join(f"{name[:30]:>32}" for name, _ in builds)
-    print(f"{'kernel and grid':<64}{head}")
-    print(f"{'':<64}" + "".join(f"{'per step · us · share':>32}" for _ in builds))
-    table = []
-    for kernel, grid in keys:
-        cells, row = [], {"kernel": kernel, "grid": grid}
-        for name, b in builds:
-            v = b.get((kernel, grid), [])
-            n = steps[name]
-            us = sum(v) / n
-            share = 100 * us / totals[name] if totals[name] else 0.0
-            cells.append(f"{len(v) / n:6.1f} · {us:8.1f} · {share:5.1f}%" if v else f"{'-':>28}")
-            row[name] = {"per_step": len(v) / n, "us_per_step": us}
-        print(f"{(kernel[:50] + ' ' + grid):<64}" + "".join(f"{c:>32}" for c in cells))
-        table.append(row)
+
+    def cell(name, v):
+        n = steps[name]
+        us = sum(v) / n
+        share = 100 * us / totals[name] if totals[name] else 0.0
+        return (f"{len(v) / n:6.1f} · {us:8.1f} · {share:5.1f}%",
+                {"per_step": len(v) / n, "us_per_step": us})
+
+    table = print_table(builds, keys, "per step · us · share", cell, 32)
     print(f"{'total of the matched kernels':<64}"
           + "".join(f"{'':>8}{totals[name]:8.1f} us a step{'':>6}" for name, _ in builds))
     if json_path:
