@@ -20,11 +20,42 @@
 #   bash benches/gpu/kernel_ab.sh $OUT --decode "/tmp/bin/qwen3_5" --config 2b \
 #          --dtype bfloat16 --device gpu --memory-limit 40 --prompt 2048 --gen 8
 #
+# With --detail REGEX SKIP instead, one launch of each kernel named by REGEX's
+# alternatives (each after SKIP launches of it; one bench run per alternative) is profiled
+# in depth (speed of light, occupancy, launch, warp states and
+# their stall reasons, memory; ncu replays it a few dozen times) and ncu's report is kept
+# as OUT_DIR/NAME-detail.txt; the lines that say where the time goes are printed.
+#
+#   bash benches/gpu/kernel_ab.sh $OUT --detail "gated_delta_decode|attn_decode_split|gemv" \
+#          40 "/tmp/bin/qwen3_5" --config 2b --dtype bfloat16 --device gpu \
+#          --memory-limit 40 --prompt 2048 --gen 4
+#
 # (Session 25: two builds at 16k, named kernels, took 94 s; profiling every kernel of a
 # whole run instead timed out after 420 s.) Leaves OUT_DIR/NAME.csv per build and
 # kernels.json.
 set -u
-if [ $# -ge 3 ] && [ "$2" = --decode ]; then
+if [ $# -ge 5 ] && [ "$2" = --detail ]; then
+  out=$1 regex=$3 skip=$4 bins=$5
+  shift 5
+  mkdir -p "$out" || exit 2
+  ncu=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
+  IFS='|' read -r -a patterns <<< "$regex"
+  for b in $bins; do
+    [ -x "$b" ] || { echo "not an executable: $b"; exit 2; }
+    for k in "${patterns[@]}"; do
+      name=$(basename "$b")-$k
+      timeout 300 "$ncu" --graph-profiling node -k "regex:$k" --launch-skip "$skip" \
+        --launch-count 1 --section SpeedOfLight --section LaunchStats --section Occupancy \
+        --section WarpStateStats --section SchedulerStats --section MemoryWorkloadAnalysis \
+        "$b" bench "$@" > "$out/$name-detail.txt" 2>&1 ||
+        echo "$name: ncu exited with $?"
+      echo "== $name"
+      grep -E "^  [a-z_:A-Z]|Duration|DRAM Throughput|Memory Throughput|Achieved Occupancy|Theoretical Occupancy|Registers Per Thread|Block Limit|Warp Cycles Per Issued|Issued Warp Per Scheduler|No Eligible|stall|Grid Size|Block Size" \
+        "$out/$name-detail.txt" | cut -c1-200
+    done
+  done
+  exit 0
+elif [ $# -ge 3 ] && [ "$2" = --decode ]; then
   out=$1 bins=$3
   shift 3
   select=(--profile-from-start off)
@@ -37,7 +68,7 @@ elif [ $# -ge 6 ]; then
   extra=()
   steps=()
 else
-  sed -n '2,25p' "$0"
+  sed -n '2,34p' "$0"
   exit 2
 fi
 mkdir -p "$out" || exit 2
