@@ -8,7 +8,7 @@
 //! MLX's context: the device's primary context, made current on this thread around each
 //! call.
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{bail, Result};
 
 type Ctx = *mut std::ffi::c_void;
 #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
@@ -20,7 +20,8 @@ type Pop = unsafe extern "C" fn(*mut Ctx) -> i32;
 type Release = unsafe extern "C" fn(i32) -> i32;
 type Call = unsafe extern "C" fn() -> i32;
 
-/// The driver entry points the bracket needs.
+/// The driver entry points the bracket needs (only built on Linux).
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 pub(super) struct CudaProfiler {
     ctx: Ctx,
     push: Push,
@@ -54,7 +55,7 @@ impl CudaProfiler {
                 let sym = |name: &std::ffi::CStr| -> Result<*mut libc::c_void> {
                     let p = libc::dlsym(handle, name.as_ptr());
                     if p.is_null() {
-                        Err(anyhow!(
+                        Err(anyhow::anyhow!(
                             "--cuda-profile-decode: libcuda.so.1 has no {name:?}"
                         ))
                     } else {
