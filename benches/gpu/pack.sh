@@ -25,6 +25,7 @@ if [ ! -f .gpu/whl/mlx_cuda_13-0.32.2-py3-none-manylinux_2_35_x86_64.whl ]; then
     mlx-cuda-13==0.32.2 mlx==0.32.2 mlx-lm==0.32.2
 fi
 rm -f .gpu/a/* .gpu/b/*
+rm -rf .gpu/c
 split -b 46M -d .gpu/whl/mlx_cuda_13-0.32.2-*.whl .gpu/part.
 mv .gpu/part.00 .gpu/a/ && mv .gpu/part.01 .gpu/b/
 cp .gpu/whl/mlx-0.32.2-*.whl .gpu/whl/mlx_lm-0.32.2-*.whl .gpu/b/
