@@ -2,6 +2,7 @@
 //! lets sequences of different lengths share one batch.
 
 use crate::error::{Error, Result};
+use crate::kernels::attention::StepMeta;
 use mlx_rs::{fast, ops, Array, Dtype};
 
 /// Keys and values of one attention layer, `[B, kv_heads, T, head_dim]`, kept in buffers
@@ -21,6 +22,10 @@ pub struct KvCache {
     pub(super) offset: i32,
     /// Leading padding columns per sequence; empty when there is none.
     pub(super) left_padding: Vec<i32>,
+    /// The attention decode kernels' meta for the next token as the last token's kernel
+    /// left it on the device ([`KvCache::keep_step_meta`]); used while it still describes
+    /// this cache.
+    pub(super) next_meta: Option<StepMeta>,
 }
 
 /// Where the new tokens of a batch sit, for RoPE: see [`KvCache::positions`].
@@ -102,6 +107,50 @@ impl KvCache {
         let pad = Array::from_slice(&self.left_padding, &[b, 1, 1, 1])?;
         let causal = k.less_equal(&q)?;
         Ok(Some(causal.logical_and(&k.greater_equal(&pad)?)?))
+    }
+
+    /// Capacity of the buffers once `l` more columns are written (they grow when the
+    /// columns do not fit, as [`KvCache::update_buffers`] grows them).
+    pub fn capacity_after(&self, l: i32) -> i32 {
+        let Some(k) = &self.keys else {
+            return (Self::STEP + l - 1) / Self::STEP * Self::STEP;
+        };
+        let capacity = k.shape()[2];
+        if self.offset + l <= capacity {
+            return capacity;
+        }
+        let kept = match self.offset % Self::STEP {
+            0 => capacity,
+            _ => self.offset,
+        };
+        kept + (Self::STEP + l - 1) / Self::STEP * Self::STEP
+    }
+
+    /// The attention decode kernels' meta for the next single token of a batch of `b`
+    /// rows ([`StepMeta`]): the one the last token's kernel left on the device
+    /// ([`KvCache::keep_step_meta`]) while it still describes this cache (its length plus
+    /// one, the capacity after the update, the same padding), else a new one written on
+    /// the host. Ask before [`KvCache::update_buffers`].
+    pub fn step_meta(&self, b: i32) -> Result<StepMeta> {
+        let (n, cap) = (self.offset + 1, self.capacity_after(1));
+        match &self.next_meta {
+            Some(m)
+                if m.n() == n
+                    && m.cap() == cap
+                    && m.batch() == b
+                    && m.left_padding() == self.left_padding.as_slice() =>
+            {
+                Ok(m.clone())
+            }
+            _ => StepMeta::new(n, cap, b, &self.left_padding),
+        }
+    }
+
+    /// Keeps the meta a decode kernel computed for the token after this one
+    /// ([`attend`](crate::kernels::attention::attend)'s second result), for
+    /// [`KvCache::step_meta`].
+    pub fn keep_step_meta(&mut self, next: StepMeta) {
+        self.next_meta = Some(next);
     }
 
     /// Appends `keys`/`values` (`[B, H, L, D]`) and returns the whole buffers
@@ -235,6 +284,7 @@ impl KvCache {
             values: take(&self.values)?,
             offset: self.offset - drop,
             left_padding: padding.iter().map(|p| p - drop).collect(),
+            next_meta: None,
         }
         .without_zero_padding())
     }
@@ -281,6 +331,7 @@ impl KvCache {
             values: cut(self.values.clone())?,
             offset: self.offset - drop,
             left_padding: self.left_padding.iter().map(|p| p - drop).collect(),
+            next_meta: None,
         }
         .without_zero_padding())
     }
@@ -345,6 +396,7 @@ impl KvCache {
             values: Some(values),
             offset,
             left_padding,
+            next_meta: None,
         }))
     }
 }

@@ -96,39 +96,97 @@ fn bad(msg: String) -> Error {
     Error::InvalidArgument(format!("attention decode kernel: {msg}"))
 }
 
-/// `[n, cap, position, left_padding[0], …]` as the kernels' `meta` input (`B` zeros for
-/// an empty `left_padding`), after checking the padding: `B` values (or none), each in
-/// `0..=limit`.
-fn meta(
+/// The kernels' per-token `meta` input, `[n, cap, n − 1, left_padding[0], …]` int32, for a
+/// token that makes a cache of capacity `cap` hold `n` columns (so row `i` sits at
+/// position `n − 1 − left_padding[i]`).
+///
+/// [`StepMeta::new`] writes it on the host. On CUDA, MLX keeps such an array in managed
+/// memory that the GPU must fetch (a page fault) the first time a kernel reads it: every
+/// decode step with fresh ones paid ~190 µs of GPU time in its first attention kernel
+/// (H100, Nsight Compute). So [`attend`] also returns the next token's meta, computed on
+/// the device, and a cache keeps it for the next step ([`KvCache::step_meta`]).
+///
+/// [`KvCache::step_meta`]: crate::cache::KvCache::step_meta
+#[derive(Clone, Debug)]
+pub struct StepMeta {
+    array: Array,
     n: i32,
     cap: i32,
-    position: i32,
     b: i32,
-    left_padding: &[i32],
-    limit: i32,
-) -> Result<Array> {
-    if !left_padding.is_empty() && left_padding.len() != b as usize {
-        return Err(bad(format!(
-            "{} left paddings for a batch of {b}",
-            left_padding.len()
-        )));
+    left_padding: Vec<i32>,
+    on_device: bool,
+}
+
+impl StepMeta {
+    /// The meta of a token after which a batch of `b` rows holds `n` columns of a cache of
+    /// capacity `cap`, row `i` after `left_padding[i]` columns (`b` values in `0..n`, or
+    /// empty for none).
+    pub fn new(n: i32, cap: i32, b: i32, left_padding: &[i32]) -> Result<StepMeta> {
+        if b < 1 || !(1..=cap).contains(&n) {
+            return Err(bad(format!(
+                "a step meta of {n} columns of {cap} for a batch of {b}"
+            )));
+        }
+        if !left_padding.is_empty() && left_padding.len() != b as usize {
+            return Err(bad(format!(
+                "{} left paddings for a batch of {b}",
+                left_padding.len()
+            )));
+        }
+        if let Some(p) = left_padding.iter().find(|&&p| !(0..n).contains(&p)) {
+            return Err(bad(format!("left padding {p} is outside 0..{n}")));
+        }
+        let mut v = Vec::with_capacity(3 + b as usize);
+        v.extend([n, cap, n - 1]);
+        match left_padding.is_empty() {
+            true => v.extend(std::iter::repeat_n(0, b as usize)),
+            false => v.extend_from_slice(left_padding),
+        }
+        Ok(StepMeta {
+            array: Array::from_slice(&v, &[3 + b])?,
+            n,
+            cap,
+            b,
+            left_padding: left_padding.to_vec(),
+            on_device: false,
+        })
     }
-    if let Some(p) = left_padding.iter().find(|&&p| !(0..=limit).contains(&p)) {
-        return Err(bad(format!("left padding {p} is outside 0..={limit}")));
+
+    /// Columns after the token (its position plus one, padding included).
+    pub fn n(&self) -> i32 {
+        self.n
     }
-    let mut v = Vec::with_capacity(3 + b as usize);
-    v.extend([n, cap, position]);
-    match left_padding.is_empty() {
-        true => v.extend(std::iter::repeat_n(0, b as usize)),
-        false => v.extend_from_slice(left_padding),
+
+    /// Capacity of the cache buffers the kernels read.
+    pub fn cap(&self) -> i32 {
+        self.cap
     }
-    Ok(Array::from_slice(&v, &[3 + b])?)
+
+    /// Each row's left padding, as given (empty for none).
+    pub fn left_padding(&self) -> &[i32] {
+        &self.left_padding
+    }
+
+    /// Rows of the batch.
+    pub fn batch(&self) -> i32 {
+        self.b
+    }
+
+    /// Whether a kernel computed it ([`attend`]'s second result) rather than the host.
+    pub fn on_device(&self) -> bool {
+        self.on_device
+    }
+
+    /// The int32 array the kernels read.
+    pub fn array(&self) -> &Array {
+        &self.array
+    }
 }
 
 /// The q/k RMSNorms and RoPE of one token: `q_full` `[B, H·2·D]` (q_proj output, query
 /// then gate values per head), `k` `[B, KV·D]`, norm weights `[D]`, `inv_freq`
-/// `[RD / 2]` fp32, row `i` at `position − left_padding[i]` (`left_padding`: `B` values in
-/// `0..=position`, or empty for none). Returns q `[B, H, 1, D]` and k `[B, KV, 1, D]`.
+/// `[RD / 2]` fp32, row `i` at position `meta.n() − 1 − meta.left_padding()[i]`. Returns
+/// q `[B, H, 1, D]` and k `[B, KV, 1, D]`.
 #[allow(clippy::too_many_arguments)]
 pub fn qk_prep(
     h: AttnHeads,
@@ -137,8 +195,7 @@ pub fn qk_prep(
     q_norm: &Array,
     k_norm: &Array,
     inv_freq: &Array,
-    position: i32,
-    left_padding: &[i32],
+    meta: &StepMeta,
     eps: f32,
 ) -> Result<(Array, Array)> {
     let AttnHeads {
@@ -156,17 +213,19 @@ pub fn qk_prep(
         || k_norm.shape() != [d]
         || inv_freq.shape() != [rope_dims / 2]
         || inv_freq.dtype() != Dtype::Float32
+        || meta.b != b
     {
         return Err(bad(format!(
-            "q_full {:?}, k {:?}, norms {:?} {:?}, inv_freq {:?} do not fit {h:?}",
+            "q_full {:?}, k {:?}, norms {:?} {:?}, inv_freq {:?}, a step meta of {} rows \
+             do not fit {h:?}",
             q_full.shape(),
             k.shape(),
             q_norm.shape(),
             k_norm.shape(),
-            inv_freq.shape()
+            inv_freq.shape(),
+            meta.b
         )));
     }
-    let meta = meta(0, 0, position, b, left_padding, position)?;
     let act = q_full.dtype();
     let kern = gpu::kernel(
         GpuBackend::Cuda,
@@ -186,24 +245,27 @@ pub fn qk_prep(
         .template("KV", TemplateArg::Int(kv_heads))
         .template("RD", TemplateArg::Int(rope_dims));
     let eps = f32_constant(eps)?;
-    let out = kern.apply(&[q_full, k, q_norm, k_norm, inv_freq, &meta, &eps], &config)?;
+    let out = kern.apply(
+        &[q_full, k, q_norm, k_norm, inv_freq, &meta.array, &eps],
+        &config,
+    )?;
     let [q, k] = gpu::outputs(out, "attention q/k kernel")?;
     Ok((q, k))
 }
 
 /// Attention of one token: `q` `[B, H, 1, D]` over the cache buffers `keys`, `values`
-/// (`[B, KV, cap, D]`), row `i` over positions `left_padding[i]..n` (`left_padding`: `B`
-/// values below `n`, or empty for none), gated by the second half of each head's `q_full`
-/// values. Returns `[B, H·D]`.
+/// (`[B, KV, cap, D]`, `cap` = `meta.cap()`), row `i` over positions
+/// `meta.left_padding()[i]..meta.n()`, gated by the second half of each head's `q_full`
+/// values. Returns `[B, H·D]` and the next token's meta (one more column, the same
+/// capacity and padding), computed on the device.
 pub fn attend(
     h: AttnHeads,
     q: &Array,
     keys: &Array,
     values: &Array,
     q_full: &Array,
-    n: i32,
-    left_padding: &[i32],
-) -> Result<Array> {
+    meta: &StepMeta,
+) -> Result<(Array, StepMeta)> {
     let AttnHeads {
         heads,
         kv_heads,
@@ -220,17 +282,23 @@ pub fn attend(
         || keys.dtype() != q.dtype()
         || values.dtype() != q.dtype()
         || q_full.dtype() != q.dtype()
-        || !(1..=cap).contains(&n)
+        || meta.cap != cap
+        || !(1..=cap).contains(&meta.n)
+        || meta.b != b
     {
         return Err(bad(format!(
-            "q {:?}, cache {:?} / {:?} ({n} valid), q_full {:?} do not fit {h:?}",
+            "q {:?}, cache {:?} / {:?}, q_full {:?}, a step meta of {} of {} columns for \
+             {} rows do not fit {h:?}",
             q.shape(),
             keys.shape(),
             values.shape(),
-            q_full.shape()
+            q_full.shape(),
+            meta.n,
+            meta.cap,
+            meta.b
         )));
     }
-    let meta = meta(n, cap, 0, b, left_padding, n - 1)?;
+    let n = meta.n;
     let act = q.dtype();
     let splits = (n + SPLIT - 1) / SPLIT;
     let part = gpu::kernel(
@@ -252,24 +320,33 @@ pub fn attend(
         .template("WARPS", TemplateArg::Int(WARPS))
         .template("L", TemplateArg::Int(SPLIT));
     let scale = f32_constant((d as f32).powf(-0.5))?;
-    let out = part.apply(&[q, keys, values, &meta, &scale], &config)?;
+    let out = part.apply(&[q, keys, values, &meta.array, &scale], &config)?;
     let [part_o, part_ml] = gpu::outputs(out, "attention decode kernel")?;
     let merge = gpu::kernel(
         GpuBackend::Cuda,
         "attn_decode_merge",
         &["part_o", "part_ml", "q_full", "meta"],
-        &["out"],
+        &["out", "meta_next"],
         |_| MERGE_BODY.to_string(),
     )?;
     let r = merge_rows(d);
     let config = KernelConfig::new([d, r, b * heads], [d, r, 1])
         .output(&[b, heads * d], act)
+        .output(&[3 + b], Dtype::Int32)
         .template("T", TemplateArg::Dtype(act))
         .template("D", TemplateArg::Int(d))
         .template("H", TemplateArg::Int(heads))
         .template("L", TemplateArg::Int(SPLIT))
         .template("R", TemplateArg::Int(r));
-    let out = merge.apply(&[&part_o, &part_ml, q_full, &meta], &config)?;
-    let [out] = gpu::outputs(out, "attention merge kernel")?;
-    Ok(out)
+    let out = merge.apply(&[&part_o, &part_ml, q_full, &meta.array], &config)?;
+    let [out, next] = gpu::outputs(out, "attention merge kernel")?;
+    let next = StepMeta {
+        array: next,
+        n: n + 1,
+        cap,
+        b,
+        left_padding: meta.left_padding.clone(),
+        on_device: true,
+    };
+    Ok((out, next))
 }

@@ -6,7 +6,8 @@
 //! `lm-<hash> --ignored attention_kernel`.
 
 use crate::common::{assert_kernel_close as close, assert_kernel_emulator_cases, gpu, normal};
-use mlx_lm::kernels::attention::{attend, fits, qk_prep, AttnHeads};
+use mlx_lm::cache::KvCache;
+use mlx_lm::kernels::attention::{attend, fits, qk_prep, AttnHeads, StepMeta};
 use mlx_rs::{fast, ops, Array, Dtype};
 
 const HEADS: AttnHeads = AttnHeads {
@@ -55,8 +56,8 @@ fn qk_prep_matches_norm_and_rope() {
                 let k = normal(&[1, kv * d], 2, dtype);
                 let qw = normal(&[d], 3, dtype);
                 let kw = normal(&[d], 4, dtype);
-                let (q, kr) =
-                    qk_prep(HEADS, &q_full, &k, &qw, &kw, &inv, position, &[], 1e-6).unwrap();
+                let meta = at(position, 1, &[]);
+                let (q, kr) = qk_prep(HEADS, &q_full, &k, &qw, &kw, &inv, &meta, 1e-6).unwrap();
                 let reference = |x: &Array, w: &Array, heads: i32| {
                     let x = fast::rms_norm(x, Some(w), 1e-6).unwrap();
                     let x = x.reshape(&[1, heads, 1, d]).unwrap();
@@ -111,7 +112,8 @@ fn attend_matches_sdpa_and_gate() {
                 let keys = normal(&[1, kv, cap, d], 20 + n as u64, dtype);
                 let values = normal(&[1, kv, cap, d], 30 + n as u64, dtype);
                 let q_full = normal(&[1, h * 2 * d], 40 + n as u64, dtype);
-                let got = attend(heads, &q, &keys, &values, &q_full, n, &[]).unwrap();
+                let meta = StepMeta::new(n, cap, 1, &[]).unwrap();
+                let (got, _) = attend(heads, &q, &keys, &values, &q_full, &meta).unwrap();
                 let valid = |a: &Array| {
                     ops::slice(a, &[0, 0, 0, 0], &[1, kv, n, d], &[1, 1, 1, 1]).unwrap()
                 };
@@ -157,6 +159,12 @@ fn assert_bits_equal(what: &str, got: &Array, want: &Array) {
     assert!(diff.is_none(), "{what}: element {diff:?} differs");
 }
 
+/// The meta of a token at `position` (a cache of `position + 1` columns, no room beyond)
+/// for `b` rows.
+fn at(position: i32, b: i32, left_padding: &[i32]) -> StepMeta {
+    StepMeta::new(position + 1, position + 1, b, left_padding).unwrap()
+}
+
 /// RoPE frequencies of `HEADS` at theta 1e7.
 fn inv_freq() -> Array {
     let rd = HEADS.rope_dims;
@@ -180,7 +188,8 @@ fn qk_prep_rotates_each_row_at_its_own_position() {
             let k = normal(&[b, kv * d], 52, dtype);
             let (qw, kw) = (normal(&[d], 53, dtype), normal(&[d], 54, dtype));
             let prep = |qf: &Array, k: &Array, pos: i32, pad: &[i32]| {
-                qk_prep(HEADS, qf, k, &qw, &kw, &inv_freq(), pos, pad, 1e-6).unwrap()
+                let meta = at(pos, qf.shape()[0], pad);
+                qk_prep(HEADS, qf, k, &qw, &kw, &inv_freq(), &meta, 1e-6).unwrap()
             };
             let (q, kr) = prep(&q_full, &k, position, &padding);
             for (r, &pad) in padding.iter().enumerate() {
@@ -223,7 +232,8 @@ fn attend_skips_each_rows_padding() {
                 ops::r#where(&is_pad, &big, &a).unwrap()
             };
             let (keys, values) = (cache(63), cache(64));
-            let got = attend(HEADS, &q, &keys, &values, &q_full, n, &padding).unwrap();
+            let meta = StepMeta::new(n, cap, b, &padding).unwrap();
+            let (got, _) = attend(HEADS, &q, &keys, &values, &q_full, &meta).unwrap();
             for (r, &p) in padding.iter().enumerate() {
                 let r = r as i32;
                 let own = |a: &Array| {
@@ -237,8 +247,9 @@ fn attend_skips_each_rows_padding() {
                     ops::pad(&own(a), &[0, 1, 2, 3], &width, &tail, &zero, "constant").unwrap()
                 };
                 let (qr, qfr) = (row(&q, r), row(&q_full, r));
-                let alone =
-                    attend(HEADS, &qr, &front(&keys), &front(&values), &qfr, n - p, &[]).unwrap();
+                let meta = StepMeta::new(n - p, cap, 1, &[]).unwrap();
+                let (alone, _) =
+                    attend(HEADS, &qr, &front(&keys), &front(&values), &qfr, &meta).unwrap();
                 let what = format!("{dtype:?}, row {r} (padding {p})");
                 assert_bits_equal(&what, &row(&got, r), &alone);
                 let scale = (d as f32).powf(-0.5);
@@ -263,19 +274,99 @@ fn attend_skips_each_rows_padding() {
     })
 }
 
-/// Left padding the kernels cannot take: the wrong count, past the cache's length.
+/// Step metas the kernels cannot take: the wrong count of paddings, a padding past the
+/// cache's length, no columns, more columns than room; and a meta for another batch size
+/// or capacity than the arrays'.
 #[test]
-fn bad_left_padding_is_an_error() {
+fn bad_step_metas_are_errors() {
+    for padding in [&[1][..], &[0, 1, 2], &[0, 5], &[-1, 0]] {
+        let e = StepMeta::new(5, 256, 2, padding).unwrap_err();
+        assert!(e.to_string().contains("padding"), "{padding:?}: {e}");
+    }
+    for (n, cap, b) in [(0, 256, 1), (257, 256, 1), (5, 256, 0)] {
+        let e = StepMeta::new(n, cap, b, &[]).unwrap_err();
+        assert!(
+            e.to_string().contains("step meta"),
+            "{n} of {cap}, {b} rows: {e}"
+        );
+    }
     let (h, kv, d) = (HEADS.heads, HEADS.kv_heads, HEADS.head_dim);
     let zeros = |shape: &[i32]| ops::zeros(shape, Dtype::Float32).unwrap();
     let (q, cache) = (zeros(&[2, h, 1, d]), zeros(&[2, kv, 256, d]));
     let (q_full, k, w) = (zeros(&[2, h * 2 * d]), zeros(&[2, kv * d]), zeros(&[d]));
-    for padding in [&[1][..], &[0, 1, 2], &[0, 5], &[-1, 0]] {
-        let e = attend(HEADS, &q, &cache, &cache, &q_full, 5, padding).unwrap_err();
-        assert!(e.to_string().contains("padding"), "{padding:?}: {e}");
-        let e = qk_prep(HEADS, &q_full, &k, &w, &w, &inv_freq(), 4, padding, 1e-6).unwrap_err();
-        assert!(e.to_string().contains("padding"), "{padding:?}: {e}");
+    for meta in [
+        StepMeta::new(5, 256, 3, &[]).unwrap(),
+        StepMeta::new(5, 512, 2, &[]).unwrap(),
+    ] {
+        let e = attend(HEADS, &q, &cache, &cache, &q_full, &meta).unwrap_err();
+        assert!(e.to_string().contains("step meta"), "{meta:?}: {e}");
     }
+    let meta = StepMeta::new(5, 256, 3, &[]).unwrap();
+    let e = qk_prep(HEADS, &q_full, &k, &w, &w, &inv_freq(), &meta, 1e-6).unwrap_err();
+    assert!(e.to_string().contains("step meta"), "{e}");
+}
+
+/// A left-padded cache of one attention layer: one row of each length (`[B, KV, len, D]`
+/// random keys and values), merged as a continuous batch merges them.
+pub(crate) fn padded_cache(lengths: &[i32], seed: u64, dtype: Dtype) -> KvCache {
+    use mlx_lm::cache::{Cache, LayerCache};
+    let (kv, d) = (HEADS.kv_heads, HEADS.head_dim);
+    let rows: Vec<Cache> = lengths
+        .iter()
+        .zip(seed..)
+        .map(|(&len, seed)| {
+            let mut c = KvCache::default();
+            let x = normal(&[1, kv, len, d], seed, dtype);
+            c.update_buffers(&x, &x).unwrap();
+            Cache::new(vec![LayerCache::Attention(c)])
+        })
+        .collect();
+    match Cache::merge(&rows).unwrap().layers.into_iter().next() {
+        Some(LayerCache::Attention(c)) => c,
+        _ => unreachable!("one attention layer"),
+    }
+}
+
+/// Decode steps through a cache as a model runs them (qk_prep, the cache write, attend,
+/// the next meta kept), a left-padded batch of three rows across the 256-column growth of
+/// the buffers: after the first step each meta comes from the last step's kernel, holds
+/// what the host would write, and gives bit-identical outputs to a host-written one.
+#[test]
+#[ignore = "needs a CUDA GPU"]
+fn attend_leaves_the_next_tokens_meta() {
+    gpu(|| {
+        let (h, kv, d) = (HEADS.heads, HEADS.kv_heads, HEADS.head_dim);
+        let dtype = Dtype::Bfloat16;
+        let padding = [0, 3, 250];
+        let b = padding.len() as i32;
+        let (qw, kw) = (normal(&[d], 71, dtype), normal(&[d], 72, dtype));
+        let mut c = padded_cache(&[252, 249, 2], 73, dtype);
+        assert_eq!(c.left_padding(), &padding);
+        for step in 0..8u64 {
+            let n = c.offset() + 1;
+            let meta = c.step_meta(b).unwrap();
+            assert_eq!(
+                meta.on_device(),
+                step > 0 && n != 257,
+                "step {step}: {meta:?}"
+            );
+            let host = StepMeta::new(n, c.capacity_after(1), b, &padding).unwrap();
+            let v = |m: &StepMeta| m.array().to_vec::<i32>().unwrap();
+            assert_eq!(v(&meta), v(&host), "step {step}");
+            let q_full = normal(&[b, h * 2 * d], 80 + step, dtype);
+            let k = normal(&[b, kv * d], 90 + step, dtype);
+            let run = |c: &mut KvCache, m: &StepMeta| {
+                let (q, k) = qk_prep(HEADS, &q_full, &k, &qw, &kw, &inv_freq(), m, 1e-6).unwrap();
+                let v = k.clone();
+                let (kb, vb) = c.update_buffers(&k, &v).unwrap();
+                attend(HEADS, &q, &kb, &vb, &q_full, m).unwrap()
+            };
+            let (want, _) = run(&mut c.clone(), &host);
+            let (got, next) = run(&mut c, &meta);
+            assert_bits_equal(&format!("step {step}"), &got, &want);
+            c.keep_step_meta(next);
+        }
+    })
 }
 
 /// The attention decode kernels' text (query/key preparation, the split-K attention and

@@ -513,3 +513,66 @@ fn join_and_leave_cost() {
         println!("| {b} | {join:.2} | {leave:.2} | {pass:.2} |");
     }
 }
+
+/// `capacity_after` says what `update_buffers` makes (growth from empty, within the room,
+/// across a step from a full and from a partly used step, after a merge and a filter),
+/// and `step_meta` is `[n, cap, n - 1, paddings]` for the next token; a kept meta that no
+/// longer describes the cache (another length, capacity or padding) is not used.
+#[test]
+fn kv_cache_capacity_after_and_step_meta() {
+    use mlx_lm::kernels::attention::StepMeta;
+    cpu(|| {
+        let meta = |c: &KvCache, b: i32| -> Vec<i32> {
+            c.step_meta(b).unwrap().array().to_vec::<i32>().unwrap()
+        };
+        let mut c = KvCache::default();
+        assert_eq!(c.capacity_after(1), 256);
+        assert_eq!(meta(&c, 1), [1, 256, 0, 0]);
+        for l in [250, 6, 1, 300, 1, 211, 300] {
+            let want = c.capacity_after(l);
+            let x = seq(0.0, &[1, 2, l, 4]);
+            let (k, _) = c.update_buffers(&x, &x).unwrap();
+            assert_eq!(k.shape()[2], want, "after {} columns", c.offset());
+        }
+        let (n, cap) = (c.offset() + 1, c.capacity_after(1));
+        assert_eq!(meta(&c, 1), [n, cap, n - 1, 0]);
+        // A kept meta for another length is not used; one that fits is.
+        c.keep_step_meta(StepMeta::new(n - 1, cap, 1, &[]).unwrap());
+        assert_eq!(meta(&c, 1), [n, cap, n - 1, 0]);
+        c.keep_step_meta(StepMeta::new(n, cap, 1, &[]).unwrap());
+        assert_eq!(meta(&c, 1), [n, cap, n - 1, 0]);
+        // A batch of rows 30 and 20 long: padding 0 and 10, capacity 256.
+        let row = |len: i32| {
+            let mut kv = KvCache::default();
+            let x = seq(0.0, &[1, 2, len, 4]);
+            kv.update_buffers(&x, &x).unwrap();
+            Cache::new(vec![LayerCache::Attention(kv)])
+        };
+        let merged = Cache::merge(&[row(30), row(20)]).unwrap();
+        let LayerCache::Attention(kv) = &merged.layers[0] else {
+            panic!("an attention layer")
+        };
+        assert_eq!(meta(kv, 2), [31, 256, 30, 0, 10]);
+        let mut kv = kv.clone();
+        kv.keep_step_meta(StepMeta::new(31, 256, 2, &[]).unwrap());
+        assert_eq!(
+            meta(&kv, 2),
+            [31, 256, 30, 0, 10],
+            "a kept meta without the padding"
+        );
+        let x = seq(0.0, &[2, 2, 226, 4]);
+        let want = kv.capacity_after(226);
+        let (k, _) = kv.update_buffers(&x, &x).unwrap();
+        assert_eq!((k.shape()[2], want), (256, 256));
+        let want = kv.capacity_after(1);
+        let x = seq(0.0, &[2, 2, 1, 4]);
+        let (k, _) = kv.update_buffers(&x, &x).unwrap();
+        assert_eq!((k.shape()[2], want), (512, 512));
+        let left = merged.filter(&[1]).unwrap();
+        let LayerCache::Attention(kv) = &left.layers[0] else {
+            panic!("an attention layer")
+        };
+        assert_eq!(meta(kv, 1), [21, kv.capacity_after(1), 20, 0]);
+        assert!(StepMeta::new(31, 256, 2, &[0, 10]).unwrap().left_padding() == [0, 10]);
+    })
+}

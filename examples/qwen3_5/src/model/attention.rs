@@ -304,6 +304,7 @@ impl Prepared {
     ) -> Result<Array> {
         let (b, h, kv, d) = (q_full.dim(0), self.heads, self.kv_heads, self.head_dim);
         let q_full = q_full.reshape(&[b, h * 2 * d])?;
+        let meta = cache.step_meta(b)?;
         let (q, k) = attn_kernel::qk_prep(
             heads,
             &q_full,
@@ -311,22 +312,14 @@ impl Prepared {
             &self.q_norm,
             &self.k_norm,
             &self.inv_freq,
-            cache.offset(),
-            cache.left_padding(),
+            &meta,
             self.eps,
         )?;
         let v = values.reshape(&[b, kv, 1, d])?;
         let (key_buf, value_buf) = cache.update_buffers(&k, &v)?;
-        let n = cache.offset();
-        attn_kernel::attend(
-            heads,
-            &q,
-            &key_buf,
-            &value_buf,
-            &q_full,
-            n,
-            cache.left_padding(),
-        )
+        let (out, next) = attn_kernel::attend(heads, &q, &key_buf, &value_buf, &q_full, &meta)?;
+        cache.keep_step_meta(next);
+        Ok(out)
     }
 
     fn rope(&self, x: &Array, positions: &Positions) -> Result<Array> {

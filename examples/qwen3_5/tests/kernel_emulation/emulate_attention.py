@@ -61,7 +61,7 @@ KERNELS = {
     "attend_merge": ("attn_decode_merge.cu.inc",
                      [("part_o", "f32"), ("part_ml", "f32"), ("q_full", "act"),
                       ("meta", "i32")],
-                     [("out", "act")]),
+                     [("out", "act"), ("meta_next", "i32")]),
 }
 
 
@@ -108,6 +108,7 @@ def source(kernel, act, consts, arrays, out_shapes, grid, block):
         threadIdx = dim3{{(unsigned)(t % {bx}), (unsigned)(t / {bx}), 0}};
         blockIdx = dim3{{x, 0, z}};
         blockDim = dim3{{{bx}, {by}, 1}};
+        gridDim = dim3{{{grid[0] // bx}, 1, {grid[2]}}};
         mlx::core::cu::attn_kernel({call});
       }});
 """
@@ -145,7 +146,7 @@ def f32(x):
 
 def qk_prep_launch(act, dims, q_full, k, q_w, k_w, inv_freq, position, padding, workdir, tag):
     B, H, KV, D, RD = dims
-    meta = np.array([0, 0, position, *padding], np.float32)
+    meta = step_meta(position + 1, position + 1, padding)
     arrays = dict(q_full=q_full, k=k, q_w=q_w, k_w=k_w, inv_freq=inv_freq, meta=meta,
                   eps=np.array([1e-6], np.float32))
     consts = dict(D=D, H=H, KV=KV, RD=RD)
@@ -211,7 +212,7 @@ def qk_prep_case(act, dims, position, padding, workdir, seed):
 def attend_launch(act, dims, q, keys, values, q_full, n, padding, workdir, tag):
     """The two launches of attention.rs's attend: the splits, then their merge."""
     B, H, KV, D, cap = dims
-    meta = np.array([n, cap, 0, *padding], np.float32)
+    meta = step_meta(n, cap, padding)
     splits = (n + SPLIT - 1) // SPLIT
     gb = heads_per_block(H, KV, D)
     arrays = dict(q=q, keys=keys, values=values, meta=meta,
@@ -224,8 +225,9 @@ def attend_launch(act, dims, q, keys, values, q_full, n, padding, workdir, tag):
         return parts
     arrays = dict(part_o=parts["part_o"], part_ml=parts["part_ml"], q_full=q_full, meta=meta)
     r = min(max(MERGE_THREADS // D, 1), MERGE_MAX_ROWS)  # attention.rs's merge_rows
-    return run("attend_merge", act, dict(D=D, H=H, L=SPLIT, R=r), arrays, dict(out=(B, H * D)),
-               (D, r, B * H), (D, r, 1), workdir, tag + "_merge")
+    return run("attend_merge", act, dict(D=D, H=H, L=SPLIT, R=r), arrays,
+               dict(out=(B, H * D), meta_next=(3 + B,)), (D, r, B * H), (D, r, 1), workdir,
+               tag + "_merge")
 
 
 def attend_reference(act, dims, q, keys, values, q_full, n, padding):
@@ -261,13 +263,15 @@ def attend_case(act, dims, n, padding, workdir, seed):
     got = attend_launch(act, dims, q, keys, values, q_full, n, padding, workdir, tag)
     if isinstance(got, str):
         return False, f"{tag}: {got}"
+    next_ok, next_msg = next_meta_check(got, n, cap, padding)
     got = got["out"]
     want = attend_reference(act, dims, q, keys, values, q_full, n, padding)
     finite = bool(np.all(np.isfinite(got)))
     err = np.max(np.abs(got - want)) / np.max(np.abs(want)) if finite else np.inf
     tol = 1e-5 if act == "float32" else 1 / 64
-    ok = finite and err <= tol
-    msgs = [f"out err/scale {err:.1e}" + ("" if finite else " (NaN: padding or tail read?)")]
+    ok = finite and err <= tol and next_ok
+    msgs = [f"out err/scale {err:.1e}" + ("" if finite else " (NaN: padding or tail read?)"),
+            next_msg]
 
     def row_alone(b, p):
         length = n - p
@@ -277,6 +281,18 @@ def attend_case(act, dims, n, padding, workdir, seed):
                              q_full[b:b + 1], length, [0], workdir, f"{tag}_row{b}")
 
     return alone_checks(tag, ok, msgs, got, padding, row_alone)
+
+
+def step_meta(n, cap, padding):
+    """attention.rs's StepMeta::new: [n, cap, n - 1, paddings]."""
+    return np.array([n, cap, n - 1, *padding], np.float32)
+
+
+def next_meta_check(got, n, cap, padding):
+    """The merge's meta_next: the next token's meta, one column more."""
+    want = step_meta(n + 1, cap, padding)
+    same = np.array_equal(got["meta_next"], want)
+    return same, "meta_next " + ("right" if same else f"WRONG {got['meta_next']} != {want}")
 
 
 def alone_checks(tag, ok, msgs, got, padding, row_alone):
@@ -295,11 +311,11 @@ def alone_checks(tag, ok, msgs, got, padding, row_alone):
 def merge_launch(act, dims, part_o, part_ml, q_full, n, padding, workdir, tag):
     """attention.rs's merge launch alone, on given split results."""
     B, H, D = dims
-    meta = np.array([n, 0, 0, *padding], np.float32)
+    meta = step_meta(n, n, padding)
     r = min(max(MERGE_THREADS // D, 1), MERGE_MAX_ROWS)
     arrays = dict(part_o=part_o, part_ml=part_ml, q_full=q_full, meta=meta)
-    return run("attend_merge", act, dict(D=D, H=H, L=SPLIT, R=r), arrays, dict(out=(B, H * D)),
-               (D, r, B * H), (D, r, 1), workdir, tag)
+    return run("attend_merge", act, dict(D=D, H=H, L=SPLIT, R=r), arrays,
+               dict(out=(B, H * D), meta_next=(3 + B,)), (D, r, B * H), (D, r, 1), workdir, tag)
 
 
 def merge_case(act, dims, n, padding, workdir, seed):
@@ -321,6 +337,7 @@ def merge_case(act, dims, n, padding, workdir, seed):
     got = merge_launch(act, dims, part_o, part_ml, q_full, n, padding, workdir, tag)
     if isinstance(got, str):
         return False, f"{tag}: {got}"
+    next_ok, next_msg = next_meta_check(got, n, n, padding)
     got = got["out"]
     want = np.zeros((B, H, D))
     for b in range(B):
@@ -333,8 +350,8 @@ def merge_case(act, dims, n, padding, workdir, seed):
     want = rnd(rnd(want, act) * sig, act).reshape(B, H * D)
     finite = bool(np.all(np.isfinite(got)))
     err = np.max(np.abs(got - want)) / np.max(np.abs(want)) if finite else np.inf
-    ok = finite and err <= (1e-5 if act == "float32" else 1 / 64)
-    msgs = [f"{max(own)} splits, out err/scale {err:.1e}"]
+    ok = finite and err <= (1e-5 if act == "float32" else 1 / 64) and next_ok
+    msgs = [f"{max(own)} splits, out err/scale {err:.1e}", next_msg]
 
     def row_alone(b, p):
         return merge_launch(act, (1, H, D), part_o[b:b + 1, :, :own[b]],

@@ -115,7 +115,7 @@ ATTN_MERGE = dict(
     name="attn_decode_merge",
     body=["attn_decode_merge.cu.inc"],
     inputs=[("part_o", "f32"), ("part_ml", "f32"), ("q_full", "act"), ("meta", "i32")],
-    outputs=[("out", "act")],
+    outputs=[("out", "act"), ("meta_next", "i32")],
 )
 ADD_NORM = dict(
     name="add_rms_norm",
