@@ -705,5 +705,5 @@ fn causal_conv_matches_mlx_grouped_conv() {
 /// [`cuda_decode_kernel_matches_compiled`].
 #[test]
 fn gated_delta_kernels_run_emulated() {
-    assert_kernel_emulator_cases("emulate.py", 48);
+    assert_kernel_emulator_cases("emulate.py", 54);
 }

@@ -478,6 +478,7 @@ DECODE_CASES = [
     (2, 1, 1, 32, 3, 6, 4),  # Hv > Hk, Dv not a multiple of ROWS, B = 2
     (1, 1, 2, 64, 4, 9, 3),  # Hv > Hk, 3 taps, a partial row group
     (1, 1, 1, 128, 2, 128, 4),  # the real Dv: a whole block of warps per head
+    (1, 1, 2, 32, 4, 256, 4),  # 16 rows a warp: two chunks of 8 (four heads: the decay matters)
 ]
 
 
