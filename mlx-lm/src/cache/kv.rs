@@ -113,7 +113,7 @@ impl KvCache {
     /// columns do not fit, as [`KvCache::update_buffers`] grows them).
     pub fn capacity_after(&self, l: i32) -> i32 {
         let Some(k) = &self.keys else {
-            return (Self::STEP + l - 1) / Self::STEP * Self::STEP;
+            return Self::growth(l);
         };
         let capacity = k.shape()[2];
         if self.offset + l <= capacity {
@@ -123,7 +123,12 @@ impl KvCache {
             0 => capacity,
             _ => self.offset,
         };
-        kept + (Self::STEP + l - 1) / Self::STEP * Self::STEP
+        kept + Self::growth(l)
+    }
+
+    /// Columns the buffers grow by to take `l` more that do not fit: whole steps.
+    fn growth(l: i32) -> i32 {
+        (Self::STEP + l - 1) / Self::STEP * Self::STEP
     }
 
     /// The attention decode kernels' meta for the next single token of a batch of `b`
@@ -178,9 +183,9 @@ impl KvCache {
         }
         let capacity = self.keys.as_ref().map(|k| k.shape()[2]).unwrap_or(0);
         if self.keys.is_none() || prev + l > capacity {
-            let n_steps = (Self::STEP + l - 1) / Self::STEP;
-            let new_k = ops::zeros(&[b, h, n_steps * Self::STEP, dk], keys.dtype())?;
-            let new_v = ops::zeros(&[b, h, n_steps * Self::STEP, dv], values.dtype())?;
+            let grown = Self::growth(l);
+            let new_k = ops::zeros(&[b, h, grown, dk], keys.dtype())?;
+            let new_v = ops::zeros(&[b, h, grown, dv], values.dtype())?;
             match (self.keys.take(), self.values.take()) {
                 (Some(mut k), Some(mut v)) => {
                     if prev % Self::STEP != 0 {

@@ -308,7 +308,7 @@ fn bad_step_metas_are_errors() {
 
 /// A left-padded cache of one attention layer: one row of each length (`[B, KV, len, D]`
 /// random keys and values), merged as a continuous batch merges them.
-pub(crate) fn padded_cache(lengths: &[i32], seed: u64, dtype: Dtype) -> KvCache {
+fn padded_cache(lengths: &[i32], seed: u64, dtype: Dtype) -> KvCache {
     use mlx_lm::cache::{Cache, LayerCache};
     let (kv, d) = (HEADS.kv_heads, HEADS.head_dim);
     let rows: Vec<Cache> = lengths
