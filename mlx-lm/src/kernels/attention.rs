@@ -40,7 +40,7 @@ pub const DECODE_BODY: &str = include_str!("../../kernels/attn_decode.cu.inc");
 pub const MERGE_BODY: &str = include_str!("../../kernels/attn_decode_merge.cu.inc");
 /// Cache positions per split of the attention kernel. A constant, not a function of the
 /// length: a row's splits are then the same alone or in a padded batch.
-pub const SPLIT: i32 = 128;
+pub const SPLIT: i32 = 64;
 /// Warps per block of the attention kernel's first part.
 const WARPS: i32 = 8;
 /// Threads per block of the attention kernel's second part (the merge), at most.
