@@ -31,8 +31,10 @@
 #          --memory-limit 40 --prompt 2048 --gen 4
 #
 # (Session 25: two builds at 16k, named kernels, took 94 s; profiling every kernel of a
-# whole run instead timed out after 420 s.) Leaves OUT_DIR/NAME.csv per build and
-# kernels.json.
+# whole run instead timed out after 420 s; session 27: five builds at 2k, three named
+# kernels, 108 launches, ~65 s each.) NCU_TIMEOUT (seconds, default 300) bounds each
+# build's run, so that one stuck build does not take the call's whole time. Leaves
+# OUT_DIR/NAME.csv per build and kernels.json.
 set -u
 if [ $# -ge 5 ] && [ "$2" = --detail ]; then
   out=$1 regex=$3 skip=$4 bins=$5
@@ -80,7 +82,7 @@ for b in $bins; do
 done
 for b in $bins; do
   name=$(basename "$b")
-  timeout 300 "$ncu" --graph-profiling node --cache-control none --clock-control none \
+  timeout "${NCU_TIMEOUT:-300}" "$ncu" --graph-profiling node --cache-control none --clock-control none \
     "${select[@]}" --metrics gpu__time_duration.sum --csv "$b" bench "$@" "${extra[@]}" \
     > "$out/$name.csv" 2> "$out/$name.err" ||
     { echo "$name: ncu exited with $?:"; tail -3 "$out/$name.err"; }
