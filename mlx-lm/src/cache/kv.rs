@@ -119,11 +119,17 @@ impl KvCache {
         if self.offset + l <= capacity {
             return capacity;
         }
-        let kept = match self.offset % Self::STEP {
-            0 => capacity,
-            _ => self.offset,
+        let kept = match self.trims_on_growth() {
+            true => self.offset,
+            false => capacity,
         };
         kept + Self::growth(l)
+    }
+
+    /// Whether growing the buffers first cuts them to the valid columns (an offset inside
+    /// a step), as [`KvCache::update_buffers`] does; else they are kept whole.
+    fn trims_on_growth(&self) -> bool {
+        self.offset % Self::STEP != 0
     }
 
     /// Columns the buffers grow by to take `l` more that do not fit: whole steps.
@@ -188,7 +194,7 @@ impl KvCache {
             let new_v = ops::zeros(&[b, h, grown, dv], values.dtype())?;
             match (self.keys.take(), self.values.take()) {
                 (Some(mut k), Some(mut v)) => {
-                    if prev % Self::STEP != 0 {
+                    if self.trims_on_growth() {
                         k = ops::slice(&k, &[0, 0, 0, 0], &[b, h, prev, dk], &[1, 1, 1, 1])?;
                         v = ops::slice(&v, &[0, 0, 0, 0], &[b, h, prev, dv], &[1, 1, 1, 1])?;
                     }
