@@ -52,6 +52,10 @@ pub struct Options {
           value_parser = clap::value_parser!(i32).range(0..=mlx_lm::kernels::small_batch::MAX_ROWS as i64),
           allow_negative_numbers = true)]
     pub small_batch_rows: Option<i32>,
+    /// On CUDA, one-row products with a quantized weight in the quantized GEMV kernel
+    /// instead of MLX's quantized matmul (default: on for CUDA).
+    #[arg(long, hide = true, value_enum, value_name = "on|off")]
+    pub quantized_gemv: Option<Switch>,
 }
 
 impl Default for Options {
@@ -65,6 +69,7 @@ impl Default for Options {
             prefill_chunk: DEFAULT_CHUNK,
             kernel_prefill_max: None,
             small_batch_rows: None,
+            quantized_gemv: None,
         }
     }
 }
@@ -103,6 +108,9 @@ impl Options {
         if let Some(n) = self.small_batch_rows {
             o.small_batch_rows = n;
         }
+        if let Some(s) = self.quantized_gemv {
+            o.quantized_gemv = s == Switch::On;
+        }
         o.float_dtype = self.cpu.float_dtype(o.float_dtype);
         o.prefill = if self.sequential_prefill {
             Prefill::Sequential
@@ -136,6 +144,7 @@ fn options_json(o: &ModelOptions) -> Value {
         "compile_layers": o.compile_layers,
         "cpu_gemm": o.cpu_gemm,
         "cpu_threads": o.cpu_threads,
+        "quantized_gemv": o.quantized_gemv,
     })
 }
 

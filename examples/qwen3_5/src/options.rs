@@ -79,6 +79,12 @@ pub struct ModelOptions {
     /// work; the kernel is compiled at load. 0: never. Fused decode on the CUDA kernel path
     /// only. Default: [`SMALL_BATCH_ROWS`] on CUDA, 0 elsewhere.
     pub small_batch_rows: i32,
+    /// On CUDA, products of one row with a 4- or 8-bit affine-quantized weight (a
+    /// quantized model's decode step) run in
+    /// [`quantized_gemv`](mlx_lm::kernels::quantized_gemv) (all of a block's loads first,
+    /// float32 sums) instead of MLX's `quantized_matmul`. Fused decode on the CUDA kernel
+    /// path only. Default: on for CUDA, off elsewhere.
+    pub quantized_gemv: bool,
 }
 
 /// [`ModelOptions::kernel_prefill_max`] on CUDA: the longest prompt chunk measured (an
@@ -128,6 +134,7 @@ impl ModelOptions {
                 StepPath::CudaKernel => SMALL_BATCH_ROWS,
                 _ => 0,
             },
+            quantized_gemv: StepPath::fused_on(device) == StepPath::CudaKernel,
         }
     }
 
@@ -195,6 +202,9 @@ pub struct Plan {
     /// Dense products of 2 to this many rows in [`small_batch`](mlx_lm::kernels::small_batch)
     /// ([`ModelOptions::small_batch_rows`] on the CUDA kernel path, else 0: never).
     pub small_batch_rows: i32,
+    /// One-row quantized products in [`quantized_gemv`](mlx_lm::kernels::quantized_gemv)
+    /// ([`ModelOptions::quantized_gemv`] on the CUDA kernel path).
+    pub quantized_gemv: bool,
 }
 
 /// How a model's linear layers multiply on its device, fixed at load ([`Plan::products`]).
@@ -204,6 +214,8 @@ pub struct Products {
     pub cpu: Option<CpuProducts>,
     /// Dense products of 2 to this many rows in [`small_batch`](mlx_lm::kernels::small_batch) (CUDA); 0: never.
     pub small_batch_rows: i32,
+    /// Quantized products of one row in [`quantized_gemv`](mlx_lm::kernels::quantized_gemv) (CUDA).
+    pub quantized_gemv: bool,
 }
 
 impl Products {
@@ -212,6 +224,7 @@ impl Products {
         Products {
             cpu: Some(cpu),
             small_batch_rows: 0,
+            quantized_gemv: false,
         }
     }
 }
@@ -253,6 +266,7 @@ impl Plan {
                 StepPath::CudaKernel => options.small_batch_rows.max(0),
                 _ => 0,
             },
+            quantized_gemv: options.quantized_gemv && step == StepPath::CudaKernel,
         })
     }
 
@@ -261,6 +275,7 @@ impl Plan {
         Products {
             cpu: self.cpu,
             small_batch_rows: self.small_batch_rows,
+            quantized_gemv: self.quantized_gemv,
         }
     }
 

@@ -12,6 +12,7 @@
 //! | [`cpu_attention`] | one query per sequence over a float32 KV cache (decode), handed back to MLX | CPU |
 //! | [`compiled`] | a per-thread cache of compiled functions, and the small fused pieces of a decode step (SwiGLU, output gate, RMSNorm, add + RMSNorm) | all |
 //! | [`gpu`] | what the GPU kernels share: backend, headers, built-kernel cache | GPU |
+//! | [`quantized_gemv`] | the product of one row with a 4- or 8-bit affine-quantized weight (a quantized model's decode step), loads first and float32 sums | CUDA |
 //! | [`small_batch`] | dense bfloat16 / float16 products of 2 to 32 rows (a served batch's decode step) on tensor cores, one launch each instead of cuBLASLt's per-call setup | CUDA |
 //!
 //! # How dispatch picks
@@ -39,4 +40,5 @@ pub mod cpu_rows;
 pub mod gated_delta;
 pub mod glue;
 pub mod gpu;
+pub mod quantized_gemv;
 pub mod small_batch;

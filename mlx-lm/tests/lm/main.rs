@@ -27,6 +27,7 @@ mod gated_delta_chunked;
 mod glue;
 mod linear;
 mod lora;
+mod quantized_gemv;
 mod sampling;
 mod small_batch;
 mod step_variants;

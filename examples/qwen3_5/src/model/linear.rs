@@ -6,6 +6,7 @@ use crate::options::Products;
 use mlx_lm::kernels::cpu_bf16;
 use mlx_lm::kernels::cpu_gemm::CpuProducts;
 use mlx_lm::kernels::cpu_quantized;
+use mlx_lm::kernels::quantized_gemv;
 use mlx_lm::kernels::small_batch;
 use mlx_lm::tuner::{AdaptableLinear, LowRank};
 use mlx_rs::{ops, Array, Dtype};
@@ -32,6 +33,9 @@ pub struct Quantized {
     /// dequantized for the GEMM; MLX's CPU quantized matmul runs one row at a time, on one
     /// thread); `None`: MLX's quantized matmul.
     pub cpu: Option<CpuProducts>,
+    /// Products of one row run in [`quantized_gemv`] (CUDA) where it takes them
+    /// ([`Products::quantized_gemv`]); `false`: MLX's quantized matmul.
+    pub one_row_kernel: bool,
 }
 
 impl Quantized {
@@ -42,6 +46,13 @@ impl Quantized {
             let (w, s, b) = (&self.weight, &self.scales, &self.biases);
             let most = mlx_lm::linear::MAX_DEQUANTIZED_BYTES;
             if let Some(y) = cpu_quantized::matmul(x, w, s, b, bits, group, cpu.threads, most)? {
+                return Ok(y);
+            }
+        }
+        if self.one_row_kernel {
+            let (w, s, b) = (&self.weight, &self.scales, &self.biases);
+            let (bits, group) = (self.params.bits, self.params.group_size);
+            if let Some(y) = quantized_gemv::try_matmul(x, w, s, b, bits, group)? {
                 return Ok(y);
             }
         }
@@ -217,6 +228,7 @@ impl Linear {
                 biases: next()?,
                 params: q.params,
                 cpu: q.cpu,
+                one_row_kernel: q.one_row_kernel,
             }),
             Linear::Adapted { base, update } => Linear::Adapted {
                 base: Box::new(base.with_weights(weights)?),
@@ -237,7 +249,7 @@ impl Linear {
             } => (0u8, *small_batch_rows).hash(h),
             Linear::Quantized(q) => {
                 1u8.hash(h);
-                (q.params.group_size, q.params.bits).hash(h);
+                (q.params.group_size, q.params.bits, q.one_row_kernel).hash(h);
             }
             Linear::Adapted { base, update } => {
                 2u8.hash(h);
@@ -309,6 +321,10 @@ impl Linear {
             }),
             (Linear::Quantized(q), Some(cpu)) if cpu.gemm => Ok(Linear::Quantized(Quantized {
                 cpu: Some(cpu),
+                ..q
+            })),
+            (Linear::Quantized(q), None) => Ok(Linear::Quantized(Quantized {
+                one_row_kernel: products.quantized_gemv,
                 ..q
             })),
             (Linear::Adapted { base, update }, _) => Ok(Linear::Adapted {
@@ -391,6 +407,7 @@ impl Linear {
                     biases: cat(|q| &q.biases)?,
                     params: first.params,
                     cpu: first.cpu,
+                    one_row_kernel: first.one_row_kernel,
                 };
                 mlx_rs::eval(&[&q.weight, &q.scales, &q.biases])?;
                 Linear::Quantized(q)

@@ -123,6 +123,12 @@ ADD_NORM = dict(
     inputs=[("x", "act"), ("r", "act"), ("w", "act")],
     outputs=[("h", "act"), ("n", "act")],
 )
+QGEMV = dict(
+    name="quantized_gemv",
+    body=["quantized_gemv.cu.inc"],
+    inputs=[("x", "act"), ("w", "u32"), ("scales", "act"), ("biases", "act")],
+    outputs=[("out", "act")],
+)
 SWIGLU = dict(
     name="swiglu_joined",
     body=["swiglu_joined.cu.inc"],
@@ -140,6 +146,9 @@ _SB_RS = open(os.path.join(HERE, "..", "..", "..", "..", "mlx-lm", "src", "kerne
 SB_WARPS = int(re.search(r"pub const WARPS: i32 = (\d+);", _SB_RS).group(1))
 SB_TILES = int(re.search(r"pub const MAX_ROWS: i32 = (\d+);", _SB_RS).group(1)) // 8
 SMALL_BATCH = dict(name="small_batch_mma")
+_QG_RS = open(os.path.join(HERE, "..", "..", "..", "..", "mlx-lm", "src", "kernels",
+                           "quantized_gemv.rs")).read()
+QG_ROWS = int(re.search(r"pub const ROWS: i32 = (\d+);", _QG_RS).group(1))
 
 
 def small_batch_source(act, nt):
@@ -161,13 +170,16 @@ def small_batch_source(act, nt):
 
 def attn_source(kernel, act, consts):
     """The source MLX's build_kernel writes for an attention kernel (mlx-lm/src/kernels/attention.rs)."""
-    types = {"act": CUDA_TYPES[act], "f32": "float", "i32": "int32_t"}
+    types = {"act": CUDA_TYPES[act], "f32": "float", "i32": "int32_t", "u32": "uint32_t"}
     body = "\n".join(read(f) for f in kernel["body"])
     src = DEFAULT_HEADER + read("cuda_header.cuh") + read("gdn_common.h")
     src += "namespace mlx::core::cu {\n\nnamespace cg = cooperative_groups;\n\n"
     name = f"custom_kernel_{kernel['name']}_{types['act']}".replace("__", "_")
     src += f"__global__ void {name}(\n"
-    src += "".join(f"    const {types[r]}* {n},\n" for n, r in kernel["inputs"])
+    for n, r in kernel["inputs"]:
+        src += f"    const {types[r]}* {n},\n"
+        if n + "_shape" in body:
+            src += f"    const __grid_constant__ Shape {n}_shape,\n"
     src += ",\n".join(f"    {types[r]}* {n}" for n, r in kernel["outputs"]) + ") {\n"
     src += f"  using T = {types['act']};\n  using WT = {types['act']};\n"
     src += f"  using KWT = {types['act']};\n"
@@ -279,6 +291,12 @@ def main():
     cases += [(ADD_NORM, "bfloat16", None, dict(D=2048, THREADS=256, EPS_BITS=897988541)),
               (ADD_NORM, "float32", None, dict(D=1000, THREADS=128, EPS_BITS=897988541))]
     cases += [(SWIGLU, "bfloat16", None, dict(I=6144)), (SWIGLU, "float32", None, dict(I=333))]
+    # The quantized one-row product (quantized_gemv.rs's launch for K = 2048 and 6144 at
+    # 4 bits, 2048 at 8, 4096 in float32).
+    cases += [(QGEMV, "bfloat16", None, dict(BITS=4, GROUP=64, K=2048, WARPS=2, U=1, R=QG_ROWS)),
+              (QGEMV, "bfloat16", None, dict(BITS=4, GROUP=64, K=6144, WARPS=6, U=1, R=QG_ROWS)),
+              (QGEMV, "float16", None, dict(BITS=8, GROUP=32, K=2048, WARPS=4, U=1, R=QG_ROWS)),
+              (QGEMV, "float32", None, dict(BITS=4, GROUP=128, K=16384, WARPS=8, U=2, R=QG_ROWS))]
     # The small-batch product: (kernel, activation dtype, None, row tiles)
     cases += [(SMALL_BATCH, "bfloat16", None, SB_TILES), (SMALL_BATCH, "float16", None, SB_TILES)]
     if args.step_source:
@@ -287,7 +305,7 @@ def main():
         dtype_name = f"{kernel['name']} {act}/{gate}"
         if kernel is SMALL_BATCH:
             src, name = small_batch_source(act, dims)
-        elif kernel in (QK_PREP, ATTN, ATTN_MERGE, ADD_NORM, SWIGLU):
+        elif kernel in (QK_PREP, ATTN, ATTN_MERGE, ADD_NORM, SWIGLU, QGEMV):
             src, name = attn_source(kernel, act, dims)
         else:
             src, name = kernel_source(kernel, act, gate, dims)

@@ -41,6 +41,24 @@ inline float __int_as_float(int bits) {
   return f;
 }
 
+// Reinterprets an unsigned int's bits as a float.
+inline float __uint_as_float(unsigned bits) {
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+// CUDA's byte permute: byte i of the result is byte (s >> 4i) & 7 of the eight bytes of
+// x (0-3) and y (4-7).
+inline unsigned __byte_perm(unsigned x, unsigned y, unsigned s) {
+  const unsigned long long xy = (static_cast<unsigned long long>(y) << 32) | x;
+  unsigned r = 0;
+  for (int i = 0; i < 4; ++i) {
+    r |= static_cast<unsigned>((xy >> (8 * ((s >> (4 * i)) & 7))) & 0xFF) << (8 * i);
+  }
+  return r;
+}
+
 inline void __syncthreads() { emul::sync_block(); }
 
 inline float __shfl_xor_sync(unsigned mask, float v, int offset) {

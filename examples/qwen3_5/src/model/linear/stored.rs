@@ -64,6 +64,7 @@ impl Quantized {
             biases: biases.value().clone(),
             params: QuantParams { group_size, bits },
             cpu: None,
+            one_row_kernel: false,
         })
     }
 }

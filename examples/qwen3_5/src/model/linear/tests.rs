@@ -32,6 +32,7 @@ fn dense_layers_keep_the_small_batch_rows() {
     let gpu = Products {
         cpu: None,
         small_batch_rows: 12,
+        quantized_gemv: true,
     };
     let part = Linear::dense(normal(&[8, 16], 1)).unwrap();
     let joined = Projections::new(vec![part.clone(); 2], gpu).unwrap();
@@ -49,6 +50,7 @@ fn dense_layers_keep_the_small_batch_rows() {
     let on_cpu = Products {
         cpu: Some(CPU),
         small_batch_rows: 12,
+        quantized_gemv: true,
     };
     assert_eq!(rows(&part.for_device(on_cpu).unwrap()), 0);
 }
@@ -102,6 +104,7 @@ fn quantized_4bit(w: &Array) -> Linear {
             bits: 4,
         },
         cpu: None,
+        one_row_kernel: false,
     })
 }
 

@@ -1,0 +1,154 @@
+//! The product of one row with an MLX affine-quantized weight on a CUDA GPU: a decode
+//! step's products of a 4- or 8-bit model, in one launch each
+//! (`mlx-lm/kernels/quantized_gemv.cu.inc`).
+//!
+//! MLX 0.32.2's kernel for this (`qmv_kernel`) gives each lane 16 values of a row at a
+//! time (8-byte loads of 4-bit words) and sums them in the activations' dtype. Here a
+//! block's loads of all its rows (16-byte words, their scales and biases) are issued
+//! before any is used, x is read once a block and kept in registers as floats, and the
+//! sums run in float32, rounded to the output dtype once: within one rounding of the
+//! exact product of the quantized weight (MLX's bfloat16 sums are coarser).
+//!
+//! `examples/qwen3_5/tests/kernel_emulation/emulate_quantized_gemv.py` runs the kernel's
+//! text on the CPU with emulated warps, `nvrtc_check.py` compiles it for sm_90 as MLX
+//! does, and `tests/lm/quantized_gemv.rs` runs the emulation (in CI) and compares the
+//! kernel with MLX's `quantized_matmul` on a CUDA GPU.
+
+use crate::error::{Error, Result};
+use crate::kernels::gpu::{self, GpuBackend};
+use mlx_rs::fast::{KernelConfig, TemplateArg};
+use mlx_rs::{Array, Dtype};
+
+/// The kernel's body.
+pub const BODY: &str = include_str!("../../kernels/quantized_gemv.cu.inc");
+/// Weight rows a block takes.
+pub const ROWS: i32 = 4;
+/// The most warps a block has (they split a row's values).
+pub const MAX_WARPS: i32 = 8;
+/// The most 16-byte words of a row one lane takes (its x values stay in registers:
+/// `MAX_WORDS · 128 / BITS` floats).
+pub const MAX_WORDS: i32 = 2;
+
+/// `(warps, words a lane)` of a block for rows of `k` values of `bits` bits: the fewest
+/// warps whose lanes take one 16-byte word each, at most [`MAX_WARPS`]; then as many words
+/// a lane as that needs. `None` past [`MAX_WORDS`] words a lane.
+pub fn launch(k: i32, bits: i32) -> Option<(i32, i32)> {
+    let words = k / (128 / bits);
+    let warps = ((words + 31) / 32).clamp(1, MAX_WARPS);
+    let per_lane = (words + 32 * warps - 1) / (32 * warps);
+    (per_lane <= MAX_WORDS).then_some((warps, per_lane))
+}
+
+/// Whether the kernel takes `x · dequantize(w, scales, biases)ᵀ`: `x` `[.., K]` of one row
+/// in all; `w` `[N, K · bits / 32]` `uint32`; `scales` and `biases` `[N, K / group]` of
+/// `x`'s dtype (bfloat16, float16 or float32); `bits` 4 or 8; `group` 32, 64 or 128; `K` a
+/// multiple of `group` that [`launch`] takes; any `N` whose launch (`32 · warps` threads
+/// for each [`ROWS`] rows) counts its threads in an `i32`.
+pub fn fits(x: &Array, w: &Array, scales: &Array, biases: &Array, bits: i32, group: i32) -> bool {
+    if !matches!(bits, 4 | 8) || !matches!(group, 32 | 64 | 128) {
+        return false;
+    }
+    let (Some(&k), &[n, wk]) = (x.shape().last(), w.shape()) else {
+        return false;
+    };
+    if k <= 0 || k % group != 0 || wk != k / 32 * bits || n <= 0 || x.size() != k as usize {
+        return false;
+    }
+    let Some((warps, _)) = launch(k, bits) else {
+        return false;
+    };
+    let blocks = (n as i64 + ROWS as i64 - 1) / ROWS as i64;
+    if blocks * 32 * warps as i64 > i32::MAX as i64 {
+        return false;
+    }
+    let act = x.dtype();
+    matches!(act, Dtype::Bfloat16 | Dtype::Float16 | Dtype::Float32)
+        && w.dtype() == Dtype::Uint32
+        && scales.dtype() == act
+        && biases.dtype() == act
+        && scales.shape() == [n, k / group]
+        && biases.shape() == [n, k / group]
+}
+
+/// `x · dequantize(w, scales, biases)ᵀ` (`[.., N]` in `x`'s dtype) for one row `x` on a
+/// CUDA GPU.
+///
+/// # Errors
+/// Shapes, dtypes or quantizations the kernel does not take (see [`fits`]); MLX's errors
+/// (no CUDA GPU).
+pub fn matmul(
+    x: &Array,
+    w: &Array,
+    scales: &Array,
+    biases: &Array,
+    bits: i32,
+    group: i32,
+) -> Result<Array> {
+    try_matmul(x, w, scales, biases, bits, group)?.ok_or_else(|| {
+        Error::InvalidArgument(format!(
+            "quantized one-row product: x {:?} ({:?}), w {:?} ({:?}), scales {:?} ({:?}), \
+             biases {:?} ({:?}) with {bits} bits and groups of {group} do not fit (x [.., K] \
+             of one row; w [N, K · bits / 32] uint32; scales and biases [N, K / group] of x's \
+             dtype, bfloat16, float16 or float32; bits 4 or 8; group 32, 64 or 128; K a \
+             multiple of group, at most {} values)",
+            x.shape(),
+            x.dtype(),
+            w.shape(),
+            w.dtype(),
+            scales.shape(),
+            scales.dtype(),
+            biases.shape(),
+            biases.dtype(),
+            32 * MAX_WARPS * MAX_WORDS * 128 / bits.max(1),
+        ))
+    })
+}
+
+/// [`matmul`] where the kernel takes the product ([`fits`]), `None` otherwise (the caller
+/// multiplies some other way): one check for a product on a model's hot path.
+///
+/// # Errors
+/// MLX's errors (no CUDA GPU).
+pub fn try_matmul(
+    x: &Array,
+    w: &Array,
+    scales: &Array,
+    biases: &Array,
+    bits: i32,
+    group: i32,
+) -> Result<Option<Array>> {
+    if !fits(x, w, scales, biases, bits, group) {
+        return Ok(None);
+    }
+    let k = x.dim(-1);
+    let n = w.dim(0);
+    let Some((warps, words)) = launch(k, bits) else {
+        return Ok(None);
+    };
+    let mut out_shape = x.shape().to_vec();
+    if let Some(last) = out_shape.last_mut() {
+        *last = n;
+    }
+    let kernel = gpu::kernel(
+        GpuBackend::Cuda,
+        "quantized_gemv",
+        &["x", "w", "scales", "biases"],
+        &["out"],
+        |_| BODY.to_string(),
+    )?;
+    let blocks = (n + ROWS - 1) / ROWS;
+    let config = KernelConfig::new([32 * warps * blocks, 1, 1], [32 * warps, 1, 1])
+        .output(&out_shape, x.dtype())
+        .template("T", TemplateArg::Dtype(x.dtype()))
+        .template("BITS", TemplateArg::Int(bits))
+        .template("GROUP", TemplateArg::Int(group))
+        .template("K", TemplateArg::Int(k))
+        .template("WARPS", TemplateArg::Int(warps))
+        .template("U", TemplateArg::Int(words))
+        .template("R", TemplateArg::Int(ROWS));
+    let [out] = gpu::outputs(
+        kernel.apply(&[x, w, scales, biases], &config)?,
+        "quantized one-row product kernel",
+    )?;
+    Ok(Some(out))
+}
