@@ -339,10 +339,11 @@ mod tests {
             prefill_chunk: DEFAULT_CHUNK,
             kernel_prefill_max: Some(32),
             small_batch_rows: Some(12),
+            quantized_gemv: Some(Switch::On),
         };
         let o = args.resolve(&cpu);
         assert_eq!(o.decode, Decode::Reference);
-        assert!(o.compile_layers && !o.cpu_gemm);
+        assert!(o.compile_layers && !o.cpu_gemm && o.quantized_gemv && !defaults.quantized_gemv);
         assert_eq!(o.cpu_threads, 3);
         assert_eq!(o.prefill, Prefill::Sequential);
         assert_eq!((defaults.kernel_prefill_max, o.kernel_prefill_max), (0, 32));
