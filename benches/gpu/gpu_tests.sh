@@ -46,6 +46,8 @@ group() { # NAME BINARY [ENV=VALUE ...] -- ARGS...
 group "lm gated delta kernels" lm -- gated_delta --skip emulated
 group "lm attention kernels" lm -- --ignored attention_kernel
 group "lm small-batch kernel" lm -- --ignored small_batch
+group "lm glue kernels" lm -- --ignored glue::
+group "lm quantized one-row kernel" lm -- --ignored quantized_gemv
 group "qwen3_5 fused" fused -- --ignored
 group "qwen3_5 forward (TF32 off)" forward MLX_ENABLE_TF32=0 -- --ignored
 for t in io ops_shape threads_models; do

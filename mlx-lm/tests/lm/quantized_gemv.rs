@@ -5,7 +5,7 @@
 //! also runs emulated on the CPU: `emulate_quantized_gemv.py`.
 
 use crate::common::{gpu, normal, run_kernel_emulator};
-use mlx_lm::kernels::quantized_gemv::{fits, launch, matmul, MAX_WARPS};
+use mlx_lm::kernels::quantized_gemv::{compile, fits, launch, matmul, MAX_WARPS};
 use mlx_rs::ops::{self, QuantizeOptions};
 use mlx_rs::{Array, Device, Dtype};
 
@@ -42,6 +42,8 @@ fn launches_cover_the_row() {
     assert_eq!(launch(2048, 8), Some((4, 1)));
     assert_eq!(launch(16384, 4), Some((MAX_WARPS, 2)));
     assert_eq!(launch(32768, 4), None, "past two words a lane");
+    assert_eq!(launch(2048, 3), None, "3 bits");
+    assert_eq!(launch(0, 4), None, "no values");
     for (k, bits) in [(1024, 4), (4096, 4), (3072, 8), (12288, 4)] {
         let (warps, words) = launch(k, bits).unwrap();
         assert!(32 * warps * words >= k / (128 / bits), "{k} {bits}");
@@ -114,6 +116,22 @@ fn shapes_it_refuses_are_errors() {
     );
     let err = matmul(&normal(&[1, 256], 2, bf), &w, &s, &b, 5, 64).unwrap_err();
     assert!(err.to_string().contains("5 bits"), "{err}");
+    let err = compile(bf, 4, 64, 100).unwrap_err();
+    assert!(
+        err.to_string().contains("do not fit"),
+        "K not a multiple of the group: {err}"
+    );
+    assert!(compile(bf, 2, 64, 256).is_err(), "2 bits");
+}
+
+/// `compile` builds the kernel where MLX has a CUDA GPU and is an error elsewhere (the CPU
+/// build here, Metal on macOS), so a model keeps MLX's quantized matmul instead of failing
+/// at its first decode step.
+#[test]
+fn compile_needs_cuda() {
+    let cuda = Device::gpu().is_available() && !cfg!(target_os = "macos");
+    let built = mlx_rs::with_device(&Device::gpu(), || compile(Dtype::Bfloat16, 4, 64, 2048));
+    assert_eq!(built.is_ok_and(|r| r.is_ok()), cuda);
 }
 
 /// The values of an array as float32.

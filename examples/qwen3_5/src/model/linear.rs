@@ -259,6 +259,16 @@ impl Linear {
         }
     }
 
+    /// The dtype of a quantized weight's scales and its quantization (an adapted layer's
+    /// base's); `None` when dense.
+    pub fn quantization(&self) -> Option<(Dtype, QuantParams)> {
+        match self {
+            Linear::Quantized(q) => Some((q.scales.dtype(), q.params)),
+            Linear::Adapted { base, .. } => base.quantization(),
+            Linear::Dense { .. } | Linear::DenseT { .. } => None,
+        }
+    }
+
     /// The dtype of a dense weight (an adapted layer's base's); `None` when quantized.
     pub fn dense_dtype(&self) -> Option<Dtype> {
         match self {
