@@ -17,6 +17,35 @@ mod stored;
 use cpu::cpu_matmul;
 pub(crate) use stored::{placeholder, placeholder_embedding, placeholder_param};
 
+/// `products` with the CUDA product kernels it takes compiled now (at load: MLX compiles a
+/// custom kernel with NVRTC at its first launch, a stall of seconds at a model's first
+/// step), and with any that cannot be compiled turned off, so the model keeps MLX's
+/// products: the small-batch kernel for the dtype of a dense `table` (not where the dtype
+/// is another, or the GPU lacks bfloat16 tensor cores), the quantized one-row kernel for
+/// a quantized `table`'s quantization at each of the model's `inner` sizes that it takes
+/// (the others stay on MLX's quantized matmul anyway).
+pub(crate) fn compile_kernels(mut products: Products, table: &Linear, inner: &[i32]) -> Products {
+    if products.small_batch_rows >= 2 {
+        let compiled = table.dense_dtype().map(small_batch::compile);
+        if !matches!(compiled, Some(Ok(()))) {
+            products.small_batch_rows = 0;
+        }
+    }
+    if let (true, Some((dtype, q))) = (products.quantized_gemv, table.quantization()) {
+        let (bits, group) = (q.bits, q.group_size);
+        let mut sizes = inner.to_vec();
+        sizes.sort_unstable();
+        sizes.dedup();
+        let takes = |k: &i32| k % group == 0 && quantized_gemv::launch(*k, bits).is_some();
+        let compiled = sizes
+            .iter()
+            .filter(|k| takes(k))
+            .all(|&k| quantized_gemv::compile(dtype, bits, group, k).is_ok());
+        products.quantized_gemv = compiled;
+    }
+    products
+}
+
 /// Quantized weights: packed `uint32` rows with one scale and bias per group.
 #[derive(Clone)]
 pub struct Quantized {

@@ -16,7 +16,7 @@ use attention::Attention;
 use deltanet::{GatedDeltaNet, RowEnds};
 use linear::{Embedding, Linear};
 use mlp::Mlp;
-use mlx_lm::kernels::{compiled, quantized_gemv, small_batch};
+use mlx_lm::kernels::compiled;
 use mlx_lm::model::PaddedRows;
 use mlx_lm::shard::Part;
 use mlx_lm::tuner::{self, checkpoint_layer, Adaptable, AdaptableLinear};
@@ -353,40 +353,16 @@ impl Model {
         let embedding = Embedding {
             table: Linear::from_embedding(path, &self.language_model.model.embed_tokens)?,
         };
-        // The small-batch kernel is compiled now rather than at the first batched step;
-        // where it cannot be (a dtype it does not take, a GPU without bf16 tensor cores)
-        // the model keeps MLX's matmul.
-        if self.plan.small_batch_rows >= 2 {
-            let dtype = embedding.table.dense_dtype();
-            let compiled = dtype.is_some_and(|d| small_batch::compile(d).is_ok());
-            if !compiled {
-                self.plan.small_batch_rows = 0;
-            }
-        }
-        // So is the quantized one-row kernel, for each inner size of the model's products
-        // that it takes (the others stay on MLX's quantized matmul anyway); where it cannot
-        // be compiled, the model keeps MLX's quantized matmul.
-        if self.plan.quantized_gemv {
-            if let Some((dtype, q)) = embedding.table.quantization() {
-                let (bits, group) = (q.bits, q.group_size);
-                let mut sizes = vec![
-                    text.hidden_size,
-                    text.intermediate_size,
-                    text.num_attention_heads * text.head_dim,
-                    text.linear_value_dim(),
-                ];
-                sizes.sort_unstable();
-                sizes.dedup();
-                let takes = |k: i32| k % group == 0 && quantized_gemv::launch(k, bits).is_some();
-                let compiled = sizes
-                    .into_iter()
-                    .filter(|&k| takes(k))
-                    .all(|k| quantized_gemv::compile(dtype, bits, group, k).is_ok());
-                if !compiled {
-                    self.plan.quantized_gemv = false;
-                }
-            }
-        }
+        // The CUDA product kernels the plan takes are compiled now, not at the first step.
+        let inner = [
+            text.hidden_size,
+            text.intermediate_size,
+            text.num_attention_heads * text.head_dim,
+            text.linear_value_dim(),
+        ];
+        let products = linear::compile_kernels(self.plan.products(), &embedding.table, &inner);
+        self.plan.small_batch_rows = products.small_batch_rows;
+        self.plan.quantized_gemv = products.quantized_gemv;
         let (c, plan) = (&text, &self.plan);
         let lm = &mut self.language_model;
         let dec = &mut lm.model;

@@ -1,5 +1,5 @@
 //! Tests of the linear layers: the CPU paths' values against MLX's, joining, the device
-//! forms, and the small-batch setting through joining and compiled copies.
+//! forms, and the small-batch and quantized one-row kernel settings through joining and compiled copies.
 use super::cpu::{cpu_streams_matmul, CPU_SPLIT_ROWS};
 use super::*;
 use mlx_lm::kernels::cpu_gemm;
@@ -249,4 +249,48 @@ fn a_transposed_table_looks_up_the_same_rows() {
         close(&emb.as_linear(&x).unwrap(), &want, "head");
     })
     .unwrap();
+}
+
+/// A GPU model's quantized layers keep the one-row kernel setting through joining and the
+/// compiled functions' copies (the hash tells it apart); `compile_kernels` keeps a kernel
+/// only where it can be built (a CUDA GPU) and otherwise turns it off, so the model keeps
+/// MLX's products.
+#[test]
+fn quantized_layers_keep_the_one_row_kernel_where_it_compiles() {
+    let gpu = Products {
+        cpu: None,
+        small_batch_rows: 16,
+        quantized_gemv: true,
+    };
+    let part = quantized_4bit(&normal(&[64, 64], 5));
+    let on = |l: &Linear| matches!(l, Linear::Quantized(q) if q.one_row_kernel);
+    let joined = Projections::new(vec![part.clone(); 2], gpu).unwrap();
+    let j = joined.joined.as_ref().unwrap();
+    let copy = j.with_weights(&mut j.weights().into_iter()).unwrap();
+    assert!(on(j) && on(&copy) && !on(&part));
+    let hash = |l: &Linear| {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        l.hash_structure(&mut h);
+        h.finish()
+    };
+    let single = part.clone().for_device(gpu).unwrap();
+    assert_ne!(hash(&single), hash(&part));
+
+    // On the default device: the GPU where MLX has one, else the CPU, where building a
+    // CUDA kernel is an error.
+    let cuda = mlx_rs::Device::gpu().is_available() && !cfg!(target_os = "macos");
+    let got = compile_kernels(gpu, &part, &[64, 128]);
+    assert_eq!(
+        got.quantized_gemv, cuda,
+        "quantized kernel kept where CUDA compiles it"
+    );
+    let dense = Linear::dense(normal(&[64, 64], 6)).unwrap();
+    let got = compile_kernels(gpu, &dense, &[64]);
+    assert_eq!(
+        got.small_batch_rows == 16,
+        cuda,
+        "small-batch kernel kept where CUDA compiles it"
+    );
+    let none = compile_kernels(Products::cpu(CPU), &part, &[64]);
+    assert_eq!(none, Products::cpu(CPU), "a CPU model's products unchanged");
 }
