@@ -277,6 +277,23 @@ def compile_cpp(cpp, exe):
     return r.stderr if r.returncode != 0 else None
 
 
+def build_and_run(case_dir, src):
+    """Writes an emulated launch's source to case_dir/kernel.cpp, builds it (compile_cpp)
+    and runs it with case_dir as its argument (where it reads its inputs and writes its
+    outputs). An error text (the compiler's or the run's), or None."""
+    cpp = os.path.join(case_dir, "kernel.cpp")
+    with open(cpp, "w") as f:
+        f.write(src)
+    exe = os.path.join(case_dir, "kernel")
+    err = compile_cpp(cpp, exe)
+    if err:
+        return f"does not compile ({cpp}):\n{err[-6000:]}"
+    r = subprocess.run([exe, case_dir], capture_output=True, text=True)
+    if r.returncode != 0:
+        return f"run failed: {r.stderr[-3000:]}"
+    return None
+
+
 # What each emulated launch's main() uses: float32 files in and out, in the case's folder.
 CPP_IO = """template <class T> std::vector<T> load(const char* dir, const char* name, size_t n) {
   std::vector<float> f(n);
@@ -338,17 +355,9 @@ def run_case(backend, kernel, act, gate, dims, workdir, seed):
     lines += [f'  save(dir, "{n}", {n});' for n, _ in kernel.outputs]
     lines += ["  return 0;", "}"]
     src += "\n".join(lines) + "\n"
-    cpp = os.path.join(case_dir, "kernel.cpp")
-    with open(cpp, "w") as f:
-        f.write(src)
-    exe = os.path.join(case_dir, "kernel")
-    err = compile_cpp(cpp, exe)
+    err = build_and_run(case_dir, src)
     if err:
-        print(err[-6000:])
-        return False, f"{tag}: does not compile ({cpp})"
-    r = subprocess.run([exe, case_dir], capture_output=True, text=True)
-    if r.returncode != 0:
-        return False, f"{tag}: run failed: {r.stderr[-3000:]}"
+        return False, f"{tag}: {err}"
     ok, msgs = True, []
     for name, _ in kernel.outputs:
         got = np.fromfile(os.path.join(case_dir, name + ".bin"), np.float32).reshape(out_shapes[name])

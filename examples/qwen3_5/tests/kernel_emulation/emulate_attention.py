@@ -32,13 +32,12 @@ import argparse
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 
 import numpy as np
 
-from emulate import CPP_IO, HERE, compile_cpp, bf16_round, read, rnd
+from emulate import CPP_IO, HERE, bf16_round, build_and_run, read, rnd
 
 ATTN_RS = os.path.join(HERE, "..", "..", "..", "..", "mlx-lm", "src", "kernels", "attention.rs")
 _ATTN_SRC = open(ATTN_RS).read()
@@ -122,16 +121,9 @@ def run(kernel, act, consts, arrays, out_shapes, grid, block, workdir, tag):
     os.makedirs(case_dir, exist_ok=True)
     for name, a in arrays.items():
         np.asarray(a, np.float32).tofile(os.path.join(case_dir, name + ".bin"))
-    cpp = os.path.join(case_dir, "kernel.cpp")
-    with open(cpp, "w") as f:
-        f.write(source(kernel, act, consts, arrays, out_shapes, grid, block))
-    exe = os.path.join(case_dir, "kernel")
-    err = compile_cpp(cpp, exe)
+    err = build_and_run(case_dir, source(kernel, act, consts, arrays, out_shapes, grid, block))
     if err:
-        return f"does not compile ({cpp}):\n{err[-4000:]}"
-    r = subprocess.run([exe, case_dir], capture_output=True, text=True)
-    if r.returncode != 0:
-        return f"run failed: {r.stderr[-3000:]}"
+        return err
     return {n: np.fromfile(os.path.join(case_dir, n + ".bin"), np.float32).reshape(s)
             for n, s in out_shapes.items()}
 

@@ -25,13 +25,12 @@ import argparse
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 
 import numpy as np
 
-from emulate import HERE, compile_cpp, read, rnd
+from emulate import HERE, build_and_run, read, rnd
 
 RS = open(os.path.join(HERE, "..", "..", "..", "..", "mlx-lm", "src", "kernels",
                        "quantized_gemv.rs")).read()
@@ -155,16 +154,9 @@ def run_case(rng, dtype, bits, group, k, n, offs, workdir, tag):
     pack(q, bits).tofile(os.path.join(case, "w.bin"))
     scales.astype(np.float32).tofile(os.path.join(case, "scales.bin"))
     biases.astype(np.float32).tofile(os.path.join(case, "biases.bin"))
-    cpp = os.path.join(case, "kernel.cpp")
-    with open(cpp, "w") as f:
-        f.write(source(dtype, bits, group, k, n, warps, words, offs))
-    exe = os.path.join(case, "kernel")
-    err = compile_cpp(cpp, exe)
+    err = build_and_run(case, source(dtype, bits, group, k, n, warps, words, offs))
     if err:
-        return f"does not compile ({cpp}):\n{err[-3000:]}"
-    r = subprocess.run([exe, case], capture_output=True, text=True)
-    if r.returncode != 0:
-        return f"run failed: {r.stderr[-2000:]}"
+        return err
     got = np.fromfile(os.path.join(case, "out.bin"), np.float32)
     bad = ~(np.abs(got - ref) <= tol)
     if bad.any():
