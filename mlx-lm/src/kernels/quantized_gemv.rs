@@ -68,35 +68,49 @@ pub fn launch(k: i32, bits: i32) -> Option<(i32, i32)> {
     (per_lane <= MAX_WORDS).then_some((warps, per_lane))
 }
 
+/// Whether the kernel takes rows of `k` values with a `bits`-bit weight in groups of
+/// `group`: `bits` 4 or 8, `group` 32, 64 or 128, `k` a multiple of `group` that
+/// [`launch`] takes.
+pub fn takes(k: i32, bits: i32, group: i32) -> bool {
+    matches!(group, 32 | 64 | 128) && k > 0 && k % group == 0 && launch(k, bits).is_some()
+}
+
 /// Whether the kernel takes `x · dequantize(w, scales, biases)ᵀ`: `x` `[.., K]` of one row
 /// in all; `w` `[N, K · bits / 32]` `uint32`; `scales` and `biases` `[N, K / group]` of
-/// `x`'s dtype (bfloat16, float16 or float32); `bits` 4 or 8; `group` 32, 64 or 128; `K` a
-/// multiple of `group` that [`launch`] takes; any `N` whose launch (`32 · warps` threads
-/// for each [`ROWS`] rows) counts its threads in an `i32`.
+/// `x`'s dtype (bfloat16, float16 or float32); `K`, `bits` and `group` as [`takes`] says;
+/// any `N` whose launch (`32 · warps` threads for each [`ROWS`] rows) counts its threads
+/// in an `i32`.
 pub fn fits(x: &Array, w: &Array, scales: &Array, biases: &Array, bits: i32, group: i32) -> bool {
-    if !matches!(bits, 4 | 8) || !matches!(group, 32 | 64 | 128) {
-        return false;
-    }
+    checked_launch(x, w, scales, biases, bits, group).is_some()
+}
+
+/// The `(warps, words a lane)` of the product's launch where the kernel takes it
+/// ([`fits`]), `None` otherwise: the checks and the launch found once.
+fn checked_launch(
+    x: &Array,
+    w: &Array,
+    scales: &Array,
+    biases: &Array,
+    bits: i32,
+    group: i32,
+) -> Option<(i32, i32)> {
     let (Some(&k), &[n, wk]) = (x.shape().last(), w.shape()) else {
-        return false;
+        return None;
     };
-    if k <= 0 || k % group != 0 || wk != k / 32 * bits || n <= 0 || x.size() != k as usize {
-        return false;
+    if !takes(k, bits, group) || wk != k / 32 * bits || n <= 0 || x.size() != k as usize {
+        return None;
     }
-    let Some((warps, _)) = launch(k, bits) else {
-        return false;
-    };
+    let (warps, words) = launch(k, bits)?;
     let blocks = (n as i64 + ROWS as i64 - 1) / ROWS as i64;
-    if blocks * 32 * warps as i64 > i32::MAX as i64 {
-        return false;
-    }
     let act = x.dtype();
-    matches!(act, Dtype::Bfloat16 | Dtype::Float16 | Dtype::Float32)
+    let ok = blocks * 32 * warps as i64 <= i32::MAX as i64
+        && matches!(act, Dtype::Bfloat16 | Dtype::Float16 | Dtype::Float32)
         && w.dtype() == Dtype::Uint32
         && scales.dtype() == act
         && biases.dtype() == act
         && scales.shape() == [n, k / group]
-        && biases.shape() == [n, k / group]
+        && biases.shape() == [n, k / group];
+    ok.then_some((warps, words))
 }
 
 /// `x · dequantize(w, scales, biases)ᵀ` (`[.., N]` in `x`'s dtype) for one row `x` on a
@@ -146,14 +160,11 @@ pub fn try_matmul(
     bits: i32,
     group: i32,
 ) -> Result<Option<Array>> {
-    if !fits(x, w, scales, biases, bits, group) {
-        return Ok(None);
-    }
-    let k = x.dim(-1);
-    let n = w.dim(0);
-    let Some((warps, words)) = launch(k, bits) else {
+    let Some((warps, words)) = checked_launch(x, w, scales, biases, bits, group) else {
         return Ok(None);
     };
+    let k = x.dim(-1);
+    let n = w.dim(0);
     let mut out_shape = x.shape().to_vec();
     if let Some(last) = out_shape.last_mut() {
         *last = n;

@@ -36,10 +36,9 @@ pub(crate) fn compile_kernels(mut products: Products, table: &Linear, inner: &[i
         let mut sizes = inner.to_vec();
         sizes.sort_unstable();
         sizes.dedup();
-        let takes = |k: &i32| k % group == 0 && quantized_gemv::launch(*k, bits).is_some();
         let compiled = sizes
             .iter()
-            .filter(|k| takes(k))
+            .filter(|&&k| quantized_gemv::takes(k, bits, group))
             .all(|&k| quantized_gemv::compile(dtype, bits, group, k).is_ok());
         products.quantized_gemv = compiled;
     }
